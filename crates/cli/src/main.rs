@@ -1,0 +1,361 @@
+//! `gongji`: the command-line program. It parses arguments, reads input, and prints; every
+//! decision and every byte stored is `gongji-ledger`'s.
+
+mod input;
+mod output;
+
+use std::fs::File;
+use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use gongji_domain::command::LINE_BYTES_MAX;
+use gongji_domain::Rejection;
+use gongji_ledger::{Ledger, LedgerError, LineOutcome};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(
+    name = "gongji",
+    version,
+    about = "Gongji (共济): an event-sourced ledger for employee medical insurance accounts and funds"
+)]
+struct Cli {
+    /// The ledger's data directory (created on first use).
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Apply commands from a JSON Lines file (`-` for standard input), one command a line.
+    Apply {
+        file: String,
+        /// One JSON object per input line on standard output.
+        #[arg(long)]
+        json: bool,
+        /// Most lines decided before their events are made durable together (group commit).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        batch_lines: u32,
+    },
+    /// A member's personal account.
+    Account {
+        member: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A member's standing in one insurance year: deductible, ordinary limit, fund payments.
+    Year {
+        member: String,
+        year: i32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A region's pooled and large-amount funds.
+    Fund {
+        region: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A member's events, in order, from the log.
+    History {
+        member: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Policy versions: load one from a file, or list those loaded.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCmd,
+    },
+    /// Drop every projection and rebuild them from the log.
+    Rebuild,
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Load a policy version (JSON) into the ledger.
+    Load {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the policy versions loaded, per region.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(data) = cli.data.clone() else {
+        eprintln!("gongji: --data DIR is required: the ledger's data directory");
+        return ExitCode::from(2);
+    };
+    match run(&data, cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("gongji: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn open(data: &Path) -> Result<Ledger, String> {
+    Ledger::open(data).map_err(|e| format!("cannot open ledger at {}: {e}", data.display()))
+}
+
+fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
+    match command {
+        Cmd::Apply {
+            file,
+            json,
+            batch_lines,
+        } => apply(data, &file, json, batch_lines as usize),
+        Cmd::Account { member, json } => {
+            let ledger = open(data)?;
+            let view = ledger.account(&member).map_err(|e| e.to_string())?;
+            found(
+                view.map(|v| json!(v)),
+                json,
+                &format!("member {member} is not enrolled"),
+            )
+        }
+        Cmd::Year { member, year, json } => {
+            let ledger = open(data)?;
+            let view = ledger.year(&member, year).map_err(|e| e.to_string())?;
+            found(
+                view.map(|v| json!(v)),
+                json,
+                &format!("member {member} is not enrolled"),
+            )
+        }
+        Cmd::Fund { region, json } => {
+            let ledger = open(data)?;
+            let view = ledger.fund(&region).map_err(|e| e.to_string())?;
+            found(
+                view.map(|v| json!(v)),
+                json,
+                &format!("region {region} has no fund or policy in this ledger"),
+            )
+        }
+        Cmd::History { member, json } => {
+            let ledger = open(data)?;
+            let entries = ledger.history(&member).map_err(|e| e.to_string())?;
+            if entries.is_empty() {
+                return found(None, json, &format!("member {member} has no events"));
+            }
+            let mut out = io::stdout().lock();
+            for entry in entries {
+                let value = json!(entry);
+                let line = if json {
+                    value.to_string()
+                } else {
+                    output::history_line(&value)
+                };
+                writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Policy {
+            action: PolicyCmd::Load { file, json },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let policy: Value = serde_json::from_str(&text)
+                .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+            let line = json!({"cmd": "load_policy", "policy": policy}).to_string();
+            let mut ledger = open(data)?;
+            ledger
+                .apply_line(&line, now_micros())
+                .map_err(|e| e.to_string())?;
+            let outcome = ledger.commit().map_err(|e| e.to_string())?;
+            ledger.close().map_err(|e| e.to_string())?;
+            let mut out = io::stdout().lock();
+            let rejected = output::print_outcomes(&mut out, &[(1, outcome[0].clone())], json)
+                .map_err(|e| e.to_string())?;
+            Ok(if rejected > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Policy {
+            action: PolicyCmd::List { json },
+        } => {
+            let ledger = open(data)?;
+            let mut out = io::stdout().lock();
+            for region in ledger.policy_regions().map_err(|e| e.to_string())? {
+                for policy in ledger.policies(&region).map_err(|e| e.to_string())? {
+                    let value = json!({"region": region, "version": policy.version, "effective": policy.effective, "year_start": policy.year_start});
+                    let line = if json {
+                        value.to_string()
+                    } else {
+                        format!(
+                            "{region}  {}  effective {}",
+                            policy.version, policy.effective
+                        )
+                    };
+                    writeln!(out, "{line}").map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Rebuild => {
+            let mut ledger = open(data)?;
+            let started = Instant::now();
+            let mut bar = output::Progress::new("rebuild", io::stderr().is_terminal());
+            let folded = ledger
+                .rebuild(&mut |done, total| bar.show(done, total))
+                .map_err(|e| e.to_string())?;
+            bar.finish();
+            ledger.close().map_err(|e| e.to_string())?;
+            println!(
+                "rebuilt projections from {folded} records in {:.2?}",
+                started.elapsed()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn found(value: Option<Value>, json: bool, missing: &str) -> Result<ExitCode, String> {
+    match value {
+        Some(value) => {
+            let text = if json {
+                value.to_string()
+            } else {
+                output::readable(&value)
+            };
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("gongji: {missing}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn now_micros() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Input buffer: large, so a file is read in big chunks and commits come every `batch_lines`.
+const INPUT_BUFFER_BYTES: usize = 1024 * 1024;
+
+fn apply(data: &Path, file: &str, json: bool, batch_lines: usize) -> Result<ExitCode, String> {
+    let (source, size_bytes): (Box<dyn Read>, Option<u64>) = if file == "-" {
+        (Box::new(io::stdin().lock()), None)
+    } else {
+        let handle = File::open(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let size = handle.metadata().ok().map(|m| m.len());
+        (Box::new(handle), size)
+    };
+    let mut reader = BufReader::with_capacity(INPUT_BUFFER_BYTES, source);
+    let mut ledger = open(data)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let show_progress =
+        io::stderr().is_terminal() && size_bytes.is_some_and(|s| s > 4 * INPUT_BUFFER_BYTES as u64);
+    let mut bar = output::Progress::new("apply", show_progress);
+    let mut totals = output::Totals::default();
+    let mut pending_lines: Vec<usize> = Vec::new();
+    let mut line_bytes = Vec::new();
+    let mut read_bytes: u64 = 0;
+    let mut line_number = 0usize;
+    let started = Instant::now();
+
+    let commit = |ledger: &mut Ledger,
+                  pending_lines: &mut Vec<usize>,
+                  out: &mut io::BufWriter<io::StdoutLock<'_>>,
+                  totals: &mut output::Totals|
+     -> Result<(), String> {
+        let outcomes = ledger.commit().map_err(|e: LedgerError| {
+            format!(
+                "could not make lines durable: {e}; lines from {} on were not applied",
+                pending_lines.first().copied().unwrap_or(0)
+            )
+        })?;
+        let numbered: Vec<(usize, LineOutcome)> = pending_lines.drain(..).zip(outcomes).collect();
+        let rejected = output::print_outcomes(out, &numbered, json).map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
+        totals.add(numbered.len(), rejected);
+        Ok(())
+    };
+
+    loop {
+        if !pending_lines.is_empty()
+            && (pending_lines.len() >= batch_lines || reader.buffer().is_empty())
+        {
+            commit(&mut ledger, &mut pending_lines, &mut out, &mut totals)?;
+            bar.show(read_bytes, size_bytes.unwrap_or(0));
+        }
+        let read = match input::read_line_bounded(&mut reader, &mut line_bytes, LINE_BYTES_MAX) {
+            Ok(read) => read,
+            Err(error) => {
+                if !pending_lines.is_empty() {
+                    commit(&mut ledger, &mut pending_lines, &mut out, &mut totals)?;
+                }
+                eprintln!("gongji: reading {file} failed after line {line_number}: {error}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let Some(read) = read else { break };
+        read_bytes += read.bytes_consumed;
+        line_number += 1;
+        pending_lines.push(line_number);
+        let result = if read.too_long {
+            ledger.reject_line(Rejection::new(
+                "line_too_long",
+                format!("line is longer than {LINE_BYTES_MAX} bytes"),
+            ));
+            Ok(())
+        } else {
+            match std::str::from_utf8(&line_bytes) {
+                Ok(text) if text.trim().is_empty() => {
+                    ledger.reject_line(Rejection::new(
+                        "empty_line",
+                        "line is empty; each line must hold one JSON command",
+                    ));
+                    Ok(())
+                }
+                Ok(text) => ledger.apply_line(text, now_micros()),
+                Err(e) => {
+                    ledger.reject_line(Rejection::new(
+                        "malformed_encoding",
+                        format!("line is not UTF-8: {e}"),
+                    ));
+                    Ok(())
+                }
+            }
+        };
+        if let Err(error) = result {
+            return Err(format!(
+                "line {line_number}: {error}; earlier lines that were reported are durable"
+            ));
+        }
+    }
+    if !pending_lines.is_empty() {
+        commit(&mut ledger, &mut pending_lines, &mut out, &mut totals)?;
+    }
+    bar.finish();
+    ledger.close().map_err(|e| e.to_string())?;
+    if !json {
+        writeln!(out, "{}", totals.summary(started.elapsed())).map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    Ok(if totals.rejected > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

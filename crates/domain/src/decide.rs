@@ -1,0 +1,947 @@
+//! `decide`: a command and the state it needs in, events or a rejection out. No clock, no disk,
+//! no randomness: dates come with the command.
+
+use serde::Serialize;
+
+use crate::command::{Command, ID_BYTES_MAX};
+use crate::event::{Event, Settlement, Stream};
+use crate::money::Money;
+use crate::policy::{in_lump_sum_period, CreditSource, Facts, PolicyVersion};
+use crate::state::{State, TxKind};
+use crate::time::{age_in_month, Day, Month};
+use crate::types::{Channel, FundKind, Purpose, Rejection, Scheme, Status};
+
+/// What a command decided: the events to append, each with its stream, and the result to show.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub events: Vec<(Stream, Event)>,
+    pub outcome: Outcome,
+}
+
+/// The result of an accepted command, as shown to the user.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    PolicyLoaded {
+        region: String,
+        version: String,
+        effective: Day,
+    },
+    Enrolled {
+        member: String,
+        region: String,
+        balance: Money,
+    },
+    Retired {
+        member: String,
+        retired_on: Day,
+    },
+    Contributed {
+        member: String,
+        month: Month,
+        credited: Money,
+        pooled: Money,
+        balance: Money,
+    },
+    Allocated {
+        region: String,
+        month: Month,
+        members_credited: u64,
+        credited: Money,
+        pooled_paid: Money,
+        lump_sum_credited: Money,
+    },
+    Settled(SettledOutcome),
+    Bound {
+        holder: String,
+        relative: String,
+    },
+    Unbound {
+        holder: String,
+        relative: String,
+    },
+    Paid {
+        id: String,
+        holder: String,
+        beneficiary: String,
+        amount: Money,
+        balance: Money,
+    },
+    Reversed {
+        id: String,
+        kind: &'static str,
+        account_refunded: Money,
+        pooled_refunded: Money,
+        large_amount_refunded: Money,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SettledOutcome {
+    pub claim: String,
+    pub year: i32,
+    pub fund_paid: Money,
+    pub special_paid: Money,
+    pub ordinary_paid: Money,
+    pub pooled_paid: Money,
+    pub large_amount_paid: Money,
+    pub deductible_applied: Money,
+    pub account_paid: Money,
+    pub cash_paid: Money,
+    pub reimbursed_to_member: Money,
+    pub balance: Money,
+    pub policy: String,
+}
+
+/// Upper bound on members one `allocate` may credit (a region's size with room to spare).
+pub const ALLOCATE_MEMBERS_MAX: usize = 50_000_000;
+
+pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
+    match command {
+        Command::LoadPolicy { policy } => load_policy(state, policy),
+        Command::Enroll {
+            member,
+            region,
+            born,
+            status,
+            scheme,
+            date,
+            opening_balance,
+            lump_sum_base,
+            lump_sum_until,
+        } => {
+            check_id("member", member)?;
+            check_id("region", region)?;
+            if state.members.contains_key(member) {
+                return Err(Rejection::new(
+                    "already_enrolled",
+                    format!("member {member} is already enrolled"),
+                ));
+            }
+            if born > date {
+                return Err(Rejection::new(
+                    "malformed_date",
+                    format!("member {member} born {born} after enrolment on {date}"),
+                ));
+            }
+            let opening_balance = opening_balance.unwrap_or(Money::ZERO);
+            non_negative("opening_balance", opening_balance)?;
+            let lump_sum = *scheme == Scheme::LumpSum;
+            if lump_sum != (lump_sum_base.is_some() && lump_sum_until.is_some()) {
+                return Err(Rejection::new(
+                    "lump_sum_mismatch",
+                    format!("member {member}: scheme lump_sum needs lump_sum_base and lump_sum_until, and only it takes them"),
+                ));
+            }
+            if let Some(base) = lump_sum_base {
+                non_negative("lump_sum_base", *base)?;
+            }
+            let event = Event::Enrolled {
+                member: member.clone(),
+                region: region.clone(),
+                born: *born,
+                status: *status,
+                scheme: *scheme,
+                date: *date,
+                opening_balance,
+                lump_sum_base: *lump_sum_base,
+                lump_sum_until: *lump_sum_until,
+            };
+            Ok(Decision {
+                events: vec![(Stream::Member(member.clone()), event)],
+                outcome: Outcome::Enrolled {
+                    member: member.clone(),
+                    region: region.clone(),
+                    balance: opening_balance,
+                },
+            })
+        }
+        Command::Retire { member, date } => {
+            let account = enrolled(state, member, *date)?;
+            if let Some(retired) = account.retired_on {
+                return Err(Rejection::new(
+                    "already_retired",
+                    format!("member {member} retired on {retired}"),
+                ));
+            }
+            Ok(Decision {
+                events: vec![(
+                    Stream::Member(member.clone()),
+                    Event::Retired {
+                        member: member.clone(),
+                        date: *date,
+                    },
+                )],
+                outcome: Outcome::Retired {
+                    member: member.clone(),
+                    retired_on: *date,
+                },
+            })
+        }
+        Command::Contribute {
+            member,
+            month,
+            base,
+        } => contribute(state, member, *month, *base),
+        Command::Allocate { region, month } => allocate(state, region, *month),
+        Command::Claim {
+            id,
+            member,
+            date,
+            level,
+            channel,
+            eligible,
+            special_paid,
+            uncovered,
+            use_account,
+            institution,
+            visit,
+        } => {
+            let claim = ClaimInput {
+                id,
+                member,
+                date: *date,
+                level: *level,
+                channel: *channel,
+                eligible: *eligible,
+                special_paid: *special_paid,
+                uncovered: *uncovered,
+                use_account: *use_account,
+                institution: institution.as_ref(),
+                visit: visit.as_ref(),
+            };
+            settle(state, &claim)
+        }
+        Command::BindFamily {
+            holder,
+            relative,
+            relation,
+            date,
+        } => {
+            check_id("relative", relative)?;
+            let account = enrolled(state, holder, *date)?;
+            if holder == relative {
+                return Err(Rejection::new(
+                    "self_binding",
+                    format!("member {holder} cannot be bound to their own account"),
+                ));
+            }
+            if let Some(binding) = account.family.get(relative) {
+                return Err(Rejection::new(
+                    "already_bound",
+                    format!(
+                        "{relative} is already bound to {holder}'s account since {}",
+                        binding.since
+                    ),
+                ));
+            }
+            let event = Event::FamilyBound {
+                holder: holder.clone(),
+                relative: relative.clone(),
+                relation: *relation,
+                date: *date,
+            };
+            Ok(Decision {
+                events: vec![(Stream::Member(holder.clone()), event)],
+                outcome: Outcome::Bound {
+                    holder: holder.clone(),
+                    relative: relative.clone(),
+                },
+            })
+        }
+        Command::UnbindFamily {
+            holder,
+            relative,
+            date,
+        } => {
+            let account = enrolled(state, holder, *date)?;
+            if !account.family.contains_key(relative) {
+                return Err(Rejection::new(
+                    "relative_not_bound",
+                    format!("{relative} is not bound to {holder}'s account"),
+                ));
+            }
+            let event = Event::FamilyUnbound {
+                holder: holder.clone(),
+                relative: relative.clone(),
+                date: *date,
+            };
+            Ok(Decision {
+                events: vec![(Stream::Member(holder.clone()), event)],
+                outcome: Outcome::Unbound {
+                    holder: holder.clone(),
+                    relative: relative.clone(),
+                },
+            })
+        }
+        Command::AccountPay {
+            id,
+            holder,
+            beneficiary,
+            date,
+            purpose,
+            amount,
+        } => account_pay(
+            state,
+            id,
+            holder,
+            beneficiary.as_deref(),
+            *date,
+            *purpose,
+            *amount,
+        ),
+        Command::Reverse { id, date, reason } => reverse(state, id, *date, reason),
+    }
+}
+
+fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
+    let printable = id.chars().all(|c| !c.is_control());
+    if id.is_empty() || id.len() > ID_BYTES_MAX || !printable {
+        return Err(Rejection::new(
+            "malformed_id",
+            format!(
+                "{what} id '{}' must be 1 to {ID_BYTES_MAX} bytes of printable text",
+                id.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn non_negative(what: &str, amount: Money) -> Result<(), Rejection> {
+    if amount.is_negative() {
+        return Err(Rejection::new(
+            "negative_amount",
+            format!("{what} {amount} is negative"),
+        ));
+    }
+    Ok(())
+}
+
+fn member<'s>(state: &'s State, id: &str) -> Result<&'s crate::state::Member, Rejection> {
+    state
+        .members
+        .get(id)
+        .ok_or_else(|| Rejection::new("unknown_member", format!("member {id} is not enrolled")))
+}
+
+/// The member, who must have enrolled on or before `date`.
+fn enrolled<'s>(
+    state: &'s State,
+    id: &str,
+    date: Day,
+) -> Result<&'s crate::state::Member, Rejection> {
+    let account = member(state, id)?;
+    if date < account.enrolled_on {
+        return Err(Rejection::new(
+            "before_enrolment",
+            format!(
+                "{date} is before member {id} enrolled on {}",
+                account.enrolled_on
+            ),
+        ));
+    }
+    Ok(account)
+}
+
+fn policy<'s>(state: &'s State, region: &str, date: Day) -> Result<&'s PolicyVersion, Rejection> {
+    state.policy_in_force(region, date).ok_or_else(|| {
+        Rejection::new(
+            "no_policy_in_force",
+            format!("no policy version of region {region} is in force on {date}"),
+        )
+    })
+}
+
+fn load_policy(state: &State, policy: &PolicyVersion) -> Result<Decision, Rejection> {
+    policy.validate().map_err(|why| {
+        Rejection::new(
+            "invalid_policy",
+            format!(
+                "policy {} of region {}: {why}",
+                policy.version, policy.region
+            ),
+        )
+    })?;
+    if let Some(versions) = state.policies.get(&policy.region) {
+        if let Some(same) = versions
+            .iter()
+            .find(|v| v.effective == policy.effective || v.version == policy.version)
+        {
+            return Err(Rejection::new(
+                "duplicate_policy",
+                format!(
+                    "region {} already has version {} effective {}",
+                    policy.region, same.version, same.effective
+                ),
+            ));
+        }
+    }
+    Ok(Decision {
+        events: vec![(
+            Stream::Policy(policy.region.clone()),
+            Event::PolicyLoaded {
+                policy: Box::new(policy.clone()),
+            },
+        )],
+        outcome: Outcome::PolicyLoaded {
+            region: policy.region.clone(),
+            version: policy.version.clone(),
+            effective: policy.effective,
+        },
+    })
+}
+
+fn facts(account: &crate::state::Member, day: Day, level: Option<u8>) -> Facts {
+    let month = day.month();
+    Facts {
+        status: account.status_on(day),
+        scheme: account.scheme,
+        level,
+        age: age_in_month(account.born, month),
+        in_lump_sum_period: in_lump_sum_period(account.lump_sum_until, month),
+    }
+}
+
+fn contribute(
+    state: &State,
+    member_id: &str,
+    month: Month,
+    base: Money,
+) -> Result<Decision, Rejection> {
+    non_negative("base", base)?;
+    let account = enrolled(state, member_id, month.last_day())?;
+    let policy = policy(state, &account.region, month.first_day())?;
+    let facts = facts(account, month.last_day(), None);
+    if facts.status == Status::Retired {
+        return Err(Rejection::new(
+            "not_active",
+            format!("member {member_id} is retired in {month}; retirees are credited by allocate"),
+        ));
+    }
+    if account.credited_months.contains(&month) {
+        return Err(Rejection::new(
+            "already_credited",
+            format!("member {member_id} was already credited for {month}"),
+        ));
+    }
+    let pooled_rate = policy.pooled_rate(account.scheme).ok_or_else(|| {
+        Rejection::new(
+            "no_contribution_rule",
+            format!(
+                "policy {} has no contribution rule for scheme {:?} of member {member_id}",
+                policy.version, account.scheme
+            ),
+        )
+    })?;
+    let credit = match policy.credit_rule(&facts, &[CreditSource::Contribution]) {
+        Some(rule) => match (rule.share_of_base, rule.fixed) {
+            (Some(share), _) => base.times(share),
+            (None, Some(fixed)) => fixed,
+            (None, None) => Money::ZERO,
+        },
+        None => Money::ZERO,
+    };
+    let pooled = base.times(pooled_rate);
+    let mut events = vec![(
+        Stream::Member(member_id.to_string()),
+        Event::AccountCredited {
+            member: member_id.to_string(),
+            month,
+            amount: credit,
+            paid_by: CreditSource::Contribution,
+            base: Some(base),
+            policy: policy.version.clone(),
+        },
+    )];
+    if !pooled.is_negative() {
+        events.push((
+            Stream::Fund(FundKind::Pooled, account.region.clone()),
+            Event::PooledContributed {
+                region: account.region.clone(),
+                member: member_id.to_string(),
+                month,
+                amount: pooled,
+            },
+        ));
+    }
+    Ok(Decision {
+        events,
+        outcome: Outcome::Contributed {
+            member: member_id.to_string(),
+            month,
+            credited: credit,
+            pooled,
+            balance: account.balance + credit,
+        },
+    })
+}
+
+fn allocate(state: &State, region: &str, month: Month) -> Result<Decision, Rejection> {
+    check_id("region", region)?;
+    let policy = policy(state, region, month.first_day())?;
+    let members = state
+        .region_members
+        .get(region)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if members > ALLOCATE_MEMBERS_MAX {
+        return Err(Rejection::new(
+            "too_many_members",
+            format!(
+                "region {region} has {members} members; allocate handles {ALLOCATE_MEMBERS_MAX}"
+            ),
+        ));
+    }
+    let mut events = Vec::new();
+    let (mut credited, mut pooled_paid, mut lump_sum_credited, mut count) =
+        (Money::ZERO, Money::ZERO, Money::ZERO, 0u64);
+    for id in state.region_members.get(region).into_iter().flatten() {
+        let account = member(state, id)?;
+        if account.enrolled_on > month.last_day() || account.credited_months.contains(&month) {
+            continue;
+        }
+        let facts = facts(account, month.last_day(), None);
+        let is_due = facts.status == Status::Retired || account.scheme == Scheme::LumpSum;
+        if !is_due {
+            continue;
+        }
+        let Some(rule) =
+            policy.credit_rule(&facts, &[CreditSource::PooledFund, CreditSource::LumpSum])
+        else {
+            continue;
+        };
+        let base = match rule.paid_by {
+            CreditSource::LumpSum => account.lump_sum_base,
+            _ => None,
+        };
+        let amount = match (rule.share_of_base, rule.fixed, base) {
+            (Some(share), _, Some(base)) => base.times(share),
+            (None, Some(fixed), _) => fixed,
+            _ => continue,
+        };
+        events.push((
+            Stream::Member(id.clone()),
+            Event::AccountCredited {
+                member: id.clone(),
+                month,
+                amount,
+                paid_by: rule.paid_by,
+                base,
+                policy: policy.version.clone(),
+            },
+        ));
+        if rule.paid_by == CreditSource::PooledFund {
+            events.push((
+                Stream::Fund(FundKind::Pooled, region.to_string()),
+                Event::PooledCreditPaid {
+                    region: region.to_string(),
+                    member: id.clone(),
+                    month,
+                    amount,
+                },
+            ));
+            pooled_paid += amount;
+        } else {
+            lump_sum_credited += amount;
+        }
+        credited += amount;
+        count += 1;
+    }
+    Ok(Decision {
+        events,
+        outcome: Outcome::Allocated {
+            region: region.to_string(),
+            month,
+            members_credited: count,
+            credited,
+            pooled_paid,
+            lump_sum_credited,
+        },
+    })
+}
+
+struct ClaimInput<'c> {
+    id: &'c str,
+    member: &'c str,
+    date: Day,
+    level: u8,
+    channel: Channel,
+    eligible: Money,
+    special_paid: Money,
+    uncovered: Money,
+    use_account: bool,
+    institution: Option<&'c String>,
+    visit: Option<&'c String>,
+}
+
+fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Decision, Rejection> {
+    check_id("claim", claim.id)?;
+    for (what, id) in [("institution", claim.institution), ("visit", claim.visit)] {
+        if let Some(id) = id {
+            check_id(what, id)?;
+        }
+    }
+    if state.txs.contains_key(claim.id) {
+        return Err(Rejection::new(
+            "duplicate_id",
+            format!("claim {} is already settled", claim.id),
+        ));
+    }
+    if !(1..=3).contains(&claim.level) {
+        return Err(Rejection::new(
+            "invalid_level",
+            format!(
+                "level {} of claim {} must be 1, 2 or 3",
+                claim.level, claim.id
+            ),
+        ));
+    }
+    non_negative("eligible", claim.eligible)?;
+    non_negative("special_paid", claim.special_paid)?;
+    non_negative("uncovered", claim.uncovered)?;
+    if claim.special_paid > claim.eligible {
+        return Err(Rejection::new(
+            "special_exceeds_eligible",
+            format!(
+                "claim {}: special_paid {} is more than eligible {}",
+                claim.id, claim.special_paid, claim.eligible
+            ),
+        ));
+    }
+    let account = enrolled(state, claim.member, claim.date)?;
+    let policy = policy(state, &account.region, claim.date)?;
+    let facts = facts(account, claim.date, Some(claim.level));
+    let no_rule = |what: &str| {
+        Rejection::new(
+            "no_policy_rule",
+            format!(
+                "policy {} has no {what} rule for member {} ({:?}, {:?}, level {})",
+                policy.version, claim.member, facts.status, facts.scheme, claim.level
+            ),
+        )
+    };
+    let deductible = policy
+        .deductible_rule(&facts)
+        .ok_or_else(|| no_rule("deductible"))?;
+    let ratio = policy.ratio_rule(&facts).ok_or_else(|| no_rule("ratio"))?;
+    let limit = policy
+        .limit_rule(&facts)
+        .ok_or_else(|| no_rule("annual limit"))?;
+    let year = policy.insurance_year(claim.date);
+    let counters = account.year(year);
+
+    let remainder = claim.eligible - claim.special_paid;
+    let group_used = counters
+        .deductible_used
+        .get(&deductible.group)
+        .copied()
+        .unwrap_or(Money::ZERO);
+    let mut deductible_left = deductible.amount.saturating_sub(group_used);
+    if let Some(cap) = policy.outpatient.deductible_cap {
+        deductible_left = deductible_left.min(cap.saturating_sub(counters.deductible_used_total()));
+    }
+    let deductible_applied = remainder.min(deductible_left);
+    let ordinary_computed = ratio.pay(
+        counters.ordinary_cost + deductible_applied,
+        remainder - deductible_applied,
+    );
+    let ordinary_paid = match limit.amount {
+        Some(limit) => ordinary_computed.min(limit.saturating_sub(counters.ordinary_paid)),
+        None => ordinary_computed,
+    };
+    let pooled_room = match policy.outpatient.annual_max {
+        Some(max) => max.saturating_sub(counters.pooled_paid + claim.special_paid),
+        None => ordinary_paid,
+    };
+    let ordinary_pooled = ordinary_paid.min(pooled_room);
+    let large_amount_paid = ordinary_paid - ordinary_pooled;
+    let own_share = claim.eligible + claim.uncovered - claim.special_paid - ordinary_paid;
+    let (account_paid, reimbursed_to_member) = match claim.channel {
+        Channel::Manual => (Money::ZERO, claim.special_paid + ordinary_paid),
+        _ if claim.use_account => (own_share.min(account.balance), Money::ZERO),
+        _ => (Money::ZERO, Money::ZERO),
+    };
+    let settlement = Settlement {
+        claim: claim.id.to_string(),
+        member: claim.member.to_string(),
+        region: account.region.clone(),
+        date: claim.date,
+        year,
+        level: claim.level,
+        channel: claim.channel,
+        institution: claim.institution.cloned(),
+        visit: claim.visit.cloned(),
+        policy: policy.version.clone(),
+        status: facts.status,
+        eligible: claim.eligible,
+        special_paid: claim.special_paid,
+        uncovered: claim.uncovered,
+        deductible_group: deductible.group.clone(),
+        deductible_applied,
+        ordinary_cost_before: counters.ordinary_cost,
+        ordinary_computed,
+        ordinary_paid,
+        ordinary_pooled,
+        large_amount_paid,
+        pooled_paid: claim.special_paid + ordinary_pooled,
+        account_paid,
+        cash_paid: own_share - account_paid,
+        reimbursed_to_member,
+    };
+    assert!(
+        settlement.adds_up(),
+        "settlement arithmetic broke for claim {}: {settlement:?}",
+        claim.id
+    );
+    let outcome = SettledOutcome {
+        claim: claim.id.to_string(),
+        year,
+        fund_paid: settlement.fund_paid(),
+        special_paid: settlement.special_paid,
+        ordinary_paid,
+        pooled_paid: settlement.pooled_paid,
+        large_amount_paid,
+        deductible_applied,
+        account_paid,
+        cash_paid: settlement.cash_paid,
+        reimbursed_to_member,
+        balance: account.balance - account_paid,
+        policy: policy.version.clone(),
+    };
+    let mut events = vec![(
+        Stream::Member(claim.member.to_string()),
+        Event::ClaimSettled {
+            settlement: Box::new(settlement.clone()),
+        },
+    )];
+    for (fund, amount) in [
+        (FundKind::Pooled, settlement.pooled_paid),
+        (FundKind::LargeAmount, large_amount_paid),
+    ] {
+        if amount > Money::ZERO {
+            events.push((
+                Stream::Fund(fund, account.region.clone()),
+                Event::FundClaimPaid {
+                    fund,
+                    region: account.region.clone(),
+                    claim: claim.id.to_string(),
+                    member: claim.member.to_string(),
+                    date: claim.date,
+                    amount,
+                },
+            ));
+        }
+    }
+    Ok(Decision {
+        events,
+        outcome: Outcome::Settled(outcome),
+    })
+}
+
+fn account_pay(
+    state: &State,
+    id: &str,
+    holder: &str,
+    beneficiary: Option<&str>,
+    date: Day,
+    purpose: Purpose,
+    amount: Money,
+) -> Result<Decision, Rejection> {
+    check_id("payment", id)?;
+    if state.txs.contains_key(id) {
+        return Err(Rejection::new(
+            "duplicate_id",
+            format!("id {id} is already used by a settled claim or payment"),
+        ));
+    }
+    if amount <= Money::ZERO {
+        return Err(Rejection::new(
+            "negative_amount",
+            format!("payment {id}: amount {amount} must be more than 0.00"),
+        ));
+    }
+    let account = enrolled(state, holder, date)?;
+    let beneficiary = beneficiary.unwrap_or(holder);
+    check_id("beneficiary", beneficiary)?;
+    if !purpose.allowed() {
+        return Err(Rejection::new(
+            "purpose_not_allowed",
+            format!("payment {id}: a personal account may not pay for {purpose:?} (public health, fitness and wellness are excluded)"),
+        ));
+    }
+    if beneficiary != holder {
+        match account.family.get(beneficiary) {
+            Some(binding) if binding.since <= date => {}
+            Some(binding) => {
+                return Err(Rejection::new(
+                    "relative_not_bound",
+                    format!("payment {id}: {beneficiary} was bound to {holder}'s account only on {}, after {date}", binding.since),
+                ))
+            }
+            None => {
+                return Err(Rejection::new(
+                    "relative_not_bound",
+                    format!("payment {id}: {beneficiary} is not bound to {holder}'s account"),
+                ))
+            }
+        }
+    }
+    if purpose == Purpose::LargeAmountPremium
+        && (beneficiary != holder || account.status_on(date) != Status::Retired)
+    {
+        return Err(Rejection::new(
+            "purpose_not_allowed",
+            format!("payment {id}: only a retiree's own large-amount premium may be paid from the account"),
+        ));
+    }
+    if amount > account.balance {
+        return Err(Rejection::new(
+            "insufficient_balance",
+            format!(
+                "member {holder} has {}; payment {id} of {amount} refused",
+                account.balance
+            ),
+        ));
+    }
+    let mut events = vec![(
+        Stream::Member(holder.to_string()),
+        Event::AccountPaid {
+            id: id.to_string(),
+            holder: holder.to_string(),
+            beneficiary: beneficiary.to_string(),
+            region: account.region.clone(),
+            date,
+            purpose,
+            amount,
+        },
+    )];
+    if purpose == Purpose::LargeAmountPremium {
+        events.push((
+            Stream::Fund(FundKind::LargeAmount, account.region.clone()),
+            Event::PremiumReceived {
+                region: account.region.clone(),
+                payment: id.to_string(),
+                member: holder.to_string(),
+                date,
+                amount,
+            },
+        ));
+    }
+    Ok(Decision {
+        events,
+        outcome: Outcome::Paid {
+            id: id.to_string(),
+            holder: holder.to_string(),
+            beneficiary: beneficiary.to_string(),
+            amount,
+            balance: account.balance - amount,
+        },
+    })
+}
+
+fn reverse(state: &State, id: &str, date: Day, reason: &str) -> Result<Decision, Rejection> {
+    let tx = state.txs.get(id).ok_or_else(|| {
+        Rejection::new(
+            "unknown_transaction",
+            format!("no settled claim or account payment has id {id}"),
+        )
+    })?;
+    if let Some(on) = tx.reversed_on {
+        return Err(Rejection::new(
+            "already_reversed",
+            format!("{id} was already reversed on {on}"),
+        ));
+    }
+    if date < tx.date {
+        return Err(Rejection::new(
+            "reversal_before_original",
+            format!("reversal on {date} is before {id} itself on {}", tx.date),
+        ));
+    }
+    if reason.len() > 1024 {
+        return Err(Rejection::new(
+            "reason_too_long",
+            format!("reason of {} bytes; at most 1024", reason.len()),
+        ));
+    }
+    match &tx.kind {
+        TxKind::Claim(settlement) => {
+            let region = settlement.region.clone();
+            let mut events = vec![(
+                Stream::Member(settlement.member.clone()),
+                Event::ClaimReversed {
+                    date,
+                    reason: reason.to_string(),
+                    settlement: settlement.clone(),
+                },
+            )];
+            for (fund, amount) in [
+                (FundKind::Pooled, settlement.pooled_paid),
+                (FundKind::LargeAmount, settlement.large_amount_paid),
+            ] {
+                if amount > Money::ZERO {
+                    events.push((
+                        Stream::Fund(fund, region.clone()),
+                        Event::FundClaimRefunded {
+                            fund,
+                            region: region.clone(),
+                            claim: id.to_string(),
+                            date,
+                            amount,
+                        },
+                    ));
+                }
+            }
+            Ok(Decision {
+                events,
+                outcome: Outcome::Reversed {
+                    id: id.to_string(),
+                    kind: "claim",
+                    account_refunded: settlement.account_paid,
+                    pooled_refunded: settlement.pooled_paid,
+                    large_amount_refunded: settlement.large_amount_paid,
+                },
+            })
+        }
+        TxKind::Payment {
+            purpose,
+            amount,
+            region,
+            ..
+        } => {
+            let mut events = vec![(
+                Stream::Member(tx.member.clone()),
+                Event::AccountPaymentReversed {
+                    id: id.to_string(),
+                    holder: tx.member.clone(),
+                    purpose: *purpose,
+                    date,
+                    reason: reason.to_string(),
+                    amount: *amount,
+                },
+            )];
+            if *purpose == Purpose::LargeAmountPremium {
+                events.push((
+                    Stream::Fund(FundKind::LargeAmount, region.clone()),
+                    Event::PremiumRefunded {
+                        region: region.clone(),
+                        payment: id.to_string(),
+                        date,
+                        amount: *amount,
+                    },
+                ));
+            }
+            Ok(Decision {
+                events,
+                outcome: Outcome::Reversed {
+                    id: id.to_string(),
+                    kind: "account_payment",
+                    account_refunded: *amount,
+                    pooled_refunded: Money::ZERO,
+                    large_amount_refunded: Money::ZERO,
+                },
+            })
+        }
+    }
+}

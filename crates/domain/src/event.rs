@@ -1,0 +1,379 @@
+//! Events: the immutable facts the log records, each belonging to one stream.
+//!
+//! Events carry every figure they assert (a settlement records its deductible, ratio split and
+//! policy version), so replay only adds and subtracts: it never re-runs policy.
+
+use bincode::{Decode, Encode};
+use serde::Serialize;
+
+use crate::money::Money;
+use crate::policy::{CreditSource, PolicyVersion};
+use crate::state::EntityKey;
+use crate::time::{Day, Month};
+use crate::types::{Channel, FundKind, Purpose, Relation, Scheme, Status};
+
+/// The schema version written in front of every encoded event.
+pub const EVENT_SCHEMA_VERSION: u8 = 1;
+
+/// Where an event belongs: one stream per member account, per region's fund, per region's policy.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stream {
+    Member(String),
+    Fund(FundKind, String),
+    Policy(String),
+}
+
+impl Stream {
+    /// The stream's name in the log.
+    pub fn name(&self) -> String {
+        match self {
+            Stream::Member(member) => format!("member/{member}"),
+            Stream::Fund(FundKind::Pooled, region) => format!("pooled/{region}"),
+            Stream::Fund(FundKind::LargeAmount, region) => format!("large/{region}"),
+            Stream::Policy(region) => format!("policy/{region}"),
+        }
+    }
+}
+
+/// Every figure of one settled claim.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+pub struct Settlement {
+    pub claim: String,
+    pub member: String,
+    pub region: String,
+    pub date: Day,
+    /// The insurance year whose counters the claim uses.
+    pub year: i32,
+    pub level: u8,
+    pub channel: Channel,
+    pub institution: Option<String>,
+    pub visit: Option<String>,
+    /// The policy version the claim settled under.
+    pub policy: String,
+    pub status: Status,
+    pub eligible: Money,
+    pub special_paid: Money,
+    pub uncovered: Money,
+    pub deductible_group: String,
+    pub deductible_applied: Money,
+    /// The year's cumulative ordinary-pooling cost before this claim (where ratio bands start).
+    pub ordinary_cost_before: Money,
+    /// Ordinary pooling payment before the annual limit cut.
+    pub ordinary_computed: Money,
+    /// Ordinary pooling payment after the limit: `ordinary_pooled + large_amount_paid`.
+    pub ordinary_paid: Money,
+    pub ordinary_pooled: Money,
+    pub large_amount_paid: Money,
+    /// Everything the pooled fund paid: `special_paid + ordinary_pooled`.
+    pub pooled_paid: Money,
+    pub account_paid: Money,
+    pub cash_paid: Money,
+    /// For manual claims: the fund's payment made to the member instead of the institution.
+    pub reimbursed_to_member: Money,
+}
+
+impl Settlement {
+    /// `special + ordinary`.
+    pub fn fund_paid(&self) -> Money {
+        self.special_paid + self.ordinary_paid
+    }
+
+    /// The member's own share: what the funds did not pay.
+    pub fn own_share(&self) -> Money {
+        self.eligible + self.uncovered - self.fund_paid()
+    }
+
+    /// The money every settlement must conserve; a false here is a bug, not bad input.
+    pub fn adds_up(&self) -> bool {
+        let non_negative = [
+            self.eligible,
+            self.special_paid,
+            self.uncovered,
+            self.deductible_applied,
+            self.ordinary_paid,
+            self.ordinary_pooled,
+            self.large_amount_paid,
+            self.account_paid,
+            self.cash_paid,
+        ]
+        .iter()
+        .all(|m| !m.is_negative());
+        non_negative
+            && self.ordinary_paid == self.ordinary_pooled + self.large_amount_paid
+            && self.pooled_paid == self.special_paid + self.ordinary_pooled
+            && self.ordinary_paid <= self.ordinary_computed
+            && self.special_paid + self.deductible_applied + self.ordinary_paid <= self.eligible
+            && self.account_paid + self.cash_paid == self.own_share()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    PolicyLoaded {
+        policy: Box<PolicyVersion>,
+    },
+    Enrolled {
+        member: String,
+        region: String,
+        born: Day,
+        status: Status,
+        scheme: Scheme,
+        date: Day,
+        /// Balance brought from before the reform: money entering the ledger.
+        opening_balance: Money,
+        lump_sum_base: Option<Money>,
+        lump_sum_until: Option<Month>,
+    },
+    Retired {
+        member: String,
+        date: Day,
+    },
+    /// A monthly credit to a personal account.
+    AccountCredited {
+        member: String,
+        month: Month,
+        amount: Money,
+        paid_by: CreditSource,
+        /// The contribution or lump-sum base the credit was computed from, if any.
+        base: Option<Money>,
+        policy: String,
+    },
+    /// The pooled fund's share of a contribution (the employer's, for employees).
+    PooledContributed {
+        region: String,
+        member: String,
+        month: Month,
+        amount: Money,
+    },
+    /// The pooled fund paying a retiree's (or post-period lump-sum member's) monthly credit.
+    PooledCreditPaid {
+        region: String,
+        member: String,
+        month: Month,
+        amount: Money,
+    },
+    ClaimSettled {
+        settlement: Box<Settlement>,
+    },
+    FundClaimPaid {
+        fund: FundKind,
+        region: String,
+        claim: String,
+        member: String,
+        date: Day,
+        amount: Money,
+    },
+    FamilyBound {
+        holder: String,
+        relative: String,
+        relation: Relation,
+        date: Day,
+    },
+    FamilyUnbound {
+        holder: String,
+        relative: String,
+        date: Day,
+    },
+    AccountPaid {
+        id: String,
+        holder: String,
+        beneficiary: String,
+        region: String,
+        date: Day,
+        purpose: Purpose,
+        amount: Money,
+    },
+    /// A retiree's large-amount premium paid from the account into the large-amount fund.
+    PremiumReceived {
+        region: String,
+        payment: String,
+        member: String,
+        date: Day,
+        amount: Money,
+    },
+    /// A settled claim undone; it carries the settlement it undoes, figure for figure.
+    ClaimReversed {
+        date: Day,
+        reason: String,
+        settlement: Box<Settlement>,
+    },
+    FundClaimRefunded {
+        fund: FundKind,
+        region: String,
+        claim: String,
+        date: Day,
+        amount: Money,
+    },
+    AccountPaymentReversed {
+        id: String,
+        holder: String,
+        purpose: Purpose,
+        date: Day,
+        reason: String,
+        amount: Money,
+    },
+    PremiumRefunded {
+        region: String,
+        payment: String,
+        date: Day,
+        amount: Money,
+    },
+}
+
+/// Why a stored event could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decoding limit: no event is larger than this.
+const EVENT_BYTES_MAX: usize = 1024 * 1024;
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<EVENT_BYTES_MAX>()
+}
+
+impl Event {
+    /// The schema-version byte followed by the compact binary form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = vec![EVENT_SCHEMA_VERSION];
+        bincode::encode_into_std_write(self, &mut bytes, bincode_config())
+            .expect("encoding an event into memory cannot fail");
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+        match bytes.split_first() {
+            Some((&EVENT_SCHEMA_VERSION, body)) => {
+                let (event, used) = bincode::decode_from_slice(body, bincode_config())
+                    .map_err(|e| DecodeError(format!("event does not decode: {e}")))?;
+                if used != body.len() {
+                    return Err(DecodeError(format!(
+                        "event has {} trailing bytes",
+                        body.len() - used
+                    )));
+                }
+                Ok(event)
+            }
+            Some((version, _)) => Err(DecodeError(format!(
+                "event schema version {version} is not known to this build (knows {EVENT_SCHEMA_VERSION})"
+            ))),
+            None => Err(DecodeError("empty event".into())),
+        }
+    }
+
+    /// Money entering (`.0`) and leaving (`.1`) the ledger as a whole with this event. Moves
+    /// between accounts and funds (a retiree credit, a premium into the large-amount fund) are
+    /// not flows. Declared apart from `evolve`, so tests can check one against the other.
+    pub fn external_flow(&self) -> (Money, Money) {
+        let zero = Money::ZERO;
+        match self {
+            Event::Enrolled {
+                opening_balance, ..
+            } => (*opening_balance, zero),
+            Event::AccountCredited {
+                paid_by, amount, ..
+            } => match paid_by {
+                CreditSource::Contribution | CreditSource::LumpSum => (*amount, zero),
+                CreditSource::PooledFund => (zero, zero),
+            },
+            Event::PooledContributed { amount, .. } => (*amount, zero),
+            Event::ClaimSettled { settlement } => (zero, settlement.account_paid),
+            Event::FundClaimPaid { amount, .. } => (zero, *amount),
+            Event::AccountPaid {
+                purpose, amount, ..
+            } => match purpose {
+                Purpose::LargeAmountPremium => (zero, zero),
+                _ => (zero, *amount),
+            },
+            Event::ClaimReversed { settlement, .. } => (settlement.account_paid, zero),
+            Event::FundClaimRefunded { amount, .. } => (*amount, zero),
+            Event::AccountPaymentReversed {
+                purpose, amount, ..
+            } => match purpose {
+                Purpose::LargeAmountPremium => (zero, zero),
+                _ => (*amount, zero),
+            },
+            Event::PolicyLoaded { .. }
+            | Event::Retired { .. }
+            | Event::PooledCreditPaid { .. }
+            | Event::FamilyBound { .. }
+            | Event::FamilyUnbound { .. }
+            | Event::PremiumReceived { .. }
+            | Event::PremiumRefunded { .. } => (zero, zero),
+        }
+    }
+
+    /// The pieces of state this event changes or reads while it is folded in: a store loads
+    /// these before calling `evolve`.
+    pub fn entities(&self) -> Vec<EntityKey> {
+        let member = |id: &String| EntityKey::Member(id.clone());
+        let fund = |kind: &FundKind, region: &String| EntityKey::Fund(*kind, region.clone());
+        match self {
+            Event::PolicyLoaded { policy } => vec![EntityKey::Policies(policy.region.clone())],
+            Event::Enrolled {
+                member: id, region, ..
+            } => {
+                vec![
+                    member(id),
+                    EntityKey::RegionMember(region.clone(), id.clone()),
+                ]
+            }
+            Event::Retired { member: id, .. }
+            | Event::AccountCredited { member: id, .. }
+            | Event::FamilyBound { holder: id, .. }
+            | Event::FamilyUnbound { holder: id, .. } => vec![member(id)],
+            Event::PooledContributed { region, .. } | Event::PooledCreditPaid { region, .. } => {
+                vec![fund(&FundKind::Pooled, region)]
+            }
+            Event::ClaimSettled { settlement } | Event::ClaimReversed { settlement, .. } => {
+                vec![
+                    member(&settlement.member),
+                    EntityKey::Tx(settlement.claim.clone()),
+                ]
+            }
+            Event::FundClaimPaid {
+                fund: kind, region, ..
+            }
+            | Event::FundClaimRefunded {
+                fund: kind, region, ..
+            } => vec![fund(kind, region)],
+            Event::AccountPaid { id, holder, .. }
+            | Event::AccountPaymentReversed { id, holder, .. } => {
+                vec![member(holder), EntityKey::Tx(id.clone())]
+            }
+            Event::PremiumReceived { region, .. } | Event::PremiumRefunded { region, .. } => {
+                vec![fund(&FundKind::LargeAmount, region)]
+            }
+        }
+    }
+
+    /// A short name for listings.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::PolicyLoaded { .. } => "policy_loaded",
+            Event::Enrolled { .. } => "enrolled",
+            Event::Retired { .. } => "retired",
+            Event::AccountCredited { .. } => "account_credited",
+            Event::PooledContributed { .. } => "pooled_contributed",
+            Event::PooledCreditPaid { .. } => "pooled_credit_paid",
+            Event::ClaimSettled { .. } => "claim_settled",
+            Event::FundClaimPaid { .. } => "fund_claim_paid",
+            Event::FamilyBound { .. } => "family_bound",
+            Event::FamilyUnbound { .. } => "family_unbound",
+            Event::AccountPaid { .. } => "account_paid",
+            Event::PremiumReceived { .. } => "premium_received",
+            Event::ClaimReversed { .. } => "claim_reversed",
+            Event::FundClaimRefunded { .. } => "fund_claim_refunded",
+            Event::AccountPaymentReversed { .. } => "account_payment_reversed",
+            Event::PremiumRefunded { .. } => "premium_refunded",
+        }
+    }
+}

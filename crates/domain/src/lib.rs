@@ -1,0 +1,26 @@
+//! Gongji's domain: the insurance rules of the employee medical insurance ledger.
+//!
+//! What it is for: commands, events, policy versions, the state the rules need, and the two pure
+//! functions at the heart of the ledger, [`decide`] (command + state -> events or a rejection)
+//! and [`evolve`] (state + event -> state).
+//!
+//! What it is not for: it does no I/O, reads no clock and draws no random numbers. Storage,
+//! ids and time belong to the callers (`gongji-log`, `gongji-ledger`).
+
+pub mod command;
+pub mod decide;
+pub mod event;
+pub mod money;
+pub mod policy;
+pub mod state;
+pub mod time;
+pub mod types;
+
+pub use command::{parse_command, Command};
+pub use decide::{decide, Decision, Outcome};
+pub use event::{Event, Settlement, Stream};
+pub use money::{Money, Rate};
+pub use policy::PolicyVersion;
+pub use state::{evolve, EntityKey, State};
+pub use time::{Day, Month};
+pub use types::{FundKind, Rejection};

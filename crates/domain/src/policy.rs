@@ -1,0 +1,335 @@
+//! Policy versions as data: every figure the rules use, per region and effective date.
+//!
+//! A policy version is loaded into the ledger as an event, so replay never depends on files
+//! outside the log. Rules are lists matched in order: the first rule whose conditions all hold
+//! applies. That one shape carries Chongqing's tables and the variations other regions publish
+//! (level-dependent deductibles with a yearly cap, ratios by age band or by cumulative cost band,
+//! no annual limit, an insurance year starting on 1 July, fixed or age-banded credits).
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+use crate::money::{Money, Rate};
+use crate::time::{Day, Month};
+use crate::types::{Scheme, Status};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyVersion {
+    /// The pooling region's administrative code, e.g. "500000" for Chongqing.
+    pub region: String,
+    /// A name for this version, unique within the region, recorded on every settlement.
+    pub version: String,
+    pub effective: Day,
+    /// The first day of the insurance year, "MM-DD" ("01-01" for a calendar year).
+    #[serde(default = "calendar_year")]
+    pub year_start: String,
+    /// Where the figures come from, for auditors.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// How each contribution is split: the share of the base paid into the pooled fund.
+    pub contributions: Vec<ContributionRule>,
+    /// What is credited to personal accounts each month.
+    pub credits: Vec<CreditRule>,
+    pub outpatient: Outpatient,
+}
+
+fn calendar_year() -> String {
+    "01-01".to_string()
+}
+
+/// Conditions on a rule; an absent condition always holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct When {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statuses: Option<Vec<Status>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schemes: Option<Vec<Scheme>>,
+    /// Institution levels (1, 2, 3); for pharmacy claims, the prescriber's level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Vec<u8>>,
+    /// Age bands, inclusive, with age counted from the calendar month of the birthday.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_min: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_max: Option<i32>,
+    /// For lump-sum (趸缴) members: inside (true) or after (false) the lump-sum period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_lump_sum_period: Option<bool>,
+}
+
+/// What is known about a member and a claim when a rule is chosen.
+#[derive(Clone, Copy, Debug)]
+pub struct Facts {
+    pub status: Status,
+    pub scheme: Scheme,
+    pub level: Option<u8>,
+    pub age: i32,
+    pub in_lump_sum_period: bool,
+}
+
+impl When {
+    pub fn holds(&self, facts: &Facts) -> bool {
+        let listed = |list: &Option<Vec<_>>, value| {
+            list.as_ref().is_none_or(|l: &Vec<_>| l.contains(&value))
+        };
+        listed(&self.statuses, facts.status)
+            && self
+                .schemes
+                .as_ref()
+                .is_none_or(|l| l.contains(&facts.scheme))
+            && match (&self.levels, facts.level) {
+                (None, _) => true,
+                (Some(levels), Some(level)) => levels.contains(&level),
+                (Some(_), None) => false,
+            }
+            && self.age_min.is_none_or(|min| facts.age >= min)
+            && self.age_max.is_none_or(|max| facts.age <= max)
+            && self
+                .in_lump_sum_period
+                .is_none_or(|inside| inside == facts.in_lump_sum_period)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct ContributionRule {
+    pub schemes: Vec<Scheme>,
+    /// Share of the contribution base paid into the pooled fund (for employees: the employer's
+    /// contribution, 单位缴费, all of which goes to the pooled fund).
+    pub pooled_rate: Rate,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditSource {
+    /// Part of the member's own contribution: credited by `contribute`.
+    Contribution,
+    /// Paid by the region's pooled fund: credited by the monthly `allocate` run.
+    PooledFund,
+    /// Out of a lump sum paid in advance: credited by the monthly `allocate` run.
+    LumpSum,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct CreditRule {
+    #[serde(default)]
+    pub when: When,
+    pub paid_by: CreditSource,
+    /// A share of the contribution base (or of the lump-sum base)...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_of_base: Option<Rate>,
+    /// ...or a fixed amount a month. Exactly one of the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<Money>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct Outpatient {
+    pub deductibles: Vec<DeductibleRule>,
+    /// The most deductible a member pays in one insurance year across all groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deductible_cap: Option<Money>,
+    pub ratios: Vec<RatioRule>,
+    pub limits: Vec<LimitRule>,
+    /// The pooled fund's yearly maximum per member (最高支付限额), special and ordinary payments
+    /// together; beyond it the large-amount fund pays. None: no maximum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annual_max: Option<Money>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct DeductibleRule {
+    #[serde(default)]
+    pub when: When,
+    /// The yearly deductible for claims this rule matches.
+    pub amount: Money,
+    /// Rules with the same group fill one accumulated deductible.
+    #[serde(default = "default_group")]
+    pub group: String,
+}
+
+fn default_group() -> String {
+    "outpatient".to_string()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RatioRule {
+    #[serde(default)]
+    pub when: When,
+    /// Ratios by band of the year's cumulative ordinary-pooling cost; the last band has no
+    /// upper end. A single band is a flat ratio.
+    pub bands: Vec<Band>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct Band {
+    /// The band ends where the year's cumulative cost reaches this amount; None: no end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up_to: Option<Money>,
+    pub ratio: Rate,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct LimitRule {
+    #[serde(default)]
+    pub when: When,
+    /// The yearly limit of ordinary outpatient payments; None: no limit.
+    pub amount: Option<Money>,
+}
+
+impl PolicyVersion {
+    /// Checks what JSON types cannot: one amount kind per credit rule, bands in order, a valid
+    /// year start, levels 1 to 3, non-negative amounts.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.region.is_empty() || self.region.len() > 32 {
+            return Err("region must be 1 to 32 characters".into());
+        }
+        if self.version.is_empty() || self.version.len() > 64 {
+            return Err("version must be 1 to 64 characters".into());
+        }
+        self.year_start_month_day()?;
+        let whens = self
+            .credits
+            .iter()
+            .map(|r| &r.when)
+            .chain(self.outpatient.deductibles.iter().map(|r| &r.when))
+            .chain(self.outpatient.ratios.iter().map(|r| &r.when))
+            .chain(self.outpatient.limits.iter().map(|r| &r.when));
+        for when in whens {
+            if let Some(levels) = &when.levels {
+                if levels.iter().any(|l| !(1..=3).contains(l)) {
+                    return Err(format!("levels {levels:?} must each be 1, 2 or 3"));
+                }
+            }
+        }
+        for (index, rule) in self.credits.iter().enumerate() {
+            match (&rule.share_of_base, &rule.fixed) {
+                (Some(_), None) => {}
+                (None, Some(amount)) if !amount.is_negative() => {}
+                _ => {
+                    return Err(format!(
+                        "credit rule {index} needs exactly one of share_of_base and a non-negative fixed"
+                    ))
+                }
+            }
+        }
+        let amounts = self
+            .outpatient
+            .deductibles
+            .iter()
+            .map(|r| Some(r.amount))
+            .chain(self.outpatient.limits.iter().map(|r| r.amount))
+            .chain([self.outpatient.deductible_cap, self.outpatient.annual_max]);
+        if amounts.flatten().any(Money::is_negative) {
+            return Err("deductibles, limits and maxima must not be negative".into());
+        }
+        for (index, rule) in self.outpatient.ratios.iter().enumerate() {
+            let ends: Vec<Option<Money>> = rule.bands.iter().map(|b| b.up_to).collect();
+            let (last, inner) = ends
+                .split_last()
+                .ok_or_else(|| format!("ratio rule {index} has no band"))?;
+            let inner_ok = inner.iter().all(Option::is_some)
+                && inner.windows(2).all(|w| w[0] < w[1])
+                && last.is_none();
+            if !inner_ok {
+                return Err(format!(
+                    "ratio rule {index}: bands must have increasing up_to and the last none"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn year_start_month_day(&self) -> Result<(u32, u32), String> {
+        let bad = || {
+            format!(
+                "year_start '{}' is not a day of the year like \"07-01\"",
+                self.year_start
+            )
+        };
+        let (month, day) = self.year_start.split_once('-').ok_or_else(bad)?;
+        let month: u32 = month.parse().map_err(|_| bad())?;
+        let day: u32 = day.parse().map_err(|_| bad())?;
+        // 2023 is not a leap year, so 29 February is refused as a year start.
+        Day::from_ymd(2023, month, day).ok_or_else(bad)?;
+        Ok((month, day))
+    }
+
+    /// The insurance year a day falls in, named by the calendar year it starts in.
+    pub fn insurance_year(&self, day: Day) -> i32 {
+        let (month, start_day) = self
+            .year_start_month_day()
+            .expect("a loaded policy version was validated");
+        let date = day.date();
+        use chrono::Datelike;
+        if (date.month(), date.day()) >= (month, start_day) {
+            date.year()
+        } else {
+            date.year() - 1
+        }
+    }
+
+    pub fn pooled_rate(&self, scheme: Scheme) -> Option<Rate> {
+        self.contributions
+            .iter()
+            .find(|r| r.schemes.contains(&scheme))
+            .map(|r| r.pooled_rate)
+    }
+
+    /// The first credit rule that applies; `sources` limits which kinds are considered.
+    pub fn credit_rule(&self, facts: &Facts, sources: &[CreditSource]) -> Option<&CreditRule> {
+        self.credits
+            .iter()
+            .filter(|r| sources.contains(&r.paid_by))
+            .find(|r| r.when.holds(facts))
+    }
+
+    pub fn deductible_rule(&self, facts: &Facts) -> Option<&DeductibleRule> {
+        self.outpatient
+            .deductibles
+            .iter()
+            .find(|r| r.when.holds(facts))
+    }
+
+    pub fn ratio_rule(&self, facts: &Facts) -> Option<&RatioRule> {
+        self.outpatient.ratios.iter().find(|r| r.when.holds(facts))
+    }
+
+    pub fn limit_rule(&self, facts: &Facts) -> Option<&LimitRule> {
+        self.outpatient.limits.iter().find(|r| r.when.holds(facts))
+    }
+}
+
+/// Whether a lump-sum member's `month` is inside the period paid for.
+pub fn in_lump_sum_period(until: Option<Month>, month: Month) -> bool {
+    until.is_some_and(|until| month <= until)
+}
+
+impl RatioRule {
+    /// The payment for `amount` of cost lying above `cumulative_before` on the year's cost axis:
+    /// each part times its band's ratio, summed exactly, rounded half up once.
+    pub fn pay(&self, cumulative_before: Money, amount: Money) -> Money {
+        let mut exact = rust_decimal::Decimal::ZERO;
+        let mut from = cumulative_before;
+        let to = cumulative_before + amount;
+        for band in &self.bands {
+            if from >= to {
+                break;
+            }
+            let band_end = band.up_to.map_or(to, |end| end.min(to));
+            if band_end > from {
+                exact += (band_end - from).to_decimal() * band.ratio.as_decimal();
+                from = band_end;
+            }
+        }
+        crate::money::round_half_up(exact)
+    }
+}

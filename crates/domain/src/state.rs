@@ -1,0 +1,395 @@
+//! The state the rules decide on, and `evolve`, which folds one event into it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bincode::{Decode, Encode};
+use serde::Serialize;
+
+use crate::event::{Event, Settlement};
+use crate::money::Money;
+use crate::policy::PolicyVersion;
+use crate::time::{Day, Month};
+use crate::types::{FundKind, Purpose, Relation, Scheme, Status};
+
+/// One personal account (个人账户) and what the rules need to know of its member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+pub struct Member {
+    pub id: String,
+    pub region: String,
+    pub born: Day,
+    pub scheme: Scheme,
+    pub enrolled_on: Day,
+    /// The day the member became a retiree (the enrolment day for one enrolled as retired).
+    pub retired_on: Option<Day>,
+    pub lump_sum_base: Option<Money>,
+    pub lump_sum_until: Option<Month>,
+    pub balance: Money,
+    /// Everything ever credited to the account, and everything ever paid out of it.
+    pub account_in: Money,
+    pub account_out: Money,
+    /// Months already credited: each month is credited at most once.
+    pub credited_months: BTreeSet<Month>,
+    /// Counters per insurance year.
+    pub years: BTreeMap<i32, YearCounters>,
+    /// Relatives bound to this account, with the relation and the day bound.
+    pub family: BTreeMap<String, Binding>,
+}
+
+impl Member {
+    pub fn status_on(&self, day: Day) -> Status {
+        match self.retired_on {
+            Some(retired) if retired <= day => Status::Retired,
+            _ => Status::Active,
+        }
+    }
+
+    pub fn year(&self, year: i32) -> YearCounters {
+        self.years.get(&year).cloned().unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Encode, Decode)]
+pub struct YearCounters {
+    /// Deductible filled so far, per deductible group.
+    pub deductible_used: BTreeMap<String, Money>,
+    /// The year's cumulative cost entering ordinary pooling (`eligible - special`).
+    pub ordinary_cost: Money,
+    /// Ordinary pooling payments (pooled and large-amount parts), which count toward the limit.
+    pub ordinary_paid: Money,
+    pub special_paid: Money,
+    /// Everything the pooled fund paid (special and ordinary), which counts toward the maximum.
+    pub pooled_paid: Money,
+    pub large_amount_paid: Money,
+    pub claims: u32,
+}
+
+impl YearCounters {
+    pub fn deductible_used_total(&self) -> Money {
+        self.deductible_used.values().copied().sum()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+pub struct Binding {
+    pub relation: Relation,
+    pub since: Day,
+}
+
+/// A pooled or large-amount fund of one region. Its balance may be negative: the ledger
+/// records the fund's flows, not its financing (subsidies and premiums arrive outside it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Encode, Decode)]
+pub struct Fund {
+    pub inflow: Money,
+    pub outflow: Money,
+}
+
+impl Fund {
+    pub fn balance(&self) -> Money {
+        self.inflow - self.outflow
+    }
+}
+
+/// A settled claim or an account payment, by its id, so it is never settled twice and can be
+/// reversed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+pub struct Tx {
+    pub member: String,
+    pub date: Day,
+    pub kind: TxKind,
+    pub reversed_on: Option<Day>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+pub enum TxKind {
+    Claim(Box<Settlement>),
+    Payment {
+        beneficiary: String,
+        purpose: Purpose,
+        amount: Money,
+        region: String,
+    },
+}
+
+/// The names under which a projection store keeps each piece of state.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EntityKey {
+    Member(String),
+    Fund(FundKind, String),
+    Tx(String),
+    Policies(String),
+    RegionMember(String, String),
+}
+
+/// The part of the ledger's state that the commands at hand need. A store loads entities into it
+/// before deciding, and writes back those `evolve` marks dirty.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    pub members: BTreeMap<String, Member>,
+    pub funds: BTreeMap<(FundKind, String), Fund>,
+    pub txs: BTreeMap<String, Tx>,
+    /// Policy versions per region, ordered by effective day.
+    pub policies: BTreeMap<String, Vec<PolicyVersion>>,
+    /// Members per region (for the monthly allocation run).
+    pub region_members: BTreeMap<String, BTreeSet<String>>,
+    pub dirty: BTreeSet<EntityKey>,
+}
+
+impl State {
+    /// The version in force in `region` on `day`: the latest with an effective day on or before it.
+    pub fn policy_in_force(&self, region: &str, day: Day) -> Option<&PolicyVersion> {
+        self.policies
+            .get(region)?
+            .iter()
+            .rev()
+            .find(|p| p.effective <= day)
+    }
+
+    pub fn fund(&self, kind: FundKind, region: &str) -> Fund {
+        self.funds
+            .get(&(kind, region.to_string()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn member_mut(&mut self, id: &str) -> &mut Member {
+        self.dirty.insert(EntityKey::Member(id.to_string()));
+        self.members
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("event for member {id}, who is not loaded: the store must load every entity an event touches"))
+    }
+
+    fn fund_mut(&mut self, kind: FundKind, region: &str) -> &mut Fund {
+        self.dirty.insert(EntityKey::Fund(kind, region.to_string()));
+        self.funds.entry((kind, region.to_string())).or_default()
+    }
+
+    fn tx_mut(&mut self, id: &str) -> &mut Tx {
+        self.dirty.insert(EntityKey::Tx(id.to_string()));
+        self.txs
+            .get_mut(id)
+            .unwrap_or_else(|| panic!("event for transaction {id}, which is not loaded"))
+    }
+
+    fn credit(&mut self, member: &str, amount: Money) {
+        let account = self.member_mut(member);
+        account.balance += amount;
+        account.account_in += amount;
+    }
+
+    fn debit(&mut self, member: &str, amount: Money) {
+        let account = self.member_mut(member);
+        account.balance -= amount;
+        account.account_out += amount;
+        assert!(
+            !account.balance.is_negative(),
+            "account of {member} would go to {}: decide must refuse this",
+            account.balance
+        );
+    }
+}
+
+/// Folds one event into the state. Pure: the same events in the same order give the same state.
+pub fn evolve(state: &mut State, event: &Event) {
+    match event {
+        Event::PolicyLoaded { policy } => {
+            state
+                .dirty
+                .insert(EntityKey::Policies(policy.region.clone()));
+            let versions = state.policies.entry(policy.region.clone()).or_default();
+            versions.push((**policy).clone());
+            versions.sort_by_key(|p| p.effective);
+        }
+        Event::Enrolled {
+            member,
+            region,
+            born,
+            status,
+            scheme,
+            date,
+            opening_balance,
+            lump_sum_base,
+            lump_sum_until,
+        } => {
+            state.dirty.insert(EntityKey::Member(member.clone()));
+            state
+                .dirty
+                .insert(EntityKey::RegionMember(region.clone(), member.clone()));
+            state
+                .region_members
+                .entry(region.clone())
+                .or_default()
+                .insert(member.clone());
+            state.members.insert(
+                member.clone(),
+                Member {
+                    id: member.clone(),
+                    region: region.clone(),
+                    born: *born,
+                    scheme: *scheme,
+                    enrolled_on: *date,
+                    retired_on: (*status == Status::Retired).then_some(*date),
+                    lump_sum_base: *lump_sum_base,
+                    lump_sum_until: *lump_sum_until,
+                    balance: Money::ZERO,
+                    account_in: Money::ZERO,
+                    account_out: Money::ZERO,
+                    credited_months: BTreeSet::new(),
+                    years: BTreeMap::new(),
+                    family: BTreeMap::new(),
+                },
+            );
+            state.credit(member, *opening_balance);
+        }
+        Event::Retired { member, date } => {
+            state.member_mut(member).retired_on = Some(*date);
+        }
+        Event::AccountCredited {
+            member,
+            month,
+            amount,
+            ..
+        } => {
+            state.credit(member, *amount);
+            let fresh = state.member_mut(member).credited_months.insert(*month);
+            assert!(fresh, "month {month} credited twice to {member}");
+        }
+        Event::PooledContributed { region, amount, .. } => {
+            state.fund_mut(FundKind::Pooled, region).inflow += *amount;
+        }
+        Event::PooledCreditPaid { region, amount, .. } => {
+            state.fund_mut(FundKind::Pooled, region).outflow += *amount;
+        }
+        Event::ClaimSettled { settlement } => {
+            assert!(
+                settlement.adds_up(),
+                "settlement {} does not add up: {settlement:?}",
+                settlement.claim
+            );
+            state.debit(&settlement.member, settlement.account_paid);
+            let year = state
+                .member_mut(&settlement.member)
+                .years
+                .entry(settlement.year)
+                .or_default();
+            *year
+                .deductible_used
+                .entry(settlement.deductible_group.clone())
+                .or_default() += settlement.deductible_applied;
+            year.ordinary_cost += settlement.eligible - settlement.special_paid;
+            year.ordinary_paid += settlement.ordinary_paid;
+            year.special_paid += settlement.special_paid;
+            year.pooled_paid += settlement.pooled_paid;
+            year.large_amount_paid += settlement.large_amount_paid;
+            year.claims += 1;
+            state.dirty.insert(EntityKey::Tx(settlement.claim.clone()));
+            state.txs.insert(
+                settlement.claim.clone(),
+                Tx {
+                    member: settlement.member.clone(),
+                    date: settlement.date,
+                    kind: TxKind::Claim(settlement.clone()),
+                    reversed_on: None,
+                },
+            );
+        }
+        Event::FundClaimPaid {
+            fund,
+            region,
+            amount,
+            ..
+        } => {
+            state.fund_mut(*fund, region).outflow += *amount;
+        }
+        Event::FamilyBound {
+            holder,
+            relative,
+            relation,
+            date,
+        } => {
+            let binding = Binding {
+                relation: *relation,
+                since: *date,
+            };
+            state
+                .member_mut(holder)
+                .family
+                .insert(relative.clone(), binding);
+        }
+        Event::FamilyUnbound {
+            holder, relative, ..
+        } => {
+            state.member_mut(holder).family.remove(relative);
+        }
+        Event::AccountPaid {
+            id,
+            holder,
+            beneficiary,
+            region,
+            date,
+            purpose,
+            amount,
+        } => {
+            state.debit(holder, *amount);
+            state.dirty.insert(EntityKey::Tx(id.clone()));
+            state.txs.insert(
+                id.clone(),
+                Tx {
+                    member: holder.clone(),
+                    date: *date,
+                    kind: TxKind::Payment {
+                        beneficiary: beneficiary.clone(),
+                        purpose: *purpose,
+                        amount: *amount,
+                        region: region.clone(),
+                    },
+                    reversed_on: None,
+                },
+            );
+        }
+        Event::PremiumReceived { region, amount, .. } => {
+            state.fund_mut(FundKind::LargeAmount, region).inflow += *amount;
+        }
+        Event::ClaimReversed {
+            date, settlement, ..
+        } => {
+            state.credit(&settlement.member, settlement.account_paid);
+            let year = state
+                .member_mut(&settlement.member)
+                .years
+                .entry(settlement.year)
+                .or_default();
+            *year
+                .deductible_used
+                .entry(settlement.deductible_group.clone())
+                .or_default() -= settlement.deductible_applied;
+            year.ordinary_cost -= settlement.eligible - settlement.special_paid;
+            year.ordinary_paid -= settlement.ordinary_paid;
+            year.special_paid -= settlement.special_paid;
+            year.pooled_paid -= settlement.pooled_paid;
+            year.large_amount_paid -= settlement.large_amount_paid;
+            year.claims -= 1;
+            state.tx_mut(&settlement.claim).reversed_on = Some(*date);
+        }
+        Event::FundClaimRefunded {
+            fund,
+            region,
+            amount,
+            ..
+        } => {
+            state.fund_mut(*fund, region).outflow -= *amount;
+        }
+        Event::AccountPaymentReversed {
+            id,
+            holder,
+            date,
+            amount,
+            ..
+        } => {
+            state.credit(holder, *amount);
+            state.tx_mut(id).reversed_on = Some(*date);
+        }
+        Event::PremiumRefunded { region, amount, .. } => {
+            state.fund_mut(FundKind::LargeAmount, region).inflow -= *amount;
+        }
+    }
+}

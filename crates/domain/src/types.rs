@@ -1,0 +1,117 @@
+//! The small vocabularies of the domain: statuses, schemes, channels, purposes, relations.
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+/// 在职 (active employee) or 退休 (retiree).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    Retired,
+}
+
+/// 参保方式: how the member is insured.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Scheme {
+    /// 随单位参保
+    Employer,
+    /// 个人参加职工医保一档: no personal-account credit.
+    IndividualTier1,
+    /// 个人参加职工医保二档
+    IndividualTier2,
+    /// 二档趸缴: tier 2 paid as a lump sum for a period.
+    LumpSum,
+}
+
+/// How a claim reached the fund.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Settled directly at a designated institution.
+    Institution,
+    /// At a designated pharmacy on an external prescription: the prescriber's level applies.
+    Pharmacy,
+    /// Paid in full by the member first and reimbursed by hand (手工报销).
+    Manual,
+}
+
+/// What a personal-account payment is for (个人账户使用范围).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Institution,
+    Pharmacy,
+    ResidentPremium,
+    LtcPremium,
+    LargeAmountPremium,
+    PublicHealth,
+    Fitness,
+    Wellness,
+}
+
+impl Purpose {
+    /// Public health, fitness and wellness may never be paid from a personal account.
+    pub fn allowed(self) -> bool {
+        !matches!(
+            self,
+            Purpose::PublicHealth | Purpose::Fitness | Purpose::Wellness
+        )
+    }
+}
+
+/// Who may be bound to a holder's account (家庭共济).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Relation {
+    Spouse,
+    Parent,
+    Child,
+}
+
+/// The two funds each region has.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FundKind {
+    /// 统筹基金
+    Pooled,
+    /// 大额医疗互助基金
+    LargeAmount,
+}
+
+/// A rejected command: a stable code for machines and a message naming the values involved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Rejection {
+        Rejection {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for Rejection {}

@@ -1,0 +1,381 @@
+//! Gongji's ledger: the command engine and the projections.
+//!
+//! What it is for: taking one command line at a time, loading the state it needs from the
+//! projections, deciding it with `gongji-domain`, appending the events to `gongji-log` as one
+//! atomic unit, folding them into the projections, and answering queries from those projections.
+//! Results are only handed out after [`Ledger::commit`] made their events durable (group commit).
+//!
+//! What it is not for: it holds no insurance rule (those are `gongji-domain`'s) and touches no
+//! file or database itself (all storage goes through `gongji-log`'s API). Projections never
+//! write to the log.
+
+mod store;
+pub mod views;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use gongji_domain::{
+    decide, evolve, parse_command, Command, EntityKey, Event, FundKind, Rejection, State,
+};
+use gongji_log::{Log, LogError, NewRecord};
+use serde_json::Value;
+
+pub use views::{AccountView, FundView, HistoryEntry, YearView};
+
+/// Members kept in the in-memory cache between commits before it is dropped (it is reloaded
+/// from the projections on demand): bounds memory on long runs.
+const CACHE_MEMBERS_MAX: usize = 200_000;
+/// Records folded between projection checkpoints during catch-up and rebuild.
+const REPLAY_CHECKPOINT_RECORDS: u64 = 50_000;
+/// Namespace of the ledger's event ids (uuid v5 of position and payload: deterministic).
+const EVENT_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6a0e_5b3c_2f4d_4c1e_9d7a_4b1f_0c9e_8a27);
+
+#[derive(Debug)]
+pub enum LedgerError {
+    Log(LogError),
+    /// A stored event or projection could not be read back.
+    Projection(String),
+}
+
+impl std::fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerError::Log(e) => write!(f, "{e}"),
+            LedgerError::Projection(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LedgerError {}
+
+/// What became of one input line once its events are durable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineOutcome {
+    Applied(Value),
+    Rejected(Rejection),
+}
+
+/// An open ledger: the log, and the cache of projected state for the commands in flight.
+pub struct Ledger {
+    log: Log,
+    state: State,
+    /// Outcomes decided since the last commit, not yet durable.
+    pending: Vec<LineOutcome>,
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger in `dir` and brings the projections up to the log's end.
+    pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
+        let log = Log::open(dir)?;
+        let mut ledger = Ledger {
+            log,
+            state: State::default(),
+            pending: Vec::new(),
+        };
+        ledger.catch_up(&mut |_, _| {})?;
+        Ok(ledger)
+    }
+
+    /// The log below, for reading records.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Decides one input line and stages its events. The outcome is held until [`commit`]
+    /// returns it: nothing is reported before it is durable.
+    pub fn apply_line(&mut self, line: &str, recorded_at_micros: i64) -> Result<(), LedgerError> {
+        let outcome = match parse_command(line) {
+            Ok(command) => self.apply_command(&command, recorded_at_micros)?,
+            Err(rejection) => LineOutcome::Rejected(rejection),
+        };
+        self.pending.push(outcome);
+        Ok(())
+    }
+
+    /// Reports a line that could not even be read as text (it stays in the outcome order).
+    pub fn reject_line(&mut self, rejection: Rejection) {
+        self.pending.push(LineOutcome::Rejected(rejection));
+    }
+
+    /// Lines decided and not yet committed.
+    pub fn pending_lines(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn apply_command(
+        &mut self,
+        command: &Command,
+        recorded_at_micros: i64,
+    ) -> Result<LineOutcome, LedgerError> {
+        self.prefetch(command)?;
+        let decision = match decide(&self.state, command) {
+            Ok(decision) => decision,
+            Err(rejection) => return Ok(LineOutcome::Rejected(rejection)),
+        };
+        if decision.events.is_empty() {
+            return Ok(LineOutcome::Applied(outcome_json(&decision.outcome)));
+        }
+        let names: Vec<String> = decision
+            .events
+            .iter()
+            .map(|(stream, _)| stream.name())
+            .collect();
+        let payloads: Vec<Vec<u8>> = decision
+            .events
+            .iter()
+            .map(|(_, event)| event.encode())
+            .collect();
+        let first_position = self.log.end_position();
+        let records: Vec<NewRecord<'_>> = names
+            .iter()
+            .zip(&payloads)
+            .enumerate()
+            .map(|(i, (stream, payload))| NewRecord {
+                stream,
+                event_id: event_id(first_position + i as u64, payload),
+                payload,
+            })
+            .collect();
+        self.log.append(&[], &records, recorded_at_micros)?;
+        for (_, event) in &decision.events {
+            self.load_for(event)?;
+            evolve(&mut self.state, event);
+        }
+        Ok(LineOutcome::Applied(outcome_json(&decision.outcome)))
+    }
+
+    /// Makes every staged event durable, then stores the projections they changed, and hands
+    /// back the outcomes of the lines since the last commit, in input order.
+    pub fn commit(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
+        let durable_end = self.log.sync()?;
+        self.store_projections(durable_end)?;
+        Ok(std::mem::take(&mut self.pending))
+    }
+
+    fn store_projections(&mut self, checkpoint: u64) -> Result<(), LedgerError> {
+        store_projections(&self.log, &mut self.state, checkpoint)
+    }
+
+    /// Flushes the projection store to disk (the log itself is durable at every commit).
+    pub fn close(self) -> Result<(), LedgerError> {
+        self.log.kv().flush()?;
+        Ok(())
+    }
+
+    /// Loads every entity `command` may read or change into the cache.
+    fn prefetch(&mut self, command: &Command) -> Result<(), LedgerError> {
+        let mut members: Vec<&str> = Vec::new();
+        let mut regions: Vec<String> = Vec::new();
+        match command {
+            Command::LoadPolicy { policy } => regions.push(policy.region.clone()),
+            Command::Enroll { member, region, .. } => {
+                members.push(member);
+                regions.push(region.clone());
+            }
+            Command::Retire { member, .. } | Command::Contribute { member, .. } => {
+                members.push(member)
+            }
+            Command::Allocate { region, .. } => {
+                let ids = store::load_region_members(self.log.kv(), &mut self.state, region)?;
+                for id in &ids {
+                    self.load_member(id)?;
+                }
+                regions.push(region.clone());
+            }
+            Command::Claim { id, member, .. } => {
+                self.load_tx(id)?;
+                members.push(member);
+            }
+            Command::BindFamily { holder, .. } | Command::UnbindFamily { holder, .. } => {
+                members.push(holder)
+            }
+            Command::AccountPay { id, holder, .. } => {
+                self.load_tx(id)?;
+                members.push(holder);
+            }
+            Command::Reverse { id, .. } => self.load_tx(id)?,
+        }
+        for id in members {
+            self.load_member(id)?;
+        }
+        for region in regions {
+            self.load_region(&region)?;
+        }
+        Ok(())
+    }
+
+    fn load_tx(&mut self, id: &str) -> Result<(), LedgerError> {
+        if store::load(
+            self.log.kv(),
+            &mut self.state,
+            &EntityKey::Tx(id.to_string()),
+        )? {
+            let member = self.state.txs[id].member.clone();
+            self.load_member(&member)?;
+        }
+        Ok(())
+    }
+
+    /// A member, and with it the policies and funds of the member's region.
+    fn load_member(&mut self, id: &str) -> Result<(), LedgerError> {
+        if store::load(
+            self.log.kv(),
+            &mut self.state,
+            &EntityKey::Member(id.to_string()),
+        )? {
+            let region = self.state.members[id].region.clone();
+            self.load_region(&region)?;
+        }
+        Ok(())
+    }
+
+    fn load_region(&mut self, region: &str) -> Result<(), LedgerError> {
+        let kv = self.log.kv();
+        store::load(
+            kv,
+            &mut self.state,
+            &EntityKey::Policies(region.to_string()),
+        )?;
+        for kind in [FundKind::Pooled, FundKind::LargeAmount] {
+            store::load(
+                kv,
+                &mut self.state,
+                &EntityKey::Fund(kind, region.to_string()),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn load_for(&mut self, event: &Event) -> Result<(), LedgerError> {
+        load_for(&self.log, &mut self.state, event)
+    }
+
+    /// Folds the log records the projections have not seen yet. `progress(done, total)`.
+    fn catch_up(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64, LedgerError> {
+        let from = self.log.kv().checkpoint()?.unwrap_or(0);
+        let to = self.log.durable_end();
+        if from >= to {
+            return Ok(0);
+        }
+        let mut folded = 0u64;
+        let (log, state) = (&self.log, &mut self.state);
+        for record in log.read_range(from, to)? {
+            let record = record?;
+            let event = Event::decode(&record.payload).map_err(|e| {
+                LedgerError::Projection(format!(
+                    "record {} of stream {}: {e}",
+                    record.position, record.stream
+                ))
+            })?;
+            load_for(log, state, &event)?;
+            evolve(state, &event);
+            folded += 1;
+            if folded % REPLAY_CHECKPOINT_RECORDS == 0 {
+                store_projections(log, state, record.position + 1)?;
+                progress(folded, to - from);
+            }
+        }
+        self.store_projections(to)?;
+        progress(folded, to - from);
+        Ok(folded)
+    }
+
+    /// Drops every projection and rebuilds them from the first record of the log.
+    /// Returns the number of records folded.
+    pub fn rebuild(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64, LedgerError> {
+        self.log.kv().clear()?;
+        self.state = State::default();
+        let folded = self.catch_up(progress)?;
+        self.log.kv().flush()?;
+        Ok(folded)
+    }
+
+    pub fn account(&self, member: &str) -> Result<Option<AccountView>, LedgerError> {
+        Ok(store::get_member(self.log.kv(), member)?.map(|m| AccountView::of(&m)))
+    }
+
+    pub fn year(&self, member: &str, year: i32) -> Result<Option<YearView>, LedgerError> {
+        let Some(account) = store::get_member(self.log.kv(), member)? else {
+            return Ok(None);
+        };
+        let policies = store::get_policies(self.log.kv(), &account.region)?;
+        Ok(Some(YearView::of(&account, year, &policies)))
+    }
+
+    pub fn fund(&self, region: &str) -> Result<Option<FundView>, LedgerError> {
+        let kv = self.log.kv();
+        let pooled = store::get_fund(kv, FundKind::Pooled, region)?;
+        let large = store::get_fund(kv, FundKind::LargeAmount, region)?;
+        let policies = store::get_policies(kv, region)?;
+        if pooled.is_none() && large.is_none() && policies.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(FundView::of(
+            region,
+            pooled.unwrap_or_default(),
+            large.unwrap_or_default(),
+        )))
+    }
+
+    /// The member's events in order, read from the log itself.
+    pub fn history(&self, member: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
+        let stream = gongji_domain::Stream::Member(member.to_string()).name();
+        self.log
+            .read_stream(&stream)?
+            .into_iter()
+            .map(|record| {
+                let event = Event::decode(&record.payload).map_err(|e| {
+                    LedgerError::Projection(format!(
+                        "record {} of stream {stream}: {e}",
+                        record.position
+                    ))
+                })?;
+                Ok(HistoryEntry::of(&record, &event))
+            })
+            .collect()
+    }
+
+    /// The regions whose policies are loaded, each with its versions.
+    pub fn policy_regions(&self) -> Result<BTreeSet<String>, LedgerError> {
+        let mut regions = BTreeSet::new();
+        for entry in self.log.kv().scan_prefix(b"p/") {
+            let (key, _) = entry?;
+            regions.insert(String::from_utf8_lossy(&key[2..]).into_owned());
+        }
+        Ok(regions)
+    }
+
+    pub fn policies(&self, region: &str) -> Result<Vec<gongji_domain::PolicyVersion>, LedgerError> {
+        store::get_policies(self.log.kv(), region)
+    }
+}
+
+fn load_for(log: &Log, state: &mut State, event: &Event) -> Result<(), LedgerError> {
+    for key in event.entities() {
+        store::load(log.kv(), state, &key)?;
+    }
+    Ok(())
+}
+
+/// Writes every dirty entity with the checkpoint `checkpoint` in one atomic batch.
+fn store_projections(log: &Log, state: &mut State, checkpoint: u64) -> Result<(), LedgerError> {
+    let writes = store::dirty_writes(state);
+    log.kv().apply(writes, checkpoint)?;
+    state.dirty.clear();
+    if state.members.len() > CACHE_MEMBERS_MAX {
+        *state = State::default();
+    }
+    Ok(())
+}
+
+fn outcome_json(outcome: &gongji_domain::Outcome) -> Value {
+    serde_json::to_value(outcome).expect("outcomes are plain data and always serialize")
+}
+
+fn event_id(position: u64, payload: &[u8]) -> uuid::Uuid {
+    let mut name = position.to_be_bytes().to_vec();
+    name.extend_from_slice(payload);
+    uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, &name)
+}

@@ -1,0 +1,187 @@
+//! How projected entities are kept in the log's key-value store: one key per entity, the value
+//! its compact binary form. Nothing here decides anything.
+
+use std::collections::BTreeSet;
+
+use bincode::{Decode, Encode};
+use gongji_domain::state::{Fund, Member, Tx};
+use gongji_domain::{EntityKey, FundKind, PolicyVersion, State};
+use gongji_log::{Kv, LogError};
+
+use crate::LedgerError;
+
+const ENTITY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<ENTITY_BYTES_MAX>()
+}
+
+pub(crate) fn key_bytes(key: &EntityKey) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(40);
+    match key {
+        EntityKey::Member(id) => {
+            bytes.extend_from_slice(b"m/");
+            bytes.extend_from_slice(id.as_bytes());
+        }
+        EntityKey::Fund(kind, region) => {
+            bytes.extend_from_slice(match kind {
+                FundKind::Pooled => b"f/p/",
+                FundKind::LargeAmount => b"f/l/",
+            });
+            bytes.extend_from_slice(region.as_bytes());
+        }
+        EntityKey::Tx(id) => {
+            bytes.extend_from_slice(b"t/");
+            bytes.extend_from_slice(id.as_bytes());
+        }
+        EntityKey::Policies(region) => {
+            bytes.extend_from_slice(b"p/");
+            bytes.extend_from_slice(region.as_bytes());
+        }
+        EntityKey::RegionMember(region, member) => {
+            bytes.extend_from_slice(&region_prefix(region));
+            bytes.extend_from_slice(member.as_bytes());
+        }
+    }
+    bytes
+}
+
+/// Region member keys: `r/` region, a zero byte (ids hold no control characters), the member.
+fn region_prefix(region: &str) -> Vec<u8> {
+    let mut bytes = b"r/".to_vec();
+    bytes.extend_from_slice(region.as_bytes());
+    bytes.push(0);
+    bytes
+}
+
+fn encode<T: Encode>(value: &T) -> Vec<u8> {
+    bincode::encode_to_vec(value, config()).expect("encoding into memory cannot fail")
+}
+
+fn decode<T: Decode<()>>(key: &EntityKey, bytes: &[u8]) -> Result<T, LedgerError> {
+    bincode::decode_from_slice(bytes, config())
+        .map(|(value, _)| value)
+        .map_err(|e| {
+            LedgerError::Projection(format!(
+                "projection {key:?} does not decode ({e}); run `gongji rebuild`"
+            ))
+        })
+}
+
+/// Loads `key` from the store into `state` unless it is there already. Returns whether the
+/// entity exists.
+pub(crate) fn load(kv: &Kv, state: &mut State, key: &EntityKey) -> Result<bool, LedgerError> {
+    let present = match key {
+        EntityKey::Member(id) => state.members.contains_key(id),
+        EntityKey::Fund(kind, region) => state.funds.contains_key(&(*kind, region.clone())),
+        EntityKey::Tx(id) => state.txs.contains_key(id),
+        EntityKey::Policies(region) => state.policies.contains_key(region),
+        EntityKey::RegionMember(region, member) => state
+            .region_members
+            .get(region)
+            .is_some_and(|m| m.contains(member)),
+    };
+    if present {
+        return Ok(true);
+    }
+    let Some(bytes) = kv.get(&key_bytes(key))? else {
+        return Ok(false);
+    };
+    match key {
+        EntityKey::Member(id) => {
+            state
+                .members
+                .insert(id.clone(), decode::<Member>(key, &bytes)?);
+        }
+        EntityKey::Fund(kind, region) => {
+            state
+                .funds
+                .insert((*kind, region.clone()), decode::<Fund>(key, &bytes)?);
+        }
+        EntityKey::Tx(id) => {
+            state.txs.insert(id.clone(), decode::<Tx>(key, &bytes)?);
+        }
+        EntityKey::Policies(region) => {
+            state
+                .policies
+                .insert(region.clone(), decode::<Vec<PolicyVersion>>(key, &bytes)?);
+        }
+        EntityKey::RegionMember(region, member) => {
+            state
+                .region_members
+                .entry(region.clone())
+                .or_default()
+                .insert(member.clone());
+        }
+    }
+    Ok(true)
+}
+
+/// Every member id of a region, from the store's region index, merged into `state`.
+pub(crate) fn load_region_members(
+    kv: &Kv,
+    state: &mut State,
+    region: &str,
+) -> Result<BTreeSet<String>, LedgerError> {
+    let prefix = region_prefix(region);
+    let mut members = BTreeSet::new();
+    for entry in kv.scan_prefix(&prefix) {
+        let (key, _) = entry?;
+        let member = String::from_utf8(key[prefix.len()..].to_vec()).map_err(|_| {
+            LedgerError::Projection(format!("region index key of {region} is not UTF-8"))
+        })?;
+        members.insert(member);
+    }
+    let known = state.region_members.entry(region.to_string()).or_default();
+    known.extend(members.iter().cloned());
+    Ok(known.clone())
+}
+
+/// The writes that store every dirty entity of `state`.
+pub(crate) fn dirty_writes(state: &State) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    state
+        .dirty
+        .iter()
+        .map(|key| {
+            let value = match key {
+                EntityKey::Member(id) => state.members.get(id).map(encode),
+                EntityKey::Fund(kind, region) => {
+                    state.funds.get(&(*kind, region.clone())).map(encode)
+                }
+                EntityKey::Tx(id) => state.txs.get(id).map(encode),
+                EntityKey::Policies(region) => state.policies.get(region).map(encode),
+                EntityKey::RegionMember(..) => Some(Vec::new()),
+            };
+            (key_bytes(key), value)
+        })
+        .collect()
+}
+
+pub(crate) fn get_member(kv: &Kv, id: &str) -> Result<Option<Member>, LedgerError> {
+    let key = EntityKey::Member(id.to_string());
+    kv.get(&key_bytes(&key))?
+        .map(|b| decode(&key, &b))
+        .transpose()
+}
+
+pub(crate) fn get_fund(kv: &Kv, kind: FundKind, region: &str) -> Result<Option<Fund>, LedgerError> {
+    let key = EntityKey::Fund(kind, region.to_string());
+    kv.get(&key_bytes(&key))?
+        .map(|b| decode(&key, &b))
+        .transpose()
+}
+
+pub(crate) fn get_policies(kv: &Kv, region: &str) -> Result<Vec<PolicyVersion>, LedgerError> {
+    let key = EntityKey::Policies(region.to_string());
+    Ok(kv
+        .get(&key_bytes(&key))?
+        .map(|b| decode(&key, &b))
+        .transpose()?
+        .unwrap_or_default())
+}
+
+impl From<LogError> for LedgerError {
+    fn from(error: LogError) -> LedgerError {
+        LedgerError::Log(error)
+    }
+}

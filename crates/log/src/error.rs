@@ -1,0 +1,149 @@
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What the caller expects a stream's version to be before a unit is appended.
+///
+/// Stream versions count a stream's records: the first record of a stream has
+/// version 1, and a stream without records is at version 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must have no records (same as `Exact(0)`).
+    NoStream,
+    /// The stream must be at exactly this version.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream at `actual` satisfies this expectation.
+    pub fn matches(self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(v) => actual == v,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no stream (version 0)"),
+            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// Everything that can go wrong in the log.
+#[derive(Debug)]
+pub enum LogError {
+    /// An I/O error; its message names the action and the path.
+    Io(io::Error),
+    /// Another `Log` (in this or another process) holds the directory's lock.
+    Locked { dir: PathBuf },
+    /// A unit was refused because a stream was not at the expected version.
+    /// Nothing of the unit was staged.
+    WrongExpectedVersion {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    /// The segment files are damaged: the record at `position` (the position
+    /// the log expected next) cannot be read at `offset` of `segment`.
+    Corrupt {
+        position: u64,
+        segment: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    /// The sled index or key-value store failed.
+    Index(String),
+    /// A value exceeds a bound of the format.
+    TooLarge {
+        what: &'static str,
+        actual: u64,
+        limit: u64,
+    },
+    /// A request the log cannot carry out as given (e.g. an empty unit).
+    InvalidInput(String),
+    /// An earlier failure left this `Log` in a state it could not roll back;
+    /// it refuses further work. Drop it and open the directory again.
+    Broken(String),
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogError::Io(e) => write!(f, "log I/O error: {e}"),
+            LogError::Locked { dir } => write!(
+                f,
+                "the log at {} is in use by another process (its LOCK file is held); \
+                 stop that process or use another directory",
+                dir.display()
+            ),
+            LogError::WrongExpectedVersion {
+                stream,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "stream {stream:?} is at version {actual}, but the unit expected {expected}; \
+                 nothing was appended: reload the stream and decide again"
+            ),
+            LogError::Corrupt {
+                position,
+                segment,
+                offset,
+                reason,
+            } => write!(
+                f,
+                "the log is damaged at record position {position} (segment {}, byte offset {offset}): \
+                 {reason}; the records before it are intact; restore the segment from a backup \
+                 (do not delete records by hand)",
+                segment.display()
+            ),
+            LogError::Index(msg) => write!(
+                f,
+                "index store error: {msg}; the index can be rebuilt from the segments by \
+                 deleting the log's index directory while no process uses the log"
+            ),
+            LogError::TooLarge {
+                what,
+                actual,
+                limit,
+            } => write!(f, "{what} is too large: {actual}, at most {limit} allowed"),
+            LogError::InvalidInput(msg) => write!(f, "invalid request to the log: {msg}"),
+            LogError::Broken(msg) => write!(
+                f,
+                "the log refuses further work after an earlier failure ({msg}); \
+                 close it and open the directory again to recover"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LogError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LogError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<sled::Error> for LogError {
+    fn from(e: sled::Error) -> Self {
+        LogError::Index(e.to_string())
+    }
+}
+
+/// Wraps an I/O error with the action and path it came from.
+pub(crate) fn io_err(action: &str, path: &Path, e: io::Error) -> LogError {
+    LogError::Io(io::Error::new(
+        e.kind(),
+        format!("{action} {}: {e}", path.display()),
+    ))
+}

@@ -1,0 +1,110 @@
+//! The projection key-value store: one sled tree beside the stream index.
+//!
+//! Layout inside the tree: user key `k` is stored as `d | k`; the checkpoint is
+//! stored under the one-byte key `c` as a u64 BE. Keeping both in one tree is
+//! what makes `apply` atomic with a single `sled::Batch`.
+
+use crate::LogError;
+
+const DATA_TAG: u8 = b'd';
+const CHECKPOINT_KEY: &[u8] = b"c";
+
+/// The store the projection layer keeps its projections and checkpoint in.
+///
+/// Everything in it can be rebuilt from the log; it lives in `DIR/index` and is
+/// lost (and rebuilt by the projection layer) if that directory is deleted.
+/// Writes are atomic per `apply` but durable only after `flush` (sled also
+/// flushes on its own about every 500 ms).
+#[derive(Clone)]
+pub struct Kv {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl std::fmt::Debug for Kv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kv").finish_non_exhaustive()
+    }
+}
+
+fn data_key(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 1);
+    out.push(DATA_TAG);
+    out.extend_from_slice(key);
+    out
+}
+
+impl Kv {
+    pub(crate) fn new(db: sled::Db, tree: sled::Tree) -> Kv {
+        Kv { db, tree }
+    }
+
+    /// The value stored under `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(self.tree.get(data_key(key))?.map(|v| v.to_vec()))
+    }
+
+    /// All (key, value) pairs whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>> + '_ {
+        self.tree.scan_prefix(data_key(prefix)).map(|item| {
+            let (k, v) = item?;
+            let key = k.get(1..).unwrap_or_default().to_vec();
+            Ok((key, v.to_vec()))
+        })
+    }
+
+    /// Applies all puts (`Some`) and deletes (`None`) and sets the checkpoint,
+    /// atomically: after a crash either all of it is there or none.
+    pub fn apply(
+        &self,
+        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        checkpoint: u64,
+    ) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            let key = data_key(&key);
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+        }
+        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes()[..]);
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The exclusive end position up to which projections are built; `None`
+    /// if they were never built (or were cleared).
+    pub fn checkpoint(&self) -> Result<Option<u64>, LogError> {
+        match self.tree.get(CHECKPOINT_KEY)? {
+            None => Ok(None),
+            Some(v) => {
+                let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| {
+                    LogError::Index(format!(
+                        "projection checkpoint has {} bytes, expected 8",
+                        v.len()
+                    ))
+                })?;
+                Ok(Some(u64::from_be_bytes(bytes)))
+            }
+        }
+    }
+
+    /// Drops all projection data and the checkpoint. The checkpoint goes
+    /// first, so a crash part-way leaves no checkpoint and the next start
+    /// rebuilds (and clears again).
+    pub fn clear(&self) -> Result<(), LogError> {
+        self.tree.remove(CHECKPOINT_KEY)?;
+        self.tree.clear()?;
+        Ok(())
+    }
+
+    /// Makes every earlier write durable.
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! The command interface, end to end through the real `gongji` binary.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{examples, text, TestLedger};
+
+fn line(value: Value) -> String {
+    value.to_string()
+}
+
+fn enroll(member: &str, born: &str, status: &str, scheme: &str) -> String {
+    line(
+        json!({"cmd":"enroll","member":member,"region":"500000","born":born,"status":status,"scheme":scheme,"date":"2024-01-01"}),
+    )
+}
+
+#[test]
+fn sample_file_applies_with_its_refusals_and_queries_answer() {
+    let ledger = TestLedger::new();
+    let sample = examples("sample.jsonl");
+    let out = ledger.run(&["apply", sample.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let results = support::parse_lines(&out.stdout);
+    assert_eq!(results.len(), 19);
+    let codes: Vec<(u64, &str)> = results
+        .iter()
+        .filter(|r| r["ok"] == false)
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["error"]["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            (15, "relative_not_bound"),
+            (16, "purpose_not_allowed"),
+            (17, "insufficient_balance"),
+            (19, "duplicate_id")
+        ]
+    );
+    // C002: 650 eligible, 50 of deductible left, 600 x 50% = 300; own share 385.50 from the account.
+    assert_eq!(results[10]["result"]["ordinary_paid"], "300.00");
+    assert_eq!(results[10]["result"]["account_paid"], "385.50");
+    // M001: 1200 opening + 160 + 160 - 150 (C001) - 385.50 (C002) - 88 (P001) + 385.50 (C002 reversed)
+    let account = ledger.query(&["account", "M001"]);
+    assert_eq!(account["balance"], "1282.00");
+    let year = ledger.query(&["year", "M001", "2024"]);
+    assert_eq!(year["deductible"], "200.00");
+    assert_eq!(year["deductible_used"], "150.00");
+    assert_eq!(year["ordinary_paid"], "0.00");
+    assert_eq!(year["ordinary_limit"], "3000.00");
+    assert_eq!(year["ordinary_remaining"], "3000.00");
+    // Pooled: employer 680 + 680 + tier-1 160 in; retiree credits 105 + 115 and C003's 120 out.
+    let fund = ledger.query(&["fund", "500000"]);
+    assert_eq!(fund["pooled"]["inflow"], "1520.00");
+    assert_eq!(fund["pooled"]["outflow"], "340.00");
+    assert_eq!(fund["pooled"]["balance"], "1180.00");
+}
+
+#[test]
+fn each_line_is_atomic_and_later_lines_still_apply_after_a_rejection() {
+    let ledger = TestLedger::new();
+    let (code, results) = ledger.apply(&[
+        enroll("A", "1980-01-01", "active", "employer"),
+        line(json!({"cmd":"contribute","member":"A","month":"2024-01","base":"5000.001"})),
+        line(json!({"cmd":"contribute","member":"A","month":"2024-01","base":"5000.00"})),
+        "{not json".to_string(),
+        line(json!({"cmd":"explode"})),
+        line(json!({"cmd":"retire","member":"A","date":"2024-01-01","extra":1})),
+        line(json!({"cmd":"claim","id":"X","member":"nobody","date":"2024-02-01","level":2,"channel":"institution","eligible":"10.00"})),
+        line(json!({"cmd":"claim","id":"X","member":"A","date":"2023-12-31","level":2,"channel":"institution","eligible":"10.00"})),
+        line(json!({"cmd":"contribute","member":"A","month":"2024-01","base":"5000.00"})),
+        String::new(),
+        line(json!({"cmd":"contribute","member":"A","month":"2024-02","base":12})),
+    ]);
+    assert_eq!(code, 1);
+    let codes: Vec<&str> = results
+        .iter()
+        .map(|r| {
+            if r["ok"] == true {
+                "ok"
+            } else {
+                r["error"]["code"].as_str().unwrap()
+            }
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            "ok",
+            "malformed_amount",
+            "ok",
+            "malformed_json",
+            "unknown_command",
+            "unknown_field",
+            "unknown_member",
+            "before_enrolment",
+            "already_credited",
+            "empty_line",
+            "malformed_amount"
+        ]
+    );
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["line"], i + 1);
+        if r["ok"] == false {
+            assert!(!r["error"]["message"].as_str().unwrap().is_empty());
+        }
+    }
+    assert_eq!(ledger.query(&["account", "A"])["balance"], "100.00");
+    let history = ledger.run(&["history", "A", "--json"]);
+    assert_eq!(
+        support::parse_lines(&history.stdout).len(),
+        2,
+        "enrolled + one credit"
+    );
+}
+
+#[test]
+fn unreadable_input_exits_2_and_unknown_member_query_exits_1() {
+    let ledger = TestLedger::new();
+    let out = ledger.run(&["apply", "/nonexistent/commands.jsonl"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/commands.jsonl")
+    );
+    let out = ledger.run(&["account", "ghost"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ghost"));
+}
+
+#[test]
+fn readable_output_names_rejections_and_summarises() {
+    let ledger = TestLedger::new();
+    let sample = examples("sample.jsonl");
+    let out = ledger.run(&["apply", sample.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("line 17: REJECTED insufficient_balance: member M001 has 896.50; payment P004 of 99999.00 refused"), "{stdout}");
+    assert!(
+        stdout.contains("19 lines: 15 applied, 4 rejected"),
+        "{stdout}"
+    );
+    let account = ledger.run(&["account", "M001"]);
+    assert!(String::from_utf8_lossy(&account.stdout).contains("balance             1282.00"));
+}
+
+#[test]
+fn a_second_process_on_the_same_ledger_is_refused_while_the_first_holds_it() {
+    let ledger = TestLedger::new();
+    let mut first = ledger
+        .command(&["apply", "-", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first process holds the ledger while it waits for input.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let second = ledger.run(&["account", "A"]);
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("in use by another process"),
+        "{}",
+        text(&second)
+    );
+    drop(first.stdin.take());
+    assert!(first.wait().unwrap().success());
+}

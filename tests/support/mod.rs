@@ -1,0 +1,117 @@
+//! Shared helpers for the end-to-end tests: run the real `gongji` binary on a fresh ledger.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+pub const CHONGQING_POLICY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../policies/500000-2024-01-01.json"
+);
+
+pub fn gongji_path() -> &'static str {
+    env!("CARGO_BIN_EXE_gongji")
+}
+
+/// A fresh ledger directory with the Chongqing policy loaded.
+pub struct TestLedger {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestLedger {
+    pub fn new() -> TestLedger {
+        let ledger = TestLedger::empty();
+        let out = ledger.run(&["policy", "load", CHONGQING_POLICY, "--json"]);
+        assert!(out.status.success(), "policy load failed: {}", text(&out));
+        ledger
+    }
+
+    pub fn empty() -> TestLedger {
+        TestLedger {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("ledger")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(gongji_path());
+        command.arg("--data").arg(self.data()).args(args);
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("gongji runs")
+    }
+
+    /// Runs `apply - --json` with `lines` on standard input; returns the exit code and the parsed
+    /// result objects.
+    pub fn apply(&self, lines: &[String]) -> (i32, Vec<Value>) {
+        let mut child = self
+            .command(&["apply", "-", "--json"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("gongji starts");
+        let mut stdin = child.stdin.take().expect("stdin piped");
+        let input = lines.join("\n");
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output().expect("gongji finishes");
+        writer
+            .join()
+            .expect("writer thread")
+            .expect("stdin written");
+        let results = parse_lines(&out.stdout);
+        (out.status.code().expect("exit code"), results)
+    }
+
+    /// Applies lines that must all succeed; returns their results.
+    pub fn apply_ok(&self, lines: &[String]) -> Vec<Value> {
+        let (code, results) = self.apply(lines);
+        for r in &results {
+            assert_eq!(r["ok"], true, "line rejected: {r}");
+        }
+        assert_eq!(code, 0);
+        results.into_iter().map(|r| r["result"].clone()).collect()
+    }
+
+    pub fn query(&self, args: &[&str]) -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--json");
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "query {args:?} failed: {}",
+            text(&out)
+        );
+        serde_json::from_slice(&out.stdout).expect("query prints JSON")
+    }
+}
+
+pub fn parse_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn examples(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+}
