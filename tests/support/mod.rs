@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: run the real `gongji` binary on a fresh ledger.
 #![allow(dead_code)]
 
+pub mod gen;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
