@@ -33,7 +33,13 @@ fn answers(ledger: &TestLedger) -> Vec<Value> {
 /// Returns the results it printed before dying.
 fn apply_and_kill(ledger: &TestLedger, input: &std::path::Path, kill_after: usize) -> Vec<Value> {
     let mut child = ledger
-        .command(&["apply", input.to_str().unwrap(), "--json", "--batch-lines", "37"])
+        .command(&[
+            "apply",
+            input.to_str().unwrap(),
+            "--json",
+            "--batch-lines",
+            "37",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -62,7 +68,14 @@ fn compare(actual: &[Value], expected: &[Value], when: &str) {
 
 /// Codes that say "this line's effect is already in the ledger".
 fn is_duplicate(code: &str) -> bool {
-    matches!(code, "duplicate_id" | "already_enrolled" | "already_credited" | "already_reversed" | "already_bound")
+    matches!(
+        code,
+        "duplicate_id"
+            | "already_enrolled"
+            | "already_credited"
+            | "already_reversed"
+            | "already_bound"
+    )
 }
 
 #[test]
@@ -73,7 +86,11 @@ fn killed_apply_loses_no_reported_line_and_half_applies_none() {
 
     let reference = TestLedger::new();
     let out = reference.run(&["apply", input.to_str().unwrap(), "--json"]);
-    assert!(out.status.code() == Some(0) || out.status.code() == Some(1), "{}", text(&out));
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{}",
+        text(&out)
+    );
     let expected = answers(&reference);
 
     let ledger = TestLedger::new();
@@ -91,7 +108,11 @@ fn killed_apply_loses_no_reported_line_and_half_applies_none() {
         let kill_after = 1 + rng.below(rest.len() as u64 / 3) as usize;
         let reported = apply_and_kill(&ledger, &input, kill_after);
         for (i, result) in reported.iter().enumerate() {
-            assert_eq!(result["line"].as_u64(), Some(i as u64 + 1), "results come in line order");
+            assert_eq!(
+                result["line"].as_u64(),
+                Some(i as u64 + 1),
+                "results come in line order"
+            );
         }
         if reported.len() >= kill_after {
             kills += 1;
@@ -108,17 +129,35 @@ fn killed_apply_loses_no_reported_line_and_half_applies_none() {
         assert_eq!(again.len(), acknowledged.len());
         for (line, result) in acknowledged.iter().zip(&again) {
             let code = result["error"]["code"].as_str().unwrap_or("applied again");
-            assert!(is_duplicate(code), "round {round}: reported line lost: {line} -> {result}");
+            assert!(
+                is_duplicate(code),
+                "round {round}: reported line lost: {line} -> {result}"
+            );
         }
         next += reported.len();
     }
-    assert!(kills >= 6, "the process finished before most kills: {kills}");
+    assert!(
+        kills >= 6,
+        "the process finished before most kills: {kills}"
+    );
     let input = write_input(scratch.path(), &lines[next..]);
     let out = ledger.run(&["apply", input.to_str().unwrap(), "--json"]);
-    assert!(out.status.code() == Some(0) || out.status.code() == Some(1), "{}", text(&out));
-    compare(&answers(&ledger), &expected, "after kills, continuing the stream");
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{}",
+        text(&out)
+    );
+    compare(
+        &answers(&ledger),
+        &expected,
+        "after kills, continuing the stream",
+    );
 
     let out = ledger.run(&["rebuild"]);
     assert!(out.status.success(), "{}", text(&out));
-    compare(&answers(&ledger), &expected, "after a rebuild of the projections");
+    compare(
+        &answers(&ledger),
+        &expected,
+        "after a rebuild of the projections",
+    );
 }

@@ -38,11 +38,21 @@ pub fn yuan(fen: u64) -> String {
 pub fn region_year(seed: u64, members: usize) -> Vec<String> {
     let mut rng = Rng::new(seed);
     let mut lines = Vec::new();
-    let schemes = ["employer", "employer", "employer", "individual_tier1", "individual_tier2"];
+    let schemes = [
+        "employer",
+        "employer",
+        "employer",
+        "individual_tier1",
+        "individual_tier2",
+    ];
     let mut retired = Vec::new();
     for m in 0..members {
         let old = rng.below(4) == 0;
-        let born = if old { format!("{}-{:02}-15", 1950 + rng.below(10), 1 + rng.below(12)) } else { format!("{}-{:02}-01", 1965 + rng.below(35), 1 + rng.below(12)) };
+        let born = if old {
+            format!("{}-{:02}-15", 1950 + rng.below(10), 1 + rng.below(12))
+        } else {
+            format!("{}-{:02}-01", 1965 + rng.below(35), 1 + rng.below(12))
+        };
         let scheme = schemes[rng.below(schemes.len() as u64) as usize];
         retired.push(old);
         lines.push(json!({"cmd":"enroll","member":format!("M{m:05}"),"region":"500000","born":born,"status":if old {"retired"} else {"active"},"scheme":scheme,"date":"2024-01-01","opening_balance":rng.amount(800)}).to_string());
@@ -50,7 +60,10 @@ pub fn region_year(seed: u64, members: usize) -> Vec<String> {
     let mut ids = 0u64;
     let mut settled: Vec<String> = Vec::new();
     for month in 1..=12u32 {
-        lines.push(json!({"cmd":"allocate","region":"500000","month":format!("2024-{month:02}")}).to_string());
+        lines.push(
+            json!({"cmd":"allocate","region":"500000","month":format!("2024-{month:02}")})
+                .to_string(),
+        );
         for (m, old) in retired.iter().enumerate() {
             let member = format!("M{m:05}");
             if !old {
@@ -61,8 +74,13 @@ pub fn region_year(seed: u64, members: usize) -> Vec<String> {
                 ids += 1;
                 let id = format!("C{ids:07}");
                 let day = 1 + rng.below(28);
-                let channel = ["institution", "institution", "pharmacy", "manual"][rng.below(4) as usize];
-                let special_fen = if rng.below(10) == 0 { rng.below(30_001) } else { 0 };
+                let channel =
+                    ["institution", "institution", "pharmacy", "manual"][rng.below(4) as usize];
+                let special_fen = if rng.below(10) == 0 {
+                    rng.below(30_001)
+                } else {
+                    0
+                };
                 let eligible_fen = special_fen + rng.below(150_000);
                 let (special, eligible) = (yuan(special_fen), yuan(eligible_fen));
                 lines.push(json!({"cmd":"claim","id":id,"member":member,"date":format!("2024-{month:02}-{day:02}"),"level":1 + rng.below(3),"channel":channel,"eligible":eligible,"special_paid":special,"uncovered":rng.amount(50),"use_account":rng.below(5) != 0,"institution":format!("H{}", rng.below(20)),"visit":format!("V{ids}")}).to_string());
@@ -74,7 +92,11 @@ pub fn region_year(seed: u64, members: usize) -> Vec<String> {
             if rng.below(6) == 0 {
                 ids += 1;
                 let id = format!("P{ids:07}");
-                let beneficiary = if rng.below(2) == 0 { member.clone() } else { format!("R{m:05}") };
+                let beneficiary = if rng.below(2) == 0 {
+                    member.clone()
+                } else {
+                    format!("R{m:05}")
+                };
                 lines.push(json!({"cmd":"account_pay","id":id,"holder":member,"beneficiary":beneficiary,"date":format!("2024-{month:02}-28"),"purpose":"pharmacy","amount":rng.amount(200)}).to_string());
                 settled.push(id);
             }
