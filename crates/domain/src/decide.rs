@@ -227,13 +227,24 @@ pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
                 ));
             }
             if let Some(binding) = account.family.get(relative) {
-                return Err(Rejection::new(
-                    "already_bound",
-                    format!(
-                        "{relative} is already bound to {holder}'s account since {}",
-                        binding.since
-                    ),
-                ));
+                match binding.until {
+                    None => {
+                        return Err(Rejection::new(
+                            "already_bound",
+                            format!(
+                                "{relative} is already bound to {holder}'s account since {}",
+                                binding.since
+                            ),
+                        ))
+                    }
+                    Some(until) if *date < until => {
+                        return Err(Rejection::new(
+                            "already_bound",
+                            format!("{relative} was bound to {holder}'s account until {until}; a new binding must start on or after it"),
+                        ))
+                    }
+                    Some(_) => {}
+                }
             }
             let event = Event::FamilyBound {
                 holder: holder.clone(),
@@ -255,10 +266,23 @@ pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
             date,
         } => {
             let account = enrolled(state, holder, *date)?;
-            if !account.family.contains_key(relative) {
+            let binding = account
+                .family
+                .get(relative)
+                .filter(|b| b.until.is_none())
+                .ok_or_else(|| {
+                    Rejection::new(
+                        "relative_not_bound",
+                        format!("{relative} is not bound to {holder}'s account"),
+                    )
+                })?;
+            if *date < binding.since {
                 return Err(Rejection::new(
-                    "relative_not_bound",
-                    format!("{relative} is not bound to {holder}'s account"),
+                    "unbind_before_binding",
+                    format!(
+                        "{relative} was bound to {holder}'s account on {}; cannot unbind on {date}",
+                        binding.since
+                    ),
                 ));
             }
             let event = Event::FamilyUnbound {
@@ -772,12 +796,16 @@ fn account_pay(
     }
     if beneficiary != holder {
         match account.family.get(beneficiary) {
-            Some(binding) if binding.since <= date => {}
+            Some(binding) if binding.covers(date) => {}
             Some(binding) => {
+                let until = binding
+                    .until
+                    .map(|u| format!(" until {u}"))
+                    .unwrap_or_default();
                 return Err(Rejection::new(
                     "relative_not_bound",
-                    format!("payment {id}: {beneficiary} was bound to {holder}'s account only on {}, after {date}", binding.since),
-                ))
+                    format!("payment {id}: {beneficiary} was bound to {holder}'s account from {}{until}, not on {date}", binding.since),
+                ));
             }
             None => {
                 return Err(Rejection::new(

@@ -260,6 +260,11 @@ impl Event {
                         body.len() - used
                     )));
                 }
+                if let Event::PolicyLoaded { policy } = &event {
+                    policy.validate().map_err(|why| {
+                        DecodeError(format!("policy {} in the log is invalid: {why}", policy.version))
+                    })?;
+                }
                 Ok(event)
             }
             Some((version, _)) => Err(DecodeError(format!(

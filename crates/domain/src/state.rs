@@ -73,6 +73,15 @@ impl YearCounters {
 pub struct Binding {
     pub relation: Relation,
     pub since: Day,
+    /// The day the relative was unbound; payments dated before it stay allowed.
+    pub until: Option<Day>,
+}
+
+impl Binding {
+    /// Whether the relative was bound on `day`: from `since`, up to but not including `until`.
+    pub fn covers(&self, day: Day) -> bool {
+        self.since <= day && self.until.is_none_or(|until| day < until)
+    }
 }
 
 /// A pooled or large-amount fund of one region. Its balance may be negative: the ledger
@@ -309,6 +318,7 @@ pub fn evolve(state: &mut State, event: &Event) {
             let binding = Binding {
                 relation: *relation,
                 since: *date,
+                until: None,
             };
             state
                 .member_mut(holder)
@@ -316,9 +326,16 @@ pub fn evolve(state: &mut State, event: &Event) {
                 .insert(relative.clone(), binding);
         }
         Event::FamilyUnbound {
-            holder, relative, ..
+            holder,
+            relative,
+            date,
         } => {
-            state.member_mut(holder).family.remove(relative);
+            let binding = state
+                .member_mut(holder)
+                .family
+                .get_mut(relative)
+                .unwrap_or_else(|| panic!("{relative} unbound from {holder} without a binding"));
+            binding.until = Some(*date);
         }
         Event::AccountPaid {
             id,

@@ -12,8 +12,24 @@ pub const YEAR_MIN: i32 = 1900;
 pub const YEAR_MAX: i32 = 2200;
 
 /// A calendar day, as days since 0001-01-01 (chrono's day count from the common era).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode)]
 pub struct Day(i32);
+
+/// Decoding checks the day lies in the years inputs may name, so a decoded day always displays.
+impl<Context> Decode<Context> for Day {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Day, bincode::error::DecodeError> {
+        let days = i32::decode(decoder)?;
+        NaiveDate::from_num_days_from_ce_opt(days)
+            .filter(|d| (YEAR_MIN..=YEAR_MAX).contains(&d.year()))
+            .map(Day::from_date)
+            .ok_or(bincode::error::DecodeError::Other(
+                "day outside 1900..=2200",
+            ))
+    }
+}
+bincode::impl_borrow_decode!(Day);
 
 impl Day {
     pub fn from_ymd(year: i32, month: u32, day: u32) -> Option<Day> {
@@ -78,8 +94,20 @@ impl<'de> Deserialize<'de> for Day {
 }
 
 /// A calendar month, as `year * 12 + (month - 1)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode)]
 pub struct Month(i32);
+
+impl<Context> Decode<Context> for Month {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Month, bincode::error::DecodeError> {
+        let index = i32::decode(decoder)?;
+        Month::new(index.div_euclid(12), index.rem_euclid(12) as u32 + 1).ok_or(
+            bincode::error::DecodeError::Other("month outside 1900..=2200"),
+        )
+    }
+}
+bincode::impl_borrow_decode!(Month);
 
 impl Month {
     pub fn new(year: i32, month: u32) -> Option<Month> {

@@ -28,6 +28,7 @@ pub struct FamilyView {
     pub relative: String,
     pub relation: gongji_domain::types::Relation,
     pub since: Day,
+    pub until: Option<Day>,
 }
 
 impl AccountView {
@@ -49,6 +50,7 @@ impl AccountView {
                     relative: relative.clone(),
                     relation: b.relation,
                     since: b.since,
+                    until: b.until,
                 })
                 .collect(),
         }
