@@ -93,8 +93,9 @@ pub struct SettledOutcome {
     pub policy: String,
 }
 
-/// Upper bound on members one `allocate` may credit (a region's size with room to spare).
-pub const ALLOCATE_MEMBERS_MAX: usize = 50_000_000;
+/// Upper bound on a region's members for one `allocate`: the allocation is one atomic unit in
+/// the log (up to two records per member, and a unit holds at most a million records).
+pub const ALLOCATE_MEMBERS_MAX: usize = 450_000;
 
 pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
     match command {

@@ -138,7 +138,21 @@ impl Ledger {
                 payload,
             })
             .collect();
-        self.log.append(&[], &records, recorded_at_micros)?;
+        match self.log.append(&[], &records, recorded_at_micros) {
+            Ok(_) => {}
+            // Refused before anything was staged: the line is rejected and nothing changed.
+            Err(LogError::TooLarge {
+                what,
+                actual,
+                limit,
+            }) => {
+                return Ok(LineOutcome::Rejected(Rejection::new(
+                    "too_large",
+                    format!("the command's {what} is {actual}, over the log's limit of {limit}"),
+                )));
+            }
+            Err(error) => return Err(error.into()),
+        }
         for (_, event) in &decision.events {
             self.load_for(event)?;
             evolve(&mut self.state, event);
@@ -272,7 +286,7 @@ impl Ledger {
             load_for(log, state, &event)?;
             evolve(state, &event);
             folded += 1;
-            if folded % REPLAY_CHECKPOINT_RECORDS == 0 {
+            if folded.is_multiple_of(REPLAY_CHECKPOINT_RECORDS) {
                 store_projections(log, state, record.position + 1)?;
                 progress(folded, to - from);
             }

@@ -27,7 +27,7 @@ pub const MAX_STREAM_BYTES: usize = 255;
 /// Largest payload of one record, in bytes.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 /// Most records in one atomic unit.
-pub const MAX_UNIT_RECORDS: usize = 10_000;
+pub const MAX_UNIT_RECORDS: usize = 1_000_000;
 
 /// version + flags + position + stream version + event id + recorded_at + prev hash
 const BODY_FIXED_BYTES: usize = 1 + 1 + 8 + 8 + 16 + 8 + 32;

@@ -37,7 +37,7 @@
 //! A record's hash is `blake3(prev_hash || body)`; the first record's
 //! `prev_hash` is all zeros. A unit never spans two segments. Bounds: stream
 //! names 1..=255 bytes ([`MAX_STREAM_BYTES`]), payloads up to 1 MiB
-//! ([`MAX_PAYLOAD_BYTES`]), units up to 10 000 records ([`MAX_UNIT_RECORDS`]).
+//! ([`MAX_PAYLOAD_BYTES`]), units up to 1 000 000 records ([`MAX_UNIT_RECORDS`]).
 //! See `docs/log-format.md` for the full description.
 //!
 //! # Recovery
@@ -1049,7 +1049,7 @@ impl Log {
                         prev_hash = view.hash();
                         unit_open = !view.is_unit_end();
                         count += 1;
-                        if count % PROGRESS_EVERY_RECORDS == 0 {
+                        if count.is_multiple_of(PROGRESS_EVERY_RECORDS) {
                             progress(count);
                         }
                     }

@@ -299,7 +299,7 @@ fn expected_versions_accepted_and_refused() {
 
     // A refused unit changes nothing, even when its first expectation held.
     let end = log.end_position();
-    let hash_before = log.stream_version("b").expect("version");
+    let b_version_before = log.stream_version("b").expect("version");
     let refused = log.append(
         &[
             ("b", ExpectedVersion::Exact(1)),
@@ -314,7 +314,7 @@ fn expected_versions_accepted_and_refused() {
     ));
     assert_eq!(log.end_position(), end);
     assert_eq!(log.stream_version("a").expect("version"), 2);
-    assert_eq!(log.stream_version("b").expect("version"), hash_before);
+    assert_eq!(log.stream_version("b").expect("version"), b_version_before);
     assert_eq!(log.stream_version("c").expect("version"), 0);
     log.append(&[("a", ExpectedVersion::Any)], &[rec("a", 8, b"8")], 0)
         .expect("Any");
