@@ -67,6 +67,33 @@ impl YearCounters {
     pub fn deductible_used_total(&self) -> Money {
         self.deductible_used.values().copied().sum()
     }
+
+    /// Counts a settlement into the year, or takes it back out when it is reversed.
+    fn count(&mut self, settlement: &Settlement, direction: Direction) {
+        let signed = |amount: Money| match direction {
+            Direction::Settle => amount,
+            Direction::Reverse => -amount,
+        };
+        *self
+            .deductible_used
+            .entry(settlement.deductible_group.clone())
+            .or_default() += signed(settlement.deductible_applied);
+        self.ordinary_cost += signed(settlement.eligible - settlement.special_paid);
+        self.ordinary_paid += signed(settlement.ordinary_paid);
+        self.special_paid += signed(settlement.special_paid);
+        self.pooled_paid += signed(settlement.pooled_paid);
+        self.large_amount_paid += signed(settlement.large_amount_paid);
+        match direction {
+            Direction::Settle => self.claims += 1,
+            Direction::Reverse => self.claims -= 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Settle,
+    Reverse,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
@@ -275,21 +302,12 @@ pub fn evolve(state: &mut State, event: &Event) {
                 settlement.claim
             );
             state.debit(&settlement.member, settlement.account_paid);
-            let year = state
+            state
                 .member_mut(&settlement.member)
                 .years
                 .entry(settlement.year)
-                .or_default();
-            *year
-                .deductible_used
-                .entry(settlement.deductible_group.clone())
-                .or_default() += settlement.deductible_applied;
-            year.ordinary_cost += settlement.eligible - settlement.special_paid;
-            year.ordinary_paid += settlement.ordinary_paid;
-            year.special_paid += settlement.special_paid;
-            year.pooled_paid += settlement.pooled_paid;
-            year.large_amount_paid += settlement.large_amount_paid;
-            year.claims += 1;
+                .or_default()
+                .count(settlement, Direction::Settle);
             state.dirty.insert(EntityKey::Tx(settlement.claim.clone()));
             state.txs.insert(
                 settlement.claim.clone(),
@@ -370,21 +388,12 @@ pub fn evolve(state: &mut State, event: &Event) {
             date, settlement, ..
         } => {
             state.credit(&settlement.member, settlement.account_paid);
-            let year = state
+            state
                 .member_mut(&settlement.member)
                 .years
                 .entry(settlement.year)
-                .or_default();
-            *year
-                .deductible_used
-                .entry(settlement.deductible_group.clone())
-                .or_default() -= settlement.deductible_applied;
-            year.ordinary_cost -= settlement.eligible - settlement.special_paid;
-            year.ordinary_paid -= settlement.ordinary_paid;
-            year.special_paid -= settlement.special_paid;
-            year.pooled_paid -= settlement.pooled_paid;
-            year.large_amount_paid -= settlement.large_amount_paid;
-            year.claims -= 1;
+                .or_default()
+                .count(settlement, Direction::Reverse);
             state.tx_mut(&settlement.claim).reversed_on = Some(*date);
         }
         Event::FundClaimRefunded {
