@@ -1,0 +1,1 @@
+//! Reconciliation (placeholder: being written).

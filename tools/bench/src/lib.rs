@@ -1,0 +1,1 @@
+//! Tools (placeholder: being written).
