@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use gongji_domain::command::LINE_BYTES_MAX;
 use gongji_domain::Rejection;
-use gongji_ledger::{Ledger, LedgerError, LineOutcome};
+use gongji_ledger::{AsOf, Ledger, LedgerError, LineOutcome};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -47,13 +47,36 @@ enum Cmd {
         member: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        as_of: AsOfArgs,
     },
     /// A member's standing in one insurance year: deductible, ordinary limit, fund payments.
     Year {
         member: String,
         year: i32,
+        /// The region whose counters to show (default: where the member was at the year's end).
+        #[arg(long)]
+        region: Option<String>,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        as_of: AsOfArgs,
+    },
+    /// A deceased member's account: balance on the day of death, later movements, payouts.
+    Inheritance {
+        member: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        as_of: AsOfArgs,
+    },
+    /// A member's transfers between pooling regions, with the balances moved.
+    Transfers {
+        member: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        as_of: AsOfArgs,
     },
     /// A region's pooled and large-amount funds.
     Fund {
@@ -74,6 +97,50 @@ enum Cmd {
     },
     /// Drop every projection and rebuild them from the log.
     Rebuild,
+}
+
+/// The two times of an as-of answer.
+#[derive(clap::Args)]
+struct AsOfArgs {
+    /// Only events whose own date is on or before this day (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    as_of: Option<String>,
+    /// Only events the ledger had recorded before this time (RFC 3339, or a UTC day YYYY-MM-DD
+    /// meaning its midnight).
+    #[arg(long, value_name = "TIMESTAMP")]
+    recorded_before: Option<String>,
+}
+
+impl AsOfArgs {
+    fn parse(&self) -> Result<AsOf, String> {
+        let date = match &self.as_of {
+            Some(text) => Some(
+                text.parse::<gongji_domain::Day>()
+                    .map_err(|e| format!("--as-of: {e}"))?,
+            ),
+            None => None,
+        };
+        let recorded_before_micros = match &self.recorded_before {
+            Some(text) => Some(parse_timestamp(text)?),
+            None => None,
+        };
+        Ok(AsOf {
+            date,
+            recorded_before_micros,
+        })
+    }
+}
+
+fn parse_timestamp(text: &str) -> Result<i64, String> {
+    let bad = || {
+        format!("--recorded-before: '{text}' is not a time like 2024-07-01T08:00:00Z or a day like 2024-07-01")
+    };
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp_micros());
+    }
+    let day: gongji_domain::Day = text.parse().map_err(|_| bad())?;
+    let midnight = day.date().and_hms_opt(0, 0, 0).ok_or_else(bad)?;
+    Ok(midnight.and_utc().timestamp_micros())
 }
 
 #[derive(Subcommand)]
@@ -117,23 +184,55 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
             json,
             batch_lines,
         } => apply(data, &file, json, batch_lines as usize),
-        Cmd::Account { member, json } => {
+        Cmd::Account {
+            member,
+            json,
+            as_of,
+        } => {
+            let as_of = as_of.parse()?;
             let ledger = open(data)?;
-            let view = ledger.account(&member).map_err(|e| e.to_string())?;
-            found(
-                view.map(|v| json!(v)),
-                json,
-                &format!("member {member} is not enrolled"),
-            )
+            let view = ledger
+                .account_at(&member, &as_of)
+                .map_err(|e| e.to_string())?;
+            found(view.map(|v| json!(v)), json, &not_enrolled(&member, &as_of))
         }
-        Cmd::Year { member, year, json } => {
+        Cmd::Year {
+            member,
+            year,
+            region,
+            json,
+            as_of,
+        } => {
+            let as_of = as_of.parse()?;
             let ledger = open(data)?;
-            let view = ledger.year(&member, year).map_err(|e| e.to_string())?;
-            found(
-                view.map(|v| json!(v)),
-                json,
-                &format!("member {member} is not enrolled"),
-            )
+            let view = ledger
+                .year_at(&member, year, region.as_deref(), &as_of)
+                .map_err(|e| e.to_string())?;
+            found(view.map(|v| json!(v)), json, &not_enrolled(&member, &as_of))
+        }
+        Cmd::Inheritance {
+            member,
+            json,
+            as_of,
+        } => {
+            let as_of = as_of.parse()?;
+            let ledger = open(data)?;
+            let view = ledger
+                .inheritance(&member, &as_of)
+                .map_err(|e| e.to_string())?;
+            found(view.map(|v| json!(v)), json, &not_enrolled(&member, &as_of))
+        }
+        Cmd::Transfers {
+            member,
+            json,
+            as_of,
+        } => {
+            let as_of = as_of.parse()?;
+            let ledger = open(data)?;
+            let view = ledger
+                .transfers(&member, &as_of)
+                .map_err(|e| e.to_string())?;
+            found(view.map(|v| json!(v)), json, &not_enrolled(&member, &as_of))
         }
         Cmd::Fund { region, json } => {
             let ledger = open(data)?;
@@ -221,6 +320,14 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn not_enrolled(member: &str, as_of: &AsOf) -> String {
+    if as_of.is_now() {
+        format!("member {member} is not enrolled")
+    } else {
+        format!("member {member} was not enrolled as of the time asked")
     }
 }
 

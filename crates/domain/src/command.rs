@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::money::Money;
+use crate::money::{Money, Rate};
 use crate::policy::PolicyVersion;
 use crate::time::{Day, Month};
 use crate::types::{Channel, Purpose, Rejection, Relation, Scheme, Status};
@@ -69,6 +69,9 @@ pub enum Command {
         relative: String,
         relation: Relation,
         date: Day,
+        /// A yearly limit on payments for this relative, where the policy allows one.
+        #[serde(default)]
+        yearly_limit: Option<Money>,
     },
     UnbindFamily {
         holder: String,
@@ -89,6 +92,36 @@ pub enum Command {
         date: Day,
         reason: String,
     },
+    /// Closes an insurance year for every account of the region (结转).
+    Rollover {
+        region: String,
+        year: i32,
+    },
+    /// Records a member's death: the account is frozen from the next day.
+    Decease {
+        member: String,
+        date: Day,
+    },
+    /// Pays a deceased member's balance to the heirs and closes the account.
+    Inherit {
+        member: String,
+        date: Day,
+        heirs: Vec<Heir>,
+    },
+    /// Moves an active member's account, with its balance, to another pooling region.
+    Transfer {
+        member: String,
+        date: Day,
+        to_region: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heir {
+    pub name: String,
+    /// The heir's share of the balance, a decimal like "0.5"; the shares sum to 1.
+    pub share: Rate,
 }
 
 fn yes() -> bool {
@@ -96,7 +129,7 @@ fn yes() -> bool {
 }
 
 const COMMAND_NAMES: &str =
-    "load_policy, enroll, retire, contribute, allocate, claim, bind_family, unbind_family, account_pay, reverse";
+    "load_policy, enroll, retire, contribute, allocate, claim, bind_family, unbind_family, account_pay, reverse, rollover, decease, inherit, transfer";
 
 /// Parses one input line into a command, or a rejection with a stable code.
 pub fn parse_command(line: &str) -> Result<Command, Rejection> {

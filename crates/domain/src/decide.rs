@@ -1,6 +1,7 @@
 //! `decide`: a command and the state it needs in, events or a rejection out. No clock, no disk,
 //! no randomness: dates come with the command.
 
+use chrono::Datelike;
 use serde::Serialize;
 
 use crate::command::{Command, ID_BYTES_MAX};
@@ -73,6 +74,32 @@ pub enum Outcome {
         account_refunded: Money,
         pooled_refunded: Money,
         large_amount_refunded: Money,
+    },
+    RolledOver {
+        region: String,
+        year: i32,
+        year_from: Day,
+        year_to: Day,
+        accounts_closed: u64,
+        closing_total: Money,
+    },
+    Deceased {
+        member: String,
+        deceased_on: Day,
+        balance: Money,
+    },
+    Inherited {
+        member: String,
+        balance: Money,
+        payouts: Vec<crate::event::Payout>,
+    },
+    Transferred {
+        member: String,
+        from_region: String,
+        to_region: String,
+        balance: Money,
+        /// Whether the destination has a policy loaded (claims there are refused until it has).
+        policy_loaded: bool,
     },
 }
 
@@ -158,7 +185,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
             })
         }
         Command::Retire { member, date } => {
-            let account = enrolled(state, member, *date)?;
+            let account = live(state, member, *date)?;
             if let Some(retired) = account.retired_on {
                 return Err(Rejection::new(
                     "already_retired",
@@ -218,87 +245,13 @@ pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
             relative,
             relation,
             date,
-        } => {
-            check_id("relative", relative)?;
-            let account = enrolled(state, holder, *date)?;
-            if holder == relative {
-                return Err(Rejection::new(
-                    "self_binding",
-                    format!("member {holder} cannot be bound to their own account"),
-                ));
-            }
-            if let Some(binding) = account.family.get(relative) {
-                match binding.until {
-                    None => {
-                        return Err(Rejection::new(
-                            "already_bound",
-                            format!(
-                                "{relative} is already bound to {holder}'s account since {}",
-                                binding.since
-                            ),
-                        ))
-                    }
-                    Some(until) if *date < until => {
-                        return Err(Rejection::new(
-                            "already_bound",
-                            format!("{relative} was bound to {holder}'s account until {until}; a new binding must start on or after it"),
-                        ))
-                    }
-                    Some(_) => {}
-                }
-            }
-            let event = Event::FamilyBound {
-                holder: holder.clone(),
-                relative: relative.clone(),
-                relation: *relation,
-                date: *date,
-            };
-            Ok(Decision {
-                events: vec![(Stream::Member(holder.clone()), event)],
-                outcome: Outcome::Bound {
-                    holder: holder.clone(),
-                    relative: relative.clone(),
-                },
-            })
-        }
+            yearly_limit,
+        } => crate::family::bind(state, holder, relative, *relation, *date, *yearly_limit),
         Command::UnbindFamily {
             holder,
             relative,
             date,
-        } => {
-            let account = enrolled(state, holder, *date)?;
-            let binding = account
-                .family
-                .get(relative)
-                .filter(|b| b.until.is_none())
-                .ok_or_else(|| {
-                    Rejection::new(
-                        "relative_not_bound",
-                        format!("{relative} is not bound to {holder}'s account"),
-                    )
-                })?;
-            if *date < binding.since {
-                return Err(Rejection::new(
-                    "unbind_before_binding",
-                    format!(
-                        "{relative} was bound to {holder}'s account on {}; cannot unbind on {date}",
-                        binding.since
-                    ),
-                ));
-            }
-            let event = Event::FamilyUnbound {
-                holder: holder.clone(),
-                relative: relative.clone(),
-                date: *date,
-            };
-            Ok(Decision {
-                events: vec![(Stream::Member(holder.clone()), event)],
-                outcome: Outcome::Unbound {
-                    holder: holder.clone(),
-                    relative: relative.clone(),
-                },
-            })
-        }
+        } => crate::family::unbind(state, holder, relative, *date),
         Command::AccountPay {
             id,
             holder,
@@ -316,10 +269,22 @@ pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
             *amount,
         ),
         Command::Reverse { id, date, reason } => reverse(state, id, *date, reason),
+        Command::Rollover { region, year } => crate::lifecycle::rollover(state, region, *year),
+        Command::Decease { member, date } => crate::lifecycle::decease(state, member, *date),
+        Command::Inherit {
+            member,
+            date,
+            heirs,
+        } => crate::lifecycle::inherit(state, member, *date, heirs),
+        Command::Transfer {
+            member,
+            date,
+            to_region,
+        } => crate::lifecycle::transfer(state, member, *date, to_region),
     }
 }
 
-fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
+pub(crate) fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
     let printable = id.chars().all(|c| !c.is_control());
     if id.is_empty() || id.len() > ID_BYTES_MAX || !printable {
         return Err(Rejection::new(
@@ -333,7 +298,7 @@ fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn non_negative(what: &str, amount: Money) -> Result<(), Rejection> {
+pub(crate) fn non_negative(what: &str, amount: Money) -> Result<(), Rejection> {
     if amount.is_negative() {
         return Err(Rejection::new(
             "negative_amount",
@@ -343,7 +308,10 @@ fn non_negative(what: &str, amount: Money) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn member<'s>(state: &'s State, id: &str) -> Result<&'s crate::state::Member, Rejection> {
+pub(crate) fn member<'s>(
+    state: &'s State,
+    id: &str,
+) -> Result<&'s crate::state::Member, Rejection> {
     state
         .members
         .get(id)
@@ -351,7 +319,7 @@ fn member<'s>(state: &'s State, id: &str) -> Result<&'s crate::state::Member, Re
 }
 
 /// The member, who must have enrolled on or before `date`.
-fn enrolled<'s>(
+pub(crate) fn enrolled<'s>(
     state: &'s State,
     id: &str,
     date: Day,
@@ -369,7 +337,30 @@ fn enrolled<'s>(
     Ok(account)
 }
 
-fn policy<'s>(state: &'s State, region: &str, date: Day) -> Result<&'s PolicyVersion, Rejection> {
+/// The member, enrolled on or before `date`, whose account is not frozen on `date`.
+pub(crate) fn live<'s>(
+    state: &'s State,
+    id: &str,
+    date: Day,
+) -> Result<&'s crate::state::Member, Rejection> {
+    let account = enrolled(state, id, date)?;
+    frozen(account, date)?;
+    Ok(account)
+}
+
+pub(crate) fn frozen(account: &crate::state::Member, date: Day) -> Result<(), Rejection> {
+    match account.frozen_on(date) {
+        Some(why) if account.closed_on.is_some() => Err(Rejection::new("account_closed", why)),
+        Some(why) => Err(Rejection::new("member_deceased", why)),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn policy<'s>(
+    state: &'s State,
+    region: &str,
+    date: Day,
+) -> Result<&'s PolicyVersion, Rejection> {
     state.policy_in_force(region, date).ok_or_else(|| {
         Rejection::new(
             "no_policy_in_force",
@@ -417,7 +408,7 @@ fn load_policy(state: &State, policy: &PolicyVersion) -> Result<Decision, Reject
     })
 }
 
-fn facts(account: &crate::state::Member, day: Day, level: Option<u8>) -> Facts {
+pub(crate) fn facts(account: &crate::state::Member, day: Day, level: Option<u8>) -> Facts {
     let month = day.month();
     Facts {
         status: account.status_on(day),
@@ -436,7 +427,10 @@ fn contribute(
 ) -> Result<Decision, Rejection> {
     non_negative("base", base)?;
     let account = enrolled(state, member_id, month.last_day())?;
-    let policy = policy(state, &account.region, month.first_day())?;
+    // Credits for the month of death and before are still due; later ones are not.
+    frozen(account, month.first_day())?;
+    let region = account.region_on(month.first_day()).to_string();
+    let policy = policy(state, &region, month.first_day())?;
     let facts = facts(account, month.last_day(), None);
     if facts.status == Status::Retired {
         return Err(Rejection::new(
@@ -481,9 +475,9 @@ fn contribute(
     )];
     if !pooled.is_negative() {
         events.push((
-            Stream::Fund(FundKind::Pooled, account.region.clone()),
+            Stream::Fund(FundKind::Pooled, region.clone()),
             Event::PooledContributed {
-                region: account.region.clone(),
+                region: region.clone(),
                 member: member_id.to_string(),
                 month,
                 amount: pooled,
@@ -523,7 +517,11 @@ fn allocate(state: &State, region: &str, month: Month) -> Result<Decision, Rejec
         (Money::ZERO, Money::ZERO, Money::ZERO, 0u64);
     for id in state.region_members.get(region).into_iter().flatten() {
         let account = member(state, id)?;
-        if account.enrolled_on > month.last_day() || account.credited_months.contains(&month) {
+        let frozen = account.frozen_on(month.first_day()).is_some();
+        if frozen
+            || account.enrolled_on > month.last_day()
+            || account.credited_months.contains(&month)
+        {
             continue;
         }
         let facts = facts(account, month.last_day(), None);
@@ -634,8 +632,11 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Decision, Rejection> 
             ),
         ));
     }
-    let account = enrolled(state, claim.member, claim.date)?;
-    let policy = policy(state, &account.region, claim.date)?;
+    let account = live(state, claim.member, claim.date)?;
+    // A claim settles in the region the member belonged to on its date, against that region's
+    // counters: late claims from before a transfer still reach the old region.
+    let region = account.region_on(claim.date).to_string();
+    let policy = policy(state, &region, claim.date)?;
     let facts = facts(account, claim.date, Some(claim.level));
     let no_rule = |what: &str| {
         Rejection::new(
@@ -654,7 +655,7 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Decision, Rejection> 
         .limit_rule(&facts)
         .ok_or_else(|| no_rule("annual limit"))?;
     let year = policy.insurance_year(claim.date);
-    let counters = account.year(year);
+    let counters = account.year_on(claim.date, year);
 
     let remainder = claim.eligible - claim.special_paid;
     let group_used = counters
@@ -684,13 +685,13 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Decision, Rejection> 
     let own_share = claim.eligible + claim.uncovered - claim.special_paid - ordinary_paid;
     let (account_paid, reimbursed_to_member) = match claim.channel {
         Channel::Manual => (Money::ZERO, claim.special_paid + ordinary_paid),
-        _ if claim.use_account => (own_share.min(account.balance), Money::ZERO),
+        _ if claim.use_account => (own_share.min(account.available_on(claim.date)), Money::ZERO),
         _ => (Money::ZERO, Money::ZERO),
     };
     let settlement = Settlement {
         claim: claim.id.to_string(),
         member: claim.member.to_string(),
-        region: account.region.clone(),
+        region: region.clone(),
         date: claim.date,
         year,
         level: claim.level,
@@ -746,10 +747,10 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Decision, Rejection> 
     ] {
         if amount > Money::ZERO {
             events.push((
-                Stream::Fund(fund, account.region.clone()),
+                Stream::Fund(fund, region.clone()),
                 Event::FundClaimPaid {
                     fund,
-                    region: account.region.clone(),
+                    region: region.clone(),
                     claim: claim.id.to_string(),
                     member: claim.member.to_string(),
                     date: claim.date,
@@ -786,7 +787,7 @@ fn account_pay(
             format!("payment {id}: amount {amount} must be more than 0.00"),
         ));
     }
-    let account = enrolled(state, holder, date)?;
+    let account = live(state, holder, date)?;
     let beneficiary = beneficiary.unwrap_or(holder);
     check_id("beneficiary", beneficiary)?;
     if !purpose.allowed() {
@@ -795,26 +796,11 @@ fn account_pay(
             format!("payment {id}: a personal account may not pay for {purpose:?} (public health, fitness and wellness are excluded)"),
         ));
     }
+    let region = account.region_on(date).to_string();
+    let policy = state.policy_in_force(&region, date);
+    let year = policy.map_or(date.date().year(), |p| p.insurance_year(date));
     if beneficiary != holder {
-        match account.family.get(beneficiary) {
-            Some(binding) if binding.covers(date) => {}
-            Some(binding) => {
-                let until = binding
-                    .until
-                    .map(|u| format!(" until {u}"))
-                    .unwrap_or_default();
-                return Err(Rejection::new(
-                    "relative_not_bound",
-                    format!("payment {id}: {beneficiary} was bound to {holder}'s account from {}{until}, not on {date}", binding.since),
-                ));
-            }
-            None => {
-                return Err(Rejection::new(
-                    "relative_not_bound",
-                    format!("payment {id}: {beneficiary} is not bound to {holder}'s account"),
-                ))
-            }
-        }
+        crate::family::check_payment(account, policy, id, beneficiary, date, year, amount)?;
     }
     if purpose == Purpose::LargeAmountPremium
         && (beneficiary != holder || account.status_on(date) != Status::Retired)
@@ -824,13 +810,19 @@ fn account_pay(
             format!("payment {id}: only a retiree's own large-amount premium may be paid from the account"),
         ));
     }
-    if amount > account.balance {
+    let available = account.available_on(date);
+    if amount > available {
+        let later = if available < account.balance {
+            format!(
+                " on {date} (balance {}, part of it used by later-dated movements)",
+                account.balance
+            )
+        } else {
+            String::new()
+        };
         return Err(Rejection::new(
             "insufficient_balance",
-            format!(
-                "member {holder} has {}; payment {id} of {amount} refused",
-                account.balance
-            ),
+            format!("member {holder} has {available}{later}; payment {id} of {amount} refused"),
         ));
     }
     let mut events = vec![(
@@ -839,17 +831,18 @@ fn account_pay(
             id: id.to_string(),
             holder: holder.to_string(),
             beneficiary: beneficiary.to_string(),
-            region: account.region.clone(),
+            region: region.clone(),
             date,
+            year,
             purpose,
             amount,
         },
     )];
     if purpose == Purpose::LargeAmountPremium {
         events.push((
-            Stream::Fund(FundKind::LargeAmount, account.region.clone()),
+            Stream::Fund(FundKind::LargeAmount, region.clone()),
             Event::PremiumReceived {
-                region: account.region.clone(),
+                region: region.clone(),
                 payment: id.to_string(),
                 member: holder.to_string(),
                 date,
@@ -886,6 +879,17 @@ fn reverse(state: &State, id: &str, date: Day, reason: &str) -> Result<Decision,
         return Err(Rejection::new(
             "reversal_before_original",
             format!("reversal on {date} is before {id} itself on {}", tx.date),
+        ));
+    }
+    // A reversal refunds the account: possible after death (the refund is part of what the
+    // heirs receive), not once the account is closed.
+    if let Some(closed) = member(state, &tx.member)?.closed_on {
+        return Err(Rejection::new(
+            "account_closed",
+            format!(
+                "account of {} was closed on {closed}; {id} can no longer be reversed",
+                tx.member
+            ),
         ));
     }
     if reason.len() > 1024 {
@@ -934,16 +938,19 @@ fn reverse(state: &State, id: &str, date: Day, reason: &str) -> Result<Decision,
             })
         }
         TxKind::Payment {
+            beneficiary,
+            year,
             purpose,
             amount,
             region,
-            ..
         } => {
             let mut events = vec![(
                 Stream::Member(tx.member.clone()),
                 Event::AccountPaymentReversed {
                     id: id.to_string(),
                     holder: tx.member.clone(),
+                    beneficiary: beneficiary.clone(),
+                    year: *year,
                     purpose: *purpose,
                     date,
                     reason: reason.to_string(),

@@ -6,7 +6,7 @@
 use bincode::{Decode, Encode};
 use serde::Serialize;
 
-use crate::money::Money;
+use crate::money::{Money, Rate};
 use crate::policy::{CreditSource, PolicyVersion};
 use crate::state::EntityKey;
 use crate::time::{Day, Month};
@@ -169,6 +169,8 @@ pub enum Event {
         relative: String,
         relation: Relation,
         date: Day,
+        /// The holder's yearly limit on payments for this relative.
+        yearly_limit: Option<Money>,
     },
     FamilyUnbound {
         holder: String,
@@ -181,6 +183,8 @@ pub enum Event {
         beneficiary: String,
         region: String,
         date: Day,
+        /// The insurance year of `date` (a relative's yearly limit counts per year).
+        year: i32,
         purpose: Purpose,
         amount: Money,
     },
@@ -208,6 +212,8 @@ pub enum Event {
     AccountPaymentReversed {
         id: String,
         holder: String,
+        beneficiary: String,
+        year: i32,
         purpose: Purpose,
         date: Day,
         reason: String,
@@ -219,6 +225,45 @@ pub enum Event {
         date: Day,
         amount: Money,
     },
+    /// Rollover (结转): the insurance year closed for this account, its closing balance carried
+    /// into the next year unchanged.
+    YearClosed {
+        member: String,
+        region: String,
+        year: i32,
+        /// The last day of the insurance year closed.
+        date: Day,
+        closing_balance: Money,
+    },
+    /// The member died: the account is frozen from the day after.
+    Deceased {
+        member: String,
+        date: Day,
+    },
+    /// The balance paid to the heirs (依法继承) and the account closed.
+    Inherited {
+        member: String,
+        date: Day,
+        balance: Money,
+        payouts: Vec<Payout>,
+    },
+    /// Transfer across pooling regions (转移接续): the account, with its balance, leaves
+    /// `from_region` for `to_region`; the yearly counters stay with the old region.
+    Transferred {
+        member: String,
+        date: Day,
+        from_region: String,
+        to_region: String,
+        balance: Money,
+    },
+}
+
+/// One heir's part of an inheritance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+pub struct Payout {
+    pub heir: String,
+    pub share: Rate,
+    pub amount: Money,
 }
 
 /// Why a stored event could not be read back.
@@ -306,7 +351,11 @@ impl Event {
                 Purpose::LargeAmountPremium => (zero, zero),
                 _ => (*amount, zero),
             },
+            Event::Inherited { balance, .. } => (zero, *balance),
             Event::PolicyLoaded { .. }
+            | Event::YearClosed { .. }
+            | Event::Deceased { .. }
+            | Event::Transferred { .. }
             | Event::Retired { .. }
             | Event::PooledCreditPaid { .. }
             | Event::FamilyBound { .. }
@@ -333,8 +382,29 @@ impl Event {
             }
             Event::Retired { member: id, .. }
             | Event::AccountCredited { member: id, .. }
-            | Event::FamilyBound { holder: id, .. }
-            | Event::FamilyUnbound { holder: id, .. } => vec![member(id)],
+            | Event::YearClosed { member: id, .. }
+            | Event::Deceased { member: id, .. }
+            | Event::Inherited { member: id, .. } => vec![member(id)],
+            Event::FamilyBound {
+                holder, relative, ..
+            }
+            | Event::FamilyUnbound {
+                holder, relative, ..
+            } => {
+                vec![member(holder), EntityKey::Relative(relative.clone())]
+            }
+            Event::Transferred {
+                member: id,
+                from_region,
+                to_region,
+                ..
+            } => vec![
+                member(id),
+                EntityKey::RegionMember(from_region.clone(), id.clone()),
+                EntityKey::RegionMember(to_region.clone(), id.clone()),
+                EntityKey::Fund(FundKind::Pooled, to_region.clone()),
+                EntityKey::Fund(FundKind::LargeAmount, to_region.clone()),
+            ],
             Event::PooledContributed { region, .. } | Event::PooledCreditPaid { region, .. } => {
                 vec![fund(&FundKind::Pooled, region)]
             }
@@ -360,6 +430,34 @@ impl Event {
         }
     }
 
+    /// The event's own date: the day it happened, as opposed to the time the ledger recorded it.
+    /// Monthly events are dated on the first day of their month; a rollover on the last day of
+    /// the insurance year it closes (as-of answers filter on this date).
+    pub fn date(&self) -> Day {
+        match self {
+            Event::PolicyLoaded { policy } => policy.effective,
+            Event::AccountCredited { month, .. }
+            | Event::PooledContributed { month, .. }
+            | Event::PooledCreditPaid { month, .. } => month.first_day(),
+            Event::ClaimSettled { settlement } => settlement.date,
+            Event::Enrolled { date, .. }
+            | Event::Retired { date, .. }
+            | Event::FundClaimPaid { date, .. }
+            | Event::FamilyBound { date, .. }
+            | Event::FamilyUnbound { date, .. }
+            | Event::AccountPaid { date, .. }
+            | Event::PremiumReceived { date, .. }
+            | Event::ClaimReversed { date, .. }
+            | Event::FundClaimRefunded { date, .. }
+            | Event::AccountPaymentReversed { date, .. }
+            | Event::PremiumRefunded { date, .. }
+            | Event::YearClosed { date, .. }
+            | Event::Deceased { date, .. }
+            | Event::Inherited { date, .. }
+            | Event::Transferred { date, .. } => *date,
+        }
+    }
+
     /// A short name for listings.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -379,6 +477,10 @@ impl Event {
             Event::FundClaimRefunded { .. } => "fund_claim_refunded",
             Event::AccountPaymentReversed { .. } => "account_payment_reversed",
             Event::PremiumRefunded { .. } => "premium_refunded",
+            Event::YearClosed { .. } => "year_closed",
+            Event::Deceased { .. } => "deceased",
+            Event::Inherited { .. } => "inherited",
+            Event::Transferred { .. } => "transferred",
         }
     }
 }

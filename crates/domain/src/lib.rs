@@ -10,6 +10,8 @@
 pub mod command;
 pub mod decide;
 pub mod event;
+mod family;
+mod lifecycle;
 pub mod money;
 pub mod policy;
 pub mod state;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::{Money, Rate};
 use crate::time::{Day, Month};
-use crate::types::{Scheme, Status};
+use crate::types::{Relation, Scheme, Status};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +32,37 @@ pub struct PolicyVersion {
     /// What is credited to personal accounts each month.
     pub credits: Vec<CreditRule>,
     pub outpatient: Outpatient,
+    /// Family sharing (家庭共济): who may be bound, how many, with what limits.
+    #[serde(default)]
+    pub family: FamilyRules,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct FamilyRules {
+    /// Relations that may be bound to a holder's account.
+    pub relations: Vec<Relation>,
+    /// Most relatives bound to one holder at a time; None: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relatives_max: Option<u32>,
+    /// Whether the holder may set a yearly spending limit for a relative.
+    #[serde(default = "yes")]
+    pub yearly_limit_allowed: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Spouse, parents and children, no cap, limits allowed: the 2021 national rule (国办发〔2021〕14号).
+impl Default for FamilyRules {
+    fn default() -> FamilyRules {
+        FamilyRules {
+            relations: vec![Relation::Spouse, Relation::Parent, Relation::Child],
+            relatives_max: None,
+            yearly_limit_allowed: true,
+        }
+    }
 }
 
 fn calendar_year() -> String {
@@ -251,16 +282,26 @@ impl PolicyVersion {
     fn year_start_month_day(&self) -> Result<(u32, u32), String> {
         let bad = || {
             format!(
-                "year_start '{}' is not a day of the year like \"07-01\"",
+                "year_start '{}' is not the first day of a month like \"07-01\"",
                 self.year_start
             )
         };
         let (month, day) = self.year_start.split_once('-').ok_or_else(bad)?;
         let month: u32 = month.parse().map_err(|_| bad())?;
         let day: u32 = day.parse().map_err(|_| bad())?;
-        // 2023 is not a leap year, so 29 February is refused as a year start.
-        Day::from_ymd(2023, month, day).ok_or_else(bad)?;
+        // The year starts on the first of a month, so a year is made of whole months.
+        if day != 1 || !(1..=12).contains(&month) {
+            return Err(bad());
+        }
         Ok((month, day))
+    }
+
+    /// The first day of insurance year `year`.
+    pub fn year_first_day(&self, year: i32) -> Option<Day> {
+        let (month, day) = self
+            .year_start_month_day()
+            .expect("a loaded policy version was validated");
+        Day::from_ymd(year, month, day)
     }
 
     /// The insurance year a day falls in, named by the calendar year it starts in.

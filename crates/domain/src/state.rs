@@ -15,7 +15,9 @@ use crate::types::{FundKind, Purpose, Relation, Scheme, Status};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
 pub struct Member {
     pub id: String,
+    /// The pooling region the account belongs to now, and since when.
     pub region: String,
+    pub region_since: Day,
     pub born: Day,
     pub scheme: Scheme,
     pub enrolled_on: Day,
@@ -27,12 +29,31 @@ pub struct Member {
     /// Everything ever credited to the account, and everything ever paid out of it.
     pub account_in: Money,
     pub account_out: Money,
+    /// Net change of the balance per day, by the events' own dates: the balance as of any day
+    /// is a sum of it, whatever order the events were recorded in.
+    pub balance_by_day: BTreeMap<Day, Money>,
     /// Months already credited: each month is credited at most once.
     pub credited_months: BTreeSet<Month>,
-    /// Counters per insurance year.
+    /// Counters per insurance year in the current region.
     pub years: BTreeMap<i32, YearCounters>,
-    /// Relatives bound to this account, with the relation and the day bound.
+    /// Regions the member left, with their counters: they do not move with a transfer.
+    pub past_regions: Vec<PastRegion>,
+    /// Insurance years closed by a rollover, with the closing balance carried forward.
+    pub closed_years: BTreeMap<i32, Money>,
+    /// Relatives bound to this account (current and ended bindings).
     pub family: BTreeMap<String, Binding>,
+    pub deceased_on: Option<Day>,
+    /// The day the balance was paid to the heirs and the account closed.
+    pub closed_on: Option<Day>,
+}
+
+/// A region the member belonged to before a transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+pub struct PastRegion {
+    pub region: String,
+    pub since: Day,
+    pub until: Day,
+    pub years: BTreeMap<i32, YearCounters>,
 }
 
 impl Member {
@@ -43,8 +64,119 @@ impl Member {
         }
     }
 
+    /// Counters of `year` in the current region.
     pub fn year(&self, year: i32) -> YearCounters {
         self.years.get(&year).cloned().unwrap_or_default()
+    }
+
+    /// The region the member belonged to on `day`.
+    pub fn region_on(&self, day: Day) -> &str {
+        if day >= self.region_since {
+            return &self.region;
+        }
+        self.past_regions
+            .iter()
+            .find(|p| p.since <= day && day < p.until)
+            .map_or(&self.region, |p| &p.region)
+    }
+
+    /// Counters of `year` in the region the member belonged to on `day`.
+    pub fn year_on(&self, day: Day, year: i32) -> YearCounters {
+        self.counters_on(day)
+            .get(&year)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn counters_on(&self, day: Day) -> &BTreeMap<i32, YearCounters> {
+        if day >= self.region_since {
+            return &self.years;
+        }
+        self.past_regions
+            .iter()
+            .find(|p| p.since <= day && day < p.until)
+            .map_or(&self.years, |p| &p.years)
+    }
+
+    fn counters_on_mut(&mut self, day: Day) -> &mut BTreeMap<i32, YearCounters> {
+        if day >= self.region_since {
+            return &mut self.years;
+        }
+        match self
+            .past_regions
+            .iter()
+            .position(|p| p.since <= day && day < p.until)
+        {
+            Some(at) => &mut self.past_regions[at].years,
+            None => &mut self.years,
+        }
+    }
+
+    /// Counters of `year` in `region`, summed over the member's stints there.
+    pub fn year_in(&self, region: &str, year: i32) -> YearCounters {
+        let mut total = YearCounters::default();
+        let stints = self
+            .past_regions
+            .iter()
+            .filter(|p| p.region == region)
+            .map(|p| &p.years)
+            .chain((self.region == region).then_some(&self.years));
+        for years in stints {
+            if let Some(counters) = years.get(&year) {
+                total.add(counters);
+            }
+        }
+        total
+    }
+
+    /// The balance at the end of `day`, by the events' own dates.
+    pub fn balance_on(&self, day: Day) -> Money {
+        self.balance_by_day.range(..=day).map(|(_, m)| *m).sum()
+    }
+
+    /// What a payment dated `day` may take from the account: the lowest balance on `day` or any
+    /// later day. A late-dated payment thus never makes the balance as of any day negative.
+    pub fn available_on(&self, day: Day) -> Money {
+        let mut running = self.balance_on(day);
+        let mut lowest = running;
+        let later = (std::ops::Bound::Excluded(day), std::ops::Bound::Unbounded);
+        for (_, delta) in self.balance_by_day.range(later) {
+            running += *delta;
+            lowest = lowest.min(running);
+        }
+        lowest.min(self.balance)
+    }
+
+    /// The latest own date of any movement of the balance.
+    pub fn last_movement_on(&self) -> Option<Day> {
+        self.balance_by_day.keys().next_back().copied()
+    }
+
+    /// Whether money may move on `day`: not after closure, not after death.
+    pub fn frozen_on(&self, day: Day) -> Option<String> {
+        if let Some(closed) = self.closed_on {
+            return Some(format!(
+                "account of {} was closed on {closed} after inheritance",
+                self.id
+            ));
+        }
+        match self.deceased_on {
+            Some(died) if day > died => Some(format!(
+                "member {} died on {died}; the account is frozen after that day",
+                self.id
+            )),
+            _ => None,
+        }
+    }
+
+    /// Relatives bound on `day`.
+    pub fn relatives_bound_on(&self, day: Day) -> usize {
+        self.family.values().filter(|b| b.covers(day)).count()
+    }
+
+    /// Whether any relative is bound now (the member is a holder).
+    pub fn is_holder(&self) -> bool {
+        self.family.values().any(|b| b.until.is_none())
     }
 }
 
@@ -66,6 +198,18 @@ pub struct YearCounters {
 impl YearCounters {
     pub fn deductible_used_total(&self) -> Money {
         self.deductible_used.values().copied().sum()
+    }
+
+    fn add(&mut self, other: &YearCounters) {
+        for (group, used) in &other.deductible_used {
+            *self.deductible_used.entry(group.clone()).or_default() += *used;
+        }
+        self.ordinary_cost += other.ordinary_cost;
+        self.ordinary_paid += other.ordinary_paid;
+        self.special_paid += other.special_paid;
+        self.pooled_paid += other.pooled_paid;
+        self.large_amount_paid += other.large_amount_paid;
+        self.claims += other.claims;
     }
 
     /// Counts a settlement into the year, or takes it back out when it is reversed.
@@ -102,6 +246,10 @@ pub struct Binding {
     pub since: Day,
     /// The day the relative was unbound; payments dated before it stay allowed.
     pub until: Option<Day>,
+    /// The holder's yearly limit on payments for this relative, if set.
+    pub yearly_limit: Option<Money>,
+    /// Paid for this relative, per insurance year.
+    pub spent: BTreeMap<i32, Money>,
 }
 
 impl Binding {
@@ -140,6 +288,8 @@ pub enum TxKind {
     Claim(Box<Settlement>),
     Payment {
         beneficiary: String,
+        /// The insurance year the payment counts in (for a relative's yearly limit).
+        year: i32,
         purpose: Purpose,
         amount: Money,
         region: String,
@@ -154,6 +304,8 @@ pub enum EntityKey {
     Tx(String),
     Policies(String),
     RegionMember(String, String),
+    /// Which holder a person is bound to as a relative (bindings are one-way).
+    Relative(String),
 }
 
 /// The part of the ledger's state that the commands at hand need. A store loads entities into it
@@ -167,6 +319,8 @@ pub struct State {
     pub policies: BTreeMap<String, Vec<PolicyVersion>>,
     /// Members per region (for the monthly allocation run).
     pub region_members: BTreeMap<String, BTreeSet<String>>,
+    /// The holder each person is currently bound to as a relative.
+    pub relatives: BTreeMap<String, String>,
     pub dirty: BTreeSet<EntityKey>,
 }
 
@@ -206,16 +360,24 @@ impl State {
             .unwrap_or_else(|| panic!("event for transaction {id}, which is not loaded"))
     }
 
-    fn credit(&mut self, member: &str, amount: Money) {
+    fn credit(&mut self, member: &str, amount: Money, day: Day) {
+        if amount == Money::ZERO {
+            return;
+        }
         let account = self.member_mut(member);
         account.balance += amount;
         account.account_in += amount;
+        *account.balance_by_day.entry(day).or_default() += amount;
     }
 
-    fn debit(&mut self, member: &str, amount: Money) {
+    fn debit(&mut self, member: &str, amount: Money, day: Day) {
+        if amount == Money::ZERO {
+            return;
+        }
         let account = self.member_mut(member);
         account.balance -= amount;
         account.account_out += amount;
+        *account.balance_by_day.entry(day).or_default() -= amount;
         assert!(
             !account.balance.is_negative(),
             "account of {member} would go to {}: decide must refuse this",
@@ -260,6 +422,7 @@ pub fn evolve(state: &mut State, event: &Event) {
                 Member {
                     id: member.clone(),
                     region: region.clone(),
+                    region_since: *date,
                     born: *born,
                     scheme: *scheme,
                     enrolled_on: *date,
@@ -269,12 +432,17 @@ pub fn evolve(state: &mut State, event: &Event) {
                     balance: Money::ZERO,
                     account_in: Money::ZERO,
                     account_out: Money::ZERO,
+                    balance_by_day: BTreeMap::new(),
                     credited_months: BTreeSet::new(),
                     years: BTreeMap::new(),
+                    past_regions: Vec::new(),
+                    closed_years: BTreeMap::new(),
                     family: BTreeMap::new(),
+                    deceased_on: None,
+                    closed_on: None,
                 },
             );
-            state.credit(member, *opening_balance);
+            state.credit(member, *opening_balance, *date);
         }
         Event::Retired { member, date } => {
             state.member_mut(member).retired_on = Some(*date);
@@ -285,7 +453,7 @@ pub fn evolve(state: &mut State, event: &Event) {
             amount,
             ..
         } => {
-            state.credit(member, *amount);
+            state.credit(member, *amount, month.first_day());
             let fresh = state.member_mut(member).credited_months.insert(*month);
             assert!(fresh, "month {month} credited twice to {member}");
         }
@@ -301,10 +469,10 @@ pub fn evolve(state: &mut State, event: &Event) {
                 "settlement {} does not add up: {settlement:?}",
                 settlement.claim
             );
-            state.debit(&settlement.member, settlement.account_paid);
+            state.debit(&settlement.member, settlement.account_paid, settlement.date);
             state
                 .member_mut(&settlement.member)
-                .years
+                .counters_on_mut(settlement.date)
                 .entry(settlement.year)
                 .or_default()
                 .count(settlement, Direction::Settle);
@@ -332,16 +500,21 @@ pub fn evolve(state: &mut State, event: &Event) {
             relative,
             relation,
             date,
+            yearly_limit,
         } => {
             let binding = Binding {
                 relation: *relation,
                 since: *date,
                 until: None,
+                yearly_limit: *yearly_limit,
+                spent: BTreeMap::new(),
             };
             state
                 .member_mut(holder)
                 .family
                 .insert(relative.clone(), binding);
+            state.dirty.insert(EntityKey::Relative(relative.clone()));
+            state.relatives.insert(relative.clone(), holder.clone());
         }
         Event::FamilyUnbound {
             holder,
@@ -354,6 +527,8 @@ pub fn evolve(state: &mut State, event: &Event) {
                 .get_mut(relative)
                 .unwrap_or_else(|| panic!("{relative} unbound from {holder} without a binding"));
             binding.until = Some(*date);
+            state.dirty.insert(EntityKey::Relative(relative.clone()));
+            state.relatives.remove(relative);
         }
         Event::AccountPaid {
             id,
@@ -361,10 +536,14 @@ pub fn evolve(state: &mut State, event: &Event) {
             beneficiary,
             region,
             date,
+            year,
             purpose,
             amount,
         } => {
-            state.debit(holder, *amount);
+            state.debit(holder, *amount, *date);
+            if let Some(binding) = state.member_mut(holder).family.get_mut(beneficiary) {
+                *binding.spent.entry(*year).or_default() += *amount;
+            }
             state.dirty.insert(EntityKey::Tx(id.clone()));
             state.txs.insert(
                 id.clone(),
@@ -373,6 +552,7 @@ pub fn evolve(state: &mut State, event: &Event) {
                     date: *date,
                     kind: TxKind::Payment {
                         beneficiary: beneficiary.clone(),
+                        year: *year,
                         purpose: *purpose,
                         amount: *amount,
                         region: region.clone(),
@@ -387,10 +567,10 @@ pub fn evolve(state: &mut State, event: &Event) {
         Event::ClaimReversed {
             date, settlement, ..
         } => {
-            state.credit(&settlement.member, settlement.account_paid);
+            state.credit(&settlement.member, settlement.account_paid, *date);
             state
                 .member_mut(&settlement.member)
-                .years
+                .counters_on_mut(settlement.date)
                 .entry(settlement.year)
                 .or_default()
                 .count(settlement, Direction::Reverse);
@@ -407,12 +587,79 @@ pub fn evolve(state: &mut State, event: &Event) {
         Event::AccountPaymentReversed {
             id,
             holder,
+            beneficiary,
+            year,
             date,
             amount,
             ..
         } => {
-            state.credit(holder, *amount);
+            state.credit(holder, *amount, *date);
+            if let Some(binding) = state.member_mut(holder).family.get_mut(beneficiary) {
+                *binding.spent.entry(*year).or_default() -= *amount;
+            }
             state.tx_mut(id).reversed_on = Some(*date);
+        }
+        Event::YearClosed {
+            member,
+            year,
+            closing_balance,
+            ..
+        } => {
+            state
+                .member_mut(member)
+                .closed_years
+                .insert(*year, *closing_balance);
+        }
+        Event::Deceased { member, date } => {
+            state.member_mut(member).deceased_on = Some(*date);
+        }
+        Event::Inherited {
+            member,
+            date,
+            balance,
+            payouts,
+        } => {
+            let paid: Money = payouts.iter().map(|p| p.amount).sum();
+            assert_eq!(
+                paid, *balance,
+                "inheritance of {member} pays out the whole balance"
+            );
+            state.debit(member, *balance, *date);
+            let account = state.member_mut(member);
+            assert!(
+                account.balance == Money::ZERO,
+                "inherited account {member} is emptied"
+            );
+            account.closed_on = Some(*date);
+        }
+        Event::Transferred {
+            member,
+            date,
+            from_region,
+            to_region,
+            ..
+        } => {
+            let account = state.member_mut(member);
+            let years = std::mem::take(&mut account.years);
+            account.past_regions.push(PastRegion {
+                region: from_region.clone(),
+                since: account.region_since,
+                until: *date,
+                years,
+            });
+            account.region = to_region.clone();
+            account.region_since = *date;
+            for (region, present) in [(from_region, false), (to_region, true)] {
+                state
+                    .dirty
+                    .insert(EntityKey::RegionMember(region.clone(), member.clone()));
+                let members = state.region_members.entry(region.clone()).or_default();
+                if present {
+                    members.insert(member.clone());
+                } else {
+                    members.remove(member);
+                }
+            }
         }
         Event::PremiumRefunded { region, amount, .. } => {
             state.fund_mut(FundKind::LargeAmount, region).inflow -= *amount;

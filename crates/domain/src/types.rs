@@ -78,6 +78,11 @@ pub enum Relation {
     Spouse,
     Parent,
     Child,
+    /// Siblings, grandparents and grandchildren: allowed where a region adopted the 2024
+    /// widening (国办发〔2024〕38号).
+    Sibling,
+    Grandparent,
+    Grandchild,
 }
 
 /// The two funds each region has.

@@ -21,7 +21,34 @@ use gongji_domain::{
 use gongji_log::{Log, LogError, NewRecord};
 use serde_json::Value;
 
-pub use views::{AccountView, FundView, HistoryEntry, YearView};
+pub use views::{AccountView, FundView, HistoryEntry, InheritanceView, TransfersView, YearView};
+
+/// Which events an answer takes into account: those whose own date is on or before `date`
+/// ("what was the balance on 30 June"), and those the ledger had recorded before
+/// `recorded_before_micros` ("what did the ledger say then"); either, both or neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AsOf {
+    pub date: Option<gongji_domain::Day>,
+    pub recorded_before_micros: Option<i64>,
+}
+
+impl AsOf {
+    pub const NOW: AsOf = AsOf {
+        date: None,
+        recorded_before_micros: None,
+    };
+
+    pub fn is_now(&self) -> bool {
+        *self == AsOf::NOW
+    }
+
+    pub fn admits(&self, recorded_at_micros: i64, date: gongji_domain::Day) -> bool {
+        self.date.is_none_or(|d| date <= d)
+            && self
+                .recorded_before_micros
+                .is_none_or(|t| recorded_at_micros < t)
+    }
+}
 
 /// Members kept in the in-memory cache between commits before it is dropped (it is reloaded
 /// from the projections on demand): bounds memory on long runs.
@@ -191,19 +218,38 @@ impl Ledger {
             Command::Retire { member, .. } | Command::Contribute { member, .. } => {
                 members.push(member)
             }
-            Command::Allocate { region, .. } => {
+            Command::Allocate { region, .. } | Command::Rollover { region, .. } => {
                 let ids = store::load_region_members(self.log.kv(), &mut self.state, region)?;
                 for id in &ids {
                     self.load_member(id)?;
                 }
                 regions.push(region.clone());
             }
+            Command::Decease { member, .. } | Command::Inherit { member, .. } => {
+                members.push(member)
+            }
+            Command::Transfer {
+                member, to_region, ..
+            } => {
+                members.push(member);
+                regions.push(to_region.clone());
+            }
             Command::Claim { id, member, .. } => {
                 self.load_tx(id)?;
                 members.push(member);
             }
-            Command::BindFamily { holder, .. } | Command::UnbindFamily { holder, .. } => {
-                members.push(holder)
+            Command::BindFamily {
+                holder, relative, ..
+            }
+            | Command::UnbindFamily {
+                holder, relative, ..
+            } => {
+                members.push(holder);
+                members.push(relative);
+                for person in [holder, relative] {
+                    let key = EntityKey::Relative(person.clone());
+                    store::load(self.log.kv(), &mut self.state, &key)?;
+                }
             }
             Command::AccountPay { id, holder, .. } => {
                 self.load_tx(id)?;
@@ -232,15 +278,18 @@ impl Ledger {
         Ok(())
     }
 
-    /// A member, and with it the policies and funds of the member's region.
+    /// A member, and with it the policies and funds of every region the member belonged to.
     fn load_member(&mut self, id: &str) -> Result<(), LedgerError> {
-        if store::load(
-            self.log.kv(),
-            &mut self.state,
-            &EntityKey::Member(id.to_string()),
-        )? {
-            let region = self.state.members[id].region.clone();
-            self.load_region(&region)?;
+        let key = EntityKey::Member(id.to_string());
+        if store::load(self.log.kv(), &mut self.state, &key)? {
+            let account = &self.state.members[id];
+            let regions: Vec<String> = std::iter::once(&account.region)
+                .chain(account.past_regions.iter().map(|p| &p.region))
+                .cloned()
+                .collect();
+            for region in regions {
+                self.load_region(&region)?;
+            }
         }
         Ok(())
     }
@@ -307,15 +356,96 @@ impl Ledger {
     }
 
     pub fn account(&self, member: &str) -> Result<Option<AccountView>, LedgerError> {
-        Ok(store::get_member(self.log.kv(), member)?.map(|m| AccountView::of(&m)))
+        self.account_at(member, &AsOf::NOW)
+    }
+
+    /// The account as it stood `as_of`: from the projections for now, else by folding the
+    /// member's stream with only the events `as_of` admits.
+    pub fn account_at(
+        &self,
+        member: &str,
+        as_of: &AsOf,
+    ) -> Result<Option<AccountView>, LedgerError> {
+        Ok(self.member_at(member, as_of)?.map(|m| AccountView::of(&m)))
     }
 
     pub fn year(&self, member: &str, year: i32) -> Result<Option<YearView>, LedgerError> {
-        let Some(account) = store::get_member(self.log.kv(), member)? else {
+        self.year_at(member, year, None, &AsOf::NOW)
+    }
+
+    /// A member's standing in an insurance year, in `region` (by default the region the member
+    /// belonged to at the end of that year), as it stood `as_of`.
+    pub fn year_at(
+        &self,
+        member: &str,
+        year: i32,
+        region: Option<&str>,
+        as_of: &AsOf,
+    ) -> Result<Option<YearView>, LedgerError> {
+        let Some(account) = self.member_at(member, as_of)? else {
             return Ok(None);
         };
-        let policies = store::get_policies(self.log.kv(), &account.region)?;
-        Ok(Some(YearView::of(&account, year, &policies)))
+        let region = match region {
+            Some(region) => region.to_string(),
+            None => {
+                let year_end =
+                    gongji_domain::Day::from_ymd(year, 12, 31).unwrap_or(account.region_since);
+                account.region_on(year_end).to_string()
+            }
+        };
+        let policies = store::get_policies(self.log.kv(), &region)?;
+        Ok(Some(YearView::of(&account, &region, year, &policies)))
+    }
+
+    /// The member's state as of `as_of`.
+    fn member_at(
+        &self,
+        member: &str,
+        as_of: &AsOf,
+    ) -> Result<Option<gongji_domain::state::Member>, LedgerError> {
+        if as_of.is_now() {
+            return store::get_member(self.log.kv(), member);
+        }
+        Ok(self.fold_member(member, as_of)?.0)
+    }
+
+    /// Folds the member's stream, keeping only the events `as_of` admits. Returns the state and
+    /// the admitted records with their events.
+    fn fold_member(
+        &self,
+        member: &str,
+        as_of: &AsOf,
+    ) -> Result<(Option<gongji_domain::state::Member>, Vec<HistoryEntry>), LedgerError> {
+        let mut state = State::default();
+        let mut admitted = Vec::new();
+        for entry in self.history(member)? {
+            if as_of.admits(entry.recorded_at_micros, entry.event.date()) {
+                evolve(&mut state, &entry.event);
+                admitted.push(entry);
+            }
+        }
+        Ok((state.members.remove(member), admitted))
+    }
+
+    /// What happened to a deceased member's account: the balance on the day of death, what
+    /// moved it after, the payout per heir, and the account's state.
+    pub fn inheritance(
+        &self,
+        member: &str,
+        as_of: &AsOf,
+    ) -> Result<Option<InheritanceView>, LedgerError> {
+        let (account, entries) = self.fold_member(member, as_of)?;
+        Ok(account.map(|account| InheritanceView::of(&account, &entries)))
+    }
+
+    /// The member's transfers between regions, with the balances moved.
+    pub fn transfers(
+        &self,
+        member: &str,
+        as_of: &AsOf,
+    ) -> Result<Option<TransfersView>, LedgerError> {
+        let (account, entries) = self.fold_member(member, as_of)?;
+        Ok(account.map(|account| TransfersView::of(&account, &entries)))
     }
 
     pub fn fund(&self, region: &str) -> Result<Option<FundView>, LedgerError> {

@@ -42,6 +42,10 @@ pub(crate) fn key_bytes(key: &EntityKey) -> Vec<u8> {
             bytes.extend_from_slice(&region_prefix(region));
             bytes.extend_from_slice(member.as_bytes());
         }
+        EntityKey::Relative(relative) => {
+            bytes.extend_from_slice(b"b/");
+            bytes.extend_from_slice(relative.as_bytes());
+        }
     }
     bytes
 }
@@ -80,6 +84,7 @@ pub(crate) fn load(kv: &Kv, state: &mut State, key: &EntityKey) -> Result<bool, 
             .region_members
             .get(region)
             .is_some_and(|m| m.contains(member)),
+        EntityKey::Relative(relative) => state.relatives.contains_key(relative),
     };
     if present {
         return Ok(true);
@@ -112,6 +117,12 @@ pub(crate) fn load(kv: &Kv, state: &mut State, key: &EntityKey) -> Result<bool, 
                 .entry(region.clone())
                 .or_default()
                 .insert(member.clone());
+        }
+        EntityKey::Relative(relative) => {
+            let holder = String::from_utf8(bytes).map_err(|_| {
+                LedgerError::Projection(format!("binding of {relative} is not UTF-8"))
+            })?;
+            state.relatives.insert(relative.clone(), holder);
         }
     }
     Ok(true)
@@ -150,7 +161,15 @@ pub(crate) fn dirty_writes(state: &State) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
                 }
                 EntityKey::Tx(id) => state.txs.get(id).map(encode),
                 EntityKey::Policies(region) => state.policies.get(region).map(encode),
-                EntityKey::RegionMember(..) => Some(Vec::new()),
+                // Index entries that left the state (a transfer, an unbinding) are deleted.
+                EntityKey::RegionMember(region, member) => state
+                    .region_members
+                    .get(region)
+                    .is_some_and(|m| m.contains(member))
+                    .then(Vec::new),
+                EntityKey::Relative(relative) => {
+                    state.relatives.get(relative).map(|h| h.as_bytes().to_vec())
+                }
             };
             (key_bytes(key), value)
         })

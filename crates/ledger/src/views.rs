@@ -12,7 +12,13 @@ use gongji_log::Record;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AccountView {
     pub member: String,
+    /// The region the account belongs to now, and since when.
     pub region: String,
+    pub region_since: Day,
+    /// open, deceased (frozen) or closed (paid to the heirs).
+    pub state: &'static str,
+    pub deceased_on: Option<Day>,
+    pub closed_on: Option<Day>,
     pub balance: Money,
     pub credited_total: Money,
     pub paid_total: Money,
@@ -29,6 +35,7 @@ pub struct FamilyView {
     pub relation: gongji_domain::types::Relation,
     pub since: Day,
     pub until: Option<Day>,
+    pub yearly_limit: Option<Money>,
 }
 
 impl AccountView {
@@ -36,6 +43,10 @@ impl AccountView {
         AccountView {
             member: member.id.clone(),
             region: member.region.clone(),
+            region_since: member.region_since,
+            state: account_state(member),
+            deceased_on: member.deceased_on,
+            closed_on: member.closed_on,
             balance: member.balance,
             credited_total: member.account_in,
             paid_total: member.account_out,
@@ -51,6 +62,7 @@ impl AccountView {
                     relation: b.relation,
                     since: b.since,
                     until: b.until,
+                    yearly_limit: b.yearly_limit,
                 })
                 .collect(),
         }
@@ -61,6 +73,8 @@ impl AccountView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct YearView {
     pub member: String,
+    /// The region whose counters these are (counters do not move with a transfer).
+    pub region: String,
     pub year: i32,
     /// The policy version in force at the end of the year (or today's, for the current year).
     pub policy: Option<String>,
@@ -80,8 +94,8 @@ pub struct YearView {
 impl YearView {
     /// The limit and deductible figures are those of the policy version in force on the last day
     /// of the insurance year, for the member's status on that day.
-    pub fn of(member: &Member, year: i32, policies: &[PolicyVersion]) -> YearView {
-        let counters = member.year(year);
+    pub fn of(member: &Member, region: &str, year: i32, policies: &[PolicyVersion]) -> YearView {
+        let counters = member.year_in(region, year);
         let year_end = policies.iter().rev().find_map(|p| {
             let start = Day::from_ymd(year, 1, 1)?;
             (p.effective <= Day::from_ymd(year, 12, 31)?).then(|| {
@@ -117,6 +131,7 @@ impl YearView {
             .and_then(|r| r.amount);
         YearView {
             member: member.id.clone(),
+            region: region.to_string(),
             year,
             policy: policy.map(|p| p.version.clone()),
             status,
@@ -174,6 +189,8 @@ pub struct HistoryEntry {
     pub version: u64,
     pub event_id: String,
     pub recorded_at_micros: i64,
+    /// When the ledger recorded the event, UTC (for `--recorded-before`).
+    pub recorded_at: String,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -185,7 +202,154 @@ impl HistoryEntry {
             version: record.stream_version,
             event_id: record.event_id.to_string(),
             recorded_at_micros: record.recorded_at_micros,
+            recorded_at: chrono::DateTime::from_timestamp_micros(record.recorded_at_micros)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
+                .unwrap_or_default(),
             event: event.clone(),
+        }
+    }
+}
+
+fn account_state(member: &Member) -> &'static str {
+    match (member.closed_on, member.deceased_on) {
+        (Some(_), _) => "closed",
+        (None, Some(_)) => "deceased",
+        (None, None) => "open",
+    }
+}
+
+/// One movement of a deceased member's balance recorded after the death was.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AfterDeath {
+    pub position: u64,
+    pub event: &'static str,
+    pub date: Day,
+    /// Positive when credited, negative when debited.
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InheritanceView {
+    pub member: String,
+    pub state: &'static str,
+    pub deceased_on: Option<Day>,
+    /// The balance at the end of the day of death, by the events' own dates.
+    pub balance_on_death: Option<Money>,
+    /// Credits and reversals recorded after the death was (credits due for earlier months,
+    /// refunds of reversed claims and payments).
+    pub after_death: Vec<AfterDeath>,
+    pub balance: Money,
+    pub inherited_on: Option<Day>,
+    pub inherited_balance: Option<Money>,
+    pub payouts: Vec<gongji_domain::event::Payout>,
+}
+
+/// How an event moved the member's own balance.
+fn balance_movement(member: &str, event: &Event) -> Option<Money> {
+    match event {
+        Event::Enrolled {
+            opening_balance, ..
+        } => Some(*opening_balance),
+        Event::AccountCredited { amount, .. } => Some(*amount),
+        Event::ClaimSettled { settlement } if settlement.member == member => {
+            Some(-settlement.account_paid)
+        }
+        Event::ClaimReversed { settlement, .. } if settlement.member == member => {
+            Some(settlement.account_paid)
+        }
+        Event::AccountPaid { amount, .. } => Some(-*amount),
+        Event::AccountPaymentReversed { amount, .. } => Some(*amount),
+        Event::Inherited { balance, .. } => Some(-*balance),
+        _ => None,
+    }
+}
+
+impl InheritanceView {
+    pub fn of(member: &Member, entries: &[HistoryEntry]) -> InheritanceView {
+        let death_position = entries
+            .iter()
+            .find(|e| matches!(e.event, Event::Deceased { .. }))
+            .map(|e| e.position);
+        let after_death = entries
+            .iter()
+            .filter(|e| death_position.is_some_and(|p| e.position > p))
+            .filter(|e| !matches!(e.event, Event::Inherited { .. }))
+            .filter_map(|e| {
+                balance_movement(&member.id, &e.event).map(|amount| AfterDeath {
+                    position: e.position,
+                    event: e.event.kind(),
+                    date: e.event.date(),
+                    amount,
+                })
+            })
+            .collect();
+        let inherited = entries.iter().find_map(|e| match &e.event {
+            Event::Inherited {
+                date,
+                balance,
+                payouts,
+                ..
+            } => Some((*date, *balance, payouts.clone())),
+            _ => None,
+        });
+        InheritanceView {
+            member: member.id.clone(),
+            state: account_state(member),
+            deceased_on: member.deceased_on,
+            balance_on_death: member.deceased_on.map(|day| member.balance_on(day)),
+            after_death,
+            balance: member.balance,
+            inherited_on: inherited.as_ref().map(|i| i.0),
+            inherited_balance: inherited.as_ref().map(|i| i.1),
+            payouts: inherited.map(|i| i.2).unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransferView {
+    pub position: u64,
+    pub date: Day,
+    pub from_region: String,
+    pub to_region: String,
+    /// The balance that left `from_region` and arrived in `to_region`.
+    pub balance: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransfersView {
+    pub member: String,
+    pub region: String,
+    pub region_since: Day,
+    pub transfers: Vec<TransferView>,
+}
+
+impl TransfersView {
+    pub fn of(member: &Member, entries: &[HistoryEntry]) -> TransfersView {
+        let transfers = entries
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Transferred {
+                    date,
+                    from_region,
+                    to_region,
+                    balance,
+                    ..
+                } => Some(TransferView {
+                    position: e.position,
+                    date: *date,
+                    from_region: from_region.clone(),
+                    to_region: to_region.clone(),
+                    balance: *balance,
+                }),
+                _ => None,
+            })
+            .collect();
+        TransfersView {
+            member: member.id.clone(),
+            region: member.region.clone(),
+            region_since: member.region_since,
+            transfers,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! exactly as the live ones did.
 
 use gongji_domain::{Event, Money};
-use gongji_ledger::{Ledger, LineOutcome};
+use gongji_ledger::{AsOf, Ledger, LineOutcome};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -40,13 +40,23 @@ fn command() -> impl Strategy<Value = String> {
             }
         ),
         (0u32..40, any::<bool>()).prop_map(|(id, claim)| json!({"cmd":"reverse","id":format!("{}{id}", if claim { "C" } else { "P" }),"date":"2024-12-31","reason":"property test"}).to_string()),
-        m.prop_map(|m| json!({"cmd":"retire","member":member(m),"date":"2024-07-01"}).to_string()),
+        m.clone().prop_map(|m| json!({"cmd":"retire","member":member(m),"date":"2024-07-01"}).to_string()),
+        (m.clone(), month.clone(), any::<bool>()).prop_map(|(m, month, north)| json!({"cmd":"transfer","member":member(m),"date":format!("2024-{month:02}-15"),"to_region":if north { "110000" } else { "500000" }}).to_string()),
+        (m.clone(), month).prop_map(|(m, month)| json!({"cmd":"decease","member":member(m),"date":format!("2024-{month:02}-25")}).to_string()),
+        m.prop_map(|m| json!({"cmd":"inherit","member":member(m),"date":"2024-12-31","heirs":[{"name":"heir-a","share":"0.5"},{"name":"heir-b","share":"0.5"}]}).to_string()),
+        any::<bool>().prop_map(|north| json!({"cmd":"rollover","region":if north { "110000" } else { "500000" },"year":2024}).to_string()),
     ]
 }
 
 fn setup_lines() -> Vec<String> {
     let policy: Value = serde_json::from_str(POLICY).unwrap();
-    let mut lines = vec![json!({"cmd":"load_policy","policy":policy}).to_string()];
+    let mut north = policy.clone();
+    north["region"] = json!("110000");
+    north["version"] = json!("110000/2024-01-01");
+    let mut lines = vec![
+        json!({"cmd":"load_policy","policy":policy}).to_string(),
+        json!({"cmd":"load_policy","policy":north}).to_string(),
+    ];
     let profiles = [
         ("1980-05-01", "active", "employer"),
         ("1954-03-01", "retired", "employer"),
@@ -62,14 +72,29 @@ fn setup_lines() -> Vec<String> {
 
 /// Every answer the queries give for the members and the region.
 fn answers(ledger: &Ledger) -> Vec<Value> {
-    let mut all = vec![json!(ledger.fund("500000").unwrap())];
+    let mut all = vec![
+        json!(ledger.fund("500000").unwrap()),
+        json!(ledger.fund("110000").unwrap()),
+    ];
+    let mid_year = AsOf {
+        date: Some("2024-06-30".parse().unwrap()),
+        recorded_before_micros: None,
+    };
     for i in 0..MEMBERS {
         all.push(json!(ledger.account(&member(i)).unwrap()));
         all.push(json!(ledger.year(&member(i), 2024).unwrap()));
         all.push(json!(ledger.history(&member(i)).unwrap()));
+        all.push(json!(ledger.account_at(&member(i), &mid_year).unwrap()));
+        all.push(json!(ledger.inheritance(&member(i), &AsOf::NOW).unwrap()));
+        all.push(json!(ledger
+            .year_at(&member(i), 2024, Some("500000"), &mid_year)
+            .unwrap()));
     }
     all
 }
+
+/// Answers per member in `answers`.
+const PER_MEMBER: usize = 6;
 
 fn money(value: &Value) -> Money {
     value
@@ -116,10 +141,17 @@ proptest! {
             net = net + inflow - outflow;
         }
         let live = answers(&ledger);
-        let fund = &live[0];
-        let mut held = money(&fund["pooled"]["balance"]) + money(&fund["large_amount"]["balance"]);
+        let mut held = Money::ZERO;
+        for fund in &live[..2] {
+            if !fund.is_null() {
+                held += money(&fund["pooled"]["balance"]) + money(&fund["large_amount"]["balance"]);
+            }
+        }
         for m in 0..MEMBERS {
-            held += money(&live[1 + 3 * m]["balance"]);
+            held += money(&live[2 + PER_MEMBER * m]["balance"]);
+            // A late-dated payment never makes a past balance negative.
+            let mid_year = &live[2 + PER_MEMBER * m + 3];
+            prop_assert!(!money(&mid_year["balance"]).is_negative(), "{}", mid_year);
         }
         prop_assert_eq!(net, held);
 
