@@ -144,7 +144,16 @@ fn readable_output_names_rejections_and_summarises() {
         "{stdout}"
     );
     let account = ledger.run(&["account", "M001"]);
-    assert!(String::from_utf8_lossy(&account.stdout).contains("balance             1282.00"));
+    let readable = String::from_utf8_lossy(&account.stdout);
+    let balance_line = readable
+        .lines()
+        .find(|l| l.starts_with("balance "))
+        .unwrap_or_default();
+    assert_eq!(
+        balance_line.split_whitespace().collect::<Vec<_>>(),
+        ["balance", "1282.00"],
+        "{readable}"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use gongji_domain::command::LINE_BYTES_MAX;
 use gongji_domain::Rejection;
+use gongji_ledger::archive::ArchiveFilter;
 use gongji_ledger::{AsOf, Ledger, LedgerError, LineOutcome};
 use serde_json::{json, Value};
 
@@ -83,10 +84,43 @@ enum Cmd {
         region: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        as_of: AsOfArgs,
     },
     /// A member's events, in order, from the log.
     History {
         member: String,
+        #[arg(long)]
+        json: bool,
+        /// Only events whose own date is on or after this day.
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// Only events whose own date is on or before this day.
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+    },
+    /// Why a claim settled as it did: policy figures, positions before and after, every event.
+    Explain {
+        claim: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// For auditors: replay, verify, export, check, import.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCmd,
+    },
+    /// Reconcile the ledger against institutions' settlement files (3202 detail, 3201 totals).
+    Reconcile {
+        #[command(subcommand)]
+        action: ReconcileCmd,
+    },
+    /// What the funds owe an institution for a month: pooled and large-amount funds, reversals
+    /// netted.
+    Settlement {
+        institution: String,
+        /// YYYY-MM.
+        month: String,
         #[arg(long)]
         json: bool,
     },
@@ -144,6 +178,75 @@ fn parse_timestamp(text: &str) -> Result<i64, String> {
 }
 
 #[derive(Subcommand)]
+enum ReconcileCmd {
+    /// Match an institution's detail file (3202) against the ledger, settlement by settlement.
+    Detail {
+        file: PathBuf,
+        #[arg(long)]
+        institution: String,
+        #[arg(long, value_name = "DATE")]
+        from: String,
+        #[arg(long, value_name = "DATE")]
+        to: String,
+        #[arg(long)]
+        json: bool,
+        /// Write every difference to this CSV file, one row per difference.
+        #[arg(long, value_name = "OUT")]
+        csv: Option<PathBuf>,
+    },
+    /// Check a totals file (3201: one row per institution and period) against the ledger.
+    Totals {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Rebuild every projection from the first record; print the state's digest and the
+    /// totals per region.
+    Replay {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every record's checksum and the hash chain, the ledger's invariants, and that the
+    /// live projections equal a fresh rebuild; name the first failure and exit 1.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the log (or the part selected) to one self-describing archive file.
+    Export {
+        file: PathBuf,
+        /// Only events whose own date is on or after / on or before these days.
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        /// Only events of this region.
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check an archive with no ledger: every line, the chain, the manifest; replay a complete
+    /// archive to its digest and totals. Exit 1 if it fails, naming where.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a ledger into an empty --data directory from a complete archive that passes the
+    /// check.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum PolicyCmd {
     /// Load a policy version (JSON) into the ledger.
     Load {
@@ -160,6 +263,19 @@ enum PolicyCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `audit check` needs no ledger at all.
+    if let Cmd::Audit {
+        action: AuditCmd::Check { file, json },
+    } = &cli.command
+    {
+        return match audit_check(file, *json) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("gongji: {error}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let Some(data) = cli.data.clone() else {
         eprintln!("gongji: --data DIR is required: the ledger's data directory");
         return ExitCode::from(2);
@@ -234,21 +350,42 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             found(view.map(|v| json!(v)), json, &not_enrolled(&member, &as_of))
         }
-        Cmd::Fund { region, json } => {
+        Cmd::Fund {
+            region,
+            json,
+            as_of,
+        } => {
+            let as_of = as_of.parse()?;
             let ledger = open(data)?;
-            let view = ledger.fund(&region).map_err(|e| e.to_string())?;
+            let view = ledger.fund_at(&region, &as_of).map_err(|e| e.to_string())?;
             found(
                 view.map(|v| json!(v)),
                 json,
                 &format!("region {region} has no fund or policy in this ledger"),
             )
         }
-        Cmd::History { member, json } => {
+        Cmd::History {
+            member,
+            json,
+            from,
+            to,
+        } => {
+            let day =
+                |flag: &str, text: &Option<String>| -> Result<Option<gongji_domain::Day>, String> {
+                    text.as_ref()
+                        .map(|t| t.parse().map_err(|e| format!("{flag}: {e}")))
+                        .transpose()
+                };
+            let (from, to) = (day("--from", &from)?, day("--to", &to)?);
             let ledger = open(data)?;
             let entries = ledger.history(&member).map_err(|e| e.to_string())?;
             if entries.is_empty() {
                 return found(None, json, &format!("member {member} has no events"));
             }
+            let entries = entries.into_iter().filter(|e| {
+                let date = e.event.date();
+                from.is_none_or(|f| date >= f) && to.is_none_or(|t| date <= t)
+            });
             let mut out = io::stdout().lock();
             for entry in entries {
                 let value = json!(entry);
@@ -258,6 +395,190 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
                     output::history_line(&value)
                 };
                 writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Reconcile {
+            action:
+                ReconcileCmd::Detail {
+                    file,
+                    institution,
+                    from,
+                    to,
+                    json,
+                    csv,
+                },
+        } => {
+            let ledger = open(data)?;
+            let mut bar = output::Progress::new("reconcile", io::stderr().is_terminal());
+            let printed = gongji_recon::cli::detail(
+                &ledger,
+                &file,
+                &institution,
+                &from,
+                &to,
+                json,
+                csv.as_deref(),
+                &mut |done, total| bar.show(done, total),
+            )?;
+            bar.finish();
+            print!("{}", printed.text);
+            Ok(ExitCode::from(printed.exit_code))
+        }
+        Cmd::Reconcile {
+            action: ReconcileCmd::Totals { file, json },
+        } => {
+            let ledger = open(data)?;
+            let mut bar = output::Progress::new("reconcile", io::stderr().is_terminal());
+            let printed =
+                gongji_recon::cli::totals(&ledger, &file, json, &mut |d, t| bar.show(d, t))?;
+            bar.finish();
+            print!("{}", printed.text);
+            Ok(ExitCode::from(printed.exit_code))
+        }
+        Cmd::Settlement {
+            institution,
+            month,
+            json,
+        } => {
+            let ledger = open(data)?;
+            let mut bar = output::Progress::new("settlement", io::stderr().is_terminal());
+            let printed =
+                gongji_recon::cli::statement(&ledger, &institution, &month, json, &mut |d, t| {
+                    bar.show(d, t)
+                })?;
+            bar.finish();
+            print!("{}", printed.text);
+            Ok(ExitCode::from(printed.exit_code))
+        }
+        Cmd::Explain { claim, json } => {
+            let ledger = open(data)?;
+            let view = ledger.explain(&claim).map_err(|e| e.to_string())?;
+            let Some(view) = view else {
+                return found(None, json, &format!("no settled claim has id {claim}"));
+            };
+            if json {
+                println!("{}", json!(view));
+            } else {
+                println!("{}", output::explanation(&json!(view)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit {
+            action: AuditCmd::Replay { json },
+        } => {
+            let mut ledger = open(data)?;
+            let mut bar = output::Progress::new("replay", io::stderr().is_terminal());
+            let report = ledger
+                .audit_replay(&mut |done, total| bar.show(done, total))
+                .map_err(|e| e.to_string())?;
+            bar.finish();
+            ledger.close().map_err(|e| e.to_string())?;
+            let value = json!(report);
+            println!(
+                "{}",
+                if json {
+                    value.to_string()
+                } else {
+                    output::audit_replay(&value)
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit {
+            action: AuditCmd::Verify { json },
+        } => {
+            let ledger = open(data)?;
+            let mut bar = output::Progress::new("verify", io::stderr().is_terminal());
+            let report = ledger
+                .audit_verify(&mut |_, done, total| bar.show(done, total))
+                .map_err(|e| e.to_string())?;
+            bar.finish();
+            let value = json!(report);
+            println!(
+                "{}",
+                if json {
+                    value.to_string()
+                } else {
+                    output::audit_verify(&value)
+                }
+            );
+            Ok(if report.failure.is_some() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        Cmd::Audit {
+            action:
+                AuditCmd::Export {
+                    file,
+                    from,
+                    to,
+                    region,
+                    json,
+                },
+        } => {
+            let day =
+                |flag: &str, text: &Option<String>| -> Result<Option<gongji_domain::Day>, String> {
+                    text.as_ref()
+                        .map(|t| t.parse().map_err(|e| format!("{flag}: {e}")))
+                        .transpose()
+                };
+            let filter = ArchiveFilter {
+                from: day("--from", &from)?,
+                to: day("--to", &to)?,
+                region,
+            };
+            let ledger = open(data)?;
+            let mut bar = output::Progress::new("export", io::stderr().is_terminal());
+            let manifest = ledger
+                .export_archive(&file, &filter, &mut |done, total| bar.show(done, total))
+                .map_err(|e| e.to_string())?;
+            bar.finish();
+            let value = json!(manifest);
+            if json {
+                println!("{value}");
+            } else {
+                println!("wrote {}\n{}", file.display(), output::readable(&value));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit {
+            action: AuditCmd::Check { .. },
+        } => unreachable!("audit check runs before any ledger is opened"),
+        Cmd::Audit {
+            action: AuditCmd::Import { file, json },
+        } => {
+            let (report, ledger) =
+                gongji_ledger::archive::import_archive(data, &file, &mut |_, _| {})
+                    .map_err(|e| e.to_string())?;
+            let value = json!(report);
+            let Some(ledger) = ledger else {
+                println!(
+                    "{}",
+                    if json {
+                        value.to_string()
+                    } else {
+                        output::archive_check(&value)
+                    }
+                );
+                eprintln!(
+                    "gongji: {} was not imported: it fails the check or is not a complete archive",
+                    file.display()
+                );
+                return Ok(ExitCode::from(1));
+            };
+            let digest = ledger.digest().map_err(|e| e.to_string())?;
+            ledger.close().map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", json!({"imported": report.manifest, "digest": digest}));
+            } else {
+                println!(
+                    "imported {} into {}; digest {digest}",
+                    file.display(),
+                    data.display()
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -321,6 +642,27 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn audit_check(file: &Path, json: bool) -> Result<ExitCode, String> {
+    let mut bar = output::Progress::new("check", io::stderr().is_terminal());
+    let report = gongji_ledger::archive::check_archive(file, &mut |done| bar.show(done, 0))
+        .map_err(|e| e.to_string())?;
+    bar.finish();
+    let value = json!(report);
+    println!(
+        "{}",
+        if json {
+            value.to_string()
+        } else {
+            output::archive_check(&value)
+        }
+    );
+    Ok(if report.failure.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn not_enrolled(member: &str, as_of: &AsOf) -> String {

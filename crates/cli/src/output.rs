@@ -109,10 +109,15 @@ pub fn history_line(value: &Value) -> String {
             "version",
             "event_id",
             "recorded_at_micros",
+            "recorded_at",
             "position",
             "event",
         ] {
             map.remove(noisy);
+        }
+        // A settlement's basis is for `explain`; the history line keeps the outcome.
+        if let Some(Value::Object(settlement)) = map.get_mut("settlement") {
+            settlement.remove("basis");
         }
     }
     format!(
@@ -200,6 +205,137 @@ impl Progress {
     pub fn finish(&mut self) {
         if self.enabled && self.last_drawn.is_some() {
             eprintln!();
+        }
+    }
+}
+
+/// A claim's explanation: header, steps, positions, events.
+pub fn explanation(value: &Value) -> String {
+    let mut lines = vec![format!(
+        "claim {} of member {} in region {}, {} (insurance year {}), policy {}",
+        text(&value["claim"]),
+        text(&value["member"]),
+        text(&value["region"]),
+        text(&value["date"]),
+        value["year"],
+        text(&value["policy"])
+    )];
+    for (i, step) in value["steps"].as_array().into_iter().flatten().enumerate() {
+        lines.push(format!("  {}. {}", i + 1, text(step)));
+    }
+    for (name, key) in [
+        ("deductible filled", "deductible"),
+        ("ordinary limit used", "ordinary_limit"),
+        ("pooled fund year total", "annual_max"),
+        ("account balance", "account"),
+    ] {
+        let position = &value[key];
+        let limit = match position.get("limit") {
+            Some(Value::Null) => " (no limit)".to_string(),
+            Some(limit) => format!(" (limit {})", text(limit)),
+            None => String::new(),
+        };
+        lines.push(format!(
+            "  {name:<24} {} -> {}{limit}",
+            text(&position["before"]),
+            text(&position["after"])
+        ));
+    }
+    lines.push("  events:".to_string());
+    for event in value["events"].as_array().into_iter().flatten() {
+        lines.push(format!("    {}", history_line(event)));
+    }
+    lines.join("\n")
+}
+
+fn text(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string)
+}
+
+/// The replay report: records, digest, then a table of totals per region.
+pub fn audit_replay(value: &Value) -> String {
+    let mut lines = vec![
+        format!("replayed {} records", value["records"]),
+        format!("digest {}", text(&value["digest"])),
+        format!(
+            "{:<10} {:<13} {:>16} {:>16} {:>16}",
+            "region", "", "inflow", "outflow", "balance"
+        ),
+    ];
+    for region in value["regions"].as_array().into_iter().flatten() {
+        for (name, key) in [
+            ("pooled fund", "pooled"),
+            ("large-amount", "large_amount"),
+            ("accounts", "accounts"),
+        ] {
+            let figures = &region[key];
+            lines.push(format!(
+                "{:<10} {:<13} {:>16} {:>16} {:>16}",
+                text(&region["region"]),
+                name,
+                text(&figures["inflow"]),
+                text(&figures["outflow"]),
+                text(&figures["balance"])
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
+/// The verification report: OK with the count and digest, or the first failure.
+pub fn audit_verify(value: &Value) -> String {
+    match &value["failure"] {
+        Value::Null => format!(
+            "OK: {} records; checksums, hash chain, invariants and projections verified; digest {}",
+            value["records"],
+            text(&value["digest"])
+        ),
+        failure => {
+            let at = match &failure["position"] {
+                Value::Null => String::new(),
+                position => format!(" at record {position}"),
+            };
+            format!(
+                "FAILED ({} check){at}: {}",
+                text(&failure["check"]),
+                text(&failure["message"])
+            )
+        }
+    }
+}
+
+/// An archive check: OK with what it holds (and the replay's digest), or where it fails.
+pub fn archive_check(value: &Value) -> String {
+    match &value["failure"] {
+        Value::Null => {
+            let manifest = &value["manifest"];
+            let mut text = format!(
+                "OK: {} records, {} policy versions, chain {}, last hash {}",
+                manifest["records"],
+                manifest["policies"],
+                text(&manifest["chain"]),
+                text(&manifest["last_hash"])
+            );
+            if let Value::String(digest) = &value["digest"] {
+                text.push_str(&format!("\nreplayed to digest {digest}"));
+                text.push_str(&format!("\n{}", audit_replay(&serde_json::json!({"records": manifest["records"], "digest": digest, "regions": value["regions"]}))));
+            } else {
+                text.push_str("\npartial archive (filtered): integrity checked; a replay needs a complete archive");
+            }
+            text
+        }
+        failure => {
+            let at = match &failure["position"] {
+                Value::Null => String::new(),
+                position => format!(" (record at position {position})"),
+            };
+            format!(
+                "FAILED at line {}{at}: {}",
+                failure["line"],
+                text(&failure["message"])
+            )
         }
     }
 }

@@ -682,10 +682,11 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Decision, Rejection> 
     };
     let ordinary_pooled = ordinary_paid.min(pooled_room);
     let large_amount_paid = ordinary_paid - ordinary_pooled;
+    let available = account.available_on(claim.date);
     let own_share = claim.eligible + claim.uncovered - claim.special_paid - ordinary_paid;
     let (account_paid, reimbursed_to_member) = match claim.channel {
         Channel::Manual => (Money::ZERO, claim.special_paid + ordinary_paid),
-        _ if claim.use_account => (own_share.min(account.available_on(claim.date)), Money::ZERO),
+        _ if claim.use_account => (own_share.min(available), Money::ZERO),
         _ => (Money::ZERO, Money::ZERO),
     };
     let settlement = Settlement {
@@ -714,6 +715,18 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Decision, Rejection> 
         account_paid,
         cash_paid: own_share - account_paid,
         reimbursed_to_member,
+        basis: crate::event::SettlementBasis {
+            deductible: deductible.amount,
+            deductible_used_before: group_used,
+            deductible_cap: policy.outpatient.deductible_cap,
+            bands: ratio.bands.clone(),
+            ordinary_limit: limit.amount,
+            ordinary_paid_before: counters.ordinary_paid,
+            annual_max: policy.outpatient.annual_max,
+            pooled_paid_before: counters.pooled_paid,
+            balance_before: account.balance,
+            available_before: available,
+        },
     };
     assert!(
         settlement.adds_up(),

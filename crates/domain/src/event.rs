@@ -70,6 +70,30 @@ pub struct Settlement {
     pub cash_paid: Money,
     /// For manual claims: the fund's payment made to the member instead of the institution.
     pub reimbursed_to_member: Money,
+    /// The figures the settlement started from, recorded so it can be explained without
+    /// re-running policy.
+    pub basis: SettlementBasis,
+}
+
+/// The policy figures and the member's positions a settlement was computed from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+pub struct SettlementBasis {
+    /// The year's deductible for this claim, and how much of its group was filled before.
+    pub deductible: Money,
+    pub deductible_used_before: Money,
+    /// The cap on the deductible a member pays in a year, if the policy has one.
+    pub deductible_cap: Option<Money>,
+    /// The ratio bands applied (a single band is a flat ratio).
+    pub bands: Vec<crate::policy::Band>,
+    /// The annual ordinary limit (None: no limit) and ordinary payments before this claim.
+    pub ordinary_limit: Option<Money>,
+    pub ordinary_paid_before: Money,
+    /// The pooled fund's annual maximum (None: none) and the year's pooled payments before.
+    pub annual_max: Option<Money>,
+    pub pooled_paid_before: Money,
+    /// What the account held, and what a payment dated on the claim's date could take from it.
+    pub balance_before: Money,
+    pub available_before: Money,
 }
 
 impl Settlement {
@@ -404,6 +428,8 @@ impl Event {
                 EntityKey::RegionMember(to_region.clone(), id.clone()),
                 EntityKey::Fund(FundKind::Pooled, to_region.clone()),
                 EntityKey::Fund(FundKind::LargeAmount, to_region.clone()),
+                EntityKey::Accounts(from_region.clone()),
+                EntityKey::Accounts(to_region.clone()),
             ],
             Event::PooledContributed { region, .. } | Event::PooledCreditPaid { region, .. } => {
                 vec![fund(&FundKind::Pooled, region)]

@@ -306,6 +306,8 @@ pub enum EntityKey {
     RegionMember(String, String),
     /// Which holder a person is bound to as a relative (bindings are one-way).
     Relative(String),
+    /// The personal accounts of a region, taken together.
+    Accounts(String),
 }
 
 /// The part of the ledger's state that the commands at hand need. A store loads entities into it
@@ -321,6 +323,9 @@ pub struct State {
     pub region_members: BTreeMap<String, BTreeSet<String>>,
     /// The holder each person is currently bound to as a relative.
     pub relatives: BTreeMap<String, String>,
+    /// Per region, what entered and left its personal accounts (a transfer leaves one region's
+    /// accounts and enters another's).
+    pub accounts: BTreeMap<String, Fund>,
     pub dirty: BTreeSet<EntityKey>,
 }
 
@@ -360,6 +365,11 @@ impl State {
             .unwrap_or_else(|| panic!("event for transaction {id}, which is not loaded"))
     }
 
+    fn region_accounts_mut(&mut self, region: &str) -> &mut Fund {
+        self.dirty.insert(EntityKey::Accounts(region.to_string()));
+        self.accounts.entry(region.to_string()).or_default()
+    }
+
     fn credit(&mut self, member: &str, amount: Money, day: Day) {
         if amount == Money::ZERO {
             return;
@@ -368,6 +378,8 @@ impl State {
         account.balance += amount;
         account.account_in += amount;
         *account.balance_by_day.entry(day).or_default() += amount;
+        let region = account.region.clone();
+        self.region_accounts_mut(&region).inflow += amount;
     }
 
     fn debit(&mut self, member: &str, amount: Money, day: Day) {
@@ -383,6 +395,8 @@ impl State {
             "account of {member} would go to {}: decide must refuse this",
             account.balance
         );
+        let region = account.region.clone();
+        self.region_accounts_mut(&region).outflow += amount;
     }
 }
 
@@ -649,6 +663,9 @@ pub fn evolve(state: &mut State, event: &Event) {
             });
             account.region = to_region.clone();
             account.region_since = *date;
+            let balance = account.balance;
+            state.region_accounts_mut(from_region).outflow += balance;
+            state.region_accounts_mut(to_region).inflow += balance;
             for (region, present) in [(from_region, false), (to_region, true)] {
                 state
                     .dirty

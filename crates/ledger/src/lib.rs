@@ -9,6 +9,8 @@
 //! file or database itself (all storage goes through `gongji-log`'s API). Projections never
 //! write to the log.
 
+pub mod archive;
+pub mod audit;
 mod store;
 pub mod views;
 
@@ -301,6 +303,11 @@ impl Ledger {
             &mut self.state,
             &EntityKey::Policies(region.to_string()),
         )?;
+        store::load(
+            kv,
+            &mut self.state,
+            &EntityKey::Accounts(region.to_string()),
+        )?;
         for kind in [FundKind::Pooled, FundKind::LargeAmount] {
             store::load(
                 kv,
@@ -449,31 +456,106 @@ impl Ledger {
     }
 
     pub fn fund(&self, region: &str) -> Result<Option<FundView>, LedgerError> {
+        self.fund_at(region, &AsOf::NOW)
+    }
+
+    /// A region's funds, now (with its personal accounts taken together) or as of a past time
+    /// (folding the funds' streams from the log).
+    pub fn fund_at(&self, region: &str, as_of: &AsOf) -> Result<Option<FundView>, LedgerError> {
         let kv = self.log.kv();
-        let pooled = store::get_fund(kv, FundKind::Pooled, region)?;
-        let large = store::get_fund(kv, FundKind::LargeAmount, region)?;
         let policies = store::get_policies(kv, region)?;
-        if pooled.is_none() && large.is_none() && policies.is_empty() {
+        let (pooled, large, accounts) = if as_of.is_now() {
+            (
+                store::get_fund(kv, FundKind::Pooled, region)?,
+                store::get_fund(kv, FundKind::LargeAmount, region)?,
+                store::get_accounts(kv, region)?,
+            )
+        } else {
+            let mut state = State::default();
+            let mut seen = false;
+            for kind in [FundKind::Pooled, FundKind::LargeAmount] {
+                let stream = gongji_domain::Stream::Fund(kind, region.to_string()).name();
+                for entry in self.stream_entries(&stream)? {
+                    if as_of.admits(entry.recorded_at_micros, entry.event.date()) {
+                        evolve(&mut state, &entry.event);
+                        seen = true;
+                    }
+                }
+            }
+            let fund = |kind| seen.then(|| state.fund(kind, region));
+            (fund(FundKind::Pooled), fund(FundKind::LargeAmount), None)
+        };
+        if pooled.is_none() && large.is_none() && accounts.is_none() && policies.is_empty() {
             return Ok(None);
         }
         Ok(Some(FundView::of(
             region,
             pooled.unwrap_or_default(),
             large.unwrap_or_default(),
+            accounts,
         )))
+    }
+
+    /// Why a claim settled as it did: the recorded figures step by step, and every event the
+    /// claim produced. None if no claim has that id.
+    pub fn explain(&self, claim: &str) -> Result<Option<views::ExplainView>, LedgerError> {
+        let mut state = State::default();
+        let key = EntityKey::Tx(claim.to_string());
+        if !store::load(self.log.kv(), &mut state, &key)? {
+            return Ok(None);
+        }
+        let tx = &state.txs[claim];
+        let gongji_domain::state::TxKind::Claim(settlement) = &tx.kind else {
+            return Ok(None);
+        };
+        // The claim's own events sit in its member's stream; the fund events of the same unit
+        // follow each of them directly in the log.
+        let mut events = Vec::new();
+        for entry in self.history(&tx.member)? {
+            let mine = match &entry.event {
+                Event::ClaimSettled { settlement } | Event::ClaimReversed { settlement, .. } => {
+                    settlement.claim == claim
+                }
+                _ => false,
+            };
+            if !mine {
+                continue;
+            }
+            let after = (entry.position + 1)..(entry.position + 3).min(self.log.durable_end());
+            events.push(entry);
+            for record in self
+                .log
+                .read_range(after.start, after.end.max(after.start))?
+            {
+                let record = record?;
+                let event = Event::decode(&record.payload).map_err(|e| {
+                    LedgerError::Projection(format!("record {}: {e}", record.position))
+                })?;
+                let same_claim = matches!(&event,
+                    Event::FundClaimPaid { claim: c, .. } | Event::FundClaimRefunded { claim: c, .. } if c == claim);
+                if same_claim {
+                    events.push(HistoryEntry::of(&record, &event));
+                }
+            }
+        }
+        Ok(Some(views::ExplainView::of(settlement, events)))
     }
 
     /// The member's events in order, read from the log itself.
     pub fn history(&self, member: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
-        let stream = gongji_domain::Stream::Member(member.to_string()).name();
+        self.stream_entries(&gongji_domain::Stream::Member(member.to_string()).name())
+    }
+
+    /// A stream's events in order, decoded.
+    fn stream_entries(&self, stream: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
         self.log
             .read_stream(&stream)?
             .into_iter()
             .map(|record| {
                 let event = Event::decode(&record.payload).map_err(|e| {
                     LedgerError::Projection(format!(
-                        "record {} of stream {stream}: {e}",
-                        record.position
+                        "record {} of stream {}: {e}",
+                        record.position, record.stream
                     ))
                 })?;
                 Ok(HistoryEntry::of(&record, &event))
@@ -496,9 +578,16 @@ impl Ledger {
     }
 }
 
+/// Loads what `evolve` needs for `event`: its entities, and with a member the totals of the
+/// region the account is in.
 fn load_for(log: &Log, state: &mut State, event: &Event) -> Result<(), LedgerError> {
     for key in event.entities() {
         store::load(log.kv(), state, &key)?;
+        if let EntityKey::Member(id) = &key {
+            if let Some(region) = state.members.get(id).map(|m| m.region.clone()) {
+                store::load(log.kv(), state, &EntityKey::Accounts(region))?;
+            }
+        }
     }
     Ok(())
 }

@@ -46,6 +46,10 @@ pub(crate) fn key_bytes(key: &EntityKey) -> Vec<u8> {
             bytes.extend_from_slice(b"b/");
             bytes.extend_from_slice(relative.as_bytes());
         }
+        EntityKey::Accounts(region) => {
+            bytes.extend_from_slice(b"a/");
+            bytes.extend_from_slice(region.as_bytes());
+        }
     }
     bytes
 }
@@ -85,6 +89,7 @@ pub(crate) fn load(kv: &Kv, state: &mut State, key: &EntityKey) -> Result<bool, 
             .get(region)
             .is_some_and(|m| m.contains(member)),
         EntityKey::Relative(relative) => state.relatives.contains_key(relative),
+        EntityKey::Accounts(region) => state.accounts.contains_key(region),
     };
     if present {
         return Ok(true);
@@ -118,6 +123,11 @@ pub(crate) fn load(kv: &Kv, state: &mut State, key: &EntityKey) -> Result<bool, 
                 .or_default()
                 .insert(member.clone());
         }
+        EntityKey::Accounts(region) => {
+            state
+                .accounts
+                .insert(region.clone(), decode::<Fund>(key, &bytes)?);
+        }
         EntityKey::Relative(relative) => {
             let holder = String::from_utf8(bytes).map_err(|_| {
                 LedgerError::Projection(format!("binding of {relative} is not UTF-8"))
@@ -148,36 +158,95 @@ pub(crate) fn load_region_members(
     Ok(known.clone())
 }
 
+/// Every entity `state` holds, as the store would keep it, in key order.
+pub(crate) fn all_entries(state: &State) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
+    let keys = state
+        .members
+        .keys()
+        .map(|id| EntityKey::Member(id.clone()))
+        .chain(
+            state
+                .funds
+                .keys()
+                .map(|(kind, region)| EntityKey::Fund(*kind, region.clone())),
+        )
+        .chain(state.txs.keys().map(|id| EntityKey::Tx(id.clone())))
+        .chain(
+            state
+                .policies
+                .keys()
+                .map(|region| EntityKey::Policies(region.clone())),
+        )
+        .chain(state.region_members.iter().flat_map(|(region, members)| {
+            members
+                .iter()
+                .map(|m| EntityKey::RegionMember(region.clone(), m.clone()))
+        }))
+        .chain(
+            state
+                .relatives
+                .keys()
+                .map(|r| EntityKey::Relative(r.clone())),
+        )
+        .chain(
+            state
+                .accounts
+                .keys()
+                .map(|r| EntityKey::Accounts(r.clone())),
+        );
+    keys.filter_map(|key| entity_value(state, &key).map(|value| (key_bytes(&key), value)))
+        .collect()
+}
+
+/// How the store keeps the entity `key` of `state`; None if the state does not hold it.
+fn entity_value(state: &State, key: &EntityKey) -> Option<Vec<u8>> {
+    match key {
+        EntityKey::Member(id) => state.members.get(id).map(encode),
+        EntityKey::Fund(kind, region) => state.funds.get(&(*kind, region.clone())).map(encode),
+        EntityKey::Tx(id) => state.txs.get(id).map(encode),
+        EntityKey::Policies(region) => state.policies.get(region).map(encode),
+        // Index entries that left the state (a transfer, an unbinding) are deleted.
+        EntityKey::RegionMember(region, member) => state
+            .region_members
+            .get(region)
+            .is_some_and(|m| m.contains(member))
+            .then(Vec::new),
+        EntityKey::Relative(relative) => {
+            state.relatives.get(relative).map(|h| h.as_bytes().to_vec())
+        }
+        EntityKey::Accounts(region) => state.accounts.get(region).map(encode),
+    }
+}
+
 /// The writes that store every dirty entity of `state`.
 pub(crate) fn dirty_writes(state: &State) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     state
         .dirty
         .iter()
-        .map(|key| {
-            let value = match key {
-                EntityKey::Member(id) => state.members.get(id).map(encode),
-                EntityKey::Fund(kind, region) => {
-                    state.funds.get(&(*kind, region.clone())).map(encode)
-                }
-                EntityKey::Tx(id) => state.txs.get(id).map(encode),
-                EntityKey::Policies(region) => state.policies.get(region).map(encode),
-                // Index entries that left the state (a transfer, an unbinding) are deleted.
-                EntityKey::RegionMember(region, member) => state
-                    .region_members
-                    .get(region)
-                    .is_some_and(|m| m.contains(member))
-                    .then(Vec::new),
-                EntityKey::Relative(relative) => {
-                    state.relatives.get(relative).map(|h| h.as_bytes().to_vec())
-                }
-            };
-            (key_bytes(key), value)
-        })
+        .map(|key| (key_bytes(key), entity_value(state, key)))
         .collect()
 }
 
 pub(crate) fn get_member(kv: &Kv, id: &str) -> Result<Option<Member>, LedgerError> {
     let key = EntityKey::Member(id.to_string());
+    kv.get(&key_bytes(&key))?
+        .map(|b| decode(&key, &b))
+        .transpose()
+}
+
+pub(crate) fn decode_fund(key: &[u8], bytes: &[u8]) -> Result<Fund, LedgerError> {
+    bincode::decode_from_slice(bytes, config())
+        .map(|(value, _)| value)
+        .map_err(|e| {
+            LedgerError::Projection(format!(
+                "projection {} does not decode ({e}); run `gongji rebuild`",
+                String::from_utf8_lossy(key)
+            ))
+        })
+}
+
+pub(crate) fn get_accounts(kv: &Kv, region: &str) -> Result<Option<Fund>, LedgerError> {
+    let key = EntityKey::Accounts(region.to_string());
     kv.get(&key_bytes(&key))?
         .map(|b| decode(&key, &b))
         .transpose()

@@ -157,7 +157,7 @@ pub struct FundFigures {
 }
 
 impl FundFigures {
-    fn of(fund: &Fund) -> FundFigures {
+    pub fn of(fund: &Fund) -> FundFigures {
         FundFigures {
             inflow: fund.inflow,
             outflow: fund.outflow,
@@ -171,14 +171,17 @@ pub struct FundView {
     pub region: String,
     pub pooled: FundFigures,
     pub large_amount: FundFigures,
+    /// The region's personal accounts taken together (current answers only).
+    pub accounts: Option<FundFigures>,
 }
 
 impl FundView {
-    pub fn of(region: &str, pooled: Fund, large: Fund) -> FundView {
+    pub fn of(region: &str, pooled: Fund, large: Fund, accounts: Option<Fund>) -> FundView {
         FundView {
             region: region.to_string(),
             pooled: FundFigures::of(&pooled),
             large_amount: FundFigures::of(&large),
+            accounts: accounts.as_ref().map(FundFigures::of),
         }
     }
 }
@@ -351,5 +354,148 @@ impl TransfersView {
             region_since: member.region_since,
             transfers,
         }
+    }
+}
+
+/// Why a claim settled as it did, step by step, from the figures its settlement recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExplainView {
+    pub claim: String,
+    pub member: String,
+    pub region: String,
+    pub date: Day,
+    pub year: i32,
+    pub policy: String,
+    pub settlement: gongji_domain::Settlement,
+    pub deductible: Position,
+    pub ordinary_limit: LimitPosition,
+    pub annual_max: LimitPosition,
+    pub account: Position,
+    /// Each step of the arithmetic, in words.
+    pub steps: Vec<String>,
+    /// Every event the claim produced (its settlement and, if reversed, the reversal).
+    pub events: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Position {
+    pub before: Money,
+    pub after: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LimitPosition {
+    pub limit: Option<Money>,
+    pub before: Money,
+    pub after: Money,
+}
+
+impl ExplainView {
+    pub fn of(settlement: &gongji_domain::Settlement, events: Vec<HistoryEntry>) -> ExplainView {
+        let s = settlement;
+        let b = &s.basis;
+        let bands: Vec<String> = b
+            .bands
+            .iter()
+            .map(|band| match band.up_to {
+                Some(end) => format!("{} up to a yearly cost of {end}", band.ratio),
+                None => format!("{}", band.ratio),
+            })
+            .collect();
+        let remainder = s.eligible - s.special_paid;
+        let mut steps = vec![
+            format!(
+                "policy {} for {} member, level {} via {}",
+                s.policy,
+                name(&s.status),
+                s.level,
+                name(&s.channel)
+            ),
+            format!(
+                "eligible {} - special payments {} = {remainder} enters ordinary pooling",
+                s.eligible, s.special_paid
+            ),
+            format!(
+                "deductible {} ({} of group {} filled before): {} applied",
+                b.deductible, b.deductible_used_before, s.deductible_group, s.deductible_applied
+            ),
+            format!(
+                "({remainder} - {}) at ratio {} (the year's ordinary cost before was {}) = {}, rounded half up to the fen",
+                s.deductible_applied,
+                bands.join(", then "),
+                s.ordinary_cost_before,
+                s.ordinary_computed
+            ),
+        ];
+        steps.push(match b.ordinary_limit {
+            Some(limit) => format!(
+                "annual ordinary limit {limit}, {} used before: ordinary payment {}",
+                b.ordinary_paid_before, s.ordinary_paid
+            ),
+            None => format!(
+                "no annual ordinary limit: ordinary payment {}",
+                s.ordinary_paid
+            ),
+        });
+        steps.push(match b.annual_max {
+            Some(max) => format!(
+                "pooled fund's annual maximum {max}, {} paid before and {} special now: pooled fund pays {} of it, the large-amount fund {}",
+                b.pooled_paid_before, s.special_paid, s.ordinary_pooled, s.large_amount_paid
+            ),
+            None => format!("no annual maximum: the pooled fund pays {}", s.ordinary_pooled),
+        });
+        steps.push(format!(
+            "own share {} (+ uncovered {}): {} from the account (balance {}, {} available on {}), {} in cash",
+            s.own_share() - s.uncovered,
+            s.uncovered,
+            s.account_paid,
+            b.balance_before,
+            b.available_before,
+            s.date,
+            s.cash_paid
+        ));
+        if s.reimbursed_to_member > Money::ZERO {
+            steps.push(format!(
+                "manual claim: the fund pays {} back to the member",
+                s.reimbursed_to_member
+            ));
+        }
+        ExplainView {
+            claim: s.claim.clone(),
+            member: s.member.clone(),
+            region: s.region.clone(),
+            date: s.date,
+            year: s.year,
+            policy: s.policy.clone(),
+            deductible: Position {
+                before: b.deductible_used_before,
+                after: b.deductible_used_before + s.deductible_applied,
+            },
+            ordinary_limit: LimitPosition {
+                limit: b.ordinary_limit,
+                before: b.ordinary_paid_before,
+                after: b.ordinary_paid_before + s.ordinary_paid,
+            },
+            annual_max: LimitPosition {
+                limit: b.annual_max,
+                before: b.pooled_paid_before,
+                after: b.pooled_paid_before + s.pooled_paid,
+            },
+            account: Position {
+                before: b.balance_before,
+                after: b.balance_before - s.account_paid,
+            },
+            steps,
+            events,
+            settlement: s.clone(),
+        }
+    }
+}
+
+/// A value's serialized name (`active`, `pharmacy`), for sentences.
+fn name(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        other => format!("{other:?}"),
     }
 }

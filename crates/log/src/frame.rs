@@ -104,6 +104,8 @@ impl FrameView<'_> {
             recorded_at_micros: self.recorded_at_micros,
             payload: self.payload.to_vec(),
             hash,
+            prev_hash: self.prev_hash,
+            unit_end: self.is_unit_end(),
         }
     }
 }

@@ -121,6 +121,32 @@ pub struct Record {
     pub payload: Vec<u8>,
     /// This record's hash in the chain: blake3(previous record's hash || body).
     pub hash: [u8; 32],
+    /// The previous record's hash (zeros for position 0).
+    pub prev_hash: [u8; 32],
+    /// Whether this record ends its atomic unit.
+    pub unit_end: bool,
+}
+
+impl Record {
+    /// The hash this record's fields give when encoded as a frame body and chained onto
+    /// `prev_hash`: equal to `hash` for a genuine record. Lets an archive be checked without the
+    /// log it came from.
+    pub fn recompute_hash(&self) -> [u8; 32] {
+        let mut frame = Vec::new();
+        frame::encode_frame(
+            &mut frame,
+            &frame::FrameFields {
+                unit_end: self.unit_end,
+                position: self.position,
+                stream_version: self.stream_version,
+                event_id: *self.event_id.as_bytes(),
+                recorded_at_micros: self.recorded_at_micros,
+                prev_hash: self.prev_hash,
+                stream: &self.stream,
+                payload: &self.payload,
+            },
+        )
+    }
 }
 
 /// Positions given to an appended unit (inclusive range).

@@ -1,1 +1,182 @@
-//! Reconciliation (placeholder: being written).
+//! Reconciliation (对账) of the ledger against what hospitals and pharmacies settled.
+//!
+//! What it is for: reading an institution's settlement files in the national platform's shapes
+//! (interface 3202, one row per settlement: [`reconcile_detail`]; interface 3201, totals per
+//! institution and period: [`reconcile_totals`]), matching them against the claim settlements
+//! and reversals in the ledger's log, and reporting every difference; and the monthly statement
+//! of what the fund owes an institution ([`settlement_statement`]), which clearing (清算) pays
+//! from. Reports are plain data (`serde::Serialize`) with text and CSV renderers in [`render`].
+//!
+//! What it is not for: it never writes to the ledger, holds no insurance rule, and parses no
+//! command-line arguments (the `gongji` binary does). Files are streamed (one bounded line at
+//! a time); the ledger side holds one institution's claims of the period, keyed by settlement
+//! id. See `docs/reconciliation.md` for the formats and matching rules.
+
+pub mod cli;
+pub mod detail;
+pub mod input;
+pub mod render;
+mod scan;
+pub mod statement;
+pub mod synthetic;
+pub mod totals;
+
+use std::path::PathBuf;
+
+use gongji_domain::{Money, Settlement};
+use serde::Serialize;
+
+pub use detail::{
+    reconcile_detail, reconcile_detail_streaming, DetailCounts, DetailOptions, DetailReport,
+    Difference, Unreconcilable,
+};
+pub use input::FileEncoding;
+pub use statement::{settlement_statement, RegionStatement, Statement};
+pub use totals::{reconcile_totals, TotalsFigures, TotalsReport, TotalsResult, TotalsStatus};
+
+/// Exit status when everything matches.
+pub const EXIT_MATCH: u8 = 0;
+/// Exit status when there are differences (including malformed rows).
+pub const EXIT_DIFFERENCES: u8 = 1;
+/// Exit status when the input or the ledger could not be read at all.
+pub const EXIT_UNREADABLE: u8 = 2;
+
+/// Why a reconciliation could not run at all (exit status 2). A bad row is never one of these:
+/// it is reported in the report with its line number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReconError {
+    /// A file could not be opened or read.
+    Io {
+        action: String,
+        path: PathBuf,
+        message: String,
+    },
+    /// The file's header row is missing or lacks a needed column.
+    Header { path: PathBuf, reason: String },
+    /// The file is larger than this job reads (totals files only).
+    TooLarge { path: PathBuf, reason: String },
+    /// The request itself is wrong (a period that ends before it starts).
+    Request(String),
+    /// The ledger's log could not be read.
+    Ledger(String),
+    /// Writing differences out (the CSV file) failed.
+    Output(String),
+}
+
+impl ReconError {
+    /// Always [`EXIT_UNREADABLE`].
+    pub fn exit_code(&self) -> u8 {
+        EXIT_UNREADABLE
+    }
+}
+
+impl std::fmt::Display for ReconError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReconError::Io {
+                action,
+                path,
+                message,
+            } => write!(f, "{action} {}: {message}", path.display()),
+            ReconError::Header { path, reason } => {
+                write!(f, "{} has no usable header: {reason}", path.display())
+            }
+            ReconError::TooLarge { path, reason } => write!(f, "{}: {reason}", path.display()),
+            ReconError::Request(reason) => f.write_str(reason),
+            ReconError::Ledger(reason) => f.write_str(reason),
+            ReconError::Output(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for ReconError {}
+
+/// The four amounts of a 3202 row (and of a 3201 total), named as the platform names them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Amounts {
+    /// Total cost: the ledger's `eligible + uncovered`.
+    pub medfee_sumamt: Money,
+    /// Fund payment: the ledger's `fund_paid()` (`special_paid + ordinary_paid`).
+    pub fund_pay_sumamt: Money,
+    /// Personal-account payment: the ledger's `account_paid`.
+    pub acct_pay: Money,
+    /// Cash: the ledger's `cash_paid`.
+    pub cash_payamt: Money,
+}
+
+impl Amounts {
+    /// A settlement's amounts in the platform's terms.
+    pub fn of(settlement: &Settlement) -> Amounts {
+        Amounts {
+            medfee_sumamt: settlement.eligible + settlement.uncovered,
+            fund_pay_sumamt: settlement.fund_paid(),
+            acct_pay: settlement.account_paid,
+            cash_payamt: settlement.cash_paid,
+        }
+    }
+
+    /// Each amount with its column name, in the platform's order.
+    pub fn named(&self) -> [(&'static str, Money); 4] {
+        [
+            ("medfee_sumamt", self.medfee_sumamt),
+            ("fund_pay_sumamt", self.fund_pay_sumamt),
+            ("acct_pay", self.acct_pay),
+            ("cash_payamt", self.cash_payamt),
+        ]
+    }
+
+    fn add(&mut self, other: &Amounts) {
+        self.medfee_sumamt += other.medfee_sumamt;
+        self.fund_pay_sumamt += other.fund_pay_sumamt;
+        self.acct_pay += other.acct_pay;
+        self.cash_payamt += other.cash_payamt;
+    }
+
+    fn subtract(&mut self, other: &Amounts) {
+        self.medfee_sumamt -= other.medfee_sumamt;
+        self.fund_pay_sumamt -= other.fund_pay_sumamt;
+        self.acct_pay -= other.acct_pay;
+        self.cash_payamt -= other.cash_payamt;
+    }
+}
+
+/// One field whose values differ, with the file's and the ledger's value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldDifference {
+    pub field: &'static str,
+    pub file: String,
+    pub ledger: String,
+}
+
+/// Compares amounts field by field, appending one [`FieldDifference`] per differing field.
+fn compare_amounts(file: &Amounts, ledger: &Amounts, out: &mut Vec<FieldDifference>) {
+    for ((field, file_value), (_, ledger_value)) in file.named().into_iter().zip(ledger.named()) {
+        if file_value != ledger_value {
+            out.push(FieldDifference {
+                field,
+                file: file_value.to_string(),
+                ledger: ledger_value.to_string(),
+            });
+        }
+    }
+}
+
+/// Parses an amount column, naming the column in the fault.
+fn parse_amount(column: &str, text: &str) -> Result<Money, input::RowFault> {
+    text.parse::<Money>()
+        .map_err(|e| input::RowFault(format!("{column}: {e}")))
+}
+
+/// Progress over two kinds of work reported as one fraction: log records scanned and file
+/// bytes read. `done` and `total` are in "units" (one record or one byte each); only their
+/// ratio means anything.
+struct Progress<'a> {
+    callback: &'a mut dyn FnMut(u64, u64),
+    total_units: u64,
+}
+
+impl Progress<'_> {
+    fn report(&mut self, done_units: u64) {
+        (self.callback)(done_units.min(self.total_units), self.total_units);
+    }
+}

@@ -1,0 +1,375 @@
+//! What auditors run: a replay with a digest of the whole projection state and per-region totals,
+//! and a verification of the log's integrity, the projections and the ledger's invariants.
+
+use std::collections::BTreeMap;
+
+use gongji_domain::state::Fund;
+use gongji_domain::{evolve, Event, Money, State};
+use serde::Serialize;
+
+use crate::views::FundFigures;
+use crate::{store, Ledger, LedgerError};
+
+/// A region's funds and personal accounts, each as inflows, outflows and balance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegionTotals {
+    pub region: String,
+    pub pooled: FundFigures,
+    pub large_amount: FundFigures,
+    pub accounts: FundFigures,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayReport {
+    pub records: u64,
+    /// blake3 of every projection entry in key order: the same log gives the same digest on
+    /// any machine, any number of times.
+    pub digest: String,
+    pub regions: Vec<RegionTotals>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Failure {
+    /// The log position of the first record that fails, where one is to blame.
+    pub position: Option<u64>,
+    pub check: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyReport {
+    pub records: u64,
+    pub digest: String,
+    pub failure: Option<Failure>,
+}
+
+/// The digest of projection entries given in key order.
+pub fn digest_of<'e>(entries: impl Iterator<Item = (&'e [u8], &'e [u8])>) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for (key, value) in entries {
+        hasher.update(&(key.len() as u64).to_le_bytes());
+        hasher.update(key);
+        hasher.update(&(value.len() as u64).to_le_bytes());
+        hasher.update(value);
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Per-region totals from projection entries (funds under `f/p/`, `f/l/`, accounts under `a/`).
+pub fn totals_of<'e>(
+    entries: impl Iterator<Item = (&'e [u8], &'e [u8])>,
+) -> Result<Vec<RegionTotals>, LedgerError> {
+    let mut regions: BTreeMap<String, [Fund; 3]> = BTreeMap::new();
+    for (key, value) in entries {
+        let (slot, region) = if let Some(region) = key.strip_prefix(b"f/p/") {
+            (0, region)
+        } else if let Some(region) = key.strip_prefix(b"f/l/") {
+            (1, region)
+        } else if let Some(region) = key.strip_prefix(b"a/") {
+            (2, region)
+        } else {
+            continue;
+        };
+        let fund = store::decode_fund(key, value)?;
+        let region = String::from_utf8_lossy(region).into_owned();
+        regions.entry(region).or_default()[slot] = fund;
+    }
+    Ok(regions
+        .into_iter()
+        .map(|(region, [pooled, large, accounts])| RegionTotals {
+            region,
+            pooled: FundFigures::of(&pooled),
+            large_amount: FundFigures::of(&large),
+            accounts: FundFigures::of(&accounts),
+        })
+        .collect())
+}
+
+/// Folds events into a complete state while checking the ledger's invariants: positions
+/// strictly increasing, no balance ever negative, every settlement adding up, and money
+/// conserved over every atomic unit.
+#[derive(Default)]
+pub struct InvariantFold {
+    pub state: State,
+    next_position: Option<u64>,
+    /// External money in minus out, and what the accounts and funds hold, since the start.
+    net_external: Money,
+    held: Money,
+    pub records: u64,
+}
+
+impl InvariantFold {
+    /// Folds one record; the first broken invariant is returned as a failure naming it.
+    pub fn fold(&mut self, position: u64, event: &Event, unit_end: bool) -> Result<(), Failure> {
+        let fail = |check: &'static str, message: String| Failure {
+            position: Some(position),
+            check,
+            message,
+        };
+        if let Some(expected) = self.next_position {
+            if position != expected {
+                return Err(fail(
+                    "positions",
+                    format!(
+                        "record at position {position} follows position {}",
+                        expected - 1
+                    ),
+                ));
+            }
+        }
+        self.next_position = Some(position + 1);
+        if let Event::ClaimSettled { settlement } | Event::ClaimReversed { settlement, .. } = event
+        {
+            if !settlement.adds_up() {
+                return Err(fail(
+                    "settlement",
+                    format!("claim {} does not add up: {settlement:?}", settlement.claim),
+                ));
+            }
+        }
+        if let Some((member, debit)) = debit_of(event) {
+            let balance = self
+                .state
+                .members
+                .get(member)
+                .map_or(Money::ZERO, |m| m.balance);
+            if debit > balance {
+                return Err(fail(
+                    "balance",
+                    format!("member {member} holds {balance}; the event takes {debit}, below zero"),
+                ));
+            }
+        }
+        let before = held_by(&self.state, event);
+        let evolved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            evolve(&mut self.state, event)
+        }));
+        if evolved.is_err() {
+            return Err(fail(
+                "evolve",
+                format!(
+                    "the {} event cannot be folded into the state before it",
+                    event.kind()
+                ),
+            ));
+        }
+        self.state.dirty.clear();
+        let (inflow, outflow) = event.external_flow();
+        self.net_external += inflow - outflow;
+        self.held += held_by(&self.state, event) - before;
+        if unit_end && self.held != self.net_external {
+            return Err(fail(
+                "conservation",
+                format!(
+                    "after this unit the accounts and funds hold {}, but {} net entered the ledger",
+                    self.held, self.net_external
+                ),
+            ));
+        }
+        self.records += 1;
+        Ok(())
+    }
+
+    pub fn finish(&self) -> Result<(), Failure> {
+        if self.held != self.net_external {
+            return Err(Failure {
+                position: None,
+                check: "conservation",
+                message: format!(
+                    "the accounts and funds hold {}, but {} net entered the ledger",
+                    self.held, self.net_external
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What the accounts and funds an event touches hold.
+fn held_by(state: &State, event: &Event) -> Money {
+    event
+        .entities()
+        .iter()
+        .map(|key| match key {
+            gongji_domain::EntityKey::Member(id) => {
+                state.members.get(id).map_or(Money::ZERO, |m| m.balance)
+            }
+            gongji_domain::EntityKey::Fund(kind, region) => state.fund(*kind, region).balance(),
+            _ => Money::ZERO,
+        })
+        .sum()
+}
+
+/// The member an event debits, and by how much.
+fn debit_of(event: &Event) -> Option<(&str, Money)> {
+    match event {
+        Event::ClaimSettled { settlement } => Some((&settlement.member, settlement.account_paid)),
+        Event::AccountPaid { holder, amount, .. } => Some((holder, *amount)),
+        Event::Inherited {
+            member, balance, ..
+        } => Some((member, *balance)),
+        _ => None,
+    }
+}
+
+impl Ledger {
+    /// The digest of the live projections.
+    pub fn digest(&self) -> Result<String, LedgerError> {
+        let entries = self.projection_entries()?;
+        Ok(digest_of(
+            entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+        ))
+    }
+
+    /// Per-region totals from the live projections.
+    pub fn totals(&self) -> Result<Vec<RegionTotals>, LedgerError> {
+        let entries = self.projection_entries()?;
+        totals_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+    }
+
+    fn projection_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, LedgerError> {
+        self.log()
+            .kv()
+            .scan_prefix(b"")
+            .map(|e| e.map_err(LedgerError::from))
+            .collect()
+    }
+
+    /// Rebuilds every projection from the first record, then reports the digest and totals.
+    pub fn audit_replay(
+        &mut self,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ReplayReport, LedgerError> {
+        let records = self.rebuild(progress)?;
+        Ok(ReplayReport {
+            records,
+            digest: self.digest()?,
+            regions: self.totals()?,
+        })
+    }
+
+    /// Checks every record's checksum and the hash chain, folds the whole log checking the
+    /// invariants, and compares the live projections with that fresh fold. Stops at the first
+    /// failure and names it. The fold is held in memory.
+    pub fn audit_verify(
+        &self,
+        progress: &mut dyn FnMut(&'static str, u64, u64),
+    ) -> Result<VerifyReport, LedgerError> {
+        let log = self.log();
+        let end = log.durable_end();
+        let digest = self.digest()?;
+        let report = |records, failure| VerifyReport {
+            records,
+            digest: digest.clone(),
+            failure,
+        };
+        if let Err(error) = log.verify(&mut |done| progress("chain", done, end)) {
+            return match error {
+                gongji_log::LogError::Corrupt {
+                    position, reason, ..
+                } => Ok(report(
+                    position,
+                    Some(Failure {
+                        position: Some(position),
+                        check: "chain",
+                        message: reason,
+                    }),
+                )),
+                other => Err(other.into()),
+            };
+        }
+        let mut fold = InvariantFold::default();
+        for record in log.read_range(0, end)? {
+            let record = match record {
+                Ok(record) => record,
+                Err(gongji_log::LogError::Corrupt {
+                    position, reason, ..
+                }) => {
+                    return Ok(report(
+                        fold.records,
+                        Some(Failure {
+                            position: Some(position),
+                            check: "chain",
+                            message: reason,
+                        }),
+                    ));
+                }
+                Err(other) => return Err(other.into()),
+            };
+            let event = match Event::decode(&record.payload) {
+                Ok(event) => event,
+                Err(e) => {
+                    let failure = Failure {
+                        position: Some(record.position),
+                        check: "decode",
+                        message: e.to_string(),
+                    };
+                    return Ok(report(fold.records, Some(failure)));
+                }
+            };
+            if let Err(failure) = fold.fold(record.position, &event, record.unit_end) {
+                return Ok(report(fold.records, Some(failure)));
+            }
+            if fold.records.is_multiple_of(100_000) {
+                progress("invariants", fold.records, end);
+            }
+        }
+        if let Err(failure) = fold.finish() {
+            return Ok(report(fold.records, Some(failure)));
+        }
+        progress("projections", 0, 1);
+        let fresh = store::all_entries(&fold.state);
+        let live = self.projection_entries()?;
+        let mut live_iter = live.iter();
+        for (key, value) in &fresh {
+            match live_iter.next() {
+                Some((live_key, live_value)) if live_key == key && live_value == value => {}
+                Some((live_key, _)) if live_key == key => {
+                    return Ok(report(
+                        fold.records,
+                        Some(projection_failure(key, "differs from a fresh rebuild")),
+                    ));
+                }
+                Some((live_key, _)) if live_key < key => {
+                    return Ok(report(
+                        fold.records,
+                        Some(projection_failure(
+                            live_key,
+                            "is live but not in a fresh rebuild",
+                        )),
+                    ));
+                }
+                _ => {
+                    return Ok(report(
+                        fold.records,
+                        Some(projection_failure(
+                            key,
+                            "is missing from the live projections",
+                        )),
+                    ))
+                }
+            }
+        }
+        if let Some((extra, _)) = live_iter.next() {
+            return Ok(report(
+                fold.records,
+                Some(projection_failure(
+                    extra,
+                    "is live but not in a fresh rebuild",
+                )),
+            ));
+        }
+        Ok(report(fold.records, None))
+    }
+}
+
+fn projection_failure(key: &[u8], what: &str) -> Failure {
+    Failure {
+        position: None,
+        check: "projections",
+        message: format!(
+            "projection {} {what}; `gongji rebuild` restores it from the log",
+            String::from_utf8_lossy(key)
+        ),
+    }
+}

@@ -1,0 +1,133 @@
+//! What the `gongji` subcommands do, argument parsing aside: each runs a job and returns the
+//! report to print (text, or one JSON object on one line) with the exit status (0 match, 1
+//! differences), or, for unreadable input, a message to print before exiting with 2. The
+//! report is returned rather than printed so that a progress bar can be finished first.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+
+use gongji_domain::{Day, Month};
+use gongji_ledger::Ledger;
+use serde::Serialize;
+
+use crate::render::{self, DifferenceCsv};
+use crate::{
+    reconcile_detail_streaming, reconcile_totals, settlement_statement, DetailOptions, EXIT_MATCH,
+};
+
+/// A report ready to print, and the exit status it calls for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Printed {
+    /// Ends with a newline.
+    pub text: String,
+    pub exit_code: u8,
+}
+
+fn printed(
+    json: bool,
+    value: &impl Serialize,
+    text: impl FnOnce() -> String,
+    exit_code: u8,
+) -> Result<Printed, String> {
+    let text = if json {
+        let mut line =
+            serde_json::to_string(value).map_err(|e| format!("cannot print the report: {e}"))?;
+        line.push('\n');
+        line
+    } else {
+        text()
+    };
+    Ok(Printed { text, exit_code })
+}
+
+/// `reconcile detail FILE --institution ID --from DATE --to DATE [--json] [--csv OUT]`.
+/// With `csv`, every difference (not only those the report lists) is written there.
+#[allow(clippy::too_many_arguments)]
+pub fn detail(
+    ledger: &Ledger,
+    file: &Path,
+    institution: &str,
+    from: &str,
+    to: &str,
+    json: bool,
+    csv: Option<&Path>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Printed, String> {
+    let from: Day = from.parse().map_err(|e| format!("--from: {e}"))?;
+    let to: Day = to.parse().map_err(|e| format!("--to: {e}"))?;
+    let mut csv_writer = match csv {
+        Some(path) => {
+            let handle =
+                File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            Some(
+                DifferenceCsv::new(BufWriter::new(handle))
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let report = reconcile_detail_streaming(
+        ledger,
+        file,
+        institution,
+        from,
+        to,
+        &DetailOptions::default(),
+        progress,
+        &mut |difference| match csv_writer.as_mut() {
+            Some(writer) => writer.write(difference),
+            None => Ok(()),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    if let (Some(writer), Some(path)) = (csv_writer, csv) {
+        writer
+            .finish()
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    printed(
+        json,
+        &report,
+        || render::detail_text(&report),
+        report.exit_code(),
+    )
+}
+
+/// `reconcile totals FILE [--json]`.
+pub fn totals(
+    ledger: &Ledger,
+    file: &Path,
+    json: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Printed, String> {
+    let report = reconcile_totals(ledger, file, progress).map_err(|e| e.to_string())?;
+    printed(
+        json,
+        &report,
+        || render::totals_text(&report),
+        report.exit_code(),
+    )
+}
+
+/// `settlement INSTITUTION MONTH [--json]`. The statement is printed even when the institution
+/// settled nothing in the month (all zeros); the status is then 1, as for an unknown member,
+/// since that is most often a mistyped institution id.
+pub fn statement(
+    ledger: &Ledger,
+    institution: &str,
+    month: &str,
+    json: bool,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Printed, String> {
+    let month: Month = month.parse().map_err(|e| format!("MONTH: {e}"))?;
+    let statement =
+        settlement_statement(ledger, institution, month, progress).map_err(|e| e.to_string())?;
+    let exit_code = if statement.is_empty() { 1 } else { EXIT_MATCH };
+    printed(
+        json,
+        &statement,
+        || render::statement_text(&statement),
+        exit_code,
+    )
+}

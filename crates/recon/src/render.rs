@@ -1,0 +1,472 @@
+//! Reports as readable text, and detail differences as CSV (one row per difference).
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::detail::{DetailReport, Difference};
+use crate::statement::Statement;
+use crate::totals::{TotalsReport, TotalsStatus};
+use crate::Amounts;
+
+fn flag(refund: bool) -> &'static str {
+    if refund {
+        "refund"
+    } else {
+        "settlement"
+    }
+}
+
+fn amounts_text(amounts: &Amounts) -> String {
+    amounts
+        .named()
+        .iter()
+        .map(|(name, value)| format!("{name} {value}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One line describing a difference.
+pub fn difference_text(difference: &Difference) -> String {
+    match difference {
+        Difference::InFileNotInLedger {
+            line,
+            setl_id,
+            refund,
+            psn_no,
+            file,
+            note,
+            ..
+        } => {
+            let mut text = format!(
+                "line {line}: {} {setl_id} (psn_no {psn_no}) is in the file but not in the ledger; file: {}",
+                flag(*refund),
+                amounts_text(file)
+            );
+            if let Some(note) = note {
+                let _ = write!(text, " ({note})");
+            }
+            text
+        }
+        Difference::InLedgerNotInFile {
+            setl_id,
+            refund,
+            psn_no,
+            date,
+            ledger,
+            ..
+        } => format!(
+            "{} {setl_id} (psn_no {psn_no}, {date}) is in the ledger but not in the file; ledger: {}",
+            if *refund { "reversal" } else { "settlement" },
+            amounts_text(ledger)
+        ),
+        Difference::FieldsDiffer {
+            line,
+            setl_id,
+            refund,
+            fields,
+        } => format!(
+            "line {line}: {} {setl_id} differs: {}",
+            flag(*refund),
+            fields
+                .iter()
+                .map(|f| format!("{} file {} ledger {}", f.field, f.file, f.ledger))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        Difference::DuplicateRow {
+            line,
+            first_line,
+            setl_id,
+            refund,
+        } => format!(
+            "line {line}: {} {setl_id} repeats line {first_line}; the repeat is not matched",
+            flag(*refund)
+        ),
+        Difference::MalformedRow { line, reason } => format!("line {line}: malformed row: {reason}"),
+    }
+}
+
+/// The detail report as text: a heading, the counts, then every difference kept.
+pub fn detail_text(report: &DetailReport) -> String {
+    let c = &report.counts;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "reconciliation of {} ({}) for institution {}, {} to {}",
+        report.file,
+        report.encoding.name(),
+        report.institution,
+        report.from,
+        report.to
+    );
+    let _ = writeln!(
+        out,
+        "file: {} rows ({} refunds); ledger: {} settlements, {} reversals",
+        c.file_rows, c.file_refund_rows, c.ledger_settlements, c.ledger_reversals
+    );
+    let _ = writeln!(out, "matched               {}", c.matched_rows);
+    let _ = writeln!(out, "in file, not ledger   {}", c.in_file_not_in_ledger);
+    let _ = writeln!(out, "in ledger, not file   {}", c.in_ledger_not_in_file);
+    let _ = writeln!(out, "fields differ         {}", c.fields_differ);
+    let _ = writeln!(out, "duplicate rows        {}", c.duplicate_rows);
+    let _ = writeln!(out, "malformed rows        {}", c.malformed_rows);
+    if c.manual_claims_excluded > 0 {
+        let _ = writeln!(
+            out,
+            "manual claims naming the institution, not expected in its file: {}",
+            c.manual_claims_excluded
+        );
+    }
+    if !report.duplicate_check_complete {
+        let _ = writeln!(
+            out,
+            "note: too many rows unknown to the ledger to look for duplicates among all of them"
+        );
+    }
+    if !report.differences.is_empty() {
+        let _ = writeln!(out, "\ndifferences:");
+        for difference in &report.differences {
+            let _ = writeln!(out, "  {}", difference_text(difference));
+        }
+    }
+    if report.differences_left_out > 0 {
+        let _ = writeln!(
+            out,
+            "  ... and {} more differences not listed (use --csv for all of them)",
+            report.differences_left_out
+        );
+    }
+    if c.unreconcilable_claims > 0 {
+        let _ = writeln!(
+            out,
+            "\nunreconcilable: {} claims of the period carry no institution, so no file can match them:",
+            c.unreconcilable_claims
+        );
+        for claim in &report.unreconcilable {
+            let _ = writeln!(
+                out,
+                "  {} {} (psn_no {}, {:?}, {}): {}",
+                if claim.refund {
+                    "reversal"
+                } else {
+                    "settlement"
+                },
+                claim.setl_id,
+                claim.psn_no,
+                claim.channel,
+                claim.date,
+                amounts_text(&claim.amounts)
+            );
+        }
+        if report.unreconcilable_left_out > 0 {
+            let _ = writeln!(out, "  ... and {} more", report.unreconcilable_left_out);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{}",
+        if report.is_match() {
+            "result: the file matches the ledger".to_string()
+        } else {
+            format!("result: {} differences", c.differences())
+        }
+    );
+    out
+}
+
+/// The totals report as text: one line per row of the file.
+pub fn totals_text(report: &TotalsReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "totals reconciliation of {} ({}): {} rows, {} match, {} differ, {} malformed",
+        report.file,
+        report.encoding.name(),
+        report.rows,
+        report.matched,
+        report.differing,
+        report.malformed
+    );
+    for result in &report.results {
+        let period = match (result.from, result.to) {
+            (Some(from), Some(to)) => format!("{from} to {to}"),
+            _ => String::new(),
+        };
+        match result.status {
+            TotalsStatus::Malformed => {
+                let _ = writeln!(
+                    out,
+                    "line {}: malformed row: {}",
+                    result.line,
+                    result.reason.as_deref().unwrap_or("")
+                );
+            }
+            TotalsStatus::Match => {
+                let _ = writeln!(
+                    out,
+                    "line {}: {} {period}: match ({} settlements, {} reversals)",
+                    result.line,
+                    result.institution,
+                    result.ledger_settlements,
+                    result.ledger_reversals
+                );
+            }
+            TotalsStatus::Differ => {
+                let _ = writeln!(
+                    out,
+                    "line {}: {} {period}: differs: {}",
+                    result.line,
+                    result.institution,
+                    result
+                        .differences
+                        .iter()
+                        .map(|f| format!("{} file {} ledger {}", f.field, f.file, f.ledger))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The statement as `key  value` lines, then one block per region.
+pub fn statement_text(statement: &Statement) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "institution        {}", statement.institution);
+    let _ = writeln!(out, "month              {}", statement.month);
+    let _ = writeln!(out, "settlements        {}", statement.settlements);
+    let _ = writeln!(out, "reversals          {}", statement.reversals);
+    let _ = writeln!(out, "net_settlements    {}", statement.net_settlements);
+    let _ = writeln!(out, "pooled_paid        {}", statement.pooled_paid);
+    let _ = writeln!(out, "large_amount_paid  {}", statement.large_amount_paid);
+    let _ = writeln!(out, "fund_owed          {}", statement.fund_owed);
+    let _ = writeln!(out, "account_paid       {}", statement.account_paid);
+    let _ = writeln!(out, "cash_paid          {}", statement.cash_paid);
+    let _ = writeln!(out, "medfee_sumamt      {}", statement.medfee_sumamt);
+    if statement.manual_claims_excluded > 0 {
+        let _ = writeln!(
+            out,
+            "manual_claims_excluded  {}",
+            statement.manual_claims_excluded
+        );
+    }
+    if statement.by_region.len() > 1 {
+        for region in &statement.by_region {
+            let _ = writeln!(
+                out,
+                "region {}: {} settlements, {} reversals, pooled_paid {}, large_amount_paid {}, account_paid {}",
+                region.region,
+                region.settlements,
+                region.reversals,
+                region.pooled_paid,
+                region.large_amount_paid,
+                region.account_paid
+            );
+        }
+    }
+    out
+}
+
+/// The CSV columns of [`DifferenceCsv`].
+pub const CSV_COLUMNS: [&str; 14] = [
+    "kind",
+    "line",
+    "setl_id",
+    "refd_setl_flag",
+    "psn_no",
+    "mdtrt_id",
+    "field",
+    "file_value",
+    "ledger_value",
+    "medfee_sumamt",
+    "fund_pay_sumamt",
+    "acct_pay",
+    "cash_payamt",
+    "note",
+];
+
+/// Writes differences as CSV (UTF-8, `\n`, RFC 4180 quoting): one row per difference, and one
+/// row per differing field where a row differs in several.
+pub struct DifferenceCsv<W: Write> {
+    out: W,
+    rows_written: u64,
+}
+
+impl<W: Write> DifferenceCsv<W> {
+    /// Writes the header row.
+    pub fn new(mut out: W) -> io::Result<DifferenceCsv<W>> {
+        write_row(&mut out, &CSV_COLUMNS)?;
+        Ok(DifferenceCsv {
+            out,
+            rows_written: 0,
+        })
+    }
+
+    pub fn write(&mut self, difference: &Difference) -> io::Result<()> {
+        let kind = difference.kind();
+        let flag = |refund: bool| if refund { "1" } else { "0" };
+        let amounts = |a: &Amounts| a.named().map(|(_, m)| m.to_string());
+        match difference {
+            Difference::InFileNotInLedger {
+                line,
+                setl_id,
+                refund,
+                psn_no,
+                mdtrt_id,
+                file,
+                note,
+            } => {
+                let [m, f, a, c] = amounts(file);
+                self.row(&[
+                    kind,
+                    &line.to_string(),
+                    setl_id,
+                    flag(*refund),
+                    psn_no,
+                    mdtrt_id,
+                    "",
+                    "",
+                    "",
+                    &m,
+                    &f,
+                    &a,
+                    &c,
+                    note.as_deref().unwrap_or(""),
+                ])
+            }
+            Difference::InLedgerNotInFile {
+                setl_id,
+                refund,
+                psn_no,
+                mdtrt_id,
+                date,
+                ledger,
+            } => {
+                let [m, f, a, c] = amounts(ledger);
+                self.row(&[
+                    kind,
+                    "",
+                    setl_id,
+                    flag(*refund),
+                    psn_no,
+                    mdtrt_id,
+                    "",
+                    "",
+                    "",
+                    &m,
+                    &f,
+                    &a,
+                    &c,
+                    &format!("ledger date {date}"),
+                ])
+            }
+            Difference::FieldsDiffer {
+                line,
+                setl_id,
+                refund,
+                fields,
+            } => {
+                for field in fields {
+                    self.row(&[
+                        kind,
+                        &line.to_string(),
+                        setl_id,
+                        flag(*refund),
+                        "",
+                        "",
+                        field.field,
+                        &field.file,
+                        &field.ledger,
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
+                    ])?;
+                }
+                Ok(())
+            }
+            Difference::DuplicateRow {
+                line,
+                first_line,
+                setl_id,
+                refund,
+            } => self.row(&[
+                kind,
+                &line.to_string(),
+                setl_id,
+                flag(*refund),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                &format!("repeats line {first_line}"),
+            ]),
+            Difference::MalformedRow { line, reason } => self.row(&[
+                kind,
+                &line.to_string(),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+                reason,
+            ]),
+        }
+    }
+
+    fn row(&mut self, fields: &[&str; 14]) -> io::Result<()> {
+        self.rows_written += 1;
+        write_row(&mut self.out, fields)
+    }
+
+    /// Data rows written (the header excluded).
+    pub fn rows_written(&self) -> u64 {
+        self.rows_written
+    }
+
+    /// Flushes and hands back the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+fn write_row(out: &mut impl Write, fields: &[&str]) -> io::Result<()> {
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        if field.contains([',', '"', '\n', '\r']) {
+            out.write_all(b"\"")?;
+            out.write_all(field.replace('"', "\"\"").as_bytes())?;
+            out.write_all(b"\"")?;
+        } else {
+            out.write_all(field.as_bytes())?;
+        }
+    }
+    out.write_all(b"\n")
+}
+
+/// Writes the differences kept in `report` as CSV (the streaming sink writes all of them).
+pub fn detail_csv(report: &DetailReport, out: impl Write) -> io::Result<u64> {
+    let mut csv = DifferenceCsv::new(out)?;
+    for difference in &report.differences {
+        csv.write(difference)?;
+    }
+    let rows = csv.rows_written();
+    csv.finish()?;
+    Ok(rows)
+}

@@ -1,0 +1,333 @@
+//! Total reconciliation (对总账, the platform's interface 3201): per institution and period,
+//! the sums of the four amounts and the number of settlements, against the ledger's.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use gongji_domain::types::Channel;
+use gongji_domain::Day;
+use gongji_ledger::Ledger;
+use serde::Serialize;
+
+use crate::input::{self, FileEncoding, LineReader, RowFault};
+use crate::scan::{self, ClaimEvent};
+use crate::{
+    compare_amounts, parse_amount, Amounts, FieldDifference, Progress, ReconError,
+    EXIT_DIFFERENCES, EXIT_MATCH,
+};
+
+/// The 3201 columns read, in this order. Other columns are ignored.
+pub const TOTALS_COLUMNS: [&str; 8] = [
+    "fixmedins_code",
+    "stmt_begndate",
+    "stmt_enddate",
+    "medfee_sumamt",
+    "fund_pay_sumamt",
+    "acct_pay",
+    "cash_payamt",
+    "fixmedins_setl_cnt",
+];
+
+/// Most data rows in a totals file (one per institution and period): the rows are held in
+/// memory while the log is scanned once for all of them.
+pub const TOTALS_ROWS_MAX: usize = 100_000;
+
+/// Sums for one institution and period, reversals netted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TotalsFigures {
+    #[serde(flatten)]
+    pub amounts: Amounts,
+    /// Settlements less reversals (`fixmedins_setl_cnt`).
+    pub fixmedins_setl_cnt: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TotalsStatus {
+    Match,
+    Differ,
+    Malformed,
+}
+
+/// The result for one row of the totals file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TotalsResult {
+    pub line: u64,
+    pub status: TotalsStatus,
+    /// Empty for a malformed row.
+    pub institution: String,
+    pub from: Option<Day>,
+    pub to: Option<Day>,
+    pub file: Option<TotalsFigures>,
+    pub ledger: Option<TotalsFigures>,
+    /// The ledger's settlements and reversals in the period, before netting.
+    pub ledger_settlements: u64,
+    pub ledger_reversals: u64,
+    pub differences: Vec<FieldDifference>,
+    /// Why a malformed row could not be read.
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TotalsReport {
+    pub file: String,
+    pub encoding: FileEncoding,
+    /// `"match"` or `"differences"`.
+    pub status: &'static str,
+    pub rows: u64,
+    pub matched: u64,
+    pub differing: u64,
+    pub malformed: u64,
+    /// One result per data row, in file order.
+    pub results: Vec<TotalsResult>,
+}
+
+impl TotalsReport {
+    pub fn is_match(&self) -> bool {
+        self.differing == 0 && self.malformed == 0
+    }
+
+    /// 0 when every row matches, 1 when some row differs or is malformed.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_match() {
+            EXIT_MATCH
+        } else {
+            EXIT_DIFFERENCES
+        }
+    }
+}
+
+struct TotalsRow {
+    institution: String,
+    from: Day,
+    to: Day,
+    file: TotalsFigures,
+}
+
+fn parse_day(column: &str, text: &str) -> Result<Day, RowFault> {
+    text.parse::<Day>()
+        .map_err(|e| RowFault(format!("{column}: {e}")))
+}
+
+fn parse_row(
+    fields: &[std::borrow::Cow<'_, str>],
+    indexes: &[usize],
+) -> Result<TotalsRow, RowFault> {
+    let field = |i: usize| fields[indexes[i]].as_ref();
+    let institution = field(0);
+    if institution.is_empty() {
+        return Err(RowFault("fixmedins_code is empty".to_string()));
+    }
+    if institution.len() > gongji_domain::command::ID_BYTES_MAX {
+        return Err(RowFault(format!(
+            "fixmedins_code is {} bytes, longer than any id the ledger accepts",
+            institution.len()
+        )));
+    }
+    let from = parse_day(TOTALS_COLUMNS[1], field(1))?;
+    let to = parse_day(TOTALS_COLUMNS[2], field(2))?;
+    if from > to {
+        return Err(RowFault(format!(
+            "stmt_begndate {from} is after stmt_enddate {to}"
+        )));
+    }
+    let count_text = field(7);
+    let fixmedins_setl_cnt: i64 = count_text
+        .parse()
+        .ok()
+        .filter(|n: &i64| n.unsigned_abs() <= 1_000_000_000_000)
+        .ok_or_else(|| {
+            RowFault(format!(
+                "fixmedins_setl_cnt '{}' is not a whole number",
+                count_text.escape_debug()
+            ))
+        })?;
+    Ok(TotalsRow {
+        institution: institution.to_string(),
+        from,
+        to,
+        file: TotalsFigures {
+            amounts: Amounts {
+                medfee_sumamt: parse_amount(TOTALS_COLUMNS[3], field(3))?,
+                fund_pay_sumamt: parse_amount(TOTALS_COLUMNS[4], field(4))?,
+                acct_pay: parse_amount(TOTALS_COLUMNS[5], field(5))?,
+                cash_payamt: parse_amount(TOTALS_COLUMNS[6], field(6))?,
+            },
+            fixmedins_setl_cnt,
+        },
+    })
+}
+
+/// Checks each row of a 3201 totals file against the ledger's sums for that institution and
+/// period (settlements dated in the period, less reversals dated in it; manual claims are not
+/// the institution's and are left out). One result per row.
+/// `progress(done_units, total_units)`: file bytes read (twice) plus log records scanned.
+pub fn reconcile_totals(
+    ledger: &Ledger,
+    file: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<TotalsReport, ReconError> {
+    let file_bytes = std::fs::metadata(file)
+        .map_err(|e| ReconError::Io {
+            action: "cannot open".to_string(),
+            path: file.to_path_buf(),
+            message: e.to_string(),
+        })?
+        .len();
+    let records = scan::records_total(ledger);
+    let mut progress = Progress {
+        callback: progress,
+        total_units: records + 2 * file_bytes,
+    };
+    let encoding = input::detect_encoding(file, &mut |done| progress.report(done))?;
+    let mut lines = LineReader::open(file, encoding)?;
+    let header = input::read_header(&mut lines, file, &TOTALS_COLUMNS)?;
+
+    // Every row, read or not: (line, row or fault).
+    let mut rows: Vec<(u64, Result<TotalsRow, RowFault>)> = Vec::new();
+    while let Some(line) = lines.next_line()? {
+        let number = line.number;
+        let row = match line.text {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => {
+                let mut fields = Vec::with_capacity(header.columns);
+                input::split_csv_line(text, &mut fields).and_then(|()| {
+                    if fields.len() != header.columns {
+                        return Err(RowFault(format!(
+                            "line has {} fields; the header has {}",
+                            fields.len(),
+                            header.columns
+                        )));
+                    }
+                    parse_row(&fields, &header.indexes)
+                })
+            }
+            Err(fault) => Err(fault),
+        };
+        if rows.len() >= TOTALS_ROWS_MAX {
+            return Err(ReconError::TooLarge {
+                path: file.to_path_buf(),
+                reason: format!(
+                    "more than {TOTALS_ROWS_MAX} rows (line {number}); a totals file has one row per institution and period: split it"
+                ),
+            });
+        }
+        rows.push((number, row));
+    }
+    progress.report(2 * file_bytes);
+
+    let mut by_institution: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (_, row)) in rows.iter().enumerate() {
+        if let Ok(row) = row {
+            by_institution.entry(&row.institution).or_default().push(i);
+        }
+    }
+    let mut sums = vec![(TotalsFigures::default(), 0u64, 0u64); rows.len()];
+    scan::scan_claims(
+        ledger,
+        &mut |done| progress.report(2 * file_bytes + done),
+        &mut |event| {
+            let (settlement, day, reversal) = match event {
+                ClaimEvent::Settled(s) => (s, s.date, false),
+                ClaimEvent::Reversed { date, settlement } => (settlement, date, true),
+            };
+            if settlement.channel == Channel::Manual {
+                return;
+            }
+            let Some(institution) = settlement.institution.as_deref() else {
+                return;
+            };
+            let Some(indexes) = by_institution.get(institution) else {
+                return;
+            };
+            let amounts = Amounts::of(settlement);
+            for &i in indexes {
+                let Ok(row) = &rows[i].1 else { continue };
+                if day < row.from || row.to < day {
+                    continue;
+                }
+                let (figures, settlements, reversals) = &mut sums[i];
+                if reversal {
+                    figures.amounts.subtract(&amounts);
+                    figures.fixmedins_setl_cnt -= 1;
+                    *reversals += 1;
+                } else {
+                    figures.amounts.add(&amounts);
+                    figures.fixmedins_setl_cnt += 1;
+                    *settlements += 1;
+                }
+            }
+        },
+    )?;
+    drop(by_institution);
+
+    let mut results = Vec::with_capacity(rows.len());
+    let (mut matched, mut differing, mut malformed) = (0u64, 0u64, 0u64);
+    for ((line, row), (ledger_figures, settlements, reversals)) in rows.into_iter().zip(sums) {
+        let result = match row {
+            Err(fault) => {
+                malformed += 1;
+                TotalsResult {
+                    line,
+                    status: TotalsStatus::Malformed,
+                    institution: String::new(),
+                    from: None,
+                    to: None,
+                    file: None,
+                    ledger: None,
+                    ledger_settlements: 0,
+                    ledger_reversals: 0,
+                    differences: Vec::new(),
+                    reason: Some(fault.0),
+                }
+            }
+            Ok(row) => {
+                let mut differences = Vec::new();
+                compare_amounts(&row.file.amounts, &ledger_figures.amounts, &mut differences);
+                if row.file.fixmedins_setl_cnt != ledger_figures.fixmedins_setl_cnt {
+                    differences.push(FieldDifference {
+                        field: "fixmedins_setl_cnt",
+                        file: row.file.fixmedins_setl_cnt.to_string(),
+                        ledger: ledger_figures.fixmedins_setl_cnt.to_string(),
+                    });
+                }
+                let status = if differences.is_empty() {
+                    matched += 1;
+                    TotalsStatus::Match
+                } else {
+                    differing += 1;
+                    TotalsStatus::Differ
+                };
+                TotalsResult {
+                    line,
+                    status,
+                    institution: row.institution,
+                    from: Some(row.from),
+                    to: Some(row.to),
+                    file: Some(row.file),
+                    ledger: Some(ledger_figures),
+                    ledger_settlements: settlements,
+                    ledger_reversals: reversals,
+                    differences,
+                    reason: None,
+                }
+            }
+        };
+        results.push(result);
+    }
+    progress.report(progress.total_units);
+    Ok(TotalsReport {
+        file: file.display().to_string(),
+        encoding,
+        status: if differing == 0 && malformed == 0 {
+            "match"
+        } else {
+            "differences"
+        },
+        rows: results.len() as u64,
+        matched,
+        differing,
+        malformed,
+        results,
+    })
+}

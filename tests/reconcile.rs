@@ -1,0 +1,122 @@
+//! Reconciliation through the real binary: the detail file, the totals file and the statement,
+//! with their exit statuses (the library's own tests cover every kind of difference).
+
+mod support;
+
+use support::{examples, text, TestLedger};
+
+fn sample_ledger() -> TestLedger {
+    let ledger = TestLedger::new();
+    let sample = examples("sample.jsonl");
+    let out = ledger.run(&["apply", sample.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    ledger
+}
+
+const HEADER: &str =
+    "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag";
+
+#[test]
+fn a_matching_detail_file_exits_0_and_a_differing_one_exits_1_with_a_csv_of_differences() {
+    let ledger = sample_ledger();
+    let dir = ledger.dir.path();
+    // March at H500101: C001 (150.00 from the account) and C002 (685.50: 300.00 pooled, 385.50
+    // from the account); C002's reversal is dated in April.
+    let matching = dir.join("march.csv");
+    std::fs::write(&matching, format!("{HEADER}\nC001,V1,M001,150.00,0.00,150.00,0.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\n")).unwrap();
+    let args = [
+        "reconcile",
+        "detail",
+        matching.to_str().unwrap(),
+        "--institution",
+        "H500101",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-31",
+    ];
+    let out = ledger.run(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let differing = dir.join("differing.csv");
+    std::fs::write(&differing, format!("{HEADER}\nC001,V1,M001,150.00,0.00,140.00,10.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\nC777,V7,M001,1.00,0.00,1.00,0.00,0\nnot,a,row\n")).unwrap();
+    let csv = dir.join("differences.csv");
+    let out = ledger.run(&[
+        "reconcile",
+        "detail",
+        differing.to_str().unwrap(),
+        "--institution",
+        "H500101",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-31",
+        "--json",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let said = report.to_string();
+    assert!(
+        said.contains("C777") && said.contains("acct_pay") && said.contains("140.00"),
+        "{said}"
+    );
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    // A header, the two amount fields of C001, C777 missing from the ledger, the malformed row.
+    assert!(rows.lines().count() >= 4, "{rows}");
+    assert!(rows.contains("C777"), "{rows}");
+
+    let out = ledger.run(&[
+        "reconcile",
+        "detail",
+        dir.join("missing.csv").to_str().unwrap(),
+        "--institution",
+        "H500101",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-31",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
+
+#[test]
+fn gb18030_files_reconcile_like_utf8_ones() {
+    let ledger = sample_ledger();
+    // "重庆" in GB18030 (not valid UTF-8) in an extra column the reconciliation ignores.
+    let mut bytes = format!("{HEADER},fixmedins_name\n").into_bytes();
+    bytes.extend_from_slice(b"C001,V1,M001,150.00,0.00,150.00,0.00,0,\xd6\xd8\xc7\xec\nC002,V2,M001,685.50,300.00,385.50,0.00,0,\xd6\xd8\xc7\xec\n");
+    let file = ledger.dir.path().join("gb.csv");
+    std::fs::write(&file, bytes).unwrap();
+    let out = ledger.run(&[
+        "reconcile",
+        "detail",
+        file.to_str().unwrap(),
+        "--institution",
+        "H500101",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-31",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("gb18030"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn the_statement_nets_reversals_in_their_month() {
+    let ledger = sample_ledger();
+    let march = ledger.query(&["settlement", "H500101", "2024-03"]);
+    assert_eq!(march["pooled_paid"], "300.00");
+    assert_eq!(march["settlements"], 2);
+    // April: C002's reversal returns its 300.00 to the pooled fund.
+    let april = ledger.query(&["settlement", "H500101", "2024-04"]);
+    assert_eq!(april["pooled_paid"], "-300.00");
+    assert_eq!(april["reversals"], 1);
+}
