@@ -402,6 +402,7 @@ impl Event {
                 vec![
                     member(id),
                     EntityKey::RegionMember(region.clone(), id.clone()),
+                    EntityKey::Accounts(region.clone()),
                 ]
             }
             Event::Retired { member: id, .. }
