@@ -1,0 +1,7 @@
+//! Fuzz target `csv_detail`: see `fuzz/cases.rs`.
+#![no_main]
+
+#[path = "../cases.rs"]
+mod cases;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cases::csv_detail(data));
