@@ -1,7 +1,6 @@
 //! `gongji`: the command-line program. It parses arguments, reads input, and prints; every
 //! decision and every byte stored is `gongji-ledger`'s.
 
-mod input;
 mod output;
 
 use std::fs::File;
@@ -474,16 +473,12 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
                 .map_err(|e| e.to_string())?;
             bar.finish();
             ledger.close().map_err(|e| e.to_string())?;
-            let value = json!(report);
-            println!(
-                "{}",
-                if json {
-                    value.to_string()
-                } else {
-                    output::audit_replay(&value)
-                }
-            );
-            Ok(ExitCode::SUCCESS)
+            Ok(print_report(
+                &json!(report),
+                json,
+                output::audit_replay,
+                false,
+            ))
         }
         Cmd::Audit {
             action: AuditCmd::Verify { json },
@@ -494,20 +489,12 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
                 .audit_verify(&mut |_, done, total| bar.show(done, total))
                 .map_err(|e| e.to_string())?;
             bar.finish();
-            let value = json!(report);
-            println!(
-                "{}",
-                if json {
-                    value.to_string()
-                } else {
-                    output::audit_verify(&value)
-                }
-            );
-            Ok(if report.failure.is_some() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(print_report(
+                &json!(report),
+                json,
+                output::audit_verify,
+                report.failure.is_some(),
+            ))
         }
         Cmd::Audit {
             action:
@@ -553,16 +540,8 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
             let (report, ledger) =
                 gongji_ledger::archive::import_archive(data, &file, &mut |_, _| {})
                     .map_err(|e| e.to_string())?;
-            let value = json!(report);
             let Some(ledger) = ledger else {
-                println!(
-                    "{}",
-                    if json {
-                        value.to_string()
-                    } else {
-                        output::archive_check(&value)
-                    }
-                );
+                print_report(&json!(report), json, output::archive_check, true);
                 eprintln!(
                     "gongji: {} was not imported: it fails the check or is not a complete archive",
                     file.display()
@@ -649,20 +628,34 @@ fn audit_check(file: &Path, json: bool) -> Result<ExitCode, String> {
     let report = gongji_ledger::archive::check_archive(file, &mut |done| bar.show(done, 0))
         .map_err(|e| e.to_string())?;
     bar.finish();
-    let value = json!(report);
+    Ok(print_report(
+        &json!(report),
+        json,
+        output::archive_check,
+        report.failure.is_some(),
+    ))
+}
+
+/// Prints a report as JSON or as text; exit status 1 when it records a failure.
+fn print_report(
+    value: &Value,
+    json: bool,
+    readable: fn(&Value) -> String,
+    failed: bool,
+) -> ExitCode {
     println!(
         "{}",
         if json {
             value.to_string()
         } else {
-            output::archive_check(&value)
+            readable(value)
         }
     );
-    Ok(if report.failure.is_some() {
+    if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 fn not_enrolled(member: &str, as_of: &AsOf) -> String {
@@ -748,7 +741,11 @@ fn apply(data: &Path, file: &str, json: bool, batch_lines: usize) -> Result<Exit
             commit(&mut ledger, &mut pending_lines, &mut out, &mut totals)?;
             bar.show(read_bytes, size_bytes.unwrap_or(0));
         }
-        let read = match input::read_line_bounded(&mut reader, &mut line_bytes, LINE_BYTES_MAX) {
+        let read = match gongji_recon::input::read_line_bounded(
+            &mut reader,
+            &mut line_bytes,
+            LINE_BYTES_MAX,
+        ) {
             Ok(read) => read,
             Err(error) => {
                 if !pending_lines.is_empty() {

@@ -222,14 +222,16 @@ impl LineReader {
     }
 }
 
-struct LineRead {
-    bytes_consumed: u64,
-    too_long: bool,
+pub struct LineRead {
+    /// Bytes taken from the input, newline included.
+    pub bytes_consumed: u64,
+    /// The line was longer than the bound; the buffer holds only its first part.
+    pub too_long: bool,
 }
 
 /// Reads one line (without its `\n` or `\r\n`) into `buf`, keeping at most `max_bytes` of it
 /// and skipping the rest. `None` at the end of input.
-fn read_line_bounded(
+pub fn read_line_bounded(
     reader: &mut impl BufRead,
     buf: &mut Vec<u8>,
     max_bytes: usize,
@@ -425,6 +427,32 @@ pub fn read_header(
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+
+    #[test]
+    fn long_lines_are_cut_and_flagged_and_the_next_line_still_reads() {
+        let input = b"0123456789\nab\r\nlast";
+        let mut reader = io::BufReader::with_capacity(4, &input[..]);
+        let mut buf = Vec::new();
+        let first = read_line_bounded(&mut reader, &mut buf, 5)
+            .unwrap()
+            .unwrap();
+        assert!(first.too_long);
+        assert_eq!(buf, b"01234");
+        let second = read_line_bounded(&mut reader, &mut buf, 5)
+            .unwrap()
+            .unwrap();
+        assert!(!second.too_long);
+        assert_eq!(buf, b"ab");
+        read_line_bounded(&mut reader, &mut buf, 5)
+            .unwrap()
+            .unwrap();
+        assert_eq!(buf, b"last");
+        assert!(read_line_bounded(&mut reader, &mut buf, 5)
+            .unwrap()
+            .is_none());
+    }
+
     use super::*;
 
     fn split(line: &str) -> Result<Vec<String>, RowFault> {
