@@ -102,7 +102,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -229,7 +229,15 @@ impl Ledger {
             complete,
         };
         let mut chain = chain_next(&[0; 32], &json_hash(&header));
-        let mut out = BufWriter::new(File::create(path).map_err(io)?);
+        // Written beside the target and renamed into place once whole and synced, so the
+        // target is never a cut archive.
+        let partial = path.with_file_name(format!(
+            "{}.partial",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        let mut out = BufWriter::new(File::create(&partial).map_err(io)?);
         writeln!(
             out,
             "{}",
@@ -289,6 +297,10 @@ impl Ledger {
             .map_err(|e| io(e.into_error()))?
             .sync_all()
             .map_err(io)?;
+        std::fs::rename(&partial, path).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
         progress(end, end);
         Ok(manifest)
     }

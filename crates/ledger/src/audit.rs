@@ -212,6 +212,9 @@ fn debit_of(event: &Event) -> Option<(&str, Money)> {
     }
 }
 
+/// A projection entry: key and value bytes.
+type Entry = (Vec<u8>, Vec<u8>);
+
 impl Ledger {
     /// The digest of the live projections.
     pub fn digest(&self) -> Result<String, LedgerError> {
@@ -227,7 +230,7 @@ impl Ledger {
         totals_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
     }
 
-    fn projection_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, LedgerError> {
+    fn projection_entries(&self) -> Result<Vec<Entry>, LedgerError> {
         self.log()
             .kv()
             .scan_prefix(b"")

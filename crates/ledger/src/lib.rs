@@ -549,7 +549,7 @@ impl Ledger {
     /// A stream's events in order, decoded.
     fn stream_entries(&self, stream: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
         self.log
-            .read_stream(&stream)?
+            .read_stream(stream)?
             .into_iter()
             .map(|record| {
                 let event = Event::decode(&record.payload).map_err(|e| {

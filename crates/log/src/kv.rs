@@ -4,6 +4,8 @@
 //! stored under the one-byte key `c` as a u64 BE. Keeping both in one tree is
 //! what makes `apply` atomic with a single `sled::Batch`.
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use crate::LogError;
 
 const DATA_TAG: u8 = b'd';
@@ -18,7 +20,9 @@ const CHECKPOINT_KEY: &[u8] = b"c";
 #[derive(Clone)]
 pub struct Kv {
     db: sled::Db,
-    tree: sled::Tree,
+    name: &'static str,
+    /// Replaced by `clear` (which drops the whole tree); shared by clones.
+    tree: Arc<RwLock<sled::Tree>>,
 }
 
 impl std::fmt::Debug for Kv {
@@ -35,13 +39,25 @@ fn data_key(key: &[u8]) -> Vec<u8> {
 }
 
 impl Kv {
-    pub(crate) fn new(db: sled::Db, tree: sled::Tree) -> Kv {
-        Kv { db, tree }
+    pub(crate) fn new(db: sled::Db, name: &'static str, tree: sled::Tree) -> Kv {
+        Kv {
+            db,
+            name,
+            tree: Arc::new(RwLock::new(tree)),
+        }
+    }
+
+    /// The current tree (a cheap handle).
+    fn tree(&self) -> sled::Tree {
+        self.tree
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The value stored under `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
-        Ok(self.tree.get(data_key(key))?.map(|v| v.to_vec()))
+        Ok(self.tree().get(data_key(key))?.map(|v| v.to_vec()))
     }
 
     /// All (key, value) pairs whose key starts with `prefix`, in key order.
@@ -49,7 +65,7 @@ impl Kv {
         &self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>> + '_ {
-        self.tree.scan_prefix(data_key(prefix)).map(|item| {
+        self.tree().scan_prefix(data_key(prefix)).map(|item| {
             let (k, v) = item?;
             let key = k.get(1..).unwrap_or_default().to_vec();
             Ok((key, v.to_vec()))
@@ -72,14 +88,14 @@ impl Kv {
             }
         }
         batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes()[..]);
-        self.tree.apply_batch(batch)?;
+        self.tree().apply_batch(batch)?;
         Ok(())
     }
 
     /// The exclusive end position up to which projections are built; `None`
     /// if they were never built (or were cleared).
     pub fn checkpoint(&self) -> Result<Option<u64>, LogError> {
-        match self.tree.get(CHECKPOINT_KEY)? {
+        match self.tree().get(CHECKPOINT_KEY)? {
             None => Ok(None),
             Some(v) => {
                 let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| {
@@ -95,10 +111,14 @@ impl Kv {
 
     /// Drops all projection data and the checkpoint. The checkpoint goes
     /// first, so a crash part-way leaves no checkpoint and the next start
-    /// rebuilds (and clears again).
+    /// rebuilds (and clears again). The data goes by dropping the whole sled
+    /// tree and opening an empty one (sled's `Tree::clear` removes key by key,
+    /// which was most of the time of a rebuild).
     pub fn clear(&self) -> Result<(), LogError> {
-        self.tree.remove(CHECKPOINT_KEY)?;
-        self.tree.clear()?;
+        let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
+        tree.remove(CHECKPOINT_KEY)?;
+        self.db.drop_tree(self.name)?;
+        *tree = self.db.open_tree(self.name)?;
         Ok(())
     }
 

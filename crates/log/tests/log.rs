@@ -1019,3 +1019,123 @@ mod prop {
         }
     }
 }
+
+/// The stream index lives in runs written by `flush_index` (and every 2^20
+/// records by `sync`), merged as they accumulate, plus an in-memory tail that
+/// a crash loses and open rebuilds from the segments.
+#[test]
+fn stream_index_runs_merge_and_survive_a_crash_of_the_tail() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    let crashed = tmp.path().join("crashed");
+    let streams: Vec<String> = (0..37).map(|i| format!("m/{i}")).collect();
+    let mut versions = vec![0u64; streams.len()];
+    let mut flushed_end = 0;
+    {
+        let mut log = Log::open_with(
+            &dir,
+            LogOptions {
+                segment_bytes_max: 4000,
+            },
+        )
+        .expect("open");
+        for n in 0..600u64 {
+            let s = ((n * 7) % streams.len() as u64) as usize;
+            let expected = [(streams[s].as_str(), ExpectedVersion::Exact(versions[s]))];
+            log.append(&expected, &[rec(&streams[s], n, &n.to_le_bytes())], 0)
+                .expect("append");
+            versions[s] += 1;
+            if n % 3 == 2 {
+                log.sync().expect("sync");
+            }
+            if n % 50 == 0 {
+                log.flush_index().expect("flush index");
+                flushed_end = log.durable_end();
+            }
+        }
+        log.sync().expect("sync");
+        // A kill now loses the unflushed tail of the index but never a synced
+        // record.
+        assert!(flushed_end < 600);
+        copy_dir(&dir, &crashed);
+        let index_runs = fs::read_dir(dir.join("index").join("streams"))
+            .expect("runs")
+            .count();
+        assert!(index_runs <= 5, "runs are merged, found {index_runs}");
+    }
+    for path in [&dir, &crashed] {
+        let log = Log::open_with(
+            path,
+            LogOptions {
+                segment_bytes_max: 4000,
+            },
+        )
+        .expect("reopen");
+        assert_eq!(log.durable_end(), 600);
+        assert_eq!(log.open_report().index_rebuilt, None);
+        let expected_indexed = if path == &crashed {
+            600 - flushed_end
+        } else {
+            0
+        };
+        assert_eq!(log.open_report().records_indexed, expected_indexed);
+        let all_records = all(&log);
+        for (s, stream) in streams.iter().enumerate() {
+            assert_eq!(log.stream_version(stream).expect("version"), versions[s]);
+            let from_index = log.read_stream(stream).expect("read_stream");
+            let from_range: Vec<Record> = all_records
+                .iter()
+                .filter(|r| &r.stream == stream)
+                .cloned()
+                .collect();
+            assert_eq!(from_index, from_range);
+        }
+        assert_eq!(log.stream_version("m/none").expect("version"), 0);
+        assert_eq!(log.verify(&mut no_progress()).expect("verify"), 600);
+    }
+}
+
+#[test]
+fn a_run_left_by_an_interrupted_merge_is_ignored() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let runs_dir = dir.join("index").join("streams");
+    let saved = tempfile::tempdir().expect("tempdir");
+    let run_names = || {
+        let mut names: Vec<String> = fs::read_dir(&runs_dir)
+            .expect("runs")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    {
+        let mut log = Log::open(dir).expect("open");
+        for n in 0..10u64 {
+            log.append(&[], &[rec("a", n, b"x")], 0).expect("append");
+            log.sync().expect("sync");
+            log.flush_index().expect("flush");
+            if n == 4 {
+                // The runs before the merges that follow.
+                copy_dir(&runs_dir, saved.path());
+            }
+        }
+    }
+    let merged = run_names();
+    assert!(merged.len() < 10, "{merged:?}");
+    // Put the old (already merged) runs back beside the merged one, and a
+    // half-written temporary file.
+    copy_dir(saved.path(), &runs_dir);
+    fs::write(
+        runs_dir.join("00000000000000000000-00000000000000000099.tmp"),
+        b"junk",
+    )
+    .expect("write");
+    let log = Log::open(dir).expect("reopen");
+    assert_eq!(log.open_report().index_rebuilt, None);
+    assert_eq!(log.open_report().records_indexed, 0);
+    assert_eq!(log.read_stream("a").expect("read").len(), 10);
+    assert_eq!(log.stream_version("a").expect("version"), 10);
+    drop(log);
+    assert_eq!(run_names(), merged);
+}

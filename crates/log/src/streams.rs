@@ -1,0 +1,886 @@
+//! The stream index: (stream, version) → record location, kept in files of
+//! this crate's own rather than in sled, so that indexing a record costs a
+//! push onto a vector instead of a B-tree insert.
+//!
+//! * The **tail**: entries of durable records after the last run, in memory,
+//!   in position order. `sync` pushes onto it; nothing is written then.
+//! * **Runs**: `DIR/index/streams/{from:020}-{to:020}.run`, each the entries of
+//!   the positions `from..to` sorted by (stream hash, version), with a fence
+//!   (the hash of every 128th entry) and the sparse position points of its
+//!   range. When the tail holds [`INDEX_FLUSH_RECORDS`] entries, or the log is
+//!   closed, it is written as a new run; a run is merged with the one before it
+//!   while that one is at most twice its size, so a log has about log2(records
+//!   / 2^20) runs.
+//! * The **stream table** ([`StreamTable`]): the version (staged and durable)
+//!   of every stream appended to since open, and of every stream with a record
+//!   in the tail. A stream not in it is looked up in the runs, newest first.
+//!
+//! Streams are found by a 64-bit hash of their name ([`stream_hash`]); every
+//! hit is confirmed by reading the record it points at, so two streams with
+//! the same hash are told apart by their names.
+//!
+//! Everything here can be rebuilt from the segments: a run that is missing,
+//! unreadable, or does not match the segments is deleted and the records it
+//! covered are indexed again at open.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{io_err, LogError};
+use crate::index::{IndexMeta, Location, META_BYTES};
+
+/// Bytes of one entry in a run: hash, version, position, offset (u64 LE each).
+pub(crate) const ENTRY_BYTES: usize = 32;
+/// A fence (the entry's hash) is kept for every this many entries of a run:
+/// a lookup reads one block of this many entries (4 KiB).
+const FENCE_EVERY_ENTRIES: u64 = 128;
+/// Bytes of one sparse position point in a run: position, segment, offset.
+const SPARSE_BYTES: usize = 24;
+/// The tail is written as a run when it holds this many entries (32 MiB).
+pub(crate) const INDEX_FLUSH_RECORDS: usize = 1 << 20;
+/// A sparse position point is kept at least every this many records
+/// (and at the start of every segment).
+pub(crate) const SPARSE_EVERY_RECORDS: u64 = 1024;
+/// Above this many streams, the stream table is emptied after the tail is
+/// written as a run (bounds memory; streams are then looked up in the runs).
+pub(crate) const STREAM_TABLE_MAX: usize = 2_000_000;
+
+const RUN_MAGIC: [u8; 8] = *b"GJSIDX02";
+const RUN_SUFFIX: &str = ".run";
+const TMP_SUFFIX: &str = ".tmp";
+/// magic, from, to, entry count, sparse count, index meta, crc32.
+const FOOTER_BYTES: usize = 8 + 4 * 8 + META_BYTES + 4;
+const IO_BUFFER_BYTES: usize = 1 << 20;
+
+/// The stable 64-bit hash of a stream name stored in runs (FNV-1a, then the
+/// murmur3 finaliser). Changing it changes the run format.
+pub(crate) fn stream_hash(stream: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in stream {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// A `Hasher` for the stream table: a name (`[u8]`, or `str`) hashes as its
+/// bytes; the length prefix (or the 0xff suffix of `str`) is ignored, so a
+/// stream's table hash is its [`stream_hash`].
+#[derive(Default)]
+pub(crate) struct StreamHasher(u64);
+
+impl Hasher for StreamHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 ^= stream_hash(bytes);
+    }
+    fn write_u8(&mut self, _: u8) {}
+    fn write_usize(&mut self, _: usize) {}
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// One stream-index entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub hash: u64,
+    pub version: u64,
+    pub position: u64,
+    /// Byte offset of the record's frame in its segment (the segment follows
+    /// from the position).
+    pub offset_bytes: u64,
+}
+
+impl Entry {
+    fn encode(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.hash.to_le_bytes());
+        out[8..16].copy_from_slice(&self.version.to_le_bytes());
+        out[16..24].copy_from_slice(&self.position.to_le_bytes());
+        out[24..32].copy_from_slice(&self.offset_bytes.to_le_bytes());
+    }
+
+    fn decode(bytes: &[u8]) -> Entry {
+        let u = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        Entry {
+            hash: u(0),
+            version: u(8),
+            position: u(16),
+            offset_bytes: u(24),
+        }
+    }
+
+    fn key(&self) -> (u64, u64) {
+        (self.hash, self.version)
+    }
+}
+
+/// Longest stream name kept inside the table's buckets (longer ones are boxed).
+const INLINE_NAME_BYTES: usize = 30;
+
+/// A stream name as a table key: short names (all of the ledger's) are kept
+/// inline, so finding a stream touches only the table's own memory.
+#[derive(Clone, Debug)]
+enum StreamKey {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_NAME_BYTES],
+    },
+    Boxed(Box<[u8]>),
+}
+
+impl StreamKey {
+    fn new(name: &[u8]) -> StreamKey {
+        if name.len() <= INLINE_NAME_BYTES {
+            let mut bytes = [0u8; INLINE_NAME_BYTES];
+            bytes[..name.len()].copy_from_slice(name);
+            StreamKey::Inline {
+                len: name.len() as u8,
+                bytes,
+            }
+        } else {
+            StreamKey::Boxed(name.into())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            StreamKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            StreamKey::Boxed(bytes) => bytes,
+        }
+    }
+}
+
+impl PartialEq for StreamKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for StreamKey {}
+
+impl std::hash::Hash for StreamKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for StreamKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// A stream's version (staged records included) and its hash.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slot {
+    pub hash: u64,
+    pub version: u64,
+}
+
+/// Versions of the streams appended to since open and of every stream with a
+/// record in the tail (see the module documentation).
+#[derive(Default)]
+pub(crate) struct StreamTable {
+    map: HashMap<StreamKey, Slot, BuildHasherDefault<StreamHasher>>,
+}
+
+impl StreamTable {
+    pub fn get(&self, stream: &str) -> Option<Slot> {
+        self.map.get(stream.as_bytes()).copied()
+    }
+
+    pub fn get_mut(&mut self, stream: &str) -> Option<&mut Slot> {
+        self.map.get_mut(stream.as_bytes())
+    }
+
+    /// Sets a stream's version, adding the stream if needed; returns its slot.
+    pub fn set(&mut self, stream: &str, version: u64) -> Slot {
+        let slot = self
+            .map
+            .entry(StreamKey::new(stream.as_bytes()))
+            .or_insert_with(|| Slot {
+                hash: stream_hash(stream.as_bytes()),
+                version,
+            });
+        slot.version = version;
+        *slot
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.map = HashMap::default();
+    }
+}
+
+/// A run file of the chain.
+struct Run {
+    path: PathBuf,
+    file: File,
+    from: u64,
+    to: u64,
+    entries: u64,
+    fences: Vec<u64>,
+    meta: IndexMeta,
+}
+
+/// The runs, the tail and the sparse position points.
+pub(crate) struct StreamIndex {
+    dir: PathBuf,
+    /// Consecutive: the first starts at 0, each starts where the one before ends.
+    runs: Vec<Run>,
+    /// Entries of the durable records from `tail_from`, in position order.
+    pub tail: Vec<Entry>,
+    pub tail_from: u64,
+    /// Every sparse position point, ascending.
+    sparse: Vec<Location>,
+}
+
+fn run_path(dir: &Path, from: u64, to: u64) -> PathBuf {
+    dir.join(format!("{from:020}-{to:020}{RUN_SUFFIX}"))
+}
+
+fn parse_run_name(name: &str) -> Option<(u64, u64)> {
+    let stem = name.strip_suffix(RUN_SUFFIX)?;
+    let (from, to) = stem.split_once('-')?;
+    if from.len() != 20 || to.len() != 20 {
+        return None;
+    }
+    Some((from.parse().ok()?, to.parse().ok()?))
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset) {
+            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Why a run file cannot be used (it is then deleted and its records re-indexed).
+fn load_run(path: &Path, from: u64, to: u64) -> Result<Result<Run, String>, LogError> {
+    let file = File::open(path).map_err(|e| io_err("opening index run", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| io_err("reading metadata of index run", path, e))?
+        .len();
+    if len < FOOTER_BYTES as u64 {
+        return Ok(Err("shorter than its footer".into()));
+    }
+    let mut footer = [0u8; FOOTER_BYTES];
+    read_exact_at(&file, &mut footer, len - FOOTER_BYTES as u64)
+        .map_err(|e| io_err("reading index run", path, e))?;
+    let u = |i: usize| u64::from_le_bytes(footer[i..i + 8].try_into().expect("8 bytes"));
+    if footer[..8] != RUN_MAGIC {
+        return Ok(Err("no run footer".into()));
+    }
+    let (f_from, f_to, entries, sparse_count) = (u(8), u(16), u(24), u(32));
+    let Some(meta) = IndexMeta::decode(&footer[40..40 + META_BYTES]) else {
+        return Ok(Err("unknown meta layout".into()));
+    };
+    if f_from != from || f_to != to || to <= from || meta.next_position != to {
+        return Ok(Err("footer does not match the file name".into()));
+    }
+    let fence_count = entries.div_ceil(FENCE_EVERY_ENTRIES);
+    let expected_len = entries
+        .checked_mul(ENTRY_BYTES as u64)
+        .and_then(|b| b.checked_add(fence_count.checked_mul(8)?))
+        .and_then(|b| b.checked_add(sparse_count.checked_mul(SPARSE_BYTES as u64)?))
+        .and_then(|b| b.checked_add(FOOTER_BYTES as u64));
+    if expected_len != Some(len) || entries < to - from {
+        return Ok(Err("length does not match its footer".into()));
+    }
+    // Fences, sparse points and footer are checked by the crc; entries are
+    // checked against the record they point at whenever they are used.
+    let section_start = entries * ENTRY_BYTES as u64;
+    let mut section = vec![0u8; (len - section_start) as usize];
+    read_exact_at(&file, &mut section, section_start)
+        .map_err(|e| io_err("reading index run", path, e))?;
+    let crc_at = section.len() - 4;
+    let stored = u32::from_le_bytes(section[crc_at..].try_into().expect("4 bytes"));
+    if crc32fast::hash(&section[..crc_at]) != stored {
+        return Ok(Err("checksum mismatch".into()));
+    }
+    let fences = section[..fence_count as usize * 8]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    Ok(Ok(Run {
+        path: path.to_path_buf(),
+        file,
+        from,
+        to,
+        entries,
+        fences,
+        meta,
+    }))
+}
+
+fn sparse_of_run(run: &Run) -> Result<Vec<Location>, LogError> {
+    let len = run
+        .file
+        .metadata()
+        .map_err(|e| io_err("reading metadata of index run", &run.path, e))?
+        .len();
+    let start = run.entries * ENTRY_BYTES as u64 + run.fences.len() as u64 * 8;
+    let mut bytes = vec![0u8; (len - start) as usize - FOOTER_BYTES];
+    read_exact_at(&run.file, &mut bytes, start)
+        .map_err(|e| io_err("reading index run", &run.path, e))?;
+    Ok(bytes
+        .chunks_exact(SPARSE_BYTES)
+        .map(|c| {
+            let u = |i: usize| u64::from_le_bytes(c[i..i + 8].try_into().expect("8 bytes"));
+            Location {
+                position: u(0),
+                segment: u(8),
+                offset_bytes: u(16),
+            }
+        })
+        .collect())
+}
+
+/// Writes a run file from sorted entries and returns it (synced, renamed into place).
+fn write_run(
+    dir: &Path,
+    from: u64,
+    to: u64,
+    entries: &mut dyn Iterator<Item = Result<Entry, LogError>>,
+    sparse: &[Location],
+    meta: &IndexMeta,
+) -> Result<Run, LogError> {
+    let path = run_path(dir, from, to);
+    let tmp = path.with_extension(&TMP_SUFFIX[1..]);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| io_err("creating index run", &tmp, e))?;
+    let mut out = BufWriter::with_capacity(IO_BUFFER_BYTES, file);
+    let mut fences = Vec::new();
+    let mut count = 0u64;
+    let mut buf = [0u8; ENTRY_BYTES];
+    let mut previous: Option<(u64, u64)> = None;
+    for entry in entries {
+        let entry = entry?;
+        debug_assert!(previous.is_none_or(|p| p <= entry.key()));
+        previous = Some(entry.key());
+        if count.is_multiple_of(FENCE_EVERY_ENTRIES) {
+            fences.push(entry.hash);
+        }
+        entry.encode(&mut buf);
+        out.write_all(&buf)
+            .map_err(|e| io_err("writing index run", &tmp, e))?;
+        count += 1;
+    }
+    let mut section = Vec::with_capacity(fences.len() * 8 + sparse.len() * SPARSE_BYTES);
+    for fence in &fences {
+        section.extend_from_slice(&fence.to_le_bytes());
+    }
+    for point in sparse {
+        section.extend_from_slice(&point.position.to_le_bytes());
+        section.extend_from_slice(&point.segment.to_le_bytes());
+        section.extend_from_slice(&point.offset_bytes.to_le_bytes());
+    }
+    section.extend_from_slice(&RUN_MAGIC);
+    for n in [from, to, count, sparse.len() as u64] {
+        section.extend_from_slice(&n.to_le_bytes());
+    }
+    section.extend_from_slice(&meta.encode());
+    let crc = crc32fast::hash(&section);
+    section.extend_from_slice(&crc.to_le_bytes());
+    out.write_all(&section)
+        .map_err(|e| io_err("writing index run", &tmp, e))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| io_err("writing index run", &tmp, e.into_error()))?;
+    file.sync_data()
+        .map_err(|e| io_err("syncing index run", &tmp, e))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(|e| io_err("renaming index run", &tmp, e))?;
+    let file = File::open(&path).map_err(|e| io_err("opening index run", &path, e))?;
+    Ok(Run {
+        path,
+        file,
+        from,
+        to,
+        entries: count,
+        fences,
+        meta: *meta,
+    })
+}
+
+/// Reads a run's entries in order.
+struct RunReader<'a> {
+    run: &'a Run,
+    reader: BufReader<File>,
+    left: u64,
+}
+
+impl<'a> RunReader<'a> {
+    fn new(run: &'a Run) -> Result<Self, LogError> {
+        let file = File::open(&run.path).map_err(|e| io_err("opening index run", &run.path, e))?;
+        Ok(RunReader {
+            run,
+            reader: BufReader::with_capacity(IO_BUFFER_BYTES, file),
+            left: run.entries,
+        })
+    }
+
+    fn next_entry(&mut self) -> Result<Option<Entry>, LogError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let mut buf = [0u8; ENTRY_BYTES];
+        self.reader
+            .read_exact(&mut buf)
+            .map_err(|e| io_err("reading index run", &self.run.path, e))?;
+        self.left -= 1;
+        Ok(Some(Entry::decode(&buf)))
+    }
+}
+
+impl Run {
+    /// Entries `first..end` of the run.
+    fn read_entries(&self, first: u64, end: u64) -> Result<Vec<Entry>, LogError> {
+        let mut bytes = vec![0u8; ((end - first) as usize) * ENTRY_BYTES];
+        read_exact_at(&self.file, &mut bytes, first * ENTRY_BYTES as u64)
+            .map_err(|e| io_err("reading index run", &self.path, e))?;
+        Ok(bytes.chunks_exact(ENTRY_BYTES).map(Entry::decode).collect())
+    }
+
+    /// The blocks (of `FENCE_EVERY_ENTRIES`) that can hold entries of `hash`,
+    /// as an entry range; empty if none can.
+    fn candidate_range(&self, hash: u64) -> (u64, u64) {
+        let upto = self.fences.partition_point(|&f| f <= hash);
+        if upto == 0 {
+            return (0, 0);
+        }
+        let first_block = self.fences.partition_point(|&f| f < hash).saturating_sub(1);
+        let first = first_block as u64 * FENCE_EVERY_ENTRIES;
+        let end = (upto as u64 * FENCE_EVERY_ENTRIES).min(self.entries);
+        (first, end)
+    }
+
+    /// Entries of `hash` in version order.
+    fn entries_of(&self, hash: u64) -> Result<Vec<Entry>, LogError> {
+        let (first, end) = self.candidate_range(hash);
+        let mut out = Vec::new();
+        let mut at = first;
+        while at < end {
+            let chunk_end = (at + 64 * FENCE_EVERY_ENTRIES).min(end);
+            out.extend(
+                self.read_entries(at, chunk_end)?
+                    .into_iter()
+                    .filter(|e| e.hash == hash),
+            );
+            at = chunk_end;
+        }
+        Ok(out)
+    }
+}
+
+/// Deletes a file, ignoring one that is already gone.
+fn remove_file(path: &Path) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("removing index file", path, e)),
+    }
+}
+
+/// Checks a run's meta against the segments: outer error I/O, inner error
+/// why the run does not match them.
+pub(crate) type MetaCheck<'a> = dyn FnMut(&IndexMeta) -> Result<Result<(), String>, LogError> + 'a;
+
+impl StreamIndex {
+    /// Opens the runs in `dir`, keeping the longest chain from position 0
+    /// whose last run `validate` accepts (it checks the run's meta against
+    /// the segments). Returns the index and, if runs were dropped, why.
+    pub fn open(
+        dir: &Path,
+        validate: &mut MetaCheck<'_>,
+    ) -> Result<(StreamIndex, Option<String>), LogError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err("creating index directory", dir, e))?;
+        let mut candidates: Vec<Run> = Vec::new();
+        let mut dropped: Option<String> = None;
+        let listing =
+            std::fs::read_dir(dir).map_err(|e| io_err("listing index runs in", dir, e))?;
+        for item in listing {
+            let item = item.map_err(|e| io_err("listing index runs in", dir, e))?;
+            let name = item.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let path = item.path();
+            if name.ends_with(TMP_SUFFIX) {
+                remove_file(&path)?;
+                continue;
+            }
+            let Some((from, to)) = parse_run_name(name) else {
+                continue;
+            };
+            match load_run(&path, from, to)? {
+                Ok(run) => candidates.push(run),
+                Err(reason) => {
+                    dropped.get_or_insert_with(|| {
+                        format!("the index run {} is unusable: {reason}", path.display())
+                    });
+                    remove_file(&path)?;
+                }
+            }
+        }
+        // The chain: from 0, always the run reaching furthest. Runs left over
+        // (inputs of a merge that was interrupted) are deleted.
+        candidates.sort_by_key(|r| (r.from, std::cmp::Reverse(r.to)));
+        let mut runs: Vec<Run> = Vec::new();
+        let mut next = 0u64;
+        for run in candidates {
+            if run.from == next {
+                next = run.to;
+                runs.push(run);
+            } else {
+                remove_file(&run.path)?;
+            }
+        }
+        while let Some(last) = runs.last() {
+            match validate(&last.meta)? {
+                Ok(()) => break,
+                Err(reason) => {
+                    dropped.get_or_insert(reason);
+                    let last = runs.pop().expect("checked above");
+                    remove_file(&last.path)?;
+                }
+            }
+        }
+        let mut sparse = Vec::new();
+        for run in &runs {
+            sparse.extend(sparse_of_run(run)?);
+        }
+        let tail_from = runs.last().map_or(0, |r| r.to);
+        Ok((
+            StreamIndex {
+                dir: dir.to_path_buf(),
+                runs,
+                tail: Vec::new(),
+                tail_from,
+                sparse,
+            },
+            dropped,
+        ))
+    }
+
+    /// The meta of the last run (how far the runs reach), if any.
+    pub fn runs_meta(&self) -> Option<IndexMeta> {
+        self.runs.last().map(|r| r.meta)
+    }
+
+    /// Indexes one durable record (the next position after the tail).
+    pub fn push(&mut self, entry: Entry, segment: u64) {
+        debug_assert_eq!(entry.position, self.tail_from + self.tail.len() as u64);
+        let sparse_due = entry.offset_bytes == 0
+            || self
+                .sparse
+                .last()
+                .is_none_or(|p| entry.position >= p.position + SPARSE_EVERY_RECORDS);
+        if sparse_due {
+            self.sparse.push(Location {
+                position: entry.position,
+                segment,
+                offset_bytes: entry.offset_bytes,
+            });
+        }
+        self.tail.push(entry);
+    }
+
+    /// The sparse position point at or before `position`, if any.
+    pub fn sparse_at_or_before(&self, position: u64) -> Option<Location> {
+        let after = self.sparse.partition_point(|p| p.position <= position);
+        after.checked_sub(1).map(|i| self.sparse[i])
+    }
+
+    /// Writes the tail as a run whose end is described by `meta`, then merges
+    /// runs while the one before the last is at most twice the last's size.
+    pub fn flush(&mut self, meta: IndexMeta) -> Result<(), LogError> {
+        if self.tail.is_empty() {
+            return Ok(());
+        }
+        let from = self.tail_from;
+        let to = from + self.tail.len() as u64;
+        assert_eq!(meta.next_position, to, "the meta describes the tail's end");
+        self.tail.sort_unstable_by_key(Entry::key);
+        let first_sparse = self.sparse.partition_point(|p| p.position < from);
+        let run = write_run(
+            &self.dir,
+            from,
+            to,
+            &mut self.tail.iter().copied().map(Ok),
+            &self.sparse[first_sparse..],
+            &meta,
+        )?;
+        self.runs.push(run);
+        self.tail = Vec::new();
+        self.tail_from = to;
+        while self.runs.len() >= 2 {
+            let n = self.runs.len();
+            if self.runs[n - 2].entries > 2 * self.runs[n - 1].entries {
+                break;
+            }
+            self.merge_last_two()?;
+        }
+        Ok(())
+    }
+
+    fn merge_last_two(&mut self) -> Result<(), LogError> {
+        let n = self.runs.len();
+        let (a, b) = (&self.runs[n - 2], &self.runs[n - 1]);
+        let mut ra = RunReader::new(a)?;
+        let mut rb = RunReader::new(b)?;
+        let mut next_a = ra.next_entry()?;
+        let mut next_b = rb.next_entry()?;
+        let mut merged = std::iter::from_fn(|| {
+            let take_a = match (&next_a, &next_b) {
+                (None, None) => return None,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(x), Some(y)) => x.key() <= y.key(),
+            };
+            let (slot, reader) = if take_a {
+                (&mut next_a, &mut ra)
+            } else {
+                (&mut next_b, &mut rb)
+            };
+            let entry = slot.take().expect("chosen above");
+            match reader.next_entry() {
+                Ok(next) => *slot = next,
+                Err(e) => return Some(Err(e)),
+            }
+            Some(Ok(entry))
+        });
+        let first_sparse = self.sparse.partition_point(|p| p.position < a.from);
+        let end_sparse = self.sparse.partition_point(|p| p.position < b.to);
+        let run = write_run(
+            &self.dir,
+            a.from,
+            b.to,
+            &mut merged,
+            &self.sparse[first_sparse..end_sparse],
+            &b.meta,
+        )?;
+        let b = self.runs.pop().expect("two runs");
+        let a = self.runs.pop().expect("two runs");
+        self.runs.push(run);
+        remove_file(&a.path)?;
+        remove_file(&b.path)?;
+        Ok(())
+    }
+
+    /// The last version of the stream with `hash` in the runs (newest run
+    /// first). `is_stream(entry)` says whether the record an entry points at
+    /// belongs to the stream sought (false: another stream with the same hash).
+    pub fn last_version_in_runs(
+        &self,
+        hash: u64,
+        is_stream: &mut dyn FnMut(&Entry) -> Result<bool, LogError>,
+    ) -> Result<Option<u64>, LogError> {
+        for run in self.runs.iter().rev() {
+            let (first, end) = run.candidate_range(hash);
+            if first == end {
+                continue;
+            }
+            // Usually the last block holds the stream's last entry.
+            let block_start = end.saturating_sub(FENCE_EVERY_ENTRIES).max(first);
+            let block = run.read_entries(block_start, end)?;
+            if let Some(last) = block.iter().rev().find(|e| e.hash == hash) {
+                if is_stream(last)? {
+                    return Ok(Some(last.version));
+                }
+                // Another stream shares the hash: look at every entry.
+                for entry in run.entries_of(hash)?.iter().rev() {
+                    if is_stream(entry)? {
+                        return Ok(Some(entry.version));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every entry with `hash`, runs first (oldest first), then the tail; in
+    /// each, in version order.
+    pub fn entries_of(&self, hash: u64) -> Result<Vec<Entry>, LogError> {
+        let mut out = Vec::new();
+        for run in &self.runs {
+            out.extend(run.entries_of(hash)?);
+        }
+        out.extend(self.tail.iter().filter(|e| e.hash == hash));
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_names_parse() {
+        let entry = Entry {
+            hash: 1,
+            version: 2,
+            position: 3,
+            offset_bytes: 4,
+        };
+        let mut buf = [0u8; ENTRY_BYTES];
+        entry.encode(&mut buf);
+        assert_eq!(Entry::decode(&buf), entry);
+        let path = run_path(Path::new("/x"), 5, 17);
+        let name = path.file_name().and_then(|n| n.to_str()).expect("name");
+        assert_eq!(parse_run_name(name), Some((5, 17)));
+        assert_eq!(parse_run_name("5-17.run"), None);
+    }
+
+    #[test]
+    fn the_stream_hash_is_stable() {
+        // Stored in run files: must never change without a new run format.
+        assert_eq!(stream_hash(b"m/M000001"), stream_hash(b"m/M000001"));
+        assert_ne!(stream_hash(b"m/M000001"), stream_hash(b"m/M000002"));
+        let mut hasher = StreamHasher::default();
+        std::hash::Hash::hash("m/M000001", &mut hasher);
+        assert_eq!(hasher.finish(), stream_hash(b"m/M000001"));
+        let mut hasher = StreamHasher::default();
+        std::hash::Hash::hash(&StreamKey::new(b"m/M000001"), &mut hasher);
+        assert_eq!(hasher.finish(), stream_hash(b"m/M000001"));
+        // Pinned: stored in run files.
+        assert_eq!(stream_hash(b"m/M000001"), 0x4948178c736ce352);
+    }
+
+    #[test]
+    fn the_table_finds_short_and_long_names() {
+        let mut table = StreamTable::default();
+        let long = "x".repeat(200);
+        table.set("a", 3);
+        table.set(&long, 5);
+        assert_eq!(table.get("a").map(|s| s.version), Some(3));
+        assert_eq!(table.get(&long).map(|s| s.version), Some(5));
+        assert_eq!(table.get(&long[..199]).map(|s| s.version), None);
+        table.get_mut("a").expect("a").version += 1;
+        assert_eq!(table.set("a", 9).version, 9);
+        assert_eq!(
+            table.get("a").map(|s| (s.version, s.hash)),
+            Some((9, stream_hash(b"a")))
+        );
+        assert_eq!(table.len(), 2);
+    }
+
+    fn meta(next_position: u64) -> IndexMeta {
+        IndexMeta {
+            next_position,
+            ..IndexMeta::empty()
+        }
+    }
+
+    #[test]
+    fn streams_sharing_a_hash_are_told_apart_by_the_record() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (mut index, _) =
+            StreamIndex::open(&tmp.path().join("streams"), &mut |_| Ok(Ok(()))).expect("open");
+        // Two streams with hash 7: even positions are stream A (versions
+        // 1..=150), odd ones stream B (1..=150); a third stream has hash 9.
+        for position in 0..300u64 {
+            index.push(
+                Entry {
+                    hash: 7,
+                    version: position / 2 + 1,
+                    position,
+                    offset_bytes: 0,
+                },
+                0,
+            );
+        }
+        index.push(
+            Entry {
+                hash: 9,
+                version: 1,
+                position: 300,
+                offset_bytes: 0,
+            },
+            0,
+        );
+        index.flush(meta(301)).expect("flush");
+        let is_a = &mut |e: &Entry| Ok(e.position.is_multiple_of(2));
+        assert_eq!(index.last_version_in_runs(7, is_a).expect("a"), Some(150));
+        let none = &mut |_: &Entry| Ok(false);
+        assert_eq!(index.last_version_in_runs(7, none).expect("c"), None);
+        assert_eq!(index.entries_of(7).expect("entries").len(), 300);
+        assert_eq!(index.last_version_in_runs(8, none).expect("d"), None);
+    }
+
+    #[test]
+    fn flushes_merge_and_lookups_find_every_entry() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("streams");
+        let (mut index, dropped) = StreamIndex::open(&dir, &mut |_| Ok(Ok(()))).expect("open");
+        assert!(dropped.is_none());
+        let streams = 300u64;
+        let mut versions = vec![0u64; streams as usize];
+        let mut position = 0u64;
+        for round in 0..6u64 {
+            for _ in 0..(500 + round * 37) {
+                let s = (position * 7919) % streams;
+                versions[s as usize] += 1;
+                index.push(
+                    Entry {
+                        hash: stream_hash(format!("s{s}").as_bytes()),
+                        version: versions[s as usize],
+                        position,
+                        offset_bytes: position * 10,
+                    },
+                    0,
+                );
+                position += 1;
+            }
+            index.flush(meta(position)).expect("flush");
+        }
+        assert!(index.runs.len() <= 3, "runs: {}", index.runs.len());
+        for s in 0..streams {
+            let hash = stream_hash(format!("s{s}").as_bytes());
+            let entries = index.entries_of(hash).expect("entries");
+            assert_eq!(entries.len() as u64, versions[s as usize]);
+            for (i, e) in entries.iter().enumerate() {
+                assert_eq!(e.version, i as u64 + 1);
+            }
+            let last = index
+                .last_version_in_runs(hash, &mut |_| Ok(true))
+                .expect("last");
+            assert_eq!(last, Some(versions[s as usize]));
+        }
+        let missing = stream_hash(b"nobody");
+        assert_eq!(index.entries_of(missing).expect("entries"), vec![]);
+        drop(index);
+        let (index, dropped) = StreamIndex::open(&dir, &mut |_| Ok(Ok(()))).expect("reopen");
+        assert!(dropped.is_none());
+        assert_eq!(index.tail_from, position);
+        assert_eq!(index.sparse_at_or_before(0).map(|p| p.position), Some(0));
+    }
+}
