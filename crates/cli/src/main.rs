@@ -721,7 +721,7 @@ fn apply(data: &Path, file: &str, json: bool, batch_lines: usize) -> Result<Exit
                   out: &mut io::BufWriter<io::StdoutLock<'_>>,
                   totals: &mut output::Totals|
      -> Result<(), String> {
-        let outcomes = ledger.commit().map_err(|e: LedgerError| {
+        let outcomes = ledger.commit_deferred().map_err(|e: LedgerError| {
             format!(
                 "could not make lines durable: {e}; lines from {} on were not applied",
                 pending_lines.first().copied().unwrap_or(0)

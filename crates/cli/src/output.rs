@@ -18,13 +18,13 @@ pub fn print_outcomes(
         match outcome {
             LineOutcome::Applied(result) => {
                 if json {
-                    writeln!(
-                        out,
-                        "{}",
-                        json!({"line": line, "ok": true, "result": result})
-                    )?;
+                    // Written straight to the output: no intermediate JSON value per line.
+                    write!(out, "{{\"line\":{line},\"ok\":true,\"result\":")?;
+                    serde_json::to_writer(&mut *out, result)?;
+                    writeln!(out, "}}")?;
                 } else {
-                    writeln!(out, "line {line}: ok  {}", inline(result))?;
+                    let value = serde_json::to_value(result)?;
+                    writeln!(out, "line {line}: ok  {}", inline(&value))?;
                 }
             }
             LineOutcome::Rejected(rejection) => {

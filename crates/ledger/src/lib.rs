@@ -11,6 +11,7 @@
 
 pub mod archive;
 pub mod audit;
+mod replay;
 mod store;
 pub mod views;
 
@@ -21,7 +22,6 @@ use gongji_domain::{
     decide, evolve, parse_command, Command, EntityKey, Event, FundKind, Rejection, State,
 };
 use gongji_log::{Log, LogError, NewRecord};
-use serde_json::Value;
 
 pub use views::{AccountView, FundView, HistoryEntry, InheritanceView, TransfersView, YearView};
 
@@ -57,9 +57,10 @@ impl AsOf {
 const CACHE_MEMBERS_MAX: usize = 200_000;
 /// Records folded between projection checkpoints during catch-up and rebuild.
 const REPLAY_CHECKPOINT_RECORDS: u64 = 50_000;
-/// Namespace of the ledger's event ids (uuid v5 of position and payload: deterministic).
-const EVENT_ID_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x6a0e_5b3c_2f4d_4c1e_9d7a_4b1f_0c9e_8a27);
+/// Entities written to the projection store in one batch by a rebuild.
+const STORE_BATCH_ENTRIES: usize = 100_000;
+/// Dirty entities held in memory between commits before `commit_deferred` stores them.
+const DEFERRED_DIRTY_MAX: usize = 100_000;
 
 #[derive(Debug)]
 pub enum LedgerError {
@@ -82,7 +83,8 @@ impl std::error::Error for LedgerError {}
 /// What became of one input line once its events are durable.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LineOutcome {
-    Applied(Value),
+    /// The command's result, as `gongji apply` shows it.
+    Applied(gongji_domain::Outcome),
     Rejected(Rejection),
 }
 
@@ -144,7 +146,7 @@ impl Ledger {
             Err(rejection) => return Ok(LineOutcome::Rejected(rejection)),
         };
         if decision.events.is_empty() {
-            return Ok(LineOutcome::Applied(outcome_json(&decision.outcome)));
+            return Ok(LineOutcome::Applied(decision.outcome));
         }
         let names: Vec<String> = decision
             .events
@@ -186,7 +188,7 @@ impl Ledger {
             self.load_for(event)?;
             evolve(&mut self.state, event);
         }
-        Ok(LineOutcome::Applied(outcome_json(&decision.outcome)))
+        Ok(LineOutcome::Applied(decision.outcome))
     }
 
     /// Makes every staged event durable, then stores the projections they changed, and hands
@@ -197,12 +199,29 @@ impl Ledger {
         Ok(std::mem::take(&mut self.pending))
     }
 
+    /// As [`commit`], but the projections are stored only once many entities are dirty (or at
+    /// [`close`]): a long `apply` writes each busy account once per batch instead of once per
+    /// group. The events are durable all the same; after a crash, opening folds the records
+    /// the projections had not stored. Queries in this process must follow a [`commit`].
+    pub fn commit_deferred(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
+        let durable_end = self.log.sync()?;
+        if self.state.dirty.len() >= DEFERRED_DIRTY_MAX {
+            self.store_projections(durable_end)?;
+        }
+        Ok(std::mem::take(&mut self.pending))
+    }
+
     fn store_projections(&mut self, checkpoint: u64) -> Result<(), LedgerError> {
         store_projections(&self.log, &mut self.state, checkpoint)
     }
 
-    /// Flushes the projection store to disk (the log itself is durable at every commit).
-    pub fn close(self) -> Result<(), LedgerError> {
+    /// Stores any projections still held in memory and flushes the projection store to disk
+    /// (the log itself is durable at every commit).
+    pub fn close(mut self) -> Result<(), LedgerError> {
+        if !self.state.dirty.is_empty() {
+            let durable_end = self.log.sync()?;
+            self.store_projections(durable_end)?;
+        }
         self.log.kv().flush()?;
         Ok(())
     }
@@ -324,7 +343,13 @@ impl Ledger {
 
     /// Folds the log records the projections have not seen yet. `progress(done, total)`.
     fn catch_up(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64, LedgerError> {
-        let from = self.log.kv().checkpoint()?.unwrap_or(0);
+        let checkpoint = self.log.kv().checkpoint()?;
+        if checkpoint.is_none() && self.log.durable_end() > 0 {
+            // No checkpoint: whatever the store holds (a rebuild cut short) is not to be trusted.
+            self.log.kv().clear()?;
+            self.state = State::default();
+        }
+        let from = checkpoint.unwrap_or(0);
         let to = self.log.durable_end();
         if from >= to {
             return Ok(0);
@@ -357,9 +382,28 @@ impl Ledger {
     pub fn rebuild(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64, LedgerError> {
         self.log.kv().clear()?;
         self.state = State::default();
-        let folded = self.catch_up(progress)?;
+        let to = self.log.durable_end();
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let state = replay::fold_parallel(&self.log, to, workers, progress)?;
+        // Written in batches; only the last carries the checkpoint, so a rebuild cut short
+        // leaves no checkpoint and the next open starts again from a cleared store.
+        let entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = store::all_entries(&state)
+            .into_iter()
+            .map(|(key, value)| (key, Some(value)))
+            .collect();
+        let mut chunks = entries.chunks(STORE_BATCH_ENTRIES).peekable();
+        while let Some(chunk) = chunks.next() {
+            if chunks.peek().is_some() {
+                self.log.kv().apply_without_checkpoint(chunk.to_vec())?;
+            } else {
+                self.log.kv().apply(chunk.to_vec(), to)?;
+            }
+        }
+        if entries.is_empty() {
+            self.log.kv().apply(Vec::new(), to)?;
+        }
         self.log.kv().flush()?;
-        Ok(folded)
+        Ok(to)
     }
 
     pub fn account(&self, member: &str) -> Result<Option<AccountView>, LedgerError> {
@@ -603,12 +647,15 @@ fn store_projections(log: &Log, state: &mut State, checkpoint: u64) -> Result<()
     Ok(())
 }
 
-fn outcome_json(outcome: &gongji_domain::Outcome) -> Value {
-    serde_json::to_value(outcome).expect("outcomes are plain data and always serialize")
-}
-
+/// A deterministic event id (uuid version 8): the log position, unique in the ledger, and an
+/// FNV-1a hash of the payload. Cheap enough for millions of events a second.
 fn event_id(position: u64, payload: &[u8]) -> uuid::Uuid {
-    let mut name = position.to_be_bytes().to_vec();
-    name.extend_from_slice(payload);
-    uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, &name)
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in payload {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&position.to_be_bytes());
+    bytes[8..].copy_from_slice(&hash.to_be_bytes());
+    uuid::Uuid::new_v8(bytes)
 }

@@ -92,6 +92,24 @@ impl Kv {
         Ok(())
     }
 
+    /// Like [`Kv::apply`], atomic, but leaving the checkpoint as it is: for writing a large
+    /// state in several batches, the last of which sets the checkpoint.
+    pub fn apply_without_checkpoint(
+        &self,
+        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            let key = data_key(&key);
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
+            }
+        }
+        self.tree().apply_batch(batch)?;
+        Ok(())
+    }
+
     /// The exclusive end position up to which projections are built; `None`
     /// if they were never built (or were cleared).
     pub fn checkpoint(&self) -> Result<Option<u64>, LogError> {

@@ -53,7 +53,9 @@ impl Applier<'_> {
         self.pending = 0;
         for outcome in self.ledger.commit().map_err(|e| e.to_string())? {
             match outcome {
-                LineOutcome::Applied(value) => self.outcomes.push(value),
+                LineOutcome::Applied(outcome) => self
+                    .outcomes
+                    .push(serde_json::to_value(outcome).map_err(|e| e.to_string())?),
                 LineOutcome::Rejected(rejection) => {
                     return Err(format!("a generated line was rejected: {rejection}"))
                 }

@@ -63,7 +63,8 @@ impl Fixture {
         let mut values = Vec::new();
         for (line, outcome) in lines.iter().zip(outcomes) {
             match outcome {
-                LineOutcome::Applied(value) => {
+                LineOutcome::Applied(outcome) => {
+                    let value = serde_json::to_value(outcome).expect("outcomes serialize");
                     let command: Value = serde_json::from_str(line).expect("test lines are JSON");
                     if command["cmd"] == "claim" {
                         let money = |field: &str| -> i64 {
