@@ -120,3 +120,18 @@ pub fn csv_detail(data: &[u8]) {
         &mut |_, _| {},
     );
 }
+
+/// The log's cases. Only in the fuzz build (`cargo fuzz` sets `--cfg fuzzing`, hence the
+/// `allow`): `tests/fuzz_regressions.rs`, which also includes this file, belongs to a crate
+/// without `gongji-log`; the log crate's own `crates/log/tests/fuzz_seeds.rs` replays this
+/// target's seeds and regressions.
+#[allow(unexpected_cfgs)]
+pub mod log {
+    /// Bytes as a log segment: decoding never panics; what decodes re-encodes to exactly its
+    /// bytes with the same hashes, positions run on and the hash chain links; a bad frame is
+    /// told apart as a torn tail or damage by the rule recovery uses (`gongji_log::fuzzing`).
+    #[cfg(fuzzing)]
+    pub fn log_frames(data: &[u8]) {
+        gongji_log::fuzzing::check_segment_bytes(data);
+    }
+}

@@ -367,3 +367,40 @@ fn fund_as_of_and_history_between_dates() {
         .collect();
     assert_eq!(kinds, vec!["claim_settled", "claim_settled"]);
 }
+
+#[test]
+fn a_damaged_record_quarantines_the_ledger_until_the_log_verifies_again() {
+    let ledger = sample_ledger();
+    let path = segment(&ledger);
+    let original = std::fs::read(&path).unwrap();
+    let frames = frames(&original);
+    let mut damaged = original.clone();
+    damaged[frames[5].1 - 1] ^= 0x20;
+    std::fs::write(&path, &damaged).unwrap();
+    // Verification finds it, names it, and quarantines the ledger.
+    let (code, report) = verify(&ledger);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["failure"]["position"], 5);
+    let out = ledger.run(&["account", "M001"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("5") && said.to_lowercase().contains("quarantin"),
+        "{said}"
+    );
+    // Lifting it is refused while the damage is there.
+    let out = ledger.run(&["audit", "clear-quarantine"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(ledger.run(&["account", "M001"]).status.code(), Some(2));
+    // The operator restores the segment from a backup copy; now it lifts.
+    std::fs::write(&path, &original).unwrap();
+    let out = ledger.run(&["audit", "clear-quarantine"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("record 5"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(ledger.query(&["account", "M001"])["balance"], "1282.00");
+    assert_eq!(verify(&ledger).0, 0);
+}

@@ -236,6 +236,9 @@ enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Lift the quarantine a damaged record put on the ledger, once the whole log verifies
+    /// again (restore the damaged segment from a backup first).
+    ClearQuarantine,
     /// Restore a ledger into an empty --data directory from a complete archive that passes the
     /// check.
     Import {
@@ -534,6 +537,21 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
         Cmd::Audit {
             action: AuditCmd::Check { .. },
         } => unreachable!("audit check runs before any ledger is opened"),
+        Cmd::Audit {
+            action: AuditCmd::ClearQuarantine,
+        } => match Ledger::clear_quarantine(data).map_err(|e| e.to_string())? {
+            Some(marker) => {
+                println!(
+                    "the log verifies again: quarantine of record {} ({}) lifted",
+                    marker.position, marker.reason
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                println!("the ledger at {} is not quarantined", data.display());
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Cmd::Audit {
             action: AuditCmd::Import { file, json },
         } => {

@@ -109,6 +109,13 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// Lifts the quarantine a damaged record put on the ledger in `dir`, once the whole log
+    /// verifies again (after the damaged segment was restored from a backup). Returns what the
+    /// marker said, or None if the ledger was not quarantined.
+    pub fn clear_quarantine(dir: &Path) -> Result<Option<gongji_log::Quarantine>, LedgerError> {
+        Ok(Log::clear_quarantine(dir)?)
+    }
+
     /// The log below, for reading records.
     pub fn log(&self) -> &Log {
         &self.log

@@ -2,6 +2,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::quarantine::Quarantine;
+
 /// What the caller expects a stream's version to be before a unit is appended.
 ///
 /// Stream versions count a stream's records: the first record of a stream has
@@ -59,6 +61,18 @@ pub enum LogError {
         offset: u64,
         reason: String,
     },
+    /// The log is quarantined: a damaged record was found in the middle of it earlier (by a
+    /// read, `verify` or open), and the marker `marker` (`DIR/QUARANTINE`) remembers it. The
+    /// log refuses to open until the damage is repaired and
+    /// [`Log::clear_quarantine`](crate::Log::clear_quarantine) has verified the whole log.
+    Quarantined {
+        /// The marker file.
+        marker: PathBuf,
+        /// What the marker says; `None` if it could not be read as a marker.
+        quarantine: Option<Box<Quarantine>>,
+        /// Why the marker could not be read, if it could not.
+        unreadable: Option<String>,
+    },
     /// The sled index or key-value store failed.
     Index(String),
     /// A value exceeds a bound of the format.
@@ -105,6 +119,42 @@ impl fmt::Display for LogError {
                  (do not delete records by hand)",
                 segment.display()
             ),
+            LogError::Quarantined {
+                marker,
+                quarantine,
+                unreadable,
+            } => {
+                match (quarantine, unreadable) {
+                    (Some(q), _) => write!(
+                        f,
+                        "the log is quarantined: record position {} (segment {}, byte offset {}) \
+                         was found damaged by {} at {} ({}); it refuses to serve the log until \
+                         an operator decides. ",
+                        q.position,
+                        q.segment.display(),
+                        q.offset_bytes,
+                        q.found_by,
+                        q.found_at_utc(),
+                        q.reason
+                    )?,
+                    (None, why) => write!(
+                        f,
+                        "the log is quarantined (a damaged record was found in it), but its \
+                         quarantine marker cannot be read ({}); it refuses to serve the log \
+                         until an operator decides. ",
+                        why.as_deref().unwrap_or("unknown reason")
+                    )?,
+                }
+                write!(
+                    f,
+                    "Stop writing. Either restore the damaged segment file from a backup copy \
+                     of the log's directory and then clear the quarantine (which verifies the \
+                     whole hash chain first and removes {} only if it holds), or restore the \
+                     ledger into a new directory from the last good archive \
+                     (`gongji --data NEW audit import FILE`) and reapply the command files since",
+                    marker.display()
+                )
+            }
             LogError::Index(msg) => write!(
                 f,
                 "index store error: {msg}; the index can be rebuilt from the segments by \

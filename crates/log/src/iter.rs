@@ -160,7 +160,7 @@ impl Iterator for RecordIter<'_> {
             }
             Err(e) => {
                 self.done = true;
-                Some(Err(e))
+                Some(Err(self.log.remember_damage(e, "read_range")))
             }
         }
     }

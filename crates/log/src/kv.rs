@@ -4,6 +4,7 @@
 //! stored under the one-byte key `c` as a u64 BE. Keeping both in one tree is
 //! what makes `apply` atomic with a single `sled::Batch`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::LogError;
@@ -23,6 +24,8 @@ pub struct Kv {
     name: &'static str,
     /// Replaced by `clear` (which drops the whole tree); shared by clones.
     tree: Arc<RwLock<sled::Tree>>,
+    /// Whether anything was written through this store (or a clone) since open.
+    written: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Kv {
@@ -44,7 +47,13 @@ impl Kv {
             db,
             name,
             tree: Arc::new(RwLock::new(tree)),
+            written: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether anything was written through this store since the log was opened.
+    pub(crate) fn was_written(&self) -> bool {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// The current tree (a cheap handle).
@@ -88,6 +97,7 @@ impl Kv {
             }
         }
         batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes()[..]);
+        self.written.store(true, Ordering::Relaxed);
         self.tree().apply_batch(batch)?;
         Ok(())
     }
@@ -106,6 +116,7 @@ impl Kv {
                 None => batch.remove(key),
             }
         }
+        self.written.store(true, Ordering::Relaxed);
         self.tree().apply_batch(batch)?;
         Ok(())
     }
@@ -134,6 +145,7 @@ impl Kv {
     /// which was most of the time of a rebuild).
     pub fn clear(&self) -> Result<(), LogError> {
         let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
+        self.written.store(true, Ordering::Relaxed);
         tree.remove(CHECKPOINT_KEY)?;
         self.db.drop_tree(self.name)?;
         *tree = self.db.open_tree(self.name)?;

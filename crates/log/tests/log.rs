@@ -5,8 +5,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use gongji_log::{
-    Appended, ExpectedVersion, Log, LogError, LogOptions, NewRecord, Record, MAX_PAYLOAD_BYTES,
-    MAX_UNIT_RECORDS,
+    Appended, ExpectedVersion, Log, LogError, LogOptions, NewRecord, Quarantine, Record,
+    MAX_PAYLOAD_BYTES, MAX_UNIT_RECORDS, QUARANTINE_FILE,
 };
 use uuid::Uuid;
 
@@ -427,6 +427,8 @@ fn log_with_last_unit(dir: &Path) -> (PathBuf, u64, u64) {
 
 fn check_recovered_previous_units(dir: &Path, reopen_again: bool) {
     let mut log = Log::open(dir).expect("open after truncation");
+    // A torn tail was never acknowledged: repairing it is not damage.
+    assert!(!dir.join(QUARANTINE_FILE).exists());
     assert_eq!(log.durable_end(), 3);
     assert_eq!(log.stream_version("a").expect("version"), 2);
     assert_eq!(log.stream_version("b").expect("version"), 1);
@@ -565,6 +567,24 @@ fn flip_byte(path: &Path, offset: u64) {
     file.write_all(&byte).expect("write");
 }
 
+/// The quarantine the log refuses with; panics on any other outcome.
+fn quarantined(result: Result<Log, LogError>) -> (Quarantine, String) {
+    match result {
+        Err(error @ LogError::Quarantined { .. }) => {
+            let message = error.to_string();
+            match error {
+                LogError::Quarantined {
+                    quarantine: Some(q),
+                    ..
+                } => (*q, message),
+                other => panic!("quarantined without a readable marker: {other}"),
+            }
+        }
+        Err(other) => panic!("expected Quarantined, got {other}"),
+        Ok(_) => panic!("expected Quarantined, the log opened"),
+    }
+}
+
 #[test]
 fn flipped_byte_in_an_older_record_is_reported_with_its_position() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -573,25 +593,140 @@ fn flipped_byte_in_an_older_record_is_reported_with_its_position() {
     // A byte inside the body (the payload) of the record at position 1.
     let frame_end = offsets[2];
     flip_byte(&segment, frame_end - 3);
+    let len_before = fs::metadata(&segment).expect("metadata").len();
     {
         // The index is intact, so open continues from it; verify and reads
-        // still find the damage.
-        let log = Log::open(dir).expect("open");
-        assert_corrupt_at(log.verify(&mut no_progress()), 1);
+        // still find the damage, and from then on the log is quarantined.
+        let mut log = Log::open(dir).expect("open");
+        assert!(!log.is_quarantined());
         let results: Vec<_> = log.read_range(0, 5).expect("range").collect();
         assert_eq!(results.len(), 2);
         assert!(results[0].is_ok());
         assert_corrupt_at(results[1].as_ref().map(|_| ()).map_err(clone_corrupt), 1);
+        assert!(log.is_quarantined());
+        assert_corrupt_at(log.verify(&mut no_progress()), 1);
         assert_corrupt_at(log.read_stream("s"), 1);
+        // No new unit goes on top of a damaged log.
+        match log.append(&[], &[rec("s", 9, b"more")], 0) {
+            Err(LogError::Quarantined { .. }) => {}
+            other => panic!("expected Quarantined, got {other:?}"),
+        }
     }
-    // Without the index, open scans everything and refuses to truncate.
+    // Reopening refuses, naming the record, where it is and what to do.
+    let (q, message) = quarantined(Log::open(dir));
+    assert_eq!(q.position, 1);
+    assert_eq!(q.segment, segment);
+    assert_eq!(q.offset_bytes, offsets[1]);
+    assert_eq!(q.found_by, "read_range");
+    assert!(q.reason.contains("checksum"), "{}", q.reason);
+    for needed in [
+        "position 1",
+        "audit import",
+        "backup copy",
+        "clear the quarantine",
+    ] {
+        assert!(message.contains(needed), "{needed:?} not in: {message}");
+    }
+    // Clearing checks first: still damaged, so it refuses and keeps the marker.
+    // Without the index, the scan from position 0 refuses to truncate.
+    fs::remove_dir_all(dir.join("index")).expect("remove index");
+    assert_corrupt_at(Log::clear_quarantine(dir), 1);
+    assert_eq!(fs::metadata(&segment).expect("metadata").len(), len_before);
+    let (q, _) = quarantined(Log::open(dir));
+    assert_eq!((q.position, q.found_by.as_str()), (1, "clear_quarantine"));
+    // The operator restores the original bytes: clearing verifies and lifts it.
+    flip_byte(&segment, frame_end - 3);
+    let cleared = Log::clear_quarantine(dir)
+        .expect("clears")
+        .expect("was quarantined");
+    assert_eq!(cleared.position, 1);
+    assert!(!dir.join(QUARANTINE_FILE).exists());
+    assert_eq!(Log::clear_quarantine(dir).expect("nothing to clear"), None);
+    let mut log = Log::open(dir).expect("opens again");
+    assert_eq!(log.verify(&mut no_progress()).expect("verify"), 5);
+    assert_eq!(all(&log).len(), 5);
+    log.append(&[], &[rec("s", 9, b"more")], 0)
+        .expect("appends again");
+    assert_eq!(log.sync().expect("sync"), 6);
+}
+
+#[test]
+fn damage_found_by_the_recovery_scan_quarantines_the_log() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (segment, offsets) = five_records(dir);
+    flip_byte(&segment, offsets[3] - 3);
     let len_before = fs::metadata(&segment).expect("metadata").len();
     fs::remove_dir_all(dir.join("index")).expect("remove index");
-    assert_corrupt_at(Log::open(dir), 1);
+    // The first open finds it (and never truncates): Corrupt, then quarantined.
+    assert_corrupt_at(Log::open(dir), 2);
     assert_eq!(fs::metadata(&segment).expect("metadata").len(), len_before);
-    let err = Log::open(dir).expect_err("still corrupt");
-    let message = err.to_string();
-    assert!(message.contains("position 1"), "{message}");
+    let (q, message) = quarantined(Log::open(dir));
+    assert_eq!((q.position, q.found_by.as_str()), (2, "open"));
+    assert!(message.contains("position 2"), "{message}");
+    // A read-only look at what is left is still refused; nothing changed on disk.
+    assert_eq!(fs::metadata(&segment).expect("metadata").len(), len_before);
+}
+
+#[test]
+fn clearing_never_cuts_away_a_damaged_last_record_as_a_torn_tail() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (segment, offsets) = five_records(dir);
+    let len_before = fs::metadata(&segment).expect("metadata").len();
+    {
+        // The last record of the log, acknowledged long ago, is damaged under
+        // a running process, which reads it.
+        let log = Log::open(dir).expect("open");
+        flip_byte(&segment, len_before - 3);
+        assert_corrupt_at(log.read_stream("s"), 4);
+    }
+    let (q, _) = quarantined(Log::open(dir));
+    assert_eq!((q.position, q.offset_bytes), (4, offsets[4]));
+    // A damaged last frame with nothing after it looks like a torn tail to a
+    // plain open; clearing refuses to let it be cut away.
+    match Log::clear_quarantine(dir) {
+        Err(LogError::Corrupt { position, .. }) => assert_eq!(position, 4),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(fs::metadata(&segment).expect("metadata").len(), len_before);
+    quarantined(Log::open(dir));
+    flip_byte(&segment, len_before - 3);
+    Log::clear_quarantine(dir).expect("clears once restored");
+    let log = Log::open(dir).expect("opens");
+    assert_eq!(log.verify(&mut no_progress()).expect("verify"), 5);
+}
+
+#[test]
+fn an_unreadable_quarantine_marker_still_refuses() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    five_records(dir);
+    fs::write(dir.join(QUARANTINE_FILE), b"\xff garbage").expect("write marker");
+    match Log::open(dir) {
+        Err(error @ LogError::Quarantined { .. }) => {
+            let message = error.to_string();
+            assert!(message.contains("cannot be read"), "{message}");
+            assert!(matches!(
+                error,
+                LogError::Quarantined {
+                    quarantine: None,
+                    unreadable: Some(_),
+                    ..
+                }
+            ));
+        }
+        other => panic!("expected Quarantined, got {other:?}"),
+    }
+    // The log itself is whole: clearing verifies it and lifts the marker.
+    assert_eq!(Log::clear_quarantine(dir).expect("clears"), None);
+    assert_eq!(
+        Log::open(dir)
+            .expect("opens")
+            .verify(&mut no_progress())
+            .expect("verify"),
+        5
+    );
 }
 
 fn clone_corrupt(e: &LogError) -> LogError {
@@ -876,7 +1011,12 @@ fn damage_in_an_earlier_segment_is_corrupt() {
             Err(LogError::Corrupt { .. })
         ));
     }
+    // verify quarantined the log: it refuses to open, naming the segment.
     fs::remove_dir_all(dir.join("index")).expect("remove index");
+    let (q, _) = quarantined(Log::open_with(dir, tiny()));
+    assert_eq!(q.segment, files[0]);
+    // Without the marker (had nothing read it), open's scan finds the same damage.
+    fs::remove_file(dir.join(QUARANTINE_FILE)).expect("remove marker");
     match Log::open_with(dir, tiny()) {
         Err(LogError::Corrupt { segment, .. }) => assert_eq!(segment, files[0]),
         other => panic!("expected Corrupt, got {other:?}"),

@@ -1,0 +1,263 @@
+//! Pure, panic-free decoding of segment bytes, for fuzzing and tests.
+//!
+//! [`decode_segment`] reads bytes as a segment file the way the recovery scan at open does
+//! (the same frame decoder, the same position and hash-chain checks, the same rule telling a
+//! torn tail from damage in the middle), but on a slice in memory and without an index, a
+//! directory or a lock, so a fuzzer can run it millions of times. [`check_segment_bytes`]
+//! is what the `log_frames` fuzz target runs: it decodes and asserts what must hold of any
+//! input. Not part of the log's stable API.
+
+use crate::frame::{self, FrameError, FrameFields, FRAME_HEADER_BYTES, MIN_BODY_BYTES};
+use crate::Record;
+
+/// How the bytes of a segment end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SegmentEnd {
+    /// Every byte belongs to a valid frame.
+    Clean,
+    /// A bad or cut frame at `offset_bytes` with no valid frame after it: a torn tail, which
+    /// open cuts away.
+    TornTail { offset_bytes: u64, reason: String },
+    /// A bad frame, or a valid one with the wrong position or previous-hash, at
+    /// `offset_bytes`, where the record at `position` was expected: damage, which open refuses
+    /// (and which quarantines the log).
+    Damaged {
+        position: u64,
+        offset_bytes: u64,
+        reason: String,
+    },
+}
+
+/// What [`decode_segment`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedSegment {
+    /// The valid, chained records from the start, in order, up to the first bad frame.
+    pub records: Vec<Record>,
+    /// Byte length of those records' frames.
+    pub records_bytes: u64,
+    /// Byte length of the complete atomic units among them (what open would keep of a last
+    /// segment: records after the last end-of-unit flag are an unfinished unit).
+    pub complete_units_bytes: u64,
+    /// Records in those complete units.
+    pub complete_units_records: u64,
+    pub end: SegmentEnd,
+}
+
+/// Decodes `bytes` as a segment: frames from offset 0, positions consecutive from the first
+/// frame's, each frame's previous-hash the hash of the frame before it (the first frame's
+/// previous-hash and position are taken as given: a segment may start anywhere in the log).
+/// Never panics, never allocates from a length it has not checked against `bytes`.
+pub fn decode_segment(bytes: &[u8]) -> DecodedSegment {
+    let mut out = DecodedSegment {
+        records: Vec::new(),
+        records_bytes: 0,
+        complete_units_bytes: 0,
+        complete_units_records: 0,
+        end: SegmentEnd::Clean,
+    };
+    let mut offset = 0usize;
+    let mut expected: Option<(u64, [u8; 32])> = None;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        let view = match frame::decode_frame(rest) {
+            Ok(view) => view,
+            Err(error) => {
+                let next_position = expected.map_or(0, |(p, _)| p);
+                // Recovery looks for a valid frame starting anywhere after the bad one.
+                let followed = crate::segment::contains_valid_frame(
+                    rest.get(1..).unwrap_or_default(),
+                    next_position,
+                );
+                out.end = if followed {
+                    SegmentEnd::Damaged {
+                        position: next_position,
+                        offset_bytes: offset as u64,
+                        reason: format!("{error}, and valid records follow it"),
+                    }
+                } else {
+                    SegmentEnd::TornTail {
+                        offset_bytes: offset as u64,
+                        reason: describe(&error),
+                    }
+                };
+                return out;
+            }
+        };
+        if let Some((position, prev_hash)) = expected {
+            let wrong = if view.position != position {
+                Some(format!(
+                    "a valid frame holds position {} where position {position} was expected",
+                    view.position
+                ))
+            } else if view.prev_hash != prev_hash {
+                Some(
+                    "the record's previous-hash does not match the hash of the record before it"
+                        .to_owned(),
+                )
+            } else {
+                None
+            };
+            if let Some(reason) = wrong {
+                out.end = SegmentEnd::Damaged {
+                    position,
+                    offset_bytes: offset as u64,
+                    reason,
+                };
+                return out;
+            }
+        }
+        let hash = view.hash();
+        let frame_bytes = view.frame_bytes() as usize;
+        // A position of u64::MAX has no successor: the next frame cannot be valid.
+        expected = Some((view.position.saturating_add(1), hash));
+        let unit_end = view.is_unit_end();
+        out.records.push(view.to_record(hash));
+        offset += frame_bytes;
+        out.records_bytes = offset as u64;
+        if unit_end {
+            out.complete_units_bytes = offset as u64;
+            out.complete_units_records = out.records.len() as u64;
+        }
+    }
+    out
+}
+
+fn describe(error: &FrameError) -> String {
+    error.to_string()
+}
+
+/// Encodes `record` as a frame (format version 1) onto `out`; returns the hash the frame
+/// gives. For a record decoded from a valid frame, the bytes and hash are the original ones.
+/// `None` if the record is out of the format's bounds (stream or payload size).
+pub fn encode_record(out: &mut Vec<u8>, record: &Record) -> Option<[u8; 32]> {
+    if record.stream.is_empty()
+        || record.stream.len() > crate::MAX_STREAM_BYTES
+        || record.payload.len() > crate::MAX_PAYLOAD_BYTES
+        || record.stream_version == 0
+    {
+        return None;
+    }
+    Some(frame::encode_frame(
+        out,
+        &FrameFields {
+            unit_end: record.unit_end,
+            position: record.position,
+            stream_version: record.stream_version,
+            event_id: *record.event_id.as_bytes(),
+            recorded_at_micros: record.recorded_at_micros,
+            prev_hash: record.prev_hash,
+            stream: &record.stream,
+            payload: &record.payload,
+        },
+    ))
+}
+
+/// What the `log_frames` fuzz target checks of any input: decoding never panics; what
+/// decodes re-encodes to exactly the bytes it came from, with the same hashes
+/// ([`Record::recompute_hash`] included); positions are consecutive and the hash chain
+/// links; the lengths reported lie inside the input; a clean end means every byte was read.
+/// Panics (which is what a fuzzer reports) if any of that fails.
+pub fn check_segment_bytes(bytes: &[u8]) {
+    let decoded = decode_segment(bytes);
+    let records_bytes = usize::try_from(decoded.records_bytes).expect("fits: it is a slice length");
+    assert!(records_bytes <= bytes.len());
+    assert!(decoded.complete_units_bytes <= decoded.records_bytes);
+    assert!(decoded.complete_units_records <= decoded.records.len() as u64);
+    assert!(
+        decoded.records.len() <= bytes.len() / (FRAME_HEADER_BYTES + MIN_BODY_BYTES),
+        "more records than the bytes can hold"
+    );
+    let mut again = Vec::with_capacity(records_bytes);
+    for (i, record) in decoded.records.iter().enumerate() {
+        let hash = encode_record(&mut again, record).expect("a decoded record is in bounds");
+        assert_eq!(hash, record.hash, "record {i}: the hash re-encodes");
+        assert_eq!(
+            record.recompute_hash(),
+            record.hash,
+            "record {i}: recompute_hash"
+        );
+        if let Some(next) = decoded.records.get(i + 1) {
+            assert_eq!(
+                next.position,
+                record.position + 1,
+                "positions are consecutive"
+            );
+            assert_eq!(next.prev_hash, record.hash, "the chain links");
+        }
+    }
+    assert_eq!(
+        again.as_slice(),
+        &bytes[..records_bytes],
+        "decoded records re-encode to their bytes"
+    );
+    match &decoded.end {
+        SegmentEnd::Clean => assert_eq!(records_bytes, bytes.len()),
+        SegmentEnd::TornTail { offset_bytes, .. } | SegmentEnd::Damaged { offset_bytes, .. } => {
+            assert_eq!(*offset_bytes, decoded.records_bytes);
+            assert!(records_bytes < bytes.len());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(records: u64, unit_every: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut prev_hash = [0u8; 32];
+        for position in 0..records {
+            prev_hash = frame::encode_frame(
+                &mut out,
+                &FrameFields {
+                    unit_end: (position + 1) % unit_every == 0,
+                    position,
+                    stream_version: position + 1,
+                    event_id: [position as u8; 16],
+                    recorded_at_micros: 5,
+                    prev_hash,
+                    stream: "s",
+                    payload: b"payload",
+                },
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn a_whole_segment_decodes_clean_and_round_trips() {
+        let bytes = segment(6, 2);
+        let decoded = decode_segment(&bytes);
+        assert_eq!(decoded.records.len(), 6);
+        assert_eq!(decoded.end, SegmentEnd::Clean);
+        assert_eq!(decoded.complete_units_bytes, bytes.len() as u64);
+        check_segment_bytes(&bytes);
+    }
+
+    #[test]
+    fn every_cut_is_a_torn_tail_and_keeps_the_complete_units() {
+        let bytes = segment(6, 3);
+        for cut in 0..bytes.len() {
+            let decoded = decode_segment(&bytes[..cut]);
+            assert!(
+                matches!(decoded.end, SegmentEnd::TornTail { .. } | SegmentEnd::Clean),
+                "cut at {cut}: {:?}",
+                decoded.end
+            );
+            assert_eq!(decoded.complete_units_records % 3, 0);
+            check_segment_bytes(&bytes[..cut]);
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_middle_is_damage() {
+        let mut bytes = segment(6, 1);
+        let frame_bytes = bytes.len() / 6;
+        bytes[frame_bytes + 20] ^= 0x40;
+        match decode_segment(&bytes).end {
+            SegmentEnd::Damaged { position, .. } => assert_eq!(position, 1),
+            other => panic!("expected damage at 1, got {other:?}"),
+        }
+        check_segment_bytes(&bytes);
+    }
+}
