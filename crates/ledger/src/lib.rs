@@ -60,7 +60,7 @@ const REPLAY_CHECKPOINT_RECORDS: u64 = 50_000;
 /// Entities written to the projection store in one batch by a rebuild.
 const STORE_BATCH_ENTRIES: usize = 100_000;
 /// Dirty entities held in memory between commits before `commit_deferred` stores them.
-const DEFERRED_DIRTY_MAX: usize = 100_000;
+const DEFERRED_DIRTY_MAX: usize = 140_000;
 
 #[derive(Debug)]
 pub enum LedgerError {
@@ -650,6 +650,10 @@ fn store_projections(log: &Log, state: &mut State, checkpoint: u64) -> Result<()
     state.dirty.clear();
     if state.members.len() > CACHE_MEMBERS_MAX {
         *state = State::default();
+    } else {
+        // Settled transactions are read again only by a duplicate or a reversal: they are
+        // dropped from the cache once stored, and loaded back from the store if needed.
+        state.txs.clear();
     }
     Ok(())
 }

@@ -218,13 +218,13 @@ fn entity_value(state: &State, key: &EntityKey) -> Option<Vec<u8>> {
     }
 }
 
-/// The writes that store every dirty entity of `state`.
-pub(crate) fn dirty_writes(state: &State) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+/// The writes that store every dirty entity of `state`, encoded one at a time as the store
+/// takes them (no second copy of a large batch).
+pub(crate) fn dirty_writes(state: &State) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> + '_ {
     state
         .dirty
         .iter()
         .map(|key| (key_bytes(key), entity_value(state, key)))
-        .collect()
 }
 
 pub(crate) fn get_member(kv: &Kv, id: &str) -> Result<Option<Member>, LedgerError> {

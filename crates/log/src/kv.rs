@@ -85,7 +85,7 @@ impl Kv {
     /// atomically: after a crash either all of it is there or none.
     pub fn apply(
         &self,
-        writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        writes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
         checkpoint: u64,
     ) -> Result<(), LogError> {
         let mut batch = sled::Batch::default();

@@ -88,6 +88,9 @@ pub use iter::RecordIter;
 pub use kv::Kv;
 pub use quarantine::{Quarantine, QUARANTINE_FILE};
 
+/// sled's page cache for the projection store.
+const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 use error::io_err;
 use frame::FrameFields;
 use index::{IndexMeta, Location};
@@ -283,7 +286,12 @@ type Trees = (sled::Db, sled::Tree);
 
 fn try_open_index(path: &Path) -> Result<Trees, String> {
     let opened = std::panic::catch_unwind(|| -> sled::Result<Trees> {
-        let db = sled::Config::new().path(path).open()?;
+        // sled's page cache defaults to 1 GiB; the projections' working set is the ledger's
+        // own cache, so sled keeps a smaller one.
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open()?;
         if db
             .tree_names()
             .iter()

@@ -506,7 +506,11 @@ fn median_ms(mut samples: Vec<Duration>) -> f64 {
 
 fn bench_queries(ledger: &Ledger<'_>, members: u64, runs: u64, prefix: &str) -> Result<(), String> {
     let mut rng = Rng::new(9);
-    for (label, args) in [("account", vec!["account"]), ("year", vec!["year"])] {
+    for (label, args) in [
+        ("account", vec!["account"]),
+        ("year", vec!["year"]),
+        ("account_as_of", vec!["account", "--as-of", "2024-06-30"]),
+    ] {
         let mut samples = Vec::new();
         let mut peak_max = 0;
         for _ in 0..runs {
@@ -826,7 +830,6 @@ fn run(o: &Options) -> Result<(), String> {
     let runs = if o.quick { 3 } else { 21 };
     bench_queries(&ledger, o.members, runs, "")?;
     bench_rebuild(&ledger, pg_scan)?;
-    emit("query_as_of_available", 0.0, "bool");
     if o.query_members > 0 {
         note(&format!("a {}-member ledger for queries", o.query_members));
         let big = apply_year(&gongji, &work, "big", o.query_members, false)?;
