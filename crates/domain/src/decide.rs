@@ -695,6 +695,7 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Decision, Rejection> 
         region: region.clone(),
         date: claim.date,
         year,
+        stint_since: account.stint_since_on(claim.date),
         level: claim.level,
         channel: claim.channel,
         institution: claim.institution.cloned(),

@@ -44,6 +44,8 @@ pub struct Settlement {
     pub date: Day,
     /// The insurance year whose counters the claim uses.
     pub year: i32,
+    /// The first day of the member's stint in `region` whose counters the claim is counted in.
+    pub stint_since: Day,
     pub level: u8,
     pub channel: Channel,
     pub institution: Option<String>,

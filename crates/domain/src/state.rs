@@ -98,14 +98,28 @@ impl Member {
             .map_or(&self.years, |p| &p.years)
     }
 
-    fn counters_on_mut(&mut self, day: Day) -> &mut BTreeMap<i32, YearCounters> {
+    /// The first day of the stint in a region that covers `day`: which counters a claim dated
+    /// `day` is counted in, recorded with its settlement.
+    pub fn stint_since_on(&self, day: Day) -> Day {
         if day >= self.region_since {
+            return self.region_since;
+        }
+        self.past_regions
+            .iter()
+            .find(|p| p.since <= day && day < p.until)
+            .map_or(self.region_since, |p| p.since)
+    }
+
+    /// The counters of the stint in `region` that began on `since`, wherever later transfers
+    /// (even ones dated earlier) have put it: a reversal undoes a claim where it was counted.
+    fn stint_counters_mut(&mut self, region: &str, since: Day) -> &mut BTreeMap<i32, YearCounters> {
+        if self.region == region && self.region_since == since {
             return &mut self.years;
         }
         match self
             .past_regions
             .iter()
-            .position(|p| p.since <= day && day < p.until)
+            .rposition(|p| p.region == region && p.since == since)
         {
             Some(at) => &mut self.past_regions[at].years,
             None => &mut self.years,
@@ -486,7 +500,7 @@ pub fn evolve(state: &mut State, event: &Event) {
             state.debit(&settlement.member, settlement.account_paid, settlement.date);
             state
                 .member_mut(&settlement.member)
-                .counters_on_mut(settlement.date)
+                .stint_counters_mut(&settlement.region, settlement.stint_since)
                 .entry(settlement.year)
                 .or_default()
                 .count(settlement, Direction::Settle);
@@ -584,7 +598,7 @@ pub fn evolve(state: &mut State, event: &Event) {
             state.credit(&settlement.member, settlement.account_paid, *date);
             state
                 .member_mut(&settlement.member)
-                .counters_on_mut(settlement.date)
+                .stint_counters_mut(&settlement.region, settlement.stint_since)
                 .entry(settlement.year)
                 .or_default()
                 .count(settlement, Direction::Reverse);

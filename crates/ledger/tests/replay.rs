@@ -163,3 +163,40 @@ proptest! {
         prop_assert_eq!(&answers(&reopened), &live);
     }
 }
+
+/// Found by the property above: a transfer back dated on the day of the first, then the
+/// reversal of a claim counted in the stint in between, must undo it where it was counted.
+#[test]
+fn reversal_undoes_a_claim_in_the_stint_it_was_counted_in_after_a_backdated_transfer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let lines = [
+        r#"{"cmd":"transfer","date":"2024-01-15","member":"M4","to_region":"110000"}"#,
+        r#"{"channel":"institution","cmd":"claim","date":"2024-06-10","eligible":"300.00","id":"C27","level":1,"member":"M4"}"#,
+        r#"{"cmd":"transfer","date":"2024-01-15","member":"M4","to_region":"500000"}"#,
+        r#"{"cmd":"reverse","date":"2024-12-31","id":"C27","reason":"regression"}"#,
+    ];
+    for (i, line) in setup_lines()
+        .iter()
+        .map(String::as_str)
+        .chain(lines)
+        .enumerate()
+    {
+        ledger.apply_line(line, i as i64).unwrap();
+    }
+    let outcomes = ledger.commit().unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, LineOutcome::Applied(_))),
+        "{outcomes:?}"
+    );
+    let north = ledger
+        .year_at(&member(4), 2024, Some("110000"), &AsOf::NOW)
+        .unwrap()
+        .unwrap();
+    assert_eq!((north.claims, north.ordinary_paid), (0, Money::ZERO));
+    let live = answers(&ledger);
+    ledger.rebuild(&mut |_, _| {}).unwrap();
+    assert_eq!(answers(&ledger), live);
+}
