@@ -5,7 +5,7 @@
 //! digest of an uninterrupted run.
 //!
 //! CI runs a short form. The full run (200 kills of `apply` on a 600-member year):
-//! `GONGJI_CRASH_KILLS=200 GONGJI_CRASH_MEMBERS=600 cargo test --release -p gongji-cli --test crash -- --nocapture`
+//! `GONGJI_CRASH_KILLS=200 GONGJI_CRASH_MEMBERS=3000 GONGJI_CRASH_KILL_MS=100 cargo test -p gongji-cli --test crash -- --nocapture`
 
 mod support;
 
@@ -97,6 +97,8 @@ fn is_duplicate(code: &str) -> bool {
 #[test]
 fn killed_apply_loses_no_reported_line_and_half_applies_none() {
     let kills_wanted = setting("GONGJI_CRASH_KILLS", 20);
+    // Each run is killed this many milliseconds in at most (a larger ledger opens slower).
+    let kill_window_ms = setting("GONGJI_CRASH_KILL_MS", 60) as u64;
     let lines = region_year(7, setting("GONGJI_CRASH_MEMBERS", 120));
     let scratch = tempfile::tempdir().unwrap();
 
@@ -119,8 +121,8 @@ fn killed_apply_loses_no_reported_line_and_half_applies_none() {
     while kills < kills_wanted && lines.len() - next > 1 {
         let rest = &lines[next..];
         let input = write_input(scratch.path(), "rest.jsonl", rest);
-        // Kill at a random moment: 0 to 60 ms in, while opening, deciding, writing or fsyncing.
-        let (reported, killed) = apply_and_kill(&ledger, &input, rng.below(60));
+        // Kill at a random moment while opening, deciding, writing or fsyncing.
+        let (reported, killed) = apply_and_kill(&ledger, &input, rng.below(kill_window_ms));
         for (i, result) in reported.iter().enumerate() {
             assert_eq!(
                 result["line"].as_u64(),

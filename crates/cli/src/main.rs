@@ -306,52 +306,32 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
             member,
             json,
             as_of,
-        } => {
-            let as_of = as_of.parse()?;
-            let ledger = open(data)?;
-            let view = ledger
-                .account_at(&member, &as_of)
-                .map_err(|e| e.to_string())?;
-            found(view.map(|v| json!(v)), json, &not_enrolled(&member, &as_of))
-        }
+        } => member_view(data, &member, json, &as_of, |ledger, as_of| {
+            ledger.account_at(&member, as_of)
+        }),
         Cmd::Year {
             member,
             year,
             region,
             json,
             as_of,
-        } => {
-            let as_of = as_of.parse()?;
-            let ledger = open(data)?;
-            let view = ledger
-                .year_at(&member, year, region.as_deref(), &as_of)
-                .map_err(|e| e.to_string())?;
-            found(view.map(|v| json!(v)), json, &not_enrolled(&member, &as_of))
-        }
+        } => member_view(data, &member, json, &as_of, |ledger, as_of| {
+            ledger.year_at(&member, year, region.as_deref(), as_of)
+        }),
         Cmd::Inheritance {
             member,
             json,
             as_of,
-        } => {
-            let as_of = as_of.parse()?;
-            let ledger = open(data)?;
-            let view = ledger
-                .inheritance(&member, &as_of)
-                .map_err(|e| e.to_string())?;
-            found(view.map(|v| json!(v)), json, &not_enrolled(&member, &as_of))
-        }
+        } => member_view(data, &member, json, &as_of, |ledger, as_of| {
+            ledger.inheritance(&member, as_of)
+        }),
         Cmd::Transfers {
             member,
             json,
             as_of,
-        } => {
-            let as_of = as_of.parse()?;
-            let ledger = open(data)?;
-            let view = ledger
-                .transfers(&member, &as_of)
-                .map_err(|e| e.to_string())?;
-            found(view.map(|v| json!(v)), json, &not_enrolled(&member, &as_of))
-        }
+        } => member_view(data, &member, json, &as_of, |ledger, as_of| {
+            ledger.transfers(&member, as_of)
+        }),
         Cmd::Fund {
             region,
             json,
@@ -674,6 +654,21 @@ fn print_report(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Answers a query about one member, now or as of a past time: JSON or text, exit 1 if the
+/// member was not enrolled then.
+fn member_view<T: serde::Serialize>(
+    data: &Path,
+    member: &str,
+    json: bool,
+    as_of: &AsOfArgs,
+    query: impl FnOnce(&Ledger, &AsOf) -> Result<Option<T>, LedgerError>,
+) -> Result<ExitCode, String> {
+    let as_of = as_of.parse()?;
+    let ledger = open(data)?;
+    let view = query(&ledger, &as_of).map_err(|e| e.to_string())?;
+    found(view.map(|v| json!(v)), json, &not_enrolled(member, &as_of))
 }
 
 fn not_enrolled(member: &str, as_of: &AsOf) -> String {
