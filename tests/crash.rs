@@ -30,6 +30,17 @@ fn write_input(dir: &std::path::Path, name: &str, lines: &[String]) -> std::path
     path
 }
 
+/// Applies a whole command file; some lines are refused on purpose (exit 1), none may fail to
+/// run (exit 2).
+fn apply_whole(ledger: &TestLedger, input: &std::path::Path) {
+    let out = ledger.run(&["apply", input.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{}",
+        text(&out)
+    );
+}
+
 /// The digest of the whole projection state, after a fresh replay.
 fn replay_digest(ledger: &TestLedger) -> String {
     let out = ledger.run(&["audit", "replay", "--json"]);
@@ -104,12 +115,7 @@ fn killed_apply_loses_no_reported_line_and_half_applies_none() {
 
     let reference = TestLedger::new();
     let all = write_input(scratch.path(), "all.jsonl", &lines);
-    let out = reference.run(&["apply", all.to_str().unwrap(), "--json"]);
-    assert!(
-        out.status.code() == Some(0) || out.status.code() == Some(1),
-        "{}",
-        text(&out)
-    );
+    apply_whole(&reference, &all);
     let expected = replay_digest(&reference);
 
     let ledger = TestLedger::new();
@@ -158,12 +164,7 @@ fn killed_apply_loses_no_reported_line_and_half_applies_none() {
         "the process finished before most kills: {kills} of {recoveries}"
     );
     let input = write_input(scratch.path(), "rest.jsonl", &lines[next..]);
-    let out = ledger.run(&["apply", input.to_str().unwrap(), "--json"]);
-    assert!(
-        out.status.code() == Some(0) || out.status.code() == Some(1),
-        "{}",
-        text(&out)
-    );
+    apply_whole(&ledger, &input);
     let digest = replay_digest(&ledger);
     println!(
         "crash harness: {kills} kills, {recoveries} recoveries verified, {} commands ({reported_total} reported before kills), digest {} {}",
@@ -183,12 +184,7 @@ fn killed_rebuild_and_export_leave_the_ledger_whole() {
     let scratch = tempfile::tempdir().unwrap();
     let ledger = TestLedger::new();
     let all = write_input(scratch.path(), "all.jsonl", &lines);
-    let out = ledger.run(&["apply", all.to_str().unwrap(), "--json"]);
-    assert!(
-        out.status.code() == Some(0) || out.status.code() == Some(1),
-        "{}",
-        text(&out)
-    );
+    apply_whole(&ledger, &all);
     let expected = verified(&ledger, "before any kill");
     let mut rng = Rng::new(5);
     let rounds = setting("GONGJI_CRASH_KILLS", 20) / 4 + 2;

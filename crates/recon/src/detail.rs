@@ -12,11 +12,11 @@ use gongji_domain::{Day, Settlement};
 use gongji_ledger::Ledger;
 use serde::Serialize;
 
-use crate::input::{self, FileEncoding, LineReader, RowFault};
+use crate::input::{self, FileEncoding, RowFault};
 use crate::scan::{self, ClaimEvent};
 use crate::{
-    compare_amounts, parse_amount, Amounts, FieldDifference, Progress, ReconError,
-    EXIT_DIFFERENCES, EXIT_MATCH,
+    compare_amounts, parse_amount, Amounts, FieldDifference, ReconError, EXIT_DIFFERENCES,
+    EXIT_MATCH,
 };
 
 /// The 3202 columns read, in this order. Other columns are ignored.
@@ -406,23 +406,15 @@ pub fn reconcile_detail_streaming(
             "the period starts on {from}, after it ends on {to}"
         )));
     }
-    let file_bytes = std::fs::metadata(file)
-        .map_err(|e| ReconError::Io {
-            action: "cannot open".to_string(),
-            path: file.to_path_buf(),
-            message: e.to_string(),
-        })?
-        .len();
-    let records = scan::records_total(ledger);
-    let mut progress = Progress {
-        callback: progress,
-        total_units: records + 2 * file_bytes,
-    };
-
     // The file's encoding first, so a file that cannot be opened fails before the log scan.
-    let encoding = input::detect_encoding(file, &mut |done| progress.report(done))?;
-    let mut lines = LineReader::open(file, encoding)?;
-    let header = input::read_header(&mut lines, file, &DETAIL_COLUMNS)?;
+    let crate::OpenedFile {
+        mut progress,
+        file_bytes,
+        records,
+        encoding,
+        mut lines,
+        header,
+    } = crate::open_institution_file(ledger, file, &DETAIL_COLUMNS, progress)?;
 
     // The ledger side: this institution's claims of the period, keyed by settlement id.
     let mut expected: HashMap<Box<str>, Expected> = HashMap::new();

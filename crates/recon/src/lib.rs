@@ -180,3 +180,47 @@ impl Progress<'_> {
         (self.callback)(done_units.min(self.total_units), self.total_units);
     }
 }
+
+/// An institution's file opened for a job that also scans the log: the progress over both (the
+/// log's records, and the file's bytes twice: detecting the encoding, then reading), the
+/// encoding, the line reader and the header holding `columns`.
+struct OpenedFile<'a> {
+    progress: Progress<'a>,
+    /// The file's size and the log's record count, the units progress is counted in.
+    file_bytes: u64,
+    records: u64,
+    encoding: input::FileEncoding,
+    lines: input::LineReader,
+    header: input::Header,
+}
+
+fn open_institution_file<'a>(
+    ledger: &gongji_ledger::Ledger,
+    file: &std::path::Path,
+    columns: &[&str],
+    callback: &'a mut dyn FnMut(u64, u64),
+) -> Result<OpenedFile<'a>, ReconError> {
+    let file_bytes = std::fs::metadata(file)
+        .map_err(|e| ReconError::Io {
+            action: "cannot open".to_string(),
+            path: file.to_path_buf(),
+            message: e.to_string(),
+        })?
+        .len();
+    let records = scan::records_total(ledger);
+    let mut progress = Progress {
+        callback,
+        total_units: records + 2 * file_bytes,
+    };
+    let encoding = input::detect_encoding(file, &mut |done| progress.report(done))?;
+    let mut lines = input::LineReader::open(file, encoding)?;
+    let header = input::read_header(&mut lines, file, columns)?;
+    Ok(OpenedFile {
+        progress,
+        file_bytes,
+        records,
+        encoding,
+        lines,
+        header,
+    })
+}

@@ -9,11 +9,11 @@ use gongji_domain::Day;
 use gongji_ledger::Ledger;
 use serde::Serialize;
 
-use crate::input::{self, FileEncoding, LineReader, RowFault};
+use crate::input::{self, FileEncoding, RowFault};
 use crate::scan::{self, ClaimEvent};
 use crate::{
-    compare_amounts, parse_amount, Amounts, FieldDifference, Progress, ReconError,
-    EXIT_DIFFERENCES, EXIT_MATCH,
+    compare_amounts, parse_amount, Amounts, FieldDifference, ReconError, EXIT_DIFFERENCES,
+    EXIT_MATCH,
 };
 
 /// The 3201 columns read, in this order. Other columns are ignored.
@@ -167,21 +167,14 @@ pub fn reconcile_totals(
     file: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<TotalsReport, ReconError> {
-    let file_bytes = std::fs::metadata(file)
-        .map_err(|e| ReconError::Io {
-            action: "cannot open".to_string(),
-            path: file.to_path_buf(),
-            message: e.to_string(),
-        })?
-        .len();
-    let records = scan::records_total(ledger);
-    let mut progress = Progress {
-        callback: progress,
-        total_units: records + 2 * file_bytes,
-    };
-    let encoding = input::detect_encoding(file, &mut |done| progress.report(done))?;
-    let mut lines = LineReader::open(file, encoding)?;
-    let header = input::read_header(&mut lines, file, &TOTALS_COLUMNS)?;
+    let crate::OpenedFile {
+        mut progress,
+        file_bytes,
+        records: _,
+        encoding,
+        mut lines,
+        header,
+    } = crate::open_institution_file(ledger, file, &TOTALS_COLUMNS, progress)?;
 
     // Every row, read or not: (line, row or fault).
     let mut rows: Vec<(u64, Result<TotalsRow, RowFault>)> = Vec::new();
