@@ -1,6 +1,6 @@
 //! The state the rules decide on, and `evolve`, which folds one event into it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use bincode::{Decode, Encode};
 use serde::Serialize;
@@ -328,9 +328,11 @@ pub enum EntityKey {
 /// before deciding, and writes back those `evolve` marks dirty.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct State {
-    pub members: BTreeMap<String, Member>,
+    /// Hash maps, not ordered maps: a ledger's cache holds hundreds of thousands of members and
+    /// looks one up several times per event; nothing depends on their order.
+    pub members: HashMap<String, Member>,
     pub funds: BTreeMap<(FundKind, String), Fund>,
-    pub txs: BTreeMap<String, Tx>,
+    pub txs: HashMap<String, Tx>,
     /// Policy versions per region, ordered by effective day.
     pub policies: BTreeMap<String, Vec<PolicyVersion>>,
     /// Members per region (for the monthly allocation run).
@@ -340,10 +342,22 @@ pub struct State {
     /// Per region, what entered and left its personal accounts (a transfer leaves one region's
     /// accounts and enters another's).
     pub accounts: BTreeMap<String, Fund>,
-    pub dirty: BTreeSet<EntityKey>,
+    pub dirty: HashSet<EntityKey>,
+    /// Set by a fold that stores the whole state at its end (a rebuild): `evolve` then keeps no
+    /// record of what changed.
+    pub untracked: bool,
 }
 
 impl State {
+    /// A state for a fold that stores the whole result at its end, or none of it: `evolve`
+    /// keeps no record of what changed.
+    pub fn untracked() -> State {
+        State {
+            untracked: true,
+            ..State::default()
+        }
+    }
+
     /// The version in force in `region` on `day`: the latest with an effective day on or before it.
     pub fn policy_in_force(&self, region: &str, day: Day) -> Option<&PolicyVersion> {
         self.policies
@@ -360,27 +374,34 @@ impl State {
             .unwrap_or_default()
     }
 
+    /// Notes that the entity `key` names changed (unless the state is `untracked`).
+    fn mark(&mut self, key: impl FnOnce() -> EntityKey) {
+        if !self.untracked {
+            self.dirty.insert(key());
+        }
+    }
+
     fn member_mut(&mut self, id: &str) -> &mut Member {
-        self.dirty.insert(EntityKey::Member(id.to_string()));
+        self.mark(|| EntityKey::Member(id.to_string()));
         self.members
             .get_mut(id)
             .unwrap_or_else(|| panic!("event for member {id}, who is not loaded: the store must load every entity an event touches"))
     }
 
     fn fund_mut(&mut self, kind: FundKind, region: &str) -> &mut Fund {
-        self.dirty.insert(EntityKey::Fund(kind, region.to_string()));
+        self.mark(|| EntityKey::Fund(kind, region.to_string()));
         self.funds.entry((kind, region.to_string())).or_default()
     }
 
     fn tx_mut(&mut self, id: &str) -> &mut Tx {
-        self.dirty.insert(EntityKey::Tx(id.to_string()));
+        self.mark(|| EntityKey::Tx(id.to_string()));
         self.txs
             .get_mut(id)
             .unwrap_or_else(|| panic!("event for transaction {id}, which is not loaded"))
     }
 
     fn region_accounts_mut(&mut self, region: &str) -> &mut Fund {
-        self.dirty.insert(EntityKey::Accounts(region.to_string()));
+        self.mark(|| EntityKey::Accounts(region.to_string()));
         self.accounts.entry(region.to_string()).or_default()
     }
 
@@ -418,9 +439,7 @@ impl State {
 pub fn evolve(state: &mut State, event: &Event) {
     match event {
         Event::PolicyLoaded { policy } => {
-            state
-                .dirty
-                .insert(EntityKey::Policies(policy.region.clone()));
+            state.mark(|| EntityKey::Policies(policy.region.clone()));
             let versions = state.policies.entry(policy.region.clone()).or_default();
             versions.push((**policy).clone());
             versions.sort_by_key(|p| p.effective);
@@ -436,10 +455,8 @@ pub fn evolve(state: &mut State, event: &Event) {
             lump_sum_base,
             lump_sum_until,
         } => {
-            state.dirty.insert(EntityKey::Member(member.clone()));
-            state
-                .dirty
-                .insert(EntityKey::RegionMember(region.clone(), member.clone()));
+            state.mark(|| EntityKey::Member(member.clone()));
+            state.mark(|| EntityKey::RegionMember(region.clone(), member.clone()));
             state
                 .region_members
                 .entry(region.clone())
@@ -504,7 +521,7 @@ pub fn evolve(state: &mut State, event: &Event) {
                 .entry(settlement.year)
                 .or_default()
                 .count(settlement, Direction::Settle);
-            state.dirty.insert(EntityKey::Tx(settlement.claim.clone()));
+            state.mark(|| EntityKey::Tx(settlement.claim.clone()));
             state.txs.insert(
                 settlement.claim.clone(),
                 Tx {
@@ -541,7 +558,7 @@ pub fn evolve(state: &mut State, event: &Event) {
                 .member_mut(holder)
                 .family
                 .insert(relative.clone(), binding);
-            state.dirty.insert(EntityKey::Relative(relative.clone()));
+            state.mark(|| EntityKey::Relative(relative.clone()));
             state.relatives.insert(relative.clone(), holder.clone());
         }
         Event::FamilyUnbound {
@@ -555,7 +572,7 @@ pub fn evolve(state: &mut State, event: &Event) {
                 .get_mut(relative)
                 .unwrap_or_else(|| panic!("{relative} unbound from {holder} without a binding"));
             binding.until = Some(*date);
-            state.dirty.insert(EntityKey::Relative(relative.clone()));
+            state.mark(|| EntityKey::Relative(relative.clone()));
             state.relatives.remove(relative);
         }
         Event::AccountPaid {
@@ -572,7 +589,7 @@ pub fn evolve(state: &mut State, event: &Event) {
             if let Some(binding) = state.member_mut(holder).family.get_mut(beneficiary) {
                 *binding.spent.entry(*year).or_default() += *amount;
             }
-            state.dirty.insert(EntityKey::Tx(id.clone()));
+            state.mark(|| EntityKey::Tx(id.clone()));
             state.txs.insert(
                 id.clone(),
                 Tx {
@@ -681,9 +698,7 @@ pub fn evolve(state: &mut State, event: &Event) {
             state.region_accounts_mut(from_region).outflow += balance;
             state.region_accounts_mut(to_region).inflow += balance;
             for (region, present) in [(from_region, false), (to_region, true)] {
-                state
-                    .dirty
-                    .insert(EntityKey::RegionMember(region.clone(), member.clone()));
+                state.mark(|| EntityKey::RegionMember(region.clone(), member.clone()));
                 let members = state.region_members.entry(region.clone()).or_default();
                 if present {
                     members.insert(member.clone());

@@ -132,6 +132,21 @@ impl Ledger {
         Ok(())
     }
 
+    /// Decides a line parsed elsewhere (`gongji apply` parses on a reader thread) and stages
+    /// its events, as [`apply_line`] does.
+    pub fn apply_parsed(
+        &mut self,
+        parsed: Result<Command, Rejection>,
+        recorded_at_micros: i64,
+    ) -> Result<(), LedgerError> {
+        let outcome = match parsed {
+            Ok(command) => self.apply_command(&command, recorded_at_micros)?,
+            Err(rejection) => LineOutcome::Rejected(rejection),
+        };
+        self.pending.push(outcome);
+        Ok(())
+    }
+
     /// Reports a line that could not even be read as text (it stays in the outcome order).
     pub fn reject_line(&mut self, rejection: Rejection) {
         self.pending.push(LineOutcome::Rejected(rejection));
@@ -306,42 +321,12 @@ impl Ledger {
         Ok(())
     }
 
-    /// A member, and with it the policies and funds of every region the member belonged to.
     fn load_member(&mut self, id: &str) -> Result<(), LedgerError> {
-        let key = EntityKey::Member(id.to_string());
-        if store::load(self.log.kv(), &mut self.state, &key)? {
-            let account = &self.state.members[id];
-            let regions: Vec<String> = std::iter::once(&account.region)
-                .chain(account.past_regions.iter().map(|p| &p.region))
-                .cloned()
-                .collect();
-            for region in regions {
-                self.load_region(&region)?;
-            }
-        }
-        Ok(())
+        load_member(&self.log, &mut self.state, id)
     }
 
     fn load_region(&mut self, region: &str) -> Result<(), LedgerError> {
-        let kv = self.log.kv();
-        store::load(
-            kv,
-            &mut self.state,
-            &EntityKey::Policies(region.to_string()),
-        )?;
-        store::load(
-            kv,
-            &mut self.state,
-            &EntityKey::Accounts(region.to_string()),
-        )?;
-        for kind in [FundKind::Pooled, FundKind::LargeAmount] {
-            store::load(
-                kv,
-                &mut self.state,
-                &EntityKey::Fund(kind, region.to_string()),
-            )?;
-        }
-        Ok(())
+        load_region(&self.log, &mut self.state, region)
     }
 
     fn load_for(&mut self, event: &Event) -> Result<(), LedgerError> {
@@ -474,7 +459,7 @@ impl Ledger {
         member: &str,
         as_of: &AsOf,
     ) -> Result<(Option<gongji_domain::state::Member>, Vec<HistoryEntry>), LedgerError> {
-        let mut state = State::default();
+        let mut state = State::untracked();
         let mut admitted = Vec::new();
         for entry in self.history(member)? {
             if as_of.admits(entry.recorded_at_micros, entry.event.date()) {
@@ -522,7 +507,7 @@ impl Ledger {
                 store::get_accounts(kv, region)?,
             )
         } else {
-            let mut state = State::default();
+            let mut state = State::untracked();
             let mut seen = false;
             for kind in [FundKind::Pooled, FundKind::LargeAmount] {
                 let stream = gongji_domain::Stream::Fund(kind, region.to_string()).name();
@@ -629,16 +614,46 @@ impl Ledger {
     }
 }
 
-/// Loads what `evolve` needs for `event`: its entities, and with a member the totals of the
-/// region the account is in.
+/// Loads what `evolve` needs for `event`: its entities, a member with its regions.
 fn load_for(log: &Log, state: &mut State, event: &Event) -> Result<(), LedgerError> {
     for key in event.entities() {
-        store::load(log.kv(), state, &key)?;
-        if let EntityKey::Member(id) = &key {
-            if let Some(region) = state.members.get(id).map(|m| m.region.clone()) {
-                store::load(log.kv(), state, &EntityKey::Accounts(region))?;
+        match &key {
+            EntityKey::Member(id) => load_member(log, state, id)?,
+            _ => {
+                store::load(log.kv(), state, &key)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// A member, and with it the policies, funds and account totals of every region the member
+/// belonged to. A cached member's regions are cached with it (they are loaded together here,
+/// and dropped together when the cache is emptied), so a hit needs nothing more.
+fn load_member(log: &Log, state: &mut State, id: &str) -> Result<(), LedgerError> {
+    if state.members.contains_key(id) {
+        return Ok(());
+    }
+    let key = EntityKey::Member(id.to_string());
+    if store::load(log.kv(), state, &key)? {
+        let account = &state.members[id];
+        let regions: Vec<String> = std::iter::once(&account.region)
+            .chain(account.past_regions.iter().map(|p| &p.region))
+            .cloned()
+            .collect();
+        for region in regions {
+            load_region(log, state, &region)?;
+        }
+    }
+    Ok(())
+}
+
+fn load_region(log: &Log, state: &mut State, region: &str) -> Result<(), LedgerError> {
+    let kv = log.kv();
+    store::load(kv, state, &EntityKey::Policies(region.to_string()))?;
+    store::load(kv, state, &EntityKey::Accounts(region.to_string()))?;
+    for kind in [FundKind::Pooled, FundKind::LargeAmount] {
+        store::load(kv, state, &EntityKey::Fund(kind, region.to_string()))?;
     }
     Ok(())
 }

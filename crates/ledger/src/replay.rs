@@ -44,7 +44,7 @@ pub(crate) fn fold_parallel(
             let (sender, receiver) = mpsc::sync_channel::<Vec<(u64, Vec<u8>)>>(QUEUE_BATCHES);
             senders.push(sender);
             handles.push(scope.spawn(move || -> Result<State, LedgerError> {
-                let mut state = State::default();
+                let mut state = State::untracked();
                 for batch in receiver {
                     for (position, payload) in batch {
                         let event = Event::decode(&payload).map_err(|e| {
@@ -52,7 +52,6 @@ pub(crate) fn fold_parallel(
                         })?;
                         evolve(&mut state, &event);
                     }
-                    state.dirty.clear();
                 }
                 Ok(state)
             }));
