@@ -1122,6 +1122,47 @@ mod tests {
         }
     }
 
+    /// Tombstones in the live runs: the newest entry of each key that is a delete.
+    fn tombstones(store: &RunsKv) -> usize {
+        let snapshot = store.snapshot();
+        let mut count = 0;
+        for run in &snapshot.runs {
+            let mut merge = Merge::new(std::slice::from_ref(run), &[]).expect("merge");
+            while let Some((_, value)) = merge.next_entry().expect("entry") {
+                count += usize::from(value.is_none());
+            }
+        }
+        count
+    }
+
+    #[test]
+    fn tombstones_are_kept_by_partial_merges_and_dropped_by_full_ones() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (store, _) = RunsKv::open(tmp.path()).expect("open");
+        let puts = |prefix: &str, n: u64| -> Vec<KvWrite> {
+            (0..n)
+                .map(|k| (format!("{prefix}{k:06}").into_bytes(), Some(vec![7u8; 30])))
+                .collect()
+        };
+        store.apply(puts("a", 10_000), Some(1)).expect("base");
+        store
+            .apply(vec![(b"a000001".to_vec(), None)], Some(2))
+            .expect("delete");
+        store.apply(puts("b", 3), Some(3)).expect("small");
+        assert_eq!(
+            store.shape().len(),
+            2,
+            "the small runs merged, not the base"
+        );
+        assert_eq!(tombstones(&store), 1);
+        assert_eq!(store.get(b"a000001").expect("get"), None);
+        store.apply(puts("c", 10_000), Some(4)).expect("large");
+        assert_eq!(store.shape().len(), 1);
+        assert_eq!(tombstones(&store), 0);
+        assert_eq!(store.get(b"a000001").expect("get"), None);
+        assert_eq!(store.get(b"a000002").expect("get"), Some(vec![7u8; 30]));
+    }
+
     #[test]
     fn merges_keep_the_runs_logarithmic() {
         let tmp = tempfile::tempdir().expect("tempdir");
