@@ -65,6 +65,8 @@ const VARINT_BYTES_MAX: usize = 10;
 pub(crate) type KvWrite = (Vec<u8>, Option<Vec<u8>>);
 /// A key and its value, as a scan yields them.
 type KvPair = (Vec<u8>, Vec<u8>);
+/// Takes one merged entry: its key and value (`None`: a tombstone).
+type Visit<'a> = dyn FnMut(&[u8], Option<&[u8]>) -> Result<(), LogError> + 'a;
 
 fn run_name(seq: u64) -> String {
     format!("{seq:020}{RUN_SUFFIX}")
@@ -349,6 +351,8 @@ impl Cursor {
 /// key: the newest run's.
 struct Merge {
     cursors: Vec<Cursor>,
+    /// The key being merged (reused: no allocation per entry).
+    key: Vec<u8>,
 }
 
 impl Merge {
@@ -357,11 +361,25 @@ impl Merge {
             .iter()
             .map(|run| Cursor::seek(Arc::clone(run), from))
             .collect::<Result<_, _>>()?;
-        Ok(Merge { cursors })
+        Ok(Merge {
+            cursors,
+            key: Vec::new(),
+        })
     }
 
     /// The next key and what the newest run holding it says (`None`: deleted).
     fn next_entry(&mut self) -> Result<Option<KvWrite>, LogError> {
+        let mut entry = None;
+        self.next_with(&mut |key, value| {
+            entry = Some((key.to_vec(), value.map(<[u8]>::to_vec)));
+            Ok(())
+        })?;
+        Ok(entry)
+    }
+
+    /// Hands the next key and what the newest run holding it says (`None`:
+    /// deleted) to `visit`; false when every run is exhausted.
+    fn next_with(&mut self, visit: &mut Visit<'_>) -> Result<bool, LogError> {
         let mut newest: Option<usize> = None;
         for (i, cursor) in self.cursors.iter().enumerate() {
             if !cursor.valid {
@@ -373,16 +391,19 @@ impl Merge {
             }
         }
         let Some(newest) = newest else {
-            return Ok(None);
+            return Ok(false);
         };
-        let key = self.cursors[newest].key().to_vec();
-        let value = self.cursors[newest].entries.value().map(<[u8]>::to_vec);
-        for cursor in &mut self.cursors {
-            if cursor.valid && cursor.key() == key.as_slice() {
+        self.key.clear();
+        self.key.extend_from_slice(self.cursors[newest].key());
+        for (i, cursor) in self.cursors.iter_mut().enumerate() {
+            if i != newest && cursor.valid && cursor.key() == self.key.as_slice() {
                 cursor.advance()?;
             }
         }
-        Ok(Some((key, value)))
+        let cursor = &self.cursors[newest];
+        visit(cursor.key(), cursor.entries.value())?;
+        self.cursors[newest].advance()?;
+        Ok(true)
     }
 }
 
@@ -963,12 +984,12 @@ impl RunsKv {
             *next_seq += 1;
             let mut merge = Merge::new(&runs[inputs.clone()], &[])?;
             let mut writer = RunWriter::create(&self.shared.dir, seq)?;
-            while let Some((key, value)) = merge.next_entry()? {
-                if value.is_none() && drop_tombstones {
-                    continue;
+            while merge.next_with(&mut |key, value| {
+                if value.is_some() || !drop_tombstones {
+                    writer.push(key, value)?;
                 }
-                writer.push(&key, value.as_deref())?;
-            }
+                Ok(())
+            })? {}
             let merged = writer.finish()?;
             let mut new_runs = runs[..inputs.start].to_vec();
             new_runs.extend(merged.map(Arc::new));
