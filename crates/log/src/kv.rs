@@ -1,72 +1,102 @@
-//! The projection key-value store: one sled tree beside the stream index.
+//! The projection key-value store ([`Kv`]): one front over two backends,
+//! chosen by [`LogOptions::projections`](crate::LogOptions::projections).
 //!
-//! Layout inside the tree: user key `k` is stored as `d | k`; the checkpoint is
-//! stored under the one-byte key `c` as a u64 BE. Keeping both in one tree is
-//! what makes `apply` atomic with a single `sled::Batch`.
+//! * [`ProjectionBackend::Runs`] (`runs`): immutable sorted run files of this
+//!   crate's own in `DIR/index/projections/`, listed by a manifest.
+//! * [`ProjectionBackend::Sled`] (`sled_tree`): a tree in the sled database in
+//!   `DIR/index`, as up to the runs store.
+//!
+//! Each backend keeps its own checkpoint, so switching between opens is
+//! harmless: the projection layer folds from whatever checkpoint the chosen
+//! store has, or rebuilds when it has none.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+pub(crate) mod runs;
+pub(crate) mod sled_tree;
 
 use crate::LogError;
 
-const DATA_TAG: u8 = b'd';
-const CHECKPOINT_KEY: &[u8] = b"c";
+use runs::{RunsKv, RunsScan};
+use sled_tree::SledKv;
+
+/// Where [`Kv`] keeps the projections.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProjectionBackend {
+    /// Sorted run files of the log's own in `DIR/index/projections/`: no
+    /// database to open, every `apply` durable when it returns.
+    #[default]
+    Runs,
+    /// A sled tree in `DIR/index` (about 20 µs per key written, 55–100 ms to
+    /// open a store of a few hundred MB); durable after [`Kv::flush`].
+    Sled,
+}
 
 /// The store the projection layer keeps its projections and checkpoint in.
 ///
 /// Everything in it can be rebuilt from the log; it lives in `DIR/index` and is
 /// lost (and rebuilt by the projection layer) if that directory is deleted.
-/// Writes are atomic per `apply` but durable only after `flush` (sled also
-/// flushes on its own about every 500 ms).
-#[derive(Clone)]
+/// Writes are atomic per `apply`. With [`ProjectionBackend::Runs`] they are
+/// durable when `apply` returns; with [`ProjectionBackend::Sled`] only after
+/// `flush`. Clones share the store.
+#[derive(Clone, Debug)]
 pub struct Kv {
-    db: sled::Db,
-    name: &'static str,
-    /// Replaced by `clear` (which drops the whole tree); shared by clones.
-    tree: Arc<RwLock<sled::Tree>>,
-    /// Whether anything was written through this store (or a clone) since open.
-    written: Arc<AtomicBool>,
+    backend: Backend,
 }
 
-impl std::fmt::Debug for Kv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kv").finish_non_exhaustive()
+#[derive(Clone, Debug)]
+enum Backend {
+    Runs(RunsKv),
+    Sled(SledKv),
+}
+
+/// The iterator of [`Kv::scan_prefix`], whichever the backend.
+enum Scan<R, S> {
+    Runs(R),
+    Sled(S),
+}
+
+impl<R, S> Iterator for Scan<R, S>
+where
+    R: Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>>,
+    S: Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>>,
+{
+    type Item = Result<(Vec<u8>, Vec<u8>), LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Scan::Runs(r) => r.next(),
+            Scan::Sled(s) => s.next(),
+        }
     }
-}
-
-fn data_key(key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(key.len() + 1);
-    out.push(DATA_TAG);
-    out.extend_from_slice(key);
-    out
 }
 
 impl Kv {
-    pub(crate) fn new(db: sled::Db, name: &'static str, tree: sled::Tree) -> Kv {
+    pub(crate) fn runs(store: RunsKv) -> Kv {
         Kv {
-            db,
-            name,
-            tree: Arc::new(RwLock::new(tree)),
-            written: Arc::new(AtomicBool::new(false)),
+            backend: Backend::Runs(store),
         }
     }
 
-    /// Whether anything was written through this store since the log was opened.
-    pub(crate) fn was_written(&self) -> bool {
-        self.written.load(Ordering::Relaxed)
+    pub(crate) fn sled(store: SledKv) -> Kv {
+        Kv {
+            backend: Backend::Sled(store),
+        }
     }
 
-    /// The current tree (a cheap handle).
-    fn tree(&self) -> sled::Tree {
-        self.tree
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// Whether anything was written through the sled backend since the log was
+    /// opened (always false with the runs backend, which needs no settling).
+    pub(crate) fn sled_was_written(&self) -> bool {
+        match &self.backend {
+            Backend::Runs(_) => false,
+            Backend::Sled(s) => s.was_written(),
+        }
     }
 
     /// The value stored under `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
-        Ok(self.tree().get(data_key(key))?.map(|v| v.to_vec()))
+        match &self.backend {
+            Backend::Runs(r) => r.get(key),
+            Backend::Sled(s) => s.get(key),
+        }
     }
 
     /// All (key, value) pairs whose key starts with `prefix`, in key order.
@@ -74,32 +104,25 @@ impl Kv {
         &self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>> + '_ {
-        self.tree().scan_prefix(data_key(prefix)).map(|item| {
-            let (k, v) = item?;
-            let key = k.get(1..).unwrap_or_default().to_vec();
-            Ok((key, v.to_vec()))
-        })
+        let scan: Scan<RunsScan, _> = match &self.backend {
+            Backend::Runs(r) => Scan::Runs(r.scan_prefix(prefix)),
+            Backend::Sled(s) => Scan::Sled(s.scan_prefix(prefix)),
+        };
+        scan
     }
 
     /// Applies all puts (`Some`) and deletes (`None`) and sets the checkpoint,
-    /// atomically: after a crash either all of it is there or none.
+    /// atomically: after a crash either all of it is there or none. When a key
+    /// is written more than once, the last write counts.
     pub fn apply(
         &self,
         writes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
         checkpoint: u64,
     ) -> Result<(), LogError> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in writes {
-            let key = data_key(&key);
-            match value {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
-            }
+        match &self.backend {
+            Backend::Runs(r) => r.apply(writes.into_iter().collect(), Some(checkpoint)),
+            Backend::Sled(s) => s.apply(writes, checkpoint),
         }
-        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes()[..]);
-        self.written.store(true, Ordering::Relaxed);
-        self.tree().apply_batch(batch)?;
-        Ok(())
     }
 
     /// Like [`Kv::apply`], atomic, but leaving the checkpoint as it is: for writing a large
@@ -108,53 +131,36 @@ impl Kv {
         &self,
         writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), LogError> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in writes {
-            let key = data_key(&key);
-            match value {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
-            }
+        match &self.backend {
+            Backend::Runs(r) => r.apply(writes, None),
+            Backend::Sled(s) => s.apply_without_checkpoint(writes),
         }
-        self.written.store(true, Ordering::Relaxed);
-        self.tree().apply_batch(batch)?;
-        Ok(())
     }
 
     /// The exclusive end position up to which projections are built; `None`
     /// if they were never built (or were cleared).
     pub fn checkpoint(&self) -> Result<Option<u64>, LogError> {
-        match self.tree().get(CHECKPOINT_KEY)? {
-            None => Ok(None),
-            Some(v) => {
-                let bytes: [u8; 8] = v.as_ref().try_into().map_err(|_| {
-                    LogError::Index(format!(
-                        "projection checkpoint has {} bytes, expected 8",
-                        v.len()
-                    ))
-                })?;
-                Ok(Some(u64::from_be_bytes(bytes)))
-            }
+        match &self.backend {
+            Backend::Runs(r) => Ok(r.checkpoint()),
+            Backend::Sled(s) => s.checkpoint(),
         }
     }
 
     /// Drops all projection data and the checkpoint. The checkpoint goes
     /// first, so a crash part-way leaves no checkpoint and the next start
-    /// rebuilds (and clears again). The data goes by dropping the whole sled
-    /// tree and opening an empty one (sled's `Tree::clear` removes key by key,
-    /// which was most of the time of a rebuild).
+    /// rebuilds (and clears again).
     pub fn clear(&self) -> Result<(), LogError> {
-        let mut tree = self.tree.write().unwrap_or_else(PoisonError::into_inner);
-        self.written.store(true, Ordering::Relaxed);
-        tree.remove(CHECKPOINT_KEY)?;
-        self.db.drop_tree(self.name)?;
-        *tree = self.db.open_tree(self.name)?;
-        Ok(())
+        match &self.backend {
+            Backend::Runs(r) => r.clear(),
+            Backend::Sled(s) => s.clear(),
+        }
     }
 
-    /// Makes every earlier write durable.
+    /// Makes every earlier write durable (with the runs backend they already are).
     pub fn flush(&self) -> Result<(), LogError> {
-        self.db.flush()?;
-        Ok(())
+        match &self.backend {
+            Backend::Runs(_) => Ok(()),
+            Backend::Sled(s) => s.flush(),
+        }
     }
 }

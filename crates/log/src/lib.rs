@@ -11,10 +11,12 @@
 //!
 //! Beside the segments, `DIR/index` holds only what can always be rebuilt
 //! from them: the stream index (stream, version) → record location, in run
-//! files of this crate's own, and a sled database with a key-value store
-//! ([`Kv`]) in which the projection layer keeps its projections and
-//! checkpoint. All storage access of the project goes through this crate, so
-//! nothing else touches sled.
+//! files of this crate's own, and the key-value store ([`Kv`]) in which the
+//! projection layer keeps its projections and checkpoint: by default sorted
+//! run files of this crate's own too ([`ProjectionBackend::Runs`]), or a sled
+//! tree ([`ProjectionBackend::Sled`], chosen in [`LogOptions`]). All storage
+//! access of the project goes through this crate, so nothing else touches
+//! the disk.
 //!
 //! The stream index is off the durable path: `sync` writes and `fdatasync`s
 //! the segment, then pushes each record's index entry onto an in-memory tail;
@@ -37,8 +39,10 @@
 //! ```text
 //! DIR/LOCK                                  exclusive lock of the single writer
 //! DIR/segments/{first_position:020}.seg     frames, appended; roll past segment_bytes_max
-//! DIR/index/                                sled: tree "kv" (projections)
 //! DIR/index/streams/{from:020}-{to:020}.run stream-index runs (sorted entries)
+//! DIR/index/projections/MANIFEST            projection store (runs backend): live runs, checkpoint
+//! DIR/index/projections/{seq:020}.kvrun     projection runs (sorted keys, blocks, fences)
+//! DIR/index/                                sled, with the sled backend only: tree "kv"
 //! ```
 //!
 //! A frame is `body_len: u32 LE | crc32(body): u32 LE | body` with
@@ -85,7 +89,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub use error::{ExpectedVersion, LogError};
 pub use frame::{MAX_PAYLOAD_BYTES, MAX_STREAM_BYTES, MAX_UNIT_RECORDS};
 pub use iter::RecordIter;
-pub use kv::Kv;
+pub use kv::{Kv, ProjectionBackend};
 pub use quarantine::{Quarantine, QUARANTINE_FILE};
 
 /// sled's page cache for the projection store.
@@ -109,6 +113,8 @@ const OLD_INDEX_TREE: &str = "stream_index";
 /// `DIR/index` drops the whole index.
 const STREAMS_DIR: &str = "streams";
 const KV_TREE: &str = "kv";
+/// The projection store's run files (runs backend), inside `DIR/index` too.
+const PROJECTIONS_DIR: &str = "projections";
 
 /// Options for [`Log::open_with`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,12 +122,16 @@ pub struct LogOptions {
     /// A sync that finds the current segment at or past this size first starts
     /// a new segment. A segment can exceed it by one sync's worth of records.
     pub segment_bytes_max: u64,
+    /// Where [`Log::kv`] keeps the projections. Each backend has its own
+    /// checkpoint, so switching between opens costs at most a rebuild.
+    pub projections: ProjectionBackend,
 }
 
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             segment_bytes_max: DEFAULT_SEGMENT_BYTES_MAX,
+            projections: ProjectionBackend::default(),
         }
     }
 }
@@ -196,7 +206,8 @@ pub struct OpenReport {
     /// end never reached the disk.
     pub truncated_records: u64,
     /// The projection store was cleared because its checkpoint lay beyond the
-    /// end of the log (the projection layer must rebuild).
+    /// end of the log, or (runs backend) because its manifest or a run failed
+    /// its checks (the projection layer must rebuild).
     pub kv_cleared: bool,
 }
 
@@ -205,8 +216,8 @@ pub struct Log {
     dir: PathBuf,
     segments_dir: PathBuf,
     options: LogOptions,
-    /// The sled database and the projection store in it; `None` only while
-    /// the log is dropped (see `settle_index`).
+    /// The sled database (sled backend only); `None` with the runs backend,
+    /// and while the log is dropped (see `settle_index`).
     db: Option<sled::Db>,
     index_dir: PathBuf,
     stream_index: StreamIndex,
@@ -612,7 +623,14 @@ impl Log {
         std::fs::create_dir_all(&segments_dir)
             .map_err(|e| io_err("creating segments directory", &segments_dir, e))?;
         let index_dir = dir.join("index");
-        let ((db, kv_tree), index_reopened) = open_index(&index_dir)?;
+        // The runs backend never opens sled: its open is what that backend saves.
+        let (sled_store, index_reopened) = match options.projections {
+            ProjectionBackend::Sled => {
+                let ((db, kv_tree), reopened) = open_index(&index_dir)?;
+                (Some((db, kv_tree)), reopened)
+            }
+            ProjectionBackend::Runs => (None, None),
+        };
         let mut segments = segment::list_segments(&segments_dir)?;
         let mut report = OpenReport {
             index_rebuilt: index_reopened,
@@ -728,7 +746,17 @@ impl Log {
             }
         };
 
-        let kv = Kv::new(db.clone(), KV_TREE, kv_tree);
+        let (db, kv) = match sled_store {
+            Some((db, kv_tree)) => {
+                let kv = Kv::sled(kv::sled_tree::SledKv::new(db.clone(), KV_TREE, kv_tree));
+                (Some(db), kv)
+            }
+            None => {
+                let (store, unusable) = kv::runs::RunsKv::open(&index_dir.join(PROJECTIONS_DIR))?;
+                report.kv_cleared = unusable.is_some();
+                (None, Kv::runs(store))
+            }
+        };
         let kv_beyond_end = match kv.checkpoint() {
             Ok(Some(checkpoint)) => checkpoint > committed.next_position,
             Ok(None) => false,
@@ -743,7 +771,7 @@ impl Log {
             dir: dir.to_path_buf(),
             segments_dir,
             options,
-            db: Some(db),
+            db,
             index_dir,
             stream_index,
             streams,
@@ -1332,8 +1360,9 @@ impl Log {
     /// more, so the writer pays that replay and leaves a current snapshot.
     /// Best effort: if a clone of the [`Kv`] is still alive elsewhere, the
     /// second open is refused by sled's own lock and nothing happens.
+    /// Nothing to do with the runs backend (sled was never opened).
     fn settle_index(&mut self) {
-        let written = self.kv.as_ref().is_some_and(Kv::was_written);
+        let written = self.kv.as_ref().is_some_and(Kv::sled_was_written);
         if let Some(db) = &self.db {
             let _ = db.flush();
         }

@@ -1,5 +1,7 @@
-//! How long the projection store (sled) takes to open, on a store shaped like the ledger's
-//! projections. A measurement, not a check: run it in release with
+//! The projection store's two backends (`ProjectionBackend::Sled` and `::Runs`) on one store
+//! shaped like the ledger's projections: write throughput, bytes on disk, and how long a new
+//! process takes to open it and answer one get. A measurement, not a check: run it in release
+//! with
 //!
 //! ```sh
 //! GONGJI_KV_EVENTS=3000000 GONGJI_KV_MEMBERS=100000 \
@@ -10,12 +12,15 @@
 //! commits of 1000 events (every member an event touches rewritten whole, a transaction key for
 //! a third of the events, and the checkpoint), exactly as `gongji apply` stores them; then it
 //! times `Log::open` (the whole store open plus the log's own) and one `Kv::get`, first right
-//! after the writer closed and then again, and prints one line per figure.
+//! after the writer closed and then again, and prints one line per figure. The same workload
+//! (same keys and values) goes to sled as the writer leaves it today (settled), to sled as it
+//! was left before that (unsettled: the first open replays sled's log), and to the runs store;
+//! the last lines are the ratios of runs to settled sled.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gongji_log::Log;
+use gongji_log::{Log, LogOptions, ProjectionBackend};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -53,17 +58,48 @@ fn member_key(n: u64) -> Vec<u8> {
     format!("m/M{n:07}").into_bytes()
 }
 
-/// Writes the store; returns the time the writer took (including its close). `settled`:
-/// as `Log::close` leaves it (sled reopened once so that it writes a current snapshot);
-/// otherwise as before that change (a clone of the `Kv` outlives the log, so sled is not
-/// reopened: the baseline).
-fn build(dir: &Path, events: u64, members: u64, settled: bool) -> Duration {
+/// One store to measure.
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    /// sled as `Log::close` leaves it (reopened once so that it writes a current snapshot).
+    SledSettled,
+    /// sled as before that change (a clone of the `Kv` outlives the log, so sled is not
+    /// reopened: the baseline).
+    SledUnsettled,
+    Runs,
+}
+
+impl Store {
+    fn options(self) -> LogOptions {
+        let projections = match self {
+            Store::SledSettled | Store::SledUnsettled => ProjectionBackend::Sled,
+            Store::Runs => ProjectionBackend::Runs,
+        };
+        LogOptions {
+            projections,
+            ..LogOptions::default()
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Store::SledSettled => "sled_settled",
+            Store::SledUnsettled => "sled_unsettled",
+            Store::Runs => "runs",
+        }
+    }
+}
+
+/// Writes the store; returns the time the writer took (including its close) and the number
+/// of keys written.
+fn build(dir: &Path, events: u64, members: u64, store: Store) -> (Duration, u64) {
     const COMMIT_EVENTS: u64 = 1000;
     const MEMBER_BASE_BYTES: usize = 120;
     const MEMBER_BYTES_PER_EVENT: usize = 8;
     const MEMBER_BYTES_MAX: usize = 400;
     let started = Instant::now();
-    let log = Log::open(dir).expect("open");
+    let log = Log::open_with(dir, store.options()).expect("open");
+    let mut keys_written = 0u64;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut sizes = vec![MEMBER_BASE_BYTES; members as usize];
     let mut done = 0u64;
@@ -92,20 +128,21 @@ fn build(dir: &Path, events: u64, members: u64, settled: bool) -> Duration {
             writes.push((member_key(member), Some(value)));
         }
         done += batch;
+        keys_written += writes.len() as u64;
         // The checkpoint stays 0: this log has no records, and a checkpoint
         // beyond its end would make open clear the store.
         log.kv().apply(writes, 0).expect("apply");
     }
     log.kv().flush().expect("flush");
-    let held = (!settled).then(|| log.kv().clone());
+    let held = matches!(store, Store::SledUnsettled).then(|| log.kv().clone());
     log.close().expect("close");
     drop(held);
-    started.elapsed()
+    (started.elapsed(), keys_written)
 }
 
-fn timed_open(dir: &Path) -> (Duration, Duration) {
+fn timed_open(dir: &Path, store: Store) -> (Duration, Duration) {
     let started = Instant::now();
-    let log = Log::open(dir).expect("open");
+    let log = Log::open_with(dir, store.options()).expect("open");
     let opened = started.elapsed();
     let value = log.kv().get(&member_key(7)).expect("get");
     assert!(value.is_some());
@@ -114,29 +151,87 @@ fn timed_open(dir: &Path) -> (Duration, Duration) {
     (opened, answered)
 }
 
+/// What one store measured.
+struct Figures {
+    keys_per_second: f64,
+    store_bytes: u64,
+    /// Open and first get of the first process after the writer.
+    first_open_and_get: Duration,
+    /// Median open and first get of the processes after it.
+    later_open_and_get: Duration,
+}
+
+fn measure(store: Store, events: u64, members: u64) -> Figures {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ledger");
+    let (wrote, keys) = build(&dir, events, members, store);
+    let store_bytes = dir_bytes(&dir.join("index"));
+    let keys_per_second = keys as f64 / wrote.as_secs_f64();
+    let name = store.name();
+    println!(
+        "kv_write store={name} events={events} members={members} keys={keys} seconds={:.2} \
+         keys_per_second={keys_per_second:.0} store_bytes={store_bytes} bytes_per_event={:.0}",
+        wrote.as_secs_f64(),
+        store_bytes as f64 / events as f64
+    );
+    let mut later = Vec::new();
+    let mut first = Duration::ZERO;
+    for round in 0..5 {
+        let (opened, answered) = timed_open(&dir, store);
+        println!(
+            "kv_open store={name} round={round} open_ms={:.2} open_and_get_ms={:.2}",
+            opened.as_secs_f64() * 1e3,
+            answered.as_secs_f64() * 1e3
+        );
+        if round == 0 {
+            first = answered;
+        } else {
+            later.push(answered);
+        }
+    }
+    later.sort();
+    Figures {
+        keys_per_second,
+        store_bytes,
+        first_open_and_get: first,
+        later_open_and_get: later[later.len() / 2],
+    }
+}
+
 #[test]
 #[ignore = "measurement; run in release"]
 fn kv_open_time_on_a_ledger_sized_store() {
     let events = env_u64("GONGJI_KV_EVENTS", 300_000);
     let members = env_u64("GONGJI_KV_MEMBERS", 10_000);
-    for settled in [false, true] {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().join("ledger");
-        let wrote = build(&dir, events, members, settled);
-        let store_bytes = dir_bytes(&dir.join("index"));
-        println!(
-            "kv_write settled={settled} events={events} members={members} seconds={:.2} \
-             store_bytes={store_bytes} bytes_per_event={:.0}",
-            wrote.as_secs_f64(),
-            store_bytes as f64 / events as f64
-        );
-        for round in 0..4 {
-            let (opened, answered) = timed_open(&dir);
-            println!(
-                "kv_open settled={settled} round={round} open_ms={:.1} open_and_get_ms={:.1}",
-                opened.as_secs_f64() * 1e3,
-                answered.as_secs_f64() * 1e3
-            );
-        }
-    }
+    let _baseline = measure(Store::SledUnsettled, events, members);
+    let sled = measure(Store::SledSettled, events, members);
+    let runs = measure(Store::Runs, events, members);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "kv_ratio write_keys_per_second runs={:.0} sled={:.0} runs_over_sled={:.2}",
+        runs.keys_per_second,
+        sled.keys_per_second,
+        runs.keys_per_second / sled.keys_per_second
+    );
+    println!(
+        "kv_ratio first_open_and_get_ms runs={:.2} sled={:.2} sled_over_runs={:.1}",
+        ms(runs.first_open_and_get),
+        ms(sled.first_open_and_get),
+        sled.first_open_and_get.as_secs_f64() / runs.first_open_and_get.as_secs_f64()
+    );
+    println!(
+        "kv_ratio median_later_open_and_get_ms runs={:.2} sled={:.2} sled_over_runs={:.1}",
+        ms(runs.later_open_and_get),
+        ms(sled.later_open_and_get),
+        sled.later_open_and_get.as_secs_f64() / runs.later_open_and_get.as_secs_f64()
+    );
+    println!(
+        "kv_ratio store_bytes runs={} sled={} runs_over_sled={:.2} bytes_per_event runs={:.0} \
+         sled={:.0}",
+        runs.store_bytes,
+        sled.store_bytes,
+        runs.store_bytes as f64 / sled.store_bytes as f64,
+        runs.store_bytes as f64 / events as f64,
+        sled.store_bytes as f64 / events as f64
+    );
 }

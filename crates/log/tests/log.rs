@@ -5,8 +5,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use gongji_log::{
-    Appended, ExpectedVersion, Log, LogError, LogOptions, NewRecord, Quarantine, Record,
-    MAX_PAYLOAD_BYTES, MAX_UNIT_RECORDS, QUARANTINE_FILE,
+    Appended, ExpectedVersion, Log, LogError, LogOptions, NewRecord, ProjectionBackend, Quarantine,
+    Record, MAX_PAYLOAD_BYTES, MAX_UNIT_RECORDS, QUARANTINE_FILE,
 };
 use uuid::Uuid;
 
@@ -25,6 +25,7 @@ fn rec<'a>(stream: &'a str, n: u64, payload: &'a [u8]) -> NewRecord<'a> {
 fn tiny() -> LogOptions {
     LogOptions {
         segment_bytes_max: 300,
+        ..LogOptions::default()
     }
 }
 
@@ -234,6 +235,7 @@ fn read_range_with_many_records_uses_sparse_points() {
     let dir = tmp.path();
     let options = LogOptions {
         segment_bytes_max: 200_000,
+        ..LogOptions::default()
     };
     {
         let mut log = Log::open_with(dir, options.clone()).expect("open");
@@ -808,13 +810,27 @@ fn deleting_the_index_rebuilds_it() {
 
 #[test]
 fn a_garbled_index_is_rebuilt() {
+    for projections in [ProjectionBackend::Runs, ProjectionBackend::Sled] {
+        a_garbled_index_is_rebuilt_with(projections);
+    }
+}
+
+fn a_garbled_index_is_rebuilt_with(projections: ProjectionBackend) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
+    let options = LogOptions {
+        projections,
+        ..LogOptions::default()
+    };
     {
-        let mut log = Log::open(dir).expect("open");
+        let mut log = Log::open_with(dir, options.clone()).expect("open");
         log.append(&[], &[rec("s", 1, b"one"), rec("s", 2, b"two")], 0)
             .expect("append");
         log.sync().expect("sync");
+        log.kv()
+            .apply(vec![(b"p".to_vec(), Some(b"v".to_vec()))], 2)
+            .expect("kv");
+        log.kv().flush().expect("flush");
     }
     fn garble(dir: &Path) {
         for entry in fs::read_dir(dir).expect("read_dir") {
@@ -828,9 +844,12 @@ fn a_garbled_index_is_rebuilt() {
         }
     }
     garble(&dir.join("index"));
-    let log = Log::open(dir).expect("reopen rebuilds");
+    let log = Log::open_with(dir, options).expect("reopen rebuilds");
     assert_eq!(log.durable_end(), 2);
     assert_eq!(log.read_stream("s").expect("read").len(), 2);
+    // The projections are gone (the projection layer rebuilds them), never wrong.
+    assert_eq!(log.kv().checkpoint().expect("checkpoint"), None);
+    assert_eq!(log.kv().get(b"p").expect("get"), None);
 }
 
 #[test]
@@ -1110,7 +1129,10 @@ mod prop {
         fn random_units_read_back_equal(units in proptest::collection::vec(unit(), 1..25), segment_bytes_max in 200u64..2000) {
             let tmp = tempfile::tempdir().expect("tempdir");
             let dir = tmp.path();
-            let options = LogOptions { segment_bytes_max };
+            let options = LogOptions {
+                segment_bytes_max,
+                ..LogOptions::default()
+            };
             let mut expected: Vec<(String, u64, Vec<u8>, i64, Uuid)> = Vec::new();
             let mut versions = [0u64; STREAMS.len()];
             {
@@ -1176,6 +1198,7 @@ fn stream_index_runs_merge_and_survive_a_crash_of_the_tail() {
             &dir,
             LogOptions {
                 segment_bytes_max: 4000,
+                ..LogOptions::default()
             },
         )
         .expect("open");
@@ -1208,6 +1231,7 @@ fn stream_index_runs_merge_and_survive_a_crash_of_the_tail() {
             path,
             LogOptions {
                 segment_bytes_max: 4000,
+                ..LogOptions::default()
             },
         )
         .expect("reopen");
