@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 use gongji_domain::command::LINE_BYTES_MAX;
 use gongji_domain::{Command, Rejection};
 use gongji_ledger::archive::ArchiveFilter;
-use gongji_ledger::{AsOf, Ledger, LedgerError, LineOutcome};
+use gongji_ledger::{AsOf, Ledger, LedgerError, LineOutcome, LogOptions, ProjectionBackend};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -33,9 +33,23 @@ struct Cli {
     /// The ledger's data directory (created on first use).
     #[arg(long, global = true, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Where the projections are kept: `runs` (sorted run files of the log's own, the default)
+    /// or `sled` (a sled tree, the earlier store; kept as a baseline). Each keeps its own
+    /// checkpoint, so switching costs at most a rebuild at the next open.
+    #[arg(long, global = true, value_enum, default_value = "runs")]
+    projections: Projections,
     #[command(subcommand)]
     command: Cmd,
 }
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Projections {
+    Runs,
+    Sled,
+}
+
+/// The projection store chosen on the command line, for every ledger this process opens.
+static PROJECTIONS: std::sync::OnceLock<ProjectionBackend> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Cmd {
@@ -285,6 +299,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    PROJECTIONS.get_or_init(|| match cli.projections {
+        Projections::Runs => ProjectionBackend::Runs,
+        Projections::Sled => ProjectionBackend::Sled,
+    });
     let Some(data) = cli.data.clone() else {
         eprintln!("gongji: --data DIR is required: the ledger's data directory");
         return ExitCode::from(2);
@@ -299,7 +317,12 @@ fn main() -> ExitCode {
 }
 
 fn open(data: &Path) -> Result<Ledger, String> {
-    Ledger::open(data).map_err(|e| format!("cannot open ledger at {}: {e}", data.display()))
+    let options = LogOptions {
+        projections: PROJECTIONS.get().copied().unwrap_or_default(),
+        ..LogOptions::default()
+    };
+    Ledger::open_with(data, options)
+        .map_err(|e| format!("cannot open ledger at {}: {e}", data.display()))
 }
 
 fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {

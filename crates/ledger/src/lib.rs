@@ -22,6 +22,7 @@ use gongji_domain::{
     decide, evolve, parse_command, Command, EntityKey, Event, FundKind, Rejection, State,
 };
 use gongji_log::{Log, LogError, NewRecord};
+pub use gongji_log::{LogOptions, ProjectionBackend};
 
 pub use views::{AccountView, FundView, HistoryEntry, InheritanceView, TransfersView, YearView};
 
@@ -99,7 +100,12 @@ pub struct Ledger {
 impl Ledger {
     /// Opens (or creates) the ledger in `dir` and brings the projections up to the log's end.
     pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
-        let log = Log::open(dir)?;
+        Ledger::open_with(dir, LogOptions::default())
+    }
+
+    /// As [`open`], with the log's options (where the projections are kept, among them).
+    pub fn open_with(dir: &Path, options: LogOptions) -> Result<Ledger, LedgerError> {
+        let log = Log::open_with(dir, options)?;
         let mut ledger = Ledger {
             log,
             state: State::default(),

@@ -379,12 +379,17 @@ fn bench_postgres(base: &[String], records: u64) -> Result<(f64, f64, u64), Stri
 struct Ledger<'a> {
     gongji: &'a Path,
     data: PathBuf,
+    /// `gongji --projections`: `runs` (the default) or `sled` (the baseline).
+    projections: &'static str,
 }
 
 impl Ledger<'_> {
     fn command(&self) -> Command {
         let mut c = Command::new(self.gongji);
-        c.arg("--data").arg(&self.data);
+        c.arg("--data")
+            .arg(&self.data)
+            .arg("--projections")
+            .arg(self.projections);
         c
     }
 
@@ -414,19 +419,34 @@ fn generate_file(path: &Path, members: u64, seed: u64) -> Result<u64, String> {
     Ok(stats.lines)
 }
 
-/// `policy load` + `apply` of a generated year; returns the ledger.
+/// What `apply_year` measured.
+struct Applied {
+    lines: u64,
+    elapsed: Duration,
+}
+
+/// `policy load` + `apply` of a generated year (generated into `file` unless it is there);
+/// returns the ledger. Figures are printed with `prefix` when `report`.
 fn apply_year<'a>(
     gongji: &'a Path,
     work: &Path,
     name: &str,
     members: u64,
-    report: bool,
-) -> Result<Ledger<'a>, String> {
-    let file = work.join(format!("{name}.jsonl"));
-    let lines = generate_file(&file, members, 1)?;
+    projections: &'static str,
+    report: Option<&str>,
+) -> Result<(Ledger<'a>, Applied), String> {
+    let file = work.join(format!("year-{members}.jsonl"));
+    let lines = if file.exists() {
+        BufReader::new(File::open(&file).map_err(|e| e.to_string())?)
+            .lines()
+            .count() as u64
+    } else {
+        generate_file(&file, members, 1)?
+    };
     let ledger = Ledger {
         gongji,
         data: work.join(name),
+        projections,
     };
     let _ = std::fs::remove_dir_all(&ledger.data);
     let policy = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -460,7 +480,26 @@ fn apply_year<'a>(
         .filter(|l| l.contains("\"ok\":false"))
         .count();
     let events = ledger.events()?;
-    if report {
+    let applied = Applied { lines, elapsed };
+    if let Some("sled_") = report {
+        emit(
+            "sled_projections_apply_commands_per_second",
+            rate(lines, elapsed),
+            "commands/s",
+        );
+        emit(
+            "sled_projections_apply_peak_rss",
+            peak as f64 / (1 << 20) as f64,
+            "MiB",
+        );
+        emit(
+            "sled_projections_footprint_total_bytes_per_event",
+            (dir_bytes(&ledger.data.join("segments")) + dir_bytes(&ledger.data.join("index")))
+                as f64
+                / events as f64,
+            "bytes/event",
+        );
+    } else if report.is_some() {
         emit("apply_members", members as f64, "members");
         emit("apply_lines", lines as f64, "commands");
         emit("apply_rejected_lines", rejected as f64, "commands");
@@ -496,7 +535,7 @@ fn apply_year<'a>(
             "bytes/event",
         );
     }
-    Ok(ledger)
+    Ok((ledger, applied))
 }
 
 fn median_ms(mut samples: Vec<Duration>) -> f64 {
@@ -563,7 +602,13 @@ fn bench_queries(ledger: &Ledger<'_>, members: u64, runs: u64, prefix: &str) -> 
     Ok(())
 }
 
-fn bench_rebuild(ledger: &Ledger<'_>, scan_baseline: Option<f64>) -> Result<(), String> {
+/// `gongji rebuild`; returns events a second. Figures are printed unless `prefix` is `sled_`
+/// (the baseline, whose rate the caller compares).
+fn bench_rebuild(
+    ledger: &Ledger<'_>,
+    scan_baseline: Option<f64>,
+    prefix: &str,
+) -> Result<f64, String> {
     let events = ledger.events()?;
     let (code, elapsed, peak) = run_measured(
         ledger
@@ -576,6 +621,14 @@ fn bench_rebuild(ledger: &Ledger<'_>, scan_baseline: Option<f64>) -> Result<(), 
         return Err(format!("gongji rebuild exited with {code}"));
     }
     let events_rate = rate(events, elapsed);
+    if prefix == "sled_" {
+        emit(
+            "sled_projections_replay_events_per_second",
+            events_rate,
+            "events/s",
+        );
+        return Ok(events_rate);
+    }
     emit("replay_events", events as f64, "events");
     emit("replay_events_per_second", events_rate, "events/s");
     emit("replay_peak_rss", peak as f64 / (1 << 20) as f64, "MiB");
@@ -587,7 +640,7 @@ fn bench_rebuild(ledger: &Ledger<'_>, scan_baseline: Option<f64>) -> Result<(), 
     if let Some(pg) = scan_baseline {
         emit("replay_vs_postgres_scan", events_rate / pg, "ratio");
     }
-    Ok(())
+    Ok(events_rate)
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -826,18 +879,42 @@ fn run(o: &Options) -> Result<(), String> {
         return Ok(());
     }
     note(&format!("gongji apply of a {}-member year", o.members));
-    let ledger = apply_year(&gongji, &work, "year", o.members, true)?;
+    let (ledger, applied) = apply_year(&gongji, &work, "year", o.members, "runs", Some(""))?;
     let runs = if o.quick { 3 } else { 21 };
     bench_queries(&ledger, o.members, runs, "")?;
-    bench_rebuild(&ledger, pg_scan)?;
+    let replay_rate = bench_rebuild(&ledger, pg_scan, "")?;
+    let _ = std::fs::remove_dir_all(&ledger.data);
+    // The same year with the projections in sled (the store before issue 6's own), as the
+    // same-run baseline of the projection store.
+    note("the same year with --projections sled (baseline)");
+    let (sled, sled_applied) = apply_year(
+        &gongji,
+        &work,
+        "year-sled",
+        o.members,
+        "sled",
+        Some("sled_"),
+    )?;
+    emit(
+        "apply_vs_sled_projections",
+        rate(applied.lines, applied.elapsed) / rate(sled_applied.lines, sled_applied.elapsed),
+        "ratio",
+    );
+    bench_queries(&sled, o.members, runs, "sled_")?;
+    let sled_replay = bench_rebuild(&sled, None, "sled_")?;
+    emit(
+        "replay_vs_sled_projections",
+        replay_rate / sled_replay,
+        "ratio",
+    );
+    let _ = std::fs::remove_dir_all(&sled.data);
     if o.query_members > 0 {
         note(&format!("a {}-member ledger for queries", o.query_members));
-        let big = apply_year(&gongji, &work, "big", o.query_members, false)?;
+        let (big, _) = apply_year(&gongji, &work, "big", o.query_members, "runs", None)?;
         emit("big_ledger_events", big.events()? as f64, "events");
         bench_queries(&big, o.query_members, runs, "big_")?;
         let _ = std::fs::remove_dir_all(&big.data);
     }
-    let _ = std::fs::remove_dir_all(&ledger.data);
     Ok(())
 }
 
