@@ -15,8 +15,8 @@
 //! projection layer keeps its projections and checkpoint: by default sorted
 //! run files of this crate's own too ([`ProjectionBackend::Runs`]), or a sled
 //! tree ([`ProjectionBackend::Sled`], chosen in [`LogOptions`]). All storage
-//! access of the project goes through this crate, so nothing else touches
-//! the disk.
+//! access of the project goes through this crate, so nothing else
+//! touches sled or the index files.
 //!
 //! The stream index is off the durable path: `sync` writes and `fdatasync`s
 //! the segment, then pushes each record's index entry onto an in-memory tail;

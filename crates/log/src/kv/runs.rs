@@ -455,11 +455,14 @@ impl RunWriter {
                 limit: ENTRY_BYTES_MAX,
             });
         }
-        if let Some(previous) = &self.previous_key {
-            assert!(
-                previous.as_slice() < key,
-                "run entries are pushed in strictly increasing key order"
-            );
+        // Sorted and deduplicated by `apply`; merged from runs whose blocks
+        // passed their CRC. Only a run damaged behind a valid CRC gets here.
+        if self.previous_key.as_deref().is_some_and(|p| p >= key) {
+            return Err(damaged(
+                &self.path,
+                "its entries would be out of key order (an input run holds keys out of order)"
+                    .into(),
+            ));
         }
         let estimate = entry_bytes as usize + 3 * VARINT_BYTES_MAX;
         if !self.block.is_empty() && self.block.len() + estimate > BLOCK_TARGET_BYTES {
