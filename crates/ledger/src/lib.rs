@@ -58,7 +58,7 @@ impl AsOf {
 const CACHE_MEMBERS_MAX: usize = 200_000;
 /// Records folded between projection checkpoints during catch-up and rebuild.
 const REPLAY_CHECKPOINT_RECORDS: u64 = 50_000;
-/// Entities written to the projection store in one batch by a rebuild.
+/// Entities written to a sled projection store in one batch by a rebuild.
 const STORE_BATCH_ENTRIES: usize = 100_000;
 /// Dirty entities held in memory between commits before `commit_deferred` stores them.
 const DEFERRED_DIRTY_MAX: usize = 140_000;
@@ -381,7 +381,9 @@ impl Ledger {
         self.log.kv().clear()?;
         self.state = State::default();
         let to = self.log.durable_end();
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Twice as many workers as cores: a region's fund streams all go to one worker, so with
+        // one worker per core that worker had twice the work of the others.
+        let workers = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
         let state = replay::fold_parallel(&self.log, to, workers, progress)?;
         // Written in batches; only the last carries the checkpoint, so a rebuild cut short
         // leaves no checkpoint and the next open starts again from a cleared store.
@@ -389,7 +391,12 @@ impl Ledger {
             .into_iter()
             .map(|(key, value)| (key, Some(value)))
             .collect();
-        let mut chunks = entries.chunks(STORE_BATCH_ENTRIES).peekable();
+        // sled takes a large state in batches; the runs store writes it as one sorted run.
+        let batch = match self.log.options().projections {
+            ProjectionBackend::Sled => STORE_BATCH_ENTRIES,
+            ProjectionBackend::Runs => entries.len().max(1),
+        };
+        let mut chunks = entries.chunks(batch).peekable();
         while let Some(chunk) = chunks.next() {
             if chunks.peek().is_some() {
                 self.log.kv().apply_without_checkpoint(chunk.to_vec())?;

@@ -7,6 +7,11 @@
 //! create, are all in one stream, so they meet in one worker in log order. The states are then
 //! merged (the per-region account totals, which every worker adds to, are summed) and written
 //! to the projection store once.
+//!
+//! The reader checks each frame's CRC and position; the hash chain is checked by the workers:
+//! every record comes with the hash the next record says it has, and the worker that folds it
+//! recomputes its hash and compares (blake3 was two fifths of the reader's work, and the reader
+//! is what bounds a replay).
 
 use std::sync::mpsc;
 
@@ -41,14 +46,16 @@ pub(crate) fn fold_parallel(
         let mut senders = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let (sender, receiver) = mpsc::sync_channel::<Vec<(u64, Vec<u8>)>>(QUEUE_BATCHES);
+            let (sender, receiver) =
+                mpsc::sync_channel::<Vec<(gongji_log::Record, gongji_log::Link)>>(QUEUE_BATCHES);
             senders.push(sender);
             handles.push(scope.spawn(move || -> Result<State, LedgerError> {
                 let mut state = State::untracked();
                 for batch in receiver {
-                    for (position, payload) in batch {
-                        let event = Event::decode(&payload).map_err(|e| {
-                            LedgerError::Projection(format!("record {position}: {e}"))
+                    for (record, link) in batch {
+                        log.check_link(&record, &link)?;
+                        let event = Event::decode(&record.payload).map_err(|e| {
+                            LedgerError::Projection(format!("record {}: {e}", record.position))
                         })?;
                         evolve(&mut state, &event);
                     }
@@ -56,21 +63,21 @@ pub(crate) fn fold_parallel(
                 Ok(state)
             }));
         }
-        let mut batches: Vec<Vec<(u64, Vec<u8>)>> = (0..workers)
+        let mut batches: Vec<Vec<(gongji_log::Record, gongji_log::Link)>> = (0..workers)
             .map(|_| Vec::with_capacity(BATCH_RECORDS))
             .collect();
         let mut read = 0u64;
         let mut failed = None;
-        for record in log.read_range(0, to)? {
-            let record = match record {
-                Ok(record) => record,
+        for item in log.read_range_links_deferred(0, to)? {
+            let (record, link) = match item {
+                Ok(item) => item,
                 Err(error) => {
                     failed = Some(LedgerError::from(error));
                     break;
                 }
             };
             let worker = partition(&record.stream, workers);
-            batches[worker].push((record.position, record.payload));
+            batches[worker].push((record, link));
             if batches[worker].len() >= BATCH_RECORDS {
                 let batch =
                     std::mem::replace(&mut batches[worker], Vec::with_capacity(BATCH_RECORDS));

@@ -20,6 +20,10 @@ pub struct RecordIter<'a> {
     segment_index: usize,
     prev_hash: Option<[u8; 32]>,
     done: bool,
+    /// False for [`DeferredLinks`]: the hash chain is left to the records' holders.
+    check_links: bool,
+    /// Segment (its first position) and byte offset of the record returned last.
+    last_location: (u64, u64),
 }
 
 impl std::fmt::Debug for RecordIter<'_> {
@@ -44,6 +48,8 @@ impl<'a> RecordIter<'a> {
             segment_index: 0,
             prev_hash: None,
             done: from >= end,
+            check_links: true,
+            last_location: (0, 0),
         };
         if iter.done {
             return Ok(iter);
@@ -115,6 +121,9 @@ impl<'a> RecordIter<'a> {
                     "a valid frame holds position {} where position {} was expected",
                     view.position, self.next_position
                 ))
+            } else if !self.check_links {
+                self.last_location = (self.log.segments()[self.segment_index], offset_bytes);
+                Ok((view.position >= self.from).then(|| view.to_record([0; 32])))
             } else if self.prev_hash.is_some_and(|h| h != view.prev_hash) {
                 Err(
                     "the record's previous-hash does not match the hash of the record before it"
@@ -167,3 +176,137 @@ impl Iterator for RecordIter<'_> {
 }
 
 impl std::iter::FusedIterator for RecordIter<'_> {}
+
+/// One record's link in the hash chain, to be checked by whoever folds the record (see
+/// [`Log::read_range_links_deferred`]): the hash the record after it says this record has.
+#[derive(Clone, Debug)]
+pub struct Link {
+    /// The previous-hash of the next record (or the log's last hash, for its last record).
+    expected_hash: [u8; 32],
+    /// Where the record that makes the claim lies: what a mismatch is reported as.
+    next_position: u64,
+    next_segment: u64,
+    next_offset: u64,
+}
+
+/// Durable records of a position range, like [`RecordIter`], but the reader checks only each
+/// frame's CRC and position: each record comes with its [`Link`], and [`Log::check_link`]
+/// (typically on another thread) recomputes its hash and compares it with what the next record
+/// says. Every link of the range is handed out once, so checking all of them checks the whole
+/// chain, on as many threads as hold records. `Record::hash` is zeros in these records.
+pub struct DeferredLinks<'a> {
+    inner: RecordIter<'a>,
+    /// The record read ahead (its link waits for the next record's previous-hash).
+    held: Option<(Record, (u64, u64))>,
+    end: u64,
+}
+
+impl Iterator for DeferredLinks<'_> {
+    type Item = Result<(Record, Link), LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let next = self.inner.next();
+            let location = self.inner.last_location;
+            let Some((held, _)) = self.held.take() else {
+                match next? {
+                    Ok(record) => {
+                        self.held = Some((record, location));
+                        continue;
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+            };
+            return Some(match next {
+                Some(Ok(record)) => {
+                    let link = Link {
+                        expected_hash: record.prev_hash,
+                        next_position: record.position,
+                        next_segment: location.0,
+                        next_offset: location.1,
+                    };
+                    self.held = Some((record, location));
+                    Ok((held, link))
+                }
+                Some(Err(e)) => Err(e),
+                None => self.last_link(held),
+            });
+        }
+    }
+}
+
+impl DeferredLinks<'_> {
+    /// The link of the range's last record: the log's last hash if the range reaches the end,
+    /// else the previous-hash of the record after the range.
+    fn last_link(&self, held: Record) -> Result<(Record, Link), LogError> {
+        let log = self.inner.log;
+        let (expected_hash, next_segment, next_offset) = if self.end >= log.durable_end() {
+            let (segment, offset) = log.last_record;
+            (log.durable_hash, segment, offset)
+        } else {
+            let mut after = RecordIter::new(log, self.end, self.end + 1)?;
+            after.check_links = false;
+            match after.next() {
+                Some(Ok(record)) => {
+                    let (segment, offset) = after.last_location;
+                    (record.prev_hash, segment, offset)
+                }
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(LogError::Index(format!(
+                        "no record at position {}",
+                        self.end
+                    )))
+                }
+            }
+        };
+        let link = Link {
+            expected_hash,
+            next_position: self.end,
+            next_segment,
+            next_offset,
+        };
+        Ok((held, link))
+    }
+}
+
+impl Log {
+    /// Durable records with `from <= position < to_exclusive`, each with the [`Link`] that
+    /// [`Log::check_link`] checks: the hash chain is checked by the records' holders, in
+    /// parallel, instead of by the reader. CRCs and positions are checked as they are read.
+    pub fn read_range_links_deferred(
+        &self,
+        from: u64,
+        to_exclusive: u64,
+    ) -> Result<DeferredLinks<'_>, LogError> {
+        let end = to_exclusive.min(self.durable_end());
+        let mut inner = RecordIter::new(self, from, end)?;
+        inner.check_links = false;
+        Ok(DeferredLinks {
+            inner,
+            held: None,
+            end,
+        })
+    }
+
+    /// Checks one link of the chain: `record`'s hash, computed from its fields, must be what
+    /// the record after it names as its previous-hash. A mismatch is damage: it puts the log
+    /// in quarantine, as any read that finds damage does.
+    pub fn check_link(&self, record: &Record, link: &Link) -> Result<(), LogError> {
+        if record.recompute_hash() == link.expected_hash {
+            return Ok(());
+        }
+        let reason = if link.next_position >= self.durable_end() {
+            "the last record's hash is not the hash the log ends with".to_string()
+        } else {
+            "the record's previous-hash does not match the hash of the record before it".to_string()
+        };
+        let error = LogError::Corrupt {
+            position: link.next_position.min(self.durable_end().saturating_sub(1)),
+            segment: crate::segment::segment_path(self.segments_dir(), link.next_segment),
+            offset: link.next_offset,
+            reason,
+        };
+        Err(self.remember_damage(error, "read_range"))
+    }
+}

@@ -88,7 +88,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use error::{ExpectedVersion, LogError};
 pub use frame::{MAX_PAYLOAD_BYTES, MAX_STREAM_BYTES, MAX_UNIT_RECORDS};
-pub use iter::RecordIter;
+pub use iter::{DeferredLinks, Link, RecordIter};
 pub use kv::{Kv, ProjectionBackend};
 pub use quarantine::{Quarantine, QUARANTINE_FILE};
 

@@ -44,7 +44,12 @@ pub(crate) const ENTRY_BYTES_MAX: u64 = (u32::MAX as u64) - 64;
 const RUN_MAGIC: [u8; 8] = *b"GJKVRUN1";
 const MANIFEST_MAGIC: [u8; 8] = *b"GJKVMAN1";
 /// Version of the run and manifest layouts described in `docs/log-format.md`.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+/// Bloom filter bits per key, and probes per lookup: about 1% false positives. Most lookups
+/// of the ledger are for keys that do not exist yet (a new member, a new claim id), and each
+/// of them would otherwise read a block of every run.
+const BLOOM_BITS_PER_KEY: u64 = 10;
+const BLOOM_PROBES: u64 = 6;
 const RUN_SUFFIX: &str = ".kvrun";
 const TMP_SUFFIX: &str = ".tmp";
 const MANIFEST: &str = "MANIFEST";
@@ -129,6 +134,57 @@ fn damaged(path: &Path, what: String) -> LogError {
     ))
 }
 
+/// A 64-bit hash of a key for the Bloom filter: FNV-1a, then the murmur3 finaliser.
+fn key_hash(key: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
+
+/// A Bloom filter over a run's keys: `BLOOM_PROBES` bits per key set by double hashing.
+#[derive(Default)]
+struct Bloom {
+    bits: Vec<u8>,
+}
+
+impl Bloom {
+    fn build(hashes: &[u64]) -> Bloom {
+        let bytes = (hashes.len() as u64 * BLOOM_BITS_PER_KEY)
+            .div_ceil(8)
+            .max(8) as usize;
+        let mut bloom = Bloom {
+            bits: vec![0u8; bytes],
+        };
+        for &hash in hashes {
+            for bit in bloom.probes(hash) {
+                bloom.bits[(bit / 8) as usize] |= 1 << (bit % 8);
+            }
+        }
+        bloom
+    }
+
+    fn probes(&self, hash: u64) -> impl Iterator<Item = u64> {
+        let bits = self.bits.len() as u64 * 8;
+        let step = (hash >> 32) | 1;
+        (0..BLOOM_PROBES).map(move |i| hash.wrapping_add(i.wrapping_mul(step)) % bits)
+    }
+
+    /// False if the key is certainly not in the run.
+    fn may_hold(&self, hash: u64) -> bool {
+        if self.bits.is_empty() {
+            return true;
+        }
+        self.probes(hash)
+            .all(|bit| self.bits[(bit / 8) as usize] & (1 << (bit % 8)) != 0)
+    }
+}
+
 /// The fences of a run: the first key, offset and length of every block.
 #[derive(Default)]
 struct Fences {
@@ -186,6 +242,7 @@ pub(crate) struct Run {
     bytes: u64,
     fences: Fences,
     last_key: Vec<u8>,
+    bloom: Bloom,
 }
 
 impl Run {
@@ -215,7 +272,7 @@ impl Run {
     /// What the run says of `key`: `None` if nothing, `Some(None)` if it was
     /// deleted, `Some(Some(value))` if it was put.
     fn get(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, LogError> {
-        if key > self.last_key.as_slice() {
+        if key > self.last_key.as_slice() || !self.bloom.may_hold(key_hash(key)) {
             return Ok(None);
         }
         let Some(block) = self.fences.block_for(key) else {
@@ -419,6 +476,8 @@ struct RunWriter {
     offset: u64,
     fences: Fences,
     entries: u64,
+    /// The keys' hashes, for the Bloom filter written with the fences.
+    hashes: Vec<u64>,
 }
 
 impl RunWriter {
@@ -443,6 +502,7 @@ impl RunWriter {
             offset: 0,
             fences: Fences::default(),
             entries: 0,
+            hashes: Vec::new(),
         })
     }
 
@@ -491,6 +551,7 @@ impl RunWriter {
             None => self.previous_key = Some(key.to_vec()),
         }
         self.entries += 1;
+        self.hashes.push(key_hash(key));
         if self.block.len() >= BLOCK_TARGET_BYTES {
             self.finish_block()?;
         }
@@ -536,6 +597,9 @@ impl RunWriter {
         }
         section.extend_from_slice(&(last_key.len() as u32).to_le_bytes());
         section.extend_from_slice(&last_key);
+        let bloom = Bloom::build(&std::mem::take(&mut self.hashes));
+        section.extend_from_slice(&(bloom.bits.len() as u64).to_le_bytes());
+        section.extend_from_slice(&bloom.bits);
         let fence_bytes = section.len() as u64;
         section.extend_from_slice(&RUN_MAGIC);
         section.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -562,6 +626,7 @@ impl RunWriter {
             bytes: self.offset + section.len() as u64,
             fences: self.fences,
             last_key,
+            bloom,
         }))
     }
 }
@@ -605,7 +670,7 @@ fn load_run(dir: &Path, seq: u64, bytes: u64) -> Result<Result<Run, String>, Log
     let expected_len = fence_offset
         .checked_add(fence_bytes)
         .and_then(|n| n.checked_add(FOOTER_BYTES as u64));
-    if expected_len != Some(len) || fence_bytes < 12 {
+    if expected_len != Some(len) || fence_bytes < 20 {
         return unusable("does not have the length its footer says");
     }
     let mut section = vec![0u8; (fence_bytes as usize) + FOOTER_BYTES];
@@ -616,7 +681,7 @@ fn load_run(dir: &Path, seq: u64, bytes: u64) -> Result<Result<Run, String>, Log
         return unusable("fails the checksum of its fences and footer");
     }
     let fence_section = &section[..fence_bytes as usize];
-    let Some((fences, last_key)) = decode_fences(fence_section, fence_offset) else {
+    let Some((fences, last_key, bloom)) = decode_fences(fence_section, fence_offset) else {
         return unusable("has fences that do not describe its blocks");
     };
     if (entries == 0) != (fences.len() == 0) || entries < fences.len() as u64 {
@@ -629,12 +694,13 @@ fn load_run(dir: &Path, seq: u64, bytes: u64) -> Result<Result<Run, String>, Log
         bytes,
         fences,
         last_key,
+        bloom,
     }))
 }
 
 /// Decodes a fence section (checked by its CRC already); `None` if the blocks
 /// it describes do not tile `0..blocks_end` or their keys are out of order.
-fn decode_fences(section: &[u8], blocks_end: u64) -> Option<(Fences, Vec<u8>)> {
+fn decode_fences(section: &[u8], blocks_end: u64) -> Option<(Fences, Vec<u8>, Bloom)> {
     let take = |at: &mut usize, n: usize| -> Option<&[u8]> {
         let bytes = section.get(*at..at.checked_add(n)?)?;
         *at += n;
@@ -664,13 +730,17 @@ fn decode_fences(section: &[u8], blocks_end: u64) -> Option<(Fences, Vec<u8>)> {
     }
     let last_len = u32::from_le_bytes(take(&mut at, 4)?.try_into().ok()?);
     let last_key = take(&mut at, last_len as usize)?.to_vec();
+    let bloom_len = u64::from_le_bytes(take(&mut at, 8)?.try_into().ok()?);
+    let bloom = Bloom {
+        bits: take(&mut at, usize::try_from(bloom_len).ok()?)?.to_vec(),
+    };
     if at != section.len() || next_offset != blocks_end {
         return None;
     }
     if count > 0 && fences.first_key(count as usize - 1) > last_key.as_slice() {
         return None;
     }
-    Some((fences, last_key))
+    Some((fences, last_key, bloom))
 }
 
 /// What the manifest says.
@@ -1083,6 +1153,26 @@ impl Iterator for RunsScan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bloom_filter_holds_every_key_and_few_others() {
+        let present: Vec<u64> = (0..10_000u32)
+            .map(|i| key_hash(format!("m/M{i:07}").as_bytes()))
+            .collect();
+        let bloom = Bloom::build(&present);
+        assert!(present.iter().all(|&h| bloom.may_hold(h)));
+        let false_positives = (10_000..20_000u32)
+            .filter(|i| bloom.may_hold(key_hash(format!("m/M{i:07}").as_bytes())))
+            .count();
+        assert!(
+            false_positives < 300,
+            "{false_positives} of 10000 absent keys pass"
+        );
+        assert!(
+            Bloom::default().may_hold(1),
+            "no filter: every key may be there"
+        );
+    }
 
     #[test]
     fn varints_round_trip_and_bad_ones_are_refused() {
