@@ -95,6 +95,25 @@ pub struct Ledger {
     state: State,
     /// Outcomes decided since the last commit, not yet durable.
     pending: Vec<LineOutcome>,
+    /// The projection write `commit_deferred` left running on its own thread, if any.
+    storing: Option<std::thread::JoinHandle<Result<(), LogError>>>,
+    limits: CacheLimits,
+}
+
+/// When `commit_deferred` stores, and how many members the cache keeps.
+#[derive(Clone, Copy, Debug)]
+struct CacheLimits {
+    deferred_dirty_max: usize,
+    members_max: usize,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        CacheLimits {
+            deferred_dirty_max: DEFERRED_DIRTY_MAX,
+            members_max: CACHE_MEMBERS_MAX,
+        }
+    }
 }
 
 impl Ledger {
@@ -110,6 +129,8 @@ impl Ledger {
             log,
             state: State::default(),
             pending: Vec::new(),
+            storing: None,
+            limits: CacheLimits::default(),
         };
         ledger.catch_up(&mut |_, _| {})?;
         Ok(ledger)
@@ -223,6 +244,7 @@ impl Ledger {
     /// back the outcomes of the lines since the last commit, in input order.
     pub fn commit(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
         let durable_end = self.log.sync()?;
+        self.finish_storing()?;
         self.store_projections(durable_end)?;
         Ok(std::mem::take(&mut self.pending))
     }
@@ -231,21 +253,75 @@ impl Ledger {
     /// [`close`]): a long `apply` writes each busy account once per batch instead of once per
     /// group. The events are durable all the same; after a crash, opening folds the records
     /// the projections had not stored. Queries in this process must follow a [`commit`].
+    ///
+    /// The store itself (sorting, writing and merging runs) runs on a thread of its own while
+    /// the next lines are decided; the entities it writes stay in the cache until it is done, so
+    /// nothing is ever read from a store that does not hold it yet.
     pub fn commit_deferred(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
         let durable_end = self.log.sync()?;
-        if self.state.dirty.len() >= DEFERRED_DIRTY_MAX {
-            self.store_projections(durable_end)?;
+        if self.state.dirty.len() >= self.limits.deferred_dirty_max {
+            self.store_in_background(durable_end)?;
         }
         Ok(std::mem::take(&mut self.pending))
     }
 
+    /// Waits for the projection write left running by [`commit_deferred`], if any.
+    fn finish_storing(&mut self) -> Result<(), LedgerError> {
+        match self.storing.take() {
+            None => Ok(()),
+            Some(handle) => match handle.join() {
+                Ok(result) => Ok(result?),
+                Err(_) => Err(LedgerError::Projection(
+                    "the projection writer thread panicked; run `gongji rebuild`".into(),
+                )),
+            },
+        }
+    }
+
+    /// Encodes the dirty entities and hands them, with `checkpoint`, to a writer thread.
+    fn store_in_background(&mut self, checkpoint: u64) -> Result<(), LedgerError> {
+        // The previous write is published once joined: what it held and is not dirty again can
+        // leave the cache. What is dirty now stays until the write started below is joined.
+        self.finish_storing()?;
+        evict_stored(&mut self.state, self.limits.members_max);
+        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = store::dirty_writes(&self.state).collect();
+        self.state.dirty.clear();
+        let kv = self.log.kv().clone();
+        // A deleted entity (an unbinding, a member leaving a region's index) is absent from the
+        // cache, so it would be looked up in the store, which still holds it until the write
+        // lands: a batch with deletes is waited for. They are rare (unbindings, transfers).
+        let deletes = writes.iter().any(|(_, value)| value.is_none());
+        self.storing = Some(std::thread::spawn(move || kv.apply(writes, checkpoint)));
+        if deletes {
+            self.finish_storing()?;
+        }
+        Ok(())
+    }
+
     fn store_projections(&mut self, checkpoint: u64) -> Result<(), LedgerError> {
-        store_projections(&self.log, &mut self.state, checkpoint)
+        store_projections(
+            &self.log,
+            &mut self.state,
+            checkpoint,
+            self.limits.members_max,
+        )
+    }
+
+    /// Stores deferred projections once `deferred_dirty_max` entities are dirty, and keeps at
+    /// most about `members_max` members in the cache (defaults: 140,000 and 200,000). For tests
+    /// that want every store and eviction path taken often.
+    #[doc(hidden)]
+    pub fn set_cache_limits(&mut self, deferred_dirty_max: usize, members_max: usize) {
+        self.limits = CacheLimits {
+            deferred_dirty_max,
+            members_max,
+        };
     }
 
     /// Stores any projections still held in memory and flushes the projection store to disk
     /// (the log itself is durable at every commit).
     pub fn close(mut self) -> Result<(), LedgerError> {
+        self.finish_storing()?;
         if !self.state.dirty.is_empty() {
             let durable_end = self.log.sync()?;
             self.store_projections(durable_end)?;
@@ -366,7 +442,7 @@ impl Ledger {
             evolve(state, &event);
             folded += 1;
             if folded.is_multiple_of(REPLAY_CHECKPOINT_RECORDS) {
-                store_projections(log, state, record.position + 1)?;
+                store_projections(log, state, record.position + 1, CACHE_MEMBERS_MAX)?;
                 progress(folded, to - from);
             }
         }
@@ -672,11 +748,16 @@ fn load_region(log: &Log, state: &mut State, region: &str) -> Result<(), LedgerE
 }
 
 /// Writes every dirty entity with the checkpoint `checkpoint` in one atomic batch.
-fn store_projections(log: &Log, state: &mut State, checkpoint: u64) -> Result<(), LedgerError> {
+fn store_projections(
+    log: &Log,
+    state: &mut State,
+    checkpoint: u64,
+    members_max: usize,
+) -> Result<(), LedgerError> {
     let writes = store::dirty_writes(state);
     log.kv().apply(writes, checkpoint)?;
     state.dirty.clear();
-    if state.members.len() > CACHE_MEMBERS_MAX {
+    if state.members.len() > members_max {
         *state = State::default();
     } else {
         // Settled transactions are read again only by a duplicate or a reversal: they are
@@ -684,6 +765,30 @@ fn store_projections(log: &Log, state: &mut State, checkpoint: u64) -> Result<()
         state.txs.clear();
     }
     Ok(())
+}
+
+/// Drops from the cache what the store holds and nothing has changed since (everything not
+/// dirty, once every write is published): settled transactions always (read again only by a
+/// duplicate or a reversal), and members, bindings and region indexes when the cache holds
+/// more than `members_max` members. A region's policies, funds and totals stay: a cached
+/// member's regions must be cached.
+fn evict_stored(state: &mut State, members_max: usize) {
+    let dirty = std::mem::take(&mut state.dirty);
+    state
+        .txs
+        .retain(|id, _| dirty.contains(&EntityKey::Tx(id.clone())));
+    if state.members.len() > members_max {
+        state
+            .members
+            .retain(|id, _| dirty.contains(&EntityKey::Member(id.clone())));
+        state
+            .relatives
+            .retain(|relative, _| dirty.contains(&EntityKey::Relative(relative.clone())));
+        for (region, members) in &mut state.region_members {
+            members.retain(|m| dirty.contains(&EntityKey::RegionMember(region.clone(), m.clone())));
+        }
+    }
+    state.dirty = dirty;
 }
 
 /// A deterministic event id (uuid version 8): the log position, unique in the ledger, and an

@@ -94,6 +94,11 @@ pub(crate) fn load(kv: &Kv, state: &mut State, key: &EntityKey) -> Result<bool, 
     if present {
         return Ok(true);
     }
+    // A changed entity the cache no longer holds was deleted (an unbinding, a member leaving a
+    // region): the store still has its old value until the change is stored.
+    if state.dirty.contains(key) {
+        return Ok(false);
+    }
     let Some(bytes) = kv.get(&key_bytes(key))? else {
         return Ok(false);
     };
@@ -151,7 +156,13 @@ pub(crate) fn load_region_members(
         let member = String::from_utf8(key[prefix.len()..].to_vec()).map_err(|_| {
             LedgerError::Projection(format!("region index key of {region} is not UTF-8"))
         })?;
-        members.insert(member);
+        // A member who left the region since the store was written is still in it there.
+        if !state
+            .dirty
+            .contains(&EntityKey::RegionMember(region.to_string(), member.clone()))
+        {
+            members.insert(member);
+        }
     }
     let known = state.region_members.entry(region.to_string()).or_default();
     known.extend(members.iter().cloned());
