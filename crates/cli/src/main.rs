@@ -316,12 +316,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn open(data: &Path) -> Result<Ledger, String> {
-    let options = LogOptions {
+fn log_options() -> LogOptions {
+    LogOptions {
         projections: PROJECTIONS.get().copied().unwrap_or_default(),
         ..LogOptions::default()
-    };
-    Ledger::open_with(data, options)
+    }
+}
+
+fn open(data: &Path) -> Result<Ledger, String> {
+    Ledger::open_with(data, log_options())
+        .map_err(|e| format!("cannot open ledger at {}: {e}", data.display()))
+}
+
+/// For `rebuild` and `audit replay`: opened without folding onto the projections they replace
+/// (which may be what is damaged).
+fn open_to_rebuild(data: &Path) -> Result<Ledger, String> {
+    Ledger::open_to_rebuild(data, log_options())
         .map_err(|e| format!("cannot open ledger at {}: {e}", data.display()))
 }
 
@@ -479,7 +489,7 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
         Cmd::Audit {
             action: AuditCmd::Replay { json },
         } => {
-            let mut ledger = open(data)?;
+            let mut ledger = open_to_rebuild(data)?;
             let mut bar = output::Progress::new("replay", io::stderr().is_terminal());
             let report = ledger
                 .audit_replay(&mut |done, total| bar.show(done, total))
@@ -634,7 +644,7 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Rebuild => {
-            let mut ledger = open(data)?;
+            let mut ledger = open_to_rebuild(data)?;
             let started = Instant::now();
             let mut bar = output::Progress::new("rebuild", io::stderr().is_terminal());
             let folded = ledger
@@ -793,6 +803,7 @@ fn apply(data: &Path, file: &str, json: bool, batch_lines: usize) -> Result<Exit
     let mut failure: Option<String> = None;
     let mut unreadable: Option<String> = None;
     let mut read_bytes = 0u64;
+    let mut writer_stopped = false;
     for input in &input_rx {
         match input {
             Input::Lines {
@@ -830,6 +841,7 @@ fn apply(data: &Path, file: &str, json: bool, batch_lines: usize) -> Result<Exit
                     .send(numbers.into_iter().zip(outcomes).collect())
                     .is_err()
                 {
+                    writer_stopped = true;
                     break; // the writer stopped: its error is reported below
                 }
                 bar.show(read_bytes, size_bytes.unwrap_or(0));
@@ -847,7 +859,11 @@ fn apply(data: &Path, file: &str, json: bool, batch_lines: usize) -> Result<Exit
     let written = writer
         .join()
         .map_err(|_| "the output thread panicked".to_string())?;
-    let _ = reader.join();
+    if failure.is_none() && unreadable.is_none() && !writer_stopped {
+        // The reader has sent its last batch. On an error it may still be waiting for input (a
+        // terminal, a pipe): it is left to end with the process.
+        let _ = reader.join();
+    }
     bar.finish();
     let totals = written.map_err(|e| format!("writing results failed: {e}"))?;
     if let Some(message) = failure {

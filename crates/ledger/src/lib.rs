@@ -97,6 +97,9 @@ pub struct Ledger {
     pending: Vec<LineOutcome>,
     /// The projection write `commit_deferred` left running on its own thread, if any.
     storing: Option<std::thread::JoinHandle<Result<(), LogError>>>,
+    /// Why a projection write failed, if one did: the ledger then refuses to commit more, since
+    /// what that write held is neither stored nor marked dirty any more.
+    store_failed: Option<String>,
     limits: CacheLimits,
 }
 
@@ -124,16 +127,24 @@ impl Ledger {
 
     /// As [`open`], with the log's options (where the projections are kept, among them).
     pub fn open_with(dir: &Path, options: LogOptions) -> Result<Ledger, LedgerError> {
-        let log = Log::open_with(dir, options)?;
-        let mut ledger = Ledger {
-            log,
+        let mut ledger = Ledger::open_to_rebuild(dir, options)?;
+        ledger.catch_up(&mut |_, _| {})?;
+        Ok(ledger)
+    }
+
+    /// Opens the ledger without bringing the projections up to the log's end: for
+    /// [`rebuild`](Ledger::rebuild) (and `audit replay`), which drop them anyway, and which must
+    /// work when the projections are too damaged to fold onto. Call `rebuild` before anything
+    /// that reads projections.
+    pub fn open_to_rebuild(dir: &Path, options: LogOptions) -> Result<Ledger, LedgerError> {
+        Ok(Ledger {
+            log: Log::open_with(dir, options)?,
             state: State::default(),
             pending: Vec::new(),
             storing: None,
+            store_failed: None,
             limits: CacheLimits::default(),
-        };
-        ledger.catch_up(&mut |_, _| {})?;
-        Ok(ledger)
+        })
     }
 
     /// Lifts the quarantine a damaged record put on the ledger in `dir`, once the whole log
@@ -243,8 +254,8 @@ impl Ledger {
     /// Makes every staged event durable, then stores the projections they changed, and hands
     /// back the outcomes of the lines since the last commit, in input order.
     pub fn commit(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
-        let durable_end = self.log.sync()?;
         self.finish_storing()?;
+        let durable_end = self.log.sync()?;
         self.store_projections(durable_end)?;
         Ok(std::mem::take(&mut self.pending))
     }
@@ -257,25 +268,47 @@ impl Ledger {
     /// The store itself (sorting, writing and merging runs) runs on a thread of its own while
     /// the next lines are decided; the entities it writes stay in the cache until it is done, so
     /// nothing is ever read from a store that does not hold it yet.
+    ///
+    /// An error means the lines since the last commit are not durable. A projection write that
+    /// fails after their sync does not make this call fail (they are durable and are handed
+    /// back); the next call fails instead, before it syncs anything.
     pub fn commit_deferred(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
+        self.refuse_if_store_failed()?;
         let durable_end = self.log.sync()?;
         if self.state.dirty.len() >= self.limits.deferred_dirty_max {
-            self.store_in_background(durable_end)?;
+            // Failures are remembered in `store_failed` and reported by the next call.
+            let _ = self.store_in_background(durable_end);
         }
         Ok(std::mem::take(&mut self.pending))
     }
 
-    /// Waits for the projection write left running by [`commit_deferred`], if any.
-    fn finish_storing(&mut self) -> Result<(), LedgerError> {
-        match self.storing.take() {
+    fn refuse_if_store_failed(&self) -> Result<(), LedgerError> {
+        match &self.store_failed {
             None => Ok(()),
-            Some(handle) => match handle.join() {
-                Ok(result) => Ok(result?),
-                Err(_) => Err(LedgerError::Projection(
-                    "the projection writer thread panicked; run `gongji rebuild`".into(),
-                )),
-            },
+            Some(why) => Err(LedgerError::Projection(format!(
+                "the projections could not be stored ({why}); every line reported before this \
+                 is durable; run `gongji rebuild`"
+            ))),
         }
+    }
+
+    /// Waits for the projection write left running by [`commit_deferred`], if any.
+    /// A failure is remembered: the ledger refuses to commit from then on.
+    fn finish_storing(&mut self) -> Result<(), LedgerError> {
+        self.refuse_if_store_failed()?;
+        let failed = match self.storing.take() {
+            None => None,
+            Some(handle) => match handle.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error.to_string()),
+                Err(_) => Some("the projection writer thread panicked".to_string()),
+            },
+        };
+        if let Some(why) = failed {
+            self.store_failed = Some(why);
+            self.refuse_if_store_failed()?;
+        }
+        Ok(())
     }
 
     /// Encodes the dirty entities and hands them, with `checkpoint`, to a writer thread.
@@ -291,7 +324,16 @@ impl Ledger {
         // cache, so it would be looked up in the store, which still holds it until the write
         // lands: a batch with deletes is waited for. They are rare (unbindings, transfers).
         let deletes = writes.iter().any(|(_, value)| value.is_none());
-        self.storing = Some(std::thread::spawn(move || kv.apply(writes, checkpoint)));
+        let spawned = std::thread::Builder::new()
+            .name("projections".into())
+            .spawn(move || kv.apply(writes, checkpoint));
+        match spawned {
+            Ok(handle) => self.storing = Some(handle),
+            Err(e) => {
+                self.store_failed = Some(format!("no thread for the projection writer: {e}"));
+                return self.refuse_if_store_failed();
+            }
+        }
         if deletes {
             self.finish_storing()?;
         }
@@ -447,6 +489,9 @@ impl Ledger {
             }
         }
         self.store_projections(to)?;
+        // The fold loaded members without their regions' policies and funds (it needs none);
+        // deciding needs a cached member's regions cached, so the cache starts empty.
+        self.state = State::default();
         progress(folded, to - from);
         Ok(folded)
     }
@@ -454,6 +499,12 @@ impl Ledger {
     /// Drops every projection and rebuilds them from the first record of the log.
     /// Returns the number of records folded.
     pub fn rebuild(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64, LedgerError> {
+        // A write still running would land after the clear. A failed one is what a rebuild
+        // repairs, so it does not stop it.
+        if let Some(handle) = self.storing.take() {
+            let _ = handle.join();
+        }
+        self.store_failed = None;
         self.log.kv().clear()?;
         self.state = State::default();
         let to = self.log.durable_end();
@@ -757,13 +808,7 @@ fn store_projections(
     let writes = store::dirty_writes(state);
     log.kv().apply(writes, checkpoint)?;
     state.dirty.clear();
-    if state.members.len() > members_max {
-        *state = State::default();
-    } else {
-        // Settled transactions are read again only by a duplicate or a reversal: they are
-        // dropped from the cache once stored, and loaded back from the store if needed.
-        state.txs.clear();
-    }
+    evict_stored(state, members_max);
     Ok(())
 }
 

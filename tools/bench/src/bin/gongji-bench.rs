@@ -425,24 +425,36 @@ struct Applied {
     elapsed: Duration,
 }
 
-/// `policy load` + `apply` of a generated year (generated into `file` unless it is there);
-/// returns the ledger. Figures are printed with `prefix` when `report`.
+/// A generated year: its command file and how many lines it has.
+struct Year {
+    file: PathBuf,
+    members: u64,
+    lines: u64,
+}
+
+impl Year {
+    fn generate(work: &Path, name: &str, members: u64) -> Result<Year, String> {
+        let file = work.join(format!("{name}.jsonl"));
+        let lines = generate_file(&file, members, 1)?;
+        Ok(Year {
+            file,
+            members,
+            lines,
+        })
+    }
+}
+
+/// `policy load` + `apply` of a generated year; returns the ledger. Figures are printed when
+/// `report` says so: `Some("")` for the ledger as it runs, `Some("sled_")` for the baseline.
 fn apply_year<'a>(
     gongji: &'a Path,
     work: &Path,
     name: &str,
-    members: u64,
+    year: &Year,
     projections: &'static str,
     report: Option<&str>,
 ) -> Result<(Ledger<'a>, Applied), String> {
-    let file = work.join(format!("year-{members}.jsonl"));
-    let lines = if file.exists() {
-        BufReader::new(File::open(&file).map_err(|e| e.to_string())?)
-            .lines()
-            .count() as u64
-    } else {
-        generate_file(&file, members, 1)?
-    };
+    let (file, members, lines) = (&year.file, year.members, year.lines);
     let ledger = Ledger {
         gongji,
         data: work.join(name),
@@ -467,7 +479,7 @@ fn apply_year<'a>(
         ledger
             .command()
             .arg("apply")
-            .arg(&file)
+            .arg(file)
             .arg("--json")
             .stdout(File::create(&results).map_err(|e| e.to_string())?),
     )?;
@@ -879,7 +891,8 @@ fn run(o: &Options) -> Result<(), String> {
         return Ok(());
     }
     note(&format!("gongji apply of a {}-member year", o.members));
-    let (ledger, applied) = apply_year(&gongji, &work, "year", o.members, "runs", Some(""))?;
+    let year = Year::generate(&work, "year", o.members)?;
+    let (ledger, applied) = apply_year(&gongji, &work, "ledger", &year, "runs", Some(""))?;
     let runs = if o.quick { 3 } else { 21 };
     bench_queries(&ledger, o.members, runs, "")?;
     let replay_rate = bench_rebuild(&ledger, pg_scan, "")?;
@@ -887,14 +900,8 @@ fn run(o: &Options) -> Result<(), String> {
     // The same year with the projections in sled (the store before issue 6's own), as the
     // same-run baseline of the projection store.
     note("the same year with --projections sled (baseline)");
-    let (sled, sled_applied) = apply_year(
-        &gongji,
-        &work,
-        "year-sled",
-        o.members,
-        "sled",
-        Some("sled_"),
-    )?;
+    let (sled, sled_applied) =
+        apply_year(&gongji, &work, "ledger-sled", &year, "sled", Some("sled_"))?;
     emit(
         "apply_vs_sled_projections",
         rate(applied.lines, applied.elapsed) / rate(sled_applied.lines, sled_applied.elapsed),
@@ -910,7 +917,8 @@ fn run(o: &Options) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&sled.data);
     if o.query_members > 0 {
         note(&format!("a {}-member ledger for queries", o.query_members));
-        let (big, _) = apply_year(&gongji, &work, "big", o.query_members, "runs", None)?;
+        let big_year = Year::generate(&work, "big", o.query_members)?;
+        let (big, _) = apply_year(&gongji, &work, "big-ledger", &big_year, "runs", None)?;
         emit("big_ledger_events", big.events()? as f64, "events");
         bench_queries(&big, o.query_members, runs, "big_")?;
         let _ = std::fs::remove_dir_all(&big.data);
