@@ -73,6 +73,10 @@ fn apply_and_kill(
             "--json",
             "--batch-lines",
             "37",
+            // Projections stored by the background writer every few groups, so kills land
+            // while it writes and merges runs too.
+            "--store-after-dirty",
+            "300",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

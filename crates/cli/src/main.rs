@@ -62,6 +62,10 @@ enum Cmd {
         /// Most lines decided before their events are made durable together (group commit).
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         batch_lines: u32,
+        /// Store the projections once this many entities are dirty (default 140,000). For
+        /// tests that want the background projection writer at work on small inputs.
+        #[arg(long, hide = true, value_parser = clap::value_parser!(u32).range(1..))]
+        store_after_dirty: Option<u32>,
     },
     /// A member's personal account.
     Account {
@@ -341,7 +345,8 @@ fn run(data: &Path, command: Cmd) -> Result<ExitCode, String> {
             file,
             json,
             batch_lines,
-        } => apply(data, &file, json, batch_lines as usize),
+            store_after_dirty,
+        } => apply(data, &file, json, batch_lines as usize, store_after_dirty),
         Cmd::Account {
             member,
             json,
@@ -768,7 +773,13 @@ const PIPELINE_BATCHES: usize = 4;
 /// `batch_lines`, or fewer when no more input is ready yet); the ledger decides a batch, makes it
 /// durable and hands its outcomes to the writer, which prints them. Nothing is printed before
 /// it is durable.
-fn apply(data: &Path, file: &str, json: bool, batch_lines: usize) -> Result<ExitCode, String> {
+fn apply(
+    data: &Path,
+    file: &str,
+    json: bool,
+    batch_lines: usize,
+    store_after_dirty: Option<u32>,
+) -> Result<ExitCode, String> {
     let (source, size_bytes): (Box<dyn Read + Send>, Option<u64>) = if file == "-" {
         (Box::new(io::stdin()), None)
     } else {
@@ -777,6 +788,9 @@ fn apply(data: &Path, file: &str, json: bool, batch_lines: usize) -> Result<Exit
         (Box::new(handle), size)
     };
     let mut ledger = open(data)?;
+    if let Some(dirty) = store_after_dirty {
+        ledger.set_deferred_dirty_max(dirty as usize);
+    }
     let show_progress =
         io::stderr().is_terminal() && size_bytes.is_some_and(|s| s > 4 * INPUT_BUFFER_BYTES as u64);
     let mut bar = output::Progress::new("apply", show_progress);

@@ -349,9 +349,16 @@ impl Ledger {
         )
     }
 
-    /// Stores deferred projections once `deferred_dirty_max` entities are dirty, and keeps at
-    /// most about `members_max` members in the cache (defaults: 140,000 and 200,000). For tests
-    /// that want every store and eviction path taken often.
+    /// Stores deferred projections once `deferred_dirty_max` entities are dirty (default
+    /// 140,000). For tests that want the background writer at work on small inputs.
+    #[doc(hidden)]
+    pub fn set_deferred_dirty_max(&mut self, deferred_dirty_max: usize) {
+        self.limits.deferred_dirty_max = deferred_dirty_max;
+    }
+
+    /// As [`set_deferred_dirty_max`](Ledger::set_deferred_dirty_max), and keeps at most about
+    /// `members_max` members in the cache (default 200,000): every store and eviction path
+    /// taken often.
     #[doc(hidden)]
     pub fn set_cache_limits(&mut self, deferred_dirty_max: usize, members_max: usize) {
         self.limits = CacheLimits {
