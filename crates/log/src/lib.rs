@@ -1216,9 +1216,11 @@ impl Log {
         self.in_flight.push_back(batch);
         let ticket = self.ticket(seq, self.submitted_end);
         if self.table_clear_due {
-            // Rare (a stream table past its bound): drain the pipeline once so
-            // that no version lives only in the table.
+            // Rare (a stream table past its bound): drain the pipeline and the
+            // index flush once, so that no version lives only in the table.
             let _ = self.syncer.shared.wait_for(seq);
+            let finished = self.stream_index.finish_flush();
+            self.note_index_failure(finished);
             self.apply_synced();
         }
         Ok(ticket)
@@ -1282,14 +1284,15 @@ impl Log {
                 self.spare_entries.push(batch.entries);
             }
             if self.stream_index.tail.len() >= INDEX_FLUSH_RECORDS && self.broken.is_none() {
-                if let Err(e) = self.flush_tail() {
-                    self.broken = Some(format!(
-                        "records up to position {} are durable, but writing the stream index failed: {e}",
-                        self.durable_end
-                    ));
-                }
+                // Sorted, written and merged on a background thread; a flush
+                // still running from 2^20 records ago is waited for first.
+                let started = self.stream_index.start_flush(self.index_meta());
+                self.note_index_failure(started);
+                self.table_clear_due |= self.streams.len() > STREAM_TABLE_MAX;
             }
         }
+        let polled = self.stream_index.poll_flush();
+        self.note_index_failure(polled);
         if let Some(failure) = failed {
             if self.broken.is_none() {
                 self.broken = Some(format!(
@@ -1298,9 +1301,38 @@ impl Log {
                 ));
             }
         }
-        if self.table_clear_due && self.in_flight.is_empty() && self.staged_records == 0 {
+        if self.table_clear_due
+            && self.in_flight.is_empty()
+            && self.staged_records == 0
+            && !self.stream_index.is_flushing()
+        {
             self.streams.clear();
             self.table_clear_due = false;
+        }
+    }
+
+    /// A failed index write leaves durable records unindexed: the log refuses
+    /// further work (reopening re-indexes them).
+    fn note_index_failure(&mut self, result: Result<(), LogError>) {
+        if let Err(e) = result {
+            if self.broken.is_none() {
+                self.broken = Some(format!(
+                    "records up to position {} are durable, but writing the stream index failed: {e}",
+                    self.durable_end
+                ));
+            }
+        }
+    }
+
+    /// Where the durable records end, as an index run's meta records it.
+    fn index_meta(&self) -> IndexMeta {
+        let (segment, last_record_offset_bytes) = self.last_record;
+        IndexMeta {
+            next_position: self.durable_end,
+            segment,
+            end_offset_bytes: self.last_record_end_bytes,
+            last_record_offset_bytes,
+            last_hash: self.durable_hash,
         }
     }
 
@@ -1317,18 +1349,12 @@ impl Log {
         self.flush_tail()
     }
 
+    /// Writes the tail as a run and waits for it (and for a background flush).
     fn flush_tail(&mut self) -> Result<(), LogError> {
-        if self.stream_index.tail.is_empty() {
+        if self.stream_index.tail.is_empty() && !self.stream_index.is_flushing() {
             return Ok(());
         }
-        let (segment, last_record_offset_bytes) = self.last_record;
-        self.stream_index.flush(IndexMeta {
-            next_position: self.durable_end,
-            segment,
-            end_offset_bytes: self.last_record_end_bytes,
-            last_record_offset_bytes,
-            last_hash: self.durable_hash,
-        })?;
+        self.stream_index.flush(self.index_meta())?;
         if self.streams.len() > STREAM_TABLE_MAX {
             if self.staged_records == 0 && self.in_flight.is_empty() {
                 self.streams.clear();
