@@ -247,8 +247,6 @@ pub struct Log {
     last_record_end_bytes: u64,
     /// Records handed to the syncer (durable or in flight).
     submitted_end: u64,
-    /// The hash of the record before `submitted_end`.
-    submitted_hash: [u8; 32],
     /// Batches handed to the syncer and not yet applied, oldest first.
     in_flight: VecDeque<InFlight>,
     /// The seq of the last batch handed to the syncer (0: none yet).
@@ -261,7 +259,6 @@ pub struct Log {
     table_clear_due: bool,
     staged: Vec<u8>,
     staged_records: u64,
-    staged_hash: [u8; 32],
     /// One per staged record: its index entry, with the offset relative to
     /// the start of `staged`.
     staged_entries: Vec<Entry>,
@@ -373,7 +370,8 @@ struct InFlight {
     seq: u64,
     /// `durable_end` and `durable_hash` once it is durable.
     end_position: u64,
-    end_hash: [u8; 32],
+    /// Set by the syncer when it has sealed the batch (before it is durable).
+    end_hash: Arc<std::sync::OnceLock<[u8; 32]>>,
     segment: u64,
     write_start: u64,
     bytes: u64,
@@ -826,15 +824,13 @@ impl Log {
             last_record: (committed.segment, committed.last_record_offset_bytes),
             last_record_end_bytes: committed.end_offset_bytes,
             submitted_end: committed.next_position,
-            submitted_hash: committed.last_hash,
             in_flight: VecDeque::new(),
             last_seq: 0,
-            syncer: Syncer::new(),
+            syncer: Syncer::new(committed.last_hash),
             spare_entries: Vec::new(),
             table_clear_due: false,
             staged: Vec::new(),
             staged_records: 0,
-            staged_hash: committed.last_hash,
             staged_entries: Vec::new(),
             staged_last_offset: 0,
             lookup_file: std::sync::Mutex::new(None),
@@ -1047,7 +1043,8 @@ impl Log {
                 stream_version: slot_state.version,
                 event_id: *record.event_id.as_bytes(),
                 recorded_at_micros,
-                prev_hash: self.staged_hash,
+                // The syncer fills in the chain (see `syncer`).
+                prev_hash: [0; 32],
                 stream: record.stream,
                 payload: record.payload,
             };
@@ -1058,7 +1055,7 @@ impl Log {
                 offset_bytes: offset as u64,
             });
             self.staged_last_offset = offset;
-            self.staged_hash = frame::encode_frame(&mut self.staged, &fields);
+            frame::encode_unsealed(&mut self.staged, &fields);
         }
         self.staged_records += records.len() as u64;
         Ok(Appended {
@@ -1088,7 +1085,6 @@ impl Log {
         }
         self.staged.clear();
         self.staged_records = 0;
-        self.staged_hash = self.submitted_hash;
     }
 
     /// Starts a new segment if the current one is full.
@@ -1187,7 +1183,7 @@ impl Log {
         let batch = InFlight {
             seq,
             end_position: self.submitted_end + self.staged_records,
-            end_hash: self.staged_hash,
+            end_hash: Arc::default(),
             segment: self.writer_segment,
             write_start,
             bytes: bytes.len() as u64,
@@ -1195,6 +1191,7 @@ impl Log {
             entries,
         };
         let job = Job {
+            end_hash: Arc::clone(&batch.end_hash),
             seq,
             file: Arc::clone(&self.writer),
             path: segment::segment_path(&self.segments_dir, self.writer_segment),
@@ -1211,7 +1208,6 @@ impl Log {
         self.last_seq = seq;
         self.writer_offset_bytes += batch.bytes;
         self.submitted_end = batch.end_position;
-        self.submitted_hash = batch.end_hash;
         self.staged_records = 0;
         self.in_flight.push_back(batch);
         let ticket = self.ticket(seq, self.submitted_end);
@@ -1273,7 +1269,10 @@ impl Log {
             let mut batch = self.in_flight.pop_front().expect("checked");
             debug_assert!(batch.end_position > self.durable_end);
             self.durable_end = batch.end_position;
-            self.durable_hash = batch.end_hash;
+            self.durable_hash = *batch
+                .end_hash
+                .get()
+                .expect("the syncer seals a batch before it makes it durable");
             self.last_record = (batch.segment, batch.last_record_offset_bytes);
             self.last_record_end_bytes = batch.write_start + batch.bytes;
             for mut entry in batch.entries.drain(..) {

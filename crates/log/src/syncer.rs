@@ -14,6 +14,13 @@
 //! batches are durable (`durable_seq`) or that one failed; the `Log` applies
 //! that on its own thread (index entries, `durable_end`, roll-over).
 //!
+//! The syncer also completes the hash chain: `append` encodes frames with
+//! zeros where the previous record's hash and the crc go, and the syncer,
+//! which sees every batch in order, fills them in ([`frame::seal_frames`])
+//! just before writing, so blake3 runs on the syncer's core. Nothing reads a
+//! record's hash before it is durable, and the bytes written are exactly the
+//! ones `append` used to write.
+//!
 //! A failed write or `fdatasync` fails its batch and every batch after it (they
 //! chain onto its records): the file is cut back to where the failed group
 //! started, every waiter of those batches gets the error, later jobs are
@@ -23,10 +30,11 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::error::LogError;
+use crate::frame;
 
 /// Batches handed to the syncer and not yet known durable, at most. A caller
 /// that starts one more waits for the oldest first (bounds memory and
@@ -45,7 +53,10 @@ pub(crate) struct Job {
     pub path: PathBuf,
     /// Byte offset in the segment at which `bytes` go.
     pub write_start: u64,
+    /// Frames from `frame::encode_unsealed`, sealed by the syncer.
     pub bytes: Vec<u8>,
+    /// Set by the syncer to the hash of the batch's last record once sealed.
+    pub end_hash: Arc<OnceLock<[u8; 32]>>,
     /// A buffer larger than this is dropped after the write, not reused.
     pub keep_bytes_max: usize,
 }
@@ -163,13 +174,17 @@ impl Shared {
 pub(crate) struct Syncer {
     pub shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// The hash of the last durable record when the thread starts.
+    chain_hash: [u8; 32],
 }
 
 impl Syncer {
-    pub fn new() -> Syncer {
+    /// `chain_hash`: the hash of the log's last record (zeros if none).
+    pub fn new(chain_hash: [u8; 32]) -> Syncer {
         Syncer {
             shared: Shared::new(),
             thread: None,
+            chain_hash,
         }
     }
 
@@ -177,9 +192,10 @@ impl Syncer {
     pub fn submit(&mut self, job: Job) -> Result<(), LogError> {
         if self.thread.is_none() {
             let shared = Arc::clone(&self.shared);
+            let chain_hash = self.chain_hash;
             let thread = std::thread::Builder::new()
                 .name("gongji-log-syncer".into())
-                .spawn(move || run(&shared))
+                .spawn(move || run(&shared, chain_hash))
                 .map_err(|e| {
                     LogError::Io(io::Error::new(
                         e.kind(),
@@ -228,10 +244,10 @@ impl Drop for PanicGuard<'_> {
     }
 }
 
-fn run(shared: &Shared) {
+fn run(shared: &Shared, mut chain_hash: [u8; 32]) {
     let _guard = PanicGuard(shared);
     loop {
-        let (jobs, failed) = {
+        let (mut jobs, failed) = {
             let mut state = shared.lock();
             while state.queue.is_empty() && !state.shutdown {
                 state = shared
@@ -249,6 +265,10 @@ fn run(shared: &Shared) {
         let outcome = if failed {
             Ok(())
         } else {
+            for job in &mut jobs {
+                chain_hash = frame::seal_frames(&mut job.bytes, chain_hash);
+                let _ = job.end_hash.set(chain_hash);
+            }
             write_and_sync(shared, &jobs)
         };
         let mut state = shared.lock();
