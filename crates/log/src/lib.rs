@@ -1087,14 +1087,19 @@ impl Log {
         self.staged_records = 0;
     }
 
-    /// Starts a new segment if the current one is full.
+    /// Whether the next batch goes to a new segment.
+    fn roll_due(&self) -> bool {
+        self.writer_offset_bytes >= self.options.segment_bytes_max && self.writer_offset_bytes != 0
+    }
+
+    /// Starts a new segment if the current one is full. Only with nothing in
+    /// flight (see `sync_start`): a segment is named by its first position,
+    /// which must be the end of the durable records if a batch then fails.
     fn roll_if_needed(&mut self) -> Result<(), LogError> {
-        if self.writer_offset_bytes < self.options.segment_bytes_max
-            || self.writer_offset_bytes == 0
-        {
+        if !self.roll_due() {
             return Ok(());
         }
-        // Batches in flight keep the old segment's file; they are its last bytes.
+        debug_assert!(self.in_flight.is_empty());
         let first_position = self.submitted_end;
         let path = segment::segment_path(&self.segments_dir, first_position);
         let file = OpenOptions::new()
@@ -1167,6 +1172,14 @@ impl Log {
             let oldest = self.in_flight.front().expect("in flight").seq;
             let _ = self.syncer.shared.wait_for(oldest);
             self.apply_synced();
+            self.check_usable()?;
+        }
+        if self.roll_due() && !self.in_flight.is_empty() {
+            // A new segment starts only once everything before it is durable:
+            // were a batch of the old segment to fail with the new one already
+            // created, the new segment's name would lie beyond the durable end
+            // and reopening would find a gap. One pipeline bubble per segment.
+            self.wait_all_synced();
             self.check_usable()?;
         }
         if let Err(e) = self.roll_if_needed() {

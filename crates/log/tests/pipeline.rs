@@ -379,3 +379,37 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn a_failed_sync_around_a_segment_roll_over_reopens_cleanly() {
+    // Batches are 1..9 records of ~110 bytes against segments of 2000 bytes:
+    // a roll-over every few batches. Fail the sync at each point in turn.
+    for fail_after in 0..12u64 {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let mut log = Log::open_with(dir, small_segments()).expect("open");
+        let mut acknowledged = 0;
+        for round in 0..30u64 {
+            if round == fail_after {
+                log.inject_sync_failure();
+            }
+            append_batch(&mut log, 1 + round % 9);
+            match log.sync_start() {
+                Ok(ticket) => {
+                    if round < fail_after && round % 3 == 0 {
+                        acknowledged = ticket.wait().expect("before the failure");
+                    }
+                }
+                Err(LogError::Broken(_)) => break,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        drop(log);
+        let log = Log::open_with(dir, small_segments())
+            .unwrap_or_else(|e| panic!("failing after batch {fail_after}: reopen: {e}"));
+        let end = log.durable_end();
+        assert!(end >= acknowledged, "acknowledged records survive");
+        check_records(&all(&log), end);
+        assert_eq!(log.verify(&mut |_| {}).expect("verify"), end);
+    }
+}
