@@ -9,6 +9,16 @@
 //! ([`ExpectedVersion`]), and made durable in groups by [`Log::sync`] (one
 //! write and one `fdatasync` per group).
 //!
+//! **Pipelined sync.** [`Log::sync_start`] hands the staged group to the log's
+//! syncer threads and returns a [`SyncTicket`] at once, so the caller encodes
+//! the next group while the disk works; the group is acknowledged when
+//! [`SyncTicket::wait`] (from any thread) returns. A writer thread completes
+//! the hash chain (blake3, off the caller's core) and writes; an fsyncer thread
+//! `fdatasync`s whatever is written, so several groups waiting share one
+//! `fdatasync`. Tickets resolve in order. What became durable is applied to
+//! the `Log` (index entries, [`Log::durable_end`], what reads see) on its own
+//! thread, at its next `&mut` call. `sync` is `sync_start` plus the wait.
+//!
 //! Beside the segments, `DIR/index` holds only what can always be rebuilt
 //! from them: the stream index (stream, version) → record location, in run
 //! files of this crate's own, and the key-value store ([`Kv`]) in which the
@@ -18,12 +28,13 @@
 //! access of the project goes through this crate, so nothing else
 //! touches sled or the index files.
 //!
-//! The stream index is off the durable path: `sync` writes and `fdatasync`s
-//! the segment, then pushes each record's index entry onto an in-memory tail;
-//! every 2^20 records (and at [`Log::close`], [`Log::flush_index`] and drop)
-//! the tail is sorted and written as a run, and runs are merged so that about
-//! log2(records / 2^20) remain. A crash loses at most the tail, which open
-//! re-indexes from the segments. (Up to index format 1 the stream index was
+//! The stream index is off the durable path: once a group is durable, each
+//! record's index entry is pushed onto an in-memory tail; every 2^20 records
+//! the tail is sorted and written as a run on a background thread (its entries
+//! stay readable meanwhile), at [`Log::close`], [`Log::flush_index`] and drop on
+//! the caller's, and runs are merged so that about log2(records / 2^20)
+//! remain. A crash loses at most the tail, which open re-indexes from the
+//! segments. (Up to index format 1 the stream index was
 //! a sled tree; at about 20 µs per sled insert it limited appends to under
 //! 100 000 records a second.)
 //!
@@ -966,10 +977,13 @@ impl Log {
 
     /// Appends one atomic unit: all its records or none, ever.
     ///
-    /// Checks every expected version against durable and staged records and
-    /// refuses the whole unit on a mismatch (nothing is staged then). Assigns
-    /// consecutive global positions and stream versions. The unit is staged in
-    /// memory and NOT durable until [`Log::sync`] returns.
+    /// Checks every expected version against durable, in-flight and staged
+    /// records and refuses the whole unit on a mismatch (nothing is staged
+    /// then). Assigns consecutive global positions and stream versions. The
+    /// unit is staged in memory and NOT durable until [`Log::sync`] returns, or
+    /// the ticket of the [`Log::sync_start`] that hands it over resolves. Its
+    /// frames are staged without their hash chain, which the syncer completes
+    /// before writing them.
     pub fn append(
         &mut self,
         expected: &[(&str, ExpectedVersion)],
@@ -1168,6 +1182,9 @@ impl Log {
         if self.staged_records == 0 {
             return Ok(self.ticket(self.last_seq, self.submitted_end));
         }
+        // Nothing is handed over if the threads cannot start: the staged
+        // records stay staged.
+        self.syncer.start()?;
         while self.in_flight.len() >= IN_FLIGHT_MAX {
             let oldest = self.in_flight.front().expect("in flight").seq;
             let _ = self.syncer.shared.wait_for(oldest);
@@ -1212,12 +1229,7 @@ impl Log {
             bytes,
             keep_bytes_max: STAGED_KEEP_BYTES,
         };
-        if let Err(e) = self.syncer.submit(job) {
-            // Nothing was handed over: the staged records are gone, as after a failed sync.
-            self.staged_entries = batch.entries;
-            self.discard_staged();
-            return Err(e);
-        }
+        self.syncer.submit(job);
         self.last_seq = seq;
         self.writer_offset_bytes += batch.bytes;
         self.submitted_end = batch.end_position;
@@ -1388,7 +1400,8 @@ impl Log {
         self.durable_end
     }
 
-    /// The stream's version including staged records (0 for a stream without records).
+    /// The stream's version including staged and in-flight records (0 for a
+    /// stream without records): what an expected version is checked against.
     pub fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
         self.check_usable()?;
         match self.streams.get(stream) {
@@ -1398,7 +1411,9 @@ impl Log {
     }
 
     /// The durable records of a stream in version order, read directly at the
-    /// locations the index gives.
+    /// locations the index gives. Records of batches in flight are not
+    /// included, nor those of batches durable since the `Log` last applied
+    /// what its syncer did (see [`Log::sync_start`]).
     pub fn read_stream(&self, stream: &str) -> Result<Vec<Record>, LogError> {
         self.check_usable()?;
         if stream.is_empty() || stream.len() > MAX_STREAM_BYTES {
@@ -1427,6 +1442,7 @@ impl Log {
 
     /// Durable records with `from <= position < to_exclusive`, in position
     /// order, streamed from the segments (never the whole log in memory).
+    /// Ends at [`Log::durable_end`] (see [`Log::read_stream`]).
     pub fn read_range(&self, from: u64, to_exclusive: u64) -> Result<RecordIter<'_>, LogError> {
         RecordIter::new(self, from, to_exclusive.min(self.durable_end))
     }
@@ -1442,6 +1458,8 @@ impl Log {
     /// hash chain, positions, segment names and unit boundaries. Calls
     /// `progress` with the number of records checked now and then and at the
     /// end. Returns the number of records, or `Corrupt` naming the first bad one.
+    /// With batches in flight it stops at [`Log::durable_end`] (the frames
+    /// after it are being written); otherwise a record beyond it is damage.
     ///
     /// Damage found quarantines the log (see [`Log::clear_quarantine`]).
     pub fn verify(&self, progress: &mut dyn FnMut(u64)) -> Result<u64, LogError> {

@@ -243,8 +243,8 @@ impl Syncer {
         }
     }
 
-    /// Hands a job to the threads, starting them if needed.
-    pub fn submit(&mut self, job: Job) -> Result<(), LogError> {
+    /// Starts the threads if they are not running yet.
+    pub fn start(&mut self) -> Result<(), LogError> {
         if self.threads.is_empty() {
             let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
                 std::thread::Builder::new()
@@ -274,8 +274,13 @@ impl Syncer {
                 }
             }
         }
-        self.shared.submit(job);
         Ok(())
+    }
+
+    /// Hands a job to the threads (started by `start`).
+    pub fn submit(&mut self, job: Job) {
+        debug_assert!(!self.threads.is_empty(), "start comes first");
+        self.shared.submit(job);
     }
 
     /// Lets the threads finish what is queued, then ends them.
