@@ -1152,9 +1152,9 @@ impl Log {
         waited.map(|_| self.durable_end)
     }
 
-    /// Pipelined group commit: hands every staged unit to the log's syncer
-    /// thread, which writes the batch to the current segment and `fdatasync`s
-    /// it, and returns at once with a ticket for it. The caller goes on
+    /// Pipelined group commit: hands every staged unit (a batch) to the log's
+    /// syncer threads, which complete its hash chain, write it to the current
+    /// segment and `fdatasync` it, and returns at once with a ticket for it. The caller goes on
     /// appending (and starting more syncs) while the disk works; the records
     /// are acknowledged only once [`SyncTicket::wait`] returns `Ok`, which may
     /// be called from any thread. Tickets resolve in order: a batch is durable
