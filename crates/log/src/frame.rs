@@ -266,6 +266,19 @@ pub(crate) fn frame_bytes_for(stream_bytes: usize, payload_bytes: usize) -> usiz
 /// Appends one frame to `out` and returns the record's hash. The caller has
 /// checked the bounds (stream 1..=255 bytes, payload <= 1 MiB).
 pub(crate) fn encode_frame(out: &mut Vec<u8>, fields: &FrameFields<'_>) -> [u8; 32] {
+    let start = out.len();
+    encode_unsealed(out, fields);
+    seal_frame(&mut out[start..], &fields.prev_hash)
+}
+
+/// Offset of `prev_hash` in a frame: header, version, flags, position,
+/// stream version, event id, timestamp.
+const PREV_HASH_OFFSET: usize = FRAME_HEADER_BYTES + 1 + 1 + 8 + 8 + 16 + 8;
+
+/// Appends one frame to `out` without its chain: `prev_hash` and the crc are
+/// zeros until [`seal_frames`] fills them in. The caller has checked the
+/// bounds (stream 1..=255 bytes, payload <= 1 MiB).
+pub(crate) fn encode_unsealed(out: &mut Vec<u8>, fields: &FrameFields<'_>) {
     debug_assert!(!fields.stream.is_empty() && fields.stream.len() <= MAX_STREAM_BYTES);
     debug_assert!(fields.payload.len() <= MAX_PAYLOAD_BYTES);
     let start = out.len();
@@ -283,12 +296,35 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, fields: &FrameFields<'_>) -> [u8; 
     out.extend_from_slice(fields.stream.as_bytes());
     out.extend_from_slice(&(fields.payload.len() as u32).to_le_bytes());
     out.extend_from_slice(fields.payload);
-    let body = &out[body_start..];
-    let body_len = body.len() as u32;
-    let crc = crc32fast::hash(body);
-    let hash = record_hash(&fields.prev_hash, body);
+    let body_len = (out.len() - body_start) as u32;
     out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Completes the one frame `frame` (as `encode_unsealed` left it) as the
+/// record after `prev_hash`: writes `prev_hash` and the crc into it and
+/// returns the record's hash.
+fn seal_frame(frame: &mut [u8], prev_hash: &[u8; 32]) -> [u8; 32] {
+    frame[PREV_HASH_OFFSET..PREV_HASH_OFFSET + 32].copy_from_slice(prev_hash);
+    let body = &frame[FRAME_HEADER_BYTES..];
+    let crc = crc32fast::hash(body);
+    let hash = record_hash(prev_hash, body);
+    frame[4..8].copy_from_slice(&crc.to_le_bytes());
+    hash
+}
+
+/// Completes the chain of consecutive frames written by `encode_unsealed`:
+/// each gets the hash of the one before it (the first: `prev_hash`) and its
+/// crc. Returns the hash of the last. The bytes are then exactly what
+/// `encode_frame` would have written.
+pub(crate) fn seal_frames(frames: &mut [u8], prev_hash: [u8; 32]) -> [u8; 32] {
+    let mut hash = prev_hash;
+    let mut at = 0;
+    while at < frames.len() {
+        let len_bytes: [u8; 4] = frames[at..at + 4].try_into().expect("4 bytes");
+        let end = at + FRAME_HEADER_BYTES + u32::from_le_bytes(len_bytes) as usize;
+        hash = seal_frame(&mut frames[at..end], &hash);
+        at = end;
+    }
     hash
 }
 
@@ -327,6 +363,34 @@ mod tests {
         assert_eq!(view.hash(), hash);
         assert_eq!(view.frame_bytes() as usize, buf.len());
         assert_eq!(frame_bytes_for(8, 5), buf.len());
+    }
+
+    #[test]
+    fn sealed_frames_equal_encoded_ones() {
+        let mut encoded = Vec::new();
+        let mut unsealed = Vec::new();
+        let mut prev = [3u8; 32];
+        let first_prev = prev;
+        for i in 0..5u64 {
+            let payload = vec![i as u8; i as usize * 7];
+            let stream = format!("stream-{i}");
+            let mut fields = FrameFields {
+                unit_end: i % 2 == 0,
+                position: 10 + i,
+                stream_version: 1 + i,
+                event_id: [i as u8; 16],
+                recorded_at_micros: i as i64,
+                prev_hash: prev,
+                stream: &stream,
+                payload: &payload,
+            };
+            prev = encode_frame(&mut encoded, &fields);
+            fields.prev_hash = [0; 32];
+            encode_unsealed(&mut unsealed, &fields);
+        }
+        assert_ne!(encoded, unsealed);
+        assert_eq!(seal_frames(&mut unsealed, first_prev), prev);
+        assert_eq!(encoded, unsealed);
     }
 
     #[test]

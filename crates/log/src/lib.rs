@@ -9,6 +9,16 @@
 //! ([`ExpectedVersion`]), and made durable in groups by [`Log::sync`] (one
 //! write and one `fdatasync` per group).
 //!
+//! **Pipelined sync.** [`Log::sync_start`] hands the staged group to the log's
+//! syncer threads and returns a [`SyncTicket`] at once, so the caller encodes
+//! the next group while the disk works; the group is acknowledged when
+//! [`SyncTicket::wait`] (from any thread) returns. A writer thread completes
+//! the hash chain (blake3, off the caller's core) and writes; an fsyncer thread
+//! `fdatasync`s whatever is written, so several groups waiting share one
+//! `fdatasync`. Tickets resolve in order. What became durable is applied to
+//! the `Log` (index entries, [`Log::durable_end`], what reads see) on its own
+//! thread, at its next `&mut` call. `sync` is `sync_start` plus the wait.
+//!
 //! Beside the segments, `DIR/index` holds only what can always be rebuilt
 //! from them: the stream index (stream, version) → record location, in run
 //! files of this crate's own, and the key-value store ([`Kv`]) in which the
@@ -18,12 +28,13 @@
 //! access of the project goes through this crate, so nothing else
 //! touches sled or the index files.
 //!
-//! The stream index is off the durable path: `sync` writes and `fdatasync`s
-//! the segment, then pushes each record's index entry onto an in-memory tail;
-//! every 2^20 records (and at [`Log::close`], [`Log::flush_index`] and drop)
-//! the tail is sorted and written as a run, and runs are merged so that about
-//! log2(records / 2^20) remain. A crash loses at most the tail, which open
-//! re-indexes from the segments. (Up to index format 1 the stream index was
+//! The stream index is off the durable path: once a group is durable, each
+//! record's index entry is pushed onto an in-memory tail; every 2^20 records
+//! the tail is sorted and written as a run on a background thread (its entries
+//! stay readable meanwhile), at [`Log::close`], [`Log::flush_index`] and drop on
+//! the caller's, and runs are merged so that about log2(records / 2^20)
+//! remain. A crash loses at most the tail, which open re-indexes from the
+//! segments. (Up to index format 1 the stream index was
 //! a sled tree; at about 20 µs per sled insert it limited appends to under
 //! 100 000 records a second.)
 //!
@@ -80,17 +91,21 @@ mod kv;
 mod quarantine;
 mod segment;
 mod streams;
+mod syncer;
 
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 pub use error::{ExpectedVersion, LogError};
 pub use frame::{MAX_PAYLOAD_BYTES, MAX_STREAM_BYTES, MAX_UNIT_RECORDS};
 pub use iter::{DeferredLinks, Link, RecordIter};
 pub use kv::{Kv, ProjectionBackend};
 pub use quarantine::{Quarantine, QUARANTINE_FILE};
+pub use syncer::SyncTicket;
 
 /// sled's page cache for the projection store.
 const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
@@ -100,6 +115,7 @@ use frame::FrameFields;
 use index::{IndexMeta, Location};
 use segment::{FrameReader, Step};
 use streams::{Entry, StreamIndex, StreamTable, INDEX_FLUSH_RECORDS, STREAM_TABLE_MAX};
+use syncer::{Job, Syncer, IN_FLIGHT_MAX};
 
 /// Default size past which the log starts a new segment: 256 MiB.
 pub const DEFAULT_SEGMENT_BYTES_MAX: u64 = 256 << 20;
@@ -227,17 +243,33 @@ pub struct Log {
     kv: Option<Kv>,
     /// First positions of the segments, ascending; the last one is written to.
     segments: Vec<u64>,
-    writer: File,
+    writer: Arc<File>,
     writer_segment: u64,
-    /// End of the durable bytes of the current segment.
+    /// End of the bytes of the current segment handed to the syncer (durable
+    /// or in flight).
     writer_offset_bytes: u64,
+    /// Records durable and applied (index entries pushed): everything the
+    /// reads see. Only ever a durable position.
     durable_end: u64,
     durable_hash: [u8; 32],
     /// Segment and offset of the last durable record (for the index meta).
     last_record: (u64, u64),
+    /// End of the durable bytes in the segment of `last_record`.
+    last_record_end_bytes: u64,
+    /// Records handed to the syncer (durable or in flight).
+    submitted_end: u64,
+    /// Batches handed to the syncer and not yet applied, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// The seq of the last batch handed to the syncer (0: none yet).
+    last_seq: u64,
+    syncer: Syncer,
+    /// Emptied entry vectors of applied batches, for reuse.
+    spare_entries: Vec<Vec<Entry>>,
+    /// The stream table is over its bound and is emptied once nothing is
+    /// staged or in flight.
+    table_clear_due: bool,
     staged: Vec<u8>,
     staged_records: u64,
-    staged_hash: [u8; 32],
     /// One per staged record: its index entry, with the offset relative to
     /// the start of `staged`.
     staged_entries: Vec<Entry>,
@@ -259,6 +291,8 @@ impl std::fmt::Debug for Log {
         f.debug_struct("Log")
             .field("dir", &self.dir)
             .field("durable_end", &self.durable_end)
+            .field("submitted_end", &self.submitted_end)
+            .field("in_flight", &self.in_flight.len())
             .field("staged_records", &self.staged_records)
             .field("segments", &self.segments.len())
             .finish_non_exhaustive()
@@ -340,6 +374,22 @@ fn open_index(path: &Path) -> Result<(Trees, Option<String>), LogError> {
             Ok((trees, Some(reason)))
         }
     }
+}
+
+/// A batch handed to the syncer, not yet applied to the `Log`'s state.
+struct InFlight {
+    seq: u64,
+    /// `durable_end` and `durable_hash` once it is durable.
+    end_position: u64,
+    /// Set by the syncer when it has sealed the batch (before it is durable).
+    end_hash: Arc<std::sync::OnceLock<[u8; 32]>>,
+    segment: u64,
+    write_start: u64,
+    bytes: u64,
+    /// Offset in the segment of its last frame.
+    last_record_offset_bytes: u64,
+    /// Its records' index entries, offsets relative to `write_start`.
+    entries: Vec<Entry>,
 }
 
 /// Index entries of a unit not yet known to be complete.
@@ -730,7 +780,7 @@ impl Log {
                 }
                 file.seek(SeekFrom::Start(last_segment_end))
                     .map_err(|e| io_err("seeking in segment", &path, e))?;
-                (file, last, last_segment_end)
+                (Arc::new(file), last, last_segment_end)
             }
             None => {
                 let path = segment::segment_path(&segments_dir, 0);
@@ -742,7 +792,7 @@ impl Log {
                     .map_err(|e| io_err("creating segment", &path, e))?;
                 sync_dir(&segments_dir)?;
                 segments.push(0);
-                (file, 0, 0)
+                (Arc::new(file), 0, 0)
             }
         };
 
@@ -783,9 +833,15 @@ impl Log {
             durable_end: committed.next_position,
             durable_hash: committed.last_hash,
             last_record: (committed.segment, committed.last_record_offset_bytes),
+            last_record_end_bytes: committed.end_offset_bytes,
+            submitted_end: committed.next_position,
+            in_flight: VecDeque::new(),
+            last_seq: 0,
+            syncer: Syncer::new(committed.last_hash),
+            spare_entries: Vec::new(),
+            table_clear_due: false,
             staged: Vec::new(),
             staged_records: 0,
-            staged_hash: committed.last_hash,
             staged_entries: Vec::new(),
             staged_last_offset: 0,
             lookup_file: std::sync::Mutex::new(None),
@@ -921,10 +977,13 @@ impl Log {
 
     /// Appends one atomic unit: all its records or none, ever.
     ///
-    /// Checks every expected version against durable and staged records and
-    /// refuses the whole unit on a mismatch (nothing is staged then). Assigns
-    /// consecutive global positions and stream versions. The unit is staged in
-    /// memory and NOT durable until [`Log::sync`] returns.
+    /// Checks every expected version against durable, in-flight and staged
+    /// records and refuses the whole unit on a mismatch (nothing is staged
+    /// then). Assigns consecutive global positions and stream versions. The
+    /// unit is staged in memory and NOT durable until [`Log::sync`] returns, or
+    /// the ticket of the [`Log::sync_start`] that hands it over resolves. Its
+    /// frames are staged without their hash chain, which the syncer completes
+    /// before writing them.
     pub fn append(
         &mut self,
         expected: &[(&str, ExpectedVersion)],
@@ -998,7 +1057,8 @@ impl Log {
                 stream_version: slot_state.version,
                 event_id: *record.event_id.as_bytes(),
                 recorded_at_micros,
-                prev_hash: self.staged_hash,
+                // The syncer fills in the chain (see `syncer`).
+                prev_hash: [0; 32],
                 stream: record.stream,
                 payload: record.payload,
             };
@@ -1009,7 +1069,7 @@ impl Log {
                 offset_bytes: offset as u64,
             });
             self.staged_last_offset = offset;
-            self.staged_hash = frame::encode_frame(&mut self.staged, &fields);
+            frame::encode_unsealed(&mut self.staged, &fields);
         }
         self.staged_records += records.len() as u64;
         Ok(Appended {
@@ -1018,10 +1078,10 @@ impl Log {
         })
     }
 
-    /// Drops every staged record (after a failed sync).
+    /// Drops every staged record (after a failed `sync_start`).
     fn discard_staged(&mut self) {
-        // A stream's durable version is one below its first staged version:
-        // read the streams back from the staged frames.
+        // A stream's version before the staged records is one below its first
+        // staged version: read the streams back from the staged frames.
         for entry in self.staged_entries.drain(..) {
             let start = entry.offset_bytes as usize;
             let header: [u8; frame::FRAME_HEADER_BYTES] = self.staged
@@ -1039,17 +1099,22 @@ impl Log {
         }
         self.staged.clear();
         self.staged_records = 0;
-        self.staged_hash = self.durable_hash;
     }
 
-    /// Starts a new segment if the current one is full.
+    /// Whether the next batch goes to a new segment.
+    fn roll_due(&self) -> bool {
+        self.writer_offset_bytes >= self.options.segment_bytes_max && self.writer_offset_bytes != 0
+    }
+
+    /// Starts a new segment if the current one is full. Only with nothing in
+    /// flight (see `sync_start`): a segment is named by its first position,
+    /// which must be the end of the durable records if a batch then fails.
     fn roll_if_needed(&mut self) -> Result<(), LogError> {
-        if self.writer_offset_bytes < self.options.segment_bytes_max
-            || self.writer_offset_bytes == 0
-        {
+        if !self.roll_due() {
             return Ok(());
         }
-        let first_position = self.durable_end;
+        debug_assert!(self.in_flight.is_empty());
+        let first_position = self.submitted_end;
         let path = segment::segment_path(&self.segments_dir, first_position);
         let file = OpenOptions::new()
             .read(true)
@@ -1059,7 +1124,7 @@ impl Log {
             .map_err(|e| io_err("creating segment", &path, e))?;
         // From here the new, empty segment is the current one: a valid state
         // even if syncing the directory fails below.
-        self.writer = file;
+        self.writer = Arc::new(file);
         self.writer_segment = first_position;
         self.writer_offset_bytes = 0;
         self.segments.push(first_position);
@@ -1067,120 +1132,276 @@ impl Log {
     }
 
     /// Group commit: writes every staged unit to the current segment with one
-    /// write and `fdatasync`s it. Returns the durable end (number of durable
-    /// records). The records' stream-index entries go to the in-memory tail;
-    /// when it holds 2^20 entries it is written as an index run (no sled
-    /// write is ever on this path).
+    /// write and `fdatasync`s it; returns the durable end (number of durable
+    /// records). The same as [`Log::sync_start`] followed by waiting for its
+    /// ticket: every batch handed over before is durable too when it returns.
+    /// The records' stream-index entries go to the in-memory tail; when it
+    /// holds 2^20 entries it is written as an index run.
     ///
     /// On a write or sync error the segment is cut back to its last durable
-    /// byte and the error returned; no staged record survives. If the records
-    /// became durable but writing the index run failed, this returns `Ok` (the
+    /// byte, the error returned, and the `Log` refuses further work
+    /// ([`LogError::Broken`]): reopen the directory. No record of the failed
+    /// batch (or of a batch after it) was acknowledged. If the records became
+    /// durable but writing the index run failed, this returns `Ok` (the
     /// records are durable) and the `Log` then refuses further work with
     /// [`LogError::Broken`]; reopening re-indexes them.
     pub fn sync(&mut self) -> Result<u64, LogError> {
+        let ticket = self.sync_start()?;
+        let waited = ticket.wait();
+        self.apply_synced();
+        waited.map(|_| self.durable_end)
+    }
+
+    /// Pipelined group commit: hands every staged unit (a batch) to the log's
+    /// syncer threads, which complete its hash chain, write it to the current
+    /// segment and `fdatasync` it, and returns at once with a ticket for it. The caller goes on
+    /// appending (and starting more syncs) while the disk works; the records
+    /// are acknowledged only once [`SyncTicket::wait`] returns `Ok`, which may
+    /// be called from any thread. Tickets resolve in order: a batch is durable
+    /// only with every batch started before it. Batches queued while the
+    /// syncer is busy are written together and share one `fdatasync`.
+    ///
+    /// At most 4 batches are in flight: starting a fifth waits for the oldest.
+    /// With nothing staged, returns a ticket for the last batch started (which
+    /// resolves at once if it is durable already).
+    ///
+    /// What became durable is applied to this `Log` (index entries,
+    /// [`Log::durable_end`], what the reads see, segment roll-over) on its own
+    /// thread: at the next `sync_start`, `sync`, [`Log::settle_syncs`],
+    /// [`Log::flush_index`], `close` and drop. Until then the reads see only
+    /// the records durable at the last of those. `close` and drop wait for
+    /// every batch in flight; records staged and never handed over are lost
+    /// as before.
+    ///
+    /// If a background write or sync fails, the segment is cut back to its
+    /// last durable byte, every waiter of that batch and of later ones gets
+    /// the error, and the `Log` refuses further work ([`LogError::Broken`]).
+    pub fn sync_start(&mut self) -> Result<SyncTicket, LogError> {
+        self.apply_synced();
         self.check_usable()?;
         if self.staged_records == 0 {
-            return Ok(self.durable_end);
+            return Ok(self.ticket(self.last_seq, self.submitted_end));
+        }
+        // Nothing is handed over if the threads cannot start: the staged
+        // records stay staged.
+        self.syncer.start()?;
+        while self.in_flight.len() >= IN_FLIGHT_MAX {
+            let oldest = self.in_flight.front().expect("in flight").seq;
+            let _ = self.syncer.shared.wait_for(oldest);
+            self.apply_synced();
+            self.check_usable()?;
+        }
+        if self.roll_due() && !self.in_flight.is_empty() {
+            // A new segment starts only once everything before it is durable:
+            // were a batch of the old segment to fail with the new one already
+            // created, the new segment's name would lie beyond the durable end
+            // and reopening would find a gap. One pipeline bubble per segment.
+            self.wait_all_synced();
+            self.check_usable()?;
         }
         if let Err(e) = self.roll_if_needed() {
             self.discard_staged();
             return Err(e);
         }
+        let bytes = std::mem::replace(&mut self.staged, self.syncer.shared.take_buffer());
+        let entries = std::mem::replace(
+            &mut self.staged_entries,
+            self.spare_entries.pop().unwrap_or_default(),
+        );
+        let seq = self.last_seq + 1;
         let write_start = self.writer_offset_bytes;
-        let written = self
-            .writer
-            .write_all(&self.staged)
-            .and_then(|()| self.writer.sync_data());
-        if let Err(e) = written {
-            let path = segment::segment_path(&self.segments_dir, self.writer_segment);
-            let error = io_err("writing segment", &path, e);
-            let rolled_back = self
-                .writer
-                .set_len(write_start)
-                .and_then(|()| self.writer.seek(SeekFrom::Start(write_start)))
-                .and_then(|_| self.writer.sync_data());
-            if let Err(e) = rolled_back {
+        let batch = InFlight {
+            seq,
+            end_position: self.submitted_end + self.staged_records,
+            end_hash: Arc::default(),
+            segment: self.writer_segment,
+            write_start,
+            bytes: bytes.len() as u64,
+            last_record_offset_bytes: write_start + self.staged_last_offset as u64,
+            entries,
+        };
+        let job = Job {
+            end_hash: Arc::clone(&batch.end_hash),
+            seq,
+            file: Arc::clone(&self.writer),
+            path: segment::segment_path(&self.segments_dir, self.writer_segment),
+            write_start,
+            bytes,
+            keep_bytes_max: STAGED_KEEP_BYTES,
+        };
+        self.syncer.submit(job);
+        self.last_seq = seq;
+        self.writer_offset_bytes += batch.bytes;
+        self.submitted_end = batch.end_position;
+        self.staged_records = 0;
+        self.in_flight.push_back(batch);
+        let ticket = self.ticket(seq, self.submitted_end);
+        if self.table_clear_due {
+            // Rare (a stream table past its bound): drain the pipeline and the
+            // index flush once, so that no version lives only in the table.
+            let _ = self.syncer.shared.wait_for(seq);
+            let finished = self.stream_index.finish_flush();
+            self.note_index_failure(finished);
+            self.apply_synced();
+        }
+        Ok(ticket)
+    }
+
+    /// Failure injection for tests, not part of the stable API: the syncer's
+    /// next `fdatasync` fails as if the disk had refused it (after the batch's
+    /// bytes were written).
+    #[doc(hidden)]
+    pub fn inject_sync_failure(&self) {
+        self.syncer.shared.fail_next_sync();
+    }
+
+    fn ticket(&self, seq: u64, end_position: u64) -> SyncTicket {
+        SyncTicket {
+            shared: Arc::clone(&self.syncer.shared),
+            seq,
+            end_position,
+        }
+    }
+
+    /// Applies every batch the syncer has made durable since the last call
+    /// (without waiting) and returns the durable end. Reads see those records
+    /// from now on. `Err` if a background write or sync failed (the log is
+    /// then broken).
+    pub fn settle_syncs(&mut self) -> Result<u64, LogError> {
+        self.apply_synced();
+        self.check_usable()?;
+        Ok(self.durable_end)
+    }
+
+    /// Waits for every batch in flight and applies them (errors are applied
+    /// as the broken state).
+    fn wait_all_synced(&mut self) {
+        if let Some(last) = self.in_flight.back() {
+            let _ = self.syncer.shared.wait_for(last.seq);
+        }
+        self.apply_synced();
+    }
+
+    /// What `sync` did after its `fdatasync`, for every batch now durable, in
+    /// order: durable end and hash, index tail, index run when due. A failed
+    /// batch breaks the log.
+    fn apply_synced(&mut self) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let (durable_seq, failed) = self.syncer.shared.progress();
+        while self.in_flight.front().is_some_and(|b| b.seq <= durable_seq) {
+            let mut batch = self.in_flight.pop_front().expect("checked");
+            debug_assert!(batch.end_position > self.durable_end);
+            self.durable_end = batch.end_position;
+            self.durable_hash = *batch
+                .end_hash
+                .get()
+                .expect("the syncer seals a batch before it makes it durable");
+            self.last_record = (batch.segment, batch.last_record_offset_bytes);
+            self.last_record_end_bytes = batch.write_start + batch.bytes;
+            for mut entry in batch.entries.drain(..) {
+                entry.offset_bytes += batch.write_start;
+                self.stream_index.push(entry, batch.segment);
+            }
+            if self.spare_entries.len() < IN_FLIGHT_MAX {
+                self.spare_entries.push(batch.entries);
+            }
+            if self.stream_index.tail.len() >= INDEX_FLUSH_RECORDS && self.broken.is_none() {
+                // Sorted, written and merged on a background thread; a flush
+                // still running from 2^20 records ago is waited for first.
+                let started = self.stream_index.start_flush(self.index_meta());
+                self.note_index_failure(started);
+                self.table_clear_due |= self.streams.len() > STREAM_TABLE_MAX;
+            }
+        }
+        let polled = self.stream_index.poll_flush();
+        self.note_index_failure(polled);
+        if let Some(failure) = failed {
+            if self.broken.is_none() {
                 self.broken = Some(format!(
-                    "a failed write to {} could not be cut back: {e}",
-                    path.display()
+                    "records from position {} on could not be made durable: {}",
+                    self.durable_end, failure.message
                 ));
             }
-            self.discard_staged();
-            return Err(error);
         }
+        if self.table_clear_due
+            && self.in_flight.is_empty()
+            && self.staged_records == 0
+            && !self.stream_index.is_flushing()
+        {
+            self.streams.clear();
+            self.table_clear_due = false;
+        }
+    }
 
-        self.durable_end += self.staged_records;
-        self.durable_hash = self.staged_hash;
-        self.writer_offset_bytes += self.staged.len() as u64;
-        self.last_record = (
-            self.writer_segment,
-            write_start + self.staged_last_offset as u64,
-        );
-        for mut entry in self.staged_entries.drain(..) {
-            entry.offset_bytes += write_start;
-            self.stream_index.push(entry, self.writer_segment);
-        }
-        self.staged.clear();
-        if self.staged.capacity() > STAGED_KEEP_BYTES {
-            self.staged = Vec::new();
-        }
-        self.staged_records = 0;
-        if self.stream_index.tail.len() >= INDEX_FLUSH_RECORDS {
-            if let Err(e) = self.flush_index() {
+    /// A failed index write leaves durable records unindexed: the log refuses
+    /// further work (reopening re-indexes them).
+    fn note_index_failure(&mut self, result: Result<(), LogError>) {
+        if let Err(e) = result {
+            if self.broken.is_none() {
                 self.broken = Some(format!(
                     "records up to position {} are durable, but writing the stream index failed: {e}",
                     self.durable_end
                 ));
             }
         }
-        Ok(self.durable_end)
+    }
+
+    /// Where the durable records end, as an index run's meta records it.
+    fn index_meta(&self) -> IndexMeta {
+        let (segment, last_record_offset_bytes) = self.last_record;
+        IndexMeta {
+            next_position: self.durable_end,
+            segment,
+            end_offset_bytes: self.last_record_end_bytes,
+            last_record_offset_bytes,
+            last_hash: self.durable_hash,
+        }
     }
 
     /// Writes the stream index's in-memory tail (the entries of the durable
     /// records since the last index run) as an index run, so that the next
     /// open need not re-index them. `sync` does this every 2^20 records, and
     /// `close` and dropping the log do it too; calling it at a checkpoint of
-    /// one's own is allowed and never needed for durability.
+    /// one's own is allowed and never needed for durability. Applies the
+    /// batches the syncer has made durable first (without waiting for the
+    /// others).
     pub fn flush_index(&mut self) -> Result<(), LogError> {
+        self.apply_synced();
         self.check_usable()?;
-        if self.stream_index.tail.is_empty() {
+        self.flush_tail()
+    }
+
+    /// Writes the tail as a run and waits for it (and for a background flush).
+    fn flush_tail(&mut self) -> Result<(), LogError> {
+        if self.stream_index.tail.is_empty() && !self.stream_index.is_flushing() {
             return Ok(());
         }
-        let (segment, last_record_offset_bytes) = self.last_record;
-        let end_offset_bytes = if segment == self.writer_segment {
-            self.writer_offset_bytes
-        } else {
-            // The last durable record is in the segment before an empty one
-            // started by a sync whose write then failed.
-            let path = segment::segment_path(&self.segments_dir, segment);
-            std::fs::metadata(&path)
-                .map_err(|e| io_err("reading metadata of segment", &path, e))?
-                .len()
-        };
-        self.stream_index.flush(IndexMeta {
-            next_position: self.durable_end,
-            segment,
-            end_offset_bytes,
-            last_record_offset_bytes,
-            last_hash: self.durable_hash,
-        })?;
-        if self.streams.len() > STREAM_TABLE_MAX && self.staged_records == 0 {
-            self.streams.clear();
+        self.stream_index.flush(self.index_meta())?;
+        if self.streams.len() > STREAM_TABLE_MAX {
+            if self.staged_records == 0 && self.in_flight.is_empty() {
+                self.streams.clear();
+            } else {
+                self.table_clear_due = true;
+            }
         }
         Ok(())
     }
 
-    /// The next position to assign (durable and staged records).
+    /// The next position to assign (durable, in flight and staged records).
     pub fn end_position(&self) -> u64 {
-        self.durable_end + self.staged_records
+        self.submitted_end + self.staged_records
     }
 
-    /// The number of durable records.
+    /// The number of durable records (as applied: see [`Log::sync_start`]).
+    /// Never counts a record that is not durable.
     pub fn durable_end(&self) -> u64 {
         self.durable_end
     }
 
-    /// The stream's version including staged records (0 for a stream without records).
+    /// The stream's version including staged and in-flight records (0 for a
+    /// stream without records): what an expected version is checked against.
     pub fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
         self.check_usable()?;
         match self.streams.get(stream) {
@@ -1190,7 +1411,9 @@ impl Log {
     }
 
     /// The durable records of a stream in version order, read directly at the
-    /// locations the index gives.
+    /// locations the index gives. Records of batches in flight are not
+    /// included, nor those of batches durable since the `Log` last applied
+    /// what its syncer did (see [`Log::sync_start`]).
     pub fn read_stream(&self, stream: &str) -> Result<Vec<Record>, LogError> {
         self.check_usable()?;
         if stream.is_empty() || stream.len() > MAX_STREAM_BYTES {
@@ -1219,6 +1442,7 @@ impl Log {
 
     /// Durable records with `from <= position < to_exclusive`, in position
     /// order, streamed from the segments (never the whole log in memory).
+    /// Ends at [`Log::durable_end`] (see [`Log::read_stream`]).
     pub fn read_range(&self, from: u64, to_exclusive: u64) -> Result<RecordIter<'_>, LogError> {
         RecordIter::new(self, from, to_exclusive.min(self.durable_end))
     }
@@ -1234,6 +1458,8 @@ impl Log {
     /// hash chain, positions, segment names and unit boundaries. Calls
     /// `progress` with the number of records checked now and then and at the
     /// end. Returns the number of records, or `Corrupt` naming the first bad one.
+    /// With batches in flight it stops at [`Log::durable_end`] (the frames
+    /// after it are being written); otherwise a record beyond it is damage.
     ///
     /// Damage found quarantines the log (see [`Log::clear_quarantine`]).
     pub fn verify(&self, progress: &mut dyn FnMut(u64)) -> Result<u64, LogError> {
@@ -1247,7 +1473,12 @@ impl Log {
         let mut prev_hash = [0u8; 32];
         let mut last_path = segment::segment_path(&self.segments_dir, 0);
         let mut last_offset = 0u64;
-        for &segment in &self.segments {
+        // Batches in flight lie beyond the durable end, being written: stop there.
+        let in_flight = !self.in_flight.is_empty();
+        'segments: for &segment in &self.segments {
+            if in_flight && count == self.durable_end {
+                break 'segments;
+            }
             let path = segment::segment_path(&self.segments_dir, segment);
             let corrupt = |position: u64, offset: u64, reason: String| LogError::Corrupt {
                 position,
@@ -1268,6 +1499,9 @@ impl Log {
             let mut reader = FrameReader::open(path.clone(), 0)?;
             let mut unit_open = false;
             loop {
+                if in_flight && count == self.durable_end && !unit_open {
+                    break 'segments;
+                }
                 match reader.next_frame()? {
                     Step::End => break,
                     Step::Bad {
@@ -1340,7 +1574,18 @@ impl Log {
 
     /// Writes the stream index's tail as a run, flushes the projection
     /// store and closes the log.
+    ///
+    /// Waits for every batch handed to the syncer first; if one of them
+    /// failed, returns its error (its records were never durable). Records
+    /// staged and never handed over are dropped, as with [`Log::sync`] never
+    /// called.
     pub fn close(mut self) -> Result<(), LogError> {
+        if let Some(last) = self.in_flight.back().map(|b| b.seq) {
+            let waited = self.syncer.shared.wait_for(last);
+            self.apply_synced();
+            waited.map_err(|failure| failure.to_error())?;
+        }
+        self.syncer.stop();
         if self.broken.is_none() {
             self.flush_index()?;
         }
@@ -1398,9 +1643,13 @@ impl Log {
 
 impl Drop for Log {
     fn drop(&mut self) {
+        // Every batch handed to the syncer is made durable (or fails) before
+        // the lock is released with the fields.
+        self.wait_all_synced();
+        self.syncer.stop();
         // Best effort: the index can always be rebuilt from the segments.
         if self.broken.is_none() {
-            let _ = self.flush_index();
+            let _ = self.flush_tail();
         }
         self.settle_index();
     }

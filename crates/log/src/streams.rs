@@ -28,6 +28,8 @@ use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use crate::error::{io_err, LogError};
 use crate::index::{IndexMeta, Location, META_BYTES};
@@ -237,12 +239,110 @@ struct Run {
 pub(crate) struct StreamIndex {
     dir: PathBuf,
     /// Consecutive: the first starts at 0, each starts where the one before ends.
-    runs: Vec<Run>,
+    /// Shared with a background flush, which reads the ones it merges.
+    runs: Vec<Arc<Run>>,
+    /// A tail being written as a run (and merged) by a background thread; its
+    /// entries are looked up here until the new run replaces them.
+    flushing: Option<Flushing>,
     /// Entries of the durable records from `tail_from`, in position order.
     pub tail: Vec<Entry>,
     pub tail_from: u64,
     /// Every sparse position point, ascending.
     sparse: Vec<Location>,
+}
+
+/// A background flush: the tail it writes, and the thread writing it.
+struct Flushing {
+    /// The flushed tail's entries, in position order (the thread sorts a copy).
+    entries: Arc<Vec<Entry>>,
+    thread: JoinHandle<Result<Flushed, LogError>>,
+}
+
+/// What a background flush made: `run` replaces `runs[keep..]` and the
+/// flushed entries; the files of the replaced runs are deleted once it has.
+struct Flushed {
+    keep: usize,
+    run: Run,
+}
+
+/// What a background flush needs: the runs before it (to merge), the entries,
+/// the sparse points from the first run's start on, the meta of its end.
+struct FlushJob {
+    dir: PathBuf,
+    runs: Vec<Arc<Run>>,
+    entries: Arc<Vec<Entry>>,
+    from: u64,
+    to: u64,
+    sparse: Vec<Location>,
+    meta: IndexMeta,
+}
+
+impl FlushJob {
+    /// Sorts and writes the entries as a run, then merges it with the run
+    /// before it while that one is at most twice its size. The runs merged
+    /// away are left in place (the caller deletes them once it no longer
+    /// reads them); a run this job wrote and then merged is deleted here.
+    fn run(self) -> Result<Flushed, LogError> {
+        let mut sorted = self.entries.as_ref().clone();
+        sorted.sort_unstable_by_key(Entry::key);
+        let first_sparse = self.sparse.partition_point(|p| p.position < self.from);
+        let mut run = write_run(
+            &self.dir,
+            self.from,
+            self.to,
+            &mut sorted.iter().copied().map(Ok),
+            &self.sparse[first_sparse..],
+            &self.meta,
+        )?;
+        drop(sorted);
+        let mut keep = self.runs.len();
+        while keep > 0 && self.runs[keep - 1].entries <= 2 * run.entries {
+            let merged = merge_runs(&self.dir, &self.runs[keep - 1], &run, &self.sparse)?;
+            let path = run.path.clone();
+            drop(run);
+            remove_file(&path)?;
+            run = merged;
+            keep -= 1;
+        }
+        Ok(Flushed { keep, run })
+    }
+}
+
+/// Writes the entries of two consecutive runs as one (`a.from..b.to`).
+fn merge_runs(dir: &Path, a: &Run, b: &Run, sparse: &[Location]) -> Result<Run, LogError> {
+    let mut ra = RunReader::new(a)?;
+    let mut rb = RunReader::new(b)?;
+    let mut next_a = ra.next_entry()?;
+    let mut next_b = rb.next_entry()?;
+    let mut merged = std::iter::from_fn(|| {
+        let take_a = match (&next_a, &next_b) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(x), Some(y)) => x.key() <= y.key(),
+        };
+        let (slot, reader) = if take_a {
+            (&mut next_a, &mut ra)
+        } else {
+            (&mut next_b, &mut rb)
+        };
+        let entry = slot.take().expect("chosen above");
+        match reader.next_entry() {
+            Ok(next) => *slot = next,
+            Err(e) => return Some(Err(e)),
+        }
+        Some(Ok(entry))
+    });
+    let first_sparse = sparse.partition_point(|p| p.position < a.from);
+    let end_sparse = sparse.partition_point(|p| p.position < b.to);
+    write_run(
+        dir,
+        a.from,
+        b.to,
+        &mut merged,
+        &sparse[first_sparse..end_sparse],
+        &b.meta,
+    )
 }
 
 fn run_path(dir: &Path, from: u64, to: u64) -> PathBuf {
@@ -520,6 +620,15 @@ fn remove_file(path: &Path) -> Result<(), LogError> {
 /// why the run does not match them.
 pub(crate) type MetaCheck<'a> = dyn FnMut(&IndexMeta) -> Result<Result<(), String>, LogError> + 'a;
 
+impl Drop for StreamIndex {
+    fn drop(&mut self) {
+        // A background flush never outlives the index (nor the log's lock).
+        if let Some(flushing) = self.flushing.take() {
+            let _ = flushing.thread.join();
+        }
+    }
+}
+
 impl StreamIndex {
     /// Opens the runs in `dir`, keeping the longest chain from position 0
     /// whose last run `validate` accepts (it checks the run's meta against
@@ -586,7 +695,8 @@ impl StreamIndex {
         Ok((
             StreamIndex {
                 dir: dir.to_path_buf(),
-                runs,
+                runs: runs.into_iter().map(Arc::new).collect(),
+                flushing: None,
                 tail: Vec::new(),
                 tail_from,
                 sparse,
@@ -625,83 +735,85 @@ impl StreamIndex {
     }
 
     /// Writes the tail as a run whose end is described by `meta`, then merges
-    /// runs while the one before the last is at most twice the last's size.
+    /// runs while the one before the last is at most twice the last's size;
+    /// returns when the runs are on disk (a background flush before it included).
     pub fn flush(&mut self, meta: IndexMeta) -> Result<(), LogError> {
+        self.start_flush(meta)?;
+        self.finish_flush()
+    }
+
+    /// Like [`StreamIndex::flush`], but the run is sorted, written and merged
+    /// on a background thread; its entries stay readable meanwhile. A flush
+    /// still running is finished first. Its errors are returned by a later
+    /// `finish_flush`, `poll_flush` or `start_flush`.
+    pub fn start_flush(&mut self, meta: IndexMeta) -> Result<(), LogError> {
+        self.finish_flush()?;
         if self.tail.is_empty() {
             return Ok(());
         }
         let from = self.tail_from;
         let to = from + self.tail.len() as u64;
         assert_eq!(meta.next_position, to, "the meta describes the tail's end");
-        self.tail.sort_unstable_by_key(Entry::key);
-        let first_sparse = self.sparse.partition_point(|p| p.position < from);
-        let run = write_run(
-            &self.dir,
+        let entries = Arc::new(std::mem::take(&mut self.tail));
+        let first_sparse = self.runs.first().map_or(from, |r| r.from).min(from);
+        let first_sparse = self.sparse.partition_point(|p| p.position < first_sparse);
+        let job = FlushJob {
+            dir: self.dir.clone(),
+            runs: self.runs.clone(),
+            entries: Arc::clone(&entries),
             from,
             to,
-            &mut self.tail.iter().copied().map(Ok),
-            &self.sparse[first_sparse..],
-            &meta,
-        )?;
-        self.runs.push(run);
-        self.tail = Vec::new();
+            sparse: self.sparse[first_sparse..].to_vec(),
+            meta,
+        };
+        let thread = std::thread::Builder::new()
+            .name("gongji-log-index".into())
+            .spawn(move || job.run())
+            .map_err(|e| io_err("starting a thread to write an index run in", &self.dir, e))?;
+        self.flushing = Some(Flushing { entries, thread });
         self.tail_from = to;
-        while self.runs.len() >= 2 {
-            let n = self.runs.len();
-            if self.runs[n - 2].entries > 2 * self.runs[n - 1].entries {
-                break;
-            }
-            self.merge_last_two()?;
+        Ok(())
+    }
+
+    /// Whether a background flush is running (or done and not yet installed).
+    pub fn is_flushing(&self) -> bool {
+        self.flushing.is_some()
+    }
+
+    /// Installs a finished background flush, without waiting for one still running.
+    pub fn poll_flush(&mut self) -> Result<(), LogError> {
+        if self
+            .flushing
+            .as_ref()
+            .is_some_and(|f| f.thread.is_finished())
+        {
+            self.finish_flush()?;
         }
         Ok(())
     }
 
-    fn merge_last_two(&mut self) -> Result<(), LogError> {
-        let n = self.runs.len();
-        let (a, b) = (&self.runs[n - 2], &self.runs[n - 1]);
-        let mut ra = RunReader::new(a)?;
-        let mut rb = RunReader::new(b)?;
-        let mut next_a = ra.next_entry()?;
-        let mut next_b = rb.next_entry()?;
-        let mut merged = std::iter::from_fn(|| {
-            let take_a = match (&next_a, &next_b) {
-                (None, None) => return None,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some(x), Some(y)) => x.key() <= y.key(),
-            };
-            let (slot, reader) = if take_a {
-                (&mut next_a, &mut ra)
-            } else {
-                (&mut next_b, &mut rb)
-            };
-            let entry = slot.take().expect("chosen above");
-            match reader.next_entry() {
-                Ok(next) => *slot = next,
-                Err(e) => return Some(Err(e)),
-            }
-            Some(Ok(entry))
-        });
-        let first_sparse = self.sparse.partition_point(|p| p.position < a.from);
-        let end_sparse = self.sparse.partition_point(|p| p.position < b.to);
-        let run = write_run(
-            &self.dir,
-            a.from,
-            b.to,
-            &mut merged,
-            &self.sparse[first_sparse..end_sparse],
-            &b.meta,
-        )?;
-        let b = self.runs.pop().expect("two runs");
-        let a = self.runs.pop().expect("two runs");
-        self.runs.push(run);
-        remove_file(&a.path)?;
-        remove_file(&b.path)?;
+    /// Waits for a background flush and puts its run in place of the runs it
+    /// merged and of its entries.
+    pub fn finish_flush(&mut self) -> Result<(), LogError> {
+        let Some(flushing) = self.flushing.take() else {
+            return Ok(());
+        };
+        let Flushed { keep, run } = flushing
+            .thread
+            .join()
+            .map_err(|_| LogError::Index("the thread writing an index run panicked".into()))??;
+        let replaced: Vec<Arc<Run>> = self.runs.drain(keep..).collect();
+        self.runs.push(Arc::new(run));
+        for old in replaced {
+            let path = old.path.clone();
+            drop(old);
+            remove_file(&path)?;
+        }
         Ok(())
     }
-
     /// The last version of the stream with `hash` in the runs (newest run
-    /// first). `is_stream(entry)` says whether the record an entry points at
+    /// first). Neither the tail nor a background flush's entries are looked
+    /// at: the stream table holds every stream with an entry in them. `is_stream(entry)` says whether the record an entry points at
     /// belongs to the stream sought (false: another stream with the same hash).
     pub fn last_version_in_runs(
         &self,
@@ -731,12 +843,15 @@ impl StreamIndex {
         Ok(None)
     }
 
-    /// Every entry with `hash`, runs first (oldest first), then the tail; in
-    /// each, in version order.
+    /// Every entry with `hash`, runs first (oldest first), then the entries
+    /// of a background flush, then the tail; in each, in version order.
     pub fn entries_of(&self, hash: u64) -> Result<Vec<Entry>, LogError> {
         let mut out = Vec::new();
         for run in &self.runs {
             out.extend(run.entries_of(hash)?);
+        }
+        if let Some(flushing) = &self.flushing {
+            out.extend(flushing.entries.iter().filter(|e| e.hash == hash));
         }
         out.extend(self.tail.iter().filter(|e| e.hash == hash));
         Ok(out)
@@ -838,6 +953,59 @@ mod tests {
         assert_eq!(index.last_version_in_runs(7, none).expect("c"), None);
         assert_eq!(index.entries_of(7).expect("entries").len(), 300);
         assert_eq!(index.last_version_in_runs(8, none).expect("d"), None);
+    }
+
+    #[test]
+    fn a_background_flush_keeps_its_entries_readable_and_merges() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("streams");
+        let (mut index, _) = StreamIndex::open(&dir, &mut |_| Ok(Ok(()))).expect("open");
+        let streams = 50u64;
+        let mut versions = vec![0u64; streams as usize];
+        let mut position = 0u64;
+        let check = |index: &StreamIndex, versions: &[u64]| {
+            for s in 0..streams {
+                let entries = index
+                    .entries_of(stream_hash(format!("s{s}").as_bytes()))
+                    .expect("entries");
+                let got: Vec<u64> = entries.iter().map(|e| e.version).collect();
+                assert_eq!(got, (1..=versions[s as usize]).collect::<Vec<_>>());
+            }
+        };
+        for round in 0..5u64 {
+            for _ in 0..(400 + round * 13) {
+                let s = (position * 31) % streams;
+                versions[s as usize] += 1;
+                index.push(
+                    Entry {
+                        hash: stream_hash(format!("s{s}").as_bytes()),
+                        version: versions[s as usize],
+                        position,
+                        offset_bytes: position * 10,
+                    },
+                    0,
+                );
+                position += 1;
+            }
+            index.start_flush(meta(position)).expect("start");
+            assert!(index.tail.is_empty());
+            assert_eq!(index.tail_from, position);
+            // While the thread writes, the entries are found where they were.
+            check(&index, &versions);
+            index.poll_flush().expect("poll");
+            check(&index, &versions);
+        }
+        index.finish_flush().expect("finish");
+        assert!(!index.is_flushing());
+        check(&index, &versions);
+        assert!(index.runs.len() <= 3, "runs: {}", index.runs.len());
+        let files = std::fs::read_dir(&dir).expect("dir").count();
+        assert_eq!(files, index.runs.len(), "merged-away runs are deleted");
+        drop(index);
+        let (index, dropped) = StreamIndex::open(&dir, &mut |_| Ok(Ok(()))).expect("reopen");
+        assert!(dropped.is_none());
+        assert_eq!(index.tail_from, position);
+        check(&index, &versions);
     }
 
     #[test]

@@ -1093,6 +1093,51 @@ fn throughput_batches_of_1000() {
     println!("verify: {:?}", t.elapsed());
 }
 
+/// The same appends as `throughput_batches_of_1000`, pipelined the way the
+/// ledger writes: `sync_start` per batch, a second thread waits for each
+/// ticket (the batch is acknowledged then); timed until the last is.
+#[test]
+#[ignore = "throughput measurement; run in release"]
+fn throughput_pipelined_batches_of_1000() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut log = Log::open(tmp.path()).expect("open");
+    let streams: Vec<String> = (0..10_000).map(|i| format!("member-{i}")).collect();
+    let payload = [42u8; 100];
+    let batches = 200u64;
+    let (send, receive) = std::sync::mpsc::sync_channel::<gongji_log::SyncTicket>(4);
+    let start = std::time::Instant::now();
+    let acknowledger = std::thread::spawn(move || {
+        let mut end = 0;
+        for ticket in receive {
+            end = ticket.wait().expect("wait");
+        }
+        end
+    });
+    let mut append_time = std::time::Duration::ZERO;
+    for b in 0..batches {
+        let t = std::time::Instant::now();
+        for i in 0..1000u64 {
+            let n = b * 1000 + i;
+            let stream = &streams[(n % streams.len() as u64) as usize];
+            log.append(&[], &[rec(stream, n, &payload)], 0)
+                .expect("append");
+        }
+        append_time += t.elapsed();
+        send.send(log.sync_start().expect("sync_start"))
+            .expect("send");
+    }
+    drop(send);
+    let records = batches * 1000;
+    assert_eq!(acknowledger.join().expect("acknowledger"), records);
+    let elapsed = start.elapsed();
+    println!(
+        "pipelined: {records} records in {elapsed:?}: {:.0} records/s (append {append_time:?})",
+        records as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(log.sync().expect("sync"), records);
+    assert_eq!(log.verify(&mut |_| {}).expect("verify"), records);
+}
+
 mod prop {
     use super::*;
     use proptest::prelude::*;
