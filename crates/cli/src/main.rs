@@ -20,7 +20,9 @@ use clap::{Parser, Subcommand};
 use gongji_domain::command::LINE_BYTES_MAX;
 use gongji_domain::{Command, Rejection};
 use gongji_ledger::archive::ArchiveFilter;
-use gongji_ledger::{AsOf, Ledger, LedgerError, LineOutcome, LogOptions, ProjectionBackend};
+use gongji_ledger::{
+    AsOf, Ledger, LedgerError, LineOutcome, LogOptions, ProjectionBackend, SyncTicket,
+};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -798,15 +800,23 @@ fn apply(
 
     let (input_tx, input_rx) = std::sync::mpsc::sync_channel::<Input>(PIPELINE_BATCHES);
     let (output_tx, output_rx) =
-        std::sync::mpsc::sync_channel::<Vec<(usize, LineOutcome)>>(PIPELINE_BATCHES);
+        std::sync::mpsc::sync_channel::<(SyncTicket, Vec<(usize, LineOutcome)>)>(PIPELINE_BATCHES);
     let reader = std::thread::spawn(move || read_lines(source, batch_lines, &input_tx));
-    let writer = std::thread::spawn(move || -> io::Result<output::Totals> {
+    let writer = std::thread::spawn(move || -> Result<output::Totals, String> {
         let stdout = io::stdout();
         let mut out = io::BufWriter::new(stdout.lock());
         let mut totals = output::Totals::default();
-        for numbered in output_rx {
-            let rejected = output::print_outcomes(&mut out, &numbered, json)?;
-            out.flush()?;
+        let failed = |e: io::Error| format!("writing results failed: {e}");
+        for (ticket, numbered) in output_rx {
+            // Nothing is printed before it is durable.
+            if let Err(e) = ticket.wait() {
+                let first = numbered.first().map_or(0, |(n, _)| *n);
+                return Err(format!(
+                    "could not make lines durable: {e}; lines from {first} on were not applied"
+                ));
+            }
+            let rejected = output::print_outcomes(&mut out, &numbered, json).map_err(failed)?;
+            out.flush().map_err(failed)?;
             totals.add(numbered.len(), rejected);
         }
         Ok(totals)
@@ -841,8 +851,8 @@ fn apply(
                     failure = error;
                     break;
                 }
-                let outcomes = match ledger.commit_deferred() {
-                    Ok(outcomes) => outcomes,
+                let (outcomes, ticket) = match ledger.commit_pipelined() {
+                    Ok(committed) => committed,
                     Err(e) => {
                         failure = Some(format!(
                             "could not make lines durable: {e}; lines from {first} on were not \
@@ -852,7 +862,7 @@ fn apply(
                     }
                 };
                 if output_tx
-                    .send(numbers.into_iter().zip(outcomes).collect())
+                    .send((ticket, numbers.into_iter().zip(outcomes).collect()))
                     .is_err()
                 {
                     writer_stopped = true;
@@ -879,7 +889,7 @@ fn apply(
         let _ = reader.join();
     }
     bar.finish();
-    let totals = written.map_err(|e| format!("writing results failed: {e}"))?;
+    let totals = written?;
     if let Some(message) = failure {
         return Err(message);
     }

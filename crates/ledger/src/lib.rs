@@ -22,7 +22,7 @@ use gongji_domain::{
     decide, evolve, parse_command, Command, EntityKey, Event, FundKind, Rejection, State,
 };
 use gongji_log::{Log, LogError, NewRecord};
-pub use gongji_log::{LogOptions, ProjectionBackend};
+pub use gongji_log::{LogOptions, ProjectionBackend, SyncTicket};
 
 pub use views::{AccountView, FundView, HistoryEntry, InheritanceView, TransfersView, YearView};
 
@@ -280,6 +280,27 @@ impl Ledger {
             let _ = self.store_in_background(durable_end);
         }
         Ok(std::mem::take(&mut self.pending))
+    }
+
+    /// As [`commit_deferred`](Ledger::commit_deferred), but without waiting for the disk: the
+    /// lines' events are handed to the log's syncer, and the outcomes come back with the ticket
+    /// that says when they are durable. **The outcomes must not be reported before
+    /// `ticket.wait()` returns `Ok`** (`gongji apply` waits on its output thread, so the next
+    /// lines are decided while this group is written and fsynced). If the wait fails, these
+    /// lines and all later ones are not durable, and the log refuses further work.
+    pub fn commit_pipelined(
+        &mut self,
+    ) -> Result<(Vec<LineOutcome>, gongji_log::SyncTicket), LedgerError> {
+        self.refuse_if_store_failed()?;
+        let ticket = self.log.sync_start()?;
+        if self.state.dirty.len() >= self.limits.deferred_dirty_max {
+            // The checkpoint stored must be durable: wait for this group first (rare).
+            let durable_end = ticket.wait()?;
+            self.log.settle_syncs()?;
+            // Failures are remembered in `store_failed` and reported by the next call.
+            let _ = self.store_in_background(durable_end);
+        }
+        Ok((std::mem::take(&mut self.pending), ticket))
     }
 
     fn refuse_if_store_failed(&self) -> Result<(), LedgerError> {
