@@ -70,6 +70,18 @@ fn setup_lines() -> Vec<String> {
     lines
 }
 
+/// The reference for the tests that group or interrupt commits: every line decided and
+/// committed on its own, line `i` recorded at `i`.
+fn committed_line_by_line(dir: &std::path::Path, lines: &[String]) -> (Ledger, Vec<LineOutcome>) {
+    let mut ledger = Ledger::open(dir).unwrap();
+    let mut outcomes = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        ledger.apply_line(line, i as i64).unwrap();
+        outcomes.extend(ledger.commit().unwrap());
+    }
+    (ledger, outcomes)
+}
+
 /// Every answer the queries give for the members and the region.
 fn answers(ledger: &Ledger) -> Vec<Value> {
     let mut all = vec![
@@ -175,12 +187,7 @@ proptest! {
     ) {
         let lines: Vec<String> = setup_lines().into_iter().chain(commands).collect();
         let reference_dir = tempfile::tempdir().unwrap();
-        let mut reference = Ledger::open(reference_dir.path()).unwrap();
-        let mut expected = Vec::new();
-        for (i, line) in lines.iter().enumerate() {
-            reference.apply_line(line, i as i64).unwrap();
-            expected.extend(reference.commit().unwrap());
-        }
+        let (reference, expected) = committed_line_by_line(reference_dir.path(), &lines);
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::open(dir.path()).unwrap();
         ledger.set_cache_limits(dirty_max, members_max);
@@ -265,12 +272,8 @@ fn changes_not_yet_stored_win_over_the_store_within_one_commit_group() {
         )
         .collect();
     let reference_dir = tempfile::tempdir().unwrap();
-    let mut reference = Ledger::open(reference_dir.path()).unwrap();
-    let mut expected = Vec::new();
-    for (i, line) in lines.iter().filter(|l| *l != "commit").enumerate() {
-        reference.apply_line(line, i as i64).unwrap();
-        expected.extend(reference.commit().unwrap());
-    }
+    let decided: Vec<String> = lines.iter().filter(|l| *l != "commit").cloned().collect();
+    let (_, expected) = committed_line_by_line(reference_dir.path(), &decided);
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(dir.path()).unwrap();
     let mut got = Vec::new();
@@ -317,12 +320,7 @@ fn lines_after_a_crash_decide_as_without_it() {
         .collect();
     let crash_after = lines.len() - 3;
     let reference_dir = tempfile::tempdir().unwrap();
-    let mut reference = Ledger::open(reference_dir.path()).unwrap();
-    let mut expected = Vec::new();
-    for (i, line) in lines.iter().enumerate() {
-        reference.apply_line(line, i as i64).unwrap();
-        expected.extend(reference.commit().unwrap());
-    }
+    let (_, expected) = committed_line_by_line(reference_dir.path(), &lines);
     let dir = tempfile::tempdir().unwrap();
     let mut got = Vec::new();
     let mut ledger = Ledger::open(dir.path()).unwrap();

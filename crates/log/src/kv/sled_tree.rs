@@ -31,6 +31,19 @@ impl std::fmt::Debug for SledKv {
     }
 }
 
+/// The puts (`Some`) and deletes (`None`) as one sled batch, under their data keys.
+fn batch_of(writes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (key, value) in writes {
+        let key = data_key(&key);
+        match value {
+            Some(v) => batch.insert(key, v),
+            None => batch.remove(key),
+        }
+    }
+    batch
+}
+
 fn data_key(key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(key.len() + 1);
     out.push(DATA_TAG);
@@ -85,14 +98,7 @@ impl SledKv {
         writes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
         checkpoint: u64,
     ) -> Result<(), LogError> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in writes {
-            let key = data_key(&key);
-            match value {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
-            }
-        }
+        let mut batch = batch_of(writes);
         batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes()[..]);
         self.written.store(true, Ordering::Relaxed);
         self.tree().apply_batch(batch)?;
@@ -105,14 +111,7 @@ impl SledKv {
         &self,
         writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), LogError> {
-        let mut batch = sled::Batch::default();
-        for (key, value) in writes {
-            let key = data_key(&key);
-            match value {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
-            }
-        }
+        let batch = batch_of(writes);
         self.written.store(true, Ordering::Relaxed);
         self.tree().apply_batch(batch)?;
         Ok(())
