@@ -772,9 +772,10 @@ const PIPELINE_BATCHES: usize = 4;
 
 /// `gongji apply`: three stages on their own threads, so that parsing and printing run beside
 /// deciding and syncing. The reader reads and parses lines and hands them on in batches (of
-/// `batch_lines`, or fewer when no more input is ready yet); the ledger decides a batch, makes it
-/// durable and hands its outcomes to the writer, which prints them. Nothing is printed before
-/// it is durable.
+/// `batch_lines`, or fewer when no more input is ready yet); the ledger decides a batch and hands
+/// it to the log's syncer, and decides the next one while the syncer writes and fsyncs it; the
+/// writer prints a batch's outcomes once its ticket says it is durable. Nothing is printed before
+/// it is durable, and a batch is handed to the syncer only once the one before it is printed.
 fn apply(
     data: &Path,
     file: &str,
@@ -802,6 +803,7 @@ fn apply(
     let (output_tx, output_rx) =
         std::sync::mpsc::sync_channel::<(SyncTicket, Vec<(usize, LineOutcome)>)>(PIPELINE_BATCHES);
     let reader = std::thread::spawn(move || read_lines(source, batch_lines, &input_tx));
+    let (printed_tx, printed_rx) = std::sync::mpsc::sync_channel::<()>(PIPELINE_BATCHES);
     let writer = std::thread::spawn(move || -> Result<output::Totals, String> {
         let stdout = io::stdout();
         let mut out = io::BufWriter::new(stdout.lock());
@@ -818,6 +820,7 @@ fn apply(
             let rejected = output::print_outcomes(&mut out, &numbered, json).map_err(failed)?;
             out.flush().map_err(failed)?;
             totals.add(numbered.len(), rejected);
+            let _ = printed_tx.send(());
         }
         Ok(totals)
     });
@@ -828,6 +831,7 @@ fn apply(
     let mut unreadable: Option<String> = None;
     let mut read_bytes = 0u64;
     let mut writer_stopped = false;
+    let mut unprinted = false;
     for input in &input_rx {
         match input {
             Input::Lines {
@@ -851,6 +855,15 @@ fn apply(
                     failure = error;
                     break;
                 }
+                // The group before this one must be printed before this one is written: a
+                // crash then leaves at most one group durable and unreported (its lines are
+                // refused as duplicates when the stream is continued after the last reported
+                // line; a rejected line of a durable group would be decided again against the
+                // group's later lines). Deciding this group still ran beside that group's sync.
+                if unprinted && printed_rx.recv().is_err() {
+                    writer_stopped = true;
+                    break;
+                }
                 let (outcomes, ticket) = match ledger.commit_pipelined() {
                     Ok(committed) => committed,
                     Err(e) => {
@@ -861,6 +874,7 @@ fn apply(
                         break;
                     }
                 };
+                unprinted = true;
                 if output_tx
                     .send((ticket, numbers.into_iter().zip(outcomes).collect()))
                     .is_err()
