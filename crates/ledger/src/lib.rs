@@ -392,8 +392,9 @@ impl Ledger {
     /// (the log itself is durable at every commit).
     pub fn close(mut self) -> Result<(), LedgerError> {
         self.finish_storing()?;
+        // Also reports a pipelined group that failed after its outcomes were handed out.
+        let durable_end = self.log.sync()?;
         if !self.state.dirty.is_empty() {
-            let durable_end = self.log.sync()?;
             self.store_projections(durable_end)?;
         }
         self.log.kv().flush()?;
@@ -838,6 +839,15 @@ fn store_projections(
     state.dirty.clear();
     evict_stored(state, members_max);
     Ok(())
+}
+
+impl Drop for Ledger {
+    /// A projection write still running finishes before the log (and its lock) goes.
+    fn drop(&mut self) {
+        if let Some(handle) = self.storing.take() {
+            let _ = handle.join();
+        }
+    }
 }
 
 /// Drops from the cache what the store holds and nothing has changed since (everything not

@@ -1238,11 +1238,17 @@ impl Log {
         let ticket = self.ticket(seq, self.submitted_end);
         if self.table_clear_due {
             // Rare (a stream table past its bound): drain the pipeline and the
-            // index flush once, so that no version lives only in the table.
+            // index flush once, and write the tail as a run, so that no version
+            // lives only in the table when it is cleared (a lookup of a stream
+            // not in the table reads the runs only).
             let _ = self.syncer.shared.wait_for(seq);
             let finished = self.stream_index.finish_flush();
             self.note_index_failure(finished);
             self.apply_synced();
+            if self.broken.is_none() {
+                let written = self.flush_tail();
+                self.note_index_failure(written);
+            }
         }
         Ok(ticket)
     }
@@ -1329,6 +1335,7 @@ impl Log {
             && self.in_flight.is_empty()
             && self.staged_records == 0
             && !self.stream_index.is_flushing()
+            && self.stream_index.tail.is_empty()
         {
             self.streams.clear();
             self.table_clear_due = false;
