@@ -270,6 +270,8 @@ impl Syncer {
                 Ok(writer) => self.threads.push(writer),
                 Err(e) => {
                     self.stop();
+                    // `stop` marked the shared state shut down: a retry starts afresh.
+                    self.shared = Shared::new();
                     return Err(e);
                 }
             }
