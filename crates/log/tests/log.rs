@@ -1054,6 +1054,17 @@ fn log_and_kv_can_move_between_threads() {
     assert_sync::<LogError>();
 }
 
+/// Batch `b` of the throughput measurements: records `b * 1000 ..`, one a unit, round-robin over
+/// `streams`.
+fn append_batch_of_1000(log: &mut Log, streams: &[String], b: u64, payload: &[u8]) {
+    for i in 0..1000u64 {
+        let n = b * 1000 + i;
+        let stream = &streams[(n % streams.len() as u64) as usize];
+        log.append(&[], &[rec(stream, n, payload)], 0)
+            .expect("append");
+    }
+}
+
 /// `cargo test --release -p gongji-log -- --ignored --nocapture throughput`
 #[test]
 #[ignore = "throughput measurement; run in release"]
@@ -1067,12 +1078,7 @@ fn throughput_batches_of_1000() {
     let mut append_time = std::time::Duration::ZERO;
     for b in 0..batches {
         let t = std::time::Instant::now();
-        for i in 0..1000u64 {
-            let n = b * 1000 + i;
-            let stream = &streams[(n % streams.len() as u64) as usize];
-            log.append(&[], &[rec(stream, n, &payload)], 0)
-                .expect("append");
-        }
+        append_batch_of_1000(&mut log, &streams, b, &payload);
         append_time += t.elapsed();
         log.sync().expect("sync");
     }
@@ -1116,12 +1122,7 @@ fn throughput_pipelined_batches_of_1000() {
     let mut append_time = std::time::Duration::ZERO;
     for b in 0..batches {
         let t = std::time::Instant::now();
-        for i in 0..1000u64 {
-            let n = b * 1000 + i;
-            let stream = &streams[(n % streams.len() as u64) as usize];
-            log.append(&[], &[rec(stream, n, &payload)], 0)
-                .expect("append");
-        }
+        append_batch_of_1000(&mut log, &streams, b, &payload);
         append_time += t.elapsed();
         send.send(log.sync_start().expect("sync_start"))
             .expect("send");
