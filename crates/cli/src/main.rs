@@ -933,6 +933,18 @@ fn read_lines(source: Box<dyn Read + Send>, batch_lines: usize, to: &SyncSender<
     let mut batch = Vec::with_capacity(batch_lines);
     let mut batch_bytes = 0u64;
     let mut line_number = 0usize;
+    // Hands on the lines read so far, if any; false once the ledger has stopped.
+    let send = |batch: &mut Vec<_>, batch_bytes: &mut u64| {
+        if batch.is_empty() {
+            return true;
+        }
+        let lines = std::mem::replace(batch, Vec::with_capacity(batch_lines));
+        to.send(Input::Lines {
+            lines,
+            read_bytes: std::mem::take(batch_bytes),
+        })
+        .is_ok()
+    };
     loop {
         let read = match gongji_recon::input::read_line_bounded(
             &mut reader,
@@ -941,17 +953,12 @@ fn read_lines(source: Box<dyn Read + Send>, batch_lines: usize, to: &SyncSender<
         ) {
             Ok(read) => read,
             Err(error) => {
-                if !batch.is_empty() {
-                    let lines = std::mem::take(&mut batch);
-                    let _ = to.send(Input::Lines {
-                        lines,
-                        read_bytes: batch_bytes,
+                if send(&mut batch, &mut batch_bytes) {
+                    let _ = to.send(Input::Failed {
+                        after_line: line_number,
+                        error: error.to_string(),
                     });
                 }
-                let _ = to.send(Input::Failed {
-                    after_line: line_number,
-                    error: error.to_string(),
-                });
                 return;
             }
         };
@@ -977,21 +984,11 @@ fn read_lines(source: Box<dyn Read + Send>, batch_lines: usize, to: &SyncSender<
             }
         };
         batch.push((line_number, parsed));
-        if batch.len() >= batch_lines || reader.buffer().is_empty() {
-            let lines = std::mem::replace(&mut batch, Vec::with_capacity(batch_lines));
-            let sent = to.send(Input::Lines {
-                lines,
-                read_bytes: std::mem::take(&mut batch_bytes),
-            });
-            if sent.is_err() {
-                return; // the ledger stopped
-            }
+        if (batch.len() >= batch_lines || reader.buffer().is_empty())
+            && !send(&mut batch, &mut batch_bytes)
+        {
+            return; // the ledger stopped
         }
     }
-    if !batch.is_empty() {
-        let _ = to.send(Input::Lines {
-            lines: batch,
-            read_bytes: batch_bytes,
-        });
-    }
+    send(&mut batch, &mut batch_bytes);
 }

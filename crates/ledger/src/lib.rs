@@ -273,13 +273,10 @@ impl Ledger {
     /// fails after their sync does not make this call fail (they are durable and are handed
     /// back); the next call fails instead, before it syncs anything.
     pub fn commit_deferred(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
-        self.refuse_if_store_failed()?;
-        let durable_end = self.log.sync()?;
-        if self.state.dirty.len() >= self.limits.deferred_dirty_max {
-            // Failures are remembered in `store_failed` and reported by the next call.
-            let _ = self.store_in_background(durable_end);
-        }
-        Ok(std::mem::take(&mut self.pending))
+        let (outcomes, ticket) = self.commit_pipelined()?;
+        ticket.wait()?;
+        self.log.settle_syncs()?;
+        Ok(outcomes)
     }
 
     /// As [`commit_deferred`](Ledger::commit_deferred), but without waiting for the disk: the

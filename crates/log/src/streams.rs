@@ -955,6 +955,33 @@ mod tests {
         assert_eq!(index.last_version_in_runs(8, none).expect("d"), None);
     }
 
+    /// Pushes `count` entries from `position` on, entry `p` for stream `(p * stride) % streams`
+    /// at its next version (`versions` has one slot a stream); returns the next position.
+    fn push_entries(
+        index: &mut StreamIndex,
+        versions: &mut [u64],
+        mut position: u64,
+        count: u64,
+        stride: u64,
+    ) -> u64 {
+        let streams = versions.len() as u64;
+        for _ in 0..count {
+            let s = (position * stride) % streams;
+            versions[s as usize] += 1;
+            index.push(
+                Entry {
+                    hash: stream_hash(format!("s{s}").as_bytes()),
+                    version: versions[s as usize],
+                    position,
+                    offset_bytes: position * 10,
+                },
+                0,
+            );
+            position += 1;
+        }
+        position
+    }
+
     #[test]
     fn a_background_flush_keeps_its_entries_readable_and_merges() {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -973,20 +1000,7 @@ mod tests {
             }
         };
         for round in 0..5u64 {
-            for _ in 0..(400 + round * 13) {
-                let s = (position * 31) % streams;
-                versions[s as usize] += 1;
-                index.push(
-                    Entry {
-                        hash: stream_hash(format!("s{s}").as_bytes()),
-                        version: versions[s as usize],
-                        position,
-                        offset_bytes: position * 10,
-                    },
-                    0,
-                );
-                position += 1;
-            }
+            position = push_entries(&mut index, &mut versions, position, 400 + round * 13, 31);
             index.start_flush(meta(position)).expect("start");
             assert!(index.tail.is_empty());
             assert_eq!(index.tail_from, position);
@@ -1018,20 +1032,7 @@ mod tests {
         let mut versions = vec![0u64; streams as usize];
         let mut position = 0u64;
         for round in 0..6u64 {
-            for _ in 0..(500 + round * 37) {
-                let s = (position * 7919) % streams;
-                versions[s as usize] += 1;
-                index.push(
-                    Entry {
-                        hash: stream_hash(format!("s{s}").as_bytes()),
-                        version: versions[s as usize],
-                        position,
-                        offset_bytes: position * 10,
-                    },
-                    0,
-                );
-                position += 1;
-            }
+            position = push_entries(&mut index, &mut versions, position, 500 + round * 37, 7919);
             index.flush(meta(position)).expect("flush");
         }
         assert!(index.runs.len() <= 3, "runs: {}", index.runs.len());
