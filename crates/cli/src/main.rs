@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use gongji_domain::command::LINE_BYTES_MAX;
-use gongji_domain::{Command, Rejection};
+use gongji_domain::{Command, Rejection, RejectionCode};
 use gongji_ledger::archive::ArchiveFilter;
 use gongji_ledger::{
     AsOf, Ledger, LedgerError, LineOutcome, LogOptions, ProjectionBackend, SyncTicket,
@@ -967,18 +967,18 @@ fn read_lines(source: Box<dyn Read + Send>, batch_lines: usize, to: &SyncSender<
         line_number += 1;
         let parsed = if read.too_long {
             Err(Rejection::new(
-                "line_too_long",
+                RejectionCode::LineTooLong,
                 format!("line is longer than {LINE_BYTES_MAX} bytes"),
             ))
         } else {
             match std::str::from_utf8(&line_bytes) {
                 Ok(text) if text.trim().is_empty() => Err(Rejection::new(
-                    "empty_line",
+                    RejectionCode::EmptyLine,
                     "line is empty; each line must hold one JSON command",
                 )),
                 Ok(text) => gongji_domain::parse_command(text),
                 Err(e) => Err(Rejection::new(
-                    "malformed_encoding",
+                    RejectionCode::MalformedEncoding,
                     format!("line is not UTF-8: {e}"),
                 )),
             }

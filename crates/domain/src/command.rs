@@ -5,7 +5,7 @@ use serde::Deserialize;
 use crate::money::{Money, Rate};
 use crate::policy::PolicyVersion;
 use crate::time::{Day, Month};
-use crate::types::{Channel, Purpose, Rejection, Relation, Scheme, Status};
+use crate::types::{Channel, Purpose, Rejection, RejectionCode, Relation, Scheme, Status};
 
 /// The longest input line accepted, in bytes (a policy version fits easily).
 pub const LINE_BYTES_MAX: usize = 256 * 1024;
@@ -135,7 +135,7 @@ const COMMAND_NAMES: &str =
 pub fn parse_command(line: &str) -> Result<Command, Rejection> {
     if line.len() > LINE_BYTES_MAX {
         return Err(Rejection::new(
-            "line_too_long",
+            RejectionCode::LineTooLong,
             format!(
                 "line is {} bytes; at most {LINE_BYTES_MAX} are read",
                 line.len()
@@ -144,30 +144,30 @@ pub fn parse_command(line: &str) -> Result<Command, Rejection> {
     }
     serde_json::from_str(line).map_err(|error| {
         let text = error.to_string();
-        for code in ["malformed_amount", "malformed_date"] {
+        for code in [RejectionCode::MalformedAmount, RejectionCode::MalformedDate] {
             if let Some(at) = text.find(&format!("{code}: ")) {
-                let message = text[at + code.len() + 2..].to_string();
+                let message = text[at + code.as_str().len() + 2..].to_string();
                 return Rejection::new(code, message);
             }
         }
         if text.starts_with("unknown variant") {
             return Rejection::new(
-                "unknown_command",
+                RejectionCode::UnknownCommand,
                 format!("{text}; commands are {COMMAND_NAMES}"),
             );
         }
         if text.starts_with("missing field `cmd`") {
             return Rejection::new(
-                "unknown_command",
+                RejectionCode::UnknownCommand,
                 format!("line has no \"cmd\" field; commands are {COMMAND_NAMES}"),
             );
         }
         if text.starts_with("unknown field") {
-            return Rejection::new("unknown_field", text);
+            return Rejection::new(RejectionCode::UnknownField, text);
         }
         if error.is_syntax() || error.is_eof() {
-            return Rejection::new("malformed_json", text);
+            return Rejection::new(RejectionCode::MalformedJson, text);
         }
-        Rejection::new("malformed_command", text)
+        Rejection::new(RejectionCode::MalformedCommand, text)
     })
 }

@@ -10,7 +10,7 @@ use crate::money::Money;
 use crate::policy::{in_lump_sum_period, CreditSource, Facts, PolicyVersion};
 use crate::state::{State, TxKind};
 use crate::time::{age_in_month, Day, Month};
-use crate::types::{Channel, FundKind, Purpose, Rejection, Scheme, Status};
+use crate::types::{Channel, FundKind, Purpose, Rejection, RejectionCode, Scheme, Status};
 
 /// What a command decided: the events to append, each with its stream, and the result to show.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,13 +142,13 @@ pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
             check_id("region", region)?;
             if state.members.contains_key(member) {
                 return Err(Rejection::new(
-                    "already_enrolled",
+                    RejectionCode::AlreadyEnrolled,
                     format!("member {member} is already enrolled"),
                 ));
             }
             if born > date {
                 return Err(Rejection::new(
-                    "malformed_date",
+                    RejectionCode::MalformedDate,
                     format!("member {member} born {born} after enrolment on {date}"),
                 ));
             }
@@ -157,7 +157,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
             let lump_sum = *scheme == Scheme::LumpSum;
             if lump_sum != (lump_sum_base.is_some() && lump_sum_until.is_some()) {
                 return Err(Rejection::new(
-                    "lump_sum_mismatch",
+                    RejectionCode::LumpSumMismatch,
                     format!("member {member}: scheme lump_sum needs lump_sum_base and lump_sum_until, and only it takes them"),
                 ));
             }
@@ -188,7 +188,7 @@ pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
             let account = live(state, member, *date)?;
             if let Some(retired) = account.retired_on {
                 return Err(Rejection::new(
-                    "already_retired",
+                    RejectionCode::AlreadyRetired,
                     format!("member {member} retired on {retired}"),
                 ));
             }
@@ -288,7 +288,7 @@ pub(crate) fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
     let printable = id.chars().all(|c| !c.is_control());
     if id.is_empty() || id.len() > ID_BYTES_MAX || !printable {
         return Err(Rejection::new(
-            "malformed_id",
+            RejectionCode::MalformedId,
             format!(
                 "{what} id '{}' must be 1 to {ID_BYTES_MAX} bytes of printable text",
                 id.escape_debug()
@@ -301,7 +301,7 @@ pub(crate) fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
 pub(crate) fn non_negative(what: &str, amount: Money) -> Result<(), Rejection> {
     if amount.is_negative() {
         return Err(Rejection::new(
-            "negative_amount",
+            RejectionCode::NegativeAmount,
             format!("{what} {amount} is negative"),
         ));
     }
@@ -312,10 +312,12 @@ pub(crate) fn member<'s>(
     state: &'s State,
     id: &str,
 ) -> Result<&'s crate::state::Member, Rejection> {
-    state
-        .members
-        .get(id)
-        .ok_or_else(|| Rejection::new("unknown_member", format!("member {id} is not enrolled")))
+    state.members.get(id).ok_or_else(|| {
+        Rejection::new(
+            RejectionCode::UnknownMember,
+            format!("member {id} is not enrolled"),
+        )
+    })
 }
 
 /// The member, who must have enrolled on or before `date`.
@@ -327,7 +329,7 @@ pub(crate) fn enrolled<'s>(
     let account = member(state, id)?;
     if date < account.enrolled_on {
         return Err(Rejection::new(
-            "before_enrolment",
+            RejectionCode::BeforeEnrolment,
             format!(
                 "{date} is before member {id} enrolled on {}",
                 account.enrolled_on
@@ -350,8 +352,10 @@ pub(crate) fn live<'s>(
 
 pub(crate) fn frozen(account: &crate::state::Member, date: Day) -> Result<(), Rejection> {
     match account.frozen_on(date) {
-        Some(why) if account.closed_on.is_some() => Err(Rejection::new("account_closed", why)),
-        Some(why) => Err(Rejection::new("member_deceased", why)),
+        Some(why) if account.closed_on.is_some() => {
+            Err(Rejection::new(RejectionCode::AccountClosed, why))
+        }
+        Some(why) => Err(Rejection::new(RejectionCode::MemberDeceased, why)),
         None => Ok(()),
     }
 }
@@ -363,7 +367,7 @@ pub(crate) fn policy<'s>(
 ) -> Result<&'s PolicyVersion, Rejection> {
     state.policy_in_force(region, date).ok_or_else(|| {
         Rejection::new(
-            "no_policy_in_force",
+            RejectionCode::NoPolicyInForce,
             format!("no policy version of region {region} is in force on {date}"),
         )
     })
@@ -372,7 +376,7 @@ pub(crate) fn policy<'s>(
 fn load_policy(state: &State, policy: &PolicyVersion) -> Result<Decision, Rejection> {
     policy.validate().map_err(|why| {
         Rejection::new(
-            "invalid_policy",
+            RejectionCode::InvalidPolicy,
             format!(
                 "policy {} of region {}: {why}",
                 policy.version, policy.region
@@ -385,7 +389,7 @@ fn load_policy(state: &State, policy: &PolicyVersion) -> Result<Decision, Reject
             .find(|v| v.effective == policy.effective || v.version == policy.version)
         {
             return Err(Rejection::new(
-                "duplicate_policy",
+                RejectionCode::DuplicatePolicy,
                 format!(
                     "region {} already has version {} effective {}",
                     policy.region, same.version, same.effective
@@ -434,19 +438,19 @@ fn contribute(
     let facts = facts(account, month.last_day(), None);
     if facts.status == Status::Retired {
         return Err(Rejection::new(
-            "not_active",
+            RejectionCode::NotActive,
             format!("member {member_id} is retired in {month}; retirees are credited by allocate"),
         ));
     }
     if account.credited_months.contains(&month) {
         return Err(Rejection::new(
-            "already_credited",
+            RejectionCode::AlreadyCredited,
             format!("member {member_id} was already credited for {month}"),
         ));
     }
     let pooled_rate = policy.pooled_rate(account.scheme).ok_or_else(|| {
         Rejection::new(
-            "no_contribution_rule",
+            RejectionCode::NoContributionRule,
             format!(
                 "policy {} has no contribution rule for scheme {:?} of member {member_id}",
                 policy.version, account.scheme
@@ -506,7 +510,7 @@ fn allocate(state: &State, region: &str, month: Month) -> Result<Decision, Rejec
         .unwrap_or(0);
     if members > ALLOCATE_MEMBERS_MAX {
         return Err(Rejection::new(
-            "too_many_members",
+            RejectionCode::TooManyMembers,
             format!(
                 "region {region} has {members} members; allocate handles {ALLOCATE_MEMBERS_MAX}"
             ),
@@ -607,13 +611,13 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Decision, Rejection> 
     }
     if state.txs.contains_key(claim.id) {
         return Err(Rejection::new(
-            "duplicate_id",
+            RejectionCode::DuplicateId,
             format!("claim {} is already settled", claim.id),
         ));
     }
     if !(1..=3).contains(&claim.level) {
         return Err(Rejection::new(
-            "invalid_level",
+            RejectionCode::InvalidLevel,
             format!(
                 "level {} of claim {} must be 1, 2 or 3",
                 claim.level, claim.id
@@ -625,7 +629,7 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Decision, Rejection> 
     non_negative("uncovered", claim.uncovered)?;
     if claim.special_paid > claim.eligible {
         return Err(Rejection::new(
-            "special_exceeds_eligible",
+            RejectionCode::SpecialExceedsEligible,
             format!(
                 "claim {}: special_paid {} is more than eligible {}",
                 claim.id, claim.special_paid, claim.eligible
@@ -640,7 +644,7 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Decision, Rejection> 
     let facts = facts(account, claim.date, Some(claim.level));
     let no_rule = |what: &str| {
         Rejection::new(
-            "no_policy_rule",
+            RejectionCode::NoPolicyRule,
             format!(
                 "policy {} has no {what} rule for member {} ({:?}, {:?}, level {})",
                 policy.version, claim.member, facts.status, facts.scheme, claim.level
@@ -791,13 +795,13 @@ fn account_pay(
     check_id("payment", id)?;
     if state.txs.contains_key(id) {
         return Err(Rejection::new(
-            "duplicate_id",
+            RejectionCode::DuplicateId,
             format!("id {id} is already used by a settled claim or payment"),
         ));
     }
     if amount <= Money::ZERO {
         return Err(Rejection::new(
-            "negative_amount",
+            RejectionCode::NegativeAmount,
             format!("payment {id}: amount {amount} must be more than 0.00"),
         ));
     }
@@ -806,7 +810,7 @@ fn account_pay(
     check_id("beneficiary", beneficiary)?;
     if !purpose.allowed() {
         return Err(Rejection::new(
-            "purpose_not_allowed",
+            RejectionCode::PurposeNotAllowed,
             format!("payment {id}: a personal account may not pay for {purpose:?} (public health, fitness and wellness are excluded)"),
         ));
     }
@@ -820,7 +824,7 @@ fn account_pay(
         && (beneficiary != holder || account.status_on(date) != Status::Retired)
     {
         return Err(Rejection::new(
-            "purpose_not_allowed",
+            RejectionCode::PurposeNotAllowed,
             format!("payment {id}: only a retiree's own large-amount premium may be paid from the account"),
         ));
     }
@@ -835,7 +839,7 @@ fn account_pay(
             String::new()
         };
         return Err(Rejection::new(
-            "insufficient_balance",
+            RejectionCode::InsufficientBalance,
             format!("member {holder} has {available}{later}; payment {id} of {amount} refused"),
         ));
     }
@@ -879,19 +883,19 @@ fn account_pay(
 fn reverse(state: &State, id: &str, date: Day, reason: &str) -> Result<Decision, Rejection> {
     let tx = state.txs.get(id).ok_or_else(|| {
         Rejection::new(
-            "unknown_transaction",
+            RejectionCode::UnknownTransaction,
             format!("no settled claim or account payment has id {id}"),
         )
     })?;
     if let Some(on) = tx.reversed_on {
         return Err(Rejection::new(
-            "already_reversed",
+            RejectionCode::AlreadyReversed,
             format!("{id} was already reversed on {on}"),
         ));
     }
     if date < tx.date {
         return Err(Rejection::new(
-            "reversal_before_original",
+            RejectionCode::ReversalBeforeOriginal,
             format!("reversal on {date} is before {id} itself on {}", tx.date),
         ));
     }
@@ -899,7 +903,7 @@ fn reverse(state: &State, id: &str, date: Day, reason: &str) -> Result<Decision,
     // heirs receive), not once the account is closed.
     if let Some(closed) = member(state, &tx.member)?.closed_on {
         return Err(Rejection::new(
-            "account_closed",
+            RejectionCode::AccountClosed,
             format!(
                 "account of {} was closed on {closed}; {id} can no longer be reversed",
                 tx.member
@@ -908,7 +912,7 @@ fn reverse(state: &State, id: &str, date: Day, reason: &str) -> Result<Decision,
     }
     if reason.len() > 1024 {
         return Err(Rejection::new(
-            "reason_too_long",
+            RejectionCode::ReasonTooLong,
             format!("reason of {} bytes; at most 1024", reason.len()),
         ));
     }

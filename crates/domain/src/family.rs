@@ -8,7 +8,7 @@ use crate::money::Money;
 use crate::policy::{FamilyRules, PolicyVersion};
 use crate::state::{Member, State};
 use crate::time::Day;
-use crate::types::{Rejection, Relation};
+use crate::types::{Rejection, RejectionCode, Relation};
 
 /// The family rules in force for a member's region on `date` (the 2021 national rule where no
 /// policy version is loaded yet).
@@ -28,7 +28,7 @@ fn relation_allowed(
         return Ok(());
     }
     Err(Rejection::new(
-        "relation_not_allowed",
+        RejectionCode::RelationNotAllowed,
         format!(
             "relation {relation:?} may not be bound under policy {}; allowed: {:?}",
             version.unwrap_or("(none loaded: the national default)"),
@@ -49,7 +49,7 @@ pub(crate) fn bind(
     let account = live(state, holder, date)?;
     if holder == relative {
         return Err(Rejection::new(
-            "self_binding",
+            RejectionCode::SelfBinding,
             format!("member {holder} cannot be bound to their own account"),
         ));
     }
@@ -59,7 +59,7 @@ pub(crate) fn bind(
         non_negative("yearly_limit", limit)?;
         if !rules.yearly_limit_allowed {
             return Err(Rejection::new(
-                "yearly_limit_not_allowed",
+                RejectionCode::YearlyLimitNotAllowed,
                 format!(
                     "policy {} lets no holder set a yearly limit for relatives",
                     version.unwrap_or("-")
@@ -71,13 +71,13 @@ pub(crate) fn bind(
         match binding.until {
             None => {
                 return Err(Rejection::new(
-                    "already_bound",
+                    RejectionCode::AlreadyBound,
                     format!("{relative} is already bound to {holder}'s account since {}", binding.since),
                 ))
             }
             Some(until) if date < until => {
                 return Err(Rejection::new(
-                    "already_bound",
+                    RejectionCode::AlreadyBound,
                     format!("{relative} was bound to {holder}'s account until {until}; a new binding must start on or after it"),
                 ))
             }
@@ -88,13 +88,13 @@ pub(crate) fn bind(
     // relative.
     if let Some(other) = state.relatives.get(relative) {
         return Err(Rejection::new(
-            "relative_bound_elsewhere",
+            RejectionCode::RelativeBoundElsewhere,
             format!("{relative} is already bound to {other}'s account; unbind there first"),
         ));
     }
     if let Some(other) = state.relatives.get(holder) {
         return Err(Rejection::new(
-            "holder_is_relative",
+            RejectionCode::HolderIsRelative,
             format!(
                 "{holder} is bound as a relative to {other}'s account and cannot bind relatives"
             ),
@@ -102,7 +102,7 @@ pub(crate) fn bind(
     }
     if state.members.get(relative).is_some_and(Member::is_holder) {
         return Err(Rejection::new(
-            "relative_is_holder",
+            RejectionCode::RelativeIsHolder,
             format!("{relative} has relatives bound to their own account and cannot be bound to {holder}'s"),
         ));
     }
@@ -110,7 +110,7 @@ pub(crate) fn bind(
         let bound = account.relatives_bound_on(date);
         if bound >= max as usize {
             return Err(Rejection::new(
-                "too_many_relatives",
+                RejectionCode::TooManyRelatives,
                 format!(
                     "{holder} already has {bound} relatives bound; policy {} allows {max}",
                     version.unwrap_or("-")
@@ -147,13 +147,13 @@ pub(crate) fn unbind(
         .filter(|b| b.until.is_none())
         .ok_or_else(|| {
             Rejection::new(
-                "relative_not_bound",
+                RejectionCode::RelativeNotBound,
                 format!("{relative} is not bound to {holder}'s account"),
             )
         })?;
     if date < binding.since {
         return Err(Rejection::new(
-            "unbind_before_binding",
+            RejectionCode::UnbindBeforeBinding,
             format!(
                 "{relative} was bound to {holder}'s account on {}; cannot unbind on {date}",
                 binding.since
@@ -194,7 +194,7 @@ pub(crate) fn check_payment(
                 .map(|u| format!(" until {u}"))
                 .unwrap_or_default();
             return Err(Rejection::new(
-                "relative_not_bound",
+                RejectionCode::RelativeNotBound,
                 format!(
                     "payment {id}: {beneficiary} was bound to {holder}'s account from {}{until}, not on {date}",
                     binding.since
@@ -203,7 +203,7 @@ pub(crate) fn check_payment(
         }
         None => {
             return Err(Rejection::new(
-                "relative_not_bound",
+                RejectionCode::RelativeNotBound,
                 format!("payment {id}: {beneficiary} is not bound to {holder}'s account"),
             ))
         }
@@ -215,7 +215,7 @@ pub(crate) fn check_payment(
         let spent = binding.spent.get(&year).copied().unwrap_or(Money::ZERO);
         if spent + amount > limit {
             return Err(Rejection::new(
-                "relative_limit_exceeded",
+                RejectionCode::RelativeLimitExceeded,
                 format!(
                     "payment {id}: {holder} set a yearly limit of {limit} for {beneficiary}; {spent} already paid in {year}, {amount} more refused"
                 ),

@@ -11,21 +11,25 @@ use crate::event::{Event, Payout, Stream};
 use crate::money::Money;
 use crate::state::State;
 use crate::time::Day;
-use crate::types::{Rejection, Status};
+use crate::types::{Rejection, RejectionCode, Status};
 
 /// Most heirs one inheritance names.
 pub const HEIRS_MAX: usize = 64;
 
 pub(crate) fn rollover(state: &State, region: &str, year: i32) -> Result<Decision, Rejection> {
     check_id("region", region)?;
-    let year_last_day = Day::from_ymd(year, 12, 31)
-        .ok_or_else(|| Rejection::new("malformed_date", format!("year {year} is out of range")))?;
+    let year_last_day = Day::from_ymd(year, 12, 31).ok_or_else(|| {
+        Rejection::new(
+            RejectionCode::MalformedDate,
+            format!("year {year} is out of range"),
+        )
+    })?;
     let policy = policy(state, region, year_last_day)?;
     let (first, next_first) = match (policy.year_first_day(year), policy.year_first_day(year + 1)) {
         (Some(first), Some(next)) => (first, next),
         _ => {
             return Err(Rejection::new(
-                "malformed_date",
+                RejectionCode::MalformedDate,
                 format!("year {year} is out of range"),
             ))
         }
@@ -39,7 +43,7 @@ pub(crate) fn rollover(state: &State, region: &str, year: i32) -> Result<Decisio
     let members = state.region_members.get(region).map_or(0, BTreeSet::len);
     if members > ALLOCATE_MEMBERS_MAX {
         return Err(Rejection::new(
-            "too_many_members",
+            RejectionCode::TooManyMembers,
             format!(
                 "region {region} has {members} members; rollover handles {ALLOCATE_MEMBERS_MAX}"
             ),
@@ -88,7 +92,7 @@ pub(crate) fn decease(state: &State, member_id: &str, date: Day) -> Result<Decis
     let account = enrolled(state, member_id, date)?;
     if let Some(died) = account.deceased_on {
         return Err(Rejection::new(
-            "already_deceased",
+            RejectionCode::AlreadyDeceased,
             format!("member {member_id} is recorded as deceased on {died}"),
         ));
     }
@@ -118,28 +122,28 @@ pub(crate) fn inherit(
     let account = member(state, member_id)?;
     if let Some(closed) = account.closed_on {
         return Err(Rejection::new(
-            "already_inherited",
+            RejectionCode::AlreadyInherited,
             format!("account of {member_id} was paid to its heirs and closed on {closed}"),
         ));
     }
     let Some(died) = account.deceased_on else {
-        return Err(Rejection::new("not_deceased", format!("member {member_id} is not recorded as deceased; record the death with decease first")));
+        return Err(Rejection::new(RejectionCode::NotDeceased, format!("member {member_id} is not recorded as deceased; record the death with decease first")));
     };
     if date < died {
         return Err(Rejection::new(
-            "inherit_before_death",
+            RejectionCode::InheritBeforeDeath,
             format!("inheritance on {date} is before the death of {member_id} on {died}"),
         ));
     }
     if let Some(last) = account.last_movement_on().filter(|last| *last > date) {
         return Err(Rejection::new(
-            "inherit_before_last_movement",
+            RejectionCode::InheritBeforeLastMovement,
             format!("inheritance on {date} is before the account's last movement on {last}; date it on or after that day"),
         ));
     }
     if heirs.is_empty() || heirs.len() > HEIRS_MAX {
         return Err(Rejection::new(
-            "invalid_heirs",
+            RejectionCode::InvalidHeirs,
             format!("{} heirs named; 1 to {HEIRS_MAX} are needed", heirs.len()),
         ));
     }
@@ -148,13 +152,13 @@ pub(crate) fn inherit(
         check_id("heir", &heir.name)?;
         if !names.insert(heir.name.as_str()) {
             return Err(Rejection::new(
-                "invalid_heirs",
+                RejectionCode::InvalidHeirs,
                 format!("heir {} is named twice", heir.name),
             ));
         }
         if heir.share.as_decimal().is_zero() {
             return Err(Rejection::new(
-                "invalid_heirs",
+                RejectionCode::InvalidHeirs,
                 format!("heir {} has a share of 0", heir.name),
             ));
         }
@@ -162,7 +166,7 @@ pub(crate) fn inherit(
     let total: rust_decimal::Decimal = heirs.iter().map(|h| h.share.as_decimal()).sum();
     if total != rust_decimal::Decimal::ONE {
         return Err(Rejection::new(
-            "shares_not_one",
+            RejectionCode::SharesNotOne,
             format!("the heirs' shares sum to {total}, not 1"),
         ));
     }
@@ -216,19 +220,19 @@ pub(crate) fn transfer(
     let account = live(state, member_id, date)?;
     if account.status_on(date) == Status::Retired {
         return Err(Rejection::new(
-            "retiree_not_transferable",
+            RejectionCode::RetireeNotTransferable,
             format!("member {member_id} is a retiree on {date}; retirees' accounts are not transferred (医保办发〔2021〕43号)"),
         ));
     }
     if account.region == to_region {
         return Err(Rejection::new(
-            "same_region",
+            RejectionCode::SameRegion,
             format!("member {member_id} already belongs to region {to_region}"),
         ));
     }
     if date < account.region_since {
         return Err(Rejection::new(
-            "transfer_before_last",
+            RejectionCode::TransferBeforeLast,
             format!(
                 "transfer on {date} is before member {member_id} arrived in region {} on {}",
                 account.region, account.region_since

@@ -97,26 +97,4 @@ pub enum FundKind {
     LargeAmount,
 }
 
-/// A rejected command: a stable code for machines and a message naming the values involved.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejection {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl Rejection {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Rejection {
-        Rejection {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for Rejection {}
+pub use crate::rejection::{Rejection, RejectionCode};

@@ -142,7 +142,7 @@ impl Ledger {
 
     #[track_caller]
     fn code(&mut self, command: Value) -> &'static str {
-        self.rejected(command).code
+        self.rejected(command).code.as_str()
     }
 
     fn enroll(
@@ -1609,7 +1609,7 @@ fn enrolling_twice_is_refused() {
 fn parse_code(line: &str) -> &'static str {
     match parse_command(line) {
         Ok(command) => panic!("{line} parsed as {command:?}"),
-        Err(rejection) => rejection.code,
+        Err(rejection) => rejection.code.as_str(),
     }
 }
 

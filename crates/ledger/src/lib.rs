@@ -238,7 +238,7 @@ impl Ledger {
                 limit,
             }) => {
                 return Ok(LineOutcome::Rejected(Rejection::new(
-                    "too_large",
+                    gongji_domain::RejectionCode::TooLarge,
                     format!("the command's {what} is {actual}, over the log's limit of {limit}"),
                 )));
             }
