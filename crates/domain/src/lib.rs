@@ -10,8 +10,6 @@
 pub mod command;
 pub mod decide;
 pub mod event;
-mod family;
-mod lifecycle;
 pub mod money;
 pub mod policy;
 pub mod rejection;

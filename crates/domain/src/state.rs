@@ -210,6 +210,14 @@ pub struct YearCounters {
 }
 
 impl YearCounters {
+    /// Deductible filled so far in `group`.
+    pub fn deductible_used_in(&self, group: &str) -> Money {
+        self.deductible_used
+            .get(group)
+            .copied()
+            .unwrap_or(Money::ZERO)
+    }
+
     pub fn deductible_used_total(&self) -> Money {
         self.deductible_used.values().copied().sum()
     }

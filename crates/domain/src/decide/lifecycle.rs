@@ -3,10 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use super::guards::{check_id, enrolled, frozen, live, member, policy};
+use super::{Decision, Outcome, ALLOCATE_MEMBERS_MAX};
 use crate::command::Heir;
-use crate::decide::{
-    check_id, enrolled, frozen, live, member, policy, Decision, Outcome, ALLOCATE_MEMBERS_MAX,
-};
 use crate::event::{Event, Payout, Stream};
 use crate::money::Money;
 use crate::state::State;
@@ -16,7 +15,7 @@ use crate::types::{Rejection, RejectionCode, Status};
 /// Most heirs one inheritance names.
 pub const HEIRS_MAX: usize = 64;
 
-pub(crate) fn rollover(state: &State, region: &str, year: i32) -> Result<Decision, Rejection> {
+pub(super) fn rollover(state: &State, region: &str, year: i32) -> Result<Decision, Rejection> {
     check_id("region", region)?;
     let year_last_day = Day::from_ymd(year, 12, 31).ok_or_else(|| {
         Rejection::new(
@@ -88,7 +87,7 @@ pub(crate) fn rollover(state: &State, region: &str, year: i32) -> Result<Decisio
     })
 }
 
-pub(crate) fn decease(state: &State, member_id: &str, date: Day) -> Result<Decision, Rejection> {
+pub(super) fn decease(state: &State, member_id: &str, date: Day) -> Result<Decision, Rejection> {
     let account = enrolled(state, member_id, date)?;
     if let Some(died) = account.deceased_on {
         return Err(Rejection::new(
@@ -113,7 +112,7 @@ pub(crate) fn decease(state: &State, member_id: &str, date: Day) -> Result<Decis
     })
 }
 
-pub(crate) fn inherit(
+pub(super) fn inherit(
     state: &State,
     member_id: &str,
     date: Day,
@@ -210,7 +209,7 @@ pub(crate) fn inherit(
     })
 }
 
-pub(crate) fn transfer(
+pub(super) fn transfer(
     state: &State,
     member_id: &str,
     date: Day,

@@ -2,7 +2,8 @@
 //! relative must satisfy. Which relations may be bound, how many at once, and whether a holder
 //! may set a yearly limit are part of the policy version in force.
 
-use crate::decide::{check_id, live, non_negative, Decision, Outcome};
+use super::guards::{check_id, live, non_negative};
+use super::{Decision, Outcome};
 use crate::event::{Event, Stream};
 use crate::money::Money;
 use crate::policy::{FamilyRules, PolicyVersion};
@@ -37,7 +38,7 @@ fn relation_allowed(
     ))
 }
 
-pub(crate) fn bind(
+pub(super) fn bind(
     state: &State,
     holder: &str,
     relative: &str,
@@ -134,7 +135,7 @@ pub(crate) fn bind(
     })
 }
 
-pub(crate) fn unbind(
+pub(super) fn unbind(
     state: &State,
     holder: &str,
     relative: &str,
@@ -176,7 +177,7 @@ pub(crate) fn unbind(
 
 /// A payment from `account` for `beneficiary` (not the holder): the relative must have been
 /// bound on `date`, by a relation the policy in force then allows, within the yearly limit.
-pub(crate) fn check_payment(
+pub(super) fn check_payment(
     account: &Member,
     policy: Option<&PolicyVersion>,
     id: &str,

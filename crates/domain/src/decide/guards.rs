@@ -1,0 +1,99 @@
+//! The checks handlers share: well-formed ids and amounts, a member who is enrolled and whose
+//! account is not frozen, the policy version in force, and the facts a policy rule is matched on.
+//! Each returns the rejection a person can act on, naming the value that failed.
+
+use crate::command::ID_BYTES_MAX;
+use crate::money::Money;
+use crate::policy::{in_lump_sum_period, Facts, PolicyVersion};
+use crate::state::{Member, State};
+use crate::time::{age_in_month, Day};
+use crate::types::{Rejection, RejectionCode};
+
+pub(crate) fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
+    let printable = id.chars().all(|c| !c.is_control());
+    if id.is_empty() || id.len() > ID_BYTES_MAX || !printable {
+        return Err(Rejection::new(
+            RejectionCode::MalformedId,
+            format!(
+                "{what} id '{}' must be 1 to {ID_BYTES_MAX} bytes of printable text",
+                id.escape_debug()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn non_negative(what: &str, amount: Money) -> Result<(), Rejection> {
+    if amount.is_negative() {
+        return Err(Rejection::new(
+            RejectionCode::NegativeAmount,
+            format!("{what} {amount} is negative"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn member<'s>(state: &'s State, id: &str) -> Result<&'s Member, Rejection> {
+    state.members.get(id).ok_or_else(|| {
+        Rejection::new(
+            RejectionCode::UnknownMember,
+            format!("member {id} is not enrolled"),
+        )
+    })
+}
+
+/// The member, who must have enrolled on or before `date`.
+pub(crate) fn enrolled<'s>(state: &'s State, id: &str, date: Day) -> Result<&'s Member, Rejection> {
+    let account = member(state, id)?;
+    if date < account.enrolled_on {
+        return Err(Rejection::new(
+            RejectionCode::BeforeEnrolment,
+            format!(
+                "{date} is before member {id} enrolled on {}",
+                account.enrolled_on
+            ),
+        ));
+    }
+    Ok(account)
+}
+
+/// The member, enrolled on or before `date`, whose account is not frozen on `date`.
+pub(crate) fn live<'s>(state: &'s State, id: &str, date: Day) -> Result<&'s Member, Rejection> {
+    let account = enrolled(state, id, date)?;
+    frozen(account, date)?;
+    Ok(account)
+}
+
+pub(crate) fn frozen(account: &Member, date: Day) -> Result<(), Rejection> {
+    match account.frozen_on(date) {
+        Some(why) if account.closed_on.is_some() => {
+            Err(Rejection::new(RejectionCode::AccountClosed, why))
+        }
+        Some(why) => Err(Rejection::new(RejectionCode::MemberDeceased, why)),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn policy<'s>(
+    state: &'s State,
+    region: &str,
+    date: Day,
+) -> Result<&'s PolicyVersion, Rejection> {
+    state.policy_in_force(region, date).ok_or_else(|| {
+        Rejection::new(
+            RejectionCode::NoPolicyInForce,
+            format!("no policy version of region {region} is in force on {date}"),
+        )
+    })
+}
+
+pub(crate) fn facts(account: &Member, day: Day, level: Option<u8>) -> Facts {
+    let month = day.month();
+    Facts {
+        status: account.status_on(day),
+        scheme: account.scheme,
+        level,
+        age: age_in_month(account.born, month),
+        in_lump_sum_period: in_lump_sum_period(account.lump_sum_until, month),
+    }
+}

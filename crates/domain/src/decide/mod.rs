@@ -1,0 +1,199 @@
+//! `decide`: a command and the state it needs in, events or a rejection out. No clock, no disk,
+//! no randomness: dates come with the command.
+//!
+//! One module per command family, each a set of handlers `(state, command fields) -> Decision`:
+//! [`policies`] (load_policy), [`enrolment`] (enroll, retire), [`credits`] (contribute, allocate),
+//! [`claims`] (claim, with the settlement arithmetic in [`settlement`]), [`payments`]
+//! (account_pay), [`reversals`] (reverse), [`family`] (bind, unbind, payments for relatives),
+//! [`lifecycle`] (rollover, decease, inherit, transfer). The checks they share (ids, amounts, a
+//! member who is enrolled and not frozen, the policy in force) are in [`guards`]; the check that
+//! the events keep every running total within its bound is in [`totals`], applied here to every
+//! decision.
+
+use serde::Serialize;
+
+use crate::command::Command;
+use crate::event::{Event, Stream};
+use crate::money::Money;
+use crate::state::State;
+use crate::time::{Day, Month};
+use crate::types::Rejection;
+
+mod claims;
+mod credits;
+mod enrolment;
+pub(crate) mod family;
+pub(crate) mod guards;
+mod lifecycle;
+mod payments;
+mod policies;
+mod reversals;
+mod settlement;
+
+/// What a command decided: the events to append, each with its stream, and the result to show.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub events: Vec<(Stream, Event)>,
+    pub outcome: Outcome,
+}
+
+/// The result of an accepted command, as shown to the user.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    PolicyLoaded {
+        region: String,
+        version: String,
+        effective: Day,
+    },
+    Enrolled {
+        member: String,
+        region: String,
+        balance: Money,
+    },
+    Retired {
+        member: String,
+        retired_on: Day,
+    },
+    Contributed {
+        member: String,
+        month: Month,
+        credited: Money,
+        pooled: Money,
+        balance: Money,
+    },
+    Allocated {
+        region: String,
+        month: Month,
+        members_credited: u64,
+        credited: Money,
+        pooled_paid: Money,
+        lump_sum_credited: Money,
+    },
+    Settled(SettledOutcome),
+    Bound {
+        holder: String,
+        relative: String,
+    },
+    Unbound {
+        holder: String,
+        relative: String,
+    },
+    Paid {
+        id: String,
+        holder: String,
+        beneficiary: String,
+        amount: Money,
+        balance: Money,
+    },
+    Reversed {
+        id: String,
+        kind: &'static str,
+        account_refunded: Money,
+        pooled_refunded: Money,
+        large_amount_refunded: Money,
+    },
+    RolledOver {
+        region: String,
+        year: i32,
+        year_from: Day,
+        year_to: Day,
+        accounts_closed: u64,
+        closing_total: Money,
+    },
+    Deceased {
+        member: String,
+        deceased_on: Day,
+        balance: Money,
+    },
+    Inherited {
+        member: String,
+        balance: Money,
+        payouts: Vec<crate::event::Payout>,
+    },
+    Transferred {
+        member: String,
+        from_region: String,
+        to_region: String,
+        balance: Money,
+        /// Whether the destination has a policy loaded (claims there are refused until it has).
+        policy_loaded: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SettledOutcome {
+    pub claim: String,
+    pub year: i32,
+    pub fund_paid: Money,
+    pub special_paid: Money,
+    pub ordinary_paid: Money,
+    pub pooled_paid: Money,
+    pub large_amount_paid: Money,
+    pub deductible_applied: Money,
+    pub account_paid: Money,
+    pub cash_paid: Money,
+    pub reimbursed_to_member: Money,
+    pub balance: Money,
+    pub policy: String,
+}
+
+/// Upper bound on a region's members for one `allocate`: the allocation is one atomic unit in
+/// the log (up to two records per member, and a unit holds at most a million records).
+pub const ALLOCATE_MEMBERS_MAX: usize = 450_000;
+
+pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
+    match command {
+        Command::LoadPolicy { policy } => policies::load_policy(state, policy),
+        Command::Enroll { .. } => enrolment::enroll(state, command),
+        Command::Retire { member, date } => enrolment::retire(state, member, *date),
+        Command::Contribute {
+            member,
+            month,
+            base,
+        } => credits::contribute(state, member, *month, *base),
+        Command::Allocate { region, month } => credits::allocate(state, region, *month),
+        Command::Claim { .. } => claims::claim(state, command),
+        Command::BindFamily {
+            holder,
+            relative,
+            relation,
+            date,
+            yearly_limit,
+        } => family::bind(state, holder, relative, *relation, *date, *yearly_limit),
+        Command::UnbindFamily {
+            holder,
+            relative,
+            date,
+        } => family::unbind(state, holder, relative, *date),
+        Command::AccountPay {
+            id,
+            holder,
+            beneficiary,
+            date,
+            purpose,
+            amount,
+        } => payments::account_pay(
+            state,
+            id,
+            holder,
+            beneficiary.as_deref(),
+            *date,
+            *purpose,
+            *amount,
+        ),
+        Command::Reverse { id, date, reason } => reversals::reverse(state, id, *date, reason),
+        Command::Rollover { region, year } => lifecycle::rollover(state, region, *year),
+        Command::Decease { member, date } => lifecycle::decease(state, member, *date),
+        Command::Inherit {
+            member,
+            date,
+            heirs,
+        } => lifecycle::inherit(state, member, *date, heirs),
+        Command::Transfer {
+            member,
+            date,
+            to_region,
+        } => lifecycle::transfer(state, member, *date, to_region),
+    }
+}

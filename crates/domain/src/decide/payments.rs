@@ -1,0 +1,108 @@
+//! Payments from a personal account (`account_pay`), for the holder or a bound relative.
+
+use chrono::Datelike;
+
+use super::guards::{check_id, live};
+use super::{Decision, Outcome};
+use crate::event::{Event, Stream};
+use crate::money::Money;
+use crate::state::State;
+use crate::time::Day;
+use crate::types::{FundKind, Purpose, Rejection, RejectionCode, Status};
+
+pub(super) fn account_pay(
+    state: &State,
+    id: &str,
+    holder: &str,
+    beneficiary: Option<&str>,
+    date: Day,
+    purpose: Purpose,
+    amount: Money,
+) -> Result<Decision, Rejection> {
+    check_id("payment", id)?;
+    if state.txs.contains_key(id) {
+        return Err(Rejection::new(
+            RejectionCode::DuplicateId,
+            format!("id {id} is already used by a settled claim or payment"),
+        ));
+    }
+    if amount <= Money::ZERO {
+        return Err(Rejection::new(
+            RejectionCode::NegativeAmount,
+            format!("payment {id}: amount {amount} must be more than 0.00"),
+        ));
+    }
+    let account = live(state, holder, date)?;
+    let beneficiary = beneficiary.unwrap_or(holder);
+    check_id("beneficiary", beneficiary)?;
+    if !purpose.allowed() {
+        return Err(Rejection::new(
+            RejectionCode::PurposeNotAllowed,
+            format!("payment {id}: a personal account may not pay for {purpose:?} (public health, fitness and wellness are excluded)"),
+        ));
+    }
+    let region = account.region_on(date).to_string();
+    let policy = state.policy_in_force(&region, date);
+    let year = policy.map_or(date.date().year(), |p| p.insurance_year(date));
+    if beneficiary != holder {
+        super::family::check_payment(account, policy, id, beneficiary, date, year, amount)?;
+    }
+    if purpose == Purpose::LargeAmountPremium
+        && (beneficiary != holder || account.status_on(date) != Status::Retired)
+    {
+        return Err(Rejection::new(
+            RejectionCode::PurposeNotAllowed,
+            format!("payment {id}: only a retiree's own large-amount premium may be paid from the account"),
+        ));
+    }
+    let available = account.available_on(date);
+    if amount > available {
+        let later = if available < account.balance {
+            format!(
+                " on {date} (balance {}, part of it used by later-dated movements)",
+                account.balance
+            )
+        } else {
+            String::new()
+        };
+        return Err(Rejection::new(
+            RejectionCode::InsufficientBalance,
+            format!("member {holder} has {available}{later}; payment {id} of {amount} refused"),
+        ));
+    }
+    let mut events = vec![(
+        Stream::Member(holder.to_string()),
+        Event::AccountPaid {
+            id: id.to_string(),
+            holder: holder.to_string(),
+            beneficiary: beneficiary.to_string(),
+            region: region.clone(),
+            date,
+            year,
+            purpose,
+            amount,
+        },
+    )];
+    if purpose == Purpose::LargeAmountPremium {
+        events.push((
+            Stream::Fund(FundKind::LargeAmount, region.clone()),
+            Event::PremiumReceived {
+                region: region.clone(),
+                payment: id.to_string(),
+                member: holder.to_string(),
+                date,
+                amount,
+            },
+        ));
+    }
+    Ok(Decision {
+        events,
+        outcome: Outcome::Paid {
+            id: id.to_string(),
+            holder: holder.to_string(),
+            beneficiary: beneficiary.to_string(),
+            amount,
+            balance: account.balance - amount,
+        },
+    })
+}
