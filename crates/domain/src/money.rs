@@ -12,6 +12,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The largest amount any input may carry: one trillion yuan, in fen.
 pub const AMOUNT_FEN_MAX: i64 = 100_000_000_000_000;
 
+/// The largest value any running total the state keeps may reach (an account's inflow or
+/// outflow, a region's account flows, a fund's flows, a member's yearly counters): ten thousand
+/// times `AMOUNT_FEN_MAX`, 10^16 yuan. `decide` refuses a command whose events would carry a
+/// total past it (`total_overflow`). Nine such totals still add up within `i64`, so sums and
+/// differences of a few totals and amounts never overflow.
+pub const TOTAL_FEN_MAX: i64 = 1_000_000_000_000_000_000;
+
 /// An amount of money, held exactly as a whole number of fen.
 ///
 /// Amounts cross every boundary (commands, results, policy files) as decimal strings with at
@@ -66,6 +73,11 @@ impl Money {
 
     pub fn max(self, other: Money) -> Money {
         std::cmp::max(self, other)
+    }
+
+    /// `self + other`, or `None` where it would not fit in `i64` fen.
+    pub fn checked_add(self, other: Money) -> Option<Money> {
+        self.fen.checked_add(other.fen).map(Money::from_fen)
     }
 
     /// `self - other`, but never below zero.

@@ -145,6 +145,12 @@ pub(super) fn allocate(state: &State, region: &str, month: Month) -> Result<Deci
                 policy: policy.version.clone(),
             },
         ));
+        // Every credit enters the region's account inflow: bounded, so are its two parts below.
+        credited = super::totals::sum(
+            format_args!("the credits of region {region}'s allocation for {month}"),
+            credited,
+            amount,
+        )?;
         if rule.paid_by == CreditSource::PooledFund {
             events.push((
                 Stream::Fund(FundKind::Pooled, region.to_string()),
@@ -159,7 +165,6 @@ pub(super) fn allocate(state: &State, region: &str, month: Month) -> Result<Deci
         } else {
             lump_sum_credited += amount;
         }
-        credited += amount;
         count += 1;
     }
     Ok(Decision {

@@ -85,7 +85,7 @@ pub(super) fn retire(state: &State, member: &str, date: Day) -> Result<Decision,
             Stream::Member(member.to_string()),
             Event::Retired {
                 member: member.to_string(),
-                date: date,
+                date,
             },
         )],
         outcome: Outcome::Retired {

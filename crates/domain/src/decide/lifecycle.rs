@@ -62,7 +62,11 @@ pub(super) fn rollover(state: &State, region: &str, year: i32) -> Result<Decisio
             continue;
         }
         let closing_balance = account.balance_on(closing_day);
-        closing_total += closing_balance;
+        closing_total = super::totals::sum(
+            format_args!("the closing total of region {region}'s year {year}"),
+            closing_total,
+            closing_balance,
+        )?;
         events.push((
             Stream::Member(id.clone()),
             Event::YearClosed {

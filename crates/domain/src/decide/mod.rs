@@ -29,6 +29,7 @@ mod payments;
 mod policies;
 mod reversals;
 mod settlement;
+mod totals;
 
 /// What a command decided: the events to append, each with its stream, and the result to show.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,7 +143,16 @@ pub struct SettledOutcome {
 /// the log (up to two records per member, and a unit holds at most a million records).
 pub const ALLOCATE_MEMBERS_MAX: usize = 450_000;
 
+/// Decides `command` on `state`: the events to append and the result to show, or why not. The
+/// events keep every running total the state keeps within `money::TOTAL_FEN_MAX`.
 pub fn decide(state: &State, command: &Command) -> Result<Decision, Rejection> {
+    let decision = handle(state, command)?;
+    totals::check(state, &decision.events)?;
+    Ok(decision)
+}
+
+/// The handler of the command's family.
+fn handle(state: &State, command: &Command) -> Result<Decision, Rejection> {
     match command {
         Command::LoadPolicy { policy } => policies::load_policy(state, policy),
         Command::Enroll { .. } => enrolment::enroll(state, command),
