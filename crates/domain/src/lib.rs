@@ -1,8 +1,12 @@
 //! Gongji's domain: the insurance rules of the employee medical insurance ledger.
 //!
 //! What it is for: commands, events, policy versions, the state the rules need, and the two pure
-//! functions at the heart of the ledger, [`decide`] (command + state -> events or a rejection)
-//! and [`evolve`] (state + event -> state).
+//! functions at the heart of the ledger, [`decide()`] (command + state -> events or a rejection)
+//! and [`evolve()`] (state + event -> state).
+//!
+//! Every rejection carries a [`RejectionCode`] from one closed list. Amounts are bounded one by
+//! one (`money::AMOUNT_FEN_MAX`) and every running total the state keeps is bounded too
+//! (`money::TOTAL_FEN_MAX`): `decide` refuses what would pass it, so `evolve` never overflows.
 //!
 //! What it is not for: it does no I/O, reads no clock and draws no random numbers. Storage,
 //! ids and time belong to the callers (`gongji-log`, `gongji-ledger`).

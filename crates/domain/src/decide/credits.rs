@@ -1,8 +1,10 @@
 //! Credits to personal accounts: a contribution (`contribute`, 单位缴费划入) and the monthly run
 //! for retirees and lump-sum members (`allocate`, 统筹基金划入).
 
-use super::guards::{check_id, enrolled, facts, frozen, member, non_negative, policy};
-use super::{Decision, Outcome, ALLOCATE_MEMBERS_MAX};
+use super::guards::{
+    check_id, enrolled, facts, frozen, member, non_negative, policy, region_members,
+};
+use super::{Decision, Outcome};
 use crate::event::{Event, Stream};
 use crate::money::Money;
 use crate::policy::CreditSource;
@@ -90,23 +92,11 @@ pub(super) fn contribute(
 pub(super) fn allocate(state: &State, region: &str, month: Month) -> Result<Decision, Rejection> {
     check_id("region", region)?;
     let policy = policy(state, region, month.first_day())?;
-    let members = state
-        .region_members
-        .get(region)
-        .map(|m| m.len())
-        .unwrap_or(0);
-    if members > ALLOCATE_MEMBERS_MAX {
-        return Err(Rejection::new(
-            RejectionCode::TooManyMembers,
-            format!(
-                "region {region} has {members} members; allocate handles {ALLOCATE_MEMBERS_MAX}"
-            ),
-        ));
-    }
+    let members = region_members(state, region, "allocate")?;
     let mut events = Vec::new();
     let (mut credited, mut pooled_paid, mut lump_sum_credited, mut count) =
         (Money::ZERO, Money::ZERO, Money::ZERO, 0u64);
-    for id in state.region_members.get(region).into_iter().flatten() {
+    for id in members {
         let account = member(state, id)?;
         let frozen = account.frozen_on(month.first_day()).is_some();
         if frozen

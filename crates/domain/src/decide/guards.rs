@@ -9,6 +9,8 @@ use crate::state::{Member, State};
 use crate::time::{age_in_month, Day};
 use crate::types::{Rejection, RejectionCode};
 
+use super::ALLOCATE_MEMBERS_MAX;
+
 pub(crate) fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
     let printable = id.chars().all(|c| !c.is_control());
     if id.is_empty() || id.len() > ID_BYTES_MAX || !printable {
@@ -96,4 +98,24 @@ pub(crate) fn facts(account: &Member, day: Day, level: Option<u8>) -> Facts {
         age: age_in_month(account.born, month),
         in_lump_sum_period: in_lump_sum_period(account.lump_sum_until, month),
     }
+}
+
+/// The members of `region`, at most [`ALLOCATE_MEMBERS_MAX`] of them: what `command` (allocate,
+/// rollover) writes for them must fit one atomic unit of the log.
+pub(crate) fn region_members<'s>(
+    state: &'s State,
+    region: &str,
+    command: &str,
+) -> Result<impl Iterator<Item = &'s String>, Rejection> {
+    let members = state.region_members.get(region);
+    let count = members.map_or(0, |m| m.len());
+    if count > ALLOCATE_MEMBERS_MAX {
+        return Err(Rejection::new(
+            RejectionCode::TooManyMembers,
+            format!(
+                "region {region} has {count} members; {command} handles {ALLOCATE_MEMBERS_MAX}"
+            ),
+        ));
+    }
+    Ok(members.into_iter().flatten())
 }

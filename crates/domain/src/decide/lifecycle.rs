@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use super::guards::{check_id, enrolled, frozen, live, member, policy};
-use super::{Decision, Outcome, ALLOCATE_MEMBERS_MAX};
+use super::guards::{check_id, enrolled, frozen, live, member, policy, region_members};
+use super::{Decision, Outcome};
 use crate::command::Heir;
 use crate::event::{Event, Payout, Stream};
 use crate::money::Money;
@@ -39,18 +39,10 @@ pub(super) fn rollover(state: &State, region: &str, year: i32) -> Result<Decisio
             .pred_opt()
             .expect("a year after 1900 has a day before it"),
     );
-    let members = state.region_members.get(region).map_or(0, BTreeSet::len);
-    if members > ALLOCATE_MEMBERS_MAX {
-        return Err(Rejection::new(
-            RejectionCode::TooManyMembers,
-            format!(
-                "region {region} has {members} members; rollover handles {ALLOCATE_MEMBERS_MAX}"
-            ),
-        ));
-    }
+    let members = region_members(state, region, "rollover")?;
     let mut events = Vec::new();
     let mut closing_total = Money::ZERO;
-    for id in state.region_members.get(region).into_iter().flatten() {
+    for id in members {
         let account = member(state, id)?;
         let closed_before = account
             .closed_on

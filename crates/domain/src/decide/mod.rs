@@ -2,13 +2,17 @@
 //! no randomness: dates come with the command.
 //!
 //! One module per command family, each a set of handlers `(state, command fields) -> Decision`:
-//! [`policies`] (load_policy), [`enrolment`] (enroll, retire), [`credits`] (contribute, allocate),
-//! [`claims`] (claim, with the settlement arithmetic in [`settlement`]), [`payments`]
-//! (account_pay), [`reversals`] (reverse), [`family`] (bind, unbind, payments for relatives),
-//! [`lifecycle`] (rollover, decease, inherit, transfer). The checks they share (ids, amounts, a
-//! member who is enrolled and not frozen, the policy in force) are in [`guards`]; the check that
-//! the events keep every running total within its bound is in [`totals`], applied here to every
-//! decision.
+//! `policies` (load_policy), `enrolment` (enroll, retire), `credits` (contribute, allocate),
+//! `claims` (claim; its arithmetic is the pure function in `settlement`), `payments`
+//! (account_pay), `reversals` (reverse), `family` (bind, unbind, payments for relatives),
+//! `lifecycle` (rollover, decease, inherit, transfer). The checks they share (ids, amounts, a
+//! member who is enrolled and not frozen, the policy in force, a region's member count) are in
+//! `guards`. `totals` checks every decision's events against the bound on running totals.
+//!
+//! To add a command: its variant in `command.rs`, its events in `event.rs` (with `evolve`'s arm
+//! in `state/evolve.rs` and, if it adds to a running total, its line in `totals.rs`), its
+//! handler in the family's module here, an arm in `handle`, its codes in `RejectionCode` and the
+//! README.
 
 use serde::Serialize;
 
