@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Binding, Direction, EntityKey, Member, PastRegion, State, Tx, TxKind};
-use crate::event::Event;
+use crate::event::{Event, Settlement};
 use crate::money::Money;
 use crate::types::{FundKind, Status};
 
@@ -128,12 +128,7 @@ fn claims(state: &mut State, event: &Event) {
                 settlement.claim
             );
             state.debit(&settlement.member, settlement.account_paid, settlement.date);
-            state
-                .member_mut(&settlement.member)
-                .stint_counters_mut(&settlement.region, settlement.stint_since)
-                .entry(settlement.year)
-                .or_default()
-                .count(settlement, Direction::Settle);
+            count_claim(state, settlement, Direction::Settle);
             state.mark(|| EntityKey::Tx(settlement.claim.clone()));
             state.txs.insert(
                 settlement.claim.clone(),
@@ -157,12 +152,7 @@ fn claims(state: &mut State, event: &Event) {
             date, settlement, ..
         } => {
             state.credit(&settlement.member, settlement.account_paid, *date);
-            state
-                .member_mut(&settlement.member)
-                .stint_counters_mut(&settlement.region, settlement.stint_since)
-                .entry(settlement.year)
-                .or_default()
-                .count(settlement, Direction::Reverse);
+            count_claim(state, settlement, Direction::Reverse);
             state.tx_mut(&settlement.claim).reversed_on = Some(*date);
         }
         Event::FundClaimRefunded {
@@ -346,4 +336,15 @@ fn lifecycle(state: &mut State, event: &Event) {
         }
         _ => unreachable!("evolve hands lifecycle only its own events"),
     }
+}
+
+/// Counts a settlement into the year's counters of the stint it was settled in, or takes it
+/// back out.
+fn count_claim(state: &mut State, settlement: &Settlement, direction: Direction) {
+    state
+        .member_mut(&settlement.member)
+        .stint_counters_mut(&settlement.region, settlement.stint_since)
+        .entry(settlement.year)
+        .or_default()
+        .count(settlement, direction);
 }
