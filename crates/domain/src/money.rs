@@ -150,12 +150,8 @@ impl<'de> Deserialize<'de> for Money {
 impl Add for Money {
     type Output = Money;
     fn add(self, rhs: Money) -> Money {
-        Money {
-            fen: self
-                .fen
-                .checked_add(rhs.fen)
-                .expect("sums of bounded amounts fit in i64 fen"),
-        }
+        self.checked_add(rhs)
+            .expect("sums of bounded amounts fit in i64 fen")
     }
 }
 
