@@ -68,45 +68,7 @@ pub(super) fn bind(
             ));
         }
     }
-    if let Some(binding) = account.family.get(relative) {
-        match binding.until {
-            None => {
-                return Err(Rejection::new(
-                    RejectionCode::AlreadyBound,
-                    format!("{relative} is already bound to {holder}'s account since {}", binding.since),
-                ))
-            }
-            Some(until) if date < until => {
-                return Err(Rejection::new(
-                    RejectionCode::AlreadyBound,
-                    format!("{relative} was bound to {holder}'s account until {until}; a new binding must start on or after it"),
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    // Bindings are one-way: a relative belongs to one holder at a time, and a holder is nobody's
-    // relative.
-    if let Some(other) = state.relatives.get(relative) {
-        return Err(Rejection::new(
-            RejectionCode::RelativeBoundElsewhere,
-            format!("{relative} is already bound to {other}'s account; unbind there first"),
-        ));
-    }
-    if let Some(other) = state.relatives.get(holder) {
-        return Err(Rejection::new(
-            RejectionCode::HolderIsRelative,
-            format!(
-                "{holder} is bound as a relative to {other}'s account and cannot bind relatives"
-            ),
-        ));
-    }
-    if state.members.get(relative).is_some_and(Member::is_holder) {
-        return Err(Rejection::new(
-            RejectionCode::RelativeIsHolder,
-            format!("{relative} has relatives bound to their own account and cannot be bound to {holder}'s"),
-        ));
-    }
+    check_free_to_bind(state, account, relative, date)?;
     if let Some(max) = rules.relatives_max {
         let bound = account.relatives_bound_on(date);
         if bound >= max as usize {
@@ -133,6 +95,55 @@ pub(super) fn bind(
             relative: relative.to_string(),
         },
     })
+}
+
+/// Neither side of a new binding is bound already: bindings are one-way, a relative belongs to
+/// one holder at a time, and a holder is nobody's relative.
+fn check_free_to_bind(
+    state: &State,
+    account: &Member,
+    relative: &str,
+    date: Day,
+) -> Result<(), Rejection> {
+    let holder = account.id.as_str();
+    if let Some(binding) = account.family.get(relative) {
+        match binding.until {
+            None => {
+                return Err(Rejection::new(
+                    RejectionCode::AlreadyBound,
+                    format!("{relative} is already bound to {holder}'s account since {}", binding.since),
+                ))
+            }
+            Some(until) if date < until => {
+                return Err(Rejection::new(
+                    RejectionCode::AlreadyBound,
+                    format!("{relative} was bound to {holder}'s account until {until}; a new binding must start on or after it"),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(other) = state.relatives.get(relative) {
+        return Err(Rejection::new(
+            RejectionCode::RelativeBoundElsewhere,
+            format!("{relative} is already bound to {other}'s account; unbind there first"),
+        ));
+    }
+    if let Some(other) = state.relatives.get(holder) {
+        return Err(Rejection::new(
+            RejectionCode::HolderIsRelative,
+            format!(
+                "{holder} is bound as a relative to {other}'s account and cannot bind relatives"
+            ),
+        ));
+    }
+    if state.members.get(relative).is_some_and(Member::is_holder) {
+        return Err(Rejection::new(
+            RejectionCode::RelativeIsHolder,
+            format!("{relative} has relatives bound to their own account and cannot be bound to {holder}'s"),
+        ));
+    }
+    Ok(())
 }
 
 pub(super) fn unbind(

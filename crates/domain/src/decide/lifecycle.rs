@@ -136,57 +136,9 @@ pub(super) fn inherit(
             format!("inheritance on {date} is before the account's last movement on {last}; date it on or after that day"),
         ));
     }
-    if heirs.is_empty() || heirs.len() > HEIRS_MAX {
-        return Err(Rejection::new(
-            RejectionCode::InvalidHeirs,
-            format!("{} heirs named; 1 to {HEIRS_MAX} are needed", heirs.len()),
-        ));
-    }
-    let mut names = BTreeSet::new();
-    for heir in heirs {
-        check_id("heir", &heir.name)?;
-        if !names.insert(heir.name.as_str()) {
-            return Err(Rejection::new(
-                RejectionCode::InvalidHeirs,
-                format!("heir {} is named twice", heir.name),
-            ));
-        }
-        if heir.share.as_decimal().is_zero() {
-            return Err(Rejection::new(
-                RejectionCode::InvalidHeirs,
-                format!("heir {} has a share of 0", heir.name),
-            ));
-        }
-    }
-    let total: rust_decimal::Decimal = heirs.iter().map(|h| h.share.as_decimal()).sum();
-    if total != rust_decimal::Decimal::ONE {
-        return Err(Rejection::new(
-            RejectionCode::SharesNotOne,
-            format!("the heirs' shares sum to {total}, not 1"),
-        ));
-    }
-    // Each heir's part is rounded half up to the fen, and never more than is left; the last heir
-    // takes what remains, so the payouts add up to the balance exactly.
+    check_heirs(heirs)?;
     let balance = account.balance;
-    let mut remaining = balance;
-    let mut payouts = Vec::with_capacity(heirs.len());
-    for (i, heir) in heirs.iter().enumerate() {
-        let amount = if i + 1 == heirs.len() {
-            remaining
-        } else {
-            balance.times(heir.share).min(remaining)
-        };
-        remaining -= amount;
-        payouts.push(Payout {
-            heir: heir.name.clone(),
-            share: heir.share,
-            amount,
-        });
-    }
-    assert!(
-        remaining == Money::ZERO,
-        "payouts of {member_id} add up to the balance"
-    );
+    let payouts = payouts(member_id, balance, heirs);
     Ok(Decision {
         events: vec![(
             Stream::Member(member_id.to_string()),
@@ -253,4 +205,64 @@ pub(super) fn transfer(
             policy_loaded: state.policies.get(to_region).is_some_and(|v| !v.is_empty()),
         },
     })
+}
+
+/// One to `HEIRS_MAX` heirs, each named once with a share above 0, the shares summing to 1.
+fn check_heirs(heirs: &[Heir]) -> Result<(), Rejection> {
+    if heirs.is_empty() || heirs.len() > HEIRS_MAX {
+        return Err(Rejection::new(
+            RejectionCode::InvalidHeirs,
+            format!("{} heirs named; 1 to {HEIRS_MAX} are needed", heirs.len()),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for heir in heirs {
+        check_id("heir", &heir.name)?;
+        if !names.insert(heir.name.as_str()) {
+            return Err(Rejection::new(
+                RejectionCode::InvalidHeirs,
+                format!("heir {} is named twice", heir.name),
+            ));
+        }
+        if heir.share.as_decimal().is_zero() {
+            return Err(Rejection::new(
+                RejectionCode::InvalidHeirs,
+                format!("heir {} has a share of 0", heir.name),
+            ));
+        }
+    }
+    let total: rust_decimal::Decimal = heirs.iter().map(|h| h.share.as_decimal()).sum();
+    if total != rust_decimal::Decimal::ONE {
+        return Err(Rejection::new(
+            RejectionCode::SharesNotOne,
+            format!("the heirs' shares sum to {total}, not 1"),
+        ));
+    }
+    Ok(())
+}
+
+/// The balance split among the heirs by their shares.
+fn payouts(member_id: &str, balance: Money, heirs: &[Heir]) -> Vec<Payout> {
+    // Each heir's part is rounded half up to the fen, and never more than is left; the last heir
+    // takes what remains, so the payouts add up to the balance exactly.
+    let mut remaining = balance;
+    let mut payouts = Vec::with_capacity(heirs.len());
+    for (i, heir) in heirs.iter().enumerate() {
+        let amount = if i + 1 == heirs.len() {
+            remaining
+        } else {
+            balance.times(heir.share).min(remaining)
+        };
+        remaining -= amount;
+        payouts.push(Payout {
+            heir: heir.name.clone(),
+            share: heir.share,
+            amount,
+        });
+    }
+    assert!(
+        remaining == Money::ZERO,
+        "payouts of {member_id} add up to the balance"
+    );
+    payouts
 }

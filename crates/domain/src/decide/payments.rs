@@ -6,7 +6,7 @@ use super::guards::{check_id, live};
 use super::{Decision, Outcome};
 use crate::event::{Event, Stream};
 use crate::money::Money;
-use crate::state::State;
+use crate::state::{Member, State};
 use crate::time::Day;
 use crate::types::{FundKind, Purpose, Rejection, RejectionCode, Status};
 
@@ -55,21 +55,7 @@ pub(super) fn account_pay(
             format!("payment {id}: only a retiree's own large-amount premium may be paid from the account"),
         ));
     }
-    let available = account.available_on(date);
-    if amount > available {
-        let later = if available < account.balance {
-            format!(
-                " on {date} (balance {}, part of it used by later-dated movements)",
-                account.balance
-            )
-        } else {
-            String::new()
-        };
-        return Err(Rejection::new(
-            RejectionCode::InsufficientBalance,
-            format!("member {holder} has {available}{later}; payment {id} of {amount} refused"),
-        ));
-    }
+    check_available(account, id, date, amount)?;
     let mut events = vec![(
         Stream::Member(holder.to_string()),
         Event::AccountPaid {
@@ -105,4 +91,26 @@ pub(super) fn account_pay(
             balance: account.balance - amount,
         },
     })
+}
+
+/// The account can pay `amount` on `date` without its balance as of that day, or any later
+/// one, going below zero.
+fn check_available(account: &Member, id: &str, date: Day, amount: Money) -> Result<(), Rejection> {
+    let holder = account.id.as_str();
+    let available = account.available_on(date);
+    if amount > available {
+        let later = if available < account.balance {
+            format!(
+                " on {date} (balance {}, part of it used by later-dated movements)",
+                account.balance
+            )
+        } else {
+            String::new()
+        };
+        return Err(Rejection::new(
+            RejectionCode::InsufficientBalance,
+            format!("member {holder} has {available}{later}; payment {id} of {amount} refused"),
+        ));
+    }
+    Ok(())
 }
