@@ -94,15 +94,6 @@ impl FrameReader {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Offset of the next frame to read.
-    pub fn offset_bytes(&self) -> u64 {
-        self.offset_bytes
-    }
-
     /// Reads the next frame. After `Bad`, the reader's offset is unchanged
     /// (still at the bad frame).
     pub fn next_frame(&mut self) -> Result<Step<'_>, LogError> {
@@ -156,6 +147,26 @@ impl FrameReader {
                 error,
             }),
         }
+    }
+}
+
+impl crate::chain::FrameSource for FrameReader {
+    #[inline]
+    fn next_frame(&mut self) -> Result<Step<'_>, LogError> {
+        FrameReader::next_frame(self)
+    }
+
+    fn offset_bytes(&self) -> u64 {
+        self.offset_bytes
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn valid_frame_after(&self, offset_bytes: u64, min_position: u64) -> Result<bool, LogError> {
+        let rest = read_tail(&self.path, offset_bytes.saturating_add(1))?;
+        Ok(contains_valid_frame(&rest, min_position))
     }
 }
 
