@@ -18,11 +18,16 @@ fn check_stream_name(stream: &str) -> Result<(), LogError> {
             "a stream name must not be empty".into(),
         ));
     }
-    if stream.len() > MAX_STREAM_BYTES {
+    at_most("stream name (bytes)", stream.len(), MAX_STREAM_BYTES)
+}
+
+/// `TooLarge` if `actual` exceeds `limit`.
+fn at_most(what: &'static str, actual: usize, limit: usize) -> Result<(), LogError> {
+    if actual > limit {
         return Err(LogError::TooLarge {
-            what: "stream name (bytes)",
-            actual: stream.len() as u64,
-            limit: MAX_STREAM_BYTES as u64,
+            what,
+            actual: actual as u64,
+            limit: limit as u64,
         });
     }
     Ok(())
@@ -67,22 +72,10 @@ impl Log {
                 "a unit needs at least one record".into(),
             ));
         }
-        if records.len() > MAX_UNIT_RECORDS {
-            return Err(LogError::TooLarge {
-                what: "unit (records)",
-                actual: records.len() as u64,
-                limit: MAX_UNIT_RECORDS as u64,
-            });
-        }
+        at_most("unit (records)", records.len(), MAX_UNIT_RECORDS)?;
         for record in records {
             check_stream_name(record.stream)?;
-            if record.payload.len() > MAX_PAYLOAD_BYTES {
-                return Err(LogError::TooLarge {
-                    what: "payload (bytes)",
-                    actual: record.payload.len() as u64,
-                    limit: MAX_PAYLOAD_BYTES as u64,
-                });
-            }
+            at_most("payload (bytes)", record.payload.len(), MAX_PAYLOAD_BYTES)?;
         }
         for (stream, _) in expected {
             check_stream_name(stream)?;

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use crate::chain::{Chain, FrameSource, Linked};
-use crate::frame::{self, FrameFields, FRAME_HEADER_BYTES, MIN_BODY_BYTES};
+use crate::frame::{self, FRAME_HEADER_BYTES, MIN_BODY_BYTES};
 use crate::recovery::{self, ScanEnd, UnitSink};
 use crate::segment::{contains_valid_frame, Step};
 use crate::{LogError, Record};
@@ -166,19 +166,7 @@ pub fn encode_record(out: &mut Vec<u8>, record: &Record) -> Option<[u8; 32]> {
     {
         return None;
     }
-    Some(frame::encode_frame(
-        out,
-        &FrameFields {
-            unit_end: record.unit_end,
-            position: record.position,
-            stream_version: record.stream_version,
-            event_id: *record.event_id.as_bytes(),
-            recorded_at_micros: record.recorded_at_micros,
-            prev_hash: record.prev_hash,
-            stream: &record.stream,
-            payload: &record.payload,
-        },
-    ))
+    Some(frame::encode_frame(out, &record.frame_fields()))
 }
 
 /// What the `log_frames` fuzz target checks of any input: decoding never panics; what
@@ -231,6 +219,7 @@ pub fn check_segment_bytes(bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::FrameFields;
 
     fn segment(records: u64, unit_every: u64) -> Vec<u8> {
         let mut out = Vec::new();

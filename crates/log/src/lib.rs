@@ -177,20 +177,21 @@ impl Record {
     /// `prev_hash`: equal to `hash` for a genuine record. Lets an archive be checked without the
     /// log it came from.
     pub fn recompute_hash(&self) -> [u8; 32] {
-        let mut frame = Vec::new();
-        frame::encode_frame(
-            &mut frame,
-            &frame::FrameFields {
-                unit_end: self.unit_end,
-                position: self.position,
-                stream_version: self.stream_version,
-                event_id: *self.event_id.as_bytes(),
-                recorded_at_micros: self.recorded_at_micros,
-                prev_hash: self.prev_hash,
-                stream: &self.stream,
-                payload: &self.payload,
-            },
-        )
+        frame::encode_frame(&mut Vec::new(), &self.frame_fields())
+    }
+
+    /// The record's fields as a frame encodes them.
+    pub(crate) fn frame_fields(&self) -> frame::FrameFields<'_> {
+        frame::FrameFields {
+            unit_end: self.unit_end,
+            position: self.position,
+            stream_version: self.stream_version,
+            event_id: *self.event_id.as_bytes(),
+            recorded_at_micros: self.recorded_at_micros,
+            prev_hash: self.prev_hash,
+            stream: &self.stream,
+            payload: &self.payload,
+        }
     }
 }
 

@@ -342,13 +342,7 @@ fn open_writer(
     report: &mut OpenReport,
 ) -> Result<Writer, LogError> {
     let Some(&last) = segments.last() else {
-        let path = segment::segment_path(segments_dir, 0);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_err("creating segment", &path, e))?;
+        let file = segment::create_segment(segments_dir, 0)?;
         sync_dir(segments_dir)?;
         segments.push(0);
         return Ok(Writer {

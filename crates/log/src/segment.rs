@@ -17,6 +17,18 @@ pub(crate) fn segment_path(segments_dir: &Path, first_position: u64) -> PathBuf 
     segments_dir.join(format!("{first_position:020}{SEGMENT_SUFFIX}"))
 }
 
+/// Creates the segment file that starts at `first_position` (it must not exist yet), open
+/// for reading and writing. The caller syncs the directory.
+pub(crate) fn create_segment(segments_dir: &Path, first_position: u64) -> Result<File, LogError> {
+    let path = segment_path(segments_dir, first_position);
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| io_err("creating segment", &path, e))
+}
+
 /// The first positions of all segment files, ascending. Files that are not
 /// named like segments are ignored.
 pub(crate) fn list_segments(segments_dir: &Path) -> Result<Vec<u64>, LogError> {

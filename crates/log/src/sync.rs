@@ -8,10 +8,8 @@
 //! beyond the durable end); after a failed write, sync or index write the `Log` is broken and
 //! refuses further work.
 
-use std::fs::OpenOptions;
 use std::sync::Arc;
 
-use crate::error::io_err;
 use crate::index::IndexMeta;
 use crate::segment;
 use crate::streams::{Entry, INDEX_FLUSH_RECORDS, STREAM_TABLE_MAX};
@@ -59,13 +57,7 @@ impl Log {
         }
         debug_assert!(self.in_flight.is_empty());
         let first_position = self.submitted_end;
-        let path = segment::segment_path(&self.segments_dir, first_position);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| io_err("creating segment", &path, e))?;
+        let file = segment::create_segment(&self.segments_dir, first_position)?;
         // From here the new, empty segment is the current one: a valid state
         // even if syncing the directory fails below.
         self.writer = Arc::new(file);
