@@ -18,6 +18,8 @@ pub struct RecordIter<'a> {
     /// The walk of the current segment; `None` for an empty range.
     walk: Option<Walk<FrameReader>>,
     segment_index: usize,
+    /// The first position of the segment walked (`segments[segment_index]`).
+    segment: u64,
     done: bool,
     /// Segment (its first position) and byte offset of the record returned last.
     last_location: (u64, u64),
@@ -49,6 +51,7 @@ impl<'a> RecordIter<'a> {
             end,
             walk: None,
             segment_index: 0,
+            segment: 0,
             done: from >= end,
             last_location: (0, 0),
         };
@@ -72,6 +75,7 @@ impl<'a> RecordIter<'a> {
         }
         let source = FrameReader::open(segment_path(log.segments_dir(), segment), start_offset)?;
         iter.segment_index = segment_index;
+        iter.segment = segment;
         iter.walk = Some(Walk::resume(source, chain, TailRule::Damage));
         Ok(iter)
     }
@@ -92,7 +96,7 @@ impl<'a> RecordIter<'a> {
             })?;
             match step {
                 Walked::Record((Some(record), offset_bytes)) => {
-                    self.last_location = (self.log.segments()[self.segment_index], offset_bytes);
+                    self.last_location = (self.segment, offset_bytes);
                     return Ok(Some(record));
                 }
                 Walked::Record((None, _)) => {}
@@ -121,6 +125,7 @@ impl<'a> RecordIter<'a> {
             TailRule::Damage,
         )?);
         self.segment_index = next_index;
+        self.segment = first_position;
         Ok(())
     }
 }
