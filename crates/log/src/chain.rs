@@ -3,7 +3,7 @@
 //! Every reader of segments walks their frames through a [`Walk`]: recovery at open
 //! (`recovery::scan_segment`), [`Log::verify`](crate::Log::verify), the streaming reads
 //! ([`RecordIter`](crate::RecordIter) and its deferred-links form) and, through
-//! [`fuzzing`](crate::fuzzing), the `log_frames` fuzz target. A walk checks, frame by frame:
+//! `fuzzing` (feature `testing`), the `log_frames` fuzz target. A walk checks, frame by frame:
 //!
 //! * a segment read from its first byte is named for the position the chain stands at
 //!   ([`Walk::segment`]);

@@ -81,6 +81,26 @@
 //! the recovery scan) writes the marker `DIR/QUARANTINE` ([`Quarantine`]), and
 //! [`Log::open`] then refuses with [`LogError::Quarantined`] until
 //! [`Log::clear_quarantine`] has verified the whole log again.
+//!
+//! # The seam for another backend
+//!
+//! [`DurableLog`] is what the ledger needs of the log of record, with no file
+//! in it (append, sync with a [`SyncTicket`], reads with hash links, verify,
+//! close); [`Log`] implements it, and a second backend (PostgreSQL) can. How a
+//! backend is opened, and the projection store ([`Log::kv`]), stay outside it.
+//!
+//! # Modules, one job each
+//!
+//! `open` (lock, index, projection store, the writer's segment), `recovery`
+//! (the scan at open), `chain` (the one chain walk every reader of segments
+//! uses: recovery, `verify`, `iter`, the fuzz decoder), `append` (checks and
+//! staging), `sync` and `syncer` (the pipeline that makes batches durable),
+//! `read` and `iter` (reads), `verify`, `close`, `quarantine`, `frame` and
+//! `segment` (the bytes and the files), `durable` (the [`DurableLog`] seam);
+//! `streams`, `index` and `kv` hold what can be rebuilt. Feature `testing`
+//! adds test scaffolding that is not part of the stable API: `fuzzing` (the
+//! fuzz target's decoder, which runs recovery's own scan) and
+//! `Log::inject_sync_failure`.
 
 mod append;
 mod chain;

@@ -4,7 +4,7 @@
 //!
 //! [`scan_segment`] is the scan of one segment, generic over where the frames come from: open
 //! runs it on the segment files, and the `log_frames` fuzz target (through
-//! [`fuzzing::decode_segment`](crate::fuzzing::decode_segment)) on bytes in memory, so the
+//! `fuzzing::decode_segment`) on bytes in memory, so the
 //! fuzzer checks the very code recovery runs.
 //!
 //! Invariants as the code holds them: a unit's records reach the index only once its
