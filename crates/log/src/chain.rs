@@ -109,11 +109,8 @@ impl Chain {
     #[inline]
     fn link(&mut self, view: &FrameView<'_>) -> Result<[u8; 32], String> {
         let expected = self.next_position();
-        if self.end.is_some_and(|end| expected >= end) {
-            return Err(format!(
-                "a record lies beyond the durable end {}",
-                self.end.unwrap_or_default()
-            ));
+        if let Some(end) = self.end.filter(|&end| expected >= end) {
+            return Err(format!("a record lies beyond the durable end {end}"));
         }
         if Some(view.position) != self.next_position {
             return Err(format!(
