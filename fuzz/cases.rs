@@ -129,7 +129,8 @@ pub fn csv_detail(data: &[u8]) {
 pub mod log {
     /// Bytes as a log segment: decoding never panics; what decodes re-encodes to exactly its
     /// bytes with the same hashes, positions run on and the hash chain links; a bad frame is
-    /// told apart as a torn tail or damage by the rule recovery uses (`gongji_log::fuzzing`).
+    /// told apart as a torn tail or damage by recovery itself (`gongji_log::fuzzing` runs the
+    /// recovery scan `Log::open` runs, on the bytes in memory; feature `testing`).
     #[cfg(fuzzing)]
     pub fn log_frames(data: &[u8]) {
         gongji_log::fuzzing::check_segment_bytes(data);

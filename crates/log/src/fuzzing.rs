@@ -1,14 +1,20 @@
-//! Pure, panic-free decoding of segment bytes, for fuzzing and tests.
+//! Pure, panic-free decoding of segment bytes, for fuzzing and tests (feature `testing`).
 //!
-//! [`decode_segment`] reads bytes as a segment file the way the recovery scan at open does
-//! (the same frame decoder, the same position and hash-chain checks, the same rule telling a
-//! torn tail from damage in the middle), but on a slice in memory and without an index, a
-//! directory or a lock, so a fuzzer can run it millions of times. [`check_segment_bytes`]
-//! is what the `log_frames` fuzz target runs: it decodes and asserts what must hold of any
-//! input. Not part of the log's stable API.
+//! [`decode_segment`] reads bytes as the last segment of a log the way open does: it runs the
+//! recovery scan itself (`recovery::scan_segment`, the same function open runs on segment
+//! files, with the same chain walk, frame decoder and rule telling a torn tail from damage in
+//! the middle), over a slice in memory instead of a file and collecting the records instead of
+//! indexing them, so a fuzzer can run it millions of times without a directory or a lock.
+//! [`check_segment_bytes`] is what the `log_frames` fuzz target runs: it decodes and asserts
+//! what must hold of any input. Not part of the log's stable API.
 
-use crate::frame::{self, FrameError, FrameFields, FRAME_HEADER_BYTES, MIN_BODY_BYTES};
-use crate::Record;
+use std::path::Path;
+
+use crate::chain::{Chain, FrameSource, Linked};
+use crate::frame::{self, FRAME_HEADER_BYTES, MIN_BODY_BYTES};
+use crate::recovery::{self, ScanEnd, UnitSink};
+use crate::segment::{contains_valid_frame, Step};
+use crate::{LogError, Record};
 
 /// How the bytes of a segment end.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,10 +49,68 @@ pub struct DecodedSegment {
     pub end: SegmentEnd,
 }
 
-/// Decodes `bytes` as a segment: frames from offset 0, positions consecutive from the first
-/// frame's, each frame's previous-hash the hash of the frame before it (the first frame's
-/// previous-hash and position are taken as given: a segment may start anywhere in the log).
-/// Never panics, never allocates from a length it has not checked against `bytes`.
+/// The name segment bytes in memory go by in errors.
+const IN_MEMORY: &str = "segment in memory";
+
+/// Frames of a segment held in memory: the recovery scan's source for the fuzz target.
+struct SliceFrames<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl FrameSource for SliceFrames<'_> {
+    fn next_frame(&mut self) -> Result<Step<'_>, LogError> {
+        let rest = &self.bytes[self.offset..];
+        if rest.is_empty() {
+            return Ok(Step::End);
+        }
+        let offset_bytes = self.offset as u64;
+        Ok(match frame::decode_frame(rest) {
+            Ok(view) => {
+                self.offset += FRAME_HEADER_BYTES + view.body.len();
+                Step::Frame { view, offset_bytes }
+            }
+            Err(error) => Step::Bad {
+                offset_bytes,
+                error,
+            },
+        })
+    }
+
+    fn offset_bytes(&self) -> u64 {
+        self.offset as u64
+    }
+
+    fn path(&self) -> &Path {
+        Path::new(IN_MEMORY)
+    }
+
+    fn valid_frame_after(&self, offset_bytes: u64, min_position: u64) -> Result<bool, LogError> {
+        let after = usize::try_from(offset_bytes.saturating_add(1)).unwrap_or(usize::MAX);
+        let rest = self.bytes.get(after..).unwrap_or_default();
+        Ok(contains_valid_frame(rest, min_position))
+    }
+}
+
+/// The scan's sink: every record, and where the complete units end.
+impl UnitSink for DecodedSegment {
+    fn record(&mut self, linked: Linked<'_>) {
+        self.records.push(linked.view.to_record(linked.hash));
+        self.records_bytes = linked.offset_bytes + linked.view.frame_bytes();
+    }
+
+    fn unit_end(&mut self, end_offset_bytes: u64) -> Result<(), LogError> {
+        self.complete_units_bytes = end_offset_bytes;
+        self.complete_units_records = self.records.len() as u64;
+        Ok(())
+    }
+}
+
+/// Decodes `bytes` as the last segment of a log, with open's recovery scan: frames from
+/// offset 0, positions consecutive from the first frame's, each frame's previous-hash the hash
+/// of the frame before it (the first frame's previous-hash and position are taken as given: a
+/// segment may start anywhere in the log). Never panics, never allocates from a length it has
+/// not checked against `bytes`.
 pub fn decode_segment(bytes: &[u8]) -> DecodedSegment {
     let mut out = DecodedSegment {
         records: Vec::new(),
@@ -55,75 +119,40 @@ pub fn decode_segment(bytes: &[u8]) -> DecodedSegment {
         complete_units_records: 0,
         end: SegmentEnd::Clean,
     };
-    let mut offset = 0usize;
-    let mut expected: Option<(u64, [u8; 32])> = None;
-    while offset < bytes.len() {
-        let rest = &bytes[offset..];
-        let view = match frame::decode_frame(rest) {
-            Ok(view) => view,
-            Err(error) => {
-                let next_position = expected.map_or(0, |(p, _)| p);
-                // Recovery looks for a valid frame starting anywhere after the bad one.
-                let followed = crate::segment::contains_valid_frame(
-                    rest.get(1..).unwrap_or_default(),
-                    next_position,
-                );
-                out.end = if followed {
-                    SegmentEnd::Damaged {
-                        position: next_position,
-                        offset_bytes: offset as u64,
-                        reason: format!("{error}, and valid records follow it"),
-                    }
-                } else {
-                    SegmentEnd::TornTail {
-                        offset_bytes: offset as u64,
-                        reason: describe(&error),
-                    }
-                };
-                return out;
-            }
-        };
-        if let Some((position, prev_hash)) = expected {
-            let wrong = if view.position != position {
-                Some(format!(
-                    "a valid frame holds position {} where position {position} was expected",
-                    view.position
-                ))
-            } else if view.prev_hash != prev_hash {
-                Some(
-                    "the record's previous-hash does not match the hash of the record before it"
-                        .to_owned(),
-                )
-            } else {
-                None
-            };
-            if let Some(reason) = wrong {
-                out.end = SegmentEnd::Damaged {
-                    position,
-                    offset_bytes: offset as u64,
-                    reason,
-                };
-                return out;
-            }
-        }
-        let hash = view.hash();
-        let frame_bytes = view.frame_bytes() as usize;
-        // A position of u64::MAX has no successor: the next frame cannot be valid.
-        expected = Some((view.position.saturating_add(1), hash));
-        let unit_end = view.is_unit_end();
-        out.records.push(view.to_record(hash));
-        offset += frame_bytes;
-        out.records_bytes = offset as u64;
-        if unit_end {
-            out.complete_units_bytes = offset as u64;
-            out.complete_units_records = out.records.len() as u64;
-        }
-    }
+    let chain = match frame::decode_frame(bytes) {
+        Ok(first) => Chain::at(first.position, first.prev_hash),
+        Err(_) => Chain::at(0, [0; 32]),
+    };
+    let source = SliceFrames { bytes, offset: 0 };
+    out.end = match recovery::scan_segment(source, None, chain, true, &mut out) {
+        Ok(scanned) => match scanned.end {
+            ScanEnd::Clean => SegmentEnd::Clean,
+            ScanEnd::TornTail {
+                offset_bytes,
+                error,
+            } => SegmentEnd::TornTail {
+                offset_bytes,
+                reason: error.to_string(),
+            },
+        },
+        Err(LogError::Corrupt {
+            position,
+            offset,
+            reason,
+            ..
+        }) => SegmentEnd::Damaged {
+            position,
+            offset_bytes: offset,
+            reason,
+        },
+        // Bytes in memory give no I/O error, and the sink none either.
+        Err(other) => SegmentEnd::Damaged {
+            position: u64::MAX,
+            offset_bytes: out.records_bytes,
+            reason: other.to_string(),
+        },
+    };
     out
-}
-
-fn describe(error: &FrameError) -> String {
-    error.to_string()
 }
 
 /// Encodes `record` as a frame (format version 1) onto `out`; returns the hash the frame
@@ -137,19 +166,7 @@ pub fn encode_record(out: &mut Vec<u8>, record: &Record) -> Option<[u8; 32]> {
     {
         return None;
     }
-    Some(frame::encode_frame(
-        out,
-        &FrameFields {
-            unit_end: record.unit_end,
-            position: record.position,
-            stream_version: record.stream_version,
-            event_id: *record.event_id.as_bytes(),
-            recorded_at_micros: record.recorded_at_micros,
-            prev_hash: record.prev_hash,
-            stream: &record.stream,
-            payload: &record.payload,
-        },
-    ))
+    Some(frame::encode_frame(out, &record.frame_fields()))
 }
 
 /// What the `log_frames` fuzz target checks of any input: decoding never panics; what
@@ -202,6 +219,7 @@ pub fn check_segment_bytes(bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::FrameFields;
 
     fn segment(records: u64, unit_every: u64) -> Vec<u8> {
         let mut out = Vec::new();

@@ -1,6 +1,7 @@
-//! Streaming reads of a position range.
+//! Streaming reads of a position range, walked through the chain check (`chain`).
 
-use crate::segment::{segment_path, FrameReader, Step};
+use crate::chain::{Chain, TailRule, Walk, Walked};
+use crate::segment::{segment_path, FrameReader};
 use crate::{Log, LogError, Record};
 
 /// Durable records of a position range, in position order, read from the
@@ -12,24 +13,23 @@ use crate::{Log, LogError, Record};
 /// `from` costs at most a few thousand frame reads.
 pub struct RecordIter<'a> {
     log: &'a Log,
-    /// Position of the next frame the reader will return.
-    next_position: u64,
     from: u64,
     end: u64,
-    reader: Option<FrameReader>,
+    /// The walk of the current segment; `None` for an empty range.
+    walk: Option<Walk<FrameReader>>,
     segment_index: usize,
-    prev_hash: Option<[u8; 32]>,
+    /// The first position of the segment walked (`segments[segment_index]`).
+    segment: u64,
     done: bool,
-    /// False for [`DeferredLinks`]: the hash chain is left to the records' holders.
-    check_links: bool,
     /// Segment (its first position) and byte offset of the record returned last.
     last_location: (u64, u64),
 }
 
 impl std::fmt::Debug for RecordIter<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let next_position = self.walk.as_ref().map(|w| w.chain().next_position());
         f.debug_struct("RecordIter")
-            .field("next_position", &self.next_position)
+            .field("next_position", &next_position)
             .field("from", &self.from)
             .field("end", &self.end)
             .finish_non_exhaustive()
@@ -37,18 +37,22 @@ impl std::fmt::Debug for RecordIter<'_> {
 }
 
 impl<'a> RecordIter<'a> {
-    /// `end` must not exceed the log's durable end.
-    pub(crate) fn new(log: &'a Log, from: u64, end: u64) -> Result<RecordIter<'a>, LogError> {
+    /// `end` must not exceed the log's durable end. `check_links`: false for
+    /// [`DeferredLinks`], whose records' holders check the hash chain.
+    pub(crate) fn new(
+        log: &'a Log,
+        from: u64,
+        end: u64,
+        check_links: bool,
+    ) -> Result<RecordIter<'a>, LogError> {
         let mut iter = RecordIter {
             log,
-            next_position: from,
             from,
             end,
-            reader: None,
+            walk: None,
             segment_index: 0,
-            prev_hash: None,
+            segment: 0,
             done: from >= end,
-            check_links: true,
             last_location: (0, 0),
         };
         if iter.done {
@@ -65,92 +69,64 @@ impl<'a> RecordIter<'a> {
             }
             _ => (segment, 0),
         };
+        let mut chain = Chain::at_unknown_hash(start_position);
+        if !check_links {
+            chain = chain.deferring_links();
+        }
+        let source = FrameReader::open(segment_path(log.segments_dir(), segment), start_offset)?;
         iter.segment_index = segment_index;
-        iter.next_position = start_position;
-        iter.reader = Some(FrameReader::open(
-            segment_path(log.segments_dir(), segment),
-            start_offset,
-        )?);
+        iter.segment = segment;
+        iter.walk = Some(Walk::resume(source, chain, TailRule::Damage));
         Ok(iter)
     }
 
     fn advance(&mut self) -> Result<Option<Record>, LogError> {
         loop {
-            if self.next_position >= self.end {
+            let Some(walk) = self.walk.as_mut() else {
+                return Ok(None);
+            };
+            if walk.chain().next_position() >= self.end {
                 return Ok(None);
             }
-            let Some(reader) = self.reader.as_mut() else {
-                return Ok(None);
-            };
-            let (view, offset_bytes) = match reader.next_frame()? {
-                Step::Frame { view, offset_bytes } => (view, offset_bytes),
-                Step::Bad {
-                    offset_bytes,
-                    error,
-                } => {
-                    return Err(LogError::Corrupt {
-                        position: self.next_position,
-                        segment: reader.path().to_path_buf(),
-                        offset: offset_bytes,
-                        reason: error.to_string(),
-                    })
+            let from = self.from;
+            let step = walk.step(|linked| {
+                let view = linked.view;
+                let record = (view.position >= from).then(|| view.to_record(linked.hash));
+                (record, linked.offset_bytes)
+            })?;
+            match step {
+                Walked::Record((Some(record), offset_bytes)) => {
+                    self.last_location = (self.segment, offset_bytes);
+                    return Ok(Some(record));
                 }
-                Step::End => {
-                    let segments = self.log.segments();
-                    let next_index = self.segment_index + 1;
-                    if segments.get(next_index) != Some(&self.next_position) {
-                        return Err(LogError::Corrupt {
-                            position: self.next_position,
-                            segment: reader.path().to_path_buf(),
-                            offset: reader.offset_bytes(),
-                            reason: "the segment ends and no segment starts at this position"
-                                .into(),
-                        });
-                    }
-                    self.segment_index = next_index;
-                    self.reader = Some(FrameReader::open(
-                        segment_path(self.log.segments_dir(), self.next_position),
-                        0,
-                    )?);
-                    continue;
-                }
-            };
-            // Check while `view` borrows the reader; report afterwards.
-            let checked = if view.position != self.next_position {
-                Err(format!(
-                    "a valid frame holds position {} where position {} was expected",
-                    view.position, self.next_position
-                ))
-            } else if !self.check_links {
-                self.last_location = (self.log.segments()[self.segment_index], offset_bytes);
-                Ok((view.position >= self.from).then(|| view.to_record([0; 32])))
-            } else if self.prev_hash.is_some_and(|h| h != view.prev_hash) {
-                Err(
-                    "the record's previous-hash does not match the hash of the record before it"
-                        .to_string(),
-                )
-            } else {
-                let hash = view.hash();
-                self.prev_hash = Some(hash);
-                Ok((view.position >= self.from).then(|| view.to_record(hash)))
-            };
-            match checked {
-                Ok(record) => {
-                    self.next_position += 1;
-                    if record.is_some() {
-                        return Ok(record);
-                    }
-                }
-                Err(reason) => {
-                    return Err(LogError::Corrupt {
-                        position: self.next_position,
-                        segment: reader.path().to_path_buf(),
-                        offset: offset_bytes,
-                        reason,
-                    })
+                Walked::Record((None, _)) => {}
+                Walked::End => self.next_segment()?,
+                Walked::TornTail { .. } => {
+                    unreachable!("a walk under TailRule::Damage reports bad bytes as Corrupt")
                 }
             }
         }
+    }
+
+    /// At the end of a segment: walks on into the next one, which must start where the
+    /// chain stands.
+    fn next_segment(&mut self) -> Result<(), LogError> {
+        let walk = self.walk.as_ref().expect("a segment was being walked");
+        let chain = walk.chain();
+        let next_index = self.segment_index + 1;
+        let Some(&first_position) = self.log.segments().get(next_index) else {
+            return Err(walk.no_next_segment());
+        };
+        let source = FrameReader::open(segment_path(self.log.segments_dir(), first_position), 0)?;
+        self.walk = Some(Walk::segment(
+            source,
+            first_position,
+            chain,
+            TailRule::Damage,
+        )?);
+        self.segment_index = next_index;
+        self.segment = first_position;
+        Ok(())
     }
 }
 
@@ -187,6 +163,30 @@ pub struct Link {
     next_position: u64,
     next_segment: u64,
     next_offset: u64,
+}
+
+impl Link {
+    /// A link for another backend of [`DurableLog`](crate::DurableLog): `expected_hash` is
+    /// what the record at `next_position` names as its previous-hash. (The file log's links
+    /// also say where that record lies, for its error messages.)
+    pub fn new(expected_hash: [u8; 32], next_position: u64) -> Link {
+        Link {
+            expected_hash,
+            next_position,
+            next_segment: 0,
+            next_offset: 0,
+        }
+    }
+
+    /// The hash the record holding this link must have.
+    pub fn expected_hash(&self) -> [u8; 32] {
+        self.expected_hash
+    }
+
+    /// The position of the record that names the hash (the log's end for its last record).
+    pub fn next_position(&self) -> u64 {
+        self.next_position
+    }
 }
 
 /// Durable records of a position range, like [`RecordIter`], but the reader checks only each
@@ -244,8 +244,7 @@ impl DeferredLinks<'_> {
             let (segment, offset) = log.last_record;
             (log.durable_hash, segment, offset)
         } else {
-            let mut after = RecordIter::new(log, self.end, self.end + 1)?;
-            after.check_links = false;
+            let mut after = RecordIter::new(log, self.end, self.end + 1, false)?;
             match after.next() {
                 Some(Ok(record)) => {
                     let (segment, offset) = after.last_location;
@@ -280,8 +279,7 @@ impl Log {
         to_exclusive: u64,
     ) -> Result<DeferredLinks<'_>, LogError> {
         let end = to_exclusive.min(self.durable_end());
-        let mut inner = RecordIter::new(self, from, end)?;
-        inner.check_links = false;
+        let inner = RecordIter::new(self, from, end, false)?;
         Ok(DeferredLinks {
             inner,
             held: None,

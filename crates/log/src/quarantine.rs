@@ -29,7 +29,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::Ordering;
+
 use crate::error::{io_err, LogError};
+use crate::Log;
 
 /// The marker's file name inside the log's directory.
 pub const QUARANTINE_FILE: &str = "QUARANTINE";
@@ -281,6 +284,62 @@ pub(crate) fn remove(dir: &Path) -> Result<(), LogError> {
         }
     }
     crate::sync_dir(dir)
+}
+
+/// If `error` is `Corrupt`, writes the quarantine marker for it (`overwrite`: even if the
+/// marker names an earlier record) and returns the error; a marker that cannot be written is
+/// named in the error's reason.
+pub(crate) fn remember_damage(
+    dir: &Path,
+    error: LogError,
+    found_by: &str,
+    overwrite: bool,
+) -> LogError {
+    let Some(found) = Quarantine::from_corrupt(&error, found_by) else {
+        return error;
+    };
+    let written = if overwrite {
+        write(dir, &found)
+    } else {
+        record(dir, &found)
+    };
+    match (written, error) {
+        (Ok(()), error) => error,
+        (
+            Err(e),
+            LogError::Corrupt {
+                position,
+                segment,
+                offset,
+                reason,
+            },
+        ) => LogError::Corrupt {
+            position,
+            segment,
+            offset,
+            reason: format!("{reason} (and the quarantine marker could not be written: {e})"),
+        },
+        (Err(_), error) => error,
+    }
+}
+
+impl Log {
+    /// If `error` is `Corrupt` (a durable record that cannot be trusted),
+    /// quarantines the log: writes `DIR/QUARANTINE` and refuses new units
+    /// from now on. Returns the error.
+    pub(crate) fn remember_damage(&self, error: LogError, found_by: &str) -> LogError {
+        if !matches!(error, LogError::Corrupt { .. }) {
+            return error;
+        }
+        self.quarantined.store(true, Ordering::Relaxed);
+        self::remember_damage(&self.dir, error, found_by, false)
+    }
+
+    /// Whether this `Log` found a damaged record since it was opened (and
+    /// quarantined the log: the next open will refuse).
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,18 @@ pub(crate) fn segment_path(segments_dir: &Path, first_position: u64) -> PathBuf 
     segments_dir.join(format!("{first_position:020}{SEGMENT_SUFFIX}"))
 }
 
+/// Creates the segment file that starts at `first_position` (it must not exist yet), open
+/// for reading and writing. The caller syncs the directory.
+pub(crate) fn create_segment(segments_dir: &Path, first_position: u64) -> Result<File, LogError> {
+    let path = segment_path(segments_dir, first_position);
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| io_err("creating segment", &path, e))
+}
+
 /// The first positions of all segment files, ascending. Files that are not
 /// named like segments are ignored.
 pub(crate) fn list_segments(segments_dir: &Path) -> Result<Vec<u64>, LogError> {
@@ -94,15 +106,6 @@ impl FrameReader {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Offset of the next frame to read.
-    pub fn offset_bytes(&self) -> u64 {
-        self.offset_bytes
-    }
-
     /// Reads the next frame. After `Bad`, the reader's offset is unchanged
     /// (still at the bad frame).
     pub fn next_frame(&mut self) -> Result<Step<'_>, LogError> {
@@ -156,6 +159,26 @@ impl FrameReader {
                 error,
             }),
         }
+    }
+}
+
+impl crate::chain::FrameSource for FrameReader {
+    #[inline]
+    fn next_frame(&mut self) -> Result<Step<'_>, LogError> {
+        FrameReader::next_frame(self)
+    }
+
+    fn offset_bytes(&self) -> u64 {
+        self.offset_bytes
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn valid_frame_after(&self, offset_bytes: u64, min_position: u64) -> Result<bool, LogError> {
+        let rest = read_tail(&self.path, offset_bytes.saturating_add(1))?;
+        Ok(contains_valid_frame(&rest, min_position))
     }
 }
 

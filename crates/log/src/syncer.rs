@@ -183,6 +183,7 @@ impl Shared {
     }
 
     /// Makes the next `fdatasync` of the syncer fail (failure-injection for tests).
+    #[cfg(any(test, feature = "testing"))]
     pub fn fail_next_sync(&self) {
         self.lock().fail_next_sync = true;
     }
@@ -489,7 +490,30 @@ fn write_all_at(file: &File, mut bytes: &[u8], mut offset: u64) -> io::Result<()
     Ok(())
 }
 
-/// A batch handed to the syncer by [`Log::sync_start`](crate::Log::sync_start).
+/// What a [`SyncTicket`] waits on: a backend's own record of which of its batches are durable.
+/// Batches are numbered 1, 2, 3, … in the order they were handed over; batch 0 is "nothing was
+/// ever handed over" and is durable from the start. The file log's syncer is one; another
+/// backend of [`DurableLog`](crate::DurableLog) builds its tickets on its own.
+pub trait SyncProgress: Send + Sync {
+    /// Blocks until batch `seq` and every batch before it are durable, or one of them failed
+    /// (then every waiter of it and of later batches gets the error).
+    fn wait_for(&self, seq: u64) -> Result<(), LogError>;
+    /// Like [`SyncProgress::wait_for`] without blocking: `None` while batch `seq` is in flight.
+    fn poll(&self, seq: u64) -> Option<Result<(), LogError>>;
+}
+
+impl SyncProgress for Shared {
+    fn wait_for(&self, seq: u64) -> Result<(), LogError> {
+        Shared::wait_for(self, seq).map_err(|f| f.to_error())
+    }
+
+    fn poll(&self, seq: u64) -> Option<Result<(), LogError>> {
+        Shared::poll(self, seq).map(|r| r.map_err(|f| f.to_error()))
+    }
+}
+
+/// A batch handed over by [`Log::sync_start`](crate::Log::sync_start) (or another backend's
+/// [`DurableLog::sync_start`](crate::DurableLog::sync_start)).
 ///
 /// [`SyncTicket::wait`] blocks until the batch and every batch before it are
 /// durable (written and `fdatasync`ed), from any thread, even after the `Log`
@@ -497,11 +521,11 @@ fn write_all_at(file: &File, mut bytes: &[u8], mut offset: u64) -> io::Result<()
 /// clone and `Send + Sync`.
 #[derive(Clone)]
 pub struct SyncTicket {
-    pub(crate) shared: Arc<Shared>,
+    progress: Arc<dyn SyncProgress>,
     /// The batch; 0: nothing was ever handed over (resolves at once).
-    pub(crate) seq: u64,
+    seq: u64,
     /// The number of records durable once the batch is.
-    pub(crate) end_position: u64,
+    end_position: u64,
 }
 
 impl std::fmt::Debug for SyncTicket {
@@ -514,23 +538,30 @@ impl std::fmt::Debug for SyncTicket {
 }
 
 impl SyncTicket {
+    /// A ticket for batch `seq` of a backend whose batches `progress` follows; the log's
+    /// durable end will be `end_position` once the batch is durable.
+    pub fn new(progress: Arc<dyn SyncProgress>, seq: u64, end_position: u64) -> SyncTicket {
+        SyncTicket {
+            progress,
+            seq,
+            end_position,
+        }
+    }
+
     /// Blocks until every record before [`SyncTicket::end_position`] is durable
     /// and returns that position. If writing or syncing this batch or one
     /// before it failed, every waiter gets the error (`LogError::Io`, naming
     /// the segment), none of the batch's records was acknowledged, and the
     /// `Log` refuses further work ([`LogError::Broken`]); reopen it.
     pub fn wait(&self) -> Result<u64, LogError> {
-        self.shared
-            .wait_for(self.seq)
-            .map(|()| self.end_position)
-            .map_err(|f| f.to_error())
+        self.progress.wait_for(self.seq).map(|()| self.end_position)
     }
 
     /// Like [`SyncTicket::wait`] without blocking: `None` while the batch is in flight.
     pub fn try_wait(&self) -> Option<Result<u64, LogError>> {
-        self.shared
+        self.progress
             .poll(self.seq)
-            .map(|r| r.map(|()| self.end_position).map_err(|f| f.to_error()))
+            .map(|r| r.map(|()| self.end_position))
     }
 
     /// The log's durable end once this batch is durable: the position after

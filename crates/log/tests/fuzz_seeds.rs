@@ -1,11 +1,14 @@
 //! Replays the `log_frames` fuzz target's seeds and every input a fuzzer once crashed on
 //! (`fuzz/seeds/log_frames`, `fuzz/regressions/log_frames`) through the check the target runs,
-//! `gongji_log::fuzzing::check_segment_bytes`. (The other targets' inputs are replayed by
-//! `tests/fuzz_regressions.rs`, whose crate does not depend on this one.)
+//! `gongji_log::fuzzing::check_segment_bytes`, and checks that the decoder it runs is open's
+//! recovery: on every cut and many flipped bytes of a real segment, `decode_segment` keeps what
+//! `Log::open` keeps and reports the damage open refuses. (The other targets' inputs are
+//! replayed by `tests/fuzz_regressions.rs`, whose crate does not depend on this one.)
 
 use std::path::{Path, PathBuf};
 
-use gongji_log::{fuzzing, Log, NewRecord};
+use gongji_log::fuzzing::{self, SegmentEnd};
+use gongji_log::{Log, LogError, NewRecord};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
@@ -60,6 +63,77 @@ fn real_segment() -> Vec<u8> {
         std::fs::read(tmp.path().join("segments/00000000000000000000.seg")).expect("segment reads");
     drop(log);
     bytes
+}
+
+/// What `Log::open` makes of `data` as the only segment of a log: the records and bytes it
+/// keeps, or the damage it refuses (position and offset).
+fn open_verdict(data: &[u8]) -> Result<(u64, u64), (u64, u64)> {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let segment = tmp.path().join("segments/00000000000000000000.seg");
+    std::fs::create_dir_all(tmp.path().join("segments")).expect("segments dir");
+    std::fs::write(&segment, data).expect("segment written");
+    match Log::open(tmp.path()) {
+        Ok(log) => {
+            let kept_bytes = std::fs::metadata(&segment).expect("segment").len();
+            Ok((log.durable_end(), kept_bytes))
+        }
+        Err(LogError::Corrupt {
+            position, offset, ..
+        }) => Err((position, offset)),
+        Err(other) => panic!("open failed otherwise: {other}"),
+    }
+}
+
+/// What the fuzz target's decoder makes of `data`, in the terms of `open_verdict`.
+fn decoder_verdict(data: &[u8]) -> Result<(u64, u64), (u64, u64)> {
+    let decoded = fuzzing::decode_segment(data);
+    match decoded.end {
+        SegmentEnd::Damaged {
+            position,
+            offset_bytes,
+            ..
+        } => Err((position, offset_bytes)),
+        SegmentEnd::Clean | SegmentEnd::TornTail { .. } => {
+            Ok((decoded.complete_units_records, decoded.complete_units_bytes))
+        }
+    }
+}
+
+#[test]
+fn the_fuzz_decoder_keeps_and_refuses_what_open_does() {
+    let bytes = real_segment();
+    // Every open syncs files: a cut every 23 bytes, every cut in the last 24, and a flip every
+    // 41 bytes keep this to seconds and still reach every frame.
+    let tail_start = bytes.len() - 24;
+    let cuts = (0..tail_start).step_by(23).chain(tail_start..=bytes.len());
+    let mut inputs: Vec<Vec<u8>> = cuts.map(|cut| bytes[..cut].to_vec()).collect();
+    for at in (0..bytes.len()).step_by(41) {
+        let mut flipped = bytes.clone();
+        flipped[at] ^= 0x40;
+        inputs.push(flipped);
+    }
+    // Four threads: the opens mostly wait for the disk.
+    let damaged: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = inputs
+            .chunks(inputs.len().div_ceil(4))
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut damaged = 0;
+                    for data in chunk {
+                        let open = open_verdict(data);
+                        assert_eq!(decoder_verdict(data), open, "input {data:?}");
+                        damaged += usize::from(open.is_err());
+                    }
+                    damaged
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("no input fails"))
+            .sum()
+    });
+    assert!(damaged > 0, "some flipped bytes are damage in the middle");
 }
 
 /// Writes the seeds: `cargo test -p gongji-log --test fuzz_seeds -- --ignored write_log_frames_seeds`.

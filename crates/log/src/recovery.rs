@@ -1,0 +1,233 @@
+//! The recovery scan at open: from where the stream index reaches to the end of the last
+//! segment, every frame is walked through the chain check (`chain`) and every complete unit's
+//! records are indexed.
+//!
+//! [`scan_segment`] is the scan of one segment, generic over where the frames come from: open
+//! runs it on the segment files, and the `log_frames` fuzz target (through
+//! `fuzzing::decode_segment`) on bytes in memory, so the
+//! fuzzer checks the very code recovery runs.
+//!
+//! Invariants as the code holds them: a unit's records reach the index only once its
+//! end-of-unit frame was read (`UnitSink::unit_end`); bad bytes or an unfinished unit are a
+//! torn tail only at the end of the last segment with nothing valid after them; anywhere else
+//! they, and any record that breaks the chain, are `Corrupt` and nothing is changed.
+
+use std::path::Path;
+
+use crate::chain::{Chain, FrameSource, Linked, TailRule, Walk, Walked};
+use crate::error::LogError;
+use crate::frame::FrameError;
+use crate::index::{IndexMeta, Location};
+use crate::segment::{self, FrameReader};
+use crate::streams::{Entry, StreamIndex, StreamTable, INDEX_FLUSH_RECORDS, STREAM_TABLE_MAX};
+
+/// What the scan does with the records it walks.
+pub(crate) trait UnitSink {
+    /// A record that continues the chain; its unit may not be complete yet.
+    fn record(&mut self, linked: Linked<'_>);
+    /// The records handed over since the last unit end are a complete unit, ending at
+    /// `end_offset_bytes` of the segment.
+    fn unit_end(&mut self, end_offset_bytes: u64) -> Result<(), LogError>;
+}
+
+/// How a scanned segment ends. (Open needs only where the complete units end; the fuzz
+/// target's decoder, feature `testing`, reports the torn tail too.)
+#[derive(Debug)]
+#[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
+pub(crate) enum ScanEnd {
+    /// At a frame boundary.
+    Clean,
+    /// Bad bytes at `offset_bytes` with nothing valid after them (last segment only).
+    TornTail {
+        offset_bytes: u64,
+        error: FrameError,
+    },
+}
+
+/// What [`scan_segment`] found.
+#[derive(Debug)]
+#[cfg_attr(not(any(test, feature = "testing")), allow(dead_code))]
+pub(crate) struct Scanned {
+    /// The chain after the last record walked (complete unit or not).
+    pub chain: Chain,
+    /// Offset just past the segment's last complete unit: what open keeps of a last segment.
+    pub units_end_offset: u64,
+    pub end: ScanEnd,
+}
+
+/// Scans one segment the way open does: `source` from where it stands, `named` the segment's
+/// first position if `source` starts at its first byte (checked against the chain). In a last
+/// segment (`is_last`) bad bytes with nothing valid after them, and records after the last
+/// end-of-unit flag, are a torn tail; in another segment they are `Corrupt`.
+pub(crate) fn scan_segment<S: FrameSource>(
+    source: S,
+    named: Option<u64>,
+    chain: Chain,
+    is_last: bool,
+    sink: &mut impl UnitSink,
+) -> Result<Scanned, LogError> {
+    let tail = if is_last {
+        TailRule::TornTail
+    } else {
+        TailRule::Damage
+    };
+    let mut walk = match named {
+        Some(first_position) => Walk::segment(source, first_position, chain, tail)?,
+        None => Walk::resume(source, chain, tail),
+    };
+    let end = loop {
+        let step = walk.step(|linked| {
+            sink.record(linked);
+            let view = linked.view;
+            (view.is_unit_end(), linked.offset_bytes + view.frame_bytes())
+        })?;
+        match step {
+            Walked::Record((true, end_offset_bytes)) => sink.unit_end(end_offset_bytes)?,
+            Walked::Record((false, _)) => {}
+            Walked::End => break ScanEnd::Clean,
+            Walked::TornTail {
+                offset_bytes,
+                error,
+            } => {
+                break ScanEnd::TornTail {
+                    offset_bytes,
+                    error,
+                }
+            }
+        }
+    };
+    if !is_last {
+        walk.check_units_closed()?;
+    }
+    Ok(Scanned {
+        chain: walk.chain(),
+        units_end_offset: walk.units_end_offset(),
+        end,
+    })
+}
+
+/// Index entries of a unit not yet known to be complete.
+struct PendingEntry {
+    stream: String,
+    stream_version: u64,
+    location: Location,
+}
+
+/// Recovery's sink: the stream index and the stream table.
+struct IndexSink<'a> {
+    stream_index: &'a mut StreamIndex,
+    streams: &'a mut StreamTable,
+    /// The segment being scanned.
+    segment: u64,
+    /// Everything up to here is complete units.
+    committed: IndexMeta,
+    pending: Vec<PendingEntry>,
+    pending_hash: [u8; 32],
+    records_indexed: u64,
+}
+
+impl UnitSink for IndexSink<'_> {
+    fn record(&mut self, linked: Linked<'_>) {
+        self.pending_hash = linked.hash;
+        self.pending.push(PendingEntry {
+            stream: linked.view.stream.to_owned(),
+            stream_version: linked.view.stream_version,
+            location: Location {
+                position: linked.view.position,
+                segment: self.segment,
+                offset_bytes: linked.offset_bytes,
+            },
+        });
+    }
+
+    fn unit_end(&mut self, end_offset_bytes: u64) -> Result<(), LogError> {
+        let mut last_offset = self.committed.last_record_offset_bytes;
+        for entry in self.pending.drain(..) {
+            let hash = self.streams.set(&entry.stream, entry.stream_version).hash;
+            self.stream_index.push(
+                Entry {
+                    hash,
+                    version: entry.stream_version,
+                    position: entry.location.position,
+                    offset_bytes: entry.location.offset_bytes,
+                },
+                entry.location.segment,
+            );
+            last_offset = entry.location.offset_bytes;
+            self.committed.next_position += 1;
+            self.records_indexed += 1;
+        }
+        self.committed.segment = self.segment;
+        self.committed.end_offset_bytes = end_offset_bytes;
+        self.committed.last_record_offset_bytes = last_offset;
+        self.committed.last_hash = self.pending_hash;
+        if self.stream_index.tail.len() >= INDEX_FLUSH_RECORDS {
+            self.stream_index.flush(self.committed)?;
+            if self.streams.len() > STREAM_TABLE_MAX {
+                self.streams.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`recover`] found.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    /// Where the complete units end (the durable state from now on).
+    pub committed: IndexMeta,
+    /// End of the complete units of the last segment: it is cut back to here.
+    pub last_segment_end: u64,
+    pub records_indexed: u64,
+    /// Complete, checksummed records after the last unit end (cut away).
+    pub truncated_records: u64,
+}
+
+/// Scans `segments` from `start` (where the index reaches; `resume`: it says so, else from
+/// position 0) to the end, indexing every complete unit into `stream_index` and `streams`.
+/// `Corrupt` on damage; nothing is changed on disk here.
+pub(crate) fn recover(
+    stream_index: &mut StreamIndex,
+    streams: &mut StreamTable,
+    segments: &[u64],
+    segments_dir: &Path,
+    start: IndexMeta,
+    resume: bool,
+) -> Result<Recovered, LogError> {
+    let start_index = if resume {
+        segments.partition_point(|&s| s < start.segment)
+    } else {
+        0
+    };
+    let mut sink = IndexSink {
+        stream_index,
+        streams,
+        segment: 0,
+        committed: start,
+        pending: Vec::new(),
+        pending_hash: start.last_hash,
+        records_indexed: 0,
+    };
+    let mut chain = Chain::at(start.next_position, start.last_hash);
+    let mut last_segment_end = start.end_offset_bytes;
+    for (i, &segment) in segments.iter().enumerate().skip(start_index) {
+        let start_offset = if i == start_index && resume {
+            start.end_offset_bytes
+        } else {
+            0
+        };
+        let source = FrameReader::open(segment::segment_path(segments_dir, segment), start_offset)?;
+        let named = (start_offset == 0).then_some(segment);
+        sink.segment = segment;
+        let is_last = i + 1 == segments.len();
+        let scanned = scan_segment(source, named, chain, is_last, &mut sink)?;
+        chain = scanned.chain;
+        last_segment_end = scanned.units_end_offset;
+    }
+    Ok(Recovered {
+        committed: sink.committed,
+        last_segment_end,
+        records_indexed: sink.records_indexed,
+        truncated_records: sink.pending.len() as u64,
+    })
+}
