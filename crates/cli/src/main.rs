@@ -10,18 +10,16 @@ mod output;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::fs::File;
-use std::io::{self, BufReader, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc::SyncSender;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use gongji_domain::command::LINE_BYTES_MAX;
-use gongji_domain::{Command, Rejection};
 use gongji_ledger::archive::ArchiveFilter;
 use gongji_ledger::{
-    AsOf, Ledger, LedgerError, LineOutcome, LogOptions, ProjectionBackend, SyncTicket,
+    now_micros, AsOf, DurableGroup, Ledger, LedgerError, LogOptions, ProjectionBackend,
+    StreamError, StreamOptions,
 };
 use serde_json::{json, Value};
 
@@ -744,38 +742,11 @@ fn found(value: Option<Value>, json: bool, missing: &str) -> Result<ExitCode, St
     }
 }
 
-fn now_micros() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
-}
+/// Inputs smaller than this get no progress bar (they are done before one would help).
+const PROGRESS_INPUT_BYTES_MIN: u64 = 4 * 1024 * 1024;
 
-/// Input buffer: large, so a file is read in big chunks and commits come every `batch_lines`.
-const INPUT_BUFFER_BYTES: usize = 1024 * 1024;
-
-/// What the reader thread of `apply` hands on: parsed lines, or why reading stopped.
-enum Input {
-    Lines {
-        lines: Vec<(usize, Result<Command, Rejection>)>,
-        read_bytes: u64,
-    },
-    Failed {
-        after_line: usize,
-        error: String,
-    },
-}
-
-/// Batches of parsed lines in flight between the reader and the ledger, and of outcomes between
-/// the ledger and the writer: enough to keep every stage busy, few enough to bound memory.
-const PIPELINE_BATCHES: usize = 4;
-
-/// `gongji apply`: three stages on their own threads, so that parsing and printing run beside
-/// deciding and syncing. The reader reads and parses lines and hands them on in batches (of
-/// `batch_lines`, or fewer when no more input is ready yet); the ledger decides a batch and hands
-/// it to the log's syncer, and decides the next one while the syncer writes and fsyncs it; the
-/// writer prints a batch's outcomes once its ticket says it is durable. Nothing is printed before
-/// it is durable, and a batch is handed to the syncer only once the one before it is printed.
+/// `gongji apply`: [`Ledger::apply_stream`] with a sink that prints each group's outcomes (it
+/// is given a group only once the group is durable) and counts them for the summary.
 fn apply(
     data: &Path,
     file: &str,
@@ -795,118 +766,33 @@ fn apply(
         ledger.set_deferred_dirty_max(dirty as usize);
     }
     let show_progress =
-        io::stderr().is_terminal() && size_bytes.is_some_and(|s| s > 4 * INPUT_BUFFER_BYTES as u64);
+        io::stderr().is_terminal() && size_bytes.is_some_and(|s| s > PROGRESS_INPUT_BYTES_MIN);
     let mut bar = output::Progress::new("apply", show_progress);
     let started = Instant::now();
-
-    let (input_tx, input_rx) = std::sync::mpsc::sync_channel::<Input>(PIPELINE_BATCHES);
-    let (output_tx, output_rx) =
-        std::sync::mpsc::sync_channel::<(SyncTicket, Vec<(usize, LineOutcome)>)>(PIPELINE_BATCHES);
-    let reader = std::thread::spawn(move || read_lines(source, batch_lines, &input_tx));
-    let (printed_tx, printed_rx) = std::sync::mpsc::sync_channel::<()>(PIPELINE_BATCHES);
-    let writer = std::thread::spawn(move || -> Result<output::Totals, String> {
-        let stdout = io::stdout();
-        let mut out = io::BufWriter::new(stdout.lock());
-        let mut totals = output::Totals::default();
-        let failed = |e: io::Error| format!("writing results failed: {e}");
-        for (ticket, numbered) in output_rx {
-            // Nothing is printed before it is durable.
-            if let Err(e) = ticket.wait() {
-                let first = numbered.first().map_or(0, |(n, _)| *n);
-                return Err(format!(
-                    "could not make lines durable: {e}; lines from {first} on were not applied"
-                ));
-            }
-            let rejected = output::print_outcomes(&mut out, &numbered, json).map_err(failed)?;
-            out.flush().map_err(failed)?;
-            totals.add(numbered.len(), rejected);
-            let _ = printed_tx.send(());
-        }
-        Ok(totals)
+    let mut out = io::BufWriter::new(io::stdout());
+    let mut totals = output::Totals::default();
+    let mut print = |group: &DurableGroup| -> io::Result<()> {
+        let rejected = output::print_outcomes(&mut out, group.lines(), json)?;
+        out.flush()?;
+        totals.add(group.lines().len(), rejected);
+        Ok(())
+    };
+    let options = StreamOptions {
+        batch_lines,
+        ..StreamOptions::default()
+    };
+    let streamed = ledger.apply_stream(source, &options, &mut print, &mut |read_bytes| {
+        bar.show(read_bytes, size_bytes.unwrap_or(0))
     });
-
-    // A line the ledger could not take (an error, not a rejection) ends the run with that
-    // error; input that cannot be read ends it with exit status 2 after what was read.
-    let mut failure: Option<String> = None;
-    let mut unreadable: Option<String> = None;
-    let mut read_bytes = 0u64;
-    let mut writer_stopped = false;
-    let mut unprinted = false;
-    for input in &input_rx {
-        match input {
-            Input::Lines {
-                lines,
-                read_bytes: bytes,
-            } => {
-                read_bytes += bytes;
-                let first = lines.first().map_or(0, |(n, _)| *n);
-                let mut numbers = Vec::with_capacity(lines.len());
-                let mut error = None;
-                for (number, parsed) in lines {
-                    if let Err(e) = ledger.apply_parsed(parsed, now_micros()) {
-                        error = Some(format!(
-                            "line {number}: {e}; earlier lines that were reported are durable"
-                        ));
-                        break;
-                    }
-                    numbers.push(number);
-                }
-                if error.is_some() {
-                    failure = error;
-                    break;
-                }
-                // The group before this one must be printed before this one is written: a
-                // crash then leaves at most one group durable and unreported (its lines are
-                // refused as duplicates when the stream is continued after the last reported
-                // line; a rejected line of a durable group would be decided again against the
-                // group's later lines). Deciding this group still ran beside that group's sync.
-                if unprinted && printed_rx.recv().is_err() {
-                    writer_stopped = true;
-                    break;
-                }
-                let (outcomes, ticket) = match ledger.commit_pipelined() {
-                    Ok(committed) => committed,
-                    Err(e) => {
-                        failure = Some(format!(
-                            "could not make lines durable: {e}; lines from {first} on were not \
-                             applied"
-                        ));
-                        break;
-                    }
-                };
-                unprinted = true;
-                if output_tx
-                    .send((ticket, numbers.into_iter().zip(outcomes).collect()))
-                    .is_err()
-                {
-                    writer_stopped = true;
-                    break; // the writer stopped: its error is reported below
-                }
-                bar.show(read_bytes, size_bytes.unwrap_or(0));
-            }
-            Input::Failed { after_line, error } => {
-                unreadable = Some(format!(
-                    "reading {file} failed after line {after_line}: {error}"
-                ));
-                break;
-            }
-        }
-    }
-    drop(input_rx); // a reader still sending stops
-    drop(output_tx);
-    let written = writer
-        .join()
-        .map_err(|_| "the output thread panicked".to_string())?;
-    if failure.is_none() && unreadable.is_none() && !writer_stopped {
-        // The reader has sent its last batch. On an error it may still be waiting for input (a
-        // terminal, a pipe): it is left to end with the process.
-        let _ = reader.join();
-    }
     bar.finish();
-    let totals = written?;
-    if let Some(message) = failure {
-        return Err(message);
-    }
+    let unreadable = match streamed {
+        Ok(_) => None,
+        Err(StreamError::Unreadable { after_line, error }) => Some(format!(
+            "reading {file} failed after line {after_line}: {error}"
+        )),
+        Err(StreamError::Sink(error)) => return Err(format!("writing results failed: {error}")),
+        Err(error) => return Err(error.to_string()),
+    };
     ledger.close().map_err(|e| e.to_string())?;
     if let Some(message) = unreadable {
         eprintln!("gongji: {message}");
@@ -922,73 +808,4 @@ fn apply(
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The reader stage of `apply`: reads lines with a length bound, parses them, and sends them on
-/// in batches of `batch_lines`, or as soon as no more input is ready (so a command typed on a
-/// terminal or piped slowly is answered without waiting for a full batch).
-fn read_lines(source: Box<dyn Read + Send>, batch_lines: usize, to: &SyncSender<Input>) {
-    let mut reader = BufReader::with_capacity(INPUT_BUFFER_BYTES, source);
-    let mut line_bytes = Vec::new();
-    let mut batch = Vec::with_capacity(batch_lines);
-    let mut batch_bytes = 0u64;
-    let mut line_number = 0usize;
-    // Hands on the lines read so far, if any; false once the ledger has stopped.
-    let send = |batch: &mut Vec<_>, batch_bytes: &mut u64| {
-        if batch.is_empty() {
-            return true;
-        }
-        let lines = std::mem::replace(batch, Vec::with_capacity(batch_lines));
-        to.send(Input::Lines {
-            lines,
-            read_bytes: std::mem::take(batch_bytes),
-        })
-        .is_ok()
-    };
-    loop {
-        let read = match gongji_recon::input::read_line_bounded(
-            &mut reader,
-            &mut line_bytes,
-            LINE_BYTES_MAX,
-        ) {
-            Ok(read) => read,
-            Err(error) => {
-                if send(&mut batch, &mut batch_bytes) {
-                    let _ = to.send(Input::Failed {
-                        after_line: line_number,
-                        error: error.to_string(),
-                    });
-                }
-                return;
-            }
-        };
-        let Some(read) = read else { break };
-        batch_bytes += read.bytes_consumed;
-        line_number += 1;
-        let parsed = if read.too_long {
-            Err(Rejection::new(
-                "line_too_long",
-                format!("line is longer than {LINE_BYTES_MAX} bytes"),
-            ))
-        } else {
-            match std::str::from_utf8(&line_bytes) {
-                Ok(text) if text.trim().is_empty() => Err(Rejection::new(
-                    "empty_line",
-                    "line is empty; each line must hold one JSON command",
-                )),
-                Ok(text) => gongji_domain::parse_command(text),
-                Err(e) => Err(Rejection::new(
-                    "malformed_encoding",
-                    format!("line is not UTF-8: {e}"),
-                )),
-            }
-        };
-        batch.push((line_number, parsed));
-        if (batch.len() >= batch_lines || reader.buffer().is_empty())
-            && !send(&mut batch, &mut batch_bytes)
-        {
-            return; // the ledger stopped
-        }
-    }
-    send(&mut batch, &mut batch_bytes);
 }

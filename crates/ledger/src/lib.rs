@@ -11,8 +11,10 @@
 
 pub mod archive;
 pub mod audit;
+pub mod input;
 mod replay;
 mod store;
+mod stream;
 pub mod views;
 
 use std::collections::BTreeSet;
@@ -24,6 +26,9 @@ use gongji_domain::{
 use gongji_log::{Log, LogError, NewRecord};
 pub use gongji_log::{LogOptions, ProjectionBackend, SyncTicket};
 
+pub use stream::{
+    now_micros, DurableGroup, OutcomeSink, StreamError, StreamOptions, StreamSummary,
+};
 pub use views::{AccountView, FundView, HistoryEntry, InheritanceView, TransfersView, YearView};
 
 /// Which events an answer takes into account: those whose own date is on or before `date`
@@ -282,10 +287,10 @@ impl Ledger {
     /// As [`commit_deferred`](Ledger::commit_deferred), but without waiting for the disk: the
     /// lines' events are handed to the log's syncer, and the outcomes come back with the ticket
     /// that says when they are durable. **The outcomes must not be reported before
-    /// `ticket.wait()` returns `Ok`** (`gongji apply` waits on its output thread, so the next
-    /// lines are decided while this group is written and fsynced). If the wait fails, these
-    /// lines and all later ones are not durable, and the log refuses further work.
-    pub fn commit_pipelined(
+    /// `ticket.wait()` returns `Ok`**: only [`apply_stream`](Ledger::apply_stream) calls it, and
+    /// it hands the sink a group only through a waited ticket. If the wait fails, these lines and
+    /// all later ones are not durable, and the log refuses further work.
+    pub(crate) fn commit_pipelined(
         &mut self,
     ) -> Result<(Vec<LineOutcome>, gongji_log::SyncTicket), LedgerError> {
         self.refuse_if_store_failed()?;
