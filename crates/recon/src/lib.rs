@@ -12,10 +12,10 @@
 //! a time); the ledger side holds one institution's claims of the period, keyed by settlement
 //! id. See `docs/reconciliation.md` for the formats and matching rules.
 
-pub mod cli;
 pub mod detail;
 pub mod input;
 pub mod render;
+pub mod report;
 mod scan;
 pub mod statement;
 pub mod synthetic;
