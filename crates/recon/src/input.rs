@@ -312,6 +312,26 @@ pub struct Header {
     pub columns: usize,
 }
 
+impl Header {
+    /// Splits one line into `fields` ([`split_csv_line`]), which must be as many as the
+    /// header's columns.
+    pub fn split<'a>(
+        &self,
+        line: &'a str,
+        fields: &mut Vec<std::borrow::Cow<'a, str>>,
+    ) -> Result<(), RowFault> {
+        split_csv_line(line, fields)?;
+        if fields.len() != self.columns {
+            return Err(RowFault(format!(
+                "line has {} fields; the header has {}",
+                fields.len(),
+                self.columns
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Reads the header line (the first non-empty line) and finds each of `wanted` in it, by name,
 /// ignoring case and surrounding spaces. Columns not wanted are allowed and ignored.
 pub fn read_header(
