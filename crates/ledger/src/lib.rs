@@ -173,16 +173,6 @@ impl Ledger {
         Ok(())
     }
 
-    /// Reports a line that could not even be read as text (it stays in the outcome order).
-    pub fn reject_line(&mut self, rejection: Rejection) {
-        self.pending.push(LineOutcome::Rejected(rejection));
-    }
-
-    /// Lines decided and not yet committed.
-    pub fn pending_lines(&self) -> usize {
-        self.pending.len()
-    }
-
     fn apply_command(
         &mut self,
         command: &Command,
