@@ -58,6 +58,14 @@ fn reference(lines: &[String]) -> Vec<(LineOutcome, u64)> {
 /// What a sink saw of one group: its lines and outcomes, and the durable end it was given.
 type Delivered = (Vec<(usize, LineOutcome)>, u64);
 
+/// A sink that keeps what it is given.
+fn recording(groups: &mut Vec<Delivered>) -> impl FnMut(&DurableGroup) -> Result<(), String> + '_ {
+    |group: &DurableGroup| {
+        groups.push((group.lines().to_vec(), group.durable_end()));
+        Ok(())
+    }
+}
+
 fn bytes_of(lines: &[String]) -> Vec<u8> {
     lines
         .iter()
@@ -92,16 +100,12 @@ fn outcomes_arrive_in_input_order_each_group_once_durable() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(dir.path()).unwrap();
     let mut groups: Vec<Delivered> = Vec::new();
-    let mut sink = |group: &DurableGroup| -> Result<(), String> {
-        groups.push((group.lines().to_vec(), group.durable_end()));
-        Ok(())
-    };
     let mut progress = Vec::new();
     let summary = ledger
         .apply_stream(
             Cursor::new(bytes_of(&lines)),
             &options(3),
-            &mut sink,
+            &mut recording(&mut groups),
             &mut |read| progress.push(read),
         )
         .unwrap();
@@ -137,13 +141,9 @@ fn unreadable_input_ends_the_stream_after_every_line_read_is_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(dir.path()).unwrap();
     let mut groups: Vec<Delivered> = Vec::new();
-    let mut sink = |group: &DurableGroup| -> Result<(), String> {
-        groups.push((group.lines().to_vec(), group.durable_end()));
-        Ok(())
-    };
     let input = FailingAfter(Cursor::new(bytes_of(&lines[..10])));
     let error = ledger
-        .apply_stream(input, &options(4), &mut sink, &mut |_| {})
+        .apply_stream(input, &options(4), &mut recording(&mut groups), &mut |_| {})
         .unwrap_err();
     match error {
         StreamError::Unreadable { after_line, error } => {
