@@ -79,6 +79,30 @@ fn a_matching_detail_file_exits_0_and_a_differing_one_exits_1_with_a_csv_of_diff
         "2024-03-31",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // A day that does not exist is refused with the flag that gave it (moved here from the
+    // library's tests when the parsing of --from and --to moved into the binary).
+    let out = ledger.run(&[
+        "reconcile",
+        "detail",
+        matching.to_str().unwrap(),
+        "--institution",
+        "H500101",
+        "--from",
+        "2024-05-32",
+        "--to",
+        "2024-05-31",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.starts_with("gongji: --from: date '2024-05-32'"),
+        "{said}"
+    );
+    let out = ledger.run(&["settlement", "H500101", "2024-13"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.starts_with("gongji: MONTH: "), "{said}");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! How results look: JSON Lines for programs, aligned text for people, a progress bar on a
 //! terminal.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use gongji_ledger::LineOutcome;
@@ -167,6 +167,11 @@ impl Progress {
             started: Instant::now(),
             last_drawn: None,
         }
+    }
+
+    /// A bar drawn only when standard error is a terminal.
+    pub fn on_terminal(label: &'static str) -> Progress {
+        Progress::new(label, io::stderr().is_terminal())
     }
 
     pub fn show(&mut self, done: u64, total: u64) {

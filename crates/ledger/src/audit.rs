@@ -258,112 +258,118 @@ impl Ledger {
         &self,
         progress: &mut dyn FnMut(&'static str, u64, u64),
     ) -> Result<VerifyReport, LedgerError> {
+        let digest = self.digest()?;
+        let (records, failure) = self.verify_steps(progress)?;
+        Ok(VerifyReport {
+            records,
+            digest,
+            failure,
+        })
+    }
+
+    /// `audit verify`'s checks in order: the records checked, and the first failure.
+    fn verify_steps(
+        &self,
+        progress: &mut dyn FnMut(&'static str, u64, u64),
+    ) -> Result<(u64, Option<Failure>), LedgerError> {
         let log = self.log();
         let end = log.durable_end();
-        let digest = self.digest()?;
-        let report = |records, failure| VerifyReport {
-            records,
-            digest: digest.clone(),
-            failure,
-        };
         if let Err(error) = log.verify(&mut |done| progress("chain", done, end)) {
-            return match error {
-                gongji_log::LogError::Corrupt {
-                    position, reason, ..
-                } => Ok(report(
-                    position,
-                    Some(Failure {
-                        position: Some(position),
-                        check: "chain",
-                        message: reason,
-                    }),
-                )),
-                other => Err(other.into()),
-            };
+            let (position, failure) = chain_failure(error)?;
+            return Ok((position, Some(failure)));
         }
-        let mut fold = InvariantFold::default();
-        for record in log.read_range(0, end)? {
-            let record = match record {
-                Ok(record) => record,
-                Err(gongji_log::LogError::Corrupt {
-                    position, reason, ..
-                }) => {
-                    return Ok(report(
-                        fold.records,
-                        Some(Failure {
-                            position: Some(position),
-                            check: "chain",
-                            message: reason,
-                        }),
-                    ));
-                }
-                Err(other) => return Err(other.into()),
-            };
-            let event = match Event::decode(&record.payload) {
-                Ok(event) => event,
-                Err(e) => {
-                    let failure = Failure {
-                        position: Some(record.position),
-                        check: "decode",
-                        message: e.to_string(),
-                    };
-                    return Ok(report(fold.records, Some(failure)));
-                }
-            };
-            if let Err(failure) = fold.fold(record.position, &event, record.unit_end) {
-                return Ok(report(fold.records, Some(failure)));
-            }
-            if fold.records.is_multiple_of(100_000) {
-                progress("invariants", fold.records, end);
-            }
-        }
-        if let Err(failure) = fold.finish() {
-            return Ok(report(fold.records, Some(failure)));
-        }
+        let fold = match fold_invariants(log, end, progress)? {
+            Ok(fold) => fold,
+            Err((records, failure)) => return Ok((records, Some(failure))),
+        };
         progress("projections", 0, 1);
         let fresh = store::all_entries(&fold.state);
         let live = self.projection_entries()?;
-        let mut live_iter = live.iter();
-        for (key, value) in &fresh {
-            match live_iter.next() {
-                Some((live_key, live_value)) if live_key == key && live_value == value => {}
-                Some((live_key, _)) if live_key == key => {
-                    return Ok(report(
-                        fold.records,
-                        Some(projection_failure(key, "differs from a fresh rebuild")),
-                    ));
-                }
-                Some((live_key, _)) if live_key < key => {
-                    return Ok(report(
-                        fold.records,
-                        Some(projection_failure(
-                            live_key,
-                            "is live but not in a fresh rebuild",
-                        )),
-                    ));
-                }
-                _ => {
-                    return Ok(report(
-                        fold.records,
-                        Some(projection_failure(
-                            key,
-                            "is missing from the live projections",
-                        )),
-                    ))
-                }
+        Ok((fold.records, compare_projections(&fresh, &live)))
+    }
+}
+
+/// A damaged record the log reports, as a failure of the chain check at its position.
+fn chain_failure(error: gongji_log::LogError) -> Result<(u64, Failure), LedgerError> {
+    match error {
+        gongji_log::LogError::Corrupt {
+            position, reason, ..
+        } => Ok((
+            position,
+            Failure {
+                position: Some(position),
+                check: "chain",
+                message: reason,
+            },
+        )),
+        other => Err(other.into()),
+    }
+}
+
+/// Folds records `0..end` checking the invariants record by record; on the first failure, the
+/// records folded before it and the failure.
+fn fold_invariants(
+    log: &gongji_log::Log,
+    end: u64,
+    progress: &mut dyn FnMut(&'static str, u64, u64),
+) -> Result<Result<InvariantFold, (u64, Failure)>, LedgerError> {
+    let mut fold = InvariantFold::default();
+    for record in log.read_range(0, end)? {
+        let record = match record {
+            Ok(record) => record,
+            Err(error) => return Ok(Err((fold.records, chain_failure(error)?.1))),
+        };
+        let event = match Event::decode(&record.payload) {
+            Ok(event) => event,
+            Err(e) => {
+                let failure = Failure {
+                    position: Some(record.position),
+                    check: "decode",
+                    message: e.to_string(),
+                };
+                return Ok(Err((fold.records, failure)));
+            }
+        };
+        if let Err(failure) = fold.fold(record.position, &event, record.unit_end) {
+            return Ok(Err((fold.records, failure)));
+        }
+        if fold.records.is_multiple_of(100_000) {
+            progress("invariants", fold.records, end);
+        }
+    }
+    match fold.finish() {
+        Ok(()) => Ok(Ok(fold)),
+        Err(failure) => Ok(Err((fold.records, failure))),
+    }
+}
+
+/// The first projection that differs between a fresh fold and the live store (both sorted by
+/// key).
+fn compare_projections(fresh: &BTreeMap<Vec<u8>, Vec<u8>>, live: &[Entry]) -> Option<Failure> {
+    let mut live_iter = live.iter();
+    for (key, value) in fresh {
+        match live_iter.next() {
+            Some((live_key, live_value)) if live_key == key && live_value == value => {}
+            Some((live_key, _)) if live_key == key => {
+                return Some(projection_failure(key, "differs from a fresh rebuild"));
+            }
+            Some((live_key, _)) if live_key < key => {
+                return Some(projection_failure(
+                    live_key,
+                    "is live but not in a fresh rebuild",
+                ));
+            }
+            _ => {
+                return Some(projection_failure(
+                    key,
+                    "is missing from the live projections",
+                ))
             }
         }
-        if let Some((extra, _)) = live_iter.next() {
-            return Ok(report(
-                fold.records,
-                Some(projection_failure(
-                    extra,
-                    "is live but not in a fresh rebuild",
-                )),
-            ));
-        }
-        Ok(report(fold.records, None))
     }
+    live_iter
+        .next()
+        .map(|(extra, _)| projection_failure(extra, "is live but not in a fresh rebuild"))
 }
 
 fn projection_failure(key: &[u8], what: &str) -> Failure {

@@ -1,4 +1,6 @@
-//! Rebuilding every projection from the log, on all cores.
+//! Bringing the projections level with the log: at open, folding the records after the
+//! checkpoint ([`Ledger::catch_up`]); in `rebuild`, dropping them and folding the whole log on
+//! every core.
 //!
 //! The log is read once, in order, on the calling thread; its records go in batches to one
 //! worker per core, chosen by the entity the record's stream belongs to (a member's stream by
@@ -17,7 +19,13 @@ use std::sync::mpsc;
 
 use gongji_domain::{evolve, Event, State};
 
-use crate::LedgerError;
+use crate::commit::store_projections;
+use crate::{load_for, store, Ledger, LedgerError, ProjectionBackend, CACHE_MEMBERS_MAX};
+
+/// Records folded between projection checkpoints during catch-up.
+const REPLAY_CHECKPOINT_RECORDS: u64 = 50_000;
+/// Entities written to a sled projection store in one batch by a rebuild.
+const STORE_BATCH_ENTRIES: usize = 100_000;
 
 /// Records sent to a worker at a time.
 const BATCH_RECORDS: usize = 4096;
@@ -127,5 +135,91 @@ fn merge(into: &mut State, from: State) {
         let merged = into.accounts.entry(region).or_default();
         merged.inflow += totals.inflow;
         merged.outflow += totals.outflow;
+    }
+}
+
+impl Ledger {
+    /// Folds the log records the projections have not seen yet. `progress(done, total)`.
+    pub(crate) fn catch_up(
+        &mut self,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, LedgerError> {
+        let checkpoint = self.log.kv().checkpoint()?;
+        if checkpoint.is_none() && self.log.durable_end() > 0 {
+            // No checkpoint: whatever the store holds (a rebuild cut short) is not to be trusted.
+            self.log.kv().clear()?;
+            self.state = State::default();
+        }
+        let from = checkpoint.unwrap_or(0);
+        let to = self.log.durable_end();
+        if from >= to {
+            return Ok(0);
+        }
+        let mut folded = 0u64;
+        let (log, state) = (&self.log, &mut self.state);
+        for record in log.read_range(from, to)? {
+            let record = record?;
+            let event = Event::decode(&record.payload).map_err(|e| {
+                LedgerError::Projection(format!(
+                    "record {} of stream {}: {e}",
+                    record.position, record.stream
+                ))
+            })?;
+            load_for(log, state, &event)?;
+            evolve(state, &event);
+            folded += 1;
+            if folded.is_multiple_of(REPLAY_CHECKPOINT_RECORDS) {
+                store_projections(log, state, record.position + 1, CACHE_MEMBERS_MAX)?;
+                progress(folded, to - from);
+            }
+        }
+        self.store_projections(to)?;
+        // The fold loaded members without their regions' policies and funds (it needs none);
+        // deciding needs a cached member's regions cached, so the cache starts empty.
+        self.state = State::default();
+        progress(folded, to - from);
+        Ok(folded)
+    }
+
+    /// Drops every projection and rebuilds them from the first record of the log.
+    /// Returns the number of records folded.
+    pub fn rebuild(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64, LedgerError> {
+        // A write still running would land after the clear. A failed one is what a rebuild
+        // repairs, so it does not stop it.
+        if let Some(handle) = self.storing.take() {
+            let _ = handle.join();
+        }
+        self.store_failed = None;
+        self.log.kv().clear()?;
+        self.state = State::default();
+        let to = self.log.durable_end();
+        // Twice as many workers as cores: a region's fund streams all go to one worker, so with
+        // one worker per core that worker had twice the work of the others.
+        let workers = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
+        let state = fold_parallel(&self.log, to, workers, progress)?;
+        // Written in batches; only the last carries the checkpoint, so a rebuild cut short
+        // leaves no checkpoint and the next open starts again from a cleared store.
+        let entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = store::all_entries(&state)
+            .into_iter()
+            .map(|(key, value)| (key, Some(value)))
+            .collect();
+        // sled takes a large state in batches; the runs store writes it as one sorted run.
+        let batch = match self.log.options().projections {
+            ProjectionBackend::Sled => STORE_BATCH_ENTRIES,
+            ProjectionBackend::Runs => entries.len().max(1),
+        };
+        let mut chunks = entries.chunks(batch).peekable();
+        while let Some(chunk) = chunks.next() {
+            if chunks.peek().is_some() {
+                self.log.kv().apply_without_checkpoint(chunk.to_vec())?;
+            } else {
+                self.log.kv().apply(chunk.to_vec(), to)?;
+            }
+        }
+        if entries.is_empty() {
+            self.log.kv().apply(Vec::new(), to)?;
+        }
+        self.log.kv().flush()?;
+        Ok(to)
     }
 }

@@ -415,58 +415,18 @@ pub fn reconcile_detail_streaming(
         mut lines,
         header,
     } = crate::open_institution_file(ledger, file, &DETAIL_COLUMNS, progress)?;
-
-    // The ledger side: this institution's claims of the period, keyed by settlement id.
-    let mut expected: HashMap<Box<str>, Expected> = HashMap::new();
-    let mut counts = DetailCounts::default();
-    let mut unreconcilable = Vec::new();
-    let in_period = |day: Day| from <= day && day <= to;
+    let mut side = LedgerSide::default();
     scan::scan_claims(
         ledger,
         &mut |done| progress.report(file_bytes + done),
-        &mut |event| {
-            let (settlement, day, refund) = match event {
-                ClaimEvent::Settled(s) => (s, s.date, false),
-                ClaimEvent::Reversed { date, settlement } => (settlement, date, true),
-            };
-            if !in_period(day) {
-                return;
-            }
-            match settlement.institution.as_deref() {
-                None => {
-                    counts.unreconcilable_claims += 1;
-                    if unreconcilable.len() < options.unreconcilable_kept_max {
-                        unreconcilable.push(Unreconcilable {
-                            setl_id: settlement.claim.clone(),
-                            psn_no: settlement.member.clone(),
-                            channel: settlement.channel,
-                            refund,
-                            date: day,
-                            amounts: Amounts::of(settlement),
-                        });
-                    }
-                }
-                Some(id) if id != institution => {}
-                Some(_) if settlement.channel == Channel::Manual => {
-                    counts.manual_claims_excluded += 1;
-                }
-                Some(_) => {
-                    let entry = expected
-                        .entry(settlement.claim.as_str().into())
-                        .or_insert_with(|| Expected::of(settlement));
-                    if refund {
-                        counts.ledger_reversals += 1;
-                        entry.reversed_on = Some(day);
-                    } else {
-                        counts.ledger_settlements += 1;
-                        entry.settlement_expected = true;
-                    }
-                }
-            }
-        },
+        &mut |event| side.add(event, institution, from..=to, options),
     )?;
+    let LedgerSide {
+        mut expected,
+        counts,
+        unreconcilable,
+    } = side;
     let unreconcilable_left_out = counts.unreconcilable_claims - unreconcilable.len() as u64;
-
     let mut collector = Collector {
         kept: Vec::new(),
         kept_per_kind: [0; 5],
@@ -475,97 +435,218 @@ pub fn reconcile_detail_streaming(
         counts,
         sink,
     };
-    let mut unmatched_seen: HashMap<u128, u64> = HashMap::new();
-    let mut duplicate_check_complete = true;
-    let mut lines_since_progress = 0u32;
-    loop {
-        lines_since_progress += 1;
-        if lines_since_progress >= 4096 {
-            lines_since_progress = 0;
-            let (done, _) = lines.position();
-            progress.report(file_bytes + records + done);
+    let mut rows = FileRows {
+        lines: &mut lines,
+        header: &header,
+        unmatched: Unmatched {
+            seen: HashMap::new(),
+            duplicate_check_complete: true,
+        },
+    };
+    rows.match_all(&mut expected, &mut collector, &mut |done| {
+        progress.report(file_bytes + records + done)
+    })?;
+    let duplicate_check_complete = rows.unmatched.duplicate_check_complete;
+    drop(rows);
+    push_missing(&expected, &mut collector)?;
+    progress.report(progress.total_units);
+
+    let counts = collector.counts;
+    Ok(DetailReport {
+        file: file.display().to_string(),
+        encoding,
+        institution: institution.to_string(),
+        from,
+        to,
+        status: if counts.differences() == 0 {
+            "match"
+        } else {
+            "differences"
+        },
+        counts,
+        differences: collector.kept,
+        differences_left_out: collector.left_out,
+        unreconcilable,
+        unreconcilable_left_out,
+        duplicate_check_complete,
+    })
+}
+
+/// The ledger side: this institution's claims of the period, keyed by settlement id, with the
+/// counts of what the scan saw and the claims that name no institution.
+#[derive(Default)]
+struct LedgerSide {
+    expected: HashMap<Box<str>, Expected>,
+    counts: DetailCounts,
+    unreconcilable: Vec<Unreconcilable>,
+}
+
+impl LedgerSide {
+    fn add(
+        &mut self,
+        event: ClaimEvent<'_>,
+        institution: &str,
+        period: std::ops::RangeInclusive<Day>,
+        options: &DetailOptions,
+    ) {
+        let (settlement, day, refund) = match event {
+            ClaimEvent::Settled(s) => (s, s.date, false),
+            ClaimEvent::Reversed { date, settlement } => (settlement, date, true),
+        };
+        if !period.contains(&day) {
+            return;
         }
-        let Some(line) = lines.next_line()? else {
-            break;
-        };
-        let number = line.number;
-        let text = match line.text {
-            Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => text,
-            Err(fault) => {
-                collector.counts.file_rows += 1;
-                collector.push(Difference::MalformedRow {
-                    line: number,
-                    reason: fault.0,
-                })?;
-                continue;
-            }
-        };
-        collector.counts.file_rows += 1;
-        let mut fields: Vec<Cow<'_, str>> = Vec::with_capacity(header.columns);
-        let parsed = input::split_csv_line(text, &mut fields).and_then(|()| {
-            if fields.len() != header.columns {
-                return Err(RowFault(format!(
-                    "line has {} fields; the header has {}",
-                    fields.len(),
-                    header.columns
-                )));
-            }
-            parse_row(&fields, &header.indexes)
-        });
-        let row = match parsed {
-            Ok(row) => row,
-            Err(fault) => {
-                collector.push(Difference::MalformedRow {
-                    line: number,
-                    reason: fault.0,
-                })?;
-                continue;
-            }
-        };
-        if row.refund {
-            collector.counts.file_refund_rows += 1;
-        }
-        let difference = match expected.get_mut(row.setl_id.as_ref()) {
-            Some(entry) => match_row(number, &row, entry),
+        match settlement.institution.as_deref() {
             None => {
-                let key = fingerprint(&row.setl_id, row.refund);
-                match unmatched_seen.get(&key) {
-                    Some(&first_line) => Some(Difference::DuplicateRow {
-                        line: number,
-                        first_line,
-                        setl_id: row.setl_id.into_owned(),
-                        refund: row.refund,
-                    }),
-                    None => {
-                        if unmatched_seen.len() < UNMATCHED_FINGERPRINTS_MAX {
-                            unmatched_seen.insert(key, number);
-                        } else {
-                            duplicate_check_complete = false;
-                        }
-                        Some(Difference::InFileNotInLedger {
-                            line: number,
-                            setl_id: row.setl_id.into_owned(),
-                            refund: row.refund,
-                            psn_no: row.psn_no.into_owned(),
-                            mdtrt_id: row.mdtrt_id.into_owned(),
-                            file: row.amounts,
-                            note: None,
-                        })
-                    }
+                self.counts.unreconcilable_claims += 1;
+                if self.unreconcilable.len() < options.unreconcilable_kept_max {
+                    self.unreconcilable.push(Unreconcilable {
+                        setl_id: settlement.claim.clone(),
+                        psn_no: settlement.member.clone(),
+                        channel: settlement.channel,
+                        refund,
+                        date: day,
+                        amounts: Amounts::of(settlement),
+                    });
                 }
             }
-        };
-        match difference {
-            Some(difference) => collector.push(difference)?,
-            None => collector.counts.matched_rows += 1,
+            Some(id) if id != institution => {}
+            Some(_) if settlement.channel == Channel::Manual => {
+                self.counts.manual_claims_excluded += 1;
+            }
+            Some(_) => {
+                let entry = self
+                    .expected
+                    .entry(settlement.claim.as_str().into())
+                    .or_insert_with(|| Expected::of(settlement));
+                if refund {
+                    self.counts.ledger_reversals += 1;
+                    entry.reversed_on = Some(day);
+                } else {
+                    self.counts.ledger_settlements += 1;
+                    entry.settlement_expected = true;
+                }
+            }
         }
     }
-    drop(unmatched_seen);
+}
 
-    // The ledger's rows the file did not have, by settlement id.
+/// Lines between two progress reports while reading the file.
+const PROGRESS_LINES: u32 = 4096;
+
+/// The file side: its rows read in line order.
+struct FileRows<'a> {
+    lines: &'a mut input::LineReader,
+    header: &'a input::Header,
+    unmatched: Unmatched,
+}
+
+/// The settlement ids of rows the ledger does not have (as fingerprints, to find duplicates
+/// among them), up to [`UNMATCHED_FINGERPRINTS_MAX`].
+struct Unmatched {
+    seen: HashMap<u128, u64>,
+    duplicate_check_complete: bool,
+}
+
+impl FileRows<'_> {
+    /// Reads every row and matches it against `expected`. `progress(file_bytes_read)`.
+    fn match_all(
+        &mut self,
+        expected: &mut HashMap<Box<str>, Expected>,
+        collector: &mut Collector<'_>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), ReconError> {
+        let mut lines_since_progress = 0u32;
+        loop {
+            lines_since_progress += 1;
+            if lines_since_progress >= PROGRESS_LINES {
+                lines_since_progress = 0;
+                progress(self.lines.position().0);
+            }
+            let Some(line) = self.lines.next_line()? else {
+                return Ok(());
+            };
+            let number = line.number;
+            let text = match line.text {
+                Ok(text) if text.trim().is_empty() => continue,
+                Ok(text) => text,
+                Err(fault) => {
+                    collector.counts.file_rows += 1;
+                    collector.push(Difference::MalformedRow {
+                        line: number,
+                        reason: fault.0,
+                    })?;
+                    continue;
+                }
+            };
+            collector.counts.file_rows += 1;
+            let difference = match parse_line(text, self.header) {
+                Ok(row) => {
+                    if row.refund {
+                        collector.counts.file_refund_rows += 1;
+                    }
+                    match expected.get_mut(row.setl_id.as_ref()) {
+                        Some(entry) => match_row(number, &row, entry),
+                        None => Some(self.unmatched.row(number, row)),
+                    }
+                }
+                Err(fault) => Some(Difference::MalformedRow {
+                    line: number,
+                    reason: fault.0,
+                }),
+            };
+            match difference {
+                Some(difference) => collector.push(difference)?,
+                None => collector.counts.matched_rows += 1,
+            }
+        }
+    }
+}
+
+impl Unmatched {
+    /// A row whose settlement id the ledger does not have: missing from the ledger, or a
+    /// duplicate of such a row.
+    fn row(&mut self, number: u64, row: FileRow<'_>) -> Difference {
+        let key = fingerprint(&row.setl_id, row.refund);
+        if let Some(&first_line) = self.seen.get(&key) {
+            return Difference::DuplicateRow {
+                line: number,
+                first_line,
+                setl_id: row.setl_id.into_owned(),
+                refund: row.refund,
+            };
+        }
+        if self.seen.len() < UNMATCHED_FINGERPRINTS_MAX {
+            self.seen.insert(key, number);
+        } else {
+            self.duplicate_check_complete = false;
+        }
+        Difference::InFileNotInLedger {
+            line: number,
+            setl_id: row.setl_id.into_owned(),
+            refund: row.refund,
+            psn_no: row.psn_no.into_owned(),
+            mdtrt_id: row.mdtrt_id.into_owned(),
+            file: row.amounts,
+            note: None,
+        }
+    }
+}
+
+/// One line's fields, as a row of the header's shape.
+fn parse_line<'t>(text: &'t str, header: &input::Header) -> Result<FileRow<'t>, RowFault> {
+    let mut fields: Vec<Cow<'t, str>> = Vec::with_capacity(header.columns);
+    header.split(text, &mut fields)?;
+    parse_row(&fields, &header.indexes)
+}
+
+/// The ledger's rows the file did not have, by settlement id.
+fn push_missing(
+    expected: &HashMap<Box<str>, Expected>,
+    collector: &mut Collector<'_>,
+) -> Result<(), ReconError> {
     let mut missing: Vec<(&str, &Expected, bool)> = Vec::new();
-    for (setl_id, entry) in &expected {
+    for (setl_id, entry) in expected {
         if entry.settlement_expected && entry.settlement_line == 0 {
             missing.push((setl_id, entry, false));
         }
@@ -588,27 +669,7 @@ pub fn reconcile_detail_streaming(
             ledger: entry.amounts,
         })?;
     }
-    progress.report(progress.total_units);
-
-    let counts = collector.counts;
-    Ok(DetailReport {
-        file: file.display().to_string(),
-        encoding,
-        institution: institution.to_string(),
-        from,
-        to,
-        status: if counts.differences() == 0 {
-            "match"
-        } else {
-            "differences"
-        },
-        counts,
-        differences: collector.kept,
-        differences_left_out: collector.left_out,
-        unreconcilable,
-        unreconcilable_left_out,
-        duplicate_check_complete,
-    })
+    Ok(())
 }
 
 /// Matches one file row against what the ledger has under its settlement id; `None` when it

@@ -5,10 +5,12 @@
 //! the caller reports it with the line number and goes on with the next line.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+
+use gongji_ledger::input::read_line_bounded;
 
 use crate::ReconError;
 
@@ -222,60 +224,6 @@ impl LineReader {
     }
 }
 
-pub struct LineRead {
-    /// Bytes taken from the input, newline included.
-    pub bytes_consumed: u64,
-    /// The line was longer than the bound; the buffer holds only its first part.
-    pub too_long: bool,
-}
-
-/// Reads one line (without its `\n` or `\r\n`) into `buf`, keeping at most `max_bytes` of it
-/// and skipping the rest. `None` at the end of input.
-pub fn read_line_bounded(
-    reader: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-    max_bytes: usize,
-) -> io::Result<Option<LineRead>> {
-    buf.clear();
-    let mut consumed: u64 = 0;
-    let mut too_long = false;
-    loop {
-        let available = match reader.fill_buf() {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            if consumed == 0 {
-                return Ok(None);
-            }
-            break;
-        }
-        let (chunk, found_newline) = match available.iter().position(|&b| b == b'\n') {
-            Some(at) => (&available[..at], true),
-            None => (available, false),
-        };
-        let room = max_bytes.saturating_sub(buf.len());
-        if chunk.len() > room {
-            too_long = true;
-        }
-        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = chunk.len() + usize::from(found_newline);
-        reader.consume(used);
-        consumed += used as u64;
-        if found_newline {
-            break;
-        }
-    }
-    if !too_long && buf.last() == Some(&b'\r') {
-        buf.pop();
-    }
-    Ok(Some(LineRead {
-        bytes_consumed: consumed,
-        too_long,
-    }))
-}
-
 /// Splits one CSV line into its fields (RFC 4180 quoting: `"a,b"`, `"say ""hi"""`), each
 /// trimmed of surrounding spaces. A quoted field may not span lines. At most [`COLUMNS_MAX`]
 /// fields.
@@ -364,6 +312,26 @@ pub struct Header {
     pub columns: usize,
 }
 
+impl Header {
+    /// Splits one line into `fields` ([`split_csv_line`]), which must be as many as the
+    /// header's columns.
+    pub fn split<'a>(
+        &self,
+        line: &'a str,
+        fields: &mut Vec<std::borrow::Cow<'a, str>>,
+    ) -> Result<(), RowFault> {
+        split_csv_line(line, fields)?;
+        if fields.len() != self.columns {
+            return Err(RowFault(format!(
+                "line has {} fields; the header has {}",
+                fields.len(),
+                self.columns
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Reads the header line (the first non-empty line) and finds each of `wanted` in it, by name,
 /// ignoring case and surrounding spaces. Columns not wanted are allowed and ignored.
 pub fn read_header(
@@ -427,32 +395,6 @@ pub fn read_header(
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-
-    #[test]
-    fn long_lines_are_cut_and_flagged_and_the_next_line_still_reads() {
-        let input = b"0123456789\nab\r\nlast";
-        let mut reader = io::BufReader::with_capacity(4, &input[..]);
-        let mut buf = Vec::new();
-        let first = read_line_bounded(&mut reader, &mut buf, 5)
-            .unwrap()
-            .unwrap();
-        assert!(first.too_long);
-        assert_eq!(buf, b"01234");
-        let second = read_line_bounded(&mut reader, &mut buf, 5)
-            .unwrap()
-            .unwrap();
-        assert!(!second.too_long);
-        assert_eq!(buf, b"ab");
-        read_line_bounded(&mut reader, &mut buf, 5)
-            .unwrap()
-            .unwrap();
-        assert_eq!(buf, b"last");
-        assert!(read_line_bounded(&mut reader, &mut buf, 5)
-            .unwrap()
-            .is_none());
-    }
-
     use super::*;
 
     fn split(line: &str) -> Result<Vec<String>, RowFault> {

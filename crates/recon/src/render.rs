@@ -304,9 +304,10 @@ impl<W: Write> DifferenceCsv<W> {
     }
 
     pub fn write(&mut self, difference: &Difference) -> io::Result<()> {
-        let kind = difference.kind();
-        let flag = |refund: bool| if refund { "1" } else { "0" };
-        let amounts = |a: &Amounts| a.named().map(|(_, m)| m.to_string());
+        let row = CsvRow {
+            kind: difference.kind(),
+            ..CsvRow::default()
+        };
         match difference {
             Difference::InFileNotInLedger {
                 line,
@@ -316,25 +317,12 @@ impl<W: Write> DifferenceCsv<W> {
                 mdtrt_id,
                 file,
                 note,
-            } => {
-                let [m, f, a, c] = amounts(file);
-                self.row(&[
-                    kind,
-                    &line.to_string(),
-                    setl_id,
-                    flag(*refund),
-                    psn_no,
-                    mdtrt_id,
-                    "",
-                    "",
-                    "",
-                    &m,
-                    &f,
-                    &a,
-                    &c,
-                    note.as_deref().unwrap_or(""),
-                ])
-            }
+            } => self.row(CsvRow {
+                line: line.to_string(),
+                amounts: amounts(file),
+                note: note.clone().unwrap_or_default(),
+                ..row.of(setl_id, *refund, psn_no, mdtrt_id)
+            }),
             Difference::InLedgerNotInFile {
                 setl_id,
                 refund,
@@ -342,25 +330,11 @@ impl<W: Write> DifferenceCsv<W> {
                 mdtrt_id,
                 date,
                 ledger,
-            } => {
-                let [m, f, a, c] = amounts(ledger);
-                self.row(&[
-                    kind,
-                    "",
-                    setl_id,
-                    flag(*refund),
-                    psn_no,
-                    mdtrt_id,
-                    "",
-                    "",
-                    "",
-                    &m,
-                    &f,
-                    &a,
-                    &c,
-                    &format!("ledger date {date}"),
-                ])
-            }
+            } => self.row(CsvRow {
+                amounts: amounts(ledger),
+                note: format!("ledger date {date}"),
+                ..row.of(setl_id, *refund, psn_no, mdtrt_id)
+            }),
             Difference::FieldsDiffer {
                 line,
                 setl_id,
@@ -368,22 +342,13 @@ impl<W: Write> DifferenceCsv<W> {
                 fields,
             } => {
                 for field in fields {
-                    self.row(&[
-                        kind,
-                        &line.to_string(),
-                        setl_id,
-                        flag(*refund),
-                        "",
-                        "",
-                        field.field,
-                        &field.file,
-                        &field.ledger,
-                        "",
-                        "",
-                        "",
-                        "",
-                        "",
-                    ])?;
+                    self.row(CsvRow {
+                        line: line.to_string(),
+                        field: field.field,
+                        file_value: &field.file,
+                        ledger_value: &field.ledger,
+                        ..row.clone().of(setl_id, *refund, "", "")
+                    })?;
                 }
                 Ok(())
             }
@@ -392,44 +357,41 @@ impl<W: Write> DifferenceCsv<W> {
                 first_line,
                 setl_id,
                 refund,
-            } => self.row(&[
-                kind,
-                &line.to_string(),
-                setl_id,
-                flag(*refund),
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                &format!("repeats line {first_line}"),
-            ]),
-            Difference::MalformedRow { line, reason } => self.row(&[
-                kind,
-                &line.to_string(),
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                reason,
-            ]),
+            } => self.row(CsvRow {
+                line: line.to_string(),
+                note: format!("repeats line {first_line}"),
+                ..row.of(setl_id, *refund, "", "")
+            }),
+            Difference::MalformedRow { line, reason } => self.row(CsvRow {
+                line: line.to_string(),
+                note: reason.clone(),
+                ..row
+            }),
         }
     }
 
-    fn row(&mut self, fields: &[&str; 14]) -> io::Result<()> {
+    fn row(&mut self, row: CsvRow<'_>) -> io::Result<()> {
+        let [m, f, a, c] = &row.amounts;
         self.rows_written += 1;
-        write_row(&mut self.out, fields)
+        write_row(
+            &mut self.out,
+            &[
+                row.kind,
+                &row.line,
+                row.setl_id,
+                row.refund,
+                row.psn_no,
+                row.mdtrt_id,
+                row.field,
+                row.file_value,
+                row.ledger_value,
+                m,
+                f,
+                a,
+                c,
+                &row.note,
+            ],
+        )
     }
 
     /// Data rows written (the header excluded).
@@ -442,6 +404,40 @@ impl<W: Write> DifferenceCsv<W> {
         self.out.flush()?;
         Ok(self.out)
     }
+}
+
+/// One CSV row, one field per [`CSV_COLUMNS`] column; empty where a difference has nothing.
+#[derive(Clone, Default)]
+struct CsvRow<'a> {
+    kind: &'a str,
+    line: String,
+    setl_id: &'a str,
+    refund: &'a str,
+    psn_no: &'a str,
+    mdtrt_id: &'a str,
+    field: &'a str,
+    file_value: &'a str,
+    ledger_value: &'a str,
+    amounts: [String; 4],
+    note: String,
+}
+
+impl<'a> CsvRow<'a> {
+    /// The row with the settlement's id, flag, member and visit filled in.
+    fn of(self, setl_id: &'a str, refund: bool, psn_no: &'a str, mdtrt_id: &'a str) -> Self {
+        CsvRow {
+            setl_id,
+            refund: if refund { "1" } else { "0" },
+            psn_no,
+            mdtrt_id,
+            ..self
+        }
+    }
+}
+
+/// The four amounts as the CSV writes them, in the platform's order.
+fn amounts(amounts: &Amounts) -> [String; 4] {
+    amounts.named().map(|(_, m)| m.to_string())
 }
 
 fn write_row(out: &mut impl Write, fields: &[&str]) -> io::Result<()> {

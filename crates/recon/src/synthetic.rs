@@ -83,6 +83,46 @@ pub fn build_hospital_month(
         pending: 0,
         outcomes: Vec::new(),
     };
+    enroll(&mut applier, policy_json, month, members)?;
+    let mut out = DetailFile::create(file, members)?;
+    let mut start = 0u64;
+    while start < settlements {
+        let end = (start + BATCH_LINES as u64).min(settlements);
+        for (claim, outcome) in settle(&mut applier, institution, month, members, start..end)? {
+            out.settlement(&claim, &outcome)?;
+            if claim.n % 100 == 7 && claim.day < month.last_day() {
+                let reverse_on = Day::from_date(claim.day.date().succ_opt().ok_or("bad day")?);
+                applier.apply(&format!(
+                    r#"{{"cmd":"reverse","id":"S{:09}","date":"{reverse_on}","reason":"refund"}}"#,
+                    claim.n
+                ))?;
+                out.reversal(&claim, &outcome, reverse_on)?;
+            }
+        }
+        applier.commit()?;
+        applier.outcomes.clear();
+        start = end;
+    }
+    let (file_rows, reversals) = (out.rows, out.reversals);
+    out.finish()?;
+    ledger.close().map_err(|e| e.to_string())?;
+    let file_bytes = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
+    Ok(SyntheticMonth {
+        settlements,
+        reversals,
+        members,
+        file_rows,
+        file_bytes,
+    })
+}
+
+/// Loads the policy and enrolls `members` members the January of the year before `month`.
+fn enroll(
+    applier: &mut Applier<'_>,
+    policy_json: &str,
+    month: Month,
+    members: u64,
+) -> Result<(), String> {
     applier.apply(&format!(
         r#"{{"cmd":"load_policy","policy":{policy_json}}}"#
     ))?;
@@ -95,81 +135,119 @@ pub fn build_hospital_month(
     }
     applier.commit()?;
     applier.outcomes.clear();
+    Ok(())
+}
 
+/// One generated claim: its number, day and total in fen.
+struct Claim {
+    n: u64,
+    day: Day,
+    total_fen: u64,
+}
+
+/// Applies and commits claims `numbers`, returning each with its outcome.
+fn settle(
+    applier: &mut Applier<'_>,
+    institution: &str,
+    month: Month,
+    members: u64,
+    numbers: std::ops::Range<u64>,
+) -> Result<Vec<(Claim, Value)>, String> {
     let days = (month.last_day().date() - month.first_day().date()).num_days() as u64 + 1;
-    let out = File::create(file).map_err(|e| format!("cannot create {}: {e}", file.display()))?;
-    let mut out = BufWriter::new(out);
-    let write_err = |e: std::io::Error| format!("cannot write {}: {e}", file.display());
-    writeln!(
-        out,
-        "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag,setl_time"
-    )
-    .map_err(write_err)?;
-    let mut file_rows = 0u64;
-    let mut reversals = 0u64;
-    let mut start = 0u64;
-    while start < settlements {
-        let end = (start + BATCH_LINES as u64).min(settlements);
-        let mut rows = Vec::with_capacity(BATCH_LINES);
-        for n in start..end {
-            let day = Day::from_ymd(month.year(), month.month_of_year(), (n % days) as u32 + 1)
-                .ok_or("bad day")?;
-            let eligible_fen = 5_000 + (n * 7_919) % 200_000;
-            let uncovered_fen = (n % 5) * 310;
-            let line = format!(
-                r#"{{"cmd":"claim","id":"S{n:09}","member":"M{:07}","date":"{day}","level":{},"channel":"institution","eligible":"{}.{:02}","uncovered":"{}.{:02}","institution":"{institution}","visit":"V{n:09}"}}"#,
-                n % members,
-                n % 3 + 1,
-                eligible_fen / 100,
-                eligible_fen % 100,
-                uncovered_fen / 100,
-                uncovered_fen % 100
-            );
-            applier.apply(&line)?;
-            rows.push((n, day, eligible_fen + uncovered_fen));
-        }
-        applier.commit()?;
-        let outcomes = std::mem::take(&mut applier.outcomes);
-        for ((n, day, total_fen), outcome) in rows.into_iter().zip(outcomes) {
-            let fund = amount(&outcome, "fund_paid")?;
-            let account = amount(&outcome, "account_paid")?;
-            let cash = amount(&outcome, "cash_paid")?;
-            let total = format!("{}.{:02}", total_fen / 100, total_fen % 100);
-            writeln!(
-                out,
-                "S{n:09},V{n:09},M{:07},{total},{fund},{account},{cash},0,{day} 10:00:00",
-                n % members
-            )
-            .map_err(write_err)?;
-            file_rows += 1;
-            if n % 100 == 7 && day < month.last_day() {
-                let reverse_on = Day::from_date(day.date().succ_opt().ok_or("bad day")?);
-                applier.apply(&format!(
-                    r#"{{"cmd":"reverse","id":"S{n:09}","date":"{reverse_on}","reason":"refund"}}"#
-                ))?;
-                writeln!(
-                    out,
-                    "S{n:09},V{n:09},M{:07},-{total},-{fund},-{account},-{cash},1,{reverse_on} 11:00:00",
-                    n % members
-                )
-                .map_err(write_err)?;
-                file_rows += 1;
-                reversals += 1;
-            }
-        }
-        applier.commit()?;
-        applier.outcomes.clear();
-        start = end;
+    let mut claims = Vec::with_capacity(BATCH_LINES);
+    for n in numbers {
+        let day = Day::from_ymd(month.year(), month.month_of_year(), (n % days) as u32 + 1)
+            .ok_or("bad day")?;
+        let eligible_fen = 5_000 + (n * 7_919) % 200_000;
+        let uncovered_fen = (n % 5) * 310;
+        let line = format!(
+            r#"{{"cmd":"claim","id":"S{n:09}","member":"M{:07}","date":"{day}","level":{},"channel":"institution","eligible":"{}.{:02}","uncovered":"{}.{:02}","institution":"{institution}","visit":"V{n:09}"}}"#,
+            n % members,
+            n % 3 + 1,
+            eligible_fen / 100,
+            eligible_fen % 100,
+            uncovered_fen / 100,
+            uncovered_fen % 100
+        );
+        applier.apply(&line)?;
+        claims.push(Claim {
+            n,
+            day,
+            total_fen: eligible_fen + uncovered_fen,
+        });
     }
-    out.flush().map_err(write_err)?;
-    drop(out);
-    ledger.close().map_err(|e| e.to_string())?;
-    let file_bytes = std::fs::metadata(file).map_err(|e| e.to_string())?.len();
-    Ok(SyntheticMonth {
-        settlements,
-        reversals,
-        members,
-        file_rows,
-        file_bytes,
-    })
+    applier.commit()?;
+    let outcomes = std::mem::take(&mut applier.outcomes);
+    Ok(claims.into_iter().zip(outcomes).collect())
+}
+
+/// The 3202 detail file being written: one row per settlement and per reversal.
+struct DetailFile {
+    out: BufWriter<File>,
+    path: std::path::PathBuf,
+    members: u64,
+    rows: u64,
+    reversals: u64,
+}
+
+impl DetailFile {
+    fn create(path: &Path, members: u64) -> Result<DetailFile, String> {
+        let out =
+            File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let mut file = DetailFile {
+            out: BufWriter::new(out),
+            path: path.to_path_buf(),
+            members,
+            rows: 0,
+            reversals: 0,
+        };
+        file.row(format_args!(
+            "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag,setl_time"
+        ))?;
+        Ok(file)
+    }
+
+    fn row(&mut self, row: std::fmt::Arguments<'_>) -> Result<(), String> {
+        writeln!(self.out, "{row}")
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+
+    fn settlement(&mut self, claim: &Claim, outcome: &Value) -> Result<(), String> {
+        let (total, fund, account, cash) = figures(claim, outcome)?;
+        let (n, member) = (claim.n, claim.n % self.members);
+        self.row(format_args!(
+            "S{n:09},V{n:09},M{member:07},{total},{fund},{account},{cash},0,{} 10:00:00",
+            claim.day
+        ))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn reversal(&mut self, claim: &Claim, outcome: &Value, on: Day) -> Result<(), String> {
+        let (total, fund, account, cash) = figures(claim, outcome)?;
+        let (n, member) = (claim.n, claim.n % self.members);
+        self.row(format_args!(
+            "S{n:09},V{n:09},M{member:07},-{total},-{fund},-{account},-{cash},1,{on} 11:00:00"
+        ))?;
+        self.rows += 1;
+        self.reversals += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), String> {
+        self.out
+            .flush()
+            .map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+}
+
+/// A claim's total and its fund, account and cash parts, as the file writes them.
+fn figures(claim: &Claim, outcome: &Value) -> Result<(String, String, String, String), String> {
+    let total = format!("{}.{:02}", claim.total_fen / 100, claim.total_fen % 100);
+    Ok((
+        total,
+        amount(outcome, "fund_paid")?,
+        amount(outcome, "account_paid")?,
+        amount(outcome, "cash_paid")?,
+    ))
 }

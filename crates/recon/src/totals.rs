@@ -175,140 +175,23 @@ pub fn reconcile_totals(
         mut lines,
         header,
     } = crate::open_institution_file(ledger, file, &TOTALS_COLUMNS, progress)?;
-
-    // Every row, read or not: (line, row or fault).
-    let mut rows: Vec<(u64, Result<TotalsRow, RowFault>)> = Vec::new();
-    while let Some(line) = lines.next_line()? {
-        let number = line.number;
-        let row = match line.text {
-            Ok(text) if text.trim().is_empty() => continue,
-            Ok(text) => {
-                let mut fields = Vec::with_capacity(header.columns);
-                input::split_csv_line(text, &mut fields).and_then(|()| {
-                    if fields.len() != header.columns {
-                        return Err(RowFault(format!(
-                            "line has {} fields; the header has {}",
-                            fields.len(),
-                            header.columns
-                        )));
-                    }
-                    parse_row(&fields, &header.indexes)
-                })
-            }
-            Err(fault) => Err(fault),
-        };
-        if rows.len() >= TOTALS_ROWS_MAX {
-            return Err(ReconError::TooLarge {
-                path: file.to_path_buf(),
-                reason: format!(
-                    "more than {TOTALS_ROWS_MAX} rows (line {number}); a totals file has one row per institution and period: split it"
-                ),
-            });
-        }
-        rows.push((number, row));
-    }
+    let rows = read_rows(&mut lines, &header, file)?;
     progress.report(2 * file_bytes);
-
-    let mut by_institution: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, (_, row)) in rows.iter().enumerate() {
-        if let Ok(row) = row {
-            by_institution.entry(&row.institution).or_default().push(i);
-        }
-    }
-    let mut sums = vec![(TotalsFigures::default(), 0u64, 0u64); rows.len()];
-    scan::scan_claims(
-        ledger,
-        &mut |done| progress.report(2 * file_bytes + done),
-        &mut |event| {
-            let (settlement, day, reversal) = match event {
-                ClaimEvent::Settled(s) => (s, s.date, false),
-                ClaimEvent::Reversed { date, settlement } => (settlement, date, true),
-            };
-            if settlement.channel == Channel::Manual {
-                return;
-            }
-            let Some(institution) = settlement.institution.as_deref() else {
-                return;
-            };
-            let Some(indexes) = by_institution.get(institution) else {
-                return;
-            };
-            let amounts = Amounts::of(settlement);
-            for &i in indexes {
-                let Ok(row) = &rows[i].1 else { continue };
-                if day < row.from || row.to < day {
-                    continue;
-                }
-                let (figures, settlements, reversals) = &mut sums[i];
-                if reversal {
-                    figures.amounts.subtract(&amounts);
-                    figures.fixmedins_setl_cnt -= 1;
-                    *reversals += 1;
-                } else {
-                    figures.amounts.add(&amounts);
-                    figures.fixmedins_setl_cnt += 1;
-                    *settlements += 1;
-                }
-            }
-        },
-    )?;
-    drop(by_institution);
-
-    let mut results = Vec::with_capacity(rows.len());
-    let (mut matched, mut differing, mut malformed) = (0u64, 0u64, 0u64);
-    for ((line, row), (ledger_figures, settlements, reversals)) in rows.into_iter().zip(sums) {
-        let result = match row {
-            Err(fault) => {
-                malformed += 1;
-                TotalsResult {
-                    line,
-                    status: TotalsStatus::Malformed,
-                    institution: String::new(),
-                    from: None,
-                    to: None,
-                    file: None,
-                    ledger: None,
-                    ledger_settlements: 0,
-                    ledger_reversals: 0,
-                    differences: Vec::new(),
-                    reason: Some(fault.0),
-                }
-            }
-            Ok(row) => {
-                let mut differences = Vec::new();
-                compare_amounts(&row.file.amounts, &ledger_figures.amounts, &mut differences);
-                if row.file.fixmedins_setl_cnt != ledger_figures.fixmedins_setl_cnt {
-                    differences.push(FieldDifference {
-                        field: "fixmedins_setl_cnt",
-                        file: row.file.fixmedins_setl_cnt.to_string(),
-                        ledger: ledger_figures.fixmedins_setl_cnt.to_string(),
-                    });
-                }
-                let status = if differences.is_empty() {
-                    matched += 1;
-                    TotalsStatus::Match
-                } else {
-                    differing += 1;
-                    TotalsStatus::Differ
-                };
-                TotalsResult {
-                    line,
-                    status,
-                    institution: row.institution,
-                    from: Some(row.from),
-                    to: Some(row.to),
-                    file: Some(row.file),
-                    ledger: Some(ledger_figures),
-                    ledger_settlements: settlements,
-                    ledger_reversals: reversals,
-                    differences,
-                    reason: None,
-                }
-            }
-        };
-        results.push(result);
-    }
+    let sums = ledger_sums(ledger, &rows, &mut |done| {
+        progress.report(2 * file_bytes + done)
+    })?;
+    let results: Vec<TotalsResult> = rows
+        .into_iter()
+        .zip(sums)
+        .map(|((line, row), sum)| result_of(line, row, sum))
+        .collect();
     progress.report(progress.total_units);
+    let count = |status| results.iter().filter(|r| r.status == status).count() as u64;
+    let (matched, differing, malformed) = (
+        count(TotalsStatus::Match),
+        count(TotalsStatus::Differ),
+        count(TotalsStatus::Malformed),
+    );
     Ok(TotalsReport {
         file: file.display().to_string(),
         encoding,
@@ -323,4 +206,139 @@ pub fn reconcile_totals(
         malformed,
         results,
     })
+}
+
+/// A file line and the row it holds, or why it holds none.
+type NumberedRow = (u64, Result<TotalsRow, RowFault>);
+
+/// Every row of the file, read or not, up to [`TOTALS_ROWS_MAX`].
+fn read_rows(
+    lines: &mut input::LineReader,
+    header: &input::Header,
+    file: &Path,
+) -> Result<Vec<NumberedRow>, ReconError> {
+    let mut rows = Vec::new();
+    while let Some(line) = lines.next_line()? {
+        let number = line.number;
+        let row = match line.text {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => {
+                let mut fields = Vec::with_capacity(header.columns);
+                header
+                    .split(text, &mut fields)
+                    .and_then(|()| parse_row(&fields, &header.indexes))
+            }
+            Err(fault) => Err(fault),
+        };
+        if rows.len() >= TOTALS_ROWS_MAX {
+            return Err(ReconError::TooLarge {
+                path: file.to_path_buf(),
+                reason: format!(
+                    "more than {TOTALS_ROWS_MAX} rows (line {number}); a totals file has one row per institution and period: split it"
+                ),
+            });
+        }
+        rows.push((number, row));
+    }
+    Ok(rows)
+}
+
+/// What the ledger sums to for one row: its figures, settlements and reversals.
+type LedgerSum = (TotalsFigures, u64, u64);
+
+/// The ledger's sums for each row's institution and period, in one scan of the log.
+fn ledger_sums(
+    ledger: &Ledger,
+    rows: &[NumberedRow],
+    progress: &mut dyn FnMut(u64),
+) -> Result<Vec<LedgerSum>, ReconError> {
+    let mut by_institution: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, (_, row)) in rows.iter().enumerate() {
+        if let Ok(row) = row {
+            by_institution.entry(&row.institution).or_default().push(i);
+        }
+    }
+    let mut sums = vec![(TotalsFigures::default(), 0u64, 0u64); rows.len()];
+    scan::scan_claims(ledger, progress, &mut |event| {
+        let (settlement, day, reversal) = match event {
+            ClaimEvent::Settled(s) => (s, s.date, false),
+            ClaimEvent::Reversed { date, settlement } => (settlement, date, true),
+        };
+        if settlement.channel == Channel::Manual {
+            return;
+        }
+        let Some(institution) = settlement.institution.as_deref() else {
+            return;
+        };
+        let Some(indexes) = by_institution.get(institution) else {
+            return;
+        };
+        let amounts = Amounts::of(settlement);
+        for &i in indexes {
+            let Ok(row) = &rows[i].1 else { continue };
+            if day < row.from || row.to < day {
+                continue;
+            }
+            let (figures, settlements, reversals) = &mut sums[i];
+            if reversal {
+                figures.amounts.subtract(&amounts);
+                figures.fixmedins_setl_cnt -= 1;
+                *reversals += 1;
+            } else {
+                figures.amounts.add(&amounts);
+                figures.fixmedins_setl_cnt += 1;
+                *settlements += 1;
+            }
+        }
+    })?;
+    Ok(sums)
+}
+
+/// One row's result: malformed, or its figures against the ledger's.
+fn result_of(line: u64, row: Result<TotalsRow, RowFault>, sum: LedgerSum) -> TotalsResult {
+    let (ledger_figures, settlements, reversals) = sum;
+    let row = match row {
+        Ok(row) => row,
+        Err(fault) => {
+            return TotalsResult {
+                line,
+                status: TotalsStatus::Malformed,
+                institution: String::new(),
+                from: None,
+                to: None,
+                file: None,
+                ledger: None,
+                ledger_settlements: 0,
+                ledger_reversals: 0,
+                differences: Vec::new(),
+                reason: Some(fault.0),
+            }
+        }
+    };
+    let mut differences = Vec::new();
+    compare_amounts(&row.file.amounts, &ledger_figures.amounts, &mut differences);
+    if row.file.fixmedins_setl_cnt != ledger_figures.fixmedins_setl_cnt {
+        differences.push(FieldDifference {
+            field: "fixmedins_setl_cnt",
+            file: row.file.fixmedins_setl_cnt.to_string(),
+            ledger: ledger_figures.fixmedins_setl_cnt.to_string(),
+        });
+    }
+    TotalsResult {
+        line,
+        status: if differences.is_empty() {
+            TotalsStatus::Match
+        } else {
+            TotalsStatus::Differ
+        },
+        institution: row.institution,
+        from: Some(row.from),
+        to: Some(row.to),
+        file: Some(row.file),
+        ledger: Some(ledger_figures),
+        ledger_settlements: settlements,
+        ledger_reversals: reversals,
+        differences,
+        reason: None,
+    }
 }

@@ -22,6 +22,10 @@ fn day(text: &str) -> Day {
     text.parse().expect("test days parse")
 }
 
+fn month(text: &str) -> Month {
+    text.parse().expect("test months parse")
+}
+
 fn at_h1(visit: &str) -> String {
     format!(r#","institution":"H1","visit":"{visit}""#)
 }
@@ -929,12 +933,11 @@ fn the_cli_helpers_print_the_report_write_every_difference_and_return_the_status
         .as_bytes(),
     );
     let csv = f.path("diffs.csv");
-    let printed = gongji_recon::cli::detail(
+    let printed = gongji_recon::report::detail(
         &f.ledger,
         &f.path("one.csv"),
         "H1",
-        "2024-05-01",
-        "2024-05-31",
+        day("2024-05-01")..=day("2024-05-31"),
         true,
         Some(&csv),
         &mut |_, _| {},
@@ -955,24 +958,9 @@ fn the_cli_helpers_print_the_report_write_every_difference_and_return_the_status
         "{written}"
     );
 
-    let bad_date = gongji_recon::cli::detail(
-        &f.ledger,
-        &f.path("one.csv"),
-        "H1",
-        "2024-05-32",
-        "2024-05-31",
-        false,
-        None,
-        &mut |_, _| {},
-    )
-    .unwrap_err();
-    assert!(
-        bad_date.starts_with("--from: date '2024-05-32'"),
-        "{bad_date}"
-    );
-
     let printed =
-        gongji_recon::cli::statement(&f.ledger, "H1", "2024-05", false, &mut |_, _| {}).unwrap();
+        gongji_recon::report::statement(&f.ledger, "H1", month("2024-05"), false, &mut |_, _| {})
+            .unwrap();
     assert_eq!(printed.exit_code, 0);
     assert!(
         printed.text.contains("settlements        2"),
@@ -980,13 +968,15 @@ fn the_cli_helpers_print_the_report_write_every_difference_and_return_the_status
         printed.text
     );
     let printed =
-        gongji_recon::cli::statement(&f.ledger, "H9", "2024-05", true, &mut |_, _| {}).unwrap();
+        gongji_recon::report::statement(&f.ledger, "H9", month("2024-05"), true, &mut |_, _| {})
+            .unwrap();
     assert_eq!(
         printed.exit_code, 1,
         "an institution with nothing in the month"
     );
 
-    let missing = gongji_recon::cli::totals(&f.ledger, &f.path("none.csv"), false, &mut |_, _| {})
-        .unwrap_err();
+    let missing =
+        gongji_recon::report::totals(&f.ledger, &f.path("none.csv"), false, &mut |_, _| {})
+            .unwrap_err();
     assert!(missing.starts_with("cannot open "), "{missing}");
 }

@@ -120,20 +120,95 @@ struct Line {
 /// Writes the commands and returns what was written.
 pub fn generate(config: &Config, out: &mut dyn Write) -> io::Result<Stats> {
     assert!((1..=12).contains(&config.start_month), "start month 1..=12");
-    let mut rng = Rng::new(config.seed);
-    let mut stats = Stats::default();
-    let month_at = |index: u32| -> (i32, u32) {
-        let zero_based = config.start_month - 1 + index;
+    let mut gen = Generator {
+        config,
+        rng: Rng::new(config.seed),
+        stats: Stats::default(),
+        claim_seq: 0,
+        pay_seq: 0,
+        visit_seq: 0,
+        seq: 0,
+        lines: Vec::new(),
+    };
+    let members: Vec<Member> = (0..config.members).map(|_| gen.member()).collect();
+    for index in 0..config.months {
+        let (year, mon) = gen.month_at(index);
+        let month = MonthAt {
+            index,
+            year,
+            mon,
+            days: days_in(year, mon),
+        };
+        gen.lines.clear();
+        for (i, m) in members.iter().enumerate() {
+            gen.member_month(i as u64, m, &month);
+        }
+        // The monthly allocation run, after the month's enrolments.
+        let region = &config.region;
+        gen.push(
+            1,
+            format!(r#"{{"cmd":"allocate","region":"{region}","month":"{year:04}-{mon:02}"}}"#),
+        );
+        gen.stats.allocate += 1;
+        gen.lines.sort_by_key(|l| (l.day, l.seq));
+        for line in &gen.lines {
+            out.write_all(line.text.as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        gen.stats.lines += gen.lines.len() as u64;
+    }
+    out.flush()?;
+    Ok(gen.stats)
+}
+
+/// One month of the period: its index from 0, year, month of year and length.
+struct MonthAt {
+    index: u32,
+    year: i32,
+    mon: u32,
+    days: u32,
+}
+
+impl MonthAt {
+    fn date(&self, day: u32) -> String {
+        format!("{:04}-{:02}-{day:02}", self.year, self.mon)
+    }
+}
+
+/// The generator's state: the random stream (every draw in a fixed order, so a seed gives the
+/// same file), the counts, the id sequences, and the current month's lines.
+struct Generator<'c> {
+    config: &'c Config,
+    rng: Rng,
+    stats: Stats,
+    claim_seq: u64,
+    pay_seq: u64,
+    visit_seq: u64,
+    seq: u64,
+    lines: Vec<Line>,
+}
+
+impl Generator<'_> {
+    fn month_at(&self, index: u32) -> (i32, u32) {
+        let zero_based = self.config.start_month - 1 + index;
         (
-            config.start_year + (zero_based / 12) as i32,
+            self.config.start_year + (zero_based / 12) as i32,
             zero_based % 12 + 1,
         )
-    };
-    let region = &config.region;
+    }
 
-    // The members.
-    let mut members = Vec::with_capacity(config.members as usize);
-    for _ in 0..config.members {
+    fn push(&mut self, day: u32, text: String) {
+        self.seq += 1;
+        self.lines.push(Line {
+            day,
+            seq: self.seq,
+            text,
+        });
+    }
+
+    /// A new member: status, age, scheme, enrolment, retirement, relatives, birthday, base.
+    fn member(&mut self) -> Member {
+        let (rng, months) = (&mut self.rng, self.config.months);
         let status = if rng.chance(0.27) {
             Status::Retired
         } else {
@@ -151,15 +226,14 @@ pub fn generate(config: &Config, out: &mut dyn Write) -> io::Result<Stats> {
                 ["employer", "individual_tier2", "lump_sum"][rng.weighted(&[85, 7, 8])]
             }
         };
-        let enrolled = if config.months > 1 && rng.chance(0.03) {
-            rng.range(1, u64::from(config.months - 1)) as u32
+        let enrolled = if months > 1 && rng.chance(0.03) {
+            rng.range(1, u64::from(months - 1)) as u32
         } else {
             0
         };
-        let retires =
-            (status == Status::Active && age == 59 && rng.chance(0.4) && config.months > 1)
-                .then(|| rng.range(u64::from(enrolled) + 1, u64::from(config.months)) as u32)
-                .filter(|&m| m < config.months);
+        let retires = (status == Status::Active && age == 59 && rng.chance(0.4) && months > 1)
+            .then(|| rng.range(u64::from(enrolled) + 1, u64::from(months)) as u32)
+            .filter(|&m| m < months);
         let relatives = if rng.chance(0.25) {
             (0..rng.range(1, 3))
                 .map(|_| {
@@ -171,9 +245,9 @@ pub fn generate(config: &Config, out: &mut dyn Write) -> io::Result<Stats> {
         } else {
             Vec::new()
         };
-        members.push(Member {
+        Member {
             born: (
-                config.start_year - age - 1 + i32::from(rng.chance(0.5)),
+                self.config.start_year - age - 1 + i32::from(rng.chance(0.5)),
                 rng.range(1, 12) as u32,
                 rng.range(1, 28) as u32,
             ),
@@ -186,231 +260,206 @@ pub fn generate(config: &Config, out: &mut dyn Write) -> io::Result<Stats> {
             enrolled,
             retires,
             relatives,
-        });
+        }
     }
 
-    let mut claim_seq = 0u64;
-    let mut pay_seq = 0u64;
-    let mut visit_seq = 0u64;
-    let mut seq = 0u64;
-    let mut lines: Vec<Line> = Vec::new();
-    for month in 0..config.months {
-        let (year, mon) = month_at(month);
-        let days = days_in(year, mon);
-        let date = |day: u32| format!("{year:04}-{mon:02}-{day:02}");
-        let mut push = |lines: &mut Vec<Line>, day: u32, text: String| {
-            seq += 1;
-            lines.push(Line { day, seq, text });
-        };
-        lines.clear();
-        for (i, m) in members.iter().enumerate() {
-            let i = i as u64;
-            let id = member_id(i);
-            if month < m.enrolled {
-                continue;
-            }
-            if month == m.enrolled {
-                let (by, bm, bd) = m.born;
-                let mut text = format!(
-                    r#"{{"cmd":"enroll","member":"{id}","region":"{region}","born":"{by:04}-{bm:02}-{bd:02}","status":"{}","scheme":"{}","date":"{}""#,
-                    if m.status == Status::Active {
-                        "active"
-                    } else {
-                        "retired"
-                    },
-                    m.scheme,
-                    date(1)
-                );
-                if rng.chance(0.6) {
-                    let opening = rng.amount_fen(1500.0, 0.8, 100, 5_000_000);
-                    text.push_str(&format!(r#","opening_balance":"{}""#, fen(opening)));
-                }
-                if m.scheme == "lump_sum" {
-                    let base = rng.range(3000, 8000) * 100;
-                    let (uy, um) = month_at(5 + rng.below(84) as u32);
-                    text.push_str(&format!(
-                        r#","lump_sum_base":"{}","lump_sum_until":"{uy:04}-{um:02}""#,
-                        fen(base)
-                    ));
-                }
-                text.push('}');
-                push(&mut lines, 0, text);
-                stats.enroll += 1;
-            }
-            let retired = m.status == Status::Retired || m.retires.is_some_and(|r| month > r);
-            if m.retires == Some(month) {
-                push(
-                    &mut lines,
-                    15,
-                    format!(
-                        r#"{{"cmd":"retire","member":"{id}","date":"{}"}}"#,
-                        date(15)
-                    ),
-                );
-                stats.retire += 1;
-            }
-            // Contributions (month-level, before the claims of the month).
-            if !retired && m.retires != Some(month) && !rng.chance(0.02) {
-                push(
-                    &mut lines,
-                    0,
-                    format!(
-                        r#"{{"cmd":"contribute","member":"{id}","month":"{year:04}-{mon:02}","base":"{}"}}"#,
-                        fen(m.base_fen)
-                    ),
-                );
-                stats.contribute += 1;
-            }
-            // Family bindings.
-            for (k, relative) in m.relatives.iter().enumerate() {
-                if relative.from == month {
-                    let relation = ["spouse", "child", "parent"][rng.weighted(&[50, 30, 20])];
-                    let day = if month == m.enrolled { 2 } else { 1 };
-                    push(
-                        &mut lines,
-                        day,
-                        format!(
-                            r#"{{"cmd":"bind_family","holder":"{id}","relative":"{}","relation":"{relation}","date":"{}"}}"#,
-                            relative_id(i, k),
-                            date(day)
-                        ),
-                    );
-                    stats.bind_family += 1;
-                }
-                if relative.until == Some(month) {
-                    push(
-                        &mut lines,
-                        days,
-                        format!(
-                            r#"{{"cmd":"unbind_family","holder":"{id}","relative":"{}","date":"{}"}}"#,
-                            relative_id(i, k),
-                            date(days)
-                        ),
-                    );
-                    stats.unbind_family += 1;
-                }
-            }
-            // Claims.
-            let rate = if retired { 0.18 } else { 0.06 };
-            let claims = u32::from(rng.chance(rate)) + u32::from(rng.chance(rate * rate));
-            for _ in 0..claims {
-                claim_seq += 1;
-                visit_seq += 1;
-                let day = rng.range(3, u64::from(days)) as u32;
-                let level = rng.weighted(&[45, 35, 20]) + 1;
-                let channel = ["institution", "pharmacy", "manual"][rng.weighted(&[55, 35, 10])];
-                let median = if level == 3 { 360.0 } else { 180.0 };
-                let eligible = rng.amount_fen(median, 0.9, 500, 5_000_000);
-                let mut text = format!(
-                    r#"{{"cmd":"claim","id":"C{claim_seq:09}","member":"{id}","date":"{}","level":{level},"channel":"{channel}","eligible":"{}""#,
-                    date(day),
-                    fen(eligible)
-                );
-                if rng.chance(0.04) {
-                    let special = eligible * rng.range(10, 40) / 100;
-                    text.push_str(&format!(r#","special_paid":"{}""#, fen(special)));
-                }
-                if rng.chance(0.25) {
-                    let uncovered = rng.amount_fen(30.0, 0.8, 100, 500_000);
-                    text.push_str(&format!(r#","uncovered":"{}""#, fen(uncovered)));
-                }
-                if rng.chance(0.1) {
-                    text.push_str(r#","use_account":false"#);
-                }
-                match channel {
-                    "institution" => text.push_str(&format!(
-                        r#","institution":"H{region}{:03}","visit":"V{visit_seq:09}""#,
-                        rng.below(400)
-                    )),
-                    "pharmacy" => text.push_str(&format!(
-                        r#","institution":"P{region}{:03}","visit":"V{visit_seq:09}""#,
-                        rng.below(900)
-                    )),
-                    _ => {}
-                }
-                text.push('}');
-                push(&mut lines, day, text);
-                stats.claim += 1;
-                if rng.chance(0.01) {
-                    let later = (day + rng.range(1, 6) as u32).min(days);
-                    push(
-                        &mut lines,
-                        later,
-                        format!(
-                            r#"{{"cmd":"reverse","id":"C{claim_seq:09}","date":"{}","reason":"settled against the wrong visit"}}"#,
-                            date(later)
-                        ),
-                    );
-                    stats.reverse += 1;
-                }
-            }
-            // Account payments.
-            let bound: Vec<usize> = m
-                .relatives
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.from < month && r.until.is_none_or(|u| month < u))
-                .map(|(k, _)| k)
-                .collect();
-            let mut payments: Vec<(&str, Option<usize>, u64)> = Vec::new();
-            if rng.chance(0.2) {
-                let purpose = ["pharmacy", "institution"][rng.weighted(&[65, 35])];
-                let beneficiary = (!bound.is_empty() && rng.chance(0.3))
-                    .then(|| bound[rng.below(bound.len() as u64) as usize]);
-                payments.push((purpose, beneficiary, rng.amount_fen(60.0, 0.7, 100, 50_000)));
-            }
-            if month == 0 && retired && rng.chance(0.15) {
-                payments.push(("large_amount_premium", None, 12_000));
-            }
-            if month == 0 && !bound.is_empty() && rng.chance(0.2) {
-                let k = bound[rng.below(bound.len() as u64) as usize];
-                payments.push(("resident_premium", Some(k), 38_000));
-            }
-            for (purpose, beneficiary, amount) in payments {
-                pay_seq += 1;
-                let day = rng.range(3, u64::from(days)) as u32;
-                let mut text =
-                    format!(r#"{{"cmd":"account_pay","id":"P{pay_seq:09}","holder":"{id}""#);
-                if let Some(k) = beneficiary {
-                    text.push_str(&format!(r#","beneficiary":"{}""#, relative_id(i, k)));
-                }
-                text.push_str(&format!(
-                    r#","date":"{}","purpose":"{purpose}","amount":"{}"}}"#,
-                    date(day),
-                    fen(amount)
-                ));
-                push(&mut lines, day, text);
-                stats.account_pay += 1;
-                if rng.chance(0.01) {
-                    let later = (day + rng.range(1, 6) as u32).min(days);
-                    push(
-                        &mut lines,
-                        later,
-                        format!(
-                            r#"{{"cmd":"reverse","id":"P{pay_seq:09}","date":"{}","reason":"refunded by the pharmacy"}}"#,
-                            date(later)
-                        ),
-                    );
-                    stats.reverse += 1;
-                }
-            }
+    /// Member `i`'s lines of `month`: enrolment, retirement, contribution, bindings, claims,
+    /// account payments.
+    fn member_month(&mut self, i: u64, m: &Member, month: &MonthAt) {
+        let id = member_id(i);
+        if month.index < m.enrolled {
+            return;
         }
-        // The monthly allocation run, after the month's enrolments.
-        push(
-            &mut lines,
-            1,
-            format!(r#"{{"cmd":"allocate","region":"{region}","month":"{year:04}-{mon:02}"}}"#),
-        );
-        stats.allocate += 1;
-        lines.sort_by_key(|l| (l.day, l.seq));
-        for line in &lines {
-            out.write_all(line.text.as_bytes())?;
-            out.write_all(b"\n")?;
+        if month.index == m.enrolled {
+            self.enroll(&id, m, month);
         }
-        stats.lines += lines.len() as u64;
+        let retired = m.status == Status::Retired || m.retires.is_some_and(|r| month.index > r);
+        if m.retires == Some(month.index) {
+            let text = format!(
+                r#"{{"cmd":"retire","member":"{id}","date":"{}"}}"#,
+                month.date(15)
+            );
+            self.push(15, text);
+            self.stats.retire += 1;
+        }
+        // Contributions (month-level, before the claims of the month).
+        if !retired && m.retires != Some(month.index) && !self.rng.chance(0.02) {
+            let text = format!(
+                r#"{{"cmd":"contribute","member":"{id}","month":"{:04}-{:02}","base":"{}"}}"#,
+                month.year,
+                month.mon,
+                fen(m.base_fen)
+            );
+            self.push(0, text);
+            self.stats.contribute += 1;
+        }
+        self.bindings(i, &id, m, month);
+        let rate = if retired { 0.18 } else { 0.06 };
+        let claims = u32::from(self.rng.chance(rate)) + u32::from(self.rng.chance(rate * rate));
+        for _ in 0..claims {
+            self.claim(&id, month);
+        }
+        self.payments(i, &id, m, month, retired);
     }
-    out.flush()?;
-    Ok(stats)
+
+    fn enroll(&mut self, id: &str, m: &Member, month: &MonthAt) {
+        let region = &self.config.region;
+        let (by, bm, bd) = m.born;
+        let mut text = format!(
+            r#"{{"cmd":"enroll","member":"{id}","region":"{region}","born":"{by:04}-{bm:02}-{bd:02}","status":"{}","scheme":"{}","date":"{}""#,
+            if m.status == Status::Active {
+                "active"
+            } else {
+                "retired"
+            },
+            m.scheme,
+            month.date(1)
+        );
+        if self.rng.chance(0.6) {
+            let opening = self.rng.amount_fen(1500.0, 0.8, 100, 5_000_000);
+            text.push_str(&format!(r#","opening_balance":"{}""#, fen(opening)));
+        }
+        if m.scheme == "lump_sum" {
+            let base = self.rng.range(3000, 8000) * 100;
+            let until = 5 + self.rng.below(84) as u32;
+            let (uy, um) = self.month_at(until);
+            text.push_str(&format!(
+                r#","lump_sum_base":"{}","lump_sum_until":"{uy:04}-{um:02}""#,
+                fen(base)
+            ));
+        }
+        text.push('}');
+        self.push(0, text);
+        self.stats.enroll += 1;
+    }
+
+    /// Family bindings starting this month, and unbindings ending one.
+    fn bindings(&mut self, i: u64, id: &str, m: &Member, month: &MonthAt) {
+        for (k, relative) in m.relatives.iter().enumerate() {
+            if relative.from == month.index {
+                let relation = ["spouse", "child", "parent"][self.rng.weighted(&[50, 30, 20])];
+                let day = if month.index == m.enrolled { 2 } else { 1 };
+                let text = format!(
+                    r#"{{"cmd":"bind_family","holder":"{id}","relative":"{}","relation":"{relation}","date":"{}"}}"#,
+                    relative_id(i, k),
+                    month.date(day)
+                );
+                self.push(day, text);
+                self.stats.bind_family += 1;
+            }
+            if relative.until == Some(month.index) {
+                let text = format!(
+                    r#"{{"cmd":"unbind_family","holder":"{id}","relative":"{}","date":"{}"}}"#,
+                    relative_id(i, k),
+                    month.date(month.days)
+                );
+                self.push(month.days, text);
+                self.stats.unbind_family += 1;
+            }
+        }
+    }
+
+    /// One claim, and sometimes its reversal a few days later.
+    fn claim(&mut self, id: &str, month: &MonthAt) {
+        let (rng, region) = (&mut self.rng, &self.config.region);
+        self.claim_seq += 1;
+        self.visit_seq += 1;
+        let (claim_seq, visit_seq) = (self.claim_seq, self.visit_seq);
+        let day = rng.range(3, u64::from(month.days)) as u32;
+        let level = rng.weighted(&[45, 35, 20]) + 1;
+        let channel = ["institution", "pharmacy", "manual"][rng.weighted(&[55, 35, 10])];
+        let median = if level == 3 { 360.0 } else { 180.0 };
+        let eligible = rng.amount_fen(median, 0.9, 500, 5_000_000);
+        let mut text = format!(
+            r#"{{"cmd":"claim","id":"C{claim_seq:09}","member":"{id}","date":"{}","level":{level},"channel":"{channel}","eligible":"{}""#,
+            month.date(day),
+            fen(eligible)
+        );
+        if rng.chance(0.04) {
+            let special = eligible * rng.range(10, 40) / 100;
+            text.push_str(&format!(r#","special_paid":"{}""#, fen(special)));
+        }
+        if rng.chance(0.25) {
+            let uncovered = rng.amount_fen(30.0, 0.8, 100, 500_000);
+            text.push_str(&format!(r#","uncovered":"{}""#, fen(uncovered)));
+        }
+        if rng.chance(0.1) {
+            text.push_str(r#","use_account":false"#);
+        }
+        match channel {
+            "institution" => text.push_str(&format!(
+                r#","institution":"H{region}{:03}","visit":"V{visit_seq:09}""#,
+                rng.below(400)
+            )),
+            "pharmacy" => text.push_str(&format!(
+                r#","institution":"P{region}{:03}","visit":"V{visit_seq:09}""#,
+                rng.below(900)
+            )),
+            _ => {}
+        }
+        text.push('}');
+        self.push(day, text);
+        self.stats.claim += 1;
+        let id = format!("C{claim_seq:09}");
+        self.maybe_reverse(&id, day, month, "settled against the wrong visit");
+    }
+
+    /// With a chance of 1%, the reversal of `id` (dated `day`) a few days later.
+    fn maybe_reverse(&mut self, id: &str, day: u32, month: &MonthAt, reason: &str) {
+        if self.rng.chance(0.01) {
+            let later = (day + self.rng.range(1, 6) as u32).min(month.days);
+            let text = format!(
+                r#"{{"cmd":"reverse","id":"{id}","date":"{}","reason":"{reason}"}}"#,
+                month.date(later)
+            );
+            self.push(later, text);
+            self.stats.reverse += 1;
+        }
+    }
+
+    /// Account payments: an everyday one, the large-amount premium, a relative's premium.
+    fn payments(&mut self, i: u64, id: &str, m: &Member, month: &MonthAt, retired: bool) {
+        let rng = &mut self.rng;
+        let bound: Vec<usize> = m
+            .relatives
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.from < month.index && r.until.is_none_or(|u| month.index < u))
+            .map(|(k, _)| k)
+            .collect();
+        let mut payments: Vec<(&str, Option<usize>, u64)> = Vec::new();
+        if rng.chance(0.2) {
+            let purpose = ["pharmacy", "institution"][rng.weighted(&[65, 35])];
+            let beneficiary = (!bound.is_empty() && rng.chance(0.3))
+                .then(|| bound[rng.below(bound.len() as u64) as usize]);
+            payments.push((purpose, beneficiary, rng.amount_fen(60.0, 0.7, 100, 50_000)));
+        }
+        if month.index == 0 && retired && rng.chance(0.15) {
+            payments.push(("large_amount_premium", None, 12_000));
+        }
+        if month.index == 0 && !bound.is_empty() && rng.chance(0.2) {
+            let k = bound[rng.below(bound.len() as u64) as usize];
+            payments.push(("resident_premium", Some(k), 38_000));
+        }
+        for (purpose, beneficiary, amount) in payments {
+            self.pay_seq += 1;
+            let pay_seq = self.pay_seq;
+            let day = self.rng.range(3, u64::from(month.days)) as u32;
+            let mut text = format!(r#"{{"cmd":"account_pay","id":"P{pay_seq:09}","holder":"{id}""#);
+            if let Some(k) = beneficiary {
+                text.push_str(&format!(r#","beneficiary":"{}""#, relative_id(i, k)));
+            }
+            text.push_str(&format!(
+                r#","date":"{}","purpose":"{purpose}","amount":"{}"}}"#,
+                month.date(day),
+                fen(amount)
+            ));
+            self.push(day, text);
+            self.stats.account_pay += 1;
+            let id = format!("P{pay_seq:09}");
+            self.maybe_reverse(&id, day, month, "refunded by the pharmacy");
+        }
+    }
 }
 
 #[cfg(test)]

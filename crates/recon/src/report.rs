@@ -1,10 +1,12 @@
-//! What the `gongji` subcommands do, argument parsing aside: each runs a job and returns the
-//! report to print (text, or one JSON object on one line) with the exit status (0 match, 1
-//! differences), or, for unreadable input, a message to print before exiting with 2. The
-//! report is returned rather than printed so that a progress bar can be finished first.
+//! Reconciliation jobs with their printed reports: each takes arguments already parsed (the
+//! `gongji` binary parses the command line), runs a job and returns the report to print (text,
+//! or one JSON object on one line) with the exit status (0 match, 1 differences), or, for
+//! unreadable input, a message to print before exiting with 2. The report is returned rather
+//! than printed so that a progress bar can be finished first.
 
 use std::fs::File;
 use std::io::BufWriter;
+use std::ops::RangeInclusive;
 use std::path::Path;
 
 use gongji_domain::{Day, Month};
@@ -41,21 +43,18 @@ fn printed(
     Ok(Printed { text, exit_code })
 }
 
-/// `reconcile detail FILE --institution ID --from DATE --to DATE [--json] [--csv OUT]`.
-/// With `csv`, every difference (not only those the report lists) is written there.
-#[allow(clippy::too_many_arguments)]
+/// `reconcile detail FILE --institution ID --from DATE --to DATE [--json] [--csv OUT]`: the
+/// settlements of `period` (both days included). With `csv`, every difference (not only those
+/// the report lists) is written there.
 pub fn detail(
     ledger: &Ledger,
     file: &Path,
     institution: &str,
-    from: &str,
-    to: &str,
+    period: RangeInclusive<Day>,
     json: bool,
     csv: Option<&Path>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Printed, String> {
-    let from: Day = from.parse().map_err(|e| format!("--from: {e}"))?;
-    let to: Day = to.parse().map_err(|e| format!("--to: {e}"))?;
     let mut csv_writer = match csv {
         Some(path) => {
             let handle =
@@ -71,8 +70,8 @@ pub fn detail(
         ledger,
         file,
         institution,
-        from,
-        to,
+        *period.start(),
+        *period.end(),
         &DetailOptions::default(),
         progress,
         &mut |difference| match csv_writer.as_mut() {
@@ -116,11 +115,10 @@ pub fn totals(
 pub fn statement(
     ledger: &Ledger,
     institution: &str,
-    month: &str,
+    month: Month,
     json: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Printed, String> {
-    let month: Month = month.parse().map_err(|e| format!("MONTH: {e}"))?;
     let statement =
         settlement_statement(ledger, institution, month, progress).map_err(|e| e.to_string())?;
     let exit_code = if statement.is_empty() { 1 } else { EXIT_MATCH };

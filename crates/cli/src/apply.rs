@@ -1,0 +1,105 @@
+//! `gongji apply` and `gongji policy load`: the commands that write. Both hand lines to the
+//! ledger and print outcomes the ledger hands back once durable.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use gongji_ledger::{now_micros, DurableGroup, StreamError, StreamOptions};
+use serde_json::{json, Value};
+
+use crate::args::ApplyArgs;
+use crate::open::open;
+use crate::output;
+
+/// Inputs smaller than this get no progress bar (they are done before one would help).
+const PROGRESS_INPUT_BYTES_MIN: u64 = 4 * 1024 * 1024;
+
+/// `gongji apply`: [`Ledger::apply_stream`](gongji_ledger::Ledger::apply_stream) with a sink
+/// that prints each group's outcomes (it is given a group only once the group is durable) and
+/// counts them for the summary. Exit 1 if a line was rejected, 2 if the input became
+/// unreadable (after printing what was read).
+pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, String> {
+    let file = args.file.as_str();
+    let (source, size_bytes): (Box<dyn Read + Send>, Option<u64>) = if file == "-" {
+        (Box::new(io::stdin()), None)
+    } else {
+        let handle = File::open(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let size = handle.metadata().ok().map(|m| m.len());
+        (Box::new(handle), size)
+    };
+    let mut ledger = open(data)?;
+    if let Some(dirty) = args.store_after_dirty {
+        ledger.set_deferred_dirty_max(dirty as usize);
+    }
+    let show_progress =
+        io::stderr().is_terminal() && size_bytes.is_some_and(|s| s > PROGRESS_INPUT_BYTES_MIN);
+    let mut bar = output::Progress::new("apply", show_progress);
+    let started = Instant::now();
+    let mut out = io::BufWriter::new(io::stdout());
+    let mut totals = output::Totals::default();
+    let mut print = |group: &DurableGroup| -> io::Result<()> {
+        let rejected = output::print_outcomes(&mut out, group.lines(), args.json)?;
+        out.flush()?;
+        totals.add(group.lines().len(), rejected);
+        Ok(())
+    };
+    let options = StreamOptions {
+        batch_lines: args.batch_lines as usize,
+        ..StreamOptions::default()
+    };
+    let streamed = ledger.apply_stream(source, &options, &mut print, &mut |read_bytes| {
+        bar.show(read_bytes, size_bytes.unwrap_or(0))
+    });
+    bar.finish();
+    let unreadable = match streamed {
+        Ok(_) => None,
+        Err(StreamError::Unreadable { after_line, error }) => Some(format!(
+            "reading {file} failed after line {after_line}: {error}"
+        )),
+        Err(StreamError::Sink(error)) => return Err(format!("writing results failed: {error}")),
+        Err(error) => return Err(error.to_string()),
+    };
+    // What was read before the input failed is durable and printed: the ledger closes cleanly.
+    ledger.close().map_err(|e| e.to_string())?;
+    if let Some(message) = unreadable {
+        eprintln!("gongji: {message}");
+        return Ok(ExitCode::from(2));
+    }
+    if !args.json {
+        let mut out = io::stdout().lock();
+        writeln!(out, "{}", totals.summary(started.elapsed())).map_err(|e| e.to_string())?;
+        out.flush().map_err(|e| e.to_string())?;
+    }
+    Ok(exit_for(totals.rejected))
+}
+
+/// Exit 1 when a line was rejected.
+fn exit_for(rejected: usize) -> ExitCode {
+    if rejected > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `gongji policy load FILE`: one `load_policy` line, committed, its outcome printed.
+pub fn policy_load(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let policy: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+    let line = json!({"cmd": "load_policy", "policy": policy}).to_string();
+    let mut ledger = open(data)?;
+    ledger
+        .apply_line(&line, now_micros())
+        .map_err(|e| e.to_string())?;
+    let outcome = ledger.commit().map_err(|e| e.to_string())?;
+    ledger.close().map_err(|e| e.to_string())?;
+    let mut out = io::stdout().lock();
+    let rejected = output::print_outcomes(&mut out, &[(1, outcome[0].clone())], json)
+        .map_err(|e| e.to_string())?;
+    Ok(exit_for(rejected))
+}

@@ -1,0 +1,297 @@
+//! The command line: every subcommand and its arguments, as clap parses them, and the parsing
+//! of the values clap hands over as text (days, months, timestamps).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use gongji_domain::{Day, Month};
+use gongji_ledger::AsOf;
+
+#[derive(Parser)]
+#[command(
+    name = "gongji",
+    version,
+    about = "Gongji (共济): an event-sourced ledger for employee medical insurance accounts and funds"
+)]
+pub struct Cli {
+    /// The ledger's data directory (created on first use).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Where the projections are kept: `runs` (sorted run files of the log's own, the default)
+    /// or `sled` (a sled tree, the earlier store; kept as a baseline). Each keeps its own
+    /// checkpoint, so switching costs at most a rebuild at the next open.
+    #[arg(long, global = true, value_enum, default_value = "runs")]
+    pub projections: Projections,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Projections {
+    Runs,
+    Sled,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Apply commands from a JSON Lines file (`-` for standard input), one command a line.
+    Apply(ApplyArgs),
+    /// A member's personal account.
+    Account(MemberArgs),
+    /// A member's standing in one insurance year: deductible, ordinary limit, fund payments.
+    Year(YearArgs),
+    /// A deceased member's account: balance on the day of death, later movements, payouts.
+    Inheritance(MemberArgs),
+    /// A member's transfers between pooling regions, with the balances moved.
+    Transfers(MemberArgs),
+    /// A region's pooled and large-amount funds.
+    Fund(FundArgs),
+    /// A member's events, in order, from the log.
+    History(HistoryArgs),
+    /// Why a claim settled as it did: policy figures, positions before and after, every event.
+    Explain(ExplainArgs),
+    /// For auditors: replay, verify, export, check, import.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCmd,
+    },
+    /// Reconcile the ledger against institutions' settlement files (3202 detail, 3201 totals).
+    Reconcile {
+        #[command(subcommand)]
+        action: ReconcileCmd,
+    },
+    /// What the funds owe an institution for a month: pooled and large-amount funds, reversals
+    /// netted.
+    Settlement(SettlementArgs),
+    /// Policy versions: load one from a file, or list those loaded.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyCmd,
+    },
+    /// Drop every projection and rebuild them from the log.
+    Rebuild,
+}
+
+#[derive(clap::Args)]
+pub struct ApplyArgs {
+    pub file: String,
+    /// One JSON object per input line on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// Most lines decided before their events are made durable together (group commit).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub batch_lines: u32,
+    /// Store the projections once this many entities are dirty (default 140,000). For
+    /// tests that want the background projection writer at work on small inputs.
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u32).range(1..))]
+    pub store_after_dirty: Option<u32>,
+}
+
+/// A query about one member, now or as of a past time.
+#[derive(clap::Args)]
+pub struct MemberArgs {
+    pub member: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
+}
+
+#[derive(clap::Args)]
+pub struct YearArgs {
+    pub member: String,
+    pub year: i32,
+    /// The region whose counters to show (default: where the member was at the year's end).
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
+}
+
+#[derive(clap::Args)]
+pub struct FundArgs {
+    pub region: String,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub as_of: AsOfArgs,
+}
+
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    pub member: String,
+    #[arg(long)]
+    pub json: bool,
+    /// Only events whose own date is on or after this day.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// Only events whose own date is on or before this day.
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    pub claim: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct SettlementArgs {
+    pub institution: String,
+    /// YYYY-MM.
+    pub month: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The two times of an as-of answer.
+#[derive(clap::Args)]
+pub struct AsOfArgs {
+    /// Only events whose own date is on or before this day (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE")]
+    as_of: Option<String>,
+    /// Only events the ledger had recorded before this time (RFC 3339, or a UTC day YYYY-MM-DD
+    /// meaning its midnight).
+    #[arg(long, value_name = "TIMESTAMP")]
+    recorded_before: Option<String>,
+}
+
+impl AsOfArgs {
+    pub fn parse(&self) -> Result<AsOf, String> {
+        let date = day("--as-of", &self.as_of)?;
+        let recorded_before_micros = match &self.recorded_before {
+            Some(text) => Some(parse_timestamp(text)?),
+            None => None,
+        };
+        Ok(AsOf {
+            date,
+            recorded_before_micros,
+        })
+    }
+}
+
+/// A day given with `flag`, if given.
+pub fn day(flag: &str, text: &Option<String>) -> Result<Option<Day>, String> {
+    text.as_ref()
+        .map(|t| t.parse().map_err(|e| format!("{flag}: {e}")))
+        .transpose()
+}
+
+/// A day `flag` requires.
+pub fn required_day(flag: &str, text: &str) -> Result<Day, String> {
+    text.parse().map_err(|e| format!("{flag}: {e}"))
+}
+
+/// A month (YYYY-MM) given as the argument `name`.
+pub fn month(name: &str, text: &str) -> Result<Month, String> {
+    text.parse().map_err(|e| format!("{name}: {e}"))
+}
+
+fn parse_timestamp(text: &str) -> Result<i64, String> {
+    let bad = || {
+        format!("--recorded-before: '{text}' is not a time like 2024-07-01T08:00:00Z or a day like 2024-07-01")
+    };
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.timestamp_micros());
+    }
+    let day: Day = text.parse().map_err(|_| bad())?;
+    let midnight = day.date().and_hms_opt(0, 0, 0).ok_or_else(bad)?;
+    Ok(midnight.and_utc().timestamp_micros())
+}
+
+#[derive(Subcommand)]
+pub enum ReconcileCmd {
+    /// Match an institution's detail file (3202) against the ledger, settlement by settlement.
+    Detail(DetailArgs),
+    /// Check a totals file (3201: one row per institution and period) against the ledger.
+    Totals {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct DetailArgs {
+    pub file: PathBuf,
+    #[arg(long)]
+    pub institution: String,
+    #[arg(long, value_name = "DATE")]
+    pub from: String,
+    #[arg(long, value_name = "DATE")]
+    pub to: String,
+    #[arg(long)]
+    pub json: bool,
+    /// Write every difference to this CSV file, one row per difference.
+    #[arg(long, value_name = "OUT")]
+    pub csv: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Rebuild every projection from the first record; print the state's digest and the
+    /// totals per region.
+    Replay {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every record's checksum and the hash chain, the ledger's invariants, and that the
+    /// live projections equal a fresh rebuild; name the first failure and exit 1.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the log (or the part selected) to one self-describing archive file.
+    Export(ExportArgs),
+    /// Check an archive with no ledger: every line, the chain, the manifest; replay a complete
+    /// archive to its digest and totals. Exit 1 if it fails, naming where.
+    Check {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift the quarantine a damaged record put on the ledger, once the whole log verifies
+    /// again (restore the damaged segment from a backup first).
+    ClearQuarantine,
+    /// Restore a ledger into an empty --data directory from a complete archive that passes the
+    /// check.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    pub file: PathBuf,
+    /// Only events whose own date is on or after / on or before these days.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+    /// Only events of this region.
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum PolicyCmd {
+    /// Load a policy version (JSON) into the ledger.
+    Load {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the policy versions loaded, per region.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}

@@ -1,0 +1,175 @@
+//! The queries: one member's account, year, inheritance and transfers (now or as of a past
+//! time), a region's funds, a member's history, a claim's explanation, the policies loaded.
+//! Each opens the ledger, asks it, and prints JSON or text; exit 1 when there is nothing to
+//! show.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use gongji_ledger::{AsOf, Ledger, LedgerError};
+use serde_json::{json, Value};
+
+use crate::args::{self, AsOfArgs, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs};
+use crate::open::open;
+use crate::output;
+
+pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
+    member_view(
+        data,
+        &args.member,
+        args.json,
+        &args.as_of,
+        |ledger, as_of| ledger.account_at(&args.member, as_of),
+    )
+}
+
+pub fn inheritance(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
+    member_view(
+        data,
+        &args.member,
+        args.json,
+        &args.as_of,
+        |ledger, as_of| ledger.inheritance(&args.member, as_of),
+    )
+}
+
+pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
+    member_view(
+        data,
+        &args.member,
+        args.json,
+        &args.as_of,
+        |ledger, as_of| ledger.transfers(&args.member, as_of),
+    )
+}
+
+pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, String> {
+    member_view(
+        data,
+        &args.member,
+        args.json,
+        &args.as_of,
+        |ledger, as_of| ledger.year_at(&args.member, args.year, args.region.as_deref(), as_of),
+    )
+}
+
+/// Answers a query about one member, now or as of a past time: JSON or text, exit 1 if the
+/// member was not enrolled then.
+fn member_view<T: serde::Serialize>(
+    data: &Path,
+    member: &str,
+    json: bool,
+    as_of: &AsOfArgs,
+    query: impl FnOnce(&Ledger, &AsOf) -> Result<Option<T>, LedgerError>,
+) -> Result<ExitCode, String> {
+    let as_of = as_of.parse()?;
+    let ledger = open(data)?;
+    let view = query(&ledger, &as_of).map_err(|e| e.to_string())?;
+    found(view.map(|v| json!(v)), json, &not_enrolled(member, &as_of))
+}
+
+fn not_enrolled(member: &str, as_of: &AsOf) -> String {
+    if as_of.is_now() {
+        format!("member {member} is not enrolled")
+    } else {
+        format!("member {member} was not enrolled as of the time asked")
+    }
+}
+
+pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, String> {
+    let as_of = args.as_of.parse()?;
+    let ledger = open(data)?;
+    let view = ledger
+        .fund_at(&args.region, &as_of)
+        .map_err(|e| e.to_string())?;
+    found(
+        view.map(|v| json!(v)),
+        args.json,
+        &format!(
+            "region {} has no fund or policy in this ledger",
+            args.region
+        ),
+    )
+}
+
+pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
+    let from = args::day("--from", &args.from)?;
+    let to = args::day("--to", &args.to)?;
+    let ledger = open(data)?;
+    let entries = ledger.history(&args.member).map_err(|e| e.to_string())?;
+    if entries.is_empty() {
+        let missing = format!("member {} has no events", args.member);
+        return found(None, args.json, &missing);
+    }
+    let entries = entries.into_iter().filter(|e| {
+        let date = e.event.date();
+        from.is_none_or(|f| date >= f) && to.is_none_or(|t| date <= t)
+    });
+    let mut out = io::stdout().lock();
+    for entry in entries {
+        let value = json!(entry);
+        let line = if args.json {
+            value.to_string()
+        } else {
+            output::history_line(&value)
+        };
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
+    let ledger = open(data)?;
+    let view = ledger.explain(&args.claim).map_err(|e| e.to_string())?;
+    let Some(view) = view else {
+        let missing = format!("no settled claim has id {}", args.claim);
+        return found(None, args.json, &missing);
+    };
+    if args.json {
+        println!("{}", json!(view));
+    } else {
+        println!("{}", output::explanation(&json!(view)));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gongji policy list`: every region's policy versions.
+pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, String> {
+    let ledger = open(data)?;
+    let mut out = io::stdout().lock();
+    for region in ledger.policy_regions().map_err(|e| e.to_string())? {
+        for policy in ledger.policies(&region).map_err(|e| e.to_string())? {
+            let value = json!({"region": region, "version": policy.version, "effective": policy.effective, "year_start": policy.year_start});
+            let line = if json {
+                value.to_string()
+            } else {
+                format!(
+                    "{region}  {}  effective {}",
+                    policy.version, policy.effective
+                )
+            };
+            writeln!(out, "{line}").map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what was found as JSON or text; if nothing was, says `missing` and exits 1.
+fn found(value: Option<Value>, json: bool, missing: &str) -> Result<ExitCode, String> {
+    match value {
+        Some(value) => {
+            let text = if json {
+                value.to_string()
+            } else {
+                output::readable(&value)
+            };
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            eprintln!("gongji: {missing}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

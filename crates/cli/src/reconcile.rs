@@ -1,0 +1,57 @@
+//! `reconcile detail`, `reconcile totals` and `settlement`: the arguments parsed here, the
+//! work and the report `gongji-recon`'s.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use gongji_recon::report::Printed;
+
+use crate::args::{self, DetailArgs, SettlementArgs};
+use crate::open::open;
+use crate::output::Progress;
+
+pub fn detail(data: &Path, args: &DetailArgs) -> Result<ExitCode, String> {
+    let ledger = open(data)?;
+    let from = args::required_day("--from", &args.from)?;
+    let to = args::required_day("--to", &args.to)?;
+    let mut bar = Progress::on_terminal("reconcile");
+    let printed = gongji_recon::report::detail(
+        &ledger,
+        &args.file,
+        &args.institution,
+        from..=to,
+        args.json,
+        args.csv.as_deref(),
+        &mut |done, total| bar.show(done, total),
+    );
+    finish(bar, printed)
+}
+
+pub fn totals(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> {
+    let ledger = open(data)?;
+    let mut bar = Progress::on_terminal("reconcile");
+    let printed = gongji_recon::report::totals(&ledger, file, json, &mut |d, t| bar.show(d, t));
+    finish(bar, printed)
+}
+
+pub fn settlement(data: &Path, args: &SettlementArgs) -> Result<ExitCode, String> {
+    let ledger = open(data)?;
+    let month = args::month("MONTH", &args.month)?;
+    let mut bar = Progress::on_terminal("settlement");
+    let printed = gongji_recon::report::statement(
+        &ledger,
+        &args.institution,
+        month,
+        args.json,
+        &mut |d, t| bar.show(d, t),
+    );
+    finish(bar, printed)
+}
+
+/// Ends the progress bar, then prints the report and exits with its status.
+fn finish(mut bar: Progress, printed: Result<Printed, String>) -> Result<ExitCode, String> {
+    let printed = printed?;
+    bar.finish();
+    print!("{}", printed.text);
+    Ok(ExitCode::from(printed.exit_code))
+}

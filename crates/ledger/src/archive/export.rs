@@ -1,0 +1,197 @@
+//! `export_archive`: which records and policy versions a filter selects, and the one file the
+//! export writes. The archive is written beside its target as `NAME.partial`, synced, and
+//! renamed into place (then the directory is synced), so the target is never a cut archive.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use gongji_domain::PolicyVersion;
+use gongji_log::{Log, Record};
+use serde::Serialize;
+
+use super::{
+    chain_next, decode, event_region, hex, json_hash, policy_referred, ArchiveFilter, Header,
+    Manifest, RecordLine, ARCHIVE_FORMAT,
+};
+use crate::{Ledger, LedgerError};
+
+/// Records written between progress reports.
+const PROGRESS_RECORDS: u64 = 10_000;
+
+impl Ledger {
+    /// Writes the log, or the part `filter` selects, to the file `path` (the only file the
+    /// ledger writes outside its data directory). Returns the manifest.
+    pub fn export_archive(
+        &self,
+        path: &Path,
+        filter: &ArchiveFilter,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Manifest, LedgerError> {
+        let log = self.log();
+        let end = log.durable_end();
+        let (selected, versions) = select(log, end, filter)?;
+        let policies = self.policies_named(&versions)?;
+        let complete = filter.is_everything();
+        let header = Header {
+            archive: "gongji".into(),
+            format: ARCHIVE_FORMAT,
+            filter: filter.clone(),
+            complete,
+        };
+        let mut out = ArchiveFile::create(path, &header)?;
+        for policy in &policies {
+            out.policy(policy)?;
+        }
+        for record in log.read_range(0, end)? {
+            let record = record?;
+            if selected.contains(&record.position) {
+                out.record(&record)?;
+                if out.records.is_multiple_of(PROGRESS_RECORDS) {
+                    progress(record.position, end);
+                }
+            }
+        }
+        let manifest = out.finish(policies.len() as u64, complete)?;
+        progress(end, end);
+        Ok(manifest)
+    }
+
+    /// The loaded policy versions named in `versions`.
+    fn policies_named(
+        &self,
+        versions: &BTreeSet<String>,
+    ) -> Result<Vec<PolicyVersion>, LedgerError> {
+        let mut policies = Vec::new();
+        for region in self.policy_regions()? {
+            policies.extend(
+                self.policies(&region)?
+                    .into_iter()
+                    .filter(|p| versions.contains(&p.version)),
+            );
+        }
+        Ok(policies)
+    }
+}
+
+/// The positions of the records `filter` selects among `0..end`, and the policy versions they
+/// were decided under.
+fn select(
+    log: &Log,
+    end: u64,
+    filter: &ArchiveFilter,
+) -> Result<(BTreeSet<u64>, BTreeSet<String>), LedgerError> {
+    let mut members = HashMap::new();
+    let mut selected = BTreeSet::new();
+    let mut versions = BTreeSet::new();
+    for record in log.read_range(0, end)? {
+        let record = record?;
+        let event = decode(&record)?;
+        let regions = event_region(&event, &mut members);
+        let date = event.date();
+        let in_dates = filter.from.is_none_or(|f| date >= f) && filter.to.is_none_or(|t| date <= t);
+        let in_region = filter.region.as_ref().is_none_or(|r| regions.contains(r));
+        if in_dates && in_region {
+            selected.insert(record.position);
+            if let Some(version) = policy_referred(&event) {
+                versions.insert(version.to_string());
+            }
+        }
+    }
+    Ok((selected, versions))
+}
+
+/// An archive being written: its lines so far and their running chain.
+struct ArchiveFile {
+    out: BufWriter<File>,
+    path: PathBuf,
+    partial: PathBuf,
+    chain: [u8; 32],
+    records: u64,
+    first_hash: Option<String>,
+    last_hash: Option<String>,
+}
+
+impl ArchiveFile {
+    /// Creates `NAME.partial` beside `path` and writes the header.
+    fn create(path: &Path, header: &Header) -> Result<ArchiveFile, LedgerError> {
+        let partial = path.with_file_name(format!(
+            "{}.partial",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        let file = File::create(&partial).map_err(|e| write_failed(path, e))?;
+        let mut archive = ArchiveFile {
+            out: BufWriter::new(file),
+            path: path.to_path_buf(),
+            partial,
+            chain: chain_next(&[0; 32], &json_hash(header)),
+            records: 0,
+            first_hash: None,
+            last_hash: None,
+        };
+        archive.line(header)?;
+        Ok(archive)
+    }
+
+    fn line(&mut self, value: &impl Serialize) -> Result<(), LedgerError> {
+        let text = serde_json::to_string(value).expect("archive lines serialize");
+        writeln!(self.out, "{text}").map_err(|e| write_failed(&self.path, e))
+    }
+
+    fn policy(&mut self, policy: &PolicyVersion) -> Result<(), LedgerError> {
+        self.chain = chain_next(&self.chain, &json_hash(policy));
+        self.line(&serde_json::json!({"policy": policy, "chain": hex(&self.chain)}))
+    }
+
+    fn record(&mut self, record: &Record) -> Result<(), LedgerError> {
+        self.chain = chain_next(&self.chain, &record.hash);
+        let line = RecordLine {
+            position: record.position,
+            stream: record.stream.clone(),
+            version: record.stream_version,
+            event_id: record.event_id,
+            recorded_at_micros: record.recorded_at_micros,
+            unit_end: record.unit_end,
+            prev_hash: hex(&record.prev_hash),
+            hash: hex(&record.hash),
+            payload: hex(&record.payload),
+        };
+        self.line(&serde_json::json!({"record": line, "chain": hex(&self.chain)}))?;
+        self.first_hash.get_or_insert_with(|| hex(&record.hash));
+        self.last_hash = Some(hex(&record.hash));
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Writes the manifest, syncs the file and renames it into place.
+    fn finish(mut self, policies: u64, complete: bool) -> Result<Manifest, LedgerError> {
+        let manifest = Manifest {
+            records: self.records,
+            policies,
+            first_hash: self.first_hash.take(),
+            last_hash: self.last_hash.take(),
+            chain: hex(&self.chain),
+            complete,
+        };
+        self.line(&serde_json::json!({ "manifest": manifest }))?;
+        let path = self.path;
+        let io = |e| write_failed(&path, e);
+        self.out
+            .into_inner()
+            .map_err(|e| io(e.into_error()))?
+            .sync_all()
+            .map_err(io)?;
+        std::fs::rename(&self.partial, &path).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok(manifest)
+    }
+}
+
+fn write_failed(path: &Path, error: std::io::Error) -> LedgerError {
+    LedgerError::Projection(format!("cannot write {}: {error}", path.display()))
+}

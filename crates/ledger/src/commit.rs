@@ -1,0 +1,210 @@
+//! Committing: making the staged lines durable and storing the projections they changed.
+//!
+//! [`Ledger::commit`] syncs and stores at once; [`Ledger::commit_deferred`] stores only once
+//! many entities are dirty, on a thread of its own; `commit_pipelined` (for
+//! [`Ledger::apply_stream`]) hands the group to the log's syncer and returns its ticket.
+//! Invariants: an outcome leaves the ledger only after its events are durable (or with the
+//! ticket that says when, to `apply_stream` alone); a projection checkpoint stored is always
+//! durable; what a running projection write holds stays in the cache until it has landed; a
+//! failed write stops every later commit.
+
+use gongji_domain::{EntityKey, State};
+use gongji_log::Log;
+
+use crate::{store, CacheLimits, Ledger, LedgerError, LineOutcome};
+
+impl Ledger {
+    /// Makes every staged event durable, then stores the projections they changed, and hands
+    /// back the outcomes of the lines since the last commit, in input order.
+    pub fn commit(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
+        self.finish_storing()?;
+        let durable_end = self.log.sync()?;
+        self.store_projections(durable_end)?;
+        Ok(std::mem::take(&mut self.pending))
+    }
+
+    /// As [`commit`], but the projections are stored only once many entities are dirty (or at
+    /// [`close`]): a long `apply` writes each busy account once per batch instead of once per
+    /// group. The events are durable all the same; after a crash, opening folds the records
+    /// the projections had not stored. Queries in this process must follow a [`commit`].
+    ///
+    /// The store itself (sorting, writing and merging runs) runs on a thread of its own while
+    /// the next lines are decided; the entities it writes stay in the cache until it is done, so
+    /// nothing is ever read from a store that does not hold it yet.
+    ///
+    /// An error means the lines since the last commit are not durable. A projection write that
+    /// fails after their sync does not make this call fail (they are durable and are handed
+    /// back); the next call fails instead, before it syncs anything.
+    pub fn commit_deferred(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
+        let (outcomes, ticket) = self.commit_pipelined()?;
+        ticket.wait()?;
+        self.log.settle_syncs()?;
+        Ok(outcomes)
+    }
+
+    /// As [`commit_deferred`](Ledger::commit_deferred), but without waiting for the disk: the
+    /// lines' events are handed to the log's syncer, and the outcomes come back with the ticket
+    /// that says when they are durable. **The outcomes must not be reported before
+    /// `ticket.wait()` returns `Ok`**: only [`apply_stream`](Ledger::apply_stream) calls it, and
+    /// it hands the sink a group only through a waited ticket. If the wait fails, these lines and
+    /// all later ones are not durable, and the log refuses further work.
+    pub(crate) fn commit_pipelined(
+        &mut self,
+    ) -> Result<(Vec<LineOutcome>, gongji_log::SyncTicket), LedgerError> {
+        self.refuse_if_store_failed()?;
+        let ticket = self.log.sync_start()?;
+        if self.state.dirty.len() >= self.limits.deferred_dirty_max {
+            // The checkpoint stored must be durable: wait for this group first (rare).
+            let durable_end = ticket.wait()?;
+            self.log.settle_syncs()?;
+            // Failures are remembered in `store_failed` and reported by the next call.
+            let _ = self.store_in_background(durable_end);
+        }
+        Ok((std::mem::take(&mut self.pending), ticket))
+    }
+
+    fn refuse_if_store_failed(&self) -> Result<(), LedgerError> {
+        match &self.store_failed {
+            None => Ok(()),
+            Some(why) => Err(LedgerError::Projection(format!(
+                "the projections could not be stored ({why}); every line reported before this \
+                 is durable; run `gongji rebuild`"
+            ))),
+        }
+    }
+
+    /// Waits for the projection write left running by [`commit_deferred`], if any.
+    /// A failure is remembered: the ledger refuses to commit from then on.
+    fn finish_storing(&mut self) -> Result<(), LedgerError> {
+        self.refuse_if_store_failed()?;
+        let failed = match self.storing.take() {
+            None => None,
+            Some(handle) => match handle.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error.to_string()),
+                Err(_) => Some("the projection writer thread panicked".to_string()),
+            },
+        };
+        if let Some(why) = failed {
+            self.store_failed = Some(why);
+            self.refuse_if_store_failed()?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the dirty entities and hands them, with `checkpoint`, to a writer thread.
+    fn store_in_background(&mut self, checkpoint: u64) -> Result<(), LedgerError> {
+        // The previous write is published once joined: what it held and is not dirty again can
+        // leave the cache. What is dirty now stays until the write started below is joined.
+        self.finish_storing()?;
+        evict_stored(&mut self.state, self.limits.members_max);
+        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = store::dirty_writes(&self.state).collect();
+        self.state.dirty.clear();
+        let kv = self.log.kv().clone();
+        // A deleted entity (an unbinding, a member leaving a region's index) is absent from the
+        // cache, so it would be looked up in the store, which still holds it until the write
+        // lands: a batch with deletes is waited for. They are rare (unbindings, transfers).
+        let deletes = writes.iter().any(|(_, value)| value.is_none());
+        let spawned = std::thread::Builder::new()
+            .name("projections".into())
+            .spawn(move || kv.apply(writes, checkpoint));
+        match spawned {
+            Ok(handle) => self.storing = Some(handle),
+            Err(e) => {
+                self.store_failed = Some(format!("no thread for the projection writer: {e}"));
+                return self.refuse_if_store_failed();
+            }
+        }
+        if deletes {
+            self.finish_storing()?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn store_projections(&mut self, checkpoint: u64) -> Result<(), LedgerError> {
+        store_projections(
+            &self.log,
+            &mut self.state,
+            checkpoint,
+            self.limits.members_max,
+        )
+    }
+
+    /// Stores deferred projections once `deferred_dirty_max` entities are dirty (default
+    /// 140,000). For tests that want the background writer at work on small inputs.
+    #[doc(hidden)]
+    pub fn set_deferred_dirty_max(&mut self, deferred_dirty_max: usize) {
+        self.limits.deferred_dirty_max = deferred_dirty_max;
+    }
+
+    /// As [`set_deferred_dirty_max`](Ledger::set_deferred_dirty_max), and keeps at most about
+    /// `members_max` members in the cache (default 200,000): every store and eviction path
+    /// taken often.
+    #[doc(hidden)]
+    pub fn set_cache_limits(&mut self, deferred_dirty_max: usize, members_max: usize) {
+        self.limits = CacheLimits {
+            deferred_dirty_max,
+            members_max,
+        };
+    }
+
+    /// Stores any projections still held in memory and flushes the projection store to disk
+    /// (the log itself is durable at every commit).
+    pub fn close(mut self) -> Result<(), LedgerError> {
+        self.finish_storing()?;
+        // Also reports a pipelined group that failed after its outcomes were handed out.
+        let durable_end = self.log.sync()?;
+        if !self.state.dirty.is_empty() {
+            self.store_projections(durable_end)?;
+        }
+        self.log.kv().flush()?;
+        Ok(())
+    }
+}
+
+/// Writes every dirty entity with the checkpoint `checkpoint` in one atomic batch.
+pub(crate) fn store_projections(
+    log: &Log,
+    state: &mut State,
+    checkpoint: u64,
+    members_max: usize,
+) -> Result<(), LedgerError> {
+    let writes = store::dirty_writes(state);
+    log.kv().apply(writes, checkpoint)?;
+    state.dirty.clear();
+    evict_stored(state, members_max);
+    Ok(())
+}
+
+impl Drop for Ledger {
+    /// A projection write still running finishes before the log (and its lock) goes.
+    fn drop(&mut self) {
+        if let Some(handle) = self.storing.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Drops from the cache what the store holds and nothing has changed since (everything not
+/// dirty, once every write is published): settled transactions always (read again only by a
+/// duplicate or a reversal), and members, bindings and region indexes when the cache holds
+/// more than `members_max` members. A region's policies, funds and totals stay: a cached
+/// member's regions must be cached.
+fn evict_stored(state: &mut State, members_max: usize) {
+    let dirty = std::mem::take(&mut state.dirty);
+    state
+        .txs
+        .retain(|id, _| dirty.contains(&EntityKey::Tx(id.clone())));
+    if state.members.len() > members_max {
+        state
+            .members
+            .retain(|id, _| dirty.contains(&EntityKey::Member(id.clone())));
+        state
+            .relatives
+            .retain(|relative, _| dirty.contains(&EntityKey::Relative(relative.clone())));
+        for (region, members) in &mut state.region_members {
+            members.retain(|m| dirty.contains(&EntityKey::RegionMember(region.clone(), m.clone())));
+        }
+    }
+    state.dirty = dirty;
+}

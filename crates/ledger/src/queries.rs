@@ -1,0 +1,256 @@
+//! Queries: answers read from the projections (now) or folded from the log (as of a past
+//! time, a member's history, a claim's explanation). Invariant: a query never writes, to the
+//! log or to the projections.
+
+use std::collections::BTreeSet;
+
+use gongji_domain::{evolve, EntityKey, Event, FundKind, State};
+
+use crate::views::{
+    self, AccountView, FundView, HistoryEntry, InheritanceView, TransfersView, YearView,
+};
+use crate::{store, Ledger, LedgerError};
+
+/// Which events an answer takes into account: those whose own date is on or before `date`
+/// ("what was the balance on 30 June"), and those the ledger had recorded before
+/// `recorded_before_micros` ("what did the ledger say then"); either, both or neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AsOf {
+    pub date: Option<gongji_domain::Day>,
+    pub recorded_before_micros: Option<i64>,
+}
+
+impl AsOf {
+    pub const NOW: AsOf = AsOf {
+        date: None,
+        recorded_before_micros: None,
+    };
+
+    pub fn is_now(&self) -> bool {
+        *self == AsOf::NOW
+    }
+
+    pub fn admits(&self, recorded_at_micros: i64, date: gongji_domain::Day) -> bool {
+        self.date.is_none_or(|d| date <= d)
+            && self
+                .recorded_before_micros
+                .is_none_or(|t| recorded_at_micros < t)
+    }
+}
+
+impl Ledger {
+    pub fn account(&self, member: &str) -> Result<Option<AccountView>, LedgerError> {
+        self.account_at(member, &AsOf::NOW)
+    }
+
+    /// The account as it stood `as_of`: from the projections for now, else by folding the
+    /// member's stream with only the events `as_of` admits.
+    pub fn account_at(
+        &self,
+        member: &str,
+        as_of: &AsOf,
+    ) -> Result<Option<AccountView>, LedgerError> {
+        Ok(self.member_at(member, as_of)?.map(|m| AccountView::of(&m)))
+    }
+
+    pub fn year(&self, member: &str, year: i32) -> Result<Option<YearView>, LedgerError> {
+        self.year_at(member, year, None, &AsOf::NOW)
+    }
+
+    /// A member's standing in an insurance year, in `region` (by default the region the member
+    /// belonged to at the end of that year), as it stood `as_of`.
+    pub fn year_at(
+        &self,
+        member: &str,
+        year: i32,
+        region: Option<&str>,
+        as_of: &AsOf,
+    ) -> Result<Option<YearView>, LedgerError> {
+        let Some(account) = self.member_at(member, as_of)? else {
+            return Ok(None);
+        };
+        let region = match region {
+            Some(region) => region.to_string(),
+            None => {
+                let year_end =
+                    gongji_domain::Day::from_ymd(year, 12, 31).unwrap_or(account.region_since);
+                account.region_on(year_end).to_string()
+            }
+        };
+        let policies = store::get_policies(self.log.kv(), &region)?;
+        Ok(Some(YearView::of(&account, &region, year, &policies)))
+    }
+
+    /// The member's state as of `as_of`.
+    fn member_at(
+        &self,
+        member: &str,
+        as_of: &AsOf,
+    ) -> Result<Option<gongji_domain::state::Member>, LedgerError> {
+        if as_of.is_now() {
+            return store::get_member(self.log.kv(), member);
+        }
+        Ok(self.fold_member(member, as_of)?.0)
+    }
+
+    /// Folds the member's stream, keeping only the events `as_of` admits. Returns the state and
+    /// the admitted records with their events.
+    fn fold_member(
+        &self,
+        member: &str,
+        as_of: &AsOf,
+    ) -> Result<(Option<gongji_domain::state::Member>, Vec<HistoryEntry>), LedgerError> {
+        let mut state = State::untracked();
+        let mut admitted = Vec::new();
+        for entry in self.history(member)? {
+            if as_of.admits(entry.recorded_at_micros, entry.event.date()) {
+                evolve(&mut state, &entry.event);
+                admitted.push(entry);
+            }
+        }
+        Ok((state.members.remove(member), admitted))
+    }
+
+    /// What happened to a deceased member's account: the balance on the day of death, what
+    /// moved it after, the payout per heir, and the account's state.
+    pub fn inheritance(
+        &self,
+        member: &str,
+        as_of: &AsOf,
+    ) -> Result<Option<InheritanceView>, LedgerError> {
+        let (account, entries) = self.fold_member(member, as_of)?;
+        Ok(account.map(|account| InheritanceView::of(&account, &entries)))
+    }
+
+    /// The member's transfers between regions, with the balances moved.
+    pub fn transfers(
+        &self,
+        member: &str,
+        as_of: &AsOf,
+    ) -> Result<Option<TransfersView>, LedgerError> {
+        let (account, entries) = self.fold_member(member, as_of)?;
+        Ok(account.map(|account| TransfersView::of(&account, &entries)))
+    }
+
+    pub fn fund(&self, region: &str) -> Result<Option<FundView>, LedgerError> {
+        self.fund_at(region, &AsOf::NOW)
+    }
+
+    /// A region's funds, now (with its personal accounts taken together) or as of a past time
+    /// (folding the funds' streams from the log).
+    pub fn fund_at(&self, region: &str, as_of: &AsOf) -> Result<Option<FundView>, LedgerError> {
+        let kv = self.log.kv();
+        let policies = store::get_policies(kv, region)?;
+        let (pooled, large, accounts) = if as_of.is_now() {
+            (
+                store::get_fund(kv, FundKind::Pooled, region)?,
+                store::get_fund(kv, FundKind::LargeAmount, region)?,
+                store::get_accounts(kv, region)?,
+            )
+        } else {
+            let mut state = State::untracked();
+            let mut seen = false;
+            for kind in [FundKind::Pooled, FundKind::LargeAmount] {
+                let stream = gongji_domain::Stream::Fund(kind, region.to_string()).name();
+                for entry in self.stream_entries(&stream)? {
+                    if as_of.admits(entry.recorded_at_micros, entry.event.date()) {
+                        evolve(&mut state, &entry.event);
+                        seen = true;
+                    }
+                }
+            }
+            let fund = |kind| seen.then(|| state.fund(kind, region));
+            (fund(FundKind::Pooled), fund(FundKind::LargeAmount), None)
+        };
+        if pooled.is_none() && large.is_none() && accounts.is_none() && policies.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(FundView::of(
+            region,
+            pooled.unwrap_or_default(),
+            large.unwrap_or_default(),
+            accounts,
+        )))
+    }
+
+    /// Why a claim settled as it did: the recorded figures step by step, and every event the
+    /// claim produced. None if no claim has that id.
+    pub fn explain(&self, claim: &str) -> Result<Option<views::ExplainView>, LedgerError> {
+        let mut state = State::default();
+        let key = EntityKey::Tx(claim.to_string());
+        if !store::load(self.log.kv(), &mut state, &key)? {
+            return Ok(None);
+        }
+        let tx = &state.txs[claim];
+        let gongji_domain::state::TxKind::Claim(settlement) = &tx.kind else {
+            return Ok(None);
+        };
+        // The claim's own events sit in its member's stream; the fund events of the same unit
+        // follow each of them directly in the log.
+        let mut events = Vec::new();
+        for entry in self.history(&tx.member)? {
+            let mine = match &entry.event {
+                Event::ClaimSettled { settlement } | Event::ClaimReversed { settlement, .. } => {
+                    settlement.claim == claim
+                }
+                _ => false,
+            };
+            if !mine {
+                continue;
+            }
+            let after = (entry.position + 1)..(entry.position + 3).min(self.log.durable_end());
+            events.push(entry);
+            for record in self
+                .log
+                .read_range(after.start, after.end.max(after.start))?
+            {
+                let record = record?;
+                let event = Event::decode(&record.payload).map_err(|e| {
+                    LedgerError::Projection(format!("record {}: {e}", record.position))
+                })?;
+                let same_claim = matches!(&event,
+                    Event::FundClaimPaid { claim: c, .. } | Event::FundClaimRefunded { claim: c, .. } if c == claim);
+                if same_claim {
+                    events.push(HistoryEntry::of(&record, &event));
+                }
+            }
+        }
+        Ok(Some(views::ExplainView::of(settlement, events)))
+    }
+
+    /// The member's events in order, read from the log itself.
+    pub fn history(&self, member: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
+        self.stream_entries(&gongji_domain::Stream::Member(member.to_string()).name())
+    }
+
+    /// A stream's events in order, decoded.
+    fn stream_entries(&self, stream: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
+        self.log
+            .read_stream(stream)?
+            .into_iter()
+            .map(|record| {
+                let event = Event::decode(&record.payload).map_err(|e| {
+                    LedgerError::Projection(format!(
+                        "record {} of stream {}: {e}",
+                        record.position, record.stream
+                    ))
+                })?;
+                Ok(HistoryEntry::of(&record, &event))
+            })
+            .collect()
+    }
+
+    /// The regions whose policies are loaded, each with its versions.
+    pub fn policy_regions(&self) -> Result<BTreeSet<String>, LedgerError> {
+        let mut regions = BTreeSet::new();
+        for entry in self.log.kv().scan_prefix(b"p/") {
+            let (key, _) = entry?;
+            regions.insert(String::from_utf8_lossy(&key[2..]).into_owned());
+        }
+        Ok(regions)
+    }
+
+    pub fn policies(&self, region: &str) -> Result<Vec<gongji_domain::PolicyVersion>, LedgerError> {
+        store::get_policies(self.log.kv(), region)
+    }
+}

@@ -1,0 +1,189 @@
+//! `Ledger::apply_stream` called as a service would call it: lines from an in-memory reader,
+//! outcomes to a sink. Outcomes arrive in input order, each group only once its events are
+//! durable, and no later group is made durable before the sink has taken the one before.
+
+use std::io::{self, Cursor, Read};
+
+use gongji_ledger::{DurableGroup, Ledger, LineOutcome, StreamError, StreamOptions};
+use serde_json::{json, Value};
+
+const POLICY: &str = include_str!("../../../policies/500000-2024-01-01.json");
+
+/// Lines that apply, lines the rules reject, and lines that are not commands.
+fn input_lines() -> Vec<String> {
+    let policy: Value = serde_json::from_str(POLICY).unwrap();
+    let mut lines = vec![json!({"cmd":"load_policy","policy":policy}).to_string()];
+    for i in 0..6 {
+        lines.push(json!({"cmd":"enroll","member":format!("M{i}"),"region":"500000","born":"1980-05-01","status":"active","scheme":"employer","date":"2024-01-01","opening_balance":"10.00"}).to_string());
+    }
+    lines.push(json!({"cmd":"enroll","member":"M0","region":"500000","born":"1980-05-01","status":"active","scheme":"employer","date":"2024-01-01"}).to_string());
+    lines.push("not a command".to_string());
+    for i in 0..6 {
+        lines.push(
+            json!({"cmd":"contribute","member":format!("M{i}"),"month":"2024-02","base":"8000.00"})
+                .to_string(),
+        );
+    }
+    lines.push(
+        json!({"cmd":"contribute","member":"nobody","month":"2024-02","base":"8000.00"})
+            .to_string(),
+    );
+    lines
+}
+
+fn recorded_at_zero() -> i64 {
+    0
+}
+
+fn options(batch_lines: usize) -> StreamOptions {
+    StreamOptions {
+        batch_lines,
+        recorded_at_micros: recorded_at_zero,
+    }
+}
+
+/// Each line committed on its own: its outcome, and the log's durable end after it.
+fn reference(lines: &[String]) -> Vec<(LineOutcome, u64)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let mut expected = Vec::new();
+    for line in lines {
+        ledger.apply_line(line, 0).unwrap();
+        let outcome = ledger.commit().unwrap().remove(0);
+        expected.push((outcome, ledger.log().durable_end()));
+    }
+    expected
+}
+
+/// What a sink saw of one group: its lines and outcomes, and the durable end it was given.
+type Delivered = (Vec<(usize, LineOutcome)>, u64);
+
+/// A sink that keeps what it is given.
+fn recording(groups: &mut Vec<Delivered>) -> impl FnMut(&DurableGroup) -> Result<(), String> + '_ {
+    |group: &DurableGroup| {
+        groups.push((group.lines().to_vec(), group.durable_end()));
+        Ok(())
+    }
+}
+
+fn bytes_of(lines: &[String]) -> Vec<u8> {
+    lines
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect()
+}
+
+/// Every group delivered covers lines in order with the reference's outcomes, and its durable
+/// end is exactly the reference's after its last line: all its events durable, none of a later
+/// group's.
+fn check_groups(groups: &[Delivered], expected: &[(LineOutcome, u64)]) {
+    let mut next_line = 1;
+    for (lines, durable_end) in groups {
+        for (number, outcome) in lines {
+            assert_eq!(*number, next_line, "lines arrive in input order");
+            assert_eq!(outcome, &expected[number - 1].0, "line {number}");
+            next_line += 1;
+        }
+        let last = lines.last().expect("no empty group").0;
+        assert_eq!(
+            *durable_end,
+            expected[last - 1].1,
+            "group ending at line {last}"
+        );
+    }
+}
+
+#[test]
+fn outcomes_arrive_in_input_order_each_group_once_durable() {
+    let lines = input_lines();
+    let expected = reference(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let mut groups: Vec<Delivered> = Vec::new();
+    let mut progress = Vec::new();
+    let summary = ledger
+        .apply_stream(
+            Cursor::new(bytes_of(&lines)),
+            &options(3),
+            &mut recording(&mut groups),
+            &mut |read| progress.push(read),
+        )
+        .unwrap();
+    assert_eq!(summary.lines, lines.len());
+    assert_eq!(summary.read_bytes, bytes_of(&lines).len() as u64);
+    assert_eq!(
+        groups.len(),
+        lines.len().div_ceil(3),
+        "groups of batch_lines"
+    );
+    check_groups(&groups, &expected);
+    assert!(progress.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(progress.last(), Some(&summary.read_bytes));
+    ledger.close().unwrap();
+}
+
+/// A reader that hands out its bytes and then fails.
+struct FailingAfter(Cursor<Vec<u8>>);
+
+impl Read for FailingAfter {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.0.read(buf)? {
+            0 => Err(io::Error::other("the disk went away")),
+            n => Ok(n),
+        }
+    }
+}
+
+#[test]
+fn unreadable_input_ends_the_stream_after_every_line_read_is_delivered() {
+    let lines = input_lines();
+    let expected = reference(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let mut groups: Vec<Delivered> = Vec::new();
+    let input = FailingAfter(Cursor::new(bytes_of(&lines[..10])));
+    let error = ledger
+        .apply_stream(input, &options(4), &mut recording(&mut groups), &mut |_| {})
+        .unwrap_err();
+    match error {
+        StreamError::Unreadable { after_line, error } => {
+            assert_eq!(after_line, 10);
+            assert_eq!(error.to_string(), "the disk went away");
+        }
+        other => panic!("expected Unreadable, got {other}"),
+    }
+    check_groups(&groups, &expected);
+    assert_eq!(groups.iter().map(|(l, _)| l.len()).sum::<usize>(), 10);
+    ledger.close().unwrap();
+}
+
+#[test]
+fn a_failing_sink_stops_the_stream_with_no_later_group_durable() {
+    let lines = input_lines();
+    let expected = reference(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let mut groups: Vec<Delivered> = Vec::new();
+    let mut sink = |group: &DurableGroup| -> Result<(), String> {
+        groups.push((group.lines().to_vec(), group.durable_end()));
+        if groups.len() == 2 {
+            return Err("the client hung up".to_string());
+        }
+        Ok(())
+    };
+    let error = ledger
+        .apply_stream(
+            Cursor::new(bytes_of(&lines)),
+            &options(2),
+            &mut sink,
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert!(matches!(&error, StreamError::Sink(e) if e == "the client hung up"));
+    check_groups(&groups, &expected);
+    // The refused group is durable (it was handed over as such); nothing after it is, though
+    // the next group may have been decided and staged.
+    drop(ledger);
+    let reopened = Ledger::open(dir.path()).unwrap();
+    assert_eq!(reopened.log().durable_end(), expected[3].1);
+}
