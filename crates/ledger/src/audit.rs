@@ -231,8 +231,7 @@ impl Ledger {
     }
 
     fn projection_entries(&self) -> Result<Vec<Entry>, LedgerError> {
-        self.log()
-            .kv()
+        self.kv
             .scan_prefix(b"")
             .map(|e| e.map_err(LedgerError::from))
             .collect()
@@ -309,7 +308,7 @@ fn chain_failure(error: gongji_log::LogError) -> Result<(u64, Failure), LedgerEr
 /// Folds records `0..end` checking the invariants record by record; on the first failure, the
 /// records folded before it and the failure.
 fn fold_invariants(
-    log: &gongji_log::Log,
+    log: &dyn gongji_log::DurableLog,
     end: u64,
     progress: &mut dyn FnMut(&'static str, u64, u64),
 ) -> Result<Result<InvariantFold, (u64, Failure)>, LedgerError> {

@@ -9,7 +9,7 @@
 //! failed write stops every later commit.
 
 use gongji_domain::{EntityKey, State};
-use gongji_log::Log;
+use gongji_log::Kv;
 
 use crate::{store, CacheLimits, Ledger, LedgerError, LineOutcome};
 
@@ -100,7 +100,7 @@ impl Ledger {
         evict_stored(&mut self.state, self.limits.members_max);
         let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = store::dirty_writes(&self.state).collect();
         self.state.dirty.clear();
-        let kv = self.log.kv().clone();
+        let kv = self.kv.clone();
         // A deleted entity (an unbinding, a member leaving a region's index) is absent from the
         // cache, so it would be looked up in the store, which still holds it until the write
         // lands: a batch with deletes is waited for. They are rare (unbindings, transfers).
@@ -123,7 +123,7 @@ impl Ledger {
 
     pub(crate) fn store_projections(&mut self, checkpoint: u64) -> Result<(), LedgerError> {
         store_projections(
-            &self.log,
+            &self.kv,
             &mut self.state,
             checkpoint,
             self.limits.members_max,
@@ -157,20 +157,20 @@ impl Ledger {
         if !self.state.dirty.is_empty() {
             self.store_projections(durable_end)?;
         }
-        self.log.kv().flush()?;
+        self.kv.flush()?;
         Ok(())
     }
 }
 
 /// Writes every dirty entity with the checkpoint `checkpoint` in one atomic batch.
 pub(crate) fn store_projections(
-    log: &Log,
+    kv: &Kv,
     state: &mut State,
     checkpoint: u64,
     members_max: usize,
 ) -> Result<(), LedgerError> {
     let writes = store::dirty_writes(state);
-    log.kv().apply(writes, checkpoint)?;
+    kv.apply(writes, checkpoint)?;
     state.dirty.clear();
     evict_stored(state, members_max);
     Ok(())

@@ -36,7 +36,7 @@ use std::path::Path;
 use gongji_domain::{
     decide, evolve, parse_command, Command, EntityKey, Event, FundKind, Rejection, State,
 };
-use gongji_log::{Log, LogError, NewRecord};
+use gongji_log::{DurableLog, Kv, Log, LogError, NewRecord};
 pub use gongji_log::{LogOptions, ProjectionBackend, SyncTicket};
 
 pub use queries::AsOf;
@@ -79,7 +79,13 @@ pub enum LineOutcome {
 
 /// An open ledger: the log, and the cache of projected state for the commands in flight.
 pub struct Ledger {
-    log: Log,
+    /// The projection store. Declared before `log` so that it is dropped first: the file log's
+    /// close leaves sled's snapshot current only once no other handle holds the store.
+    kv: Kv,
+    /// Where the projections are kept (how a rebuild writes them).
+    projections: ProjectionBackend,
+    /// The log of record, through the seam every backend implements: no file path above it.
+    log: Box<dyn DurableLog>,
     state: State,
     /// Outcomes decided since the last commit, not yet durable.
     pending: Vec<LineOutcome>,
@@ -125,8 +131,11 @@ impl Ledger {
     /// work when the projections are too damaged to fold onto. Call `rebuild` before anything
     /// that reads projections.
     pub fn open_to_rebuild(dir: &Path, options: LogOptions) -> Result<Ledger, LedgerError> {
+        let log = Log::open_with(dir, options)?;
         Ok(Ledger {
-            log: Log::open_with(dir, options)?,
+            kv: log.kv().clone(),
+            projections: log.options().projections,
+            log: Box::new(log),
             state: State::default(),
             pending: Vec::new(),
             storing: None,
@@ -143,8 +152,8 @@ impl Ledger {
     }
 
     /// The log below, for reading records.
-    pub fn log(&self) -> &Log {
-        &self.log
+    pub fn log(&self) -> &dyn DurableLog {
+        self.log.as_ref()
     }
 
     /// Decides one input line and stages its events. The outcome is held until [`commit`]
@@ -243,7 +252,7 @@ impl Ledger {
                 members.push(member)
             }
             Command::Allocate { region, .. } | Command::Rollover { region, .. } => {
-                let ids = store::load_region_members(self.log.kv(), &mut self.state, region)?;
+                let ids = store::load_region_members(&self.kv, &mut self.state, region)?;
                 for id in &ids {
                     self.load_member(id)?;
                 }
@@ -272,7 +281,7 @@ impl Ledger {
                 members.push(relative);
                 for person in [holder, relative] {
                     let key = EntityKey::Relative(person.clone());
-                    store::load(self.log.kv(), &mut self.state, &key)?;
+                    store::load(&self.kv, &mut self.state, &key)?;
                 }
             }
             Command::AccountPay { id, holder, .. } => {
@@ -291,11 +300,7 @@ impl Ledger {
     }
 
     fn load_tx(&mut self, id: &str) -> Result<(), LedgerError> {
-        if store::load(
-            self.log.kv(),
-            &mut self.state,
-            &EntityKey::Tx(id.to_string()),
-        )? {
+        if store::load(&self.kv, &mut self.state, &EntityKey::Tx(id.to_string()))? {
             let member = self.state.txs[id].member.clone();
             self.load_member(&member)?;
         }
@@ -303,25 +308,25 @@ impl Ledger {
     }
 
     fn load_member(&mut self, id: &str) -> Result<(), LedgerError> {
-        load_member(&self.log, &mut self.state, id)
+        load_member(&self.kv, &mut self.state, id)
     }
 
     fn load_region(&mut self, region: &str) -> Result<(), LedgerError> {
-        load_region(&self.log, &mut self.state, region)
+        load_region(&self.kv, &mut self.state, region)
     }
 
     fn load_for(&mut self, event: &Event) -> Result<(), LedgerError> {
-        load_for(&self.log, &mut self.state, event)
+        load_for(&self.kv, &mut self.state, event)
     }
 }
 
 /// Loads what `evolve` needs for `event`: its entities, a member with its regions.
-fn load_for(log: &Log, state: &mut State, event: &Event) -> Result<(), LedgerError> {
+fn load_for(kv: &Kv, state: &mut State, event: &Event) -> Result<(), LedgerError> {
     for key in event.entities() {
         match &key {
-            EntityKey::Member(id) => load_member(log, state, id)?,
+            EntityKey::Member(id) => load_member(kv, state, id)?,
             _ => {
-                store::load(log.kv(), state, &key)?;
+                store::load(kv, state, &key)?;
             }
         }
     }
@@ -331,26 +336,25 @@ fn load_for(log: &Log, state: &mut State, event: &Event) -> Result<(), LedgerErr
 /// A member, and with it the policies, funds and account totals of every region the member
 /// belonged to. A cached member's regions are cached with it (they are loaded together here,
 /// and dropped together when the cache is emptied), so a hit needs nothing more.
-fn load_member(log: &Log, state: &mut State, id: &str) -> Result<(), LedgerError> {
+fn load_member(kv: &Kv, state: &mut State, id: &str) -> Result<(), LedgerError> {
     if state.members.contains_key(id) {
         return Ok(());
     }
     let key = EntityKey::Member(id.to_string());
-    if store::load(log.kv(), state, &key)? {
+    if store::load(kv, state, &key)? {
         let account = &state.members[id];
         let regions: Vec<String> = std::iter::once(&account.region)
             .chain(account.past_regions.iter().map(|p| &p.region))
             .cloned()
             .collect();
         for region in regions {
-            load_region(log, state, &region)?;
+            load_region(kv, state, &region)?;
         }
     }
     Ok(())
 }
 
-fn load_region(log: &Log, state: &mut State, region: &str) -> Result<(), LedgerError> {
-    let kv = log.kv();
+fn load_region(kv: &Kv, state: &mut State, region: &str) -> Result<(), LedgerError> {
     store::load(kv, state, &EntityKey::Policies(region.to_string()))?;
     store::load(kv, state, &EntityKey::Accounts(region.to_string()))?;
     for kind in [FundKind::Pooled, FundKind::LargeAmount] {

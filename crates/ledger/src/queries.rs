@@ -77,7 +77,7 @@ impl Ledger {
                 account.region_on(year_end).to_string()
             }
         };
-        let policies = store::get_policies(self.log.kv(), &region)?;
+        let policies = store::get_policies(&self.kv, &region)?;
         Ok(Some(YearView::of(&account, &region, year, &policies)))
     }
 
@@ -88,7 +88,7 @@ impl Ledger {
         as_of: &AsOf,
     ) -> Result<Option<gongji_domain::state::Member>, LedgerError> {
         if as_of.is_now() {
-            return store::get_member(self.log.kv(), member);
+            return store::get_member(&self.kv, member);
         }
         Ok(self.fold_member(member, as_of)?.0)
     }
@@ -139,7 +139,7 @@ impl Ledger {
     /// A region's funds, now (with its personal accounts taken together) or as of a past time
     /// (folding the funds' streams from the log).
     pub fn fund_at(&self, region: &str, as_of: &AsOf) -> Result<Option<FundView>, LedgerError> {
-        let kv = self.log.kv();
+        let kv = &self.kv;
         let policies = store::get_policies(kv, region)?;
         let (pooled, large, accounts) = if as_of.is_now() {
             (
@@ -178,7 +178,7 @@ impl Ledger {
     pub fn explain(&self, claim: &str) -> Result<Option<views::ExplainView>, LedgerError> {
         let mut state = State::default();
         let key = EntityKey::Tx(claim.to_string());
-        if !store::load(self.log.kv(), &mut state, &key)? {
+        if !store::load(&self.kv, &mut state, &key)? {
             return Ok(None);
         }
         let tx = &state.txs[claim];
@@ -243,7 +243,7 @@ impl Ledger {
     /// The regions whose policies are loaded, each with its versions.
     pub fn policy_regions(&self) -> Result<BTreeSet<String>, LedgerError> {
         let mut regions = BTreeSet::new();
-        for entry in self.log.kv().scan_prefix(b"p/") {
+        for entry in self.kv.scan_prefix(b"p/") {
             let (key, _) = entry?;
             regions.insert(String::from_utf8_lossy(&key[2..]).into_owned());
         }
@@ -251,6 +251,6 @@ impl Ledger {
     }
 
     pub fn policies(&self, region: &str) -> Result<Vec<gongji_domain::PolicyVersion>, LedgerError> {
-        store::get_policies(self.log.kv(), region)
+        store::get_policies(&self.kv, region)
     }
 }

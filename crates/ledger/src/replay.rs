@@ -44,7 +44,7 @@ fn partition(stream: &str, workers: usize) -> usize {
 
 /// Folds records `from..to` of the log into one state, on `workers` threads.
 pub(crate) fn fold_parallel(
-    log: &gongji_log::Log,
+    log: &dyn gongji_log::DurableLog,
     to: u64,
     workers: usize,
     progress: &mut dyn FnMut(u64, u64),
@@ -144,10 +144,10 @@ impl Ledger {
         &mut self,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, LedgerError> {
-        let checkpoint = self.log.kv().checkpoint()?;
+        let checkpoint = self.kv.checkpoint()?;
         if checkpoint.is_none() && self.log.durable_end() > 0 {
             // No checkpoint: whatever the store holds (a rebuild cut short) is not to be trusted.
-            self.log.kv().clear()?;
+            self.kv.clear()?;
             self.state = State::default();
         }
         let from = checkpoint.unwrap_or(0);
@@ -156,7 +156,7 @@ impl Ledger {
             return Ok(0);
         }
         let mut folded = 0u64;
-        let (log, state) = (&self.log, &mut self.state);
+        let (log, kv, state) = (&self.log, &self.kv, &mut self.state);
         for record in log.read_range(from, to)? {
             let record = record?;
             let event = Event::decode(&record.payload).map_err(|e| {
@@ -165,11 +165,11 @@ impl Ledger {
                     record.position, record.stream
                 ))
             })?;
-            load_for(log, state, &event)?;
+            load_for(kv, state, &event)?;
             evolve(state, &event);
             folded += 1;
             if folded.is_multiple_of(REPLAY_CHECKPOINT_RECORDS) {
-                store_projections(log, state, record.position + 1, CACHE_MEMBERS_MAX)?;
+                store_projections(kv, state, record.position + 1, CACHE_MEMBERS_MAX)?;
                 progress(folded, to - from);
             }
         }
@@ -190,13 +190,13 @@ impl Ledger {
             let _ = handle.join();
         }
         self.store_failed = None;
-        self.log.kv().clear()?;
+        self.kv.clear()?;
         self.state = State::default();
         let to = self.log.durable_end();
         // Twice as many workers as cores: a region's fund streams all go to one worker, so with
         // one worker per core that worker had twice the work of the others.
         let workers = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
-        let state = fold_parallel(&self.log, to, workers, progress)?;
+        let state = fold_parallel(self.log.as_ref(), to, workers, progress)?;
         // Written in batches; only the last carries the checkpoint, so a rebuild cut short
         // leaves no checkpoint and the next open starts again from a cleared store.
         let entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = store::all_entries(&state)
@@ -204,22 +204,22 @@ impl Ledger {
             .map(|(key, value)| (key, Some(value)))
             .collect();
         // sled takes a large state in batches; the runs store writes it as one sorted run.
-        let batch = match self.log.options().projections {
+        let batch = match self.projections {
             ProjectionBackend::Sled => STORE_BATCH_ENTRIES,
             ProjectionBackend::Runs => entries.len().max(1),
         };
         let mut chunks = entries.chunks(batch).peekable();
         while let Some(chunk) = chunks.next() {
             if chunks.peek().is_some() {
-                self.log.kv().apply_without_checkpoint(chunk.to_vec())?;
+                self.kv.apply_without_checkpoint(chunk.to_vec())?;
             } else {
-                self.log.kv().apply(chunk.to_vec(), to)?;
+                self.kv.apply(chunk.to_vec(), to)?;
             }
         }
         if entries.is_empty() {
-            self.log.kv().apply(Vec::new(), to)?;
+            self.kv.apply(Vec::new(), to)?;
         }
-        self.log.kv().flush()?;
+        self.kv.flush()?;
         Ok(to)
     }
 }

@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use gongji_domain::PolicyVersion;
-use gongji_log::{Log, Record};
+use gongji_log::{DurableLog, Record};
 use serde::Serialize;
 
 use super::{
@@ -78,7 +78,7 @@ impl Ledger {
 /// The positions of the records `filter` selects among `0..end`, and the policy versions they
 /// were decided under.
 fn select(
-    log: &Log,
+    log: &dyn DurableLog,
     end: u64,
     filter: &ArchiveFilter,
 ) -> Result<(BTreeSet<u64>, BTreeSet<String>), LedgerError> {
