@@ -92,9 +92,11 @@ pub fn totals_of<'e>(
 pub struct InvariantFold {
     pub state: State,
     next_position: Option<u64>,
-    /// External money in minus out, and what the accounts and funds hold, since the start.
-    net_external: Money,
-    held: Money,
+    /// External money in minus out, and what the accounts and funds hold, since the start, in
+    /// fen. Summed over every region, so wider than `Money`: each region's totals are bounded
+    /// by `TOTAL_FEN_MAX`, their sum over hundreds of regions is not bounded by `i64`.
+    net_external_fen: i128,
+    held_fen: i128,
     pub records: u64,
 }
 
@@ -155,14 +157,15 @@ impl InvariantFold {
         }
         self.state.dirty.clear();
         let (inflow, outflow) = event.external_flow();
-        self.net_external += inflow - outflow;
-        self.held += held_by(&self.state, event) - before;
-        if unit_end && self.held != self.net_external {
+        self.net_external_fen += i128::from(inflow.fen()) - i128::from(outflow.fen());
+        self.held_fen += held_by(&self.state, event) - before;
+        if unit_end && self.held_fen != self.net_external_fen {
             return Err(fail(
                 "conservation",
                 format!(
                     "after this unit the accounts and funds hold {}, but {} net entered the ledger",
-                    self.held, self.net_external
+                    yuan(self.held_fen),
+                    yuan(self.net_external_fen)
                 ),
             ));
         }
@@ -171,13 +174,14 @@ impl InvariantFold {
     }
 
     pub fn finish(&self) -> Result<(), Failure> {
-        if self.held != self.net_external {
+        if self.held_fen != self.net_external_fen {
             return Err(Failure {
                 position: None,
                 check: "conservation",
                 message: format!(
                     "the accounts and funds hold {}, but {} net entered the ledger",
-                    self.held, self.net_external
+                    yuan(self.held_fen),
+                    yuan(self.net_external_fen)
                 ),
             });
         }
@@ -185,17 +189,27 @@ impl InvariantFold {
     }
 }
 
-/// What the accounts and funds an event touches hold.
-fn held_by(state: &State, event: &Event) -> Money {
+/// A sum of fen as yuan, as `Money` shows an amount.
+fn yuan(fen: i128) -> String {
+    let sign = if fen < 0 { "-" } else { "" };
+    let fen = fen.unsigned_abs();
+    format!("{sign}{}.{:02}", fen / 100, fen % 100)
+}
+
+/// What the accounts and funds an event touches hold, in fen.
+fn held_by(state: &State, event: &Event) -> i128 {
     event
         .entities()
         .iter()
         .map(|key| match key {
-            gongji_domain::EntityKey::Member(id) => {
-                state.members.get(id).map_or(Money::ZERO, |m| m.balance)
+            gongji_domain::EntityKey::Member(id) => state
+                .members
+                .get(id)
+                .map_or(0, |m| i128::from(m.balance.fen())),
+            gongji_domain::EntityKey::Fund(kind, region) => {
+                i128::from(state.fund(*kind, region).balance().fen())
             }
-            gongji_domain::EntityKey::Fund(kind, region) => state.fund(*kind, region).balance(),
-            _ => Money::ZERO,
+            _ => 0,
         })
         .sum()
 }
@@ -379,5 +393,21 @@ fn projection_failure(key: &[u8], what: &str) -> Failure {
             "projection {} {what}; `gongji rebuild` restores it from the log",
             String::from_utf8_lossy(key)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::yuan;
+    use gongji_domain::Money;
+
+    #[test]
+    fn wide_sums_show_as_money_does() {
+        for fen in [0, 5, -5, 123_456, -123_456, i64::MAX, i64::MIN + 1] {
+            assert_eq!(yuan(i128::from(fen)), Money::from_fen(fen).to_string());
+        }
+        // Ten regions at the bound on running totals add up past i64 without a panic.
+        let ten_regions = 10 * i128::from(gongji_domain::money::TOTAL_FEN_MAX);
+        assert_eq!(yuan(ten_regions), "100000000000000000.00");
     }
 }
