@@ -8,8 +8,10 @@
 //! durable; what a running projection write holds stays in the cache until it has landed; a
 //! failed write stops every later commit.
 
+use std::thread::JoinHandle;
+
 use gongji_domain::{EntityKey, State};
-use gongji_log::Kv;
+use gongji_log::{Kv, LogError};
 
 use crate::{store, CacheLimits, Ledger, LedgerError, LineOutcome};
 
@@ -17,6 +19,7 @@ impl Ledger {
     /// Makes every staged event durable, then stores the projections they changed, and hands
     /// back the outcomes of the lines since the last commit, in input order.
     pub fn commit(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
+        self.refuse_if_stopped()?;
         self.finish_storing()?;
         let durable_end = self.log.sync()?;
         self.store_projections(durable_end)?;
@@ -51,6 +54,7 @@ impl Ledger {
     pub(crate) fn commit_pipelined(
         &mut self,
     ) -> Result<(Vec<LineOutcome>, gongji_log::SyncTicket), LedgerError> {
+        self.refuse_if_stopped()?;
         self.refuse_if_store_failed()?;
         let ticket = self.log.sync_start()?;
         if self.state.dirty.len() >= self.limits.deferred_dirty_max {
@@ -61,6 +65,15 @@ impl Ledger {
             let _ = self.store_in_background(durable_end);
         }
         Ok((std::mem::take(&mut self.pending), ticket))
+    }
+
+    /// Refuses once a stream stopped with lines decided and not made durable: their events are
+    /// staged in the log and folded into the cache, so nothing may be committed after them.
+    pub(crate) fn refuse_if_stopped(&self) -> Result<(), LedgerError> {
+        match &self.stopped {
+            None => Ok(()),
+            Some(why) => Err(LedgerError::Stopped(why.clone())),
+        }
     }
 
     fn refuse_if_store_failed(&self) -> Result<(), LedgerError> {
@@ -77,7 +90,7 @@ impl Ledger {
     /// A failure is remembered: the ledger refuses to commit from then on.
     fn finish_storing(&mut self) -> Result<(), LedgerError> {
         self.refuse_if_store_failed()?;
-        let failed = match self.storing.take() {
+        let failed = match self.storing.0.take() {
             None => None,
             Some(handle) => match handle.join() {
                 Ok(Ok(())) => None,
@@ -109,7 +122,7 @@ impl Ledger {
             .name("projections".into())
             .spawn(move || kv.apply(writes, checkpoint));
         match spawned {
-            Ok(handle) => self.storing = Some(handle),
+            Ok(handle) => self.storing.0 = Some(handle),
             Err(e) => {
                 self.store_failed = Some(format!("no thread for the projection writer: {e}"));
                 return self.refuse_if_store_failed();
@@ -148,9 +161,10 @@ impl Ledger {
         };
     }
 
-    /// Stores any projections still held in memory and flushes the projection store to disk
-    /// (the log itself is durable at every commit).
+    /// Stores any projections still held in memory, flushes the projection store to disk
+    /// (the log itself is durable at every commit) and closes the log.
     pub fn close(mut self) -> Result<(), LedgerError> {
+        self.refuse_if_stopped()?;
         self.finish_storing()?;
         // Also reports a pipelined group that failed after its outcomes were handed out.
         let durable_end = self.log.sync()?;
@@ -158,6 +172,11 @@ impl Ledger {
             self.store_projections(durable_end)?;
         }
         self.kv.flush()?;
+        // No other handle on the store may be alive while the log closes (the file log leaves
+        // sled's snapshot current only then).
+        let Ledger { kv, log, .. } = self;
+        drop(kv);
+        log.close()?;
         Ok(())
     }
 }
@@ -176,10 +195,14 @@ pub(crate) fn store_projections(
     Ok(())
 }
 
-impl Drop for Ledger {
-    /// A projection write still running finishes before the log (and its lock) goes.
+/// The projection write left running on its own thread, if any. `Ledger` declares it first,
+/// so that a write still running finishes before the store and the log (and its lock) go.
+#[derive(Default)]
+pub(crate) struct ProjectionWriter(pub(crate) Option<JoinHandle<Result<(), LogError>>>);
+
+impl Drop for ProjectionWriter {
     fn drop(&mut self) {
-        if let Some(handle) = self.storing.take() {
+        if let Some(handle) = self.0.take() {
             let _ = handle.join();
         }
     }

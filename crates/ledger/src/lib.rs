@@ -56,6 +56,10 @@ pub enum LedgerError {
     Log(LogError),
     /// A stored event or projection could not be read back.
     Projection(String),
+    /// A stream stopped with lines decided and never made durable (see
+    /// [`Ledger::apply_stream`]): the ledger refuses every further command, commit and close;
+    /// drop it (the undecided-durable lines go with it) and open the ledger again.
+    Stopped(String),
 }
 
 impl std::fmt::Display for LedgerError {
@@ -63,6 +67,10 @@ impl std::fmt::Display for LedgerError {
         match self {
             LedgerError::Log(e) => write!(f, "{e}"),
             LedgerError::Projection(e) => write!(f, "{e}"),
+            LedgerError::Stopped(why) => write!(
+                f,
+                "this ledger stopped with lines not made durable ({why}); open it again"
+            ),
         }
     }
 }
@@ -79,6 +87,9 @@ pub enum LineOutcome {
 
 /// An open ledger: the log, and the cache of projected state for the commands in flight.
 pub struct Ledger {
+    /// The projection write `commit_deferred` left running on its own thread, if any; joined
+    /// when dropped, before the store and the log below go.
+    storing: commit::ProjectionWriter,
     /// The projection store. Declared before `log` so that it is dropped first: the file log's
     /// close leaves sled's snapshot current only once no other handle holds the store.
     kv: Kv,
@@ -89,11 +100,11 @@ pub struct Ledger {
     state: State,
     /// Outcomes decided since the last commit, not yet durable.
     pending: Vec<LineOutcome>,
-    /// The projection write `commit_deferred` left running on its own thread, if any.
-    storing: Option<std::thread::JoinHandle<Result<(), LogError>>>,
     /// Why a projection write failed, if one did: the ledger then refuses to commit more, since
     /// what that write held is neither stored nor marked dirty any more.
     store_failed: Option<String>,
+    /// Why a stream stopped with lines decided and not made durable, if one did.
+    stopped: Option<String>,
     limits: CacheLimits,
 }
 
@@ -132,16 +143,35 @@ impl Ledger {
     /// that reads projections.
     pub fn open_to_rebuild(dir: &Path, options: LogOptions) -> Result<Ledger, LedgerError> {
         let log = Log::open_with(dir, options)?;
-        Ok(Ledger {
-            kv: log.kv().clone(),
-            projections: log.options().projections,
-            log: Box::new(log),
+        let (kv, projections) = (log.kv().clone(), log.options().projections);
+        Ok(Ledger::of_parts(Box::new(log), kv, projections))
+    }
+
+    /// Opens the ledger over any backend of the log of record, with the projection store kept
+    /// beside it (`projections` says which kind it is), and brings the projections up to the
+    /// log's end.
+    pub fn with_log(
+        log: Box<dyn DurableLog>,
+        kv: Kv,
+        projections: ProjectionBackend,
+    ) -> Result<Ledger, LedgerError> {
+        let mut ledger = Ledger::of_parts(log, kv, projections);
+        ledger.catch_up(&mut |_, _| {})?;
+        Ok(ledger)
+    }
+
+    fn of_parts(log: Box<dyn DurableLog>, kv: Kv, projections: ProjectionBackend) -> Ledger {
+        Ledger {
+            kv,
+            projections,
+            log,
             state: State::default(),
             pending: Vec::new(),
-            storing: None,
+            storing: commit::ProjectionWriter::default(),
             store_failed: None,
+            stopped: None,
             limits: CacheLimits::default(),
-        })
+        }
     }
 
     /// Lifts the quarantine a damaged record put on the ledger in `dir`, once the whole log
@@ -159,12 +189,7 @@ impl Ledger {
     /// Decides one input line and stages its events. The outcome is held until [`commit`]
     /// returns it: nothing is reported before it is durable.
     pub fn apply_line(&mut self, line: &str, recorded_at_micros: i64) -> Result<(), LedgerError> {
-        let outcome = match parse_command(line) {
-            Ok(command) => self.apply_command(&command, recorded_at_micros)?,
-            Err(rejection) => LineOutcome::Rejected(rejection),
-        };
-        self.pending.push(outcome);
-        Ok(())
+        self.apply_parsed(parse_command(line), recorded_at_micros)
     }
 
     /// Decides a line parsed elsewhere (`gongji apply` parses on a reader thread) and stages
@@ -174,6 +199,7 @@ impl Ledger {
         parsed: Result<Command, Rejection>,
         recorded_at_micros: i64,
     ) -> Result<(), LedgerError> {
+        self.refuse_if_stopped()?;
         let outcome = match parsed {
             Ok(command) => self.apply_command(&command, recorded_at_micros)?,
             Err(rejection) => LineOutcome::Rejected(rejection),

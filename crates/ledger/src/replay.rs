@@ -186,7 +186,7 @@ impl Ledger {
     pub fn rebuild(&mut self, progress: &mut dyn FnMut(u64, u64)) -> Result<u64, LedgerError> {
         // A write still running would land after the clear. A failed one is what a rebuild
         // repairs, so it does not stop it.
-        if let Some(handle) = self.storing.take() {
+        if let Some(handle) = self.storing.0.take() {
             let _ = handle.join();
         }
         self.store_failed = None;

@@ -125,6 +125,9 @@ where
 }
 
 /// Why [`Ledger::apply_stream`] stopped early. Every line delivered before it is durable.
+/// After any error but `Unreadable`, lines may have been decided and not made durable: the
+/// ledger then refuses everything with [`LedgerError::Stopped`] and is to be dropped (those
+/// lines go with it, never made durable) and opened again.
 #[derive(Debug)]
 pub enum StreamError<E> {
     /// The input could not be read after line `after_line`; every line up to it was decided,
@@ -141,6 +144,24 @@ pub enum StreamError<E> {
     },
     /// The sink refused a group (the group is durable; the lines after it are not applied).
     Sink(E),
+    /// The sink panicked while taking a group (the group is durable; the lines after it are
+    /// not applied).
+    SinkPanicked,
+}
+
+impl<E> StreamError<E> {
+    /// Why the ledger refuses further work after this error, if it does.
+    fn stops_ledger(&self) -> Option<String> {
+        match self {
+            StreamError::Unreadable { .. } => None,
+            StreamError::Line { line, .. } => Some(format!("line {line} could not be taken")),
+            StreamError::NotDurable { first_line, .. } => Some(format!(
+                "lines from {first_line} on could not be made durable"
+            )),
+            StreamError::Sink(_) => Some("the sink refused a group".into()),
+            StreamError::SinkPanicked => Some("the sink panicked".into()),
+        }
+    }
 }
 
 impl<E: std::fmt::Display> std::fmt::Display for StreamError<E> {
@@ -159,6 +180,7 @@ impl<E: std::fmt::Display> std::fmt::Display for StreamError<E> {
                  applied"
             ),
             StreamError::Sink(error) => write!(f, "{error}"),
+            StreamError::SinkPanicked => write!(f, "the output thread panicked"),
         }
     }
 }
@@ -179,7 +201,8 @@ impl Ledger {
     /// group, each group only once its events are durable, with at most one group durable and
     /// not yet taken by the sink. `progress(read_bytes)` follows the input as groups are handed
     /// to the syncer. Projections are stored as [`commit_deferred`](Ledger::commit_deferred)
-    /// stores them; [`close`](Ledger::close) the ledger after.
+    /// stores them; [`close`](Ledger::close) the ledger after. Lines applied with
+    /// [`apply_line`](Ledger::apply_line) before must be committed first.
     ///
     /// On an error the reader thread may be left blocked on its input (a terminal, a pipe); it
     /// ends with the input or with the process.
@@ -209,13 +232,10 @@ impl Ledger {
             let stop = self.decide_groups(&input_rx, &mut handoff, options, progress);
             drop(input_rx); // a reader still sending stops
             drop(handoff); // the deliverer ends once it has delivered what it holds
-            let delivered = deliverer
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let delivered = deliverer.join().unwrap_or(Err(StreamError::SinkPanicked));
             (stop, delivered)
         });
-        let lines = delivered?;
-        match stop {
+        let result = delivered.and_then(|lines| match stop {
             Stop::Ended { read_bytes } => {
                 // The reader has sent its last batch.
                 let _ = reader.join();
@@ -225,7 +245,11 @@ impl Ledger {
             Stop::SinkStopped => {
                 unreachable!("the delivering thread stops early only on an error, returned above")
             }
+        });
+        if let Err(error) = &result {
+            self.stopped = error.stops_ledger();
         }
+        result
     }
 
     /// The ledger's stage: decides each batch the reader sends and commits it through the
@@ -296,6 +320,12 @@ impl Handoff {
             return Ok(false);
         }
         let (outcomes, ticket) = ledger.commit_pipelined()?;
+        assert_eq!(
+            outcomes.len(),
+            numbers.len(),
+            "every outcome committed was decided in this stream (apply_stream starts with none \
+             pending)"
+        );
         self.untaken = true;
         let group = PendingGroup {
             ticket,

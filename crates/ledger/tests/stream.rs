@@ -3,8 +3,15 @@
 //! durable, and no later group is made durable before the sink has taken the one before.
 
 use std::io::{self, Cursor, Read};
+use std::sync::Arc;
 
-use gongji_ledger::{DurableGroup, Ledger, LineOutcome, StreamError, StreamOptions};
+use gongji_ledger::{
+    DurableGroup, Ledger, LedgerError, LineOutcome, ProjectionBackend, StreamError, StreamOptions,
+};
+use gongji_log::{
+    Appended, DurableLog, ExpectedVersion, Link, LinkedRecords, Log, LogError, NewRecord, Record,
+    Records, SyncProgress, SyncTicket,
+};
 use serde_json::{json, Value};
 
 const POLICY: &str = include_str!("../../../policies/500000-2024-01-01.json");
@@ -182,8 +189,124 @@ fn a_failing_sink_stops_the_stream_with_no_later_group_durable() {
     assert!(matches!(&error, StreamError::Sink(e) if e == "the client hung up"));
     check_groups(&groups, &expected);
     // The refused group is durable (it was handed over as such); nothing after it is, though
-    // the next group may have been decided and staged.
-    drop(ledger);
+    // the next group may have been decided and staged: the ledger refuses to commit or close,
+    // and those lines go with it.
+    let refused = ledger.close().unwrap_err();
+    assert!(matches!(refused, LedgerError::Stopped(_)), "{refused}");
+    let reopened = Ledger::open(dir.path()).unwrap();
+    assert_eq!(reopened.log().durable_end(), expected[3].1);
+}
+
+/// A sync that never becomes durable: the disk went away.
+struct DiskGone;
+
+impl SyncProgress for DiskGone {
+    fn wait_for(&self, _seq: u64) -> Result<(), LogError> {
+        Err(LogError::Io(io::Error::other("the disk went away")))
+    }
+    fn poll(&self, seq: u64) -> Option<Result<(), LogError>> {
+        Some(self.wait_for(seq))
+    }
+}
+
+/// The file log through the `DurableLog` seam, whose syncs fail from the `ok_syncs + 1`th on:
+/// their tickets report an error and nothing they carried is durable.
+struct FailingSyncs {
+    inner: Log,
+    ok_syncs: usize,
+}
+
+impl DurableLog for FailingSyncs {
+    fn append(
+        &mut self,
+        expected: &[(&str, ExpectedVersion)],
+        records: &[NewRecord<'_>],
+        recorded_at_micros: i64,
+    ) -> Result<Appended, LogError> {
+        self.inner.append(expected, records, recorded_at_micros)
+    }
+    fn sync_start(&mut self) -> Result<SyncTicket, LogError> {
+        if self.ok_syncs == 0 {
+            let end = self.inner.end_position();
+            return Ok(SyncTicket::new(Arc::new(DiskGone), 0, end));
+        }
+        self.ok_syncs -= 1;
+        self.inner.sync_start()
+    }
+    fn sync(&mut self) -> Result<u64, LogError> {
+        self.sync_start()?.wait()
+    }
+    fn settle_syncs(&mut self) -> Result<u64, LogError> {
+        self.inner.settle_syncs()
+    }
+    fn end_position(&self) -> u64 {
+        self.inner.end_position()
+    }
+    fn durable_end(&self) -> u64 {
+        self.inner.durable_end()
+    }
+    fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
+        self.inner.stream_version(stream)
+    }
+    fn read_stream(&self, stream: &str) -> Result<Vec<Record>, LogError> {
+        self.inner.read_stream(stream)
+    }
+    fn read_range(&self, from: u64, to: u64) -> Result<Records<'_>, LogError> {
+        DurableLog::read_range(&self.inner, from, to)
+    }
+    fn read_range_links_deferred(&self, from: u64, to: u64) -> Result<LinkedRecords<'_>, LogError> {
+        DurableLog::read_range_links_deferred(&self.inner, from, to)
+    }
+    fn check_link(&self, record: &Record, link: &Link) -> Result<(), LogError> {
+        self.inner.check_link(record, link)
+    }
+    fn verify(&self, progress: &mut dyn FnMut(u64)) -> Result<u64, LogError> {
+        self.inner.verify(progress)
+    }
+    fn close(self: Box<Self>) -> Result<(), LogError> {
+        self.inner.close()
+    }
+}
+
+#[test]
+fn a_group_that_cannot_be_made_durable_is_never_delivered_and_stops_the_ledger() {
+    let lines = input_lines();
+    let expected = reference(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path()).unwrap();
+    let kv = log.kv().clone();
+    let failing = FailingSyncs {
+        inner: log,
+        ok_syncs: 2,
+    };
+    let mut ledger = Ledger::with_log(Box::new(failing), kv, ProjectionBackend::Runs).unwrap();
+    let mut groups = Vec::new();
+    let error = ledger
+        .apply_stream(
+            Cursor::new(bytes_of(&lines)),
+            &options(2),
+            &mut recording(&mut groups),
+            &mut |_| {},
+        )
+        .unwrap_err();
+    assert!(
+        matches!(error, StreamError::NotDurable { first_line: 5, .. }),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("lines from 5 on were not applied"),
+        "{error}"
+    );
+    // The two groups synced before the failure were delivered; nothing of the third was.
+    assert_eq!(groups.len(), 2);
+    check_groups(&groups, &expected);
+    let refused = ledger.apply_line(&lines[0], 0).unwrap_err();
+    assert!(matches!(refused, LedgerError::Stopped(_)), "{refused}");
+    let refused = ledger.close().unwrap_err();
+    assert!(matches!(refused, LedgerError::Stopped(_)), "{refused}");
+    // Reopened, the ledger holds exactly what was delivered.
     let reopened = Ledger::open(dir.path()).unwrap();
     assert_eq!(reopened.log().durable_end(), expected[3].1);
 }
