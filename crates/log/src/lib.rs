@@ -88,6 +88,8 @@ pub mod fuzzing;
 mod index;
 mod iter;
 mod kv;
+#[cfg(feature = "kv-compare")]
+pub mod kv_compare;
 mod quarantine;
 mod segment;
 mod streams;
