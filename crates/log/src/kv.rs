@@ -16,8 +16,10 @@
 
 #[cfg(feature = "kv-compare")]
 mod fjall_store;
+mod manifest;
 #[cfg(feature = "kv-compare")]
 mod redb_store;
+mod run_file;
 pub(crate) mod runs;
 pub(crate) mod sled_tree;
 

@@ -92,6 +92,7 @@ mod kv;
 pub mod kv_compare;
 mod quarantine;
 mod segment;
+mod sorted_run;
 mod streams;
 mod syncer;
 
