@@ -4,13 +4,14 @@
 //!
 //! * The **tail**: entries of durable records after the last run, in memory,
 //!   in position order. `sync` pushes onto it; nothing is written then.
-//! * **Runs**: `DIR/index/streams/{from:020}-{to:020}.run`, each the entries of
+//! * **Runs** (`run_file`, on the shared `crate::sorted_run`):
+//!   `DIR/index/streams/{from:020}-{to:020}.run`, each the entries of
 //!   the positions `from..to` sorted by (stream hash, version), with a fence
 //!   (the hash of every 128th entry) and the sparse position points of its
 //!   range. When the tail holds [`INDEX_FLUSH_RECORDS`] entries, or the log is
 //!   closed, it is written as a new run; a run is merged with the one before it
-//!   while that one is at most twice its size, so a log has about log2(records
-//!   / 2^20) runs.
+//!   while that one is at most twice its size (`sorted_run::merge::next_merge`),
+//!   so a log has about log2(records / 2^20) runs.
 //! * The **stream table** ([`StreamTable`]): the version (staged and durable)
 //!   of every stream appended to since open, and of every stream with a record
 //!   in the tail. A stream not in it is looked up in the runs, newest first.
@@ -19,7 +20,12 @@
 //! hit is confirmed by reading the record it points at, so two streams with
 //! the same hash are told apart by their names.
 //!
-//! Everything here can be rebuilt from the segments: a run that is missing,
+//! Not for: the projections (`crate::kv`), nor anything the segments do not hold.
+//!
+//! Invariants: the runs kept are consecutive from position 0 (each starts where
+//! the one before ends) and the last one's meta checks out against the segments;
+//! the tail holds exactly the durable records from `tail_from` on, in position
+//! order. Everything here can be rebuilt from the segments: a run that is missing,
 //! unreadable, or does not match the segments is deleted and the records it
 //! covered are indexed again at open.
 

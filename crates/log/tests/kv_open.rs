@@ -25,7 +25,7 @@
 //!
 //! ```sh
 //! GONGJI_KV_EVENTS=1000000 GONGJI_KV_MEMBERS=100000 cargo test --release -p gongji-log \
-//!   --features kv-compare --test kv_open -- --ignored --nocapture
+//!   --features kv-compare --test kv_open -- --ignored --nocapture --test-threads=1 kv_compare
 //! ```
 
 use std::path::Path;
