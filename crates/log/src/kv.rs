@@ -2,7 +2,8 @@
 //! chosen by [`LogOptions::projections`](crate::LogOptions::projections).
 //!
 //! * [`ProjectionBackend::Runs`] (`runs`): immutable sorted run files of this
-//!   crate's own in `DIR/index/projections/`, listed by a manifest.
+//!   crate's own in `DIR/index/projections/` (`run_file`, on the shared
+//!   `crate::sorted_run`), listed by a manifest (`manifest`).
 //! * [`ProjectionBackend::Sled`] (`sled_tree`): a tree in the sled database in
 //!   `DIR/index`, as up to the runs store.
 //!

@@ -57,6 +57,7 @@ pub(crate) const STREAM_TABLE_MAX: usize = 2_000_000;
 
 /// The stable 64-bit hash of a stream name stored in runs (FNV-1a, then the
 /// murmur3 finaliser). Changing it changes the run format.
+#[inline]
 pub(crate) fn stream_hash(stream: &[u8]) -> u64 {
     hash64(stream)
 }

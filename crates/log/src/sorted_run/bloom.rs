@@ -1,6 +1,9 @@
 //! A Bloom filter over a run's keys, stored in the run: [`BLOOM_BITS_PER_KEY`] bits a key,
 //! [`BLOOM_PROBES`] probes at `(h + i · ((h >> 32) | 1)) mod bits` where `h` is
 //! [`hash64`](super::hash64) of the key; bit `b` is bit `b mod 8` of byte `b / 8`.
+//!
+//! Invariant: no false negatives (a key built into the filter always may be there); an
+//! empty filter rules nothing out.
 
 /// Bits per key and probes per lookup: about 1% of absent keys pass.
 pub(crate) const BLOOM_BITS_PER_KEY: u64 = 10;
@@ -29,6 +32,7 @@ impl Bloom {
         bloom
     }
 
+    #[inline]
     fn probes(&self, hash: u64) -> impl Iterator<Item = u64> {
         let bits = self.bits.len() as u64 * 8;
         let step = (hash >> 32) | 1;
@@ -36,6 +40,7 @@ impl Bloom {
     }
 
     /// False if the key with this hash is certainly not in the run.
+    #[inline]
     pub(crate) fn may_hold(&self, hash: u64) -> bool {
         if self.bits.is_empty() {
             return true;

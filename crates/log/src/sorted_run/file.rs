@@ -8,6 +8,10 @@
 //! The CRC covers the trailer only: a layout checks its entries itself (the projection
 //! store's blocks carry CRCs of their own; the stream index confirms every entry against the
 //! record it points at).
+//!
+//! Invariants: a run file has its final name only once all of it is `fdatasync`ed;
+//! [`read_trailer`] hands out a trailer only after its CRC checks, and never panics or
+//! allocates more than the file holds, whatever its bytes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -51,11 +55,13 @@ impl RunFileWriter {
     }
 
     /// Bytes of the body written so far (the offset of the next byte).
+    #[inline]
     pub(crate) fn body_bytes(&self) -> u64 {
         self.body_bytes
     }
 
     /// Appends bytes to the body.
+    #[inline]
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), LogError> {
         self.out
             .write_all(bytes)

@@ -1,5 +1,8 @@
 //! Merging runs: the k-way merge of sorted sources and the policy that says which runs to
-//! merge next.
+//! merge next. Not here: reading or writing the entries (each store's own layout).
+//!
+//! Invariant: given sources each in strictly increasing key order, [`merge_next`] hands out
+//! every key once, in strictly increasing order, from the newest source holding it.
 
 use std::ops::Range;
 
@@ -18,25 +21,36 @@ pub(crate) trait SortedSource {
 /// current entry comes next in key order (of sources at the same key, the newest: it wins
 /// the key), after moving every older source at that key past it. `None` when all are
 /// exhausted. The caller takes the entry and advances that source.
+#[inline]
 pub(crate) fn merge_next<S: SortedSource>(sources: &mut [S]) -> Result<Option<usize>, LogError> {
     let mut next: Option<usize> = None;
+    // Whether an older source is at the key of `next` (then it must be moved past it).
+    let mut tie = false;
     for i in 0..sources.len() {
         let Some(key) = sources[i].key() else {
             continue;
         };
+        let order = match next.and_then(|n| sources[n].key()) {
+            None => std::cmp::Ordering::Less,
+            Some(least) => key.cmp(least),
+        };
         // Later sources are newer: on equal keys the later one wins.
-        if next.is_none_or(|n| sources[n].key().is_none_or(|k| key <= k)) {
-            next = Some(i);
+        match order {
+            std::cmp::Ordering::Less => (next, tie) = (Some(i), false),
+            std::cmp::Ordering::Equal => (next, tie) = (Some(i), true),
+            std::cmp::Ordering::Greater => {}
         }
     }
     let Some(next) = next else {
         return Ok(None);
     };
-    let (older, rest) = sources.split_at_mut(next);
-    let key = rest[0].key();
-    for source in older {
-        if source.key().is_some() && source.key() == key {
-            source.advance()?;
+    if tie {
+        let (older, rest) = sources.split_at_mut(next);
+        let key = rest[0].key();
+        for source in older {
+            if source.key().is_some() && source.key() == key {
+                source.advance()?;
+            }
         }
     }
     Ok(Some(next))

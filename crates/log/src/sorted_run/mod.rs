@@ -34,6 +34,7 @@ pub(crate) const IO_BUFFER_BYTES: usize = 1 << 20;
 
 /// The stable 64-bit hash of a name or key stored in runs (FNV-1a, then the murmur3
 /// finaliser). Changing it changes both run formats.
+#[inline]
 pub(crate) fn hash64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
@@ -48,11 +49,13 @@ pub(crate) fn hash64(bytes: &[u8]) -> u64 {
 }
 
 /// The little-endian u32 at `at` (the caller has checked the length).
+#[inline]
 pub(crate) fn le_u32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
 }
 
 /// The little-endian u64 at `at` (the caller has checked the length).
+#[inline]
 pub(crate) fn le_u64(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }

@@ -229,10 +229,12 @@ impl<'a> RunReader<'a> {
 impl SortedSource for RunReader<'_> {
     type Key = (u64, u64, u64);
 
+    #[inline]
     fn key(&self) -> Option<&(u64, u64, u64)> {
         self.current.is_some().then_some(&self.key)
     }
 
+    #[inline]
     fn advance(&mut self) -> Result<(), LogError> {
         if self.left == 0 {
             self.current = None;
