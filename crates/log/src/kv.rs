@@ -2,14 +2,25 @@
 //! chosen by [`LogOptions::projections`](crate::LogOptions::projections).
 //!
 //! * [`ProjectionBackend::Runs`] (`runs`): immutable sorted run files of this
-//!   crate's own in `DIR/index/projections/`, listed by a manifest.
+//!   crate's own in `DIR/index/projections/` (`run_file`, on the shared
+//!   `crate::sorted_run`), listed by a manifest (`manifest`).
 //! * [`ProjectionBackend::Sled`] (`sled_tree`): a tree in the sled database in
 //!   `DIR/index`, as up to the runs store.
 //!
 //! Each backend keeps its own checkpoint, so switching between opens is
 //! harmless: the projection layer folds from whatever checkpoint the chosen
 //! store has, or rebuilds when it has none.
+//!
+//! With the feature `kv-compare` (never in normal builds), [`Kv::open_for_comparison`] also
+//! opens fjall (`fjall_store`) and redb (`redb_store`) behind this API, for
+//! `tests/kv_open.rs` to measure them on the same workload; `Log::open` never uses them.
 
+#[cfg(feature = "kv-compare")]
+mod fjall_store;
+mod manifest;
+#[cfg(feature = "kv-compare")]
+mod redb_store;
+mod run_file;
 pub(crate) mod runs;
 pub(crate) mod sled_tree;
 
@@ -46,15 +57,40 @@ pub struct Kv {
 enum Backend {
     Runs(RunsKv),
     Sled(SledKv),
+    #[cfg(feature = "kv-compare")]
+    Fjall(fjall_store::FjallKv),
+    #[cfg(feature = "kv-compare")]
+    Redb(redb_store::RedbKv),
 }
+
+/// The stores [`Kv::open_for_comparison`] opens (feature `kv-compare`).
+#[cfg(feature = "kv-compare")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComparedStore {
+    /// The run files of the default backend.
+    Runs,
+    /// A fjall database; every `apply` persisted (`fdatasync`) before it returns.
+    Fjall,
+    /// A redb database; every `apply` one transaction of durability `Immediate`.
+    Redb,
+}
+
+/// A boxed scan of a compared store.
+#[cfg(feature = "kv-compare")]
+type BoxedScan<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>> + 'a>;
 
 /// The iterator of [`Kv::scan_prefix`], whichever the backend.
-enum Scan<R, S> {
+enum Scan<'a, R, S> {
     Runs(R),
     Sled(S),
+    #[cfg(feature = "kv-compare")]
+    Compared(BoxedScan<'a>),
+    #[cfg(not(feature = "kv-compare"))]
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<&'a ()>),
 }
 
-impl<R, S> Iterator for Scan<R, S>
+impl<R, S> Iterator for Scan<'_, R, S>
 where
     R: Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>>,
     S: Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>>,
@@ -65,6 +101,10 @@ where
         match self {
             Scan::Runs(r) => r.next(),
             Scan::Sled(s) => s.next(),
+            #[cfg(feature = "kv-compare")]
+            Scan::Compared(c) => c.next(),
+            #[cfg(not(feature = "kv-compare"))]
+            Scan::Never(_) => None,
         }
     }
 }
@@ -82,12 +122,30 @@ impl Kv {
         }
     }
 
+    /// Opens a store of `which` in `dir` by itself, without a log: for measuring fjall and
+    /// redb against the run files on one workload (`tests/kv_open.rs`). A run store that
+    /// was unusable starts empty, as at `Log::open`.
+    #[cfg(feature = "kv-compare")]
+    pub fn open_for_comparison(
+        which: ComparedStore,
+        dir: &std::path::Path,
+    ) -> Result<Kv, LogError> {
+        let backend = match which {
+            ComparedStore::Runs => Backend::Runs(RunsKv::open(dir)?.0),
+            ComparedStore::Fjall => Backend::Fjall(fjall_store::FjallKv::open(dir)?),
+            ComparedStore::Redb => Backend::Redb(redb_store::RedbKv::open(dir)?),
+        };
+        Ok(Kv { backend })
+    }
+
     /// Whether anything was written through the sled backend since the log was
     /// opened (always false with the runs backend, which needs no settling).
     pub(crate) fn sled_was_written(&self) -> bool {
         match &self.backend {
             Backend::Runs(_) => false,
             Backend::Sled(s) => s.was_written(),
+            #[cfg(feature = "kv-compare")]
+            Backend::Fjall(_) | Backend::Redb(_) => false,
         }
     }
 
@@ -96,6 +154,10 @@ impl Kv {
         match &self.backend {
             Backend::Runs(r) => r.get(key),
             Backend::Sled(s) => s.get(key),
+            #[cfg(feature = "kv-compare")]
+            Backend::Fjall(f) => f.get(key),
+            #[cfg(feature = "kv-compare")]
+            Backend::Redb(r) => r.get(key),
         }
     }
 
@@ -104,9 +166,13 @@ impl Kv {
         &self,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>> + '_ {
-        let scan: Scan<RunsScan, _> = match &self.backend {
+        let scan: Scan<'_, RunsScan, _> = match &self.backend {
             Backend::Runs(r) => Scan::Runs(r.scan_prefix(prefix)),
             Backend::Sled(s) => Scan::Sled(s.scan_prefix(prefix)),
+            #[cfg(feature = "kv-compare")]
+            Backend::Fjall(f) => Scan::Compared(Box::new(f.scan_prefix(prefix))),
+            #[cfg(feature = "kv-compare")]
+            Backend::Redb(r) => Scan::Compared(Box::new(r.scan_prefix(prefix))),
         };
         scan
     }
@@ -122,6 +188,10 @@ impl Kv {
         match &self.backend {
             Backend::Runs(r) => r.apply(writes.into_iter().collect(), Some(checkpoint)),
             Backend::Sled(s) => s.apply(writes, checkpoint),
+            #[cfg(feature = "kv-compare")]
+            Backend::Fjall(f) => f.apply(writes, Some(checkpoint)),
+            #[cfg(feature = "kv-compare")]
+            Backend::Redb(r) => r.apply(writes, Some(checkpoint)),
         }
     }
 
@@ -134,6 +204,10 @@ impl Kv {
         match &self.backend {
             Backend::Runs(r) => r.apply(writes, None),
             Backend::Sled(s) => s.apply_without_checkpoint(writes),
+            #[cfg(feature = "kv-compare")]
+            Backend::Fjall(f) => f.apply(writes, None),
+            #[cfg(feature = "kv-compare")]
+            Backend::Redb(r) => r.apply(writes, None),
         }
     }
 
@@ -143,6 +217,10 @@ impl Kv {
         match &self.backend {
             Backend::Runs(r) => Ok(r.checkpoint()),
             Backend::Sled(s) => s.checkpoint(),
+            #[cfg(feature = "kv-compare")]
+            Backend::Fjall(f) => f.checkpoint(),
+            #[cfg(feature = "kv-compare")]
+            Backend::Redb(r) => r.checkpoint(),
         }
     }
 
@@ -153,6 +231,10 @@ impl Kv {
         match &self.backend {
             Backend::Runs(r) => r.clear(),
             Backend::Sled(s) => s.clear(),
+            #[cfg(feature = "kv-compare")]
+            Backend::Fjall(f) => f.clear(),
+            #[cfg(feature = "kv-compare")]
+            Backend::Redb(r) => r.clear(),
         }
     }
 
@@ -161,6 +243,10 @@ impl Kv {
         match &self.backend {
             Backend::Runs(_) => Ok(()),
             Backend::Sled(s) => s.flush(),
+            #[cfg(feature = "kv-compare")]
+            Backend::Fjall(f) => f.flush(),
+            #[cfg(feature = "kv-compare")]
+            Backend::Redb(_) => Ok(()),
         }
     }
 }

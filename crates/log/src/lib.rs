@@ -113,11 +113,14 @@ pub mod fuzzing;
 mod index;
 mod iter;
 mod kv;
+#[cfg(feature = "kv-compare")]
+pub mod kv_compare;
 mod open;
 mod quarantine;
 mod read;
 mod recovery;
 mod segment;
+mod sorted_run;
 mod streams;
 mod sync;
 mod syncer;

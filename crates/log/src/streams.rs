@@ -4,13 +4,14 @@
 //!
 //! * The **tail**: entries of durable records after the last run, in memory,
 //!   in position order. `sync` pushes onto it; nothing is written then.
-//! * **Runs**: `DIR/index/streams/{from:020}-{to:020}.run`, each the entries of
+//! * **Runs** (`run_file`, on the shared `crate::sorted_run`):
+//!   `DIR/index/streams/{from:020}-{to:020}.run`, each the entries of
 //!   the positions `from..to` sorted by (stream hash, version), with a fence
 //!   (the hash of every 128th entry) and the sparse position points of its
 //!   range. When the tail holds [`INDEX_FLUSH_RECORDS`] entries, or the log is
 //!   closed, it is written as a new run; a run is merged with the one before it
-//!   while that one is at most twice its size, so a log has about log2(records
-//!   / 2^20) runs.
+//!   while that one is at most twice its size (`sorted_run::merge::next_merge`),
+//!   so a log has about log2(records / 2^20) runs.
 //! * The **stream table** ([`StreamTable`]): the version (staged and durable)
 //!   of every stream appended to since open, and of every stream with a record
 //!   in the tail. A stream not in it is looked up in the runs, newest first.
@@ -19,28 +20,32 @@
 //! hit is confirmed by reading the record it points at, so two streams with
 //! the same hash are told apart by their names.
 //!
-//! Everything here can be rebuilt from the segments: a run that is missing,
+//! Not for: the projections (`crate::kv`), nor anything the segments do not hold.
+//!
+//! Invariants: the runs kept are consecutive from position 0 (each starts where
+//! the one before ends) and the last one's meta checks out against the segments;
+//! the tail holds exactly the durable records from `tail_from` on, in position
+//! order. Everything here can be rebuilt from the segments: a run that is missing,
 //! unreadable, or does not match the segments is deleted and the records it
 //! covered are indexed again at open.
 
+mod run_file;
+
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::error::{io_err, LogError};
-use crate::index::{IndexMeta, Location, META_BYTES};
+use crate::index::{IndexMeta, Location};
+use crate::sorted_run::merge::next_merge;
+use crate::sorted_run::{hash64, list_files, remove_file};
+use run_file::{
+    load_run, merge_runs, parse_run_name, sparse_of_run, write_run, Run, FENCE_EVERY_ENTRIES,
+    TMP_SUFFIX,
+};
 
-/// Bytes of one entry in a run: hash, version, position, offset (u64 LE each).
-pub(crate) const ENTRY_BYTES: usize = 32;
-/// A fence (the entry's hash) is kept for every this many entries of a run:
-/// a lookup reads one block of this many entries (4 KiB).
-const FENCE_EVERY_ENTRIES: u64 = 128;
-/// Bytes of one sparse position point in a run: position, segment, offset.
-const SPARSE_BYTES: usize = 24;
 /// The tail is written as a run when it holds this many entries (32 MiB).
 pub(crate) const INDEX_FLUSH_RECORDS: usize = 1 << 20;
 /// A sparse position point is kept at least every this many records
@@ -50,26 +55,11 @@ pub(crate) const SPARSE_EVERY_RECORDS: u64 = 1024;
 /// written as a run (bounds memory; streams are then looked up in the runs).
 pub(crate) const STREAM_TABLE_MAX: usize = 2_000_000;
 
-const RUN_MAGIC: [u8; 8] = *b"GJSIDX02";
-const RUN_SUFFIX: &str = ".run";
-const TMP_SUFFIX: &str = ".tmp";
-/// magic, from, to, entry count, sparse count, index meta, crc32.
-const FOOTER_BYTES: usize = 8 + 4 * 8 + META_BYTES + 4;
-const IO_BUFFER_BYTES: usize = 1 << 20;
-
 /// The stable 64-bit hash of a stream name stored in runs (FNV-1a, then the
 /// murmur3 finaliser). Changing it changes the run format.
+#[inline]
 pub(crate) fn stream_hash(stream: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in stream {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
+    hash64(stream)
 }
 
 /// A `Hasher` for the stream table: a name (`[u8]`, or `str`) hashes as its
@@ -101,25 +91,9 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    fn encode(&self, out: &mut [u8]) {
-        out[..8].copy_from_slice(&self.hash.to_le_bytes());
-        out[8..16].copy_from_slice(&self.version.to_le_bytes());
-        out[16..24].copy_from_slice(&self.position.to_le_bytes());
-        out[24..32].copy_from_slice(&self.offset_bytes.to_le_bytes());
-    }
-
-    fn decode(bytes: &[u8]) -> Entry {
-        let u = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-        Entry {
-            hash: u(0),
-            version: u(8),
-            position: u(16),
-            offset_bytes: u(24),
-        }
-    }
-
-    fn key(&self) -> (u64, u64) {
-        (self.hash, self.version)
+    /// The sort key in runs: (hash, version), then position (unique in a log).
+    fn key(&self) -> (u64, u64, u64) {
+        (self.hash, self.version, self.position)
     }
 }
 
@@ -224,17 +198,6 @@ impl StreamTable {
     }
 }
 
-/// A run file of the chain.
-struct Run {
-    path: PathBuf,
-    file: File,
-    from: u64,
-    to: u64,
-    entries: u64,
-    fences: Vec<u64>,
-    meta: IndexMeta,
-}
-
 /// The runs, the tail and the sparse position points.
 pub(crate) struct StreamIndex {
     dir: PathBuf,
@@ -296,7 +259,10 @@ impl FlushJob {
         )?;
         drop(sorted);
         let mut keep = self.runs.len();
-        while keep > 0 && self.runs[keep - 1].entries <= 2 * run.entries {
+        // The stream index never caps its runs: only the newest two are ever merged.
+        while keep > 0
+            && next_merge(&[self.runs[keep - 1].entries, run.entries], usize::MAX).is_some()
+        {
             let merged = merge_runs(&self.dir, &self.runs[keep - 1], &run, &self.sparse)?;
             let path = run.path.clone();
             drop(run);
@@ -305,314 +271,6 @@ impl FlushJob {
             keep -= 1;
         }
         Ok(Flushed { keep, run })
-    }
-}
-
-/// Writes the entries of two consecutive runs as one (`a.from..b.to`).
-fn merge_runs(dir: &Path, a: &Run, b: &Run, sparse: &[Location]) -> Result<Run, LogError> {
-    let mut ra = RunReader::new(a)?;
-    let mut rb = RunReader::new(b)?;
-    let mut next_a = ra.next_entry()?;
-    let mut next_b = rb.next_entry()?;
-    let mut merged = std::iter::from_fn(|| {
-        let take_a = match (&next_a, &next_b) {
-            (None, None) => return None,
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (Some(x), Some(y)) => x.key() <= y.key(),
-        };
-        let (slot, reader) = if take_a {
-            (&mut next_a, &mut ra)
-        } else {
-            (&mut next_b, &mut rb)
-        };
-        let entry = slot.take().expect("chosen above");
-        match reader.next_entry() {
-            Ok(next) => *slot = next,
-            Err(e) => return Some(Err(e)),
-        }
-        Some(Ok(entry))
-    });
-    let first_sparse = sparse.partition_point(|p| p.position < a.from);
-    let end_sparse = sparse.partition_point(|p| p.position < b.to);
-    write_run(
-        dir,
-        a.from,
-        b.to,
-        &mut merged,
-        &sparse[first_sparse..end_sparse],
-        &b.meta,
-    )
-}
-
-fn run_path(dir: &Path, from: u64, to: u64) -> PathBuf {
-    dir.join(format!("{from:020}-{to:020}{RUN_SUFFIX}"))
-}
-
-fn parse_run_name(name: &str) -> Option<(u64, u64)> {
-    let stem = name.strip_suffix(RUN_SUFFIX)?;
-    let (from, to) = stem.split_once('-')?;
-    if from.len() != 20 || to.len() != 20 {
-        return None;
-    }
-    Some((from.parse().ok()?, to.parse().ok()?))
-}
-
-#[cfg(unix)]
-pub(crate) fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-pub(crate) fn read_exact_at(
-    file: &File,
-    mut buf: &mut [u8],
-    mut offset: u64,
-) -> std::io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        match file.seek_read(buf, offset) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Why a run file cannot be used (it is then deleted and its records re-indexed).
-fn load_run(path: &Path, from: u64, to: u64) -> Result<Result<Run, String>, LogError> {
-    let file = File::open(path).map_err(|e| io_err("opening index run", path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| io_err("reading metadata of index run", path, e))?
-        .len();
-    if len < FOOTER_BYTES as u64 {
-        return Ok(Err("shorter than its footer".into()));
-    }
-    let mut footer = [0u8; FOOTER_BYTES];
-    read_exact_at(&file, &mut footer, len - FOOTER_BYTES as u64)
-        .map_err(|e| io_err("reading index run", path, e))?;
-    let u = |i: usize| u64::from_le_bytes(footer[i..i + 8].try_into().expect("8 bytes"));
-    if footer[..8] != RUN_MAGIC {
-        return Ok(Err("no run footer".into()));
-    }
-    let (f_from, f_to, entries, sparse_count) = (u(8), u(16), u(24), u(32));
-    let Some(meta) = IndexMeta::decode(&footer[40..40 + META_BYTES]) else {
-        return Ok(Err("unknown meta layout".into()));
-    };
-    if f_from != from || f_to != to || to <= from || meta.next_position != to {
-        return Ok(Err("footer does not match the file name".into()));
-    }
-    let fence_count = entries.div_ceil(FENCE_EVERY_ENTRIES);
-    let expected_len = entries
-        .checked_mul(ENTRY_BYTES as u64)
-        .and_then(|b| b.checked_add(fence_count.checked_mul(8)?))
-        .and_then(|b| b.checked_add(sparse_count.checked_mul(SPARSE_BYTES as u64)?))
-        .and_then(|b| b.checked_add(FOOTER_BYTES as u64));
-    if expected_len != Some(len) || entries < to - from {
-        return Ok(Err("length does not match its footer".into()));
-    }
-    // Fences, sparse points and footer are checked by the crc; entries are
-    // checked against the record they point at whenever they are used.
-    let section_start = entries * ENTRY_BYTES as u64;
-    let mut section = vec![0u8; (len - section_start) as usize];
-    read_exact_at(&file, &mut section, section_start)
-        .map_err(|e| io_err("reading index run", path, e))?;
-    let crc_at = section.len() - 4;
-    let stored = u32::from_le_bytes(section[crc_at..].try_into().expect("4 bytes"));
-    if crc32fast::hash(&section[..crc_at]) != stored {
-        return Ok(Err("checksum mismatch".into()));
-    }
-    let fences = section[..fence_count as usize * 8]
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect();
-    Ok(Ok(Run {
-        path: path.to_path_buf(),
-        file,
-        from,
-        to,
-        entries,
-        fences,
-        meta,
-    }))
-}
-
-fn sparse_of_run(run: &Run) -> Result<Vec<Location>, LogError> {
-    let len = run
-        .file
-        .metadata()
-        .map_err(|e| io_err("reading metadata of index run", &run.path, e))?
-        .len();
-    let start = run.entries * ENTRY_BYTES as u64 + run.fences.len() as u64 * 8;
-    let mut bytes = vec![0u8; (len - start) as usize - FOOTER_BYTES];
-    read_exact_at(&run.file, &mut bytes, start)
-        .map_err(|e| io_err("reading index run", &run.path, e))?;
-    Ok(bytes
-        .chunks_exact(SPARSE_BYTES)
-        .map(|c| {
-            let u = |i: usize| u64::from_le_bytes(c[i..i + 8].try_into().expect("8 bytes"));
-            Location {
-                position: u(0),
-                segment: u(8),
-                offset_bytes: u(16),
-            }
-        })
-        .collect())
-}
-
-/// Writes a run file from sorted entries and returns it (synced, renamed into place).
-fn write_run(
-    dir: &Path,
-    from: u64,
-    to: u64,
-    entries: &mut dyn Iterator<Item = Result<Entry, LogError>>,
-    sparse: &[Location],
-    meta: &IndexMeta,
-) -> Result<Run, LogError> {
-    let path = run_path(dir, from, to);
-    let tmp = path.with_extension(&TMP_SUFFIX[1..]);
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| io_err("creating index run", &tmp, e))?;
-    let mut out = BufWriter::with_capacity(IO_BUFFER_BYTES, file);
-    let mut fences = Vec::new();
-    let mut count = 0u64;
-    let mut buf = [0u8; ENTRY_BYTES];
-    let mut previous: Option<(u64, u64)> = None;
-    for entry in entries {
-        let entry = entry?;
-        debug_assert!(previous.is_none_or(|p| p <= entry.key()));
-        previous = Some(entry.key());
-        if count.is_multiple_of(FENCE_EVERY_ENTRIES) {
-            fences.push(entry.hash);
-        }
-        entry.encode(&mut buf);
-        out.write_all(&buf)
-            .map_err(|e| io_err("writing index run", &tmp, e))?;
-        count += 1;
-    }
-    let mut section = Vec::with_capacity(fences.len() * 8 + sparse.len() * SPARSE_BYTES);
-    for fence in &fences {
-        section.extend_from_slice(&fence.to_le_bytes());
-    }
-    for point in sparse {
-        section.extend_from_slice(&point.position.to_le_bytes());
-        section.extend_from_slice(&point.segment.to_le_bytes());
-        section.extend_from_slice(&point.offset_bytes.to_le_bytes());
-    }
-    section.extend_from_slice(&RUN_MAGIC);
-    for n in [from, to, count, sparse.len() as u64] {
-        section.extend_from_slice(&n.to_le_bytes());
-    }
-    section.extend_from_slice(&meta.encode());
-    let crc = crc32fast::hash(&section);
-    section.extend_from_slice(&crc.to_le_bytes());
-    out.write_all(&section)
-        .map_err(|e| io_err("writing index run", &tmp, e))?;
-    let file = out
-        .into_inner()
-        .map_err(|e| io_err("writing index run", &tmp, e.into_error()))?;
-    file.sync_data()
-        .map_err(|e| io_err("syncing index run", &tmp, e))?;
-    drop(file);
-    std::fs::rename(&tmp, &path).map_err(|e| io_err("renaming index run", &tmp, e))?;
-    let file = File::open(&path).map_err(|e| io_err("opening index run", &path, e))?;
-    Ok(Run {
-        path,
-        file,
-        from,
-        to,
-        entries: count,
-        fences,
-        meta: *meta,
-    })
-}
-
-/// Reads a run's entries in order.
-struct RunReader<'a> {
-    run: &'a Run,
-    reader: BufReader<File>,
-    left: u64,
-}
-
-impl<'a> RunReader<'a> {
-    fn new(run: &'a Run) -> Result<Self, LogError> {
-        let file = File::open(&run.path).map_err(|e| io_err("opening index run", &run.path, e))?;
-        Ok(RunReader {
-            run,
-            reader: BufReader::with_capacity(IO_BUFFER_BYTES, file),
-            left: run.entries,
-        })
-    }
-
-    fn next_entry(&mut self) -> Result<Option<Entry>, LogError> {
-        if self.left == 0 {
-            return Ok(None);
-        }
-        let mut buf = [0u8; ENTRY_BYTES];
-        self.reader
-            .read_exact(&mut buf)
-            .map_err(|e| io_err("reading index run", &self.run.path, e))?;
-        self.left -= 1;
-        Ok(Some(Entry::decode(&buf)))
-    }
-}
-
-impl Run {
-    /// Entries `first..end` of the run.
-    fn read_entries(&self, first: u64, end: u64) -> Result<Vec<Entry>, LogError> {
-        let mut bytes = vec![0u8; ((end - first) as usize) * ENTRY_BYTES];
-        read_exact_at(&self.file, &mut bytes, first * ENTRY_BYTES as u64)
-            .map_err(|e| io_err("reading index run", &self.path, e))?;
-        Ok(bytes.chunks_exact(ENTRY_BYTES).map(Entry::decode).collect())
-    }
-
-    /// The blocks (of `FENCE_EVERY_ENTRIES`) that can hold entries of `hash`,
-    /// as an entry range; empty if none can.
-    fn candidate_range(&self, hash: u64) -> (u64, u64) {
-        let upto = self.fences.partition_point(|&f| f <= hash);
-        if upto == 0 {
-            return (0, 0);
-        }
-        let first_block = self.fences.partition_point(|&f| f < hash).saturating_sub(1);
-        let first = first_block as u64 * FENCE_EVERY_ENTRIES;
-        let end = (upto as u64 * FENCE_EVERY_ENTRIES).min(self.entries);
-        (first, end)
-    }
-
-    /// Entries of `hash` in version order.
-    fn entries_of(&self, hash: u64) -> Result<Vec<Entry>, LogError> {
-        let (first, end) = self.candidate_range(hash);
-        let mut out = Vec::new();
-        let mut at = first;
-        while at < end {
-            let chunk_end = (at + 64 * FENCE_EVERY_ENTRIES).min(end);
-            out.extend(
-                self.read_entries(at, chunk_end)?
-                    .into_iter()
-                    .filter(|e| e.hash == hash),
-            );
-            at = chunk_end;
-        }
-        Ok(out)
-    }
-}
-
-/// Deletes a file, ignoring one that is already gone.
-fn remove_file(path: &Path) -> Result<(), LogError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("removing index file", path, e)),
     }
 }
 
@@ -640,26 +298,19 @@ impl StreamIndex {
         std::fs::create_dir_all(dir).map_err(|e| io_err("creating index directory", dir, e))?;
         let mut candidates: Vec<Run> = Vec::new();
         let mut dropped: Option<String> = None;
-        let listing =
-            std::fs::read_dir(dir).map_err(|e| io_err("listing index runs in", dir, e))?;
-        for item in listing {
-            let item = item.map_err(|e| io_err("listing index runs in", dir, e))?;
-            let name = item.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let path = item.path();
+        for (name, path) in list_files(dir)? {
             if name.ends_with(TMP_SUFFIX) {
                 remove_file(&path)?;
                 continue;
             }
-            let Some((from, to)) = parse_run_name(name) else {
+            let Some((from, to)) = parse_run_name(&name) else {
                 continue;
             };
             match load_run(&path, from, to)? {
                 Ok(run) => candidates.push(run),
                 Err(reason) => {
-                    dropped.get_or_insert_with(|| {
-                        format!("the index run {} is unusable: {reason}", path.display())
-                    });
+                    dropped
+                        .get_or_insert_with(|| format!("a stream-index run is unusable: {reason}"));
                     remove_file(&path)?;
                 }
             }
@@ -861,23 +512,6 @@ impl StreamIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn entries_round_trip_and_names_parse() {
-        let entry = Entry {
-            hash: 1,
-            version: 2,
-            position: 3,
-            offset_bytes: 4,
-        };
-        let mut buf = [0u8; ENTRY_BYTES];
-        entry.encode(&mut buf);
-        assert_eq!(Entry::decode(&buf), entry);
-        let path = run_path(Path::new("/x"), 5, 17);
-        let name = path.file_name().and_then(|n| n.to_str()).expect("name");
-        assert_eq!(parse_run_name(name), Some((5, 17)));
-        assert_eq!(parse_run_name("5-17.run"), None);
-    }
 
     #[test]
     fn the_stream_hash_is_stable() {

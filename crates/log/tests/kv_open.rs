@@ -15,12 +15,25 @@
 //! after the writer closed and then again, and prints one line per figure. The same workload
 //! (same keys and values) goes to sled as the writer leaves it today (settled), to sled as it
 //! was left before that (unsettled: the first open replays sled's log), and to the runs store;
-//! the last lines are the ratios of runs to settled sled.
+//! the `kv_ratio` lines are the ratios of runs to settled sled.
+//!
+//! With the feature `kv-compare`, the same workload also goes, in the same run, to the run
+//! files, fjall and redb each opened by itself behind the `Kv` API
+//! (`Kv::open_for_comparison`, no log around them, each `apply` durable when it returns), and
+//! the `kv_compare` lines give fjall's and redb's figures as ratios of the run files' (issue
+//! 12: a store within 1.5 times of the run files on each of the three would replace them):
+//!
+//! ```sh
+//! GONGJI_KV_EVENTS=1000000 GONGJI_KV_MEMBERS=100000 cargo test --release -p gongji-log \
+//!   --features kv-compare --test kv_open -- --ignored --nocapture --test-threads=1 kv_compare
+//! ```
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gongji_log::{Log, LogOptions, ProjectionBackend};
+#[cfg(feature = "kv-compare")]
+use gongji_log::kv_compare::ComparedStore;
+use gongji_log::{Kv, Log, LogOptions, ProjectionBackend};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -67,6 +80,25 @@ enum Store {
     /// reopened: the baseline).
     SledUnsettled,
     Runs,
+    /// A store opened by itself behind the `Kv` API, without a log.
+    #[cfg(feature = "kv-compare")]
+    Bare(ComparedStore),
+}
+
+/// What a store is opened as: a log (whose `kv()` is measured) or a bare `Kv`.
+enum Opened {
+    Log(Box<Log>),
+    #[cfg_attr(not(feature = "kv-compare"), allow(dead_code))]
+    Kv(Kv),
+}
+
+impl Opened {
+    fn kv(&self) -> &Kv {
+        match self {
+            Opened::Log(log) => log.kv(),
+            Opened::Kv(kv) => kv,
+        }
+    }
 }
 
 impl Store {
@@ -74,6 +106,8 @@ impl Store {
         let projections = match self {
             Store::SledSettled | Store::SledUnsettled => ProjectionBackend::Sled,
             Store::Runs => ProjectionBackend::Runs,
+            #[cfg(feature = "kv-compare")]
+            Store::Bare(_) => unreachable!("a bare store has no log"),
         };
         LogOptions {
             projections,
@@ -86,6 +120,31 @@ impl Store {
             Store::SledSettled => "sled_settled",
             Store::SledUnsettled => "sled_unsettled",
             Store::Runs => "runs",
+            #[cfg(feature = "kv-compare")]
+            Store::Bare(ComparedStore::Runs) => "runs_bare",
+            #[cfg(feature = "kv-compare")]
+            Store::Bare(ComparedStore::Fjall) => "fjall",
+            #[cfg(feature = "kv-compare")]
+            Store::Bare(ComparedStore::Redb) => "redb",
+        }
+    }
+
+    fn open(self, dir: &Path) -> Opened {
+        match self {
+            #[cfg(feature = "kv-compare")]
+            Store::Bare(which) => {
+                Opened::Kv(Kv::open_for_comparison(which, dir).expect("open bare store"))
+            }
+            _ => Opened::Log(Box::new(Log::open_with(dir, self.options()).expect("open"))),
+        }
+    }
+
+    /// Where the store's bytes are.
+    fn store_dir(self, dir: &Path) -> std::path::PathBuf {
+        match self {
+            #[cfg(feature = "kv-compare")]
+            Store::Bare(_) => dir.to_path_buf(),
+            _ => dir.join("index"),
         }
     }
 }
@@ -98,7 +157,8 @@ fn build(dir: &Path, events: u64, members: u64, store: Store) -> (Duration, u64)
     const MEMBER_BYTES_PER_EVENT: usize = 8;
     const MEMBER_BYTES_MAX: usize = 400;
     let started = Instant::now();
-    let log = Log::open_with(dir, store.options()).expect("open");
+    let opened = store.open(dir);
+    let kv = opened.kv();
     let mut keys_written = 0u64;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut sizes = vec![MEMBER_BASE_BYTES; members as usize];
@@ -131,23 +191,26 @@ fn build(dir: &Path, events: u64, members: u64, store: Store) -> (Duration, u64)
         keys_written += writes.len() as u64;
         // The checkpoint stays 0: this log has no records, and a checkpoint
         // beyond its end would make open clear the store.
-        log.kv().apply(writes, 0).expect("apply");
+        kv.apply(writes, 0).expect("apply");
     }
-    log.kv().flush().expect("flush");
-    let held = matches!(store, Store::SledUnsettled).then(|| log.kv().clone());
-    log.close().expect("close");
+    kv.flush().expect("flush");
+    let held = matches!(store, Store::SledUnsettled).then(|| kv.clone());
+    match opened {
+        Opened::Log(log) => log.close().expect("close"),
+        Opened::Kv(kv) => drop(kv),
+    }
     drop(held);
     (started.elapsed(), keys_written)
 }
 
 fn timed_open(dir: &Path, store: Store) -> (Duration, Duration) {
     let started = Instant::now();
-    let log = Log::open_with(dir, store.options()).expect("open");
+    let store = store.open(dir);
     let opened = started.elapsed();
-    let value = log.kv().get(&member_key(7)).expect("get");
+    let value = store.kv().get(&member_key(7)).expect("get");
     assert!(value.is_some());
     let answered = started.elapsed();
-    drop(log);
+    drop(store);
     (opened, answered)
 }
 
@@ -165,7 +228,7 @@ fn measure(store: Store, events: u64, members: u64) -> Figures {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("ledger");
     let (wrote, keys) = build(&dir, events, members, store);
-    let store_bytes = dir_bytes(&dir.join("index"));
+    let store_bytes = dir_bytes(&store.store_dir(&dir));
     let keys_per_second = keys as f64 / wrote.as_secs_f64();
     let name = store.name();
     println!(
@@ -234,4 +297,53 @@ fn kv_open_time_on_a_ledger_sized_store() {
         runs.store_bytes as f64 / events as f64,
         sled.store_bytes as f64 / events as f64
     );
+}
+
+/// fjall and redb against the run files, each opened by itself behind the `Kv` API, on the
+/// same workload in the same run (see the module documentation).
+#[cfg(feature = "kv-compare")]
+#[test]
+#[ignore = "measurement; run in release with --features kv-compare"]
+fn kv_compare_fjall_and_redb_with_the_run_files() {
+    let events = env_u64("GONGJI_KV_EVENTS", 300_000);
+    let members = env_u64("GONGJI_KV_MEMBERS", 10_000);
+    let runs = measure(Store::Bare(ComparedStore::Runs), events, members);
+    let sled = measure(Store::SledSettled, events, members);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (name, other) in [
+        ("sled_settled", sled),
+        (
+            "fjall",
+            measure(Store::Bare(ComparedStore::Fjall), events, members),
+        ),
+        (
+            "redb",
+            measure(Store::Bare(ComparedStore::Redb), events, members),
+        ),
+    ] {
+        // Each figure as "how many times worse than the run files" (1.0: as good).
+        let write = runs.keys_per_second / other.keys_per_second;
+        let first_open =
+            other.first_open_and_get.as_secs_f64() / runs.first_open_and_get.as_secs_f64();
+        let later_open =
+            other.later_open_and_get.as_secs_f64() / runs.later_open_and_get.as_secs_f64();
+        let bytes = other.store_bytes as f64 / runs.store_bytes as f64;
+        let within = [write, first_open, later_open, bytes]
+            .iter()
+            .all(|&r| r <= 1.5);
+        println!(
+            "kv_compare store={name} keys_per_second={:.0} runs={:.0} write_slower_x={write:.2} \
+             first_open_and_get_ms={:.2} runs={:.2} first_open_x={first_open:.2} \
+             later_open_and_get_ms={:.2} runs={:.2} later_open_x={later_open:.2} \
+             store_bytes={} runs={} bytes_x={bytes:.2} within_1_5x_on_each={within}",
+            other.keys_per_second,
+            runs.keys_per_second,
+            ms(other.first_open_and_get),
+            ms(runs.first_open_and_get),
+            ms(other.later_open_and_get),
+            ms(runs.later_open_and_get),
+            other.store_bytes,
+            runs.store_bytes,
+        );
+    }
 }

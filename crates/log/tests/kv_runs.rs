@@ -746,3 +746,61 @@ proptest! {
         }
     }
 }
+
+/// fjall and redb behind the `Kv` API (feature `kv-compare`, for `tests/kv_open.rs`'s
+/// measurement) answer as the run files do: gets, scans, checkpoints, deletes and clear,
+/// also after a reopen.
+#[cfg(feature = "kv-compare")]
+#[test]
+fn the_compared_stores_answer_as_a_model_does() {
+    use gongji_log::kv_compare::ComparedStore;
+    for which in [
+        ComparedStore::Runs,
+        ComparedStore::Fjall,
+        ComparedStore::Redb,
+    ] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("store");
+        let mut model = Model::new();
+        let kv = Kv::open_for_comparison(which, &dir).expect("open");
+        assert_eq!(kv.checkpoint().expect("checkpoint"), None);
+        for round in 0..40u64 {
+            let writes: Writes = (0..25u64)
+                .map(|k| {
+                    let key = format!(
+                        "{}/{:03}",
+                        ["m", "t"][(k % 2) as usize],
+                        (round * 7 + k * 13) % 90
+                    );
+                    if (round + k) % 6 == 0 {
+                        delete(key.as_bytes())
+                    } else {
+                        (
+                            key.into_bytes(),
+                            Some(vec![round as u8; (k * 11 % 70) as usize]),
+                        )
+                    }
+                })
+                .collect();
+            apply_to_model(&mut model, &writes);
+            if round % 5 == 4 {
+                kv.apply_without_checkpoint(writes).expect("apply");
+            } else {
+                kv.apply(writes, round).expect("apply");
+            }
+        }
+        let probes: Vec<Vec<u8>> = (0..90).map(|k| format!("t/{k:03}").into_bytes()).collect();
+        assert_matches(&kv, &model, &probes);
+        assert_eq!(scan(&kv, b"m/"), model_scan(&model, b"m/"), "{which:?}");
+        assert_eq!(kv.checkpoint().expect("checkpoint"), Some(38), "{which:?}");
+        kv.flush().expect("flush");
+        drop(kv);
+        let kv = Kv::open_for_comparison(which, &dir).expect("reopen");
+        assert_matches(&kv, &model, &probes);
+        assert_eq!(kv.checkpoint().expect("checkpoint"), Some(38), "{which:?}");
+        kv.clear().expect("clear");
+        assert_eq!(kv.checkpoint().expect("checkpoint"), None, "{which:?}");
+        assert_eq!(scan(&kv, b""), vec![], "{which:?}");
+        assert_eq!(kv.get(b"m/000").expect("get"), None);
+    }
+}
