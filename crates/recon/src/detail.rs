@@ -14,10 +14,7 @@ use serde::Serialize;
 
 use crate::input::{self, FileEncoding, RowFault};
 use crate::scan::{self, ClaimEvent};
-use crate::{
-    compare_amounts, parse_amount, Amounts, FieldDifference, ReconError, EXIT_DIFFERENCES,
-    EXIT_MATCH,
-};
+use crate::{compare_amounts, parse_amount, Amounts, FieldDifference, ReconError};
 
 /// The 3202 columns read, in this order. Other columns are ignored.
 pub const DETAIL_COLUMNS: [&str; 8] = [
@@ -201,11 +198,7 @@ impl DetailReport {
     /// not change it: they are no institution's, and are listed in every report of the
     /// period.) An unreadable file is a [`ReconError`], exit 2.
     pub fn exit_code(&self) -> u8 {
-        if self.is_match() {
-            EXIT_MATCH
-        } else {
-            EXIT_DIFFERENCES
-        }
+        crate::exit_for(self.is_match())
     }
 }
 

@@ -45,6 +45,15 @@ pub const EXIT_DIFFERENCES: u8 = 1;
 /// Exit status when the input or the ledger could not be read at all.
 pub const EXIT_UNREADABLE: u8 = 2;
 
+/// A report's exit status: [`EXIT_MATCH`] when it matches, [`EXIT_DIFFERENCES`] otherwise.
+fn exit_for(is_match: bool) -> u8 {
+    if is_match {
+        EXIT_MATCH
+    } else {
+        EXIT_DIFFERENCES
+    }
+}
+
 /// Why a reconciliation could not run at all (exit status 2). A bad row is never one of these:
 /// it is reported in the report with its line number.
 #[derive(Debug, Clone, PartialEq, Eq)]

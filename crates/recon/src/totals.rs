@@ -11,10 +11,7 @@ use serde::Serialize;
 
 use crate::input::{self, FileEncoding, RowFault};
 use crate::scan::{self, ClaimEvent};
-use crate::{
-    compare_amounts, parse_amount, Amounts, FieldDifference, ReconError, EXIT_DIFFERENCES,
-    EXIT_MATCH,
-};
+use crate::{compare_amounts, parse_amount, Amounts, FieldDifference, ReconError};
 
 /// The 3201 columns read, in this order. Other columns are ignored.
 pub const TOTALS_COLUMNS: [&str; 8] = [
@@ -89,11 +86,7 @@ impl TotalsReport {
 
     /// 0 when every row matches, 1 when some row differs or is malformed.
     pub fn exit_code(&self) -> u8 {
-        if self.is_match() {
-            EXIT_MATCH
-        } else {
-            EXIT_DIFFERENCES
-        }
+        crate::exit_for(self.is_match())
     }
 }
 
