@@ -1,6 +1,6 @@
 //! The chain walk: the one piece of code that decides whether frames read in order are the log.
 //!
-//! Every reader of segments walks their frames through a [`Walk`]: recovery at open
+//! Every reader of segments in order walks their frames through a [`Walk`]: recovery at open
 //! (`recovery::scan_segment`), [`Log::verify`](crate::Log::verify), the streaming reads
 //! ([`RecordIter`](crate::RecordIter) and its deferred-links form) and, through
 //! `fuzzing` (feature `testing`), the `log_frames` fuzz target. A walk checks, frame by frame:

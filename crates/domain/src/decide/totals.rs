@@ -8,7 +8,7 @@
 //! (and the balance as of any day) lies between `-account_out` and `account_in`, a fund's
 //! balance is the difference of two bounded flows, a relative's spending is part of
 //! `account_out`. Decreases (refunds, reversals) only lower totals and are not checked. The
-//! mapping from events to totals follows `state::evolve`; `tests/properties.rs` checks, after
+//! mapping from events to totals follows `state::evolve`; `tests/totals.rs` checks, after
 //! folding accepted commands at the bounds, that every total stays within the bound.
 
 use std::collections::HashMap;
