@@ -177,3 +177,37 @@ fn a_second_process_on_the_same_ledger_is_refused_while_the_first_holds_it() {
     drop(first.stdin.take());
     assert!(first.wait().unwrap().success());
 }
+
+#[test]
+fn a_running_total_that_would_overflow_is_refused_with_a_code_and_nothing_is_lost() {
+    // Each opening balance is the largest one amount may be (10^12 yuan); the region's account
+    // inflow reaches the bound on running totals (10^16 yuan) after 10,000 of them. Before the
+    // bound was checked, a sum past i64 ended `apply` with a panic (exit 101).
+    let ledger = TestLedger::new();
+    let lines: Vec<String> = (0..10_002)
+        .map(|i| {
+            line(
+                json!({"cmd":"enroll","member":format!("M{i:05}"),"region":"500000",
+                "born":"1980-05-01","status":"active","scheme":"employer","date":"2024-01-01",
+                "opening_balance":"1000000000000.00"}),
+            )
+        })
+        .collect();
+    let (code, results) = ledger.apply(&lines);
+    assert_eq!(code, 1, "a refused line exits 1, not a crash");
+    assert_eq!(results.len(), 10_002, "every line has its result");
+    assert!(results[..10_000].iter().all(|r| r["ok"] == true));
+    for refused in &results[10_000..] {
+        assert_eq!(refused["ok"], false, "{refused}");
+        assert_eq!(refused["error"]["code"], "total_overflow", "{refused}");
+    }
+    let fund = ledger.run(&["fund", "500000", "--json"]);
+    assert!(fund.status.success(), "{}", text(&fund));
+    assert!(
+        text(&fund).contains("10000000000000000.00"),
+        "the accounts hold exactly the bound: {}",
+        text(&fund)
+    );
+    let verify = ledger.run(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify));
+}
