@@ -73,6 +73,11 @@ pub enum LogError {
         /// Why the marker could not be read, if it could not.
         unreadable: Option<String>,
     },
+    /// A symbolic link where the log keeps a file or directory inside its data directory
+    /// (a segment, `LOCK`, `QUARANTINE`, a temporary file, `index`, a run, a manifest...).
+    /// The log never follows one: it would read, truncate, overwrite or delete whatever the
+    /// link points at. Nothing was changed.
+    Symlink { path: PathBuf },
     /// The sled index or key-value store failed.
     Index(String),
     /// A value exceeds a bound of the format.
@@ -155,6 +160,14 @@ impl fmt::Display for LogError {
                     marker.display()
                 )
             }
+            LogError::Symlink { path } => write!(
+                f,
+                "{} is a symbolic link inside the ledger's data directory; the ledger refuses \
+                 links there and follows none (it would read, truncate, overwrite or delete \
+                 what the link points at), and changed nothing: remove the link, put back the \
+                 real file or directory, and let only the ledger's user write the data directory",
+                path.display()
+            ),
             LogError::Index(msg) => write!(
                 f,
                 "index store error: {msg}; the index can be rebuilt from the segments by \

@@ -107,6 +107,7 @@ mod chain;
 mod close;
 mod durable;
 mod error;
+mod files;
 mod frame;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;

@@ -16,6 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use crate::error::io_err;
+use crate::files;
 use crate::index::IndexMeta;
 use crate::quarantine::{self, remember_damage, Quarantine};
 use crate::recovery::{self, Recovered};
@@ -159,9 +160,11 @@ impl Log {
         };
         let remember = |error: LogError| remember_damage(dir, error, found_by, overwrite);
         let segments_dir = dir.join("segments");
-        std::fs::create_dir_all(&segments_dir)
-            .map_err(|e| io_err("creating segments directory", &segments_dir, e))?;
+        files::ensure_dir(&segments_dir, "creating segments directory")?;
         let index_dir = dir.join("index");
+        // sled opens its own files in `index`: none of them may be a link either.
+        files::ensure_dir(&index_dir, "creating index directory")?;
+        files::refuse_links_in(&index_dir)?;
         // The runs backend never opens sled: its open is what that backend saves.
         let (sled_store, index_reopened) = match options.projections {
             ProjectionBackend::Sled => {
@@ -241,16 +244,21 @@ impl Log {
 }
 
 /// Creates `dir` and takes its lock (`DIR/LOCK`), held as long as the returned file is.
+/// The directory itself may be reached through a link the operator made; a link inside it is
+/// refused before anything is opened there.
 fn lock_dir(dir: &Path) -> Result<File, LogError> {
     std::fs::create_dir_all(dir).map_err(|e| io_err("creating log directory", dir, e))?;
+    files::refuse_links_in(dir)?;
     let lock_path = dir.join("LOCK");
-    let lock = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&lock_path)
-        .map_err(|e| io_err("opening lock file", &lock_path, e))?;
+    let lock = files::open(
+        &lock_path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+        "opening lock file",
+    )?;
     match lock.try_lock() {
         Ok(()) => Ok(lock),
         Err(std::fs::TryLockError::WouldBlock) => Err(LogError::Locked {
@@ -352,11 +360,12 @@ fn open_writer(
         });
     };
     let path = segment::segment_path(segments_dir, last);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| io_err("opening segment", &path, e))?;
+    // A regular file opened without following a link: only that is ever cut back.
+    let mut file = files::open(
+        &path,
+        OpenOptions::new().read(true).write(true),
+        "opening segment",
+    )?;
     let len_bytes = file
         .metadata()
         .map_err(|e| io_err("reading metadata of segment", &path, e))?
@@ -421,7 +430,7 @@ fn validate_meta(
         )));
     }
     let path = segment::segment_path(segments_dir, meta.segment);
-    let file = File::open(&path).map_err(|e| io_err("opening segment", &path, e))?;
+    let file = files::open_read(&path, "opening segment")?;
     let mut buf = Vec::new();
     let view = match segment::read_frame_at(&file, &path, meta.last_record_offset_bytes, &mut buf)?
     {

@@ -25,13 +25,13 @@
 //!
 //! Values escape `\` as `\\` and a line break as `\n`.
 
-use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use std::sync::atomic::Ordering;
 
 use crate::error::{io_err, LogError};
+use crate::files;
 use crate::Log;
 
 /// The marker's file name inside the log's directory.
@@ -206,10 +206,10 @@ pub(crate) fn marker_path(dir: &Path) -> PathBuf {
 /// cannot be read as a marker (the log is quarantined all the same).
 pub(crate) fn read(dir: &Path) -> Result<Option<Result<Quarantine, String>>, LogError> {
     let path = marker_path(dir);
-    let file = match File::open(&path) {
+    let file = match files::open_read(&path, "opening quarantine marker") {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("opening quarantine marker", &path, e)),
+        Err(e) if files::is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(e),
     };
     let mut bytes = Vec::new();
     file.take(MARKER_BYTES_MAX + 1)
@@ -249,12 +249,7 @@ pub(crate) fn refusal(dir: &Path, marker: Result<Quarantine, String>) -> LogErro
 pub(crate) fn write(dir: &Path, quarantine: &Quarantine) -> Result<(), LogError> {
     let tmp = dir.join(QUARANTINE_TMP_FILE);
     let path = marker_path(dir);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| io_err("creating quarantine marker", &tmp, e))?;
+    let mut file = files::create_temporary(&tmp, "creating quarantine marker")?;
     file.write_all(quarantine.encode().as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| io_err("writing quarantine marker", &tmp, e))?;
@@ -276,12 +271,7 @@ pub(crate) fn record(dir: &Path, found: &Quarantine) -> Result<(), LogError> {
 /// Removes the marker (and a leftover temporary file) and syncs the directory.
 pub(crate) fn remove(dir: &Path) -> Result<(), LogError> {
     for name in [QUARANTINE_TMP_FILE, QUARANTINE_FILE] {
-        let path = dir.join(name);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("removing quarantine marker", &path, e)),
-        }
+        files::remove_own_file(&dir.join(name))?;
     }
     crate::sync_dir(dir)
 }

@@ -5,10 +5,8 @@
 //! record in flight); a record read through the index is checked against its entry (position,
 //! stream, version) and its CRC; a record that fails its CRC quarantines the log.
 
-use std::fs::File;
 use std::path::Path;
 
-use crate::error::io_err;
 use crate::index::Location;
 use crate::segment;
 use crate::streams::{self, Entry};
@@ -32,7 +30,7 @@ impl Log {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if cached.as_ref().is_none_or(|(s, _)| *s != segment) {
-            let file = File::open(&path).map_err(|e| io_err("opening segment", &path, e))?;
+            let file = crate::files::open_read(&path, "opening segment")?;
             *cached = Some((segment, file));
         }
         let (_, file) = cached.as_ref().expect("opened just above");

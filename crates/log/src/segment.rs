@@ -5,6 +5,7 @@ use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, LogError};
+use crate::files;
 use crate::frame::{
     check_and_decode_body, parse_header, FrameError, FrameView, FRAME_HEADER_BYTES,
 };
@@ -21,22 +22,14 @@ pub(crate) fn segment_path(segments_dir: &Path, first_position: u64) -> PathBuf 
 /// for reading and writing. The caller syncs the directory.
 pub(crate) fn create_segment(segments_dir: &Path, first_position: u64) -> Result<File, LogError> {
     let path = segment_path(segments_dir, first_position);
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| io_err("creating segment", &path, e))
+    files::create_new(&path, "creating segment")
 }
 
 /// The first positions of all segment files, ascending. Files that are not
-/// named like segments are ignored.
+/// named like segments are ignored; a link in the directory refuses the listing.
 pub(crate) fn list_segments(segments_dir: &Path) -> Result<Vec<u64>, LogError> {
-    let entries = std::fs::read_dir(segments_dir)
-        .map_err(|e| io_err("listing segments in", segments_dir, e))?;
     let mut ids = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| io_err("listing segments in", segments_dir, e))?;
+    for entry in files::list_dir(segments_dir, "listing segments in")? {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) else {
@@ -93,7 +86,7 @@ pub(crate) struct FrameReader {
 
 impl FrameReader {
     pub fn open(path: PathBuf, start_offset_bytes: u64) -> Result<Self, LogError> {
-        let mut file = File::open(&path).map_err(|e| io_err("opening segment", &path, e))?;
+        let mut file = files::open_read(&path, "opening segment")?;
         if start_offset_bytes > 0 {
             file.seek(SeekFrom::Start(start_offset_bytes))
                 .map_err(|e| io_err("seeking in segment", &path, e))?;
@@ -230,7 +223,7 @@ pub(crate) fn contains_valid_frame(bytes: &[u8], min_position: u64) -> bool {
 
 /// Reads a whole file from `offset_bytes` to its end.
 pub(crate) fn read_tail(path: &Path, offset_bytes: u64) -> Result<Vec<u8>, LogError> {
-    let mut file = File::open(path).map_err(|e| io_err("opening segment", path, e))?;
+    let mut file = files::open_read(path, "opening segment")?;
     file.seek(SeekFrom::Start(offset_bytes))
         .map_err(|e| io_err("seeking in segment", path, e))?;
     let mut out = Vec::new();

@@ -295,7 +295,7 @@ impl StreamIndex {
         dir: &Path,
         validate: &mut MetaCheck<'_>,
     ) -> Result<(StreamIndex, Option<String>), LogError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err("creating index directory", dir, e))?;
+        crate::files::ensure_dir(dir, "creating index directory")?;
         let mut candidates: Vec<Run> = Vec::new();
         let mut dropped: Option<String> = None;
         for (name, path) in list_files(dir)? {

@@ -122,7 +122,7 @@ impl ArchiveFile {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         ));
-        let file = File::create(&partial).map_err(|e| write_failed(path, e))?;
+        let file = create_partial(&partial)?;
         let mut archive = ArchiveFile {
             out: BufWriter::new(file),
             path: path.to_path_buf(),
@@ -190,6 +190,27 @@ impl ArchiveFile {
         }
         Ok(manifest)
     }
+}
+
+/// Creates `NAME.partial` with `O_EXCL`: a file or link already there (an export that did not
+/// finish, or something planted) is refused, never written through, truncated or removed.
+fn create_partial(partial: &Path) -> Result<File, LedgerError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(partial)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                LedgerError::Projection(format!(
+                    "cannot write {}: it already exists (left by an export that did not \
+                     finish, or a file or link put there); the export never writes through, \
+                     truncates or removes it: look at it, delete it, and export again",
+                    partial.display()
+                ))
+            } else {
+                write_failed(partial, e)
+            }
+        })
 }
 
 fn write_failed(path: &Path, error: std::io::Error) -> LedgerError {

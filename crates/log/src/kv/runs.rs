@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use super::manifest::{Manifest, MANIFEST};
 use super::run_file::{load_run, run_name, KvWrite, Merge, Run, RunWriter};
-use crate::error::{io_err, LogError};
+use crate::error::LogError;
 use crate::sorted_run::merge::next_merge;
 use crate::sorted_run::{list_files, remove_file};
 
@@ -84,42 +84,42 @@ impl RunsKv {
     /// Opens the store in `dir` (creating it). Returns it and, if it was
     /// unusable and emptied, why.
     pub(crate) fn open(dir: &Path) -> Result<(RunsKv, Option<String>), LogError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| io_err("creating projection store directory", dir, e))?;
+        crate::files::ensure_dir(dir, "creating projection store directory")?;
         let manifest_path = dir.join(MANIFEST);
-        let (snapshot, next_seq, unusable) = match std::fs::read(&manifest_path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Snapshot::default(), 0, None),
-            Err(e) => return Err(io_err("reading projection manifest", &manifest_path, e)),
-            Ok(bytes) => match Manifest::decode(&bytes) {
-                Err(why) => (
-                    Snapshot::default(),
-                    0,
-                    Some(format!("the manifest {} {why}", manifest_path.display())),
-                ),
-                Ok(manifest) => {
-                    let mut runs = Vec::with_capacity(manifest.runs.len());
-                    let mut unusable = None;
-                    for &(seq, bytes) in &manifest.runs {
-                        match load_run(dir, seq, bytes)? {
-                            Ok(run) => runs.push(Arc::new(run)),
-                            Err(why) => {
-                                unusable = Some(why);
-                                break;
+        let (snapshot, next_seq, unusable) =
+            match crate::files::read(&manifest_path, "reading projection manifest") {
+                Err(e) if crate::files::is_not_found(&e) => (Snapshot::default(), 0, None),
+                Err(e) => return Err(e),
+                Ok(bytes) => match Manifest::decode(&bytes) {
+                    Err(why) => (
+                        Snapshot::default(),
+                        0,
+                        Some(format!("the manifest {} {why}", manifest_path.display())),
+                    ),
+                    Ok(manifest) => {
+                        let mut runs = Vec::with_capacity(manifest.runs.len());
+                        let mut unusable = None;
+                        for &(seq, bytes) in &manifest.runs {
+                            match load_run(dir, seq, bytes)? {
+                                Ok(run) => runs.push(Arc::new(run)),
+                                Err(why) => {
+                                    unusable = Some(why);
+                                    break;
+                                }
                             }
                         }
+                        if unusable.is_some() {
+                            (Snapshot::default(), 0, unusable)
+                        } else {
+                            let snapshot = Snapshot {
+                                runs,
+                                checkpoint: manifest.checkpoint,
+                            };
+                            (snapshot, manifest.next_seq, None)
+                        }
                     }
-                    if unusable.is_some() {
-                        (Snapshot::default(), 0, unusable)
-                    } else {
-                        let snapshot = Snapshot {
-                            runs,
-                            checkpoint: manifest.checkpoint,
-                        };
-                        (snapshot, manifest.next_seq, None)
-                    }
-                }
-            },
-        };
+                },
+            };
         if unusable.is_some() {
             for (_, path) in list_files(dir)? {
                 remove_file(&path)?;

@@ -13,12 +13,13 @@
 //! [`read_trailer`] hands out a trailer only after its CRC checks, and never panics or
 //! allocates more than the file holds, whatever its bytes.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{le_u32, read_exact_at, remove_file, IO_BUFFER_BYTES};
 use crate::error::{io_err, LogError};
+use crate::files;
 
 /// Bytes of the CRC that closes a trailer.
 pub(crate) const CRC_BYTES: usize = 4;
@@ -32,15 +33,10 @@ pub(crate) struct RunFileWriter {
 }
 
 impl RunFileWriter {
-    /// Creates (or truncates) `tmp`; [`RunFileWriter::finish`] renames it to `path`.
+    /// Creates `tmp` (`O_EXCL`, after removing a stale regular file of that name; a link
+    /// there is refused); [`RunFileWriter::finish`] renames it to `path`.
     pub(crate) fn create(tmp: PathBuf, path: PathBuf) -> Result<RunFileWriter, LogError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| io_err("creating index run", &tmp, e))?;
+        let file = files::create_temporary(&tmp, "creating index run")?;
         Ok(RunFileWriter {
             path,
             tmp,
@@ -118,10 +114,10 @@ pub(crate) fn read_trailer<T>(
     locate: impl FnOnce(&[u8], u64) -> Result<(u64, T), &'static str>,
 ) -> Result<Result<Trailer<T>, String>, LogError> {
     let unusable = |why: &str| Ok(Err(format!("the run {} {why}", path.display())));
-    let file = match File::open(path) {
+    let file = match files::open_read(path, "opening index run") {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return unusable("is missing"),
-        Err(e) => return Err(io_err("opening index run", path, e)),
+        Err(e) if files::is_not_found(&e) => return unusable("is missing"),
+        Err(e) => return Err(e),
     };
     let len = file
         .metadata()
@@ -161,12 +157,7 @@ pub(crate) fn read_trailer<T>(
 /// Replaces `path` by a file holding `bytes`: written to `tmp`, `fdatasync`ed, renamed over
 /// `path`, then the directory `fsync`ed. The rename is the commit point.
 pub(crate) fn replace_file(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), LogError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(tmp)
-        .map_err(|e| io_err("creating", tmp, e))?;
+    let mut file = files::create_temporary(tmp, "creating")?;
     file.write_all(bytes)
         .and_then(|()| file.sync_data())
         .map_err(|e| io_err("writing", tmp, e))?;

@@ -86,21 +86,15 @@ pub(crate) fn read_exact_at(
     Ok(())
 }
 
-/// Deletes a file, ignoring one that is already gone.
-pub(crate) fn remove_file(path: &Path) -> Result<(), LogError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("removing index file", path, e)),
-    }
-}
+/// Deletes a regular file, ignoring one that is already gone; a link is refused, never
+/// removed or followed (`crate::files`).
+pub(crate) use crate::files::remove_own_file as remove_file;
 
-/// The files (not subdirectories) in `dir` whose names are UTF-8, as (name, path).
+/// The files (not subdirectories) in `dir` whose names are UTF-8, as (name, path). A link
+/// among them refuses the whole listing ([`LogError::Symlink`]).
 pub(crate) fn list_files(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, LogError> {
-    let listing = std::fs::read_dir(dir).map_err(|e| io_err("listing index files in", dir, e))?;
     let mut files = Vec::new();
-    for item in listing {
-        let item = item.map_err(|e| io_err("listing index files in", dir, e))?;
+    for item in crate::files::list_dir(dir, "listing index files in")? {
         let is_file = item
             .file_type()
             .map_err(|e| io_err("listing index files in", dir, e))?

@@ -213,7 +213,7 @@ struct RunReader<'a> {
 
 impl<'a> RunReader<'a> {
     fn new(run: &'a Run) -> Result<Self, LogError> {
-        let file = File::open(&run.path).map_err(|e| io_err("opening index run", &run.path, e))?;
+        let file = crate::files::open_read(&run.path, "opening index run")?;
         let mut reader = RunReader {
             run,
             reader: BufReader::with_capacity(IO_BUFFER_BYTES, file),
