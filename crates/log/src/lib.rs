@@ -82,6 +82,15 @@
 //! [`Log::open`] then refuses with [`LogError::Quarantined`] until
 //! [`Log::clear_quarantine`] has verified the whole log again.
 //!
+//! # No links inside the directory
+//!
+//! The log never follows a symbolic link inside its directory: files are opened with
+//! `O_NOFOLLOW` and only as regular files, temporaries are created with `O_EXCL`, only
+//! regular files are deleted, and a directory or listing holding a link is refused with
+//! [`LogError::Symlink`] naming it, before anything is changed. So a torn-tail cut, a
+//! temporary file or a cleanup can only ever touch a file the log could have made. `DIR`'s
+//! own path is the operator's: it may be a link. All of it is in the `files` module.
+//!
 //! # The seam for another backend
 //!
 //! [`DurableLog`] is what the ledger needs of the log of record, with no file
@@ -96,7 +105,8 @@
 //! uses: recovery, `verify`, `iter`, the fuzz decoder), `append` (checks and
 //! staging), `sync` and `syncer` (the pipeline that makes batches durable),
 //! `read` and `iter` (reads), `verify`, `close`, `quarantine`, `frame` and
-//! `segment` (the bytes and the files), `durable` (the [`DurableLog`] seam);
+//! `segment` (the bytes and the files), `files` (every open, create, listing and delete
+//! inside the directory, none through a link), `durable` (the [`DurableLog`] seam);
 //! `streams`, `index` and `kv` hold what can be rebuilt. Feature `testing`
 //! adds test scaffolding that is not part of the stable API: `fuzzing` (the
 //! fuzz target's decoder, which runs recovery's own scan) and

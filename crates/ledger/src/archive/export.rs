@@ -1,6 +1,8 @@
 //! `export_archive`: which records and policy versions a filter selects, and the one file the
-//! export writes. The archive is written beside its target as `NAME.partial`, synced, and
-//! renamed into place (then the directory is synced), so the target is never a cut archive.
+//! export writes. The archive is written beside its target as `NAME.partial` (created with
+//! `O_EXCL`: an existing file or link of that name is refused, never written through), synced,
+//! and renamed into place (then the directory is synced), so the target is never a cut archive
+//! and a link at `NAME` is replaced, not written through.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
