@@ -113,15 +113,13 @@ fn a_segment_link_is_refused_by_audit_verify_and_its_target_kept() {
     segment_link_is_refused(&["audit", "verify", "--json"]);
 }
 
-#[test]
-fn a_projections_link_is_refused_and_the_directory_it_names_kept() {
+/// `index/NAME` replaced by a link to a directory holding `files` (names a store there would
+/// delete or overwrite): `account` refuses naming the link, and the directory is unchanged.
+fn index_dir_link_is_refused(name: &str, files: &[&str]) {
     let ledger = sample_ledger();
-    let victim = victim_dir(
-        &ledger,
-        &["notes.txt", "00000000000000000001.run", "MANIFEST"],
-    );
+    let victim = victim_dir(&ledger, files);
     let before = contents(&victim);
-    let link = ledger.data().join("index").join("projections");
+    let link = ledger.data().join("index").join(name);
     std::fs::remove_dir_all(&link).unwrap();
     symlink(&victim, &link).unwrap();
     let out = ledger.run(&["account", "M001"]);
@@ -136,23 +134,17 @@ fn a_projections_link_is_refused_and_the_directory_it_names_kept() {
 }
 
 #[test]
-fn a_streams_link_is_refused_and_the_directory_it_names_kept() {
-    let ledger = sample_ledger();
-    let run = format!("{:020}-{:020}.run", 0, 5);
-    let victim = victim_dir(&ledger, &["work.tmp", &run, "other.txt"]);
-    let before = contents(&victim);
-    let link = ledger.data().join("index").join("streams");
-    std::fs::remove_dir_all(&link).unwrap();
-    symlink(&victim, &link).unwrap();
-    let out = ledger.run(&["account", "M001"]);
-    let after = contents(&victim);
-    assert!(
-        after == before,
-        "files in the link's target changed: {:?} became {:?}",
-        before.keys().collect::<Vec<_>>(),
-        after.iter().map(|(k, v)| (k, v.len())).collect::<Vec<_>>()
+fn a_projections_link_is_refused_and_the_directory_it_names_kept() {
+    index_dir_link_is_refused(
+        "projections",
+        &["notes.txt", "00000000000000000001.run", "MANIFEST"],
     );
-    assert_refused_naming(&out, &link);
+}
+
+#[test]
+fn a_streams_link_is_refused_and_the_directory_it_names_kept() {
+    let run = format!("{:020}-{:020}.run", 0, 5);
+    index_dir_link_is_refused("streams", &["work.tmp", &run, "other.txt"]);
 }
 
 #[test]

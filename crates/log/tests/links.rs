@@ -87,23 +87,19 @@ fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 #[test]
-fn a_projection_manifest_link_is_refused_and_not_read() {
-    let p = log_and_victim();
-    let link = p.dir.join("index").join("projections").join("MANIFEST");
-    plant(&link, &p.victim);
-    assert_symlink_refused(Log::open(&p.dir), &link);
-    assert_eq!(std::fs::read(&p.victim).unwrap(), SECRET);
-    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
-}
-
-#[test]
-fn a_stale_temporary_link_in_the_stream_index_is_refused_and_kept() {
-    let p = log_and_victim();
-    let link = p.dir.join("index").join("streams").join("stale.tmp");
-    plant(&link, &p.victim);
-    assert_symlink_refused(Log::open(&p.dir), &link);
-    assert_eq!(std::fs::read(&p.victim).unwrap(), SECRET);
-    assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+fn links_to_a_file_among_the_index_files_are_refused_and_never_read_or_removed() {
+    for path in [
+        ["index", "projections", "MANIFEST"],
+        ["index", "streams", "stale.tmp"],
+        ["index", "projections", "MANIFEST.tmp"],
+    ] {
+        let p = log_and_victim();
+        let link = path.iter().fold(p.dir.clone(), |at, part| at.join(part));
+        plant(&link, &p.victim);
+        assert_symlink_refused(Log::open(&p.dir), &link);
+        assert_eq!(std::fs::read(&p.victim).unwrap(), SECRET);
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    }
 }
 
 #[test]
