@@ -185,6 +185,19 @@ fn a_planted_partial_link_makes_export_refuse_and_its_target_is_kept() {
 }
 
 #[test]
+fn a_stale_regular_partial_left_by_a_killed_export_is_replaced() {
+    let ledger = sample_ledger();
+    let archive = ledger.dir.path().join("out.arch");
+    let partial = ledger.dir.path().join("out.arch.partial");
+    std::fs::write(&partial, b"{\"archive\":\"cut short").unwrap();
+    let out = ledger.run(&["audit", "export", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!partial.exists());
+    let check = ledger.run(&["audit", "check", archive.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", text(&check));
+}
+
+#[test]
 fn an_export_onto_a_link_replaces_the_link_and_never_writes_through_it() {
     // The final rename replaces whatever has the archive's name, a link included: the link's
     // target is never opened.

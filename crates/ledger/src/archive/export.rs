@@ -1,6 +1,7 @@
 //! `export_archive`: which records and policy versions a filter selects, and the one file the
 //! export writes. The archive is written beside its target as `NAME.partial` (created with
-//! `O_EXCL`: an existing file or link of that name is refused, never written through), synced,
+//! `O_EXCL`, after removing a stale regular file of that name; a link there is refused, never
+//! written through), synced,
 //! and renamed into place (then the directory is synced), so the target is never a cut archive
 //! and a link at `NAME` is replaced, not written through.
 
@@ -194,24 +195,34 @@ impl ArchiveFile {
     }
 }
 
-/// Creates `NAME.partial` with `O_EXCL`: a file or link already there (an export that did not
-/// finish, or something planted) is refused, never written through, truncated or removed.
+/// Creates `NAME.partial` with `O_EXCL`. A regular file of that name (left by an export that
+/// did not finish) is removed first; a link or anything else there is refused, never written
+/// through, truncated or removed (nor is one planted between the two steps: `O_EXCL` refuses
+/// it).
 fn create_partial(partial: &Path) -> Result<File, LedgerError> {
+    let refused = || {
+        LedgerError::Projection(format!(
+            "cannot write {}: it is a link or not a regular file (put there by someone, not \
+             by an export); the export never writes through, truncates or removes it: look at \
+             it, delete it, and export again",
+            partial.display()
+        ))
+    };
+    match std::fs::symlink_metadata(partial) {
+        Ok(meta) if meta.is_file() => {
+            std::fs::remove_file(partial).map_err(|e| write_failed(partial, e))?;
+        }
+        Ok(_) => return Err(refused()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(write_failed(partial, e)),
+    }
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(partial)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                LedgerError::Projection(format!(
-                    "cannot write {}: it already exists (left by an export that did not \
-                     finish, or a file or link put there); the export never writes through, \
-                     truncates or removes it: look at it, delete it, and export again",
-                    partial.display()
-                ))
-            } else {
-                write_failed(partial, e)
-            }
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => refused(),
+            _ => write_failed(partial, e),
         })
 }
 
