@@ -10,11 +10,13 @@
 //! What it is not for: it never writes to the ledger, holds no insurance rule, and parses no
 //! command-line arguments (the `gongji` binary does; [`report`] takes days and months already
 //! parsed). The files it writes are the ones a caller names: the CSV of differences
-//! ([`render::DifferenceCsv`], opened by [`report::detail`]). Test scaffolding (a generated
+//! ([`render::DifferenceCsv`] in a [`csv_file::CsvFile`], opened by [`report::detail`]: never the
+//! input, never through a link, replaced only when the job succeeded). Test scaffolding (a generated
 //! hospital month, `synthetic`) is compiled only with the `synthetic` feature. Files are streamed (one bounded line at
 //! a time); the ledger side holds one institution's claims of the period, keyed by settlement
 //! id. See `docs/reconciliation.md` for the formats and matching rules.
 
+pub mod csv_file;
 pub mod detail;
 pub mod input;
 pub mod render;
