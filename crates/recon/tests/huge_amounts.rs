@@ -84,7 +84,11 @@ fn sums_past_i64_are_an_error_never_a_panic() {
         &mut |_, _| {},
     )
     .unwrap();
-    assert_eq!(report.counts.fields_differ, 1, "{:?}", report.differences[0]);
+    assert_eq!(
+        report.counts.fields_differ, 1,
+        "{:?}",
+        report.differences[0]
+    );
     assert_eq!(
         report.counts.in_ledger_not_in_file,
         (MEMBERS * CLAIMS_PER_MEMBER - 1) as u64
