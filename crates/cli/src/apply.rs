@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::args::ApplyArgs;
 use crate::open::open;
 use crate::output;
+use crate::print;
 
 /// Inputs smaller than this get no progress bar (they are done before one would help).
 const PROGRESS_INPUT_BYTES_MIN: u64 = 4 * 1024 * 1024;
@@ -38,7 +39,7 @@ pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, String> {
         io::stderr().is_terminal() && size_bytes.is_some_and(|s| s > PROGRESS_INPUT_BYTES_MIN);
     let mut bar = output::Progress::new("apply", show_progress);
     let started = Instant::now();
-    let mut out = io::BufWriter::new(io::stdout());
+    let mut out = io::BufWriter::new(print::stdout());
     let mut totals = output::Totals::default();
     let mut print = |group: &DurableGroup| -> io::Result<()> {
         let rejected = output::print_outcomes(&mut out, group.lines(), args.json)?;
@@ -65,13 +66,11 @@ pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, String> {
     // What was read before the input failed is durable and printed: the ledger closes cleanly.
     ledger.close().map_err(|e| e.to_string())?;
     if let Some(message) = unreadable {
-        eprintln!("gongji: {message}");
+        print::error_line(&message);
         return Ok(ExitCode::from(2));
     }
     if !args.json {
-        let mut out = io::stdout().lock();
-        writeln!(out, "{}", totals.summary(started.elapsed())).map_err(|e| e.to_string())?;
-        out.flush().map_err(|e| e.to_string())?;
+        print::text_line(&totals.summary(started.elapsed()))?;
     }
     Ok(exit_for(totals.rejected))
 }
@@ -98,8 +97,7 @@ pub fn policy_load(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Str
         .map_err(|e| e.to_string())?;
     let outcome = ledger.commit().map_err(|e| e.to_string())?;
     ledger.close().map_err(|e| e.to_string())?;
-    let mut out = io::stdout().lock();
-    let rejected = output::print_outcomes(&mut out, &[(1, outcome[0].clone())], json)
-        .map_err(|e| e.to_string())?;
+    let rejected = output::print_outcomes(&mut print::stdout(), &[(1, outcome[0].clone())], json)
+        .map_err(|e| format!("cannot write to standard output: {e}"))?;
     Ok(exit_for(rejected))
 }

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::args::{self, ExportArgs};
 use crate::open::{open, open_to_rebuild};
 use crate::output::{self, Progress};
+use crate::print;
 
 pub fn replay(data: &Path, json: bool) -> Result<ExitCode, String> {
     let mut ledger = open_to_rebuild(data)?;
@@ -21,12 +22,7 @@ pub fn replay(data: &Path, json: bool) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     bar.finish();
     ledger.close().map_err(|e| e.to_string())?;
-    Ok(print_report(
-        &json!(report),
-        json,
-        output::audit_replay,
-        false,
-    ))
+    print_report(&json!(report), json, output::audit_replay, false)
 }
 
 pub fn verify(data: &Path, json: bool) -> Result<ExitCode, String> {
@@ -36,12 +32,12 @@ pub fn verify(data: &Path, json: bool) -> Result<ExitCode, String> {
         .audit_verify(&mut |_, done, total| bar.show(done, total))
         .map_err(|e| e.to_string())?;
     bar.finish();
-    Ok(print_report(
+    print_report(
         &json!(report),
         json,
         output::audit_verify,
         report.failure.is_some(),
-    ))
+    )
 }
 
 pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, String> {
@@ -60,13 +56,13 @@ pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, String> {
     bar.finish();
     let value = json!(manifest);
     if args.json {
-        println!("{value}");
+        print::json_line(&value.to_string())?;
     } else {
-        println!(
+        print::text_line(&format!(
             "wrote {}\n{}",
             args.file.display(),
             output::readable(&value)
-        );
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -77,22 +73,23 @@ pub fn check(file: &Path, json: bool) -> Result<ExitCode, String> {
     let report = gongji_ledger::archive::check_archive(file, &mut |done| bar.show(done, 0))
         .map_err(|e| e.to_string())?;
     bar.finish();
-    Ok(print_report(
+    print_report(
         &json!(report),
         json,
         output::archive_check,
         report.failure.is_some(),
-    ))
+    )
 }
 
 pub fn clear_quarantine(data: &Path) -> Result<ExitCode, String> {
-    match Ledger::clear_quarantine(data).map_err(|e| e.to_string())? {
-        Some(marker) => println!(
+    let said = match Ledger::clear_quarantine(data).map_err(|e| e.to_string())? {
+        Some(marker) => format!(
             "the log verifies again: quarantine of record {} ({}) lifted",
             marker.position, marker.reason
         ),
-        None => println!("the ledger at {} is not quarantined", data.display()),
-    }
+        None => format!("the ledger at {} is not quarantined", data.display()),
+    };
+    print::text_line(&said)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -100,23 +97,23 @@ pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> 
     let (report, ledger) = gongji_ledger::archive::import_archive(data, file, &mut |_, _| {})
         .map_err(|e| e.to_string())?;
     let Some(ledger) = ledger else {
-        print_report(&json!(report), json, output::archive_check, true);
-        eprintln!(
-            "gongji: {} was not imported: it fails the check or is not a complete archive",
+        print_report(&json!(report), json, output::archive_check, true)?;
+        print::error_line(&format!(
+            "{} was not imported: it fails the check or is not a complete archive",
             file.display()
-        );
+        ));
         return Ok(ExitCode::from(1));
     };
     let digest = ledger.digest().map_err(|e| e.to_string())?;
     ledger.close().map_err(|e| e.to_string())?;
     if json {
-        println!("{}", json!({"imported": report.manifest, "digest": digest}));
+        print::json_line(&json!({"imported": report.manifest, "digest": digest}).to_string())?;
     } else {
-        println!(
+        print::text_line(&format!(
             "imported {} into {}; digest {digest}",
             file.display(),
             data.display()
-        );
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -130,10 +127,10 @@ pub fn rebuild(data: &Path) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     bar.finish();
     ledger.close().map_err(|e| e.to_string())?;
-    println!(
+    print::text_line(&format!(
         "rebuilt projections from {folded} records in {:.2?}",
         started.elapsed()
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -143,18 +140,15 @@ fn print_report(
     json: bool,
     readable: fn(&Value) -> String,
     failed: bool,
-) -> ExitCode {
-    println!(
-        "{}",
-        if json {
-            value.to_string()
-        } else {
-            readable(value)
-        }
-    );
-    if failed {
+) -> Result<ExitCode, String> {
+    if json {
+        print::json_line(&value.to_string())?;
+    } else {
+        print::text_line(&readable(value))?;
+    }
+    Ok(if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }

@@ -3,7 +3,8 @@
 //! rule that nothing is printed before it is durable are `gongji-ledger`'s
 //! ([`Ledger::apply_stream`](gongji_ledger::Ledger::apply_stream)).
 //!
-//! `main` turns an error into `gongji: MESSAGE` and exit status 2; `try_main` dispatches to one
+//! `main` turns an error into `gongji: MESSAGE` and exit status 2; everything is printed
+//! through `print` (a closed standard output ends the output quietly, never in a panic); `try_main` dispatches to one
 //! small function per command, in the module of its kind: `apply` (commands that write),
 //! `query`, `audit` (auditors and operators), `reconcile`.
 
@@ -12,6 +13,7 @@ mod args;
 mod audit;
 mod open;
 mod output;
+mod print;
 mod query;
 mod reconcile;
 
@@ -31,7 +33,7 @@ fn main() -> ExitCode {
     match try_main(Cli::parse()) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("gongji: {error}");
+            print::error_line(&error);
             ExitCode::from(2)
         }
     }

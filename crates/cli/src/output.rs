@@ -5,7 +5,10 @@ use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use gongji_ledger::LineOutcome;
+use gongji_recon::render::{terminal_safe, terminal_safe_json};
 use serde_json::{json, Value};
+
+use crate::print;
 
 /// Prints each line's outcome; returns how many were rejected.
 pub fn print_outcomes(
@@ -24,23 +27,21 @@ pub fn print_outcomes(
                     writeln!(out, "}}")?;
                 } else {
                     let value = serde_json::to_value(result)?;
-                    writeln!(out, "line {line}: ok  {}", inline(&value))?;
+                    writeln!(out, "line {line}: ok  {}", terminal_safe(&inline(&value)))?;
                 }
             }
             LineOutcome::Rejected(rejection) => {
                 rejected += 1;
                 if json {
                     let error = json!({"code": rejection.code, "message": rejection.message});
-                    writeln!(
-                        out,
-                        "{}",
-                        json!({"line": line, "ok": false, "error": error})
-                    )?;
+                    let said = json!({"line": line, "ok": false, "error": error}).to_string();
+                    writeln!(out, "{}", terminal_safe_json(&said))?;
                 } else {
                     writeln!(
                         out,
                         "line {line}: REJECTED {}: {}",
-                        rejection.code, rejection.message
+                        rejection.code,
+                        terminal_safe(&rejection.message)
                     )?;
                 }
             }
@@ -196,7 +197,7 @@ impl Progress {
         } else {
             0.0
         };
-        eprint!(
+        print::error_text(&format!(
             "\r{} [{}{}] {:>5.1}%  {:.0}s elapsed, ~{:.0}s left ",
             self.label,
             "#".repeat(filled),
@@ -204,12 +205,12 @@ impl Progress {
             fraction * 100.0,
             elapsed,
             eta
-        );
+        ));
     }
 
     pub fn finish(&mut self) {
         if self.enabled && self.last_drawn.is_some() {
-            eprintln!();
+            print::error_text("\n");
         }
     }
 }

@@ -3,7 +3,6 @@
 //! Each opens the ledger, asks it, and prints JSON or text; exit 1 when there is nothing to
 //! show.
 
-use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -13,6 +12,7 @@ use serde_json::{json, Value};
 use crate::args::{self, AsOfArgs, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs};
 use crate::open::open;
 use crate::output;
+use crate::print;
 
 pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
     member_view(
@@ -106,17 +106,17 @@ pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
         let date = e.event.date();
         from.is_none_or(|f| date >= f) && to.is_none_or(|t| date <= t)
     });
-    let mut out = io::stdout().lock();
-    for entry in entries {
-        let value = json!(entry);
-        let line = if args.json {
-            value.to_string()
-        } else {
-            output::history_line(&value)
-        };
-        writeln!(out, "{line}").map_err(|e| e.to_string())?;
-    }
-    Ok(ExitCode::SUCCESS)
+    let lines: Vec<String> = entries
+        .map(|entry| {
+            let value = json!(entry);
+            if args.json {
+                value.to_string()
+            } else {
+                output::history_line(&value)
+            }
+        })
+        .collect();
+    print_lines(args.json, &lines)
 }
 
 pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
@@ -126,10 +126,11 @@ pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
         let missing = format!("no settled claim has id {}", args.claim);
         return found(None, args.json, &missing);
     };
+    let value = json!(view);
     if args.json {
-        println!("{}", json!(view));
+        print::json_line(&value.to_string())?;
     } else {
-        println!("{}", output::explanation(&json!(view)));
+        print::text_line(&output::explanation(&value))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -137,7 +138,7 @@ pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
 /// `gongji policy list`: every region's policy versions.
 pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, String> {
     let ledger = open(data)?;
-    let mut out = io::stdout().lock();
+    let mut lines = Vec::new();
     for region in ledger.policy_regions().map_err(|e| e.to_string())? {
         for policy in ledger.policies(&region).map_err(|e| e.to_string())? {
             let value = json!({"region": region, "version": policy.version, "effective": policy.effective, "year_start": policy.year_start});
@@ -149,8 +150,16 @@ pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, String> {
                     policy.version, policy.effective
                 )
             };
-            writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            lines.push(line);
         }
+    }
+    print_lines(json, &lines)
+}
+
+/// Prints lines of JSON or of text at once (nothing when there are none).
+fn print_lines(json: bool, lines: &[String]) -> Result<ExitCode, String> {
+    if !lines.is_empty() {
+        print::line(json, &lines.join("\n"))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -159,16 +168,15 @@ pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, String> {
 fn found(value: Option<Value>, json: bool, missing: &str) -> Result<ExitCode, String> {
     match value {
         Some(value) => {
-            let text = if json {
-                value.to_string()
+            if json {
+                print::json_line(&value.to_string())?;
             } else {
-                output::readable(&value)
-            };
-            println!("{text}");
+                print::text_line(&output::readable(&value))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            eprintln!("gongji: {missing}");
+            print::error_line(missing);
             Ok(ExitCode::from(1))
         }
     }

@@ -9,6 +9,7 @@ use gongji_recon::report::Printed;
 use crate::args::{self, DetailArgs, SettlementArgs};
 use crate::open::open;
 use crate::output::Progress;
+use crate::print;
 
 pub fn detail(data: &Path, args: &DetailArgs) -> Result<ExitCode, String> {
     let ledger = open(data)?;
@@ -52,6 +53,6 @@ pub fn settlement(data: &Path, args: &SettlementArgs) -> Result<ExitCode, String
 fn finish(mut bar: Progress, printed: Result<Printed, String>) -> Result<ExitCode, String> {
     let printed = printed?;
     bar.finish();
-    print!("{}", printed.text);
+    print::raw(&printed.text)?;
     Ok(ExitCode::from(printed.exit_code))
 }

@@ -10,11 +10,13 @@
 //! What it is not for: it never writes to the ledger, holds no insurance rule, and parses no
 //! command-line arguments (the `gongji` binary does; [`report`] takes days and months already
 //! parsed). The files it writes are the ones a caller names: the CSV of differences
-//! ([`render::DifferenceCsv`], opened by [`report::detail`]). Test scaffolding (a generated
+//! ([`render::DifferenceCsv`] in a [`csv_file::CsvFile`], opened by [`report::detail`]: never the
+//! input, never through a link, replaced only when the job succeeded). Test scaffolding (a generated
 //! hospital month, `synthetic`) is compiled only with the `synthetic` feature. Files are streamed (one bounded line at
 //! a time); the ledger side holds one institution's claims of the period, keyed by settlement
 //! id. See `docs/reconciliation.md` for the formats and matching rules.
 
+pub mod csv_file;
 pub mod detail;
 pub mod input;
 pub mod render;
@@ -74,6 +76,9 @@ pub enum ReconError {
     Ledger(String),
     /// Writing differences out (the CSV file) failed.
     Output(String),
+    /// A sum of the ledger's amounts the job needs does not fit in `i64` fen (more than
+    /// 92,233,720,368,547,758.07 yuan): it names the figure, the institution and the period.
+    Overflow(String),
 }
 
 impl ReconError {
@@ -98,6 +103,7 @@ impl std::fmt::Display for ReconError {
             ReconError::Request(reason) => f.write_str(reason),
             ReconError::Ledger(reason) => f.write_str(reason),
             ReconError::Output(reason) => f.write_str(reason),
+            ReconError::Overflow(reason) => f.write_str(reason),
         }
     }
 }
@@ -138,20 +144,51 @@ impl Amounts {
         ]
     }
 
-    fn add(&mut self, other: &Amounts) {
-        self.medfee_sumamt += other.medfee_sumamt;
-        self.fund_pay_sumamt += other.fund_pay_sumamt;
-        self.acct_pay += other.acct_pay;
-        self.cash_payamt += other.cash_payamt;
+    /// `self + other` field by field, or `Err` naming the first column whose sum would not fit
+    /// in `i64` fen (`self` is then unchanged).
+    fn add(&mut self, other: &Amounts) -> Result<(), &'static str> {
+        self.combine(other, i64::checked_add)
     }
 
-    fn subtract(&mut self, other: &Amounts) {
-        self.medfee_sumamt -= other.medfee_sumamt;
-        self.fund_pay_sumamt -= other.fund_pay_sumamt;
-        self.acct_pay -= other.acct_pay;
-        self.cash_payamt -= other.cash_payamt;
+    /// `self - other` field by field, checked as [`Amounts::add`].
+    fn subtract(&mut self, other: &Amounts) -> Result<(), &'static str> {
+        self.combine(other, i64::checked_sub)
+    }
+
+    fn combine(
+        &mut self,
+        other: &Amounts,
+        op: fn(i64, i64) -> Option<i64>,
+    ) -> Result<(), &'static str> {
+        let [medfee_sumamt, fund_pay_sumamt, acct_pay, cash_payamt] =
+            checked_each(self.named(), other.named(), op);
+        *self = Amounts {
+            medfee_sumamt: medfee_sumamt?,
+            fund_pay_sumamt: fund_pay_sumamt?,
+            acct_pay: acct_pay?,
+            cash_payamt: cash_payamt?,
+        };
+        Ok(())
     }
 }
+
+/// `op` over each pair of named amounts, the column's name where it does not fit in `i64` fen.
+fn checked_each<const N: usize>(
+    left: [(&'static str, Money); N],
+    right: [(&'static str, Money); N],
+    op: fn(i64, i64) -> Option<i64>,
+) -> [Result<Money, &'static str>; N] {
+    let mut i = 0;
+    left.map(|(name, value)| {
+        let other = right[i].1;
+        i += 1;
+        op(value.fen(), other.fen())
+            .map(Money::from_fen)
+            .ok_or(name)
+    })
+}
+
+impl Amounts {}
 
 /// One field whose values differ, with the file's and the ledger's value.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

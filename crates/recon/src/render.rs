@@ -1,5 +1,8 @@
-//! Reports as readable text, and detail differences as CSV (one row per difference).
+//! Reports as readable text, and detail differences as CSV (one row per difference); text and
+//! JSON made safe to print on a terminal ([`terminal_safe`], [`terminal_safe_json`]) and CSV
+//! cells made safe to open in a spreadsheet ([`spreadsheet_safe`]).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
@@ -7,6 +10,60 @@ use crate::detail::{DetailReport, Difference};
 use crate::statement::Statement;
 use crate::totals::{TotalsReport, TotalsStatus};
 use crate::Amounts;
+
+/// Whether a terminal could act on `c` rather than show it: a control character (C0, DEL, C1;
+/// escape sequences start with ESC or the C1 CSI/OSC) or a character that reorders the text
+/// around it (the bidirectional embeddings, overrides and isolates).
+fn acts_on_terminal(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every character a terminal could act on but the newline written as Rust writes
+/// it escaped (`\u{1b}`), so what a file says is shown, never obeyed. Borrowed when there is
+/// nothing to escape.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    escape(text, |c, out| {
+        let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+    })
+}
+
+/// JSON `text` with the characters a terminal could act on that serde_json leaves raw (DEL,
+/// C1, the bidirectional ones; it escapes C0 itself) written as `\uXXXX` escapes: the same JSON
+/// value, safe to print. Such characters can only stand inside JSON strings, where the escape
+/// is valid.
+pub fn terminal_safe_json(text: &str) -> Cow<'_, str> {
+    escape(text, |c, out| {
+        let _ = write!(out, "\\u{:04x}", u32::from(c));
+    })
+}
+
+fn escape(text: &str, escaped: impl Fn(char, &mut String)) -> Cow<'_, str> {
+    if !text.chars().any(|c| c != '\n' && acts_on_terminal(c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c != '\n' && acts_on_terminal(c) {
+            escaped(c, &mut out);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A CSV cell that a spreadsheet will show rather than run: a cell starting with `=`, `+`, `-`,
+/// `@`, a tab or a carriage return is a formula to Excel and its kin (CSV injection), so it is
+/// prefixed with a single quote (the OWASP rule), unless the whole cell is an amount as the
+/// ledger writes them (`-12.50`), which stays a number.
+pub fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
+    let formula = cell.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula && cell.parse::<gongji_domain::Money>().is_err() {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
 
 fn flag(refund: bool) -> &'static str {
     if refund {
@@ -445,6 +502,7 @@ fn write_row(out: &mut impl Write, fields: &[&str]) -> io::Result<()> {
         if i > 0 {
             out.write_all(b",")?;
         }
+        let field = spreadsheet_safe(field);
         if field.contains([',', '"', '\n', '\r']) {
             out.write_all(b"\"")?;
             out.write_all(field.replace('"', "\"\"").as_bytes())?;

@@ -4,8 +4,6 @@
 //! unreadable input, a message to print before exiting with 2. The report is returned rather
 //! than printed so that a progress bar can be finished first.
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::ops::RangeInclusive;
 use std::path::Path;
 
@@ -13,12 +11,15 @@ use gongji_domain::{Day, Month};
 use gongji_ledger::Ledger;
 use serde::Serialize;
 
-use crate::render::{self, DifferenceCsv};
+use crate::csv_file::CsvFile;
+use crate::render::{self, terminal_safe, terminal_safe_json};
 use crate::{
     reconcile_detail_streaming, reconcile_totals, settlement_statement, DetailOptions, EXIT_MATCH,
 };
 
-/// A report ready to print, and the exit status it calls for.
+/// A report ready to print, and the exit status it calls for. The text is terminal-safe:
+/// whatever the file said, no character a terminal would act on is left in it
+/// ([`terminal_safe`], [`terminal_safe_json`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Printed {
     /// Ends with a newline.
@@ -33,19 +34,20 @@ fn printed(
     exit_code: u8,
 ) -> Result<Printed, String> {
     let text = if json {
-        let mut line =
+        let line =
             serde_json::to_string(value).map_err(|e| format!("cannot print the report: {e}"))?;
-        line.push('\n');
-        line
+        format!("{}\n", terminal_safe_json(&line))
     } else {
-        text()
+        terminal_safe(&text()).into_owned()
     };
     Ok(Printed { text, exit_code })
 }
 
 /// `reconcile detail FILE --institution ID --from DATE --to DATE [--json] [--csv OUT]`: the
 /// settlements of `period` (both days included). With `csv`, every difference (not only those
-/// the report lists) is written there.
+/// the report lists) is written there, through a [`CsvFile`]: the path is refused when it is
+/// the input, a symbolic link or not a regular file, and it is replaced only when the job
+/// succeeds. Errors quote the file as it is; the caller makes them terminal-safe.
 pub fn detail(
     ledger: &Ledger,
     file: &Path,
@@ -55,17 +57,8 @@ pub fn detail(
     csv: Option<&Path>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Printed, String> {
-    let mut csv_writer = match csv {
-        Some(path) => {
-            let handle =
-                File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            Some(
-                DifferenceCsv::new(BufWriter::new(handle))
-                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    // Checked and created only once the input is found; it lands at `csv` only at success.
+    let mut csv_file = csv.map(|path| CsvFile::create(path, file)).transpose()?;
     let report = reconcile_detail_streaming(
         ledger,
         file,
@@ -74,16 +67,14 @@ pub fn detail(
         *period.end(),
         &DetailOptions::default(),
         progress,
-        &mut |difference| match csv_writer.as_mut() {
-            Some(writer) => writer.write(difference),
+        &mut |difference| match csv_file.as_mut() {
+            Some(csv_file) => csv_file.write(difference),
             None => Ok(()),
         },
     )
     .map_err(|e| e.to_string())?;
-    if let (Some(writer), Some(path)) = (csv_writer, csv) {
-        writer
-            .finish()
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    if let Some(csv_file) = csv_file {
+        csv_file.commit()?;
     }
     printed(
         json,

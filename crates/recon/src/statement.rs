@@ -30,13 +30,61 @@ pub struct RegionStatement {
 }
 
 impl RegionStatement {
-    fn add(&mut self, settlement: &Settlement, sign: i64) {
-        let signed = |m: Money| Money::from_fen(m.fen() * sign);
-        self.pooled_paid += signed(settlement.pooled_paid);
-        self.large_amount_paid += signed(settlement.large_amount_paid);
-        self.account_paid += signed(settlement.account_paid);
-        self.cash_paid += signed(settlement.cash_paid);
-        self.medfee_sumamt += signed(settlement.eligible + settlement.uncovered);
+    /// Each figure, named as in the statement.
+    fn named(&self) -> [(&'static str, Money); 5] {
+        [
+            ("pooled_paid", self.pooled_paid),
+            ("large_amount_paid", self.large_amount_paid),
+            ("account_paid", self.account_paid),
+            ("cash_paid", self.cash_paid),
+            ("medfee_sumamt", self.medfee_sumamt),
+        ]
+    }
+
+    /// Adds (`reversal`: subtracts) the settlement's figures, or `Err` naming the first figure
+    /// that would not fit in `i64` fen (nothing changed then).
+    fn add(&mut self, settlement: &Settlement, reversal: bool) -> Result<(), &'static str> {
+        let medfee_sumamt = settlement
+            .eligible
+            .checked_add(settlement.uncovered)
+            .ok_or("medfee_sumamt")?;
+        let figures = RegionStatement {
+            pooled_paid: settlement.pooled_paid,
+            large_amount_paid: settlement.large_amount_paid,
+            account_paid: settlement.account_paid,
+            cash_paid: settlement.cash_paid,
+            medfee_sumamt,
+            ..RegionStatement::default()
+        };
+        let op = if reversal {
+            i64::checked_sub
+        } else {
+            i64::checked_add
+        };
+        self.combine(&figures, op)
+    }
+
+    fn combine(
+        &mut self,
+        other: &RegionStatement,
+        op: fn(i64, i64) -> Option<i64>,
+    ) -> Result<(), &'static str> {
+        let [pooled_paid, large_amount_paid, account_paid, cash_paid, medfee_sumamt] =
+            crate::checked_each(self.named(), other.named(), op);
+        (
+            self.pooled_paid,
+            self.large_amount_paid,
+            self.account_paid,
+            self.cash_paid,
+            self.medfee_sumamt,
+        ) = (
+            pooled_paid?,
+            large_amount_paid?,
+            account_paid?,
+            cash_paid?,
+            medfee_sumamt?,
+        );
+        Ok(())
     }
 }
 
@@ -88,10 +136,12 @@ pub fn settlement_statement(
     };
     let mut regions: BTreeMap<String, RegionStatement> = BTreeMap::new();
     let mut manual_claims_excluded = 0u64;
+    // The first figure (and region) whose sum would not fit in `i64` fen.
+    let mut overflow: Option<(&'static str, String)> = None;
     scan::scan_claims(ledger, &mut |done| progress.report(done), &mut |event| {
-        let (settlement, day, sign) = match event {
-            ClaimEvent::Settled(s) => (s, s.date, 1),
-            ClaimEvent::Reversed { date, settlement } => (settlement, date, -1),
+        let (settlement, day, reversal) = match event {
+            ClaimEvent::Settled(s) => (s, s.date, false),
+            ClaimEvent::Reversed { date, settlement } => (settlement, date, true),
         };
         if day.month() != month || settlement.institution.as_deref() != Some(institution) {
             return;
@@ -106,31 +156,47 @@ pub fn settlement_statement(
                 region: settlement.region.clone(),
                 ..RegionStatement::default()
             });
-        if sign > 0 {
-            region.settlements += 1;
-        } else {
+        if let Err(figure) = region.add(settlement, reversal) {
+            overflow.get_or_insert((figure, format!(" in region {}", settlement.region)));
+        } else if reversal {
             region.reversals += 1;
+        } else {
+            region.settlements += 1;
         }
-        region.add(settlement, sign);
     })?;
+    let too_large = |(figure, region): (&str, String)| {
+        ReconError::Overflow(format!(
+            "the {figure} of institution {institution} in {month}{region} is too large to total (more than {} yuan)",
+            Money::from_fen(i64::MAX)
+        ))
+    };
+    if let Some(overflow) = overflow {
+        return Err(too_large(overflow));
+    }
     let by_region: Vec<RegionStatement> = regions.into_values().collect();
-    let sum = |f: fn(&RegionStatement) -> Money| by_region.iter().map(f).sum::<Money>();
-    let settlements: u64 = by_region.iter().map(|r| r.settlements).sum();
-    let reversals: u64 = by_region.iter().map(|r| r.reversals).sum();
-    let pooled_paid = sum(|r| r.pooled_paid);
-    let large_amount_paid = sum(|r| r.large_amount_paid);
+    let mut all = RegionStatement::default();
+    for region in &by_region {
+        all.combine(region, i64::checked_add)
+            .map_err(|figure| too_large((figure, String::new())))?;
+        all.settlements += region.settlements;
+        all.reversals += region.reversals;
+    }
+    let fund_owed = all
+        .pooled_paid
+        .checked_add(all.large_amount_paid)
+        .ok_or_else(|| too_large(("fund_owed", String::new())))?;
     Ok(Statement {
         institution: institution.to_string(),
         month,
-        settlements,
-        reversals,
-        net_settlements: settlements as i64 - reversals as i64,
-        pooled_paid,
-        large_amount_paid,
-        fund_owed: pooled_paid + large_amount_paid,
-        account_paid: sum(|r| r.account_paid),
-        cash_paid: sum(|r| r.cash_paid),
-        medfee_sumamt: sum(|r| r.medfee_sumamt),
+        settlements: all.settlements,
+        reversals: all.reversals,
+        net_settlements: all.settlements as i64 - all.reversals as i64,
+        pooled_paid: all.pooled_paid,
+        large_amount_paid: all.large_amount_paid,
+        fund_owed,
+        account_paid: all.account_paid,
+        cash_paid: all.cash_paid,
+        medfee_sumamt: all.medfee_sumamt,
         by_region,
         manual_claims_excluded,
     })

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use gongji_domain::types::Channel;
-use gongji_domain::Day;
+use gongji_domain::{Day, Money};
 use gongji_ledger::Ledger;
 use serde::Serialize;
 
@@ -252,6 +252,8 @@ fn ledger_sums(
         }
     }
     let mut sums = vec![(TotalsFigures::default(), 0u64, 0u64); rows.len()];
+    // The first row whose sum would not fit in `i64` fen, and the column.
+    let mut overflow: Option<(usize, &'static str)> = None;
     scan::scan_claims(ledger, progress, &mut |event| {
         let (settlement, day, reversal) = match event {
             ClaimEvent::Settled(s) => (s, s.date, false),
@@ -273,17 +275,33 @@ fn ledger_sums(
                 continue;
             }
             let (figures, settlements, reversals) = &mut sums[i];
-            if reversal {
-                figures.amounts.subtract(&amounts);
+            let summed = if reversal {
+                figures.amounts.subtract(&amounts)
+            } else {
+                figures.amounts.add(&amounts)
+            };
+            if let Err(column) = summed {
+                overflow.get_or_insert((i, column));
+            } else if reversal {
                 figures.fixmedins_setl_cnt -= 1;
                 *reversals += 1;
             } else {
-                figures.amounts.add(&amounts);
                 figures.fixmedins_setl_cnt += 1;
                 *settlements += 1;
             }
         }
     })?;
+    if let Some((i, column)) = overflow {
+        let (line, row) = &rows[i];
+        let row = row.as_ref().expect("only rows that were read are summed");
+        return Err(ReconError::Overflow(format!(
+            "line {line}: the ledger's {column} for institution {} from {} to {} is too large to total (more than {} yuan)",
+            row.institution,
+            row.from,
+            row.to,
+            Money::from_fen(i64::MAX)
+        )));
+    }
     Ok(sums)
 }
 
