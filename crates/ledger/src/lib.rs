@@ -105,6 +105,9 @@ pub struct Ledger {
     store_failed: Option<String>,
     /// Why a stream stopped with lines decided and not made durable, if one did.
     stopped: Option<String>,
+    /// The record catch-up found breaking an invariant, if it did: the projections stop before
+    /// it, and every command and query is refused naming it (`audit verify` still runs).
+    broken: Option<String>,
     limits: CacheLimits,
 }
 
@@ -170,6 +173,7 @@ impl Ledger {
             storing: commit::ProjectionWriter::default(),
             store_failed: None,
             stopped: None,
+            broken: None,
             limits: CacheLimits::default(),
         }
     }
@@ -200,6 +204,7 @@ impl Ledger {
         recorded_at_micros: i64,
     ) -> Result<(), LedgerError> {
         self.refuse_if_stopped()?;
+        self.refuse_if_broken()?;
         let outcome = match parsed {
             Ok(command) => self.apply_command(&command, recorded_at_micros)?,
             Err(rejection) => LineOutcome::Rejected(rejection),

@@ -9,26 +9,30 @@
 //! archive each record's `prev_hash` must be the hash of the record before it.
 
 mod export;
+mod forge;
+mod import;
 mod read;
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use gongji_domain::state::check_bounds;
 use gongji_domain::{Day, Event};
-use gongji_log::{Log, NewRecord, Record};
+use gongji_log::Record;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{digest_of, totals_of, InvariantFold, RegionTotals};
-use crate::{store, Ledger, LedgerError};
+use crate::audit::{check_stream, digest_of, totals_of, InvariantFold, RegionTotals};
+use crate::{store, LedgerError};
+pub use forge::reseal;
+pub use import::import_archive;
 use read::read_archive;
 
 const ARCHIVE_FORMAT: u32 = 1;
 /// The longest archive line read (a record's payload is at most 1 MiB, hex doubles it).
 const ARCHIVE_LINE_BYTES_MAX: u64 = 4 * 1024 * 1024;
-/// Units appended between fsyncs while importing.
-const IMPORT_UNITS_PER_SYNC: usize = 1000;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ArchiveFilter {
     /// Only events whose own date is on or after / on or before these days.
     pub from: Option<Day>,
@@ -43,7 +47,10 @@ impl ArchiveFilter {
     }
 }
 
+// Every line type refuses a field it does not know: the chain covers only the fields it
+// reads, so an unknown one would be carried along unchecked.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Header {
     archive: String,
     format: u32,
@@ -53,6 +60,7 @@ struct Header {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RecordLine {
     position: u64,
     stream: String,
@@ -66,6 +74,7 @@ struct RecordLine {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub records: u64,
     pub policies: u64,
@@ -73,6 +82,29 @@ pub struct Manifest {
     pub last_hash: Option<String>,
     pub chain: String,
     pub complete: bool,
+}
+
+/// A policy line: the version and the chain after it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyLine {
+    policy: gongji_domain::PolicyVersion,
+    chain: String,
+}
+
+/// A record line: the record and the chain after it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordItem {
+    record: RecordLine,
+    chain: String,
+}
+
+/// The last line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestLine {
+    manifest: Manifest,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -126,6 +158,21 @@ fn chain_next(chain: &[u8; 32], item: &[u8; 32]) -> [u8; 32] {
 fn json_hash(value: &impl Serialize) -> [u8; 32] {
     let bytes = serde_json::to_vec(value).expect("archive items serialize");
     *blake3::hash(&bytes).as_bytes()
+}
+
+/// The record a record line describes, if its hashes and payload are well-formed hex.
+fn record_of_line(line: &RecordLine) -> Option<Record> {
+    Some(Record {
+        position: line.position,
+        stream: line.stream.clone(),
+        stream_version: line.version,
+        event_id: line.event_id,
+        recorded_at_micros: line.recorded_at_micros,
+        payload: unhex(&line.payload)?,
+        hash: hash32(&line.hash)?,
+        prev_hash: hash32(&line.prev_hash)?,
+        unit_end: line.unit_end,
+    })
 }
 
 /// The region an event belongs to; `members` tracks each member's region as the log goes.
@@ -182,139 +229,70 @@ fn decode(record: &Record) -> Result<Event, LedgerError> {
         .map_err(|e| LedgerError::Projection(format!("record {}: {e}", record.position)))
 }
 
-/// Checks an archive with no ledger: every line, the chain, the manifest; a complete archive is
-/// also replayed, checking the ledger's invariants, to its digest and totals.
+/// What check and import do with each record the reading passed: in every archive its event
+/// decodes, sits on its own stream and has its figures within bounds; a complete archive is
+/// also folded with `audit verify`'s [`InvariantFold`], holding it to every invariant the live
+/// ledger holds.
+#[derive(Default)]
+struct Checker {
+    fold: InvariantFold,
+}
+
+impl Checker {
+    fn record(&mut self, record: &Record, complete: bool) -> Result<(), String> {
+        let position = record.position;
+        let event = Event::decode(&record.payload)
+            .map_err(|e| format!("record at position {position} breaks the decode check: {e}"))?;
+        let broken = |check: &str, message: String| {
+            format!("record at position {position} breaks the {check} check: {message}")
+        };
+        if complete {
+            return self
+                .fold
+                .fold(position, &record.stream, &event, record.unit_end)
+                .map_err(|f| broken(f.check, f.message));
+        }
+        check_stream(&record.stream, &event).map_err(|m| broken("stream", m))?;
+        check_bounds(&event).map_err(|why| broken(why.check, why.message))
+    }
+
+    /// The report of a reading: for a complete archive that passed, its digest and totals.
+    fn report(self, read: read::ArchiveRead) -> Result<CheckReport, LedgerError> {
+        let (manifest, complete, failure) = read;
+        let report = |failure, digest, regions| CheckReport {
+            manifest: manifest.clone(),
+            digest,
+            regions,
+            failure,
+        };
+        if failure.is_some() || !complete {
+            return Ok(report(failure, None, None));
+        }
+        if let Err(f) = self.fold.finish() {
+            let failure = ArchiveFailure {
+                line: 0,
+                position: None,
+                message: format!("the archive breaks the {} check: {}", f.check, f.message),
+            };
+            return Ok(report(Some(failure), None, None));
+        }
+        let entries = store::all_entries(&self.fold.state);
+        let digest = digest_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        let regions = totals_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))?;
+        Ok(report(None, Some(digest), Some(regions)))
+    }
+}
+
+/// Checks an archive with no ledger: every line, the chain, the manifest, and every record's
+/// event (decoded, on its own stream, within bounds); a complete archive is also replayed,
+/// checking the ledger's invariants, to its digest and totals.
 pub fn check_archive(
     path: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<CheckReport, LedgerError> {
-    let mut fold = InvariantFold::default();
-    // Only a complete archive replays: a filtered one lacks the events its records build on.
-    let mut replay = |record: &Record, complete: bool| -> Result<(), String> {
-        if !complete {
-            return Ok(());
-        }
-        let event = Event::decode(&record.payload)
-            .map_err(|e| format!("record at position {}: {e}", record.position))?;
-        fold.fold(record.position, &event, record.unit_end)
-            .map_err(|f| {
-                format!(
-                    "record at position {} breaks the {} check: {}",
-                    record.position, f.check, f.message
-                )
-            })
-    };
-    let (manifest, complete, failure) = read_archive(path, progress, &mut replay)?;
-    if failure.is_some() || !complete {
-        return Ok(CheckReport {
-            manifest,
-            digest: None,
-            regions: None,
-            failure,
-        });
-    }
-    if let Err(f) = fold.finish() {
-        let failure = ArchiveFailure {
-            line: 0,
-            position: None,
-            message: f.message,
-        };
-        return Ok(CheckReport {
-            manifest,
-            digest: None,
-            regions: None,
-            failure: Some(failure),
-        });
-    }
-    let entries = store::all_entries(&fold.state);
-    let digest = digest_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
-    let regions = totals_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))?;
-    Ok(CheckReport {
-        manifest,
-        digest: Some(digest),
-        regions: Some(regions),
-        failure: None,
-    })
-}
-
-/// Restores a ledger in the empty directory `dir` from a complete archive that passes the
-/// check, then builds its projections. Returns the check report of the archive and the
-/// restored ledger.
-pub fn import_archive(
-    dir: &Path,
-    path: &Path,
-    progress: &mut dyn FnMut(&'static str, u64),
-) -> Result<(CheckReport, Option<Ledger>), LedgerError> {
-    let report = check_archive(path, &mut |done| progress("check", done))?;
-    if report.failure.is_some() || report.digest.is_none() {
-        return Ok((report, None));
-    }
-    let mut log = Log::open(dir)?;
-    if log.durable_end() > 0 {
-        return Err(LedgerError::Projection(format!(
-            "{} already holds a ledger of {} records; import restores into an empty directory",
-            dir.display(),
-            log.durable_end()
-        )));
-    }
-    let mut unit: Vec<Record> = Vec::new();
-    let mut units = 0usize;
-    let mut append = |log: &mut Log, unit: &mut Vec<Record>| -> Result<(), String> {
-        let records: Vec<NewRecord<'_>> = unit
-            .iter()
-            .map(|r| NewRecord {
-                stream: &r.stream,
-                event_id: r.event_id,
-                payload: &r.payload,
-            })
-            .collect();
-        let recorded_at = unit[0].recorded_at_micros;
-        log.append(&[], &records, recorded_at)
-            .map_err(|e| e.to_string())?;
-        unit.clear();
-        units += 1;
-        if units.is_multiple_of(IMPORT_UNITS_PER_SYNC) {
-            log.sync().map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    };
-    let mut restore = |record: &Record, _complete: bool| -> Result<(), String> {
-        unit.push(record.clone());
-        if record.unit_end {
-            append(&mut log, &mut unit)?;
-        }
-        Ok(())
-    };
-    let (_, _, failure) = read_archive(path, &mut |done| progress("import", done), &mut restore)?;
-    if let Some(failure) = failure {
-        return Err(LedgerError::Projection(format!(
-            "archive changed while importing: {}",
-            failure.message
-        )));
-    }
-    if !unit.is_empty() {
-        return Err(LedgerError::Projection(
-            "the archive's last unit is unfinished".into(),
-        ));
-    }
-    log.sync()?;
-    drop(log);
-    let mut ledger = Ledger::open(dir)?;
-    let restored_last = ledger
-        .log()
-        .read_range(
-            ledger.log().durable_end().saturating_sub(1),
-            ledger.log().durable_end(),
-        )?
-        .next()
-        .transpose()?
-        .map(|r| hex(&r.hash));
-    let archived_last = report.manifest.as_ref().and_then(|m| m.last_hash.clone());
-    if restored_last != archived_last {
-        return Err(LedgerError::Projection(format!(
-            "the restored log ends with hash {restored_last:?}, the archive with {archived_last:?}"
-        )));
-    }
-    ledger.rebuild(&mut |done, _| progress("projections", done))?;
-    Ok((report, Some(ledger)))
+    let mut checker = Checker::default();
+    let read = read_archive(path, progress, &mut |record, complete| {
+        checker.record(record, complete)
+    })?;
+    checker.report(read)
 }
