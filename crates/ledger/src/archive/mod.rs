@@ -160,8 +160,30 @@ fn json_hash(value: &impl Serialize) -> [u8; 32] {
     *blake3::hash(&bytes).as_bytes()
 }
 
-/// The record a record line describes, if its hashes and payload are well-formed hex.
+/// A record line's stream name and payload within the log's bounds (a record is hashed as the
+/// frame the log would write, which only holds what is within them).
+fn frame_bounds(line: &RecordLine) -> Result<(), String> {
+    let (stream, max) = (line.stream.len(), gongji_log::MAX_STREAM_BYTES);
+    if stream == 0 || stream > max {
+        return Err(format!(
+            "record at position {}: stream name of {stream} bytes, over the limit of {max} (or empty)",
+            line.position
+        ));
+    }
+    let (payload, max) = (line.payload.len() / 2, gongji_log::MAX_PAYLOAD_BYTES);
+    if payload > max {
+        return Err(format!(
+            "record at position {}: payload of {payload} bytes, over the limit of {max}",
+            line.position
+        ));
+    }
+    Ok(())
+}
+
+/// The record a record line describes, if its fields are within the log's bounds and its
+/// hashes and payload are well-formed hex.
 fn record_of_line(line: &RecordLine) -> Option<Record> {
+    frame_bounds(line).ok()?;
     Some(Record {
         position: line.position,
         stream: line.stream.clone(),

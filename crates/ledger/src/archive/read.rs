@@ -13,8 +13,9 @@ use gongji_log::Record;
 use serde_json::Value;
 
 use super::{
-    chain_next, hash32, hex, json_hash, record_of_line, ArchiveFailure, Header, Manifest,
-    ManifestLine, PolicyLine, RecordItem, RecordLine, ARCHIVE_FORMAT, ARCHIVE_LINE_BYTES_MAX,
+    chain_next, frame_bounds, hash32, hex, json_hash, record_of_line, ArchiveFailure, Header,
+    Manifest, ManifestLine, PolicyLine, RecordItem, RecordLine, ARCHIVE_FORMAT,
+    ARCHIVE_LINE_BYTES_MAX,
 };
 use crate::LedgerError;
 
@@ -223,6 +224,7 @@ impl Tally {
             position: Some(line.position),
             message,
         };
+        frame_bounds(&line).map_err(at)?;
         let record = record_of_line(&line)
             .ok_or_else(|| at("record has a malformed hash or payload".into()))?;
         if record.recompute_hash() != record.hash {
