@@ -148,16 +148,9 @@ struct Restorer {
 }
 
 impl Restorer {
-    /// Takes a checked record; appends its unit once the unit's last record is in.
+    /// Takes a checked record (its unit recorded at once, `Checker` saw to it); appends its
+    /// unit once the unit's last record is in.
     fn push(&mut self, record: &Record) -> Result<(), String> {
-        if let Some(first) = self.unit.first() {
-            if record.recorded_at_micros != first.recorded_at_micros {
-                return Err(format!(
-                    "record at position {} is recorded at {} but its unit at {}: a unit is recorded at once",
-                    record.position, record.recorded_at_micros, first.recorded_at_micros
-                ));
-            }
-        }
         self.unit_bytes += record.payload.len();
         self.unit.push(record.clone());
         if self.unit.len() > MAX_UNIT_RECORDS || self.unit_bytes > IMPORT_UNIT_BYTES_MAX {

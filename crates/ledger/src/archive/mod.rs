@@ -255,9 +255,13 @@ fn decode(record: &Record) -> Result<Event, LedgerError> {
 /// decodes, sits on its own stream and has its figures within bounds; a complete archive is
 /// also folded with `audit verify`'s [`InvariantFold`], holding it to every invariant the live
 /// ledger holds.
+/// In a complete archive, each stream's versions run 1, 2, 3... and the records of a unit share
+/// the time they were recorded, as the log that wrote them numbers and stamps them.
 #[derive(Default)]
 struct Checker {
     fold: InvariantFold,
+    versions: HashMap<String, u64>,
+    unit_recorded_at: Option<i64>,
 }
 
 impl Checker {
@@ -269,13 +273,38 @@ impl Checker {
             format!("record at position {position} breaks the {check} check: {message}")
         };
         if complete {
-            return self
-                .fold
+            self.fold
                 .fold(position, &record.stream, &event, record.unit_end)
-                .map_err(|f| broken(f.check, f.message));
+                .map_err(|f| broken(f.check, f.message))?;
+            return self.as_logged(record).map_err(|m| broken("log", m));
         }
         check_stream(&record.stream, &event).map_err(|m| broken("stream", m))?;
         check_bounds(&event).map_err(|why| broken(why.check, why.message))
+    }
+
+    /// The record's stream version and time recorded are those the log would give it.
+    fn as_logged(&mut self, record: &Record) -> Result<(), String> {
+        let version = self.versions.entry(record.stream.clone()).or_default();
+        if record.stream_version != *version + 1 {
+            return Err(format!(
+                "version {} of stream {} follows version {}",
+                record.stream_version, record.stream, version
+            ));
+        }
+        *version += 1;
+        let unit_at = *self
+            .unit_recorded_at
+            .get_or_insert(record.recorded_at_micros);
+        if record.recorded_at_micros != unit_at {
+            return Err(format!(
+                "recorded at {} but its unit at {unit_at}: a unit is recorded at once",
+                record.recorded_at_micros
+            ));
+        }
+        if record.unit_end {
+            self.unit_recorded_at = None;
+        }
+        Ok(())
     }
 
     /// The report of a reading: for a complete archive that passed, its digest and totals.
@@ -290,11 +319,15 @@ impl Checker {
         if failure.is_some() || !complete {
             return Ok(report(failure, None, None));
         }
-        if let Err(f) = self.fold.finish() {
+        let finished = match self.unit_recorded_at {
+            Some(_) => Err(("units", "the archive's last unit is unfinished".to_string())),
+            None => self.fold.finish().map_err(|f| (f.check, f.message)),
+        };
+        if let Err((check, message)) = finished {
             let failure = ArchiveFailure {
                 line: 0,
                 position: None,
-                message: format!("the archive breaks the {} check: {}", f.check, f.message),
+                message: format!("the archive breaks the {check} check: {message}"),
             };
             return Ok(report(Some(failure), None, None));
         }
