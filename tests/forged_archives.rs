@@ -77,6 +77,21 @@ impl Sample {
         gongji_ledger::archive::reseal(text.as_bytes())
     }
 
+    /// Forges the first event `pick` chooses with `forge`; asserts that check and import refuse
+    /// the archive naming the record's position, the `check` it breaks and `said`.
+    fn refuses(
+        &self,
+        pick: impl Fn(&Event) -> bool,
+        check: &str,
+        said: &str,
+        forge: impl Fn(&mut Event, &mut Value),
+    ) {
+        let position = self.position_of(pick);
+        let forged = self.forged(position, forge);
+        let breaks = format!("record at position {position} breaks the {check} check");
+        refused(&self.write("forged.jsonl", &forged), &[&breaks, said]);
+    }
+
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let path = self.ledger.dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
@@ -127,6 +142,14 @@ fn is_opening(event: &Event) -> bool {
     matches!(event, Event::Enrolled { opening_balance, .. } if *opening_balance > Money::ZERO)
 }
 
+fn is_payment(event: &Event) -> bool {
+    matches!(event, Event::AccountPaid { .. })
+}
+
+fn is_settlement(event: &Event) -> bool {
+    matches!(event, Event::ClaimSettled { .. })
+}
+
 #[test]
 fn the_untouched_archive_resealed_is_the_same_archive_and_imports() {
     let sample = sample();
@@ -150,96 +173,52 @@ fn the_untouched_archive_resealed_is_the_same_archive_and_imports() {
 
 #[test]
 fn a_negative_opening_balance_is_refused() {
-    let sample = sample();
-    let position = sample.position_of(is_opening);
-    let forged = sample.forged(position, |event, _| {
-        if let Event::Enrolled {
-            opening_balance, ..
-        } = event
-        {
-            *opening_balance = Money::from_fen(-12_345_600);
-        }
-    });
-    refused(
-        &sample.write("negative-opening.jsonl", &forged),
-        &[
-            &format!("position {position}"),
-            "bounds",
-            "opening balance is -123456.00",
-        ],
+    sample().refuses(
+        is_opening,
+        "bounds",
+        "opening balance is -123456.00",
+        set_opening(-12_345_600),
     );
 }
 
 #[test]
 fn a_negative_account_payment_is_refused() {
-    let sample = sample();
-    let position = sample.position_of(|e| matches!(e, Event::AccountPaid { .. }));
-    let forged = sample.forged(position, |event, _| {
+    sample().refuses(is_payment, "bounds", "amount is -50000.00", |event, _| {
         if let Event::AccountPaid { amount, .. } = event {
             *amount = Money::from_fen(-5_000_000);
         }
     });
-    refused(
-        &sample.write("negative-payment.jsonl", &forged),
-        &[
-            &format!("position {position}"),
-            "bounds",
-            "amount is -50000.00",
-        ],
-    );
 }
 
 #[test]
 fn a_negative_fund_payment_is_refused() {
-    let sample = sample();
-    let position = sample.position_of(|e| matches!(e, Event::FundClaimPaid { .. }));
-    let forged = sample.forged(position, |event, _| {
+    let fund_paid = |e: &Event| matches!(e, Event::FundClaimPaid { .. });
+    sample().refuses(fund_paid, "bounds", "fund_claim_paid", |event, _| {
         if let Event::FundClaimPaid { amount, .. } = event {
             *amount = -*amount;
         }
     });
-    refused(
-        &sample.write("negative-fund.jsonl", &forged),
-        &[&format!("position {position}"), "bounds", "fund_claim_paid"],
-    );
 }
 
 #[test]
 fn years_at_the_ends_of_i32_are_refused() {
     let sample = sample();
-    let position = sample.position_of(|e| matches!(e, Event::AccountPaid { .. }));
     for extreme in [i32::MAX, i32::MIN] {
-        let forged = sample.forged(position, |event, _| {
+        let said = format!("year {extreme} is outside 1900..=2200");
+        sample.refuses(is_payment, "bounds", &said, |event, _| {
             if let Event::AccountPaid { year, .. } = event {
                 *year = extreme;
             }
         });
-        refused(
-            &sample.write("year.jsonl", &forged),
-            &[
-                &format!("position {position}"),
-                "bounds",
-                &format!("year {extreme}"),
-            ],
-        );
     }
 }
 
 #[test]
 fn a_payment_moved_onto_another_members_stream_is_refused() {
-    let sample = sample();
-    let position = sample.position_of(|e| matches!(e, Event::AccountPaid { .. }));
-    let forged = sample.forged(position, |_, record| {
+    let said = "filed on stream member/M002, but it belongs to stream member/M001";
+    sample().refuses(is_payment, "stream", said, |_, record| {
         record["stream"] = Value::from("member/M002");
     });
-    refused(
-        &sample.write("moved.jsonl", &forged),
-        &[
-            &format!("position {position}"),
-            "stream",
-            "filed on stream member/M002, but it belongs to stream member/M001",
-        ],
-    );
 }
 
 #[test]
@@ -283,95 +262,81 @@ fn fields_the_chain_does_not_cover_are_refused_in_header_and_record_lines() {
 
 #[test]
 fn a_settlement_part_of_i64_max_is_refused_without_a_crash() {
-    let sample = sample();
-    let position = sample.position_of(|e| matches!(e, Event::ClaimSettled { .. }));
-    let forged = sample.forged(position, |event, _| {
-        if let Event::ClaimSettled { settlement } = event {
-            settlement.special_paid = Money::from_fen(i64::MAX);
-        }
-    });
-    refused(
-        &sample.write("special.jsonl", &forged),
-        &[
-            &format!("position {position}"),
-            "bounds",
-            "special-drug payment",
-        ],
+    sample().refuses(
+        is_settlement,
+        "bounds",
+        "special-drug payment",
+        |event, _| {
+            if let Event::ClaimSettled { settlement } = event {
+                settlement.special_paid = Money::from_fen(i64::MAX);
+            }
+        },
     );
 }
 
 #[test]
 fn a_contribution_of_i64_max_is_refused_without_a_crash() {
-    let sample = sample();
-    let position = sample.position_of(|e| matches!(e, Event::AccountCredited { .. }));
-    let forged = sample.forged(position, |event, _| {
-        if let Event::AccountCredited { amount, .. } = event {
-            *amount = Money::from_fen(i64::MAX);
-        }
-    });
-    refused(
-        &sample.write("contribution.jsonl", &forged),
-        &[
-            &format!("position {position}"),
-            "bounds",
-            "account_credited",
-        ],
+    let credit = |e: &Event| matches!(e, Event::AccountCredited { .. });
+    sample().refuses(
+        credit,
+        "bounds",
+        "account_credited event's amount",
+        |event, _| {
+            if let Event::AccountCredited { amount, .. } = event {
+                *amount = Money::from_fen(i64::MAX);
+            }
+        },
     );
 }
 
 #[test]
 fn settlement_basis_figures_at_i64_max_are_refused() {
-    let sample = sample();
-    let position = sample.position_of(|e| matches!(e, Event::ClaimSettled { .. }));
-    let forged = sample.forged(position, |event, _| {
+    sample().refuses(is_settlement, "bounds", "basis", |event, _| {
         if let Event::ClaimSettled { settlement } = event {
             settlement.basis.balance_before = Money::from_fen(i64::MAX);
             settlement.basis.deductible_used_before = Money::from_fen(i64::MAX);
         }
     });
-    refused(
-        &sample.write("basis.jsonl", &forged),
-        &[&format!("position {position}"), "bounds", "basis"],
-    );
 }
 
 #[test]
 fn an_opening_balance_near_i64_max_is_refused() {
-    let sample = sample();
-    let position = sample.position_of(is_opening);
-    let forged = sample.forged(position, |event, _| {
-        if let Event::Enrolled {
-            opening_balance, ..
-        } = event
-        {
-            *opening_balance = Money::from_fen(i64::MAX - 1_000);
-        }
-    });
-    refused(
-        &sample.write("huge-opening.jsonl", &forged),
-        &[&format!("position {position}"), "bounds", "opening balance"],
+    sample().refuses(
+        is_opening,
+        "bounds",
+        "opening balance",
+        set_opening(i64::MAX - 1_000),
     );
 }
 
 #[test]
 fn an_overdrawn_account_is_refused_naming_the_balance() {
-    let sample = sample();
-    let position = sample.position_of(|e| matches!(e, Event::AccountPaid { .. }));
-    let forged = sample.forged(position, |event, _| {
-        if let Event::AccountPaid { amount, .. } = event {
-            *amount = Money::from_fen(99_999_900);
+    sample().refuses(is_payment, "balance", "below zero", overdraw);
+}
+
+/// The enrolment's opening balance set to `fen`.
+fn set_opening(fen: i64) -> impl Fn(&mut Event, &mut Value) {
+    move |event, _| {
+        if let Event::Enrolled {
+            opening_balance, ..
+        } = event
+        {
+            *opening_balance = Money::from_fen(fen);
         }
-    });
-    refused(
-        &sample.write("overdrawn.jsonl", &forged),
-        &[&format!("position {position}"), "balance", "below zero"],
-    );
+    }
+}
+
+/// An account payment far beyond any balance in the sample.
+fn overdraw(event: &mut Event, _: &mut Value) {
+    if let Event::AccountPaid { amount, .. } = event {
+        *amount = Money::from_fen(99_999_900);
+    }
 }
 
 #[test]
 fn a_stream_name_over_the_logs_limit_is_named() {
     let sample = sample();
-    let position = sample.position_of(|e| matches!(e, Event::AccountPaid { .. }));
+    let position = sample.position_of(is_payment);
     let forged = sample.forged(position, |_, record| {
         record["stream"] = Value::from(format!("member/{}", "x".repeat(300)));
     });
@@ -388,7 +353,7 @@ fn a_stream_name_over_the_logs_limit_is_named() {
 fn a_refused_import_leaves_an_empty_target_directory_empty() {
     let sample = sample();
     // A stream version the log would not give the record: the restored log would differ.
-    let position = sample.position_of(|e| matches!(e, Event::AccountPaid { .. }));
+    let position = sample.position_of(is_payment);
     let forged = sample.forged(position, |_, record| {
         record["version"] = Value::from(99);
     });
@@ -437,12 +402,8 @@ fn serve_fifo(fifo: &Path, first: Vec<u8>, second: Vec<u8>) -> std::thread::Join
 fn import_restores_exactly_the_archive_it_checked() {
     let sample = sample();
     let good = std::fs::read(sample.ledger.dir.path().join("all.jsonl")).unwrap();
-    let position = sample.position_of(|e| matches!(e, Event::AccountPaid { .. }));
-    let bad = sample.forged(position, |event, _| {
-        if let Event::AccountPaid { amount, .. } = event {
-            *amount = Money::from_fen(99_999_900);
-        }
-    });
+    let position = sample.position_of(is_payment);
+    let bad = sample.forged(position, overdraw);
     let fifo = sample.ledger.dir.path().join("archive.fifo");
     let server = serve_fifo(&fifo, good.clone(), bad.clone());
     let target = TestLedger::empty();
