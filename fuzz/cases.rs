@@ -139,7 +139,11 @@ pub fn archive(data: &[u8]) {
     match imported {
         Ok((_, Some(ledger))) => {
             let digest = ledger.digest().expect("the restored ledger has a digest");
-            assert_eq!(checked, Some(digest), "import restored what the check refused");
+            assert_eq!(
+                checked,
+                Some(digest),
+                "import restored what the check refused"
+            );
         }
         Ok((_, None)) | Err(_) => {
             assert_eq!(checked, None, "the check passed what import refused");

@@ -87,8 +87,11 @@ pub fn totals_of<'e>(
 }
 
 /// Folds events into a complete state while checking the ledger's invariants: positions
-/// strictly increasing, no balance ever negative, every settlement adding up, and money
-/// conserved over every atomic unit.
+/// strictly increasing, each record on its event's own stream, each event admissible in the
+/// state before it (`gongji_domain::state::admissible`: figures within bounds, no balance ever
+/// negative, every settlement adding up, reversals mirroring their originals, running totals
+/// bounded), and money conserved over every atomic unit. The one fold of a log the ledger did
+/// not just decide: `audit verify`, `audit check` and `audit import` all run it.
 #[derive(Default)]
 pub struct InvariantFold {
     pub state: State,

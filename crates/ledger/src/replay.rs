@@ -10,6 +10,11 @@
 //! merged (the per-region account totals, which every worker adds to, are summed) and written
 //! to the projection store once.
 //!
+//! Every record is decoded, checked to sit on its event's own stream and checked admissible
+//! (`gongji_domain::state::admissible`) before `evolve` folds it, so a log written behind the
+//! ledger's back is an error naming the record, not a panic. At open, such a record stops the
+//! catch-up before it and marks the ledger broken (commands and queries refused).
+//!
 //! The reader checks each frame's CRC and position; the hash chain is checked by the workers:
 //! every record comes with the hash the next record says it has, and the worker that folds it
 //! recomputes its hash and compares (blake3 was two fifths of the reader's work, and the reader

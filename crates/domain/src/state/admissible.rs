@@ -399,3 +399,58 @@ fn lifecycle(state: &State, event: &Event) -> Result<(), Inadmissible> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Purpose;
+
+    fn payment(holder: &str, amount_fen: i64, year: i32) -> Event {
+        Event::AccountPaid {
+            id: "P1".into(),
+            holder: holder.into(),
+            beneficiary: holder.into(),
+            region: "R".into(),
+            date: "2024-02-01".parse().expect("a day"),
+            year,
+            purpose: Purpose::Pharmacy,
+            amount: Money::from_fen(amount_fen),
+        }
+    }
+
+    fn check_of(state: &State, event: &Event) -> &'static str {
+        admissible(state, event).expect_err("refused").check
+    }
+
+    #[test]
+    fn figures_out_of_bounds_are_refused_before_anything_is_looked_up() {
+        let state = State::default();
+        assert_eq!(check_of(&state, &payment("M", -1, 2024)), "bounds");
+        assert_eq!(check_of(&state, &payment("M", i64::MAX, 2024)), "bounds");
+        assert_eq!(check_of(&state, &payment("M", 100, i32::MAX)), "bounds");
+        assert_eq!(check_of(&state, &payment("M", 100, i32::MIN)), "bounds");
+    }
+
+    #[test]
+    fn a_payment_needs_an_enrolled_holder_with_the_balance() {
+        let state = State::default();
+        assert_eq!(check_of(&state, &payment("M", 100, 2024)), "existence");
+        let mut state = State::default();
+        let enrolled = Event::Enrolled {
+            member: "M".into(),
+            region: "R".into(),
+            born: "1980-01-01".parse().expect("a day"),
+            status: crate::types::Status::Active,
+            scheme: crate::types::Scheme::Employer,
+            date: "2024-01-01".parse().expect("a day"),
+            opening_balance: Money::from_fen(100),
+            lump_sum_base: None,
+            lump_sum_until: None,
+        };
+        assert_eq!(admissible(&state, &enrolled), Ok(()));
+        crate::state::evolve(&mut state, &enrolled);
+        assert_eq!(check_of(&state, &enrolled), "existence", "enrolled twice");
+        assert_eq!(admissible(&state, &payment("M", 100, 2024)), Ok(()));
+        assert_eq!(check_of(&state, &payment("M", 101, 2024)), "balance");
+    }
+}

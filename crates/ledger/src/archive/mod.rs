@@ -7,6 +7,13 @@
 //! added is named by the first line whose chain no longer matches. Each record also carries
 //! the fields its log hash is computed from, so its hash is recomputed, and in a complete
 //! archive each record's `prev_hash` must be the hash of the record before it.
+//!
+//! A forger can recompute all of that ([`reseal`] does, for tests and the fuzz target), so the
+//! check goes on: every record's event decodes, sits on its own stream and has its figures
+//! within bounds, and a complete archive is folded through `audit verify`'s `InvariantFold`,
+//! each stream's versions running on and each unit recorded at once. Every line type refuses
+//! unknown fields, and every line is read with a bound. Import (`import.rs`) checks and
+//! restores in one pass, into a directory renamed into place only when all of it checked.
 
 mod export;
 mod forge;
