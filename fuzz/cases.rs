@@ -121,6 +121,37 @@ pub fn csv_detail(data: &[u8]) {
     );
 }
 
+/// An archive's bytes, with its hashes, chain and manifest recomputed first (as a forger would:
+/// `gongji_ledger::archive::reseal`) so that mutations reach the checks behind the chain:
+/// `check_archive` and `import_archive` never panic and agree (an archive the check passes
+/// with a digest imports to a ledger with that digest; any other is refused and the import's
+/// target is left absent).
+pub fn archive(data: &[u8]) {
+    use gongji_ledger::archive::{check_archive, import_archive, reseal};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("archive.jsonl");
+    std::fs::write(&file, reseal(data)).expect("archive written");
+    let checked = check_archive(&file, &mut |_| {})
+        .ok()
+        .and_then(|report| report.digest);
+    let target = dir.path().join("ledger");
+    let imported = import_archive(&target, &file, &mut |_, _| {});
+    match imported {
+        Ok((_, Some(ledger))) => {
+            let digest = ledger.digest().expect("the restored ledger has a digest");
+            assert_eq!(
+                checked,
+                Some(digest),
+                "import restored what the check refused"
+            );
+        }
+        Ok((_, None)) | Err(_) => {
+            assert_eq!(checked, None, "the check passed what import refused");
+            assert!(!target.exists(), "a refused import left its target behind");
+        }
+    }
+}
+
 /// The log's cases. Only in the fuzz build (`cargo fuzz` sets `--cfg fuzzing`, hence the
 /// `allow`): `tests/fuzz_regressions.rs`, which also includes this file, belongs to a crate
 /// without `gongji-log`; the log crate's own `crates/log/tests/fuzz_seeds.rs` replays this

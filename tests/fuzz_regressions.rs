@@ -73,3 +73,20 @@ fn detail_file_inputs_never_panic() {
         cases::csv_detail(bytes);
     }
 }
+
+#[test]
+fn archive_inputs_never_panic() {
+    assert!(
+        replay("archive", cases::archive) > 0,
+        "the archive seeds are there"
+    );
+    for bytes in [
+        &b""[..],
+        b"\n",
+        b"{}\n",
+        b"{\"archive\":\"gongji\",\"format\":1,\"filter\":{},\"complete\":true}\n{\"manifest\":{}}\n",
+        b"\xff\xfe\n",
+    ] {
+        cases::archive(bytes);
+    }
+}

@@ -469,6 +469,39 @@ impl Event {
         }
     }
 
+    /// The stream the event belongs to: the one `decide` appends it to. A member's events go to
+    /// the member's stream (a payment to its holder's, a settlement to its member's), a fund's to
+    /// the fund's stream of its region, a policy version to its region's policy stream. A log
+    /// that files an event anywhere else was not written by the ledger.
+    pub fn stream(&self) -> Stream {
+        let member = |id: &String| Stream::Member(id.clone());
+        match self {
+            Event::PolicyLoaded { policy } => Stream::Policy(policy.region.clone()),
+            Event::PooledContributed { region, .. } | Event::PooledCreditPaid { region, .. } => {
+                Stream::Fund(FundKind::Pooled, region.clone())
+            }
+            Event::FundClaimPaid { fund, region, .. }
+            | Event::FundClaimRefunded { fund, region, .. } => Stream::Fund(*fund, region.clone()),
+            Event::PremiumReceived { region, .. } | Event::PremiumRefunded { region, .. } => {
+                Stream::Fund(FundKind::LargeAmount, region.clone())
+            }
+            Event::ClaimSettled { settlement } | Event::ClaimReversed { settlement, .. } => {
+                member(&settlement.member)
+            }
+            Event::FamilyBound { holder, .. }
+            | Event::FamilyUnbound { holder, .. }
+            | Event::AccountPaid { holder, .. }
+            | Event::AccountPaymentReversed { holder, .. } => member(holder),
+            Event::Enrolled { member: id, .. }
+            | Event::Retired { member: id, .. }
+            | Event::AccountCredited { member: id, .. }
+            | Event::YearClosed { member: id, .. }
+            | Event::Deceased { member: id, .. }
+            | Event::Inherited { member: id, .. }
+            | Event::Transferred { member: id, .. } => member(id),
+        }
+    }
+
     /// The event's own date: the day it happened, as opposed to the time the ledger recorded it.
     /// Monthly events are dated on the first day of their month; a rollover on the last day of
     /// the insurance year it closes (as-of answers filter on this date).

@@ -7,6 +7,9 @@
 //! Every rejection carries a [`RejectionCode`] from one closed list. Amounts are bounded one by
 //! one (`money::AMOUNT_FEN_MAX`) and every running total the state keeps is bounded too
 //! (`money::TOTAL_FEN_MAX`): `decide` refuses what would pass it, so `evolve` never overflows.
+//! An event from a log `decide` did not produce (an import, a forged or damaged log) is checked
+//! first with [`state::admissible`], which says which invariant it breaks instead of letting
+//! `evolve`'s assertions panic; [`Event::stream`] is the stream every event belongs to.
 //!
 //! What it is not for: it does no I/O, reads no clock and draws no random numbers. Storage,
 //! ids and time belong to the callers (`gongji-log`, `gongji-ledger`).

@@ -48,7 +48,14 @@ impl Ledger {
     fn run(&mut self, line: &str) -> Result<Outcome, Rejection> {
         let command = parse_command(line)?;
         let decision = decide(&self.state, &command)?;
-        for (_stream, event) in &decision.events {
+        for (stream, event) in &decision.events {
+            assert_eq!(
+                &event.stream(),
+                stream,
+                "{} filed on another stream",
+                event.kind()
+            );
+            assert_eq!(gongji_domain::state::admissible(&self.state, event), Ok(()));
             evolve(&mut self.state, event);
             self.events.push(event.clone());
         }

@@ -23,7 +23,14 @@ const HEADROOM: usize = 10;
 fn run(state: &mut State, command: &Value) -> Result<Outcome, Rejection> {
     let command = parse_command(&command.to_string())?;
     let decision = decide(state, &command)?;
-    for (_, event) in &decision.events {
+    for (stream, event) in &decision.events {
+        assert_eq!(
+            &event.stream(),
+            stream,
+            "{} filed on another stream",
+            event.kind()
+        );
+        assert_eq!(gongji_domain::state::admissible(state, event), Ok(()));
         evolve(state, event);
     }
     state.dirty.clear();

@@ -76,6 +76,16 @@ impl Ledger {
         }
     }
 
+    /// Refuses when the log holds a record that breaks an invariant (found at open).
+    pub(crate) fn refuse_if_broken(&self) -> Result<(), LedgerError> {
+        match &self.broken {
+            None => Ok(()),
+            Some(why) => Err(LedgerError::Projection(format!(
+                "the ledger's log holds a record it cannot fold: {why}"
+            ))),
+        }
+    }
+
     fn refuse_if_store_failed(&self) -> Result<(), LedgerError> {
         match &self.store_failed {
             None => Ok(()),

@@ -18,8 +18,14 @@
 //! API. The one file it touches outside it is an audit archive named by the caller:
 //! [`Ledger::export_archive`] writes that file (as `NAME.partial`, synced, then renamed into
 //! place), and [`archive::check_archive`] and [`archive::import_archive`] read it (import
-//! appends what it reads to an empty ledger through the log's `append`). Projections never
-//! write to the log.
+//! appends what it checked, in the same pass, to a new ledger through the log's `append`, in a
+//! directory beside the target that it renames into place only when everything checked, and
+//! removes otherwise). Projections never write to the log.
+//!
+//! A log the ledger did not just decide (at open, in a rebuild, in an archive) is folded only
+//! event by event through `gongji_domain::state::admissible`: a record breaking an invariant is
+//! an error naming it, never a panic; found at open, it stops the projections before it and the
+//! ledger refuses commands and queries, so that `audit verify` can name it.
 
 pub mod archive;
 pub mod audit;
@@ -105,6 +111,9 @@ pub struct Ledger {
     store_failed: Option<String>,
     /// Why a stream stopped with lines decided and not made durable, if one did.
     stopped: Option<String>,
+    /// The record catch-up found breaking an invariant, if it did: the projections stop before
+    /// it, and every command and query is refused naming it (`audit verify` still runs).
+    broken: Option<String>,
     limits: CacheLimits,
 }
 
@@ -170,6 +179,7 @@ impl Ledger {
             storing: commit::ProjectionWriter::default(),
             store_failed: None,
             stopped: None,
+            broken: None,
             limits: CacheLimits::default(),
         }
     }
@@ -200,6 +210,7 @@ impl Ledger {
         recorded_at_micros: i64,
     ) -> Result<(), LedgerError> {
         self.refuse_if_stopped()?;
+        self.refuse_if_broken()?;
         let outcome = match parsed {
             Ok(command) => self.apply_command(&command, recorded_at_micros)?,
             Err(rejection) => LineOutcome::Rejected(rejection),

@@ -87,6 +87,7 @@ impl Ledger {
         member: &str,
         as_of: &AsOf,
     ) -> Result<Option<gongji_domain::state::Member>, LedgerError> {
+        self.refuse_if_broken()?;
         if as_of.is_now() {
             return store::get_member(&self.kv, member);
         }
@@ -139,6 +140,7 @@ impl Ledger {
     /// A region's funds, now (with its personal accounts taken together) or as of a past time
     /// (folding the funds' streams from the log).
     pub fn fund_at(&self, region: &str, as_of: &AsOf) -> Result<Option<FundView>, LedgerError> {
+        self.refuse_if_broken()?;
         let kv = &self.kv;
         let policies = store::get_policies(kv, region)?;
         let (pooled, large, accounts) = if as_of.is_now() {
@@ -176,6 +178,7 @@ impl Ledger {
     /// Why a claim settled as it did: the recorded figures step by step, and every event the
     /// claim produced. None if no claim has that id.
     pub fn explain(&self, claim: &str) -> Result<Option<views::ExplainView>, LedgerError> {
+        self.refuse_if_broken()?;
         let mut state = State::default();
         let key = EntityKey::Tx(claim.to_string());
         if !store::load(&self.kv, &mut state, &key)? {
@@ -225,6 +228,7 @@ impl Ledger {
 
     /// A stream's events in order, decoded.
     fn stream_entries(&self, stream: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
+        self.refuse_if_broken()?;
         self.log
             .read_stream(stream)?
             .into_iter()

@@ -10,6 +10,11 @@
 //! merged (the per-region account totals, which every worker adds to, are summed) and written
 //! to the projection store once.
 //!
+//! Every record is decoded, checked to sit on its event's own stream and checked admissible
+//! (`gongji_domain::state::admissible`) before `evolve` folds it, so a log written behind the
+//! ledger's back is an error naming the record, not a panic. At open, such a record stops the
+//! catch-up before it and marks the ledger broken (commands and queries refused).
+//!
 //! The reader checks each frame's CRC and position; the hash chain is checked by the workers:
 //! every record comes with the hash the next record says it has, and the worker that folds it
 //! recomputes its hash and compares (blake3 was two fifths of the reader's work, and the reader
@@ -62,9 +67,7 @@ pub(crate) fn fold_parallel(
                 for batch in receiver {
                     for (record, link) in batch {
                         log.check_link(&record, &link)?;
-                        let event = Event::decode(&record.payload).map_err(|e| {
-                            LedgerError::Projection(format!("record {}: {e}", record.position))
-                        })?;
+                        let event = decode_admissible(&state, &record)?;
                         evolve(&mut state, &event);
                     }
                 }
@@ -106,8 +109,8 @@ pub(crate) fn fold_parallel(
         for handle in handles {
             let state = handle
                 .join()
-                .expect("a replay worker does not panic on decoded events")?;
-            merge(&mut merged, state);
+                .expect("a replay worker does not panic: it folds only admissible events")?;
+            merge(&mut merged, state)?;
         }
         if let Some(error) = failed {
             return Err(error);
@@ -119,7 +122,7 @@ pub(crate) fn fold_parallel(
 
 /// Adds a worker's state into the merged one. Workers own disjoint members, transactions,
 /// funds and policies; region indexes and bindings are unions; account totals are sums.
-fn merge(into: &mut State, from: State) {
+fn merge(into: &mut State, from: State) -> Result<(), LedgerError> {
     into.members.extend(from.members);
     into.funds.extend(from.funds);
     into.txs.extend(from.txs);
@@ -132,10 +135,52 @@ fn merge(into: &mut State, from: State) {
             .extend(members);
     }
     for (region, totals) in from.accounts {
-        let merged = into.accounts.entry(region).or_default();
-        merged.inflow += totals.inflow;
-        merged.outflow += totals.outflow;
+        let merged = into.accounts.entry(region.clone()).or_default();
+        let sum = |a: gongji_domain::Money, b| {
+            a.checked_add(b)
+                .filter(|sum| sum.fen() <= gongji_domain::money::TOTAL_FEN_MAX)
+                .ok_or_else(|| {
+                    LedgerError::Projection(format!(
+                        "region {region}'s personal accounts add up past the bound on running totals"
+                    ))
+                })
+        };
+        merged.inflow = sum(merged.inflow, totals.inflow)?;
+        merged.outflow = sum(merged.outflow, totals.outflow)?;
     }
+    Ok(())
+}
+
+/// A record's event, if it decodes, belongs to the record's stream and is admissible in
+/// `state` (a log that breaks an invariant is refused naming the record, never folded into a
+/// panic).
+fn decode_admissible(state: &State, record: &gongji_log::Record) -> Result<Event, LedgerError> {
+    let event = decode_own(record)?;
+    admissible_at(state, record, &event)?;
+    Ok(event)
+}
+
+/// A record's event, if it decodes and belongs to the record's stream.
+fn decode_own(record: &gongji_log::Record) -> Result<Event, LedgerError> {
+    let event = Event::decode(&record.payload).map_err(|e| refused(record, "decode", e))?;
+    crate::audit::check_stream(&record.stream, &event).map_err(|m| refused(record, "stream", m))?;
+    Ok(event)
+}
+
+fn admissible_at(
+    state: &State,
+    record: &gongji_log::Record,
+    event: &Event,
+) -> Result<(), LedgerError> {
+    gongji_domain::state::admissible(state, event)
+        .map_err(|why| refused(record, why.check, why.message))
+}
+
+fn refused(record: &gongji_log::Record, check: &str, why: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Projection(format!(
+        "record {} of stream {} breaks the {check} check: {why}; `gongji audit verify` names it",
+        record.position, record.stream
+    ))
 }
 
 impl Ledger {
@@ -159,13 +204,26 @@ impl Ledger {
         let (log, kv, state) = (&self.log, &self.kv, &mut self.state);
         for record in log.read_range(from, to)? {
             let record = record?;
-            let event = Event::decode(&record.payload).map_err(|e| {
-                LedgerError::Projection(format!(
-                    "record {} of stream {}: {e}",
-                    record.position, record.stream
-                ))
-            })?;
-            load_for(kv, state, &event)?;
+            // A record that breaks an invariant is not folded: the projections stop before it
+            // and the ledger refuses commands and queries (`broken`), so `audit verify` can
+            // still open it and name the record.
+            let event = decode_own(&record);
+            if let Ok(event) = &event {
+                load_for(kv, state, event)?;
+            }
+            let checked = event.and_then(|event| {
+                admissible_at(state, &record, &event)?;
+                Ok(event)
+            });
+            let event = match checked {
+                Ok(event) => event,
+                Err(error) => {
+                    store_projections(kv, state, record.position, CACHE_MEMBERS_MAX)?;
+                    self.state = State::default();
+                    self.broken = Some(error.to_string());
+                    return Ok(folded);
+                }
+            };
             evolve(state, &event);
             folded += 1;
             if folded.is_multiple_of(REPLAY_CHECKPOINT_RECORDS) {

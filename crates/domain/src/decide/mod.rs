@@ -33,7 +33,7 @@ mod payments;
 mod policies;
 mod reversals;
 mod settlement;
-mod totals;
+pub(crate) mod totals;
 
 /// What a command decided: the events to append, each with its stream, and the result to show.
 #[derive(Clone, Debug, PartialEq)]

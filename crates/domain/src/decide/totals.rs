@@ -53,6 +53,16 @@ pub(super) fn check(
     Ok(())
 }
 
+/// Whether folding one `event` into `state` keeps every running total within
+/// [`TOTAL_FEN_MAX`] (for a fold of a log `decide` did not produce here: `state::admissible`).
+pub(crate) fn check_event(state: &State, event: &Event) -> Result<(), Rejection> {
+    Pending {
+        state,
+        added: HashMap::new(),
+    }
+    .event(event)
+}
+
 /// One running total of the state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Total<'a> {

@@ -1,6 +1,8 @@
 //! `evolve`: folds one event into the state, one function per event family. Pure: the same
 //! events in the same order give the same state. It never refuses: the events come from
-//! `decide`, which checked them, so what must hold is asserted here.
+//! `decide`, which checked them, so what must hold is asserted here. An event from anywhere
+//! else (a log read back, an archive) goes through `admissible` first, which checks without a
+//! panic everything asserted here.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,8 +1,11 @@
-//! The state the rules decide on, and `evolve` ([`evolve()`], in `evolve.rs`), which folds one
-//! event into it.
+//! The state the rules decide on, `evolve` ([`evolve()`], in `evolve.rs`), which folds one
+//! event into it, and `admissible` ([`admissible()`], in `admissible.rs`), which says without a
+//! panic whether an event from a log `decide` did not produce may be folded.
 
+mod admissible;
 mod evolve;
 
+pub use admissible::{admissible, check_bounds, Inadmissible};
 pub use evolve::evolve;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

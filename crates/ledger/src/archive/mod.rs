@@ -7,28 +7,39 @@
 //! added is named by the first line whose chain no longer matches. Each record also carries
 //! the fields its log hash is computed from, so its hash is recomputed, and in a complete
 //! archive each record's `prev_hash` must be the hash of the record before it.
+//!
+//! A forger can recompute all of that ([`reseal`] does, for tests and the fuzz target), so the
+//! check goes on: every record's event decodes, sits on its own stream and has its figures
+//! within bounds, and a complete archive is folded through `audit verify`'s `InvariantFold`,
+//! each stream's versions running on and each unit recorded at once. Every line type refuses
+//! unknown fields, and every line is read with a bound. Import (`import.rs`) checks and
+//! restores in one pass, into a directory renamed into place only when all of it checked.
 
 mod export;
+mod forge;
+mod import;
 mod read;
 
 use std::collections::HashMap;
 use std::path::Path;
 
+use gongji_domain::state::check_bounds;
 use gongji_domain::{Day, Event};
-use gongji_log::{Log, NewRecord, Record};
+use gongji_log::Record;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{digest_of, totals_of, InvariantFold, RegionTotals};
-use crate::{store, Ledger, LedgerError};
+use crate::audit::{check_stream, digest_of, totals_of, InvariantFold, RegionTotals};
+use crate::{store, LedgerError};
+pub use forge::reseal;
+pub use import::import_archive;
 use read::read_archive;
 
 const ARCHIVE_FORMAT: u32 = 1;
 /// The longest archive line read (a record's payload is at most 1 MiB, hex doubles it).
 const ARCHIVE_LINE_BYTES_MAX: u64 = 4 * 1024 * 1024;
-/// Units appended between fsyncs while importing.
-const IMPORT_UNITS_PER_SYNC: usize = 1000;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ArchiveFilter {
     /// Only events whose own date is on or after / on or before these days.
     pub from: Option<Day>,
@@ -43,7 +54,10 @@ impl ArchiveFilter {
     }
 }
 
+// Every line type refuses a field it does not know: the chain covers only the fields it
+// reads, so an unknown one would be carried along unchecked.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Header {
     archive: String,
     format: u32,
@@ -53,6 +67,7 @@ struct Header {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RecordLine {
     position: u64,
     stream: String,
@@ -66,6 +81,7 @@ struct RecordLine {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub records: u64,
     pub policies: u64,
@@ -73,6 +89,29 @@ pub struct Manifest {
     pub last_hash: Option<String>,
     pub chain: String,
     pub complete: bool,
+}
+
+/// A policy line: the version and the chain after it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyLine {
+    policy: gongji_domain::PolicyVersion,
+    chain: String,
+}
+
+/// A record line: the record and the chain after it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordItem {
+    record: RecordLine,
+    chain: String,
+}
+
+/// The last line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestLine {
+    manifest: Manifest,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -126,6 +165,43 @@ fn chain_next(chain: &[u8; 32], item: &[u8; 32]) -> [u8; 32] {
 fn json_hash(value: &impl Serialize) -> [u8; 32] {
     let bytes = serde_json::to_vec(value).expect("archive items serialize");
     *blake3::hash(&bytes).as_bytes()
+}
+
+/// A record line's stream name and payload within the log's bounds (a record is hashed as the
+/// frame the log would write, which only holds what is within them).
+fn frame_bounds(line: &RecordLine) -> Result<(), String> {
+    let (stream, max) = (line.stream.len(), gongji_log::MAX_STREAM_BYTES);
+    if stream == 0 || stream > max {
+        return Err(format!(
+            "record at position {}: stream name of {stream} bytes, over the limit of {max} (or empty)",
+            line.position
+        ));
+    }
+    let (payload, max) = (line.payload.len() / 2, gongji_log::MAX_PAYLOAD_BYTES);
+    if payload > max {
+        return Err(format!(
+            "record at position {}: payload of {payload} bytes, over the limit of {max}",
+            line.position
+        ));
+    }
+    Ok(())
+}
+
+/// The record a record line describes, if its fields are within the log's bounds and its
+/// hashes and payload are well-formed hex.
+fn record_of_line(line: &RecordLine) -> Option<Record> {
+    frame_bounds(line).ok()?;
+    Some(Record {
+        position: line.position,
+        stream: line.stream.clone(),
+        stream_version: line.version,
+        event_id: line.event_id,
+        recorded_at_micros: line.recorded_at_micros,
+        payload: unhex(&line.payload)?,
+        hash: hash32(&line.hash)?,
+        prev_hash: hash32(&line.prev_hash)?,
+        unit_end: line.unit_end,
+    })
 }
 
 /// The region an event belongs to; `members` tracks each member's region as the log goes.
@@ -182,139 +258,103 @@ fn decode(record: &Record) -> Result<Event, LedgerError> {
         .map_err(|e| LedgerError::Projection(format!("record {}: {e}", record.position)))
 }
 
-/// Checks an archive with no ledger: every line, the chain, the manifest; a complete archive is
-/// also replayed, checking the ledger's invariants, to its digest and totals.
+/// What check and import do with each record the reading passed: in every archive its event
+/// decodes, sits on its own stream and has its figures within bounds; a complete archive is
+/// also folded with `audit verify`'s [`InvariantFold`], holding it to every invariant the live
+/// ledger holds.
+/// In a complete archive, each stream's versions run 1, 2, 3... and the records of a unit share
+/// the time they were recorded, as the log that wrote them numbers and stamps them.
+#[derive(Default)]
+struct Checker {
+    fold: InvariantFold,
+    versions: HashMap<String, u64>,
+    unit_recorded_at: Option<i64>,
+}
+
+impl Checker {
+    fn record(&mut self, record: &Record, complete: bool) -> Result<(), String> {
+        let position = record.position;
+        let event = Event::decode(&record.payload)
+            .map_err(|e| format!("record at position {position} breaks the decode check: {e}"))?;
+        let broken = |check: &str, message: String| {
+            format!("record at position {position} breaks the {check} check: {message}")
+        };
+        if complete {
+            self.fold
+                .fold(position, &record.stream, &event, record.unit_end)
+                .map_err(|f| broken(f.check, f.message))?;
+            return self.as_logged(record).map_err(|m| broken("log", m));
+        }
+        check_stream(&record.stream, &event).map_err(|m| broken("stream", m))?;
+        check_bounds(&event).map_err(|why| broken(why.check, why.message))
+    }
+
+    /// The record's stream version and time recorded are those the log would give it.
+    fn as_logged(&mut self, record: &Record) -> Result<(), String> {
+        let version = self.versions.entry(record.stream.clone()).or_default();
+        if record.stream_version != *version + 1 {
+            return Err(format!(
+                "version {} of stream {} follows version {}",
+                record.stream_version, record.stream, version
+            ));
+        }
+        *version += 1;
+        let unit_at = *self
+            .unit_recorded_at
+            .get_or_insert(record.recorded_at_micros);
+        if record.recorded_at_micros != unit_at {
+            return Err(format!(
+                "recorded at {} but its unit at {unit_at}: a unit is recorded at once",
+                record.recorded_at_micros
+            ));
+        }
+        if record.unit_end {
+            self.unit_recorded_at = None;
+        }
+        Ok(())
+    }
+
+    /// The report of a reading: for a complete archive that passed, its digest and totals.
+    fn report(self, read: read::ArchiveRead) -> Result<CheckReport, LedgerError> {
+        let (manifest, complete, failure) = read;
+        let report = |failure, digest, regions| CheckReport {
+            manifest: manifest.clone(),
+            digest,
+            regions,
+            failure,
+        };
+        if failure.is_some() || !complete {
+            return Ok(report(failure, None, None));
+        }
+        let finished = match self.unit_recorded_at {
+            Some(_) => Err(("units", "the archive's last unit is unfinished".to_string())),
+            None => self.fold.finish().map_err(|f| (f.check, f.message)),
+        };
+        if let Err((check, message)) = finished {
+            let failure = ArchiveFailure {
+                line: 0,
+                position: None,
+                message: format!("the archive breaks the {check} check: {message}"),
+            };
+            return Ok(report(Some(failure), None, None));
+        }
+        let entries = store::all_entries(&self.fold.state);
+        let digest = digest_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        let regions = totals_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))?;
+        Ok(report(None, Some(digest), Some(regions)))
+    }
+}
+
+/// Checks an archive with no ledger: every line, the chain, the manifest, and every record's
+/// event (decoded, on its own stream, within bounds); a complete archive is also replayed,
+/// checking the ledger's invariants, to its digest and totals.
 pub fn check_archive(
     path: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> Result<CheckReport, LedgerError> {
-    let mut fold = InvariantFold::default();
-    // Only a complete archive replays: a filtered one lacks the events its records build on.
-    let mut replay = |record: &Record, complete: bool| -> Result<(), String> {
-        if !complete {
-            return Ok(());
-        }
-        let event = Event::decode(&record.payload)
-            .map_err(|e| format!("record at position {}: {e}", record.position))?;
-        fold.fold(record.position, &event, record.unit_end)
-            .map_err(|f| {
-                format!(
-                    "record at position {} breaks the {} check: {}",
-                    record.position, f.check, f.message
-                )
-            })
-    };
-    let (manifest, complete, failure) = read_archive(path, progress, &mut replay)?;
-    if failure.is_some() || !complete {
-        return Ok(CheckReport {
-            manifest,
-            digest: None,
-            regions: None,
-            failure,
-        });
-    }
-    if let Err(f) = fold.finish() {
-        let failure = ArchiveFailure {
-            line: 0,
-            position: None,
-            message: f.message,
-        };
-        return Ok(CheckReport {
-            manifest,
-            digest: None,
-            regions: None,
-            failure: Some(failure),
-        });
-    }
-    let entries = store::all_entries(&fold.state);
-    let digest = digest_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
-    let regions = totals_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))?;
-    Ok(CheckReport {
-        manifest,
-        digest: Some(digest),
-        regions: Some(regions),
-        failure: None,
-    })
-}
-
-/// Restores a ledger in the empty directory `dir` from a complete archive that passes the
-/// check, then builds its projections. Returns the check report of the archive and the
-/// restored ledger.
-pub fn import_archive(
-    dir: &Path,
-    path: &Path,
-    progress: &mut dyn FnMut(&'static str, u64),
-) -> Result<(CheckReport, Option<Ledger>), LedgerError> {
-    let report = check_archive(path, &mut |done| progress("check", done))?;
-    if report.failure.is_some() || report.digest.is_none() {
-        return Ok((report, None));
-    }
-    let mut log = Log::open(dir)?;
-    if log.durable_end() > 0 {
-        return Err(LedgerError::Projection(format!(
-            "{} already holds a ledger of {} records; import restores into an empty directory",
-            dir.display(),
-            log.durable_end()
-        )));
-    }
-    let mut unit: Vec<Record> = Vec::new();
-    let mut units = 0usize;
-    let mut append = |log: &mut Log, unit: &mut Vec<Record>| -> Result<(), String> {
-        let records: Vec<NewRecord<'_>> = unit
-            .iter()
-            .map(|r| NewRecord {
-                stream: &r.stream,
-                event_id: r.event_id,
-                payload: &r.payload,
-            })
-            .collect();
-        let recorded_at = unit[0].recorded_at_micros;
-        log.append(&[], &records, recorded_at)
-            .map_err(|e| e.to_string())?;
-        unit.clear();
-        units += 1;
-        if units.is_multiple_of(IMPORT_UNITS_PER_SYNC) {
-            log.sync().map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    };
-    let mut restore = |record: &Record, _complete: bool| -> Result<(), String> {
-        unit.push(record.clone());
-        if record.unit_end {
-            append(&mut log, &mut unit)?;
-        }
-        Ok(())
-    };
-    let (_, _, failure) = read_archive(path, &mut |done| progress("import", done), &mut restore)?;
-    if let Some(failure) = failure {
-        return Err(LedgerError::Projection(format!(
-            "archive changed while importing: {}",
-            failure.message
-        )));
-    }
-    if !unit.is_empty() {
-        return Err(LedgerError::Projection(
-            "the archive's last unit is unfinished".into(),
-        ));
-    }
-    log.sync()?;
-    drop(log);
-    let mut ledger = Ledger::open(dir)?;
-    let restored_last = ledger
-        .log()
-        .read_range(
-            ledger.log().durable_end().saturating_sub(1),
-            ledger.log().durable_end(),
-        )?
-        .next()
-        .transpose()?
-        .map(|r| hex(&r.hash));
-    let archived_last = report.manifest.as_ref().and_then(|m| m.last_hash.clone());
-    if restored_last != archived_last {
-        return Err(LedgerError::Projection(format!(
-            "the restored log ends with hash {restored_last:?}, the archive with {archived_last:?}"
-        )));
-    }
-    ledger.rebuild(&mut |done, _| progress("projections", done))?;
-    Ok((report, Some(ledger)))
+    let mut checker = Checker::default();
+    let read = read_archive(path, progress, &mut |record, complete| {
+        checker.record(record, complete)
+    })?;
+    checker.report(read)
 }

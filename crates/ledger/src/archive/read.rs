@@ -13,8 +13,9 @@ use gongji_log::Record;
 use serde_json::Value;
 
 use super::{
-    chain_next, hash32, hex, json_hash, unhex, ArchiveFailure, Header, Manifest, RecordLine,
-    ARCHIVE_FORMAT, ARCHIVE_LINE_BYTES_MAX,
+    chain_next, frame_bounds, hash32, hex, json_hash, record_of_line, ArchiveFailure, Header,
+    Manifest, ManifestLine, PolicyLine, RecordItem, RecordLine, ARCHIVE_FORMAT,
+    ARCHIVE_LINE_BYTES_MAX,
 };
 use crate::LedgerError;
 
@@ -62,11 +63,12 @@ pub(super) fn read_archive(
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut seen = Tally::default();
     let mut line_number = 0u64;
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     loop {
-        text.clear();
+        bytes.clear();
+        // At most one line of at most the bound is ever held: a longer one is refused unread.
         let read = Read::take(&mut reader, ARCHIVE_LINE_BYTES_MAX)
-            .read_line(&mut text)
+            .read_until(b'\n', &mut bytes)
             .map_err(cannot_read)?;
         line_number += 1;
         let records_before = seen.records;
@@ -75,7 +77,7 @@ pub(super) fn read_archive(
                 "the archive ends without a manifest: it was cut short",
             ))
         } else {
-            seen.line(line_number, &text, each_record)
+            line_text(&bytes).and_then(|text| seen.line(line_number, text, each_record))
         };
         match step {
             Err(Fault { position, message }) => {
@@ -86,7 +88,10 @@ pub(super) fn read_archive(
                 };
                 return Ok((None, false, Some(failure)));
             }
-            Ok(Some(manifest)) => return after_manifest(&mut reader, line_number, manifest, &seen),
+            Ok(Some(manifest)) => {
+                return after_manifest(&mut reader, line_number, manifest, &seen)
+                    .map_err(cannot_read)
+            }
             Ok(None) => {}
         }
         if seen.records != records_before && seen.records.is_multiple_of(PROGRESS_RECORDS) {
@@ -95,19 +100,24 @@ pub(super) fn read_archive(
     }
 }
 
-/// The manifest is the last line: anything after it is a failure.
+/// A whole line's text: ended by its newline, within the bound, UTF-8.
+fn line_text(bytes: &[u8]) -> Result<&str, Fault> {
+    if bytes.last() != Some(&b'\n') {
+        return Err(fault(format!(
+            "line is cut short or longer than an archive line can be ({ARCHIVE_LINE_BYTES_MAX} bytes)"
+        )));
+    }
+    std::str::from_utf8(bytes).map_err(|e| fault(format!("line is not UTF-8: {e}")))
+}
+
+/// The manifest is the last line: anything after it is a failure (found without reading it).
 fn after_manifest(
     reader: &mut impl BufRead,
     line_number: u64,
     manifest: Manifest,
     seen: &Tally,
-) -> Result<ArchiveRead, LedgerError> {
-    let mut text = String::new();
-    if reader
-        .read_line(&mut text)
-        .map_err(|e| LedgerError::Projection(e.to_string()))?
-        > 0
-    {
+) -> std::io::Result<ArchiveRead> {
+    if !reader.fill_buf()?.is_empty() {
         let failure = ArchiveFailure {
             line: line_number + 1,
             position: None,
@@ -135,12 +145,15 @@ impl Tally {
             serde_json::from_str(text).map_err(|e| fault(format!("line is not JSON: {e}")))?;
         if line_number == 1 {
             self.header(value)?;
-        } else if let Some(manifest) = value.get("manifest") {
-            return self.manifest(manifest).map(Some);
-        } else if let Some(policy) = value.get("policy") {
-            self.policy(policy, stored_chain(&value))?;
-        } else if let Some(line) = value.get("record") {
-            let record = self.record(line, stored_chain(&value))?;
+        } else if value.get("manifest").is_some() {
+            let line: ManifestLine = typed(value, "manifest")?;
+            return self.manifest(line.manifest).map(Some);
+        } else if value.get("policy").is_some() {
+            let line: PolicyLine = typed(value, "policy")?;
+            self.policy(line.policy, hash32(&line.chain))?;
+        } else if value.get("record").is_some() {
+            let line: RecordItem = typed(value, "record")?;
+            let record = self.record(line.record, hash32(&line.chain))?;
             each_record(&record, self.complete).map_err(|message| Fault {
                 position: Some(record.position),
                 message,
@@ -168,9 +181,7 @@ impl Tally {
         Ok(())
     }
 
-    fn manifest(&self, manifest: &Value) -> Result<Manifest, Fault> {
-        let manifest: Manifest = serde_json::from_value(manifest.clone())
-            .map_err(|e| fault(format!("manifest does not read: {e}")))?;
+    fn manifest(&self, manifest: Manifest) -> Result<Manifest, Fault> {
         let expected = Manifest {
             records: self.records,
             policies: self.policies,
@@ -187,9 +198,14 @@ impl Tally {
         Ok(manifest)
     }
 
-    fn policy(&mut self, policy: &Value, stored_chain: Option<[u8; 32]>) -> Result<(), Fault> {
-        let policy: PolicyVersion = serde_json::from_value(policy.clone())
-            .map_err(|e| fault(format!("policy does not read: {e}")))?;
+    fn policy(
+        &mut self,
+        policy: PolicyVersion,
+        stored_chain: Option<[u8; 32]>,
+    ) -> Result<(), Fault> {
+        policy
+            .validate()
+            .map_err(|why| fault(format!("policy {} is invalid: {why}", policy.version)))?;
         self.chain = chain_next(&self.chain, &json_hash(&policy));
         if stored_chain != Some(self.chain) {
             return Err(fault("the archive chain breaks at this policy line: it or a line before it was changed, removed, reordered or added"));
@@ -199,15 +215,18 @@ impl Tally {
     }
 
     /// A record line: its own hash, the chain, and its place after the record before.
-    fn record(&mut self, line: &Value, stored_chain: Option<[u8; 32]>) -> Result<Record, Fault> {
-        let line: RecordLine = serde_json::from_value(line.clone())
-            .map_err(|e| fault(format!("record does not read: {e}")))?;
+    fn record(
+        &mut self,
+        line: RecordLine,
+        stored_chain: Option<[u8; 32]>,
+    ) -> Result<Record, Fault> {
         let at = |message: String| Fault {
             position: Some(line.position),
             message,
         };
-        let record =
-            record_of(&line).ok_or_else(|| at("record has a malformed hash or payload".into()))?;
+        frame_bounds(&line).map_err(at)?;
+        let record = record_of_line(&line)
+            .ok_or_else(|| at("record has a malformed hash or payload".into()))?;
         if record.recompute_hash() != record.hash {
             return Err(at(format!(
                 "record at position {} does not match its hash: its contents were changed",
@@ -243,21 +262,7 @@ impl Tally {
     }
 }
 
-fn stored_chain(value: &Value) -> Option<[u8; 32]> {
-    value.get("chain").and_then(Value::as_str).and_then(hash32)
-}
-
-/// The record a record line describes, if its hashes and payload are well-formed hex.
-fn record_of(line: &RecordLine) -> Option<Record> {
-    Some(Record {
-        position: line.position,
-        stream: line.stream.clone(),
-        stream_version: line.version,
-        event_id: line.event_id,
-        recorded_at_micros: line.recorded_at_micros,
-        payload: unhex(&line.payload)?,
-        hash: hash32(&line.hash)?,
-        prev_hash: hash32(&line.prev_hash)?,
-        unit_end: line.unit_end,
-    })
+/// A line as its type, every field known: a field the chain does not cover is refused.
+fn typed<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, Fault> {
+    serde_json::from_value(value).map_err(|e| fault(format!("{what} line does not read: {e}")))
 }

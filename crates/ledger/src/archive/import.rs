@@ -1,0 +1,214 @@
+//! `import_archive`: a ledger restored from a complete archive in one pass. Each record is read
+//! once, checked (the line, the chain, its event against the invariant fold) and appended from
+//! the same bytes, so what is restored is exactly what was checked, even if the file changes
+//! under it (or is a FIFO serving something else on a second open: there is none).
+//!
+//! The ledger is built in a fresh directory beside the target (`.NAME.import-PID`, on the same
+//! filesystem), synced and given its projections, and renamed into place only when everything
+//! checked; on any failure that directory is removed, so the target is left as it was found:
+//! absent, or an empty directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use gongji_log::{Log, NewRecord, Record, MAX_UNIT_RECORDS};
+
+use super::{hex, read_archive, CheckReport, Checker};
+use crate::{Ledger, LedgerError};
+
+/// Units appended between fsyncs while importing.
+const IMPORT_UNITS_PER_SYNC: usize = 1000;
+/// The most payload bytes of one unit held in memory before it is appended.
+const IMPORT_UNIT_BYTES_MAX: usize = 512 << 20;
+
+/// Restores a ledger into `dir` (absent, or an empty directory) from a complete archive that
+/// passes the check, then builds its projections. Returns the check report of the archive and
+/// the restored ledger; None if the archive fails the check or is not complete (`dir` then
+/// stays as it was).
+pub fn import_archive(
+    dir: &Path,
+    path: &Path,
+    progress: &mut dyn FnMut(&'static str, u64),
+) -> Result<(CheckReport, Option<Ledger>), LedgerError> {
+    refuse_unless_empty(dir)?;
+    let building = building_dir(dir)?;
+    fs::create_dir(&building).map_err(|e| cannot(&building, "create", e))?;
+    let outcome = restore(&building, path, progress);
+    match outcome {
+        Ok((report, true)) => {
+            let placed = fs::rename(&building, dir)
+                .map_err(|e| cannot(dir, "move the restored ledger into", e))
+                .and_then(|()| sync_parent(dir));
+            if let Err(error) = placed {
+                let _ = fs::remove_dir_all(&building);
+                return Err(error);
+            }
+            Ok((report, Some(Ledger::open(dir)?)))
+        }
+        Ok((report, false)) => {
+            fs::remove_dir_all(&building).map_err(|e| cannot(&building, "remove", e))?;
+            Ok((report, None))
+        }
+        Err(error) => {
+            let _ = fs::remove_dir_all(&building);
+            Err(error)
+        }
+    }
+}
+
+/// `dir` must be absent or an empty directory.
+fn refuse_unless_empty(dir: &Path) -> Result<(), LedgerError> {
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(cannot(dir, "read", e)),
+        Ok(meta) if !meta.is_dir() => Err(LedgerError::Projection(format!(
+            "{} is not a directory; import restores into an empty or new directory",
+            dir.display()
+        ))),
+        Ok(_) => {
+            let mut entries = fs::read_dir(dir).map_err(|e| cannot(dir, "read", e))?;
+            match entries.next() {
+                None => Ok(()),
+                Some(_) => Err(LedgerError::Projection(format!(
+                    "{} is not empty (it may already hold a ledger); import restores into an empty or new directory",
+                    dir.display()
+                ))),
+            }
+        }
+    }
+}
+
+/// The directory the ledger is built in: beside `dir`, on the same filesystem.
+fn building_dir(dir: &Path) -> Result<PathBuf, LedgerError> {
+    let name = dir.file_name().ok_or_else(|| {
+        LedgerError::Projection(format!(
+            "{} names no directory to import into",
+            dir.display()
+        ))
+    })?;
+    let building = format!(".{}.import-{}", name.to_string_lossy(), std::process::id());
+    Ok(dir.with_file_name(building))
+}
+
+fn cannot(path: &Path, what: &str, error: std::io::Error) -> LedgerError {
+    LedgerError::Projection(format!("cannot {what} {}: {error}", path.display()))
+}
+
+fn sync_parent(dir: &Path) -> Result<(), LedgerError> {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+    let parent = parent.unwrap_or(Path::new("."));
+    fs::File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| cannot(parent, "sync", e))
+}
+
+/// Reads, checks and appends the archive into the ledger at `building` in one pass; on
+/// success syncs it and builds its projections. Whether a ledger was restored.
+fn restore(
+    building: &Path,
+    path: &Path,
+    progress: &mut dyn FnMut(&'static str, u64),
+) -> Result<(CheckReport, bool), LedgerError> {
+    let mut checker = Checker::default();
+    let mut restorer = Restorer {
+        log: Log::open(building)?,
+        unit: Vec::new(),
+        unit_bytes: 0,
+        units: 0,
+    };
+    let read = read_archive(
+        path,
+        &mut |done| progress("import", done),
+        &mut |record, complete| {
+            checker.record(record, complete)?;
+            match complete {
+                true => restorer.push(record),
+                false => Ok(()),
+            }
+        },
+    )?;
+    let report = checker.report(read)?;
+    if report.failure.is_some() || report.digest.is_none() {
+        return Ok((report, false));
+    }
+    let archived_last = report.manifest.as_ref().and_then(|m| m.last_hash.clone());
+    restorer.finish(archived_last)?;
+    let mut ledger = Ledger::open(building)?;
+    ledger.rebuild(&mut |done, _| progress("projections", done))?;
+    ledger.close()?;
+    Ok((report, true))
+}
+
+/// The log being restored, and the unit read so far.
+struct Restorer {
+    log: Log,
+    unit: Vec<Record>,
+    unit_bytes: usize,
+    units: usize,
+}
+
+impl Restorer {
+    /// Takes a checked record (its unit recorded at once, `Checker` saw to it); appends its
+    /// unit once the unit's last record is in.
+    fn push(&mut self, record: &Record) -> Result<(), String> {
+        self.unit_bytes += record.payload.len();
+        self.unit.push(record.clone());
+        if self.unit.len() > MAX_UNIT_RECORDS || self.unit_bytes > IMPORT_UNIT_BYTES_MAX {
+            return Err(format!(
+                "record at position {}: its unit holds {} records of {} bytes, over the limits of {MAX_UNIT_RECORDS} records and {IMPORT_UNIT_BYTES_MAX} bytes",
+                record.position,
+                self.unit.len(),
+                self.unit_bytes
+            ));
+        }
+        if record.unit_end {
+            self.append()
+                .map_err(|e| format!("record at position {}: {e}", record.position))?;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self) -> Result<(), gongji_log::LogError> {
+        let records: Vec<NewRecord<'_>> = self
+            .unit
+            .iter()
+            .map(|r| NewRecord {
+                stream: &r.stream,
+                event_id: r.event_id,
+                payload: &r.payload,
+            })
+            .collect();
+        self.log
+            .append(&[], &records, self.unit[0].recorded_at_micros)?;
+        self.unit.clear();
+        self.unit_bytes = 0;
+        self.units += 1;
+        if self.units.is_multiple_of(IMPORT_UNITS_PER_SYNC) {
+            self.log.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Syncs the restored log and checks it ends with the archive's last hash.
+    fn finish(mut self, archived_last: Option<String>) -> Result<(), LedgerError> {
+        if !self.unit.is_empty() {
+            return Err(LedgerError::Projection(
+                "the archive's last unit is unfinished".into(),
+            ));
+        }
+        self.log.sync()?;
+        let end = self.log.durable_end();
+        let restored_last = self
+            .log
+            .read_range(end.saturating_sub(1), end)?
+            .next()
+            .transpose()?
+            .map(|r| hex(&r.hash));
+        if restored_last != archived_last {
+            return Err(LedgerError::Projection(format!(
+                "the restored log ends with hash {restored_last:?}, the archive with {archived_last:?}"
+            )));
+        }
+        Ok(())
+    }
+}
