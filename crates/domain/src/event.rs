@@ -26,11 +26,22 @@ pub enum Stream {
 impl Stream {
     /// The stream's name in the log.
     pub fn name(&self) -> String {
+        let (prefix, id) = self.parts();
+        format!("{prefix}{id}")
+    }
+
+    /// Whether `name` is this stream's name (without building it: replay asks for every record).
+    pub fn is_named(&self, name: &str) -> bool {
+        let (prefix, id) = self.parts();
+        name.strip_prefix(prefix) == Some(id)
+    }
+
+    fn parts(&self) -> (&'static str, &str) {
         match self {
-            Stream::Member(member) => format!("member/{member}"),
-            Stream::Fund(FundKind::Pooled, region) => format!("pooled/{region}"),
-            Stream::Fund(FundKind::LargeAmount, region) => format!("large/{region}"),
-            Stream::Policy(region) => format!("policy/{region}"),
+            Stream::Member(member) => ("member/", member),
+            Stream::Fund(FundKind::Pooled, region) => ("pooled/", region),
+            Stream::Fund(FundKind::LargeAmount, region) => ("large/", region),
+            Stream::Policy(region) => ("policy/", region),
         }
     }
 }

@@ -206,11 +206,12 @@ pub fn check_stream(stream: &str, event: &Event) -> Result<(), String> {
             gongji_log::MAX_STREAM_BYTES
         ));
     }
-    let own = event.stream().name();
-    if stream != own {
+    let own = event.stream();
+    if !own.is_named(stream) {
         return Err(format!(
-            "the {} event is filed on stream {stream}, but it belongs to stream {own}",
-            event.kind()
+            "the {} event is filed on stream {stream}, but it belongs to stream {}",
+            event.kind(),
+            own.name()
         ));
     }
     Ok(())
