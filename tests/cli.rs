@@ -211,3 +211,63 @@ fn a_running_total_that_would_overflow_is_refused_with_a_code_and_nothing_is_los
     let verify = ledger.run(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", text(&verify));
 }
+
+/// A mistyped `--data` used to create an empty ledger there and answer "not enrolled": only
+/// `apply`, `policy load` and `audit import` create a ledger, every other command refuses a
+/// directory that holds none, naming it, and leaves it as it was.
+#[test]
+fn a_command_that_only_reads_refuses_a_directory_holding_no_ledger_and_creates_nothing() {
+    let ledger = TestLedger::empty();
+    let missing = ledger.data();
+    let commands: [&[&str]; 9] = [
+        &["account", "D001"],
+        &["year", "D001", "2024"],
+        &["fund", "500000"],
+        &["history", "D001"],
+        &["audit", "verify"],
+        &["audit", "replay"],
+        &["audit", "clear-quarantine"],
+        &["rebuild"],
+        &["settlement", "H500101", "2024-03"],
+    ];
+    for args in commands {
+        let out = ledger.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("no ledger at {}", missing.display())),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains("apply")
+                && stderr.contains("policy load")
+                && stderr.contains("audit import"),
+            "{args:?} names the commands that create one: {stderr}"
+        );
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+    // An existing directory without the ledger's files is refused too, and stays empty.
+    std::fs::create_dir(&missing).unwrap();
+    let out = ledger.run(&["account", "D001"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no ledger at"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(&missing).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    // `apply` creates one; the query then answers from it.
+    let (code, _) = ledger.apply(&[]);
+    assert_eq!(code, 0);
+    let out = ledger.run(&["account", "D001"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("D001"),
+        "{}",
+        text(&out)
+    );
+}

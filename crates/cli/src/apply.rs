@@ -11,7 +11,7 @@ use gongji_ledger::{now_micros, DurableGroup, StreamError, StreamOptions};
 use serde_json::{json, Value};
 
 use crate::args::ApplyArgs;
-use crate::open::open;
+use crate::open::open_or_create;
 use crate::output;
 use crate::print;
 
@@ -31,7 +31,7 @@ pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, String> {
         let size = handle.metadata().ok().map(|m| m.len());
         (Box::new(handle), size)
     };
-    let mut ledger = open(data)?;
+    let mut ledger = open_or_create(data)?;
     if let Some(dirty) = args.store_after_dirty {
         ledger.set_deferred_dirty_max(dirty as usize);
     }
@@ -91,7 +91,7 @@ pub fn policy_load(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Str
     let policy: Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
     let line = json!({"cmd": "load_policy", "policy": policy}).to_string();
-    let mut ledger = open(data)?;
+    let mut ledger = open_or_create(data)?;
     ledger
         .apply_line(&line, now_micros())
         .map_err(|e| e.to_string())?;

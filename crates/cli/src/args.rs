@@ -14,7 +14,7 @@ use gongji_ledger::AsOf;
     about = "Gongji (共济): an event-sourced ledger for employee medical insurance accounts and funds"
 )]
 pub struct Cli {
-    /// The ledger's data directory (created on first use).
+    /// The ledger's data directory (only `apply`, `policy load` and `audit import` create one).
     #[arg(long, global = true, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Where the projections are kept: `runs` (sorted run files of the log's own, the default)

@@ -10,7 +10,7 @@ use gongji_ledger::Ledger;
 use serde_json::{json, Value};
 
 use crate::args::{self, ExportArgs};
-use crate::open::{open, open_to_rebuild};
+use crate::open::{open, open_to_rebuild, require_ledger};
 use crate::output::{self, Progress};
 use crate::print;
 
@@ -82,6 +82,7 @@ pub fn check(file: &Path, json: bool) -> Result<ExitCode, String> {
 }
 
 pub fn clear_quarantine(data: &Path) -> Result<ExitCode, String> {
+    require_ledger(data)?;
     let said = match Ledger::clear_quarantine(data).map_err(|e| e.to_string())? {
         Some(marker) => format!(
             "the log verifies again: quarantine of record {} ({}) lifted",

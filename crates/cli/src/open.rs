@@ -1,4 +1,10 @@
 //! Opening the ledger the command line names, with the projection store it chose.
+//!
+//! Only the commands that write a ledger's first records (`apply`, `policy load`, and
+//! `audit import`, which restores one) may create it: [`open_or_create`]. Every other command
+//! opens with [`open`] or [`open_to_rebuild`], which refuse a directory holding no ledger
+//! (absent, or without the log's `segments`) before anything is created there, so a mistyped
+//! `--data` is named rather than answered from an empty ledger.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -25,14 +31,35 @@ fn log_options() -> LogOptions {
     }
 }
 
+/// Opens the ledger in `data`, which must hold one.
 pub fn open(data: &Path) -> Result<Ledger, String> {
-    Ledger::open_with(data, log_options())
-        .map_err(|e| format!("cannot open ledger at {}: {e}", data.display()))
+    require_ledger(data)?;
+    open_or_create(data)
+}
+
+/// Opens the ledger in `data`, creating it if there is none: for `apply` and `policy load`.
+pub fn open_or_create(data: &Path) -> Result<Ledger, String> {
+    Ledger::open_with(data, log_options()).map_err(|e| cannot_open(data, e))
 }
 
 /// For `rebuild` and `audit replay`: opened without folding onto the projections they replace
-/// (which may be what is damaged).
+/// (which may be what is damaged). `data` must hold a ledger.
 pub fn open_to_rebuild(data: &Path) -> Result<Ledger, String> {
-    Ledger::open_to_rebuild(data, log_options())
-        .map_err(|e| format!("cannot open ledger at {}: {e}", data.display()))
+    require_ledger(data)?;
+    Ledger::open_to_rebuild(data, log_options()).map_err(|e| cannot_open(data, e))
+}
+
+/// Refuses, naming it, a directory that holds no ledger; creates nothing.
+pub fn require_ledger(data: &Path) -> Result<(), String> {
+    if Ledger::exists_in(data).map_err(|e| cannot_open(data, e))? {
+        return Ok(());
+    }
+    Err(format!(
+        "no ledger at {}: check --data (only `apply`, `policy load` and `audit import` create a ledger)",
+        data.display()
+    ))
+}
+
+fn cannot_open(data: &Path, error: gongji_ledger::LedgerError) -> String {
+    format!("cannot open ledger at {}: {error}", data.display())
 }

@@ -134,6 +134,11 @@ impl Default for CacheLimits {
 }
 
 impl Ledger {
+    /// Whether `dir` holds a ledger (see [`Log::exists_in`]); creates nothing.
+    pub fn exists_in(dir: &Path) -> Result<bool, LedgerError> {
+        Ok(Log::exists_in(dir)?)
+    }
+
     /// Opens (or creates) the ledger in `dir` and brings the projections up to the log's end.
     pub fn open(dir: &Path) -> Result<Ledger, LedgerError> {
         Ledger::open_with(dir, LogOptions::default())

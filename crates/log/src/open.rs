@@ -97,6 +97,25 @@ enum OpenMode {
 }
 
 impl Log {
+    /// Whether `dir` holds a log: its `segments` directory is there (every open creates it
+    /// before anything else is written in `dir`). Creates nothing; a missing `dir` holds none.
+    /// For callers that must not create a log where they expected one (a mistyped path).
+    pub fn exists_in(dir: &Path) -> Result<bool, LogError> {
+        let segments_dir = dir.join("segments");
+        match std::fs::symlink_metadata(&segments_dir) {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(io_err("looking for", &segments_dir, e)),
+        }
+    }
+
     /// Opens (creating if needed) the log in `dir` with default options.
     pub fn open(dir: &Path) -> Result<Log, LogError> {
         Log::open_with(dir, LogOptions::default())
