@@ -71,3 +71,42 @@ fn the_generator_binary_is_reproducible() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--members"));
 }
+
+#[test]
+fn the_generator_prints_its_help_and_a_readable_count() {
+    for flag in ["--help", "-h"] {
+        let help = Command::new(env!("CARGO_BIN_EXE_gongji-gen"))
+            .arg(flag)
+            .output()
+            .expect("run gongji-gen");
+        assert_eq!(help.status.code(), Some(0), "{flag}");
+        let stdout = String::from_utf8_lossy(&help.stdout);
+        for option in [
+            "--members",
+            "--seed",
+            "--months",
+            "--start",
+            "--region",
+            "--out",
+        ] {
+            assert!(stdout.contains(option), "{flag} lists {option}: {stdout}");
+        }
+        assert!(
+            help.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&help.stderr)
+        );
+    }
+    let run = Command::new(env!("CARGO_BIN_EXE_gongji-gen"))
+        .args(["--members", "5", "--months", "1"])
+        .output()
+        .expect("run gongji-gen");
+    assert!(run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!stderr.contains("Stats {"), "no debug output: {stderr}");
+    let lines = run.stdout.iter().filter(|b| **b == b'\n').count();
+    assert!(
+        stderr.starts_with(&format!("gongji-gen: wrote {lines} lines (")),
+        "{stderr}"
+    );
+}

@@ -9,18 +9,39 @@
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-use gongji_tools::gen::{generate, Config};
+use gongji_tools::gen::{generate, Config, Stats};
 
 const USAGE: &str = "usage: gongji-gen [--members N] [--seed S] [--months M] [--start YYYY-MM] \
                      [--region CODE] [--out FILE]";
 
-fn parse(args: &[String]) -> Result<(Config, Option<String>), String> {
+/// What `--help` prints (on standard output, exit 0).
+const HELP: &str = "gongji-gen: writes a seeded synthetic region as a command file for `gongji apply`.
+The same arguments always give the same file; the line counts go to standard error.
+
+usage: gongji-gen [--members N] [--seed S] [--months M] [--start YYYY-MM] [--region CODE] [--out FILE]
+
+  --members N       members enrolled (default 1000)
+  --seed S          seed of the generator (default 1)
+  --months M        months of contributions, claims and payments, 1..=1200 (default 12)
+  --start YYYY-MM   first month (default 2024-01)
+  --region CODE     the pooling region (default 500000)
+  --out FILE        write to FILE (default standard output)
+  -h, --help        print this help
+";
+
+/// What the command line asked for: a region to write, or the help.
+enum Parsed {
+    Generate(Config, Option<String>),
+    Help,
+}
+
+fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut config = Config::default();
     let mut out = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
-            return Err(USAGE.into());
+            return Ok(Parsed::Help);
         }
         let value = it
             .next()
@@ -53,13 +74,17 @@ fn parse(args: &[String]) -> Result<(Config, Option<String>), String> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
-    Ok((config, out))
+    Ok(Parsed::Generate(config, out))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (config, out) = match parse(&args) {
-        Ok(parsed) => parsed,
+        Ok(Parsed::Generate(config, out)) => (config, out),
+        Ok(Parsed::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(2);
@@ -83,7 +108,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(stats) => {
-            eprintln!("{stats:?}");
+            eprintln!("gongji-gen: wrote {}", describe(&stats));
             ExitCode::SUCCESS
         }
         Err(message) => {
@@ -91,4 +116,24 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The line counts, readable: `12 lines (enroll 5, contribute 5, ...)`.
+fn describe(stats: &Stats) -> String {
+    let counts = [
+        ("enroll", stats.enroll),
+        ("contribute", stats.contribute),
+        ("allocate", stats.allocate),
+        ("claim", stats.claim),
+        ("account_pay", stats.account_pay),
+        ("bind_family", stats.bind_family),
+        ("unbind_family", stats.unbind_family),
+        ("retire", stats.retire),
+        ("reverse", stats.reverse),
+    ];
+    let counts: Vec<String> = counts
+        .iter()
+        .map(|(name, count)| format!("{name} {count}"))
+        .collect();
+    format!("{} lines ({})", stats.lines, counts.join(", "))
 }
