@@ -271,3 +271,75 @@ fn a_command_that_only_reads_refuses_a_directory_holding_no_ledger_and_creates_n
         text(&out)
     );
 }
+
+/// Every subcommand of `gongji`, as its help is asked for.
+const SUBCOMMANDS: [&[&str]; 20] = [
+    &["apply"],
+    &["account"],
+    &["year"],
+    &["inheritance"],
+    &["transfers"],
+    &["fund"],
+    &["history"],
+    &["explain"],
+    &["audit", "replay"],
+    &["audit", "verify"],
+    &["audit", "export"],
+    &["audit", "check"],
+    &["audit", "clear-quarantine"],
+    &["audit", "import"],
+    &["reconcile", "detail"],
+    &["reconcile", "totals"],
+    &["settlement"],
+    &["policy", "load"],
+    &["policy", "list"],
+    &["rebuild"],
+];
+
+/// The entries (`  --json  One JSON object ...`) of a help text's Arguments and Options, each
+/// split into its name and its help.
+fn help_entries(help: &str) -> Vec<(String, String)> {
+    let mut in_list = false;
+    let mut entries = Vec::new();
+    for row in help.lines() {
+        if row == "Arguments:" || row == "Options:" {
+            in_list = true;
+        } else if row.is_empty() || !row.starts_with(' ') {
+            in_list = false;
+        } else if in_list {
+            let row = row.trim();
+            let (name, said) = row.split_once("  ").unwrap_or((row, ""));
+            entries.push((name.to_string(), said.trim().to_string()));
+        }
+    }
+    entries
+}
+
+#[test]
+fn every_argument_of_every_subcommand_has_help_and_the_benchmark_option_is_hidden() {
+    for sub in SUBCOMMANDS {
+        let mut args = sub.to_vec();
+        args.push("-h");
+        let out = std::process::Command::new(support::gongji_path())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(!help.contains("--projections"), "{args:?}: {help}");
+        let entries = help_entries(&help);
+        assert!(
+            entries.iter().any(|(name, _)| name == "--data <DIR>"),
+            "{args:?}: {help}"
+        );
+        for (name, said) in entries {
+            assert!(!said.is_empty(), "{args:?}: {name} has no help:\n{help}");
+        }
+    }
+    // Hidden, not gone: the benchmark's baseline store still opens.
+    let ledger = TestLedger::empty();
+    let out = ledger.run(&["--projections", "sled", "apply", "-"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ledger.run(&["--projections", "sled", "fund", "500000", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}

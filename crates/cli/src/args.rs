@@ -19,8 +19,9 @@ pub struct Cli {
     pub data: Option<PathBuf>,
     /// Where the projections are kept: `runs` (sorted run files of the log's own, the default)
     /// or `sled` (a sled tree, the earlier store; kept as a baseline). Each keeps its own
-    /// checkpoint, so switching costs at most a rebuild at the next open.
-    #[arg(long, global = true, value_enum, default_value = "runs")]
+    /// checkpoint, so switching costs at most a rebuild at the next open. For the benchmark's
+    /// baseline only: hidden from the help.
+    #[arg(long, global = true, value_enum, default_value = "runs", hide = true)]
     pub projections: Projections,
     #[command(subcommand)]
     pub command: Cmd,
@@ -74,6 +75,7 @@ pub enum Cmd {
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
+    /// The commands, one JSON object a line (`-` for standard input).
     pub file: String,
     /// One JSON object per input line on standard output.
     #[arg(long)]
@@ -90,7 +92,9 @@ pub struct ApplyArgs {
 /// A query about one member, now or as of a past time.
 #[derive(clap::Args)]
 pub struct MemberArgs {
+    /// The member's id.
     pub member: String,
+    /// One JSON object on standard output.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -99,11 +103,14 @@ pub struct MemberArgs {
 
 #[derive(clap::Args)]
 pub struct YearArgs {
+    /// The member's id.
     pub member: String,
+    /// The insurance year (YYYY).
     pub year: i32,
     /// The region whose counters to show (default: where the member was at the year's end).
     #[arg(long)]
     pub region: Option<String>,
+    /// One JSON object on standard output.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -112,7 +119,9 @@ pub struct YearArgs {
 
 #[derive(clap::Args)]
 pub struct FundArgs {
+    /// The pooling region's code (e.g. 500000).
     pub region: String,
+    /// One JSON object on standard output.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -121,7 +130,9 @@ pub struct FundArgs {
 
 #[derive(clap::Args)]
 pub struct HistoryArgs {
+    /// The member's id.
     pub member: String,
+    /// One JSON object per event on standard output (JSON Lines).
     #[arg(long)]
     pub json: bool,
     /// Only events whose own date is on or after this day.
@@ -134,16 +145,20 @@ pub struct HistoryArgs {
 
 #[derive(clap::Args)]
 pub struct ExplainArgs {
+    /// The claim's id.
     pub claim: String,
+    /// One JSON object on standard output.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(clap::Args)]
 pub struct SettlementArgs {
+    /// The institution's code (as in its settlement files).
     pub institution: String,
-    /// YYYY-MM.
+    /// The month settled (YYYY-MM).
     pub month: String,
+    /// One JSON object on standard output.
     #[arg(long)]
     pub json: bool,
 }
@@ -209,7 +224,9 @@ pub enum ReconcileCmd {
     Detail(DetailArgs),
     /// Check a totals file (3201: one row per institution and period) against the ledger.
     Totals {
+        /// The totals file (UTF-8 or GB18030).
         file: PathBuf,
+        /// The report as JSON on standard output.
         #[arg(long)]
         json: bool,
     },
@@ -217,13 +234,18 @@ pub enum ReconcileCmd {
 
 #[derive(clap::Args)]
 pub struct DetailArgs {
+    /// The institution's settlement detail file (UTF-8 or GB18030).
     pub file: PathBuf,
+    /// The institution whose settlements are matched.
     #[arg(long)]
     pub institution: String,
+    /// First day of the period matched (YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub from: String,
+    /// Last day of the period matched (YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub to: String,
+    /// The report as JSON on standard output.
     #[arg(long)]
     pub json: bool,
     /// Write every difference to this CSV file, one row per difference.
@@ -236,12 +258,14 @@ pub enum AuditCmd {
     /// Rebuild every projection from the first record; print the state's digest and the
     /// totals per region.
     Replay {
+        /// The report as JSON on standard output.
         #[arg(long)]
         json: bool,
     },
     /// Check every record's checksum and the hash chain, the ledger's invariants, and that the
     /// live projections equal a fresh rebuild; name the first failure and exit 1.
     Verify {
+        /// The report as JSON on standard output.
         #[arg(long)]
         json: bool,
     },
@@ -250,7 +274,9 @@ pub enum AuditCmd {
     /// Check an archive with no ledger: every line, the chain, the manifest; replay a complete
     /// archive to its digest and totals. Exit 1 if it fails, naming where.
     Check {
+        /// The archive file.
         file: PathBuf,
+        /// The report as JSON on standard output.
         #[arg(long)]
         json: bool,
     },
@@ -260,7 +286,9 @@ pub enum AuditCmd {
     /// Restore a ledger into an empty --data directory from a complete archive that passes the
     /// check.
     Import {
+        /// The archive file.
         file: PathBuf,
+        /// The result as JSON on standard output.
         #[arg(long)]
         json: bool,
     },
@@ -268,15 +296,18 @@ pub enum AuditCmd {
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
+    /// The archive file to write.
     pub file: PathBuf,
-    /// Only events whose own date is on or after / on or before these days.
+    /// Only events whose own date is on or after this day (YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
+    /// Only events whose own date is on or before this day (YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub to: Option<String>,
     /// Only events of this region.
     #[arg(long)]
     pub region: Option<String>,
+    /// The manifest as JSON on standard output.
     #[arg(long)]
     pub json: bool,
 }
@@ -285,12 +316,15 @@ pub struct ExportArgs {
 pub enum PolicyCmd {
     /// Load a policy version (JSON) into the ledger.
     Load {
+        /// The policy version (one JSON file, see policies/).
         file: PathBuf,
+        /// The outcome as one JSON object on standard output.
         #[arg(long)]
         json: bool,
     },
     /// List the policy versions loaded, per region.
     List {
+        /// One JSON object per version on standard output (JSON Lines).
         #[arg(long)]
         json: bool,
     },
