@@ -343,3 +343,106 @@ fn every_argument_of_every_subcommand_has_help_and_the_benchmark_option_is_hidde
     let out = ledger.run(&["--projections", "sled", "fund", "500000", "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
+
+/// Runs `apply -` with `extra` arguments and `lines` on standard input.
+fn apply_with(ledger: &TestLedger, extra: &[&str], lines: &[String]) -> std::process::Output {
+    use std::io::Write;
+    let mut args = vec!["apply", "-"];
+    args.extend_from_slice(extra);
+    let mut child = ledger
+        .command(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines.join("\n").as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// Three refusals of two kinds among five lines.
+fn lines_with_refusals() -> Vec<String> {
+    let contribute = |member: &str, month: &str| {
+        line(json!({"cmd":"contribute","member":member,"month":month,"base":"5000.00"}))
+    };
+    vec![
+        enroll("A", "1980-01-01", "active", "employer"),
+        contribute("A", "2024-01"),
+        contribute("A", "2024-01"),
+        contribute("ghost", "2024-01"),
+        contribute("ghost", "2024-02"),
+    ]
+}
+
+#[test]
+fn apply_ends_its_summary_with_the_refusals_tallied_by_code() {
+    let ledger = TestLedger::new();
+    let out = apply_with(&ledger, &[], &lines_with_refusals());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert_eq!(rows.len(), 7, "{stdout}");
+    assert!(
+        rows[5].starts_with("5 lines: 2 applied, 3 rejected"),
+        "{stdout}"
+    );
+    assert_eq!(rows[6], "refused: unknown_member 2, already_credited 1");
+    // With --json, standard output stays JSON Lines (one object a line); the tally goes to
+    // standard error.
+    let ledger = TestLedger::new();
+    let out = apply_with(&ledger, &["--json"], &lines_with_refusals());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(support::parse_lines(&out.stdout).len(), 5);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refused: unknown_member 2, already_credited 1"),
+        "{stderr}"
+    );
+    // Nothing refused, no tally.
+    let ledger = TestLedger::new();
+    let out = apply_with(&ledger, &[], &lines_with_refusals()[..2]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("refused"), "{}", text(&out));
+}
+
+#[test]
+fn apply_quiet_prints_only_the_rejected_lines_and_the_summary() {
+    let ledger = TestLedger::new();
+    let out = apply_with(&ledger, &["--quiet"], &lines_with_refusals());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert_eq!(rows.len(), 5, "{stdout}");
+    assert!(
+        rows[0].starts_with("line 3: REJECTED already_credited"),
+        "{stdout}"
+    );
+    assert!(
+        rows[1].starts_with("line 4: REJECTED unknown_member"),
+        "{stdout}"
+    );
+    assert!(
+        rows[2].starts_with("line 5: REJECTED unknown_member"),
+        "{stdout}"
+    );
+    assert!(
+        rows[3].starts_with("5 lines: 2 applied, 3 rejected"),
+        "{stdout}"
+    );
+    assert_eq!(rows[4], "refused: unknown_member 2, already_credited 1");
+    // Every line was applied all the same.
+    assert_eq!(ledger.query(&["account", "A"])["balance"], "100.00");
+    // With --json: only the rejected lines' objects.
+    let ledger = TestLedger::new();
+    let out = apply_with(&ledger, &["--quiet", "--json"], &lines_with_refusals());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let results = support::parse_lines(&out.stdout);
+    let lines: Vec<u64> = results
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [3, 4, 5]);
+    assert!(results.iter().all(|r| r["ok"] == false));
+}

@@ -1,13 +1,19 @@
 //! `gongji apply` and `gongji policy load`: the commands that write. Both hand lines to the
 //! ledger and print outcomes the ledger hands back once durable.
+//!
+//! `apply` prints every line's outcome, or with `--quiet` only the rejected lines'; in text, a
+//! summary and the refusals tallied by code follow (`refused: insufficient_balance 52,
+//! unknown_member 3`, most frequent first); with `--json` standard output holds only the line
+//! objects and the tally goes to standard error.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use gongji_ledger::{now_micros, DurableGroup, StreamError, StreamOptions};
+use gongji_ledger::{now_micros, DurableGroup, LineOutcome, StreamError, StreamOptions};
 use serde_json::{json, Value};
 
 use crate::args::ApplyArgs;
@@ -41,8 +47,20 @@ pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, String> {
     let started = Instant::now();
     let mut out = io::BufWriter::new(print::stdout());
     let mut totals = output::Totals::default();
+    let mut refusals = Refusals::default();
     let mut print = |group: &DurableGroup| -> io::Result<()> {
-        let rejected = output::print_outcomes(&mut out, group.lines(), args.json)?;
+        let rejected = refusals.count(group.lines());
+        if args.quiet {
+            let shown: Vec<(usize, LineOutcome)> = group
+                .lines()
+                .iter()
+                .filter(|(_, outcome)| matches!(outcome, LineOutcome::Rejected(_)))
+                .cloned()
+                .collect();
+            output::print_outcomes(&mut out, &shown, args.json)?;
+        } else {
+            output::print_outcomes(&mut out, group.lines(), args.json)?;
+        }
         out.flush()?;
         totals.add(group.lines().len(), rejected);
         Ok(())
@@ -72,7 +90,46 @@ pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, String> {
     if !args.json {
         print::text_line(&totals.summary(started.elapsed()))?;
     }
+    if let Some(tally) = refusals.tally() {
+        if args.json {
+            print::error_text(&format!("{tally}\n"));
+        } else {
+            print::text_line(&tally)?;
+        }
+    }
     Ok(exit_for(totals.rejected))
+}
+
+/// The refusals of an `apply`, counted by code.
+#[derive(Default)]
+struct Refusals {
+    by_code: BTreeMap<&'static str, usize>,
+}
+
+impl Refusals {
+    /// Counts the rejected lines among `lines`; returns how many there were.
+    fn count(&mut self, lines: &[(usize, LineOutcome)]) -> usize {
+        let mut rejected = 0;
+        for (_, outcome) in lines {
+            if let LineOutcome::Rejected(rejection) = outcome {
+                *self.by_code.entry(rejection.code.as_str()).or_default() += 1;
+                rejected += 1;
+            }
+        }
+        rejected
+    }
+
+    /// `refused: CODE N, CODE N`, most frequent first (ties by code), or `None` if nothing was
+    /// refused.
+    fn tally(&self) -> Option<String> {
+        if self.by_code.is_empty() {
+            return None;
+        }
+        let mut counts: Vec<(&str, usize)> = self.by_code.iter().map(|(c, n)| (*c, *n)).collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let said: Vec<String> = counts.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        Some(format!("refused: {}", said.join(", ")))
+    }
 }
 
 /// Exit 1 when a line was rejected.

@@ -77,9 +77,12 @@ pub enum Cmd {
 pub struct ApplyArgs {
     /// The commands, one JSON object a line (`-` for standard input).
     pub file: String,
-    /// One JSON object per input line on standard output.
+    /// One JSON object per input line on standard output (the refusals' tally on standard error).
     #[arg(long)]
     pub json: bool,
+    /// Print only the rejected lines (then, in text, the summary and the tally of refusals).
+    #[arg(long)]
+    pub quiet: bool,
     /// Most lines decided before their events are made durable together (group commit).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_lines: u32,
