@@ -53,7 +53,7 @@ fn replay_digest_is_stable_across_rebuilds_export_check_and_import() {
     let first = json_of(&ledger.run(&["audit", "replay", "--json"]));
     let second = json_of(&ledger.run(&["audit", "replay", "--json"]));
     assert_eq!(first, second);
-    assert_eq!(first["records"], 23);
+    assert_eq!(first["records"], 28);
     let digest = first["digest"].as_str().unwrap().to_string();
     assert_eq!(digest.len(), 64);
     let region = &first["regions"][0];
@@ -123,7 +123,7 @@ fn verify_names_a_corrupted_byte_a_dropped_record_and_two_reordered() {
         let path = segment(&ledger);
         let bytes = std::fs::read(&path).unwrap();
         let frames = frames(&bytes);
-        assert_eq!(frames.len(), 23);
+        assert_eq!(frames.len(), 28);
         let (a, b) = (frames[7], frames[8]);
         let damaged: Vec<u8> = match damage {
             // A byte of record 7's payload (its last byte).

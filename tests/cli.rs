@@ -22,7 +22,7 @@ fn sample_file_applies_with_its_refusals_and_queries_answer() {
     let out = ledger.run(&["apply", sample.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let results = support::parse_lines(&out.stdout);
-    assert_eq!(results.len(), 19);
+    assert_eq!(results.len(), 24);
     let codes: Vec<(u64, &str)> = results
         .iter()
         .filter(|r| r["ok"] == false)
@@ -59,6 +59,19 @@ fn sample_file_applies_with_its_refusals_and_queries_answer() {
     assert_eq!(fund["pooled"]["inflow"], "1520.00");
     assert_eq!(fund["pooled"]["outflow"], "340.00");
     assert_eq!(fund["pooled"]["balance"], "1180.00");
+    // M004 dies on 20 May; the 860.00 of the account goes to the heirs, 60:40, to the fen.
+    assert!(results[19..].iter().all(|r| r["ok"] == true), "{results:?}");
+    let inheritance = ledger.query(&["inheritance", "M004"]);
+    assert_eq!(inheritance["deceased_on"], "2024-05-20");
+    assert_eq!(inheritance["inherited_balance"], "860.00");
+    assert_eq!(inheritance["payouts"][0]["amount"], "516.00");
+    assert_eq!(inheritance["payouts"][1]["amount"], "344.00");
+    assert_eq!(ledger.query(&["account", "M004"])["balance"], "0.00");
+    // M005 moves to 510100 (Chengdu) on 1 July with its 420.00.
+    let transfers = ledger.query(&["transfers", "M005"]);
+    assert_eq!(transfers["region"], "510100");
+    assert_eq!(transfers["transfers"][0]["balance"], "420.00");
+    assert_eq!(transfers["transfers"][0]["from_region"], "500000");
 }
 
 #[test]
@@ -140,7 +153,7 @@ fn readable_output_names_rejections_and_summarises() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("line 17: REJECTED insufficient_balance: member M001 has 896.50; payment P004 of 99999.00 refused"), "{stdout}");
     assert!(
-        stdout.contains("19 lines: 15 applied, 4 rejected"),
+        stdout.contains("24 lines: 20 applied, 4 rejected"),
         "{stdout}"
     );
     let account = ledger.run(&["account", "M001"]);

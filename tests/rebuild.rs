@@ -28,7 +28,7 @@ fn rebuild_command_and_a_deleted_index_both_reproduce_every_answer() {
     let out = ledger.run(&["rebuild"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("rebuilt projections from 23 records"),
+        String::from_utf8_lossy(&out.stdout).contains("rebuilt projections from 28 records"),
         "{}",
         text(&out)
     );
