@@ -459,3 +459,32 @@ fn apply_quiet_prints_only_the_rejected_lines_and_the_summary() {
     assert_eq!(lines, [3, 4, 5]);
     assert!(results.iter().all(|r| r["ok"] == false));
 }
+
+/// The README is read where the repository is: every relative link in it names a file inside
+/// the repository that is there.
+#[test]
+fn every_relative_link_in_the_readme_stays_inside_the_repository() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut checked = 0;
+    for piece in readme.split("](").skip(1) {
+        let target = piece.split(')').next().unwrap_or_default();
+        let target = target.split('#').next().unwrap_or_default();
+        if target.is_empty() || target.contains("://") {
+            continue;
+        }
+        let path = root.join(target);
+        let resolved = path
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("README links to {target}, which is not there: {e}"));
+        assert!(
+            resolved.starts_with(&root),
+            "README links to {target}, outside the repository"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "the README's links to docs/ were found: {checked}");
+}
