@@ -486,5 +486,8 @@ fn every_relative_link_in_the_readme_stays_inside_the_repository() {
         );
         checked += 1;
     }
-    assert!(checked >= 5, "the README's links to docs/ were found: {checked}");
+    assert!(
+        checked >= 5,
+        "the README's links to docs/ were found: {checked}"
+    );
 }
