@@ -468,3 +468,48 @@ fn a_region_may_forbid_yearly_limits() {
         ],
     );
 }
+
+/// Member A in Chongqing from 2024 with a claim, a family payment and a reversed claim, then
+/// moved to 110000 on 2025-03-01, and a claim dated before the transfer recorded after it.
+fn clerk_ledger() -> TestLedger {
+    let ledger = TestLedger::new();
+    ledger.apply_ok(&lines(&[
+        json!({"cmd":"enroll","member":"A","region":"500000","born":"1980-03-10","status":"active","scheme":"employer","date":"2024-01-01","opening_balance":"500.00"}),
+        json!({"cmd":"bind_family","holder":"A","relative":"S","relation":"spouse","date":"2024-01-15"}),
+        pay("P001", "S", "2024-02-01", "20.00"),
+        claim("K1", "2024-03-01", "300.00"),
+        claim("K2", "2024-04-01", "300.00"),
+        json!({"cmd":"reverse","id":"K2","date":"2024-04-10","reason":"duplicate"}),
+        json!({"cmd":"load_policy","policy":chongqing_2025()}),
+        json!({"cmd":"transfer","member":"A","date":"2025-03-01","to_region":"110000"}),
+        claim("K3", "2025-02-20", "300.00"),
+    ]));
+    ledger
+}
+
+/// Runs a query that must fail with exit 1; returns its stderr.
+fn refused(ledger: &TestLedger, args: &[&str]) -> String {
+    let out = ledger.run(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn year_of_a_region_never_belonged_to_or_of_no_year_is_refused() {
+    let ledger = clerk_ledger();
+    let said = refused(&ledger, &["year", "A", "2024", "--region", "310000"]);
+    assert!(
+        said.contains("member A never belonged to region 310000"),
+        "{said}"
+    );
+    let said = refused(&ledger, &["year", "A", "24"]);
+    assert!(
+        said.contains("year 24 is not a year the ledger can hold"),
+        "{said}"
+    );
+    // Both regions the member belonged to still answer.
+    for region in ["500000", "110000"] {
+        let out = ledger.run(&["year", "A", "2025", "--region", region, "--json"]);
+        assert!(out.status.success(), "{region}: {}", text(&out));
+    }
+}

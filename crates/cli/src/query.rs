@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use gongji_ledger::{AsOf, Ledger, LedgerError};
+use gongji_ledger::{not_enrolled, AsOf, Ledger, LedgerError};
 use serde_json::{json, Value};
 
 use crate::args::{self, AsOfArgs, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs};
@@ -45,13 +45,15 @@ pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
 }
 
 pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, String> {
-    member_view(
-        data,
-        &args.member,
-        args.json,
-        &args.as_of,
-        |ledger, as_of| ledger.year_at(&args.member, args.year, args.region.as_deref(), as_of),
-    )
+    let as_of = args.as_of.parse()?;
+    let ledger = open(data)?;
+    let answer = ledger
+        .year_answer(&args.member, args.year, args.region.as_deref(), &as_of)
+        .map_err(|e| e.to_string())?;
+    match answer {
+        Ok(view) => found(Some(json!(view)), args.json, ""),
+        Err(why) => found(None, args.json, &why),
+    }
 }
 
 /// Answers a query about one member, now or as of a past time: JSON or text, exit 1 if the
@@ -67,14 +69,6 @@ fn member_view<T: serde::Serialize>(
     let ledger = open(data)?;
     let view = query(&ledger, &as_of).map_err(|e| e.to_string())?;
     found(view.map(|v| json!(v)), json, &not_enrolled(member, &as_of))
-}
-
-fn not_enrolled(member: &str, as_of: &AsOf) -> String {
-    if as_of.is_now() {
-        format!("member {member} is not enrolled")
-    } else {
-        format!("member {member} was not enrolled as of the time asked")
-    }
 }
 
 pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, String> {
