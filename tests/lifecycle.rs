@@ -513,3 +513,29 @@ fn year_of_a_region_never_belonged_to_or_of_no_year_is_refused() {
         assert!(out.status.success(), "{region}: {}", text(&out));
     }
 }
+
+#[test]
+fn explain_names_a_reversal_and_sends_a_payment_to_history() {
+    let ledger = clerk_ledger();
+    let explained = ledger.query(&["explain", "K2"]);
+    let reversal = &explained["reversed"];
+    assert_eq!(reversal["date"], "2024-04-10", "{explained}");
+    assert_eq!(reversal["reason"], "duplicate");
+    assert!(reversal["recorded_at"].as_str().unwrap().ends_with('Z'));
+    let position = reversal["position"].as_u64().unwrap();
+    let out = ledger.run(&["explain", "K2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("REVERSED on 2024-04-10 (duplicate): event ")
+            && said.contains(&format!("at position {position}, recorded ")),
+        "{said}"
+    );
+    assert!(ledger.query(&["explain", "K1"])["reversed"].is_null());
+    let said = refused(&ledger, &["explain", "P001"]);
+    assert!(
+        said.contains("P001 is a payment from the account of member A, not a claim")
+            && said.contains("gongji history A"),
+        "{said}"
+    );
+}

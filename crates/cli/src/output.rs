@@ -226,6 +226,16 @@ pub fn explanation(value: &Value) -> String {
         value["year"],
         text(&value["policy"])
     )];
+    if let Some(reversal) = value.get("reversed").filter(|r| !r.is_null()) {
+        lines.push(format!(
+            "  REVERSED on {} ({}): event {} at position {}, recorded {}",
+            text(&reversal["date"]),
+            text(&reversal["reason"]),
+            text(&reversal["event_id"]),
+            reversal["position"],
+            text(&reversal["recorded_at"])
+        ));
+    }
     for (i, step) in value["steps"].as_array().into_iter().flatten().enumerate() {
         lines.push(format!("  {}. {}", i + 1, text(step)));
     }

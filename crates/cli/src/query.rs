@@ -115,10 +115,9 @@ pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
 
 pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
     let ledger = open(data)?;
-    let view = ledger.explain(&args.claim).map_err(|e| e.to_string())?;
-    let Some(view) = view else {
-        let missing = format!("no settled claim has id {}", args.claim);
-        return found(None, args.json, &missing);
+    let view = match ledger.explain(&args.claim).map_err(|e| e.to_string())? {
+        Ok(view) => view,
+        Err(why) => return found(None, args.json, &why),
     };
     let value = json!(view);
     if args.json {

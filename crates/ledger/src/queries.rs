@@ -224,18 +224,23 @@ impl Ledger {
         )))
     }
 
-    /// Why a claim settled as it did: the recorded figures step by step, and every event the
-    /// claim produced. None if no claim has that id.
-    pub fn explain(&self, claim: &str) -> Result<Option<views::ExplainView>, LedgerError> {
+    /// Why a claim settled as it did: the recorded figures step by step, every event the
+    /// claim produced and its reversal if any; or why there is no explanation (no claim has
+    /// that id, or the id is an account payment's, whose events `history` shows).
+    pub fn explain(&self, claim: &str) -> Result<Result<views::ExplainView, String>, LedgerError> {
         self.refuse_if_broken()?;
         let mut state = State::default();
         let key = EntityKey::Tx(claim.to_string());
         if !store::load(&self.kv, &mut state, &key)? {
-            return Ok(None);
+            return Ok(Err(format!("no settled claim has id {claim}")));
         }
         let tx = &state.txs[claim];
         let gongji_domain::state::TxKind::Claim(settlement) = &tx.kind else {
-            return Ok(None);
+            return Ok(Err(format!(
+                "{claim} is a payment from the account of member {member}, not a claim: `gongji history \
+                 {member}` shows it and any reversal",
+                member = tx.member
+            )));
         };
         // The claim's own events sit in its member's stream; the fund events of the same unit
         // follow each of them directly in the log.
@@ -267,7 +272,7 @@ impl Ledger {
                 }
             }
         }
-        Ok(Some(views::ExplainView::of(settlement, events)))
+        Ok(Ok(views::ExplainView::of(settlement, events)))
     }
 
     /// The member's events in order, read from the log itself.

@@ -375,6 +375,34 @@ pub struct ExplainView {
     pub steps: Vec<String>,
     /// Every event the claim produced (its settlement and, if reversed, the reversal).
     pub events: Vec<HistoryEntry>,
+    /// The claim's reversal, if it was reversed (null otherwise).
+    pub reversed: Option<ReversalView>,
+}
+
+/// A claim's reversal: its own date and reason, and where and when the ledger recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReversalView {
+    pub date: Day,
+    pub reason: String,
+    pub position: u64,
+    pub event_id: String,
+    pub recorded_at: String,
+}
+
+impl ReversalView {
+    /// The reversal among a claim's events, if any.
+    fn among(events: &[HistoryEntry]) -> Option<ReversalView> {
+        events.iter().find_map(|entry| match &entry.event {
+            gongji_domain::Event::ClaimReversed { date, reason, .. } => Some(ReversalView {
+                date: *date,
+                reason: reason.clone(),
+                position: entry.position,
+                event_id: entry.event_id.clone(),
+                recorded_at: entry.recorded_at.clone(),
+            }),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -486,6 +514,7 @@ impl ExplainView {
                 after: b.balance_before - s.account_paid,
             },
             steps,
+            reversed: ReversalView::among(&events),
             events,
             settlement: s.clone(),
         }
