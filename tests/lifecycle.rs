@@ -539,3 +539,40 @@ fn explain_names_a_reversal_and_sends_a_payment_to_history() {
         "{said}"
     );
 }
+
+#[test]
+fn history_text_shows_position_date_recorded_time_kind_and_id_in_aligned_columns() {
+    let ledger = clerk_ledger();
+    let out = ledger.run(&["history", "A"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<&str> = said.lines().collect();
+    let header = rows[0];
+    let columns = ["position", "date", "recorded_at", "event", "id", "details"];
+    let starts: Vec<usize> = columns.iter().map(|c| header.find(c).unwrap()).collect();
+    let json: Vec<Value> = support::parse_lines(&ledger.run(&["history", "A", "--json"]).stdout);
+    assert_eq!(rows.len(), json.len() + 1, "{said}");
+    for (row, entry) in rows[1..].iter().zip(&json) {
+        let cell = |i: usize| row[starts[i]..].split_whitespace().next().unwrap();
+        assert_eq!(cell(0), format!("#{}", entry["position"]), "{row}");
+        assert_eq!(cell(1), entry["own_date"], "{row}");
+        assert_eq!(cell(2), entry["recorded_at"], "{row}");
+        assert_eq!(cell(3), entry["event"], "{row}");
+        let id = [&entry["id"], &entry["settlement"]["claim"]]
+            .into_iter()
+            .find_map(Value::as_str)
+            .unwrap_or("-");
+        assert_eq!(cell(4), id, "{row}");
+    }
+    assert!(said.contains("account_paid"), "{said}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("claim_reversed") && r.contains(" K2 ")),
+        "{said}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("account_paid") && r.contains(" P001 ")),
+        "{said}"
+    );
+}

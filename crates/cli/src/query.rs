@@ -100,16 +100,14 @@ pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
         let date = e.event.date();
         from.is_none_or(|f| date >= f) && to.is_none_or(|t| date <= t)
     });
-    let lines: Vec<String> = entries
-        .map(|entry| {
-            let value = json!(entry);
-            if args.json {
-                value.to_string()
-            } else {
-                output::history_line(&value)
-            }
-        })
-        .collect();
+    let values: Vec<Value> = entries.map(|entry| json!(entry)).collect();
+    let lines: Vec<String> = if args.json {
+        values.iter().map(Value::to_string).collect()
+    } else if values.is_empty() {
+        Vec::new()
+    } else {
+        output::history_table(&values)
+    };
     print_lines(args.json, &lines)
 }
 

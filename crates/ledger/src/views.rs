@@ -194,6 +194,9 @@ pub struct HistoryEntry {
     pub recorded_at_micros: i64,
     /// When the ledger recorded the event, UTC (for `--recorded-before`).
     pub recorded_at: String,
+    /// The event's own date (for `--as-of`, `--from`, `--to`; a month's first day for a
+    /// monthly credit).
+    pub own_date: Day,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -208,6 +211,7 @@ impl HistoryEntry {
             recorded_at: chrono::DateTime::from_timestamp_micros(record.recorded_at_micros)
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
                 .unwrap_or_default(),
+            own_date: event.date(),
             event: event.clone(),
         }
     }
