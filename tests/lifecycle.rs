@@ -576,3 +576,45 @@ fn history_text_shows_position_date_recorded_time_kind_and_id_in_aligned_columns
         "{said}"
     );
 }
+
+#[test]
+fn transfers_say_the_balance_moved_was_as_recorded_and_list_later_recorded_movements() {
+    let ledger = clerk_ledger();
+    let transfers = ledger.query(&["transfers", "A"]);
+    let moved = &transfers["transfers"][0];
+    let as_of = ledger.query(&["account", "A", "--as-of", "2025-03-01"]);
+    assert_ne!(moved["balance"], as_of["balance"], "{transfers}");
+    assert_eq!(moved["balance_as_of_date"], as_of["balance"], "{transfers}");
+    let later = moved["later_recorded"].as_array().unwrap();
+    assert_eq!(later.len(), 1, "{transfers}");
+    assert_eq!(later[0]["id"], "K3");
+    assert_eq!(later[0]["date"], "2025-02-20");
+    assert!(later[0]["recorded_at"].as_str().unwrap() > moved["recorded_at"].as_str().unwrap());
+    let out = ledger.run(&["transfers", "A"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("the balance as recorded when the transfer was"),
+        "{said}"
+    );
+}
+
+#[test]
+fn inheritance_late_movements_carry_their_ids_and_recorded_times() {
+    let ledger = clerk_ledger();
+    ledger.apply_ok(&lines(&[
+        json!({"cmd":"decease","member":"A","date":"2025-03-10"}),
+        json!({"cmd":"reverse","id":"K3","date":"2025-03-12","reason":"billed twice"}),
+    ]));
+    let inheritance = ledger.query(&["inheritance", "A"]);
+    let late = &inheritance["after_death"][0];
+    assert_eq!(late["event"], "claim_reversed", "{inheritance}");
+    assert_eq!(late["id"], "K3", "{inheritance}");
+    assert!(late["recorded_at"].as_str().unwrap().ends_with('Z'));
+    assert!(!late["event_id"].as_str().unwrap().is_empty());
+    let out = ledger.run(&["inheritance", "A"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("after_death[0].id") && said.contains("K3"),
+        "{said}"
+    );
+}
