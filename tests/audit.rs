@@ -404,3 +404,18 @@ fn a_damaged_record_quarantines_the_ledger_until_the_log_verifies_again() {
     assert_eq!(ledger.query(&["account", "M001"])["balance"], "1282.00");
     assert_eq!(verify(&ledger).0, 0);
 }
+
+#[test]
+fn the_quarantine_message_names_the_command_that_lifts_it() {
+    let ledger = sample_ledger();
+    let path = segment(&ledger);
+    let mut damaged = std::fs::read(&path).unwrap();
+    let frames = frames(&damaged);
+    damaged[frames[5].1 - 1] ^= 0x20;
+    std::fs::write(&path, &damaged).unwrap();
+    assert_eq!(verify(&ledger).0, 1);
+    let out = ledger.run(&["account", "M001"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("audit clear-quarantine"), "{said}");
+}

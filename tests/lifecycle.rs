@@ -468,3 +468,153 @@ fn a_region_may_forbid_yearly_limits() {
         ],
     );
 }
+
+/// Member A in Chongqing from 2024 with a claim, a family payment and a reversed claim, then
+/// moved to 110000 on 2025-03-01, and a claim dated before the transfer recorded after it.
+fn clerk_ledger() -> TestLedger {
+    let ledger = TestLedger::new();
+    ledger.apply_ok(&lines(&[
+        json!({"cmd":"enroll","member":"A","region":"500000","born":"1980-03-10","status":"active","scheme":"employer","date":"2024-01-01","opening_balance":"500.00"}),
+        json!({"cmd":"bind_family","holder":"A","relative":"S","relation":"spouse","date":"2024-01-15"}),
+        pay("P001", "S", "2024-02-01", "20.00"),
+        claim("K1", "2024-03-01", "300.00"),
+        claim("K2", "2024-04-01", "300.00"),
+        json!({"cmd":"reverse","id":"K2","date":"2024-04-10","reason":"duplicate"}),
+        json!({"cmd":"load_policy","policy":chongqing_2025()}),
+        json!({"cmd":"transfer","member":"A","date":"2025-03-01","to_region":"110000"}),
+        claim("K3", "2025-02-20", "300.00"),
+    ]));
+    ledger
+}
+
+/// Runs a query that must fail with exit 1; returns its stderr.
+fn refused(ledger: &TestLedger, args: &[&str]) -> String {
+    let out = ledger.run(args);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn year_of_a_region_never_belonged_to_or_of_no_year_is_refused() {
+    let ledger = clerk_ledger();
+    let said = refused(&ledger, &["year", "A", "2024", "--region", "310000"]);
+    assert!(
+        said.contains("member A never belonged to region 310000"),
+        "{said}"
+    );
+    let said = refused(&ledger, &["year", "A", "24"]);
+    assert!(
+        said.contains("year 24 is not a year the ledger can hold"),
+        "{said}"
+    );
+    // Both regions the member belonged to still answer.
+    for region in ["500000", "110000"] {
+        let out = ledger.run(&["year", "A", "2025", "--region", region, "--json"]);
+        assert!(out.status.success(), "{region}: {}", text(&out));
+    }
+}
+
+#[test]
+fn explain_names_a_reversal_and_sends_a_payment_to_history() {
+    let ledger = clerk_ledger();
+    let explained = ledger.query(&["explain", "K2"]);
+    let reversal = &explained["reversed"];
+    assert_eq!(reversal["date"], "2024-04-10", "{explained}");
+    assert_eq!(reversal["reason"], "duplicate");
+    assert!(reversal["recorded_at"].as_str().unwrap().ends_with('Z'));
+    let position = reversal["position"].as_u64().unwrap();
+    let out = ledger.run(&["explain", "K2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("REVERSED on 2024-04-10 (duplicate): event ")
+            && said.contains(&format!("at position {position}, recorded ")),
+        "{said}"
+    );
+    assert!(ledger.query(&["explain", "K1"])["reversed"].is_null());
+    let said = refused(&ledger, &["explain", "P001"]);
+    assert!(
+        said.contains("P001 is a payment from the account of member A, not a claim")
+            && said.contains("gongji history A"),
+        "{said}"
+    );
+}
+
+#[test]
+fn history_text_shows_position_date_recorded_time_kind_and_id_in_aligned_columns() {
+    let ledger = clerk_ledger();
+    let out = ledger.run(&["history", "A"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<&str> = said.lines().collect();
+    let header = rows[0];
+    let columns = ["position", "date", "recorded_at", "event", "id", "details"];
+    let starts: Vec<usize> = columns.iter().map(|c| header.find(c).unwrap()).collect();
+    let json: Vec<Value> = support::parse_lines(&ledger.run(&["history", "A", "--json"]).stdout);
+    assert_eq!(rows.len(), json.len() + 1, "{said}");
+    for (row, entry) in rows[1..].iter().zip(&json) {
+        let cell = |i: usize| row[starts[i]..].split_whitespace().next().unwrap();
+        assert_eq!(cell(0), format!("#{}", entry["position"]), "{row}");
+        assert_eq!(cell(1), entry["own_date"], "{row}");
+        assert_eq!(cell(2), entry["recorded_at"], "{row}");
+        assert_eq!(cell(3), entry["event"], "{row}");
+        let id = [&entry["id"], &entry["settlement"]["claim"]]
+            .into_iter()
+            .find_map(Value::as_str)
+            .unwrap_or("-");
+        assert_eq!(cell(4), id, "{row}");
+    }
+    assert!(said.contains("account_paid"), "{said}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("claim_reversed") && r.contains(" K2 ")),
+        "{said}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("account_paid") && r.contains(" P001 ")),
+        "{said}"
+    );
+}
+
+#[test]
+fn transfers_say_the_balance_moved_was_as_recorded_and_list_later_recorded_movements() {
+    let ledger = clerk_ledger();
+    let transfers = ledger.query(&["transfers", "A"]);
+    let moved = &transfers["transfers"][0];
+    let as_of = ledger.query(&["account", "A", "--as-of", "2025-03-01"]);
+    assert_ne!(moved["balance"], as_of["balance"], "{transfers}");
+    assert_eq!(moved["balance_as_of_date"], as_of["balance"], "{transfers}");
+    let later = moved["later_recorded"].as_array().unwrap();
+    assert_eq!(later.len(), 1, "{transfers}");
+    assert_eq!(later[0]["id"], "K3");
+    assert_eq!(later[0]["date"], "2025-02-20");
+    assert!(later[0]["recorded_at"].as_str().unwrap() > moved["recorded_at"].as_str().unwrap());
+    let out = ledger.run(&["transfers", "A"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("the balance as recorded when the transfer was"),
+        "{said}"
+    );
+}
+
+#[test]
+fn inheritance_late_movements_carry_their_ids_and_recorded_times() {
+    let ledger = clerk_ledger();
+    ledger.apply_ok(&lines(&[
+        json!({"cmd":"decease","member":"A","date":"2025-03-10"}),
+        json!({"cmd":"reverse","id":"K3","date":"2025-03-12","reason":"billed twice"}),
+    ]));
+    let inheritance = ledger.query(&["inheritance", "A"]);
+    let late = &inheritance["after_death"][0];
+    assert_eq!(late["event"], "claim_reversed", "{inheritance}");
+    assert_eq!(late["id"], "K3", "{inheritance}");
+    assert!(late["recorded_at"].as_str().unwrap().ends_with('Z'));
+    assert!(!late["event_id"].as_str().unwrap().is_empty());
+    let out = ledger.run(&["inheritance", "A"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("after_death[0].id") && said.contains("K3"),
+        "{said}"
+    );
+}

@@ -144,3 +144,20 @@ fn the_statement_nets_reversals_in_their_month() {
     assert_eq!(april["pooled_paid"], "-300.00");
     assert_eq!(april["reversals"], 1);
 }
+
+#[test]
+fn a_statement_of_an_institution_with_nothing_in_the_month_says_so() {
+    let ledger = sample_ledger();
+    let out = ledger.run(&["settlement", "NOPE", "2024-03"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(
+            "institution NOPE has no settlement, reversal or manual claim dated in 2024-03"
+        ),
+        "{said}"
+    );
+    let out = ledger.run(&["settlement", "H500101", "2024-03"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("has no settlement"));
+}

@@ -100,32 +100,67 @@ pub fn readable(value: &Value) -> String {
         .join("\n")
 }
 
-/// A history entry as one line: position, event kind, then its fields.
-pub fn history_line(value: &Value) -> String {
+/// History entries as aligned rows under a header: position, own date, recorded time (UTC),
+/// event kind, the claim or payment id (`-` when the event has none), then its other fields.
+pub fn history_table(entries: &[Value]) -> Vec<String> {
+    let header = ["position", "date", "recorded_at", "event", "id"].map(String::from);
+    let rows: Vec<([String; 5], String)> = entries.iter().map(history_row).collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for (columns, _) in &rows {
+        for (width, column) in widths.iter_mut().zip(columns) {
+            *width = (*width).max(column.chars().count());
+        }
+    }
+    let line = |columns: &[String; 5], rest: &str| {
+        let padded: Vec<String> = columns
+            .iter()
+            .zip(widths)
+            .map(|(column, width)| format!("{column:<width$}"))
+            .collect();
+        format!("{}  {rest}", padded.join("  "))
+            .trim_end()
+            .to_string()
+    };
+    let mut lines = vec![line(&header, "details")];
+    lines.extend(rows.iter().map(|(columns, rest)| line(columns, rest)));
+    lines
+}
+
+/// One history entry's columns and the rest of its fields as `key=value` pairs.
+fn history_row(value: &Value) -> ([String; 5], String) {
     let mut value = value.clone();
-    let position = value["position"].take();
-    let event = value["event"].take();
+    let id = [&value["id"], &value["claim"], &value["settlement"]["claim"]]
+        .into_iter()
+        .find_map(Value::as_str)
+        .unwrap_or("-")
+        .to_string();
+    let columns = [
+        format!("#{}", value["position"]),
+        text(&value["own_date"]),
+        text(&value["recorded_at"]),
+        text(&value["event"]),
+        id,
+    ];
     if let Value::Object(map) = &mut value {
-        for noisy in [
+        for shown in [
             "version",
             "event_id",
             "recorded_at_micros",
             "recorded_at",
+            "own_date",
             "position",
             "event",
+            "date",
+            "id",
         ] {
-            map.remove(noisy);
+            map.remove(shown);
         }
         // A settlement's basis is for `explain`; the history line keeps the outcome.
         if let Some(Value::Object(settlement)) = map.get_mut("settlement") {
             settlement.remove("basis");
         }
     }
-    format!(
-        "#{position:<8} {:<24} {}",
-        event.as_str().unwrap_or("?"),
-        inline(&value)
-    )
+    (columns, inline(&value))
 }
 
 #[derive(Default)]
@@ -226,6 +261,16 @@ pub fn explanation(value: &Value) -> String {
         value["year"],
         text(&value["policy"])
     )];
+    if let Some(reversal) = value.get("reversed").filter(|r| !r.is_null()) {
+        lines.push(format!(
+            "  REVERSED on {} ({}): event {} at position {}, recorded {}",
+            text(&reversal["date"]),
+            text(&reversal["reason"]),
+            text(&reversal["event_id"]),
+            reversal["position"],
+            text(&reversal["recorded_at"])
+        ));
+    }
     for (i, step) in value["steps"].as_array().into_iter().flatten().enumerate() {
         lines.push(format!("  {}. {}", i + 1, text(step)));
     }
@@ -248,8 +293,9 @@ pub fn explanation(value: &Value) -> String {
         ));
     }
     lines.push("  events:".to_string());
-    for event in value["events"].as_array().into_iter().flatten() {
-        lines.push(format!("    {}", history_line(event)));
+    let events = value["events"].as_array().map_or(&[][..], Vec::as_slice);
+    for row in history_table(events) {
+        lines.push(format!("    {row}"));
     }
     lines.join("\n")
 }

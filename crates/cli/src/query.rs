@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use gongji_ledger::{AsOf, Ledger, LedgerError};
+use gongji_ledger::{not_enrolled, AsOf, Ledger, LedgerError};
 use serde_json::{json, Value};
 
 use crate::args::{self, AsOfArgs, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs};
@@ -45,13 +45,15 @@ pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
 }
 
 pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, String> {
-    member_view(
-        data,
-        &args.member,
-        args.json,
-        &args.as_of,
-        |ledger, as_of| ledger.year_at(&args.member, args.year, args.region.as_deref(), as_of),
-    )
+    let as_of = args.as_of.parse()?;
+    let ledger = open(data)?;
+    let answer = ledger
+        .year_answer(&args.member, args.year, args.region.as_deref(), &as_of)
+        .map_err(|e| e.to_string())?;
+    match answer {
+        Ok(view) => found(Some(json!(view)), args.json, ""),
+        Err(why) => found(None, args.json, &why),
+    }
 }
 
 /// Answers a query about one member, now or as of a past time: JSON or text, exit 1 if the
@@ -67,14 +69,6 @@ fn member_view<T: serde::Serialize>(
     let ledger = open(data)?;
     let view = query(&ledger, &as_of).map_err(|e| e.to_string())?;
     found(view.map(|v| json!(v)), json, &not_enrolled(member, &as_of))
-}
-
-fn not_enrolled(member: &str, as_of: &AsOf) -> String {
-    if as_of.is_now() {
-        format!("member {member} is not enrolled")
-    } else {
-        format!("member {member} was not enrolled as of the time asked")
-    }
 }
 
 pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, String> {
@@ -106,25 +100,22 @@ pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
         let date = e.event.date();
         from.is_none_or(|f| date >= f) && to.is_none_or(|t| date <= t)
     });
-    let lines: Vec<String> = entries
-        .map(|entry| {
-            let value = json!(entry);
-            if args.json {
-                value.to_string()
-            } else {
-                output::history_line(&value)
-            }
-        })
-        .collect();
+    let values: Vec<Value> = entries.map(|entry| json!(entry)).collect();
+    let lines: Vec<String> = if args.json {
+        values.iter().map(Value::to_string).collect()
+    } else if values.is_empty() {
+        Vec::new()
+    } else {
+        output::history_table(&values)
+    };
     print_lines(args.json, &lines)
 }
 
 pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
     let ledger = open(data)?;
-    let view = ledger.explain(&args.claim).map_err(|e| e.to_string())?;
-    let Some(view) = view else {
-        let missing = format!("no settled claim has id {}", args.claim);
-        return found(None, args.json, &missing);
+    let view = match ledger.explain(&args.claim).map_err(|e| e.to_string())? {
+        Ok(view) => view,
+        Err(why) => return found(None, args.json, &why),
     };
     let value = json!(view);
     if args.json {

@@ -45,7 +45,7 @@ use gongji_domain::{
 use gongji_log::{DurableLog, Kv, Log, LogError, NewRecord};
 pub use gongji_log::{LogOptions, ProjectionBackend, SyncTicket};
 
-pub use queries::AsOf;
+pub use queries::{not_enrolled, AsOf};
 pub use stream::{
     now_micros, DurableGroup, OutcomeSink, StreamError, StreamOptions, StreamSummary,
 };

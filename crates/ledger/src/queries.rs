@@ -38,6 +38,15 @@ impl AsOf {
     }
 }
 
+/// Why a query about `member` has no answer when the member has no account `as_of`.
+pub fn not_enrolled(member: &str, as_of: &AsOf) -> String {
+    if as_of.is_now() {
+        format!("member {member} is not enrolled")
+    } else {
+        format!("member {member} was not enrolled as of the time asked")
+    }
+}
+
 impl Ledger {
     pub fn account(&self, member: &str) -> Result<Option<AccountView>, LedgerError> {
         self.account_at(member, &AsOf::NOW)
@@ -66,9 +75,19 @@ impl Ledger {
         region: Option<&str>,
         as_of: &AsOf,
     ) -> Result<Option<YearView>, LedgerError> {
-        let Some(account) = self.member_at(member, as_of)? else {
-            return Ok(None);
-        };
+        match self.member_at(member, as_of)? {
+            Some(account) => Ok(Some(self.year_of(&account, year, region)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The member's standing in `year` in `region` (by default the region at the year's end).
+    fn year_of(
+        &self,
+        account: &gongji_domain::state::Member,
+        year: i32,
+        region: Option<&str>,
+    ) -> Result<YearView, LedgerError> {
         let region = match region {
             Some(region) => region.to_string(),
             None => {
@@ -78,7 +97,37 @@ impl Ledger {
             }
         };
         let policies = store::get_policies(&self.kv, &region)?;
-        Ok(Some(YearView::of(&account, &region, year, &policies)))
+        Ok(YearView::of(account, &region, year, &policies))
+    }
+
+    /// `year_at`, or why there is no answer: the member was not enrolled `as_of`, `year` is
+    /// not a year the ledger can hold, or the member never belonged to `region`.
+    pub fn year_answer(
+        &self,
+        member: &str,
+        year: i32,
+        region: Option<&str>,
+        as_of: &AsOf,
+    ) -> Result<Result<YearView, String>, LedgerError> {
+        use gongji_domain::time::{YEAR_MAX, YEAR_MIN};
+        if !(YEAR_MIN..=YEAR_MAX).contains(&year) {
+            return Ok(Err(format!(
+                "year {year} is not a year the ledger can hold ({YEAR_MIN} to {YEAR_MAX})"
+            )));
+        }
+        let Some(account) = self.member_at(member, as_of)? else {
+            return Ok(Err(not_enrolled(member, as_of)));
+        };
+        if let Some(region) = region {
+            let belonged =
+                account.region == region || account.past_regions.iter().any(|p| p.region == region);
+            if !belonged {
+                return Ok(Err(format!(
+                    "member {member} never belonged to region {region}"
+                )));
+            }
+        }
+        Ok(Ok(self.year_of(&account, year, region)?))
     }
 
     /// The member's state as of `as_of`.
@@ -175,18 +224,23 @@ impl Ledger {
         )))
     }
 
-    /// Why a claim settled as it did: the recorded figures step by step, and every event the
-    /// claim produced. None if no claim has that id.
-    pub fn explain(&self, claim: &str) -> Result<Option<views::ExplainView>, LedgerError> {
+    /// Why a claim settled as it did: the recorded figures step by step, every event the
+    /// claim produced and its reversal if any; or why there is no explanation (no claim has
+    /// that id, or the id is an account payment's, whose events `history` shows).
+    pub fn explain(&self, claim: &str) -> Result<Result<views::ExplainView, String>, LedgerError> {
         self.refuse_if_broken()?;
         let mut state = State::default();
         let key = EntityKey::Tx(claim.to_string());
         if !store::load(&self.kv, &mut state, &key)? {
-            return Ok(None);
+            return Ok(Err(format!("no settled claim has id {claim}")));
         }
         let tx = &state.txs[claim];
         let gongji_domain::state::TxKind::Claim(settlement) = &tx.kind else {
-            return Ok(None);
+            return Ok(Err(format!(
+                "{claim} is a payment from the account of member {member}, not a claim: `gongji history \
+                 {member}` shows it and any reversal",
+                member = tx.member
+            )));
         };
         // The claim's own events sit in its member's stream; the fund events of the same unit
         // follow each of them directly in the log.
@@ -218,7 +272,7 @@ impl Ledger {
                 }
             }
         }
-        Ok(Some(views::ExplainView::of(settlement, events)))
+        Ok(Ok(views::ExplainView::of(settlement, events)))
     }
 
     /// The member's events in order, read from the log itself.

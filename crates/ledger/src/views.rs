@@ -194,6 +194,9 @@ pub struct HistoryEntry {
     pub recorded_at_micros: i64,
     /// When the ledger recorded the event, UTC (for `--recorded-before`).
     pub recorded_at: String,
+    /// The event's own date (for `--as-of`, `--from`, `--to`; a month's first day for a
+    /// monthly credit).
+    pub own_date: Day,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -208,6 +211,7 @@ impl HistoryEntry {
             recorded_at: chrono::DateTime::from_timestamp_micros(record.recorded_at_micros)
                 .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
                 .unwrap_or_default(),
+            own_date: event.date(),
             event: event.clone(),
         }
     }
@@ -221,14 +225,57 @@ fn account_state(member: &Member) -> &'static str {
     }
 }
 
-/// One movement of a deceased member's balance recorded after the death was.
+/// One movement of the member's balance recorded after an event it may predate (a death, a
+/// transfer): what it was, its own date, and where and when the ledger recorded it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AfterDeath {
+pub struct LateMovement {
     pub position: u64,
     pub event: &'static str,
     pub date: Day,
     /// Positive when credited, negative when debited.
     pub amount: Money,
+    /// The claim or account payment the movement belongs to (null for a credit).
+    pub id: Option<String>,
+    pub event_id: String,
+    pub recorded_at: String,
+}
+
+impl LateMovement {
+    /// The movements of `member`'s balance among `entries` recorded after `position`.
+    fn after<'a>(
+        member: &'a str,
+        entries: &'a [HistoryEntry],
+        position: u64,
+    ) -> impl Iterator<Item = LateMovement> + 'a {
+        entries
+            .iter()
+            .filter(move |e| e.position > position)
+            .filter(|e| !matches!(e.event, Event::Inherited { .. }))
+            .filter_map(move |e| {
+                balance_movement(member, &e.event).map(|amount| LateMovement {
+                    position: e.position,
+                    event: e.event.kind(),
+                    date: e.event.date(),
+                    amount,
+                    id: movement_id(&e.event),
+                    event_id: e.event_id.clone(),
+                    recorded_at: e.recorded_at.clone(),
+                })
+            })
+    }
+}
+
+/// The claim or account payment an event belongs to.
+fn movement_id(event: &Event) -> Option<String> {
+    match event {
+        Event::ClaimSettled { settlement } | Event::ClaimReversed { settlement, .. } => {
+            Some(settlement.claim.clone())
+        }
+        Event::AccountPaid { id, .. } | Event::AccountPaymentReversed { id, .. } => {
+            Some(id.clone())
+        }
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -240,7 +287,7 @@ pub struct InheritanceView {
     pub balance_on_death: Option<Money>,
     /// Credits and reversals recorded after the death was (credits due for earlier months,
     /// refunds of reversed claims and payments).
-    pub after_death: Vec<AfterDeath>,
+    pub after_death: Vec<LateMovement>,
     pub balance: Money,
     pub inherited_on: Option<Day>,
     pub inherited_balance: Option<Money>,
@@ -273,19 +320,9 @@ impl InheritanceView {
             .iter()
             .find(|e| matches!(e.event, Event::Deceased { .. }))
             .map(|e| e.position);
-        let after_death = entries
-            .iter()
-            .filter(|e| death_position.is_some_and(|p| e.position > p))
-            .filter(|e| !matches!(e.event, Event::Inherited { .. }))
-            .filter_map(|e| {
-                balance_movement(&member.id, &e.event).map(|amount| AfterDeath {
-                    position: e.position,
-                    event: e.event.kind(),
-                    date: e.event.date(),
-                    amount,
-                })
-            })
-            .collect();
+        let after_death = death_position
+            .map(|p| LateMovement::after(&member.id, entries, p).collect())
+            .unwrap_or_default();
         let inherited = entries.iter().find_map(|e| match &e.event {
             Event::Inherited {
                 date,
@@ -315,8 +352,59 @@ pub struct TransferView {
     pub date: Day,
     pub from_region: String,
     pub to_region: String,
-    /// The balance that left `from_region` and arrived in `to_region`.
+    /// The balance that left `from_region` and arrived in `to_region`: the balance as the
+    /// ledger had recorded it when it recorded the transfer.
     pub balance: Money,
+    /// When the ledger recorded the transfer, UTC.
+    pub recorded_at: String,
+    /// The balance at the end of the transfer's day by the events' own dates (what `account
+    /// --as-of` that day says): `balance` plus `later_recorded`.
+    pub balance_as_of_date: Money,
+    /// Movements dated on or before the transfer but recorded after it (late claims, their
+    /// reversals, credits for earlier months): they settled in the old region and are why
+    /// `balance_as_of_date` differs from `balance`.
+    pub later_recorded: Vec<LateMovement>,
+    /// Says why the two balances differ, when they do (null otherwise).
+    pub note: Option<String>,
+}
+
+impl TransferView {
+    fn of(member: &Member, entries: &[HistoryEntry], entry: &HistoryEntry) -> Option<Self> {
+        let Event::Transferred {
+            date,
+            from_region,
+            to_region,
+            balance,
+            ..
+        } = &entry.event
+        else {
+            return None;
+        };
+        let later_recorded: Vec<LateMovement> =
+            LateMovement::after(&member.id, entries, entry.position)
+                .filter(|m| m.date <= *date)
+                .collect();
+        let balance_as_of_date = member.balance_on(*date);
+        let note = (!later_recorded.is_empty()).then(|| {
+            format!(
+                "{balance} moved: the balance as recorded when the transfer was; {} later-recorded \
+                 movement(s) dated on or before {date} (in later_recorded) make the balance as of \
+                 {date} {balance_as_of_date}",
+                later_recorded.len()
+            )
+        });
+        Some(TransferView {
+            position: entry.position,
+            date: *date,
+            from_region: from_region.clone(),
+            to_region: to_region.clone(),
+            balance: *balance,
+            recorded_at: entry.recorded_at.clone(),
+            balance_as_of_date,
+            later_recorded,
+            note,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -331,22 +419,7 @@ impl TransfersView {
     pub fn of(member: &Member, entries: &[HistoryEntry]) -> TransfersView {
         let transfers = entries
             .iter()
-            .filter_map(|e| match &e.event {
-                Event::Transferred {
-                    date,
-                    from_region,
-                    to_region,
-                    balance,
-                    ..
-                } => Some(TransferView {
-                    position: e.position,
-                    date: *date,
-                    from_region: from_region.clone(),
-                    to_region: to_region.clone(),
-                    balance: *balance,
-                }),
-                _ => None,
-            })
+            .filter_map(|e| TransferView::of(member, entries, e))
             .collect();
         TransfersView {
             member: member.id.clone(),
@@ -375,6 +448,34 @@ pub struct ExplainView {
     pub steps: Vec<String>,
     /// Every event the claim produced (its settlement and, if reversed, the reversal).
     pub events: Vec<HistoryEntry>,
+    /// The claim's reversal, if it was reversed (null otherwise).
+    pub reversed: Option<ReversalView>,
+}
+
+/// A claim's reversal: its own date and reason, and where and when the ledger recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReversalView {
+    pub date: Day,
+    pub reason: String,
+    pub position: u64,
+    pub event_id: String,
+    pub recorded_at: String,
+}
+
+impl ReversalView {
+    /// The reversal among a claim's events, if any.
+    fn among(events: &[HistoryEntry]) -> Option<ReversalView> {
+        events.iter().find_map(|entry| match &entry.event {
+            gongji_domain::Event::ClaimReversed { date, reason, .. } => Some(ReversalView {
+                date: *date,
+                reason: reason.clone(),
+                position: entry.position,
+                event_id: entry.event_id.clone(),
+                recorded_at: entry.recorded_at.clone(),
+            }),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -486,6 +587,7 @@ impl ExplainView {
                 after: b.balance_before - s.account_paid,
             },
             steps,
+            reversed: ReversalView::among(&events),
             events,
             settlement: s.clone(),
         }

@@ -153,8 +153,9 @@ impl fmt::Display for LogError {
                 write!(
                     f,
                     "Stop writing. Either restore the damaged segment file from a backup copy \
-                     of the log's directory and then clear the quarantine (which verifies the \
-                     whole hash chain first and removes {} only if it holds), or restore the \
+                     of the log's directory and then clear the quarantine with `gongji --data \
+                     DIR audit clear-quarantine` (it verifies the whole hash chain first and removes {} \
+                     only if it holds), or restore the \
                      ledger into a new directory from the last good archive \
                      (`gongji --data NEW audit import FILE`) and reapply the command files since",
                     marker.display()

@@ -102,7 +102,7 @@ pub fn totals(
 
 /// `settlement INSTITUTION MONTH [--json]`. The statement is printed even when the institution
 /// settled nothing in the month (all zeros); the status is then 1, as for an unknown member,
-/// since that is most often a mistyped institution id.
+/// since that is most often a mistyped institution id, and the text says so under the zeros.
 pub fn statement(
     ledger: &Ledger,
     institution: &str,
@@ -116,7 +116,16 @@ pub fn statement(
     printed(
         json,
         &statement,
-        || render::statement_text(&statement),
+        || {
+            let mut text = render::statement_text(&statement);
+            if statement.is_empty() {
+                text.push_str(&format!(
+                    "institution {institution} has no settlement, reversal or manual claim dated \
+                     in {month}: check the institution id and the month\n"
+                ));
+            }
+            text
+        },
         exit_code,
     )
 }
