@@ -371,50 +371,17 @@ fn check(cmd: &str, field: &str, kind: Kind, value: &serde_json::Value) -> Resul
     let invalid = |code: RejectionCode, allowed: &str| {
         Rejection::new(code, format!("{field} of {cmd} is {value}; {allowed}"))
     };
-    let text = value.as_str();
+    let at = format!("{field} of {cmd}");
     match kind {
-        Kind::Text => text.map(|_| ()).ok_or_else(|| {
+        Kind::Text => value.as_str().map(|_| ()).ok_or_else(|| {
             invalid(
                 RejectionCode::InvalidValue,
                 "it must be a string in double quotes",
             )
         }),
-        Kind::Day => match text {
-            Some(text) => text.parse::<Day>().map(|_| ()).map_err(|why| {
-                Rejection::new(
-                    RejectionCode::MalformedDate,
-                    format!("{field} of {cmd}: {why}"),
-                )
-            }),
-            None => Err(invalid(
-                RejectionCode::MalformedDate,
-                "dates are strings like \"2024-03-31\"",
-            )),
-        },
-        Kind::Month => match text {
-            Some(text) => text.parse::<Month>().map(|_| ()).map_err(|why| {
-                Rejection::new(
-                    RejectionCode::MalformedDate,
-                    format!("{field} of {cmd}: {why}"),
-                )
-            }),
-            None => Err(invalid(
-                RejectionCode::MalformedDate,
-                "months are strings like \"2024-03\"",
-            )),
-        },
-        Kind::Amount => match text {
-            Some(text) => text.parse::<Money>().map(|_| ()).map_err(|why| {
-                Rejection::new(
-                    RejectionCode::MalformedAmount,
-                    format!("{field} of {cmd}: {why}"),
-                )
-            }),
-            None => Err(invalid(
-                RejectionCode::MalformedAmount,
-                "amounts are decimal strings like \"2800.00\"",
-            )),
-        },
+        Kind::Day => parsed::<Day>(&at, value, RejectionCode::MalformedDate, DAY_FORM),
+        Kind::Month => parsed::<Month>(&at, value, RejectionCode::MalformedDate, MONTH_FORM),
+        Kind::Amount => parsed::<Money>(&at, value, RejectionCode::MalformedAmount, AMOUNT_FORM),
         Kind::Level => match value.as_u64() {
             Some(level) if u8::try_from(level).is_ok() => Ok(()),
             _ => Err(invalid(RejectionCode::InvalidLevel, "a level is 1, 2 or 3")),
@@ -457,6 +424,28 @@ fn check(cmd: &str, field: &str, kind: Kind, value: &serde_json::Value) -> Resul
                 )
             }),
     }
+}
+
+const DAY_FORM: &str = "a date in double quotes like \"2024-03-31\"";
+const MONTH_FORM: &str = "a month in double quotes like \"2024-03\"";
+const AMOUNT_FORM: &str = "an amount in double quotes like \"2800.00\"";
+
+/// A field read from a string by `T::from_str`, whose refusal names the value and its form.
+fn parsed<T: std::str::FromStr>(
+    at: &str,
+    value: &serde_json::Value,
+    code: RejectionCode,
+    form: &str,
+) -> Result<(), Rejection>
+where
+    T::Err: std::fmt::Display,
+{
+    let why = match value.as_str().map(str::parse::<T>) {
+        Some(Ok(_)) => return Ok(()),
+        Some(Err(why)) => why.to_string(),
+        None => format!("{value} is not {form}"),
+    };
+    Err(Rejection::new(code, format!("{at}: {why}")))
 }
 
 /// Whether `value` names a variant of the vocabulary `T`; if not, the values it allows.
