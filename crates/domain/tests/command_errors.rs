@@ -150,3 +150,36 @@ fn unknown_field_names_the_field_and_the_fields_allowed() {
     assert_eq!(rejection.code, "unknown_field");
     assert_names(&rejection, &["colour", "claim", "eligible", "use_account"]);
 }
+
+/// Parse speed of valid lines, the serde pass alone against `parse_command`: run with
+/// `GONGJI_PARSE_LINES=/tmp/y.jsonl cargo test --release -p gongji-domain --test command_errors
+/// -- --ignored --nocapture` on a year from `gongji-gen`.
+#[test]
+#[ignore = "a timing, run by hand on a generated year"]
+fn parse_speed_of_valid_lines_is_the_serde_pass() {
+    use std::time::Instant;
+    let path = std::env::var("GONGJI_PARSE_LINES").expect("GONGJI_PARSE_LINES names a file");
+    let text = std::fs::read_to_string(path).expect("the file is readable");
+    let lines: Vec<&str> = text.lines().filter(|line| !line.is_empty()).collect();
+    let (mut serde_only, mut ours) = (0.0, 0.0);
+    for _ in 0..3 {
+        let start = Instant::now();
+        let parsed = lines
+            .iter()
+            .filter(|line| serde_json::from_str::<gongji_domain::Command>(line).is_ok())
+            .count();
+        serde_only += start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let ok = lines
+            .iter()
+            .filter(|line| parse_command(line).is_ok())
+            .count();
+        ours += start.elapsed().as_secs_f64();
+        assert_eq!(parsed, ok);
+    }
+    println!(
+        "{} lines: serde alone {serde_only:.3} s, parse_command {ours:.3} s, ratio {:.3}",
+        lines.len(),
+        ours / serde_only
+    );
+}
