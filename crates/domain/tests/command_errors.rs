@@ -183,3 +183,40 @@ fn parse_speed_of_valid_lines_is_the_serde_pass() {
         ours / serde_only
     );
 }
+
+mod any_value {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scalar() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            "[^`]{0,12}".prop_map(serde_json::Value::from),
+            Just(serde_json::json!([1, "x"])),
+            Just(serde_json::json!({"x": 1})),
+        ]
+    }
+
+    proptest! {
+        /// Whatever one field of a claim holds, a refusal names that field in plain words.
+        #[test]
+        fn any_refused_field_value_is_named_without_parser_terms(
+            field in prop::sample::select(vec![
+                "id", "member", "date", "level", "channel", "eligible", "special_paid",
+                "uncovered", "use_account", "institution", "visit",
+            ]),
+            value in scalar(),
+        ) {
+            let mut line: serde_json::Value = serde_json::from_str(CLAIM_LINE).unwrap();
+            line[field] = value;
+            if let Err(rejection) = parse_command(&line.to_string()) {
+                prop_assert!(rejection.message.contains(field), "{}", rejection);
+                prop_assert!(!rejection.message.contains('`'), "{}", rejection);
+                prop_assert_ne!(rejection.code, "malformed_command");
+            }
+        }
+    }
+}
