@@ -1,4 +1,10 @@
 //! Commands as they arrive, one JSON object per line, and their parsing into typed values.
+//!
+//! A line serde refuses is read again field by field, against a table of each command's fields
+//! (a test holds it equal to what serde reads), so that its refusal names the field, the value
+//! and what the field allows: `missing_field`, `invalid_value`, `unknown_field`,
+//! `unknown_command`, `malformed_json`, `malformed_amount`, `malformed_date`, `invalid_level`.
+//! It parses nothing else and decides nothing: an id's length and a level's range are `decide`'s.
 
 use serde::Deserialize;
 
