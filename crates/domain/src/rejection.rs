@@ -38,7 +38,11 @@ rejection_codes! {
     MalformedJson = "malformed_json",
     UnknownCommand = "unknown_command",
     UnknownField = "unknown_field",
-    /// A field missing or of the wrong type.
+    /// A field the command needs is not on the line.
+    MissingField = "missing_field",
+    /// A field's value is not one it allows (an unknown channel, a number where text goes).
+    InvalidValue = "invalid_value",
+    /// JSON that is not a command object, or a refusal no finer code names.
     MalformedCommand = "malformed_command",
     MalformedAmount = "malformed_amount",
     MalformedDate = "malformed_date",

@@ -1685,7 +1685,11 @@ fn parse_unknown_cmd_is_unknown_command() {
         parse_code(r#"{"cmd":"withdraw","member":"a"}"#),
         "unknown_command"
     );
-    assert_eq!(parse_code(r#"{"member":"a"}"#), "unknown_command");
+    // A line with no cmd at all misses a field (issue 14, item 7); its message still lists the
+    // commands.
+    let missing = parse_command(r#"{"member":"a"}"#).unwrap_err();
+    assert_eq!(missing.code, "missing_field");
+    assert!(missing.message.contains("claim, bind_family"), "{missing}");
 }
 
 #[test]
