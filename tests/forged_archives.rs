@@ -310,6 +310,33 @@ fn an_opening_balance_near_i64_max_is_refused() {
 }
 
 #[test]
+fn a_claim_counted_in_a_region_the_member_never_belonged_to_is_refused() {
+    // Counted there, the claim's costs would add to counters no bound checks (a run of such
+    // claims overflowed them into a panic).
+    sample().refuses(is_settlement, "existence", "never had", |event, _| {
+        if let Event::ClaimSettled { settlement } = event {
+            settlement.region = "NOWHERE".into();
+        }
+    });
+}
+
+#[test]
+fn a_policy_figure_past_the_amount_bound_is_refused() {
+    // Settlements copy a policy's figures into their basis: an unbounded one would make the
+    // ledger refuse its own later claims. A stored policy is validated as it decodes.
+    sample().refuses(
+        |event| matches!(event, Event::PolicyLoaded { .. }),
+        "decode",
+        "must be from 0 to 1000000000000.00",
+        |event, _| {
+            if let Event::PolicyLoaded { policy } = event {
+                policy.outpatient.annual_max = Some(Money::from_fen(i64::MAX));
+            }
+        },
+    );
+}
+
+#[test]
 fn an_overdrawn_account_is_refused_naming_the_balance() {
     sample().refuses(is_payment, "balance", "below zero", overdraw);
 }

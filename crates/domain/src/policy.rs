@@ -218,7 +218,8 @@ pub struct LimitRule {
 
 impl PolicyVersion {
     /// Checks what JSON types cannot: one amount kind per credit rule, bands in order, a valid
-    /// year start, levels 1 to 3, non-negative amounts.
+    /// year start, levels 1 to 3, every amount from 0 to `AMOUNT_FEN_MAX` (a decoded policy is
+    /// held to what a parsed one is: its figures are copied into settlements).
     pub fn validate(&self) -> Result<(), String> {
         if self.region.is_empty() || self.region.len() > 32 {
             return Err("region must be 1 to 32 characters".into());
@@ -258,9 +259,21 @@ impl PolicyVersion {
             .iter()
             .map(|r| Some(r.amount))
             .chain(self.outpatient.limits.iter().map(|r| r.amount))
-            .chain([self.outpatient.deductible_cap, self.outpatient.annual_max]);
-        if amounts.flatten().any(Money::is_negative) {
-            return Err("deductibles, limits and maxima must not be negative".into());
+            .chain([self.outpatient.deductible_cap, self.outpatient.annual_max])
+            .chain(self.credits.iter().map(|r| r.fixed))
+            .chain(
+                self.outpatient
+                    .ratios
+                    .iter()
+                    .flat_map(|r| r.bands.iter().map(|b| b.up_to)),
+            );
+        let out_of_bounds = |m: Money| m.is_negative() || m.fen() > crate::money::AMOUNT_FEN_MAX;
+        if let Some(amount) = amounts.flatten().find(|m| out_of_bounds(*m)) {
+            return Err(format!(
+                "amounts (deductibles, limits, maxima, fixed credits, band ends) must be from 0 \
+                 to {}; {amount} is not",
+                Money::from_fen(crate::money::AMOUNT_FEN_MAX)
+            ));
         }
         for (index, rule) in self.outpatient.ratios.iter().enumerate() {
             let ends: Vec<Option<Money>> = rule.bands.iter().map(|b| b.up_to).collect();

@@ -282,6 +282,18 @@ fn settled(state: &State, settlement: &Settlement) -> Result<(), Inadmissible> {
         );
     }
     fresh_tx(state, &settlement.claim)?;
+    let member = enrolled(state, &settlement.member)?;
+    if !member.has_stint(&settlement.region, settlement.stint_since) {
+        // `evolve` would count it against another stint's counters, unchecked by the bound.
+        return refuse(
+            "existence",
+            format!(
+                "claim {} is counted in member {}'s stint in region {} since {}, which the \
+                 member never had",
+                settlement.claim, settlement.member, settlement.region, settlement.stint_since
+            ),
+        );
+    }
     debit(state, &settlement.member, settlement.account_paid)
 }
 

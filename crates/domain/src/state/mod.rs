@@ -118,6 +118,16 @@ impl Member {
             .map_or(self.region_since, |p| p.since)
     }
 
+    /// Whether the member has (or had) a stint in `region` that began on `since`: where a
+    /// settlement's counters must be.
+    pub fn has_stint(&self, region: &str, since: Day) -> bool {
+        (self.region == region && self.region_since == since)
+            || self
+                .past_regions
+                .iter()
+                .any(|p| p.region == region && p.since == since)
+    }
+
     /// The counters of the stint in `region` that began on `since`, wherever later transfers
     /// (even ones dated earlier) have put it: a reversal undoes a claim where it was counted.
     fn stint_counters_mut(&mut self, region: &str, since: Day) -> &mut BTreeMap<i32, YearCounters> {
