@@ -419,3 +419,118 @@ fn the_quarantine_message_names_the_command_that_lifts_it() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("audit clear-quarantine"), "{said}");
 }
+
+/// The sample ledger restored from its archive with every record's recorded time set to
+/// `recorded_at` (RFC 3339), the chain resealed: recorded times a test can choose.
+fn recorded_at(recorded_at: &str) -> TestLedger {
+    let original = sample_ledger();
+    let archive = original.dir.path().join("all.jsonl");
+    let out = original.run(&["audit", "export", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let micros = chrono::DateTime::parse_from_rfc3339(recorded_at)
+        .unwrap()
+        .timestamp_micros();
+    let mut lines = String::new();
+    for line in std::fs::read_to_string(&archive).unwrap().lines() {
+        let mut value: Value = serde_json::from_str(line).unwrap();
+        if let Some(record) = value.get_mut("record") {
+            record["recorded_at_micros"] = Value::from(micros);
+        }
+        lines.push_str(&value.to_string());
+        lines.push('\n');
+    }
+    let moved = original.dir.path().join("moved.jsonl");
+    std::fs::write(&moved, gongji_ledger::archive::reseal(lines.as_bytes())).unwrap();
+    let restored = TestLedger::empty();
+    let out = restored.run(&["audit", "import", moved.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    restored
+}
+
+#[test]
+fn recorded_before_reads_days_and_local_times_in_china_standard_time_and_says_so() {
+    // Recorded at 04:00 on 1 April in Beijing, still 31 March in UTC.
+    let ledger = recorded_at("2024-03-31T20:00:00Z");
+    let account = |before: &str, zone: Option<&str>| {
+        let mut command = ledger.command(&["account", "M001", "--recorded-before", before]);
+        command.arg("--json").env_remove("GONGJI_TZ_OFFSET");
+        if let Some(zone) = zone {
+            command.env("GONGJI_TZ_OFFSET", zone);
+        }
+        let out = command.output().unwrap();
+        (out.status.code(), out)
+    };
+    let enrolled = |before: &str| {
+        let (code, out) = account(before, None);
+        assert!(matches!(code, Some(0 | 1)), "{before}: {}", text(&out));
+        code == Some(0)
+    };
+    // A day is its midnight in UTC+08:00: the record, at 04:00 that day, is not before it.
+    assert!(!enrolled("2024-04-01"));
+    assert!(enrolled("2024-04-02"));
+    // A local time is read in UTC+08:00 (10:00 there is 02:00Z).
+    assert!(enrolled("2024-04-01T10:00:00"));
+    assert!(enrolled("2024-04-01 04:00:01"));
+    assert!(!enrolled("2024-04-01T04:00:00"));
+    // An explicit offset is honoured.
+    assert!(enrolled("2024-03-31T20:00:01Z"));
+    assert!(!enrolled("2024-03-31T20:00:00Z"));
+    assert!(!enrolled("2024-04-01T04:00:00+08:00"));
+    assert!(enrolled("2024-03-31T22:00:01+02:00"));
+
+    // The answer states the zone and the time it read.
+    let (_, out) = account("2024-04-01T10:00:00", None);
+    let answer = json_of(&out);
+    assert_eq!(answer["time_zone"], "+08:00");
+    assert_eq!(answer["recorded_before"], "2024-04-01T10:00:00+08:00");
+    assert_eq!(
+        answer["balance"],
+        ledger.query(&["account", "M001"])["balance"]
+    );
+    let out = ledger
+        .command(&["account", "M001", "--recorded-before", "2024-04-02"])
+        .env_remove("GONGJI_TZ_OFFSET")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("+08:00"), "{shown}");
+    let out = ledger
+        .command(&[
+            "fund",
+            "500000",
+            "--recorded-before",
+            "2024-04-02",
+            "--json",
+        ])
+        .env_remove("GONGJI_TZ_OFFSET")
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&out)["time_zone"], "+08:00", "{}", text(&out));
+    // Without --recorded-before nothing depends on the zone, and nothing is added.
+    assert!(ledger
+        .query(&["account", "M001"])
+        .get("time_zone")
+        .is_none());
+
+    // The one setting changes the meaning, and the answer says which zone it used.
+    let (code, out) = account("2024-04-01", Some("+00:00"));
+    assert_eq!(code, Some(0), "{}", text(&out));
+    let answer = json_of(&out);
+    assert_eq!(answer["time_zone"], "+00:00");
+    assert_eq!(answer["recorded_before"], "2024-04-01T00:00:00+00:00");
+    let (code, out) = account("2024-03-31T15:00:01", Some("-05:00"));
+    assert_eq!(code, Some(0), "{}", text(&out));
+    assert_eq!(
+        json_of(&out)["recorded_before"],
+        "2024-03-31T15:00:01-05:00"
+    );
+    // A setting that is no offset is refused, naming it.
+    for bad in ["Asia/Shanghai", "+8", "+08:60", "+24:00"] {
+        let (code, out) = account("2024-04-01", Some(bad));
+        assert_eq!(code, Some(2), "{bad}: {}", text(&out));
+        assert!(text(&out).contains("GONGJI_TZ_OFFSET"), "{}", text(&out));
+    }
+    let (code, out) = account("2024-04-01T25:00:00", None);
+    assert_eq!(code, Some(2), "{}", text(&out));
+}

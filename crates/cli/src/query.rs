@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use gongji_ledger::{not_enrolled, AsOf, Ledger, LedgerError};
 use serde_json::{json, Value};
 
-use crate::args::{self, AsOfArgs, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs};
+use crate::args::{
+    self, AsOfArgs, Asked, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs,
+};
 use crate::open::open;
 use crate::output;
 use crate::print;
@@ -45,13 +47,18 @@ pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
 }
 
 pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, String> {
-    let as_of = args.as_of.parse()?;
+    let asked = args.as_of.parse()?;
     let ledger = open(data)?;
     let answer = ledger
-        .year_answer(&args.member, args.year, args.region.as_deref(), &as_of)
+        .year_answer(
+            &args.member,
+            args.year,
+            args.region.as_deref(),
+            &asked.as_of,
+        )
         .map_err(|e| e.to_string())?;
     match answer {
-        Ok(view) => found(Some(json!(view)), args.json, ""),
+        Ok(view) => found(Some(stated(json!(view), &asked)), args.json, ""),
         Err(why) => found(None, args.json, &why),
     }
 }
@@ -65,20 +72,27 @@ fn member_view<T: serde::Serialize>(
     as_of: &AsOfArgs,
     query: impl FnOnce(&Ledger, &AsOf) -> Result<Option<T>, LedgerError>,
 ) -> Result<ExitCode, String> {
-    let as_of = as_of.parse()?;
+    let asked = as_of.parse()?;
     let ledger = open(data)?;
-    let view = query(&ledger, &as_of).map_err(|e| e.to_string())?;
-    found(view.map(|v| json!(v)), json, &not_enrolled(member, &as_of))
+    let view = query(&ledger, &asked.as_of).map_err(|e| e.to_string())?;
+    let answer = view.map(|v| stated(json!(v), &asked));
+    found(answer, json, &not_enrolled(member, &asked.as_of))
+}
+
+/// The answer with the zone it depends on stated ([`Asked::state`]).
+fn stated(mut answer: Value, asked: &Asked) -> Value {
+    asked.state(&mut answer);
+    answer
 }
 
 pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, String> {
-    let as_of = args.as_of.parse()?;
+    let asked = args.as_of.parse()?;
     let ledger = open(data)?;
     let view = ledger
-        .fund_at(&args.region, &as_of)
+        .fund_at(&args.region, &asked.as_of)
         .map_err(|e| e.to_string())?;
     found(
-        view.map(|v| json!(v)),
+        view.map(|v| stated(json!(v), &asked)),
         args.json,
         &format!(
             "region {} has no fund or policy in this ledger",
