@@ -182,19 +182,10 @@ fn the_csv_of_differences_starts_with_a_bom_and_names_the_member_on_every_row() 
     )
     .unwrap();
     let csv = dir.join("differences.csv");
-    let out = ledger.run(&[
-        "reconcile",
-        "detail",
-        input.to_str().unwrap(),
-        "--institution",
-        "H500101",
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-31",
-        "--csv",
-        csv.to_str().unwrap(),
-    ]);
+    let out = ledger.run(&march_detail_args(
+        &input,
+        &["--csv", csv.to_str().unwrap()],
+    ));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let bytes = std::fs::read(&csv).unwrap();
     assert_eq!(bytes[..3], [0xef, 0xbb, 0xbf], "{bytes:?}");
@@ -222,4 +213,21 @@ fn the_csv_of_differences_starts_with_a_bom_and_names_the_member_on_every_row() 
     // The Chinese visit id survives the round trip.
     let c777 = rows.iter().find(|row| row[column("setl_id")] == "C777");
     assert_eq!(cell(c777.unwrap(), "mdtrt_id"), "门诊七", "{written}");
+}
+
+/// `reconcile detail FILE` for H500101 in March 2024, with `extra` arguments.
+fn march_detail_args<'a>(file: &'a std::path::Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "reconcile",
+        "detail",
+        file.to_str().unwrap(),
+        "--institution",
+        "H500101",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-31",
+    ];
+    args.extend_from_slice(extra);
+    args
 }
