@@ -95,7 +95,10 @@ fn a_missing_input_leaves_an_existing_csv_untouched() {
     let out = ledger.run(&detail_args(&input, &["--csv", csv.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let written = std::fs::read_to_string(&csv).unwrap();
-    assert!(written.starts_with("kind,line,setl_id"), "{written}");
+    assert!(
+        written.starts_with("\u{feff}kind,line,setl_id"),
+        "{written}"
+    );
     assert!(written.contains("acct_pay,140.00,150.00"), "{written}");
     assert!(!dir.join("differences.csv.partial").exists());
 }

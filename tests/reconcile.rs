@@ -161,3 +161,73 @@ fn a_statement_of_an_institution_with_nothing_in_the_month_says_so() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("has no settlement"));
 }
+
+/// The `--csv` file Excel on Chinese Windows reads as UTF-8 (it starts with the byte-order
+/// mark) and whose every difference row names the member: the file row's `psn_no` for a row
+/// read from the file, the ledger settlement's member for a row missing from the file.
+#[test]
+fn the_csv_of_differences_starts_with_a_bom_and_names_the_member_on_every_row() {
+    let ledger = sample_ledger();
+    let dir = ledger.dir.path();
+    // C001 differs in two amounts (fields_differ, M001), C777 of member M777 with a Chinese
+    // visit id is not in the ledger, C001 repeats (duplicate_row), and C002 (M001) is missing.
+    let input = dir.join("march.csv");
+    std::fs::write(
+        &input,
+        format!(
+            "{HEADER}\nC001,V1,M001,150.00,0.00,140.00,10.00,0\n\
+             C777,门诊七,M777,1.00,0.00,1.00,0.00,0\n\
+             C001,V1,M001,150.00,0.00,150.00,0.00,0\n"
+        ),
+    )
+    .unwrap();
+    let csv = dir.join("differences.csv");
+    let out = ledger.run(&march_detail_args(
+        &input,
+        &["--csv", csv.to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let bytes = std::fs::read(&csv).unwrap();
+    assert_eq!(bytes[..3], [0xef, 0xbb, 0xbf], "{bytes:?}");
+    let written = String::from_utf8(bytes[3..].to_vec()).expect("UTF-8 after the BOM");
+    assert!(!written.contains('"'), "no quoted cell here: {written}");
+    let mut lines = written.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[0], "kind", "the BOM is not doubled: {written}");
+    let column = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
+    let cell = |row: &[&str], name: &str| row[column(name)].to_string();
+    let found: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|row| (cell(row, "kind"), cell(row, "setl_id"), cell(row, "psn_no")))
+        .collect();
+    let expected = [
+        ("fields_differ", "C001", "M001"),
+        ("fields_differ", "C001", "M001"),
+        ("in_file_not_in_ledger", "C777", "M777"),
+        ("duplicate_row", "C001", "M001"),
+        ("in_ledger_not_in_file", "C002", "M001"),
+    ]
+    .map(|(k, s, p)| (k.to_string(), s.to_string(), p.to_string()));
+    assert_eq!(found, expected, "{written}");
+    // The Chinese visit id survives the round trip.
+    let c777 = rows.iter().find(|row| row[column("setl_id")] == "C777");
+    assert_eq!(cell(c777.unwrap(), "mdtrt_id"), "门诊七", "{written}");
+}
+
+/// `reconcile detail FILE` for H500101 in March 2024, with `extra` arguments.
+fn march_detail_args<'a>(file: &'a std::path::Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "reconcile",
+        "detail",
+        file.to_str().unwrap(),
+        "--institution",
+        "H500101",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-31",
+    ];
+    args.extend_from_slice(extra);
+    args
+}

@@ -82,6 +82,9 @@ pub enum Difference {
         line: u64,
         setl_id: String,
         refund: bool,
+        /// The member as the file row gives it (the ledger's, when it differs, is among
+        /// `fields`).
+        psn_no: String,
         fields: Vec<FieldDifference>,
     },
     /// A second row with the same `setl_id` and `refd_setl_flag` (not matched again).
@@ -90,6 +93,8 @@ pub enum Difference {
         first_line: u64,
         setl_id: String,
         refund: bool,
+        /// The member as the repeated row gives it.
+        psn_no: String,
     },
     /// A row that could not be read; the rest of the file still is.
     MalformedRow { line: u64, reason: String },
@@ -607,6 +612,7 @@ impl Unmatched {
                 first_line,
                 setl_id: row.setl_id.into_owned(),
                 refund: row.refund,
+                psn_no: row.psn_no.into_owned(),
             };
         }
         if self.seen.len() < UNMATCHED_FINGERPRINTS_MAX {
@@ -679,6 +685,7 @@ fn match_row(line: u64, row: &FileRow<'_>, entry: &mut Expected) -> Option<Diffe
             first_line: *seen_line,
             setl_id: row.setl_id.to_string(),
             refund: row.refund,
+            psn_no: row.psn_no.to_string(),
         });
     }
     *seen_line = line;
@@ -733,6 +740,7 @@ fn match_row(line: u64, row: &FileRow<'_>, entry: &mut Expected) -> Option<Diffe
         line,
         setl_id: row.setl_id.to_string(),
         refund: row.refund,
+        psn_no: row.psn_no.to_string(),
         fields,
     })
 }

@@ -121,6 +121,7 @@ pub fn difference_text(difference: &Difference) -> String {
             setl_id,
             refund,
             fields,
+            ..
         } => format!(
             "line {line}: {} {setl_id} differs: {}",
             flag(*refund),
@@ -135,6 +136,7 @@ pub fn difference_text(difference: &Difference) -> String {
             first_line,
             setl_id,
             refund,
+            ..
         } => format!(
             "line {line}: {} {setl_id} repeats line {first_line}; the repeat is not matched",
             flag(*refund)
@@ -343,16 +345,23 @@ pub const CSV_COLUMNS: [&str; 14] = [
     "note",
 ];
 
-/// Writes differences as CSV (UTF-8, `\n`, RFC 4180 quoting): one row per difference, and one
-/// row per differing field where a row differs in several.
+/// The UTF-8 byte-order mark the CSV starts with: without it, Excel on a Chinese Windows reads
+/// the file as GBK and garbles every Chinese cell. (pandas: `encoding="utf-8-sig"`.)
+pub const CSV_BOM: &[u8; 3] = b"\xEF\xBB\xBF";
+
+/// Writes differences as CSV (UTF-8 after a byte-order mark, [`CSV_BOM`]; `\n`, RFC 4180
+/// quoting): one row per difference, and one row per differing field where a row differs in
+/// several. Every row but a malformed one names the member (`psn_no`): the file row's for a
+/// row read from the file, the ledger settlement's for one missing from the file.
 pub struct DifferenceCsv<W: Write> {
     out: W,
     rows_written: u64,
 }
 
 impl<W: Write> DifferenceCsv<W> {
-    /// Writes the header row.
+    /// Writes the byte-order mark and the header row.
     pub fn new(mut out: W) -> io::Result<DifferenceCsv<W>> {
+        out.write_all(CSV_BOM)?;
         write_row(&mut out, &CSV_COLUMNS)?;
         Ok(DifferenceCsv {
             out,
@@ -396,6 +405,7 @@ impl<W: Write> DifferenceCsv<W> {
                 line,
                 setl_id,
                 refund,
+                psn_no,
                 fields,
             } => {
                 for field in fields {
@@ -404,7 +414,7 @@ impl<W: Write> DifferenceCsv<W> {
                         field: field.field,
                         file_value: &field.file,
                         ledger_value: &field.ledger,
-                        ..row.clone().of(setl_id, *refund, "", "")
+                        ..row.clone().of(setl_id, *refund, psn_no, "")
                     })?;
                 }
                 Ok(())
@@ -414,10 +424,11 @@ impl<W: Write> DifferenceCsv<W> {
                 first_line,
                 setl_id,
                 refund,
+                psn_no,
             } => self.row(CsvRow {
                 line: line.to_string(),
                 note: format!("repeats line {first_line}"),
-                ..row.of(setl_id, *refund, "", "")
+                ..row.of(setl_id, *refund, psn_no, "")
             }),
             Difference::MalformedRow { line, reason } => self.row(CsvRow {
                 line: line.to_string(),

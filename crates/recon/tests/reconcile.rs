@@ -171,41 +171,45 @@ fn a_detail_file_differing_in_every_way_gives_the_exact_report() {
     )
     .unwrap();
 
-    let differ = |line: u64, setl_id: &str, fields: &[(&'static str, String, String)]| {
-        Difference::FieldsDiffer {
-            line,
-            setl_id: setl_id.to_string(),
-            refund: false,
-            fields: fields
-                .iter()
-                .map(|(field, file, ledger)| gongji_recon::FieldDifference {
-                    field,
-                    file: file.clone(),
-                    ledger: ledger.clone(),
-                })
-                .collect(),
-        }
-    };
+    let differ =
+        |line: u64, setl_id: &str, psn_no: &str, fields: &[(&'static str, String, String)]| {
+            Difference::FieldsDiffer {
+                line,
+                setl_id: setl_id.to_string(),
+                refund: false,
+                psn_no: psn_no.to_string(),
+                fields: fields
+                    .iter()
+                    .map(|(field, file, ledger)| gongji_recon::FieldDifference {
+                        field,
+                        file: file.clone(),
+                        ledger: ledger.clone(),
+                    })
+                    .collect(),
+            }
+        };
     let malformed = |line: u64, reason: &str| Difference::MalformedRow {
         line,
         reason: reason.to_string(),
     };
     let expected = vec![
-        differ(3, "C02", &[("medfee_sumamt", "700.00".into(), "685.50".into())]),
+        differ(3, "C02", "M1", &[("medfee_sumamt", "700.00".into(), "685.50".into())]),
         differ(
             4,
             "C03",
+            "M2",
             &[(
                 "fund_pay_sumamt",
                 plus(&c03.fund_pay_sumamt, 100),
                 c03.fund_pay_sumamt.clone(),
             )],
         ),
-        differ(5, "C04", &[("acct_pay", plus(&c04.acct_pay, -1), c04.acct_pay.clone())]),
-        differ(6, "C05", &[("cash_payamt", plus(&c05.cash_payamt, 5), c05.cash_payamt.clone())]),
+        differ(5, "C04", "M2", &[("acct_pay", plus(&c04.acct_pay, -1), c04.acct_pay.clone())]),
+        differ(6, "C05", "M3", &[("cash_payamt", plus(&c05.cash_payamt, 5), c05.cash_payamt.clone())]),
         differ(
             7,
             "C06",
+            "M9",
             &[
                 ("psn_no", "M9".into(), "M4".into()),
                 ("mdtrt_id", "V99".into(), "V06".into()),
@@ -242,12 +246,14 @@ fn a_detail_file_differing_in_every_way_gives_the_exact_report() {
             first_line: 2,
             setl_id: "C01".into(),
             refund: false,
+            psn_no: "M1".into(),
         },
         Difference::DuplicateRow {
             line: 16,
             first_line: 14,
             setl_id: "X01".into(),
             refund: false,
+            psn_no: "M1".into(),
         },
         malformed(17, "medfee_sumamt: amount '12.345' has more than two decimal places"),
         malformed(18, "refd_setl_flag '2' must be 0 (settlement) or 1 (refund)"),
@@ -383,13 +389,25 @@ fn a_detail_file_differing_in_every_way_gives_the_exact_report() {
     assert_eq!(csv.rows_written(), 19);
     let csv = String::from_utf8(csv.finish().unwrap()).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
-    assert_eq!(rows[0], render::CSV_COLUMNS.join(","));
+    // The byte-order mark, then the header.
+    assert_eq!(
+        rows[0],
+        format!("\u{feff}{}", render::CSV_COLUMNS.join(","))
+    );
     assert_eq!(
         rows[1],
-        "fields_differ,3,C02,0,,,medfee_sumamt,700.00,685.50,,,,,"
+        "fields_differ,3,C02,0,M1,,medfee_sumamt,700.00,685.50,,,,,"
     );
-    assert_eq!(rows[5], "fields_differ,7,C06,0,,,psn_no,M9,M4,,,,,");
-    assert_eq!(rows[6], "fields_differ,7,C06,0,,,mdtrt_id,V99,V06,,,,,");
+    assert_eq!(rows[5], "fields_differ,7,C06,0,M9,,psn_no,M9,M4,,,,,");
+    assert_eq!(rows[6], "fields_differ,7,C06,0,M9,,mdtrt_id,V99,V06,,,,,");
+    assert!(
+        rows.contains(&"duplicate_row,15,C01,0,M1,,,,,,,,,repeats line 2"),
+        "{csv}"
+    );
+    assert!(
+        rows.contains(&"duplicate_row,16,X01,0,M1,,,,,,,,,repeats line 14"),
+        "{csv}"
+    );
     assert!(
         rows[16].starts_with("malformed_row,22,,,,,,,,,,,,field 2 opens a quote"),
         "{}",
@@ -949,6 +967,7 @@ fn the_cli_helpers_print_the_report_write_every_difference_and_return_the_status
     assert_eq!(json["counts"]["matched_rows"], 1);
     let written = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(written.lines().count(), 3, "header, Z1 and K2: {written}");
+    assert!(written.starts_with("\u{feff}kind,line,"), "{written}");
     assert!(
         written.contains("\nin_file_not_in_ledger,3,Z1,0,M1,V,"),
         "{written}"
