@@ -419,3 +419,50 @@ fn the_quarantine_message_names_the_command_that_lifts_it() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("audit clear-quarantine"), "{said}");
 }
+
+#[test]
+fn export_onto_an_existing_file_is_refused_unless_forced() {
+    let ledger = sample_ledger();
+    let archive = ledger.dir.path().join("kept.jsonl");
+    std::fs::write(&archive, b"an auditor's earlier archive\n").unwrap();
+    let out = ledger.run(&["audit", "export", archive.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(archive.to_str().unwrap()), "{said}");
+    assert!(said.contains("--force"), "{said}");
+    assert_eq!(
+        std::fs::read(&archive).unwrap(),
+        b"an auditor's earlier archive\n"
+    );
+    let out = ledger.run(&["audit", "export", archive.to_str().unwrap(), "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let check = ledger.run(&["audit", "check", archive.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", text(&check));
+}
+
+#[test]
+fn export_of_an_unknown_region_is_refused_and_writes_nothing() {
+    let ledger = sample_ledger();
+    let archive = ledger.dir.path().join("nowhere.jsonl");
+    let out = ledger.run(&[
+        "audit",
+        "export",
+        archive.to_str().unwrap(),
+        "--region",
+        "999999",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("region 999999"), "{said}");
+    assert!(!archive.exists(), "an archive was written");
+    assert!(!ledger.dir.path().join("nowhere.jsonl.partial").exists());
+    // A region the ledger knows still exports.
+    let out = ledger.run(&[
+        "audit",
+        "export",
+        archive.to_str().unwrap(),
+        "--region",
+        "500000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use gongji_ledger::archive::ArchiveFilter;
+use gongji_ledger::archive::{ArchiveFilter, ExportRefusal};
 use gongji_ledger::Ledger;
 use serde_json::{json, Value};
 
@@ -47,9 +47,20 @@ pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, String> {
         region: args.region.clone(),
     };
     let ledger = open(data)?;
+    match ledger
+        .export_refusal(&args.file, &filter, args.force)
+        .map_err(|e| e.to_string())?
+    {
+        Some(refusal @ ExportRefusal::UnknownRegion(_)) => {
+            print::error_line(&refusal.to_string());
+            return Ok(ExitCode::from(1));
+        }
+        Some(refusal @ ExportRefusal::Exists(_)) => return Err(refusal.to_string()),
+        None => {}
+    }
     let mut bar = Progress::on_terminal("export");
     let manifest = ledger
-        .export_archive(&args.file, &filter, &mut |done, total| {
+        .export_archive(&args.file, &filter, args.force, &mut |done, total| {
             bar.show(done, total)
         })
         .map_err(|e| e.to_string())?;

@@ -23,15 +23,65 @@ use crate::{Ledger, LedgerError};
 /// Records written between progress reports.
 const PROGRESS_RECORDS: u64 = 10_000;
 
+/// Why an export is refused before anything is read or written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportRefusal {
+    /// Something is already at the destination and replacing it was not asked for.
+    Exists(PathBuf),
+    /// The filter names a region no policy was loaded for: nothing of it can be in the log.
+    UnknownRegion(String),
+}
+
+impl std::fmt::Display for ExportRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportRefusal::Exists(path) => write!(
+                f,
+                "{} already exists: export writes a new file (--force replaces it)",
+                path.display()
+            ),
+            ExportRefusal::UnknownRegion(region) => write!(
+                f,
+                "region {region} is not known to this ledger (no policy was loaded for it): \
+                 nothing exported"
+            ),
+        }
+    }
+}
+
 impl Ledger {
+    /// Why exporting `filter` to `path` would be refused, checked before anything is read:
+    /// an existing destination (unless `replace`), a region the ledger does not know.
+    pub fn export_refusal(
+        &self,
+        path: &Path,
+        filter: &ArchiveFilter,
+        replace: bool,
+    ) -> Result<Option<ExportRefusal>, LedgerError> {
+        if !replace && std::fs::symlink_metadata(path).is_ok() {
+            return Ok(Some(ExportRefusal::Exists(path.to_path_buf())));
+        }
+        if let Some(region) = &filter.region {
+            if !self.policy_regions()?.contains(region) {
+                return Ok(Some(ExportRefusal::UnknownRegion(region.clone())));
+            }
+        }
+        Ok(None)
+    }
+
     /// Writes the log, or the part `filter` selects, to the file `path` (the only file the
-    /// ledger writes outside its data directory). Returns the manifest.
+    /// ledger writes outside its data directory). Returns the manifest. Refused, writing
+    /// nothing, for what [`Ledger::export_refusal`] names.
     pub fn export_archive(
         &self,
         path: &Path,
         filter: &ArchiveFilter,
+        replace: bool,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Manifest, LedgerError> {
+        if let Some(refusal) = self.export_refusal(path, filter, replace)? {
+            return Err(LedgerError::Projection(refusal.to_string()));
+        }
         let log = self.log();
         let end = log.durable_end();
         let (selected, versions) = select(log, end, filter)?;

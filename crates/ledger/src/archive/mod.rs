@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{check_stream, digest_of, totals_of, InvariantFold, RegionTotals};
 use crate::{store, LedgerError};
+pub use export::ExportRefusal;
 pub use forge::reseal;
 pub use import::import_archive;
 use read::read_archive;
