@@ -18,7 +18,7 @@ pub fn replay(data: &Path, json: bool) -> Result<ExitCode, String> {
     let mut ledger = open_to_rebuild(data)?;
     let mut bar = Progress::on_terminal("replay");
     let report = ledger
-        .audit_replay(&mut |done, total| bar.show(done, total))
+        .audit_replay(&mut |done, total| bar.step("fold", done, total))
         .map_err(|e| e.to_string())?;
     bar.finish();
     ledger.close().map_err(|e| e.to_string())?;
@@ -29,7 +29,7 @@ pub fn verify(data: &Path, json: bool) -> Result<ExitCode, String> {
     let ledger = open(data)?;
     let mut bar = Progress::on_terminal("verify");
     let report = ledger
-        .audit_verify(&mut |_, done, total| bar.show(done, total))
+        .audit_verify(&mut |phase, done, total| bar.step(phase, done, total))
         .map_err(|e| e.to_string())?;
     bar.finish();
     print_report(
@@ -59,6 +59,7 @@ pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, String> {
         None => {}
     }
     let mut bar = Progress::on_terminal("export");
+    bar.phase("write");
     let manifest = ledger
         .export_archive(&args.file, &filter, args.force, &mut |done, total| {
             bar.show(done, total)
@@ -81,8 +82,10 @@ pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, String> {
 /// `audit check` needs no ledger at all.
 pub fn check(file: &Path, json: bool) -> Result<ExitCode, String> {
     let mut bar = Progress::on_terminal("check");
-    let report = gongji_ledger::archive::check_archive(file, &mut |done| bar.show(done, 0))
-        .map_err(|e| e.to_string())?;
+    bar.phase("archive");
+    let report =
+        gongji_ledger::archive::check_archive(file, &mut |done, total| bar.show(done, total))
+            .map_err(|e| e.to_string())?;
     bar.finish();
     print_report(
         &json!(report),
@@ -106,8 +109,13 @@ pub fn clear_quarantine(data: &Path) -> Result<ExitCode, String> {
 }
 
 pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> {
-    let (report, ledger) = gongji_ledger::archive::import_archive(data, file, &mut |_, _| {})
+    let mut bar = Progress::on_terminal("import");
+    let (report, ledger) =
+        gongji_ledger::archive::import_archive(data, file, &mut |phase, done, total| {
+            bar.step(phase, done, total)
+        })
         .map_err(|e| e.to_string())?;
+    bar.finish();
     let Some(ledger) = ledger else {
         print_report(&json!(report), json, output::archive_check, true)?;
         print::error_line(&format!(
@@ -135,7 +143,7 @@ pub fn rebuild(data: &Path) -> Result<ExitCode, String> {
     let started = Instant::now();
     let mut bar = Progress::on_terminal("rebuild");
     let folded = ledger
-        .rebuild(&mut |done, total| bar.show(done, total))
+        .rebuild(&mut |done, total| bar.step("fold", done, total))
         .map_err(|e| e.to_string())?;
     bar.finish();
     ledger.close().map_err(|e| e.to_string())?;
