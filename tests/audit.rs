@@ -521,7 +521,7 @@ fn check_verify_and_import_show_their_phases_each_reaching_100_percent() {
     );
     let archive = ledger.dir.path().join("all.jsonl");
     let export = with_plain_progress(Some(&data), &["audit", "export", archive.to_str().unwrap()]);
-    assert_phases_reach_100(&export, &["export: write"]);
+    assert_phases_reach_100(&export, &["export: select", "export: write"]);
     let check = with_plain_progress(None, &["audit", "check", archive.to_str().unwrap()]);
     assert_phases_reach_100(&check, &["check: archive"]);
     let restored = ledger.dir.path().join("restored");

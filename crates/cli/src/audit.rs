@@ -59,11 +59,13 @@ pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, String> {
         None => {}
     }
     let mut bar = Progress::on_terminal("export");
-    bar.phase("write");
     let manifest = ledger
-        .export_archive(&args.file, &filter, args.force, &mut |done, total| {
-            bar.show(done, total)
-        })
+        .export_archive(
+            &args.file,
+            &filter,
+            args.force,
+            &mut |phase, done, total| bar.step(phase, done, total),
+        )
         .map_err(|e| e.to_string())?;
     bar.finish();
     let value = json!(manifest);

@@ -71,20 +71,22 @@ impl Ledger {
 
     /// Writes the log, or the part `filter` selects, to the file `path` (the only file the
     /// ledger writes outside its data directory). Returns the manifest. Refused, writing
-    /// nothing, for what [`Ledger::export_refusal`] names.
+    /// nothing, for what [`Ledger::export_refusal`] names. `progress(phase, done, total)` in
+    /// positions of the log, in two phases: `select` (what the filter takes) and `write`.
     pub fn export_archive(
         &self,
         path: &Path,
         filter: &ArchiveFilter,
         replace: bool,
-        progress: &mut dyn FnMut(u64, u64),
+        progress: &mut dyn FnMut(&'static str, u64, u64),
     ) -> Result<Manifest, LedgerError> {
         if let Some(refusal) = self.export_refusal(path, filter, replace)? {
             return Err(LedgerError::Projection(refusal.to_string()));
         }
         let log = self.log();
         let end = log.durable_end();
-        let (selected, versions) = select(log, end, filter)?;
+        let (selected, versions) =
+            select(log, end, filter, &mut |done| progress("select", done, end))?;
         let policies = self.policies_named(&versions)?;
         let complete = filter.is_everything();
         let header = Header {
@@ -102,12 +104,12 @@ impl Ledger {
             if selected.contains(&record.position) {
                 out.record(&record)?;
                 if out.records.is_multiple_of(PROGRESS_RECORDS) {
-                    progress(record.position, end);
+                    progress("write", record.position, end);
                 }
             }
         }
         let manifest = out.finish(policies.len() as u64, complete)?;
-        progress(end, end);
+        progress("write", end, end);
         Ok(manifest)
     }
 
@@ -129,17 +131,21 @@ impl Ledger {
 }
 
 /// The positions of the records `filter` selects among `0..end`, and the policy versions they
-/// were decided under.
+/// were decided under. `progress(records read)`, every `PROGRESS_RECORDS` and at the end.
 fn select(
     log: &dyn DurableLog,
     end: u64,
     filter: &ArchiveFilter,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<(BTreeSet<u64>, BTreeSet<String>), LedgerError> {
     let mut members = HashMap::new();
     let mut selected = BTreeSet::new();
     let mut versions = BTreeSet::new();
     for record in log.read_range(0, end)? {
         let record = record?;
+        if record.position.is_multiple_of(PROGRESS_RECORDS) {
+            progress(record.position);
+        }
         let event = decode(&record)?;
         let regions = event_region(&event, &mut members);
         let date = event.date();
@@ -152,6 +158,7 @@ fn select(
             }
         }
     }
+    progress(end);
     Ok((selected, versions))
 }
 
