@@ -3,7 +3,9 @@
 //! `O_EXCL`, after removing a stale regular file of that name; a link there is refused, never
 //! written through), synced,
 //! and renamed into place (then the directory is synced), so the target is never a cut archive
-//! and a link at `NAME` is replaced, not written through.
+//! and a link at `NAME` is replaced, not written through. Before anything is read or written,
+//! an existing `NAME` (unless replacing was asked for) and a region the ledger has no policy
+//! for are refused (`ExportRefusal`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
