@@ -131,11 +131,11 @@ pub fn archive(data: &[u8]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("archive.jsonl");
     std::fs::write(&file, reseal(data)).expect("archive written");
-    let checked = check_archive(&file, &mut |_| {})
+    let checked = check_archive(&file, &mut |_, _| {})
         .ok()
         .and_then(|report| report.digest);
     let target = dir.path().join("ledger");
-    let imported = import_archive(&target, &file, &mut |_, _| {});
+    let imported = import_archive(&target, &file, &mut |_, _, _| {});
     match imported {
         Ok((_, Some(ledger))) => {
             let digest = ledger.digest().expect("the restored ledger has a digest");

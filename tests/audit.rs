@@ -534,3 +534,164 @@ fn recorded_before_reads_days_and_local_times_in_china_standard_time_and_says_so
     let (code, out) = account("2024-04-01T25:00:00", None);
     assert_eq!(code, Some(2), "{}", text(&out));
 }
+
+#[test]
+fn export_onto_an_existing_file_is_refused_unless_forced() {
+    let ledger = sample_ledger();
+    let archive = ledger.dir.path().join("kept.jsonl");
+    std::fs::write(&archive, b"an auditor's earlier archive\n").unwrap();
+    let out = ledger.run(&["audit", "export", archive.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(archive.to_str().unwrap()), "{said}");
+    assert!(said.contains("--force"), "{said}");
+    assert_eq!(
+        std::fs::read(&archive).unwrap(),
+        b"an auditor's earlier archive\n"
+    );
+    let out = ledger.run(&["audit", "export", archive.to_str().unwrap(), "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let check = ledger.run(&["audit", "check", archive.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", text(&check));
+}
+
+#[test]
+fn export_of_an_unknown_region_is_refused_and_writes_nothing() {
+    let ledger = sample_ledger();
+    let archive = ledger.dir.path().join("nowhere.jsonl");
+    let out = ledger.run(&[
+        "audit",
+        "export",
+        archive.to_str().unwrap(),
+        "--region",
+        "999999",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("region 999999"), "{said}");
+    assert!(!archive.exists(), "an archive was written");
+    assert!(!ledger.dir.path().join("nowhere.jsonl.partial").exists());
+    // A region the ledger knows still exports.
+    let out = ledger.run(&[
+        "audit",
+        "export",
+        archive.to_str().unwrap(),
+        "--region",
+        "500000",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Runs gongji with plain progress lines (`GONGJI_PROGRESS=plain`) and no ledger implied.
+fn with_plain_progress(data: Option<&Path>, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(support::gongji_path());
+    if let Some(data) = data {
+        command.arg("--data").arg(data);
+    }
+    command
+        .args(args)
+        .env("GONGJI_PROGRESS", "plain")
+        .output()
+        .expect("gongji runs")
+}
+
+/// The phases the plain progress lines name, in order, each with the percentage it ended at.
+fn phases_ended(out: &std::process::Output) -> Vec<(String, String)> {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|line| {
+            let (phase, percent) = line.rsplit_once(' ')?;
+            percent
+                .ends_with('%')
+                .then(|| (phase.to_string(), percent.to_string()))
+        })
+        .collect()
+}
+
+fn assert_phases_reach_100(out: &std::process::Output, expected: &[&str]) {
+    assert_eq!(out.status.code(), Some(0), "{}", text(out));
+    let ended = phases_ended(out);
+    let names: Vec<&str> = ended.iter().map(|(phase, _)| phase.as_str()).collect();
+    assert_eq!(names, expected, "{}", text(out));
+    for (phase, percent) in &ended {
+        assert_eq!(percent, "100.0%", "phase {phase}: {}", text(out));
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    for phase in expected {
+        assert!(
+            said.lines().any(|l| l == *phase),
+            "{phase} not started: {said}"
+        );
+    }
+}
+
+#[test]
+fn check_verify_and_import_show_their_phases_each_reaching_100_percent() {
+    let ledger = sample_ledger();
+    let data = ledger.data();
+    let verify = with_plain_progress(Some(&data), &["audit", "verify"]);
+    assert_phases_reach_100(
+        &verify,
+        &["verify: chain", "verify: invariants", "verify: projections"],
+    );
+    let archive = ledger.dir.path().join("all.jsonl");
+    let export = with_plain_progress(Some(&data), &["audit", "export", archive.to_str().unwrap()]);
+    assert_phases_reach_100(&export, &["export: select", "export: write"]);
+    let check = with_plain_progress(None, &["audit", "check", archive.to_str().unwrap()]);
+    assert_phases_reach_100(&check, &["check: archive"]);
+    let restored = ledger.dir.path().join("restored");
+    let import = with_plain_progress(
+        Some(&restored),
+        &["audit", "import", archive.to_str().unwrap()],
+    );
+    assert_phases_reach_100(&import, &["import: restore", "import: projections"]);
+    let replay = with_plain_progress(Some(&restored), &["audit", "replay"]);
+    assert_phases_reach_100(&replay, &["replay: fold"]);
+    // Without the setting and off a terminal, no progress is shown at all.
+    let quiet = ledger.run(&["audit", "verify"]);
+    assert!(quiet.stderr.is_empty(), "{}", text(&quiet));
+}
+
+#[test]
+fn import_refuses_a_non_empty_or_non_directory_target_before_reading_the_archive() {
+    // A FIFO nobody writes to: opening it to read would block, so a refusal that comes back
+    // at all came before the archive was opened.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("archive.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let full = dir.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("kept"), b"someone's file").unwrap();
+    let plain_file = dir.path().join("a-file");
+    std::fs::write(&plain_file, b"not a directory").unwrap();
+    for (target, said) in [(&full, "is not empty"), (&plain_file, "is not a directory")] {
+        let mut child = std::process::Command::new(support::gongji_path())
+            .arg("--data")
+            .arg(target)
+            .args(["audit", "import", fifo.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("import into {} read the archive first", target.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(said), "{stderr}");
+        assert!(stderr.contains(target.to_str().unwrap()), "{stderr}");
+    }
+    assert_eq!(std::fs::read(full.join("kept")).unwrap(), b"someone's file");
+    assert_eq!(std::fs::read(&plain_file).unwrap(), b"not a directory");
+}

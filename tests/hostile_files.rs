@@ -205,7 +205,7 @@ fn an_export_onto_a_link_replaces_the_link_and_never_writes_through_it() {
     let victim = victim_file(&ledger, "victim");
     let archive = ledger.dir.path().join("out.arch");
     symlink(&victim, &archive).unwrap();
-    let out = ledger.run(&["audit", "export", archive.to_str().unwrap()]);
+    let out = ledger.run(&["audit", "export", archive.to_str().unwrap(), "--force"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_untouched(&victim);
     assert!(std::fs::symlink_metadata(&archive).unwrap().is_file());

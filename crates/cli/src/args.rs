@@ -404,6 +404,9 @@ pub struct ExportArgs {
     /// Only events of this region.
     #[arg(long)]
     pub region: Option<String>,
+    /// Replace FILE if it already exists (without it, an existing FILE is refused).
+    #[arg(long)]
+    pub force: bool,
     /// The manifest as JSON on standard output.
     #[arg(long)]
     pub json: bool,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use gongji_ledger::archive::ArchiveFilter;
+use gongji_ledger::archive::{ArchiveFilter, ExportRefusal};
 use gongji_ledger::Ledger;
 use serde_json::{json, Value};
 
@@ -18,7 +18,7 @@ pub fn replay(data: &Path, json: bool) -> Result<ExitCode, String> {
     let mut ledger = open_to_rebuild(data)?;
     let mut bar = Progress::on_terminal("replay");
     let report = ledger
-        .audit_replay(&mut |done, total| bar.show(done, total))
+        .audit_replay(&mut |done, total| bar.step("fold", done, total))
         .map_err(|e| e.to_string())?;
     bar.finish();
     ledger.close().map_err(|e| e.to_string())?;
@@ -29,7 +29,7 @@ pub fn verify(data: &Path, json: bool) -> Result<ExitCode, String> {
     let ledger = open(data)?;
     let mut bar = Progress::on_terminal("verify");
     let report = ledger
-        .audit_verify(&mut |_, done, total| bar.show(done, total))
+        .audit_verify(&mut |phase, done, total| bar.step(phase, done, total))
         .map_err(|e| e.to_string())?;
     bar.finish();
     print_report(
@@ -47,11 +47,25 @@ pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, String> {
         region: args.region.clone(),
     };
     let ledger = open(data)?;
+    match ledger
+        .export_refusal(&args.file, &filter, args.force)
+        .map_err(|e| e.to_string())?
+    {
+        Some(refusal @ ExportRefusal::UnknownRegion(_)) => {
+            print::error_line(&refusal.to_string());
+            return Ok(ExitCode::from(1));
+        }
+        Some(refusal @ ExportRefusal::Exists(_)) => return Err(refusal.to_string()),
+        None => {}
+    }
     let mut bar = Progress::on_terminal("export");
     let manifest = ledger
-        .export_archive(&args.file, &filter, &mut |done, total| {
-            bar.show(done, total)
-        })
+        .export_archive(
+            &args.file,
+            &filter,
+            args.force,
+            &mut |phase, done, total| bar.step(phase, done, total),
+        )
         .map_err(|e| e.to_string())?;
     bar.finish();
     let value = json!(manifest);
@@ -70,8 +84,10 @@ pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, String> {
 /// `audit check` needs no ledger at all.
 pub fn check(file: &Path, json: bool) -> Result<ExitCode, String> {
     let mut bar = Progress::on_terminal("check");
-    let report = gongji_ledger::archive::check_archive(file, &mut |done| bar.show(done, 0))
-        .map_err(|e| e.to_string())?;
+    bar.phase("archive");
+    let report =
+        gongji_ledger::archive::check_archive(file, &mut |done, total| bar.show(done, total))
+            .map_err(|e| e.to_string())?;
     bar.finish();
     print_report(
         &json!(report),
@@ -95,8 +111,13 @@ pub fn clear_quarantine(data: &Path) -> Result<ExitCode, String> {
 }
 
 pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> {
-    let (report, ledger) = gongji_ledger::archive::import_archive(data, file, &mut |_, _| {})
+    let mut bar = Progress::on_terminal("import");
+    let (report, ledger) =
+        gongji_ledger::archive::import_archive(data, file, &mut |phase, done, total| {
+            bar.step(phase, done, total)
+        })
         .map_err(|e| e.to_string())?;
+    bar.finish();
     let Some(ledger) = ledger else {
         print_report(&json!(report), json, output::archive_check, true)?;
         print::error_line(&format!(
@@ -124,7 +145,7 @@ pub fn rebuild(data: &Path) -> Result<ExitCode, String> {
     let started = Instant::now();
     let mut bar = Progress::on_terminal("rebuild");
     let folded = ledger
-        .rebuild(&mut |done, total| bar.show(done, total))
+        .rebuild(&mut |done, total| bar.step("fold", done, total))
         .map_err(|e| e.to_string())?;
     bar.finish();
     ledger.close().map_err(|e| e.to_string())?;

@@ -187,43 +187,112 @@ impl Totals {
     }
 }
 
-/// A progress bar on standard error, redrawn at most ten times a second; silent when off.
+/// How progress is shown: not at all, as a bar redrawn in place, or as plain lines.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Off,
+    Bar,
+    Plain,
+}
+
+/// Progress on standard error, phase by phase (`verify: chain`, `verify: invariants`, …): a bar
+/// redrawn at most ten times a second and drawn once more, as last reported, when its phase
+/// ends; silent when off. With `GONGJI_PROGRESS=plain` in the environment (for tests and logs)
+/// it is plain lines instead, whatever standard error is: the phase's name when it starts and
+/// its last percentage when it ends.
 pub struct Progress {
     label: &'static str,
-    enabled: bool,
+    phase: Option<&'static str>,
+    shown: Shown,
     started: Instant,
     last_drawn: Option<Instant>,
+    /// The last `(done, total)` reported in this phase.
+    last: Option<(u64, u64)>,
 }
 
 impl Progress {
     pub fn new(label: &'static str, enabled: bool) -> Progress {
+        Progress::shown(label, if enabled { Shown::Bar } else { Shown::Off })
+    }
+
+    fn shown(label: &'static str, shown: Shown) -> Progress {
         Progress {
             label,
-            enabled,
+            phase: None,
+            shown,
             started: Instant::now(),
             last_drawn: None,
+            last: None,
         }
     }
 
-    /// A bar drawn only when standard error is a terminal.
+    /// A bar drawn only when standard error is a terminal; plain lines with
+    /// `GONGJI_PROGRESS=plain`.
     pub fn on_terminal(label: &'static str) -> Progress {
-        Progress::new(label, io::stderr().is_terminal())
+        let shown = if std::env::var_os("GONGJI_PROGRESS").is_some_and(|v| v == "plain") {
+            Shown::Plain
+        } else if io::stderr().is_terminal() {
+            Shown::Bar
+        } else {
+            Shown::Off
+        };
+        Progress::shown(label, shown)
+    }
+
+    /// Starts phase `name`, ending the one before (if it is another).
+    pub fn phase(&mut self, name: &'static str) {
+        if self.phase == Some(name) {
+            return;
+        }
+        if self.phase.is_some() {
+            self.finish();
+        }
+        self.phase = Some(name);
+        self.started = Instant::now();
+        self.last_drawn = None;
+        self.last = None;
+        if self.shown == Shown::Plain {
+            print::error_text(&format!("{}: {name}\n", self.label));
+        }
+    }
+
+    /// Progress `done` of `total` in phase `name` (started if it is not the current one).
+    pub fn step(&mut self, name: &'static str, done: u64, total: u64) {
+        self.phase(name);
+        self.show(done, total);
     }
 
     pub fn show(&mut self, done: u64, total: u64) {
-        if !self.enabled
+        self.last = Some((done, total));
+        if self.shown != Shown::Bar
             || self
                 .last_drawn
                 .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
         {
             return;
         }
+        self.draw(done, total);
+    }
+
+    /// The share done: nothing to do is all done; an unknown total (0 of something) is none.
+    fn fraction(done: u64, total: u64) -> f64 {
+        match (done, total) {
+            (0, 0) => 1.0,
+            (_, 0) => 0.0,
+            _ => (done as f64 / total as f64).min(1.0),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self.phase {
+            Some(phase) => format!("{}: {phase}", self.label),
+            None => self.label.to_string(),
+        }
+    }
+
+    fn draw(&mut self, done: u64, total: u64) {
         self.last_drawn = Some(Instant::now());
-        let fraction = if total == 0 {
-            0.0
-        } else {
-            (done as f64 / total as f64).min(1.0)
-        };
+        let fraction = Progress::fraction(done, total);
         let width = 30;
         let filled = (fraction * width as f64) as usize;
         let elapsed = self.started.elapsed().as_secs_f64();
@@ -234,7 +303,7 @@ impl Progress {
         };
         print::error_text(&format!(
             "\r{} [{}{}] {:>5.1}%  {:.0}s elapsed, ~{:.0}s left ",
-            self.label,
+            self.name(),
             "#".repeat(filled),
             ".".repeat(width - filled),
             fraction * 100.0,
@@ -243,10 +312,29 @@ impl Progress {
         ));
     }
 
+    /// Ends the current phase showing its last report (a bar is drawn once more, unthrottled).
     pub fn finish(&mut self) {
-        if self.enabled && self.last_drawn.is_some() {
-            print::error_text("\n");
+        match self.shown {
+            Shown::Off => {}
+            Shown::Bar => {
+                if let Some((done, total)) = self.last {
+                    self.draw(done, total);
+                }
+                if self.last_drawn.is_some() {
+                    print::error_text("\n");
+                }
+            }
+            Shown::Plain => {
+                let (done, total) = self.last.unwrap_or((0, 1));
+                print::error_text(&format!(
+                    "{} {:.1}%\n",
+                    self.name(),
+                    Progress::fraction(done, total) * 100.0
+                ));
+            }
         }
+        self.last_drawn = None;
+        self.last = None;
     }
 }
 

@@ -271,7 +271,9 @@ impl Ledger {
         })
     }
 
-    /// `audit verify`'s checks in order: the records checked, and the first failure.
+    /// `audit verify`'s checks in order: the records checked, and the first failure. Each
+    /// phase (`chain`, `invariants`, `projections`) reports its progress, and its whole when
+    /// it passes.
     fn verify_steps(
         &self,
         progress: &mut dyn FnMut(&'static str, u64, u64),
@@ -282,6 +284,7 @@ impl Ledger {
             let (position, failure) = chain_failure(error)?;
             return Ok((position, Some(failure)));
         }
+        progress("chain", end, end);
         let fold = match fold_invariants(log, end, progress)? {
             Ok(fold) => fold,
             Err((records, failure)) => return Ok((records, Some(failure))),
@@ -289,7 +292,11 @@ impl Ledger {
         progress("projections", 0, 1);
         let fresh = store::all_entries(&fold.state);
         let live = self.projection_entries()?;
-        Ok((fold.records, compare_projections(&fresh, &live)))
+        let failure = compare_projections(&fresh, &live);
+        if failure.is_none() {
+            progress("projections", 1, 1);
+        }
+        Ok((fold.records, failure))
     }
 }
 
@@ -342,7 +349,10 @@ fn fold_invariants(
         }
     }
     match fold.finish() {
-        Ok(()) => Ok(Ok(fold)),
+        Ok(()) => {
+            progress("invariants", fold.records, end);
+            Ok(Ok(fold))
+        }
         Err(failure) => Ok(Err((fold.records, failure))),
     }
 }

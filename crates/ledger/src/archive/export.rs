@@ -3,7 +3,9 @@
 //! `O_EXCL`, after removing a stale regular file of that name; a link there is refused, never
 //! written through), synced,
 //! and renamed into place (then the directory is synced), so the target is never a cut archive
-//! and a link at `NAME` is replaced, not written through.
+//! and a link at `NAME` is replaced, not written through. Before anything is read or written,
+//! an existing `NAME` (unless replacing was asked for) and a region the ledger has no policy
+//! for are refused (`ExportRefusal`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -23,18 +25,70 @@ use crate::{Ledger, LedgerError};
 /// Records written between progress reports.
 const PROGRESS_RECORDS: u64 = 10_000;
 
+/// Why an export is refused before anything is read or written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportRefusal {
+    /// Something is already at the destination and replacing it was not asked for.
+    Exists(PathBuf),
+    /// The filter names a region no policy was loaded for: nothing of it can be in the log.
+    UnknownRegion(String),
+}
+
+impl std::fmt::Display for ExportRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportRefusal::Exists(path) => write!(
+                f,
+                "{} already exists: export writes a new file (--force replaces it)",
+                path.display()
+            ),
+            ExportRefusal::UnknownRegion(region) => write!(
+                f,
+                "region {region} is not known to this ledger (no policy was loaded for it): \
+                 nothing exported"
+            ),
+        }
+    }
+}
+
 impl Ledger {
+    /// Why exporting `filter` to `path` would be refused, checked before anything is read:
+    /// an existing destination (unless `replace`), a region the ledger does not know.
+    pub fn export_refusal(
+        &self,
+        path: &Path,
+        filter: &ArchiveFilter,
+        replace: bool,
+    ) -> Result<Option<ExportRefusal>, LedgerError> {
+        if !replace && std::fs::symlink_metadata(path).is_ok() {
+            return Ok(Some(ExportRefusal::Exists(path.to_path_buf())));
+        }
+        if let Some(region) = &filter.region {
+            if !self.policy_regions()?.contains(region) {
+                return Ok(Some(ExportRefusal::UnknownRegion(region.clone())));
+            }
+        }
+        Ok(None)
+    }
+
     /// Writes the log, or the part `filter` selects, to the file `path` (the only file the
-    /// ledger writes outside its data directory). Returns the manifest.
+    /// ledger writes outside its data directory). Returns the manifest. Refused, writing
+    /// nothing, for what [`Ledger::export_refusal`] names. `progress(phase, done, total)` in
+    /// positions of the log, in two phases: `select` (what the filter takes) and `write`.
     pub fn export_archive(
         &self,
         path: &Path,
         filter: &ArchiveFilter,
-        progress: &mut dyn FnMut(u64, u64),
+        replace: bool,
+        progress: &mut dyn FnMut(&'static str, u64, u64),
     ) -> Result<Manifest, LedgerError> {
+        if let Some(refusal) = self.export_refusal(path, filter, replace)? {
+            return Err(LedgerError::Projection(refusal.to_string()));
+        }
         let log = self.log();
         let end = log.durable_end();
-        let (selected, versions) = select(log, end, filter)?;
+        let (selected, versions) =
+            select(log, end, filter, &mut |done| progress("select", done, end))?;
         let policies = self.policies_named(&versions)?;
         let complete = filter.is_everything();
         let header = Header {
@@ -52,12 +106,12 @@ impl Ledger {
             if selected.contains(&record.position) {
                 out.record(&record)?;
                 if out.records.is_multiple_of(PROGRESS_RECORDS) {
-                    progress(record.position, end);
+                    progress("write", record.position, end);
                 }
             }
         }
         let manifest = out.finish(policies.len() as u64, complete)?;
-        progress(end, end);
+        progress("write", end, end);
         Ok(manifest)
     }
 
@@ -79,17 +133,21 @@ impl Ledger {
 }
 
 /// The positions of the records `filter` selects among `0..end`, and the policy versions they
-/// were decided under.
+/// were decided under. `progress(records read)`, every `PROGRESS_RECORDS` and at the end.
 fn select(
     log: &dyn DurableLog,
     end: u64,
     filter: &ArchiveFilter,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<(BTreeSet<u64>, BTreeSet<String>), LedgerError> {
     let mut members = HashMap::new();
     let mut selected = BTreeSet::new();
     let mut versions = BTreeSet::new();
     for record in log.read_range(0, end)? {
         let record = record?;
+        if record.position.is_multiple_of(PROGRESS_RECORDS) {
+            progress(record.position);
+        }
         let event = decode(&record)?;
         let regions = event_region(&event, &mut members);
         let date = event.date();
@@ -102,6 +160,7 @@ fn select(
             }
         }
     }
+    progress(end);
     Ok((selected, versions))
 }
 

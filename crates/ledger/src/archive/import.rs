@@ -24,11 +24,13 @@ const IMPORT_UNIT_BYTES_MAX: usize = 512 << 20;
 /// Restores a ledger into `dir` (absent, or an empty directory) from a complete archive that
 /// passes the check, then builds its projections. Returns the check report of the archive and
 /// the restored ledger; None if the archive fails the check or is not complete (`dir` then
-/// stays as it was).
+/// stays as it was). `dir` is refused before the archive is opened. `progress(phase, done,
+/// total)` in two phases: `restore` (bytes of the archive read, checked and appended) and
+/// `projections` (records folded).
 pub fn import_archive(
     dir: &Path,
     path: &Path,
-    progress: &mut dyn FnMut(&'static str, u64),
+    progress: &mut dyn FnMut(&'static str, u64, u64),
 ) -> Result<(CheckReport, Option<Ledger>), LedgerError> {
     refuse_unless_empty(dir)?;
     let building = building_dir(dir)?;
@@ -107,7 +109,7 @@ fn sync_parent(dir: &Path) -> Result<(), LedgerError> {
 fn restore(
     building: &Path,
     path: &Path,
-    progress: &mut dyn FnMut(&'static str, u64),
+    progress: &mut dyn FnMut(&'static str, u64, u64),
 ) -> Result<(CheckReport, bool), LedgerError> {
     let mut checker = Checker::default();
     let mut restorer = Restorer {
@@ -118,7 +120,7 @@ fn restore(
     };
     let read = read_archive(
         path,
-        &mut |done| progress("import", done),
+        &mut |done, total| progress("restore", done, total),
         &mut |record, complete| {
             checker.record(record, complete)?;
             match complete {
@@ -134,7 +136,7 @@ fn restore(
     let archived_last = report.manifest.as_ref().and_then(|m| m.last_hash.clone());
     restorer.finish(archived_last)?;
     let mut ledger = Ledger::open(building)?;
-    ledger.rebuild(&mut |done, _| progress("projections", done))?;
+    ledger.rebuild(&mut |done, total| progress("projections", done, total))?;
     ledger.close()?;
     Ok((report, true))
 }

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{check_stream, digest_of, totals_of, InvariantFold, RegionTotals};
 use crate::{store, LedgerError};
+pub use export::ExportRefusal;
 pub use forge::reseal;
 pub use import::import_archive;
 use read::read_archive;
@@ -347,10 +348,11 @@ impl Checker {
 
 /// Checks an archive with no ledger: every line, the chain, the manifest, and every record's
 /// event (decoded, on its own stream, within bounds); a complete archive is also replayed,
-/// checking the ledger's invariants, to its digest and totals.
+/// checking the ledger's invariants, to its digest and totals. `progress(bytes read, bytes in
+/// all)`.
 pub fn check_archive(
     path: &Path,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64, u64),
 ) -> Result<CheckReport, LedgerError> {
     let mut checker = Checker::default();
     let read = read_archive(path, progress, &mut |record, complete| {

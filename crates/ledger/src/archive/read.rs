@@ -51,15 +51,19 @@ struct Tally {
 }
 
 /// Reads an archive line by line, checking everything that can be checked without a ledger;
-/// `each_record` sees every record that passed. Stops at the first failure.
+/// `each_record` sees every record that passed. Stops at the first failure. `progress(bytes
+/// read, bytes in all)`: the file's size, or what was read when that is more (a pipe has
+/// none); both are what was read once the manifest checked.
 pub(super) fn read_archive(
     path: &Path,
-    progress: &mut dyn FnMut(u64),
+    progress: &mut dyn FnMut(u64, u64),
     each_record: &mut dyn FnMut(&Record, bool) -> Result<(), String>,
 ) -> Result<ArchiveRead, LedgerError> {
     let cannot_read =
         |e: std::io::Error| LedgerError::Projection(format!("cannot read {}: {e}", path.display()));
     let file = File::open(path).map_err(cannot_read)?;
+    let size_bytes = file.metadata().map_or(0, |m| m.len());
+    let mut read_bytes = 0u64;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut seen = Tally::default();
     let mut line_number = 0u64;
@@ -71,6 +75,7 @@ pub(super) fn read_archive(
             .read_until(b'\n', &mut bytes)
             .map_err(cannot_read)?;
         line_number += 1;
+        read_bytes += read as u64;
         let records_before = seen.records;
         let step = if read == 0 {
             Err(fault(
@@ -89,13 +94,17 @@ pub(super) fn read_archive(
                 return Ok((None, false, Some(failure)));
             }
             Ok(Some(manifest)) => {
-                return after_manifest(&mut reader, line_number, manifest, &seen)
-                    .map_err(cannot_read)
+                let read = after_manifest(&mut reader, line_number, manifest, &seen)
+                    .map_err(cannot_read)?;
+                if read.2.is_none() {
+                    progress(read_bytes, read_bytes);
+                }
+                return Ok(read);
             }
             Ok(None) => {}
         }
         if seen.records != records_before && seen.records.is_multiple_of(PROGRESS_RECORDS) {
-            progress(seen.records);
+            progress(read_bytes, size_bytes.max(read_bytes));
         }
     }
 }
