@@ -6,15 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::{examples, text, TestLedger};
-
-fn sample_ledger() -> TestLedger {
-    let ledger = TestLedger::new();
-    let sample = examples("sample.jsonl");
-    let out = ledger.run(&["apply", sample.to_str().unwrap(), "--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    ledger
-}
+use support::{text, TestLedger};
 
 fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
@@ -49,7 +41,7 @@ fn verify(ledger: &TestLedger) -> (i32, Value) {
 
 #[test]
 fn replay_digest_is_stable_across_rebuilds_export_check_and_import() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let first = json_of(&ledger.run(&["audit", "replay", "--json"]));
     let second = json_of(&ledger.run(&["audit", "replay", "--json"]));
     assert_eq!(first, second);
@@ -119,7 +111,7 @@ mod fen {
 #[test]
 fn verify_names_a_corrupted_byte_a_dropped_record_and_two_reordered() {
     for damage in ["flip", "drop", "swap"] {
-        let ledger = sample_ledger();
+        let ledger = TestLedger::sample();
         let path = segment(&ledger);
         let bytes = std::fs::read(&path).unwrap();
         let frames = frames(&bytes);
@@ -160,7 +152,7 @@ fn verify_names_a_corrupted_byte_a_dropped_record_and_two_reordered() {
 
 #[test]
 fn verify_finds_projections_that_differ_from_a_rebuild() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     // Another run over the same directory's log, then swap the index for a stale copy.
     let index = ledger.data().join("index");
     let stale = ledger.dir.path().join("stale-index");
@@ -206,7 +198,7 @@ fn check(path: &Path) -> (i32, String) {
 
 #[test]
 fn archive_check_names_a_changed_byte_a_removed_a_reordered_and_an_added_record() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let archive = ledger.dir.path().join("all.jsonl");
     assert!(ledger
         .run(&["audit", "export", archive.to_str().unwrap()])
@@ -276,7 +268,7 @@ fn archive_check_names_a_changed_byte_a_removed_a_reordered_and_an_added_record(
 
 #[test]
 fn a_filtered_archive_holds_only_its_part_and_still_checks() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let archive = ledger.dir.path().join("march.jsonl");
     let out = ledger.run(&[
         "audit",
@@ -307,7 +299,7 @@ fn a_filtered_archive_holds_only_its_part_and_still_checks() {
 
 #[test]
 fn explain_shows_the_policy_figures_positions_and_events_of_a_claim() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let view = ledger.query(&["explain", "C002"]);
     assert_eq!(view["policy"], "500000/2024-01-01");
     assert_eq!(view["deductible"]["before"], "150.00");
@@ -345,7 +337,7 @@ fn explain_shows_the_policy_figures_positions_and_events_of_a_claim() {
 
 #[test]
 fn fund_as_of_and_history_between_dates() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let april = ledger.query(&["fund", "500000", "--as-of", "2024-04-30"]);
     // Before C002's reversal (2024-04-15 is in April, so it counts): 680+680+160 in; 120 (C003) out.
     assert_eq!(april["pooled"]["inflow"], "1520.00");
@@ -370,7 +362,7 @@ fn fund_as_of_and_history_between_dates() {
 
 #[test]
 fn a_damaged_record_quarantines_the_ledger_until_the_log_verifies_again() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let path = segment(&ledger);
     let original = std::fs::read(&path).unwrap();
     let frames = frames(&original);
@@ -407,7 +399,7 @@ fn a_damaged_record_quarantines_the_ledger_until_the_log_verifies_again() {
 
 #[test]
 fn the_quarantine_message_names_the_command_that_lifts_it() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let path = segment(&ledger);
     let mut damaged = std::fs::read(&path).unwrap();
     let frames = frames(&damaged);
@@ -423,7 +415,7 @@ fn the_quarantine_message_names_the_command_that_lifts_it() {
 /// The sample ledger restored from its archive with every record's recorded time set to
 /// `recorded_at` (RFC 3339), the chain resealed: recorded times a test can choose.
 fn recorded_at(recorded_at: &str) -> TestLedger {
-    let original = sample_ledger();
+    let original = TestLedger::sample();
     let archive = original.dir.path().join("all.jsonl");
     let out = original.run(&["audit", "export", archive.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -537,7 +529,7 @@ fn recorded_before_reads_days_and_local_times_in_china_standard_time_and_says_so
 
 #[test]
 fn export_onto_an_existing_file_is_refused_unless_forced() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let archive = ledger.dir.path().join("kept.jsonl");
     std::fs::write(&archive, b"an auditor's earlier archive\n").unwrap();
     let out = ledger.run(&["audit", "export", archive.to_str().unwrap()]);
@@ -557,7 +549,7 @@ fn export_onto_an_existing_file_is_refused_unless_forced() {
 
 #[test]
 fn export_of_an_unknown_region_is_refused_and_writes_nothing() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let archive = ledger.dir.path().join("nowhere.jsonl");
     let out = ledger.run(&[
         "audit",
@@ -627,7 +619,7 @@ fn assert_phases_reach_100(out: &std::process::Output, expected: &[&str]) {
 
 #[test]
 fn check_verify_and_import_show_their_phases_each_reaching_100_percent() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let data = ledger.data();
     let verify = with_plain_progress(Some(&data), &["audit", "verify"]);
     assert_phases_reach_100(

@@ -10,17 +10,9 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use support::{examples, text, TestLedger};
+use support::{text, TestLedger};
 
 const SECRET: &[u8] = b"root:x:0:0:not the ledger's to touch\n";
-
-fn sample_ledger() -> TestLedger {
-    let ledger = TestLedger::new();
-    let sample = examples("sample.jsonl");
-    let out = ledger.run(&["apply", sample.to_str().unwrap(), "--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    ledger
-}
 
 /// A file outside the data directory (inside the test's temp dir) with known bytes.
 fn victim_file(ledger: &TestLedger, name: &str) -> PathBuf {
@@ -94,7 +86,7 @@ fn next_segment(ledger: &TestLedger) -> PathBuf {
 }
 
 fn segment_link_is_refused(command: &[&str]) {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let victim = victim_file(&ledger, "passwd");
     let link = next_segment(&ledger);
     symlink(&victim, &link).unwrap();
@@ -116,7 +108,7 @@ fn a_segment_link_is_refused_by_audit_verify_and_its_target_kept() {
 /// `index/NAME` replaced by a link to a directory holding `files` (names a store there would
 /// delete or overwrite): `account` refuses naming the link, and the directory is unchanged.
 fn index_dir_link_is_refused(name: &str, files: &[&str]) {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let victim = victim_dir(&ledger, files);
     let before = contents(&victim);
     let link = ledger.data().join("index").join(name);
@@ -149,7 +141,7 @@ fn a_streams_link_is_refused_and_the_directory_it_names_kept() {
 
 #[test]
 fn a_quarantine_tmp_link_is_refused_and_its_target_kept() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let segment = ledger
         .data()
         .join("segments")
@@ -169,7 +161,7 @@ fn a_quarantine_tmp_link_is_refused_and_its_target_kept() {
 
 #[test]
 fn a_planted_partial_link_makes_export_refuse_and_its_target_is_kept() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let victim = victim_file(&ledger, "victim");
     let archive = ledger.dir.path().join("out.arch");
     let partial = ledger.dir.path().join("out.arch.partial");
@@ -186,7 +178,7 @@ fn a_planted_partial_link_makes_export_refuse_and_its_target_is_kept() {
 
 #[test]
 fn a_stale_regular_partial_left_by_a_killed_export_is_replaced() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let archive = ledger.dir.path().join("out.arch");
     let partial = ledger.dir.path().join("out.arch.partial");
     std::fs::write(&partial, b"{\"archive\":\"cut short").unwrap();
@@ -201,7 +193,7 @@ fn a_stale_regular_partial_left_by_a_killed_export_is_replaced() {
 fn an_export_onto_a_link_replaces_the_link_and_never_writes_through_it() {
     // The final rename replaces whatever has the archive's name, a link included: the link's
     // target is never opened.
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let victim = victim_file(&ledger, "victim");
     let archive = ledger.dir.path().join("out.arch");
     symlink(&victim, &archive).unwrap();
@@ -215,7 +207,7 @@ fn an_export_onto_a_link_replaces_the_link_and_never_writes_through_it() {
 
 #[test]
 fn a_lock_link_is_refused_and_its_target_kept() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let victim = victim_file(&ledger, "lock-target");
     let link = ledger.data().join("LOCK");
     std::fs::remove_file(&link).unwrap();
@@ -227,7 +219,7 @@ fn a_lock_link_is_refused_and_its_target_kept() {
 
 #[test]
 fn a_ledger_without_links_still_works_end_to_end() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let account = ledger.query(&["account", "M001"]);
     assert!(account["balance"].is_string(), "{account}");
     let verify = ledger.run(&["audit", "verify", "--json"]);
@@ -244,7 +236,7 @@ fn a_ledger_without_links_still_works_end_to_end() {
 fn a_data_directory_named_through_a_link_is_the_operators_choice_and_works() {
     // The path given with --data may itself be a link (e.g. /var/lib/gongji -> /srv/disk2):
     // the operator named it. Only what is inside the directory is held to "no links".
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let before = ledger.query(&["account", "M001"]);
     let alias = ledger.dir.path().join("alias");
     symlink(ledger.data(), &alias).unwrap();

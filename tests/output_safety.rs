@@ -8,18 +8,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::{examples, text, TestLedger};
+use support::{text, TestLedger};
 
 const HEADER: &str =
     "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag";
-
-fn sample_ledger() -> TestLedger {
-    let ledger = TestLedger::new();
-    let sample = examples("sample.jsonl");
-    let out = ledger.run(&["apply", sample.to_str().unwrap(), "--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    ledger
-}
 
 /// `reconcile detail FILE` for H500101 in March 2024, with `extra` arguments.
 fn detail_args<'a>(file: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
@@ -50,7 +42,7 @@ fn march_file(dir: &Path) -> (PathBuf, String) {
 
 #[test]
 fn a_csv_path_naming_the_input_is_refused_and_the_input_is_unchanged() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let dir = ledger.dir.path();
     let (input, body) = march_file(dir);
     // The same path, the same file by another spelling, and a hard link to it.
@@ -69,7 +61,7 @@ fn a_csv_path_naming_the_input_is_refused_and_the_input_is_unchanged() {
 
 #[test]
 fn a_missing_input_leaves_an_existing_csv_untouched() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let dir = ledger.dir.path();
     let csv = dir.join("differences.csv");
     std::fs::write(&csv, "last month's differences\n").unwrap();
@@ -105,7 +97,7 @@ fn a_missing_input_leaves_an_existing_csv_untouched() {
 
 #[test]
 fn a_csv_path_that_is_a_symlink_is_refused_and_its_target_is_unchanged() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let dir = ledger.dir.path();
     let (input, _) = march_file(dir);
     let target = dir.join("precious.txt");
@@ -159,7 +151,7 @@ fn csv_cells(text: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn cells_a_spreadsheet_would_run_as_formulas_are_neutralised_and_amounts_stay_numbers() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let dir = ledger.dir.path();
     let input = dir.join("hostile.csv");
     std::fs::write(
@@ -203,7 +195,7 @@ fn cells_a_spreadsheet_would_run_as_formulas_are_neutralised_and_amounts_stay_nu
 
 #[test]
 fn escape_sequences_from_a_file_are_printed_escaped() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let dir = ledger.dir.path();
     let input = dir.join("ansi.csv");
     std::fs::write(
@@ -270,7 +262,7 @@ fn with_closed_stdout(ledger: &TestLedger, args: &[&str]) -> (Option<i32>, Strin
 
 #[test]
 fn a_reader_that_went_away_ends_every_command_quietly() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let dir = ledger.dir.path();
     let (input, _) = march_file(dir);
     let archive = dir.join("all.arch");

@@ -3,22 +3,14 @@
 
 mod support;
 
-use support::{examples, text, TestLedger};
-
-fn sample_ledger() -> TestLedger {
-    let ledger = TestLedger::new();
-    let sample = examples("sample.jsonl");
-    let out = ledger.run(&["apply", sample.to_str().unwrap(), "--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    ledger
-}
+use support::{text, TestLedger};
 
 const HEADER: &str =
     "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag";
 
 #[test]
 fn a_matching_detail_file_exits_0_and_a_differing_one_exits_1_with_a_csv_of_differences() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let dir = ledger.dir.path();
     // March at H500101: C001 (150.00 from the account) and C002 (685.50: 300.00 pooled, 385.50
     // from the account); C002's reversal is dated in April.
@@ -107,7 +99,7 @@ fn a_matching_detail_file_exits_0_and_a_differing_one_exits_1_with_a_csv_of_diff
 
 #[test]
 fn gb18030_files_reconcile_like_utf8_ones() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     // "重庆" in GB18030 (not valid UTF-8) in an extra column the reconciliation ignores.
     let mut bytes = format!("{HEADER},fixmedins_name\n").into_bytes();
     bytes.extend_from_slice(b"C001,V1,M001,150.00,0.00,150.00,0.00,0,\xd6\xd8\xc7\xec\nC002,V2,M001,685.50,300.00,385.50,0.00,0,\xd6\xd8\xc7\xec\n");
@@ -135,7 +127,7 @@ fn gb18030_files_reconcile_like_utf8_ones() {
 
 #[test]
 fn the_statement_nets_reversals_in_their_month() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let march = ledger.query(&["settlement", "H500101", "2024-03"]);
     assert_eq!(march["pooled_paid"], "300.00");
     assert_eq!(march["settlements"], 2);
@@ -147,7 +139,7 @@ fn the_statement_nets_reversals_in_their_month() {
 
 #[test]
 fn a_statement_of_an_institution_with_nothing_in_the_month_says_so() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let out = ledger.run(&["settlement", "NOPE", "2024-03"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
@@ -167,7 +159,7 @@ fn a_statement_of_an_institution_with_nothing_in_the_month_says_so() {
 /// read from the file, the ledger settlement's member for a row missing from the file.
 #[test]
 fn the_csv_of_differences_starts_with_a_bom_and_names_the_member_on_every_row() {
-    let ledger = sample_ledger();
+    let ledger = TestLedger::sample();
     let dir = ledger.dir.path();
     // C001 differs in two amounts (fields_differ, M001), C777 of member M777 with a Chinese
     // visit id is not in the ledger, C001 repeats (duplicate_row), and C002 (M001) is missing.

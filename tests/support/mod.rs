@@ -31,6 +31,16 @@ impl TestLedger {
         ledger
     }
 
+    /// A ledger with the shipped sample applied (`examples/sample.jsonl`, which refuses some
+    /// lines on purpose: exit 1).
+    pub fn sample() -> TestLedger {
+        let ledger = TestLedger::new();
+        let sample = examples("sample.jsonl");
+        let out = ledger.run(&["apply", sample.to_str().unwrap(), "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        ledger
+    }
+
     pub fn empty() -> TestLedger {
         TestLedger {
             dir: tempfile::tempdir().expect("temp dir"),
