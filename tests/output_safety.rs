@@ -8,27 +8,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::{text, TestLedger};
+use support::{march_detail_args, text, TestLedger};
 
 const HEADER: &str =
     "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag";
-
-/// `reconcile detail FILE` for H500101 in March 2024, with `extra` arguments.
-fn detail_args<'a>(file: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "reconcile",
-        "detail",
-        file.to_str().unwrap(),
-        "--institution",
-        "H500101",
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-31",
-    ];
-    args.extend_from_slice(extra);
-    args
-}
 
 /// A March file for H500101 with one differing amount (so the CSV has a row).
 fn march_file(dir: &Path) -> (PathBuf, String) {
@@ -50,7 +33,10 @@ fn a_csv_path_naming_the_input_is_refused_and_the_input_is_unchanged() {
     let hard_link = dir.join("hard.csv");
     std::fs::hard_link(&input, &hard_link).unwrap();
     for csv in [&input, &other_spelling, &hard_link] {
-        let out = ledger.run(&detail_args(&input, &["--csv", csv.to_str().unwrap()]));
+        let out = ledger.run(&march_detail_args(
+            &input,
+            &["--csv", csv.to_str().unwrap()],
+        ));
         assert_eq!(out.status.code(), Some(2), "{}", text(&out));
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(said.contains("is the input file"), "{said}");
@@ -66,7 +52,10 @@ fn a_missing_input_leaves_an_existing_csv_untouched() {
     let csv = dir.join("differences.csv");
     std::fs::write(&csv, "last month's differences\n").unwrap();
     let missing = dir.join("missing.csv");
-    let out = ledger.run(&detail_args(&missing, &["--csv", csv.to_str().unwrap()]));
+    let out = ledger.run(&march_detail_args(
+        &missing,
+        &["--csv", csv.to_str().unwrap()],
+    ));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert_eq!(
         std::fs::read_to_string(&csv).unwrap(),
@@ -75,7 +64,10 @@ fn a_missing_input_leaves_an_existing_csv_untouched() {
     // A file whose header lacks a column: refused, the CSV still untouched, no partial left.
     let headless = dir.join("headless.csv");
     std::fs::write(&headless, "setl_id,psn_no\nC001,M001\n").unwrap();
-    let out = ledger.run(&detail_args(&headless, &["--csv", csv.to_str().unwrap()]));
+    let out = ledger.run(&march_detail_args(
+        &headless,
+        &["--csv", csv.to_str().unwrap()],
+    ));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert_eq!(
         std::fs::read_to_string(&csv).unwrap(),
@@ -84,7 +76,10 @@ fn a_missing_input_leaves_an_existing_csv_untouched() {
     assert!(!dir.join("differences.csv.partial").exists());
     // A job that succeeds replaces it.
     let (input, _) = march_file(dir);
-    let out = ledger.run(&detail_args(&input, &["--csv", csv.to_str().unwrap()]));
+    let out = ledger.run(&march_detail_args(
+        &input,
+        &["--csv", csv.to_str().unwrap()],
+    ));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let written = std::fs::read_to_string(&csv).unwrap();
     assert!(
@@ -104,7 +99,10 @@ fn a_csv_path_that_is_a_symlink_is_refused_and_its_target_is_unchanged() {
     std::fs::write(&target, "precious\n").unwrap();
     let link = dir.join("out.csv");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let out = ledger.run(&detail_args(&input, &["--csv", link.to_str().unwrap()]));
+    let out = ledger.run(&march_detail_args(
+        &input,
+        &["--csv", link.to_str().unwrap()],
+    ));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -118,7 +116,10 @@ fn a_csv_path_that_is_a_symlink_is_refused_and_its_target_is_unchanged() {
     let csv = dir.join("fresh.csv");
     let planted = dir.join("fresh.csv.partial");
     std::os::unix::fs::symlink(&target, &planted).unwrap();
-    let out = ledger.run(&detail_args(&input, &["--csv", csv.to_str().unwrap()]));
+    let out = ledger.run(&march_detail_args(
+        &input,
+        &["--csv", csv.to_str().unwrap()],
+    ));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
     assert!(!csv.exists());
@@ -166,7 +167,10 @@ fn cells_a_spreadsheet_would_run_as_formulas_are_neutralised_and_amounts_stay_nu
     )
     .unwrap();
     let csv = dir.join("out.csv");
-    let out = ledger.run(&detail_args(&input, &["--csv", csv.to_str().unwrap()]));
+    let out = ledger.run(&march_detail_args(
+        &input,
+        &["--csv", csv.to_str().unwrap()],
+    ));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let written = std::fs::read_to_string(&csv).unwrap();
     let rows = csv_cells(&written);
@@ -207,7 +211,7 @@ fn escape_sequences_from_a_file_are_printed_escaped() {
         ),
     )
     .unwrap();
-    let out = ledger.run(&detail_args(&input, &[]));
+    let out = ledger.run(&march_detail_args(&input, &[]));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let said = String::from_utf8(out.stdout.clone()).unwrap();
     assert!(
@@ -218,7 +222,7 @@ fn escape_sequences_from_a_file_are_printed_escaped() {
     assert!(said.contains(r"M\u{9b}2J"), "{said}");
     assert!(said.contains(r"1\u{1b}[2J"), "{said}");
     // JSON escapes them too, C1 controls included.
-    let out = ledger.run(&detail_args(&input, &["--json"]));
+    let out = ledger.run(&march_detail_args(&input, &["--json"]));
     let said = String::from_utf8(out.stdout.clone()).unwrap();
     assert!(
         !said.chars().any(|c| c.is_control() && c != '\n'),
@@ -230,7 +234,7 @@ fn escape_sequences_from_a_file_are_printed_escaped() {
     // An error message quoting the file's header.
     let header = dir.join("header.csv");
     std::fs::write(&header, "setl_id,\u{1b}]52;c;cm0gLXJm\u{7}\nC001,x\n").unwrap();
-    let out = ledger.run(&detail_args(&header, &[]));
+    let out = ledger.run(&march_detail_args(&header, &[]));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let said = String::from_utf8(out.stderr.clone()).unwrap();
     assert!(
@@ -280,7 +284,7 @@ fn a_reader_that_went_away_ends_every_command_quietly() {
         (vec!["audit", "export", archive_arg], 0),
         (vec!["audit", "check", archive_arg], 0),
         (vec!["settlement", "H500101", "2024-03"], 0),
-        (detail_args(&input, &[]), 1),
+        (march_detail_args(&input, &[]), 1),
         (vec!["rebuild"], 0),
     ];
     for (args, status) in commands {

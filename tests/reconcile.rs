@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{text, TestLedger};
+use support::{march_detail_args, text, TestLedger};
 
 const HEADER: &str =
     "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag";
@@ -16,37 +16,16 @@ fn a_matching_detail_file_exits_0_and_a_differing_one_exits_1_with_a_csv_of_diff
     // from the account); C002's reversal is dated in April.
     let matching = dir.join("march.csv");
     std::fs::write(&matching, format!("{HEADER}\nC001,V1,M001,150.00,0.00,150.00,0.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\n")).unwrap();
-    let args = [
-        "reconcile",
-        "detail",
-        matching.to_str().unwrap(),
-        "--institution",
-        "H500101",
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-31",
-    ];
-    let out = ledger.run(&args);
+    let out = ledger.run(&march_detail_args(&matching, &[]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     let differing = dir.join("differing.csv");
     std::fs::write(&differing, format!("{HEADER}\nC001,V1,M001,150.00,0.00,140.00,10.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\nC777,V7,M001,1.00,0.00,1.00,0.00,0\nnot,a,row\n")).unwrap();
     let csv = dir.join("differences.csv");
-    let out = ledger.run(&[
-        "reconcile",
-        "detail",
-        differing.to_str().unwrap(),
-        "--institution",
-        "H500101",
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-31",
-        "--json",
-        "--csv",
-        csv.to_str().unwrap(),
-    ]);
+    let out = ledger.run(&march_detail_args(
+        &differing,
+        &["--json", "--csv", csv.to_str().unwrap()],
+    ));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let said = report.to_string();
@@ -59,17 +38,8 @@ fn a_matching_detail_file_exits_0_and_a_differing_one_exits_1_with_a_csv_of_diff
     assert!(rows.lines().count() >= 4, "{rows}");
     assert!(rows.contains("C777"), "{rows}");
 
-    let out = ledger.run(&[
-        "reconcile",
-        "detail",
-        dir.join("missing.csv").to_str().unwrap(),
-        "--institution",
-        "H500101",
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-31",
-    ]);
+    let missing = dir.join("missing.csv");
+    let out = ledger.run(&march_detail_args(&missing, &[]));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
     // A day that does not exist is refused with the flag that gave it (moved here from the
@@ -105,18 +75,7 @@ fn gb18030_files_reconcile_like_utf8_ones() {
     bytes.extend_from_slice(b"C001,V1,M001,150.00,0.00,150.00,0.00,0,\xd6\xd8\xc7\xec\nC002,V2,M001,685.50,300.00,385.50,0.00,0,\xd6\xd8\xc7\xec\n");
     let file = ledger.dir.path().join("gb.csv");
     std::fs::write(&file, bytes).unwrap();
-    let out = ledger.run(&[
-        "reconcile",
-        "detail",
-        file.to_str().unwrap(),
-        "--institution",
-        "H500101",
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-31",
-        "--json",
-    ]);
+    let out = ledger.run(&march_detail_args(&file, &["--json"]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("gb18030"),
@@ -205,21 +164,4 @@ fn the_csv_of_differences_starts_with_a_bom_and_names_the_member_on_every_row() 
     // The Chinese visit id survives the round trip.
     let c777 = rows.iter().find(|row| row[column("setl_id")] == "C777");
     assert_eq!(cell(c777.unwrap(), "mdtrt_id"), "门诊七", "{written}");
-}
-
-/// `reconcile detail FILE` for H500101 in March 2024, with `extra` arguments.
-fn march_detail_args<'a>(file: &'a std::path::Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "reconcile",
-        "detail",
-        file.to_str().unwrap(),
-        "--institution",
-        "H500101",
-        "--from",
-        "2024-03-01",
-        "--to",
-        "2024-03-31",
-    ];
-    args.extend_from_slice(extra);
-    args
 }

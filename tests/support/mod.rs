@@ -14,6 +14,24 @@ pub const CHONGQING_POLICY: &str = concat!(
     "/../../policies/500000-2024-01-01.json"
 );
 
+/// `reconcile detail FILE` for H500101 in March 2024 (the sample's hospital and month), with
+/// `extra` arguments.
+pub fn march_detail_args<'a>(file: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "reconcile",
+        "detail",
+        file.to_str().unwrap(),
+        "--institution",
+        "H500101",
+        "--from",
+        "2024-03-01",
+        "--to",
+        "2024-03-31",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 pub fn gongji_path() -> &'static str {
     env!("CARGO_BIN_EXE_gongji")
 }

@@ -3,6 +3,8 @@
 //! bindings, account payments (some beyond the balance, some for unbound relatives) and
 //! reversals (of earlier ids, and of unknown ones). Rejected commands are part of the mix.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use gongji_domain::state::{TxKind, YearCounters};
@@ -49,13 +51,7 @@ impl Ledger {
         let command = parse_command(line)?;
         let decision = decide(&self.state, &command)?;
         for (stream, event) in &decision.events {
-            assert_eq!(
-                &event.stream(),
-                stream,
-                "{} filed on another stream",
-                event.kind()
-            );
-            assert_eq!(gongji_domain::state::admissible(&self.state, event), Ok(()));
+            common::assert_decided_event_holds(&self.state, stream, event);
             evolve(&mut self.state, event);
             self.events.push(event.clone());
         }

@@ -10,6 +10,8 @@
 //! - credits: 2% of base (active employer / tier 2), 105 (retiree under 70), 115 (from the month
 //!   turning 70), 2% of the lump-sum base inside the period; pooled rates 8.5% / 7% / 4%.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use gongji_domain::state::{Member, YearCounters};
@@ -104,13 +106,7 @@ impl Ledger {
         let command = parse_command(line)?;
         let decision = decide(&self.state, &command)?;
         for (stream, event) in &decision.events {
-            assert_eq!(
-                &event.stream(),
-                stream,
-                "{} filed on another stream",
-                event.kind()
-            );
-            assert_eq!(gongji_domain::state::admissible(&self.state, event), Ok(()));
+            common::assert_decided_event_holds(&self.state, stream, event);
             let decoded = Event::decode(&event.encode());
             assert_eq!(
                 decoded.as_ref(),

@@ -2,6 +2,8 @@
 //! the state keeps is bounded too (`TOTAL_FEN_MAX`). A command whose events would carry a total
 //! past its bound is refused with `total_overflow`, never a panic, and changes nothing.
 
+mod common;
+
 use std::sync::LazyLock;
 
 use gongji_domain::money::{AMOUNT_FEN_MAX, TOTAL_FEN_MAX};
@@ -24,13 +26,7 @@ fn run(state: &mut State, command: &Value) -> Result<Outcome, Rejection> {
     let command = parse_command(&command.to_string())?;
     let decision = decide(state, &command)?;
     for (stream, event) in &decision.events {
-        assert_eq!(
-            &event.stream(),
-            stream,
-            "{} filed on another stream",
-            event.kind()
-        );
-        assert_eq!(gongji_domain::state::admissible(state, event), Ok(()));
+        common::assert_decided_event_holds(state, stream, event);
         evolve(state, event);
     }
     state.dirty.clear();
