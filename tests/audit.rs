@@ -187,7 +187,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn check(path: &Path) -> (i32, String) {
     let out = std::process::Command::new(support::gongji_path())
-        .args(["audit", "check", path.to_str().unwrap()])
+        .args(["audit", "check", path.to_str().unwrap(), "--lang", "en"])
         .output()
         .unwrap();
     (
