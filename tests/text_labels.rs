@@ -342,6 +342,15 @@ fn history_and_explain_name_the_event_kinds_with_their_codes_and_local_times() {
     );
     assert_eq!(value_of(&said, "个人账户余额"), "1,370.00 元 -> 984.50 元");
     assert!(said.contains("  事件：\n    位置  "), "{said}");
+    // The steps are told in Chinese from the settlement's figures.
+    assert!(said.contains("\n  1. 按政策 500000/2024-01-01：人员类别 在职 (active)，医院等级 3，结算渠道 定点医疗机构 (institution)\n"), "{said}");
+    assert!(said.contains("\n  4. （650.00 元 − 50.00 元）× 支付比例 0.5（本年此前普通门诊费用 150.00 元）= 300.00 元，四舍五入到分\n"), "{said}");
+    assert!(
+        said.contains(
+            "\n  5. 年度限额 3,000.00 元，此前已用 0.00 元：普通门诊统筹支付 300.00 元\n"
+        ),
+        "{said}"
+    );
     let said = en(&ledger, &["explain", "C002"]);
     assert!(
         said.starts_with("claim C002 of member M001 in region 500000"),
@@ -539,5 +548,25 @@ fn reconciliation_reports_are_labelled_with_amounts_grouped() {
             "line 2: settlement C001 differs: acct_pay file 140.00 yuan ledger 150.00 yuan"
         ),
         "{said}"
+    );
+}
+
+#[test]
+fn refusals_name_codes_as_commands_spell_them_never_the_programs_names() {
+    let ledger = TestLedger::new();
+    let (code, results) = ledger.apply(&[
+        r#"{"cmd":"enroll","member":"H1","region":"500000","born":"1980-01-01","status":"active","scheme":"employer","date":"2024-01-01","opening_balance":"100.00"}"#.to_string(),
+        r#"{"cmd":"bind_family","holder":"H1","relative":"S1","relation":"sibling","date":"2024-02-01"}"#.to_string(),
+        r#"{"cmd":"account_pay","id":"P1","holder":"H1","date":"2024-02-02","purpose":"public_health","amount":"10.00"}"#.to_string(),
+    ]);
+    assert_eq!(code, 1);
+    let message = |i: usize| results[i]["error"]["message"].as_str().unwrap().to_string();
+    assert_eq!(
+        message(1),
+        "relation sibling may not be bound under policy 500000/2024-01-01; allowed: spouse, parent, child"
+    );
+    assert_eq!(
+        message(2),
+        "payment P1: purpose public_health is not allowed: a personal account may not pay for public health, fitness or wellness"
     );
 }

@@ -345,7 +345,8 @@ pub const EVENT_FIELDS: Table = &[
     l("paid_by", "资金来源", "paid by", Code(CREDIT_SOURCE)),
     AMOUNT,
     l("closing_balance", "结转余额", "closing balance", Money),
-    BALANCE,
+    // In an event, the balance the event moved (inherited, transferred), not today's.
+    l("balance", "账户余额", "balance", Money),
     YEARLY_LIMIT,
     PAYOUTS,
     l("settlement", "结算", "settlement", Flatten(SETTLEMENT)),

@@ -8,6 +8,7 @@
 
 pub mod labels;
 pub mod reports;
+mod steps;
 
 use std::sync::OnceLock;
 

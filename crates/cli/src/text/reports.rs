@@ -116,8 +116,14 @@ pub fn explanation(value: &Value, style: &Style) -> String {
             Lang::En => format!("  REVERSED on {date} ({reason}): event {event} at position {position}, recorded {recorded}"),
         });
     }
-    for (i, step) in value["steps"].as_array().into_iter().flatten().enumerate() {
-        lines.push(format!("  {}. {}", i + 1, plain(step)));
+    // Told from the settlement's figures in the language chosen; the ledger's own sentences
+    // if a figure is missing.
+    let steps = super::steps::steps(&value["settlement"], style).unwrap_or_else(|| {
+        let ledgers = value["steps"].as_array().into_iter().flatten();
+        ledgers.map(plain).collect()
+    });
+    for (i, step) in steps.iter().enumerate() {
+        lines.push(format!("  {}. {step}", i + 1));
     }
     lines.extend(positions(value, style));
     lines.push(style.pick("  事件：", "  events:").to_string());
