@@ -496,6 +496,14 @@ fn audit_reports_are_labelled_with_amounts_grouped() {
         "{said}"
     );
 
+    let said = zh(&ledger, &["audit", "clear-quarantine"]);
+    assert!(said.trim_end().ends_with("的账本未被隔离"), "{said}");
+    let said = en(&ledger, &["audit", "clear-quarantine"]);
+    assert!(
+        said.starts_with("the ledger at ") && said.trim_end().ends_with(" is not quarantined"),
+        "{said}"
+    );
+
     let said = zh(&ledger, &["rebuild"]);
     assert!(said.starts_with("已从 28 条记录重建投影，用时 "), "{said}");
     let said = en(&ledger, &["rebuild"]);

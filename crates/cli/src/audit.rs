@@ -100,12 +100,21 @@ pub fn check(file: &Path, json: bool) -> Result<ExitCode, String> {
 
 pub fn clear_quarantine(data: &Path) -> Result<ExitCode, String> {
     require_ledger(data)?;
-    let said = match Ledger::clear_quarantine(data).map_err(|e| e.to_string())? {
-        Some(marker) => format!(
+    let lang = text::lang();
+    let said = match (
+        Ledger::clear_quarantine(data).map_err(|e| e.to_string())?,
+        lang,
+    ) {
+        (Some(marker), Lang::Zh) => format!(
+            "日志已重新通过核验：第 {} 条记录的隔离（{}）已解除",
+            marker.position, marker.reason
+        ),
+        (Some(marker), Lang::En) => format!(
             "the log verifies again: quarantine of record {} ({}) lifted",
             marker.position, marker.reason
         ),
-        None => format!("the ledger at {} is not quarantined", data.display()),
+        (None, Lang::Zh) => format!("{} 的账本未被隔离", data.display()),
+        (None, Lang::En) => format!("the ledger at {} is not quarantined", data.display()),
     };
     print::text_line(&said)?;
     Ok(ExitCode::SUCCESS)

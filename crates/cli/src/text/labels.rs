@@ -276,6 +276,7 @@ pub const FUND_ANSWER: Table = &[
 /// A claim's settlement, in history lines and `explain`.
 pub const SETTLEMENT: Table = &[
     l("claim", "结算单号", "claim", Plain),
+    l("id", "结算单号", "claim", Plain),
     MEMBER,
     REGION,
     STATUS_OF_MEMBER,

@@ -224,3 +224,79 @@ pub fn inline(value: &Value, table: Table, style: &Style) -> String {
     }
     pairs.join(style.comma())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::labels::{Label, ACCOUNT};
+    use super::*;
+    use serde_json::json;
+
+    fn style(lang: Lang) -> Style {
+        Style {
+            lang,
+            zone: FixedOffset::east_opt(8 * 3600),
+        }
+    }
+
+    #[test]
+    fn keys_follow_the_table_and_a_key_no_table_names_comes_last_under_its_json_name() {
+        let answer = json!({"balance": "5.00", "added_later": "x", "member": "M1"});
+        let said = block(&answer, ACCOUNT, &style(Lang::En));
+        let lines: Vec<&str> = said.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "member           M1",
+                "account balance  5.00 yuan",
+                "added_later      x"
+            ]
+        );
+    }
+
+    #[test]
+    fn times_are_shown_in_the_zone_with_the_offset_and_other_text_as_it_is() {
+        let s = style(Lang::Zh);
+        assert_eq!(
+            s.time(&json!("2024-03-05T02:12:00.123456Z")),
+            "2024-03-05 10:12:00 +08:00"
+        );
+        assert_eq!(s.time(&json!("yesterday")), "yesterday");
+        assert_eq!(
+            Style::untimed().time(&json!("2024-03-05T02:12:00Z")),
+            "2024-03-05T02:12:00Z"
+        );
+    }
+
+    #[test]
+    fn nested_objects_lists_flags_and_nothing_are_shown_in_words() {
+        const TABLE: &[Label] = &[
+            Label {
+                key: "loaded",
+                zh: "已载入",
+                en: "loaded",
+                kind: Kind::Flag,
+            },
+            Label {
+                key: "items",
+                zh: "明细",
+                en: "items",
+                kind: Kind::List(&[]),
+            },
+            Label {
+                key: "gone",
+                zh: "无值",
+                en: "gone",
+                kind: Kind::Money,
+            },
+        ];
+        let answer = json!({"gone": null, "items": [], "loaded": true});
+        assert_eq!(
+            block(&answer, TABLE, &style(Lang::Zh)),
+            "已载入  是\n明细    无\n无值    -"
+        );
+        assert_eq!(
+            inline(&answer, TABLE, &style(Lang::En)),
+            "loaded yes, items none"
+        );
+    }
+}

@@ -55,11 +55,16 @@ pub fn history_table(entries: &[Value], style: &Style) -> Vec<String> {
 /// One history entry's columns and the rest of its fields.
 fn history_row(value: &Value, style: &Style) -> Vec<String> {
     let mut value = value.clone();
-    let id = [&value["id"], &value["claim"], &value["settlement"]["claim"]]
-        .into_iter()
-        .find_map(Value::as_str)
-        .unwrap_or("-")
-        .to_string();
+    let id = [
+        &value["id"],
+        &value["claim"],
+        &value["settlement"]["claim"],
+        &value["settlement"]["id"],
+    ]
+    .into_iter()
+    .find_map(Value::as_str)
+    .unwrap_or("-")
+    .to_string();
     let kind = code(EVENT, value["event"].as_str().unwrap_or("-"), style.lang);
     let mut row = vec![
         format!("#{}", value["position"]),
@@ -93,8 +98,10 @@ fn history_row(value: &Value, style: &Style) -> Vec<String> {
 
 /// A claim's explanation: header, reversal, steps, positions before and after, events.
 pub fn explanation(value: &Value, style: &Style) -> String {
+    // The claim's id, under either name the answers have used for it.
+    let claim = value.get("claim").or_else(|| value.get("id"));
     let (claim, member, region) = (
-        plain(&value["claim"]),
+        plain(claim.unwrap_or(&Value::Null)),
         plain(&value["member"]),
         plain(&value["region"]),
     );
