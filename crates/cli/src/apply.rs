@@ -3,8 +3,8 @@
 //!
 //! `apply` prints every line's outcome, or with `--quiet` only the rejected lines'; in text, a
 //! summary and the refusals tallied by code follow (`refused: insufficient_balance 52,
-//! unknown_member 3`, most frequent first); with `--json` standard output holds only the line
-//! objects and the tally goes to standard error.
+//! unknown_member 3`, most frequent first), in the language chosen (`crate::text`); with `--json`
+//! standard output holds only the line objects and the tally goes to standard error.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -121,8 +121,8 @@ impl Refusals {
         rejected
     }
 
-    /// `refused: CODE N, CODE N` (`拒绝原因：CODE N，CODE N`), most frequent first (ties by code), or `None` if nothing was
-    /// refused.
+    /// `refused: CODE N, CODE N` (`拒绝原因：CODE N，CODE N`), most frequent first (ties by
+    /// code), or `None` if nothing was refused.
     fn tally(&self) -> Option<String> {
         if self.by_code.is_empty() {
             return None;
