@@ -187,7 +187,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn check(path: &Path) -> (i32, String) {
     let out = std::process::Command::new(support::gongji_path())
-        .args(["audit", "check", path.to_str().unwrap()])
+        .args(["audit", "check", path.to_str().unwrap(), "--lang", "en"])
         .output()
         .unwrap();
     (
@@ -324,11 +324,16 @@ fn explain_shows_the_policy_figures_positions_and_events_of_a_claim() {
             "fund_claim_refunded"
         ]
     );
-    let out = ledger.run(&["explain", "C002"]);
+    // The ledger's sentence in JSON; in text, the same step with amounts grouped with the unit.
+    assert_eq!(
+        view["steps"][2],
+        "deductible 200.00 (150.00 of group outpatient filled before): 50.00 applied"
+    );
+    let out = ledger.run(&["explain", "C002", "--lang", "en"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains(
-            "deductible 200.00 (150.00 of group outpatient filled before): 50.00 applied"
+            "deductible 200.00 yuan (150.00 yuan of group outpatient filled before): 50.00 yuan applied"
         ),
         "{said}"
     );
@@ -386,7 +391,7 @@ fn a_damaged_record_quarantines_the_ledger_until_the_log_verifies_again() {
     assert_eq!(ledger.run(&["account", "M001"]).status.code(), Some(2));
     // The operator restores the segment from a backup copy; now it lifts.
     std::fs::write(&path, &original).unwrap();
-    let out = ledger.run(&["audit", "clear-quarantine"]);
+    let out = ledger.run(&["audit", "clear-quarantine", "--lang", "en"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("record 5"),

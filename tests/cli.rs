@@ -149,22 +149,22 @@ fn unreadable_input_exits_2_and_unknown_member_query_exits_1() {
 fn readable_output_names_rejections_and_summarises() {
     let ledger = TestLedger::new();
     let sample = examples("sample.jsonl");
-    let out = ledger.run(&["apply", sample.to_str().unwrap()]);
+    let out = ledger.run(&["apply", sample.to_str().unwrap(), "--lang", "en"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("line 17: REJECTED insufficient_balance: member M001 has 896.50; payment P004 of 99999.00 refused"), "{stdout}");
     assert!(
         stdout.contains("24 lines: 20 applied, 4 rejected"),
         "{stdout}"
     );
-    let account = ledger.run(&["account", "M001"]);
+    let account = ledger.run(&["account", "M001", "--lang", "en"]);
     let readable = String::from_utf8_lossy(&account.stdout);
     let balance_line = readable
         .lines()
-        .find(|l| l.starts_with("balance "))
+        .find(|l| l.starts_with("account balance "))
         .unwrap_or_default();
     assert_eq!(
         balance_line.split_whitespace().collect::<Vec<_>>(),
-        ["balance", "1282.00"],
+        ["account", "balance", "1,282.00", "yuan"],
         "{readable}"
     );
 }
@@ -392,7 +392,7 @@ fn lines_with_refusals() -> Vec<String> {
 #[test]
 fn apply_ends_its_summary_with_the_refusals_tallied_by_code() {
     let ledger = TestLedger::new();
-    let out = apply_with(&ledger, &[], &lines_with_refusals());
+    let out = apply_with(&ledger, &["--lang", "en"], &lines_with_refusals());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<&str> = stdout.lines().collect();
@@ -405,7 +405,7 @@ fn apply_ends_its_summary_with_the_refusals_tallied_by_code() {
     // With --json, standard output stays JSON Lines (one object a line); the tally goes to
     // standard error.
     let ledger = TestLedger::new();
-    let out = apply_with(&ledger, &["--json"], &lines_with_refusals());
+    let out = apply_with(&ledger, &["--json", "--lang", "en"], &lines_with_refusals());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(support::parse_lines(&out.stdout).len(), 5);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -415,7 +415,7 @@ fn apply_ends_its_summary_with_the_refusals_tallied_by_code() {
     );
     // Nothing refused, no tally.
     let ledger = TestLedger::new();
-    let out = apply_with(&ledger, &[], &lines_with_refusals()[..2]);
+    let out = apply_with(&ledger, &["--lang", "en"], &lines_with_refusals()[..2]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!text(&out).contains("refused"), "{}", text(&out));
 }
@@ -423,7 +423,11 @@ fn apply_ends_its_summary_with_the_refusals_tallied_by_code() {
 #[test]
 fn apply_quiet_prints_only_the_rejected_lines_and_the_summary() {
     let ledger = TestLedger::new();
-    let out = apply_with(&ledger, &["--quiet"], &lines_with_refusals());
+    let out = apply_with(
+        &ledger,
+        &["--quiet", "--lang", "en"],
+        &lines_with_refusals(),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<&str> = stdout.lines().collect();

@@ -105,7 +105,7 @@ fn event_of(record: &Value) -> Event {
 
 fn check(archive: &Path) -> Output {
     std::process::Command::new(support::gongji_path())
-        .args(["audit", "check", archive.to_str().unwrap()])
+        .args(["audit", "check", archive.to_str().unwrap(), "--lang", "en"])
         .output()
         .unwrap()
 }
@@ -124,7 +124,7 @@ fn refused(archive: &Path, said: &[&str]) {
         );
     }
     let target = TestLedger::empty();
-    let out = target.run(&["audit", "import", archive.to_str().unwrap()]);
+    let out = target.run(&["audit", "import", archive.to_str().unwrap(), "--lang", "en"]);
     assert_eq!(out.status.code(), Some(1), "import: {}", text(&out));
     for piece in said {
         assert!(
@@ -461,7 +461,9 @@ fn import_restores_exactly_the_archive_it_checked() {
 fn check_within(archive: &Path, kib: u64) -> Output {
     std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("ulimit -v {kib} && exec \"$0\" audit check \"$1\""))
+        .arg(format!(
+            "ulimit -v {kib} && exec \"$0\" audit check \"$1\" --lang en"
+        ))
         .arg(support::gongji_path())
         .arg(archive)
         .output()

@@ -523,7 +523,7 @@ fn explain_names_a_reversal_and_sends_a_payment_to_history() {
     assert_eq!(reversal["reason"], "duplicate");
     assert!(reversal["recorded_at"].as_str().unwrap().ends_with('Z'));
     let position = reversal["position"].as_u64().unwrap();
-    let out = ledger.run(&["explain", "K2"]);
+    let out = ledger.run(&["explain", "K2", "--lang", "en"]);
     assert!(out.status.success(), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -543,12 +543,16 @@ fn explain_names_a_reversal_and_sends_a_payment_to_history() {
 #[test]
 fn history_text_shows_position_date_recorded_time_kind_and_id_in_aligned_columns() {
     let ledger = clerk_ledger();
-    let out = ledger.run(&["history", "A"]);
+    let out = ledger
+        .command(&["history", "A", "--lang", "en"])
+        .env_remove("GONGJI_TZ_OFFSET")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout).into_owned();
     let rows: Vec<&str> = said.lines().collect();
     let header = rows[0];
-    let columns = ["position", "date", "recorded_at", "event", "id", "details"];
+    let columns = ["position", "date", "recorded at", "event", "id", "details"];
     let starts: Vec<usize> = columns.iter().map(|c| header.find(c).unwrap()).collect();
     let json: Vec<Value> = support::parse_lines(&ledger.run(&["history", "A", "--json"]).stdout);
     assert_eq!(rows.len(), json.len() + 1, "{said}");
@@ -556,8 +560,21 @@ fn history_text_shows_position_date_recorded_time_kind_and_id_in_aligned_columns
         let cell = |i: usize| row[starts[i]..].split_whitespace().next().unwrap();
         assert_eq!(cell(0), format!("#{}", entry["position"]), "{row}");
         assert_eq!(cell(1), entry["own_date"], "{row}");
-        assert_eq!(cell(2), entry["recorded_at"], "{row}");
-        assert_eq!(cell(3), entry["event"], "{row}");
+        // The recorded time in the ledger's zone (UTC+08:00 by default), to the second.
+        let recorded = row[starts[2]..]
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let utc =
+            chrono::DateTime::parse_from_rfc3339(entry["recorded_at"].as_str().unwrap()).unwrap();
+        let beijing = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+        let local = utc
+            .with_timezone(&beijing)
+            .format("%Y-%m-%d %H:%M:%S +08:00");
+        assert_eq!(recorded, local.to_string(), "{row}");
+        let event = row[starts[3]..].split_whitespace().next().unwrap();
+        assert_eq!(event, entry["event"], "{row}");
         let id = [&entry["id"], &entry["settlement"]["claim"]]
             .into_iter()
             .find_map(Value::as_str)
@@ -611,10 +628,10 @@ fn inheritance_late_movements_carry_their_ids_and_recorded_times() {
     assert_eq!(late["id"], "K3", "{inheritance}");
     assert!(late["recorded_at"].as_str().unwrap().ends_with('Z'));
     assert!(!late["event_id"].as_str().unwrap().is_empty());
-    let out = ledger.run(&["inheritance", "A"]);
+    let out = ledger.run(&["inheritance", "A", "--lang", "en"]);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains("after_death[0].id") && said.contains("K3"),
+        said.contains("\nmovements after death\n  1. event claim_reversed, id K3, date 2025-03-12"),
         "{said}"
     );
 }

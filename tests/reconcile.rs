@@ -99,7 +99,7 @@ fn the_statement_nets_reversals_in_their_month() {
 #[test]
 fn a_statement_of_an_institution_with_nothing_in_the_month_says_so() {
     let ledger = TestLedger::sample();
-    let out = ledger.run(&["settlement", "NOPE", "2024-03"]);
+    let out = ledger.run(&["settlement", "NOPE", "2024-03", "--lang", "en"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -108,7 +108,7 @@ fn a_statement_of_an_institution_with_nothing_in_the_month_says_so() {
         ),
         "{said}"
     );
-    let out = ledger.run(&["settlement", "H500101", "2024-03"]);
+    let out = ledger.run(&["settlement", "H500101", "2024-03", "--lang", "en"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("has no settlement"));
 }

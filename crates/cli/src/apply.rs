@@ -3,8 +3,8 @@
 //!
 //! `apply` prints every line's outcome, or with `--quiet` only the rejected lines'; in text, a
 //! summary and the refusals tallied by code follow (`refused: insufficient_balance 52,
-//! unknown_member 3`, most frequent first); with `--json` standard output holds only the line
-//! objects and the tally goes to standard error.
+//! unknown_member 3`, most frequent first), in the language chosen (`crate::text`); with `--json`
+//! standard output holds only the line objects and the tally goes to standard error.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -14,12 +14,14 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use gongji_ledger::{now_micros, DurableGroup, LineOutcome, StreamError, StreamOptions};
+use gongji_recon::words::Lang;
 use serde_json::{json, Value};
 
 use crate::args::ApplyArgs;
 use crate::open::open_or_create;
 use crate::output;
 use crate::print;
+use crate::text;
 
 /// Inputs smaller than this get no progress bar (they are done before one would help).
 const PROGRESS_INPUT_BYTES_MIN: u64 = 4 * 1024 * 1024;
@@ -88,7 +90,7 @@ pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::from(2));
     }
     if !args.json {
-        print::text_line(&totals.summary(started.elapsed()))?;
+        print::text_line(&totals.summary(started.elapsed(), text::lang()))?;
     }
     if let Some(tally) = refusals.tally() {
         if args.json {
@@ -119,8 +121,8 @@ impl Refusals {
         rejected
     }
 
-    /// `refused: CODE N, CODE N`, most frequent first (ties by code), or `None` if nothing was
-    /// refused.
+    /// `refused: CODE N, CODE N` (`拒绝原因：CODE N，CODE N`), most frequent first (ties by
+    /// code), or `None` if nothing was refused.
     fn tally(&self) -> Option<String> {
         if self.by_code.is_empty() {
             return None;
@@ -128,7 +130,10 @@ impl Refusals {
         let mut counts: Vec<(&str, usize)> = self.by_code.iter().map(|(c, n)| (*c, *n)).collect();
         counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         let said: Vec<String> = counts.iter().map(|(c, n)| format!("{c} {n}")).collect();
-        Some(format!("refused: {}", said.join(", ")))
+        Some(match text::lang() {
+            Lang::Zh => format!("拒绝原因：{}", said.join("，")),
+            Lang::En => format!("refused: {}", said.join(", ")),
+        })
     }
 }
 

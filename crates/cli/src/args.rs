@@ -9,6 +9,7 @@ use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, TimeZone};
 use clap::{Parser, Subcommand};
 use gongji_domain::{Day, Month};
 use gongji_ledger::AsOf;
+use gongji_recon::words::{Lang, LANG_VAR};
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -27,8 +28,27 @@ pub struct Cli {
     /// baseline only: hidden from the help.
     #[arg(long, global = true, value_enum, default_value = "runs", hide = true)]
     pub projections: Projections,
+    /// The language of text output: `zh` (Chinese, the default) or `en` (English); without it,
+    /// GONGJI_LANG. `--json` is the same in both.
+    #[arg(long, global = true, value_name = "LANG", value_parser = ["zh", "en"])]
+    pub lang: Option<String>,
     #[command(subcommand)]
     pub command: Cmd,
+}
+
+impl Cli {
+    /// The language of text output: `--lang`, else `GONGJI_LANG`, else Chinese.
+    pub fn lang(&self) -> Result<Lang, String> {
+        let from_env = std::env::var(LANG_VAR);
+        let (text, source) = match (&self.lang, &from_env) {
+            (Some(text), _) => (text.as_str(), "--lang"),
+            (None, Ok(text)) => (text.as_str(), LANG_VAR),
+            (None, Err(std::env::VarError::NotPresent)) => return Ok(Lang::Zh),
+            (None, Err(std::env::VarError::NotUnicode(_))) => ("(not UTF-8)", LANG_VAR),
+        };
+        Lang::parse(text)
+            .ok_or_else(|| format!("{source}: '{text}' is not a language; allowed: zh, en"))
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -239,7 +259,7 @@ impl AsOfArgs {
 }
 
 /// The ledger's zone: `GONGJI_TZ_OFFSET` (`+HH:MM` or `-HH:MM`) if set, else UTC+08:00.
-fn ledger_zone() -> Result<FixedOffset, String> {
+pub fn ledger_zone() -> Result<FixedOffset, String> {
     match std::env::var(TZ_OFFSET_VAR) {
         Err(std::env::VarError::NotPresent) => Ok(FixedOffset::east_opt(TZ_OFFSET_DEFAULT_SECONDS)
             .expect("UTC+08:00 is within a day of UTC")),

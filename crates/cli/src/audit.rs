@@ -7,12 +7,14 @@ use std::time::Instant;
 
 use gongji_ledger::archive::{ArchiveFilter, ExportRefusal};
 use gongji_ledger::Ledger;
+use gongji_recon::words::Lang;
 use serde_json::{json, Value};
 
 use crate::args::{self, ExportArgs};
 use crate::open::{open, open_to_rebuild, require_ledger};
-use crate::output::{self, Progress};
+use crate::output::Progress;
 use crate::print;
+use crate::text::{self, labels, reports, Style};
 
 pub fn replay(data: &Path, json: bool) -> Result<ExitCode, String> {
     let mut ledger = open_to_rebuild(data)?;
@@ -22,7 +24,7 @@ pub fn replay(data: &Path, json: bool) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     bar.finish();
     ledger.close().map_err(|e| e.to_string())?;
-    print_report(&json!(report), json, output::audit_replay, false)
+    print_report(&json!(report), json, reports::audit_replay, false)
 }
 
 pub fn verify(data: &Path, json: bool) -> Result<ExitCode, String> {
@@ -35,7 +37,7 @@ pub fn verify(data: &Path, json: bool) -> Result<ExitCode, String> {
     print_report(
         &json!(report),
         json,
-        output::audit_verify,
+        reports::audit_verify,
         report.failure.is_some(),
     )
 }
@@ -72,11 +74,10 @@ pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, String> {
     if args.json {
         print::json_line(&value.to_string())?;
     } else {
-        print::text_line(&format!(
-            "wrote {}\n{}",
-            args.file.display(),
-            output::readable(&value)
-        ))?;
+        let style = Style::untimed();
+        let wrote = style.pick("已写入", "wrote");
+        let manifest = text::block(&value, labels::MANIFEST, &style);
+        print::text_line(&format!("{wrote} {}\n{manifest}", args.file.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -92,19 +93,28 @@ pub fn check(file: &Path, json: bool) -> Result<ExitCode, String> {
     print_report(
         &json!(report),
         json,
-        output::archive_check,
+        reports::archive_check,
         report.failure.is_some(),
     )
 }
 
 pub fn clear_quarantine(data: &Path) -> Result<ExitCode, String> {
     require_ledger(data)?;
-    let said = match Ledger::clear_quarantine(data).map_err(|e| e.to_string())? {
-        Some(marker) => format!(
+    let lang = text::lang();
+    let said = match (
+        Ledger::clear_quarantine(data).map_err(|e| e.to_string())?,
+        lang,
+    ) {
+        (Some(marker), Lang::Zh) => format!(
+            "日志已重新通过核验：第 {} 条记录的隔离（{}）已解除",
+            marker.position, marker.reason
+        ),
+        (Some(marker), Lang::En) => format!(
             "the log verifies again: quarantine of record {} ({}) lifted",
             marker.position, marker.reason
         ),
-        None => format!("the ledger at {} is not quarantined", data.display()),
+        (None, Lang::Zh) => format!("{} 的账本未被隔离", data.display()),
+        (None, Lang::En) => format!("the ledger at {} is not quarantined", data.display()),
     };
     print::text_line(&said)?;
     Ok(ExitCode::SUCCESS)
@@ -119,7 +129,7 @@ pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> 
         .map_err(|e| e.to_string())?;
     bar.finish();
     let Some(ledger) = ledger else {
-        print_report(&json!(report), json, output::archive_check, true)?;
+        print_report(&json!(report), json, reports::archive_check, true)?;
         print::error_line(&format!(
             "{} was not imported: it fails the check or is not a complete archive",
             file.display()
@@ -131,11 +141,11 @@ pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> 
     if json {
         print::json_line(&json!({"imported": report.manifest, "digest": digest}).to_string())?;
     } else {
-        print::text_line(&format!(
-            "imported {} into {}; digest {digest}",
-            file.display(),
-            data.display()
-        ))?;
+        let (file, data) = (file.display(), data.display());
+        print::text_line(&match text::lang() {
+            Lang::Zh => format!("已将 {file} 导入 {data}；摘要 {digest}"),
+            Lang::En => format!("imported {file} into {data}; digest {digest}"),
+        })?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -149,10 +159,11 @@ pub fn rebuild(data: &Path) -> Result<ExitCode, String> {
         .map_err(|e| e.to_string())?;
     bar.finish();
     ledger.close().map_err(|e| e.to_string())?;
-    print::text_line(&format!(
-        "rebuilt projections from {folded} records in {:.2?}",
-        started.elapsed()
-    ))?;
+    let elapsed = started.elapsed();
+    print::text_line(&match text::lang() {
+        Lang::Zh => format!("已从 {folded} 条记录重建投影，用时 {elapsed:.2?}"),
+        Lang::En => format!("rebuilt projections from {folded} records in {elapsed:.2?}"),
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -160,13 +171,13 @@ pub fn rebuild(data: &Path) -> Result<ExitCode, String> {
 fn print_report(
     value: &Value,
     json: bool,
-    readable: fn(&Value) -> String,
+    readable: fn(&Value, &Style) -> String,
     failed: bool,
 ) -> Result<ExitCode, String> {
     if json {
         print::json_line(&value.to_string())?;
     } else {
-        print::text_line(&readable(value))?;
+        print::text_line(&readable(value, &Style::untimed()))?;
     }
     Ok(if failed {
         ExitCode::from(1)

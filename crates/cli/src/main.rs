@@ -6,7 +6,8 @@
 //! `main` turns an error into `gongji: MESSAGE` and exit status 2; everything is printed
 //! through `print` (a closed standard output ends the output quietly, never in a panic); `try_main` dispatches to one
 //! small function per command, in the module of its kind: `apply` (commands that write),
-//! `query`, `audit` (auditors and operators), `reconcile`.
+//! `query`, `audit` (auditors and operators), `reconcile`; text for people is written by `text`
+//! (labels in the language chosen by `--lang` or `GONGJI_LANG`, Chinese by default).
 
 mod apply;
 mod args;
@@ -16,6 +17,7 @@ mod output;
 mod print;
 mod query;
 mod reconcile;
+mod text;
 
 /// mimalloc rather than the system allocator: `apply` and `rebuild` allocate and free small
 /// strings and buffers by the million (about a fifth of their instructions went to glibc's
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
 }
 
 fn try_main(cli: Cli) -> Result<ExitCode, String> {
+    text::choose_lang(cli.lang()?);
     if let Cmd::Audit {
         action: AuditCmd::Check { file, json },
     } = &cli.command

@@ -13,8 +13,9 @@ use crate::args::{
     self, AsOfArgs, Asked, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs,
 };
 use crate::open::open;
-use crate::output;
 use crate::print;
+use crate::text::labels::{self, Table};
+use crate::text::{self, reports, Style};
 
 pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
     member_view(
@@ -23,6 +24,7 @@ pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
         args.json,
         &args.as_of,
         |ledger, as_of| ledger.account_at(&args.member, as_of),
+        labels::ACCOUNT,
     )
 }
 
@@ -33,6 +35,7 @@ pub fn inheritance(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
         args.json,
         &args.as_of,
         |ledger, as_of| ledger.inheritance(&args.member, as_of),
+        labels::INHERITANCE,
     )
 }
 
@@ -43,6 +46,7 @@ pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
         args.json,
         &args.as_of,
         |ledger, as_of| ledger.transfers(&args.member, as_of),
+        labels::TRANSFERS,
     )
 }
 
@@ -58,8 +62,13 @@ pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, String> {
         )
         .map_err(|e| e.to_string())?;
     match answer {
-        Ok(view) => found(Some(stated(json!(view), &asked)), args.json, ""),
-        Err(why) => found(None, args.json, &why),
+        Ok(view) => found(
+            Some(stated(json!(view), &asked)),
+            args.json,
+            "",
+            labels::YEAR_ANSWER,
+        ),
+        Err(why) => found(None, args.json, &why, labels::YEAR_ANSWER),
     }
 }
 
@@ -71,12 +80,13 @@ fn member_view<T: serde::Serialize>(
     json: bool,
     as_of: &AsOfArgs,
     query: impl FnOnce(&Ledger, &AsOf) -> Result<Option<T>, LedgerError>,
+    table: Table,
 ) -> Result<ExitCode, String> {
     let asked = as_of.parse()?;
     let ledger = open(data)?;
     let view = query(&ledger, &asked.as_of).map_err(|e| e.to_string())?;
     let answer = view.map(|v| stated(json!(v), &asked));
-    found(answer, json, &not_enrolled(member, &asked.as_of))
+    found(answer, json, &not_enrolled(member, &asked.as_of), table)
 }
 
 /// The answer with the zone it depends on stated ([`Asked::state`]).
@@ -98,6 +108,7 @@ pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, String> {
             "region {} has no fund or policy in this ledger",
             args.region
         ),
+        labels::FUND_ANSWER,
     )
 }
 
@@ -108,7 +119,7 @@ pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
     let entries = ledger.history(&args.member).map_err(|e| e.to_string())?;
     if entries.is_empty() {
         let missing = format!("member {} has no events", args.member);
-        return found(None, args.json, &missing);
+        return found(None, args.json, &missing, &[]);
     }
     let entries = entries.into_iter().filter(|e| {
         let date = e.event.date();
@@ -120,7 +131,7 @@ pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
     } else if values.is_empty() {
         Vec::new()
     } else {
-        output::history_table(&values)
+        reports::history_table(&values, &Style::current()?)
     };
     print_lines(args.json, &lines)
 }
@@ -129,13 +140,13 @@ pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
     let ledger = open(data)?;
     let view = match ledger.explain(&args.claim).map_err(|e| e.to_string())? {
         Ok(view) => view,
-        Err(why) => return found(None, args.json, &why),
+        Err(why) => return found(None, args.json, &why, &[]),
     };
     let value = json!(view);
     if args.json {
         print::json_line(&value.to_string())?;
     } else {
-        print::text_line(&output::explanation(&value))?;
+        print::text_line(&reports::explanation(&value, &Style::current()?))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -143,6 +154,7 @@ pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
 /// `gongji policy list`: every region's policy versions.
 pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, String> {
     let ledger = open(data)?;
+    let style = Style::untimed();
     let mut lines = Vec::new();
     for region in ledger.policy_regions().map_err(|e| e.to_string())? {
         for policy in ledger.policies(&region).map_err(|e| e.to_string())? {
@@ -150,10 +162,7 @@ pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, String> {
             let line = if json {
                 value.to_string()
             } else {
-                format!(
-                    "{region}  {}  effective {}",
-                    policy.version, policy.effective
-                )
+                text::inline(&value, labels::POLICY_VERSION, &style)
             };
             lines.push(line);
         }
@@ -169,14 +178,20 @@ fn print_lines(json: bool, lines: &[String]) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints what was found as JSON or text; if nothing was, says `missing` and exits 1.
-fn found(value: Option<Value>, json: bool, missing: &str) -> Result<ExitCode, String> {
+/// Prints what was found as JSON or text (labelled by `table`, [`text::block`]); if nothing
+/// was, says `missing` and exits 1.
+fn found(
+    value: Option<Value>,
+    json: bool,
+    missing: &str,
+    table: Table,
+) -> Result<ExitCode, String> {
     match value {
         Some(value) => {
             if json {
                 print::json_line(&value.to_string())?;
             } else {
-                print::text_line(&output::readable(&value))?;
+                print::text_line(&text::block(&value, table, &Style::current()?))?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use gongji_recon::report::Printed;
+use gongji_recon::report::{Form, Printed};
 
 use crate::args::{self, DetailArgs, SettlementArgs};
 use crate::open::open;
 use crate::output::Progress;
 use crate::print;
+use crate::text;
 
 pub fn detail(data: &Path, args: &DetailArgs) -> Result<ExitCode, String> {
     let ledger = open(data)?;
@@ -21,7 +22,7 @@ pub fn detail(data: &Path, args: &DetailArgs) -> Result<ExitCode, String> {
         &args.file,
         &args.institution,
         from..=to,
-        args.json,
+        Form::new(args.json, text::lang()),
         args.csv.as_deref(),
         &mut |done, total| bar.show(done, total),
     );
@@ -31,7 +32,10 @@ pub fn detail(data: &Path, args: &DetailArgs) -> Result<ExitCode, String> {
 pub fn totals(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> {
     let ledger = open(data)?;
     let mut bar = Progress::on_terminal("reconcile");
-    let printed = gongji_recon::report::totals(&ledger, file, json, &mut |d, t| bar.show(d, t));
+    let printed =
+        gongji_recon::report::totals(&ledger, file, Form::new(json, text::lang()), &mut |d, t| {
+            bar.show(d, t)
+        });
     finish(bar, printed)
 }
 
@@ -43,7 +47,7 @@ pub fn settlement(data: &Path, args: &SettlementArgs) -> Result<ExitCode, String
         &ledger,
         &args.institution,
         month,
-        args.json,
+        Form::new(args.json, text::lang()),
         &mut |d, t| bar.show(d, t),
     );
     finish(bar, printed)

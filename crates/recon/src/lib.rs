@@ -5,7 +5,9 @@
 //! institution and period: [`reconcile_totals`]), matching them against the claim settlements
 //! and reversals in the ledger's log, and reporting every difference; and the monthly statement
 //! of what the fund owes an institution ([`settlement_statement`]), which clearing (清算) pays
-//! from. Reports are plain data (`serde::Serialize`) with text and CSV renderers in [`render`].
+//! from. Reports are plain data (`serde::Serialize`) with text and CSV renderers in [`render`];
+//! text is written in the language asked, with the words [`words`] keeps for every text the
+//! `gongji` binary prints (the language, amounts with unit and grouping, the codes' names).
 //!
 //! What it is not for: it never writes to the ledger, holds no insurance rule, and parses no
 //! command-line arguments (the `gongji` binary does; [`report`] takes days and months already
@@ -25,7 +27,9 @@ mod scan;
 pub mod statement;
 #[cfg(feature = "synthetic")]
 pub mod synthetic;
+mod text;
 pub mod totals;
+pub mod words;
 
 use std::path::PathBuf;
 

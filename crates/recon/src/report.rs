@@ -1,6 +1,6 @@
 //! Reconciliation jobs with their printed reports: each takes arguments already parsed (the
 //! `gongji` binary parses the command line), runs a job and returns the report to print (text,
-//! or one JSON object on one line) with the exit status (0 match, 1 differences), or, for
+//! or one JSON object on one line; text in the language asked) with the exit status (0 match, 1 differences), or, for
 //! unreadable input, a message to print before exiting with 2. The report is returned rather
 //! than printed so that a progress bar can be finished first.
 
@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::csv_file::CsvFile;
 use crate::render::{self, terminal_safe, terminal_safe_json};
+use crate::words::Lang;
 use crate::{
     reconcile_detail_streaming, reconcile_totals, settlement_statement, DetailOptions, EXIT_MATCH,
 };
@@ -27,18 +28,37 @@ pub struct Printed {
     pub exit_code: u8,
 }
 
+/// How a report is printed: one JSON object on one line, or text in a language.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    Json,
+    Text(Lang),
+}
+
+impl Form {
+    /// JSON when `json`, else text in `lang`.
+    pub fn new(json: bool, lang: Lang) -> Form {
+        if json {
+            Form::Json
+        } else {
+            Form::Text(lang)
+        }
+    }
+}
+
 fn printed(
-    json: bool,
+    form: Form,
     value: &impl Serialize,
-    text: impl FnOnce() -> String,
+    text: impl FnOnce(Lang) -> String,
     exit_code: u8,
 ) -> Result<Printed, String> {
-    let text = if json {
-        let line =
-            serde_json::to_string(value).map_err(|e| format!("cannot print the report: {e}"))?;
-        format!("{}\n", terminal_safe_json(&line))
-    } else {
-        terminal_safe(&text()).into_owned()
+    let text = match form {
+        Form::Json => {
+            let line = serde_json::to_string(value)
+                .map_err(|e| format!("cannot print the report: {e}"))?;
+            format!("{}\n", terminal_safe_json(&line))
+        }
+        Form::Text(lang) => terminal_safe(&text(lang)).into_owned(),
     };
     Ok(Printed { text, exit_code })
 }
@@ -53,7 +73,7 @@ pub fn detail(
     file: &Path,
     institution: &str,
     period: RangeInclusive<Day>,
-    json: bool,
+    form: Form,
     csv: Option<&Path>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Printed, String> {
@@ -77,9 +97,9 @@ pub fn detail(
         csv_file.commit()?;
     }
     printed(
-        json,
+        form,
         &report,
-        || render::detail_text(&report),
+        |text_lang| render::detail_text(&report, text_lang),
         report.exit_code(),
     )
 }
@@ -88,14 +108,14 @@ pub fn detail(
 pub fn totals(
     ledger: &Ledger,
     file: &Path,
-    json: bool,
+    form: Form,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Printed, String> {
     let report = reconcile_totals(ledger, file, progress).map_err(|e| e.to_string())?;
     printed(
-        json,
+        form,
         &report,
-        || render::totals_text(&report),
+        |text_lang| render::totals_text(&report, text_lang),
         report.exit_code(),
     )
 }
@@ -107,25 +127,16 @@ pub fn statement(
     ledger: &Ledger,
     institution: &str,
     month: Month,
-    json: bool,
+    form: Form,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Printed, String> {
     let statement =
         settlement_statement(ledger, institution, month, progress).map_err(|e| e.to_string())?;
     let exit_code = if statement.is_empty() { 1 } else { EXIT_MATCH };
     printed(
-        json,
+        form,
         &statement,
-        || {
-            let mut text = render::statement_text(&statement);
-            if statement.is_empty() {
-                text.push_str(&format!(
-                    "institution {institution} has no settlement, reversal or manual claim dated \
-                     in {month}: check the institution id and the month\n"
-                ));
-            }
-            text
-        },
+        |text_lang| render::statement_text(&statement, text_lang),
         exit_code,
     )
 }

@@ -5,6 +5,8 @@ mod common;
 use common::{claim, enroll, reverse, write, Fixture};
 use gongji_domain::{Day, Money, Month};
 use gongji_recon::render::{self, DifferenceCsv};
+use gongji_recon::report::Form;
+use gongji_recon::words::Lang;
 use gongji_recon::{
     reconcile_detail, reconcile_detail_streaming, reconcile_totals, settlement_statement, Amounts,
     DetailOptions, DetailReport, Difference, FileEncoding, ReconError, TotalsStatus,
@@ -365,9 +367,11 @@ fn a_detail_file_differing_in_every_way_gives_the_exact_report() {
     assert_eq!(json["unreconcilable"][0]["setl_id"], "C13");
 
     // Text: every difference on a line of its own, and the result.
-    let text = render::detail_text(&report);
+    let text = render::detail_text(&report, Lang::En);
     assert!(
-        text.contains("line 3: settlement C02 differs: medfee_sumamt file 700.00 ledger 685.50"),
+        text.contains(
+            "line 3: settlement C02 differs: medfee_sumamt file 700.00 yuan ledger 685.50 yuan"
+        ),
         "{text}"
     );
     assert!(
@@ -462,7 +466,7 @@ fn only_so_many_differences_of_each_kind_are_kept_but_all_are_counted() {
     assert_eq!(report.differences_left_out, 104);
     assert!(report.unreconcilable.is_empty());
     assert_eq!(report.unreconcilable_left_out, 1);
-    let text = render::detail_text(&report);
+    let text = render::detail_text(&report, Lang::En);
     assert!(
         text.contains("... and 104 more differences not listed"),
         "{text}"
@@ -503,7 +507,7 @@ fn a_gb18030_file_with_chinese_text_is_detected_and_matches() {
     assert_eq!(report.encoding, FileEncoding::Gb18030);
     assert_eq!(report.counts.matched_rows, 2, "{:?}", report.differences);
     assert_eq!(report.exit_code(), 0);
-    assert!(render::detail_text(&report).contains("(GB18030)"));
+    assert!(render::detail_text(&report, Lang::En).contains("(GB18030)"));
 }
 
 #[test]
@@ -558,7 +562,7 @@ fn a_utf8_file_with_a_bom_is_read_and_its_first_column_found() {
     assert_eq!(report.counts.matched_rows, 2, "{:?}", report.differences);
     assert_eq!(report.exit_code(), 0);
     assert_eq!(report.status, "match");
-    assert!(render::detail_text(&report).contains("result: the file matches the ledger"));
+    assert!(render::detail_text(&report, Lang::En).contains("result: the file matches the ledger"));
 }
 
 #[test]
@@ -806,7 +810,7 @@ fn totals_rows_are_each_checked_against_the_ledger_with_reversals_netted() {
         (7, 3, 1, 3)
     );
     assert_eq!(report.exit_code(), 1);
-    let text = render::totals_text(&report);
+    let text = render::totals_text(&report, Lang::En);
     assert!(
         text.contains("line 3: H1 2024-03-01 to 2024-03-31: differs: acct_pay file"),
         "{text}"
@@ -868,9 +872,12 @@ fn the_statement_nets_reversals_in_the_month_they_are_dated() {
     assert_eq!(march.manual_claims_excluded, 1);
     assert_eq!(march.by_region.len(), 1);
     assert_eq!(march.by_region[0].region, "500000");
-    let text = render::statement_text(&march);
+    let text = render::statement_text(&march, Lang::En);
     assert!(
-        text.contains(&format!("fund_owed          {}", march.fund_owed)),
+        text.contains(&format!(
+            "\nfunds owe               {}\n",
+            gongji_recon::words::money(&march.fund_owed.to_string(), Lang::En)
+        )),
         "{text}"
     );
     let json = serde_json::to_value(&march).unwrap();
@@ -956,7 +963,7 @@ fn the_cli_helpers_print_the_report_write_every_difference_and_return_the_status
         &f.path("one.csv"),
         "H1",
         day("2024-05-01")..=day("2024-05-31"),
-        true,
+        Form::Json,
         Some(&csv),
         &mut |_, _| {},
     )
@@ -977,25 +984,39 @@ fn the_cli_helpers_print_the_report_write_every_difference_and_return_the_status
         "{written}"
     );
 
-    let printed =
-        gongji_recon::report::statement(&f.ledger, "H1", month("2024-05"), false, &mut |_, _| {})
-            .unwrap();
+    let printed = gongji_recon::report::statement(
+        &f.ledger,
+        "H1",
+        month("2024-05"),
+        Form::Text(Lang::En),
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert_eq!(printed.exit_code, 0);
     assert!(
-        printed.text.contains("settlements        2"),
+        printed.text.contains("\nsettlements             2\n"),
         "{}",
         printed.text
     );
-    let printed =
-        gongji_recon::report::statement(&f.ledger, "H9", month("2024-05"), true, &mut |_, _| {})
-            .unwrap();
+    let printed = gongji_recon::report::statement(
+        &f.ledger,
+        "H9",
+        month("2024-05"),
+        Form::Json,
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert_eq!(
         printed.exit_code, 1,
         "an institution with nothing in the month"
     );
 
-    let missing =
-        gongji_recon::report::totals(&f.ledger, &f.path("none.csv"), false, &mut |_, _| {})
-            .unwrap_err();
+    let missing = gongji_recon::report::totals(
+        &f.ledger,
+        &f.path("none.csv"),
+        Form::Text(Lang::En),
+        &mut |_, _| {},
+    )
+    .unwrap_err();
     assert!(missing.starts_with("cannot open "), "{missing}");
 }

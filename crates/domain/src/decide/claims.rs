@@ -124,8 +124,12 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Settlement, Rejection
         Rejection::new(
             RejectionCode::NoPolicyRule,
             format!(
-                "policy {} has no {what} rule for member {} ({:?}, {:?}, level {})",
-                policy.version, claim.member, facts.status, facts.scheme, claim.level
+                "policy {} has no {what} rule for member {} (status {}, scheme {}, level {})",
+                policy.version,
+                claim.member,
+                super::guards::code_name(&facts.status),
+                super::guards::code_name(&facts.scheme),
+                claim.level
             ),
         )
     };

@@ -41,8 +41,9 @@ pub(super) fn contribute(
         Rejection::new(
             RejectionCode::NoContributionRule,
             format!(
-                "policy {} has no contribution rule for scheme {:?} of member {member_id}",
-                policy.version, account.scheme
+                "policy {} has no contribution rule for scheme {} of member {member_id}",
+                policy.version,
+                super::guards::code_name(&account.scheme)
             ),
         )
     })?;

@@ -31,9 +31,15 @@ fn relation_allowed(
     Err(Rejection::new(
         RejectionCode::RelationNotAllowed,
         format!(
-            "relation {relation:?} may not be bound under policy {}; allowed: {:?}",
+            "relation {} may not be bound under policy {}; allowed: {}",
+            super::guards::code_name(&relation),
             version.unwrap_or("(none loaded: the national default)"),
-            rules.relations
+            rules
+                .relations
+                .iter()
+                .map(super::guards::code_name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     ))
 }

@@ -119,3 +119,13 @@ pub(crate) fn region_members<'s>(
     }
     Ok(members.into_iter().flatten())
 }
+
+/// A code as commands spell it (`fitness`, `individual_tier1`, `spouse`): what the user typed
+/// and can type again, never the program's own name for it.
+pub(crate) fn code_name(code: &impl serde::Serialize) -> String {
+    match serde_json::to_value(code) {
+        Ok(serde_json::Value::String(name)) => name,
+        Ok(other) => other.to_string(),
+        Err(_) => "(unnamed)".to_string(),
+    }
+}

@@ -38,7 +38,10 @@ pub(super) fn account_pay(
     if !purpose.allowed() {
         return Err(Rejection::new(
             RejectionCode::PurposeNotAllowed,
-            format!("payment {id}: a personal account may not pay for {purpose:?} (public health, fitness and wellness are excluded)"),
+            format!(
+                "payment {id}: purpose {} is not allowed: a personal account may not pay for public health, fitness or wellness",
+                super::guards::code_name(&purpose)
+            ),
         ));
     }
     let region = account.region_on(date).to_string();
