@@ -12,28 +12,6 @@ fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
 }
 
-fn segment(ledger: &TestLedger) -> PathBuf {
-    let dir = ledger.data().join("segments");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.into_iter().next().expect("a segment file")
-}
-
-/// Byte ranges of the frames in a segment: (start, end) of each.
-fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let mut frames = Vec::new();
-    let mut at = 0;
-    while at + 8 <= bytes.len() {
-        let body = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        frames.push((at, at + 8 + body));
-        at += 8 + body;
-    }
-    frames
-}
-
 fn verify(ledger: &TestLedger) -> (i32, Value) {
     let out = ledger.run(&["audit", "verify", "--json"]);
     (out.status.code().unwrap(), json_of(&out))
@@ -112,9 +90,9 @@ mod fen {
 fn verify_names_a_corrupted_byte_a_dropped_record_and_two_reordered() {
     for damage in ["flip", "drop", "swap"] {
         let ledger = TestLedger::sample();
-        let path = segment(&ledger);
+        let path = support::first_segment(&ledger);
         let bytes = std::fs::read(&path).unwrap();
-        let frames = frames(&bytes);
+        let frames = support::frames(&bytes);
         assert_eq!(frames.len(), 28);
         let (a, b) = (frames[7], frames[8]);
         let damaged: Vec<u8> = match damage {
@@ -281,7 +259,9 @@ fn a_filtered_archive_holds_only_its_part_and_still_checks() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let manifest = json_of(&out);
+    let answer = json_of(&out);
+    assert_eq!(answer["file"], archive.to_str().unwrap());
+    let manifest = &answer["manifest"];
     // March: C001 (member only, nothing from the funds), C002 (member and pooled fund).
     assert_eq!(manifest["records"], 3);
     assert_eq!(manifest["complete"], false);
@@ -363,9 +343,9 @@ fn fund_as_of_and_history_between_dates() {
 #[test]
 fn a_damaged_record_quarantines_the_ledger_until_the_log_verifies_again() {
     let ledger = TestLedger::sample();
-    let path = segment(&ledger);
+    let path = support::first_segment(&ledger);
     let original = std::fs::read(&path).unwrap();
-    let frames = frames(&original);
+    let frames = support::frames(&original);
     let mut damaged = original.clone();
     damaged[frames[5].1 - 1] ^= 0x20;
     std::fs::write(&path, &damaged).unwrap();
@@ -400,9 +380,9 @@ fn a_damaged_record_quarantines_the_ledger_until_the_log_verifies_again() {
 #[test]
 fn the_quarantine_message_names_the_command_that_lifts_it() {
     let ledger = TestLedger::sample();
-    let path = segment(&ledger);
+    let path = support::first_segment(&ledger);
     let mut damaged = std::fs::read(&path).unwrap();
-    let frames = frames(&damaged);
+    let frames = support::frames(&damaged);
     damaged[frames[5].1 - 1] ^= 0x20;
     std::fs::write(&path, &damaged).unwrap();
     assert_eq!(verify(&ledger).0, 1);

@@ -145,3 +145,26 @@ pub fn examples(name: &str) -> PathBuf {
         .join("../../examples")
         .join(name)
 }
+
+/// The ledger's first segment file (the sample's whole log).
+pub fn first_segment(ledger: &TestLedger) -> PathBuf {
+    let dir = ledger.data().join("segments");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("segments")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files.into_iter().next().expect("a segment file")
+}
+
+/// Byte ranges of the frames in a segment: (start, end) of each.
+pub fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let body = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        frames.push((at, at + 8 + body));
+        at += 8 + body;
+    }
+    frames
+}

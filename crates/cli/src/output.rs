@@ -342,7 +342,7 @@ impl Progress {
 pub fn explanation(value: &Value) -> String {
     let mut lines = vec![format!(
         "claim {} of member {} in region {}, {} (insurance year {}), policy {}",
-        text(&value["claim"]),
+        text(&value["id"]),
         text(&value["member"]),
         text(&value["region"]),
         text(&value["date"]),

@@ -1,7 +1,9 @@
 //! The queries: one member's account, year, inheritance and transfers (now or as of a past
 //! time), a region's funds, a member's history, a claim's explanation, the policies loaded.
-//! Each opens the ledger, asks it, and prints JSON or text; exit 1 when there is nothing to
-//! show.
+//! Each opens the ledger, asks it, and prints JSON or text; when there is nothing to show, a
+//! `not_found` failure (exit 1). With `--json` each answer is one JSON document on one line,
+//! except `history` and `policy list`, whose answers are lists of records: JSON Lines, one
+//! record a line (none for an empty list).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,11 +14,12 @@ use serde_json::{json, Value};
 use crate::args::{
     self, AsOfArgs, Asked, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs,
 };
+use crate::failure::Failure;
 use crate::open::open;
 use crate::output;
 use crate::print;
 
-pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
+pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> {
     member_view(
         data,
         &args.member,
@@ -26,7 +29,7 @@ pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
     )
 }
 
-pub fn inheritance(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
+pub fn inheritance(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> {
     member_view(
         data,
         &args.member,
@@ -36,7 +39,7 @@ pub fn inheritance(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
     )
 }
 
-pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
+pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> {
     member_view(
         data,
         &args.member,
@@ -46,17 +49,15 @@ pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
     )
 }
 
-pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, String> {
-    let asked = args.as_of.parse()?;
+pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, Failure> {
+    let asked = args.as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
-    let answer = ledger
-        .year_answer(
-            &args.member,
-            args.year,
-            args.region.as_deref(),
-            &asked.as_of,
-        )
-        .map_err(|e| e.to_string())?;
+    let answer = ledger.year_answer(
+        &args.member,
+        args.year,
+        args.region.as_deref(),
+        &asked.as_of,
+    )?;
     match answer {
         Ok(view) => found(Some(stated(json!(view), &asked)), args.json, ""),
         Err(why) => found(None, args.json, &why),
@@ -71,10 +72,10 @@ fn member_view<T: serde::Serialize>(
     json: bool,
     as_of: &AsOfArgs,
     query: impl FnOnce(&Ledger, &AsOf) -> Result<Option<T>, LedgerError>,
-) -> Result<ExitCode, String> {
-    let asked = as_of.parse()?;
+) -> Result<ExitCode, Failure> {
+    let asked = as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
-    let view = query(&ledger, &asked.as_of).map_err(|e| e.to_string())?;
+    let view = query(&ledger, &asked.as_of)?;
     let answer = view.map(|v| stated(json!(v), &asked));
     found(answer, json, &not_enrolled(member, &asked.as_of))
 }
@@ -85,12 +86,10 @@ fn stated(mut answer: Value, asked: &Asked) -> Value {
     answer
 }
 
-pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, String> {
-    let asked = args.as_of.parse()?;
+pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, Failure> {
+    let asked = args.as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
-    let view = ledger
-        .fund_at(&args.region, &asked.as_of)
-        .map_err(|e| e.to_string())?;
+    let view = ledger.fund_at(&args.region, &asked.as_of)?;
     found(
         view.map(|v| stated(json!(v), &asked)),
         args.json,
@@ -101,11 +100,11 @@ pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, String> {
     )
 }
 
-pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
-    let from = args::day("--from", &args.from)?;
-    let to = args::day("--to", &args.to)?;
+pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, Failure> {
+    let from = args::day("--from", &args.from).map_err(Failure::bad_argument)?;
+    let to = args::day("--to", &args.to).map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
-    let entries = ledger.history(&args.member).map_err(|e| e.to_string())?;
+    let entries = ledger.history(&args.member)?;
     if entries.is_empty() {
         let missing = format!("member {} has no events", args.member);
         return found(None, args.json, &missing);
@@ -125,12 +124,9 @@ pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
     print_lines(args.json, &lines)
 }
 
-pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
+pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
-    let view = match ledger.explain(&args.claim).map_err(|e| e.to_string())? {
-        Ok(view) => view,
-        Err(why) => return found(None, args.json, &why),
-    };
+    let view = ledger.explain(&args.claim)?.map_err(Failure::not_found)?;
     let value = json!(view);
     if args.json {
         print::json_line(&value.to_string())?;
@@ -141,11 +137,11 @@ pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
 }
 
 /// `gongji policy list`: every region's policy versions.
-pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, String> {
+pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let mut lines = Vec::new();
-    for region in ledger.policy_regions().map_err(|e| e.to_string())? {
-        for policy in ledger.policies(&region).map_err(|e| e.to_string())? {
+    for region in ledger.policy_regions()? {
+        for policy in ledger.policies(&region)? {
             let value = json!({"region": region, "version": policy.version, "effective": policy.effective, "year_start": policy.year_start});
             let line = if json {
                 value.to_string()
@@ -162,27 +158,20 @@ pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, String> {
 }
 
 /// Prints lines of JSON or of text at once (nothing when there are none).
-fn print_lines(json: bool, lines: &[String]) -> Result<ExitCode, String> {
+fn print_lines(json: bool, lines: &[String]) -> Result<ExitCode, Failure> {
     if !lines.is_empty() {
         print::line(json, &lines.join("\n"))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints what was found as JSON or text; if nothing was, says `missing` and exits 1.
-fn found(value: Option<Value>, json: bool, missing: &str) -> Result<ExitCode, String> {
-    match value {
-        Some(value) => {
-            if json {
-                print::json_line(&value.to_string())?;
-            } else {
-                print::text_line(&output::readable(&value))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        None => {
-            print::error_line(missing);
-            Ok(ExitCode::from(1))
-        }
+/// Prints what was found as JSON or text; if nothing was, fails `not_found` saying `missing`.
+fn found(value: Option<Value>, json: bool, missing: &str) -> Result<ExitCode, Failure> {
+    let value = value.ok_or_else(|| Failure::not_found(missing))?;
+    if json {
+        print::json_line(&value.to_string())?;
+    } else {
+        print::text_line(&output::readable(&value))?;
     }
+    Ok(ExitCode::SUCCESS)
 }
