@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use support::{text, TestLedger};
@@ -343,12 +343,7 @@ fn fund_as_of_and_history_between_dates() {
 #[test]
 fn a_damaged_record_quarantines_the_ledger_until_the_log_verifies_again() {
     let ledger = TestLedger::sample();
-    let path = support::first_segment(&ledger);
-    let original = std::fs::read(&path).unwrap();
-    let frames = support::frames(&original);
-    let mut damaged = original.clone();
-    damaged[frames[5].1 - 1] ^= 0x20;
-    std::fs::write(&path, &damaged).unwrap();
+    let (path, original) = support::damage_record(&ledger, 5);
     // Verification finds it, names it, and quarantines the ledger.
     let (code, report) = verify(&ledger);
     assert_eq!(code, 1, "{report}");
@@ -380,11 +375,7 @@ fn a_damaged_record_quarantines_the_ledger_until_the_log_verifies_again() {
 #[test]
 fn the_quarantine_message_names_the_command_that_lifts_it() {
     let ledger = TestLedger::sample();
-    let path = support::first_segment(&ledger);
-    let mut damaged = std::fs::read(&path).unwrap();
-    let frames = support::frames(&damaged);
-    damaged[frames[5].1 - 1] ^= 0x20;
-    std::fs::write(&path, &damaged).unwrap();
+    support::damage_record(&ledger, 5);
     assert_eq!(verify(&ledger).0, 1);
     let out = ledger.run(&["account", "M001"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

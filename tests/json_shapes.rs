@@ -93,11 +93,7 @@ fn a_command_line_clap_refuses_with_json_prints_the_error_object_too() {
 #[test]
 fn verify_on_a_quarantined_ledger_answers_with_the_error_object() {
     let ledger = TestLedger::sample();
-    let path = support::first_segment(&ledger);
-    let mut damaged = std::fs::read(&path).unwrap();
-    let frames = support::frames(&damaged);
-    damaged[frames[5].1 - 1] ^= 0x20;
-    std::fs::write(&path, &damaged).unwrap();
+    support::damage_record(&ledger, 5);
     // The first verification finds the damage (its report is the answer, exit 1) and
     // quarantines the ledger; from then on the ledger does not open.
     let out = ledger.run(&["audit", "verify", "--json"]);

@@ -169,3 +169,14 @@ pub fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
     }
     frames
 }
+
+/// Flips a bit in the last byte of record `position`'s frame in the ledger's first segment (a
+/// damaged record `audit verify` names); returns the segment's path and its bytes before.
+pub fn damage_record(ledger: &TestLedger, position: usize) -> (PathBuf, Vec<u8>) {
+    let path = first_segment(ledger);
+    let original = std::fs::read(&path).expect("segment");
+    let mut damaged = original.clone();
+    damaged[frames(&original)[position].1 - 1] ^= 0x20;
+    std::fs::write(&path, &damaged).expect("segment written");
+    (path, original)
+}

@@ -218,12 +218,12 @@ fn fits_format(format: &str, text: &str) -> bool {
         }
         "date-time" => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
         "decimal" => {
+            let all_digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
             let unsigned = text.strip_prefix('-').unwrap_or(text);
-            let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
-            !whole.is_empty()
-                && whole.bytes().all(|b| b.is_ascii_digit())
-                && fraction.bytes().all(|b| b.is_ascii_digit())
-                && (fraction.is_empty() == !unsigned.contains('.'))
+            match unsigned.split_once('.') {
+                Some((whole, fraction)) => all_digits(whole) && all_digits(fraction),
+                None => all_digits(unsigned),
+            }
         }
         other => panic!("format {other} is not one this checker knows"),
     }
