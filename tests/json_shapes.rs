@@ -70,6 +70,44 @@ fn a_failure_with_json_prints_the_error_object_and_the_text() {
 }
 
 #[test]
+fn the_code_says_what_was_wrong() {
+    let ledger = TestLedger::sample();
+    let dir = ledger.dir.path();
+    let missing = dir.join("missing.jsonl");
+    let missing = missing.to_str().unwrap();
+    assert_error(&ledger.run(&["apply", missing, "--json"]), 2, "io");
+    assert_error(&ledger.run(&["audit", "check", missing, "--json"]), 2, "io");
+    let detail = |file: &str| {
+        let mut args = vec!["reconcile", "detail", file, "--institution", "H500101"];
+        args.extend(["--from", "2024-03-01", "--to", "2024-03-31", "--json"]);
+        ledger.run(&args)
+    };
+    assert_error(&detail(missing), 2, "io");
+    let headless = write(dir, "headless.csv", "a,b\n1,2\n");
+    assert_error(&detail(headless.to_str().unwrap()), 2, "bad_input");
+    let not_json = write(dir, "policy.json", "not json");
+    assert_error(
+        &ledger.run(&["policy", "load", not_json.to_str().unwrap(), "--json"]),
+        2,
+        "bad_input",
+    );
+    let archive = dir.join("all.jsonl");
+    let export = |extra: &[&str]| {
+        let mut args = vec!["audit", "export", archive.to_str().unwrap(), "--json"];
+        args.extend_from_slice(extra);
+        ledger.run(&args)
+    };
+    assert!(export(&[]).status.success());
+    assert_error(&export(&[]), 2, "exists");
+    assert_error(&export(&["--region", "999999", "--force"]), 1, "not_found");
+    assert_error(
+        &ledger.run(&["year", "M001", "2024", "--region", "510100", "--json"]),
+        1,
+        "not_found",
+    );
+}
+
+#[test]
 fn a_command_line_clap_refuses_with_json_prints_the_error_object_too() {
     let ledger = TestLedger::sample();
     let out = ledger.run(&["account", "M001", "--json", "--colour"]);

@@ -56,12 +56,14 @@ pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, Failure> {
         None => {}
     }
     let mut bar = Progress::on_terminal("export");
-    let manifest = ledger.export_archive(
-        &args.file,
-        &filter,
-        args.force,
-        &mut |phase, done, total| bar.step(phase, done, total),
-    )?;
+    let manifest = ledger
+        .export_archive(
+            &args.file,
+            &filter,
+            args.force,
+            &mut |phase, done, total| bar.step(phase, done, total),
+        )
+        .map_err(|e| Failure::archive(&e))?;
     bar.finish();
     if args.json {
         let answer = json!({"file": args.file.display().to_string(), "manifest": manifest});
@@ -81,7 +83,8 @@ pub fn check(file: &Path, json: bool) -> Result<ExitCode, Failure> {
     let mut bar = Progress::on_terminal("check");
     bar.phase("archive");
     let report =
-        gongji_ledger::archive::check_archive(file, &mut |done, total| bar.show(done, total))?;
+        gongji_ledger::archive::check_archive(file, &mut |done, total| bar.show(done, total))
+            .map_err(|e| Failure::archive(&e))?;
     bar.finish();
     print_report(
         &json!(report),
@@ -116,7 +119,8 @@ pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Failure>
     let (report, ledger) =
         gongji_ledger::archive::import_archive(data, file, &mut |phase, done, total| {
             bar.step(phase, done, total)
-        })?;
+        })
+        .map_err(|e| Failure::archive(&e))?;
     bar.finish();
     let Some(ledger) = ledger else {
         let why = match &report.failure {

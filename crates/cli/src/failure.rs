@@ -8,6 +8,7 @@ use std::fmt;
 
 use gongji_ledger::LedgerError;
 use gongji_log::LogError;
+use gongji_recon::ReconError;
 use serde_json::json;
 
 /// The codes of failed commands. A rejected input line keeps its own [`RejectionCode`]
@@ -115,6 +116,30 @@ impl Failure {
             format!("{context}: {error}")
         };
         Failure::new(ledger_code(error), message)
+    }
+
+    /// An error of an archive's export, check or import: the archive code reports the files it
+    /// cannot read, write or use as `LedgerError::Projection`, so such an error is `io`.
+    pub fn archive(error: &LedgerError) -> Failure {
+        match error {
+            LedgerError::Projection(message) => Failure::io(message.clone()),
+            other => Failure::ledger("", other),
+        }
+    }
+
+    /// A reconciliation that could not run: a file it cannot read or write is `io`, one it
+    /// cannot use (no usable header, too many rows, sums past what a total holds) `bad_input`,
+    /// a period that ends before it starts `bad_argument`, an unreadable log `damaged`.
+    pub fn recon(error: &ReconError) -> Failure {
+        let code = match error {
+            ReconError::Io { .. } | ReconError::Output(_) => Code::Io,
+            ReconError::Header { .. } | ReconError::TooLarge { .. } | ReconError::Overflow(_) => {
+                Code::BadInput
+            }
+            ReconError::Request(_) => Code::BadArgument,
+            ReconError::Ledger(_) => Code::Damaged,
+        };
+        Failure::new(code, error.to_string())
     }
 
     /// `{"error":{"code":…,"message":…}}`, one line.

@@ -1,10 +1,12 @@
 //! `reconcile detail`, `reconcile totals` and `settlement`: the arguments parsed here, the
-//! work and the report `gongji-recon`'s. An input that cannot be read fails `bad_input`.
+//! work and the report `gongji-recon`'s. A job that cannot run fails with its error's code
+//! ([`Failure::recon`]).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use gongji_recon::report::Printed;
+use gongji_recon::ReconError;
 
 use crate::args::{self, DetailArgs, SettlementArgs};
 use crate::failure::Failure;
@@ -51,8 +53,8 @@ pub fn settlement(data: &Path, args: &SettlementArgs) -> Result<ExitCode, Failur
 }
 
 /// Ends the progress bar, then prints the report and exits with its status.
-fn finish(mut bar: Progress, printed: Result<Printed, String>) -> Result<ExitCode, Failure> {
-    let printed = printed.map_err(Failure::bad_input)?;
+fn finish(mut bar: Progress, printed: Result<Printed, ReconError>) -> Result<ExitCode, Failure> {
+    let printed = printed.map_err(|e| Failure::recon(&e))?;
     bar.finish();
     print::raw(&printed.text)?;
     Ok(ExitCode::from(printed.exit_code))

@@ -996,6 +996,7 @@ fn the_cli_helpers_print_the_report_write_every_difference_and_return_the_status
 
     let missing =
         gongji_recon::report::totals(&f.ledger, &f.path("none.csv"), false, &mut |_, _| {})
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
     assert!(missing.starts_with("cannot open "), "{missing}");
 }
