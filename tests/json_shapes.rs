@@ -49,7 +49,23 @@ fn assert_error(out: &Output, status: i32, code: &str) -> Value {
 #[test]
 fn a_failure_with_json_prints_the_error_object_and_the_text() {
     let ledger = TestLedger::sample();
-    assert_error(&ledger.run(&["account", "NOPE", "--json"]), 1, "not_found");
+    assert_error(
+        &ledger.run(&["account", "NOPE", "--json"]),
+        1,
+        "unknown_member",
+    );
+    let before = ["year", "M001", "2024", "--as-of", "2023-12-31", "--json"];
+    assert_error(&ledger.run(&before), 1, "unknown_member");
+    assert_error(
+        &ledger.run(&["history", "NOPE", "--json"]),
+        1,
+        "unknown_member",
+    );
+    assert_error(
+        &ledger.run(&["year", "M001", "24", "--json"]),
+        1,
+        "not_found",
+    );
     assert_error(&ledger.run(&["explain", "NOPE", "--json"]), 1, "not_found");
     assert_error(
         &ledger.run(&["account", "M001", "--as-of", "2024-13-01", "--json"]),

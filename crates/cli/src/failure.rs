@@ -2,10 +2,12 @@
 //! status. `main` prints every failure the same way: `gongji: MESSAGE` on standard error and,
 //! when the command was given `--json`, the error object `{"error":{"code":…,"message":…}}`
 //! on standard output (`docs/answers.md`). Exit statuses are the ones each failure always had:
-//! 1 when what was asked is not there, 2 for anything else.
+//! 1 when what was asked is not there, 2 for anything else. A code that means what a
+//! [`RejectionCode`] means is that code's string (`unknown_member`).
 
 use std::fmt;
 
+use gongji_domain::RejectionCode;
 use gongji_ledger::LedgerError;
 use gongji_log::LogError;
 use gongji_recon::ReconError;
@@ -19,9 +21,13 @@ pub enum Code {
     BadArgument,
     /// `--data` holds no ledger (only `apply`, `policy load` and `audit import` create one).
     NoLedger,
-    /// What was asked (a member, a claim, a region, an institution's month) is not in the
+    /// What was asked (a claim, a region, a year, a member's stint in a region) is not in the
     /// ledger: exit 1.
     NotFound,
+    /// The member asked about is not enrolled (now, or as of the time asked), or has no events:
+    /// exit 1. The string is [`RejectionCode::UnknownMember`]'s, the code `apply` gives a
+    /// command naming such a member.
+    UnknownMember,
     /// The ledger is quarantined: a damaged record was found (see `audit clear-quarantine`).
     Quarantined,
     /// Another process holds the ledger's lock.
@@ -44,6 +50,7 @@ impl Code {
             Code::BadArgument => "bad_argument",
             Code::NoLedger => "no_ledger",
             Code::NotFound => "not_found",
+            Code::UnknownMember => RejectionCode::UnknownMember.as_str(),
             Code::Quarantined => "quarantined",
             Code::Locked => "locked",
             Code::Damaged => "damaged",
@@ -55,10 +62,11 @@ impl Code {
 
     /// Every code, for the documentation's test.
     #[cfg(test)]
-    pub const ALL: [Code; 9] = [
+    pub const ALL: [Code; 10] = [
         Code::BadArgument,
         Code::NoLedger,
         Code::NotFound,
+        Code::UnknownMember,
         Code::Quarantined,
         Code::Locked,
         Code::Damaged,
@@ -73,13 +81,18 @@ impl Code {
 pub struct Failure {
     pub code: Code,
     pub message: String,
-    /// The exit status: 1 for `NotFound` (and a refused import), 2 otherwise.
+    /// The exit status: 1 for `NotFound` and `UnknownMember` (and a refused import), 2
+    /// otherwise.
     pub exit: u8,
 }
 
 impl Failure {
     pub fn new(code: Code, message: impl Into<String>) -> Failure {
-        let exit = if code == Code::NotFound { 1 } else { 2 };
+        let exit = if matches!(code, Code::NotFound | Code::UnknownMember) {
+            1
+        } else {
+            2
+        };
         Failure {
             code,
             message: message.into(),
@@ -93,6 +106,10 @@ impl Failure {
 
     pub fn not_found(message: impl Into<String>) -> Failure {
         Failure::new(Code::NotFound, message)
+    }
+
+    pub fn unknown_member(message: impl Into<String>) -> Failure {
+        Failure::new(Code::UnknownMember, message)
     }
 
     pub fn io(message: impl Into<String>) -> Failure {
@@ -200,10 +217,25 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_codes_are_these() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/schemas/answers.schema.json"
+        );
+        let text = std::fs::read_to_string(path).expect("the answers' schemas");
+        let schemas: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let documented =
+            &schemas["$defs"]["error"]["properties"]["error"]["properties"]["code"]["enum"];
+        let codes: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented, &serde_json::json!(codes));
+    }
+
+    #[test]
     fn only_not_found_exits_1_by_default() {
         for code in Code::ALL {
             let exit = Failure::new(code, "m").exit;
-            assert_eq!(exit, if code == Code::NotFound { 1 } else { 2 });
+            let not_there = matches!(code, Code::NotFound | Code::UnknownMember);
+            assert_eq!(exit, if not_there { 1 } else { 2 });
         }
     }
 }

@@ -60,12 +60,16 @@ pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, Failure> {
     )?;
     match answer {
         Ok(view) => found(Some(stated(json!(view), &asked)), args.json, ""),
+        // The ledger says why with `not_enrolled` when the member is the reason.
+        Err(why) if why == not_enrolled(&args.member, &asked.as_of) => {
+            Err(Failure::unknown_member(why))
+        }
         Err(why) => found(None, args.json, &why),
     }
 }
 
-/// Answers a query about one member, now or as of a past time: JSON or text, exit 1 if the
-/// member was not enrolled then.
+/// Answers a query about one member, now or as of a past time: JSON or text; `unknown_member`
+/// (exit 1) if the member was not enrolled then.
 fn member_view<T: serde::Serialize>(
     data: &Path,
     member: &str,
@@ -76,8 +80,8 @@ fn member_view<T: serde::Serialize>(
     let asked = as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
     let view = query(&ledger, &asked.as_of)?;
-    let answer = view.map(|v| stated(json!(v), &asked));
-    found(answer, json, &not_enrolled(member, &asked.as_of))
+    let answer = view.ok_or_else(|| Failure::unknown_member(not_enrolled(member, &asked.as_of)))?;
+    found(Some(stated(json!(answer), &asked)), json, "")
 }
 
 /// The answer with the zone it depends on stated ([`Asked::state`]).
@@ -107,7 +111,7 @@ pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, Failure> {
     let entries = ledger.history(&args.member)?;
     if entries.is_empty() {
         let missing = format!("member {} has no events", args.member);
-        return found(None, args.json, &missing);
+        return Err(Failure::unknown_member(missing));
     }
     let entries = entries.into_iter().filter(|e| {
         let date = e.event.date();
