@@ -11,10 +11,13 @@ use serde_json::Value;
 use support::schema::Schemas;
 use support::{examples, march_detail_args, text, TestLedger, CHONGQING_POLICY};
 
-fn schemas() -> Schemas {
-    Schemas::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/schemas/answers.schema.json"),
-    )
+/// The answers' schemas, read once.
+fn schemas() -> &'static Schemas {
+    static SCHEMAS: std::sync::OnceLock<Schemas> = std::sync::OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        Schemas::load(&manifest.join("../../docs/schemas/answers.schema.json"))
+    })
 }
 
 /// The one JSON document on standard output.
@@ -174,31 +177,25 @@ fn verify_on_a_quarantined_ledger_answers_with_the_error_object() {
 
 /// Runs `args` with `--json`; checks the exit status and that standard output is one document
 /// fitting schema `name`; returns the document.
-fn answer(ledger: &TestLedger, schemas: &Schemas, name: &str, args: &[&str], status: i32) -> Value {
+fn answer(ledger: &TestLedger, name: &str, args: &[&str], status: i32) -> Value {
     let mut all = args.to_vec();
     all.push("--json");
     let out = ledger.run(&all);
     assert_eq!(out.status.code(), Some(status), "{all:?}: {}", text(&out));
     let value = document(&out);
-    schemas.assert_fits(name, &value);
+    schemas().assert_fits(name, &value);
     value
 }
 
 /// As [`answer`], for an answer in JSON Lines: every line fits `name`.
-fn lines(
-    ledger: &TestLedger,
-    schemas: &Schemas,
-    name: &str,
-    args: &[&str],
-    status: i32,
-) -> Vec<Value> {
+fn lines(ledger: &TestLedger, name: &str, args: &[&str], status: i32) -> Vec<Value> {
     let mut all = args.to_vec();
     all.push("--json");
     let out = ledger.run(&all);
     assert_eq!(out.status.code(), Some(status), "{all:?}: {}", text(&out));
     let values = support::parse_lines(&out.stdout);
     for value in &values {
-        schemas.assert_fits(name, value);
+        schemas().assert_fits(name, value);
     }
     values
 }
@@ -215,11 +212,9 @@ fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
 
 #[test]
 fn the_writing_commands_answer_in_their_schemas() {
-    let schemas = schemas();
     let ledger = TestLedger::empty();
     let loaded = lines(
         &ledger,
-        &schemas,
         "apply_line",
         &["policy", "load", CHONGQING_POLICY],
         0,
@@ -228,7 +223,6 @@ fn the_writing_commands_answer_in_their_schemas() {
     let sample = examples("sample.jsonl");
     let applied = lines(
         &ledger,
-        &schemas,
         "apply_line",
         &["apply", sample.to_str().unwrap()],
         1,
@@ -245,7 +239,6 @@ fn the_writing_commands_answer_in_their_schemas() {
     assert_eq!(keys, ["line", "ok", "error"], "{refused}");
     let again = lines(
         &ledger,
-        &schemas,
         "apply_line",
         &["policy", "load", CHONGQING_POLICY],
         1,
@@ -255,86 +248,61 @@ fn the_writing_commands_answer_in_their_schemas() {
 
 #[test]
 fn every_query_answers_in_its_schema_with_keys_in_its_order() {
-    let schemas = schemas();
     let ledger = TestLedger::sample();
-    let account = answer(&ledger, &schemas, "account", &["account", "M001"], 0);
+    let account = answer(&ledger, "account", &["account", "M001"], 0);
     let keys: Vec<&String> = account.as_object().unwrap().keys().take(3).collect();
     assert_eq!(keys, ["member", "state", "region"], "{account}");
     answer(
         &ledger,
-        &schemas,
         "account",
         &["account", "M001", "--as-of", "2024-03-31"],
         0,
     );
     let stated = answer(
         &ledger,
-        &schemas,
         "account",
         &["account", "M001", "--recorded-before", "2030-01-01"],
         0,
     );
     assert!(stated["time_zone"].is_string(), "{stated}");
-    answer(&ledger, &schemas, "year", &["year", "M001", "2024"], 0);
-    let inheritance = answer(
-        &ledger,
-        &schemas,
-        "inheritance",
-        &["inheritance", "M004"],
-        0,
-    );
+    answer(&ledger, "year", &["year", "M001", "2024"], 0);
+    let inheritance = answer(&ledger, "inheritance", &["inheritance", "M004"], 0);
     assert_eq!(inheritance["inherited_balance"], "860.00");
-    answer(
-        &ledger,
-        &schemas,
-        "inheritance",
-        &["inheritance", "M001"],
-        0,
-    );
-    answer(&ledger, &schemas, "transfers", &["transfers", "M005"], 0);
-    let fund = answer(&ledger, &schemas, "fund", &["fund", "500000"], 0);
+    answer(&ledger, "inheritance", &["inheritance", "M001"], 0);
+    answer(&ledger, "transfers", &["transfers", "M005"], 0);
+    let fund = answer(&ledger, "fund", &["fund", "500000"], 0);
     assert!(fund["accounts"].is_object());
     let past = answer(
         &ledger,
-        &schemas,
         "fund",
         &["fund", "500000", "--as-of", "2024-04-30"],
         0,
     );
     assert!(past["accounts"].is_null(), "{past}");
-    let history = lines(&ledger, &schemas, "history_entry", &["history", "M001"], 0);
+    let history = lines(&ledger, "history_entry", &["history", "M001"], 0);
     assert!(history.len() >= 5);
-    let inherited = lines(&ledger, &schemas, "history_entry", &["history", "M004"], 0);
+    let inherited = lines(&ledger, "history_entry", &["history", "M004"], 0);
     assert!(inherited.iter().any(|e| e["inherited_balance"] == "860.00"));
     let none = lines(
         &ledger,
-        &schemas,
         "history_entry",
         &["history", "M001", "--from", "2030-01-01"],
         0,
     );
     assert!(none.is_empty());
-    let explained = answer(&ledger, &schemas, "explain", &["explain", "C002"], 0);
+    let explained = answer(&ledger, "explain", &["explain", "C002"], 0);
     assert_eq!(explained["id"], "C002");
     assert!(explained["reversed"].is_object());
-    answer(&ledger, &schemas, "explain", &["explain", "C001"], 0);
-    lines(
-        &ledger,
-        &schemas,
-        "policy_list_item",
-        &["policy", "list"],
-        0,
-    );
+    answer(&ledger, "explain", &["explain", "C001"], 0);
+    lines(&ledger, "policy_list_item", &["policy", "list"], 0);
     answer(
         &ledger,
-        &schemas,
         "settlement_statement",
         &["settlement", "H500101", "2024-03"],
         0,
     );
     answer(
         &ledger,
-        &schemas,
         "settlement_statement",
         &["settlement", "NOPE", "2024-03"],
         1,
@@ -343,12 +311,11 @@ fn every_query_answers_in_its_schema_with_keys_in_its_order() {
 
 #[test]
 fn reconciliations_answer_in_their_schemas_with_one_set_of_count_names() {
-    let schemas = schemas();
     let ledger = TestLedger::sample();
     let dir = ledger.dir.path();
     let file = write(dir, "march.csv", &format!("{DETAIL_HEADER}\nC001,,M001,150.00,0.00,140.00,10.00,0\nC777,V7,M001,1.00,0.00,1.00,0.00,0\nC777,V7,M001,1.00,0.00,1.00,0.00,0\nnot,a,row\n"));
     let mut args = march_detail_args(&file, &[]);
-    let detail = answer(&ledger, &schemas, "reconcile_detail", &args, 1);
+    let detail = answer(&ledger, "reconcile_detail", &args, 1);
     let counts = &detail["counts"];
     assert_eq!(counts["matched_rows"], 0, "{detail}");
     assert_eq!(counts["differing_rows"], 1, "{detail}");
@@ -361,11 +328,10 @@ fn reconciliations_answer_in_their_schemas_with_one_set_of_count_names() {
     assert_eq!(missing["setl_id"], "C002");
     let matching = write(dir, "match.csv", &format!("{DETAIL_HEADER}\nC001,V1,M001,150.00,0.00,150.00,0.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\n"));
     args = march_detail_args(&matching, &[]);
-    answer(&ledger, &schemas, "reconcile_detail", &args, 0);
+    answer(&ledger, "reconcile_detail", &args, 0);
     let totals_file = write(dir, "totals.csv", &format!("{TOTALS_HEADER}\nH500101,2024-03-01,2024-03-31,835.50,300.00,535.50,0.00,2\nH500101,2024-03-01,2024-03-31,1.00,0.00,1.00,0.00,2\nnot,a,row\n"));
     let totals = answer(
         &ledger,
-        &schemas,
         "reconcile_totals",
         &["reconcile", "totals", totals_file.to_str().unwrap()],
         1,
@@ -387,14 +353,12 @@ fn reconciliations_answer_in_their_schemas_with_one_set_of_count_names() {
 
 #[test]
 fn the_audit_commands_answer_in_their_schemas() {
-    let schemas = schemas();
     let ledger = TestLedger::sample();
-    let replay = answer(&ledger, &schemas, "audit_replay", &["audit", "replay"], 0);
-    answer(&ledger, &schemas, "audit_verify", &["audit", "verify"], 0);
+    let replay = answer(&ledger, "audit_replay", &["audit", "replay"], 0);
+    answer(&ledger, "audit_verify", &["audit", "verify"], 0);
     let archive = ledger.dir.path().join("all.jsonl");
     let exported = answer(
         &ledger,
-        &schemas,
         "audit_export",
         &["audit", "export", archive.to_str().unwrap()],
         0,
@@ -403,7 +367,6 @@ fn the_audit_commands_answer_in_their_schemas() {
     let part = ledger.dir.path().join("march.jsonl");
     answer(
         &ledger,
-        &schemas,
         "audit_export",
         &[
             "audit",
@@ -418,7 +381,6 @@ fn the_audit_commands_answer_in_their_schemas() {
     );
     let checked = answer(
         &ledger,
-        &schemas,
         "audit_check",
         &["audit", "check", archive.to_str().unwrap()],
         0,
@@ -426,7 +388,6 @@ fn the_audit_commands_answer_in_their_schemas() {
     assert_eq!(checked["digest"], replay["digest"]);
     let partial = answer(
         &ledger,
-        &schemas,
         "audit_check",
         &["audit", "check", part.to_str().unwrap()],
         0,
@@ -438,18 +399,16 @@ fn the_audit_commands_answer_in_their_schemas() {
     let restored = TestLedger::empty();
     let imported = answer(
         &restored,
-        &schemas,
         "audit_import",
         &["audit", "import", archive.to_str().unwrap()],
         0,
     );
     assert_eq!(imported["digest"], replay["digest"]);
     assert_eq!(imported["manifest"], exported["manifest"]);
-    let rebuilt = answer(&ledger, &schemas, "rebuild", &["rebuild"], 0);
+    let rebuilt = answer(&ledger, "rebuild", &["rebuild"], 0);
     assert_eq!(rebuilt["records"], replay["records"]);
     let lifted = answer(
         &ledger,
-        &schemas,
         "clear_quarantine",
         &["audit", "clear-quarantine"],
         0,
@@ -459,14 +418,12 @@ fn the_audit_commands_answer_in_their_schemas() {
     let elsewhere = ledger.dir.path().join("elsewhere.jsonl");
     answer(
         &ledger,
-        &schemas,
         "error",
         &["audit", "export", archive.to_str().unwrap()],
         2,
     );
     answer(
         &ledger,
-        &schemas,
         "error",
         &[
             "audit",
@@ -480,12 +437,11 @@ fn the_audit_commands_answer_in_their_schemas() {
     let refused = TestLedger::empty();
     answer(
         &refused,
-        &schemas,
         "error",
         &["audit", "import", part.to_str().unwrap()],
         1,
     );
-    answer(&ledger, &schemas, "error", &["account", "NOPE"], 1);
+    answer(&ledger, "error", &["account", "NOPE"], 1);
 }
 
 #[test]
