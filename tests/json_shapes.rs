@@ -137,6 +137,14 @@ fn a_command_line_clap_refuses_with_json_prints_the_error_object_too() {
             .is_some_and(|m| m.contains("--colour")),
         "{error}"
     );
+    // clap's text spreads its message over lines; the object has it on one.
+    let out = ledger.run(&["account", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let error = document(&out);
+    assert_eq!(error["error"]["code"], "bad_argument", "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("<MEMBER>"), "{message}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<MEMBER>"));
     // Without --json, clap's text alone, as before.
     let out = ledger.run(&["account", "M001", "--colour"]);
     assert_eq!(out.status.code(), Some(2));

@@ -59,18 +59,29 @@ fn main() -> ExitCode {
 /// goes to standard output first.
 fn refused_command_line(error: &clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    let answered = matches!(
-        error.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    );
-    if !answered && std::env::args_os().skip(1).any(|a| a == "--json") {
-        // clap's first line, without its `error: `: what was wrong, with the argument.
-        let rendered = error.render().to_string();
-        let first = rendered.lines().next().unwrap_or_default();
-        let message = first.strip_prefix("error: ").unwrap_or(first);
-        let _ = print::json_line(&Failure::bad_argument(message).json());
+    let message = match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => None,
+        // clap prints the help here, not a message.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            Some("a command or an argument is missing: see --help".to_string())
+        }
+        // clap's first paragraph, on one line, without its `error: `: what was wrong, with
+        // the arguments it names.
+        _ => {
+            let rendered = error.render().to_string();
+            let said: Vec<&str> = rendered
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let said = said.join(" ");
+            Some(said.strip_prefix("error: ").unwrap_or(&said).to_string())
+        }
+    };
+    if let Some(message) = message {
+        if std::env::args_os().skip(1).any(|a| a == "--json") {
+            let _ = print::json_line(&Failure::bad_argument(message).json());
+        }
     }
     let _ = error.print();
     ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
