@@ -17,7 +17,7 @@ use gongji_ledger::{now_micros, DurableGroup, LineOutcome, StreamError, StreamOp
 use serde_json::{json, Value};
 
 use crate::args::ApplyArgs;
-use crate::failure::Failure;
+use crate::failure::{Code, Failure};
 use crate::open::open_or_create;
 use crate::output;
 use crate::print;
@@ -112,7 +112,7 @@ where
         StreamError::Line { error, .. } | StreamError::NotDurable { error, .. } => {
             Failure::ledger("", error).code
         }
-        _ => Failure::io("").code,
+        _ => Code::Io,
     };
     Failure::new(code, error.to_string())
 }

@@ -1,7 +1,7 @@
 //! The queries: one member's account, year, inheritance and transfers (now or as of a past
 //! time), a region's funds, a member's history, a claim's explanation, the policies loaded.
-//! Each opens the ledger, asks it, and prints JSON or text; when there is nothing to show, a
-//! `not_found` failure (exit 1). With `--json` each answer is one JSON document on one line,
+//! Each opens the ledger, asks it, and prints JSON or text; when there is nothing to show, it
+//! fails `unknown_member` or `not_found` (exit 1). With `--json` each answer is one JSON document on one line,
 //! except `history` and `policy list`, whose answers are lists of records: JSON Lines, one
 //! record a line (none for an empty list).
 
@@ -59,12 +59,12 @@ pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, Failure> {
         &asked.as_of,
     )?;
     match answer {
-        Ok(view) => found(Some(stated(json!(view), &asked)), args.json, ""),
+        Ok(view) => show(&stated(json!(view), &asked), args.json),
         // The ledger says why with `not_enrolled` when the member is the reason.
         Err(why) if why == not_enrolled(&args.member, &asked.as_of) => {
             Err(Failure::unknown_member(why))
         }
-        Err(why) => found(None, args.json, &why),
+        Err(why) => Err(Failure::not_found(why)),
     }
 }
 
@@ -80,8 +80,8 @@ fn member_view<T: serde::Serialize>(
     let asked = as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
     let view = query(&ledger, &asked.as_of)?;
-    let answer = view.ok_or_else(|| Failure::unknown_member(not_enrolled(member, &asked.as_of)))?;
-    found(Some(stated(json!(answer), &asked)), json, "")
+    let view = view.ok_or_else(|| Failure::unknown_member(not_enrolled(member, &asked.as_of)))?;
+    show(&stated(json!(view), &asked), json)
 }
 
 /// The answer with the zone it depends on stated ([`Asked::state`]).
@@ -93,15 +93,13 @@ fn stated(mut answer: Value, asked: &Asked) -> Value {
 pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, Failure> {
     let asked = args.as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
-    let view = ledger.fund_at(&args.region, &asked.as_of)?;
-    found(
-        view.map(|v| stated(json!(v), &asked)),
-        args.json,
-        &format!(
-            "region {} has no fund or policy in this ledger",
-            args.region
-        ),
-    )
+    let view = ledger.fund_at(&args.region, &asked.as_of)?.ok_or_else(|| {
+        let region = &args.region;
+        Failure::not_found(format!(
+            "region {region} has no fund or policy in this ledger"
+        ))
+    })?;
+    show(&stated(json!(view), &asked), args.json)
 }
 
 pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, Failure> {
@@ -169,13 +167,12 @@ fn print_lines(json: bool, lines: &[String]) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints what was found as JSON or text; if nothing was, fails `not_found` saying `missing`.
-fn found(value: Option<Value>, json: bool, missing: &str) -> Result<ExitCode, Failure> {
-    let value = value.ok_or_else(|| Failure::not_found(missing))?;
+/// Prints an answer as one JSON document or as text.
+fn show(value: &Value, json: bool) -> Result<ExitCode, Failure> {
     if json {
         print::json_line(&value.to_string())?;
     } else {
-        print::text_line(&output::readable(&value))?;
+        print::text_line(&output::readable(value))?;
     }
     Ok(ExitCode::SUCCESS)
 }
