@@ -3,35 +3,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use support::{text, TestLedger};
 
 fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
-}
-
-fn segment(ledger: &TestLedger) -> PathBuf {
-    let dir = ledger.data().join("segments");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.into_iter().next().expect("a segment file")
-}
-
-/// Byte ranges of the frames in a segment: (start, end) of each.
-fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let mut frames = Vec::new();
-    let mut at = 0;
-    while at + 8 <= bytes.len() {
-        let body = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        frames.push((at, at + 8 + body));
-        at += 8 + body;
-    }
-    frames
 }
 
 fn verify(ledger: &TestLedger) -> (i32, Value) {
@@ -112,9 +90,9 @@ mod fen {
 fn verify_names_a_corrupted_byte_a_dropped_record_and_two_reordered() {
     for damage in ["flip", "drop", "swap"] {
         let ledger = TestLedger::sample();
-        let path = segment(&ledger);
+        let path = support::first_segment(&ledger);
         let bytes = std::fs::read(&path).unwrap();
-        let frames = frames(&bytes);
+        let frames = support::frames(&bytes);
         assert_eq!(frames.len(), 28);
         let (a, b) = (frames[7], frames[8]);
         let damaged: Vec<u8> = match damage {
@@ -281,7 +259,9 @@ fn a_filtered_archive_holds_only_its_part_and_still_checks() {
         "--json",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let manifest = json_of(&out);
+    let answer = json_of(&out);
+    assert_eq!(answer["file"], archive.to_str().unwrap());
+    let manifest = &answer["manifest"];
     // March: C001 (member only, nothing from the funds), C002 (member and pooled fund).
     assert_eq!(manifest["records"], 3);
     assert_eq!(manifest["complete"], false);
@@ -368,12 +348,7 @@ fn fund_as_of_and_history_between_dates() {
 #[test]
 fn a_damaged_record_quarantines_the_ledger_until_the_log_verifies_again() {
     let ledger = TestLedger::sample();
-    let path = segment(&ledger);
-    let original = std::fs::read(&path).unwrap();
-    let frames = frames(&original);
-    let mut damaged = original.clone();
-    damaged[frames[5].1 - 1] ^= 0x20;
-    std::fs::write(&path, &damaged).unwrap();
+    let (path, original) = support::damage_record(&ledger, 5);
     // Verification finds it, names it, and quarantines the ledger.
     let (code, report) = verify(&ledger);
     assert_eq!(code, 1, "{report}");
@@ -405,11 +380,7 @@ fn a_damaged_record_quarantines_the_ledger_until_the_log_verifies_again() {
 #[test]
 fn the_quarantine_message_names_the_command_that_lifts_it() {
     let ledger = TestLedger::sample();
-    let path = segment(&ledger);
-    let mut damaged = std::fs::read(&path).unwrap();
-    let frames = frames(&damaged);
-    damaged[frames[5].1 - 1] ^= 0x20;
-    std::fs::write(&path, &damaged).unwrap();
+    support::damage_record(&ledger, 5);
     assert_eq!(verify(&ledger).0, 1);
     let out = ledger.run(&["account", "M001"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

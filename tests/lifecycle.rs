@@ -225,7 +225,7 @@ fn one_member_from_enrolment_to_inheritance() {
             ),
             (
                 json!({"cmd":"inherit","member":"A","date":"2026-03-01","heirs":[{"name":"Alice","share":"0.5"},{"name":"Bob","share":"0.25"},{"name":"Carol","share":"0.25"}]}),
-                Ok(json!({"balance":"640.00"})),
+                Ok(json!({"inherited_balance":"640.00"})),
             ),
             (
                 json!({"cmd":"inherit","member":"A","date":"2026-03-02","heirs":[{"name":"Alice","share":"1"}]}),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod gen;
+pub mod schema;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -144,4 +145,38 @@ pub fn examples(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples")
         .join(name)
+}
+
+/// The ledger's first segment file (the sample's whole log).
+pub fn first_segment(ledger: &TestLedger) -> PathBuf {
+    let dir = ledger.data().join("segments");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("segments")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files.into_iter().next().expect("a segment file")
+}
+
+/// Byte ranges of the frames in a segment: (start, end) of each.
+pub fn frames(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let body = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        frames.push((at, at + 8 + body));
+        at += 8 + body;
+    }
+    frames
+}
+
+/// Flips a bit in the last byte of record `position`'s frame in the ledger's first segment (a
+/// damaged record `audit verify` names); returns the segment's path and its bytes before.
+pub fn damage_record(ledger: &TestLedger, position: usize) -> (PathBuf, Vec<u8>) {
+    let path = first_segment(ledger);
+    let original = std::fs::read(&path).expect("segment");
+    let mut damaged = original.clone();
+    damaged[frames(&original)[position].1 - 1] ^= 0x20;
+    std::fs::write(&path, &damaged).expect("segment written");
+    (path, original)
 }

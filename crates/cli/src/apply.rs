@@ -4,7 +4,8 @@
 //! `apply` prints every line's outcome, or with `--quiet` only the rejected lines'; in text, a
 //! summary and the refusals tallied by code follow (`refused: insufficient_balance 52,
 //! unknown_member 3`, most frequent first), in the language chosen (`crate::text`); with `--json`
-//! standard output holds only the line objects and the tally goes to standard error.
+//! standard output holds only the line objects (JSON Lines, one a line, in input order) and the
+//! tally goes to standard error.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,6 +19,7 @@ use gongji_recon::words::Lang;
 use serde_json::{json, Value};
 
 use crate::args::ApplyArgs;
+use crate::failure::{Code, Failure};
 use crate::open::open_or_create;
 use crate::output;
 use crate::print;
@@ -30,12 +32,13 @@ const PROGRESS_INPUT_BYTES_MIN: u64 = 4 * 1024 * 1024;
 /// that prints each group's outcomes (it is given a group only once the group is durable) and
 /// counts them for the summary. Exit 1 if a line was rejected, 2 if the input became
 /// unreadable (after printing what was read).
-pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, String> {
+pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, Failure> {
     let file = args.file.as_str();
     let (source, size_bytes): (Box<dyn Read + Send>, Option<u64>) = if file == "-" {
         (Box::new(io::stdin()), None)
     } else {
-        let handle = File::open(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let handle =
+            File::open(file).map_err(|e| Failure::io(format!("cannot read {file}: {e}")))?;
         let size = handle.metadata().ok().map(|m| m.len());
         (Box::new(handle), size)
     };
@@ -80,14 +83,15 @@ pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, String> {
         Err(StreamError::Unreadable { after_line, error }) => Some(format!(
             "reading {file} failed after line {after_line}: {error}"
         )),
-        Err(StreamError::Sink(error)) => return Err(format!("writing results failed: {error}")),
-        Err(error) => return Err(error.to_string()),
+        Err(StreamError::Sink(error)) => {
+            return Err(Failure::io(format!("writing results failed: {error}")))
+        }
+        Err(error) => return Err(stream_failure(&error)),
     };
     // What was read before the input failed is durable and printed: the ledger closes cleanly.
-    ledger.close().map_err(|e| e.to_string())?;
+    ledger.close()?;
     if let Some(message) = unreadable {
-        print::error_line(&message);
-        return Ok(ExitCode::from(2));
+        return Err(Failure::io(message));
     }
     if !args.json {
         print::text_line(&totals.summary(started.elapsed(), text::lang()))?;
@@ -100,6 +104,20 @@ pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, String> {
         }
     }
     Ok(exit_for(totals.rejected))
+}
+
+/// A stream that stopped: the ledger's error's code when the ledger is to blame, else `io`.
+fn stream_failure<E>(error: &StreamError<E>) -> Failure
+where
+    StreamError<E>: std::fmt::Display,
+{
+    let code = match error {
+        StreamError::Line { error, .. } | StreamError::NotDurable { error, .. } => {
+            Failure::ledger("", error).code
+        }
+        _ => Code::Io,
+    };
+    Failure::new(code, error.to_string())
 }
 
 /// The refusals of an `apply`, counted by code.
@@ -147,19 +165,26 @@ fn exit_for(rejected: usize) -> ExitCode {
 }
 
 /// `gongji policy load FILE`: one `load_policy` line, committed, its outcome printed.
-pub fn policy_load(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> {
+pub fn policy_load(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Failure> {
     let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let policy: Value =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+        .map_err(|e| Failure::io(format!("cannot read {}: {e}", file.display())))?;
+    let policy: Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::bad_input(format!("{} is not JSON: {e}", file.display())))?;
     let line = json!({"cmd": "load_policy", "policy": policy}).to_string();
     let mut ledger = open_or_create(data)?;
-    ledger
-        .apply_line(&line, now_micros())
-        .map_err(|e| e.to_string())?;
-    let outcome = ledger.commit().map_err(|e| e.to_string())?;
-    ledger.close().map_err(|e| e.to_string())?;
+    ledger.apply_line(&line, now_micros())?;
+    let outcome = ledger.commit()?;
+    ledger.close()?;
     let rejected = output::print_outcomes(&mut print::stdout(), &[(1, outcome[0].clone())], json)
-        .map_err(|e| format!("cannot write to standard output: {e}"))?;
+        .map_err(|e| Failure::io(format!("cannot write to standard output: {e}")))?;
+    // The JSON outcome holds the refusal; standard error says it too, as for every failure.
+    if let (true, LineOutcome::Rejected(rejection)) = (json, &outcome[0]) {
+        print::error_line(&format!(
+            "{} was refused: {}: {}",
+            file.display(),
+            rejection.code,
+            rejection.message
+        ));
+    }
     Ok(exit_for(rejected))
 }

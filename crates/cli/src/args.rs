@@ -94,7 +94,11 @@ pub enum Cmd {
         action: PolicyCmd,
     },
     /// Drop every projection and rebuild them from the log.
-    Rebuild,
+    Rebuild {
+        /// The result as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -399,7 +403,11 @@ pub enum AuditCmd {
     },
     /// Lift the quarantine a damaged record put on the ledger, once the whole log verifies
     /// again (restore the damaged segment from a backup first).
-    ClearQuarantine,
+    ClearQuarantine {
+        /// The result as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Restore a ledger into an empty --data directory from a complete archive that passes the
     /// check.
     Import {

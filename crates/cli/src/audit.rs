@@ -1,5 +1,7 @@
 //! What auditors and operators run: `audit replay`, `verify`, `export`, `check`, `import`,
-//! `clear-quarantine`, and `rebuild`. Each is one call into the ledger and a report printed.
+//! `clear-quarantine`, and `rebuild`. Each is one call into the ledger and a report printed:
+//! with `--json`, one JSON document on one line. A report that records a failure (`verify`,
+//! `check`) is the answer, exit 1; a command that cannot answer fails ([`Failure`]).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,28 +13,25 @@ use gongji_recon::words::Lang;
 use serde_json::{json, Value};
 
 use crate::args::{self, ExportArgs};
+use crate::failure::{Code, Failure};
 use crate::open::{open, open_to_rebuild, require_ledger};
 use crate::output::Progress;
 use crate::print;
 use crate::text::{self, labels, reports, Style};
 
-pub fn replay(data: &Path, json: bool) -> Result<ExitCode, String> {
+pub fn replay(data: &Path, json: bool) -> Result<ExitCode, Failure> {
     let mut ledger = open_to_rebuild(data)?;
     let mut bar = Progress::on_terminal("replay");
-    let report = ledger
-        .audit_replay(&mut |done, total| bar.step("fold", done, total))
-        .map_err(|e| e.to_string())?;
+    let report = ledger.audit_replay(&mut |done, total| bar.step("fold", done, total))?;
     bar.finish();
-    ledger.close().map_err(|e| e.to_string())?;
+    ledger.close()?;
     print_report(&json!(report), json, reports::audit_replay, false)
 }
 
-pub fn verify(data: &Path, json: bool) -> Result<ExitCode, String> {
+pub fn verify(data: &Path, json: bool) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let mut bar = Progress::on_terminal("verify");
-    let report = ledger
-        .audit_verify(&mut |phase, done, total| bar.step(phase, done, total))
-        .map_err(|e| e.to_string())?;
+    let report = ledger.audit_verify(&mut |phase, done, total| bar.step(phase, done, total))?;
     bar.finish();
     print_report(
         &json!(report),
@@ -42,22 +41,20 @@ pub fn verify(data: &Path, json: bool) -> Result<ExitCode, String> {
     )
 }
 
-pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, String> {
+pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, Failure> {
     let filter = ArchiveFilter {
-        from: args::day("--from", &args.from)?,
-        to: args::day("--to", &args.to)?,
+        from: args::day("--from", &args.from).map_err(Failure::bad_argument)?,
+        to: args::day("--to", &args.to).map_err(Failure::bad_argument)?,
         region: args.region.clone(),
     };
     let ledger = open(data)?;
-    match ledger
-        .export_refusal(&args.file, &filter, args.force)
-        .map_err(|e| e.to_string())?
-    {
+    match ledger.export_refusal(&args.file, &filter, args.force)? {
         Some(refusal @ ExportRefusal::UnknownRegion(_)) => {
-            print::error_line(&refusal.to_string());
-            return Ok(ExitCode::from(1));
+            return Err(Failure::not_found(refusal.to_string()))
         }
-        Some(refusal @ ExportRefusal::Exists(_)) => return Err(refusal.to_string()),
+        Some(refusal @ ExportRefusal::Exists(_)) => {
+            return Err(Failure::new(Code::Exists, refusal.to_string()))
+        }
         None => {}
     }
     let mut bar = Progress::on_terminal("export");
@@ -68,27 +65,27 @@ pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, String> {
             args.force,
             &mut |phase, done, total| bar.step(phase, done, total),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::archive(&e))?;
     bar.finish();
-    let value = json!(manifest);
     if args.json {
-        print::json_line(&value.to_string())?;
+        let answer = json!({"file": args.file.display().to_string(), "manifest": manifest});
+        print::json_line(&answer.to_string())?;
     } else {
         let style = Style::untimed();
         let wrote = style.pick("已写入", "wrote");
-        let manifest = text::block(&value, labels::MANIFEST, &style);
+        let manifest = text::block(&json!(manifest), labels::MANIFEST, &style);
         print::text_line(&format!("{wrote} {}\n{manifest}", args.file.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `audit check` needs no ledger at all.
-pub fn check(file: &Path, json: bool) -> Result<ExitCode, String> {
+pub fn check(file: &Path, json: bool) -> Result<ExitCode, Failure> {
     let mut bar = Progress::on_terminal("check");
     bar.phase("archive");
     let report =
         gongji_ledger::archive::check_archive(file, &mut |done, total| bar.show(done, total))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failure::archive(&e))?;
     bar.finish();
     print_report(
         &json!(report),
@@ -98,13 +95,16 @@ pub fn check(file: &Path, json: bool) -> Result<ExitCode, String> {
     )
 }
 
-pub fn clear_quarantine(data: &Path) -> Result<ExitCode, String> {
+pub fn clear_quarantine(data: &Path, json: bool) -> Result<ExitCode, Failure> {
     require_ledger(data)?;
-    let lang = text::lang();
-    let said = match (
-        Ledger::clear_quarantine(data).map_err(|e| e.to_string())?,
-        lang,
-    ) {
+    let marker = Ledger::clear_quarantine(data)?;
+    if json {
+        let (position, reason) = marker.map(|m| (m.position, m.reason)).unzip();
+        let answer = json!({"lifted": position.is_some(), "position": position, "reason": reason});
+        print::json_line(&answer.to_string())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let said = match (marker, text::lang()) {
         (Some(marker), Lang::Zh) => format!(
             "日志已重新通过核验：第 {} 条记录的隔离（{}）已解除",
             marker.position, marker.reason
@@ -120,26 +120,31 @@ pub fn clear_quarantine(data: &Path) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> {
+pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Failure> {
     let mut bar = Progress::on_terminal("import");
     let (report, ledger) =
         gongji_ledger::archive::import_archive(data, file, &mut |phase, done, total| {
             bar.step(phase, done, total)
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::archive(&e))?;
     bar.finish();
     let Some(ledger) = ledger else {
-        print_report(&json!(report), json, reports::archive_check, true)?;
-        print::error_line(&format!(
-            "{} was not imported: it fails the check or is not a complete archive",
-            file.display()
-        ));
-        return Ok(ExitCode::from(1));
+        let why = match &report.failure {
+            Some(failure) => format!("line {}: {}", failure.line, failure.message),
+            None => "it is not a complete archive (a filtered export cannot restore a ledger)"
+                .to_string(),
+        };
+        let refused = format!("{} was not imported: {why}", file.display());
+        if !json {
+            print_report(&json!(report), json, reports::archive_check, true)?;
+        }
+        return Err(Failure::bad_input(refused).exiting(1));
     };
-    let digest = ledger.digest().map_err(|e| e.to_string())?;
-    ledger.close().map_err(|e| e.to_string())?;
+    let digest = ledger.digest()?;
+    ledger.close()?;
     if json {
-        print::json_line(&json!({"imported": report.manifest, "digest": digest}).to_string())?;
+        let answer = json!({"file": file.display().to_string(), "manifest": report.manifest, "digest": digest});
+        print::json_line(&answer.to_string())?;
     } else {
         let (file, data) = (file.display(), data.display());
         print::text_line(&match text::lang() {
@@ -150,20 +155,23 @@ pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn rebuild(data: &Path) -> Result<ExitCode, String> {
+pub fn rebuild(data: &Path, json: bool) -> Result<ExitCode, Failure> {
     let mut ledger = open_to_rebuild(data)?;
     let started = Instant::now();
     let mut bar = Progress::on_terminal("rebuild");
-    let folded = ledger
-        .rebuild(&mut |done, total| bar.step("fold", done, total))
-        .map_err(|e| e.to_string())?;
+    let folded = ledger.rebuild(&mut |done, total| bar.step("fold", done, total))?;
     bar.finish();
-    ledger.close().map_err(|e| e.to_string())?;
+    ledger.close()?;
     let elapsed = started.elapsed();
-    print::text_line(&match text::lang() {
-        Lang::Zh => format!("已从 {folded} 条记录重建投影，用时 {elapsed:.2?}"),
-        Lang::En => format!("rebuilt projections from {folded} records in {elapsed:.2?}"),
-    })?;
+    if json {
+        let answer = json!({"records": folded, "elapsed_ms": elapsed.as_millis() as u64});
+        print::json_line(&answer.to_string())?;
+    } else {
+        print::text_line(&match text::lang() {
+            Lang::Zh => format!("已从 {folded} 条记录重建投影，用时 {elapsed:.2?}"),
+            Lang::En => format!("rebuilt projections from {folded} records in {elapsed:.2?}"),
+        })?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -173,7 +181,7 @@ fn print_report(
     json: bool,
     readable: fn(&Value, &Style) -> String,
     failed: bool,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, Failure> {
     if json {
         print::json_line(&value.to_string())?;
     } else {

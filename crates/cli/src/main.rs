@@ -3,15 +3,21 @@
 //! rule that nothing is printed before it is durable are `gongji-ledger`'s
 //! ([`Ledger::apply_stream`](gongji_ledger::Ledger::apply_stream)).
 //!
-//! `main` turns an error into `gongji: MESSAGE` and exit status 2; everything is printed
-//! through `print` (a closed standard output ends the output quietly, never in a panic); `try_main` dispatches to one
-//! small function per command, in the module of its kind: `apply` (commands that write),
-//! `query`, `audit` (auditors and operators), `reconcile`; text for people is written by `text`
-//! (labels in the language chosen by `--lang` or `GONGJI_LANG`, Chinese by default).
+//! `main` turns a [`Failure`](failure::Failure) into `gongji: MESSAGE` on standard error and its
+//! exit status (1 when what was asked is not there, 2 otherwise) and, when `--json` was given,
+//! the error object `{"error":{"code":…,"message":…}}` on standard output, clap's own refusals
+//! of the command line included; everything is printed through `print` (a closed standard
+//! output ends the output quietly, never in a panic); `try_main` dispatches to one small function
+//! per command, in the module of its kind: `apply` (commands that write), `query`, `audit`
+//! (auditors and operators), `reconcile`. What every `--json` answer looks like is
+//! `docs/answers.md`.
+//! Text for people is written by `text` (labels in the language chosen by `--lang` or
+//! `GONGJI_LANG`, Chinese by default).
 
 mod apply;
 mod args;
 mod audit;
+mod failure;
 mod open;
 mod output;
 mod print;
@@ -30,19 +36,91 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use args::{AuditCmd, Cli, Cmd, PolicyCmd, ReconcileCmd};
+use failure::Failure;
 
 fn main() -> ExitCode {
-    match try_main(Cli::parse()) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return refused_command_line(&error),
+    };
+    let json = wants_json(&cli.command);
+    match try_main(cli) {
         Ok(code) => code,
-        Err(error) => {
-            print::error_line(&error);
-            ExitCode::from(2)
+        Err(failure) => {
+            if json {
+                // Standard output may be gone: the text on standard error still says it.
+                let _ = print::json_line(&failure.json());
+            }
+            print::error_line(&failure.message);
+            ExitCode::from(failure.exit)
         }
     }
 }
 
-fn try_main(cli: Cli) -> Result<ExitCode, String> {
-    text::choose_lang(cli.lang()?);
+/// clap refused the command line (or was asked for help or the version): clap says so as it
+/// always does and, when `--json` is among the arguments, the error object (`bad_argument`)
+/// goes to standard output first.
+fn refused_command_line(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let message = match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => None,
+        // clap prints the help here, not a message.
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            Some("a command or an argument is missing: see --help".to_string())
+        }
+        // clap's first paragraph, on one line, without its `error: `: what was wrong, with
+        // the arguments it names.
+        _ => {
+            let rendered = error.render().to_string();
+            let said: Vec<&str> = rendered
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let said = said.join(" ");
+            Some(said.strip_prefix("error: ").unwrap_or(&said).to_string())
+        }
+    };
+    if let Some(message) = message {
+        if std::env::args_os().skip(1).any(|a| a == "--json") {
+            let _ = print::json_line(&Failure::bad_argument(message).json());
+        }
+    }
+    let _ = error.print();
+    ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
+}
+
+/// Whether the command was given `--json`.
+fn wants_json(command: &Cmd) -> bool {
+    match command {
+        Cmd::Apply(args) => args.json,
+        Cmd::Account(args) | Cmd::Inheritance(args) | Cmd::Transfers(args) => args.json,
+        Cmd::Year(args) => args.json,
+        Cmd::Fund(args) => args.json,
+        Cmd::History(args) => args.json,
+        Cmd::Explain(args) => args.json,
+        Cmd::Settlement(args) => args.json,
+        Cmd::Rebuild { json } => *json,
+        Cmd::Audit { action } => match action {
+            AuditCmd::Replay { json }
+            | AuditCmd::Verify { json }
+            | AuditCmd::Check { json, .. }
+            | AuditCmd::ClearQuarantine { json }
+            | AuditCmd::Import { json, .. } => *json,
+            AuditCmd::Export(args) => args.json,
+        },
+        Cmd::Reconcile { action } => match action {
+            ReconcileCmd::Detail(args) => args.json,
+            ReconcileCmd::Totals { json, .. } => *json,
+        },
+        Cmd::Policy { action } => match action {
+            PolicyCmd::Load { json, .. } | PolicyCmd::List { json } => *json,
+        },
+    }
+}
+
+fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
+    text::choose_lang(cli.lang().map_err(Failure::bad_argument)?);
     if let Cmd::Audit {
         action: AuditCmd::Check { file, json },
     } = &cli.command
@@ -50,9 +128,9 @@ fn try_main(cli: Cli) -> Result<ExitCode, String> {
         return audit::check(file, *json);
     }
     open::choose_projections(cli.projections);
-    let data = cli
-        .data
-        .ok_or("--data DIR is required: the ledger's data directory")?;
+    let data = cli.data.ok_or_else(|| {
+        Failure::bad_argument("--data DIR is required: the ledger's data directory")
+    })?;
     let data = data.as_path();
     match cli.command {
         Cmd::Apply(args) => apply::apply(data, &args),
@@ -68,7 +146,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, String> {
             AuditCmd::Verify { json } => audit::verify(data, json),
             AuditCmd::Export(args) => audit::export(data, &args),
             AuditCmd::Check { file, json } => audit::check(&file, json),
-            AuditCmd::ClearQuarantine => audit::clear_quarantine(data),
+            AuditCmd::ClearQuarantine { json } => audit::clear_quarantine(data, json),
             AuditCmd::Import { file, json } => audit::import(data, &file, json),
         },
         Cmd::Reconcile { action } => match action {
@@ -80,6 +158,6 @@ fn try_main(cli: Cli) -> Result<ExitCode, String> {
             PolicyCmd::Load { file, json } => apply::policy_load(data, &file, json),
             PolicyCmd::List { json } => query::policy_list(data, json),
         },
-        Cmd::Rebuild => audit::rebuild(data),
+        Cmd::Rebuild { json } => audit::rebuild(data, json),
     }
 }

@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use gongji_ledger::{Ledger, LogOptions, ProjectionBackend};
 
 use crate::args::Projections;
+use crate::failure::{Code, Failure};
 
 /// The projection store chosen on the command line, for every ledger this process opens.
 static PROJECTIONS: OnceLock<ProjectionBackend> = OnceLock::new();
@@ -32,34 +33,37 @@ fn log_options() -> LogOptions {
 }
 
 /// Opens the ledger in `data`, which must hold one.
-pub fn open(data: &Path) -> Result<Ledger, String> {
+pub fn open(data: &Path) -> Result<Ledger, Failure> {
     require_ledger(data)?;
     open_or_create(data)
 }
 
 /// Opens the ledger in `data`, creating it if there is none: for `apply` and `policy load`.
-pub fn open_or_create(data: &Path) -> Result<Ledger, String> {
+pub fn open_or_create(data: &Path) -> Result<Ledger, Failure> {
     Ledger::open_with(data, log_options()).map_err(|e| cannot_open(data, e))
 }
 
 /// For `rebuild` and `audit replay`: opened without folding onto the projections they replace
 /// (which may be what is damaged). `data` must hold a ledger.
-pub fn open_to_rebuild(data: &Path) -> Result<Ledger, String> {
+pub fn open_to_rebuild(data: &Path) -> Result<Ledger, Failure> {
     require_ledger(data)?;
     Ledger::open_to_rebuild(data, log_options()).map_err(|e| cannot_open(data, e))
 }
 
 /// Refuses, naming it, a directory that holds no ledger; creates nothing.
-pub fn require_ledger(data: &Path) -> Result<(), String> {
+pub fn require_ledger(data: &Path) -> Result<(), Failure> {
     if Ledger::exists_in(data).map_err(|e| cannot_open(data, e))? {
         return Ok(());
     }
-    Err(format!(
-        "no ledger at {}: check --data (only `apply`, `policy load` and `audit import` create a ledger)",
-        data.display()
+    Err(Failure::new(
+        Code::NoLedger,
+        format!(
+            "no ledger at {}: check --data (only `apply`, `policy load` and `audit import` create a ledger)",
+            data.display()
+        ),
     ))
 }
 
-fn cannot_open(data: &Path, error: gongji_ledger::LedgerError) -> String {
-    format!("cannot open ledger at {}: {error}", data.display())
+fn cannot_open(data: &Path, error: gongji_ledger::LedgerError) -> Failure {
+    Failure::ledger(&format!("cannot open ledger at {}", data.display()), &error)
 }

@@ -1,7 +1,9 @@
 //! The queries: one member's account, year, inheritance and transfers (now or as of a past
 //! time), a region's funds, a member's history, a claim's explanation, the policies loaded.
-//! Each opens the ledger, asks it, and prints JSON or text; exit 1 when there is nothing to
-//! show.
+//! Each opens the ledger, asks it, and prints JSON or text; when there is nothing to show, it
+//! fails `unknown_member` or `not_found` (exit 1). With `--json` each answer is one JSON document on one line,
+//! except `history` and `policy list`, whose answers are lists of records: JSON Lines, one
+//! record a line (none for an empty list).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,12 +14,13 @@ use serde_json::{json, Value};
 use crate::args::{
     self, AsOfArgs, Asked, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs,
 };
+use crate::failure::Failure;
 use crate::open::open;
 use crate::print;
 use crate::text::labels::{self, Table};
 use crate::text::{self, reports, Style};
 
-pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
+pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> {
     member_view(
         data,
         &args.member,
@@ -28,7 +31,7 @@ pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
     )
 }
 
-pub fn inheritance(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
+pub fn inheritance(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> {
     member_view(
         data,
         &args.member,
@@ -39,7 +42,7 @@ pub fn inheritance(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
     )
 }
 
-pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
+pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> {
     member_view(
         data,
         &args.member,
@@ -50,30 +53,27 @@ pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, String> {
     )
 }
 
-pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, String> {
-    let asked = args.as_of.parse()?;
+pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, Failure> {
+    let asked = args.as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
-    let answer = ledger
-        .year_answer(
-            &args.member,
-            args.year,
-            args.region.as_deref(),
-            &asked.as_of,
-        )
-        .map_err(|e| e.to_string())?;
+    let answer = ledger.year_answer(
+        &args.member,
+        args.year,
+        args.region.as_deref(),
+        &asked.as_of,
+    )?;
     match answer {
-        Ok(view) => found(
-            Some(stated(json!(view), &asked)),
-            args.json,
-            "",
-            labels::YEAR_ANSWER,
-        ),
-        Err(why) => found(None, args.json, &why, labels::YEAR_ANSWER),
+        Ok(view) => show(&stated(json!(view), &asked), args.json, labels::YEAR_ANSWER),
+        // The ledger says why with `not_enrolled` when the member is the reason.
+        Err(why) if why == not_enrolled(&args.member, &asked.as_of) => {
+            Err(Failure::unknown_member(why))
+        }
+        Err(why) => Err(Failure::not_found(why)),
     }
 }
 
-/// Answers a query about one member, now or as of a past time: JSON or text, exit 1 if the
-/// member was not enrolled then.
+/// Answers a query about one member, now or as of a past time: JSON or text; `unknown_member`
+/// (exit 1) if the member was not enrolled then.
 fn member_view<T: serde::Serialize>(
     data: &Path,
     member: &str,
@@ -81,12 +81,12 @@ fn member_view<T: serde::Serialize>(
     as_of: &AsOfArgs,
     query: impl FnOnce(&Ledger, &AsOf) -> Result<Option<T>, LedgerError>,
     table: Table,
-) -> Result<ExitCode, String> {
-    let asked = as_of.parse()?;
+) -> Result<ExitCode, Failure> {
+    let asked = as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
-    let view = query(&ledger, &asked.as_of).map_err(|e| e.to_string())?;
-    let answer = view.map(|v| stated(json!(v), &asked));
-    found(answer, json, &not_enrolled(member, &asked.as_of), table)
+    let view = query(&ledger, &asked.as_of)?;
+    let view = view.ok_or_else(|| Failure::unknown_member(not_enrolled(member, &asked.as_of)))?;
+    show(&stated(json!(view), &asked), json, table)
 }
 
 /// The answer with the zone it depends on stated ([`Asked::state`]).
@@ -95,31 +95,26 @@ fn stated(mut answer: Value, asked: &Asked) -> Value {
     answer
 }
 
-pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, String> {
-    let asked = args.as_of.parse()?;
+pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, Failure> {
+    let asked = args.as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
-    let view = ledger
-        .fund_at(&args.region, &asked.as_of)
-        .map_err(|e| e.to_string())?;
-    found(
-        view.map(|v| stated(json!(v), &asked)),
-        args.json,
-        &format!(
-            "region {} has no fund or policy in this ledger",
-            args.region
-        ),
-        labels::FUND_ANSWER,
-    )
+    let view = ledger.fund_at(&args.region, &asked.as_of)?.ok_or_else(|| {
+        let region = &args.region;
+        Failure::not_found(format!(
+            "region {region} has no fund or policy in this ledger"
+        ))
+    })?;
+    show(&stated(json!(view), &asked), args.json, labels::FUND_ANSWER)
 }
 
-pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
-    let from = args::day("--from", &args.from)?;
-    let to = args::day("--to", &args.to)?;
+pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, Failure> {
+    let from = args::day("--from", &args.from).map_err(Failure::bad_argument)?;
+    let to = args::day("--to", &args.to).map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
-    let entries = ledger.history(&args.member).map_err(|e| e.to_string())?;
+    let entries = ledger.history(&args.member)?;
     if entries.is_empty() {
         let missing = format!("member {} has no events", args.member);
-        return found(None, args.json, &missing, &[]);
+        return Err(Failure::unknown_member(missing));
     }
     let entries = entries.into_iter().filter(|e| {
         let date = e.event.date();
@@ -131,33 +126,33 @@ pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
     } else if values.is_empty() {
         Vec::new()
     } else {
-        reports::history_table(&values, &Style::current()?)
+        reports::history_table(&values, &Style::current().map_err(Failure::bad_argument)?)
     };
     print_lines(args.json, &lines)
 }
 
-pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
+pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
-    let view = match ledger.explain(&args.claim).map_err(|e| e.to_string())? {
-        Ok(view) => view,
-        Err(why) => return found(None, args.json, &why, &[]),
-    };
+    let view = ledger.explain(&args.claim)?.map_err(Failure::not_found)?;
     let value = json!(view);
     if args.json {
         print::json_line(&value.to_string())?;
     } else {
-        print::text_line(&reports::explanation(&value, &Style::current()?))?;
+        print::text_line(&reports::explanation(
+            &value,
+            &Style::current().map_err(Failure::bad_argument)?,
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `gongji policy list`: every region's policy versions.
-pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, String> {
+pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let style = Style::untimed();
     let mut lines = Vec::new();
-    for region in ledger.policy_regions().map_err(|e| e.to_string())? {
-        for policy in ledger.policies(&region).map_err(|e| e.to_string())? {
+    for region in ledger.policy_regions()? {
+        for policy in ledger.policies(&region)? {
             let value = json!({"region": region, "version": policy.version, "effective": policy.effective, "year_start": policy.year_start});
             let line = if json {
                 value.to_string()
@@ -171,33 +166,20 @@ pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, String> {
 }
 
 /// Prints lines of JSON or of text at once (nothing when there are none).
-fn print_lines(json: bool, lines: &[String]) -> Result<ExitCode, String> {
+fn print_lines(json: bool, lines: &[String]) -> Result<ExitCode, Failure> {
     if !lines.is_empty() {
         print::line(json, &lines.join("\n"))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints what was found as JSON or text (labelled by `table`, [`text::block`]); if nothing
-/// was, says `missing` and exits 1.
-fn found(
-    value: Option<Value>,
-    json: bool,
-    missing: &str,
-    table: Table,
-) -> Result<ExitCode, String> {
-    match value {
-        Some(value) => {
-            if json {
-                print::json_line(&value.to_string())?;
-            } else {
-                print::text_line(&text::block(&value, table, &Style::current()?))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        None => {
-            print::error_line(missing);
-            Ok(ExitCode::from(1))
-        }
+/// Prints an answer as one JSON document or as text labelled by `table` ([`text::block`]).
+fn show(value: &Value, json: bool, table: Table) -> Result<ExitCode, Failure> {
+    if json {
+        print::json_line(&value.to_string())?;
+    } else {
+        let style = Style::current().map_err(Failure::bad_argument)?;
+        print::text_line(&text::block(value, table, &style))?;
     }
+    Ok(ExitCode::SUCCESS)
 }

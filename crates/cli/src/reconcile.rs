@@ -1,21 +1,24 @@
 //! `reconcile detail`, `reconcile totals` and `settlement`: the arguments parsed here, the
-//! work and the report `gongji-recon`'s.
+//! work and the report `gongji-recon`'s. A job that cannot run fails with its error's code
+//! ([`Failure::recon`]).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use gongji_recon::report::{Form, Printed};
+use gongji_recon::ReconError;
 
 use crate::args::{self, DetailArgs, SettlementArgs};
+use crate::failure::Failure;
 use crate::open::open;
 use crate::output::Progress;
 use crate::print;
 use crate::text;
 
-pub fn detail(data: &Path, args: &DetailArgs) -> Result<ExitCode, String> {
+pub fn detail(data: &Path, args: &DetailArgs) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
-    let from = args::required_day("--from", &args.from)?;
-    let to = args::required_day("--to", &args.to)?;
+    let from = args::required_day("--from", &args.from).map_err(Failure::bad_argument)?;
+    let to = args::required_day("--to", &args.to).map_err(Failure::bad_argument)?;
     let mut bar = Progress::on_terminal("reconcile");
     let printed = gongji_recon::report::detail(
         &ledger,
@@ -29,7 +32,7 @@ pub fn detail(data: &Path, args: &DetailArgs) -> Result<ExitCode, String> {
     finish(bar, printed)
 }
 
-pub fn totals(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> {
+pub fn totals(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let mut bar = Progress::on_terminal("reconcile");
     let printed =
@@ -39,9 +42,9 @@ pub fn totals(data: &Path, file: &Path, json: bool) -> Result<ExitCode, String> 
     finish(bar, printed)
 }
 
-pub fn settlement(data: &Path, args: &SettlementArgs) -> Result<ExitCode, String> {
+pub fn settlement(data: &Path, args: &SettlementArgs) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
-    let month = args::month("MONTH", &args.month)?;
+    let month = args::month("MONTH", &args.month).map_err(Failure::bad_argument)?;
     let mut bar = Progress::on_terminal("settlement");
     let printed = gongji_recon::report::statement(
         &ledger,
@@ -54,8 +57,8 @@ pub fn settlement(data: &Path, args: &SettlementArgs) -> Result<ExitCode, String
 }
 
 /// Ends the progress bar, then prints the report and exits with its status.
-fn finish(mut bar: Progress, printed: Result<Printed, String>) -> Result<ExitCode, String> {
-    let printed = printed?;
+fn finish(mut bar: Progress, printed: Result<Printed, ReconError>) -> Result<ExitCode, Failure> {
+    let printed = printed.map_err(|e| Failure::recon(&e))?;
     bar.finish();
     print::raw(&printed.text)?;
     Ok(ExitCode::from(printed.exit_code))

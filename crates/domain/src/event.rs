@@ -281,6 +281,9 @@ pub enum Event {
     Inherited {
         member: String,
         date: Day,
+        /// `inherited_balance` in JSON, as in every answer about it (serde only: the stored,
+        /// bincode form is unchanged).
+        #[serde(rename = "inherited_balance")]
         balance: Money,
         payouts: Vec<Payout>,
     },

@@ -1,4 +1,9 @@
 //! What the queries answer, shaped for people and for JSON.
+//!
+//! Each view's fields are declared in the order its JSON answer shows them (who, what, the
+//! figures, then where and when the ledger recorded it; `serde_json`'s `preserve_order` keeps
+//! that order through a `Value`), under the names `docs/answers.md` gives: an absent value is
+//! `null`, an empty list `[]`, and the claim or payment an object is about is its `id`.
 
 use serde::Serialize;
 
@@ -12,19 +17,19 @@ use gongji_log::Record;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AccountView {
     pub member: String,
+    /// open, deceased (frozen) or closed (paid to the heirs).
+    pub state: &'static str,
     /// The region the account belongs to now, and since when.
     pub region: String,
     pub region_since: Day,
-    /// open, deceased (frozen) or closed (paid to the heirs).
-    pub state: &'static str,
+    pub scheme: Scheme,
+    pub enrolled_on: Day,
+    pub retired_on: Option<Day>,
     pub deceased_on: Option<Day>,
     pub closed_on: Option<Day>,
     pub balance: Money,
     pub credited_total: Money,
     pub paid_total: Money,
-    pub scheme: Scheme,
-    pub retired_on: Option<Day>,
-    pub enrolled_on: Day,
     pub months_credited: usize,
     pub family: Vec<FamilyView>,
 }
@@ -42,17 +47,17 @@ impl AccountView {
     pub fn of(member: &Member) -> AccountView {
         AccountView {
             member: member.id.clone(),
+            state: account_state(member),
             region: member.region.clone(),
             region_since: member.region_since,
-            state: account_state(member),
+            scheme: member.scheme,
+            enrolled_on: member.enrolled_on,
+            retired_on: member.retired_on,
             deceased_on: member.deceased_on,
             closed_on: member.closed_on,
             balance: member.balance,
             credited_total: member.account_in,
             paid_total: member.account_out,
-            scheme: member.scheme,
-            retired_on: member.retired_on,
-            enrolled_on: member.enrolled_on,
             months_credited: member.credited_months.len(),
             family: member
                 .family
@@ -188,31 +193,34 @@ impl FundView {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
+    /// The record's position in the log.
     pub position: u64,
-    pub version: u64,
-    pub event_id: String,
-    pub recorded_at_micros: i64,
-    /// When the ledger recorded the event, UTC (for `--recorded-before`).
-    pub recorded_at: String,
+    /// The event (`event` names its kind), its fields flattened into the entry.
+    #[serde(flatten)]
+    pub event: Event,
     /// The event's own date (for `--as-of`, `--from`, `--to`; a month's first day for a
     /// monthly credit).
     pub own_date: Day,
-    #[serde(flatten)]
-    pub event: Event,
+    /// When the ledger recorded the event, UTC (for `--recorded-before`); null for a time
+    /// beyond what a calendar date can show.
+    pub recorded_at: Option<String>,
+    pub recorded_at_micros: i64,
+    pub event_id: String,
+    /// The record's version within its stream.
+    pub version: u64,
 }
 
 impl HistoryEntry {
     pub fn of(record: &Record, event: &Event) -> HistoryEntry {
         HistoryEntry {
             position: record.position,
-            version: record.stream_version,
-            event_id: record.event_id.to_string(),
-            recorded_at_micros: record.recorded_at_micros,
-            recorded_at: chrono::DateTime::from_timestamp_micros(record.recorded_at_micros)
-                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string())
-                .unwrap_or_default(),
-            own_date: event.date(),
             event: event.clone(),
+            own_date: event.date(),
+            recorded_at: chrono::DateTime::from_timestamp_micros(record.recorded_at_micros)
+                .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()),
+            recorded_at_micros: record.recorded_at_micros,
+            event_id: record.event_id.to_string(),
+            version: record.stream_version,
         }
     }
 }
@@ -229,15 +237,15 @@ fn account_state(member: &Member) -> &'static str {
 /// transfer): what it was, its own date, and where and when the ledger recorded it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LateMovement {
-    pub position: u64,
     pub event: &'static str,
+    /// The claim or account payment the movement belongs to (null for a credit).
+    pub id: Option<String>,
     pub date: Day,
     /// Positive when credited, negative when debited.
     pub amount: Money,
-    /// The claim or account payment the movement belongs to (null for a credit).
-    pub id: Option<String>,
+    pub position: u64,
+    pub recorded_at: Option<String>,
     pub event_id: String,
-    pub recorded_at: String,
 }
 
 impl LateMovement {
@@ -253,13 +261,13 @@ impl LateMovement {
             .filter(|e| !matches!(e.event, Event::Inherited { .. }))
             .filter_map(move |e| {
                 balance_movement(member, &e.event).map(|amount| LateMovement {
-                    position: e.position,
                     event: e.event.kind(),
+                    id: movement_id(&e.event),
                     date: e.event.date(),
                     amount,
-                    id: movement_id(&e.event),
-                    event_id: e.event_id.clone(),
+                    position: e.position,
                     recorded_at: e.recorded_at.clone(),
+                    event_id: e.event_id.clone(),
                 })
             })
     }
@@ -282,13 +290,14 @@ fn movement_id(event: &Event) -> Option<String> {
 pub struct InheritanceView {
     pub member: String,
     pub state: &'static str,
+    /// The balance now (as of the time asked): 0.00 once inherited.
+    pub balance: Money,
     pub deceased_on: Option<Day>,
     /// The balance at the end of the day of death, by the events' own dates.
     pub balance_on_death: Option<Money>,
     /// Credits and reversals recorded after the death was (credits due for earlier months,
     /// refunds of reversed claims and payments).
     pub after_death: Vec<LateMovement>,
-    pub balance: Money,
     pub inherited_on: Option<Day>,
     pub inherited_balance: Option<Money>,
     pub payouts: Vec<gongji_domain::event::Payout>,
@@ -348,15 +357,12 @@ impl InheritanceView {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TransferView {
-    pub position: u64,
     pub date: Day,
     pub from_region: String,
     pub to_region: String,
     /// The balance that left `from_region` and arrived in `to_region`: the balance as the
     /// ledger had recorded it when it recorded the transfer.
     pub balance: Money,
-    /// When the ledger recorded the transfer, UTC.
-    pub recorded_at: String,
     /// The balance at the end of the transfer's day by the events' own dates (what `account
     /// --as-of` that day says): `balance` plus `later_recorded`.
     pub balance_as_of_date: Money,
@@ -366,6 +372,9 @@ pub struct TransferView {
     pub later_recorded: Vec<LateMovement>,
     /// Says why the two balances differ, when they do (null otherwise).
     pub note: Option<String>,
+    pub position: u64,
+    /// When the ledger recorded the transfer, UTC.
+    pub recorded_at: Option<String>,
 }
 
 impl TransferView {
@@ -394,15 +403,15 @@ impl TransferView {
             )
         });
         Some(TransferView {
-            position: entry.position,
             date: *date,
             from_region: from_region.clone(),
             to_region: to_region.clone(),
             balance: *balance,
-            recorded_at: entry.recorded_at.clone(),
             balance_as_of_date,
             later_recorded,
             note,
+            position: entry.position,
+            recorded_at: entry.recorded_at.clone(),
         })
     }
 }
@@ -433,23 +442,24 @@ impl TransfersView {
 /// Why a claim settled as it did, step by step, from the figures its settlement recorded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExplainView {
-    pub claim: String,
+    /// The claim's id (as in the `claim` command).
+    pub id: String,
     pub member: String,
     pub region: String,
     pub date: Day,
     pub year: i32,
     pub policy: String,
-    pub settlement: gongji_domain::Settlement,
+    /// The claim's reversal, if it was reversed (null otherwise).
+    pub reversed: Option<ReversalView>,
+    /// Each step of the arithmetic, in words.
+    pub steps: Vec<String>,
     pub deductible: Position,
     pub ordinary_limit: LimitPosition,
     pub annual_max: LimitPosition,
     pub account: Position,
-    /// Each step of the arithmetic, in words.
-    pub steps: Vec<String>,
+    pub settlement: gongji_domain::Settlement,
     /// Every event the claim produced (its settlement and, if reversed, the reversal).
     pub events: Vec<HistoryEntry>,
-    /// The claim's reversal, if it was reversed (null otherwise).
-    pub reversed: Option<ReversalView>,
 }
 
 /// A claim's reversal: its own date and reason, and where and when the ledger recorded it.
@@ -458,8 +468,8 @@ pub struct ReversalView {
     pub date: Day,
     pub reason: String,
     pub position: u64,
+    pub recorded_at: Option<String>,
     pub event_id: String,
-    pub recorded_at: String,
 }
 
 impl ReversalView {
@@ -470,8 +480,8 @@ impl ReversalView {
                 date: *date,
                 reason: reason.clone(),
                 position: entry.position,
-                event_id: entry.event_id.clone(),
                 recorded_at: entry.recorded_at.clone(),
+                event_id: entry.event_id.clone(),
             }),
             _ => None,
         })
@@ -562,7 +572,7 @@ impl ExplainView {
             ));
         }
         ExplainView {
-            claim: s.claim.clone(),
+            id: s.claim.clone(),
             member: s.member.clone(),
             region: s.region.clone(),
             date: s.date,

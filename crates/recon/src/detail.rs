@@ -62,6 +62,8 @@ pub enum Difference {
         setl_id: String,
         refund: bool,
         psn_no: String,
+        /// Null when the row leaves it empty.
+        #[serde(serialize_with = "crate::empty_as_null")]
         mdtrt_id: String,
         file: Amounts,
         /// What the ledger does have under this id, when it has something.
@@ -72,6 +74,8 @@ pub enum Difference {
         setl_id: String,
         refund: bool,
         psn_no: String,
+        /// Null when the claim named no visit.
+        #[serde(serialize_with = "crate::empty_as_null")]
         mdtrt_id: String,
         /// The settlement's date, or the reversal's for a refund.
         date: Day,
@@ -150,6 +154,9 @@ pub struct DetailCounts {
     pub matched_rows: u64,
     pub in_file_not_in_ledger: u64,
     pub in_ledger_not_in_file: u64,
+    /// Rows found in both whose fields differ (`fields_differ` differences), named as a totals
+    /// reconciliation names its differing rows.
+    #[serde(rename = "differing_rows")]
     pub fields_differ: u64,
     pub duplicate_rows: u64,
     pub malformed_rows: u64,

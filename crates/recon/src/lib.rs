@@ -44,6 +44,16 @@ pub use input::FileEncoding;
 pub use statement::{settlement_statement, RegionStatement, Statement};
 pub use totals::{reconcile_totals, TotalsFigures, TotalsReport, TotalsResult, TotalsStatus};
 
+/// Serializes a text that is empty when absent: `null` for empty, the text otherwise (in JSON an
+/// absent value is `null`, never `""`).
+fn empty_as_null<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    if text.is_empty() {
+        serializer.serialize_none()
+    } else {
+        serializer.serialize_str(text)
+    }
+}
+
 /// Exit status when everything matches.
 pub const EXIT_MATCH: u8 = 0;
 /// Exit status when there are differences (including malformed rows).

@@ -1,7 +1,8 @@
 //! Reconciliation jobs with their printed reports: each takes arguments already parsed (the
 //! `gongji` binary parses the command line), runs a job and returns the report to print (text,
-//! or one JSON object on one line; text in the language asked) with the exit status (0 match, 1 differences), or, for
-//! unreadable input, a message to print before exiting with 2. The report is returned rather
+//! or one JSON object on one line; text in the language asked) with the exit status (0 match, 1
+//! differences), or, for unreadable input, the [`ReconError`] to report before exiting with 2.
+//! The report is returned rather
 //! than printed so that a progress bar can be finished first.
 
 use std::ops::RangeInclusive;
@@ -15,7 +16,8 @@ use crate::csv_file::CsvFile;
 use crate::render::{self, terminal_safe, terminal_safe_json};
 use crate::words::Lang;
 use crate::{
-    reconcile_detail_streaming, reconcile_totals, settlement_statement, DetailOptions, EXIT_MATCH,
+    reconcile_detail_streaming, reconcile_totals, settlement_statement, DetailOptions, ReconError,
+    EXIT_MATCH,
 };
 
 /// A report ready to print, and the exit status it calls for. The text is terminal-safe:
@@ -51,12 +53,16 @@ fn printed(
     value: &impl Serialize,
     text: impl FnOnce(Lang) -> String,
     exit_code: u8,
-) -> Result<Printed, String> {
+) -> Result<Printed, ReconError> {
     let text = match form {
         Form::Json => {
             let line = serde_json::to_string(value)
-                .map_err(|e| format!("cannot print the report: {e}"))?;
-            format!("{}\n", terminal_safe_json(&line))
+                .map_err(|e| ReconError::Output(format!("cannot print the report: {e}")))?;
+            format!(
+                "{}
+",
+                terminal_safe_json(&line)
+            )
         }
         Form::Text(lang) => terminal_safe(&text(lang)).into_owned(),
     };
@@ -76,9 +82,12 @@ pub fn detail(
     form: Form,
     csv: Option<&Path>,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Printed, String> {
+) -> Result<Printed, ReconError> {
     // Checked and created only once the input is found; it lands at `csv` only at success.
-    let mut csv_file = csv.map(|path| CsvFile::create(path, file)).transpose()?;
+    let mut csv_file = csv
+        .map(|path| CsvFile::create(path, file))
+        .transpose()
+        .map_err(ReconError::Output)?;
     let report = reconcile_detail_streaming(
         ledger,
         file,
@@ -91,10 +100,9 @@ pub fn detail(
             Some(csv_file) => csv_file.write(difference),
             None => Ok(()),
         },
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     if let Some(csv_file) = csv_file {
-        csv_file.commit()?;
+        csv_file.commit().map_err(ReconError::Output)?;
     }
     printed(
         form,
@@ -110,8 +118,8 @@ pub fn totals(
     file: &Path,
     form: Form,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Printed, String> {
-    let report = reconcile_totals(ledger, file, progress).map_err(|e| e.to_string())?;
+) -> Result<Printed, ReconError> {
+    let report = reconcile_totals(ledger, file, progress)?;
     printed(
         form,
         &report,
@@ -129,9 +137,8 @@ pub fn statement(
     month: Month,
     form: Form,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Printed, String> {
-    let statement =
-        settlement_statement(ledger, institution, month, progress).map_err(|e| e.to_string())?;
+) -> Result<Printed, ReconError> {
+    let statement = settlement_statement(ledger, institution, month, progress)?;
     let exit_code = if statement.is_empty() { 1 } else { EXIT_MATCH };
     printed(
         form,

@@ -7,7 +7,7 @@ use std::path::Path;
 use gongji_domain::types::Channel;
 use gongji_domain::{Day, Money};
 use gongji_ledger::Ledger;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::input::{self, FileEncoding, RowFault};
 use crate::scan::{self, ClaimEvent};
@@ -51,7 +51,8 @@ pub enum TotalsStatus {
 pub struct TotalsResult {
     pub line: u64,
     pub status: TotalsStatus,
-    /// Empty for a malformed row.
+    /// Empty for a malformed row (null in JSON).
+    #[serde(serialize_with = "crate::empty_as_null")]
     pub institution: String,
     pub from: Option<Day>,
     pub to: Option<Day>,
@@ -65,7 +66,9 @@ pub struct TotalsResult {
     pub reason: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A totals reconciliation. In JSON its counts are an object `counts` named as a detail
+/// reconciliation's (`file_rows`, `matched_rows`, `differing_rows`, `malformed_rows`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TotalsReport {
     pub file: String,
     pub encoding: FileEncoding,
@@ -77,6 +80,39 @@ pub struct TotalsReport {
     pub malformed: u64,
     /// One result per data row, in file order.
     pub results: Vec<TotalsResult>,
+}
+
+impl Serialize for TotalsReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Counts {
+            file_rows: u64,
+            matched_rows: u64,
+            differing_rows: u64,
+            malformed_rows: u64,
+        }
+        #[derive(Serialize)]
+        struct Shown<'a> {
+            file: &'a str,
+            encoding: FileEncoding,
+            status: &'static str,
+            counts: Counts,
+            results: &'a [TotalsResult],
+        }
+        Shown {
+            file: &self.file,
+            encoding: self.encoding,
+            status: self.status,
+            counts: Counts {
+                file_rows: self.rows,
+                matched_rows: self.matched,
+                differing_rows: self.differing,
+                malformed_rows: self.malformed,
+            },
+            results: &self.results,
+        }
+        .serialize(serializer)
+    }
 }
 
 impl TotalsReport {

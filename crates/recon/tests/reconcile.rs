@@ -1017,6 +1017,7 @@ fn the_cli_helpers_print_the_report_write_every_difference_and_return_the_status
         Form::Text(Lang::En),
         &mut |_, _| {},
     )
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(missing.starts_with("cannot open "), "{missing}");
 }

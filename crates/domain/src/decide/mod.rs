@@ -113,6 +113,8 @@ pub enum Outcome {
     },
     Inherited {
         member: String,
+        /// The balance paid to the heirs: `inherited_balance`, as `gongji inheritance` names it.
+        #[serde(rename = "inherited_balance")]
         balance: Money,
         payouts: Vec<crate::event::Payout>,
     },
@@ -128,6 +130,8 @@ pub enum Outcome {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SettledOutcome {
+    /// The claim's id, named `id` as in the `claim` command (and in every answer about it).
+    #[serde(rename = "id")]
     pub claim: String,
     pub year: i32,
     pub fund_paid: Money,
