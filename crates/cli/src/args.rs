@@ -27,6 +27,11 @@ pub struct Cli {
     /// baseline only: hidden from the help.
     #[arg(long, global = true, value_enum, default_value = "runs", hide = true)]
     pub projections: Projections,
+    /// For commands that write (apply, policy load, rebuild, audit replay, audit
+    /// clear-quarantine): if another command is writing to the ledger, wait for it to finish
+    /// instead of refusing at once. Queries never need it: they run beside a writer.
+    #[arg(long, global = true)]
+    pub wait: bool,
     #[command(subcommand)]
     pub command: Cmd,
 }

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use gongji_ledger::archive::{ArchiveFilter, ExportRefusal};
-use gongji_ledger::Ledger;
 use serde_json::{json, Value};
 
 use crate::args::{self, ExportArgs};
@@ -99,7 +98,7 @@ pub fn check(file: &Path, json: bool) -> Result<ExitCode, String> {
 
 pub fn clear_quarantine(data: &Path) -> Result<ExitCode, String> {
     require_ledger(data)?;
-    let said = match Ledger::clear_quarantine(data).map_err(|e| e.to_string())? {
+    let said = match crate::open::clear_quarantine(data)? {
         Some(marker) => format!(
             "the log verifies again: quarantine of record {} ({}) lifted",
             marker.position, marker.reason

@@ -46,7 +46,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, String> {
     {
         return audit::check(file, *json);
     }
-    open::choose_projections(cli.projections);
+    open::configure(cli.projections, cli.wait);
     let data = cli
         .data
         .ok_or("--data DIR is required: the ledger's data directory")?;

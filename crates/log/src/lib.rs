@@ -116,6 +116,7 @@ mod append;
 mod chain;
 mod close;
 mod durable;
+mod durable_end;
 mod error;
 mod files;
 mod frame;
@@ -129,6 +130,7 @@ pub mod kv_compare;
 mod open;
 mod quarantine;
 mod read;
+mod reader;
 mod recovery;
 mod segment;
 mod sorted_run;
@@ -144,6 +146,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use durable::{DurableLog, LinkedRecords, Records};
+pub use durable_end::DURABLE_END_FILE;
 pub use error::{ExpectedVersion, LogError};
 pub use frame::{MAX_PAYLOAD_BYTES, MAX_STREAM_BYTES, MAX_UNIT_RECORDS};
 pub use iter::{DeferredLinks, Link, RecordIter};
@@ -168,6 +171,9 @@ pub struct LogOptions {
     /// Where [`Log::kv`] keeps the projections. Each backend has its own
     /// checkpoint, so switching between opens costs at most a rebuild.
     pub projections: ProjectionBackend,
+    /// When another writer holds the lock, [`Log::open_with`] waits for it
+    /// (`true`) instead of refusing at once with [`LogError::Locked`].
+    pub lock_wait: bool,
 }
 
 impl Default for LogOptions {
@@ -175,6 +181,7 @@ impl Default for LogOptions {
         LogOptions {
             segment_bytes_max: DEFAULT_SEGMENT_BYTES_MAX,
             projections: ProjectionBackend::default(),
+            lock_wait: false,
         }
     }
 }
@@ -269,9 +276,11 @@ pub struct Log {
     /// with a record in the index tail.
     streams: StreamTable,
     kv: Option<Kv>,
-    /// First positions of the segments, ascending; the last one is written to.
+    /// First positions of the segments, ascending; the last one is written to. A reader's
+    /// end with the segment of its durable end.
     segments: Vec<u64>,
-    writer: Arc<File>,
+    /// The segment written to (`None`: opened read-only).
+    writer: Option<Arc<File>>,
     writer_segment: u64,
     /// End of the bytes of the current segment handed to the syncer (durable
     /// or in flight).
@@ -310,8 +319,10 @@ pub struct Log {
     /// refuses new units.
     quarantined: AtomicBool,
     report: OpenReport,
-    /// Held for the life of the Log; dropped last.
-    _lock: File,
+    /// Opened by [`Log::open_read_only`]: no lock, nothing written.
+    read_only: bool,
+    /// Held for the life of the Log; dropped last (`None`: opened read-only).
+    _lock: Option<File>,
 }
 
 impl std::fmt::Debug for Log {
