@@ -316,7 +316,7 @@ fn open_stream_index(
         segments,
         segments_dir,
         (meta.unwrap_or_else(IndexMeta::empty), meta.is_some()),
-        ScanTo::LastSegment,
+        ScanTo::LastSegment { flush_runs: true },
     )?;
     report.truncated_records = recovered.truncated_records;
     if meta.is_none() && recovered.records_indexed > 0 {

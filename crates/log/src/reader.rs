@@ -50,6 +50,12 @@ impl Log {
         }
         let segments_dir = dir.join(SEGMENTS_DIR);
         let index_dir = dir.join(INDEX_DIR);
+        // As at the writer's open: no link inside `index` is followed (a reader only reads,
+        // but what it reads must be the log's own).
+        match files::refuse_links_in(&index_dir) {
+            Err(e) if files::is_not_found(&e) => {}
+            refused => refused?,
+        }
         // The store first: its checkpoint is then never beyond the durable end read after it.
         let base = overlay::open_base(&index_dir.join(PROJECTIONS_DIR))?;
         let published = durable_end::read(dir)?;
@@ -58,15 +64,10 @@ impl Log {
         let mut stream_index =
             StreamIndex::open_read_only(&index_dir.join(STREAMS_DIR), &mut validate)?;
         let runs_meta = stream_index.runs_meta();
-        let mut end = runs_meta.unwrap_or_else(IndexMeta::empty);
-        if let Some(published) = published {
-            let usable = published.next_position == 0
-                || validate_meta(&published, &segments, &segments_dir)?.is_ok();
-            if usable && published.next_position > end.next_position {
-                end = published;
-            }
+        let to = scan_target(published, runs_meta, &segments, &segments_dir)?;
+        if let ScanTo::Durable(end) = to {
+            segments.retain(|&s| s <= end.segment);
         }
-        segments.retain(|&s| s <= end.segment);
         let mut streams = StreamTable::default();
         let recovered = recovery::recover(
             &mut stream_index,
@@ -77,9 +78,14 @@ impl Log {
                 runs_meta.unwrap_or_else(IndexMeta::empty),
                 runs_meta.is_some(),
             ),
-            ScanTo::Durable(end),
-        )?;
-        check_reached(&recovered.committed, &end, &segments_dir)?;
+            to,
+        )
+        .map_err(|e| quarantine::remember_damage(dir, e, "open_read_only", false))?;
+        let end = recovered.committed;
+        if let ScanTo::Durable(durable) = to {
+            check_reached(&end, &durable, &segments_dir)?;
+        }
+        segments.retain(|&s| s <= end.segment);
         // A store ahead of the durable end (its checkpoint outlived a durable end file a crash
         // set back) cannot be folded onto: the reader folds from the start instead.
         let base = base.filter(|b| b.checkpoint().is_none_or(|c| c <= end.next_position));
@@ -96,7 +102,7 @@ impl Log {
             kv: Kv::overlay(OverlayKv::new(base)),
             segments,
             writer: None,
-            committed: recovered.committed,
+            committed: end,
             publisher: None,
             report,
             lock: None,
@@ -108,6 +114,30 @@ impl Log {
     pub fn is_read_only(&self) -> bool {
         self.read_only
     }
+}
+
+/// Where a reader's scan goes: to the greater of the published durable end and the index
+/// runs' end, if a durable end is published and matches the segments; else (a log no writer of
+/// this version wrote, or a durable end the segments do not match: damage, which the scan then
+/// names) to the end of the complete units, as the writer's recovery would.
+fn scan_target(
+    published: Option<IndexMeta>,
+    runs_meta: Option<IndexMeta>,
+    segments: &[u64],
+    segments_dir: &Path,
+) -> Result<ScanTo, LogError> {
+    let published = match published {
+        Some(p) if p.next_position == 0 => Some(p),
+        Some(p) => validate_meta(&p, segments, segments_dir)?.ok().map(|()| p),
+        None => None,
+    };
+    Ok(match published {
+        Some(p) => ScanTo::Durable(match runs_meta {
+            Some(runs) if runs.next_position > p.next_position => runs,
+            _ => p,
+        }),
+        None => ScanTo::LastSegment { flush_runs: false },
+    })
 }
 
 /// The scan must end exactly at the durable end it was given: anything else is damage.

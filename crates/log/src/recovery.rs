@@ -188,9 +188,10 @@ pub(crate) struct Recovered {
 /// Where a scan stops.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum ScanTo {
-    /// The writer's open: to the end of the last segment, whose torn tail is cut away later;
-    /// a full index tail is written as a run on the way.
-    LastSegment,
+    /// To the end of the last segment, whose torn tail the writer's open cuts away later;
+    /// a full index tail is written as a run on the way if `flush_runs` (the writer's open;
+    /// never a reader's).
+    LastSegment { flush_runs: bool },
     /// A reader: exactly to this durable end (in the last of the segments given, which is
     /// read no further), every frame before it acknowledged; nothing is written.
     Durable(IndexMeta),
@@ -199,7 +200,7 @@ pub(crate) enum ScanTo {
 /// Scans `segments` from `start` (where the index reaches; `resume`: it says so, else from
 /// position 0) to where `to` says, indexing every complete unit into `stream_index` and
 /// `streams`. `Corrupt` on damage; nothing is changed on disk here but index runs
-/// (`ScanTo::LastSegment` only).
+/// (`ScanTo::LastSegment { flush_runs: true }` only).
 pub(crate) fn recover(
     stream_index: &mut StreamIndex,
     streams: &mut StreamTable,
@@ -221,7 +222,7 @@ pub(crate) fn recover(
         pending: Vec::new(),
         pending_hash: start.last_hash,
         records_indexed: 0,
-        flush_runs: matches!(to, ScanTo::LastSegment),
+        flush_runs: matches!(to, ScanTo::LastSegment { flush_runs: true }),
     };
     let mut chain = Chain::at(start.next_position, start.last_hash);
     let mut last_segment_end = start.end_offset_bytes;
@@ -233,7 +234,7 @@ pub(crate) fn recover(
         };
         let path = segment::segment_path(segments_dir, segment);
         let (source, is_last) = match to {
-            ScanTo::LastSegment => (
+            ScanTo::LastSegment { .. } => (
                 FrameReader::open(path, start_offset)?,
                 i + 1 == segments.len(),
             ),
