@@ -85,11 +85,14 @@ pub enum ComparedStore {
 #[cfg(feature = "kv-compare")]
 type BoxedScan<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>> + 'a>;
 
+/// A key and its value, as a scan yields them.
+type KvPair = (Vec<u8>, Vec<u8>);
+
 /// The iterator of [`Kv::scan_prefix`], whichever the backend.
 enum Scan<'a, R, S> {
     Runs(R),
     Sled(S),
-    Overlay(std::vec::IntoIter<Result<(Vec<u8>, Vec<u8>), LogError>>),
+    Overlay(std::vec::IntoIter<Result<KvPair, LogError>>),
     #[cfg(feature = "kv-compare")]
     Compared(BoxedScan<'a>),
     #[cfg(not(feature = "kv-compare"))]
