@@ -22,6 +22,11 @@
 //! directory beside the target that it renames into place only when everything checked, and
 //! removes otherwise). Projections never write to the log.
 //!
+//! A ledger opened with [`Ledger::open_read_only`] answers queries beside the writer (another
+//! process's `apply`): it reads the durable state the log's writer published, folds the records
+//! after the stored projections in memory, writes nothing, and refuses every command and commit
+//! ([`LedgerError::ReadOnly`]).
+//!
 //! A log the ledger did not just decide (at open, in a rebuild, in an archive) is folded only
 //! event by event through `gongji_domain::state::admissible`: a record breaking an invariant is
 //! an error naming it, never a panic; found at open, it stops the projections before it and the

@@ -42,13 +42,18 @@
 //! bytes and stream names opaque strings. It does not deduplicate event ids,
 //! interpret timestamps, encrypt, compact or delete records, or serve more
 //! than one writer: [`Log::open`] takes an exclusive lock on `DIR/LOCK` for the
-//! life of the [`Log`]. It is not a general database: the [`Kv`] store is for
+//! life of the [`Log`] (refused at once while another holds it, or waited for
+//! with [`LogOptions::lock_wait`]). Readers need no lock:
+//! [`Log::open_read_only`] reads the log beside its writer, up to the durable
+//! end the writer publishes in `DIR/DURABLE_END` after each `fdatasync`, and
+//! writes nothing. It is not a general database: the [`Kv`] store is for
 //! data that can be rebuilt from the log.
 //!
 //! # Layout on disk
 //!
 //! ```text
 //! DIR/LOCK                                  exclusive lock of the single writer
+//! DIR/DURABLE_END                           the writer's durable end, for readers
 //! DIR/segments/{first_position:020}.seg     frames, appended; roll past segment_bytes_max
 //! DIR/index/streams/{from:020}-{to:020}.run stream-index runs (sorted entries)
 //! DIR/index/projections/MANIFEST            projection store (runs backend): live runs, checkpoint
@@ -100,8 +105,9 @@
 //!
 //! # Modules, one job each
 //!
-//! `open` (lock, index, projection store, the writer's segment), `recovery`
-//! (the scan at open), `chain` (the one chain walk every reader of segments
+//! `open` (lock, index, projection store, the writer's segment), `reader`
+//! (the read-only open beside a writer), `durable_end` (the file the writer
+//! publishes its durable end in), `recovery` (the scan at open), `chain` (the one chain walk every reader of segments
 //! uses: recovery, `verify`, `iter`, the fuzz decoder), `append` (checks and
 //! staging), `sync` and `syncer` (the pipeline that makes batches durable),
 //! `read` and `iter` (reads), `verify`, `close`, `quarantine`, `frame` and

@@ -1,6 +1,8 @@
 //! Opening a log: the lock, the quarantine marker, the stream index and the sled database
 //! (sled backend), the recovery scan (`recovery`), the segment written to from now on (cut
-//! back to its complete units), and the projection store.
+//! back to its complete units), the projection store, and the durable end published for
+//! readers (`durable_end`, after an `fdatasync` of the last segment). The read-only open beside
+//! a writer is `reader`'s.
 //!
 //! Invariants as the code holds them: one `Log` per directory (an exclusive lock on
 //! `DIR/LOCK`, held for the `Log`'s life); a quarantined log is never opened to serve

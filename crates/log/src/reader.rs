@@ -8,12 +8,13 @@
 //!   after an `fdatasync`;
 //! * the end of the stream index's runs, written only from durable records.
 //!
-//! Both are checked against the segments (the record they name is there, with their hash)
-//! and one that fails is passed over. So a reader never sees a record that a crash could
-//! lose — not even a killed writer's bytes that reached the page cache but no `fdatasync`
-//! (they appear once the next writer's open has synced them). A log last written by a
-//! version without the durable end file shows what its index runs reach until a writer opens
-//! it again.
+//! Both are checked against the segments (the record they name is there, with their hash),
+//! and the scan to that end must find every frame whole. So a reader never sees a record that
+//! a crash could lose — not even a killed writer's bytes that reached the page cache but no
+//! `fdatasync` (they appear once the next writer's open has synced them). With no durable end
+//! published (a log no writer of this version wrote) or one the segments do not match
+//! (damage), the reader scans to the end of the complete units as recovery would, cutting
+//! nothing, so that damage is named (`Corrupt`) rather than hidden behind a shorter log.
 //!
 //! The projection store is the runs store as the writer left it, read before the durable
 //! end (so its checkpoint, stored only after its records were durable and published, is

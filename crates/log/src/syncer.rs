@@ -13,6 +13,9 @@
 //!   next batches meanwhile.
 //!
 //! A ticket resolves when its batch *and every batch before it* is durable.
+//! After each `fdatasync`, and before the tickets it covers resolve, the fsyncer
+//! rewrites the durable end file (`durable_end`) for readers in other
+//! processes: one positioned write of 77 bytes per sync, never more than is synced.
 //!
 //! The writer completes the hash chain: `append` encodes frames with zeros
 //! where the previous record's hash and the crc go, and the writer, which sees
