@@ -171,3 +171,29 @@ fn a_second_writer_waits_for_the_lock_when_asked() {
     first.close().expect("close");
     second.join().expect("second writer");
 }
+
+#[test]
+fn without_a_published_durable_end_a_reader_reads_the_complete_units() {
+    // A log no writer of this version wrote has no durable end file: the reader takes the end
+    // of its complete units, as the writer's recovery would, and cuts nothing.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut writer = Log::open(tmp.path()).expect("open");
+    for n in 0..4 {
+        append(&mut writer, n);
+    }
+    writer.sync().expect("sync");
+    writer.close().expect("close");
+    std::fs::remove_file(tmp.path().join(DURABLE_END_FILE)).expect("remove");
+    let segment = tmp.path().join("segments").join(format!("{:020}.seg", 0));
+    let mut torn = std::fs::read(&segment).expect("segment");
+    torn.extend_from_slice(&[1, 2, 3]);
+    std::fs::write(&segment, &torn).expect("a torn tail");
+    let log = reader(tmp.path());
+    assert_eq!(positions(&log), vec![0, 1, 2, 3]);
+    drop(log);
+    assert_eq!(
+        std::fs::read(&segment).expect("segment"),
+        torn,
+        "nothing cut"
+    );
+}
