@@ -170,7 +170,7 @@ fn readable_output_names_rejections_and_summarises() {
 }
 
 #[test]
-fn a_second_process_on_the_same_ledger_is_refused_while_the_first_holds_it() {
+fn a_second_writer_on_the_same_ledger_is_refused_while_the_first_holds_it() {
     let ledger = TestLedger::new();
     let mut first = ledger
         .command(&["apply", "-", "--json"])
@@ -180,13 +180,16 @@ fn a_second_process_on_the_same_ledger_is_refused_while_the_first_holds_it() {
         .unwrap();
     // The first process holds the ledger while it waits for input.
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let second = ledger.run(&["account", "A"]);
+    let second = ledger.run(&["policy", "load", support::CHONGQING_POLICY]);
     assert_eq!(second.status.code(), Some(2), "{}", text(&second));
     assert!(
-        String::from_utf8_lossy(&second.stderr).contains("in use by another process"),
+        String::from_utf8_lossy(&second.stderr).contains("another command is writing"),
         "{}",
         text(&second)
     );
+    // A query is no writer: it answers beside the first (A is not enrolled: exit 1).
+    let query = ledger.run(&["account", "A"]);
+    assert_eq!(query.status.code(), Some(1), "{}", text(&query));
     drop(first.stdin.take());
     assert!(first.wait().unwrap().success());
 }

@@ -32,6 +32,12 @@ pub struct Cli {
     /// GONGJI_LANG. `--json` is the same in both.
     #[arg(long, global = true, value_name = "LANG", value_parser = ["zh", "en"])]
     pub lang: Option<String>,
+
+    /// For commands that write (apply, policy load, rebuild, audit replay, audit
+    /// clear-quarantine): if another command is writing to the ledger, wait for it to finish
+    /// instead of refusing at once. Queries never need it: they run beside a writer.
+    #[arg(long, global = true)]
+    pub wait: bool,
     #[command(subcommand)]
     pub command: Cmd,
 }

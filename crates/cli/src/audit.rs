@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use gongji_ledger::archive::{ArchiveFilter, ExportRefusal};
-use gongji_ledger::Ledger;
 use gongji_recon::words::Lang;
 use serde_json::{json, Value};
 
@@ -97,7 +96,7 @@ pub fn check(file: &Path, json: bool) -> Result<ExitCode, Failure> {
 
 pub fn clear_quarantine(data: &Path, json: bool) -> Result<ExitCode, Failure> {
     require_ledger(data)?;
-    let marker = Ledger::clear_quarantine(data)?;
+    let marker = crate::open::clear_quarantine(data)?;
     if json {
         let (position, reason) = marker.map(|m| (m.position, m.reason)).unzip();
         let answer = json!({"lifted": position.is_some(), "position": position, "reason": reason});

@@ -127,7 +127,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
     {
         return audit::check(file, *json);
     }
-    open::choose_projections(cli.projections);
+    open::configure(cli.projections, cli.wait);
     let data = cli.data.ok_or_else(|| {
         Failure::bad_argument("--data DIR is required: the ledger's data directory")
     })?;

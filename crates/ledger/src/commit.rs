@@ -26,9 +26,10 @@ impl Ledger {
         Ok(std::mem::take(&mut self.pending))
     }
 
-    /// As [`commit`], but the projections are stored only once many entities are dirty (or at
-    /// [`close`]): a long `apply` writes each busy account once per batch instead of once per
-    /// group. The events are durable all the same; after a crash, opening folds the records
+    /// As [`commit`], but the projections are stored only once many entities are dirty, or a
+    /// second has passed since the last store (so that a reader beside the writer folds little
+    /// on top of them), or at [`close`]: a long `apply` writes each busy account once per batch
+    /// instead of once per group. The events are durable all the same; after a crash, opening folds the records
     /// the projections had not stored. Queries in this process must follow a [`commit`].
     ///
     /// The store itself (sorting, writing and merging runs) runs on a thread of its own while
@@ -57,19 +58,27 @@ impl Ledger {
         self.refuse_if_stopped()?;
         self.refuse_if_store_failed()?;
         let ticket = self.log.sync_start()?;
-        if self.state.dirty.len() >= self.limits.deferred_dirty_max {
+        let due = self.state.dirty.len() >= self.limits.deferred_dirty_max
+            || (!self.state.dirty.is_empty()
+                && self.stored_at.elapsed() >= crate::DEFERRED_STORE_INTERVAL);
+        if due {
             // The checkpoint stored must be durable: wait for this group first (rare).
             let durable_end = ticket.wait()?;
             self.log.settle_syncs()?;
             // Failures are remembered in `store_failed` and reported by the next call.
             let _ = self.store_in_background(durable_end);
+            self.stored_at = std::time::Instant::now();
         }
         Ok((std::mem::take(&mut self.pending), ticket))
     }
 
     /// Refuses once a stream stopped with lines decided and not made durable: their events are
     /// staged in the log and folded into the cache, so nothing may be committed after them.
+    /// Refuses a read-only ledger too.
     pub(crate) fn refuse_if_stopped(&self) -> Result<(), LedgerError> {
+        if self.read_only {
+            return Err(LedgerError::ReadOnly);
+        }
         match &self.stopped {
             None => Ok(()),
             Some(why) => Err(LedgerError::Stopped(why.clone())),
@@ -173,7 +182,11 @@ impl Ledger {
 
     /// Stores any projections still held in memory, flushes the projection store to disk
     /// (the log itself is durable at every commit) and closes the log.
+    /// A read-only ledger has nothing to store: it is dropped.
     pub fn close(mut self) -> Result<(), LedgerError> {
+        if self.read_only {
+            return Ok(());
+        }
         self.refuse_if_stopped()?;
         self.finish_storing()?;
         // Also reports a pipelined group that failed after its outcomes were handed out.

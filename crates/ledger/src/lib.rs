@@ -22,6 +22,11 @@
 //! directory beside the target that it renames into place only when everything checked, and
 //! removes otherwise). Projections never write to the log.
 //!
+//! A ledger opened with [`Ledger::open_read_only`] answers queries beside the writer (another
+//! process's `apply`): it reads the durable state the log's writer published, folds the records
+//! after the stored projections in memory, writes nothing, and refuses every command and commit
+//! ([`LedgerError::ReadOnly`]).
+//!
 //! A log the ledger did not just decide (at open, in a rebuild, in an archive) is folded only
 //! event by event through `gongji_domain::state::admissible`: a record breaking an invariant is
 //! an error naming it, never a panic; found at open, it stops the projections before it and the
@@ -43,7 +48,7 @@ use gongji_domain::{
     decide, evolve, parse_command, Command, EntityKey, Event, FundKind, Rejection, State,
 };
 use gongji_log::{DurableLog, Kv, Log, LogError, NewRecord};
-pub use gongji_log::{LogOptions, ProjectionBackend, SyncTicket};
+pub use gongji_log::{LogOptions, ProjectionBackend, Quarantine, SyncTicket};
 
 pub use queries::{not_enrolled, AsOf};
 pub use stream::{
@@ -56,6 +61,10 @@ pub use views::{AccountView, FundView, HistoryEntry, InheritanceView, TransfersV
 const CACHE_MEMBERS_MAX: usize = 200_000;
 /// Dirty entities held in memory between commits before `commit_deferred` stores them.
 const DEFERRED_DIRTY_MAX: usize = 140_000;
+/// `commit_deferred` also stores once this long has passed since its last store: a reader
+/// beside the writer ([`Ledger::open_read_only`]) folds at most about this much of the
+/// writer's work on top of the stored projections.
+const DEFERRED_STORE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug)]
 pub enum LedgerError {
@@ -66,6 +75,9 @@ pub enum LedgerError {
     /// [`Ledger::apply_stream`]): the ledger refuses every further command, commit and close;
     /// drop it (the undecided-durable lines go with it) and open the ledger again.
     Stopped(String),
+    /// The ledger was opened to answer queries ([`Ledger::open_read_only`]): it decides no
+    /// command and commits nothing.
+    ReadOnly,
 }
 
 impl std::fmt::Display for LedgerError {
@@ -77,11 +89,23 @@ impl std::fmt::Display for LedgerError {
                 f,
                 "this ledger stopped with lines not made durable ({why}); open it again"
             ),
+            LedgerError::ReadOnly => write!(
+                f,
+                "this ledger was opened to answer queries: it takes no commands"
+            ),
         }
     }
 }
 
 impl std::error::Error for LedgerError {}
+
+impl LedgerError {
+    /// Whether another writer holds the ledger's lock (a second writer, refused at once unless
+    /// it asked to wait: [`LogOptions::lock_wait`]).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, LedgerError::Log(LogError::Locked { .. }))
+    }
+}
 
 /// What became of one input line once its events are durable.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,10 +135,14 @@ pub struct Ledger {
     store_failed: Option<String>,
     /// Why a stream stopped with lines decided and not made durable, if one did.
     stopped: Option<String>,
+    /// Opened by [`Ledger::open_read_only`]: commands and commits are refused.
+    read_only: bool,
     /// The record catch-up found breaking an invariant, if it did: the projections stop before
     /// it, and every command and query is refused naming it (`audit verify` still runs).
     broken: Option<String>,
     limits: CacheLimits,
+    /// When `commit_deferred` last stored (or the ledger was opened).
+    stored_at: std::time::Instant,
 }
 
 /// When `commit_deferred` stores, and how many members the cache keeps.
@@ -161,6 +189,21 @@ impl Ledger {
         Ok(Ledger::of_parts(Box::new(log), kv, projections))
     }
 
+    /// Opens the ledger in `dir` to answer queries beside its writer (another process's
+    /// `apply`): no lock is taken and nothing is written (see [`Log::open_read_only`]). The
+    /// answers are those of a durable state of the ledger, the one the log's durable end
+    /// names when it opens: the projections as the writer stored them, and the records after
+    /// their checkpoint folded in memory. Every command and commit is refused with
+    /// [`LedgerError::ReadOnly`].
+    pub fn open_read_only(dir: &Path, options: LogOptions) -> Result<Ledger, LedgerError> {
+        let log = Log::open_read_only(dir, options)?;
+        let (kv, projections) = (log.kv().clone(), log.options().projections);
+        let mut ledger = Ledger::of_parts(Box::new(log), kv, projections);
+        ledger.read_only = true;
+        ledger.catch_up(&mut |_, _| {})?;
+        Ok(ledger)
+    }
+
     /// Opens the ledger over any backend of the log of record, with the projection store kept
     /// beside it (`projections` says which kind it is), and brings the projections up to the
     /// log's end.
@@ -184,8 +227,10 @@ impl Ledger {
             storing: commit::ProjectionWriter::default(),
             store_failed: None,
             stopped: None,
+            read_only: false,
             broken: None,
             limits: CacheLimits::default(),
+            stored_at: std::time::Instant::now(),
         }
     }
 
@@ -193,7 +238,16 @@ impl Ledger {
     /// verifies again (after the damaged segment was restored from a backup). Returns what the
     /// marker said, or None if the ledger was not quarantined.
     pub fn clear_quarantine(dir: &Path) -> Result<Option<gongji_log::Quarantine>, LedgerError> {
-        Ok(Log::clear_quarantine(dir)?)
+        Ledger::clear_quarantine_with(dir, LogOptions::default())
+    }
+
+    /// As [`clear_quarantine`](Ledger::clear_quarantine), with the log's options (whether to
+    /// wait for another writer's lock, among them).
+    pub fn clear_quarantine_with(
+        dir: &Path,
+        options: LogOptions,
+    ) -> Result<Option<gongji_log::Quarantine>, LedgerError> {
+        Ok(Log::clear_quarantine_with(dir, options)?)
     }
 
     /// The log below, for reading records.

@@ -58,7 +58,7 @@ impl Log {
         records: &[NewRecord<'_>],
         recorded_at_micros: i64,
     ) -> Result<Appended, LogError> {
-        self.check_usable()?;
+        self.check_writable()?;
         if self.is_quarantined() {
             return Err(match quarantine::read(&self.dir)? {
                 Some(marker) => quarantine::refusal(&self.dir, marker),

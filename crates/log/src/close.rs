@@ -21,7 +21,7 @@ impl Log {
             waited.map_err(|failure| failure.to_error())?;
         }
         self.syncer.stop();
-        if self.broken.is_none() {
+        if self.broken.is_none() && !self.read_only {
             self.flush_index()?;
         }
         if let Some(db) = &self.db {
@@ -66,8 +66,9 @@ impl Drop for Log {
         // the lock is released with the fields.
         self.wait_all_synced();
         self.syncer.stop();
-        // Best effort: the index can always be rebuilt from the segments.
-        if self.broken.is_none() {
+        // Best effort: the index can always be rebuilt from the segments. A reader writes
+        // nothing.
+        if self.broken.is_none() && !self.read_only {
             let _ = self.flush_tail();
         }
         self.settle_index();

@@ -91,6 +91,9 @@ pub enum LogError {
     /// An earlier failure left this `Log` in a state it could not roll back;
     /// it refuses further work. Drop it and open the directory again.
     Broken(String),
+    /// The `Log` was opened read-only ([`Log::open_read_only`](crate::Log::open_read_only)):
+    /// it takes no records and writes nothing.
+    ReadOnly { dir: PathBuf },
 }
 
 impl fmt::Display for LogError {
@@ -99,8 +102,15 @@ impl fmt::Display for LogError {
             LogError::Io(e) => write!(f, "log I/O error: {e}"),
             LogError::Locked { dir } => write!(
                 f,
-                "the log at {} is in use by another process (its LOCK file is held); \
-                 stop that process or use another directory",
+                "the log at {} is in use by another writer (it holds the LOCK file; one \
+                 writer at a time): try again when it has finished, or wait for the lock \
+                 (`LogOptions::lock_wait`); readers (`Log::open_read_only`) need not wait",
+                dir.display()
+            ),
+            LogError::ReadOnly { dir } => write!(
+                f,
+                "the log at {} was opened read-only (for answering queries): it takes no \
+                 records and writes nothing",
                 dir.display()
             ),
             LogError::WrongExpectedVersion {

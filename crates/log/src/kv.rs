@@ -6,6 +6,8 @@
 //!   `crate::sorted_run`), listed by a manifest (`manifest`).
 //! * [`ProjectionBackend::Sled`] (`sled_tree`): a tree in the sled database in
 //!   `DIR/index`, as up to the runs store.
+//! * A read-only log's store (`overlay`): the runs store opened without writing, under a
+//!   layer in memory that takes the writes of the reader's catch-up.
 //!
 //! Each backend keeps its own checkpoint, so switching between opens is
 //! harmless: the projection layer folds from whatever checkpoint the chosen
@@ -18,6 +20,7 @@
 #[cfg(feature = "kv-compare")]
 mod fjall_store;
 mod manifest;
+pub(crate) mod overlay;
 #[cfg(feature = "kv-compare")]
 mod redb_store;
 mod run_file;
@@ -26,6 +29,7 @@ pub(crate) mod sled_tree;
 
 use crate::LogError;
 
+use overlay::OverlayKv;
 use runs::{RunsKv, RunsScan};
 use sled_tree::SledKv;
 
@@ -57,6 +61,8 @@ pub struct Kv {
 enum Backend {
     Runs(RunsKv),
     Sled(SledKv),
+    /// A read-only log's store: the runs store under a layer in memory (`overlay`).
+    Overlay(OverlayKv),
     #[cfg(feature = "kv-compare")]
     Fjall(fjall_store::FjallKv),
     #[cfg(feature = "kv-compare")]
@@ -79,10 +85,14 @@ pub enum ComparedStore {
 #[cfg(feature = "kv-compare")]
 type BoxedScan<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>> + 'a>;
 
+/// A key and its value, as a scan yields them.
+type KvPair = (Vec<u8>, Vec<u8>);
+
 /// The iterator of [`Kv::scan_prefix`], whichever the backend.
 enum Scan<'a, R, S> {
     Runs(R),
     Sled(S),
+    Overlay(std::vec::IntoIter<Result<KvPair, LogError>>),
     #[cfg(feature = "kv-compare")]
     Compared(BoxedScan<'a>),
     #[cfg(not(feature = "kv-compare"))]
@@ -101,6 +111,7 @@ where
         match self {
             Scan::Runs(r) => r.next(),
             Scan::Sled(s) => s.next(),
+            Scan::Overlay(o) => o.next(),
             #[cfg(feature = "kv-compare")]
             Scan::Compared(c) => c.next(),
             #[cfg(not(feature = "kv-compare"))]
@@ -113,6 +124,12 @@ impl Kv {
     pub(crate) fn runs(store: RunsKv) -> Kv {
         Kv {
             backend: Backend::Runs(store),
+        }
+    }
+
+    pub(crate) fn overlay(store: OverlayKv) -> Kv {
+        Kv {
+            backend: Backend::Overlay(store),
         }
     }
 
@@ -142,7 +159,7 @@ impl Kv {
     /// opened (always false with the runs backend, which needs no settling).
     pub(crate) fn sled_was_written(&self) -> bool {
         match &self.backend {
-            Backend::Runs(_) => false,
+            Backend::Runs(_) | Backend::Overlay(_) => false,
             Backend::Sled(s) => s.was_written(),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(_) | Backend::Redb(_) => false,
@@ -154,6 +171,7 @@ impl Kv {
         match &self.backend {
             Backend::Runs(r) => r.get(key),
             Backend::Sled(s) => s.get(key),
+            Backend::Overlay(o) => o.get(key),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.get(key),
             #[cfg(feature = "kv-compare")]
@@ -169,6 +187,7 @@ impl Kv {
         let scan: Scan<'_, RunsScan, _> = match &self.backend {
             Backend::Runs(r) => Scan::Runs(r.scan_prefix(prefix)),
             Backend::Sled(s) => Scan::Sled(s.scan_prefix(prefix)),
+            Backend::Overlay(o) => Scan::Overlay(o.scan_prefix(prefix).into_iter()),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => Scan::Compared(Box::new(f.scan_prefix(prefix))),
             #[cfg(feature = "kv-compare")]
@@ -188,6 +207,10 @@ impl Kv {
         match &self.backend {
             Backend::Runs(r) => r.apply(writes.into_iter().collect(), Some(checkpoint)),
             Backend::Sled(s) => s.apply(writes, checkpoint),
+            Backend::Overlay(o) => {
+                o.apply(writes.into_iter().collect(), Some(checkpoint));
+                Ok(())
+            }
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.apply(writes, Some(checkpoint)),
             #[cfg(feature = "kv-compare")]
@@ -204,6 +227,10 @@ impl Kv {
         match &self.backend {
             Backend::Runs(r) => r.apply(writes, None),
             Backend::Sled(s) => s.apply_without_checkpoint(writes),
+            Backend::Overlay(o) => {
+                o.apply(writes, None);
+                Ok(())
+            }
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.apply(writes, None),
             #[cfg(feature = "kv-compare")]
@@ -217,6 +244,7 @@ impl Kv {
         match &self.backend {
             Backend::Runs(r) => Ok(r.checkpoint()),
             Backend::Sled(s) => s.checkpoint(),
+            Backend::Overlay(o) => Ok(o.checkpoint()),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.checkpoint(),
             #[cfg(feature = "kv-compare")]
@@ -231,6 +259,10 @@ impl Kv {
         match &self.backend {
             Backend::Runs(r) => r.clear(),
             Backend::Sled(s) => s.clear(),
+            Backend::Overlay(o) => {
+                o.clear();
+                Ok(())
+            }
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.clear(),
             #[cfg(feature = "kv-compare")]
@@ -241,7 +273,7 @@ impl Kv {
     /// Makes every earlier write durable (with the runs backend they already are).
     pub fn flush(&self) -> Result<(), LogError> {
         match &self.backend {
-            Backend::Runs(_) => Ok(()),
+            Backend::Runs(_) | Backend::Overlay(_) => Ok(()),
             Backend::Sled(s) => s.flush(),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.flush(),

@@ -42,13 +42,18 @@
 //! bytes and stream names opaque strings. It does not deduplicate event ids,
 //! interpret timestamps, encrypt, compact or delete records, or serve more
 //! than one writer: [`Log::open`] takes an exclusive lock on `DIR/LOCK` for the
-//! life of the [`Log`]. It is not a general database: the [`Kv`] store is for
+//! life of the [`Log`] (refused at once while another holds it, or waited for
+//! with [`LogOptions::lock_wait`]). Readers need no lock:
+//! [`Log::open_read_only`] reads the log beside its writer, up to the durable
+//! end the writer publishes in `DIR/DURABLE_END` after each `fdatasync`, and
+//! writes nothing. It is not a general database: the [`Kv`] store is for
 //! data that can be rebuilt from the log.
 //!
 //! # Layout on disk
 //!
 //! ```text
 //! DIR/LOCK                                  exclusive lock of the single writer
+//! DIR/DURABLE_END                           the writer's durable end, for readers
 //! DIR/segments/{first_position:020}.seg     frames, appended; roll past segment_bytes_max
 //! DIR/index/streams/{from:020}-{to:020}.run stream-index runs (sorted entries)
 //! DIR/index/projections/MANIFEST            projection store (runs backend): live runs, checkpoint
@@ -100,8 +105,9 @@
 //!
 //! # Modules, one job each
 //!
-//! `open` (lock, index, projection store, the writer's segment), `recovery`
-//! (the scan at open), `chain` (the one chain walk every reader of segments
+//! `open` (lock, index, projection store, the writer's segment), `reader`
+//! (the read-only open beside a writer), `durable_end` (the file the writer
+//! publishes its durable end in), `recovery` (the scan at open), `chain` (the one chain walk every reader of segments
 //! uses: recovery, `verify`, `iter`, the fuzz decoder), `append` (checks and
 //! staging), `sync` and `syncer` (the pipeline that makes batches durable),
 //! `read` and `iter` (reads), `verify`, `close`, `quarantine`, `frame` and
@@ -116,6 +122,7 @@ mod append;
 mod chain;
 mod close;
 mod durable;
+mod durable_end;
 mod error;
 mod files;
 mod frame;
@@ -129,6 +136,7 @@ pub mod kv_compare;
 mod open;
 mod quarantine;
 mod read;
+mod reader;
 mod recovery;
 mod segment;
 mod sorted_run;
@@ -144,6 +152,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use durable::{DurableLog, LinkedRecords, Records};
+pub use durable_end::DURABLE_END_FILE;
 pub use error::{ExpectedVersion, LogError};
 pub use frame::{MAX_PAYLOAD_BYTES, MAX_STREAM_BYTES, MAX_UNIT_RECORDS};
 pub use iter::{DeferredLinks, Link, RecordIter};
@@ -168,6 +177,9 @@ pub struct LogOptions {
     /// Where [`Log::kv`] keeps the projections. Each backend has its own
     /// checkpoint, so switching between opens costs at most a rebuild.
     pub projections: ProjectionBackend,
+    /// When another writer holds the lock, [`Log::open_with`] waits for it
+    /// (`true`) instead of refusing at once with [`LogError::Locked`].
+    pub lock_wait: bool,
 }
 
 impl Default for LogOptions {
@@ -175,6 +187,7 @@ impl Default for LogOptions {
         LogOptions {
             segment_bytes_max: DEFAULT_SEGMENT_BYTES_MAX,
             projections: ProjectionBackend::default(),
+            lock_wait: false,
         }
     }
 }
@@ -269,9 +282,11 @@ pub struct Log {
     /// with a record in the index tail.
     streams: StreamTable,
     kv: Option<Kv>,
-    /// First positions of the segments, ascending; the last one is written to.
+    /// First positions of the segments, ascending; the last one is written to. A reader's
+    /// end with the segment of its durable end.
     segments: Vec<u64>,
-    writer: Arc<File>,
+    /// The segment written to (`None`: opened read-only).
+    writer: Option<Arc<File>>,
     writer_segment: u64,
     /// End of the bytes of the current segment handed to the syncer (durable
     /// or in flight).
@@ -310,8 +325,10 @@ pub struct Log {
     /// refuses new units.
     quarantined: AtomicBool,
     report: OpenReport,
-    /// Held for the life of the Log; dropped last.
-    _lock: File,
+    /// Opened by [`Log::open_read_only`]: no lock, nothing written.
+    read_only: bool,
+    /// Held for the life of the Log; dropped last (`None`: opened read-only).
+    _lock: Option<File>,
 }
 
 impl std::fmt::Debug for Log {

@@ -1,6 +1,8 @@
 //! Opening a log: the lock, the quarantine marker, the stream index and the sled database
 //! (sled backend), the recovery scan (`recovery`), the segment written to from now on (cut
-//! back to its complete units), and the projection store.
+//! back to its complete units), the projection store, and the durable end published for
+//! readers (`durable_end`, after an `fdatasync` of the last segment). The read-only open beside
+//! a writer is `reader`'s.
 //!
 //! Invariants as the code holds them: one `Log` per directory (an exclusive lock on
 //! `DIR/LOCK`, held for the `Log`'s life); a quarantined log is never opened to serve
@@ -15,11 +17,12 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use crate::durable_end::Publisher;
 use crate::error::io_err;
 use crate::files;
 use crate::index::IndexMeta;
 use crate::quarantine::{self, remember_damage, Quarantine};
-use crate::recovery::{self, Recovered};
+use crate::recovery::{self, Recovered, ScanTo};
 use crate::segment;
 use crate::streams::{StreamIndex, StreamTable};
 use crate::syncer::Syncer;
@@ -31,10 +34,14 @@ const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 const OLD_INDEX_TREE: &str = "stream_index";
 /// The stream index's run files, inside the sled directory so that deleting
 /// `DIR/index` drops the whole index.
-const STREAMS_DIR: &str = "streams";
+pub(crate) const STREAMS_DIR: &str = "streams";
+/// The segments, in the log's directory.
+pub(crate) const SEGMENTS_DIR: &str = "segments";
+/// What can be rebuilt (stream index, projections, sled), in the log's directory.
+pub(crate) const INDEX_DIR: &str = "index";
 pub(crate) const KV_TREE: &str = "kv";
 /// The projection store's run files (runs backend), inside `DIR/index` too.
-const PROJECTIONS_DIR: &str = "projections";
+pub(crate) const PROJECTIONS_DIR: &str = "projections";
 
 type Trees = (sled::Db, sled::Tree);
 
@@ -101,7 +108,7 @@ impl Log {
     /// before anything else is written in `dir`). Creates nothing; a missing `dir` holds none.
     /// For callers that must not create a log where they expected one (a mistyped path).
     pub fn exists_in(dir: &Path) -> Result<bool, LogError> {
-        let segments_dir = dir.join("segments");
+        let segments_dir = dir.join(SEGMENTS_DIR);
         match std::fs::symlink_metadata(&segments_dir) {
             Ok(_) => Ok(true),
             Err(e)
@@ -144,16 +151,21 @@ impl Log {
     /// log stays quarantined. Takes the log's lock like `open`: no other
     /// process may have the log open.
     pub fn clear_quarantine(dir: &Path) -> Result<Option<Quarantine>, LogError> {
+        Log::clear_quarantine_with(dir, LogOptions::default())
+    }
+
+    /// As [`clear_quarantine`](Log::clear_quarantine), with `options` (whether to wait for
+    /// another writer's lock, among them).
+    pub fn clear_quarantine_with(
+        dir: &Path,
+        options: LogOptions,
+    ) -> Result<Option<Quarantine>, LogError> {
         let marker = match quarantine::read(dir)? {
             None => return Ok(None),
             Some(marker) => marker,
         };
         let records_min = marker.as_ref().map_or(0, |q| q.position.saturating_add(1));
-        let log = Log::open_inner(
-            dir,
-            LogOptions::default(),
-            OpenMode::Clearing { records_min },
-        )?;
+        let log = Log::open_inner(dir, options, OpenMode::Clearing { records_min })?;
         log.verify_records(&mut |_| {})
             .map_err(|e| remember_damage(dir, e, "clear_quarantine", true))?;
         quarantine::remove(dir)?;
@@ -167,7 +179,7 @@ impl Log {
                 "segment_bytes_max must be at least 1".into(),
             ));
         }
-        let lock = lock_dir(dir)?;
+        let lock = lock_dir(dir, options.lock_wait)?;
         if mode == OpenMode::Serve {
             if let Some(marker) = quarantine::read(dir)? {
                 return Err(quarantine::refusal(dir, marker));
@@ -178,9 +190,9 @@ impl Log {
             OpenMode::Clearing { .. } => ("clear_quarantine", true),
         };
         let remember = |error: LogError| remember_damage(dir, error, found_by, overwrite);
-        let segments_dir = dir.join("segments");
+        let segments_dir = dir.join(SEGMENTS_DIR);
         files::ensure_dir(&segments_dir, "creating segments directory")?;
-        let index_dir = dir.join("index");
+        let index_dir = dir.join(INDEX_DIR);
         // sled opens its own files in `index`: none of them may be a link either.
         files::ensure_dir(&index_dir, "creating index directory")?;
         files::refuse_links_in(&index_dir)?;
@@ -211,39 +223,29 @@ impl Log {
             &mut report,
         )?;
         let (db, kv) = open_kv(sled_store, &index_dir, committed.next_position, &mut report)?;
-        Ok(Log {
-            dir: dir.to_path_buf(),
-            segments_dir,
+        // What recovery kept may be a killed writer's bytes not yet synced: synced now, before
+        // the durable end names them for readers.
+        writer
+            .file
+            .sync_data()
+            .map_err(|e| io_err("syncing the last segment", &segments_dir, e))?;
+        let publisher = Publisher::open(dir)?;
+        publisher.publish_or_err(&committed)?;
+        Ok(Opened {
+            dir,
             options,
             db,
-            index_dir,
             stream_index,
             streams,
-            kv: Some(kv),
+            kv,
             segments,
-            writer: writer.file,
-            writer_segment: writer.segment,
-            writer_offset_bytes: writer.offset_bytes,
-            durable_end: committed.next_position,
-            durable_hash: committed.last_hash,
-            last_record: (committed.segment, committed.last_record_offset_bytes),
-            last_record_end_bytes: committed.end_offset_bytes,
-            submitted_end: committed.next_position,
-            in_flight: VecDeque::new(),
-            last_seq: 0,
-            syncer: Syncer::new(committed.last_hash),
-            spare_entries: Vec::new(),
-            table_clear_due: false,
-            staged: Vec::new(),
-            staged_records: 0,
-            staged_entries: Vec::new(),
-            staged_last_offset: 0,
-            lookup_file: std::sync::Mutex::new(None),
-            broken: None,
-            quarantined: AtomicBool::new(false),
+            writer: Some(writer),
+            committed,
+            publisher: Some(publisher),
             report,
-            _lock: lock,
-        })
+            lock: Some(lock),
+        }
+        .into_log())
     }
 
     /// What open found and repaired.
@@ -262,10 +264,11 @@ impl Log {
     }
 }
 
-/// Creates `dir` and takes its lock (`DIR/LOCK`), held as long as the returned file is.
+/// Creates `dir` and takes its lock (`DIR/LOCK`), held as long as the returned file is;
+/// waits for it if `wait`, else refuses at once with `Locked` while another writer holds it.
 /// The directory itself may be reached through a link the operator made; a link inside it is
 /// refused before anything is opened there.
-fn lock_dir(dir: &Path) -> Result<File, LogError> {
+fn lock_dir(dir: &Path, wait: bool) -> Result<File, LogError> {
     std::fs::create_dir_all(dir).map_err(|e| io_err("creating log directory", dir, e))?;
     files::refuse_links_in(dir)?;
     let lock_path = dir.join("LOCK");
@@ -278,6 +281,11 @@ fn lock_dir(dir: &Path) -> Result<File, LogError> {
             .truncate(false),
         "opening lock file",
     )?;
+    if wait {
+        lock.lock()
+            .map_err(|e| io_err("waiting for the lock", &lock_path, e))?;
+        return Ok(lock);
+    }
     match lock.try_lock() {
         Ok(()) => Ok(lock),
         Err(std::fs::TryLockError::WouldBlock) => Err(LogError::Locked {
@@ -309,8 +317,8 @@ fn open_stream_index(
         &mut streams,
         segments,
         segments_dir,
-        meta.unwrap_or_else(IndexMeta::empty),
-        meta.is_some(),
+        (meta.unwrap_or_else(IndexMeta::empty), meta.is_some()),
+        ScanTo::LastSegment { flush_runs: true },
     )?;
     report.truncated_records = recovered.truncated_records;
     if meta.is_none() && recovered.records_indexed > 0 {
@@ -353,8 +361,72 @@ fn check_clearing(
     })
 }
 
+/// What an open found and made, to become a [`Log`].
+pub(crate) struct Opened<'a> {
+    pub dir: &'a Path,
+    pub options: LogOptions,
+    pub db: Option<sled::Db>,
+    pub stream_index: StreamIndex,
+    pub streams: StreamTable,
+    pub kv: Kv,
+    pub segments: Vec<u64>,
+    /// `None`: a reader.
+    pub writer: Option<Writer>,
+    /// Where the durable records end.
+    pub committed: IndexMeta,
+    pub publisher: Option<Publisher>,
+    pub report: OpenReport,
+    /// `None`: a reader.
+    pub lock: Option<File>,
+}
+
+impl Opened<'_> {
+    pub(crate) fn into_log(self) -> Log {
+        let committed = self.committed;
+        let read_only = self.writer.is_none();
+        let (writer, writer_segment, writer_offset_bytes) = match self.writer {
+            Some(w) => (Some(w.file), w.segment, w.offset_bytes),
+            None => (None, committed.segment, committed.end_offset_bytes),
+        };
+        Log {
+            dir: self.dir.to_path_buf(),
+            segments_dir: self.dir.join(SEGMENTS_DIR),
+            options: self.options,
+            db: self.db,
+            index_dir: self.dir.join(INDEX_DIR),
+            stream_index: self.stream_index,
+            streams: self.streams,
+            kv: Some(self.kv),
+            segments: self.segments,
+            writer,
+            writer_segment,
+            writer_offset_bytes,
+            durable_end: committed.next_position,
+            durable_hash: committed.last_hash,
+            last_record: (committed.segment, committed.last_record_offset_bytes),
+            last_record_end_bytes: committed.end_offset_bytes,
+            submitted_end: committed.next_position,
+            in_flight: VecDeque::new(),
+            last_seq: 0,
+            syncer: Syncer::new(committed.last_hash, self.publisher),
+            spare_entries: Vec::new(),
+            table_clear_due: false,
+            staged: Vec::new(),
+            staged_records: 0,
+            staged_entries: Vec::new(),
+            staged_last_offset: 0,
+            lookup_file: std::sync::Mutex::new(None),
+            broken: None,
+            quarantined: AtomicBool::new(false),
+            report: self.report,
+            read_only,
+            _lock: self.lock,
+        }
+    }
+}
+
 /// The segment written to from now on.
-struct Writer {
+pub(crate) struct Writer {
     file: Arc<File>,
     segment: u64,
     offset_bytes: u64,
@@ -437,7 +509,7 @@ fn open_kv(
 
 /// Checks that the record the index meta names as its last is really there.
 /// Outer error: I/O; inner error: why the meta does not match the segments.
-fn validate_meta(
+pub(crate) fn validate_meta(
     meta: &IndexMeta,
     segments: &[u64],
     segments_dir: &Path,

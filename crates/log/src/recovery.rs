@@ -124,6 +124,8 @@ struct IndexSink<'a> {
     pending: Vec<PendingEntry>,
     pending_hash: [u8; 32],
     records_indexed: u64,
+    /// Whether a full tail is written as a run (the writer's open; never a reader's).
+    flush_runs: bool,
 }
 
 impl UnitSink for IndexSink<'_> {
@@ -161,7 +163,7 @@ impl UnitSink for IndexSink<'_> {
         self.committed.end_offset_bytes = end_offset_bytes;
         self.committed.last_record_offset_bytes = last_offset;
         self.committed.last_hash = self.pending_hash;
-        if self.stream_index.tail.len() >= INDEX_FLUSH_RECORDS {
+        if self.flush_runs && self.stream_index.tail.len() >= INDEX_FLUSH_RECORDS {
             self.stream_index.flush(self.committed)?;
             if self.streams.len() > STREAM_TABLE_MAX {
                 self.streams.clear();
@@ -183,16 +185,29 @@ pub(crate) struct Recovered {
     pub truncated_records: u64,
 }
 
+/// Where a scan stops.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ScanTo {
+    /// To the end of the last segment, whose torn tail the writer's open cuts away later;
+    /// a full index tail is written as a run on the way if `flush_runs` (the writer's open;
+    /// never a reader's).
+    LastSegment { flush_runs: bool },
+    /// A reader: exactly to this durable end (in the last of the segments given, which is
+    /// read no further), every frame before it acknowledged; nothing is written.
+    Durable(IndexMeta),
+}
+
 /// Scans `segments` from `start` (where the index reaches; `resume`: it says so, else from
-/// position 0) to the end, indexing every complete unit into `stream_index` and `streams`.
-/// `Corrupt` on damage; nothing is changed on disk here.
+/// position 0) to where `to` says, indexing every complete unit into `stream_index` and
+/// `streams`. `Corrupt` on damage; nothing is changed on disk here but index runs
+/// (`ScanTo::LastSegment { flush_runs: true }` only).
 pub(crate) fn recover(
     stream_index: &mut StreamIndex,
     streams: &mut StreamTable,
     segments: &[u64],
     segments_dir: &Path,
-    start: IndexMeta,
-    resume: bool,
+    (start, resume): (IndexMeta, bool),
+    to: ScanTo,
 ) -> Result<Recovered, LogError> {
     let start_index = if resume {
         segments.partition_point(|&s| s < start.segment)
@@ -207,6 +222,7 @@ pub(crate) fn recover(
         pending: Vec::new(),
         pending_hash: start.last_hash,
         records_indexed: 0,
+        flush_runs: matches!(to, ScanTo::LastSegment { flush_runs: true }),
     };
     let mut chain = Chain::at(start.next_position, start.last_hash);
     let mut last_segment_end = start.end_offset_bytes;
@@ -216,10 +232,20 @@ pub(crate) fn recover(
         } else {
             0
         };
-        let source = FrameReader::open(segment::segment_path(segments_dir, segment), start_offset)?;
+        let path = segment::segment_path(segments_dir, segment);
+        let (source, is_last) = match to {
+            ScanTo::LastSegment { .. } => (
+                FrameReader::open(path, start_offset)?,
+                i + 1 == segments.len(),
+            ),
+            ScanTo::Durable(end) if segment == end.segment => (
+                FrameReader::open_until(path, start_offset, end.end_offset_bytes)?,
+                false,
+            ),
+            ScanTo::Durable(_) => (FrameReader::open(path, start_offset)?, false),
+        };
         let named = (start_offset == 0).then_some(segment);
         sink.segment = segment;
-        let is_last = i + 1 == segments.len();
         let scanned = scan_segment(source, named, chain, is_last, &mut sink)?;
         chain = scanned.chain;
         last_segment_end = scanned.units_end_offset;

@@ -82,10 +82,22 @@ pub(crate) struct FrameReader {
     reader: BufReader<File>,
     offset_bytes: u64,
     body: Vec<u8>,
+    /// The reader ends here (a reader of the log stops at the durable end).
+    end_bytes: u64,
 }
 
 impl FrameReader {
     pub fn open(path: PathBuf, start_offset_bytes: u64) -> Result<Self, LogError> {
+        FrameReader::open_until(path, start_offset_bytes, u64::MAX)
+    }
+
+    /// As [`open`](FrameReader::open), but the frames end at `end_bytes`: what lies after it
+    /// is not read.
+    pub fn open_until(
+        path: PathBuf,
+        start_offset_bytes: u64,
+        end_bytes: u64,
+    ) -> Result<Self, LogError> {
         let mut file = files::open_read(&path, "opening segment")?;
         if start_offset_bytes > 0 {
             file.seek(SeekFrom::Start(start_offset_bytes))
@@ -96,6 +108,7 @@ impl FrameReader {
             reader: BufReader::with_capacity(READ_BUFFER_BYTES, file),
             offset_bytes: start_offset_bytes,
             body: Vec::new(),
+            end_bytes,
         })
     }
 
@@ -103,6 +116,9 @@ impl FrameReader {
     /// (still at the bad frame).
     pub fn next_frame(&mut self) -> Result<Step<'_>, LogError> {
         let start = self.offset_bytes;
+        if start >= self.end_bytes {
+            return Ok(Step::End);
+        }
         let mut header = [0u8; FRAME_HEADER_BYTES];
         let got = read_full(&mut self.reader, &mut header)
             .map_err(|e| io_err("reading segment", &self.path, e))?;

@@ -274,6 +274,50 @@ impl FlushJob {
     }
 }
 
+/// Listings of the stream-index runs a reader makes before it does without them.
+const LISTINGS_MAX: u32 = 16;
+
+/// The longest chain of `candidates` from position 0, always the run reaching furthest;
+/// and the runs left over.
+fn chain_from_zero(mut candidates: Vec<Run>) -> (Vec<Run>, Vec<Run>) {
+    candidates.sort_by_key(|r| (r.from, std::cmp::Reverse(r.to)));
+    let mut runs: Vec<Run> = Vec::new();
+    let mut leftovers = Vec::new();
+    let mut next = 0u64;
+    for run in candidates {
+        if run.from == next {
+            next = run.to;
+            runs.push(run);
+        } else {
+            leftovers.push(run);
+        }
+    }
+    (runs, leftovers)
+}
+
+/// The usable runs in `dir`, for a reader: `None` if one vanished while they were opened
+/// (list again); none at all if there is no directory.
+fn read_only_candidates(dir: &Path) -> Result<Option<Vec<Run>>, LogError> {
+    let listed = match list_files(dir) {
+        Ok(listed) => listed,
+        Err(e) if crate::files::is_not_found(&e) => return Ok(Some(Vec::new())),
+        Err(e) => return Err(e),
+    };
+    let mut candidates = Vec::new();
+    for (name, path) in listed {
+        let Some((from, to)) = parse_run_name(&name) else {
+            continue;
+        };
+        match load_run(&path, from, to) {
+            Ok(Ok(run)) => candidates.push(run),
+            Ok(Err(_unusable)) => {}
+            Err(e) if crate::files::is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(candidates))
+}
+
 /// Checks a run's meta against the segments: outer error I/O, inner error
 /// why the run does not match them.
 pub(crate) type MetaCheck<'a> = dyn FnMut(&IndexMeta) -> Result<Result<(), String>, LogError> + 'a;
@@ -317,16 +361,9 @@ impl StreamIndex {
         }
         // The chain: from 0, always the run reaching furthest. Runs left over
         // (inputs of a merge that was interrupted) are deleted.
-        candidates.sort_by_key(|r| (r.from, std::cmp::Reverse(r.to)));
-        let mut runs: Vec<Run> = Vec::new();
-        let mut next = 0u64;
-        for run in candidates {
-            if run.from == next {
-                next = run.to;
-                runs.push(run);
-            } else {
-                remove_file(&run.path)?;
-            }
+        let (mut runs, leftovers) = chain_from_zero(candidates);
+        for run in leftovers {
+            remove_file(&run.path)?;
         }
         while let Some(last) = runs.last() {
             match validate(&last.meta)? {
@@ -338,22 +375,52 @@ impl StreamIndex {
                 }
             }
         }
+        Ok((StreamIndex::of_runs(dir, runs)?, dropped))
+    }
+
+    /// Opens the runs in `dir` for a reader (a read-only log): chosen as
+    /// [`open`](StreamIndex::open) chooses them, but nothing is written or deleted: a run that
+    /// fails its checks is passed over, and the chain ends before a last run `validate`
+    /// refuses. A run the writer's merge deleted after the listing is met by listing again,
+    /// at most [`LISTINGS_MAX`] times; then the reader starts with no runs (and indexes the
+    /// segments itself).
+    pub fn open_read_only(
+        dir: &Path,
+        validate: &mut MetaCheck<'_>,
+    ) -> Result<StreamIndex, LogError> {
+        for _ in 0..LISTINGS_MAX {
+            let Some(candidates) = read_only_candidates(dir)? else {
+                continue;
+            };
+            let (mut runs, _leftovers) = chain_from_zero(candidates);
+            while let Some(last) = runs.last() {
+                match validate(&last.meta)? {
+                    Ok(()) => break,
+                    Err(_) => {
+                        runs.pop();
+                    }
+                }
+            }
+            return StreamIndex::of_runs(dir, runs);
+        }
+        StreamIndex::of_runs(dir, Vec::new())
+    }
+
+    /// The index over `runs` (a chain from position 0), with an empty tail.
+    fn of_runs(dir: &Path, runs: Vec<Run>) -> Result<StreamIndex, LogError> {
         let mut sparse = Vec::new();
         for run in &runs {
             sparse.extend(sparse_of_run(run)?);
         }
         let tail_from = runs.last().map_or(0, |r| r.to);
-        Ok((
-            StreamIndex {
-                dir: dir.to_path_buf(),
-                runs: runs.into_iter().map(Arc::new).collect(),
-                flushing: None,
-                tail: Vec::new(),
-                tail_from,
-                sparse,
-            },
-            dropped,
-        ))
+        Ok(StreamIndex {
+            dir: dir.to_path_buf(),
+            runs: runs.into_iter().map(Arc::new).collect(),
+            flushing: None,
+            tail: Vec::new(),
+            tail_from,
+            sparse,
+        })
     }
 
     /// The meta of the last run (how far the runs reach), if any.

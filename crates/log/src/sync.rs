@@ -43,6 +43,18 @@ impl Log {
         }
     }
 
+    /// [`check_usable`](Log::check_usable), and refuses a read-only log: for everything that
+    /// takes records or writes.
+    pub(crate) fn check_writable(&self) -> Result<(), LogError> {
+        self.check_usable()?;
+        if self.read_only {
+            return Err(LogError::ReadOnly {
+                dir: self.dir.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Whether the next batch goes to a new segment.
     fn roll_due(&self) -> bool {
         self.writer_offset_bytes >= self.options.segment_bytes_max && self.writer_offset_bytes != 0
@@ -60,7 +72,7 @@ impl Log {
         let file = segment::create_segment(&self.segments_dir, first_position)?;
         // From here the new, empty segment is the current one: a valid state
         // even if syncing the directory fails below.
-        self.writer = Arc::new(file);
+        self.writer = Some(Arc::new(file));
         self.writer_segment = first_position;
         self.writer_offset_bytes = 0;
         self.segments.push(first_position);
@@ -139,6 +151,13 @@ impl Log {
             self.discard_staged();
             return Err(e);
         }
+        let Some(writer) = self.writer.clone() else {
+            // Unreachable: a read-only log has nothing staged (`append` refuses).
+            self.discard_staged();
+            return Err(LogError::ReadOnly {
+                dir: self.dir.clone(),
+            });
+        };
         let bytes = std::mem::replace(&mut self.staged, self.syncer.shared.take_buffer());
         let entries = std::mem::replace(
             &mut self.staged_entries,
@@ -159,11 +178,18 @@ impl Log {
         let job = Job {
             end_hash: Arc::clone(&batch.end_hash),
             seq,
-            file: Arc::clone(&self.writer),
+            file: writer,
             path: segment::segment_path(&self.segments_dir, self.writer_segment),
             write_start,
             bytes,
             keep_bytes_max: STAGED_KEEP_BYTES,
+            end: IndexMeta {
+                next_position: batch.end_position,
+                segment: batch.segment,
+                end_offset_bytes: write_start + batch.bytes,
+                last_record_offset_bytes: batch.last_record_offset_bytes,
+                last_hash: [0; 32],
+            },
         };
         self.syncer.submit(job);
         self.last_seq = seq;
@@ -308,7 +334,7 @@ impl Log {
     /// others).
     pub fn flush_index(&mut self) -> Result<(), LogError> {
         self.apply_synced();
-        self.check_usable()?;
+        self.check_writable()?;
         self.flush_tail()
     }
 

@@ -13,6 +13,9 @@
 //!   next batches meanwhile.
 //!
 //! A ticket resolves when its batch *and every batch before it* is durable.
+//! After each `fdatasync`, and before the tickets it covers resolve, the fsyncer
+//! rewrites the durable end file (`durable_end`) for readers in other
+//! processes: one positioned write of 77 bytes per sync, never more than is synced.
 //!
 //! The writer completes the hash chain: `append` encodes frames with zeros
 //! where the previous record's hash and the crc go, and the writer, which sees
@@ -41,8 +44,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
+use crate::durable_end::Publisher;
 use crate::error::LogError;
 use crate::frame;
+use crate::index::IndexMeta;
 
 /// Batches handed to the syncer and not yet known durable, at most. A caller
 /// that starts one more waits for the oldest first (bounds memory and
@@ -67,6 +72,9 @@ pub(crate) struct Job {
     pub end_hash: Arc<OnceLock<[u8; 32]>>,
     /// A buffer larger than this is dropped after the write, not reused.
     pub keep_bytes_max: usize,
+    /// Where the batch ends: what the durable end file says once it is durable (its hash is
+    /// filled in from `end_hash` once sealed).
+    pub end: IndexMeta,
 }
 
 /// A batch in the page cache, waiting for its `fdatasync`.
@@ -75,6 +83,8 @@ struct Written {
     file: Arc<File>,
     path: PathBuf,
     write_start: u64,
+    /// Where the batch ends, hash included.
+    end: IndexMeta,
 }
 
 /// Why a batch could not be made durable.
@@ -232,21 +242,31 @@ pub(crate) struct Syncer {
     threads: Vec<JoinHandle<()>>,
     /// The hash of the last durable record when the threads start.
     chain_hash: [u8; 32],
+    /// Where the fsyncer publishes the durable end for readers (`None`: a read-only log,
+    /// which never starts the threads).
+    publisher: Option<Arc<Publisher>>,
 }
 
 impl Syncer {
-    /// `chain_hash`: the hash of the log's last record (zeros if none).
-    pub fn new(chain_hash: [u8; 32]) -> Syncer {
+    /// `chain_hash`: the hash of the log's last record (zeros if none); `publisher`: where
+    /// the durable end is published after each `fdatasync`.
+    pub fn new(chain_hash: [u8; 32], publisher: Option<Publisher>) -> Syncer {
         Syncer {
             shared: Shared::new(),
             threads: Vec::new(),
             chain_hash,
+            publisher: publisher.map(Arc::new),
         }
     }
 
     /// Starts the threads if they are not running yet.
     pub fn start(&mut self) -> Result<(), LogError> {
         if self.threads.is_empty() {
+            let Some(publisher) = self.publisher.clone() else {
+                return Err(LogError::InvalidInput(
+                    "a read-only log has no syncer".into(),
+                ));
+            };
             let spawn = |name: &str, body: Box<dyn FnOnce() + Send>| {
                 std::thread::Builder::new()
                     .name(name.into())
@@ -259,7 +279,10 @@ impl Syncer {
                     })
             };
             let shared = Arc::clone(&self.shared);
-            let fsyncer = spawn("gongji-log-fsync", Box::new(move || run_fsyncer(&shared)))?;
+            let fsyncer = spawn(
+                "gongji-log-fsync",
+                Box::new(move || run_fsyncer(&shared, &publisher)),
+            )?;
             let shared = Arc::clone(&self.shared);
             let chain_hash = self.chain_hash;
             let writer = spawn(
@@ -369,13 +392,17 @@ fn write_one(shared: &Shared, job: &Job) {
     if shared.lock().failed.is_some() {
         return;
     }
-    match write_all_at(&job.file, &job.bytes, job.write_start) {
+    match crate::files::write_all_at(&job.file, &job.bytes, job.write_start) {
         Ok(()) => {
             shared.lock().written.push_back(Written {
                 seq: job.seq,
                 file: Arc::clone(&job.file),
                 path: job.path.clone(),
                 write_start: job.write_start,
+                end: IndexMeta {
+                    last_hash: job.end_hash.get().copied().unwrap_or_default(),
+                    ..job.end
+                },
             });
             shared.to_sync.notify_one();
         }
@@ -404,8 +431,10 @@ fn cut_back(file: &File, path: &std::path::Path, len: u64, mut message: String) 
     message
 }
 
-/// `fdatasync`s everything written, once per segment, and publishes it.
-fn run_fsyncer(shared: &Shared) {
+/// `fdatasync`s everything written, once per segment, and publishes it: first in the durable
+/// end file (for readers in other processes), then to the tickets. A batch whose end cannot be
+/// published fails like one that cannot be synced (without the cut: its bytes are durable).
+fn run_fsyncer(shared: &Shared, publisher: &Publisher) {
     let _guard = PanicGuard {
         shared,
         writer: false,
@@ -436,6 +465,25 @@ fn run_fsyncer(shared: &Shared) {
             } else {
                 file.sync_data()
             };
+            let last = &written[end - 1];
+            let publishable = shared
+                .lock()
+                .failed
+                .as_ref()
+                .is_none_or(|f| last.seq < f.seq);
+            if synced.is_ok() && publishable {
+                if let Err(e) = publisher.publish(&last.end) {
+                    shared.fail(Failure {
+                        seq: first.seq,
+                        kind: e.kind(),
+                        message: format!(
+                            "publishing the durable end in {}: {e}",
+                            publisher.path().display()
+                        ),
+                    });
+                    break;
+                }
+            }
             match synced {
                 Ok(()) => {
                     let mut state = shared.lock();
@@ -466,28 +514,6 @@ fn run_fsyncer(shared: &Shared) {
             start = end;
         }
     }
-}
-
-#[cfg(unix)]
-fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
-}
-
-#[cfg(windows)]
-fn write_all_at(file: &File, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !bytes.is_empty() {
-        match file.seek_write(bytes, offset) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                bytes = &bytes[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// What a [`SyncTicket`] waits on: a backend's own record of which of its batches are durable.

@@ -28,8 +28,9 @@ impl Log {
 
     /// [`Log::verify`] without the quarantine (`clear_quarantine` writes its own marker).
     pub(crate) fn verify_records(&self, progress: &mut dyn FnMut(u64)) -> Result<u64, LogError> {
-        // Batches in flight lie beyond the durable end, being written: stop there.
-        let in_flight = !self.in_flight.is_empty();
+        // Batches in flight lie beyond the durable end, being written: stop there. So does a
+        // reader: what lies beyond the durable end it opened at is the writer's.
+        let in_flight = !self.in_flight.is_empty() || self.read_only;
         let stop_at_durable_end = |chain: Chain, open_unit_records: u64| {
             in_flight && chain.next_position() == self.durable_end && open_unit_records == 0
         };

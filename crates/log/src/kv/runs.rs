@@ -144,6 +144,18 @@ impl RunsKv {
         Ok((store, unusable))
     }
 
+    /// The store over `runs` (oldest first) with `checkpoint`, as a manifest named them: for
+    /// reading only (the read-only overlay's base never writes).
+    pub(crate) fn of_runs(dir: &Path, runs: Vec<Arc<Run>>, checkpoint: Option<u64>) -> RunsKv {
+        RunsKv {
+            shared: Arc::new(Shared {
+                dir: dir.to_path_buf(),
+                current: RwLock::new(Arc::new(Snapshot { runs, checkpoint })),
+                next_seq: Mutex::new(0),
+            }),
+        }
+    }
+
     fn snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(
             &self

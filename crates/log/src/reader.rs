@@ -1,0 +1,163 @@
+//! Opening a log to read beside its writer: [`Log::open_read_only`].
+//!
+//! A reader takes no lock and writes nothing: no torn tail is cut, no index run, projection
+//! or durable end file is written (one exception, as for every finder of damage: a damaged
+//! durable record found by `verify` or a read is remembered in `DIR/QUARANTINE`, so that the
+//! writer's next open refuses). It sees the log up to a durable end, the greatest of:
+//! * the durable end the writer published in `DIR/DURABLE_END` (`durable_end`), written only
+//!   after an `fdatasync`;
+//! * the end of the stream index's runs, written only from durable records.
+//!
+//! Both are checked against the segments (the record they name is there, with their hash),
+//! and the scan to that end must find every frame whole. So a reader never sees a record that
+//! a crash could lose — not even a killed writer's bytes that reached the page cache but no
+//! `fdatasync` (they appear once the next writer's open has synced them). With no durable end
+//! published (a log no writer of this version wrote) or one the segments do not match
+//! (damage), the reader scans to the end of the complete units as recovery would, cutting
+//! nothing, so that damage is named (`Corrupt`) rather than hidden behind a shorter log.
+//!
+//! The projection store is the runs store as the writer left it, read before the durable
+//! end (so its checkpoint, stored only after its records were durable and published, is
+//! never beyond it), under a layer in memory (`kv::overlay`): the projection layer folds
+//! the records after the checkpoint into the layer. With `--projections sled` too: sled
+//! locks its directory, so a reader never opens it and reads the runs store (each store
+//! keeps its own checkpoint; one without any is folded from the start, in memory).
+//!
+//! Files replaced while a reader opens: a run deleted by the writer's merge between a
+//! listing (or the manifest) and its open makes the reader list again (bounded); once
+//! open, a run stays readable through its handle. The manifest is replaced by a rename,
+//! so it is always whole. A rebuild clearing the store leaves a manifest without a
+//! checkpoint: the reader then folds from the start.
+
+use std::path::Path;
+
+use crate::index::IndexMeta;
+use crate::kv::overlay::{self, OverlayKv};
+use crate::open::{validate_meta, Opened, INDEX_DIR, PROJECTIONS_DIR, SEGMENTS_DIR, STREAMS_DIR};
+use crate::recovery::{self, ScanTo};
+use crate::streams::{StreamIndex, StreamTable};
+use crate::{durable_end, files, quarantine, segment, Kv, Log, LogError, LogOptions, OpenReport};
+
+impl Log {
+    /// Opens the log in `dir` for reading beside its writer (see the module documentation):
+    /// no lock, nothing written, reads up to a durable end. Refuses a directory with no log
+    /// (`segments` missing) and a quarantined log, as [`Log::open_with`] does. Every append,
+    /// sync with records, index flush and projection write on it is refused with
+    /// [`LogError::ReadOnly`] (projection writes land in memory).
+    pub fn open_read_only(dir: &Path, options: LogOptions) -> Result<Log, LogError> {
+        files::refuse_links_in(dir)?;
+        if let Some(marker) = quarantine::read(dir)? {
+            return Err(quarantine::refusal(dir, marker));
+        }
+        let segments_dir = dir.join(SEGMENTS_DIR);
+        let index_dir = dir.join(INDEX_DIR);
+        // As at the writer's open: no link inside `index` is followed (a reader only reads,
+        // but what it reads must be the log's own).
+        match files::refuse_links_in(&index_dir) {
+            Err(e) if files::is_not_found(&e) => {}
+            refused => refused?,
+        }
+        // The store first: its checkpoint is then never beyond the durable end read after it.
+        let base = overlay::open_base(&index_dir.join(PROJECTIONS_DIR))?;
+        let published = durable_end::read(dir)?;
+        let mut segments = segment::list_segments(&segments_dir)?;
+        let mut validate = |meta: &IndexMeta| validate_meta(meta, &segments, &segments_dir);
+        let mut stream_index =
+            StreamIndex::open_read_only(&index_dir.join(STREAMS_DIR), &mut validate)?;
+        let runs_meta = stream_index.runs_meta();
+        let to = scan_target(published, runs_meta, &segments, &segments_dir)?;
+        if let ScanTo::Durable(end) = to {
+            segments.retain(|&s| s <= end.segment);
+        }
+        let mut streams = StreamTable::default();
+        let recovered = recovery::recover(
+            &mut stream_index,
+            &mut streams,
+            &segments,
+            &segments_dir,
+            (
+                runs_meta.unwrap_or_else(IndexMeta::empty),
+                runs_meta.is_some(),
+            ),
+            to,
+        )
+        .map_err(|e| quarantine::remember_damage(dir, e, "open_read_only", false))?;
+        let end = recovered.committed;
+        if let ScanTo::Durable(durable) = to {
+            check_reached(&end, &durable, &segments_dir)?;
+        }
+        segments.retain(|&s| s <= end.segment);
+        // A store ahead of the durable end (its checkpoint outlived a durable end file a crash
+        // set back) cannot be folded onto: the reader folds from the start instead.
+        let base = base.filter(|b| b.checkpoint().is_none_or(|c| c <= end.next_position));
+        let report = OpenReport {
+            records_indexed: recovered.records_indexed,
+            ..OpenReport::default()
+        };
+        Ok(Opened {
+            dir,
+            options,
+            db: None,
+            stream_index,
+            streams,
+            kv: Kv::overlay(OverlayKv::new(base)),
+            segments,
+            writer: None,
+            committed: end,
+            publisher: None,
+            report,
+            lock: None,
+        }
+        .into_log())
+    }
+
+    /// Whether this log was opened by [`Log::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+}
+
+/// Where a reader's scan goes: to the greater of the published durable end and the index
+/// runs' end, if a durable end is published and matches the segments; else (a log no writer of
+/// this version wrote, or a durable end the segments do not match: damage, which the scan then
+/// names) to the end of the complete units, as the writer's recovery would.
+fn scan_target(
+    published: Option<IndexMeta>,
+    runs_meta: Option<IndexMeta>,
+    segments: &[u64],
+    segments_dir: &Path,
+) -> Result<ScanTo, LogError> {
+    let published = match published {
+        Some(p) if p.next_position == 0 => Some(p),
+        Some(p) => validate_meta(&p, segments, segments_dir)?.ok().map(|()| p),
+        None => None,
+    };
+    Ok(match published {
+        Some(p) => ScanTo::Durable(match runs_meta {
+            Some(runs) if runs.next_position > p.next_position => runs,
+            _ => p,
+        }),
+        None => ScanTo::LastSegment { flush_runs: false },
+    })
+}
+
+/// The scan must end exactly at the durable end it was given: anything else is damage.
+fn check_reached(
+    reached: &IndexMeta,
+    end: &IndexMeta,
+    segments_dir: &Path,
+) -> Result<(), LogError> {
+    if reached.next_position == end.next_position && reached.last_hash == end.last_hash {
+        return Ok(());
+    }
+    Err(LogError::Corrupt {
+        position: reached.next_position,
+        segment: segment::segment_path(segments_dir, end.segment),
+        offset: reached.end_offset_bytes,
+        reason: format!(
+            "the segments' complete records end at position {}, but {} records were made \
+             durable",
+            reached.next_position, end.next_position
+        ),
+    })
+}
