@@ -5,8 +5,10 @@ use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use gongji_ledger::LineOutcome;
-use gongji_recon::render::{terminal_safe, terminal_safe_json};
-use serde_json::{json, Value};
+use gongji_recon::render::terminal_safe;
+use serde_json::Value;
+
+use gongji_server::answers::write_outcome_json;
 
 use crate::print;
 
@@ -18,33 +20,21 @@ pub fn print_outcomes(
 ) -> io::Result<usize> {
     let mut rejected = 0;
     for (line, outcome) in outcomes {
+        if matches!(outcome, LineOutcome::Rejected(_)) {
+            rejected += 1;
+        }
         match outcome {
+            _ if json => write_outcome_json(out, *line, outcome)?,
             LineOutcome::Applied(result) => {
-                if json {
-                    // Written straight to the output: no intermediate JSON value per line.
-                    write!(out, "{{\"line\":{line},\"ok\":true,\"result\":")?;
-                    serde_json::to_writer(&mut *out, result)?;
-                    writeln!(out, "}}")?;
-                } else {
-                    let value = serde_json::to_value(result)?;
-                    writeln!(out, "line {line}: ok  {}", terminal_safe(&inline(&value)))?;
-                }
+                let value = serde_json::to_value(result)?;
+                writeln!(out, "line {line}: ok  {}", terminal_safe(&inline(&value)))?;
             }
-            LineOutcome::Rejected(rejection) => {
-                rejected += 1;
-                if json {
-                    let error = json!({"code": rejection.code, "message": rejection.message});
-                    let said = json!({"line": line, "ok": false, "error": error}).to_string();
-                    writeln!(out, "{}", terminal_safe_json(&said))?;
-                } else {
-                    writeln!(
-                        out,
-                        "line {line}: REJECTED {}: {}",
-                        rejection.code,
-                        terminal_safe(&rejection.message)
-                    )?;
-                }
-            }
+            LineOutcome::Rejected(rejection) => writeln!(
+                out,
+                "line {line}: REJECTED {}: {}",
+                rejection.code,
+                terminal_safe(&rejection.message)
+            )?,
         }
     }
     Ok(rejected)

@@ -7,11 +7,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use gongji_ledger::{not_enrolled, AsOf, Ledger, LedgerError};
+use gongji_server::answers;
 use serde_json::{json, Value};
 
-use crate::args::{
-    self, AsOfArgs, Asked, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs,
-};
+use crate::args::{self, AsOfArgs, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs};
 use crate::open::open;
 use crate::output;
 use crate::print;
@@ -58,7 +57,7 @@ pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, String> {
         )
         .map_err(|e| e.to_string())?;
     match answer {
-        Ok(view) => found(Some(stated(json!(view), &asked)), args.json, ""),
+        Ok(view) => found(Some(asked.stated(view)), args.json, ""),
         Err(why) => found(None, args.json, &why),
     }
 }
@@ -75,14 +74,8 @@ fn member_view<T: serde::Serialize>(
     let asked = as_of.parse()?;
     let ledger = open(data)?;
     let view = query(&ledger, &asked.as_of).map_err(|e| e.to_string())?;
-    let answer = view.map(|v| stated(json!(v), &asked));
+    let answer = view.map(|v| asked.stated(v));
     found(answer, json, &not_enrolled(member, &asked.as_of))
-}
-
-/// The answer with the zone it depends on stated ([`Asked::state`]).
-fn stated(mut answer: Value, asked: &Asked) -> Value {
-    asked.state(&mut answer);
-    answer
 }
 
 pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, String> {
@@ -92,12 +85,9 @@ pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, String> {
         .fund_at(&args.region, &asked.as_of)
         .map_err(|e| e.to_string())?;
     found(
-        view.map(|v| stated(json!(v), &asked)),
+        view.map(|v| asked.stated(v)),
         args.json,
-        &format!(
-            "region {} has no fund or policy in this ledger",
-            args.region
-        ),
+        &answers::no_fund(&args.region),
     )
 }
 
@@ -105,16 +95,12 @@ pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, String> {
     let from = args::day("--from", &args.from)?;
     let to = args::day("--to", &args.to)?;
     let ledger = open(data)?;
-    let entries = ledger.history(&args.member).map_err(|e| e.to_string())?;
-    if entries.is_empty() {
-        let missing = format!("member {} has no events", args.member);
-        return found(None, args.json, &missing);
-    }
-    let entries = entries.into_iter().filter(|e| {
-        let date = e.event.date();
-        from.is_none_or(|f| date >= f) && to.is_none_or(|t| date <= t)
-    });
-    let values: Vec<Value> = entries.map(|entry| json!(entry)).collect();
+    let values = match answers::history_between(&ledger, &args.member, from, to)
+        .map_err(|e| e.to_string())?
+    {
+        Ok(values) => values,
+        Err(missing) => return found(None, args.json, &missing),
+    };
     let lines: Vec<String> = if args.json {
         values.iter().map(Value::to_string).collect()
     } else if values.is_empty() {
@@ -143,21 +129,19 @@ pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, String> {
 /// `gongji policy list`: every region's policy versions.
 pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, String> {
     let ledger = open(data)?;
-    let mut lines = Vec::new();
-    for region in ledger.policy_regions().map_err(|e| e.to_string())? {
-        for policy in ledger.policies(&region).map_err(|e| e.to_string())? {
-            let value = json!({"region": region, "version": policy.version, "effective": policy.effective, "year_start": policy.year_start});
-            let line = if json {
+    let values = answers::policy_lines(&ledger).map_err(|e| e.to_string())?;
+    let lines: Vec<String> = values
+        .iter()
+        .map(|value| {
+            if json {
                 value.to_string()
             } else {
-                format!(
-                    "{region}  {}  effective {}",
-                    policy.version, policy.effective
-                )
-            };
-            lines.push(line);
-        }
-    }
+                let field = |name: &str| value[name].as_str().unwrap_or_default().to_string();
+                let (region, version) = (field("region"), field("version"));
+                format!("{region}  {version}  effective {}", field("effective"))
+            }
+        })
+        .collect();
     print_lines(json, &lines)
 }
 

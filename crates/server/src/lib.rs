@@ -1,0 +1,3 @@
+//! Gongji as a service (in progress).
+
+pub mod answers;
