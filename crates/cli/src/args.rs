@@ -72,6 +72,13 @@ pub enum Cmd {
     },
     /// Drop every projection and rebuild them from the log.
     Rebuild,
+    /// Serve the ledger over HTTP, as its only writer (see docs/service.md).
+    Serve(crate::serve::ServeArgs),
+    /// The service's tokens: add one (printed once), list them, revoke one.
+    Token {
+        #[command(subcommand)]
+        action: crate::serve::TokenCmd,
+    },
 }
 
 #[derive(clap::Args)]

@@ -6,7 +6,7 @@
 //! `main` turns an error into `gongji: MESSAGE` and exit status 2; everything is printed
 //! through `print` (a closed standard output ends the output quietly, never in a panic); `try_main` dispatches to one
 //! small function per command, in the module of its kind: `apply` (commands that write),
-//! `query`, `audit` (auditors and operators), `reconcile`.
+//! `query`, `audit` (auditors and operators), `reconcile`, `serve` (the service and its tokens).
 
 mod apply;
 mod args;
@@ -16,6 +16,7 @@ mod output;
 mod print;
 mod query;
 mod reconcile;
+mod serve;
 
 /// mimalloc rather than the system allocator: `apply` and `rebuild` allocate and free small
 /// strings and buffers by the million (about a fifth of their instructions went to glibc's
@@ -78,5 +79,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, String> {
             PolicyCmd::List { json } => query::policy_list(data, json),
         },
         Cmd::Rebuild => audit::rebuild(data),
+        Cmd::Serve(args) => serve::serve(data, &args),
+        Cmd::Token { action } => serve::token(data, &action),
     }
 }
