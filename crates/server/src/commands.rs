@@ -85,10 +85,7 @@ pub async fn post_commands(
         stall_max: app.limits.answer_stall_max,
         metrics: app.metrics.clone(),
     };
-    let reader = BodyReader {
-        chunks: chunks_out,
-        current: Bytes::new(),
-    };
+    let reader = BodyReader::new(chunks_out);
     tokio::task::spawn_blocking(move || {
         run_stream(held, reader, sink);
         feeder.abort();
@@ -136,23 +133,68 @@ async fn feed(
     }
 }
 
-/// The request body as a [`Read`], for the ledger's reader thread (it blocks there).
+/// The request body as a [`Read`], for the ledger's reader thread (it blocks there). It hands
+/// over whole lines when it can: the part of a line whose end has not arrived is held back
+/// (up to [`HELD_BYTES_MAX`]) until it does, so that the ledger's reader, which answers what
+/// it has as soon as its buffer runs dry, is not kept waiting on half a line meanwhile. At the
+/// body's end a last line without its newline is handed over; if the body breaks off, it is
+/// not (a cut line is never applied).
 struct BodyReader {
     chunks: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
+    /// Ready to be read.
+    ready: Bytes,
+    /// The start of a line whose end has not arrived.
+    held: Vec<u8>,
+}
+
+/// Most bytes of an unfinished line held back; past it they are handed over (the ledger's
+/// reader bounds the line itself).
+const HELD_BYTES_MAX: usize = 64 * 1024;
+
+impl BodyReader {
+    fn new(chunks: mpsc::Receiver<io::Result<Bytes>>) -> BodyReader {
+        BodyReader {
+            chunks,
+            ready: Bytes::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// Takes in one chunk: what ends with its last newline becomes ready, the rest is held.
+    fn take_in(&mut self, chunk: Bytes) {
+        match chunk.iter().rposition(|b| *b == b'\n') {
+            Some(end) if self.held.is_empty() => {
+                self.ready = chunk.slice(..=end);
+                self.held.extend_from_slice(&chunk[end + 1..]);
+            }
+            Some(end) => {
+                let mut ready = std::mem::take(&mut self.held);
+                ready.extend_from_slice(&chunk[..=end]);
+                self.ready = Bytes::from(ready);
+                self.held.extend_from_slice(&chunk[end + 1..]);
+            }
+            None => {
+                self.held.extend_from_slice(&chunk);
+                if self.held.len() >= HELD_BYTES_MAX {
+                    self.ready = Bytes::from(std::mem::take(&mut self.held));
+                }
+            }
+        }
+    }
 }
 
 impl Read for BodyReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
+        while self.ready.is_empty() {
             match self.chunks.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
+                Some(Ok(chunk)) => self.take_in(chunk),
                 Some(Err(error)) => return Err(error),
-                None => return Ok(0),
+                None if self.held.is_empty() => return Ok(0),
+                None => self.ready = Bytes::from(std::mem::take(&mut self.held)),
             }
         }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
+        let n = buf.len().min(self.ready.len());
+        buf[..n].copy_from_slice(&self.ready.split_to(n));
         Ok(n)
     }
 }
@@ -227,5 +269,61 @@ fn run_stream(mut held: Held, reader: BodyReader, mut sink: AnswerSink) {
     held.finish();
     if let Some(error) = ended {
         let _ = sink.send(Bytes::from(error.json_line()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(chunks: &[&str], end: Option<io::Error>) -> BodyReader {
+        let (to, from) = mpsc::channel(chunks.len() + 1);
+        for chunk in chunks {
+            to.try_send(Ok(Bytes::from(chunk.to_string()))).unwrap();
+        }
+        if let Some(error) = end {
+            to.try_send(Err(error)).unwrap();
+        }
+        BodyReader::new(from)
+    }
+
+    fn next(reader: &mut BodyReader) -> io::Result<String> {
+        let mut buf = [0u8; 100];
+        let n = reader.read(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    }
+
+    #[test]
+    fn whole_lines_are_handed_over_and_the_start_of_a_line_waits_for_its_end() {
+        let mut body = reader(&["a\nb\nha", "lf\nlast"], None);
+        assert_eq!(next(&mut body).unwrap(), "a\nb\n");
+        assert_eq!(next(&mut body).unwrap(), "half\n");
+        assert_eq!(
+            next(&mut body).unwrap(),
+            "last",
+            "the body's end ends the last line"
+        );
+        assert_eq!(next(&mut body).unwrap(), "");
+    }
+
+    #[test]
+    fn a_line_cut_by_a_broken_body_is_never_handed_over() {
+        let mut body = reader(&["a\ncut"], Some(io::Error::other("gone")));
+        assert_eq!(next(&mut body).unwrap(), "a\n");
+        assert!(next(&mut body).is_err());
+    }
+
+    #[test]
+    fn a_long_line_is_handed_over_in_parts_past_the_bound() {
+        let long = "x".repeat(HELD_BYTES_MAX);
+        let mut body = reader(&[&long, "\n"], None);
+        let mut read = String::new();
+        while let Ok(part) = next(&mut body) {
+            if part.is_empty() {
+                break;
+            }
+            read.push_str(&part);
+        }
+        assert_eq!(read.len(), HELD_BYTES_MAX + 1);
     }
 }
