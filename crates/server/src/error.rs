@@ -1,6 +1,8 @@
 //! Errors as every route answers them: an HTTP status and `{"error":{"code","message"}}`, the
 //! code stable and machine-readable, the message a sentence a person can act on.
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -78,4 +80,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body())).into_response()
     }
+}
+
+/// A path's parameters, or 400 saying why they do not read.
+pub fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|Path(value)| value)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+/// A query's parameters, or 400 saying why they do not read.
+pub fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(value)| value)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
 }

@@ -4,51 +4,85 @@
 //! access log, synced, before the answer is sent ([`App::member_read`]).
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use gongji_domain::Day;
-use gongji_ledger::{not_enrolled, Ledger, LedgerError};
+use gongji_ledger::{not_enrolled, AsOf, Ledger, LedgerError};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::IntoParams;
 
 use crate::access_log::AccessEntry;
 use crate::answers::{self, Asked, QUERY_NAMES};
 use crate::app::{App, Identity};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{path, query, ApiError, ErrorBody};
 use crate::openapi::Answer;
 
 /// `?as_of=&recorded_before=`
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AsOfQuery {
-    as_of: Option<String>,
-    recorded_before: Option<String>,
+    /// Only events dated on or before this day (YYYY-MM-DD).
+    pub as_of: Option<String>,
+    /// Only events recorded before this time: RFC 3339 with an offset, or a local time
+    /// (YYYY-MM-DDTHH:MM:SS) or a day in the ledger's zone.
+    pub recorded_before: Option<String>,
 }
 
 impl AsOfQuery {
-    fn asked(&self) -> Result<Asked, ApiError> {
-        Asked::parse(
-            self.as_of.as_deref(),
-            self.recorded_before.as_deref(),
-            QUERY_NAMES,
-        )
-        .map_err(ApiError::bad_request)
+    pub fn asked(&self) -> Result<Asked, ApiError> {
+        ask(&self.as_of, &self.recorded_before)
     }
 }
 
+/// A member's id from the path and an as-of question from the query (the question's error is
+/// answered after the access log has it).
+pub struct AsOfRead {
+    id: String,
+    asked: Result<Asked, ApiError>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AsOfRead {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<AsOfRead, ApiError> {
+        let id = path(Path::<String>::from_request_parts(parts, state).await)?;
+        let q = Query::<AsOfQuery>::from_request_parts(parts, state).await;
+        let asked = query(q).and_then(|q| q.asked());
+        Ok(AsOfRead { id, asked })
+    }
+}
+
+/// An as-of question from a URL's parameters, or 400 saying why it does not read.
+fn ask(as_of: &Option<String>, recorded_before: &Option<String>) -> Result<Asked, ApiError> {
+    Asked::parse(as_of.as_deref(), recorded_before.as_deref(), QUERY_NAMES)
+        .map_err(ApiError::bad_request)
+}
+
 /// `?region=&as_of=&recorded_before=`
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct YearQuery {
+    /// The region whose counters to show (default: where the member was at the year's end).
     region: Option<String>,
-    #[serde(flatten)]
-    as_of: AsOfQuery,
+    /// Only events dated on or before this day (YYYY-MM-DD).
+    as_of: Option<String>,
+    /// Only events recorded before this time (as for the account).
+    recorded_before: Option<String>,
 }
 
 /// `?from=&to=`
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Only events dated on or after this day (YYYY-MM-DD).
     from: Option<String>,
+    /// Only events dated on or before this day (YYYY-MM-DD).
     to: Option<String>,
 }
 
@@ -65,7 +99,7 @@ pub struct Asker {
     uri: String,
 }
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Asker {
+impl<S: Send + Sync> FromRequestParts<S> for Asker {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -136,124 +170,72 @@ fn ledger_error(error: LedgerError) -> ApiError {
     ApiError::ledger(error)
 }
 
-fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
-    path.map(|Path(value)| value)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
-}
+/// A view of a member as of a time.
+type AsOfView<T> = fn(&Ledger, &str, &AsOf) -> Result<Option<T>, LedgerError>;
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query
-        .map(|Query(value)| value)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
-}
-
-/// An answer about a member as of a time, or 404 saying the member was not enrolled then.
-fn member_answer<T: serde::Serialize>(
-    member: &str,
-    asked: &Asked,
-    view: Result<Option<T>, LedgerError>,
-) -> Result<Value, ApiError> {
-    match view.map_err(ledger_error)? {
-        Some(view) => Ok(asked.stated(view)),
-        None => Err(ApiError::not_found(not_enrolled(member, &asked.as_of))),
+impl App {
+    /// Answers `view` of member `id` as `asked`, or 404 saying the member was not enrolled
+    /// then; through [`App::member_read`].
+    async fn as_of_read<T: serde::Serialize + 'static>(
+        &self,
+        asker: Asker,
+        route: &'static str,
+        AsOfRead { id, asked }: AsOfRead,
+        view: AsOfView<T>,
+    ) -> Response {
+        let subject = Subject::Member(id.clone());
+        self.member_read(asker, route, subject, move |ledger| {
+            let asked = asked?;
+            match view(ledger, &id, &asked.as_of).map_err(ledger_error)? {
+                Some(view) => Ok(asked.stated(view)),
+                None => Err(ApiError::not_found(not_enrolled(&id, &asked.as_of))),
+            }
+        })
+        .await
     }
 }
 
 /// A member's personal account (as `gongji account --json`).
 #[utoipa::path(get, path = "/v1/members/{id}", tag = "members",
-    params(("id" = String, Path, description = "The member's id"),
-        ("as_of" = Option<String>, Query, description = "Only events dated on or before this day (YYYY-MM-DD)"),
-        ("recorded_before" = Option<String>, Query, description = "Only events recorded before this time (RFC 3339, a local time or a day, in the ledger's zone)")),
+    params(("id" = String, Path, description = "The member's id"), AsOfQuery),
     responses((status = 200, description = "The account", body = Answer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Not enrolled then", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn account(
-    State(app): State<App>,
-    asker: Asker,
-    id: Result<Path<String>, PathRejection>,
-    q: Result<Query<AsOfQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let id = path(id)?;
-    let asked = query(q).and_then(|q| q.asked());
-    let subject = Subject::Member(id.clone());
-    Ok(app
-        .member_read(asker, "/v1/members/{id}", subject, move |ledger| {
-            let asked = asked?;
-            member_answer(&id, &asked, ledger.account_at(&id, &asked.as_of))
-        })
-        .await)
+pub async fn account(State(app): State<App>, asker: Asker, read: AsOfRead) -> Response {
+    let route = "/v1/members/{id}";
+    app.as_of_read(asker, route, read, Ledger::account_at).await
 }
 
 /// A deceased member's account (as `gongji inheritance --json`).
 #[utoipa::path(get, path = "/v1/members/{id}/inheritance", tag = "members",
-    params(("id" = String, Path, description = "The member's id"),
-        ("as_of" = Option<String>, Query, description = "Only events dated on or before this day"),
-        ("recorded_before" = Option<String>, Query, description = "Only events recorded before this time")),
+    params(("id" = String, Path, description = "The member's id"), AsOfQuery),
     responses((status = 200, description = "The inheritance", body = Answer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Not enrolled then", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn inheritance(
-    State(app): State<App>,
-    asker: Asker,
-    id: Result<Path<String>, PathRejection>,
-    q: Result<Query<AsOfQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let id = path(id)?;
-    let asked = query(q).and_then(|q| q.asked());
-    let subject = Subject::Member(id.clone());
-    Ok(app
-        .member_read(
-            asker,
-            "/v1/members/{id}/inheritance",
-            subject,
-            move |ledger| {
-                let asked = asked?;
-                member_answer(&id, &asked, ledger.inheritance(&id, &asked.as_of))
-            },
-        )
-        .await)
+pub async fn inheritance(State(app): State<App>, asker: Asker, read: AsOfRead) -> Response {
+    let route = "/v1/members/{id}/inheritance";
+    app.as_of_read(asker, route, read, Ledger::inheritance)
+        .await
 }
 
 /// A member's transfers between regions (as `gongji transfers --json`).
 #[utoipa::path(get, path = "/v1/members/{id}/transfers", tag = "members",
-    params(("id" = String, Path, description = "The member's id"),
-        ("as_of" = Option<String>, Query, description = "Only events dated on or before this day"),
-        ("recorded_before" = Option<String>, Query, description = "Only events recorded before this time")),
+    params(("id" = String, Path, description = "The member's id"), AsOfQuery),
     responses((status = 200, description = "The transfers", body = Answer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Not enrolled then", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn transfers(
-    State(app): State<App>,
-    asker: Asker,
-    id: Result<Path<String>, PathRejection>,
-    q: Result<Query<AsOfQuery>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let id = path(id)?;
-    let asked = query(q).and_then(|q| q.asked());
-    let subject = Subject::Member(id.clone());
-    Ok(app
-        .member_read(
-            asker,
-            "/v1/members/{id}/transfers",
-            subject,
-            move |ledger| {
-                let asked = asked?;
-                member_answer(&id, &asked, ledger.transfers(&id, &asked.as_of))
-            },
-        )
-        .await)
+pub async fn transfers(State(app): State<App>, asker: Asker, read: AsOfRead) -> Response {
+    let route = "/v1/members/{id}/transfers";
+    app.as_of_read(asker, route, read, Ledger::transfers).await
 }
 
 /// A member's standing in one insurance year (as `gongji year --json`).
 #[utoipa::path(get, path = "/v1/members/{id}/years/{year}", tag = "members",
     params(("id" = String, Path, description = "The member's id"),
-        ("year" = i32, Path, description = "The insurance year (YYYY)"),
-        ("region" = Option<String>, Query, description = "The region whose counters to show (default: where the member was at the year's end)"),
-        ("as_of" = Option<String>, Query, description = "Only events dated on or before this day"),
-        ("recorded_before" = Option<String>, Query, description = "Only events recorded before this time")),
+        ("year" = i32, Path, description = "The insurance year (YYYY)"), YearQuery),
     responses((status = 200, description = "The year", body = Answer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Nothing to show for that year", body = ErrorBody)),
@@ -274,7 +256,7 @@ pub async fn year(
             subject,
             move |ledger| {
                 let q = q?;
-                let asked = q.as_of.asked()?;
+                let asked = ask(&q.as_of, &q.recorded_before)?;
                 let year: i32 = year
                     .parse()
                     .map_err(|_| ApiError::bad_request(format!("year: '{year}' is not a year")))?;
@@ -291,9 +273,7 @@ pub async fn year(
 
 /// A member's events in order (the objects `gongji history --json` prints, as an array).
 #[utoipa::path(get, path = "/v1/members/{id}/history", tag = "members",
-    params(("id" = String, Path, description = "The member's id"),
-        ("from" = Option<String>, Query, description = "Only events dated on or after this day (YYYY-MM-DD)"),
-        ("to" = Option<String>, Query, description = "Only events dated on or before this day (YYYY-MM-DD)")),
+    params(("id" = String, Path, description = "The member's id"), HistoryQuery),
     responses((status = 200, description = "The events, oldest first", body = Vec<Answer>),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "The member has no events", body = ErrorBody)),

@@ -12,9 +12,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::access_log::{Page, PAGE_ENTRIES_MAX};
-use crate::answers::{self, Asked, QUERY_NAMES};
+use crate::answers;
 use crate::app::App;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::{path, query, ApiError, ErrorBody};
+use crate::members::AsOfQuery;
 use crate::openapi::Answer;
 
 /// Whether the server is up (no token needed).
@@ -44,17 +45,9 @@ pub async fn metrics(State(app): State<App>) -> Response {
     ([(header::CONTENT_TYPE, kind)], text).into_response()
 }
 
-#[derive(Deserialize)]
-pub struct FundQuery {
-    as_of: Option<String>,
-    recorded_before: Option<String>,
-}
-
 /// A region's pooled and large-amount funds (as `gongji fund --json`).
 #[utoipa::path(get, path = "/v1/funds/{region}", tag = "funds",
-    params(("region" = String, Path, description = "The pooling region's code"),
-        ("as_of" = Option<String>, Query, description = "Only events dated on or before this day"),
-        ("recorded_before" = Option<String>, Query, description = "Only events recorded before this time")),
+    params(("region" = String, Path, description = "The pooling region's code"), AsOfQuery),
     responses((status = 200, description = "The funds", body = Answer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
@@ -64,16 +57,10 @@ pub struct FundQuery {
 pub async fn fund(
     State(app): State<App>,
     region: Result<Path<String>, PathRejection>,
-    q: Result<Query<FundQuery>, QueryRejection>,
+    q: Result<Query<AsOfQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Path(region) = region.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let asked = Asked::parse(
-        q.as_of.as_deref(),
-        q.recorded_before.as_deref(),
-        QUERY_NAMES,
-    )
-    .map_err(ApiError::bad_request)?;
+    let region = path(region)?;
+    let asked = query(q)?.asked()?;
     let view = app
         .reads
         .run(move |ledger| {
@@ -119,7 +106,7 @@ pub async fn access_log(
     State(app): State<App>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let q = query(q)?;
     let number = |name: &str, text: Option<String>, default: u64| match text {
         None => Ok(default),
         Some(text) => text
