@@ -780,3 +780,75 @@ fn files_in(dir: &std::path::Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+#[test]
+fn a_connection_past_the_bound_waits_until_one_closes() {
+    let server = Server::start(TestLedger::new(), &["--connections-max", "1"]);
+    let mut stream = RawStream::open(&server);
+    stream.send(&(enroll("C1") + "\n")).unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.line().unwrap()["ok"], true);
+    let mut second = TcpStream::connect(&server.address).unwrap();
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gongji\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let waited = second.read_to_end(&mut answer);
+    assert!(
+        waited.is_err() && answer.is_empty(),
+        "not served while the first is open"
+    );
+    stream.finish();
+    assert!(stream.lines_to_end().is_empty());
+    drop(stream);
+    second
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    second.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn a_body_far_larger_than_any_buffer_is_answered_line_for_line() {
+    let server = Server::start(TestLedger::new(), &[]);
+    let lines = 300_000;
+    let mut body = "{\"cmd\":\"nope\"}\n".repeat(lines - 1);
+    body.push_str(&enroll("B1"));
+    let mut response = server
+        .agent
+        .post(server.url("/v1/commands"))
+        .header(
+            "Authorization",
+            format!("Bearer {}", server.token("operator")),
+        )
+        .header("Content-Type", "application/x-ndjson")
+        .send(body.as_bytes())
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let reader = BufReader::new(response.body_mut().as_reader());
+    let mut answered = 0;
+    let mut last = String::new();
+    for line in reader.lines() {
+        answered += 1;
+        last = line.unwrap();
+    }
+    assert_eq!(answered, lines);
+    let last: Value = serde_json::from_str(&last).unwrap();
+    assert_eq!(
+        (last["line"].as_u64(), &last["ok"]),
+        (Some(lines as u64), &json!(true))
+    );
+    let peak_kib = peak_memory_kib(server.child.id());
+    assert!(peak_kib < 200 * 1024, "the server peaked at {peak_kib} KiB");
+}
+
+/// The process's peak resident memory (VmHWM), in KiB.
+fn peak_memory_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}

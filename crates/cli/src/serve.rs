@@ -27,9 +27,9 @@ pub struct ServeArgs {
     /// The access log (default: DIR.access-log beside the data directory).
     #[arg(long, value_name = "FILE")]
     access_log: Option<PathBuf>,
-    /// Requests answered at once; more are refused with 503.
+    /// Connections open at once; more wait to be accepted until one closes.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    requests_max: u32,
+    connections_max: u32,
     /// Seconds a command stream may leave its answers unread before it is ended.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     answer_stall_secs: f64,
@@ -87,7 +87,7 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
 /// `gongji serve`: serves until SIGTERM or SIGINT; exit 0 once the ledger is closed.
 pub fn serve(data: &Path, args: &ServeArgs) -> Result<ExitCode, String> {
     let limits = Limits {
-        requests_max: args.requests_max as usize,
+        connections_max: args.connections_max as usize,
         ledger_wait_max: seconds("--ledger-wait-secs", args.ledger_wait_secs)?,
         answer_stall_max: seconds("--answer-stall-secs", args.answer_stall_secs)?,
         body_idle_max: seconds("--body-idle-secs", args.body_idle_secs)?,

@@ -1,5 +1,5 @@
 //! What every request shares ([`App`]), and the guard every request passes first
-//! ([`guard`]): a bound on requests in flight, the token and its role checked against the one
+//! ([`guard`]): the token and its role checked against the one
 //! permission table ([`RouteKind::access`]), and the request counted for `/metrics`.
 //!
 //! Invariants: a route that is not public is never run without a valid token whose role the
@@ -13,7 +13,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
 use crate::error::ApiError;
@@ -25,8 +25,8 @@ use crate::tokens::TokenSet;
 /// The service's bounds.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Requests being answered at once; more are refused with 503 at once.
-    pub requests_max: usize,
+    /// Connections open at once; more wait to be accepted until one closes.
+    pub connections_max: usize,
     /// Longest a request waits for the ledger (held by a command stream) before a 503.
     pub ledger_wait_max: Duration,
     /// Longest a command stream's answers may wait for the client to read them; then the
@@ -39,7 +39,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            requests_max: 256,
+            connections_max: 256,
             ledger_wait_max: Duration::from_secs(10),
             answer_stall_max: Duration::from_secs(30),
             body_idle_max: Duration::from_secs(60),
@@ -65,7 +65,6 @@ pub struct App {
     pub limits: Limits,
     /// Turns true when the server is asked to stop.
     pub shutdown: watch::Receiver<bool>,
-    pub in_flight: Arc<Semaphore>,
     /// The OpenAPI document, set once the router is built.
     pub openapi: Arc<OnceLock<String>>,
 }
@@ -83,11 +82,7 @@ pub async fn guard(State(app): State<App>, mut request: Request, next: Next) -> 
     let started = Instant::now();
     let route = route_of(&request);
     let response = match admit(&app, route, &mut request) {
-        Ok(permit) => {
-            let response = next.run(request).await;
-            drop(permit);
-            response
-        }
+        Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),
     };
     app.metrics
@@ -96,15 +91,9 @@ pub async fn guard(State(app): State<App>, mut request: Request, next: Next) -> 
 }
 
 /// Lets a request in, or says why not.
-fn admit(app: &App, route: &str, request: &mut Request) -> Result<OwnedSemaphorePermit, ApiError> {
-    let permit = app.in_flight.clone().try_acquire_owned().map_err(|_| {
-        ApiError::busy(format!(
-            "{} requests are being answered; try again shortly",
-            app.limits.requests_max
-        ))
-    })?;
+fn admit(app: &App, route: &str, request: &mut Request) -> Result<(), ApiError> {
     let Some(kind) = kind_of(route) else {
-        return Ok(permit); // no route: the fallback answers 404
+        return Ok(()); // no route: the fallback answers 404
     };
     if let Access::Roles(roles) = kind.access() {
         let identity = identify(app, request)?;
@@ -121,7 +110,7 @@ fn admit(app: &App, route: &str, request: &mut Request) -> Result<OwnedSemaphore
         }
         request.extensions_mut().insert(identity);
     }
-    Ok(permit)
+    Ok(())
 }
 
 /// The identity the request's bearer token stands for.

@@ -17,14 +17,15 @@
 //! `tokens` (the token file), `access_log`, `metrics`, `error` (error answers), `reads` (the
 //! ledger behind its lock: the read side and the writer), `app` (shared state and the guard
 //! every request passes), `commands` (the command stream), `members` (member reads), `routes`
-//! (the other routes), `openapi` (the router and its document), `server` (listening, signals,
-//! shutdown).
+//! (the other routes), `openapi` (the router and its document), `listener` (the connection
+//! bound), `server` (listening, signals, shutdown).
 
 pub mod access_log;
 pub mod answers;
 mod app;
 mod commands;
 mod error;
+mod listener;
 mod members;
 pub mod metrics;
 mod openapi;

@@ -13,10 +13,11 @@ use std::sync::{Arc, OnceLock};
 use gongji_ledger::Ledger;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
 use crate::app::{App, Limits};
+use crate::listener::Bounded;
 use crate::metrics::Metrics;
 use crate::reads::{LedgerCell, Opener, Reads, Writer};
 use crate::tokens::TokenSet;
@@ -86,7 +87,6 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         metrics,
         limits: config.limits,
         shutdown,
-        in_flight: Arc::new(Semaphore::new(config.limits.requests_max)),
         openapi: Arc::new(OnceLock::new()),
     };
     let router = crate::openapi::router(app);
@@ -102,6 +102,7 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         }
         let _ = stopping.send(true);
     };
+    let listener = Bounded::new(listener, config.limits.connections_max);
     axum::serve(listener, router)
         .with_graceful_shutdown(signalled)
         .await
