@@ -565,7 +565,7 @@ fn sigterm_mid_stream_answers_what_was_read_exits_0_and_loses_nothing_answered()
 fn a_client_that_stops_reading_its_answers_does_not_hold_the_writer() {
     let server = Server::start(
         TestLedger::new(),
-        &["--answer-stall-secs", "1", "--ledger-wait-secs", "60"],
+        &["--answer-stall-secs", "1", "--read-timeout-secs", "60"],
     );
     let mut stream = RawStream::open(&server);
     // Refused lines, answered at once: far more answer bytes than the sockets buffer.
@@ -734,7 +734,11 @@ fn commands_need_ndjson_and_healthz_needs_no_token() {
     let (status, answered) = server.post_commands(Some(server.token("operator")), &body);
     assert_eq!(status, 200);
     let answers = parse_lines(answered.as_bytes());
-    assert_eq!(answers[0]["error"]["code"], "line_too_long", "{}", answers[0]);
+    assert_eq!(
+        answers[0]["error"]["code"], "line_too_long",
+        "{}",
+        answers[0]
+    );
     assert_eq!(answers[1]["ok"], true);
 }
 
@@ -851,4 +855,34 @@ fn peak_memory_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_read_waits_for_a_command_stream_at_most_its_timeout_and_is_answered_after_it() {
+    let server = Server::start(TestLedger::new(), &["--read-timeout-secs", "0.5"]);
+    let mut stream = RawStream::open(&server);
+    stream.send(&(enroll("R1") + "\n")).unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.line().unwrap()["ok"], true);
+    // The stream is open: for now it holds the ledger (docs/service.md, "Not yet").
+    let started = Instant::now();
+    let (status, body) = server.get(Some(server.token("clerk")), "/v1/members/R1");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"busy\""), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let (status, body) = server.post_commands(Some(server.token("operator")), &enroll("R2"));
+    assert_eq!(status, 503, "a second stream waits as long: {body}");
+    stream.finish();
+    assert!(stream.lines_to_end().is_empty());
+    assert_eq!(server.get_json("clerk", "/v1/members/R1")["member"], "R1");
+    let response = server
+        .agent
+        .post(server.url("/v1/policies"))
+        .header(
+            "Authorization",
+            format!("Bearer {}", server.token("auditor")),
+        )
+        .send_empty()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 405);
 }

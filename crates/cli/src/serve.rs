@@ -36,9 +36,10 @@ pub struct ServeArgs {
     /// Seconds a command stream may send no body before it is ended.
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     body_idle_secs: f64,
-    /// Seconds a request waits for the ledger while a command stream holds it.
+    /// Seconds a read may take, waiting for the ledger while a command stream holds it
+    /// included (then 503); a command stream waits as long for the ledger.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    ledger_wait_secs: f64,
+    read_timeout_secs: f64,
 }
 
 #[derive(Subcommand)]
@@ -88,7 +89,7 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
 pub fn serve(data: &Path, args: &ServeArgs) -> Result<ExitCode, String> {
     let limits = Limits {
         connections_max: args.connections_max as usize,
-        ledger_wait_max: seconds("--ledger-wait-secs", args.ledger_wait_secs)?,
+        read_max: seconds("--read-timeout-secs", args.read_timeout_secs)?,
         answer_stall_max: seconds("--answer-stall-secs", args.answer_stall_secs)?,
         body_idle_max: seconds("--body-idle-secs", args.body_idle_secs)?,
     };

@@ -27,8 +27,9 @@ use crate::tokens::TokenSet;
 pub struct Limits {
     /// Connections open at once; more wait to be accepted until one closes.
     pub connections_max: usize,
-    /// Longest a request waits for the ledger (held by a command stream) before a 503.
-    pub ledger_wait_max: Duration,
+    /// Longest a read takes, waiting for the ledger (held by a command stream) included, and
+    /// longest a command stream waits for the ledger; then 503.
+    pub read_max: Duration,
     /// Longest a command stream's answers may wait for the client to read them; then the
     /// stream ends (every line answered before is durable) and the writer is free again.
     pub answer_stall_max: Duration,
@@ -40,7 +41,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             connections_max: 256,
-            ledger_wait_max: Duration::from_secs(10),
+            read_max: Duration::from_secs(10),
             answer_stall_max: Duration::from_secs(30),
             body_idle_max: Duration::from_secs(60),
         }

@@ -26,7 +26,8 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable: `unauthorized`, `forbidden`, `not_found`, `bad_request`, `unsupported_media_type`,
-    /// `busy`, `unavailable`, `shutting_down`, `ledger_error`.
+    /// `method_not_allowed`, `busy`, `timeout`, `unavailable`, `stream_ended` (the last line of a
+    /// command stream that ended early), `ledger_error`.
     pub code: String,
     pub message: String,
 }

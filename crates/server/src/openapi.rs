@@ -62,6 +62,7 @@ pub fn router(app: App) -> Router {
     let _ = app.openapi.set(document);
     router
         .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::no_method)
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }

@@ -1,7 +1,8 @@
 //! The ledger the server holds, and the two ways in: [`Reads`] answers queries, [`Writer`]
-//! applies command streams. Both wait (at most `wait_max`) for one lock around the one open
-//! [`Ledger`]: for now a query waits while a command stream runs (see docs/service.md, "Not
-//! yet"). Answering queries from a read-only view of the last durable state, beside the writer,
+//! applies command streams. Both wait for one lock around the one open [`Ledger`]: for now a
+//! query waits while a command stream runs (see docs/service.md, "Not yet"). A read is
+//! answered within `read_max`, its wait included, or refused with 503 (a query already running
+//! then finishes on its thread, unseen); a stream waits as long for the lock. Answering queries from a read-only view of the last durable state, beside the writer,
 //! changes this module only.
 //!
 //! Invariants: the server's only [`Ledger`] is in here, and a query is answered only after the
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use gongji_ledger::Ledger;
 use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::time::Instant;
 
 use crate::error::ApiError;
 
@@ -27,24 +29,29 @@ pub type Opener = Arc<dyn Fn() -> Result<Ledger, String> + Send + Sync>;
 pub struct LedgerCell {
     open: Opener,
     ledger: Cell,
-    wait_max: Duration,
+    read_max: Duration,
 }
 
 impl LedgerCell {
-    pub fn new(open: Opener, ledger: Ledger, wait_max: Duration) -> LedgerCell {
+    pub fn new(open: Opener, ledger: Ledger, read_max: Duration) -> LedgerCell {
         LedgerCell {
             open,
             ledger: Arc::new(Mutex::new(Some(ledger))),
-            wait_max,
+            read_max,
         }
     }
 
-    async fn lock(&self, what: &str) -> Result<OwnedMutexGuard<Option<Ledger>>, ApiError> {
-        match tokio::time::timeout(self.wait_max, self.ledger.clone().lock_owned()).await {
+    /// The ledger, once no command stream holds it, if that is before `deadline`.
+    async fn lock(
+        &self,
+        deadline: Instant,
+        what: &str,
+    ) -> Result<OwnedMutexGuard<Option<Ledger>>, ApiError> {
+        match tokio::time::timeout_at(deadline, self.ledger.clone().lock_owned()).await {
             Ok(guard) => Ok(guard),
             Err(_) => Err(ApiError::busy(format!(
                 "the ledger was busy with a command stream for {} s; {what} again later",
-                self.wait_max.as_secs()
+                self.read_max.as_secs_f64()
             ))),
         }
     }
@@ -79,10 +86,21 @@ impl Reads {
         &self,
         query: impl FnOnce(&Ledger) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let guard = self.0.lock("ask").await?;
-        tokio::task::spawn_blocking(move || guard.as_ref().map(query).ok_or_else(unavailable))
-            .await
-            .map_err(ApiError::ledger)?
+        let deadline = Instant::now() + self.0.read_max;
+        let guard = self.0.lock(deadline, "ask").await?;
+        let asked =
+            tokio::task::spawn_blocking(move || guard.as_ref().map(query).ok_or_else(unavailable));
+        match tokio::time::timeout_at(deadline, asked).await {
+            Ok(answer) => answer.map_err(ApiError::ledger)?,
+            Err(_) => Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the answer took longer than {} s",
+                    self.0.read_max.as_secs_f64()
+                ),
+            )),
+        }
     }
 }
 
@@ -98,7 +116,8 @@ pub struct Held {
 
 impl Writer {
     pub async fn hold(&self) -> Result<Held, ApiError> {
-        let guard = self.0.lock("send the commands").await?;
+        let deadline = Instant::now() + self.0.read_max;
+        let guard = self.0.lock(deadline, "send the commands").await?;
         if guard.is_none() {
             return Err(unavailable());
         }

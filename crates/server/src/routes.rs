@@ -123,6 +123,15 @@ pub async fn access_log(
     Ok(Json(page))
 }
 
+/// A route asked with a method it does not answer.
+pub async fn no_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not answer this method: see /v1/openapi.json",
+    )
+}
+
 /// A path that is no route.
 pub async fn no_route() -> ApiError {
     ApiError::new(

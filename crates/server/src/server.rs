@@ -73,7 +73,7 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         ledger.log().durable_end(),
         std::sync::atomic::Ordering::Relaxed,
     );
-    let cell = LedgerCell::new(config.open.clone(), ledger, config.limits.ledger_wait_max);
+    let cell = LedgerCell::new(config.open.clone(), ledger, config.limits.read_max);
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
