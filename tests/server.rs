@@ -875,7 +875,7 @@ fn a_read_waits_for_a_command_stream_at_most_its_timeout_and_is_answered_after_i
     stream.finish();
     assert!(stream.lines_to_end().is_empty());
     assert_eq!(server.get_json("clerk", "/v1/members/R1")["member"], "R1");
-    let response = server
+    let mut response = server
         .agent
         .post(server.url("/v1/policies"))
         .header(
@@ -885,4 +885,6 @@ fn a_read_waits_for_a_command_stream_at_most_its_timeout_and_is_answered_after_i
         .send_empty()
         .unwrap();
     assert_eq!(response.status().as_u16(), 405);
+    let body = response.body_mut().read_to_string().unwrap();
+    assert!(body.contains("\"method_not_allowed\""), "{body}");
 }
