@@ -288,6 +288,22 @@ fn every_role_against_every_route_is_allowed_or_refused_as_the_table_says() {
             }
         }
     }
+    let (status, _) = server.get(Some("x"), "/v1/policies");
+    assert_eq!(status, 401);
+    let lower = server
+        .agent
+        .get(server.url("/v1/policies"))
+        .header(
+            "Authorization",
+            format!("bearer {}", server.token("auditor")),
+        )
+        .call()
+        .unwrap();
+    assert_eq!(
+        lower.status().as_u16(),
+        200,
+        "the scheme's name is case-insensitive"
+    );
     // Revoked while the server runs: refused from the next request on, without a restart.
     assert_eq!(server.get(Some(&gone), "/v1/funds/500000").0, 200);
     let out = server.ledger.run(&["token", "revoke", "gone"]);

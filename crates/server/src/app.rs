@@ -127,10 +127,13 @@ fn identify(app: &App, request: &Request) -> Result<Identity, ApiError> {
         .headers()
         .get(header::AUTHORIZATION)
         .ok_or_else(|| unauthorized("this route needs a token: Authorization: Bearer TOKEN"))?;
+    // The scheme's name is case-insensitive (RFC 9110, 11.1).
     let token = header
         .to_str()
         .ok()
-        .and_then(|text| text.strip_prefix("Bearer "))
+        .and_then(|text| text.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token)
         .ok_or_else(|| unauthorized("the Authorization header is not 'Bearer TOKEN'"))?;
     let tokens = app.tokens.current();
     let entry = tokens
