@@ -792,6 +792,15 @@ fn tokens_are_kept_beside_the_data_directory_as_hashes_only() {
     let _ = gongji_path();
 }
 
+#[test]
+fn serve_refuses_to_start_without_a_token_file_and_creates_nothing() {
+    let ledger = TestLedger::new();
+    let out = ledger.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("token add"), "{}", text(&out));
+    assert!(!ledger.dir.path().join("ledger.access-log").exists());
+}
+
 fn files_in(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
