@@ -4,6 +4,9 @@
 //! One JSON object per line, appended to a file the server keeps open (mode 0600). Invariant:
 //! an entry is written and synced to disk ([`AccessLog::record`]) before the answer it is about
 //! is sent; if it cannot be, the answer is not sent (the request fails instead). Entries are
+//! written by one thread of the log's own, which takes every entry waiting (at most
+//! [`GROUP_ENTRIES_MAX`]), writes them and syncs once for all of them (group commit): readers
+//! asking at once share a sync. Entries are
 //! numbered from 0 by their line; a last line without its newline (a write cut by a crash) is
 //! not an entry, and the server ends it with a newline when it opens the file.
 
@@ -11,7 +14,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+
+use tokio::sync::{mpsc, oneshot};
 
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
@@ -50,8 +54,18 @@ impl AccessEntry {
 
 pub struct AccessLog {
     path: PathBuf,
-    file: Mutex<File>,
+    /// To the writing thread: a line, and where to say it is synced.
+    to_writer: mpsc::Sender<Waiting>,
 }
+
+/// An entry's line for the writing thread, and where to say it is synced (or why not).
+type Waiting = (Vec<u8>, oneshot::Sender<Result<(), String>>);
+
+/// Entries waiting for the writing thread, at most.
+const WAITING_ENTRIES_MAX: usize = 4096;
+
+/// Entries written before one sync, at most.
+pub const GROUP_ENTRIES_MAX: usize = 1024;
 
 /// One page of the access log.
 #[derive(Serialize)]
@@ -83,19 +97,28 @@ impl AccessLog {
                 file.sync_data().map_err(failed)?;
             }
         }
+        let (to_writer, waiting) = mpsc::channel(WAITING_ENTRIES_MAX);
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_groups(file, waiting))
+            .map_err(failed)?;
         Ok(AccessLog {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
+            to_writer,
         })
     }
 
-    /// Appends `entry` and syncs it to disk. Blocking: call it off the async threads.
-    pub fn record(&self, entry: &AccessEntry) -> io::Result<()> {
-        let mut line = serde_json::to_vec(entry)?;
+    /// Appends `entry`; returns once it is synced to disk.
+    pub async fn record(&self, entry: &AccessEntry) -> Result<(), String> {
+        let mut line = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        file.write_all(&line)?;
-        file.sync_data()
+        let (synced, wait) = oneshot::channel();
+        let gone = || "the access log's writer has stopped".to_string();
+        self.to_writer
+            .send((line, synced))
+            .await
+            .map_err(|_| gone())?;
+        wait.await.map_err(|_| gone())?
     }
 
     /// Up to `limit` entries from entry number `from` on. Blocking.
@@ -123,6 +146,28 @@ impl AccessLog {
     }
 }
 
+/// The writing thread: every entry waiting, written, then one sync, then each told.
+fn write_groups(mut file: File, mut waiting: mpsc::Receiver<Waiting>) {
+    let mut group = Vec::with_capacity(GROUP_ENTRIES_MAX);
+    while let Some(first) = waiting.blocking_recv() {
+        group.push(first);
+        while group.len() < GROUP_ENTRIES_MAX {
+            match waiting.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let lines: Vec<u8> = group.iter().flat_map(|(line, _)| line.clone()).collect();
+        let written = file
+            .write_all(&lines)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| e.to_string());
+        for (_, synced) in group.drain(..) {
+            let _ = synced.send(written.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,12 +187,37 @@ mod tests {
     }
 
     #[test]
+    fn entries_recorded_at_once_are_all_written_and_each_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(AccessLog::open(&dir.path().join("a")).unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread().build().unwrap();
+        runtime.block_on(async {
+            let asks: Vec<_> = (0..300)
+                .map(|i| {
+                    let log = log.clone();
+                    tokio::spawn(async move { log.record(&entry(&format!("M{i}"))).await })
+                })
+                .collect();
+            for ask in asks {
+                ask.await.unwrap().unwrap();
+            }
+        });
+        let page = log.page(0, 1000).unwrap();
+        assert_eq!(page.entries.len(), 300);
+        assert!(page.entries.iter().all(|e| e["status"] == 200));
+    }
+
+    #[test]
     fn pages_follow_the_entries_and_a_cut_line_is_ended_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access");
         let log = AccessLog::open(&path).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let record = |log: &AccessLog, member: &str| runtime.block_on(log.record(&entry(member)));
         for member in ["M1", "M2", "M3"] {
-            log.record(&entry(member)).unwrap();
+            record(&log, member).unwrap();
         }
         let page = log.page(1, 1).unwrap();
         assert_eq!(page.entries.len(), 1);
@@ -158,7 +228,7 @@ mod tests {
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(b"{\"cut").unwrap();
         let log = AccessLog::open(&path).unwrap();
-        log.record(&entry("M4")).unwrap();
+        record(&log, "M4").unwrap();
         let page = log.page(0, 10).unwrap();
         assert_eq!(page.entries.len(), 5);
         assert_eq!(

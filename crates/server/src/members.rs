@@ -153,15 +153,12 @@ impl App {
             uri: asker.uri,
             status,
         };
-        let access = self.access.clone();
-        let logged = tokio::task::spawn_blocking(move || access.record(&entry)).await;
-        match (logged, answer) {
-            (Ok(Ok(())), Ok(value)) => Json(value).into_response(),
-            (Ok(Ok(())), Err(error)) => error.into_response(),
-            (Ok(Err(e)), _) => {
+        match (self.access.record(&entry).await, answer) {
+            (Ok(()), Ok(value)) => Json(value).into_response(),
+            (Ok(()), Err(error)) => error.into_response(),
+            (Err(e), _) => {
                 ApiError::ledger(format!("the access log cannot be written: {e}")).into_response()
             }
-            (Err(e), _) => ApiError::ledger(e).into_response(),
         }
     }
 }
