@@ -1,16 +1,13 @@
 //! The command line: every subcommand and its arguments, as clap parses them, and the parsing
-//! of the values clap hands over as text (days, months, timestamps). Local times and days given
-//! for a recording time are read in the ledger's zone (UTC+08:00 unless `GONGJI_TZ_OFFSET`
-//! says otherwise), and an answer that depends on it states it ([`Asked::state`]).
+//! of the values clap hands over as text (days, months). An as-of question (`--as-of`,
+//! `--recorded-before`) is read by [`Asked::parse`], which the service shares: it says how
+//! recording times are read in the ledger's zone, and an answer states it ([`Asked::state`]).
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, TimeZone};
 use clap::{Parser, Subcommand};
 use gongji_domain::{Day, Month};
-use gongji_ledger::AsOf;
 use gongji_recon::words::{Lang, LANG_VAR};
-use serde_json::Value;
 
 #[derive(Parser)]
 #[command(
@@ -104,6 +101,13 @@ pub enum Cmd {
         /// The result as JSON on standard output.
         #[arg(long)]
         json: bool,
+    },
+    /// Serve the ledger over HTTP, as its only writer (see docs/service.md).
+    Serve(crate::serve::ServeArgs),
+    /// The service's tokens: add one (printed once), list them, revoke one.
+    Token {
+        #[command(subcommand)]
+        action: crate::serve::TokenCmd,
     },
 }
 
@@ -214,93 +218,19 @@ pub struct AsOfArgs {
     recorded_before: Option<String>,
 }
 
-/// The environment variable naming the ledger's time zone as a fixed offset (`+08:00`).
-pub const TZ_OFFSET_VAR: &str = "GONGJI_TZ_OFFSET";
-
-/// The zone local times and days are read in when `GONGJI_TZ_OFFSET` is not set: China
-/// Standard Time (Asia/Shanghai has kept UTC+08:00 without daylight saving since 1991).
-const TZ_OFFSET_DEFAULT_SECONDS: i32 = 8 * 3600;
-
-/// An as-of question as asked: which events it admits, and the zone its recording time was
-/// read in (set exactly when `--recorded-before` was given), which the answer states.
-pub struct Asked {
-    pub as_of: AsOf,
-    zone: Option<FixedOffset>,
-}
-
-impl Asked {
-    /// Adds to an answer the recording time asked, shown in the ledger's zone, and that zone
-    /// (`recorded_before`, `time_zone`); an answer that does not depend on the zone is left
-    /// as it is.
-    pub fn state(&self, answer: &mut Value) {
-        let (Some(zone), Some(micros), Some(object)) = (
-            self.zone,
-            self.as_of.recorded_before_micros,
-            answer.as_object_mut(),
-        ) else {
-            return;
-        };
-        if let Some(time) = DateTime::from_timestamp_micros(micros) {
-            let shown = time
-                .with_timezone(&zone)
-                .to_rfc3339_opts(SecondsFormat::AutoSi, false);
-            object.insert("recorded_before".into(), Value::from(shown));
-        }
-        object.insert("time_zone".into(), Value::from(zone.to_string()));
-    }
-}
+pub use gongji_server::answers::Asked;
 
 impl AsOfArgs {
     pub fn parse(&self) -> Result<Asked, String> {
-        let date = day("--as-of", &self.as_of)?;
-        let (recorded_before_micros, zone) = match &self.recorded_before {
-            Some(text) => {
-                let zone = ledger_zone()?;
-                (Some(parse_timestamp(text, zone)?), Some(zone))
-            }
-            None => (None, None),
-        };
-        let as_of = AsOf {
-            date,
-            recorded_before_micros,
-        };
-        Ok(Asked { as_of, zone })
+        Asked::parse(
+            self.as_of.as_deref(),
+            self.recorded_before.as_deref(),
+            gongji_server::answers::FLAG_NAMES,
+        )
     }
 }
 
-/// The ledger's zone: `GONGJI_TZ_OFFSET` (`+HH:MM` or `-HH:MM`) if set, else UTC+08:00.
-pub fn ledger_zone() -> Result<FixedOffset, String> {
-    match std::env::var(TZ_OFFSET_VAR) {
-        Err(std::env::VarError::NotPresent) => Ok(FixedOffset::east_opt(TZ_OFFSET_DEFAULT_SECONDS)
-            .expect("UTC+08:00 is within a day of UTC")),
-        Err(std::env::VarError::NotUnicode(_)) => Err(format!(
-            "{TZ_OFFSET_VAR} is not an offset like +08:00 or -05:00"
-        )),
-        Ok(text) => parse_offset(&text).ok_or_else(|| {
-            format!("{TZ_OFFSET_VAR}: '{text}' is not an offset like +08:00 or -05:00")
-        }),
-    }
-}
-
-/// `+HH:MM` or `-HH:MM`, less than a day either way.
-fn parse_offset(text: &str) -> Option<FixedOffset> {
-    let (sign, rest) = match text.as_bytes().first()? {
-        b'+' => (1, &text[1..]),
-        b'-' => (-1, &text[1..]),
-        _ => return None,
-    };
-    let (hours, minutes) = rest.split_once(':')?;
-    let digits = |t: &str| t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit());
-    if !digits(hours) || !digits(minutes) {
-        return None;
-    }
-    let hours: i32 = hours.parse().ok()?;
-    let minutes: i32 = minutes.parse().ok()?;
-    if minutes >= 60 {
-        return None;
-    }
-    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
-}
+pub use gongji_server::answers::ledger_zone;
 
 /// A day given with `flag`, if given.
 pub fn day(flag: &str, text: &Option<String>) -> Result<Option<Day>, String> {
@@ -317,32 +247,6 @@ pub fn required_day(flag: &str, text: &str) -> Result<Day, String> {
 /// A month (YYYY-MM) given as the argument `name`.
 pub fn month(name: &str, text: &str) -> Result<Month, String> {
     text.parse().map_err(|e| format!("{name}: {e}"))
-}
-
-/// `--recorded-before`'s time in microseconds since the Unix epoch: an explicit offset is
-/// honoured; a local time, or a day (its midnight), is read in `zone`.
-fn parse_timestamp(text: &str, zone: FixedOffset) -> Result<i64, String> {
-    let bad = || {
-        format!(
-            "--recorded-before: '{text}' is not a time like 2024-07-01T08:00:00+08:00, a local \
-             time like 2024-07-01T08:00:00 or a day like 2024-07-01"
-        )
-    };
-    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
-        return Ok(time.timestamp_micros());
-    }
-    let local = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-        .iter()
-        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok());
-    let local = match local {
-        Some(local) => local,
-        None => {
-            let day: Day = text.parse().map_err(|_| bad())?;
-            day.date().and_hms_opt(0, 0, 0).ok_or_else(bad)?
-        }
-    };
-    let time = zone.from_local_datetime(&local).single().ok_or_else(bad)?;
-    Ok(time.timestamp_micros())
 }
 
 #[derive(Subcommand)]

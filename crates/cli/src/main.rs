@@ -9,7 +9,7 @@
 //! of the command line included; everything is printed through `print` (a closed standard
 //! output ends the output quietly, never in a panic); `try_main` dispatches to one small function
 //! per command, in the module of its kind: `apply` (commands that write), `query`, `audit`
-//! (auditors and operators), `reconcile`. What every `--json` answer looks like is
+//! (auditors and operators), `reconcile`, `serve` (the service and its tokens). What every `--json` answer looks like is
 //! `docs/answers.md`.
 //! Text for people is written by `text` (labels in the language chosen by `--lang` or
 //! `GONGJI_LANG`, Chinese by default).
@@ -23,6 +23,7 @@ mod output;
 mod print;
 mod query;
 mod reconcile;
+mod serve;
 mod text;
 
 /// mimalloc rather than the system allocator: `apply` and `rebuild` allocate and free small
@@ -101,6 +102,7 @@ fn wants_json(command: &Cmd) -> bool {
         Cmd::Explain(args) => args.json,
         Cmd::Settlement(args) => args.json,
         Cmd::Rebuild { json } => *json,
+        Cmd::Serve(_) | Cmd::Token { .. } => false,
         Cmd::Audit { action } => match action {
             AuditCmd::Replay { json }
             | AuditCmd::Verify { json }
@@ -159,5 +161,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
             PolicyCmd::List { json } => query::policy_list(data, json),
         },
         Cmd::Rebuild { json } => audit::rebuild(data, json),
+        Cmd::Serve(args) => serve::serve(data, &args).map_err(Failure::from),
+        Cmd::Token { action } => serve::token(data, &action).map_err(Failure::from),
     }
 }

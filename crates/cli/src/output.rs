@@ -5,9 +5,9 @@ use std::io::{self, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use gongji_ledger::LineOutcome;
-use gongji_recon::render::{terminal_safe, terminal_safe_json};
+use gongji_recon::render::terminal_safe;
 use gongji_recon::words::Lang;
-use serde_json::json;
+use gongji_server::answers::write_outcome_json;
 
 use crate::print;
 use crate::text::{self, labels, Style};
@@ -30,42 +30,32 @@ pub fn print_outcomes(
     let style = Style::untimed();
     let mut rejected = 0;
     for (line, outcome) in outcomes {
+        if matches!(outcome, LineOutcome::Rejected(_)) {
+            rejected += 1;
+        }
         match outcome {
+            _ if json => write_outcome_json(out, *line, outcome)?,
             LineOutcome::Applied(result) => {
-                if json {
-                    // Written straight to the output: no intermediate JSON value per line.
-                    write!(out, "{{\"line\":{line},\"ok\":true,\"result\":")?;
-                    serde_json::to_writer(&mut *out, result)?;
-                    writeln!(out, "}}")?;
-                } else {
-                    let value = serde_json::to_value(result)?;
-                    let said = text::inline(&value, labels::RESULT, &style);
-                    let ok = style.pick("成功", "ok");
-                    writeln!(
-                        out,
-                        "{}{ok}  {}",
-                        line_no(*line, &style),
-                        terminal_safe(&said)
-                    )?;
-                }
+                let value = serde_json::to_value(result)?;
+                let said = text::inline(&value, labels::RESULT, &style);
+                let ok = style.pick("成功", "ok");
+                writeln!(
+                    out,
+                    "{}{ok}  {}",
+                    line_no(*line, &style),
+                    terminal_safe(&said)
+                )?;
             }
             LineOutcome::Rejected(rejection) => {
-                rejected += 1;
-                if json {
-                    let error = json!({"code": rejection.code, "message": rejection.message});
-                    let said = json!({"line": line, "ok": false, "error": error}).to_string();
-                    writeln!(out, "{}", terminal_safe_json(&said))?;
-                } else {
-                    writeln!(
-                        out,
-                        "{}{} {}{}{}",
-                        line_no(*line, &style),
-                        style.pick("拒绝", "REJECTED"),
-                        rejection.code,
-                        style.pick("：", ": "),
-                        terminal_safe(&rejection.message)
-                    )?;
-                }
+                writeln!(
+                    out,
+                    "{}{} {}{}{}",
+                    line_no(*line, &style),
+                    style.pick("拒绝", "REJECTED"),
+                    rejection.code,
+                    style.pick("：", ": "),
+                    terminal_safe(&rejection.message)
+                )?;
             }
         }
     }

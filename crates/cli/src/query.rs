@@ -9,11 +9,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use gongji_ledger::{not_enrolled, AsOf, Ledger, LedgerError};
+use gongji_server::answers;
 use serde_json::{json, Value};
 
-use crate::args::{
-    self, AsOfArgs, Asked, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs,
-};
+use crate::args::{self, AsOfArgs, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs};
 use crate::failure::Failure;
 use crate::open::open;
 use crate::print;
@@ -63,7 +62,7 @@ pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, Failure> {
         &asked.as_of,
     )?;
     match answer {
-        Ok(view) => show(&stated(json!(view), &asked), args.json, labels::YEAR_ANSWER),
+        Ok(view) => show(&asked.stated(view), args.json, labels::YEAR_ANSWER),
         // The ledger says why with `not_enrolled` when the member is the reason.
         Err(why) if why == not_enrolled(&args.member, &asked.as_of) => {
             Err(Failure::unknown_member(why))
@@ -86,41 +85,24 @@ fn member_view<T: serde::Serialize>(
     let ledger = open(data)?;
     let view = query(&ledger, &asked.as_of)?;
     let view = view.ok_or_else(|| Failure::unknown_member(not_enrolled(member, &asked.as_of)))?;
-    show(&stated(json!(view), &asked), json, table)
-}
-
-/// The answer with the zone it depends on stated ([`Asked::state`]).
-fn stated(mut answer: Value, asked: &Asked) -> Value {
-    asked.state(&mut answer);
-    answer
+    show(&asked.stated(view), json, table)
 }
 
 pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, Failure> {
     let asked = args.as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
-    let view = ledger.fund_at(&args.region, &asked.as_of)?.ok_or_else(|| {
-        let region = &args.region;
-        Failure::not_found(format!(
-            "region {region} has no fund or policy in this ledger"
-        ))
-    })?;
-    show(&stated(json!(view), &asked), args.json, labels::FUND_ANSWER)
+    let view = ledger
+        .fund_at(&args.region, &asked.as_of)?
+        .ok_or_else(|| Failure::not_found(answers::no_fund(&args.region)))?;
+    show(&asked.stated(view), args.json, labels::FUND_ANSWER)
 }
 
 pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, Failure> {
     let from = args::day("--from", &args.from).map_err(Failure::bad_argument)?;
     let to = args::day("--to", &args.to).map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
-    let entries = ledger.history(&args.member)?;
-    if entries.is_empty() {
-        let missing = format!("member {} has no events", args.member);
-        return Err(Failure::unknown_member(missing));
-    }
-    let entries = entries.into_iter().filter(|e| {
-        let date = e.event.date();
-        from.is_none_or(|f| date >= f) && to.is_none_or(|t| date <= t)
-    });
-    let values: Vec<Value> = entries.map(|entry| json!(entry)).collect();
+    let values = answers::history_between(&ledger, &args.member, from, to)?
+        .map_err(Failure::unknown_member)?;
     let lines: Vec<String> = if args.json {
         values.iter().map(Value::to_string).collect()
     } else if values.is_empty() {
@@ -150,18 +132,16 @@ pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, Failure> {
 pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let style = Style::untimed();
-    let mut lines = Vec::new();
-    for region in ledger.policy_regions()? {
-        for policy in ledger.policies(&region)? {
-            let value = json!({"region": region, "version": policy.version, "effective": policy.effective, "year_start": policy.year_start});
-            let line = if json {
+    let lines: Vec<String> = answers::policy_lines(&ledger)?
+        .iter()
+        .map(|value| {
+            if json {
                 value.to_string()
             } else {
-                text::inline(&value, labels::POLICY_VERSION, &style)
-            };
-            lines.push(line);
-        }
-    }
+                text::inline(value, labels::POLICY_VERSION, &style)
+            }
+        })
+        .collect();
     print_lines(json, &lines)
 }
 

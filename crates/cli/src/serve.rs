@@ -1,0 +1,129 @@
+//! `gongji serve` and `gongji token`: the arguments of the service and of its tokens, and the
+//! calls into `gongji-server` (which owns everything the service does). The token file and the
+//! access log default to files beside the data directory (`DIR.tokens`, `DIR.access-log`):
+//! the data directory itself is the log's alone.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use gongji_server::roles::Role;
+use gongji_server::{tokens, Limits, ServeConfig};
+
+use crate::open::open_or_create;
+use crate::print;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Where to listen: ADDRESS:PORT (port 0 picks a free one; the first line printed says
+    /// which).
+    #[arg(long, value_name = "ADDR")]
+    listen: String,
+    /// The token file (default: DIR.tokens beside the data directory).
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+    /// The access log (default: DIR.access-log beside the data directory).
+    #[arg(long, value_name = "FILE")]
+    access_log: Option<PathBuf>,
+    /// Connections open at once; more wait to be accepted until one closes.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    connections_max: u32,
+    /// Seconds a command stream may leave its answers unread before it is ended.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    answer_stall_secs: f64,
+    /// Seconds a command stream may send no body before it is ended.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    body_idle_secs: f64,
+    /// Seconds a read may take, waiting for the ledger while a command stream holds it
+    /// included (then 503); a command stream waits as long for the ledger.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    read_timeout_secs: f64,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Add a token; it is printed once and only its hash is kept.
+    Add {
+        /// The token's name (letters, digits, '.', '_', '-').
+        name: String,
+        /// operator, clerk, auditor or reconciler.
+        #[arg(long)]
+        role: String,
+        /// The token file (default: DIR.tokens beside the data directory).
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+    },
+    /// List the tokens: name, role, created (never a token or its hash).
+    List {
+        /// The token file (default: DIR.tokens beside the data directory).
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+    },
+    /// Revoke a token: a running server refuses it from its next request on.
+    Revoke {
+        /// The token's name.
+        name: String,
+        /// The token file (default: DIR.tokens beside the data directory).
+        #[arg(long, value_name = "FILE")]
+        tokens: Option<PathBuf>,
+    },
+}
+
+fn file_or_beside(data: &Path, given: &Option<PathBuf>, suffix: &str) -> Result<PathBuf, String> {
+    match given {
+        Some(path) => Ok(path.clone()),
+        None => gongji_server::beside(data, suffix),
+    }
+}
+
+fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{flag}: {value} is not a positive number of seconds"))
+}
+
+/// `gongji serve`: serves until SIGTERM or SIGINT; exit 0 once the ledger is closed.
+pub fn serve(data: &Path, args: &ServeArgs) -> Result<ExitCode, String> {
+    let limits = Limits {
+        connections_max: args.connections_max as usize,
+        read_max: seconds("--read-timeout-secs", args.read_timeout_secs)?,
+        answer_stall_max: seconds("--answer-stall-secs", args.answer_stall_secs)?,
+        body_idle_max: seconds("--body-idle-secs", args.body_idle_secs)?,
+    };
+    let dir = data.to_path_buf();
+    let config = ServeConfig {
+        listen: args.listen.clone(),
+        tokens: file_or_beside(data, &args.tokens, "tokens")?,
+        access_log: file_or_beside(data, &args.access_log, "access-log")?,
+        limits,
+        open: Arc::new(move || open_or_create(&dir).map_err(|failure| failure.message)),
+    };
+    gongji_server::serve(config)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gongji token add|list|revoke`.
+pub fn token(data: &Path, action: &TokenCmd) -> Result<ExitCode, String> {
+    match action {
+        TokenCmd::Add { name, role, tokens } => {
+            let path = file_or_beside(data, tokens, "tokens")?;
+            let token = tokens::add(&path, name, Role::parse(role)?)?;
+            print::text_line(&token)?;
+        }
+        TokenCmd::List { tokens } => {
+            let path = file_or_beside(data, tokens, "tokens")?;
+            for entry in tokens::Tokens::read(&path)?.entries() {
+                let role = entry.role.as_str();
+                print::text_line(&format!("{}  {role}  {}", entry.name, entry.created))?;
+            }
+        }
+        TokenCmd::Revoke { name, tokens } => {
+            let path = file_or_beside(data, tokens, "tokens")?;
+            tokens::revoke(&path, name)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,68 @@
+//! The OpenAPI document: built from the handlers' `#[utoipa::path]` annotations as the router
+//! is built ([`router`]), so that a route cannot be served without being documented, and
+//! served at `GET /v1/openapi.json`.
+
+use axum::middleware;
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{InfoBuilder, LicenseBuilder, ObjectBuilder, RefOr, Schema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::{guard, App};
+use crate::{commands, members, routes};
+
+/// An answer whose fields are those of the command line's `--json` answer to the same
+/// question (the ledger's view structs); described here as an object.
+pub struct Answer;
+
+impl utoipa::PartialSchema for Answer {
+    fn schema() -> RefOr<Schema> {
+        let object = ObjectBuilder::new().description(Some(
+            "The fields of the command line's --json answer to the same question; amounts are \
+             decimal strings",
+        ));
+        RefOr::T(Schema::Object(object.build()))
+    }
+}
+
+impl utoipa::ToSchema for Answer {}
+
+/// The service's routes, guarded, with the OpenAPI document built from them and stored in
+/// `app` for `GET /v1/openapi.json`.
+pub fn router(app: App) -> Router {
+    let (router, mut api) = OpenApiRouter::<App>::new()
+        .routes(routes!(routes::healthz))
+        .routes(routes!(routes::openapi))
+        .routes(routes!(routes::metrics))
+        .routes(routes!(commands::post_commands))
+        .routes(routes!(members::account))
+        .routes(routes!(members::year))
+        .routes(routes!(members::history))
+        .routes(routes!(members::inheritance))
+        .routes(routes!(members::transfers))
+        .routes(routes!(members::explain))
+        .routes(routes!(routes::fund))
+        .routes(routes!(routes::policies))
+        .routes(routes!(routes::access_log))
+        .split_for_parts();
+    api.info = InfoBuilder::new()
+        .title("Gongji")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some("The ledger as a service: see docs/service.md"))
+        .license(Some(LicenseBuilder::new().name("MIT").build()))
+        .build();
+    let bearer = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+    api.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("bearer", bearer);
+    let document = api
+        .to_json()
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let _ = app.openapi.set(document);
+    router
+        .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::no_method)
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}

@@ -1,0 +1,142 @@
+//! The routes that are not about one member: health, the OpenAPI document, metrics, a
+//! region's funds, the policies loaded, the access log, and the answer to a path that is no
+//! route. Fund and policy answers are the command line's `--json` ones (the same calls, the
+//! same [`answers`] shaping).
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::access_log::{Page, PAGE_ENTRIES_MAX};
+use crate::answers;
+use crate::app::App;
+use crate::error::{path, query, ApiError, ErrorBody};
+use crate::members::AsOfQuery;
+use crate::openapi::Answer;
+
+/// Whether the server is up (no token needed).
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, description = "Up", body = Answer)))]
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// This document (no token needed).
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI document", body = Answer)))]
+pub async fn openapi(State(app): State<App>) -> Response {
+    let document = app.openapi.get().cloned().unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
+}
+
+/// Requests by route and status, command lines applied and refused, the durable position.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not for this role", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn metrics(State(app): State<App>) -> Response {
+    let text = app.metrics.render();
+    let kind = "text/plain; version=0.0.4; charset=utf-8";
+    ([(header::CONTENT_TYPE, kind)], text).into_response()
+}
+
+/// A region's pooled and large-amount funds (as `gongji fund --json`).
+#[utoipa::path(get, path = "/v1/funds/{region}", tag = "funds",
+    params(("region" = String, Path, description = "The pooling region's code"), AsOfQuery),
+    responses((status = 200, description = "The funds", body = Answer),
+        (status = 400, description = "A parameter does not read", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not for this role", body = ErrorBody),
+        (status = 404, description = "No fund or policy for the region", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn fund(
+    State(app): State<App>,
+    region: Result<Path<String>, PathRejection>,
+    q: Result<Query<AsOfQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let region = path(region)?;
+    let asked = query(q)?.asked()?;
+    let view = app
+        .reads
+        .run(move |ledger| {
+            let view = ledger.fund_at(&region, &asked.as_of);
+            view.map(|v| {
+                v.map(|v| asked.stated(v))
+                    .ok_or_else(|| answers::no_fund(&region))
+            })
+        })
+        .await?;
+    let value = view.map_err(ApiError::ledger)?;
+    value.map(Json).map_err(ApiError::not_found)
+}
+
+/// Every region's policy versions (the objects `gongji policy list --json` prints).
+#[utoipa::path(get, path = "/v1/policies", tag = "policies",
+    responses((status = 200, description = "The versions, by region", body = Vec<Answer>),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not for this role", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn policies(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let lines = app.reads.run(answers::policy_lines).await?;
+    Ok(Json(Value::Array(lines.map_err(ApiError::ledger)?)))
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    from: Option<String>,
+    limit: Option<String>,
+}
+
+/// Who read whose data: the access log's entries from `from` (0 is the first), at most `limit`
+/// (100 unless given, at most 1000); `next` is where the next page starts.
+#[utoipa::path(get, path = "/v1/access-log", tag = "audit",
+    params(("from" = Option<u64>, Query, description = "The first entry's number (from 0)"),
+        ("limit" = Option<u32>, Query, description = "Most entries (default 100, at most 1000)")),
+    responses((status = 200, description = "{entries: [...], next: N}", body = Answer),
+        (status = 400, description = "A parameter does not read", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not for this role", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn access_log(
+    State(app): State<App>,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Page>, ApiError> {
+    let q = query(q)?;
+    let number = |name: &str, text: Option<String>, default: u64| match text {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request(format!("{name}: '{text}' is not a whole number"))),
+    };
+    let from = number("from", q.from, 0)?;
+    let limit = number("limit", q.limit, 100)?.min(PAGE_ENTRIES_MAX as u64) as usize;
+    let access = app.access.clone();
+    let page = tokio::task::spawn_blocking(move || access.page(from, limit))
+        .await
+        .map_err(ApiError::ledger)?
+        .map_err(|e| ApiError::ledger(format!("the access log cannot be read: {e}")))?;
+    Ok(Json(page))
+}
+
+/// A route asked with a method it does not answer.
+pub async fn no_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not answer this method: see /v1/openapi.json",
+    )
+}
+
+/// A path that is no route.
+pub async fn no_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route: see /v1/openapi.json",
+    )
+}
