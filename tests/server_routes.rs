@@ -34,6 +34,10 @@ struct Server {
 
 impl Server {
     fn start(ledger: TestLedger) -> Server {
+        Server::start_with(ledger, &[])
+    }
+
+    fn start_with(ledger: TestLedger, extra: &[&str]) -> Server {
         let tokens = ROLES
             .iter()
             .map(|role| {
@@ -49,6 +53,7 @@ impl Server {
         std::fs::create_dir(&scratch).unwrap();
         let mut child = ledger
             .command(&["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("TMPDIR", &scratch)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -590,4 +595,88 @@ fn every_new_route_is_in_the_openapi_document_and_the_sample_applies_to_a_feed()
 fn records_in_server(server: &Server) -> u64 {
     let report = server.json("auditor", "POST", "/v1/audit/verify", b"", 200);
     report["records"].as_u64().unwrap()
+}
+
+/// The body of a chunked HTTP/1.1 response read whole (head included), decoded.
+fn dechunked(response: &[u8]) -> (String, Vec<u8>) {
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let mut rest = &response[split + 4..];
+    let mut body = Vec::new();
+    while let Some(end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..end]).unwrap().trim(), 16)
+            .expect("a chunk size");
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&rest[end + 2..end + 2 + size]);
+        rest = &rest[end + 2 + size + 2..];
+    }
+    (head, body)
+}
+
+/// The ids of the events in a feed's text.
+fn ids_in(feed: &[u8]) -> Vec<u64> {
+    String::from_utf8_lossy(feed)
+        .lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .map(|id| id.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_subscriber_that_reads_nothing_does_not_hold_the_writer_and_is_dropped_after_the_stall_bound_then_resumes(
+) {
+    use std::io::Write;
+    use std::net::TcpStream;
+    let ledger = TestLedger::new();
+    let server = Server::start_with(ledger, &["--answer-stall-secs", "2"]);
+    let mut stalled = TcpStream::connect(&server.address).unwrap();
+    let request = format!(
+        "GET /v1/events?from=0 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        server.address,
+        server.token("auditor")
+    );
+    stalled.write_all(request.as_bytes()).unwrap();
+    // Far more than the socket buffers hold: the feed must wait for this subscriber, and the
+    // writer must not.
+    let lines: String = (0..60_000)
+        .map(|i| enroll(&format!("W{i}")) + "\n")
+        .collect();
+    let started = Instant::now();
+    let answered = server.post_commands(&lines);
+    assert_eq!(answered.lines().count(), 60_000);
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let records = records_in_server(&server);
+    std::thread::sleep(Duration::from_secs(4)); // past --answer-stall-secs
+    let mut response = Vec::new();
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stalled
+        .read_to_end(&mut response)
+        .expect("the server closes it");
+    let (head, body) = dechunked(&response);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let ids = ids_in(&body);
+    assert!(!ids.is_empty());
+    assert!(
+        (ids.len() as u64) < records,
+        "dropped before the end: {} of {records}",
+        ids.len()
+    );
+    assert_eq!(
+        ids,
+        (0..ids.len() as u64).collect::<Vec<_>>(),
+        "in order, none lost"
+    );
+    // It resumes after the last event it got, and gets the rest.
+    let last = ids.last().unwrap().to_string();
+    let mut resumed = server.feed("/v1/events", Some(&last));
+    let rest = resumed.take((records - ids.len() as u64) as usize);
+    assert_eq!(rest[0].id, Some(ids.len() as u64));
+    assert_eq!(rest.last().unwrap().id, Some(records - 1));
 }
