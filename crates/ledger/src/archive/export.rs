@@ -5,7 +5,8 @@
 //! and renamed into place (then the directory is synced), so the target is never a cut archive
 //! and a link at `NAME` is replaced, not written through. Before anything is read or written,
 //! an existing `NAME` (unless replacing was asked for) and a region the ledger has no policy
-//! for are refused (`ExportRefusal`).
+//! for are refused (`ExportRefusal`). Each record line carries, beside the fields its hash
+//! covers, its event decoded (`readable.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -16,9 +17,10 @@ use gongji_domain::PolicyVersion;
 use gongji_log::{DurableLog, Record};
 use serde::Serialize;
 
+use super::readable::event_object;
 use super::{
     chain_next, decode, event_region, hex, json_hash, policy_referred, ArchiveFilter, Header,
-    Manifest, RecordLine, ARCHIVE_FORMAT,
+    Manifest, RecordItem, RecordLine, ARCHIVE_FORMAT,
 };
 use crate::{Ledger, LedgerError};
 
@@ -208,7 +210,9 @@ impl ArchiveFile {
         self.line(&serde_json::json!({"policy": policy, "chain": hex(&self.chain)}))
     }
 
+    /// A record line: the record's fields and hash, its event decoded, the chain after it.
     fn record(&mut self, record: &Record) -> Result<(), LedgerError> {
+        let event = event_object(record, &decode(record)?);
         self.chain = chain_next(&self.chain, &record.hash);
         let line = RecordLine {
             position: record.position,
@@ -221,7 +225,11 @@ impl ArchiveFile {
             hash: hex(&record.hash),
             payload: hex(&record.payload),
         };
-        self.line(&serde_json::json!({"record": line, "chain": hex(&self.chain)}))?;
+        self.line(&RecordItem {
+            record: line,
+            event: Some(event),
+            chain: hex(&self.chain),
+        })?;
         self.first_hash.get_or_insert_with(|| hex(&record.hash));
         self.last_hash = Some(hex(&record.hash));
         self.records += 1;
