@@ -44,7 +44,8 @@ use read::read_archive;
 const ARCHIVE_FORMAT: u32 = 2;
 /// The oldest format this build reads.
 const ARCHIVE_FORMAT_OLDEST: u32 = 1;
-/// The longest archive line read (a record's payload is at most 1 MiB, hex doubles it).
+/// The longest archive line read (a record's payload is at most 1 MiB, hex doubles it; export
+/// leaves out a readable event that would make a line longer).
 const ARCHIVE_LINE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
