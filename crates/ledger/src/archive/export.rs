@@ -5,7 +5,9 @@
 //! and renamed into place (then the directory is synced), so the target is never a cut archive
 //! and a link at `NAME` is replaced, not written through. Before anything is read or written,
 //! an existing `NAME` (unless replacing was asked for) and a region the ledger has no policy
-//! for are refused (`ExportRefusal`).
+//! for are refused (`ExportRefusal`). Each record line carries, beside the fields its hash
+//! covers, its event decoded (`readable.rs`), unless that would make the line longer than a
+//! reader takes (no event a command makes comes near; the line then holds the bytes alone).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
@@ -16,9 +18,10 @@ use gongji_domain::PolicyVersion;
 use gongji_log::{DurableLog, Record};
 use serde::Serialize;
 
+use super::readable::event_object;
 use super::{
     chain_next, decode, event_region, hex, json_hash, policy_referred, ArchiveFilter, Header,
-    Manifest, RecordLine, ARCHIVE_FORMAT,
+    Manifest, RecordItem, RecordLine, ARCHIVE_FORMAT, ARCHIVE_LINE_BYTES_MAX,
 };
 use crate::{Ledger, LedgerError};
 
@@ -199,7 +202,10 @@ impl ArchiveFile {
     }
 
     fn line(&mut self, value: &impl Serialize) -> Result<(), LedgerError> {
-        let text = serde_json::to_string(value).expect("archive lines serialize");
+        self.text(&serde_json::to_string(value).expect("archive lines serialize"))
+    }
+
+    fn text(&mut self, text: &str) -> Result<(), LedgerError> {
         writeln!(self.out, "{text}").map_err(|e| write_failed(&self.path, e))
     }
 
@@ -208,7 +214,9 @@ impl ArchiveFile {
         self.line(&serde_json::json!({"policy": policy, "chain": hex(&self.chain)}))
     }
 
+    /// A record line: the record's fields and hash, its event decoded, the chain after it.
     fn record(&mut self, record: &Record) -> Result<(), LedgerError> {
+        let event = event_object(record, &decode(record)?);
         self.chain = chain_next(&self.chain, &record.hash);
         let line = RecordLine {
             position: record.position,
@@ -221,7 +229,12 @@ impl ArchiveFile {
             hash: hex(&record.hash),
             payload: hex(&record.payload),
         };
-        self.line(&serde_json::json!({"record": line, "chain": hex(&self.chain)}))?;
+        let item = RecordItem {
+            record: line,
+            event: Some(event),
+            chain: hex(&self.chain),
+        };
+        self.text(&record_text(item, ARCHIVE_LINE_BYTES_MAX))?;
         self.first_hash.get_or_insert_with(|| hex(&record.hash));
         self.last_hash = Some(hex(&record.hash));
         self.records += 1;
@@ -252,6 +265,19 @@ impl ArchiveFile {
         }
         Ok(manifest)
     }
+}
+
+/// A record line's text, shorter than `bound` bytes with its newline (what a reader takes):
+/// without the readable event if it would not be (the payload, at most the log's 1 MiB, always
+/// fits in hex; its rendering, several times larger for an event of many small figures, might
+/// not).
+fn record_text(mut item: RecordItem, bound: u64) -> String {
+    let text = serde_json::to_string(&item).expect("archive lines serialize");
+    if (text.len() as u64) < bound {
+        return text;
+    }
+    item.event = None;
+    serde_json::to_string(&item).expect("archive lines serialize")
 }
 
 /// Creates `NAME.partial` with `O_EXCL`. A regular file of that name (left by an export that
@@ -287,4 +313,42 @@ fn create_partial(partial: &Path) -> Result<File, LedgerError> {
 
 fn write_failed(path: &Path, error: std::io::Error) -> LedgerError {
     LedgerError::Projection(format!("cannot write {}: {error}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item() -> RecordItem {
+        RecordItem {
+            record: RecordLine {
+                position: 7,
+                stream: "member/M001".into(),
+                version: 1,
+                event_id: uuid::Uuid::nil(),
+                recorded_at_micros: 0,
+                unit_end: true,
+                prev_hash: hex(&[0; 32]),
+                hash: hex(&[1; 32]),
+                payload: "01".repeat(100),
+            },
+            event: Some(serde_json::json!({"kind": "retired", "note": "x".repeat(500)})),
+            chain: hex(&[2; 32]),
+        }
+    }
+
+    #[test]
+    fn a_record_line_keeps_its_readable_event_when_it_fits_and_drops_it_when_not() {
+        let whole = record_text(item(), ARCHIVE_LINE_BYTES_MAX);
+        assert!(whole.contains("\"event\":") && whole.contains(&"x".repeat(500)));
+        let bound = whole.len() as u64;
+        let bare = record_text(item(), bound);
+        assert!(
+            !bare.contains("\"event\"") && (bare.len() as u64) < bound,
+            "{bare}"
+        );
+        assert!(bare.contains(&"01".repeat(100)), "the bytes stay: {bare}");
+        let read: RecordItem = serde_json::from_str(&bare).expect("a bare line reads");
+        assert!(read.event.is_none());
+    }
 }

@@ -1,14 +1,17 @@
 //! `reseal`: what anyone holding an archive can do, written down once so the checks behind the
 //! chain can be tested: recompute every record's hash from its fields, every record's
-//! `prev_hash`, the running chain of every line and the manifest, so the archive's hashes all
-//! match its contents again. The chain is no obstacle to a forger; the invariant fold is what
+//! `prev_hash`, its readable `event` (where the line has one and the payload decodes), the
+//! running chain of every line and the manifest, so the archive's hashes all match its contents
+//! again. The chain is no obstacle to a forger; the invariant fold is what
 //! refuses a forged archive (see docs/audit.md). Used by the forged-archive tests and the
 //! `archive` fuzz target, never by the ledger itself.
 
 use serde_json::Value;
 
+use super::readable::event_object;
 use super::{chain_next, hex, json_hash, record_of_line, Header, RecordLine};
-use gongji_domain::PolicyVersion;
+use gongji_domain::{Event, PolicyVersion};
+use gongji_log::Record;
 
 /// The archive `text` with every hash, chain and manifest recomputed from its contents. Lines
 /// that do not read as archive lines are kept as they are; fields the checker does not know
@@ -36,7 +39,13 @@ pub fn reseal(text: &[u8]) -> Vec<u8> {
                 policies += 1;
             }
         } else if let Some(fields) = value.get_mut("record") {
-            if let Some(hash) = reseal_record(fields, previous.unwrap_or([0; 32])) {
+            if let Some(record) = reseal_record(fields, previous.unwrap_or([0; 32])) {
+                let hash = record.hash;
+                if let (Some(readable), Ok(event)) =
+                    (value.get_mut("event"), Event::decode(&record.payload))
+                {
+                    *readable = event_object(&record, &event);
+                }
                 chain = chain_next(&chain, &hash);
                 value["chain"] = Value::from(hex(&chain));
                 first.get_or_insert_with(|| hex(&hash));
@@ -59,8 +68,8 @@ pub fn reseal(text: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Sets a record line's `prev_hash` and `hash` to match its fields; its new hash.
-fn reseal_record(fields: &mut Value, prev_hash: [u8; 32]) -> Option<[u8; 32]> {
+/// Sets a record line's `prev_hash` and `hash` to match its fields; the record it now holds.
+fn reseal_record(fields: &mut Value, prev_hash: [u8; 32]) -> Option<Record> {
     fields["prev_hash"] = Value::from(hex(&prev_hash));
     fields["hash"] = Value::from(hex(&[0; 32]));
     let mut known = fields.clone();
@@ -76,7 +85,8 @@ fn reseal_record(fields: &mut Value, prev_hash: [u8; 32]) -> Option<[u8; 32]> {
         object.retain(|name, _| names.contains(&name.as_str()));
     }
     let line: RecordLine = serde_json::from_value(known).ok()?;
-    let hash = record_of_line(&line)?.recompute_hash();
-    fields["hash"] = Value::from(hex(&hash));
-    Some(hash)
+    let mut record = record_of_line(&line)?;
+    record.hash = record.recompute_hash();
+    fields["hash"] = Value::from(hex(&record.hash));
+    Some(record)
 }

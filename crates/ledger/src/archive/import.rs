@@ -121,8 +121,8 @@ fn restore(
     let read = read_archive(
         path,
         &mut |done, total| progress("restore", done, total),
-        &mut |record, complete| {
-            checker.record(record, complete)?;
+        &mut |record, event, complete| {
+            checker.record(record, event, complete)?;
             match complete {
                 true => restorer.push(record),
                 false => Ok(()),

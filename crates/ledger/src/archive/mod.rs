@@ -6,7 +6,9 @@
 //! blake3 over the header and every item before it, so a line changed, removed, reordered or
 //! added is named by the first line whose chain no longer matches. Each record also carries
 //! the fields its log hash is computed from, so its hash is recomputed, and in a complete
-//! archive each record's `prev_hash` must be the hash of the record before it.
+//! archive each record's `prev_hash` must be the hash of the record before it. Beside its bytes
+//! a record line carries its event decoded, for people and tools (`readable.rs`); the checker
+//! renders it again from the bytes and refuses a line whose readable event differs.
 //!
 //! A forger can recompute all of that ([`reseal`] does, for tests and the fuzz target), so the
 //! check goes on: every record's event decodes, sits on its own stream and has its figures
@@ -19,6 +21,7 @@ mod export;
 mod forge;
 mod import;
 mod read;
+mod readable;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -35,8 +38,14 @@ pub use forge::reseal;
 pub use import::import_archive;
 use read::read_archive;
 
-const ARCHIVE_FORMAT: u32 = 1;
-/// The longest archive line read (a record's payload is at most 1 MiB, hex doubles it).
+/// The format written. Format 2 adds the readable `event` to record lines; this build reads
+/// formats 1 and 2 (the field is optional in both), a build that reads only 1 refuses 2 by its
+/// number.
+const ARCHIVE_FORMAT: u32 = 2;
+/// The oldest format this build reads.
+const ARCHIVE_FORMAT_OLDEST: u32 = 1;
+/// The longest archive line read (a record's payload is at most 1 MiB, hex doubles it; export
+/// leaves out a readable event that would make a line longer).
 const ARCHIVE_LINE_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,11 +109,14 @@ struct PolicyLine {
     chain: String,
 }
 
-/// A record line: the record and the chain after it.
-#[derive(Debug, Deserialize)]
+/// A record line: the record, its event decoded (absent in format 1; the checker renders it
+/// again from the payload and compares) and the chain after it.
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecordItem {
     record: RecordLine,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event: Option<serde_json::Value>,
     chain: String,
 }
 
@@ -259,8 +271,8 @@ fn decode(record: &Record) -> Result<Event, LedgerError> {
         .map_err(|e| LedgerError::Projection(format!("record {}: {e}", record.position)))
 }
 
-/// What check and import do with each record the reading passed: in every archive its event
-/// decodes, sits on its own stream and has its figures within bounds; a complete archive is
+/// What check and import do with each record the reading passed (its event decoded, and equal
+/// to the line's readable event if it has one): in every archive its event sits on its own stream and has its figures within bounds; a complete archive is
 /// also folded with `audit verify`'s [`InvariantFold`], holding it to every invariant the live
 /// ledger holds.
 /// In a complete archive, each stream's versions run 1, 2, 3... and the records of a unit share
@@ -273,21 +285,19 @@ struct Checker {
 }
 
 impl Checker {
-    fn record(&mut self, record: &Record, complete: bool) -> Result<(), String> {
+    fn record(&mut self, record: &Record, event: &Event, complete: bool) -> Result<(), String> {
         let position = record.position;
-        let event = Event::decode(&record.payload)
-            .map_err(|e| format!("record at position {position} breaks the decode check: {e}"))?;
         let broken = |check: &str, message: String| {
             format!("record at position {position} breaks the {check} check: {message}")
         };
         if complete {
             self.fold
-                .fold(position, &record.stream, &event, record.unit_end)
+                .fold(position, &record.stream, event, record.unit_end)
                 .map_err(|f| broken(f.check, f.message))?;
             return self.as_logged(record).map_err(|m| broken("log", m));
         }
-        check_stream(&record.stream, &event).map_err(|m| broken("stream", m))?;
-        check_bounds(&event).map_err(|why| broken(why.check, why.message))
+        check_stream(&record.stream, event).map_err(|m| broken("stream", m))?;
+        check_bounds(event).map_err(|why| broken(why.check, why.message))
     }
 
     /// The record's stream version and time recorded are those the log would give it.
@@ -355,8 +365,8 @@ pub fn check_archive(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<CheckReport, LedgerError> {
     let mut checker = Checker::default();
-    let read = read_archive(path, progress, &mut |record, complete| {
-        checker.record(record, complete)
+    let read = read_archive(path, progress, &mut |record, event, complete| {
+        checker.record(record, event, complete)
     })?;
     checker.report(read)
 }

@@ -1,21 +1,23 @@
 //! Reading an archive back line by line, checking everything that can be checked without a
 //! ledger: the header's format, the running chain of every line, each record's own hash, the
 //! order of positions (and, in a complete archive, that each record follows the one before),
-//! and the manifest against what was read. The first failure stops the reading and is named by
+//! each record's event decoded from its payload and equal to the line's readable event (if it
+//! has one), and the manifest against what was read. The first failure stops the reading and is named by
 //! its line.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use gongji_domain::PolicyVersion;
+use gongji_domain::{Event, PolicyVersion};
 use gongji_log::Record;
 use serde_json::Value;
 
+use super::readable::checked_event;
 use super::{
     chain_next, frame_bounds, hash32, hex, json_hash, record_of_line, ArchiveFailure, Header,
     Manifest, ManifestLine, PolicyLine, RecordItem, RecordLine, ARCHIVE_FORMAT,
-    ARCHIVE_LINE_BYTES_MAX,
+    ARCHIVE_FORMAT_OLDEST, ARCHIVE_LINE_BYTES_MAX,
 };
 use crate::LedgerError;
 
@@ -51,13 +53,13 @@ struct Tally {
 }
 
 /// Reads an archive line by line, checking everything that can be checked without a ledger;
-/// `each_record` sees every record that passed. Stops at the first failure. `progress(bytes
+/// `each_record` sees every record that passed, with its event. Stops at the first failure. `progress(bytes
 /// read, bytes in all)`: the file's size, or what was read when that is more (a pipe has
 /// none); both are what was read once the manifest checked.
 pub(super) fn read_archive(
     path: &Path,
     progress: &mut dyn FnMut(u64, u64),
-    each_record: &mut dyn FnMut(&Record, bool) -> Result<(), String>,
+    each_record: &mut dyn FnMut(&Record, &Event, bool) -> Result<(), String>,
 ) -> Result<ArchiveRead, LedgerError> {
     let cannot_read =
         |e: std::io::Error| LedgerError::Projection(format!("cannot read {}: {e}", path.display()));
@@ -143,7 +145,7 @@ impl Tally {
         &mut self,
         line_number: u64,
         text: &str,
-        each_record: &mut dyn FnMut(&Record, bool) -> Result<(), String>,
+        each_record: &mut dyn FnMut(&Record, &Event, bool) -> Result<(), String>,
     ) -> Result<Option<Manifest>, Fault> {
         if !text.ends_with('\n') {
             return Err(fault(
@@ -163,10 +165,12 @@ impl Tally {
         } else if value.get("record").is_some() {
             let line: RecordItem = typed(value, "record")?;
             let record = self.record(line.record, hash32(&line.chain))?;
-            each_record(&record, self.complete).map_err(|message| Fault {
+            let at = |message| Fault {
                 position: Some(record.position),
                 message,
-            })?;
+            };
+            let event = checked_event(&record, line.event.as_ref()).map_err(at)?;
+            each_record(&record, &event, self.complete).map_err(at)?;
             self.first_hash.get_or_insert_with(|| hex(&record.hash));
             self.previous = Some((record.position, record.hash));
             self.records += 1;
@@ -179,9 +183,11 @@ impl Tally {
     fn header(&mut self, value: Value) -> Result<(), Fault> {
         let header: Header = serde_json::from_value(value)
             .map_err(|e| fault(format!("not a gongji archive header: {e}")))?;
-        if header.archive != "gongji" || header.format != ARCHIVE_FORMAT {
+        let formats = ARCHIVE_FORMAT_OLDEST..=ARCHIVE_FORMAT;
+        if header.archive != "gongji" || !formats.contains(&header.format) {
             return Err(fault(format!(
-                "archive format {} of '{}' is not known (this build reads format {ARCHIVE_FORMAT})",
+                "archive format {} of '{}' is not known (this build reads formats \
+                 {ARCHIVE_FORMAT_OLDEST} to {ARCHIVE_FORMAT} of 'gongji')",
                 header.format, header.archive
             )));
         }
