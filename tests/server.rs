@@ -258,6 +258,13 @@ fn every_role_against_every_route_is_allowed_or_refused_as_the_table_says() {
         ("GET", "/v1/funds/500000", &["auditor"]),
         ("GET", "/v1/policies", &["operator", "auditor"]),
         ("GET", "/v1/access-log", &["auditor"]),
+        ("GET", "/v1/audit/replay", &["auditor"]),
+        ("GET", "/v1/audit/export", &["auditor"]),
+        (
+            "GET",
+            "/v1/statements/H500101/2024-03",
+            &["reconciler", "auditor"],
+        ),
     ];
     let gone = add_token(&server.ledger, "gone", "auditor");
     let ask = |method: &str, path: &str, token: Option<&str>| match method {
@@ -669,6 +676,48 @@ fn the_openapi_document_lists_every_route_with_its_parameters_and_responses() {
             "/v1/access-log",
             &["from", "limit"],
             &["200", "400", "403"],
+        ),
+        (
+            "get",
+            "/v1/events",
+            &["from", "Last-Event-ID"],
+            &["200", "400", "401", "403"],
+        ),
+        (
+            "post",
+            "/v1/audit/verify",
+            &[],
+            &["200", "401", "403", "503"],
+        ),
+        (
+            "get",
+            "/v1/audit/replay",
+            &[],
+            &["200", "401", "403", "503"],
+        ),
+        (
+            "get",
+            "/v1/audit/export",
+            &["region", "from", "to"],
+            &["200", "400", "401", "403", "404", "503"],
+        ),
+        (
+            "post",
+            "/v1/reconcile/detail",
+            &["institution", "from", "to"],
+            &["200", "400", "401", "403", "413", "422"],
+        ),
+        (
+            "post",
+            "/v1/reconcile/totals",
+            &[],
+            &["200", "401", "403", "413", "422"],
+        ),
+        (
+            "get",
+            "/v1/statements/{institution}/{month}",
+            &["institution", "month"],
+            &["200", "400", "401", "403"],
         ),
     ];
     let paths = api["paths"].as_object().unwrap();

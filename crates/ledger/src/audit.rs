@@ -255,6 +255,25 @@ impl Ledger {
         })
     }
 
+    /// `audit replay`'s report without touching the stored projections: the durable log folded
+    /// afresh in memory (as [`Ledger::rebuild`] folds it), its digest and totals. What a reader
+    /// beside the writer runs (the service's `GET /v1/audit/replay`); works read-only.
+    pub fn audit_replay_in_memory(
+        &self,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<ReplayReport, LedgerError> {
+        let to = self.log.durable_end();
+        let workers = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
+        let state = crate::replay::fold_parallel(self.log.as_ref(), to, workers, progress)?;
+        let entries = store::all_entries(&state);
+        let pairs = || entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
+        Ok(ReplayReport {
+            records: to,
+            digest: digest_of(pairs()),
+            regions: totals_of(pairs())?,
+        })
+    }
+
     /// Checks every record's checksum and the hash chain, folds the whole log checking the
     /// invariants, and compares the live projections with that fresh fold. Stops at the first
     /// failure and names it. The fold is held in memory.

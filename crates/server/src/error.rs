@@ -27,7 +27,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable: `unauthorized`, `forbidden`, `not_found`, `bad_request`, `unsupported_media_type`,
     /// `method_not_allowed`, `busy`, `timeout`, `unavailable`, `stream_ended` (the last line of a
-    /// command stream that ended early), `ledger_error`.
+    /// command stream that ended early, the last event of a change feed), `ledger_error`,
+    /// `too_large` (a body past its route's bound), `bad_input` (a file a job cannot use).
     pub code: String,
     pub message: String,
 }

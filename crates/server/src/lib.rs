@@ -2,8 +2,9 @@
 //!
 //! What it is for: `gongji serve` holds one ledger open, as its only writer, and answers
 //! HTTP requests on it with axum on tokio: command streams (`POST /v1/commands`), the reads of
-//! a member's data, a region's funds, the policies, the access log, health, metrics and the
-//! OpenAPI document generated from the handlers. Every answer is the same JSON the command
+//! a member's data, a region's funds, the policies, the access log, the change feed
+//! (`GET /v1/events`), audit verify, replay and export, reconciliation and statements, health,
+//! metrics and the OpenAPI document generated from the handlers. Every answer is the same JSON the command
 //! line's `--json` gives: both call the same ledger functions and the one shaping in
 //! [`answers`]. Tokens and roles ([`tokens`], [`roles`]) decide who may do what; every read of
 //! a member's data is in the access log ([`access_log`]) before it is answered.
@@ -12,24 +13,33 @@
 //! and writes the ledger only through `gongji-ledger`, and it touches no file inside the data
 //! directory. Its own two files (the tokens, the access log) live beside the data directory
 //! (`DIR.tokens`, `DIR.access-log` by default): the data directory is `gongji-log`'s alone.
+//! An export's archive and a reconciliation's institution file are scratch files, in a private
+//! directory of the request's own under the system's temporary directory, removed once used.
 //!
 //! Modules: `answers` (the shaping shared with the CLI), `roles` (the permission table),
 //! `tokens` (the token file), `access_log`, `metrics`, `error` (error answers), `reads` (the
 //! ledger behind its lock: the read side and the writer), `app` (shared state and the guard
 //! every request passes), `commands` (the command stream), `members` (member reads), `routes`
-//! (the other routes), `openapi` (the router and its document), `listener` (the connection
-//! bound), `server` (listening, signals, shutdown).
+//! (the other routes), `feed` (the change feed), `audit_routes` (audit verify, replay and
+//! export), `recon_routes` (reconciliation and statements), `bulk` (what those share: the
+//! access-log entry of a read of many members, scratch files, streamed bodies), `openapi` (the
+//! router and its document), `listener` (the connection bound), `server` (listening, signals,
+//! shutdown).
 
 pub mod access_log;
 pub mod answers;
 mod app;
+mod audit_routes;
+mod bulk;
 mod commands;
 mod error;
+mod feed;
 mod listener;
 mod members;
 pub mod metrics;
 mod openapi;
 mod reads;
+mod recon_routes;
 pub mod roles;
 mod routes;
 mod server;

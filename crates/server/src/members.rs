@@ -117,6 +117,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Asker {
     }
 }
 
+impl Asker {
+    /// The access log's entry of this request through `route`, about `member` (or `claim`),
+    /// answered with `status`, now.
+    pub(crate) fn entry(
+        self,
+        route: &'static str,
+        member: Option<String>,
+        claim: Option<String>,
+        status: u16,
+    ) -> AccessEntry {
+        AccessEntry {
+            at: AccessEntry::now(),
+            token: self.identity.name,
+            role: self.identity.role.as_str(),
+            method: self.method.to_string(),
+            route,
+            member,
+            claim,
+            uri: self.uri,
+            status,
+        }
+    }
+}
+
 impl App {
     /// Answers a read of one member's data with `query`'s answer, once the read is in the
     /// access log (synced); if it cannot be logged, the answer is not sent.
@@ -142,17 +166,7 @@ impl App {
             Ok(_) => 200,
             Err(error) => error.status.as_u16(),
         };
-        let entry = AccessEntry {
-            at: AccessEntry::now(),
-            token: asker.identity.name,
-            role: asker.identity.role.as_str(),
-            method: asker.method.to_string(),
-            route,
-            member,
-            claim,
-            uri: asker.uri,
-            status,
-        };
+        let entry = asker.entry(route, member, claim, status);
         match (self.access.record(&entry).await, answer) {
             (Ok(()), Ok(value)) => Json(value).into_response(),
             (Ok(()), Err(error)) => error.into_response(),
@@ -295,7 +309,7 @@ pub async fn history(
         .await)
 }
 
-fn day(name: &str, text: Option<&str>) -> Result<Option<Day>, ApiError> {
+pub(crate) fn day(name: &str, text: Option<&str>) -> Result<Option<Day>, ApiError> {
     text.map(|t| {
         t.parse()
             .map_err(|e| ApiError::bad_request(format!("{name}: {e}")))

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::{guard, App};
-use crate::{commands, members, routes};
+use crate::{audit_routes, commands, feed, members, recon_routes, routes};
 
 /// An answer whose fields are those of the command line's `--json` answer to the same
 /// question (the ledger's view structs); described here as an object.
@@ -45,6 +45,13 @@ pub fn router(app: App) -> Router {
         .routes(routes!(routes::fund))
         .routes(routes!(routes::policies))
         .routes(routes!(routes::access_log))
+        .routes(routes!(feed::events))
+        .routes(routes!(audit_routes::verify))
+        .routes(routes!(audit_routes::replay))
+        .routes(routes!(audit_routes::export))
+        .routes(routes!(recon_routes::detail))
+        .routes(routes!(recon_routes::totals))
+        .routes(routes!(recon_routes::statement))
         .split_for_parts();
     api.info = InfoBuilder::new()
         .title("Gongji")

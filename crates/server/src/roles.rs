@@ -9,9 +9,10 @@ pub enum Role {
     Operator,
     /// Member-level reads: account, year, history, inheritance, transfers, explain.
     Clerk,
-    /// Every read, fund totals, the access log; no writes.
+    /// Every read, fund totals, the access log, audit replay/verify/export, the change feed;
+    /// no writes.
     Auditor,
-    /// Reconciliation and statements (not in this piece); no writes.
+    /// Reconciliation and statements; no writes.
     Reconciler,
 }
 
@@ -56,6 +57,12 @@ pub enum RouteKind {
     Policies,
     /// Who read whose data.
     AccessLog,
+    /// The change feed: every record of the log from a position on, then live.
+    Events,
+    /// Audit replay, verify and export: the whole log, checked or copied out.
+    Audit,
+    /// Reconciliation against an institution's file, and an institution's statement.
+    Reconcile,
 }
 
 /// Who may use a kind of route.
@@ -68,7 +75,7 @@ pub enum Access {
 }
 
 impl RouteKind {
-    pub const ALL: [RouteKind; 8] = [
+    pub const ALL: [RouteKind; 11] = [
         RouteKind::Health,
         RouteKind::OpenApi,
         RouteKind::Metrics,
@@ -77,6 +84,9 @@ impl RouteKind {
         RouteKind::Funds,
         RouteKind::Policies,
         RouteKind::AccessLog,
+        RouteKind::Events,
+        RouteKind::Audit,
+        RouteKind::Reconcile,
     ];
 
     /// The permission table.
@@ -90,6 +100,9 @@ impl RouteKind {
             RouteKind::Funds => Access::Roles(&[Auditor]),
             RouteKind::Policies => Access::Roles(&[Operator, Auditor]),
             RouteKind::AccessLog => Access::Roles(&[Auditor]),
+            RouteKind::Events => Access::Roles(&[Auditor]),
+            RouteKind::Audit => Access::Roles(&[Auditor]),
+            RouteKind::Reconcile => Access::Roles(&[Reconciler, Auditor]),
         }
     }
 
@@ -122,6 +135,17 @@ pub const ROUTES: &[(&str, &str, RouteKind)] = &[
     ("GET", "/v1/funds/{region}", RouteKind::Funds),
     ("GET", "/v1/policies", RouteKind::Policies),
     ("GET", "/v1/access-log", RouteKind::AccessLog),
+    ("GET", "/v1/events", RouteKind::Events),
+    ("POST", "/v1/audit/verify", RouteKind::Audit),
+    ("GET", "/v1/audit/replay", RouteKind::Audit),
+    ("GET", "/v1/audit/export", RouteKind::Audit),
+    ("POST", "/v1/reconcile/detail", RouteKind::Reconcile),
+    ("POST", "/v1/reconcile/totals", RouteKind::Reconcile),
+    (
+        "GET",
+        "/v1/statements/{institution}/{month}",
+        RouteKind::Reconcile,
+    ),
 ];
 
 /// The kind of the route whose path template is `path`.
@@ -145,6 +169,8 @@ mod tests {
                     RouteKind::Commands => role == Role::Operator,
                     RouteKind::MemberRead => role != Role::Reconciler,
                     RouteKind::Funds | RouteKind::AccessLog => role == Role::Auditor,
+                    RouteKind::Events | RouteKind::Audit => role == Role::Auditor,
+                    RouteKind::Reconcile => matches!(role, Role::Reconciler | Role::Auditor),
                     RouteKind::Policies | RouteKind::Metrics => {
                         matches!(role, Role::Operator | Role::Auditor)
                     }

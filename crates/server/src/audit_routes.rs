@@ -1,0 +1,193 @@
+//! The auditor's whole-log routes: `POST /v1/audit/verify`, `GET /v1/audit/replay` and
+//! `GET /v1/audit/export`. Verify and replay answer the JSON `gongji audit verify --json` and
+//! `gongji audit replay --json` print (the same reports); export answers the archive itself,
+//! the file `gongji audit export` writes, streamed.
+//!
+//! Replay here folds the log afresh in memory ([`Ledger::audit_replay_in_memory`]) and leaves
+//! the stored projections alone: an auditor writes nothing, and the answer is the report the
+//! command line's replay (which rebuilds them) prints for the same log. A report that records a
+//! failure (verify's `failure`) is still the answer: 200.
+//!
+//! Export writes the archive as the command line does, into a private scratch directory
+//! ([`Scratch`]), opens it, removes the directory, and streams the open file to the client (the
+//! space is freed when the stream ends or the client goes away); the archive is in the access
+//! log (it holds every member's events) before it is sent.
+
+use std::fs::File;
+use std::io::Read;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gongji_ledger::archive::{ArchiveFilter, ExportRefusal};
+use gongji_ledger::Ledger;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use utoipa::IntoParams;
+
+use crate::app::App;
+use crate::bulk::{channel_body, logged, Scratch};
+use crate::error::{query, ApiError, ErrorBody};
+use crate::members::{day, Asker};
+use crate::openapi::Answer;
+
+/// Bytes of the archive read and sent at a time.
+const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks of the archive in flight to the connection.
+const EXPORT_CHUNKS_MAX: usize = 8;
+
+/// Runs `job` on the read side: the module's one way to the ledger.
+async fn ask<T: Send + 'static>(
+    app: &App,
+    job: impl FnOnce(&Ledger) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    app.reads.run(job).await?
+}
+
+/// Checks the log's chain, folds it checking the invariants, and compares the projections
+/// with that fold (as `gongji audit verify --json`).
+#[utoipa::path(post, path = "/v1/audit/verify", tag = "audit",
+    responses((status = 200, description = "The report: records, digest, failure (null when everything verified)", body = Answer),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not for this role", body = ErrorBody),
+        (status = 503, description = "The ledger was busy, or the answer took too long", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn verify(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let report = ask(&app, |ledger| {
+        let report = ledger.audit_verify(&mut |_, _, _| {});
+        report.map(|r| json!(r)).map_err(ApiError::ledger)
+    });
+    Ok(Json(report.await?))
+}
+
+/// Folds the whole log afresh, in memory: the records, the digest of the state and the totals
+/// per region (as `gongji audit replay --json`; the stored projections are not touched).
+#[utoipa::path(get, path = "/v1/audit/replay", tag = "audit",
+    responses((status = 200, description = "The report: records, digest, regions", body = Answer),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not for this role", body = ErrorBody),
+        (status = 503, description = "The ledger was busy, or the answer took too long", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn replay(State(app): State<App>) -> Result<Json<Value>, ApiError> {
+    let report = ask(&app, |ledger| {
+        let report = ledger.audit_replay_in_memory(&mut |_, _| {});
+        report.map(|r| json!(r)).map_err(ApiError::ledger)
+    });
+    Ok(Json(report.await?))
+}
+
+/// `?region=&from=&to=`, as `gongji audit export` takes them.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Only events of this region (a member's events count for the region it belonged to then).
+    region: Option<String>,
+    /// Only events whose own date is on or after this day (YYYY-MM-DD).
+    from: Option<String>,
+    /// Only events whose own date is on or before this day (YYYY-MM-DD).
+    to: Option<String>,
+}
+
+impl ExportQuery {
+    fn filter(self) -> Result<ArchiveFilter, ApiError> {
+        Ok(ArchiveFilter {
+            from: day("from", self.from.as_deref())?,
+            to: day("to", self.to.as_deref())?,
+            region: self.region,
+        })
+    }
+}
+
+/// The audit archive of the log, or the part the parameters select, streamed: the file
+/// `gongji audit export` writes (JSON Lines: a header, the policies, the records, the manifest).
+#[utoipa::path(get, path = "/v1/audit/export", tag = "audit",
+    params(ExportQuery),
+    responses((status = 200, description = "The archive, JSON Lines, as `gongji audit export` writes it", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "A parameter does not read", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not for this role", body = ErrorBody),
+        (status = 404, description = "No policy was loaded for the region", body = ErrorBody),
+        (status = 503, description = "The ledger was busy, or the export took too long", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn export(
+    State(app): State<App>,
+    asker: Asker,
+    q: Result<Query<ExportQuery>, QueryRejection>,
+) -> Response {
+    let answer = archive(&app, q).await;
+    logged(&app, asker, "/v1/audit/export", answer).await
+}
+
+async fn archive(
+    app: &App,
+    q: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let filter = query(q)?.filter()?;
+    let (file, bytes) = ask(app, move |ledger| write_archive(ledger, &filter)).await?;
+    let (to, chunks) = mpsc::channel(EXPORT_CHUNKS_MAX);
+    let runtime = Handle::current();
+    let stall_max = app.limits.answer_stall_max;
+    tokio::task::spawn_blocking(move || stream_file(file, &to, &runtime, stall_max));
+    let headers = [
+        (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
+        (header::CONTENT_LENGTH, bytes.to_string()),
+        (
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"gongji-archive.jsonl\"".to_string(),
+        ),
+    ];
+    Ok((headers, channel_body(chunks)).into_response())
+}
+
+/// Exports the archive into a scratch directory and returns it open, with its length; the
+/// directory is gone when this returns (the open file keeps the archive until it is closed).
+fn write_archive(ledger: &Ledger, filter: &ArchiveFilter) -> Result<(File, u64), ApiError> {
+    let scratch = Scratch::create()
+        .map_err(|e| ApiError::ledger(format!("cannot make a scratch directory: {e}")))?;
+    let path = scratch.path("archive.jsonl");
+    match ledger.export_refusal(&path, filter, false) {
+        Ok(Some(refusal @ ExportRefusal::UnknownRegion(_))) => {
+            return Err(ApiError::not_found(refusal.to_string()))
+        }
+        Ok(Some(refusal)) => return Err(ApiError::ledger(refusal)),
+        Ok(None) => {}
+        Err(e) => return Err(ApiError::ledger(e)),
+    }
+    ledger
+        .export_archive(&path, filter, false, &mut |_, _, _| {})
+        .map_err(ApiError::ledger)?;
+    let file = File::open(&path).map_err(ApiError::ledger)?;
+    let bytes = file.metadata().map_err(ApiError::ledger)?.len();
+    drop(scratch);
+    Ok((file, bytes))
+}
+
+/// Sends `file` to the connection in chunks (a blocking thread's work), waiting at most
+/// `stall_max` for room each time; stops when the client goes away or stops reading.
+fn stream_file(mut file: File, to: &mpsc::Sender<Bytes>, runtime: &Handle, stall_max: Duration) {
+    loop {
+        let mut chunk = vec![0u8; EXPORT_CHUNK_BYTES];
+        let read = match file.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // The length was promised: the client sees a cut body, never a wrong one.
+                eprintln!("gongji serve: cannot read an export's scratch file: {e}");
+                return;
+            }
+        };
+        chunk.truncate(read);
+        let sent = runtime
+            .block_on(async { tokio::time::timeout(stall_max, to.send(Bytes::from(chunk))).await });
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+    }
+}
