@@ -9,16 +9,19 @@
 //! a member's data is in the access log ([`access_log`]) before it is answered.
 //!
 //! What it is not for: it holds no insurance rule and no storage of the ledger's own; it reads
-//! and writes the ledger only through `gongji-ledger`, and it touches no file inside the data
-//! directory. Its own two files (the tokens, the access log) live beside the data directory
-//! (`DIR.tokens`, `DIR.access-log` by default): the data directory is `gongji-log`'s alone.
+//! and writes the ledger only through `gongji-ledger`. Its own files in the data directory
+//! (`DIR/tokens`, `DIR/access-log` by default, and `DIR/SERVER` naming it while it runs) are
+//! opened, replaced and removed only through `gongji_log::service_files`, by the log's rules
+//! (no link followed, regular files only, mode 0600): no file of the directory is touched
+//! any other way.
 //!
 //! Modules: `answers` (the shaping shared with the CLI), `roles` (the permission table),
 //! `tokens` (the token file), `access_log`, `metrics`, `error` (error answers), `reads` (the
 //! ledger behind its lock: the read side and the writer), `app` (shared state and the guard
 //! every request passes), `commands` (the command stream), `members` (member reads), `routes`
 //! (the other routes), `openapi` (the router and its document), `listener` (the connection
-//! bound), `server` (listening, signals, shutdown).
+//! bound, and the TLS handshakes off the accept loop), `tls` (the certificate and key read into
+//! a rustls configuration), `server` (listening, signals, shutdown, `DIR/SERVER`).
 
 pub mod access_log;
 pub mod answers;
@@ -33,7 +36,9 @@ mod reads;
 pub mod roles;
 mod routes;
 mod server;
+mod tls;
 pub mod tokens;
 
 pub use app::Limits;
-pub use server::{beside, serve, ServeConfig};
+pub use server::{serve, ServeConfig};
+pub use tls::TlsFiles;
