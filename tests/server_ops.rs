@@ -181,6 +181,26 @@ fn the_services_files_are_in_the_data_directory_and_the_logs_checks_accept_them(
 }
 
 #[test]
+fn serve_on_a_new_directory_creates_the_ledger_then_its_access_log_in_it() {
+    let ledger = TestLedger::empty();
+    let tokens = ledger.dir.path().join("tokens-elsewhere");
+    add_token(
+        &ledger,
+        "aud",
+        "auditor",
+        &["--tokens", tokens.to_str().unwrap()],
+    );
+    assert!(
+        !ledger.data().exists(),
+        "token add --tokens FILE makes nothing in DIR"
+    );
+    let server = Server::start(&ledger, &["--tokens", tokens.to_str().unwrap()]);
+    assert!(ledger.data().join("access-log").exists());
+    assert!(ledger.data().join("segments").exists());
+    server.stop();
+}
+
+#[test]
 fn a_link_in_place_of_the_token_file_is_refused_and_its_target_left_alone() {
     let ledger = TestLedger::new();
     let target = ledger.dir.path().join("target");

@@ -64,11 +64,12 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
 async fn run(config: ServeConfig) -> Result<(), String> {
     let tokens = Arc::new(TokenSet::open(&config.tokens)?);
     let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
-    let access = Arc::new(AccessLog::open(&config.access_log)?);
     let open = config.open.clone();
+    // The ledger first: its open creates the data directory the access log may be kept in.
     let ledger: Ledger = tokio::task::spawn_blocking(move || open())
         .await
         .map_err(|e| e.to_string())??;
+    let access = Arc::new(AccessLog::open(&config.access_log)?);
     let metrics = Arc::new(Metrics::default());
     metrics.durable_position.store(
         ledger.log().durable_end(),
