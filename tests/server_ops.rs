@@ -201,6 +201,31 @@ fn serve_on_a_new_directory_creates_the_ledger_then_its_access_log_in_it() {
 }
 
 #[test]
+fn import_restores_into_a_directory_holding_only_the_services_files_and_keeps_them() {
+    let source = TestLedger::sample();
+    let archive = source.dir.path().join("archive.jsonl");
+    let out = source.run(&["audit", "export", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restored = TestLedger::empty();
+    let data = restored.data();
+    let auditor = add_token(&restored, "aud", "auditor", &[]);
+    let tokens = std::fs::read(data.join("tokens")).unwrap();
+    let earlier = b"{\"member\":\"M001\",\"token\":\"earlier\"}\n";
+    std::fs::write(data.join("access-log"), earlier).unwrap();
+    let out = restored.run(&["audit", "import", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(data.join("segments").is_dir());
+    assert_eq!(std::fs::read(data.join("tokens")).unwrap(), tokens);
+    assert_eq!(std::fs::read(data.join("access-log")).unwrap(), earlier);
+    let server = Server::start(&restored, &[]);
+    let url = format!("{}/v1/members/M001", server.url);
+    assert_eq!(get(&agent(), &url, Some(&auditor)).0, 200);
+    server.stop();
+    let logged = std::fs::read_to_string(data.join("access-log")).unwrap();
+    assert_eq!(logged.lines().count(), 2, "{logged}");
+}
+
+#[test]
 fn a_link_in_place_of_the_token_file_is_refused_and_its_target_left_alone() {
     let ledger = TestLedger::new();
     let target = ledger.dir.path().join("target");

@@ -9,7 +9,9 @@
 //!   so that a second writer's refusal can name it ([`running_server`]).
 //!
 //! The same functions serve a token file or access log put elsewhere (`--tokens`,
-//! `--access-log`): the rules are the same wherever the file is.
+//! `--access-log`): the rules are the same wherever the file is. A directory holding only the
+//! token file and the access log holds no ledger yet: `audit import` restores into it and
+//! carries them into the restored ledger ([`only_kept_files`], [`carry_kept_files`]).
 //!
 //! Invariants as the code holds them: no link is followed (`O_NOFOLLOW`, and only a regular
 //! file is used); every file made here is mode 0600; a file is replaced only through a
@@ -32,6 +34,56 @@ pub const TOKENS_FILE: &str = "tokens";
 pub const ACCESS_LOG_FILE: &str = "access-log";
 /// The note of the server holding the writer's lock: `PID URL`, one line.
 pub const SERVER_FILE: &str = "SERVER";
+
+/// The service's files that outlive a server and belong with the ledger: a directory holding
+/// only these holds no ledger yet (`audit import` restores into it, carrying them).
+pub const KEPT_FILES: [&str; 2] = [TOKENS_FILE, ACCESS_LOG_FILE];
+
+/// Which of [`KEPT_FILES`] `dir` holds, if it holds nothing else (`Some(vec![])`: empty or
+/// absent); `None` if anything else is there, or one of them is not a regular file (a link).
+pub fn only_kept_files(dir: &Path) -> Result<Option<Vec<&'static str>>, LogError> {
+    let entries = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Some(Vec::new())),
+        listing => listing.map_err(|e| io_err("listing", dir, e))?,
+    };
+    let mut kept = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err("listing", dir, e))?;
+        let name = entry.file_name();
+        let regular = entry.file_type().is_ok_and(|t| t.is_file());
+        match KEPT_FILES.iter().find(|k| name.as_os_str() == **k) {
+            Some(kept_name) if regular => kept.push(*kept_name),
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some(kept))
+}
+
+/// Moves the files `names` (of [`KEPT_FILES`]) from directory `from` to directory `to`, on the
+/// same filesystem, each by one rename; a link in a file's place is refused and left. On an
+/// error, the files moved so far are moved back.
+pub fn carry_kept_files(from: &Path, to: &Path, names: &[&str]) -> Result<(), LogError> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    for (i, name) in names.iter().enumerate() {
+        let source = from.join(name);
+        let moved = match std::fs::symlink_metadata(&source) {
+            Ok(meta) if meta.is_file() => {
+                std::fs::rename(&source, to.join(name)).map_err(|e| io_err("moving", &source, e))
+            }
+            Ok(_) => Err(files::symlink(&source)),
+            Err(e) => Err(io_err("moving", &source, e)),
+        };
+        if let Err(error) = moved {
+            for back in &names[..i] {
+                let _ = std::fs::rename(to.join(back), from.join(back));
+            }
+            return Err(error);
+        }
+    }
+    sync_dir(to).and_then(|()| sync_dir(from))
+}
 
 /// `DIR/NAME`, with `DIR` created if absent, as the log's open creates it (`DIR` itself is the
 /// operator's and may be a link; a link inside it is never followed).
@@ -307,6 +359,34 @@ mod tests {
         withdraw_server(dir.path()).unwrap();
         assert!(!dir.path().join(SERVER_FILE).exists());
         withdraw_server(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_directory_holding_only_kept_files_is_told_apart_and_they_are_carried() {
+        let root = tempfile::tempdir().unwrap();
+        let (dir, other) = (root.path().join("d"), root.path().join("o"));
+        assert_eq!(only_kept_files(&dir).unwrap(), Some(vec![]));
+        carry_kept_files(&dir, &other, &[]).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(dir.join(TOKENS_FILE), b"t").unwrap();
+        assert_eq!(only_kept_files(&dir).unwrap(), Some(vec![TOKENS_FILE]));
+        carry_kept_files(&dir, &other, &[TOKENS_FILE]).unwrap();
+        assert_eq!(std::fs::read(other.join(TOKENS_FILE)).unwrap(), b"t");
+        assert_eq!(only_kept_files(&dir).unwrap(), Some(vec![]));
+        std::fs::write(dir.join(TOKENS_FILE), b"t").unwrap();
+        let refused = carry_kept_files(&dir, &other, &[TOKENS_FILE, ACCESS_LOG_FILE]);
+        assert!(refused.is_err(), "no access log to move");
+        assert!(dir.join(TOKENS_FILE).exists(), "moved back");
+        std::fs::write(dir.join(SERVER_FILE), b"1 x").unwrap();
+        assert_eq!(only_kept_files(&dir).unwrap(), None);
+        std::fs::remove_file(dir.join(SERVER_FILE)).unwrap();
+        symlink(root.path().join("x"), dir.join(ACCESS_LOG_FILE)).unwrap();
+        assert_eq!(
+            only_kept_files(&dir).unwrap(),
+            None,
+            "a link is not a kept file"
+        );
     }
 
     #[test]
