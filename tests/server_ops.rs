@@ -22,8 +22,12 @@ struct Server {
 
 impl Server {
     fn start(ledger: &TestLedger, extra: &[&str]) -> Server {
+        Server::start_on(ledger, "127.0.0.1:0", extra)
+    }
+
+    fn start_on(ledger: &TestLedger, listen: &str, extra: &[&str]) -> Server {
         let mut child = ledger
-            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .command(&["serve", "--listen", listen])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -435,6 +439,12 @@ fn https_serves_with_the_given_certificate_and_plain_http_stays_on_loopback() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--insecure-http"), "{}", text(&out));
     assert!(!ledger.data().join("SERVER").exists());
+    let server = Server::start_on(&ledger, "0.0.0.0:0", &["--insecure-http"]);
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    assert!(server.url.starts_with("http://0.0.0.0:"), "{}", server.url);
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    assert_eq!(get(&agent, &healthz, None).0, 200);
+    server.stop();
     let out = ledger.run(&[
         "serve",
         "--listen",
