@@ -492,8 +492,8 @@ fn member_reads_are_in_the_access_log_before_they_are_answered_and_auditors_page
     assert_eq!(second["entries"].as_array().unwrap().len(), 2);
     assert_eq!(second["entries"][0]["member"], "M002");
     assert_eq!(second["next"], 3);
-    // The log is beside the data directory, synced line by line: all four are on disk now.
-    let on_disk = std::fs::read_to_string(server.ledger.dir.path().join("ledger.access-log"));
+    // The log is in the data directory, synced line by line: all four are on disk now.
+    let on_disk = std::fs::read_to_string(server.ledger.data().join("access-log"));
     assert_eq!(on_disk.unwrap().lines().count(), 4);
 }
 
@@ -808,13 +808,13 @@ fn commands_need_ndjson_and_healthz_needs_no_token() {
 }
 
 #[test]
-fn tokens_are_kept_beside_the_data_directory_as_hashes_only() {
+fn tokens_are_kept_in_the_data_directory_as_hashes_only() {
     let ledger = TestLedger::new();
     let before: Vec<PathBuf> = files_in(&ledger.data());
     let token = add_token(&ledger, "ana", "clerk");
     assert_eq!(token.len(), 64);
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
-    let file = ledger.dir.path().join("ledger.tokens");
+    let file = ledger.data().join("tokens");
     let stored = std::fs::read_to_string(&file).unwrap();
     assert!(!stored.contains(&token));
     use std::os::unix::fs::PermissionsExt;
@@ -822,10 +822,13 @@ fn tokens_are_kept_beside_the_data_directory_as_hashes_only() {
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    let mut expected = before;
+    expected.push(file.clone());
+    expected.sort();
     assert_eq!(
         files_in(&ledger.data()),
-        before,
-        "nothing new in the data directory"
+        expected,
+        "nothing new in the data directory but DIR/tokens"
     );
     let listed = ledger.run(&["token", "list"]);
     let listed = String::from_utf8(listed.stdout).unwrap();
@@ -847,7 +850,7 @@ fn serve_refuses_to_start_without_a_token_file_and_creates_nothing() {
     let out = ledger.run(&["serve", "--listen", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("token add"), "{}", text(&out));
-    assert!(!ledger.dir.path().join("ledger.access-log").exists());
+    assert!(!ledger.data().join("access-log").exists());
 }
 
 fn files_in(dir: &std::path::Path) -> Vec<PathBuf> {

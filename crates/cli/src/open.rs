@@ -104,6 +104,21 @@ pub fn require_ledger(data: &Path) -> Result<(), Failure> {
 
 fn cannot_open(data: &Path, error: LedgerError) -> Failure {
     if error.is_locked() {
+        if let Some(server) = gongji_log::service_files::running_server(data) {
+            return Failure::new(
+                Code::Locked,
+                format!(
+                    "the ledger at {} is held by a running server, gongji serve (pid {}) at {}: \
+                     it is the ledger's only writer while it runs. Send commands to it \
+                     (POST {}/v1/commands with an operator's token), or stop it (SIGTERM) \
+                     first. Queries need not wait: they run beside it",
+                    data.display(),
+                    server.pid,
+                    server.url,
+                    server.url
+                ),
+            );
+        }
         return Failure::new(
             Code::Locked,
             format!(

@@ -1,7 +1,7 @@
 //! `gongji serve` and `gongji token`: the arguments of the service and of its tokens, and the
 //! calls into `gongji-server` (which owns everything the service does). The token file and the
-//! access log default to files beside the data directory (`DIR.tokens`, `DIR.access-log`):
-//! the data directory itself is the log's alone.
+//! access log default to `DIR/tokens` and `DIR/access-log`, in the data directory, made and
+//! read only through `gongji_log::service_files` (the log's rules for its directory).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
+use gongji_log::service_files::{self, ACCESS_LOG_FILE, TOKENS_FILE};
 use gongji_server::roles::Role;
-use gongji_server::{tokens, Limits, ServeConfig};
+use gongji_server::{tokens, Limits, ServeConfig, TlsFiles};
 
 use crate::open::open_or_create;
 use crate::print;
@@ -21,10 +22,10 @@ pub struct ServeArgs {
     /// which).
     #[arg(long, value_name = "ADDR")]
     listen: String,
-    /// The token file (default: DIR.tokens beside the data directory).
+    /// The token file (default: DIR/tokens).
     #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
-    /// The access log (default: DIR.access-log beside the data directory).
+    /// The access log (default: DIR/access-log).
     #[arg(long, value_name = "FILE")]
     access_log: Option<PathBuf>,
     /// Connections open at once; more wait to be accepted until one closes.
@@ -40,6 +41,16 @@ pub struct ServeArgs {
     /// included (then 503); a command stream waits as long for the ledger.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     read_timeout_secs: f64,
+    /// Serve HTTPS with this certificate chain (PEM; the server's certificate first).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address that is not loopback (tokens then cross the network in
+    /// clear: only behind a TLS proxy on a network you trust).
+    #[arg(long)]
+    insecure_http: bool,
 }
 
 #[derive(Subcommand)]
@@ -51,13 +62,13 @@ pub enum TokenCmd {
         /// operator, clerk, auditor or reconciler.
         #[arg(long)]
         role: String,
-        /// The token file (default: DIR.tokens beside the data directory).
+        /// The token file (default: DIR/tokens).
         #[arg(long, value_name = "FILE")]
         tokens: Option<PathBuf>,
     },
     /// List the tokens: name, role, created (never a token or its hash).
     List {
-        /// The token file (default: DIR.tokens beside the data directory).
+        /// The token file (default: DIR/tokens).
         #[arg(long, value_name = "FILE")]
         tokens: Option<PathBuf>,
     },
@@ -65,16 +76,24 @@ pub enum TokenCmd {
     Revoke {
         /// The token's name.
         name: String,
-        /// The token file (default: DIR.tokens beside the data directory).
+        /// The token file (default: DIR/tokens).
         #[arg(long, value_name = "FILE")]
         tokens: Option<PathBuf>,
     },
 }
 
-fn file_or_beside(data: &Path, given: &Option<PathBuf>, suffix: &str) -> Result<PathBuf, String> {
+/// The file given, or `DIR/NAME`; with `create_dir`, the data directory is created if absent
+/// (for `token add` before the first `apply`).
+fn file_in(
+    data: &Path,
+    given: &Option<PathBuf>,
+    name: &str,
+    create_dir: bool,
+) -> Result<PathBuf, String> {
     match given {
         Some(path) => Ok(path.clone()),
-        None => gongji_server::beside(data, suffix),
+        None if create_dir => service_files::service_path(data, name).map_err(|e| e.to_string()),
+        None => Ok(data.join(name)),
     }
 }
 
@@ -94,12 +113,22 @@ pub fn serve(data: &Path, args: &ServeArgs) -> Result<ExitCode, String> {
         body_idle_max: seconds("--body-idle-secs", args.body_idle_secs)?,
     };
     let dir = data.to_path_buf();
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
     let config = ServeConfig {
+        data: data.to_path_buf(),
         listen: args.listen.clone(),
-        tokens: file_or_beside(data, &args.tokens, "tokens")?,
-        access_log: file_or_beside(data, &args.access_log, "access-log")?,
+        tokens: file_in(data, &args.tokens, TOKENS_FILE, false)?,
+        access_log: file_in(data, &args.access_log, ACCESS_LOG_FILE, false)?,
         limits,
         open: Arc::new(move || open_or_create(&dir).map_err(|failure| failure.message)),
+        tls,
+        insecure_http: args.insecure_http,
     };
     gongji_server::serve(config)?;
     Ok(ExitCode::SUCCESS)
@@ -109,19 +138,19 @@ pub fn serve(data: &Path, args: &ServeArgs) -> Result<ExitCode, String> {
 pub fn token(data: &Path, action: &TokenCmd) -> Result<ExitCode, String> {
     match action {
         TokenCmd::Add { name, role, tokens } => {
-            let path = file_or_beside(data, tokens, "tokens")?;
+            let path = file_in(data, tokens, TOKENS_FILE, true)?;
             let token = tokens::add(&path, name, Role::parse(role)?)?;
             print::text_line(&token)?;
         }
         TokenCmd::List { tokens } => {
-            let path = file_or_beside(data, tokens, "tokens")?;
+            let path = file_in(data, tokens, TOKENS_FILE, false)?;
             for entry in tokens::Tokens::read(&path)?.entries() {
                 let role = entry.role.as_str();
                 print::text_line(&format!("{}  {role}  {}", entry.name, entry.created))?;
             }
         }
         TokenCmd::Revoke { name, tokens } => {
-            let path = file_or_beside(data, tokens, "tokens")?;
+            let path = file_in(data, tokens, TOKENS_FILE, false)?;
             tokens::revoke(&path, name)?;
         }
     }

@@ -59,7 +59,12 @@
 //! DIR/index/projections/MANIFEST            projection store (runs backend): live runs, checkpoint
 //! DIR/index/projections/{seq:020}.kvrun     projection runs (sorted keys, blocks, fences)
 //! DIR/index/                                sled, with the sled backend only: tree "kv"
+//! DIR/tokens, DIR/access-log                the server's token file and access log (mode 0600)
+//! DIR/SERVER                                `PID URL` of the server holding LOCK, while it runs
 //! ```
+//!
+//! The last three are the service's, made and read only through [`service_files`] (by the
+//! `files` rules); nothing of the log reads them, and they are never needed to recover.
 //!
 //! A frame is `body_len: u32 LE | crc32(body): u32 LE | body` with
 //! `body = format_version u8 (=1) | flags u8 (bit 0: last record of its unit)
@@ -112,7 +117,8 @@
 //! staging), `sync` and `syncer` (the pipeline that makes batches durable),
 //! `read` and `iter` (reads), `verify`, `close`, `quarantine`, `frame` and
 //! `segment` (the bytes and the files), `files` (every open, create, listing and delete
-//! inside the directory, none through a link), `durable` (the [`DurableLog`] seam);
+//! inside the directory, none through a link), `service_files` (the service's files in the
+//! directory, by the same rules, and whether a server holds the lock), `durable` (the [`DurableLog`] seam);
 //! `streams`, `index` and `kv` hold what can be rebuilt. Feature `testing`
 //! adds test scaffolding that is not part of the stable API: `fuzzing` (the
 //! fuzz target's decoder, which runs recovery's own scan) and
@@ -139,6 +145,7 @@ mod read;
 mod reader;
 mod recovery;
 mod segment;
+pub mod service_files;
 mod sorted_run;
 mod streams;
 mod sync;

@@ -1,7 +1,8 @@
 //! The access log: who read whose data, when, through which route, and with what status. It
 //! is audit data in its own right; auditors read it through `GET /v1/access-log`.
 //!
-//! One JSON object per line, appended to a file the server keeps open (mode 0600). Invariant:
+//! One JSON object per line, appended to a file the server keeps open (mode 0600; by default
+//! `DIR/access-log`, opened through `gongji_log::service_files`: no link followed). Invariant:
 //! an entry is written and synced to disk ([`AccessLog::record`]) before the answer it is about
 //! is sent; if it cannot be, the answer is not sent (the request fails instead). Entries are
 //! written by one thread of the log's own, which takes every entry waiting (at most
@@ -10,10 +11,11 @@
 //! numbered from 0 by their line; a last line without its newline (a write cut by a crash) is
 //! not an entry, and the server ends it with a newline when it opens the file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use gongji_log::service_files;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -80,13 +82,8 @@ impl AccessLog {
     /// Opens (or creates) the access log at `path` for appending.
     pub fn open(path: &Path) -> Result<AccessLog, String> {
         let failed = |e: io::Error| format!("cannot open the access log {}: {e}", path.display());
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(failed)?;
+        let mut file = service_files::open_append(path)
+            .map_err(|e| format!("cannot open the access log {}: {e}", path.display()))?;
         let length = file.metadata().map_err(failed)?.len();
         if length > 0 {
             let mut last = [0u8; 1];
@@ -124,7 +121,8 @@ impl AccessLog {
     /// Up to `limit` entries from entry number `from` on. Blocking.
     pub fn page(&self, from: u64, limit: usize) -> io::Result<Page> {
         let limit = limit.min(PAGE_ENTRIES_MAX);
-        let mut reader = BufReader::new(File::open(&self.path)?);
+        let file = service_files::open_read(&self.path).map_err(io::Error::other)?;
+        let mut reader = BufReader::new(file);
         let mut line = Vec::new();
         let mut number = 0u64;
         let mut entries = Vec::new();
@@ -225,7 +223,10 @@ mod tests {
         assert_eq!(page.next, 2);
         assert_eq!(log.page(3, 10).unwrap().entries.len(), 0);
         drop(log);
-        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
         file.write_all(b"{\"cut").unwrap();
         let log = AccessLog::open(&path).unwrap();
         record(&log, "M4").unwrap();

@@ -10,9 +10,11 @@
 //! a member's data is in the access log ([`access_log`]) before it is answered.
 //!
 //! What it is not for: it holds no insurance rule and no storage of the ledger's own; it reads
-//! and writes the ledger only through `gongji-ledger`, and it touches no file inside the data
-//! directory. Its own two files (the tokens, the access log) live beside the data directory
-//! (`DIR.tokens`, `DIR.access-log` by default): the data directory is `gongji-log`'s alone.
+//! and writes the ledger only through `gongji-ledger`. Its own files in the data directory
+//! (`DIR/tokens`, `DIR/access-log` by default, and `DIR/SERVER` naming it while it runs) are
+//! opened, replaced and removed only through `gongji_log::service_files`, by the log's rules
+//! (no link followed, regular files only, mode 0600): no file of the directory is touched
+//! any other way.
 //! An export's archive and a reconciliation's institution file are scratch files, in a private
 //! directory of the request's own under the system's temporary directory, removed once used.
 //!
@@ -23,8 +25,9 @@
 //! (the other routes), `feed` (the change feed), `audit_routes` (audit verify, replay and
 //! export), `recon_routes` (reconciliation and statements), `bulk` (what those share: the
 //! access-log entry of a read of many members, scratch files, streamed bodies), `openapi` (the
-//! router and its document), `listener` (the connection bound), `server` (listening, signals,
-//! shutdown).
+//! router and its document), `listener` (the connection bound, and the TLS handshakes off the
+//! accept loop), `tls` (the certificate and key read into a rustls configuration), `server`
+//! (listening, signals, shutdown, `DIR/SERVER`).
 
 pub mod access_log;
 pub mod answers;
@@ -43,7 +46,9 @@ mod recon_routes;
 pub mod roles;
 mod routes;
 mod server;
+mod tls;
 pub mod tokens;
 
 pub use app::Limits;
-pub use server::{beside, serve, ServeConfig};
+pub use server::{serve, ServeConfig};
+pub use tls::TlsFiles;

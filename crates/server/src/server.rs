@@ -1,25 +1,33 @@
 //! Running the service: the runtime, the listener, the signals, and the order of shutdown.
 //!
 //! The bound address is printed on standard output as the first line
-//! (`gongji serve: listening on http://ADDR`), so that a caller that asked for port 0 learns
-//! the port. SIGTERM or SIGINT: stop accepting; command streams stop reading their bodies,
+//! (`gongji serve: listening on http://ADDR`, `https://` with TLS), so that a caller that
+//! asked for port 0 learns the port. While it serves, `DIR/SERVER` names it (`PID URL`,
+//! written through `gongji_log::service_files` once the ledger is open and the port bound,
+//! removed after the ledger is closed at a clean stop), so that a second writer's refusal
+//! names the server. Plain HTTP is served only on a loopback address unless
+//! `insecure_http` says otherwise. SIGTERM or SIGINT: stop accepting; command streams stop reading their bodies,
 //! answer what they read (each line once durable) and end with an error line saying where
 //! they stopped; the requests in flight finish; then the ledger is closed and `serve` returns.
 
+use std::future::Future;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use gongji_ledger::Ledger;
+use gongji_log::service_files::{self, ServerNote};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
 use crate::app::{App, Limits};
-use crate::listener::Bounded;
+use crate::listener::{Bounded, TlsBounded};
 use crate::metrics::Metrics;
 use crate::reads::{LedgerCell, Opener, Reads, Writer};
+use crate::tls::TlsFiles;
 use crate::tokens::TokenSet;
 
 /// Blocking threads at most (queries, access-log writes, command streams).
@@ -27,6 +35,8 @@ const BLOCKING_THREADS_MAX: usize = 64;
 
 /// What `gongji serve` was asked.
 pub struct ServeConfig {
+    /// The data directory: where `SERVER` names this server while it holds the ledger.
+    pub data: PathBuf,
     /// Where to listen, e.g. `127.0.0.1:8080` (port 0: any free port).
     pub listen: String,
     pub tokens: PathBuf,
@@ -35,20 +45,10 @@ pub struct ServeConfig {
     /// Opens the ledger, as the command line does; called at start and to open it again after
     /// a stream stopped it.
     pub open: Opener,
-}
-
-/// `PATH_OF_DATA.SUFFIX`: a file beside the data directory (never in it: that is the log's).
-pub fn beside(data: &Path, suffix: &str) -> Result<PathBuf, String> {
-    let data = data.canonicalize().unwrap_or_else(|_| data.to_path_buf());
-    let name = data.file_name().ok_or_else(|| {
-        format!(
-            "{} has no name to put a .{suffix} file beside: give the file's path",
-            data.display()
-        )
-    })?;
-    let mut file = name.to_owned();
-    file.push(format!(".{suffix}"));
-    Ok(data.with_file_name(file))
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+    /// Serve plain HTTP on an address that is not loopback (refused otherwise).
+    pub insecure_http: bool,
 }
 
 /// Serves until SIGTERM or SIGINT, then closes the ledger.
@@ -63,11 +63,13 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
 
 async fn run(config: ServeConfig) -> Result<(), String> {
     let tokens = Arc::new(TokenSet::open(&config.tokens)?);
-    let access = Arc::new(AccessLog::open(&config.access_log)?);
+    let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let open = config.open.clone();
+    // The ledger first: its open creates the data directory the access log may be kept in.
     let ledger: Ledger = tokio::task::spawn_blocking(move || open())
         .await
         .map_err(|e| e.to_string())??;
+    let access = Arc::new(AccessLog::open(&config.access_log)?);
     let metrics = Arc::new(Metrics::default());
     metrics.durable_position.store(
         ledger.log().durable_end(),
@@ -78,6 +80,7 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
+    refuse_plain_http_beyond_loopback(address, tls.is_some(), config.insecure_http)?;
     let (stopping, shutdown) = watch::channel(false);
     let app = App {
         reads: Reads(cell.clone()),
@@ -90,22 +93,76 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         openapi: Arc::new(OnceLock::new()),
     };
     let router = crate::openapi::router(app);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{address}");
+    let note = ServerNote {
+        pid: std::process::id(),
+        url: url.clone(),
+    };
+    // The handlers are in place before anyone can learn the address: a SIGTERM sent as soon as
+    // the first line is read stops the server cleanly, never by the signal's default action.
+    let signalled = stop_signal(stopping)?;
+    service_files::publish_server(&config.data, &note).map_err(|e| {
+        format!(
+            "cannot write the server's note in {}: {e}",
+            config.data.display()
+        )
+    })?;
     let mut out = std::io::stdout();
-    let _ = writeln!(out, "gongji serve: listening on http://{address}");
+    let _ = writeln!(out, "gongji serve: listening on {url}");
     let _ = out.flush();
+    let listener = Bounded::new(listener, config.limits.connections_max);
+    let served = match tls {
+        Some(acceptor) => serve_on(TlsBounded::new(listener, acceptor), router, signalled).await,
+        None => serve_on(listener, router, signalled).await,
+    };
+    let closed = cell.close().await;
+    let withdrawn = service_files::withdraw_server(&config.data)
+        .map_err(|e| format!("cannot remove the server's note: {e}"));
+    served.and(closed).and(withdrawn)
+}
+
+/// Resolves at SIGTERM or SIGINT, once it has told every stream to stop.
+fn stop_signal(stopping: watch::Sender<bool>) -> Result<impl Future<Output = ()>, String> {
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let signalled = async move {
+    Ok(async move {
         tokio::select! {
             _ = terminate.recv() => {}
             _ = interrupt.recv() => {}
         }
         let _ = stopping.send(true);
-    };
-    let listener = Bounded::new(listener, config.limits.connections_max);
+    })
+}
+
+async fn serve_on<L>(
+    listener: L,
+    router: axum::Router,
+    signalled: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router)
         .with_graceful_shutdown(signalled)
         .await
-        .map_err(|e| format!("the server failed: {e}"))?;
-    cell.close().await
+        .map_err(|e| format!("the server failed: {e}"))
+}
+
+/// Plain HTTP carries the tokens in clear: only on a loopback address, unless the operator
+/// says otherwise (`--insecure-http`, e.g. behind a proxy on a private network).
+fn refuse_plain_http_beyond_loopback(
+    address: SocketAddr,
+    tls: bool,
+    insecure_http: bool,
+) -> Result<(), String> {
+    if tls || insecure_http || address.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve plain HTTP on {address}, which is not a loopback address: tokens \
+         would cross the network in clear. Give --tls-cert and --tls-key, or put a TLS proxy \
+         in front and pass --insecure-http"
+    ))
 }

@@ -2,7 +2,9 @@
 //!
 //! The file holds one line per token: `NAME ROLE CREATED HASH`, separated by single spaces,
 //! after a `#` comment line; HASH is the BLAKE3 hash of the token in hex. The token itself is
-//! printed once by [`add`] and stored nowhere. The file is only ever replaced whole: a
+//! printed once by [`add`] and stored nowhere. By default it is `DIR/tokens`, in the data
+//! directory, so it is opened and replaced only through `gongji_log::service_files` (no link
+//! followed, regular files only). The file is only ever replaced whole: a
 //! temporary file beside it, created exclusively (`O_EXCL`, mode 0600) before the file is
 //! read, written, synced and renamed over it, then the directory synced. The exclusive
 //! temporary file is also the lock: two `token` commands at once cannot lose each other's
@@ -16,13 +18,13 @@
 //! Invariant: a presented token is compared, by hash, with every stored hash in constant time
 //! (`blake3::Hash`'s equality is constant-time) and without stopping at a match.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use chrono::{SecondsFormat, Utc};
+use gongji_log::service_files::{self, Replacement};
 
 use crate::roles::Role;
 
@@ -53,11 +55,13 @@ pub struct Tokens {
 impl Tokens {
     /// Reads a token file; an absent file holds no token.
     pub fn read(path: &Path) -> Result<Tokens, String> {
-        let text = match fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Tokens::default()),
+        let bytes = match service_files::read_file(path) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Tokens::default()),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| format!("{} is not UTF-8 text", path.display()))?;
         let mut entries = Vec::new();
         for (number, line) in text.lines().enumerate() {
             if line.starts_with('#') || line.trim().is_empty() {
@@ -169,48 +173,22 @@ fn rewrite(
     path: &Path,
     change: impl FnOnce(&mut Tokens) -> Result<(), String>,
 ) -> Result<(), String> {
-    let temporary = temporary_path(path);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => format!(
+    let replacement = Replacement::begin(path).map_err(|e| {
+        if service_files::is_already_there(&e) {
+            format!(
                 "{} exists: another token command is running, or one was interrupted (then \
                  remove it)",
-                temporary.display()
-            ),
-            _ => format!("cannot create {}: {e}", temporary.display()),
-        })?;
-    let written = Tokens::read(path).and_then(|mut tokens| {
-        change(&mut tokens)?;
-        write_synced(&mut file, &tokens.text(), path, &temporary)
-    });
-    if written.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    written
-}
-
-fn write_synced(file: &mut File, text: &str, path: &Path, temporary: &Path) -> Result<(), String> {
-    let failed = |e: io::Error| format!("cannot write {}: {e}", path.display());
-    file.write_all(text.as_bytes()).map_err(failed)?;
-    file.sync_all().map_err(failed)?;
-    fs::rename(temporary, path).map_err(failed)?;
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    File::open(directory)
-        .and_then(|d| d.sync_all())
-        .map_err(failed)
-}
-
-fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    PathBuf::from(name)
+                Replacement::temporary_of(path).display()
+            )
+        } else {
+            format!("cannot replace {}: {e}", path.display())
+        }
+    })?;
+    let mut tokens = Tokens::read(path)?;
+    change(&mut tokens)?;
+    replacement
+        .commit(tokens.text().as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// What identifies one version of the token file: it is only ever replaced by a rename, so a
@@ -241,7 +219,7 @@ pub struct TokenSet {
 impl TokenSet {
     /// Reads the file at `path`, which must exist.
     pub fn open(path: &Path) -> Result<TokenSet, String> {
-        if !path.exists() {
+        if matches!(service_files::read_file(path), Ok(None)) {
             return Err(format!(
                 "no token file at {}: create a token with `gongji --data DIR token add NAME --role ROLE`",
                 path.display()
@@ -299,7 +277,7 @@ mod tests {
     fn a_second_writer_is_refused_while_the_first_holds_the_temporary_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t");
-        fs::write(temporary_path(&path), "").unwrap();
+        fs::write(Replacement::temporary_of(&path), "").unwrap();
         let refused = add(&path, "bo", Role::Operator).unwrap_err();
         assert!(refused.contains("another token command"), "{refused}");
         assert!(!path.exists());

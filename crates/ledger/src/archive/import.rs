@@ -6,12 +6,14 @@
 //! The ledger is built in a fresh directory beside the target (`.NAME.import-PID`, on the same
 //! filesystem), synced and given its projections, and renamed into place only when everything
 //! checked; on any failure that directory is removed, so the target is left as it was found:
-//! absent, or an empty directory.
+//! absent, or an empty directory. A target holding only the service's token file and access
+//! log (`DIR/tokens`, `DIR/access-log`) counts as empty: they are carried into the restored
+//! ledger before it is renamed into place (through `gongji_log::service_files`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use gongji_log::{Log, NewRecord, Record, MAX_UNIT_RECORDS};
+use gongji_log::{service_files, Log, NewRecord, Record, MAX_UNIT_RECORDS};
 
 use super::{hex, read_archive, CheckReport, Checker};
 use crate::{Ledger, LedgerError};
@@ -32,16 +34,13 @@ pub fn import_archive(
     path: &Path,
     progress: &mut dyn FnMut(&'static str, u64, u64),
 ) -> Result<(CheckReport, Option<Ledger>), LedgerError> {
-    refuse_unless_empty(dir)?;
+    let kept = refuse_unless_empty(dir)?;
     let building = building_dir(dir)?;
     fs::create_dir(&building).map_err(|e| cannot(&building, "create", e))?;
     let outcome = restore(&building, path, progress);
     match outcome {
         Ok((report, true)) => {
-            let placed = fs::rename(&building, dir)
-                .map_err(|e| cannot(dir, "move the restored ledger into", e))
-                .and_then(|()| sync_parent(dir));
-            if let Err(error) = placed {
+            if let Err(error) = place(&building, dir, &kept) {
                 let _ = fs::remove_dir_all(&building);
                 return Err(error);
             }
@@ -58,26 +57,37 @@ pub fn import_archive(
     }
 }
 
-/// `dir` must be absent or an empty directory.
-fn refuse_unless_empty(dir: &Path) -> Result<(), LedgerError> {
+/// `dir` must be absent or a directory holding nothing but the service's kept files (the
+/// token file, the access log), whose names are returned.
+fn refuse_unless_empty(dir: &Path) -> Result<Vec<&'static str>, LedgerError> {
     match fs::symlink_metadata(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(cannot(dir, "read", e)),
         Ok(meta) if !meta.is_dir() => Err(LedgerError::Projection(format!(
             "{} is not a directory; import restores into an empty or new directory",
             dir.display()
         ))),
-        Ok(_) => {
-            let mut entries = fs::read_dir(dir).map_err(|e| cannot(dir, "read", e))?;
-            match entries.next() {
-                None => Ok(()),
-                Some(_) => Err(LedgerError::Projection(format!(
-                    "{} is not empty (it may already hold a ledger); import restores into an empty or new directory",
-                    dir.display()
-                ))),
-            }
-        }
+        Ok(_) => service_files::only_kept_files(dir)?.ok_or_else(|| {
+            LedgerError::Projection(format!(
+                "{} is not empty (it may already hold a ledger); import restores into an empty or new directory (one holding only the service's tokens and access-log will do)",
+                dir.display()
+            ))
+        }),
     }
+}
+
+/// Moves the restored ledger at `building` into `dir`, with the service's files `kept` of
+/// `dir` carried into it first (so that `dir` is empty when the ledger is renamed over it);
+/// on a failure they are carried back.
+fn place(building: &Path, dir: &Path, kept: &[&str]) -> Result<(), LedgerError> {
+    service_files::carry_kept_files(dir, building, kept)?;
+    let placed = fs::rename(building, dir)
+        .map_err(|e| cannot(dir, "move the restored ledger into", e))
+        .and_then(|()| sync_parent(dir));
+    if placed.is_err() {
+        let _ = service_files::carry_kept_files(building, dir, kept);
+    }
+    placed
 }
 
 /// The directory the ledger is built in: beside `dir`, on the same filesystem.
