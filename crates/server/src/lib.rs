@@ -15,7 +15,7 @@
 //!
 //! Modules: `answers` (the shaping shared with the CLI), `roles` (the permission table),
 //! `tokens` (the token file), `access_log`, `metrics`, `error` (error answers), `reads` (the
-//! ledger behind its lock: the read side and the writer), `app` (shared state and the guard
+//! writing ledger behind its lock, and the read-only view queries are answered from), `app` (shared state and the guard
 //! every request passes), `commands` (the command stream), `members` (member reads), `routes`
 //! (the other routes), `openapi` (the router and its document), `listener` (the connection
 //! bound), `server` (listening, signals, shutdown).

@@ -35,6 +35,9 @@ pub struct ServeConfig {
     /// Opens the ledger, as the command line does; called at start and to open it again after
     /// a stream stopped it.
     pub open: Opener,
+    /// Opens the ledger read-only, beside the writer, as the command line's queries do: the
+    /// view queries are answered from.
+    pub open_read_only: Opener,
 }
 
 /// `PATH_OF_DATA.SUFFIX`: a file beside the data directory (never in it: that is the log's).
@@ -74,13 +77,19 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         std::sync::atomic::Ordering::Relaxed,
     );
     let cell = LedgerCell::new(config.open.clone(), ledger, config.limits.read_max);
+    let (open_read_only, read_max) = (config.open_read_only.clone(), config.limits.read_max);
+    let reads_metrics = metrics.clone();
+    let reads =
+        tokio::task::spawn_blocking(move || Reads::open(open_read_only, reads_metrics, read_max))
+            .await
+            .map_err(|e| e.to_string())??;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
     let (stopping, shutdown) = watch::channel(false);
     let app = App {
-        reads: Reads(cell.clone()),
+        reads,
         writer: Writer(cell.clone()),
         tokens,
         access,
