@@ -111,6 +111,8 @@ struct ReadView {
     reopening: AtomicBool,
     /// Held while a view is opened, so that one is opened at a time.
     opening: std::sync::Mutex<()>,
+    /// Records folded in memory past which a fresh view is opened ([`FOLDED_IN_MEMORY_MAX`]).
+    folded_max: u64,
 }
 
 /// The read side: runs a query on a blocking thread against the read-only view.
@@ -124,14 +126,7 @@ impl Reads {
     /// Opens the view (blocking) with `open`; `metrics.durable_position` must be the writer's
     /// durable end already.
     pub fn open(open: Opener, metrics: Arc<Metrics>, read_max: Duration) -> Result<Reads, String> {
-        let ledger = open()?;
-        let view = ReadView {
-            view: RwLock::new(Some(ledger)),
-            open,
-            metrics,
-            reopening: AtomicBool::new(false),
-            opening: std::sync::Mutex::new(()),
-        };
+        let view = ReadView::open(open, metrics, FOLDED_IN_MEMORY_MAX)?;
         Ok(Reads {
             view: Arc::new(view),
             read_max,
@@ -161,6 +156,18 @@ impl Reads {
 }
 
 impl ReadView {
+    fn open(open: Opener, metrics: Arc<Metrics>, folded_max: u64) -> Result<ReadView, String> {
+        let ledger = open()?;
+        Ok(ReadView {
+            view: RwLock::new(Some(ledger)),
+            open,
+            metrics,
+            reopening: AtomicBool::new(false),
+            opening: std::sync::Mutex::new(()),
+            folded_max,
+        })
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, Option<Ledger>> {
         self.view.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -213,7 +220,7 @@ impl ReadView {
         match ledger.refresh_read_only() {
             Ok(refreshed) => {
                 drop(guard);
-                if over_bound(&refreshed) {
+                if over_bound(&refreshed, self.folded_max) {
                     self.open_again_elsewhere();
                 }
             }
@@ -268,9 +275,8 @@ impl ReadView {
 }
 
 /// Whether a view holds more in memory than it may: a fresh one is opened.
-fn over_bound(refreshed: &Refreshed) -> bool {
-    refreshed.folded_in_memory > FOLDED_IN_MEMORY_MAX
-        || refreshed.index_in_memory > INDEX_IN_MEMORY_MAX
+fn over_bound(refreshed: &Refreshed, folded_max: u64) -> bool {
+    refreshed.folded_in_memory > folded_max || refreshed.index_in_memory > INDEX_IN_MEMORY_MAX
 }
 
 /// The write side: the lock held for a whole command stream.
@@ -319,5 +325,72 @@ impl Held {
             Ok(ledger) => *self.guard = Some(ledger),
             Err(e) => eprintln!("gongji serve: cannot open the ledger again: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gongji_ledger::LogOptions;
+
+    const POLICY: &str = include_str!("../../../policies/500000-2024-01-01.json");
+
+    fn enroll(member: &str) -> String {
+        format!(
+            r#"{{"cmd":"enroll","member":"{member}","region":"500000","born":"1980-01-01","status":"active","scheme":"employer","date":"2024-01-01"}}"#
+        )
+    }
+
+    fn folded(view: &ReadView) -> u64 {
+        let mut guard = view.write();
+        let ledger = guard.as_mut().expect("a view");
+        ledger
+            .refresh_read_only()
+            .expect("refresh")
+            .folded_in_memory
+    }
+
+    #[test]
+    fn a_view_past_its_bound_is_replaced_by_a_fresh_one_that_answers_the_same() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut writer = Ledger::open(&dir).expect("open");
+        writer
+            .apply_line(&format!(r#"{{"cmd":"load_policy","policy":{POLICY}}}"#), 0)
+            .expect("policy");
+        writer.commit().expect("commit");
+        let open: Opener = Arc::new(move || {
+            Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
+        });
+        let metrics = Arc::new(Metrics::default());
+        let view = Arc::new(ReadView::open(open, metrics, 50).expect("view"));
+        let mut replaced = false;
+        for round in 0..20 {
+            for i in 0..10 {
+                writer
+                    .apply_line(&enroll(&format!("M{round}-{i}")), 0)
+                    .expect("line");
+            }
+            // Durable, projections not stored every time: the view folds them in memory.
+            if round % 5 == 4 {
+                writer.commit().expect("commit");
+            } else {
+                writer.commit_deferred().expect("commit");
+            }
+            let acknowledged = writer.log().durable_end();
+            let member = format!("M{round}-9");
+            let answer = view
+                .answer(acknowledged, |ledger| ledger.account(&member))
+                .expect("an answer")
+                .expect("an account");
+            assert_eq!(answer.map(|a| a.member), Some(member), "round {round}");
+            // Wait for a fresh view being opened elsewhere, then see whether it was swapped in.
+            while view.reopening.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            replaced |= folded(&view) < 50 && round > 5;
+        }
+        assert!(replaced, "a view past its bound was replaced");
+        assert!(folded(&view) <= 50 + 20);
     }
 }
