@@ -15,10 +15,11 @@
 //!
 //! Modules: `answers` (the shaping shared with the CLI), `roles` (the permission table),
 //! `tokens` (the token file), `access_log`, `metrics`, `error` (error answers), `reads` (the
-//! writing ledger behind its lock, and the read-only view queries are answered from), `app` (shared state and the guard
-//! every request passes), `commands` (the command stream), `members` (member reads), `routes`
-//! (the other routes), `openapi` (the router and its document), `listener` (the connection
-//! bound), `server` (listening, signals, shutdown).
+//! writing ledger behind its lock, and the read-only view queries are answered from, which
+//! never waits for it), `app` (shared state and the guard every request passes), `commands`
+//! (the command stream), `members` (member reads), `routes` (the other routes), `openapi` (the
+//! router and its document), `listener` (the connection bound), `server` (listening, signals,
+//! shutdown).
 
 pub mod access_log;
 pub mod answers;

@@ -266,7 +266,11 @@ impl ReadView {
         let mut fresh = (self.open)()?;
         let old = {
             let mut guard = self.write();
-            fresh.refresh_read_only().map_err(|e| e.to_string())?;
+            let end = fresh.refresh_read_only().map_err(|e| e.to_string())?;
+            let current = guard.as_ref().map_or(0, |view| view.log().durable_end());
+            if end.durable_end < current {
+                return Ok(()); // the durable end could not be read just now: keep the view
+            }
             guard.replace(fresh)
         };
         drop(old);
