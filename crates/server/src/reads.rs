@@ -13,9 +13,9 @@
 //! ([`Ledger::refresh_read_only`]: the records made durable since the view's end, to the
 //! durable end the writer published in `DIR/DURABLE_END`, which it writes after the sync and
 //! before any answer); the others then find it fresh. Past [`FOLDED_IN_MEMORY_MAX`] records
-//! folded in memory (or [`INDEX_IN_MEMORY_MAX`] index entries), a fresh view is opened on
-//! another thread, outside the lock, brought up to date and swapped in, so memory stays
-//! bounded; a view whose refresh failed is dropped and opened again.
+//! folded in memory since its open (or [`INDEX_IN_MEMORY_MAX`] index entries), a fresh view is
+//! opened on another thread, outside the lock, brought up to date and swapped in, so memory
+//! stays bounded; a view whose refresh failed is dropped and opened again.
 //!
 //! Invariants: an answer is of the view under the read guard the query holds, whose durable
 //! end is at least `acknowledged` at the query's arrival (checked under that guard), and
@@ -25,7 +25,7 @@
 //! ledger that stopped (a stream cut with lines not made durable) is dropped and opened again
 //! before anything else uses it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -111,8 +111,12 @@ struct ReadView {
     reopening: AtomicBool,
     /// Held while a view is opened, so that one is opened at a time.
     opening: std::sync::Mutex<()>,
-    /// Records folded in memory past which a fresh view is opened ([`FOLDED_IN_MEMORY_MAX`]).
+    /// Records folded in memory past which a fresh view is opened ([`FOLDED_IN_MEMORY_MAX`]),
+    /// beyond those the view folded when it was opened (`folded_at_open`: with the sled
+    /// projection store, which a reader cannot open, a view folds the whole log at its open,
+    /// and opening it again would not help).
     folded_max: u64,
+    folded_at_open: AtomicU64,
 }
 
 /// The read side: runs a query on a blocking thread against the read-only view.
@@ -157,8 +161,10 @@ impl Reads {
 
 impl ReadView {
     fn open(open: Opener, metrics: Arc<Metrics>, folded_max: u64) -> Result<ReadView, String> {
-        let ledger = open()?;
+        let mut ledger = open()?;
+        let opened = ledger.refresh_read_only().map_err(|e| e.to_string())?;
         Ok(ReadView {
+            folded_at_open: AtomicU64::new(opened.folded_in_memory),
             view: RwLock::new(Some(ledger)),
             open,
             metrics,
@@ -220,7 +226,8 @@ impl ReadView {
         match ledger.refresh_read_only() {
             Ok(refreshed) => {
                 drop(guard);
-                if over_bound(&refreshed, self.folded_max) {
+                let folded_at_open = self.folded_at_open.load(Ordering::Acquire);
+                if over_bound(&refreshed, folded_at_open + self.folded_max) {
                     self.open_again_elsewhere();
                 }
             }
@@ -271,6 +278,8 @@ impl ReadView {
             if end.durable_end < current {
                 return Ok(()); // the durable end could not be read just now: keep the view
             }
+            let folded = end.folded_in_memory;
+            self.folded_at_open.store(folded, Ordering::Release);
             guard.replace(fresh)
         };
         drop(old);
