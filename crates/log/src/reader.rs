@@ -23,6 +23,13 @@
 //! locks its directory, so a reader never opens it and reads the runs store (each store
 //! keeps its own checkpoint; one without any is folded from the start, in memory).
 //!
+//! A reader follows its writer with [`Log::refresh_read_only`]: it reads the durable end
+//! published now and scans from its own end to it, exactly as the open scans (every frame
+//! whole, the chain continued, the scan ending at the published record with its hash), the new
+//! records indexed in memory only; it lists the segments again for the ones the writer started
+//! since. What it holds in memory grows with each refresh ([`Log::index_tail_records`]); the
+//! caller opens a fresh reader past a bound of its own.
+//!
 //! Files replaced while a reader opens: a run deleted by the writer's merge between a
 //! listing (or the manifest) and its open makes the reader list again (bounded); once
 //! open, a run stays readable through its handle. The manifest is replaced by a rename,
