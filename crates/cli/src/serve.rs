@@ -13,7 +13,7 @@ use gongji_log::service_files::{self, ACCESS_LOG_FILE, TOKENS_FILE};
 use gongji_server::roles::Role;
 use gongji_server::{tokens, Limits, ServeConfig, TlsFiles};
 
-use crate::open::open_or_create;
+use crate::open::{open, open_or_create};
 use crate::print;
 
 #[derive(clap::Args)]
@@ -37,8 +37,8 @@ pub struct ServeArgs {
     /// Seconds a command stream may send no body before it is ended.
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     body_idle_secs: f64,
-    /// Seconds a read may take, waiting for the ledger while a command stream holds it
-    /// included (then 503); a command stream waits as long for the ledger.
+    /// Seconds a read may take (then 503; reads never wait for a command stream); a command
+    /// stream waits as long for another stream to let the ledger go.
     #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
     read_timeout_secs: f64,
     /// Serve HTTPS with this certificate chain (PEM; the server's certificate first).
@@ -112,7 +112,7 @@ pub fn serve(data: &Path, args: &ServeArgs) -> Result<ExitCode, String> {
         answer_stall_max: seconds("--answer-stall-secs", args.answer_stall_secs)?,
         body_idle_max: seconds("--body-idle-secs", args.body_idle_secs)?,
     };
-    let dir = data.to_path_buf();
+    let (dir, read_dir) = (data.to_path_buf(), data.to_path_buf());
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.clone(),
@@ -129,6 +129,7 @@ pub fn serve(data: &Path, args: &ServeArgs) -> Result<ExitCode, String> {
         open: Arc::new(move || open_or_create(&dir).map_err(|failure| failure.message)),
         tls,
         insecure_http: args.insecure_http,
+        open_read_only: Arc::new(move || open(&read_dir).map_err(|failure| failure.message)),
     };
     gongji_server::serve(config)?;
     Ok(ExitCode::SUCCESS)

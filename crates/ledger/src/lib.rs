@@ -31,6 +31,11 @@
 //! event by event through `gongji_domain::state::admissible`: a record breaking an invariant is
 //! an error naming it, never a panic; found at open, it stops the projections before it and the
 //! ledger refuses commands and queries, so that `audit verify` can name it.
+//!
+//! A read-only ledger follows its writer with [`Ledger::refresh_read_only`]: the log takes in
+//! the records made durable since (the durable end published then) and the ledger folds them
+//! into its layer in memory; what it holds in memory grows with each refresh, and
+//! [`Refreshed`] says how much, so that the caller opens it again past a bound of its own.
 
 pub mod archive;
 pub mod audit;
@@ -51,6 +56,7 @@ use gongji_log::{DurableLog, Kv, Log, LogError, NewRecord};
 pub use gongji_log::{LogOptions, ProjectionBackend, Quarantine, SyncTicket};
 
 pub use queries::{not_enrolled, AsOf};
+pub use replay::Refreshed;
 pub use stream::{
     now_micros, DurableGroup, OutcomeSink, StreamError, StreamOptions, StreamSummary,
 };
@@ -143,6 +149,8 @@ pub struct Ledger {
     limits: CacheLimits,
     /// When `commit_deferred` last stored (or the ledger was opened).
     stored_at: std::time::Instant,
+    /// Read-only: the records folded in memory (over the stored projections) since open.
+    folded_in_memory: u64,
 }
 
 /// When `commit_deferred` stores, and how many members the cache keeps.
@@ -200,7 +208,7 @@ impl Ledger {
         let (kv, projections) = (log.kv().clone(), log.options().projections);
         let mut ledger = Ledger::of_parts(Box::new(log), kv, projections);
         ledger.read_only = true;
-        ledger.catch_up(&mut |_, _| {})?;
+        ledger.folded_in_memory = ledger.catch_up(&mut |_, _| {})?;
         Ok(ledger)
     }
 
@@ -231,6 +239,7 @@ impl Ledger {
             broken: None,
             limits: CacheLimits::default(),
             stored_at: std::time::Instant::now(),
+            folded_in_memory: 0,
         }
     }
 
@@ -471,3 +480,9 @@ fn event_id(position: u64, payload: &[u8]) -> uuid::Uuid {
     bytes[8..].copy_from_slice(&hash.to_be_bytes());
     uuid::Uuid::new_v8(bytes)
 }
+
+/// A read-only ledger is shared by queries on several threads at once (`&self` queries).
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Ledger>();
+};

@@ -183,7 +183,41 @@ fn refused(record: &gongji_log::Record, check: &str, why: impl std::fmt::Display
     ))
 }
 
+/// What [`Ledger::refresh_read_only`] reached, and what the ledger holds in memory since open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refreshed {
+    /// The durable end the answers are now of.
+    pub durable_end: u64,
+    /// Records folded into the layer in memory since open (at open and by refreshes).
+    pub folded_in_memory: u64,
+    /// Stream-index entries the log holds in memory (the records after its index runs).
+    pub index_in_memory: usize,
+}
+
 impl Ledger {
+    /// Brings a ledger opened with [`Ledger::open_read_only`] up to the durable end its writer
+    /// published now: the log scans only the records after its own end (checked, indexed in
+    /// memory) and they are folded into the layer in memory over the stored projections, as
+    /// the open folds the records after the checkpoint. Answers given after it are of that
+    /// durable state, never of one not durable. A writer's ledger is at its durable end
+    /// already and is left as it is.
+    ///
+    /// Memory grows with every refresh ([`Refreshed`]): open the ledger again (it starts from
+    /// the projections the writer stored since, at least once a second) past a bound of the
+    /// caller's. After an error, drop the ledger and open it again.
+    pub fn refresh_read_only(&mut self) -> Result<Refreshed, LedgerError> {
+        if self.read_only {
+            self.refuse_if_broken()?;
+            self.log.refresh_read_only()?;
+            self.folded_in_memory += self.catch_up(&mut |_, _| {})?;
+        }
+        Ok(Refreshed {
+            durable_end: self.log.durable_end(),
+            folded_in_memory: self.folded_in_memory,
+            index_in_memory: self.log.memory_index_records(),
+        })
+    }
+
     /// Folds the log records the projections have not seen yet. `progress(done, total)`.
     pub(crate) fn catch_up(
         &mut self,

@@ -51,3 +51,74 @@ fn a_read_only_ledger_answers_the_durable_state_beside_its_writer_and_takes_no_c
     writer.close().expect("close");
     later.close().expect("a reader closes without writing");
 }
+
+fn contribute(member: &str, month: u32) -> String {
+    format!(
+        r#"{{"cmd":"contribute","member":"{member}","month":"2024-{month:02}","base":"1000.00"}}"#
+    )
+}
+
+/// Every member's balance and history length, as `ledger` answers them.
+fn answers(ledger: &Ledger, members: &[String]) -> Vec<(Option<String>, usize)> {
+    members
+        .iter()
+        .map(|m| {
+            let history = ledger.history(m).expect("history").len();
+            (balance(ledger, m), history)
+        })
+        .collect()
+}
+
+#[test]
+fn a_refreshed_reader_follows_its_writer_to_each_durable_end_and_never_past_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Small segments: the writer rolls to new segments the reader has not listed yet.
+    let options = LogOptions {
+        segment_bytes_max: 4096,
+        ..LogOptions::default()
+    };
+    let mut writer = Ledger::open_with(tmp.path(), options.clone()).expect("open");
+    writer
+        .apply_line(&format!(r#"{{"cmd":"load_policy","policy":{POLICY}}}"#), 0)
+        .expect("policy");
+    writer.commit().expect("commit");
+    let mut reader = Ledger::open_read_only(tmp.path(), options.clone()).expect("reader");
+    let members: Vec<String> = (0..40).map(|i| format!("M{i:03}")).collect();
+    for round in 0..6u32 {
+        for (i, member) in members.iter().enumerate() {
+            let line = if round == 0 {
+                enroll(member, &format!("{i}.00"))
+            } else {
+                contribute(member, round)
+            };
+            writer.apply_line(&line, 0).expect("line");
+        }
+        // Durable, projections not stored (as the server's writer between its stores).
+        writer.commit_deferred().expect("commit");
+        let durable = writer.log().durable_end();
+        let staged = format!("X{round}");
+        writer
+            .apply_line(&enroll(&staged, "1.00"), 0)
+            .expect("staged");
+        let refreshed = reader.refresh_read_only().expect("refresh");
+        assert_eq!(refreshed.durable_end, durable, "round {round}");
+        let fresh = Ledger::open_read_only(tmp.path(), options.clone()).expect("fresh");
+        assert_eq!(fresh.log().durable_end(), durable);
+        assert_eq!(
+            answers(&reader, &members),
+            answers(&fresh, &members),
+            "round {round}: the refreshed reader answers as a reader opened now"
+        );
+        assert_eq!(balance(&reader, &staged), None, "staged, not durable");
+        writer.commit().expect("commit the staged line");
+        let again = reader.refresh_read_only().expect("refresh");
+        assert!(again.durable_end > durable);
+        assert!(again.folded_in_memory > refreshed.folded_in_memory);
+        assert_eq!(balance(&reader, &staged).as_deref(), Some("1.00"));
+    }
+    assert!(
+        reader.refresh_read_only().expect("refresh").index_in_memory > 0,
+        "the records after the index runs are indexed in memory"
+    );
+    writer.close().expect("close");
+}

@@ -80,6 +80,19 @@ pub trait DurableLog: Send + Sync {
 
     /// Waits for everything handed over to be durable (or its error) and closes the log.
     fn close(self: Box<Self>) -> Result<(), LogError>;
+
+    /// A log opened to read beside its writer: takes in the records the writer made durable
+    /// since, up to the durable end published now, and returns the durable end (never a
+    /// record that is not durable). A writer's log is at its durable end already: the default
+    /// returns it.
+    fn refresh_read_only(&mut self) -> Result<u64, LogError> {
+        Ok(self.durable_end())
+    }
+
+    /// Index entries a reader holds in memory, which a refresh adds to (0 by default).
+    fn memory_index_records(&self) -> usize {
+        0
+    }
 }
 
 impl DurableLog for Log {
@@ -146,5 +159,13 @@ impl DurableLog for Log {
 
     fn close(self: Box<Self>) -> Result<(), LogError> {
         Log::close(*self)
+    }
+
+    fn refresh_read_only(&mut self) -> Result<u64, LogError> {
+        Log::refresh_read_only(self)
+    }
+
+    fn memory_index_records(&self) -> usize {
+        Log::index_tail_records(self)
     }
 }

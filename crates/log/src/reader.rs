@@ -23,6 +23,13 @@
 //! locks its directory, so a reader never opens it and reads the runs store (each store
 //! keeps its own checkpoint; one without any is folded from the start, in memory).
 //!
+//! A reader follows its writer with [`Log::refresh_read_only`]: it reads the durable end
+//! published now and scans from its own end to it, exactly as the open scans (every frame
+//! whole, the chain continued, the scan ending at the published record with its hash), the new
+//! records indexed in memory only; it lists the segments again for the ones the writer started
+//! since. What it holds in memory grows with each refresh ([`Log::index_tail_records`]); the
+//! caller opens a fresh reader past a bound of its own.
+//!
 //! Files replaced while a reader opens: a run deleted by the writer's merge between a
 //! listing (or the manifest) and its open makes the reader list again (bounded); once
 //! open, a run stays readable through its handle. The manifest is replaced by a rename,
@@ -114,6 +121,70 @@ impl Log {
     /// Whether this log was opened by [`Log::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Brings a log opened read-only up to the durable end its writer published in
+    /// `DIR/DURABLE_END` now (read when this is called), scanning only the records after its
+    /// own end: each is checked (CRC, position, hash chain) and indexed in memory as the open's
+    /// scan does, and the scan must end exactly at the published end. Returns the durable
+    /// end. Nothing is written. A log with no durable end published, or one it cannot read
+    /// (torn by a crash), stays where it is; a writer's log is always at its durable end and
+    /// is returned as it is.
+    ///
+    /// On damage (`Corrupt`, remembered in `DIR/QUARANTINE`) the log may have indexed part of
+    /// the way: it is marked broken and refuses everything; drop it and open again.
+    pub fn refresh_read_only(&mut self) -> Result<u64, LogError> {
+        self.check_usable()?;
+        if !self.read_only {
+            return Ok(self.durable_end);
+        }
+        let Some(published) = durable_end::read(&self.dir)? else {
+            return Ok(self.durable_end);
+        };
+        if published.next_position <= self.durable_end {
+            return Ok(self.durable_end);
+        }
+        let scanned = self.scan_to(published);
+        if let Err(error) = &scanned {
+            self.broken = Some(format!(
+                "reading the records made durable since failed: {error}"
+            ));
+        }
+        let end = scanned?;
+        self.segments.retain(|&s| s <= end.segment);
+        self.durable_end = end.next_position;
+        self.submitted_end = end.next_position;
+        self.durable_hash = end.last_hash;
+        self.last_record = (end.segment, end.last_record_offset_bytes);
+        self.last_record_end_bytes = end.end_offset_bytes;
+        self.writer_segment = end.segment;
+        self.writer_offset_bytes = end.end_offset_bytes;
+        Ok(self.durable_end)
+    }
+
+    /// Scans from this reader's end to `published`, indexing in memory; where it ended.
+    fn scan_to(&mut self, published: IndexMeta) -> Result<IndexMeta, LogError> {
+        let mut segments = segment::list_segments(&self.segments_dir)?;
+        segments.retain(|&s| s <= published.segment);
+        let start = self.index_meta();
+        let recovered = recovery::recover(
+            &mut self.stream_index,
+            &mut self.streams,
+            &segments,
+            &self.segments_dir,
+            (start, true),
+            ScanTo::Durable(published),
+        )
+        .map_err(|e| self.remember_damage(e, "refresh_read_only"))?;
+        check_reached(&recovered.committed, &published, &self.segments_dir)?;
+        self.segments = segments;
+        Ok(recovered.committed)
+    }
+
+    /// Index entries a reader holds in memory (the records after the stream index's runs):
+    /// what a refresh adds to.
+    pub fn index_tail_records(&self) -> usize {
+        self.stream_index.tail.len()
     }
 }
 

@@ -314,7 +314,7 @@ impl Log {
     }
 
     /// Where the durable records end, as an index run's meta records it.
-    fn index_meta(&self) -> IndexMeta {
+    pub(crate) fn index_meta(&self) -> IndexMeta {
         let (segment, last_record_offset_bytes) = self.last_record;
         IndexMeta {
             next_position: self.durable_end,

@@ -27,8 +27,8 @@ use crate::tokens::TokenSet;
 pub struct Limits {
     /// Connections open at once; more wait to be accepted until one closes.
     pub connections_max: usize,
-    /// Longest a read takes, waiting for the ledger (held by a command stream) included, and
-    /// longest a command stream waits for the ledger; then 503.
+    /// Longest a read takes (it never waits for a command stream), and longest a command
+    /// stream waits for another stream to let the ledger go; then 503.
     pub read_max: Duration,
     /// Longest a command stream's answers may wait for the client to read them; then the
     /// stream ends (every line answered before is durable) and the writer is free again.

@@ -20,7 +20,8 @@
 //!
 //! Modules: `answers` (the shaping shared with the CLI), `roles` (the permission table),
 //! `tokens` (the token file), `access_log`, `metrics`, `error` (error answers), `reads` (the
-//! ledger behind its lock: the read side and the writer), `app` (shared state and the guard
+//! writing ledger behind its lock, and the read-only view queries are answered from, which
+//! never waits for it), `app` (shared state and the guard
 //! every request passes), `commands` (the command stream), `members` (member reads), `routes`
 //! (the other routes), `feed` (the change feed), `audit_routes` (audit verify, replay and
 //! export), `recon_routes` (reconciliation and statements), `bulk` (what those share: the

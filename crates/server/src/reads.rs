@@ -1,23 +1,49 @@
-//! The ledger the server holds, and the two ways in: [`Reads`] answers queries, [`Writer`]
-//! applies command streams. Both wait for one lock around the one open [`Ledger`]: for now a
-//! query waits while a command stream runs (see docs/service.md, "Not yet"). A read is
-//! answered within `read_max`, its wait included, or refused with 503 (a query already running
-//! then finishes on its thread, unseen); a stream waits as long for the lock. Answering queries from a read-only view of the last durable state, beside the writer,
-//! changes this module only.
+//! The ledger the server holds, and the two ways in. [`Writer`] holds the one writing
+//! [`Ledger`] behind a lock for a whole command stream (a second stream waits up to
+//! `read_max` for it, then 503 `busy`). [`Reads`] never takes that lock: queries are answered
+//! from a read-only view of the same ledger ([`Ledger::open_read_only`]), beside the writer,
+//! brought up to the durable end before it answers. A read is answered within `read_max` or
+//! refused with 503 `timeout` (a query already running then finishes on its thread, unseen).
 //!
-//! Invariants: the server's only [`Ledger`] is in here, and a query is answered only after the
-//! commands whose answers were sent are stored in the projections it reads (the writer commits
-//! before it lets the lock go). A ledger that stopped (a stream cut with lines not made durable)
-//! is dropped and opened again before anything else uses it.
+//! The view: one read-only [`Ledger`] behind an [`RwLock`]. Queries (`&Ledger`; the ledger is
+//! `Sync` and its queries mutate nothing) share read guards. A query notes at its arrival the
+//! durable end the writer had reached, `acknowledged` (the writer's sink raises it before it
+//! sends a line's answer, so it covers every line answered before the query was sent); if the
+//! view is behind it, one query takes the write guard briefly and refreshes the view
+//! ([`Ledger::refresh_read_only`]: the records made durable since the view's end, to the
+//! durable end the writer published in `DIR/DURABLE_END`, which it writes after the sync and
+//! before any answer); the others then find it fresh. Past [`FOLDED_IN_MEMORY_MAX`] records
+//! folded in memory since its open (or [`INDEX_IN_MEMORY_MAX`] index entries), a fresh view is
+//! opened on another thread, outside the lock, brought up to date and swapped in, so memory
+//! stays bounded; a view whose refresh failed is dropped and opened again.
+//!
+//! Invariants: an answer is of the view under the read guard the query holds, whose durable
+//! end is at least `acknowledged` at the query's arrival (checked under that guard), and
+//! which only ever holds records the writer published as durable (the read-only open and
+//! refresh read to the published durable end and no further). A view is replaced only by one
+//! at least as far along. The server's only writing [`Ledger`] is in [`LedgerCell`]; a
+//! ledger that stopped (a stream cut with lines not made durable) is dropped and opened again
+//! before anything else uses it.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use gongji_ledger::Ledger;
+use gongji_ledger::{Ledger, Refreshed};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio::time::Instant;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Records a view may fold in memory over the stored projections before a fresh one is opened
+/// (the writer stores its projections at least once a second, so a fresh view starts near).
+pub const FOLDED_IN_MEMORY_MAX: u64 = 200_000;
+/// Stream-index entries a view may hold in memory before a fresh one is opened.
+pub const INDEX_IN_MEMORY_MAX: usize = 2 << 20;
+/// Refreshes a query tries before it gives up on reaching the durable end it must reflect
+/// (one is enough unless the published durable end was torn by a write landing meanwhile).
+const REFRESHES_MAX: u32 = 4;
 
 /// The lock and what it guards: `None` once closed, or when opening again failed.
 type Cell = Arc<Mutex<Option<Ledger>>>;
@@ -41,16 +67,13 @@ impl LedgerCell {
         }
     }
 
-    /// The ledger, once no command stream holds it, if that is before `deadline`.
-    async fn lock(
-        &self,
-        deadline: Instant,
-        what: &str,
-    ) -> Result<OwnedMutexGuard<Option<Ledger>>, ApiError> {
+    /// The ledger, once no other command stream holds it, if that is before `deadline`.
+    async fn lock(&self, deadline: Instant) -> Result<OwnedMutexGuard<Option<Ledger>>, ApiError> {
         match tokio::time::timeout_at(deadline, self.ledger.clone().lock_owned()).await {
             Ok(guard) => Ok(guard),
             Err(_) => Err(ApiError::busy(format!(
-                "the ledger was busy with a command stream for {} s; {what} again later",
+                "the ledger was busy with another command stream for {} s; send the commands \
+                 again later",
                 self.read_max.as_secs_f64()
             ))),
         }
@@ -77,19 +100,51 @@ fn unavailable() -> ApiError {
     )
 }
 
-/// The read side: runs a query on a blocking thread against the ledger.
+/// The read-only view queries are answered from (see the module documentation).
+struct ReadView {
+    view: RwLock<Option<Ledger>>,
+    /// Opens a fresh read-only view.
+    open: Opener,
+    /// `durable_position`: the durable end the writer reached, raised before each answer.
+    metrics: Arc<Metrics>,
+    /// A fresh view is being opened on another thread.
+    reopening: AtomicBool,
+    /// Held while a view is opened, so that one is opened at a time.
+    opening: std::sync::Mutex<()>,
+    /// Records folded in memory past which a fresh view is opened ([`FOLDED_IN_MEMORY_MAX`]),
+    /// beyond those the view folded when it was opened (`folded_at_open`: with the sled
+    /// projection store, which a reader cannot open, a view folds the whole log at its open,
+    /// and opening it again would not help).
+    folded_max: u64,
+    folded_at_open: AtomicU64,
+}
+
+/// The read side: runs a query on a blocking thread against the read-only view.
 #[derive(Clone)]
-pub struct Reads(pub LedgerCell);
+pub struct Reads {
+    view: Arc<ReadView>,
+    read_max: Duration,
+}
 
 impl Reads {
+    /// Opens the view (blocking) with `open`; `metrics.durable_position` must be the writer's
+    /// durable end already.
+    pub fn open(open: Opener, metrics: Arc<Metrics>, read_max: Duration) -> Result<Reads, String> {
+        let view = ReadView::open(open, metrics, FOLDED_IN_MEMORY_MAX)?;
+        Ok(Reads {
+            view: Arc::new(view),
+            read_max,
+        })
+    }
+
     pub async fn run<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Ledger) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let deadline = Instant::now() + self.0.read_max;
-        let guard = self.0.lock(deadline, "ask").await?;
-        let asked =
-            tokio::task::spawn_blocking(move || guard.as_ref().map(query).ok_or_else(unavailable));
+        let acknowledged = self.view.metrics.durable_position.load(Ordering::Acquire);
+        let deadline = Instant::now() + self.read_max;
+        let view = self.view.clone();
+        let asked = tokio::task::spawn_blocking(move || view.answer(acknowledged, query));
         match tokio::time::timeout_at(deadline, asked).await {
             Ok(answer) => answer.map_err(ApiError::ledger)?,
             Err(_) => Err(ApiError::new(
@@ -97,11 +152,144 @@ impl Reads {
                 "timeout",
                 format!(
                     "the answer took longer than {} s",
-                    self.0.read_max.as_secs_f64()
+                    self.read_max.as_secs_f64()
                 ),
             )),
         }
     }
+}
+
+impl ReadView {
+    fn open(open: Opener, metrics: Arc<Metrics>, folded_max: u64) -> Result<ReadView, String> {
+        let mut ledger = open()?;
+        let opened = ledger.refresh_read_only().map_err(|e| e.to_string())?;
+        Ok(ReadView {
+            folded_at_open: AtomicU64::new(opened.folded_in_memory),
+            view: RwLock::new(Some(ledger)),
+            open,
+            metrics,
+            reopening: AtomicBool::new(false),
+            opening: std::sync::Mutex::new(()),
+            folded_max,
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Option<Ledger>> {
+        self.view.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Option<Ledger>> {
+        self.view.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `query`'s answer from a view at least at `acknowledged`. Blocking.
+    fn answer<T>(
+        self: &Arc<Self>,
+        acknowledged: u64,
+        query: impl FnOnce(&Ledger) -> T,
+    ) -> Result<T, ApiError> {
+        for _ in 0..REFRESHES_MAX {
+            let guard = self.read();
+            match guard.as_ref() {
+                Some(ledger) if ledger.log().durable_end() >= acknowledged => {
+                    return Ok(query(ledger));
+                }
+                Some(_) => {
+                    drop(guard);
+                    self.refresh(acknowledged);
+                }
+                None => {
+                    drop(guard);
+                    if let Err(error) = self.open_again(false) {
+                        eprintln!("gongji serve: the read view cannot be opened: {error}");
+                        return Err(unavailable());
+                    }
+                }
+            }
+        }
+        Err(ApiError::ledger(format!(
+            "the ledger's published durable end did not reach position {acknowledged}, which \
+             was acknowledged; ask again"
+        )))
+    }
+
+    /// Brings the view up to the published durable end, if it is not at `acknowledged` yet; a
+    /// view that cannot follow is dropped (the next try opens it again).
+    fn refresh(self: &Arc<Self>, acknowledged: u64) {
+        let mut guard = self.write();
+        let Some(ledger) = guard.as_mut() else {
+            return;
+        };
+        if ledger.log().durable_end() >= acknowledged {
+            return;
+        }
+        match ledger.refresh_read_only() {
+            Ok(refreshed) => {
+                drop(guard);
+                let folded_at_open = self.folded_at_open.load(Ordering::Acquire);
+                if over_bound(&refreshed, folded_at_open + self.folded_max) {
+                    self.open_again_elsewhere();
+                }
+            }
+            Err(error) => {
+                let broken = guard.take();
+                drop(guard);
+                drop(broken);
+                eprintln!(
+                    "gongji serve: the read view could not follow the ledger ({error}); it is \
+                     opened again"
+                );
+            }
+        }
+    }
+
+    /// Opens a fresh view on another thread and swaps it in, unless one is being opened.
+    fn open_again_elsewhere(self: &Arc<Self>) {
+        if self.reopening.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let view = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("gongji-read-view".into())
+            .spawn(move || {
+                if let Err(error) = view.open_again(true) {
+                    eprintln!("gongji serve: a fresh read view could not be opened: {error}");
+                }
+                view.reopening.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.reopening.store(false, Ordering::Release);
+        }
+    }
+
+    /// Opens a fresh view (outside the view's lock), brings it up to the durable end published
+    /// now (at least where the current view is) and swaps it in. Unless `replace`, a view
+    /// already there (opened by another thread meanwhile) is kept. Blocking.
+    fn open_again(&self, replace: bool) -> Result<(), String> {
+        let _one = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
+        if !replace && self.read().is_some() {
+            return Ok(());
+        }
+        let mut fresh = (self.open)()?;
+        let old = {
+            let mut guard = self.write();
+            let end = fresh.refresh_read_only().map_err(|e| e.to_string())?;
+            let current = guard.as_ref().map_or(0, |view| view.log().durable_end());
+            if end.durable_end < current {
+                return Ok(()); // the durable end could not be read just now: keep the view
+            }
+            let folded = end.folded_in_memory;
+            self.folded_at_open.store(folded, Ordering::Release);
+            guard.replace(fresh)
+        };
+        drop(old);
+        Ok(())
+    }
+}
+
+/// Whether a view holds more in memory than it may: a fresh one is opened.
+fn over_bound(refreshed: &Refreshed, folded_max: u64) -> bool {
+    refreshed.folded_in_memory > folded_max || refreshed.index_in_memory > INDEX_IN_MEMORY_MAX
 }
 
 /// The write side: the lock held for a whole command stream.
@@ -117,7 +305,7 @@ pub struct Held {
 impl Writer {
     pub async fn hold(&self) -> Result<Held, ApiError> {
         let deadline = Instant::now() + self.0.read_max;
-        let guard = self.0.lock(deadline, "send the commands").await?;
+        let guard = self.0.lock(deadline).await?;
         if guard.is_none() {
             return Err(unavailable());
         }
@@ -150,5 +338,72 @@ impl Held {
             Ok(ledger) => *self.guard = Some(ledger),
             Err(e) => eprintln!("gongji serve: cannot open the ledger again: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gongji_ledger::LogOptions;
+
+    const POLICY: &str = include_str!("../../../policies/500000-2024-01-01.json");
+
+    fn enroll(member: &str) -> String {
+        format!(
+            r#"{{"cmd":"enroll","member":"{member}","region":"500000","born":"1980-01-01","status":"active","scheme":"employer","date":"2024-01-01"}}"#
+        )
+    }
+
+    fn folded(view: &ReadView) -> u64 {
+        let mut guard = view.write();
+        let ledger = guard.as_mut().expect("a view");
+        ledger
+            .refresh_read_only()
+            .expect("refresh")
+            .folded_in_memory
+    }
+
+    #[test]
+    fn a_view_past_its_bound_is_replaced_by_a_fresh_one_that_answers_the_same() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_path_buf();
+        let mut writer = Ledger::open(&dir).expect("open");
+        writer
+            .apply_line(&format!(r#"{{"cmd":"load_policy","policy":{POLICY}}}"#), 0)
+            .expect("policy");
+        writer.commit().expect("commit");
+        let open: Opener = Arc::new(move || {
+            Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
+        });
+        let metrics = Arc::new(Metrics::default());
+        let view = Arc::new(ReadView::open(open, metrics, 50).expect("view"));
+        let mut replaced = false;
+        for round in 0..20 {
+            for i in 0..10 {
+                writer
+                    .apply_line(&enroll(&format!("M{round}-{i}")), 0)
+                    .expect("line");
+            }
+            // Durable, projections not stored every time: the view folds them in memory.
+            if round % 5 == 4 {
+                writer.commit().expect("commit");
+            } else {
+                writer.commit_deferred().expect("commit");
+            }
+            let acknowledged = writer.log().durable_end();
+            let member = format!("M{round}-9");
+            let answer = view
+                .answer(acknowledged, |ledger| ledger.account(&member))
+                .expect("an answer")
+                .expect("an account");
+            assert_eq!(answer.map(|a| a.member), Some(member), "round {round}");
+            // Wait for a fresh view being opened elsewhere, then see whether it was swapped in.
+            while view.reopening.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            replaced |= folded(&view) < 50 && round > 5;
+        }
+        assert!(replaced, "a view past its bound was replaced");
+        assert!(folded(&view) <= 50 + 20);
     }
 }

@@ -49,6 +49,9 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Serve plain HTTP on an address that is not loopback (refused otherwise).
     pub insecure_http: bool,
+    /// Opens the ledger read-only, beside the writer, as the command line's queries do: the
+    /// view queries are answered from.
+    pub open_read_only: Opener,
 }
 
 /// Serves until SIGTERM or SIGINT, then closes the ledger.
@@ -76,6 +79,12 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         std::sync::atomic::Ordering::Relaxed,
     );
     let cell = LedgerCell::new(config.open.clone(), ledger, config.limits.read_max);
+    let (open_read_only, read_max) = (config.open_read_only.clone(), config.limits.read_max);
+    let reads_metrics = metrics.clone();
+    let reads =
+        tokio::task::spawn_blocking(move || Reads::open(open_read_only, reads_metrics, read_max))
+            .await
+            .map_err(|e| e.to_string())??;
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -83,7 +92,7 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     refuse_plain_http_beyond_loopback(address, tls.is_some(), config.insecure_http)?;
     let (stopping, shutdown) = watch::channel(false);
     let app = App {
-        reads: Reads(cell.clone()),
+        reads,
         writer: Writer(cell.clone()),
         tokens,
         access,
