@@ -90,11 +90,11 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         openapi: Arc::new(OnceLock::new()),
     };
     let router = crate::openapi::router(app);
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout();
     let _ = writeln!(out, "gongji serve: listening on http://{address}");
     let _ = out.flush();
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let signalled = async move {
         tokio::select! {
             _ = terminate.recv() => {}
