@@ -17,7 +17,7 @@
 //! `tokens` (the token file), `access_log`, `metrics`, `error` (error answers), `reads` (the
 //! ledger behind its lock: the read side and the writer), `app` (shared state and the guard
 //! every request passes), `commands` (the command stream), `members` (member reads), `routes`
-//! (the other routes), `openapi` (the router and its document), `listener` (the connection
+//! (the other routes), `openapi` (the router and its document), `schemas` (the answers' shapes in it), `listener` (the connection
 //! bound), `server` (listening, signals, shutdown).
 
 pub mod access_log;
@@ -32,6 +32,7 @@ mod openapi;
 mod reads;
 pub mod roles;
 mod routes;
+mod schemas;
 mod server;
 pub mod tokens;
 
