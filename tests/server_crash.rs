@@ -84,6 +84,14 @@ impl Serve {
     }
 }
 
+impl Drop for Serve {
+    /// A failed check leaves no server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// One `POST /v1/commands` of `lines`: the body is written by one thread while the answer is
 /// read as it comes by another, so the server can be killed at any moment of either.
 struct Post {
