@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::gen::{region_year, Rng};
-use support::{text, TestLedger};
+use support::{is_duplicate, text, TestLedger};
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -42,20 +42,7 @@ struct Serve {
 
 impl Serve {
     fn start(ledger: &TestLedger) -> Serve {
-        let mut child = ledger
-            .command(&["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("gongji serve starts");
-        let mut first = String::new();
-        let stdout = child.stdout.take().expect("stdout piped");
-        BufReader::new(stdout).read_line(&mut first).unwrap();
-        let address = first
-            .trim()
-            .strip_prefix("gongji serve: listening on http://")
-            .unwrap_or_else(|| panic!("first line names the address: {first:?}"))
-            .to_string();
+        let (child, address) = support::serve::spawn(ledger, &[], Stdio::null());
         Serve { child, address }
     }
 
@@ -223,18 +210,6 @@ fn answered_as_apply(
         retried += 1;
     }
     retried
-}
-
-/// Codes that say "this line's effect is already in the ledger".
-fn is_duplicate(code: &str) -> bool {
-    matches!(
-        code,
-        "duplicate_id"
-            | "already_enrolled"
-            | "already_credited"
-            | "already_reversed"
-            | "already_bound"
-    )
 }
 
 /// Sends the lines answered applied again: each is refused as already there (allocations and rollovers,
