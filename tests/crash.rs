@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::gen::{region_year, Rng};
-use support::{text, TestLedger};
+use support::{is_duplicate, text, TestLedger};
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -95,18 +95,6 @@ fn apply_and_kill(
     let killed = child.try_wait().expect("child state").is_none() && child.kill().is_ok();
     child.wait().expect("child reaped");
     (reader.join().expect("reader thread"), killed)
-}
-
-/// Codes that say "this line's effect is already in the ledger".
-fn is_duplicate(code: &str) -> bool {
-    matches!(
-        code,
-        "duplicate_id"
-            | "already_enrolled"
-            | "already_credited"
-            | "already_reversed"
-            | "already_bound"
-    )
 }
 
 #[test]

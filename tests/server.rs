@@ -31,21 +31,7 @@ impl Server {
             .iter()
             .map(|role| (*role, add_token(&ledger, role, role)))
             .collect();
-        let mut child = ledger
-            .command(&["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("gongji serve starts");
-        let mut first = String::new();
-        let stdout = child.stdout.take().expect("stdout piped");
-        BufReader::new(stdout).read_line(&mut first).unwrap();
-        let address = first
-            .trim()
-            .strip_prefix("gongji serve: listening on http://")
-            .unwrap_or_else(|| panic!("first line names the address: {first:?}"))
-            .to_string();
+        let (child, address) = support::serve::spawn(&ledger, extra, Stdio::inherit());
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))

@@ -3,6 +3,7 @@
 
 pub mod gen;
 pub mod schema;
+pub mod serve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -123,6 +124,18 @@ impl TestLedger {
         );
         serde_json::from_slice(&out.stdout).expect("query prints JSON")
     }
+}
+
+/// Codes that say "this line's effect is already in the ledger" (a retried line's answer).
+pub fn is_duplicate(code: &str) -> bool {
+    matches!(
+        code,
+        "duplicate_id"
+            | "already_enrolled"
+            | "already_credited"
+            | "already_reversed"
+            | "already_bound"
+    )
 }
 
 pub fn parse_lines(bytes: &[u8]) -> Vec<Value> {

@@ -36,7 +36,7 @@ use gongji_ledger::{HistoryEntry, Ledger, LedgerError};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::app::App;
 use crate::bulk::{channel_body, logged};
@@ -74,11 +74,27 @@ struct Chunk {
     durable_end: u64,
 }
 
+/// One server-sent event as a client parses it (OpenAPI 3.0/3.1 has no `itemSchema`: a
+/// `text/event-stream` response's schema describes each event): `id` is the record's
+/// position, `data` the record as `history --json` prints an event, or, on the last event
+/// (`event: end`), the error object saying why the feed ended.
+#[derive(ToSchema)]
+#[allow(dead_code)] // only its schema is used: the events are written as text
+pub struct FeedEvent {
+    /// The record as `gongji history --json` prints an event (a JSON object, as text), or the
+    /// error object of the `end` event.
+    data: String,
+    /// `message` for a record, `end` for the last event.
+    event: Option<String>,
+    /// The record's position (absent on the `end` event).
+    id: Option<String>,
+}
+
 /// The change feed (server-sent events): every record from `from` on, then live.
 #[utoipa::path(get, path = "/v1/events", tag = "audit",
     params(FeedQuery,
         ("Last-Event-ID" = Option<String>, Header, description = "The position of the last record received: the feed resumes after it")),
-    responses((status = 200, description = "text/event-stream: per record `id: POSITION` and `data:` the record as `gongji history --json` prints an event; a last `event: end` with an error object when the server stops", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "text/event-stream: per record `id: POSITION` and `data:` the record as `gongji history --json` prints an event; a last `event: end` with an error object when the server stops", content_type = "text/event-stream", body = FeedEvent),
         (status = 400, description = "The position does not read, or is past the log's durable end", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody)),

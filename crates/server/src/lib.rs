@@ -26,7 +26,7 @@
 //! (the other routes), `feed` (the change feed), `audit_routes` (audit verify, replay and
 //! export), `recon_routes` (reconciliation and statements), `bulk` (what those share: the
 //! access-log entry of a read of many members, scratch files, streamed bodies), `openapi` (the
-//! router and its document), `listener` (the connection bound, and the TLS handshakes off the
+//! router and its document), `schemas` (the answers' shapes in it), `listener` (the connection bound, and the TLS handshakes off the
 //! accept loop), `tls` (the certificate and key read into a rustls configuration), `server`
 //! (listening, signals, shutdown, `DIR/SERVER`).
 
@@ -46,6 +46,7 @@ mod reads;
 mod recon_routes;
 pub mod roles;
 mod routes;
+mod schemas;
 mod server;
 mod tls;
 pub mod tokens;

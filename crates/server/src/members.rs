@@ -18,7 +18,10 @@ use crate::access_log::AccessEntry;
 use crate::answers::{self, Asked, QUERY_NAMES};
 use crate::app::{App, Identity};
 use crate::error::{path, query, ApiError, ErrorBody};
-use crate::openapi::Answer;
+use crate::schemas::{
+    AccountAnswer, ExplainAnswer, HistoryEntryAnswer, InheritanceAnswer, TransfersAnswer,
+    YearAnswer,
+};
 
 /// `?as_of=&recorded_before=`
 #[derive(Deserialize, IntoParams)]
@@ -209,7 +212,7 @@ impl App {
 /// A member's personal account (as `gongji account --json`).
 #[utoipa::path(get, path = "/v1/members/{id}", tag = "members",
     params(("id" = String, Path, description = "The member's id"), AsOfQuery),
-    responses((status = 200, description = "The account", body = Answer),
+    responses((status = 200, description = "The account", body = AccountAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Not enrolled then", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -221,7 +224,7 @@ pub async fn account(State(app): State<App>, asker: Asker, read: AsOfRead) -> Re
 /// A deceased member's account (as `gongji inheritance --json`).
 #[utoipa::path(get, path = "/v1/members/{id}/inheritance", tag = "members",
     params(("id" = String, Path, description = "The member's id"), AsOfQuery),
-    responses((status = 200, description = "The inheritance", body = Answer),
+    responses((status = 200, description = "The inheritance", body = InheritanceAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Not enrolled then", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -234,7 +237,7 @@ pub async fn inheritance(State(app): State<App>, asker: Asker, read: AsOfRead) -
 /// A member's transfers between regions (as `gongji transfers --json`).
 #[utoipa::path(get, path = "/v1/members/{id}/transfers", tag = "members",
     params(("id" = String, Path, description = "The member's id"), AsOfQuery),
-    responses((status = 200, description = "The transfers", body = Answer),
+    responses((status = 200, description = "The transfers", body = TransfersAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Not enrolled then", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -247,7 +250,7 @@ pub async fn transfers(State(app): State<App>, asker: Asker, read: AsOfRead) -> 
 #[utoipa::path(get, path = "/v1/members/{id}/years/{year}", tag = "members",
     params(("id" = String, Path, description = "The member's id"),
         ("year" = i32, Path, description = "The insurance year (YYYY)"), YearQuery),
-    responses((status = 200, description = "The year", body = Answer),
+    responses((status = 200, description = "The year", body = YearAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Nothing to show for that year", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -285,7 +288,7 @@ pub async fn year(
 /// A member's events in order (the objects `gongji history --json` prints, as an array).
 #[utoipa::path(get, path = "/v1/members/{id}/history", tag = "members",
     params(("id" = String, Path, description = "The member's id"), HistoryQuery),
-    responses((status = 200, description = "The events, oldest first", body = Vec<Answer>),
+    responses((status = 200, description = "The events, oldest first", body = Vec<HistoryEntryAnswer>),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "The member has no events", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -320,7 +323,7 @@ pub(crate) fn day(name: &str, text: Option<&str>) -> Result<Option<Day>, ApiErro
 /// Why a claim settled as it did (as `gongji explain --json`).
 #[utoipa::path(get, path = "/v1/claims/{id}/explain", tag = "members",
     params(("id" = String, Path, description = "The claim's id")),
-    responses((status = 200, description = "The explanation", body = Answer),
+    responses((status = 200, description = "The explanation", body = ExplainAnswer),
         (status = 404, description = "No settled claim has this id", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn explain(

@@ -63,9 +63,8 @@ pub fn router(app: App) -> Router {
     api.components
         .get_or_insert_with(Default::default)
         .add_security_scheme("bearer", bearer);
-    let document = api
-        .to_json()
-        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let document =
+        crate::schemas::document(&api).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     let _ = app.openapi.set(document);
     router
         .fallback(routes::no_route)

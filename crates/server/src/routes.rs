@@ -17,6 +17,7 @@ use crate::app::App;
 use crate::error::{path, query, ApiError, ErrorBody};
 use crate::members::AsOfQuery;
 use crate::openapi::Answer;
+use crate::schemas::{FundAnswer, PolicyListItemAnswer};
 
 /// Whether the server is up (no token needed).
 #[utoipa::path(get, path = "/healthz", tag = "service",
@@ -48,7 +49,7 @@ pub async fn metrics(State(app): State<App>) -> Response {
 /// A region's pooled and large-amount funds (as `gongji fund --json`).
 #[utoipa::path(get, path = "/v1/funds/{region}", tag = "funds",
     params(("region" = String, Path, description = "The pooling region's code"), AsOfQuery),
-    responses((status = 200, description = "The funds", body = Answer),
+    responses((status = 200, description = "The funds", body = FundAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
@@ -77,7 +78,7 @@ pub async fn fund(
 
 /// Every region's policy versions (the objects `gongji policy list --json` prints).
 #[utoipa::path(get, path = "/v1/policies", tag = "policies",
-    responses((status = 200, description = "The versions, by region", body = Vec<Answer>),
+    responses((status = 200, description = "The versions, by region", body = Vec<PolicyListItemAnswer>),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody)),
     security(("bearer" = [])))]
