@@ -26,10 +26,9 @@ impl Ledger {
         Ok(std::mem::take(&mut self.pending))
     }
 
-    /// As [`commit`], but the projections are stored only once many entities are dirty, or a
-    /// second has passed since the last store (so that a reader beside the writer folds little
-    /// on top of them), or at [`close`]: a long `apply` writes each busy account once per batch
-    /// instead of once per group. The events are durable all the same; after a crash, opening folds the records
+    /// As [`commit`], but the projections are stored only once many entities are dirty, or at
+    /// [`close`]: a long `apply` writes each busy account once per batch instead of once per
+    /// group. The events are durable all the same; after a crash, opening folds the records
     /// the projections had not stored. Queries in this process must follow a [`commit`].
     ///
     /// The store itself (sorting, writing and merging runs) runs on a thread of its own while
@@ -58,16 +57,16 @@ impl Ledger {
         self.refuse_if_stopped()?;
         self.refuse_if_store_failed()?;
         let ticket = self.log.sync_start()?;
-        let due = self.state.dirty.len() >= self.limits.deferred_dirty_max
-            || (!self.state.dirty.is_empty()
-                && self.stored_at.elapsed() >= crate::DEFERRED_STORE_INTERVAL);
+        // Not also once a second (tried for readers beside the writer): with it, a server killed
+        // at random moments answered differently from an uninterrupted run about once in eight
+        // runs of tests/server_crash.rs, cause not yet found; without it, in none of 14.
+        let due = self.state.dirty.len() >= self.limits.deferred_dirty_max;
         if due {
             // The checkpoint stored must be durable: wait for this group first (rare).
             let durable_end = ticket.wait()?;
             self.log.settle_syncs()?;
             // Failures are remembered in `store_failed` and reported by the next call.
             let _ = self.store_in_background(durable_end);
-            self.stored_at = std::time::Instant::now();
         }
         Ok((std::mem::take(&mut self.pending), ticket))
     }

@@ -67,10 +67,6 @@ pub use views::{AccountView, FundView, HistoryEntry, InheritanceView, TransfersV
 const CACHE_MEMBERS_MAX: usize = 200_000;
 /// Dirty entities held in memory between commits before `commit_deferred` stores them.
 const DEFERRED_DIRTY_MAX: usize = 140_000;
-/// `commit_deferred` also stores once this long has passed since its last store: a reader
-/// beside the writer ([`Ledger::open_read_only`]) folds at most about this much of the
-/// writer's work on top of the stored projections.
-const DEFERRED_STORE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug)]
 pub enum LedgerError {
@@ -148,7 +144,6 @@ pub struct Ledger {
     broken: Option<String>,
     limits: CacheLimits,
     /// When `commit_deferred` last stored (or the ledger was opened).
-    stored_at: std::time::Instant,
     /// Read-only: the records folded in memory (over the stored projections) since open.
     folded_in_memory: u64,
 }
@@ -238,7 +233,6 @@ impl Ledger {
             read_only: false,
             broken: None,
             limits: CacheLimits::default(),
-            stored_at: std::time::Instant::now(),
             folded_in_memory: 0,
         }
     }

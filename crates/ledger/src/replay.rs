@@ -203,7 +203,7 @@ impl Ledger {
     /// already and is left as it is.
     ///
     /// Memory grows with every refresh ([`Refreshed`]): open the ledger again (it starts from
-    /// the projections the writer stored since, at least once a second) past a bound of the
+    /// the projections the writer stored since) past a bound of the
     /// caller's. After an error, drop the ledger and open it again.
     pub fn refresh_read_only(&mut self) -> Result<Refreshed, LedgerError> {
         if self.read_only {

@@ -37,7 +37,8 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// Records a view may fold in memory over the stored projections before a fresh one is opened
-/// (the writer stores its projections at least once a second, so a fresh view starts near).
+/// (a fresh view starts from the projections the writer last stored: at the end of each
+/// command stream, and during a long one once many entities are dirty).
 pub const FOLDED_IN_MEMORY_MAX: u64 = 200_000;
 /// Stream-index entries a view may hold in memory before a fresh one is opened.
 pub const INDEX_IN_MEMORY_MAX: usize = 2 << 20;
