@@ -156,10 +156,7 @@ impl AccountStates<'_> {
         if let Some(found) = self.cache.get(&key) {
             return found.clone();
         }
-        let secs = micros.div_euclid(1_000_000);
-        let nanos = (micros.rem_euclid(1_000_000) * 1000) as u32;
-        let at = chrono::DateTime::from_timestamp(secs, nanos).expect("a time");
-        let at = at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string();
+        let at = support::rfc3339_micros(micros);
         let out = self.ledger.run(&[
             "account",
             member,
