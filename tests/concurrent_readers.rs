@@ -138,16 +138,7 @@ impl AccountStates<'_> {
     fn recorded_times(&self, member: &str) -> Vec<i64> {
         let out = self.ledger.run(&["history", member, "--json"]);
         assert!(out.status.success(), "{}", support::text(&out));
-        let mut times: Vec<i64> = support::parse_lines(&out.stdout)
-            .iter()
-            .map(|e| {
-                e["recorded_at_micros"]
-                    .as_i64()
-                    .expect("recorded_at_micros")
-            })
-            .collect();
-        times.dedup();
-        times
+        support::recorded_times(&support::parse_lines(&out.stdout))
     }
 
     /// The account as it stood with the events recorded before `micros` (`None`: not enrolled).

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::serve::{agent, get, RoleTokens, Serve, ROLES};
+use support::serve::{agent, get, open_chunked_commands, post_ndjson, RoleTokens, Serve, ROLES};
 use support::{add_token, examples, gongji_path, parse_lines, text, TestLedger};
 
 /// A running `gongji serve` over `ledger`, with a token for each role.
@@ -53,14 +53,8 @@ impl Server {
     }
 
     fn post_commands(&self, token: Option<&str>, body: &str) -> (u16, String) {
-        let mut request = self
-            .agent
-            .post(self.url("/v1/commands"))
-            .header("Content-Type", "application/x-ndjson");
-        if let Some(token) = token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
-        let mut response = request.send(body.as_bytes()).expect("the server answers");
+        let url = self.url("/v1/commands");
+        let mut response = post_ndjson(&self.agent, &url, token, body.as_bytes());
         let text = response.body_mut().read_to_string().expect("a text body");
         (response.status().as_u16(), text)
     }
@@ -92,18 +86,11 @@ struct RawStream {
 
 impl RawStream {
     fn open(server: &Server) -> RawStream {
-        let stream = TcpStream::connect(&server.serve.address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let head = format!(
-            "POST /v1/commands HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n",
-            server.serve.address,
-            server.token("operator")
+        let (writer, stream) = open_chunked_commands(
+            &server.serve.address,
+            server.token("operator"),
+            Duration::from_secs(20),
         );
-        writer.write_all(head.as_bytes()).unwrap();
         RawStream {
             writer,
             reader: BufReader::new(stream),
@@ -830,16 +817,9 @@ fn a_body_far_larger_than_any_buffer_is_answered_line_for_line() {
     let lines = 300_000;
     let mut body = "{\"cmd\":\"nope\"}\n".repeat(lines - 1);
     body.push_str(&enroll("B1"));
-    let mut response = server
-        .agent
-        .post(server.url("/v1/commands"))
-        .header(
-            "Authorization",
-            format!("Bearer {}", server.token("operator")),
-        )
-        .header("Content-Type", "application/x-ndjson")
-        .send(body.as_bytes())
-        .unwrap();
+    let url = server.url("/v1/commands");
+    let token = Some(server.token("operator"));
+    let mut response = post_ndjson(&server.agent, &url, token, body.as_bytes());
     assert_eq!(response.status().as_u16(), 200);
     let reader = BufReader::new(response.body_mut().as_reader());
     let mut answered = 0;

@@ -6,14 +6,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::serve::{agent, get, Serve};
-use support::{add_token, TestLedger};
+use support::serve::{agent, get, open_chunked_commands, Serve};
+use support::{add_token, recorded_times, TestLedger};
 
 /// Lines of the stream: enrolments of `E00000`.., with a contribution of the watched member
 /// every `CONTRIBUTION_EVERY` lines.
@@ -97,17 +96,11 @@ fn stream_lines() -> Vec<String> {
 /// Sends `lines` as a chunked `POST /v1/commands` body, slowly, on its own thread; hands each
 /// answer line to `answered` as it comes, and returns them all once the answer has ended.
 fn stream(server: &Server, lines: &[String], mut answered: impl FnMut(&Value)) -> Vec<Value> {
-    let connection = TcpStream::connect(&server.serve.address).unwrap();
-    connection
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let mut writer = connection.try_clone().unwrap();
-    let head = format!(
-        "POST /v1/commands HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n",
-        server.serve.address, server.operator
+    let (mut writer, connection) = open_chunked_commands(
+        &server.serve.address,
+        &server.operator,
+        Duration::from_secs(60),
     );
-    writer.write_all(head.as_bytes()).unwrap();
     let body: Vec<String> = lines
         .chunks(SEND_LINES)
         .map(|chunk| chunk.iter().map(|l| format!("{l}\n")).collect())
@@ -241,18 +234,7 @@ fn a_line_answered_on_the_stream_is_in_every_read_sent_after_its_answer() {
 /// have answered (by `recorded_before` just past each event, as `tests/concurrent_readers.rs`).
 fn durable_states(server: &Server) -> Vec<Value> {
     let history = server.get_quickly(&format!("/v1/members/{WATCHED}/history"));
-    let mut times: Vec<i64> = history
-        .as_array()
-        .expect("an array")
-        .iter()
-        .map(|e| {
-            e["recorded_at_micros"]
-                .as_i64()
-                .expect("recorded_at_micros")
-        })
-        .collect();
-    times.dedup();
-    times
+    recorded_times(history.as_array().expect("an array"))
         .iter()
         .map(|micros| {
             // The query string's `+` written `%2B`.

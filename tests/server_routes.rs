@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::serve::{self, agent, RoleTokens, Serve};
+use support::serve::{self, agent, post_ndjson, RoleTokens, Serve};
 use support::{examples, march_detail_args, parse_lines, text, TestLedger};
 
 const DETAIL_HEADER: &str =
@@ -91,16 +91,9 @@ impl Server {
     }
 
     fn post_commands(&self, body: &str) -> String {
-        let mut response = self
-            .agent
-            .post(self.url("/v1/commands"))
-            .header(
-                "Authorization",
-                format!("Bearer {}", self.token("operator")),
-            )
-            .header("Content-Type", "application/x-ndjson")
-            .send(body.as_bytes())
-            .unwrap();
+        let url = self.url("/v1/commands");
+        let token = Some(self.token("operator"));
+        let mut response = post_ndjson(&self.agent, &url, token, body.as_bytes());
         assert_eq!(response.status().as_u16(), 200);
         response.body_mut().read_to_string().unwrap()
     }

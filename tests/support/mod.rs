@@ -144,6 +144,21 @@ pub fn rfc3339_micros(micros: i64) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
 }
 
+/// The `recorded_at_micros` of `events` (a member's history, oldest first), a run of equal
+/// times once.
+pub fn recorded_times(events: &[Value]) -> Vec<i64> {
+    let mut times: Vec<i64> = events
+        .iter()
+        .map(|e| {
+            e["recorded_at_micros"]
+                .as_i64()
+                .expect("recorded_at_micros")
+        })
+        .collect();
+    times.dedup();
+    times
+}
+
 /// Codes that say "this line's effect is already in the ledger" (a retried line's answer).
 pub fn is_duplicate(code: &str) -> bool {
     matches!(

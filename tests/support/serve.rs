@@ -1,7 +1,8 @@
 //! Starting, stopping and asking `gongji serve` for the end-to-end tests: one harness for
 //! every test that runs the service.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -155,4 +156,39 @@ pub fn get(agent: &ureq::Agent, url: &str, token: Option<&str>) -> (u16, String)
     let mut response = request.call().expect("the server answers");
     let body = response.body_mut().read_to_string().expect("a text body");
     (response.status().as_u16(), body)
+}
+
+/// POST `body` to `url` as NDJSON with `token` (if any): the answer, whatever its status.
+pub fn post_ndjson(
+    agent: &ureq::Agent,
+    url: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> ureq::http::Response<ureq::Body> {
+    let mut request = agent
+        .post(url)
+        .header("Content-Type", "application/x-ndjson");
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    request.send(body).expect("the server answers")
+}
+
+/// Connects to `address` and writes the head of a `POST /v1/commands` with `token` whose body
+/// the caller sends by hand, chunk by chunk: the connection to write the chunks to, and the one
+/// to read the answer from (its reads time out after `timeout`).
+pub fn open_chunked_commands(
+    address: &str,
+    token: &str,
+    timeout: Duration,
+) -> (TcpStream, TcpStream) {
+    let connection = TcpStream::connect(address).unwrap();
+    connection.set_read_timeout(Some(timeout)).unwrap();
+    let mut writer = connection.try_clone().unwrap();
+    let head = format!(
+        "POST /v1/commands HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    writer.write_all(head.as_bytes()).unwrap();
+    (writer, connection)
 }
