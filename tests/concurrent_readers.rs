@@ -138,16 +138,7 @@ impl AccountStates<'_> {
     fn recorded_times(&self, member: &str) -> Vec<i64> {
         let out = self.ledger.run(&["history", member, "--json"]);
         assert!(out.status.success(), "{}", support::text(&out));
-        let mut times: Vec<i64> = support::parse_lines(&out.stdout)
-            .iter()
-            .map(|e| {
-                e["recorded_at_micros"]
-                    .as_i64()
-                    .expect("recorded_at_micros")
-            })
-            .collect();
-        times.dedup();
-        times
+        support::recorded_times(&support::parse_lines(&out.stdout))
     }
 
     /// The account as it stood with the events recorded before `micros` (`None`: not enrolled).
@@ -156,10 +147,7 @@ impl AccountStates<'_> {
         if let Some(found) = self.cache.get(&key) {
             return found.clone();
         }
-        let secs = micros.div_euclid(1_000_000);
-        let nanos = (micros.rem_euclid(1_000_000) * 1000) as u32;
-        let at = chrono::DateTime::from_timestamp(secs, nanos).expect("a time");
-        let at = at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string();
+        let at = support::rfc3339_micros(micros);
         let out = self.ledger.run(&[
             "account",
             member,

@@ -7,62 +7,42 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{examples, gongji_path, parse_lines, text, TestLedger};
-
-const ROLES: [&str; 4] = ["operator", "clerk", "auditor", "reconciler"];
+use support::serve::{agent, get, open_chunked_commands, post_ndjson, RoleTokens, Serve, ROLES};
+use support::{add_token, examples, gongji_path, parse_lines, text, TestLedger};
 
 /// A running `gongji serve` over `ledger`, with a token for each role.
 struct Server {
-    child: Child,
-    address: String,
+    serve: Serve,
     ledger: TestLedger,
-    /// The token of each role, by the role's name (each token is named after its role).
-    tokens: Vec<(&'static str, String)>,
+    tokens: RoleTokens,
     agent: ureq::Agent,
 }
 
 impl Server {
     fn start(ledger: TestLedger, extra: &[&str]) -> Server {
-        let tokens = ROLES
-            .iter()
-            .map(|role| (*role, add_token(&ledger, role, role)))
-            .collect();
-        let (child, address) = support::serve::spawn(&ledger, extra, Stdio::inherit());
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build();
+        let tokens = RoleTokens::add(&ledger);
         Server {
-            child,
-            address,
+            serve: Serve::start(&ledger, extra),
             ledger,
             tokens,
-            agent: config.into(),
+            agent: agent(),
         }
     }
 
     fn token(&self, role: &str) -> &str {
-        let found = self.tokens.iter().find(|(r, _)| *r == role);
-        &found.expect("a role of ROLES").1
+        self.tokens.of(role)
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
+        format!("http://{}{path}", self.serve.address)
     }
 
     /// GET `path` with `token` (if any): the status and the body.
     fn get(&self, token: Option<&str>, path: &str) -> (u16, String) {
-        let mut request = self.agent.get(self.url(path));
-        if let Some(token) = token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
-        let mut response = request.call().expect("the server answers");
-        let body = response.body_mut().read_to_string().expect("a text body");
-        (response.status().as_u16(), body)
+        get(&self.agent, &self.url(path), token)
     }
 
     /// GET `path` as `role`, which must answer 200 with JSON.
@@ -73,56 +53,16 @@ impl Server {
     }
 
     fn post_commands(&self, token: Option<&str>, body: &str) -> (u16, String) {
-        let mut request = self
-            .agent
-            .post(self.url("/v1/commands"))
-            .header("Content-Type", "application/x-ndjson");
-        if let Some(token) = token {
-            request = request.header("Authorization", format!("Bearer {token}"));
-        }
-        let mut response = request.send(body.as_bytes()).expect("the server answers");
+        let url = self.url("/v1/commands");
+        let mut response = post_ndjson(&self.agent, &url, token, body.as_bytes());
         let text = response.body_mut().read_to_string().expect("a text body");
         (response.status().as_u16(), text)
     }
 
-    /// Sends SIGTERM and waits for the server to exit.
-    fn stop(mut self) -> (ExitStatus, TestLedger) {
-        terminate(&self.child);
-        let status = wait_at_most(&mut self.child, Duration::from_secs(60));
-        let ledger = std::mem::replace(&mut self.ledger, TestLedger::empty());
-        (status, ledger)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn add_token(ledger: &TestLedger, name: &str, role: &str) -> String {
-    let out = ledger.run(&["token", "add", name, "--role", role]);
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-}
-
-fn wait_at_most(child: &mut Child, limit: Duration) -> ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(started.elapsed() < limit, "the server did not exit");
-        std::thread::sleep(Duration::from_millis(20));
+    /// Sends SIGTERM; the server must exit 0. Returns the ledger.
+    fn stop(self) -> TestLedger {
+        self.serve.stop();
+        self.ledger
     }
 }
 
@@ -146,18 +86,11 @@ struct RawStream {
 
 impl RawStream {
     fn open(server: &Server) -> RawStream {
-        let stream = TcpStream::connect(&server.address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut writer = stream.try_clone().unwrap();
-        let head = format!(
-            "POST /v1/commands HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n",
-            server.address,
-            server.token("operator")
+        let (writer, stream) = open_chunked_commands(
+            &server.serve.address,
+            server.token("operator"),
+            Duration::from_secs(20),
         );
-        writer.write_all(head.as_bytes()).unwrap();
         RawStream {
             writer,
             reader: BufReader::new(stream),
@@ -252,7 +185,7 @@ fn every_role_against_every_route_is_allowed_or_refused_as_the_table_says() {
             &["reconciler", "auditor"],
         ),
     ];
-    let gone = add_token(&server.ledger, "gone", "auditor");
+    let gone = add_token(&server.ledger, "gone", "auditor", &[]);
     let ask = |method: &str, path: &str, token: Option<&str>| match method {
         "GET" => server.get(token, path),
         _ => server.post_commands(token, ""),
@@ -541,7 +474,7 @@ fn sigterm_mid_stream_answers_what_was_read_exits_0_and_loses_nothing_answered()
     stream.send(&first).unwrap();
     assert_eq!(stream.status(), 200);
     let mut answers = vec![stream.line().unwrap()];
-    terminate(&server.child);
+    server.serve.terminate();
     // Whatever the server still reads of this is answered; the rest is not applied.
     let _ = stream.send(
         &(21..=40)
@@ -557,8 +490,7 @@ fn sigterm_mid_stream_answers_what_was_read_exits_0_and_loses_nothing_answered()
         answers.len()
     );
     assert!(answers.iter().all(|a| a["ok"] == true));
-    let (status, ledger) = server.stop();
-    assert!(status.success(), "{status:?}");
+    let ledger = server.stop();
     for i in 1..=40 {
         let member = format!("T{i}");
         let found = ledger.run(&["account", &member, "--json"]).status.success();
@@ -797,7 +729,7 @@ fn commands_need_ndjson_and_healthz_needs_no_token() {
 fn tokens_are_kept_in_the_data_directory_as_hashes_only() {
     let ledger = TestLedger::new();
     let before: Vec<PathBuf> = files_in(&ledger.data());
-    let token = add_token(&ledger, "ana", "clerk");
+    let token = add_token(&ledger, "ana", "clerk", &[]);
     assert_eq!(token.len(), 64);
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
     let file = ledger.data().join("tokens");
@@ -855,7 +787,7 @@ fn a_connection_past_the_bound_waits_until_one_closes() {
     stream.send(&(enroll("C1") + "\n")).unwrap();
     assert_eq!(stream.status(), 200);
     assert_eq!(stream.line().unwrap()["ok"], true);
-    let mut second = TcpStream::connect(&server.address).unwrap();
+    let mut second = TcpStream::connect(&server.serve.address).unwrap();
     second
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: gongji\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -885,16 +817,9 @@ fn a_body_far_larger_than_any_buffer_is_answered_line_for_line() {
     let lines = 300_000;
     let mut body = "{\"cmd\":\"nope\"}\n".repeat(lines - 1);
     body.push_str(&enroll("B1"));
-    let mut response = server
-        .agent
-        .post(server.url("/v1/commands"))
-        .header(
-            "Authorization",
-            format!("Bearer {}", server.token("operator")),
-        )
-        .header("Content-Type", "application/x-ndjson")
-        .send(body.as_bytes())
-        .unwrap();
+    let url = server.url("/v1/commands");
+    let token = Some(server.token("operator"));
+    let mut response = post_ndjson(&server.agent, &url, token, body.as_bytes());
     assert_eq!(response.status().as_u16(), 200);
     let reader = BufReader::new(response.body_mut().as_reader());
     let mut answered = 0;
@@ -909,7 +834,7 @@ fn a_body_far_larger_than_any_buffer_is_answered_line_for_line() {
         (last["line"].as_u64(), &last["ok"]),
         (Some(lines as u64), &json!(true))
     );
-    let peak_kib = peak_memory_kib(server.child.id());
+    let peak_kib = peak_memory_kib(server.serve.child.id());
     assert!(peak_kib < 200 * 1024, "the server peaked at {peak_kib} KiB");
 }
 

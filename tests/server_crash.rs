@@ -20,12 +20,13 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::gen::{region_year, Rng};
-use support::{is_duplicate, text, TestLedger};
+use support::serve::{self, Serve};
+use support::{add_token, is_duplicate, text, TestLedger};
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -34,49 +35,10 @@ fn setting(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// A `gongji serve` on a loopback port the system picked.
-struct Serve {
-    child: Child,
-    address: String,
-}
-
-impl Serve {
-    fn start(ledger: &TestLedger) -> Serve {
-        let (child, address) = support::serve::spawn(ledger, &[], Stdio::null());
-        Serve { child, address }
-    }
-
-    /// SIGKILL.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        self.child.wait().expect("child reaped");
-    }
-
-    /// SIGTERM, and waits for a clean exit.
-    fn stop(mut self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        let started = Instant::now();
-        let exit = loop {
-            if let Some(exit) = self.child.try_wait().expect("wait") {
-                break exit;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "no exit");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert!(exit.success(), "{exit:?}");
-    }
-}
-
-impl Drop for Serve {
-    /// A failed check leaves no server running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `gongji serve` on a loopback port the system picked, its standard error discarded.
+fn start_quiet(ledger: &TestLedger) -> Serve {
+    let mut command = serve::command(ledger, "127.0.0.1:0", &[]);
+    Serve::spawn_http(command.stderr(Stdio::null()))
 }
 
 /// One `POST /v1/commands` of `lines`: the body is written by one thread while the answer is
@@ -152,12 +114,6 @@ fn read_answers(stream: TcpStream, counter: &std::sync::atomic::AtomicUsize) -> 
             counter.store(answers.len(), std::sync::atomic::Ordering::SeqCst);
         }
     }
-}
-
-fn operator_token(ledger: &TestLedger) -> String {
-    let out = ledger.run(&["token", "add", "crash", "--role", "operator"]);
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 /// `audit verify` passes (chain, invariants: nothing half applied, projections equal a rebuild).
@@ -251,11 +207,11 @@ fn killed_server_loses_no_answered_line_and_half_applies_none() {
     let expected = replay_digest(&reference);
 
     let ledger = TestLedger::new();
-    let token = operator_token(&ledger);
+    let token = add_token(&ledger, "crash", "operator", &[]);
     let mut rng = Rng::new(41);
     let (mut kills, mut rounds, mut next, mut retried) = (0usize, 0usize, 0usize, 0usize);
     while kills < kills_wanted && lines.len() - next > 1 {
-        let serve = Serve::start(&ledger);
+        let serve = start_quiet(&ledger);
         let rest = &lines[next..];
         let post = Post::send(&serve.address, &token, rest);
         // Half the kills land at a random moment (opening, deciding, syncing), half just after
@@ -276,7 +232,7 @@ fn killed_server_loses_no_answered_line_and_half_applies_none() {
         kills += usize::from(answers.len() < rest.len());
         retried += answered_as_apply(&answers, &expected_answers[next..], &lines[next..], kills);
         verified(&ledger, &format!("after kill {kills}"));
-        let serve = Serve::start(&ledger);
+        let serve = start_quiet(&ledger);
         let applied: Vec<String> = answers
             .iter()
             .zip(rest)
@@ -297,7 +253,7 @@ fn killed_server_loses_no_answered_line_and_half_applies_none() {
         kills >= rounds / 2 && kills > 0,
         "the stream ended before most kills: {kills} of {rounds}"
     );
-    let serve = Serve::start(&ledger);
+    let serve = start_quiet(&ledger);
     let answers = match next < lines.len() {
         true => Post::send(&serve.address, &token, &lines[next..]).answers(),
         false => Vec::new(),
@@ -321,8 +277,8 @@ fn killed_server_loses_no_answered_line_and_half_applies_none() {
 #[test]
 fn sigterm_right_after_the_listening_line_exits_0() {
     let ledger = TestLedger::new();
-    operator_token(&ledger);
+    add_token(&ledger, "crash", "operator", &[]);
     for _ in 0..5 {
-        Serve::start(&ledger).stop();
+        start_quiet(&ledger).stop();
     }
 }

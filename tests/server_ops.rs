@@ -9,95 +9,20 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{examples, march_detail_args, text, TestLedger};
+use support::serve::{self, agent, get, Serve};
+use support::{add_token, examples, march_detail_args, text, TestLedger};
 
-/// A running `gongji serve`.
-struct Server {
-    child: Child,
-    /// As its first line says: `http://…` or `https://…`.
-    url: String,
+/// `gongji serve` over `ledger` on `listen`, with `extra` arguments: plain HTTP or HTTPS, as the
+/// arguments say.
+fn start_on(ledger: &TestLedger, listen: &str, extra: &[&str]) -> Serve {
+    Serve::spawn(&mut serve::command(ledger, listen, extra))
 }
 
-impl Server {
-    fn start(ledger: &TestLedger, extra: &[&str]) -> Server {
-        Server::start_on(ledger, "127.0.0.1:0", extra)
-    }
-
-    fn start_on(ledger: &TestLedger, listen: &str, extra: &[&str]) -> Server {
-        let mut child = ledger
-            .command(&["serve", "--listen", listen])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("gongji serve starts");
-        let mut first = String::new();
-        let stdout = child.stdout.take().expect("stdout piped");
-        BufReader::new(stdout).read_line(&mut first).unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("gongji serve: listening on ")
-            .unwrap_or_else(|| panic!("first line names the address: {first:?}"))
-            .to_string();
-        Server { child, url }
-    }
-
-    fn stop(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "serve exits 0 on SIGTERM: {status:?}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn add_token(ledger: &TestLedger, name: &str, role: &str, extra: &[&str]) -> String {
-    let mut args = vec!["token", "add", name, "--role", role];
-    args.extend_from_slice(extra);
-    let out = ledger.run(&args);
-    assert!(out.status.success(), "{}", text(&out));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
-fn get(agent: &ureq::Agent, url: &str, token: Option<&str>) -> (u16, String) {
-    let mut request = agent.get(url);
-    if let Some(token) = token {
-        request = request.header("Authorization", format!("Bearer {token}"));
-    }
-    let mut response = request.call().expect("the server answers");
-    let body = response.body_mut().read_to_string().expect("a text body");
-    (response.status().as_u16(), body)
+/// `gongji serve` over `ledger` on a loopback port the system picks.
+fn start(ledger: &TestLedger, extra: &[&str]) -> Serve {
+    start_on(ledger, "127.0.0.1:0", extra)
 }
 
 fn mode_of(path: &Path) -> u32 {
@@ -111,7 +36,7 @@ fn the_services_files_are_in_the_data_directory_and_the_logs_checks_accept_them(
     let data = ledger.data();
     let clerk = add_token(&ledger, "desk", "clerk", &[]);
     assert_eq!(mode_of(&data.join("tokens")), 0o600);
-    let server = Server::start(&ledger, &[]);
+    let server = start(&ledger, &[]);
     let note = std::fs::read_to_string(data.join("SERVER")).unwrap();
     assert_eq!(note, format!("{} {}\n", server.child.id(), server.url));
     let (status, body) = get(
@@ -149,7 +74,7 @@ fn the_services_files_are_in_the_data_directory_and_the_logs_checks_accept_them(
         "auditor",
         &["--tokens", tokens.to_str().unwrap()],
     );
-    let server = Server::start(
+    let server = start(
         &ledger,
         &[
             "--tokens",
@@ -198,7 +123,7 @@ fn serve_on_a_new_directory_creates_the_ledger_then_its_access_log_in_it() {
         !ledger.data().exists(),
         "token add --tokens FILE makes nothing in DIR"
     );
-    let server = Server::start(&ledger, &["--tokens", tokens.to_str().unwrap()]);
+    let server = start(&ledger, &["--tokens", tokens.to_str().unwrap()]);
     assert!(ledger.data().join("access-log").exists());
     assert!(ledger.data().join("segments").exists());
     server.stop();
@@ -221,7 +146,7 @@ fn import_restores_into_a_directory_holding_only_the_services_files_and_keeps_th
     assert!(data.join("segments").is_dir());
     assert_eq!(std::fs::read(data.join("tokens")).unwrap(), tokens);
     assert_eq!(std::fs::read(data.join("access-log")).unwrap(), earlier);
-    let server = Server::start(&restored, &[]);
+    let server = start(&restored, &[]);
     let url = format!("{}/v1/members/M001", server.url);
     assert_eq!(get(&agent(), &url, Some(&auditor)).0, 200);
     server.stop();
@@ -264,7 +189,7 @@ fn writer_holding_the_lock(ledger: &TestLedger) -> Child {
 fn a_second_writer_is_refused_naming_the_server_and_a_stale_note_names_nobody() {
     let ledger = TestLedger::sample();
     add_token(&ledger, "ops", "operator", &[]);
-    let server = Server::start(&ledger, &[]);
+    let server = start(&ledger, &[]);
     let sample = examples("sample.jsonl");
     let policy = support::CHONGQING_POLICY;
     let pid = server.child.id().to_string();
@@ -331,7 +256,7 @@ fn the_command_lines_reads_run_beside_a_running_server() {
     )
     .unwrap();
     let archive = dir.join("archive.jsonl");
-    let server = Server::start(&ledger, &[]);
+    let server = start(&ledger, &[]);
     let queries: Vec<Vec<&str>> = vec![
         vec!["account", "M001", "--json"],
         vec!["year", "M001", "2024", "--json"],
@@ -388,7 +313,7 @@ fn https_serves_with_the_given_certificate_and_plain_http_stays_on_loopback() {
     let ledger = TestLedger::sample();
     let auditor = add_token(&ledger, "aud", "auditor", &[]);
     let (cert, key) = self_signed(ledger.dir.path()).expect("openssl makes a certificate");
-    let server = Server::start(
+    let server = start(
         &ledger,
         &[
             "--tls-cert",
@@ -439,7 +364,7 @@ fn https_serves_with_the_given_certificate_and_plain_http_stays_on_loopback() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--insecure-http"), "{}", text(&out));
     assert!(!ledger.data().join("SERVER").exists());
-    let server = Server::start_on(&ledger, "0.0.0.0:0", &["--insecure-http"]);
+    let server = start_on(&ledger, "0.0.0.0:0", &["--insecure-http"]);
     let port = server.url.rsplit(':').next().unwrap().to_string();
     assert!(server.url.starts_with("http://0.0.0.0:"), "{}", server.url);
     let healthz = format!("http://127.0.0.1:{port}/healthz");
@@ -511,7 +436,7 @@ fn histograms(text: &str) -> Vec<Histogram> {
 fn metrics_show_a_latency_histogram_per_route() {
     let ledger = TestLedger::sample();
     let auditor = add_token(&ledger, "aud", "auditor", &[]);
-    let server = Server::start(&ledger, &[]);
+    let server = start(&ledger, &[]);
     let agent = agent();
     for path in [
         "/healthz",

@@ -6,14 +6,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{text, TestLedger};
+use support::serve::{agent, get, open_chunked_commands, Serve};
+use support::{add_token, recorded_times, TestLedger};
 
 /// Lines of the stream: enrolments of `E00000`.., with a contribution of the watched member
 /// every `CONTRIBUTION_EVERY` lines.
@@ -30,8 +29,7 @@ const WATCHED: &str = "W";
 
 /// A running `gongji serve`, with an operator's and a clerk's token.
 struct Server {
-    child: Child,
-    address: String,
+    serve: Serve,
     operator: String,
     clerk: String,
     agent: ureq::Agent,
@@ -40,36 +38,13 @@ struct Server {
 
 impl Server {
     fn start(ledger: TestLedger) -> Server {
-        let token = |role: &str| {
-            let out = ledger.run(&["token", "add", role, "--role", role]);
-            assert!(out.status.success(), "{}", text(&out));
-            String::from_utf8(out.stdout).unwrap().trim().to_string()
-        };
-        let (operator, clerk) = (token("operator"), token("clerk"));
-        let mut child = ledger
-            .command(&["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("gongji serve starts");
-        let mut first = String::new();
-        let stdout = child.stdout.take().expect("stdout piped");
-        BufReader::new(stdout).read_line(&mut first).unwrap();
-        let address = first
-            .trim()
-            .strip_prefix("gongji serve: listening on http://")
-            .unwrap_or_else(|| panic!("first line names the address: {first:?}"))
-            .to_string();
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build();
+        let operator = add_token(&ledger, "operator", "operator", &[]);
+        let clerk = add_token(&ledger, "clerk", "clerk", &[]);
         Server {
-            child,
-            address,
+            serve: Serve::start(&ledger, &[]),
             operator,
             clerk,
-            agent: config.into(),
+            agent: agent(),
             _ledger: ledger,
         }
     }
@@ -77,14 +52,9 @@ impl Server {
     /// GET `path` as the clerk: the status, the body, and how long the answer took.
     fn get(&self, path: &str) -> (u16, String, Duration) {
         let started = Instant::now();
-        let mut response = self
-            .agent
-            .get(format!("http://{}{path}", self.address))
-            .header("Authorization", format!("Bearer {}", self.clerk))
-            .call()
-            .expect("the server answers");
-        let body = response.body_mut().read_to_string().expect("a text body");
-        (response.status().as_u16(), body, started.elapsed())
+        let url = format!("http://{}{path}", self.serve.address);
+        let (status, body) = get(&self.agent, &url, Some(&self.clerk));
+        (status, body, started.elapsed())
     }
 
     /// GET `path` as the clerk, which must answer 200 within [`READ_MAX`]: its JSON.
@@ -93,13 +63,6 @@ impl Server {
         assert_eq!(status, 200, "GET {path}: {body}");
         assert!(took < READ_MAX, "GET {path} took {took:?}");
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -133,17 +96,11 @@ fn stream_lines() -> Vec<String> {
 /// Sends `lines` as a chunked `POST /v1/commands` body, slowly, on its own thread; hands each
 /// answer line to `answered` as it comes, and returns them all once the answer has ended.
 fn stream(server: &Server, lines: &[String], mut answered: impl FnMut(&Value)) -> Vec<Value> {
-    let connection = TcpStream::connect(&server.address).unwrap();
-    connection
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let mut writer = connection.try_clone().unwrap();
-    let head = format!(
-        "POST /v1/commands HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n",
-        server.address, server.operator
+    let (mut writer, connection) = open_chunked_commands(
+        &server.serve.address,
+        &server.operator,
+        Duration::from_secs(60),
     );
-    writer.write_all(head.as_bytes()).unwrap();
     let body: Vec<String> = lines
         .chunks(SEND_LINES)
         .map(|chunk| chunk.iter().map(|l| format!("{l}\n")).collect())
@@ -277,27 +234,11 @@ fn a_line_answered_on_the_stream_is_in_every_read_sent_after_its_answer() {
 /// have answered (by `recorded_before` just past each event, as `tests/concurrent_readers.rs`).
 fn durable_states(server: &Server) -> Vec<Value> {
     let history = server.get_quickly(&format!("/v1/members/{WATCHED}/history"));
-    let mut times: Vec<i64> = history
-        .as_array()
-        .expect("an array")
-        .iter()
-        .map(|e| {
-            e["recorded_at_micros"]
-                .as_i64()
-                .expect("recorded_at_micros")
-        })
-        .collect();
-    times.dedup();
-    times
+    recorded_times(history.as_array().expect("an array"))
         .iter()
         .map(|micros| {
-            let after = micros + 1;
-            let at = chrono::DateTime::from_timestamp(
-                after.div_euclid(1_000_000),
-                (after.rem_euclid(1_000_000) * 1000) as u32,
-            )
-            .expect("a time");
-            let at = at.format("%Y-%m-%dT%H:%M:%S%.6f%%2B00:00");
+            // The query string's `+` written `%2B`.
+            let at = support::rfc3339_micros(micros + 1).replace('+', "%2B");
             server.get_quickly(&format!("/v1/members/{WATCHED}?recorded_before={at}"))
         })
         .collect()

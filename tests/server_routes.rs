@@ -9,13 +9,11 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::serve::{self, agent, post_ndjson, RoleTokens, Serve};
 use support::{examples, march_detail_args, parse_lines, text, TestLedger};
-
-const ROLES: [&str; 4] = ["operator", "clerk", "auditor", "reconciler"];
 
 const DETAIL_HEADER: &str =
     "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag";
@@ -23,10 +21,9 @@ const TOTALS_HEADER: &str = "fixmedins_code,stmt_begndate,stmt_enddate,medfee_su
 
 /// A running `gongji serve` with a token for each role and its own scratch directory.
 struct Server {
-    child: Child,
-    address: String,
+    serve: Serve,
     ledger: TestLedger,
-    tokens: Vec<(&'static str, String)>,
+    tokens: RoleTokens,
     agent: ureq::Agent,
     /// The server's TMPDIR (inside the ledger's temporary directory).
     scratch: PathBuf,
@@ -38,55 +35,25 @@ impl Server {
     }
 
     fn start_with(ledger: TestLedger, extra: &[&str]) -> Server {
-        let tokens = ROLES
-            .iter()
-            .map(|role| {
-                let out = ledger.run(&["token", "add", role, "--role", role]);
-                assert!(out.status.success(), "{}", text(&out));
-                (
-                    *role,
-                    String::from_utf8(out.stdout).unwrap().trim().to_string(),
-                )
-            })
-            .collect();
+        let tokens = RoleTokens::add(&ledger);
         let scratch = ledger.dir.path().join("tmp");
         std::fs::create_dir(&scratch).unwrap();
-        let mut child = ledger
-            .command(&["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("TMPDIR", &scratch)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("gongji serve starts");
-        let mut first = String::new();
-        let stdout = child.stdout.take().expect("stdout piped");
-        BufReader::new(stdout).read_line(&mut first).unwrap();
-        let address = first
-            .trim()
-            .strip_prefix("gongji serve: listening on http://")
-            .unwrap_or_else(|| panic!("first line names the address: {first:?}"))
-            .to_string();
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build();
+        let mut command = serve::command(&ledger, "127.0.0.1:0", extra);
         Server {
-            child,
-            address,
+            serve: Serve::spawn_http(command.env("TMPDIR", &scratch)),
             ledger,
             tokens,
-            agent: config.into(),
+            agent: agent(),
             scratch,
         }
     }
 
     fn token(&self, role: &str) -> &str {
-        &self.tokens.iter().find(|(r, _)| *r == role).unwrap().1
+        self.tokens.of(role)
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
+        format!("http://{}{path}", self.serve.address)
     }
 
     /// `method path` as `role` with `body`: the status and the body's bytes.
@@ -124,16 +91,9 @@ impl Server {
     }
 
     fn post_commands(&self, body: &str) -> String {
-        let mut response = self
-            .agent
-            .post(self.url("/v1/commands"))
-            .header(
-                "Authorization",
-                format!("Bearer {}", self.token("operator")),
-            )
-            .header("Content-Type", "application/x-ndjson")
-            .send(body.as_bytes())
-            .unwrap();
+        let url = self.url("/v1/commands");
+        let token = Some(self.token("operator"));
+        let mut response = post_ndjson(&self.agent, &url, token, body.as_bytes());
         assert_eq!(response.status().as_u16(), 200);
         response.body_mut().read_to_string().unwrap()
     }
@@ -165,13 +125,6 @@ impl Server {
     fn scratch_left(&self) -> Vec<PathBuf> {
         let entries = std::fs::read_dir(&self.scratch).unwrap();
         entries.map(|e| e.unwrap().path()).collect()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -311,11 +264,7 @@ fn sigterm_ends_an_open_feed_with_an_end_event_and_the_server_exits_0() {
     let records = records_in(&server.ledger) as usize;
     let mut feed = server.feed("/v1/events", None);
     feed.take(records);
-    let killed = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    server.serve.terminate();
     let end = feed.next().expect("an end event");
     assert_eq!(end.kind.as_deref(), Some("end"));
     assert_eq!(end.data["error"]["code"], "stream_ended");
@@ -323,17 +272,7 @@ fn sigterm_ends_an_open_feed_with_an_end_event_and_the_server_exits_0() {
     assert!(said.contains(&format!("from={records}")), "{said}");
     assert!(feed.next().is_none(), "nothing after the end event");
     let mut server = server;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the server exits"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = server.serve.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status:?}");
 }
 
@@ -634,10 +573,10 @@ fn a_subscriber_that_reads_nothing_does_not_hold_the_writer_and_is_dropped_after
     use std::net::TcpStream;
     let ledger = TestLedger::new();
     let server = Server::start_with(ledger, &["--answer-stall-secs", "2"]);
-    let mut stalled = TcpStream::connect(&server.address).unwrap();
+    let mut stalled = TcpStream::connect(&server.serve.address).unwrap();
     let request = format!(
         "GET /v1/events?from=0 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-        server.address,
+        server.serve.address,
         server.token("auditor")
     );
     stalled.write_all(request.as_bytes()).unwrap();

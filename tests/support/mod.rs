@@ -126,6 +126,39 @@ impl TestLedger {
     }
 }
 
+/// `token add NAME --role ROLE EXTRA…`, which must succeed: the token it prints.
+pub fn add_token(ledger: &TestLedger, name: &str, role: &str, extra: &[&str]) -> String {
+    let mut args = vec!["token", "add", name, "--role", role];
+    args.extend_from_slice(extra);
+    let out = ledger.run(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `micros` (microseconds since the Unix epoch) as RFC 3339 in UTC with six decimals, as
+/// `--recorded-before` and `?recorded_before=` read it: `2024-03-01T08:00:00.000001+00:00`.
+pub fn rfc3339_micros(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let nanos = (micros.rem_euclid(1_000_000) * 1000) as u32;
+    let at = chrono::DateTime::from_timestamp(secs, nanos).expect("a time");
+    at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+}
+
+/// The `recorded_at_micros` of `events` (a member's history, oldest first), a run of equal
+/// times once.
+pub fn recorded_times(events: &[Value]) -> Vec<i64> {
+    let mut times: Vec<i64> = events
+        .iter()
+        .map(|e| {
+            e["recorded_at_micros"]
+                .as_i64()
+                .expect("recorded_at_micros")
+        })
+        .collect();
+    times.dedup();
+    times
+}
+
 /// Codes that say "this line's effect is already in the ledger" (a retried line's answer).
 pub fn is_duplicate(code: &str) -> bool {
     matches!(
