@@ -94,7 +94,16 @@ pub async fn guard(State(app): State<App>, mut request: Request, next: Next) -> 
 /// Lets a request in, or says why not.
 fn admit(app: &App, route: &str, request: &mut Request) -> Result<(), ApiError> {
     let Some(kind) = kind_of(route) else {
-        return Ok(()); // no route: the fallback answers 404
+        // A route the router matched that the permission table does not name is refused, never
+        // served unguarded (fail closed); no route at all is the fallback's 404.
+        if request.extensions().get::<MatchedPath>().is_some() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route is not in the permission table",
+            ));
+        }
+        return Ok(());
     };
     if let Access::Roles(roles) = kind.access() {
         let identity = identify(app, request)?;

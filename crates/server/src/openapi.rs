@@ -31,7 +31,32 @@ impl utoipa::ToSchema for Answer {}
 /// The service's routes, guarded, with the OpenAPI document built from them and stored in
 /// `app` for `GET /v1/openapi.json`.
 pub fn router(app: App) -> Router {
-    let (router, mut api) = OpenApiRouter::<App>::new()
+    let (router, mut api) = routed();
+    api.info = InfoBuilder::new()
+        .title("Gongji")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some("The ledger as a service: see docs/service.md"))
+        .license(Some(LicenseBuilder::new().name("MIT").build()))
+        .build();
+    let bearer = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
+    api.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("bearer", bearer);
+    let document =
+        crate::schemas::document(&api).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let _ = app.openapi.set(document);
+    router
+        .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::no_method)
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app)
+}
+
+/// Every route with its part of the document: the one list of what the server serves (the
+/// guard refuses a matched route that the permission table does not name; a test holds this
+/// list equal to it).
+fn routed() -> (axum::Router<App>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::<App>::new()
         .routes(routes!(routes::healthz))
         .routes(routes!(routes::openapi))
         .routes(routes!(routes::metrics))
@@ -52,23 +77,22 @@ pub fn router(app: App) -> Router {
         .routes(routes!(recon_routes::detail))
         .routes(routes!(recon_routes::totals))
         .routes(routes!(recon_routes::statement))
-        .split_for_parts();
-    api.info = InfoBuilder::new()
-        .title("Gongji")
-        .version(env!("CARGO_PKG_VERSION"))
-        .description(Some("The ledger as a service: see docs/service.md"))
-        .license(Some(LicenseBuilder::new().name("MIT").build()))
-        .build();
-    let bearer = SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build());
-    api.components
-        .get_or_insert_with(Default::default)
-        .add_security_scheme("bearer", bearer);
-    let document =
-        crate::schemas::document(&api).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-    let _ = app.openapi.set(document);
-    router
-        .fallback(routes::no_route)
-        .method_not_allowed_fallback(routes::no_method)
-        .layer(middleware::from_fn_with_state(app.clone(), guard))
-        .with_state(app)
+        .split_for_parts()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_served_is_in_the_permission_table_and_every_entry_is_served() {
+        let (_, api) = routed();
+        let served: std::collections::BTreeSet<&str> =
+            api.paths.paths.keys().map(String::as_str).collect();
+        let table: std::collections::BTreeSet<&str> = crate::roles::ROUTES
+            .iter()
+            .map(|(_, path, _)| *path)
+            .collect();
+        assert_eq!(served, table);
+    }
 }
