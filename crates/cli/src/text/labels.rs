@@ -1,9 +1,7 @@
 //! One table per kind of answer: each JSON key the answer may hold with its Chinese and English
 //! label and the kind of its value, in the order text shows them (who, their state, the
 //! figures, then where the answer comes from). A key no table names is still shown, after the
-//! others, under its JSON name ([`super::render`]). Where the JSON names of a figure are being
-//! aligned across answers, both names are labelled (`balance` and `inherited_balance` in
-//! `inherit`'s result, `claim` and `id`, the reconciliation counts).
+//! others, under its JSON name ([`super::render`]).
 
 use gongji_recon::words::{
     Vocabulary, CHANNEL, CREDIT_SOURCE, EVENT, FUND, PURPOSE, RELATION, REVERSAL_KIND, SCHEME,
@@ -276,7 +274,6 @@ pub const FUND_ANSWER: Table = &[
 /// A claim's settlement, in history lines and `explain`.
 pub const SETTLEMENT: Table = &[
     l("claim", "结算单号", "claim", Plain),
-    l("id", "结算单号", "claim", Plain),
     MEMBER,
     REGION,
     STATUS_OF_MEMBER,

@@ -98,10 +98,8 @@ fn history_row(value: &Value, style: &Style) -> Vec<String> {
 
 /// A claim's explanation: header, reversal, steps, positions before and after, events.
 pub fn explanation(value: &Value, style: &Style) -> String {
-    // The claim's id, under either name the answers have used for it.
-    let claim = value.get("claim").or_else(|| value.get("id"));
     let (claim, member, region) = (
-        plain(claim.unwrap_or(&Value::Null)),
+        plain(&value["id"]),
         plain(&value["member"]),
         plain(&value["region"]),
     );
