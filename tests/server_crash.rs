@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::gen::{region_year, Rng};
 use support::serve::{self, Serve};
-use support::{add_token, is_duplicate, text, TestLedger};
+use support::{add_token, assert_already_there, is_duplicate, is_keyless, text, TestLedger};
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -156,7 +156,7 @@ fn answered_as_apply(
     let mut new_seen = false;
     for (i, answer) in answers.iter().enumerate() {
         assert_eq!(answer["line"].as_u64(), Some(i as u64 + 1), "line order");
-        let keyless = lines[i].contains("\"allocate\"") || lines[i].contains("\"rollover\"");
+        let keyless = is_keyless(&lines[i]);
         if unnumbered(answer) == unnumbered(&expected[i]) {
             new_seen |= answer["ok"] == true && !keyless;
             continue;
@@ -185,25 +185,14 @@ fn answered_as_apply(
 fn resent_lines_are_already_there(serve: &Serve, token: &str, answered: &[String], kill: usize) {
     let keyed: Vec<String> = answered
         .iter()
-        .filter(|l| !l.contains("\"allocate\"") && !l.contains("\"rollover\""))
+        .filter(|l| !is_keyless(l))
         .cloned()
         .collect();
     if keyed.is_empty() {
         return;
     }
     let again = Post::send(&serve.address, token, &keyed).answers();
-    assert_eq!(
-        again.len(),
-        keyed.len(),
-        "kill {kill}: every resent line answered"
-    );
-    for (line, result) in keyed.iter().zip(&again) {
-        let code = result["error"]["code"].as_str().unwrap_or("applied again");
-        assert!(
-            is_duplicate(code),
-            "kill {kill}: answered line lost or applied twice: {line} -> {result}"
-        );
-    }
+    assert_already_there(&keyed, &again, &format!("kill {kill}"));
 }
 
 #[test]

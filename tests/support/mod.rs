@@ -171,6 +171,30 @@ pub fn is_duplicate(code: &str) -> bool {
     )
 }
 
+/// Whether a command line has no id to be recognised by when sent again (the monthly allocation
+/// and the year-end rollover): a resend decides it again rather than answering it as before.
+pub fn is_keyless(line: &str) -> bool {
+    line.contains("\"allocate\"") || line.contains("\"rollover\"")
+}
+
+/// Asserts that every line of `resent` (lines with an id that were reported applied, sent again)
+/// was answered as already in the ledger: none lost, none applied twice. `after` names the
+/// moment in the messages.
+pub fn assert_already_there(resent: &[String], answers: &[Value], after: &str) {
+    assert_eq!(
+        answers.len(),
+        resent.len(),
+        "{after}: every resent line answered"
+    );
+    for (line, result) in resent.iter().zip(answers) {
+        let code = result["error"]["code"].as_str().unwrap_or("applied again");
+        assert!(
+            is_duplicate(code),
+            "{after}: a reported line lost or applied twice: {line} -> {result}"
+        );
+    }
+}
+
 pub fn parse_lines(bytes: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(bytes)
         .lines()
