@@ -2,7 +2,8 @@
 //!
 //! [`Ledger::commit`] syncs and stores at once; [`Ledger::commit_deferred`] stores only once
 //! many entities are dirty, on a thread of its own; `commit_pipelined` (for
-//! [`Ledger::apply_stream`]) hands the group to the log's syncer and returns its ticket.
+//! [`Ledger::apply_stream`]) hands the group to the log's syncer and returns its ticket, and
+//! the stream stores (`store_deferred`) once the sink has taken the group.
 //! Invariants: an outcome leaves the ledger only after its events are durable (or with the
 //! ticket that says when, to `apply_stream` alone); a projection checkpoint stored is always
 //! durable; what a running projection write holds stays in the cache until it has landed; a
@@ -40,38 +41,56 @@ impl Ledger {
     /// back); the next call fails instead, before it syncs anything.
     pub fn commit_deferred(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
         let (outcomes, ticket) = self.commit_pipelined()?;
-        ticket.wait()?;
-        self.log.settle_syncs()?;
+        let durable_end = ticket.wait()?;
+        if self.store_due(None) {
+            self.store_deferred(durable_end)?;
+        } else {
+            self.log.settle_syncs()?;
+        }
         Ok(outcomes)
     }
 
-    /// As [`commit_deferred`](Ledger::commit_deferred), but without waiting for the disk: the
-    /// lines' events are handed to the log's syncer, and the outcomes come back with the ticket
-    /// that says when they are durable. **The outcomes must not be reported before
-    /// `ticket.wait()` returns `Ok`**: only [`apply_stream`](Ledger::apply_stream) calls it, and
-    /// it hands the sink a group only through a waited ticket. If the wait fails, these lines and
-    /// all later ones are not durable, and the log refuses further work.
+    /// As [`commit_deferred`](Ledger::commit_deferred), but without waiting for the disk and
+    /// without storing: the lines' events are handed to the log's syncer, and the outcomes come
+    /// back with the ticket that says when they are durable. **The outcomes must not be
+    /// reported before `ticket.wait()` returns `Ok`**: only
+    /// [`apply_stream`](Ledger::apply_stream) calls it, and it hands the sink a group only
+    /// through a waited ticket, and stores the projections ([`store_deferred`]) only after the
+    /// sink has taken the group, so that a store never stands between a durable group and its
+    /// answer (a process killed there would leave a whole group durable and unanswered, whose
+    /// refused lines a client's resend decides again: refusals leave no record). If the wait
+    /// fails, these lines and all later ones are not durable, and the log refuses further
+    /// work.
     pub(crate) fn commit_pipelined(
         &mut self,
     ) -> Result<(Vec<LineOutcome>, gongji_log::SyncTicket), LedgerError> {
         self.refuse_if_stopped()?;
         self.refuse_if_store_failed()?;
         let ticket = self.log.sync_start()?;
-        // Not also once a second (tried for readers beside the writer): a store due here runs
-        // between this group's sync and its hand-over to the sink, so frequent stores widen the
-        // window in which a killed process leaves a whole group durable and unanswered (whose
-        // refused lines a client's resend has decided again: refusals leave no record). The log
-        // and the stored projections were right in every crash examined
-        // (`crates/ledger/tests/replay.rs` checks stores mid-stream against a crash).
-        let due = self.state.dirty.len() >= self.limits.deferred_dirty_max;
-        if due {
-            // The checkpoint stored must be durable: wait for this group first (rare).
-            let durable_end = ticket.wait()?;
-            self.log.settle_syncs()?;
-            // Failures are remembered in `store_failed` and reported by the next call.
-            let _ = self.store_in_background(durable_end);
-        }
         Ok((std::mem::take(&mut self.pending), ticket))
+    }
+
+    /// Whether the projections are due to be stored: once many entities are dirty, or, with
+    /// `interval`, once that long has passed since the last store and something is dirty.
+    pub(crate) fn store_due(&self, interval: Option<std::time::Duration>) -> bool {
+        let dirty = self.state.dirty.len();
+        dirty >= self.limits.deferred_dirty_max
+            || interval.is_some_and(|every| dirty > 0 && self.stored_at.elapsed() >= every)
+    }
+
+    /// Stores the dirty entities on a thread of their own, with `durable_end` as checkpoint,
+    /// once every line decided is durable (`durable_end` is the log's end); otherwise (a
+    /// caller that decided more since) stores nothing, since the checkpoint stored must be
+    /// durable and the state must be of it. Failures are remembered in `store_failed` and
+    /// reported by the next commit.
+    pub(crate) fn store_deferred(&mut self, durable_end: u64) -> Result<(), LedgerError> {
+        let settled = self.log.settle_syncs()?;
+        if settled != durable_end || self.log.end_position() != durable_end {
+            return Ok(());
+        }
+        let _ = self.store_in_background(durable_end);
+        self.stored_at = std::time::Instant::now();
+        Ok(())
     }
 
     /// Refuses once a stream stopped with lines decided and not made durable: their events are

@@ -143,7 +143,8 @@ pub struct Ledger {
     /// it, and every command and query is refused naming it (`audit verify` still runs).
     broken: Option<String>,
     limits: CacheLimits,
-    /// When `commit_deferred` last stored (or the ledger was opened).
+    /// When the projections were last stored by a stream (or the ledger was opened).
+    stored_at: std::time::Instant,
     /// Read-only: the records folded in memory (over the stored projections) since open.
     folded_in_memory: u64,
 }
@@ -233,6 +234,7 @@ impl Ledger {
             read_only: false,
             broken: None,
             limits: CacheLimits::default(),
+            stored_at: std::time::Instant::now(),
             folded_in_memory: 0,
         }
     }

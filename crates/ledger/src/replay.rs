@@ -267,8 +267,13 @@ impl Ledger {
         }
         self.store_projections(to)?;
         // The fold loaded members without their regions' policies and funds (it needs none);
-        // deciding needs a cached member's regions cached, so the cache starts empty.
-        self.state = State::default();
+        // deciding needs a cached member's regions cached, so a writer's cache starts empty.
+        // A read-only ledger never decides, and its queries read the store, which now holds
+        // everything the cache does: the cache is kept, so that the next refresh folds onto
+        // decoded entities instead of loading each again.
+        if !self.read_only {
+            self.state = State::default();
+        }
         progress(folded, to - from);
         Ok(folded)
     }

@@ -46,6 +46,7 @@ fn options(batch_lines: usize) -> StreamOptions {
     StreamOptions {
         batch_lines,
         recorded_at_micros: recorded_at_zero,
+        store_interval: None,
     }
 }
 

@@ -43,6 +43,9 @@ const BODY_CHUNKS_MAX: usize = 16;
 const ANSWER_GROUPS_MAX: usize = 4;
 /// Lines decided before their events are made durable together (as `apply`'s default).
 const BATCH_LINES: usize = 1000;
+/// The projections are stored at least this often during a stream, so that a fresh read view
+/// (opened past its memory bound, see `reads`) folds at most about this much of the stream.
+const STORE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Applies a JSON Lines body of commands (as `gongji apply`) and answers each line as
 /// `gongji apply --json` prints it, streamed: each line only once it is durable.
@@ -248,6 +251,7 @@ impl OutcomeSink for AnswerSink {
 fn run_stream(mut held: Held, reader: BodyReader, mut sink: AnswerSink) {
     let options = StreamOptions {
         batch_lines: BATCH_LINES,
+        store_interval: Some(STORE_INTERVAL),
         ..StreamOptions::default()
     };
     let streamed = held
