@@ -9,13 +9,17 @@
 //! `Sync` and its queries mutate nothing) share read guards. A query notes at its arrival the
 //! durable end the writer had reached, `acknowledged` (the writer's sink raises it before it
 //! sends a line's answer, so it covers every line answered before the query was sent); if the
-//! view is behind it, one query takes the write guard briefly and refreshes the view
-//! ([`Ledger::refresh_read_only`]: the records made durable since the view's end, to the
-//! durable end the writer published in `DIR/DURABLE_END`, which it writes after the sync and
-//! before any answer); the others then find it fresh. Past [`FOLDED_IN_MEMORY_MAX`] records
-//! folded in memory since its open (or [`INDEX_IN_MEMORY_MAX`] index entries), a fresh view is
-//! opened on another thread, outside the lock, brought up to date and swapped in, so memory
-//! stays bounded; a view whose refresh failed is dropped and opened again.
+//! view is behind it, the query waits (within `read_max`) for the view to be published at
+//! least there. Readers never fold records themselves: one thread, the follower, keeps the view
+//! at the writer's durable end while queries come (every few milliseconds, and at once when a
+//! reader waits), taking the write guard only for the records made durable since its last
+//! refresh ([`Ledger::refresh_read_only`]: to the durable end the writer published in
+//! `DIR/DURABLE_END`, which it writes after the sync and before any answer), so that each
+//! refresh is short. Past [`FOLDED_IN_MEMORY_MAX`] records folded in memory since its open (or
+//! [`INDEX_IN_MEMORY_MAX`] index entries), a fresh view is opened on another thread, brought
+//! up to date outside the lock (it starts from the projections the writer stored last: at
+//! least once a second during a command stream) and swapped in, so memory stays bounded; a
+//! view whose refresh failed is dropped and opened again.
 //!
 //! Invariants: an answer is of the view under the read guard the query holds, whose durable
 //! end is at least `acknowledged` at the query's arrival (checked under that guard), and
@@ -26,7 +30,7 @@
 //! before anything else uses it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use gongji_ledger::{Ledger, Refreshed};
@@ -42,8 +46,7 @@ use crate::metrics::Metrics;
 pub const FOLDED_IN_MEMORY_MAX: u64 = 200_000;
 /// Stream-index entries a view may hold in memory before a fresh one is opened.
 pub const INDEX_IN_MEMORY_MAX: usize = 2 << 20;
-/// Refreshes a query tries before it gives up on reaching the durable end it must reflect
-/// (one is enough unless the published durable end was torn by a write landing meanwhile).
+/// Refreshes of a fresh view outside the lock before the last one under it.
 const REFRESHES_MAX: u32 = 4;
 
 /// The lock and what it guards: `None` once closed, or when opening again failed.
@@ -108,6 +111,16 @@ struct ReadView {
     open: Opener,
     /// `durable_position`: the durable end the writer reached, raised before each answer.
     metrics: Arc<Metrics>,
+    /// What the follower and the readers waiting for it share.
+    follow: std::sync::Mutex<Follow>,
+    /// The view moved on: readers waiting for a durable end look again.
+    moved: Condvar,
+    /// A reader waits for the view: the follower refreshes it at once.
+    wanted: Condvar,
+    /// When a query last asked for the view (milliseconds since `started`): the follower
+    /// follows the writer while queries come, and rests otherwise.
+    asked_at_ms: AtomicU64,
+    started: std::time::Instant,
     /// A fresh view is being opened on another thread.
     reopening: AtomicBool,
     /// Held while a view is opened, so that one is opened at a time.
@@ -120,6 +133,13 @@ struct ReadView {
     folded_at_open: AtomicU64,
 }
 
+/// The view's durable end as last published, and the furthest one a waiting reader needs.
+#[derive(Default)]
+struct Follow {
+    published: u64,
+    wanted: u64,
+}
+
 /// The read side: runs a query on a blocking thread against the read-only view.
 #[derive(Clone)]
 pub struct Reads {
@@ -128,14 +148,12 @@ pub struct Reads {
 }
 
 impl Reads {
-    /// Opens the view (blocking) with `open`; `metrics.durable_position` must be the writer's
-    /// durable end already.
+    /// Opens the view (blocking) with `open`, and starts the thread that follows the writer;
+    /// `metrics.durable_position` must be the writer's durable end already.
     pub fn open(open: Opener, metrics: Arc<Metrics>, read_max: Duration) -> Result<Reads, String> {
-        let view = ReadView::open(open, metrics, FOLDED_IN_MEMORY_MAX)?;
-        Ok(Reads {
-            view: Arc::new(view),
-            read_max,
-        })
+        let view = Arc::new(ReadView::open(open, metrics, FOLDED_IN_MEMORY_MAX)?);
+        ReadView::start_following(&view)?;
+        Ok(Reads { view, read_max })
     }
 
     pub async fn run<T: Send + 'static>(
@@ -145,20 +163,33 @@ impl Reads {
         let acknowledged = self.view.metrics.durable_position.load(Ordering::Acquire);
         let deadline = Instant::now() + self.read_max;
         let view = self.view.clone();
-        let asked = tokio::task::spawn_blocking(move || view.answer(acknowledged, query));
-        match tokio::time::timeout_at(deadline, asked).await {
-            Ok(answer) => answer.map_err(ApiError::ledger)?,
-            Err(_) => Err(ApiError::new(
+        let until = deadline.into_std();
+        let asked = tokio::task::spawn_blocking(move || view.answer(acknowledged, until, query));
+        let timeout = || {
+            ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
                 format!(
                     "the answer took longer than {} s",
                     self.read_max.as_secs_f64()
                 ),
-            )),
+            )
+        };
+        match tokio::time::timeout_at(deadline, asked).await {
+            Ok(Ok(Some(answer))) => Ok(answer?),
+            Ok(Ok(None)) | Err(_) => Err(timeout()),
+            Ok(Err(joined)) => Err(ApiError::ledger(joined)),
         }
     }
 }
+
+/// How often the follower looks at the writer's durable end while queries come.
+const FOLLOW_TICK: Duration = Duration::from_millis(2);
+/// How long the follower keeps following after the last query (then it waits to be asked).
+const FOLLOW_AFTER_ASKED: Duration = Duration::from_secs(5);
+/// A fresh view is brought up to date outside the view's lock until its last refresh folded
+/// fewer records than this; the rest is folded under the lock, before it is swapped in.
+const FRESH_CATCH_UP_RECORDS: u64 = 20_000;
 
 impl ReadView {
     fn open(open: Opener, metrics: Arc<Metrics>, folded_max: u64) -> Result<ReadView, String> {
@@ -169,6 +200,14 @@ impl ReadView {
             view: RwLock::new(Some(ledger)),
             open,
             metrics,
+            follow: std::sync::Mutex::new(Follow {
+                published: opened.durable_end,
+                wanted: 0,
+            }),
+            moved: Condvar::new(),
+            wanted: Condvar::new(),
+            asked_at_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             reopening: AtomicBool::new(false),
             opening: std::sync::Mutex::new(()),
             folded_max,
@@ -183,50 +222,127 @@ impl ReadView {
         self.view.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `query`'s answer from a view at least at `acknowledged`. Blocking.
+    fn follow(&self) -> std::sync::MutexGuard<'_, Follow> {
+        self.follow.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `query`'s answer from a view at least at `acknowledged`, or `None` past `deadline`.
+    /// Blocking: waits for the follower when the view is behind.
     fn answer<T>(
         self: &Arc<Self>,
         acknowledged: u64,
+        deadline: std::time::Instant,
         query: impl FnOnce(&Ledger) -> T,
-    ) -> Result<T, ApiError> {
-        for _ in 0..REFRESHES_MAX {
+    ) -> Option<Result<T, ApiError>> {
+        let asked = self.started.elapsed().as_millis() as u64;
+        self.asked_at_ms.fetch_max(asked, Ordering::Relaxed);
+        loop {
             let guard = self.read();
             match guard.as_ref() {
                 Some(ledger) if ledger.log().durable_end() >= acknowledged => {
-                    return Ok(query(ledger));
+                    return Some(Ok(query(ledger)));
                 }
                 Some(_) => {
                     drop(guard);
-                    self.refresh(acknowledged);
+                    if !self.wait_for(acknowledged, deadline) {
+                        return None;
+                    }
                 }
                 None => {
                     drop(guard);
                     if let Err(error) = self.open_again(false) {
                         eprintln!("gongji serve: the read view cannot be opened: {error}");
-                        return Err(unavailable());
+                        return Some(Err(unavailable()));
                     }
                 }
             }
         }
-        Err(ApiError::ledger(format!(
-            "the ledger's published durable end did not reach position {acknowledged}, which \
-             was acknowledged; ask again"
-        )))
     }
 
-    /// Brings the view up to the published durable end, if it is not at `acknowledged` yet; a
-    /// view that cannot follow is dropped (the next try opens it again).
-    fn refresh(self: &Arc<Self>, acknowledged: u64) {
+    /// Asks the follower for `acknowledged` and waits until the view is published at least
+    /// there (or gone: the caller looks again); false past `deadline`.
+    fn wait_for(&self, acknowledged: u64, deadline: std::time::Instant) -> bool {
+        let mut follow = self.follow();
+        follow.wanted = follow.wanted.max(acknowledged);
+        self.wanted.notify_one();
+        while follow.published < acknowledged {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            follow = self
+                .moved
+                .wait_timeout(follow, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
+    }
+
+    /// Publishes the view's durable end `end` and wakes the readers waiting for it.
+    fn publish(&self, end: u64) {
+        let mut follow = self.follow();
+        follow.published = follow.published.max(end);
+        drop(follow);
+        self.moved.notify_all();
+    }
+
+    /// Starts the follower: a thread that keeps the view at the writer's durable end while
+    /// queries come (and at once when a reader waits), so that readers never fold records
+    /// themselves. It ends when the view is dropped.
+    fn start_following(view: &Arc<Self>) -> Result<(), String> {
+        let weak = Arc::downgrade(view);
+        std::thread::Builder::new()
+            .name("gongji-read-follow".into())
+            .spawn(move || {
+                while let Some(view) = weak.upgrade() {
+                    view.follow_once();
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| format!("the read view's follower could not start: {e}"))
+    }
+
+    /// One step of the follower: refreshes the view if a reader waits or queries came lately
+    /// and the writer moved on; otherwise waits a tick (or for a reader).
+    fn follow_once(self: &Arc<Self>) {
+        let follow = self.follow();
+        let durable = self.metrics.durable_position.load(Ordering::Acquire);
+        let asked = Duration::from_millis(self.asked_at_ms.load(Ordering::Relaxed));
+        let lately = self.started.elapsed().saturating_sub(asked) < FOLLOW_AFTER_ASKED;
+        let due = follow.wanted > follow.published || (lately && durable > follow.published);
+        if !due {
+            let tick = if lately {
+                FOLLOW_TICK
+            } else {
+                FOLLOW_AFTER_ASKED
+            };
+            let _ = self.wanted.wait_timeout(follow, tick);
+            return;
+        }
+        drop(follow);
+        if self.read().is_none() {
+            if let Err(error) = self.open_again(false) {
+                eprintln!("gongji serve: the read view cannot be opened: {error}");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            return;
+        }
+        self.refresh();
+    }
+
+    /// Brings the view up to the published durable end (the follower's, under the write
+    /// guard: the records made durable since its last refresh); a view that cannot follow is
+    /// dropped (the follower opens it again).
+    fn refresh(self: &Arc<Self>) {
         let mut guard = self.write();
         let Some(ledger) = guard.as_mut() else {
             return;
         };
-        if ledger.log().durable_end() >= acknowledged {
-            return;
-        }
         match ledger.refresh_read_only() {
             Ok(refreshed) => {
                 drop(guard);
+                self.publish(refreshed.durable_end);
                 let folded_at_open = self.folded_at_open.load(Ordering::Acquire);
                 if over_bound(&refreshed, folded_at_open + self.folded_max) {
                     self.open_again_elsewhere();
@@ -236,6 +352,7 @@ impl ReadView {
                 let broken = guard.take();
                 drop(guard);
                 drop(broken);
+                self.moved.notify_all();
                 eprintln!(
                     "gongji serve: the read view could not follow the ledger ({error}); it is \
                      opened again"
@@ -272,17 +389,29 @@ impl ReadView {
             return Ok(());
         }
         let mut fresh = (self.open)()?;
-        let old = {
+        // The long folds (from the writer's last stored projections, and what became durable
+        // meanwhile) run outside the view's lock; under it, only the last few records.
+        let mut folded = 0;
+        for _ in 0..REFRESHES_MAX {
+            let caught_up = fresh.refresh_read_only().map_err(|e| e.to_string())?;
+            let last = caught_up.folded_in_memory - folded;
+            folded = caught_up.folded_in_memory;
+            if last < FRESH_CATCH_UP_RECORDS {
+                break;
+            }
+        }
+        let (old, end) = {
             let mut guard = self.write();
             let end = fresh.refresh_read_only().map_err(|e| e.to_string())?;
             let current = guard.as_ref().map_or(0, |view| view.log().durable_end());
             if end.durable_end < current {
                 return Ok(()); // the durable end could not be read just now: keep the view
             }
-            let folded = end.folded_in_memory;
-            self.folded_at_open.store(folded, Ordering::Release);
-            guard.replace(fresh)
+            self.folded_at_open
+                .store(end.folded_in_memory, Ordering::Release);
+            (guard.replace(fresh), end.durable_end)
         };
+        self.publish(end);
         drop(old);
         Ok(())
     }
@@ -377,7 +506,8 @@ mod tests {
             Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
         });
         let metrics = Arc::new(Metrics::default());
-        let view = Arc::new(ReadView::open(open, metrics, 50).expect("view"));
+        let view = Arc::new(ReadView::open(open, metrics.clone(), 50).expect("view"));
+        ReadView::start_following(&view).expect("follower");
         let mut replaced = false;
         for round in 0..20 {
             for i in 0..10 {
@@ -392,9 +522,14 @@ mod tests {
                 writer.commit_deferred().expect("commit");
             }
             let acknowledged = writer.log().durable_end();
+            metrics
+                .durable_position
+                .fetch_max(acknowledged, Ordering::Release);
             let member = format!("M{round}-9");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
             let answer = view
-                .answer(acknowledged, |ledger| ledger.account(&member))
+                .answer(acknowledged, deadline, |ledger| ledger.account(&member))
+                .expect("an answer in time")
                 .expect("an answer")
                 .expect("an account");
             assert_eq!(answer.map(|a| a.member), Some(member), "round {round}");
