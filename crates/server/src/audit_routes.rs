@@ -35,7 +35,7 @@ use crate::app::App;
 use crate::bulk::{channel_body, logged, Scratch};
 use crate::error::{query, ApiError, ErrorBody};
 use crate::members::{day, Asker};
-use crate::openapi::Answer;
+use crate::openapi::{self, Answer};
 
 /// Bytes of the archive read and sent at a time.
 const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
@@ -88,9 +88,11 @@ pub async fn replay(State(app): State<App>) -> Result<Json<Value>, ApiError> {
 pub struct ExportQuery {
     /// Only events of this region (a member's events count for the region it belonged to then).
     region: Option<String>,
-    /// Only events whose own date is on or after this day (YYYY-MM-DD).
+    /// Only events whose own date is on or after this day (YYYY-MM-DD, 1900 to 2200).
+    #[param(value_type = Option<openapi::DayParam>, inline)]
     from: Option<String>,
-    /// Only events whose own date is on or before this day (YYYY-MM-DD).
+    /// Only events whose own date is on or before this day (YYYY-MM-DD, 1900 to 2200).
+    #[param(value_type = Option<openapi::DayParam>, inline)]
     to: Option<String>,
 }
 
