@@ -1020,3 +1020,30 @@ fn the_openapi_document_gives_each_parameter_the_values_the_server_takes() {
         );
     }
 }
+
+#[test]
+fn the_openapi_document_gives_each_report_the_schema_of_the_command_lines_json() {
+    let server = Server::start(TestLedger::new(), &[]);
+    let (_, body) = server.get(None, "/v1/openapi.json");
+    let api: Value = serde_json::from_str(&body).unwrap();
+    for (method, path, answer) in [
+        ("post", "/v1/audit/verify", "audit_verify"),
+        ("get", "/v1/audit/replay", "audit_replay"),
+        ("post", "/v1/reconcile/detail", "reconcile_detail"),
+        ("post", "/v1/reconcile/totals", "reconcile_totals"),
+        (
+            "get",
+            "/v1/statements/{institution}/{month}",
+            "settlement_statement",
+        ),
+    ] {
+        let ok = &api["paths"][path][method]["responses"]["200"];
+        let schema = &ok["content"]["application/json"]["schema"];
+        // The marker's component, which refers to the answer's.
+        let marker = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+        let named = format!("#/components/schemas/{answer}");
+        let marked = &api["components"]["schemas"][marker]["$ref"];
+        assert_eq!(marked, &json!(named), "{method} {path}");
+        assert!(api["components"]["schemas"][answer]["properties"].is_object());
+    }
+}

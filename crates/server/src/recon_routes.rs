@@ -32,7 +32,8 @@ use crate::app::App;
 use crate::bulk::{body_to_file, logged, renamed, Scratch};
 use crate::error::{path, query, ApiError, ErrorBody};
 use crate::members::{day, Asker};
-use crate::openapi::{self, Answer};
+use crate::openapi;
+use crate::schemas::{ReconcileDetailAnswer, ReconcileTotalsAnswer, StatementAnswer};
 
 /// The longest institution's file taken (written to scratch as it arrives, never held whole).
 pub const RECON_BODY_BYTES_MAX: u64 = 256 * 1024 * 1024;
@@ -142,7 +143,7 @@ impl DetailQuery {
     params(DetailQuery),
     request_body(content = DetailFile, content_type = "text/csv",
         description = "The institution's detail file, UTF-8 or GB18030"),
-    responses((status = 200, description = "The report (status `match` or `differences`)", body = Answer),
+    responses((status = 200, description = "The report (status `match` or `differences`)", body = ReconcileDetailAnswer),
         (status = 400, description = "A parameter does not read, or is missing", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
@@ -179,7 +180,7 @@ pub async fn detail(
 #[utoipa::path(post, path = "/v1/reconcile/totals", tag = "reconcile",
     request_body(content = TotalsFile, content_type = "text/csv",
         description = "The totals file, UTF-8 or GB18030"),
-    responses((status = 200, description = "The report (status `match` or `differences`)", body = Answer),
+    responses((status = 200, description = "The report (status `match` or `differences`)", body = ReconcileTotalsAnswer),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
         (status = 413, description = "The file is longer than the route takes", body = ErrorBody),
@@ -207,7 +208,7 @@ pub struct StatementPath {
 /// --json`).
 #[utoipa::path(get, path = "/v1/statements/{institution}/{month}", tag = "reconcile",
     params(StatementPath),
-    responses((status = 200, description = "The statement (all zeros when the institution settled nothing in the month)", body = Answer),
+    responses((status = 200, description = "The statement (all zeros when the institution settled nothing in the month)", body = StatementAnswer),
         (status = 400, description = "The month does not read", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody)),

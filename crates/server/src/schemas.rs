@@ -48,6 +48,16 @@ answers! {
     FundAnswer => "fund";
     /// One line of `gongji policy list --json`.
     PolicyListItemAnswer => "policy_list_item";
+    /// `gongji audit verify --json`.
+    AuditVerifyAnswer => "audit_verify";
+    /// `gongji audit replay --json`.
+    AuditReplayAnswer => "audit_replay";
+    /// `gongji reconcile detail FILE --json`.
+    ReconcileDetailAnswer => "reconcile_detail";
+    /// `gongji reconcile totals FILE --json`.
+    ReconcileTotalsAnswer => "reconcile_totals";
+    /// `gongji settlement INSTITUTION MONTH --json`.
+    StatementAnswer => "settlement_statement";
 }
 
 /// The answers' `$defs`, their references pointing into the document's components.
