@@ -1046,4 +1046,12 @@ fn the_openapi_document_gives_each_report_the_schema_of_the_command_lines_json()
         assert_eq!(marked, &json!(named), "{method} {path}");
         assert!(api["components"]["schemas"][answer]["properties"].is_object());
     }
+    let page = &api["paths"]["/v1/access-log"]["get"]["responses"]["200"]["content"];
+    let page = page["application/json"]["schema"]["$ref"].as_str().unwrap();
+    let page = &api["components"]["schemas"][page.rsplit('/').next().unwrap()];
+    assert_eq!(page["required"], json!(["entries", "next"]));
+    let entry = &page["properties"]["entries"]["items"]["oneOf"][1]["$ref"];
+    let entry = &api["components"]["schemas"][entry.as_str().unwrap().rsplit('/').next().unwrap()];
+    assert_eq!(entry["properties"]["at"]["format"], "date-time");
+    assert_eq!(entry["properties"]["status"]["type"], "integer");
 }

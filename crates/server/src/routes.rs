@@ -111,7 +111,7 @@ pub struct PageQuery {
 /// page starts.
 #[utoipa::path(get, path = "/v1/access-log", tag = "audit",
     params(PageQuery),
-    responses((status = 200, description = "{entries: [...], next: N}", body = Answer),
+    responses((status = 200, description = "A page of entries, and where the next starts", body = Page),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody)),
