@@ -877,3 +877,181 @@ fn a_read_is_answered_while_a_stream_holds_the_writer_and_a_second_stream_waits_
     let body = response.body_mut().read_to_string().unwrap();
     assert!(body.contains("\"method_not_allowed\""), "{body}");
 }
+
+/// GET `path` as `role` must be refused with 400 `bad_request` and a message naming `name`.
+fn assert_refused(server: &Server, role: &str, path: &str, name: &str) {
+    let (status, body) = server.get(Some(server.token(role)), path);
+    assert_eq!(status, 400, "{path}: {body}");
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["error"]["code"], "bad_request", "{path}: {body}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with(&format!("{name}: ")), "{path}: {body}");
+}
+
+#[test]
+fn a_parameter_past_the_bounds_the_document_gives_is_refused_and_one_within_them_is_taken() {
+    let server = Server::start(TestLedger::sample(), &[]);
+    let taken = [
+        ("auditor", "/v1/access-log?limit=1000"),
+        ("auditor", "/v1/access-log?from=9223372036854775807&limit=0"),
+        ("clerk", "/v1/members/M001?as_of=1900-01-01"),
+        (
+            "clerk",
+            "/v1/members/M001/history?from=1900-01-01&to=2200-12-31",
+        ),
+        ("clerk", "/v1/members/M001/years/2024?as_of=2200-12-31"),
+        ("clerk", "/v1/members/M001/years/2200"),
+        (
+            "clerk",
+            "/v1/members/M001?recorded_before=0001-01-01T00:00:00Z",
+        ),
+        (
+            "clerk",
+            "/v1/members/M001?recorded_before=9999-12-31T23:59:59.999999-23:59",
+        ),
+        (
+            "clerk",
+            "/v1/members/M001?recorded_before=2024-02-28T08:00:00.123456789",
+        ),
+        ("clerk", "/v1/members/M001?recorded_before=2200-12-31"),
+        ("reconciler", "/v1/statements/H001/1900-01"),
+        ("reconciler", "/v1/statements/H001/2200-12"),
+    ];
+    for (role, path) in taken {
+        let (status, body) = server.get(Some(server.token(role)), path);
+        assert!(status == 200 || status == 404, "{path}: {status} {body}");
+    }
+    let refused = [
+        ("auditor", "/v1/access-log?limit=1001", "limit"),
+        (
+            "auditor",
+            "/v1/access-log?limit=18446744073709551615",
+            "limit",
+        ),
+        ("auditor", "/v1/access-log?from=9223372036854775808", "from"),
+        ("clerk", "/v1/members/M001/years/2201", "year"),
+        ("clerk", "/v1/members/M001/years/1899", "year"),
+        ("clerk", "/v1/members/M001/years/-5", "year"),
+        ("clerk", "/v1/members/M001?as_of=1899-12-31", "as_of"),
+        ("clerk", "/v1/members/M001?as_of=2201-01-01", "as_of"),
+        ("clerk", "/v1/members/M001/history?to=2024-02-30", "to"),
+        ("auditor", "/v1/audit/export?from=2201-01-01", "from"),
+        ("reconciler", "/v1/statements/H001/2201-01", "month"),
+    ];
+    for (role, path, name) in refused {
+        assert_refused(&server, role, path, name);
+    }
+}
+
+/// The schema the document gives parameter `name` of `method path`, which must be `required`
+/// or not as said.
+fn parameter_schema(api: &Value, method: &str, path: &str, name: &str, required: bool) -> Value {
+    let parameters = api["paths"][path][method]["parameters"].as_array().unwrap();
+    let parameter = parameters.iter().find(|p| p["name"] == name);
+    let parameter = parameter.unwrap_or_else(|| panic!("{method} {path} has no {name}"));
+    assert_eq!(parameter["required"], required, "{method} {path} {name}");
+    parameter["schema"].clone()
+}
+
+#[test]
+fn the_openapi_document_gives_each_parameter_the_values_the_server_takes() {
+    let server = Server::start(TestLedger::new(), &[]);
+    let (_, body) = server.get(None, "/v1/openapi.json");
+    let api: Value = serde_json::from_str(&body).unwrap();
+    let years = "(19[0-9]{2}|2[01][0-9]{2}|2200)";
+    let day = json!({"type": "string", "format": "date",
+        "pattern": format!("^{years}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")});
+    let days = [
+        ("get", "/v1/members/{id}", "as_of", false),
+        ("get", "/v1/members/{id}/years/{year}", "as_of", false),
+        ("get", "/v1/members/{id}/inheritance", "as_of", false),
+        ("get", "/v1/members/{id}/transfers", "as_of", false),
+        ("get", "/v1/funds/{region}", "as_of", false),
+        ("get", "/v1/members/{id}/history", "from", false),
+        ("get", "/v1/members/{id}/history", "to", false),
+        ("get", "/v1/audit/export", "from", false),
+        ("get", "/v1/audit/export", "to", false),
+        ("post", "/v1/reconcile/detail", "from", true),
+        ("post", "/v1/reconcile/detail", "to", true),
+    ];
+    for (method, path, name, required) in days {
+        assert_eq!(
+            parameter_schema(&api, method, path, name, required),
+            day,
+            "{path} {name}"
+        );
+    }
+    for path in ["/v1/members/{id}", "/v1/funds/{region}"] {
+        let time = parameter_schema(&api, "get", path, "recorded_before", false);
+        let forms = time["anyOf"].as_array().unwrap();
+        assert_eq!(forms[0], json!({"type": "string", "format": "date-time"}));
+        assert_eq!(forms[2], day);
+    }
+    let year = parameter_schema(&api, "get", "/v1/members/{id}/years/{year}", "year", true);
+    assert_eq!(
+        (&year["minimum"], &year["maximum"]),
+        (&json!(1900), &json!(2200))
+    );
+    let statement = "/v1/statements/{institution}/{month}";
+    let month = parameter_schema(&api, "get", statement, "month", true);
+    assert_eq!(month["pattern"], format!("^{years}-(0[1-9]|1[0-2])$"));
+    let institution = parameter_schema(&api, "post", "/v1/reconcile/detail", "institution", true);
+    assert_eq!(institution["type"], "string");
+    let limit = parameter_schema(&api, "get", "/v1/access-log", "limit", false);
+    assert_eq!(
+        (&limit["minimum"], &limit["maximum"]),
+        (&json!(0), &json!(1000))
+    );
+    let from = parameter_schema(&api, "get", "/v1/access-log", "from", false);
+    assert_eq!(from["maximum"], json!(i64::MAX));
+    // The reconciliation bodies: a header line naming the columns, then the rows.
+    for (path, header) in [
+        ("/v1/reconcile/detail", "setl_id,mdtrt_id,psn_no,"),
+        ("/v1/reconcile/totals", "fixmedins_code,stmt_begndate,"),
+    ] {
+        let body = &api["paths"][path]["post"]["requestBody"]["content"]["text/csv"]["schema"];
+        let name = body["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+        let pattern = api["components"]["schemas"][name]["pattern"]
+            .as_str()
+            .unwrap();
+        assert!(
+            pattern.starts_with(&format!("^{header}")),
+            "{path}: {pattern}"
+        );
+    }
+}
+
+#[test]
+fn the_openapi_document_gives_each_report_the_schema_of_the_command_lines_json() {
+    let server = Server::start(TestLedger::new(), &[]);
+    let (_, body) = server.get(None, "/v1/openapi.json");
+    let api: Value = serde_json::from_str(&body).unwrap();
+    for (method, path, answer) in [
+        ("post", "/v1/audit/verify", "audit_verify"),
+        ("get", "/v1/audit/replay", "audit_replay"),
+        ("post", "/v1/reconcile/detail", "reconcile_detail"),
+        ("post", "/v1/reconcile/totals", "reconcile_totals"),
+        (
+            "get",
+            "/v1/statements/{institution}/{month}",
+            "settlement_statement",
+        ),
+    ] {
+        let ok = &api["paths"][path][method]["responses"]["200"];
+        let schema = &ok["content"]["application/json"]["schema"];
+        // The marker's component, which refers to the answer's.
+        let marker = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+        let named = format!("#/components/schemas/{answer}");
+        let marked = &api["components"]["schemas"][marker]["$ref"];
+        assert_eq!(marked, &json!(named), "{method} {path}");
+        assert!(api["components"]["schemas"][answer]["properties"].is_object());
+    }
+    let page = &api["paths"]["/v1/access-log"]["get"]["responses"]["200"]["content"];
+    let page = page["application/json"]["schema"]["$ref"].as_str().unwrap();
+    let page = &api["components"]["schemas"][page.rsplit('/').next().unwrap()];
+    assert_eq!(page["required"], json!(["entries", "next"]));
+    let entry = &page["properties"]["entries"]["items"]["oneOf"][1]["$ref"];
+    let entry = &api["components"]["schemas"][entry.as_str().unwrap().rsplit('/').next().unwrap()];
+    assert_eq!(entry["properties"]["at"]["format"], "date-time");
+    assert_eq!(entry["properties"]["status"]["type"], "integer");
+}

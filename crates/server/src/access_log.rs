@@ -22,20 +22,24 @@ use tokio::sync::{mpsc, oneshot};
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// Most entries one page holds.
 pub const PAGE_ENTRIES_MAX: usize = 1000;
 
 /// One read of a member's data.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AccessEntry {
     /// When the answer was given: RFC 3339, UTC, microseconds.
+    #[schema(format = DateTime)]
     pub at: String,
     /// The token's name.
     pub token: String,
+    #[schema(value_type = String)]
     pub role: &'static str,
     pub method: String,
     /// The route's template, e.g. `/v1/members/{id}/years/{year}`.
+    #[schema(value_type = String)]
     pub route: &'static str,
     /// The member whose data was asked for (for a claim's explanation: absent, see `claim`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,9 +74,10 @@ const WAITING_ENTRIES_MAX: usize = 4096;
 pub const GROUP_ENTRIES_MAX: usize = 1024;
 
 /// One page of the access log.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Page {
-    /// The entries from `from` on, at most `limit`.
+    /// The entries from `from` on, at most `limit` (null for a line that does not read).
+    #[schema(value_type = Vec<Option<AccessEntry>>)]
     pub entries: Vec<Value>,
     /// The number of the entry after the last one given: the `from` of the next page.
     pub next: u64,

@@ -35,7 +35,8 @@ use crate::app::App;
 use crate::bulk::{channel_body, logged, Scratch};
 use crate::error::{query, ApiError, ErrorBody};
 use crate::members::{day, Asker};
-use crate::openapi::Answer;
+use crate::openapi;
+use crate::schemas::{AuditReplayAnswer, AuditVerifyAnswer};
 
 /// Bytes of the archive read and sent at a time.
 const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
@@ -53,7 +54,7 @@ async fn ask<T: Send + 'static>(
 /// Checks the log's chain, folds it checking the invariants, and compares the projections
 /// with that fold (as `gongji audit verify --json`).
 #[utoipa::path(post, path = "/v1/audit/verify", tag = "audit",
-    responses((status = 200, description = "The report: records, digest, failure (null when everything verified)", body = Answer),
+    responses((status = 200, description = "The report: records, digest, failure (null when everything verified)", body = AuditVerifyAnswer),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
         (status = 503, description = "The ledger was busy, or the answer took too long", body = ErrorBody)),
@@ -69,7 +70,7 @@ pub async fn verify(State(app): State<App>) -> Result<Json<Value>, ApiError> {
 /// Folds the whole log afresh, in memory: the records, the digest of the state and the totals
 /// per region (as `gongji audit replay --json`; the stored projections are not touched).
 #[utoipa::path(get, path = "/v1/audit/replay", tag = "audit",
-    responses((status = 200, description = "The report: records, digest, regions", body = Answer),
+    responses((status = 200, description = "The report: records, digest, regions", body = AuditReplayAnswer),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
         (status = 503, description = "The ledger was busy, or the answer took too long", body = ErrorBody)),
@@ -88,9 +89,11 @@ pub async fn replay(State(app): State<App>) -> Result<Json<Value>, ApiError> {
 pub struct ExportQuery {
     /// Only events of this region (a member's events count for the region it belonged to then).
     region: Option<String>,
-    /// Only events whose own date is on or after this day (YYYY-MM-DD).
+    /// Only events whose own date is on or after this day (YYYY-MM-DD, 1900 to 2200).
+    #[param(value_type = Option<openapi::DayParam>, inline)]
     from: Option<String>,
-    /// Only events whose own date is on or before this day (YYYY-MM-DD).
+    /// Only events whose own date is on or before this day (YYYY-MM-DD, 1900 to 2200).
+    #[param(value_type = Option<openapi::DayParam>, inline)]
     to: Option<String>,
 }
 

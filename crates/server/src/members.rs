@@ -8,6 +8,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use gongji_domain::time::{YEAR_MAX, YEAR_MIN};
 use gongji_domain::Day;
 use gongji_ledger::{not_enrolled, AsOf, Ledger, LedgerError};
 use serde::Deserialize;
@@ -18,6 +19,7 @@ use crate::access_log::AccessEntry;
 use crate::answers::{self, Asked, QUERY_NAMES};
 use crate::app::{App, Identity};
 use crate::error::{path, query, ApiError, ErrorBody};
+use crate::openapi;
 use crate::schemas::{
     AccountAnswer, ExplainAnswer, HistoryEntryAnswer, InheritanceAnswer, TransfersAnswer,
     YearAnswer,
@@ -27,10 +29,12 @@ use crate::schemas::{
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AsOfQuery {
-    /// Only events dated on or before this day (YYYY-MM-DD).
+    /// Only events dated on or before this day (YYYY-MM-DD, 1900 to 2200).
+    #[param(value_type = Option<openapi::DayParam>, inline)]
     pub as_of: Option<String>,
     /// Only events recorded before this time: RFC 3339 with an offset, or a local time
     /// (YYYY-MM-DDTHH:MM:SS) or a day in the ledger's zone.
+    #[param(value_type = Option<openapi::RecordedTimeParam>, inline)]
     pub recorded_before: Option<String>,
 }
 
@@ -67,15 +71,40 @@ fn ask(as_of: &Option<String>, recorded_before: &Option<String>) -> Result<Asked
         .map_err(ApiError::bad_request)
 }
 
+/// `/v1/members/{id}/years/{year}`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct YearPath {
+    /// The member's id
+    id: String,
+    /// The insurance year (YYYY, 1900 to 2200)
+    #[param(value_type = openapi::YearParam, inline)]
+    year: String,
+}
+
+/// The year a path names, or 400 if it is not a whole number in the years the ledger holds.
+fn insurance_year(text: &str) -> Result<i32, ApiError> {
+    text.parse()
+        .ok()
+        .filter(|year| (YEAR_MIN..=YEAR_MAX).contains(year))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "year: '{text}' is not a year from {YEAR_MIN} to {YEAR_MAX}"
+            ))
+        })
+}
+
 /// `?region=&as_of=&recorded_before=`
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct YearQuery {
     /// The region whose counters to show (default: where the member was at the year's end).
     region: Option<String>,
-    /// Only events dated on or before this day (YYYY-MM-DD).
+    /// Only events dated on or before this day (YYYY-MM-DD, 1900 to 2200).
+    #[param(value_type = Option<openapi::DayParam>, inline)]
     as_of: Option<String>,
     /// Only events recorded before this time (as for the account).
+    #[param(value_type = Option<openapi::RecordedTimeParam>, inline)]
     recorded_before: Option<String>,
 }
 
@@ -83,9 +112,11 @@ pub struct YearQuery {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// Only events dated on or after this day (YYYY-MM-DD).
+    /// Only events dated on or after this day (YYYY-MM-DD, 1900 to 2200).
+    #[param(value_type = Option<openapi::DayParam>, inline)]
     from: Option<String>,
-    /// Only events dated on or before this day (YYYY-MM-DD).
+    /// Only events dated on or before this day (YYYY-MM-DD, 1900 to 2200).
+    #[param(value_type = Option<openapi::DayParam>, inline)]
     to: Option<String>,
 }
 
@@ -248,8 +279,7 @@ pub async fn transfers(State(app): State<App>, asker: Asker, read: AsOfRead) -> 
 
 /// A member's standing in one insurance year (as `gongji year --json`).
 #[utoipa::path(get, path = "/v1/members/{id}/years/{year}", tag = "members",
-    params(("id" = String, Path, description = "The member's id"),
-        ("year" = i32, Path, description = "The insurance year (YYYY)"), YearQuery),
+    params(YearPath, YearQuery),
     responses((status = 200, description = "The year", body = YearAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Nothing to show for that year", body = ErrorBody)),
@@ -257,10 +287,10 @@ pub async fn transfers(State(app): State<App>, asker: Asker, read: AsOfRead) -> 
 pub async fn year(
     State(app): State<App>,
     asker: Asker,
-    ids: Result<Path<(String, String)>, PathRejection>,
+    ids: Result<Path<YearPath>, PathRejection>,
     q: Result<Query<YearQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (id, year) = path(ids)?;
+    let YearPath { id, year } = path(ids)?;
     let q = query(q);
     let subject = Subject::Member(id.clone());
     Ok(app
@@ -271,9 +301,7 @@ pub async fn year(
             move |ledger| {
                 let q = q?;
                 let asked = ask(&q.as_of, &q.recorded_before)?;
-                let year: i32 = year
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(format!("year: '{year}' is not a year")))?;
+                let year = insurance_year(&year)?;
                 let answer = ledger
                     .year_answer(&id, year, q.region.as_deref(), &asked.as_of)
                     .map_err(ledger_error)?;

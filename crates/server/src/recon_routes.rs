@@ -21,7 +21,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gongji_domain::{Day, Month};
 use gongji_ledger::Ledger;
+use gongji_recon::detail::DETAIL_COLUMNS;
 use gongji_recon::report::{self, Form, Printed};
+use gongji_recon::totals::TOTALS_COLUMNS;
 use gongji_recon::ReconError;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -30,7 +32,8 @@ use crate::app::App;
 use crate::bulk::{body_to_file, logged, renamed, Scratch};
 use crate::error::{path, query, ApiError, ErrorBody};
 use crate::members::{day, Asker};
-use crate::openapi::Answer;
+use crate::openapi;
+use crate::schemas::{ReconcileDetailAnswer, ReconcileTotalsAnswer, StatementAnswer};
 
 /// The longest institution's file taken (written to scratch as it arrives, never held whole).
 pub const RECON_BODY_BYTES_MAX: u64 = 256 * 1024 * 1024;
@@ -102,15 +105,25 @@ async fn on_body(
     .await
 }
 
+openapi::schema_markers! {
+    /// The body of `POST /v1/reconcile/detail`: a settlement detail file (3202).
+    DetailFile => openapi::institution_file(&DETAIL_COLUMNS);
+    /// The body of `POST /v1/reconcile/totals`: a settlement totals file (3201).
+    TotalsFile => openapi::institution_file(&TOTALS_COLUMNS);
+}
+
 /// `?institution=&from=&to=`, as `gongji reconcile detail` takes them.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DetailQuery {
     /// The institution whose settlements are matched.
+    #[param(required = true, value_type = String)]
     institution: Option<String>,
-    /// First day of the period matched (YYYY-MM-DD).
+    /// First day of the period matched (YYYY-MM-DD, 1900 to 2200).
+    #[param(required = true, value_type = openapi::DayParam, inline)]
     from: Option<String>,
-    /// Last day of the period matched (YYYY-MM-DD).
+    /// Last day of the period matched (YYYY-MM-DD, 1900 to 2200; not before `from`).
+    #[param(required = true, value_type = openapi::DayParam, inline)]
     to: Option<String>,
 }
 
@@ -128,9 +141,9 @@ impl DetailQuery {
 /// `gongji reconcile detail FILE --json`).
 #[utoipa::path(post, path = "/v1/reconcile/detail", tag = "reconcile",
     params(DetailQuery),
-    request_body(content = String, content_type = "text/csv",
+    request_body(content = DetailFile, content_type = "text/csv",
         description = "The institution's detail file, UTF-8 or GB18030"),
-    responses((status = 200, description = "The report (status `match` or `differences`)", body = Answer),
+    responses((status = 200, description = "The report (status `match` or `differences`)", body = ReconcileDetailAnswer),
         (status = 400, description = "A parameter does not read, or is missing", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
@@ -165,9 +178,9 @@ pub async fn detail(
 /// Checks a totals file (3201), the body, against the ledger (as `gongji reconcile totals FILE
 /// --json`).
 #[utoipa::path(post, path = "/v1/reconcile/totals", tag = "reconcile",
-    request_body(content = String, content_type = "text/csv",
+    request_body(content = TotalsFile, content_type = "text/csv",
         description = "The totals file, UTF-8 or GB18030"),
-    responses((status = 200, description = "The report (status `match` or `differences`)", body = Answer),
+    responses((status = 200, description = "The report (status `match` or `differences`)", body = ReconcileTotalsAnswer),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
         (status = 413, description = "The file is longer than the route takes", body = ErrorBody),
@@ -180,21 +193,31 @@ pub async fn totals(State(app): State<App>, body: Body) -> Result<Response, ApiE
     .await
 }
 
+/// `/v1/statements/{institution}/{month}`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct StatementPath {
+    /// The institution's code
+    institution: String,
+    /// The month (YYYY-MM, 1900 to 2200)
+    #[param(value_type = openapi::MonthParam, inline)]
+    month: String,
+}
+
 /// An institution's settlement statement for a month (as `gongji settlement INSTITUTION MONTH
 /// --json`).
 #[utoipa::path(get, path = "/v1/statements/{institution}/{month}", tag = "reconcile",
-    params(("institution" = String, Path, description = "The institution's code"),
-        ("month" = String, Path, description = "The month (YYYY-MM)")),
-    responses((status = 200, description = "The statement (all zeros when the institution settled nothing in the month)", body = Answer),
+    params(StatementPath),
+    responses((status = 200, description = "The statement (all zeros when the institution settled nothing in the month)", body = StatementAnswer),
         (status = 400, description = "The month does not read", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn statement(
     State(app): State<App>,
-    asked: Result<UrlPath<(String, String)>, PathRejection>,
+    asked: Result<UrlPath<StatementPath>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let (institution, month) = path(asked)?;
+    let StatementPath { institution, month } = path(asked)?;
     let month: Month = month
         .parse()
         .map_err(|e| ApiError::bad_request(format!("month: {e}")))?;

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::IntoParams;
 
 use crate::access_log::{Page, PAGE_ENTRIES_MAX};
 use crate::answers;
@@ -87,18 +88,30 @@ pub async fn policies(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     Ok(Json(Value::Array(lines.map_err(ApiError::ledger)?)))
 }
 
-#[derive(Deserialize)]
+/// Entries in a page of the access log when the request does not say.
+const PAGE_ENTRIES_DEFAULT: u64 = 100;
+
+/// The largest entry number a request may name: the document's `int64`.
+const ENTRY_NUMBER_MAX: u64 = i64::MAX as u64;
+
+/// `?from=&limit=`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// The first entry's number (from 0)
+    #[param(value_type = Option<u64>, maximum = 9223372036854775807_i64)]
     from: Option<String>,
+    /// Most entries (default 100, at most 1000: more is refused)
+    #[param(value_type = Option<u32>, maximum = 1000)]
     limit: Option<String>,
 }
 
 /// Who read whose data: the access log's entries from `from` (0 is the first), at most `limit`
-/// (100 unless given, at most 1000); `next` is where the next page starts.
+/// (100 unless given; more than [`PAGE_ENTRIES_MAX`] is refused, 400); `next` is where the next
+/// page starts.
 #[utoipa::path(get, path = "/v1/access-log", tag = "audit",
-    params(("from" = Option<u64>, Query, description = "The first entry's number (from 0)"),
-        ("limit" = Option<u32>, Query, description = "Most entries (default 100, at most 1000)")),
-    responses((status = 200, description = "{entries: [...], next: N}", body = Answer),
+    params(PageQuery),
+    responses((status = 200, description = "A page of entries, and where the next starts", body = Page),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody)),
@@ -108,20 +121,37 @@ pub async fn access_log(
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
     let q = query(q)?;
-    let number = |name: &str, text: Option<String>, default: u64| match text {
-        None => Ok(default),
-        Some(text) => text
-            .parse::<u64>()
-            .map_err(|_| ApiError::bad_request(format!("{name}: '{text}' is not a whole number"))),
-    };
-    let from = number("from", q.from, 0)?;
-    let limit = number("limit", q.limit, 100)?.min(PAGE_ENTRIES_MAX as u64) as usize;
+    let from = whole("from", q.from, 0, ENTRY_NUMBER_MAX)?;
+    let limit = whole(
+        "limit",
+        q.limit,
+        PAGE_ENTRIES_DEFAULT,
+        PAGE_ENTRIES_MAX as u64,
+    )?;
+    let limit = usize::try_from(limit).map_err(ApiError::ledger)?;
     let access = app.access.clone();
     let page = tokio::task::spawn_blocking(move || access.page(from, limit))
         .await
         .map_err(ApiError::ledger)?
         .map_err(|e| ApiError::ledger(format!("the access log cannot be read: {e}")))?;
     Ok(Json(page))
+}
+
+/// A whole-number parameter `name` from 0 to `max` as given, `default` when absent, or 400
+/// saying why it does not read.
+fn whole(name: &str, text: Option<String>, default: u64, max: u64) -> Result<u64, ApiError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let number = text
+        .parse::<u64>()
+        .map_err(|_| ApiError::bad_request(format!("{name}: '{text}' is not a whole number")))?;
+    if number > max {
+        return Err(ApiError::bad_request(format!(
+            "{name}: {number} is more than {max}, the most it may be"
+        )));
+    }
+    Ok(number)
 }
 
 /// A route asked with a method it does not answer.

@@ -13,7 +13,7 @@
 //! (checked by the test below).
 
 use serde_json::{json, Map, Value};
-use utoipa::openapi::{OpenApi, Ref, RefOr, Schema};
+use utoipa::openapi::{OpenApi, Ref};
 
 /// The command line's answer schemas (JSON Schema 2020-12, as OpenAPI 3.1 reads them).
 const ANSWERS: &str = include_str!("../../../docs/schemas/answers.schema.json");
@@ -21,18 +21,9 @@ const ANSWERS: &str = include_str!("../../../docs/schemas/answers.schema.json");
 /// A marker type for a handler annotation's `body`: the answer schema `$defs/NAME`.
 macro_rules! answers {
     ($($(#[$doc:meta])* $marker:ident => $def:literal;)*) => {
-        $(
-            $(#[$doc])*
-            pub struct $marker;
-
-            impl utoipa::PartialSchema for $marker {
-                fn schema() -> RefOr<Schema> {
-                    RefOr::Ref(Ref::new(concat!("#/components/schemas/", $def)))
-                }
-            }
-
-            impl utoipa::ToSchema for $marker {}
-        )*
+        crate::openapi::schema_markers! {
+            $($(#[$doc])* $marker => Ref::new(concat!("#/components/schemas/", $def));)*
+        }
 
         /// The `$defs` entries the markers name.
         #[cfg(test)]
@@ -57,6 +48,16 @@ answers! {
     FundAnswer => "fund";
     /// One line of `gongji policy list --json`.
     PolicyListItemAnswer => "policy_list_item";
+    /// `gongji audit verify --json`.
+    AuditVerifyAnswer => "audit_verify";
+    /// `gongji audit replay --json`.
+    AuditReplayAnswer => "audit_replay";
+    /// `gongji reconcile detail FILE --json`.
+    ReconcileDetailAnswer => "reconcile_detail";
+    /// `gongji reconcile totals FILE --json`.
+    ReconcileTotalsAnswer => "reconcile_totals";
+    /// `gongji settlement INSTITUTION MONTH --json`.
+    StatementAnswer => "settlement_statement";
 }
 
 /// The answers' `$defs`, their references pointing into the document's components.
