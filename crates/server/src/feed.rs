@@ -188,7 +188,7 @@ async fn read(app: &App, from: u64, to: u64) -> Result<Chunk, ApiError> {
 fn read_chunk(ledger: &Ledger, from: u64, to: u64) -> Result<Chunk, LedgerError> {
     let log = ledger.log();
     let durable_end = log.durable_end();
-    let mut text = Vec::with_capacity(CHUNK_BYTES_MAX + CHUNK_BYTES_MAX / 4);
+    let mut text = Vec::with_capacity(CHUNK_BYTES_MAX / 2);
     let mut writer = EventText::default();
     let mut next = from;
     let to = durable_end
