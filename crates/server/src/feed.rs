@@ -1,19 +1,22 @@
 //! `GET /v1/events`: the change feed, as server-sent events. Every durable record of the log
 //! from a position on, in order, then the records that become durable after, live; each event's
 //! `id` is the record's position and its `data` the record as `gongji history --json` prints an
-//! event (the same [`HistoryEntry`] shaping), so a subscriber that stopped resumes from the
+//! event (the JSON of its [`HistoryEntry`](gongji_ledger::HistoryEntry), byte for byte, which
+//! `event_text` writes without building one), so a subscriber that stopped resumes from the
 //! position after the last one it has (`?from=` or the `Last-Event-ID` header).
 //!
 //! Past records are read from the log in chunks ([`read_chunk`]: at most
 //! [`CHUNK_RECORDS_MAX`] records or about [`CHUNK_BYTES_MAX`] bytes, through the read side,
-//! which gives durable records only). Live: the feed looks every [`POLL_INTERVAL`] at the
+//! which gives durable records only), each record's link in the hash chain checked. Live: the feed looks every [`POLL_INTERVAL`] at the
 //! durable position the command streams report ([`Metrics::durable_position`], fed by their
 //! sink as each group becomes durable) and reads when it passed the feed's position; no lock is
 //! taken to look. A subscriber is served by one task sending chunks through a channel of
-//! [`CHUNKS_IN_FLIGHT`]; the log itself is the backlog.
+//! [`CHUNKS_IN_FLIGHT`], with up to [`READS_AHEAD`] chunks being read at once (`Reader`, each
+//! read on a blocking thread of its own); the log itself is the backlog.
 //!
 //! Invariants: a record is sent only once durable, in position order, each once per
-//! subscription; memory per subscriber is bounded by the chunks in flight whatever its lag (a
+//! subscription; memory per subscriber is bounded by the chunks in flight and being read
+//! (`CHUNKS_IN_FLIGHT + READS_AHEAD + 1` chunks) whatever its lag (a
 //! slow subscriber is read for from the log when it asks, never buffered for); no subscriber
 //! holds the writer (each chunk is one short query); a subscriber that takes nothing for
 //! `answer_stall_max` is dropped; when the server stops, the feed ends with an `end` event
@@ -22,8 +25,11 @@
 //!
 //! [`Metrics::durable_position`]: crate::metrics::Metrics
 
-use std::io::Write;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -32,9 +38,10 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use gongji_domain::Event;
-use gongji_ledger::{HistoryEntry, Ledger, LedgerError};
+use gongji_ledger::{Ledger, LedgerError};
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
@@ -43,12 +50,19 @@ use crate::bulk::{channel_body, logged};
 use crate::error::{query, ApiError, ErrorBody};
 use crate::members::Asker;
 
-/// Most records read and sent as one chunk.
+mod event_text;
+use event_text::EventText;
+
+/// Most records read and sent as one chunk: the positions one read covers.
 pub const CHUNK_RECORDS_MAX: u64 = 1024;
-/// A chunk ends after the record that takes it past this many bytes.
-pub const CHUNK_BYTES_MAX: usize = 256 * 1024;
+/// A chunk ends after the record that takes it past this many bytes (records of the usual
+/// size, a few hundred bytes, fill a chunk by count well before).
+pub const CHUNK_BYTES_MAX: usize = 1024 * 1024;
 /// Chunks sent and not yet taken by the connection, per subscriber.
-pub const CHUNKS_IN_FLIGHT: usize = 4;
+pub const CHUNKS_IN_FLIGHT: usize = 2;
+/// Chunks read at once for one subscriber, each on a blocking thread: while the connection
+/// takes one, the next are being read (reading is most of the feed's work).
+pub const READS_AHEAD: usize = 2;
 /// How often a subscriber at the log's end looks whether more is durable.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// A comment line is sent after this long without records (proxies keep the connection; a
@@ -116,7 +130,7 @@ async fn subscribe(
     q: Result<Query<FeedQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let from = start(headers, query(q)?.from)?;
-    let first = read(app, from).await?;
+    let first = read(app, from, u64::MAX).await?;
     let reported = app.metrics.durable_position.load(Ordering::Relaxed);
     let end = first.durable_end.max(reported);
     if from > end {
@@ -155,30 +169,43 @@ fn start(headers: &HeaderMap, from: Option<String>) -> Result<u64, ApiError> {
     })
 }
 
-/// The records from `from` on, one chunk, through the read side.
-async fn read(app: &App, from: u64) -> Result<Chunk, ApiError> {
+/// The records from `from` on and before `to`, one chunk (at most [`CHUNK_RECORDS_MAX`]),
+/// through the read side.
+async fn read(app: &App, from: u64, to: u64) -> Result<Chunk, ApiError> {
     let chunk = app
         .reads
-        .run(move |ledger| read_chunk(ledger, from))
+        .run(move |ledger| read_chunk(ledger, from, to))
         .await?;
     chunk.map_err(ApiError::ledger)
 }
 
-/// Reads at most one chunk of durable records from `from`, as event text.
-fn read_chunk(ledger: &Ledger, from: u64) -> Result<Chunk, LedgerError> {
+/// Reads at most one chunk of durable records from `from` (before `to`), as event text. Each record's link in
+/// the hash chain is checked (its hash against the previous-hash of the record after it, read
+/// for that: the reads of a subscription check the chain from its first record on without
+/// walking it again), and each record is written without building a [`HistoryEntry`].
+///
+/// [`HistoryEntry`]: gongji_ledger::HistoryEntry
+fn read_chunk(ledger: &Ledger, from: u64, to: u64) -> Result<Chunk, LedgerError> {
     let log = ledger.log();
     let durable_end = log.durable_end();
-    let mut text = Vec::new();
+    let mut text = Vec::with_capacity(CHUNK_BYTES_MAX / 2);
+    let mut writer = EventText::default();
     let mut next = from;
-    let to = durable_end.min(from.saturating_add(CHUNK_RECORDS_MAX));
+    let to = durable_end
+        .min(to)
+        .min(from.saturating_add(CHUNK_RECORDS_MAX));
     if from < to {
-        for record in log.read_range(from, to)? {
-            let record = record?;
+        // One record past the chunk, when there is one: its previous-hash is the last link.
+        for linked in log.read_range_links_deferred(from, durable_end.min(to + 1))? {
+            let (record, link) = linked?;
+            log.check_link(&record, &link)?;
             let event = Event::decode(&record.payload)
                 .map_err(|e| LedgerError::Projection(format!("record {}: {e}", record.position)))?;
-            write_event(&mut text, &HistoryEntry::of(&record, &event))?;
+            writer
+                .write(&mut text, &record, &event)
+                .map_err(|e| LedgerError::Projection(e.to_string()))?;
             next = record.position + 1;
-            if text.len() >= CHUNK_BYTES_MAX {
+            if next >= to || text.len() >= CHUNK_BYTES_MAX {
                 break;
             }
         }
@@ -188,15 +215,6 @@ fn read_chunk(ledger: &Ledger, from: u64) -> Result<Chunk, LedgerError> {
         next,
         durable_end,
     })
-}
-
-/// One server-sent event: `id: POSITION`, `data: JSON` (one line: compact JSON has no newline).
-fn write_event(out: &mut Vec<u8>, entry: &HistoryEntry) -> Result<(), LedgerError> {
-    let failed = |e: &dyn std::fmt::Display| LedgerError::Projection(e.to_string());
-    write!(out, "id: {}\ndata: ", entry.position).map_err(|e| failed(&e))?;
-    serde_json::to_writer(&mut *out, entry).map_err(|e| failed(&e))?;
-    out.extend_from_slice(b"\n\n");
-    Ok(())
 }
 
 /// The last event of a feed that ends: `event: end`, the error object as data.
@@ -234,13 +252,18 @@ async fn finish(to: &mpsc::Sender<Bytes>, error: &ApiError) {
 /// server stops.
 async fn pump(app: App, mut next: u64, first: Chunk, to: mpsc::Sender<Bytes>) {
     let mut shutdown = app.shutdown.clone();
+    let mut reader = Reader::new(app.clone());
+    let mut known_end = first.durable_end;
     let mut chunk = Some(Ok(first));
     let mut quiet_since = Instant::now();
     loop {
         let read = match chunk.take() {
             Some(read) => read,
-            None => read(&app, next).await,
+            None => reader.chunk(next, known_end).await,
         };
+        if let Ok(chunk) = &read {
+            known_end = known_end.max(chunk.durable_end);
+        }
         let sent = match read {
             Ok(chunk) if chunk.next > next => {
                 next = chunk.next;
@@ -258,6 +281,79 @@ async fn pump(app: App, mut next: u64, first: Chunk, to: mpsc::Sender<Bytes>) {
             Next::Gone => return,
             Next::Stopping => return finish(&to, &stopping(next)).await,
         }
+    }
+}
+
+/// Reads one chunk of the positions from `.0` and before `.1` (the read side's [`read`], or a
+/// test's).
+type ReadFrom = Arc<dyn Fn(u64, u64) -> BoxFuture<Result<Chunk, ApiError>> + Send + Sync>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The reads of one subscription: each of [`CHUNK_RECORDS_MAX`] positions, up to
+/// [`READS_AHEAD`] under way at once (none starting past the durable end known), taken in
+/// position order. A read ahead starts where the one before it ends unless that one is cut
+/// short ([`CHUNK_BYTES_MAX`], or a failure): then the positions between are read first, so
+/// chunks follow each other with no gap or overlap and no read is wasted.
+struct Reader {
+    read: ReadFrom,
+    /// Each read's first position, and the read.
+    under_way: VecDeque<(u64, JoinHandle<Result<Chunk, ApiError>>)>,
+}
+
+impl Reader {
+    /// Reads through the read side.
+    fn new(app: App) -> Reader {
+        Reader::with(Arc::new(move |from, to| {
+            let app = app.clone();
+            Box::pin(async move { read(&app, from, to).await })
+        }))
+    }
+
+    fn with(read: ReadFrom) -> Reader {
+        Reader {
+            read,
+            under_way: VecDeque::with_capacity(READS_AHEAD),
+        }
+    }
+
+    /// The chunk from `next` on; starts the reads after it, up to `known_end`.
+    async fn chunk(&mut self, next: u64, known_end: u64) -> Result<Chunk, ApiError> {
+        match self.under_way.front().map(|(start, _)| *start) {
+            Some(start) if start > next => {
+                let gap = tokio::spawn((self.read)(next, start));
+                self.under_way.push_front((next, gap));
+            }
+            Some(start) if start < next => self.drop_all(), // not reached: reads do not overlap
+            _ => {}
+        }
+        let mut start = self
+            .under_way
+            .back()
+            .map_or(next, |(last, _)| last.saturating_add(CHUNK_RECORDS_MAX));
+        while self.under_way.is_empty() || (self.under_way.len() < READS_AHEAD && start < known_end)
+        {
+            let to = start.saturating_add(CHUNK_RECORDS_MAX);
+            self.under_way
+                .push_back((start, tokio::spawn((self.read)(start, to))));
+            start = to;
+        }
+        let (_, read) = self
+            .under_way
+            .pop_front()
+            .expect("a read is under way: the loop above starts one when none is");
+        read.await.map_err(ApiError::ledger)?
+    }
+
+    fn drop_all(&mut self) {
+        for (_, read) in self.under_way.drain(..) {
+            read.abort();
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.drop_all();
     }
 }
 
@@ -313,6 +409,7 @@ async fn wait(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
 
     fn headers(last: Option<&str>) -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -331,6 +428,74 @@ mod tests {
             assert!(start(&headers(Some(bad)), None).is_err(), "{bad}");
         }
         assert!(start(&headers(None), Some("soon".into())).is_err());
+    }
+
+    struct Running(Arc<AtomicUsize>);
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A log of `end` positions read as chunks cut short wherever `cut` says (as
+    /// [`CHUNK_BYTES_MAX`] cuts them), each read taking a moment; `most` counts the most reads
+    /// under way at once.
+    fn reads_of(end: u64, cut: fn(u64) -> bool, most: Arc<AtomicUsize>) -> ReadFrom {
+        let under_way = Arc::new(AtomicUsize::new(0));
+        Arc::new(move |from, to| {
+            let (under_way, most) = (under_way.clone(), most.clone());
+            Box::pin(async move {
+                let now = under_way.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                let _running = Running(under_way); // a read dropped is no longer under way
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                let mut text = Vec::new();
+                let mut next = from;
+                while next < end.min(to).min(from + CHUNK_RECORDS_MAX) {
+                    text.extend_from_slice(format!("{next}\n").as_bytes());
+                    next += 1;
+                    if cut(next) {
+                        break;
+                    }
+                }
+                Ok(Chunk {
+                    text,
+                    next,
+                    durable_end: end,
+                })
+            })
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunks_read_ahead_follow_each_other_with_no_gap_or_overlap_even_when_cut_short() {
+        let end = 20 * CHUNK_RECORDS_MAX + 77;
+        let cuts: [fn(u64) -> bool; 3] = [|_| false, |p| p % 700 == 0, |p| p % 3000 < 5];
+        for (i, cut) in cuts.into_iter().enumerate() {
+            let most = Arc::new(AtomicUsize::new(0));
+            let mut reader = Reader::with(reads_of(end, cut, most.clone()));
+            let (mut next, mut sent) = (0, Vec::new());
+            while next < end {
+                let chunk = reader.chunk(next, end).await.expect("a chunk");
+                assert!(
+                    chunk.next > next,
+                    "case {i}: the chunk from {next} is not empty"
+                );
+                sent.extend_from_slice(&chunk.text);
+                next = chunk.next;
+            }
+            let positions: Vec<u64> = String::from_utf8(sent)
+                .unwrap()
+                .lines()
+                .map(|line| line.parse().unwrap())
+                .collect();
+            let first_wrong = (0..end).zip(&positions).find(|(want, got)| want != *got);
+            assert_eq!(first_wrong, None, "case {i}: position, what was sent there");
+            assert_eq!(positions.len() as u64, end, "case {i}: every position once");
+            let most = most.load(Ordering::SeqCst);
+            assert_eq!(most, READS_AHEAD, "case {i}: reads under way at once");
+        }
     }
 
     #[test]
