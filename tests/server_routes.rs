@@ -231,12 +231,23 @@ fn the_change_feed_sends_every_record_from_a_position_then_live_ones_and_resumes
 
     // Positions that are not there, or do not read.
     let past = format!("/v1/events?from={}", records + 100);
-    let error = server.json("auditor", "GET", &past, b"", 400);
-    assert_eq!(error["error"]["code"], "bad_request");
+    let error = server.json("auditor", "GET", &past, b"", 404);
+    assert_eq!(error["error"]["code"], "not_found");
     assert_eq!(
         server.ask("auditor", "GET", "/v1/events?from=soon", b"").0,
         400
     );
+    // Past what a log can hold (the document's int64), even beside a Last-Event-ID.
+    let beyond = "/v1/events?from=9223372036854775808";
+    assert_eq!(server.ask("auditor", "GET", beyond, b"").0, 400);
+    let with_last = server
+        .agent
+        .get(server.url(beyond))
+        .header("Authorization", format!("Bearer {}", server.token("auditor")))
+        .header("Last-Event-ID", "0")
+        .call()
+        .expect("the server answers");
+    assert_eq!(with_last.status().as_u16(), 400);
     for role in ["operator", "clerk", "reconciler"] {
         assert_eq!(server.ask(role, "GET", "/v1/events", b"").0, 403, "{role}");
     }
@@ -253,9 +264,9 @@ fn the_change_feed_sends_every_record_from_a_position_then_live_ones_and_resumes
             )
         })
         .collect();
-    assert_eq!(subscriptions.len(), 5, "{subscriptions:?}");
+    assert_eq!(subscriptions.len(), 7, "{subscriptions:?}");
     assert_eq!(subscriptions[0], ("/v1/events?from=0".to_string(), 200));
-    assert_eq!(subscriptions[3], (past, 400));
+    assert_eq!(subscriptions[3], (past, 404));
 }
 
 #[test]

@@ -77,6 +77,7 @@ const ROUTE: &str = "/v1/events";
 pub struct FeedQuery {
     /// The position of the first record wanted (from 0; default 0). A `Last-Event-ID` header
     /// wins over it: the feed then starts after that position.
+    #[param(value_type = Option<i64>, minimum = 0)]
     from: Option<String>,
 }
 
@@ -107,9 +108,10 @@ pub struct FeedEvent {
 /// The change feed (server-sent events): every record from `from` on, then live.
 #[utoipa::path(get, path = "/v1/events", tag = "audit",
     params(FeedQuery,
-        ("Last-Event-ID" = Option<String>, Header, description = "The position of the last record received: the feed resumes after it")),
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, minimum = 0, description = "The position of the last record received: the feed resumes after it")),
     responses((status = 200, description = "text/event-stream: per record `id: POSITION` and `data:` the record as `gongji history --json` prints an event; a last `event: end` with an error object when the server stops", content_type = "text/event-stream", body = FeedEvent),
-        (status = 400, description = "The position does not read, or is past the log's durable end", body = ErrorBody),
+        (status = 400, description = "The position does not read", body = ErrorBody),
+        (status = 404, description = "The position is past the log's durable end: nothing there yet", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -134,7 +136,7 @@ async fn subscribe(
     let reported = app.metrics.durable_position.load(Ordering::Relaxed);
     let end = first.durable_end.max(reported);
     if from > end {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::not_found(format!(
             "position {from} is past the log's durable end ({end} records): nothing there yet"
         )));
     }
@@ -148,25 +150,32 @@ async fn subscribe(
         .map_err(ApiError::ledger)
 }
 
-/// The first position to send: after `Last-Event-ID` if given, else `from`, else 0.
+/// The first position to send: after `Last-Event-ID` if given, else `from`, else 0. Both are
+/// checked when both are given; a position is at most `i64::MAX` (as the document says, and
+/// as a log can hold).
 fn start(headers: &HeaderMap, from: Option<String>) -> Result<u64, ApiError> {
-    if let Some(last) = headers.get("last-event-id") {
-        let last = last.to_str().unwrap_or("").trim();
-        return last
-            .parse::<u64>()
-            .ok()
-            .and_then(|last| last.checked_add(1))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "Last-Event-ID: '{last}' is not the position of a record"
-                ))
-            });
-    }
-    from.map_or(Ok(0), |text| {
-        text.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("from: '{text}' is not a position (a whole number)"))
+    let from = from.map_or(Ok(0), |text| {
+        position(&text).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "from: '{text}' is not a position (a whole number from 0 to {})",
+                i64::MAX
+            ))
         })
+    })?;
+    let Some(last) = headers.get("last-event-id") else {
+        return Ok(from);
+    };
+    let last = last.to_str().unwrap_or("").trim();
+    position(last).map(|last| last + 1).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Last-Event-ID: '{last}' is not the position of a record"
+        ))
     })
+}
+
+/// A position as a request gives it: a whole number from 0 to `i64::MAX`.
+fn position(text: &str) -> Option<u64> {
+    text.parse::<u64>().ok().filter(|&p| p <= i64::MAX as u64)
 }
 
 /// The records from `from` on and before `to`, one chunk (at most [`CHUNK_RECORDS_MAX`]),
