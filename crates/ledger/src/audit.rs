@@ -236,6 +236,7 @@ impl Ledger {
     }
 
     fn projection_entries(&self) -> Result<Vec<Entry>, LedgerError> {
+        self.store_unstored()?;
         self.kv
             .scan_prefix(b"")
             .map(|e| e.map_err(LedgerError::from))

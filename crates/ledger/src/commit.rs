@@ -257,7 +257,7 @@ impl Drop for ProjectionWriter {
 /// duplicate or a reversal), and members, bindings and region indexes when the cache holds
 /// more than `members_max` members. A region's policies, funds and totals stay: a cached
 /// member's regions must be cached.
-fn evict_stored(state: &mut State, members_max: usize) {
+pub(crate) fn evict_stored(state: &mut State, members_max: usize) {
     let dirty = std::mem::take(&mut state.dirty);
     state
         .txs

@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use gongji_domain::{evolve, EntityKey, Event, FundKind, State};
+use gongji_domain::state::{Fund, Member};
+use gongji_domain::{evolve, EntityKey, Event, FundKind, PolicyVersion, State};
 
 use crate::views::{
     self, AccountView, FundView, HistoryEntry, InheritanceView, TransfersView, YearView,
@@ -96,7 +97,7 @@ impl Ledger {
                 account.region_on(year_end).to_string()
             }
         };
-        let policies = store::get_policies(&self.kv, &region)?;
+        let policies = self.stored_policies(&region)?;
         Ok(YearView::of(account, &region, year, &policies))
     }
 
@@ -138,7 +139,7 @@ impl Ledger {
     ) -> Result<Option<gongji_domain::state::Member>, LedgerError> {
         self.refuse_if_broken()?;
         if as_of.is_now() {
-            return store::get_member(&self.kv, member);
+            return self.stored_member(member);
         }
         Ok(self.fold_member(member, as_of)?.0)
     }
@@ -190,13 +191,12 @@ impl Ledger {
     /// (folding the funds' streams from the log).
     pub fn fund_at(&self, region: &str, as_of: &AsOf) -> Result<Option<FundView>, LedgerError> {
         self.refuse_if_broken()?;
-        let kv = &self.kv;
-        let policies = store::get_policies(kv, region)?;
+        let policies = self.stored_policies(region)?;
         let (pooled, large, accounts) = if as_of.is_now() {
             (
-                store::get_fund(kv, FundKind::Pooled, region)?,
-                store::get_fund(kv, FundKind::LargeAmount, region)?,
-                store::get_accounts(kv, region)?,
+                self.stored_fund(FundKind::Pooled, region)?,
+                self.stored_fund(FundKind::LargeAmount, region)?,
+                self.stored_accounts(region)?,
             )
         } else {
             let mut state = State::untracked();
@@ -231,7 +231,14 @@ impl Ledger {
         self.refuse_if_broken()?;
         let mut state = State::default();
         let key = EntityKey::Tx(claim.to_string());
-        if !store::load(&self.kv, &mut state, &key)? {
+        if self.unstored(&key) {
+            if let Some(tx) = self.state.txs.get(claim) {
+                state.txs.insert(claim.to_string(), tx.clone());
+            }
+        } else {
+            store::load(&self.kv, &mut state, &key)?;
+        }
+        if !state.txs.contains_key(claim) {
             return Ok(Err(format!("no settled claim has id {claim}")));
         }
         let tx = &state.txs[claim];
@@ -301,6 +308,7 @@ impl Ledger {
     /// The regions whose policies are loaded, each with its versions.
     pub fn policy_regions(&self) -> Result<BTreeSet<String>, LedgerError> {
         let mut regions = BTreeSet::new();
+        self.store_unstored()?;
         for entry in self.kv.scan_prefix(b"p/") {
             let (key, _) = entry?;
             regions.insert(String::from_utf8_lossy(&key[2..]).into_owned());
@@ -309,6 +317,55 @@ impl Ledger {
     }
 
     pub fn policies(&self, region: &str) -> Result<Vec<gongji_domain::PolicyVersion>, LedgerError> {
+        self.stored_policies(region)
+    }
+
+    /// Whether a query reads `key` from the cache: a read-only ledger stores nothing it folds
+    /// (see `catch_up`), so what changed since its open is there, decoded, and marked dirty
+    /// (an entity dirty and absent was deleted); the store holds the rest.
+    fn unstored(&self, key: &EntityKey) -> bool {
+        self.read_only && self.state.dirty.contains(key)
+    }
+
+    fn stored_member(&self, id: &str) -> Result<Option<Member>, LedgerError> {
+        if self.unstored(&EntityKey::Member(id.to_string())) {
+            return Ok(self.state.members.get(id).cloned());
+        }
+        store::get_member(&self.kv, id)
+    }
+
+    fn stored_policies(&self, region: &str) -> Result<Vec<PolicyVersion>, LedgerError> {
+        if self.unstored(&EntityKey::Policies(region.to_string())) {
+            return Ok(self.state.policies.get(region).cloned().unwrap_or_default());
+        }
         store::get_policies(&self.kv, region)
+    }
+
+    fn stored_fund(&self, kind: FundKind, region: &str) -> Result<Option<Fund>, LedgerError> {
+        let key = (kind, region.to_string());
+        if self.unstored(&EntityKey::Fund(kind, region.to_string())) {
+            return Ok(self.state.funds.get(&key).cloned());
+        }
+        store::get_fund(&self.kv, kind, region)
+    }
+
+    fn stored_accounts(&self, region: &str) -> Result<Option<Fund>, LedgerError> {
+        if self.unstored(&EntityKey::Accounts(region.to_string())) {
+            return Ok(self.state.accounts.get(region).cloned());
+        }
+        store::get_accounts(&self.kv, region)
+    }
+
+    /// Before a scan of the store: a read-only ledger's layer takes what its cache holds and
+    /// the store does not (the same entities again on the next scan if they changed; the
+    /// cache stays what point reads use). A writer's store holds everything already.
+    pub(crate) fn store_unstored(&self) -> Result<(), LedgerError> {
+        if !self.read_only || self.state.dirty.is_empty() {
+            return Ok(());
+        }
+        let checkpoint = self.kv.checkpoint()?.unwrap_or(0);
+        self.kv
+            .apply(store::dirty_writes(&self.state), checkpoint)?;
+        Ok(())
     }
 }

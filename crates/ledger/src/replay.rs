@@ -261,17 +261,26 @@ impl Ledger {
             evolve(state, &event);
             folded += 1;
             if folded.is_multiple_of(REPLAY_CHECKPOINT_RECORDS) {
-                store_projections(kv, state, record.position + 1, CACHE_MEMBERS_MAX)?;
+                if !self.read_only {
+                    store_projections(kv, state, record.position + 1, CACHE_MEMBERS_MAX)?;
+                }
                 progress(folded, to - from);
             }
         }
-        self.store_projections(to)?;
-        // The fold loaded members without their regions' policies and funds (it needs none);
-        // deciding needs a cached member's regions cached, so a writer's cache starts empty.
-        // A read-only ledger never decides, and its queries read the store, which now holds
-        // everything the cache does: the cache is kept, so that the next refresh folds onto
-        // decoded entities instead of loading each again.
-        if !self.read_only {
+        if self.read_only {
+            // A read-only ledger stores nothing it folded: the entities stay decoded in its
+            // cache, marked dirty, and its queries read them there (`store::Unstored`); its
+            // store's layer takes them only before a scan. Only the checkpoint moves; past the
+            // cache's bound, what is not dirty leaves it (not at every refresh: eviction walks
+            // the whole cache, and a reader refreshes every few milliseconds).
+            self.kv.apply(Vec::new(), to)?;
+            if self.state.members.len() > CACHE_MEMBERS_MAX {
+                crate::commit::evict_stored(&mut self.state, CACHE_MEMBERS_MAX);
+            }
+        } else {
+            self.store_projections(to)?;
+            // The fold loaded members without their regions' policies and funds (it needs
+            // none); deciding needs a cached member's regions cached, so the cache starts empty.
             self.state = State::default();
         }
         progress(folded, to - from);
