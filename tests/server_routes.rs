@@ -243,7 +243,10 @@ fn the_change_feed_sends_every_record_from_a_position_then_live_ones_and_resumes
     let with_last = server
         .agent
         .get(server.url(beyond))
-        .header("Authorization", format!("Bearer {}", server.token("auditor")))
+        .header(
+            "Authorization",
+            format!("Bearer {}", server.token("auditor")),
+        )
         .header("Last-Event-ID", "0")
         .call()
         .expect("the server answers");
