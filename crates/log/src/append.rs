@@ -33,6 +33,30 @@ fn at_most(what: &'static str, actual: usize, limit: usize) -> Result<(), LogErr
     Ok(())
 }
 
+/// Checks a unit against the format's bounds before anything of it is staged: at least one
+/// record, at most [`MAX_UNIT_RECORDS`], stream names of 1..=[`MAX_STREAM_BYTES`] bytes (the
+/// expected versions' too), payloads of at most [`MAX_PAYLOAD_BYTES`]. Every backend of
+/// [`DurableLog`](crate::DurableLog) refuses what this refuses, with the same errors.
+pub fn check_unit(
+    expected: &[(&str, ExpectedVersion)],
+    records: &[NewRecord<'_>],
+) -> Result<(), LogError> {
+    if records.is_empty() {
+        return Err(LogError::InvalidInput(
+            "a unit needs at least one record".into(),
+        ));
+    }
+    at_most("unit (records)", records.len(), MAX_UNIT_RECORDS)?;
+    for record in records {
+        check_stream_name(record.stream)?;
+        at_most("payload (bytes)", record.payload.len(), MAX_PAYLOAD_BYTES)?;
+    }
+    for (stream, _) in expected {
+        check_stream_name(stream)?;
+    }
+    Ok(())
+}
+
 impl Log {
     /// The stream's slot in the table, looking its version up if needed.
     fn slot_of(&mut self, stream: &str) -> Result<streams::Slot, LogError> {
@@ -67,19 +91,7 @@ impl Log {
                 ),
             });
         }
-        if records.is_empty() {
-            return Err(LogError::InvalidInput(
-                "a unit needs at least one record".into(),
-            ));
-        }
-        at_most("unit (records)", records.len(), MAX_UNIT_RECORDS)?;
-        for record in records {
-            check_stream_name(record.stream)?;
-            at_most("payload (bytes)", record.payload.len(), MAX_PAYLOAD_BYTES)?;
-        }
-        for (stream, _) in expected {
-            check_stream_name(stream)?;
-        }
+        check_unit(expected, records)?;
         // Look every version up first, so nothing below can fail half-way.
         // (A looked-up stream stays in the table: that changes no version.)
         for &(stream, expected_version) in expected {
