@@ -58,8 +58,24 @@ pub(crate) fn pg_err(action: &str, error: &postgres::Error) -> LogError {
     };
     LogError::Io(io::Error::new(
         kind,
-        format!("PostgreSQL, {action}: {error}"),
+        format!("PostgreSQL, {action}: {}", describe(error)),
     ))
+}
+
+/// The error with what the server said, if it said anything (`Display` of a server error is
+/// only "db error").
+pub(crate) fn describe(error: &postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        return error.to_string();
+    };
+    let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!(" ({detail})"));
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!("; hint: {hint}"));
+    }
+    text
 }
 
 /// A bigint column's value as a position, version or count (never negative in a sound log).
@@ -81,4 +97,25 @@ pub(crate) fn to_hash(bytes: &[u8], what: &str) -> Result<[u8; 32], String> {
     bytes
         .try_into()
         .map_err(|_| format!("{what} has {} bytes, not 32", bytes.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_string_is_never_repeated_in_its_error() {
+        let error = parse("postgresql://user:secret@[::1:5432/db").expect_err("malformed");
+        assert!(!error.to_string().contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn defaults_bound_the_connect_and_notice_a_dead_peer_within_a_minute() {
+        let config = parse("postgresql://u@127.0.0.1:5/db").expect("parse");
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVES_IDLE);
+        let own = parse("postgresql://u@h/db?connect_timeout=3&keepalives_idle=30").expect("parse");
+        assert_eq!(own.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(own.get_keepalives_idle(), Duration::from_secs(30));
+    }
 }

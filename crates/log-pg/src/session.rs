@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use gongji_log::LogError;
 use postgres::{Client, Config};
 
-use crate::conn::{connect, connection_lost, pg_err, to_hash, to_i64, to_u64};
+use crate::conn::{connect, connection_lost, describe, pg_err, to_hash, to_i64, to_u64};
 use crate::copy;
 use crate::schema::{self, LOCK_CLASS};
 
@@ -120,6 +120,15 @@ impl Session {
         &self.log
     }
 
+    /// Releases the writer lock now (dropping the connection alone releases it only once the
+    /// server has ended the session, which a writer opening right after could still find).
+    pub fn release(mut self) {
+        let _ = self.client.execute(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&LOCK_CLASS, &self.lock_key],
+        );
+    }
+
     /// Commits the batch; after a lost connection, finds out whether it committed and commits
     /// it again if it did not (see the module documentation).
     pub fn commit(&mut self, sealed: &Sealed) -> Result<(), LogError> {
@@ -132,7 +141,7 @@ impl Session {
                 Err(CommitError::Pg(e)) if !connection_lost(&self.client, &e) => {
                     return Err(pg_err(&self.batch_action(sealed), &e));
                 }
-                Err(CommitError::Pg(e)) => e,
+                Err(CommitError::Pg(e)) => describe(&e),
             };
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.reconnect_within);
             let head = self.reconnect(deadline).map_err(|e| {

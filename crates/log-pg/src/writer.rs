@@ -213,6 +213,8 @@ fn run(progress: &Progress, mut session: Session, mut head: Head) {
                     .unwrap_or_else(PoisonError::into_inner);
             }
             if state.queue.is_empty() {
+                drop(state);
+                session.release();
                 return;
             }
             if state.failed.is_some() {
