@@ -78,6 +78,15 @@ impl PgLog {
     ) -> Result<Appended, LogError> {
         self.check_writable()?;
         check_unit(expected, records)?;
+        let streams = records.iter().map(|r| r.stream);
+        if let Some(stream) = streams
+            .chain(expected.iter().map(|e| e.0))
+            .find(|s| s.contains('\0'))
+        {
+            return Err(LogError::InvalidInput(format!(
+                "stream name {stream:?} holds a NUL character, which PostgreSQL's text cannot"
+            )));
+        }
         let first_position = self.end_position_now();
         let last_index = records.len() - 1;
         to_i64(first_position + records.len() as u64, "log (records)")?;

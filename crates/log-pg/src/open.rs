@@ -86,6 +86,8 @@ impl PgLog {
         Ok(PgLog::new(config, log, reads, head, progress, None))
     }
 
+    /// A writer's table of stream versions starts complete on an empty log (every stream it
+    /// will know is one it appends to); a reader's never is (its writer appends behind it).
     fn new(
         config: postgres::Config,
         log: &str,
@@ -94,6 +96,7 @@ impl PgLog {
         progress: Arc<Progress>,
         writer: Option<Writer>,
     ) -> PgLog {
+        let complete = writer.is_some() && head.end_position == 0;
         PgLog {
             log: log.to_owned(),
             config,
@@ -102,7 +105,7 @@ impl PgLog {
             progress,
             streams: StreamVersions {
                 versions: Default::default(),
-                complete: head.end_position == 0,
+                complete,
             },
             staged: Vec::new(),
             in_flight: VecDeque::new(),

@@ -349,6 +349,18 @@ fn a_reader_beside_the_writer_sees_only_what_is_durable(backend: &dyn Backend) {
     writer.close().expect("close writer");
 }
 
+fn a_reader_opened_on_an_empty_log_follows_the_writer(backend: &dyn Backend) {
+    let mut writer = backend.open().expect("open");
+    let mut reader = backend.open_reader().expect("reader");
+    assert_eq!(reader.durable_end(), 0);
+    assert_eq!(reader.stream_version("a").expect("version"), 0);
+    append_units(&mut *writer, 0, 2).expect("appends");
+    assert_eq!(reader.refresh_read_only().expect("refresh"), 4);
+    assert_eq!(reader.stream_version("a").expect("version"), 2);
+    assert_eq!(reader.read_stream("b").expect("read").len(), 2);
+    writer.close().expect("close writer");
+}
+
 fn a_second_writer_is_refused(backend: &dyn Backend) {
     let mut first = backend.open().expect("open");
     append_units(&mut *first, 0, 2).expect("appends");
@@ -388,5 +400,6 @@ contract!(
     links_are_handed_out_and_checked,
     a_tampered_record_is_corrupt,
     a_reader_beside_the_writer_sees_only_what_is_durable,
+    a_reader_opened_on_an_empty_log_follows_the_writer,
     a_second_writer_is_refused,
 );

@@ -221,3 +221,28 @@ fn a_closed_writer_releases_its_lock_at_once() {
         Box::new(log).close().expect("close");
     }
 }
+
+#[test]
+fn a_stream_name_postgresql_cannot_store_is_refused_and_stages_nothing() {
+    let uri = support::pg_uri();
+    let name = support::fresh_log("nul");
+    let mut log = PgLog::open(&uri, &name).expect("open");
+    let record = |stream| NewRecord {
+        stream,
+        event_id: Uuid::nil(),
+        payload: b"x",
+    };
+    let refused = [
+        log.append(&[], &[record("ok"), record("nul\0inside")], 0),
+        log.append(&[("nul\0", ExpectedVersion::Any)], &[record("ok")], 0),
+    ];
+    for result in refused {
+        assert!(
+            matches!(result, Err(LogError::InvalidInput(_))),
+            "{result:?}"
+        );
+    }
+    assert_eq!(log.end_position(), 0);
+    log.append(&[], &[record("ok")], 0).expect("append");
+    assert_eq!(log.sync().expect("the log is not broken"), 1);
+}
