@@ -13,7 +13,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use gongji_log::{
-    check_unit, Appended, ExpectedVersion, LogError, NewRecord, Record, SyncProgress, SyncTicket,
+    check_unit, check_versions, Appended, ExpectedVersion, LogError, NewRecord, Record,
+    SyncProgress, SyncTicket,
 };
 
 use crate::conn::to_i64;
@@ -90,19 +91,7 @@ impl PgLog {
         let first_position = self.end_position_now();
         let last_index = records.len() - 1;
         to_i64(first_position + records.len() as u64, "log (records)")?;
-        for &(stream, expected_version) in expected {
-            let actual = self.version_of(stream)?;
-            if !expected_version.matches(actual) {
-                return Err(LogError::WrongExpectedVersion {
-                    stream: stream.to_owned(),
-                    expected: expected_version,
-                    actual,
-                });
-            }
-        }
-        for record in records {
-            self.version_of(record.stream)?;
-        }
+        check_versions(expected, records, |stream| self.version_of(stream))?;
         self.staged.reserve(records.len());
         for (i, record) in records.iter().enumerate() {
             let version = self

@@ -57,6 +57,30 @@ pub fn check_unit(
     Ok(())
 }
 
+/// Checks a unit's expected versions against `version_of` (a stream's version with everything
+/// appended so far), then looks up every stream the unit appends to, so that a backend's
+/// staging after it cannot fail half-way. The first mismatch is `WrongExpectedVersion`.
+pub fn check_versions(
+    expected: &[(&str, ExpectedVersion)],
+    records: &[NewRecord<'_>],
+    mut version_of: impl FnMut(&str) -> Result<u64, LogError>,
+) -> Result<(), LogError> {
+    for &(stream, expected_version) in expected {
+        let actual = version_of(stream)?;
+        if !expected_version.matches(actual) {
+            return Err(LogError::WrongExpectedVersion {
+                stream: stream.to_owned(),
+                expected: expected_version,
+                actual,
+            });
+        }
+    }
+    for record in records {
+        version_of(record.stream)?;
+    }
+    Ok(())
+}
+
 impl Log {
     /// The stream's slot in the table, looking its version up if needed.
     fn slot_of(&mut self, stream: &str) -> Result<streams::Slot, LogError> {
@@ -94,19 +118,9 @@ impl Log {
         check_unit(expected, records)?;
         // Look every version up first, so nothing below can fail half-way.
         // (A looked-up stream stays in the table: that changes no version.)
-        for &(stream, expected_version) in expected {
-            let actual = self.slot_of(stream)?.version;
-            if !expected_version.matches(actual) {
-                return Err(LogError::WrongExpectedVersion {
-                    stream: stream.to_owned(),
-                    expected: expected_version,
-                    actual,
-                });
-            }
-        }
-        for record in records {
-            self.slot_of(record.stream)?;
-        }
+        check_versions(expected, records, |stream| {
+            Ok(self.slot_of(stream)?.version)
+        })?;
 
         let first_position = self.end_position();
         let last_index = records.len() - 1;
