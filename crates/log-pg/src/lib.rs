@@ -79,6 +79,24 @@
 //! is acknowledged that did not commit. With synchronous replication, a commit that returned
 //! is on a standby, so the new primary's head holds it.
 //!
+//! # Differences from the file log
+//!
+//! A stream name holding NUL is refused at `append` (`InvalidInput`): PostgreSQL's `text`
+//! cannot hold it. Damage found is remembered by this [`PgLog`] only (appends refused until it
+//! is opened again), not in a marker the next open reads as the file log's `QUARANTINE` is.
+//! `LogError::Locked` and `LogError::Corrupt` name `postgres:TABLE/LOG` where the file log
+//! names a directory or segment (offset 0).
+//!
+//! # Tests
+//!
+//! `tests/contract.rs` runs the same cases against the file log and this one;
+//! `tests/pg.rs` what only this one has (several logs in a database, sessions killed between
+//! and in the middle of commits, the fence, damage at open). They run against
+//! `GONGJI_TEST_PG` or, when it is unset, the throwaway cluster `tools/pg-local up` starts
+//! (PostgreSQL 15 on 127.0.0.1), so that `cargo test --workspace` runs them: a test skipped
+//! for want of a database could never fail. `examples/append_bench.rs` measures appends
+//! against PostgreSQL's own COPY of the same rows.
+//!
 //! # Modules, one job each
 //!
 //! `conn` (connection strings, connections, errors), `schema` (the tables), `session` (the
