@@ -39,7 +39,23 @@ pub(crate) struct Sealed {
     pub from: Head,
     pub to: Head,
     pub rows: u64,
+    /// The rows (`copy::row`), without the COPY header and trailer.
     pub copy: Vec<u8>,
+}
+
+impl Sealed {
+    /// Consecutive sealed batches (each starting where the one before ends) as one.
+    pub fn merge(batches: impl IntoIterator<Item = Sealed>) -> Sealed {
+        let mut batches = batches.into_iter();
+        let mut merged = batches.next().expect("at least one batch to merge");
+        for next in batches {
+            assert_eq!(next.from, merged.to, "merged batches are consecutive");
+            merged.to = next.to;
+            merged.rows += next.rows;
+            merged.copy.extend_from_slice(&next.copy);
+        }
+        merged
+    }
 }
 
 /// What the head read back after a lost connection says of a batch.
@@ -207,7 +223,13 @@ impl Session {
             copy::COLUMNS
         );
         let mut writer = tx.copy_in(&statement).map_err(CommitError::Pg)?;
-        let written = writer.write_all(&sealed.copy);
+        let (mut header, mut trailer) = (Vec::new(), Vec::new());
+        copy::begin(&mut header);
+        copy::end(&mut trailer);
+        let written = writer
+            .write_all(&header)
+            .and_then(|()| writer.write_all(&sealed.copy))
+            .and_then(|()| writer.write_all(&trailer));
         if let Err(e) = written {
             // Dropping the writer and the transaction ends the COPY and rolls back.
             return Err(CommitError::Local(format!(

@@ -1,17 +1,18 @@
-//! The writer thread: commits handed-over batches in order on the writer's session, off the
-//! caller's thread, and reports how far they are committed ([`Progress`], which the log's
-//! [`SyncTicket`](gongji_log::SyncTicket)s wait on).
+//! The writer's two threads: they commit handed-over batches in order on the writer's session,
+//! off the caller's thread, and report how far they are committed ([`Progress`], which the
+//! log's [`SyncTicket`](gongji_log::SyncTicket)s wait on).
 //!
-//! The thread completes the hash chain (each record's previous hash and hash, blake3 over the
-//! file log's frame body: `Record::recompute_hash`) just before encoding the rows, as the file
-//! log's syncer does: it is the one place that sees every batch in order. The batches queued
-//! when it wakes are committed together, in one transaction (group commit): a sync's units are
-//! never split across transactions.
+//! * the **sealer** completes each batch's hash chain (each record's previous hash and hash,
+//!   blake3 over the file log's frame body: `Record::recompute_hash`) and encodes its rows, as
+//!   the file log's syncer does: it is the one place that sees every batch in order;
+//! * the **committer** commits the sealed batches waiting when it wakes in one transaction
+//!   (group commit; a sync's units are never split across transactions) while the sealer
+//!   seals the next ones.
 //!
 //! Invariants as the code holds them: batch `seq` is reported durable only after the
 //! transaction holding it committed (see `session`), and only with every batch before it; a
 //! batch that fails fails every later one (they chain onto it), and nothing after it is
-//! committed; the chain hash moves on only past a committed batch.
+//! committed (the committer drops what was sealed after it).
 
 use std::collections::VecDeque;
 use std::io;
@@ -42,7 +43,12 @@ struct Failure {
 }
 
 struct State {
+    /// Handed over, not yet sealed.
     queue: VecDeque<Batch>,
+    /// Sealed, not yet committed: (first seq, last seq, rows).
+    sealed: VecDeque<(u64, u64, Sealed)>,
+    /// The sealer has ended (after `shutdown`, with the queue empty).
+    sealer_done: bool,
     /// Every batch with `seq <= durable_seq` is committed, and the log's head is `durable`.
     durable_seq: u64,
     durable: Head,
@@ -53,8 +59,10 @@ struct State {
 /// What the log, its tickets and the writer thread share.
 pub(crate) struct Progress {
     state: Mutex<State>,
-    /// The thread has work (queue or shutdown).
+    /// The sealer has work (queue or shutdown).
     work: Condvar,
+    /// The committer has work (sealed batches, or the sealer done).
+    to_commit: Condvar,
     /// `durable_seq` or `failed` changed.
     changed: Condvar,
 }
@@ -72,12 +80,15 @@ impl Progress {
         Arc::new(Progress {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                sealed: VecDeque::new(),
+                sealer_done: false,
                 durable_seq: 0,
                 durable: head,
                 failed: None,
                 shutdown: false,
             }),
             work: Condvar::new(),
+            to_commit: Condvar::new(),
             changed: Condvar::new(),
         })
     }
@@ -102,6 +113,10 @@ impl Progress {
         }
         drop(state);
         self.changed.notify_all();
+    }
+
+    fn wait<'a>(&self, condvar: &Condvar, state: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        condvar.wait(state).unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -136,30 +151,50 @@ impl SyncProgress for Progress {
     }
 }
 
-/// The writer thread and what it shares.
+/// The writer's threads and what they share.
 pub(crate) struct Writer {
     pub progress: Arc<Progress>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, LogError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map_err(|e| {
+            LogError::Io(io::Error::new(
+                e.kind(),
+                format!("starting the log's {name} thread: {e}"),
+            ))
+        })
 }
 
 impl Writer {
-    /// Starts the thread on `session`, the log at `head`.
+    /// Starts the threads on `session`, the log at `head`.
     pub fn start(session: Session, head: Head) -> Result<Writer, LogError> {
         let progress = Progress::new(head);
+        let log = session.log().to_owned();
         let shared = Arc::clone(&progress);
-        let thread = std::thread::Builder::new()
-            .name("gongji-log-pg-writer".into())
-            .spawn(move || run(&shared, session, head))
-            .map_err(|e| {
-                LogError::Io(io::Error::new(
-                    e.kind(),
-                    format!("starting the log's writer thread: {e}"),
-                ))
-            })?;
-        Ok(Writer {
-            progress,
-            thread: Some(thread),
-        })
+        let committer = spawn("gongji-log-pg-commit", move || {
+            run_committer(&shared, session)
+        })?;
+        let mut writer = Writer {
+            progress: Arc::clone(&progress),
+            threads: vec![committer],
+        };
+        let shared = Arc::clone(&progress);
+        match spawn("gongji-log-pg-seal", move || {
+            run_sealer(&shared, &log, head)
+        }) {
+            Ok(sealer) => writer.threads.push(sealer),
+            Err(e) => {
+                // The committer waits for a sealer that never ran: end it.
+                progress.lock().sealer_done = true;
+                writer.stop();
+                return Err(e);
+            }
+        }
+        Ok(writer)
     }
 
     pub fn submit(&self, batch: Batch) {
@@ -167,15 +202,18 @@ impl Writer {
         self.progress.work.notify_one();
     }
 
-    /// Lets the thread commit what is queued, then ends it (and its session: the lock is
+    /// Lets the threads commit what is queued, then ends them (and the session: the lock is
     /// released).
     pub fn stop(&mut self) {
-        let Some(thread) = self.thread.take() else {
+        if self.threads.is_empty() {
             return;
-        };
+        }
         self.progress.lock().shutdown = true;
         self.progress.work.notify_all();
-        let _ = thread.join();
+        self.progress.to_commit.notify_all();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -185,54 +223,92 @@ impl Drop for Writer {
     }
 }
 
-/// If the thread unwinds, every waiter learns it instead of waiting forever.
-struct PanicGuard<'a>(&'a Progress);
+/// If a thread unwinds, every waiter learns it instead of waiting forever.
+struct PanicGuard<'a> {
+    progress: &'a Progress,
+    sealer: bool,
+}
 
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let seq = self.0.lock().durable_seq + 1;
-            self.0.fail(Failure {
+            let seq = self.progress.lock().durable_seq + 1;
+            self.progress.fail(Failure {
                 seq,
                 kind: io::ErrorKind::Other,
-                message: "the log's writer thread panicked".into(),
+                message: "a thread of the log's writer panicked".into(),
             });
+        }
+        if self.sealer {
+            self.progress.lock().sealer_done = true;
+            self.progress.to_commit.notify_all();
         }
     }
 }
 
-fn run(progress: &Progress, mut session: Session, mut head: Head) {
-    let _guard = PanicGuard(progress);
+/// Seals each handed-over batch in order and passes it to the committer.
+fn run_sealer(progress: &Progress, log: &str, mut head: Head) {
+    let _guard = PanicGuard {
+        progress,
+        sealer: true,
+    };
     loop {
         let mut batches: Vec<Batch> = {
             let mut state = progress.lock();
             while state.queue.is_empty() && !state.shutdown {
-                state = progress
-                    .work
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+                state = progress.wait(&progress.work, state);
             }
             if state.queue.is_empty() {
+                return;
+            }
+            state.queue.drain(..).collect()
+        };
+        if progress.lock().failed.is_some() {
+            // Lost with the batch that failed before them.
+            continue;
+        }
+        let first_seq = batches[0].seq;
+        let last_seq = batches[batches.len() - 1].seq;
+        let sealed = seal(log, &mut batches, head);
+        head = sealed.to;
+        progress
+            .lock()
+            .sealed
+            .push_back((first_seq, last_seq, sealed));
+        progress.to_commit.notify_one();
+    }
+}
+
+/// Commits the sealed batches waiting, together, in order; ends the session when done.
+fn run_committer(progress: &Progress, mut session: Session) {
+    let _guard = PanicGuard {
+        progress,
+        sealer: false,
+    };
+    loop {
+        let waiting: Vec<(u64, u64, Sealed)> = {
+            let mut state = progress.lock();
+            while state.sealed.is_empty() && !state.sealer_done {
+                state = progress.wait(&progress.to_commit, state);
+            }
+            if state.sealed.is_empty() {
                 drop(state);
                 session.release();
                 return;
             }
-            if state.failed.is_some() {
-                // Lost with the batch that failed before them.
-                state.queue.clear();
-                continue;
-            }
-            state.queue.drain(..).collect()
+            state.sealed.drain(..).collect()
         };
-        let first_seq = batches[0].seq;
-        let last_seq = batches[batches.len() - 1].seq;
-        let sealed = seal(session.log(), &mut batches, head);
+        if progress.lock().failed.is_some() {
+            continue;
+        }
+        let first_seq = waiting[0].0;
+        let last_seq = waiting[waiting.len() - 1].1;
+        let sealed = Sealed::merge(waiting.into_iter().map(|(_, _, s)| s));
         match session.commit(&sealed) {
             Ok(()) => {
-                head = sealed.to;
                 let mut state = progress.lock();
                 state.durable_seq = last_seq;
-                state.durable = head;
+                state.durable = sealed.to;
                 drop(state);
                 progress.changed.notify_all();
             }
@@ -251,7 +327,6 @@ fn run(progress: &Progress, mut session: Session, mut head: Head) {
 /// Completes the chain of `batches` from `head` and encodes their rows.
 fn seal(log: &str, batches: &mut [Batch], head: Head) -> Sealed {
     let mut rows = Vec::new();
-    copy::begin(&mut rows);
     let mut to = head;
     let mut count = 0u64;
     for record in batches.iter_mut().flat_map(|b| b.records.iter_mut()) {
@@ -268,7 +343,6 @@ fn seal(log: &str, batches: &mut [Batch], head: Head) -> Sealed {
         copy::row(&mut rows, log, record);
         count += 1;
     }
-    copy::end(&mut rows);
     Sealed {
         from: head,
         to,
