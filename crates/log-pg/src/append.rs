@@ -5,7 +5,7 @@
 //! Invariants as the code holds them: a unit is staged whole or not at all (every check and
 //! version lookup comes before the first record is staged); positions and stream versions are
 //! consecutive from the end of what is staged, in flight and durable; `durable` only ever
-//! moves to a head the writer thread reported committed, in order; after a failed batch the
+//! moves to a head the writer's committer reported committed, in order; after a failed batch the
 //! log is broken and refuses further work; a damaged log stages nothing.
 
 use std::collections::HashMap;
@@ -107,7 +107,7 @@ impl PgLog {
                 event_id: record.event_id,
                 recorded_at_micros,
                 payload: record.payload.to_vec(),
-                // The writer thread completes the chain.
+                // The writer's sealer completes the chain.
                 hash: [0; 32],
                 prev_hash: [0; 32],
                 unit_end: i == last_index,
@@ -128,7 +128,7 @@ impl PgLog {
         SyncTicket::new(progress, seq, end_position)
     }
 
-    /// Hands every staged unit to the writer thread, which commits them in one transaction.
+    /// Hands every staged unit to the writer's threads, which commit them in one transaction.
     pub(crate) fn start_sync(&mut self) -> Result<SyncTicket, LogError> {
         self.apply_synced();
         self.check_usable()?;
@@ -157,7 +157,7 @@ impl PgLog {
         Ok(self.ticket(seq, end))
     }
 
-    /// Takes in every batch the writer thread committed (without waiting); a failed batch
+    /// Takes in every batch the writer committed (without waiting); a failed batch
     /// breaks the log.
     pub(crate) fn apply_synced(&mut self) {
         if self.in_flight.is_empty() {

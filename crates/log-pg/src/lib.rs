@@ -63,14 +63,15 @@
 //!
 //! # A sync
 //!
-//! `append` checks and stages a unit in memory. `sync_start` hands every staged unit to the
-//! writer thread and returns a [`gongji_log::SyncTicket`] at once; the thread completes the
-//! chain and commits the batches queued when it wakes in ONE transaction: the fenced `UPDATE`
-//! of the head, one binary `COPY` of the rows, `COMMIT`. The ticket resolves only after
-//! `COMMIT` returned. At most 4 batches are in flight. A failed commit fails its batch and every
+//! `append` checks and stages a unit in memory. `sync_start` hands every staged unit (a batch)
+//! to the writer's threads and returns a [`gongji_log::SyncTicket`] at once: the sealer
+//! completes the batch's chain and encodes its rows; the committer commits the batches sealed
+//! when it wakes in ONE transaction (the fenced `UPDATE` of the head, one binary `COPY` of the
+//! rows, `COMMIT`) while the sealer seals the next. The ticket resolves only after `COMMIT`
+//! returned. At most 4 batches are in flight. A failed commit fails its batch and every
 //! later one, and the log refuses further work (`LogError::Broken`): open it again.
 //!
-//! **A connection lost mid-commit** leaves the outcome unknown. The writer thread connects again
+//! **A connection lost mid-commit** leaves the outcome unknown. The committer connects again
 //! (with a multi-host string: to the new primary), retrying for
 //! [`PgLogOptions::reconnect_within`], and first takes the lock again: holding it means the old
 //! session is gone, so its transaction is final. Then the head decides: at the batch's end with
@@ -101,7 +102,7 @@
 //!
 //! `conn` (connection strings, connections, errors), `schema` (the tables), `session` (the
 //! writer's connection: lock, commit, in-doubt resolution), `copy` (binary COPY rows),
-//! `writer` (the thread committing batches, and the progress tickets wait on), `open`,
+//! `writer` (the threads sealing and committing batches, and the progress tickets wait on), `open`,
 //! `append` (checks, staging, syncs), `read` (reads and links), `verify`, `durable` (the
 //! [`gongji_log::DurableLog`] implementation).
 
@@ -133,7 +134,7 @@ use writer::{Progress, Writer};
 pub struct PgLog {
     log: String,
     config: postgres::Config,
-    /// The connection reads use (the writer's session is the writer thread's).
+    /// The connection reads use (the writer's session is its committer thread's).
     reads: Mutex<postgres::Client>,
     /// `None`: opened read-only.
     writer: Option<Writer>,

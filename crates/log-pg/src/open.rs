@@ -1,5 +1,5 @@
 //! Opening a log: as its writer ([`PgLog::open`]: schema, head row, lock, the tail checked
-//! against the head, the writer thread) or to read beside it ([`PgLog::open_read_only`]: no
+//! against the head, the writer's threads) or to read beside it ([`PgLog::open_read_only`]: no
 //! lock, nothing written); and closing.
 //!
 //! Invariants as the code holds them: a writer starts only at a head whose last record is

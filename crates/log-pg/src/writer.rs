@@ -56,7 +56,7 @@ struct State {
     shutdown: bool,
 }
 
-/// What the log, its tickets and the writer thread share.
+/// What the log, its tickets and the writer's threads share.
 pub(crate) struct Progress {
     state: Mutex<State>,
     /// The sealer has work (queue or shutdown).
