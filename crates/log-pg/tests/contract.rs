@@ -370,12 +370,16 @@ fn a_second_writer_is_refused(backend: &dyn Backend) {
     assert_eq!(second.durable_end(), 4);
 }
 
-/// Each case as a test against each backend.
+/// Each case as a test against each backend. Every test waits for the database first, the
+/// file log's too: `pg_uri` may start `tools/pg-local` (once per test binary), and a child
+/// process forked while a file log holds its `LOCK` holds the lock too until it execs, so a
+/// reopen at that moment would find it locked.
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod file_log {
             $(#[test]
             fn $case() {
+                super::support::pg_uri();
                 let dir = tempfile::tempdir().expect("tempdir");
                 super::$case(&super::FileBackend(dir));
             })*

@@ -49,6 +49,8 @@ fn run(ledger: &mut Ledger, lines: &[String]) -> (Vec<LineOutcome>, Vec<Record>)
 
 #[test]
 fn the_ledger_over_postgresql_writes_the_file_logs_records_and_chain() {
+    // The database first: see `contract.rs` on starting it while a file log is open.
+    let uri = support::pg_uri();
     let lines = input_lines();
     let file_dir = tempfile::tempdir().expect("tempdir");
     let mut on_file = Ledger::open(file_dir.path()).expect("file ledger");
@@ -58,7 +60,7 @@ fn the_ledger_over_postgresql_writes_the_file_logs_records_and_chain() {
     let projections = tempfile::tempdir().expect("tempdir");
     let store = Log::open(projections.path()).expect("projection store");
     let name = support::fresh_log("ledger");
-    let pg = PgLog::open(&support::pg_uri(), &name).expect("open");
+    let pg = PgLog::open(&uri, &name).expect("open");
     let mut on_pg = Ledger::with_log(Box::new(pg), store.kv().clone(), ProjectionBackend::Runs)
         .expect("ledger over PostgreSQL");
     let (pg_outcomes, pg_records) = run(&mut on_pg, &lines);
@@ -75,6 +77,6 @@ fn the_ledger_over_postgresql_writes_the_file_logs_records_and_chain() {
     on_pg.close().expect("close");
 
     // A reader of the same log sees it all.
-    let reader = PgLog::open_read_only(&support::pg_uri(), &name).expect("reader");
+    let reader = PgLog::open_read_only(&uri, &name).expect("reader");
     assert_eq!(reader.durable_end(), pg_records.len() as u64);
 }
