@@ -28,9 +28,12 @@ const STREAMS_MAX: usize = 1 << 20;
 /// Stream versions including staged and in-flight records.
 pub(crate) struct StreamVersions {
     pub versions: HashMap<String, u64>,
-    /// The table holds every stream of the log (it was empty at open and never emptied since):
-    /// a stream not in it has no records, with no lookup.
+    /// The table holds every stream of the log (the log was empty at open, or every durable
+    /// version was loaded, and the table was never emptied since): a stream not in it has no
+    /// records, with no lookup.
     pub complete: bool,
+    /// The durable versions were loaded once already (see `version_of`).
+    pub loaded: bool,
 }
 
 impl PgLog {
@@ -57,10 +60,17 @@ impl PgLog {
         Ok(())
     }
 
-    /// A stream's version, looked up (and then kept) if the table does not hold it.
+    /// A stream's version, looked up (and then kept) if the table does not hold it. A writer's
+    /// first miss loads every durable version in one query (up to the table's bound) instead:
+    /// on a log opened with records, looking up each new stream alone costs a round trip per
+    /// stream (about ten times slower appends, measured).
     fn version_of(&mut self, stream: &str) -> Result<u64, LogError> {
         if let Some(&version) = self.streams.versions.get(stream) {
             return Ok(version);
+        }
+        if !self.streams.complete && !self.streams.loaded && self.writer.is_some() {
+            self.load_versions()?;
+            return self.version_of(stream);
         }
         let version = if self.streams.complete {
             0
@@ -69,6 +79,20 @@ impl PgLog {
         };
         self.streams.versions.insert(stream.to_owned(), version);
         Ok(version)
+    }
+
+    /// Loads every durable stream version into the table, up to its bound; the table is then
+    /// complete if they all fit. Versions already in the table (staged, in flight) stay.
+    fn load_versions(&mut self) -> Result<(), LogError> {
+        self.streams.loaded = true;
+        let room = STREAMS_MAX.saturating_sub(self.streams.versions.len());
+        let loaded = self.durable_versions(room + 1)?;
+        let all = loaded.len() <= room;
+        for (stream, version) in loaded.into_iter().take(room) {
+            self.streams.versions.entry(stream).or_insert(version);
+        }
+        self.streams.complete = all;
+        Ok(())
     }
 
     pub(crate) fn append_unit(

@@ -106,6 +106,7 @@ impl PgLog {
             streams: StreamVersions {
                 versions: Default::default(),
                 complete,
+                loaded: false,
             },
             staged: Vec::new(),
             in_flight: VecDeque::new(),

@@ -118,6 +118,26 @@ impl PgLog {
         to_u64(version, "stream_version").map_err(|reason| corrupt(&self.log, 0, reason))
     }
 
+    /// Every stream's durable version, at most `limit` of them.
+    pub(crate) fn durable_versions(&self, limit: usize) -> Result<Vec<(String, u64)>, LogError> {
+        let end = to_i64(self.durable.end_position, "position")?;
+        let limit = to_i64(limit as u64, "limit")?;
+        let rows = self.with_reads("reading the streams' versions", |c| {
+            c.query(
+                "SELECT stream, max(stream_version) FROM gongji_log_records \
+                 WHERE log = $1 AND position < $2 GROUP BY stream LIMIT $3",
+                &[&self.log, &end, &limit],
+            )
+        })?;
+        rows.iter()
+            .map(|row| {
+                let version = to_u64(row.get(1), "stream_version");
+                version.map(|v| (row.get(0), v))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|reason| corrupt(&self.log, 0, reason))
+    }
+
     pub(crate) fn version_now(&self, stream: &str) -> Result<u64, LogError> {
         self.check_usable()?;
         match self.streams.versions.get(stream) {

@@ -246,3 +246,38 @@ fn a_stream_name_postgresql_cannot_store_is_refused_and_stages_nothing() {
     log.append(&[], &[record("ok")], 0).expect("append");
     assert_eq!(log.sync().expect("the log is not broken"), 1);
 }
+
+#[test]
+fn a_reopened_writer_checks_expected_versions_against_the_earlier_sessions_records() {
+    let uri = support::pg_uri();
+    let name = support::fresh_log("reopened");
+    let mut log = PgLog::open(&uri, &name).expect("open");
+    assert_eq!(append(&mut log, 0, 3, 2).expect("first session"), 6);
+    Box::new(log).close().expect("close");
+    let mut log = PgLog::open(&uri, &name).expect("reopen");
+    let record = |stream| NewRecord {
+        stream,
+        event_id: Uuid::nil(),
+        payload: b"x",
+    };
+    // The first stream the table lacks loads every durable version.
+    log.append(&[], &[record("fund")], 0)
+        .expect("fund, staged at 4");
+    log.append(&[("m-0", ExpectedVersion::Exact(1))], &[record("m-0")], 0)
+        .expect("m-0 is at 1");
+    log.append(&[("fund", ExpectedVersion::Exact(4))], &[record("new")], 0)
+        .expect("fund's staged version counts");
+    let refused = log.append(&[("m-2", ExpectedVersion::NoStream)], &[record("m-2")], 0);
+    assert!(
+        matches!(
+            refused,
+            Err(LogError::WrongExpectedVersion { actual: 1, .. })
+        ),
+        "{refused:?}"
+    );
+    log.append(&[("new", ExpectedVersion::Exact(1))], &[record("new")], 0)
+        .expect("new is at 1");
+    assert_eq!(log.sync().expect("sync"), 10);
+    assert_eq!(log.read_stream("fund").expect("read").len(), 4);
+    assert_eq!(log.stream_version("new").expect("version"), 2);
+}
