@@ -61,6 +61,14 @@
 //! `LogError::Corrupt` (its `segment` names `postgres:gongji_log_records/LOG`) and refuses
 //! further appends from this [`PgLog`].
 //!
+//! # Stream versions
+//!
+//! What an expected version is checked against (staged, in-flight and durable records) a writer
+//! keeps in memory, for up to 2^20 streams. On a log opened empty that table is complete; on a
+//! log opened with records, the first stream it lacks loads every durable version in one query
+//! (`GROUP BY stream`), so that new streams cost no round trip each. Past the bound the table
+//! is emptied once nothing is in flight, and a stream it lacks is looked up alone.
+//!
 //! # A sync
 //!
 //! `append` checks and stages a unit in memory. `sync_start` hands every staged unit (a batch)
