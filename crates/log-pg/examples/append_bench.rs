@@ -138,6 +138,15 @@ fn main() {
     let baseline = support::fresh_log("bench-copy");
     let rows_per_tx = (UNITS_PER_SYNC * 2) as usize;
     let copy_took = copy_baseline(&uri, &baseline, &rows, rows_per_tx);
+    let mut client = postgres::Client::connect(&uri, postgres::NoTls).expect("connect");
+    for table in ["gongji_log_records", "gongji_log_heads"] {
+        client
+            .execute(
+                &format!("DELETE FROM {table} WHERE log = $1 OR log = $2"),
+                &[&name, &baseline],
+            )
+            .expect("the benchmark's rows deleted");
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let mut file = Log::open(dir.path()).expect("file log");
     let file_took = append_all(&mut file, 0, units);
