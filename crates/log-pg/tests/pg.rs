@@ -281,3 +281,34 @@ fn a_reopened_writer_checks_expected_versions_against_the_earlier_sessions_recor
     assert_eq!(log.read_stream("fund").expect("read").len(), 4);
     assert_eq!(log.stream_version("new").expect("version"), 2);
 }
+
+#[test]
+fn a_reader_refreshing_beside_a_committing_writer_sees_whole_prefixes_only() {
+    let uri = support::pg_uri();
+    let name = support::fresh_log("prefix");
+    let mut log = PgLog::open(&uri, &name).expect("open");
+    append(&mut log, 0, 1, 1).expect("first unit");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, uri, name) = (Arc::clone(&stop), uri.clone(), name.clone());
+        std::thread::spawn(move || {
+            let mut reader = PgLog::open_read_only(&uri, &name).expect("reader");
+            let (mut refreshes, mut last_end) = (0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) && refreshes < 2_000 {
+                let end = reader.refresh_read_only().expect("refresh");
+                assert!(end >= last_end, "the durable end went back");
+                assert_eq!(end % 2, 0, "a unit was seen in part");
+                // Every position below the end is there, chained, and nothing beyond it.
+                assert_eq!(reader.verify(&mut |_| {}).expect("verify"), end);
+                last_end = end;
+                refreshes += 1;
+            }
+            (refreshes, last_end)
+        })
+    };
+    let end = append(&mut log, 1, 300, 3).expect("appends");
+    stop.store(true, Ordering::Relaxed);
+    let (refreshes, last_end) = reader.join().expect("reader");
+    assert_eq!(end, 602);
+    assert!(refreshes > 0 && last_end <= end);
+}
