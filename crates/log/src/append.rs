@@ -33,6 +33,54 @@ fn at_most(what: &'static str, actual: usize, limit: usize) -> Result<(), LogErr
     Ok(())
 }
 
+/// Checks a unit against the format's bounds before anything of it is staged: at least one
+/// record, at most [`MAX_UNIT_RECORDS`], stream names of 1..=[`MAX_STREAM_BYTES`] bytes (the
+/// expected versions' too), payloads of at most [`MAX_PAYLOAD_BYTES`]. Every backend of
+/// [`DurableLog`](crate::DurableLog) refuses what this refuses, with the same errors.
+pub fn check_unit(
+    expected: &[(&str, ExpectedVersion)],
+    records: &[NewRecord<'_>],
+) -> Result<(), LogError> {
+    if records.is_empty() {
+        return Err(LogError::InvalidInput(
+            "a unit needs at least one record".into(),
+        ));
+    }
+    at_most("unit (records)", records.len(), MAX_UNIT_RECORDS)?;
+    for record in records {
+        check_stream_name(record.stream)?;
+        at_most("payload (bytes)", record.payload.len(), MAX_PAYLOAD_BYTES)?;
+    }
+    for (stream, _) in expected {
+        check_stream_name(stream)?;
+    }
+    Ok(())
+}
+
+/// Checks a unit's expected versions against `version_of` (a stream's version with everything
+/// appended so far), then looks up every stream the unit appends to, so that a backend's
+/// staging after it cannot fail half-way. The first mismatch is `WrongExpectedVersion`.
+pub fn check_versions(
+    expected: &[(&str, ExpectedVersion)],
+    records: &[NewRecord<'_>],
+    mut version_of: impl FnMut(&str) -> Result<u64, LogError>,
+) -> Result<(), LogError> {
+    for &(stream, expected_version) in expected {
+        let actual = version_of(stream)?;
+        if !expected_version.matches(actual) {
+            return Err(LogError::WrongExpectedVersion {
+                stream: stream.to_owned(),
+                expected: expected_version,
+                actual,
+            });
+        }
+    }
+    for record in records {
+        version_of(record.stream)?;
+    }
+    Ok(())
+}
+
 impl Log {
     /// The stream's slot in the table, looking its version up if needed.
     fn slot_of(&mut self, stream: &str) -> Result<streams::Slot, LogError> {
@@ -67,34 +115,12 @@ impl Log {
                 ),
             });
         }
-        if records.is_empty() {
-            return Err(LogError::InvalidInput(
-                "a unit needs at least one record".into(),
-            ));
-        }
-        at_most("unit (records)", records.len(), MAX_UNIT_RECORDS)?;
-        for record in records {
-            check_stream_name(record.stream)?;
-            at_most("payload (bytes)", record.payload.len(), MAX_PAYLOAD_BYTES)?;
-        }
-        for (stream, _) in expected {
-            check_stream_name(stream)?;
-        }
+        check_unit(expected, records)?;
         // Look every version up first, so nothing below can fail half-way.
         // (A looked-up stream stays in the table: that changes no version.)
-        for &(stream, expected_version) in expected {
-            let actual = self.slot_of(stream)?.version;
-            if !expected_version.matches(actual) {
-                return Err(LogError::WrongExpectedVersion {
-                    stream: stream.to_owned(),
-                    expected: expected_version,
-                    actual,
-                });
-            }
-        }
-        for record in records {
-            self.slot_of(record.stream)?;
-        }
+        check_versions(expected, records, |stream| {
+            Ok(self.slot_of(stream)?.version)
+        })?;
 
         let first_position = self.end_position();
         let last_index = records.len() - 1;

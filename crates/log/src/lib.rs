@@ -158,6 +158,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+pub use append::{check_unit, check_versions};
 pub use durable::{DurableLog, LinkedRecords, Records};
 pub use durable_end::DURABLE_END_FILE;
 pub use error::{ExpectedVersion, LogError};

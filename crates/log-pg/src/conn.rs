@@ -1,0 +1,121 @@
+//! Connections: parsing the connection string, connecting with the log's settings, and what a
+//! PostgreSQL error means to the log (an `Io` error naming the action; whether the connection
+//! is lost, so that what was in progress has an unknown outcome).
+
+use std::io;
+use std::time::Duration;
+
+use gongji_log::LogError;
+use postgres::{Client, Config, NoTls};
+
+/// TCP keepalive idle time when the connection string leaves the default (2 hours): a primary
+/// that vanishes without closing its sockets is noticed within about a minute, not hours.
+const KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+/// Connect timeout when the connection string sets none.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Parses a libpq connection string (URI or key=value, multi-host allowed). The string itself
+/// is never repeated in an error: it may hold a password.
+pub(crate) fn parse(uri: &str) -> Result<Config, LogError> {
+    let mut config: Config = uri
+        .parse()
+        .map_err(|e| LogError::InvalidInput(format!("not a PostgreSQL connection string: {e}")))?;
+    if config.get_keepalives_idle() > KEEPALIVES_IDLE * 60 {
+        config.keepalives_idle(KEEPALIVES_IDLE);
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    Ok(config)
+}
+
+/// A new connection, named `gongji-log LOG ROLE` in `pg_stat_activity`.
+pub(crate) fn connect(config: &Config, log: &str, role: &str) -> Result<Client, LogError> {
+    let mut config = config.clone();
+    config.application_name(&format!("gongji-log {log} {role}"));
+    config
+        .connect(NoTls)
+        .map_err(|e| pg_err(&format!("connecting for log {log:?}"), &e))
+}
+
+/// Whether `error` means the connection is gone (closed, reset, terminated by an operator or a
+/// shutdown): whatever was in progress on it has an unknown outcome.
+pub(crate) fn connection_lost(client: &Client, error: &postgres::Error) -> bool {
+    client.is_closed()
+        || error.is_closed()
+        || error.code().is_some_and(|code| {
+            let code = code.code();
+            code.starts_with("08") || code.starts_with("57P")
+        })
+}
+
+/// A PostgreSQL error as the log reports it: `Io`, naming what the log was doing.
+pub(crate) fn pg_err(action: &str, error: &postgres::Error) -> LogError {
+    let kind = if error.is_closed() {
+        io::ErrorKind::ConnectionAborted
+    } else {
+        io::ErrorKind::Other
+    };
+    LogError::Io(io::Error::new(
+        kind,
+        format!("PostgreSQL, {action}: {}", describe(error)),
+    ))
+}
+
+/// The error with what the server said, if it said anything (`Display` of a server error is
+/// only "db error").
+pub(crate) fn describe(error: &postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        return error.to_string();
+    };
+    let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    if let Some(detail) = db.detail() {
+        text.push_str(&format!(" ({detail})"));
+    }
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!("; hint: {hint}"));
+    }
+    text
+}
+
+/// A bigint column's value as a position, version or count (never negative in a sound log).
+pub(crate) fn to_u64(value: i64, what: &str) -> Result<u64, String> {
+    u64::try_from(value).map_err(|_| format!("{what} is negative ({value})"))
+}
+
+/// A position, version or count as a bigint (the log refuses to grow past `i64::MAX`).
+pub(crate) fn to_i64(value: u64, what: &'static str) -> Result<i64, LogError> {
+    i64::try_from(value).map_err(|_| LogError::TooLarge {
+        what,
+        actual: value,
+        limit: i64::MAX as u64,
+    })
+}
+
+/// A bytea column's value as a hash.
+pub(crate) fn to_hash(bytes: &[u8], what: &str) -> Result<[u8; 32], String> {
+    bytes
+        .try_into()
+        .map_err(|_| format!("{what} has {} bytes, not 32", bytes.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_string_is_never_repeated_in_its_error() {
+        let error = parse("postgresql://user:secret@[::1:5432/db").expect_err("malformed");
+        assert!(!error.to_string().contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn defaults_bound_the_connect_and_notice_a_dead_peer_within_a_minute() {
+        let config = parse("postgresql://u@127.0.0.1:5/db").expect("parse");
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVES_IDLE);
+        let own = parse("postgresql://u@h/db?connect_timeout=3&keepalives_idle=30").expect("parse");
+        assert_eq!(own.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(own.get_keepalives_idle(), Duration::from_secs(30));
+    }
+}

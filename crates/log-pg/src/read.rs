@@ -1,0 +1,372 @@
+//! Reads: a stream's records, a stream's version, a position range in pages (each record
+//! checked against the chain, or its link handed out to be checked by its holder), and the
+//! read connection they share.
+//!
+//! Invariants as the code holds them: reads see only records below the durable end (the head
+//! this log committed or read), never one in flight; a page must hold every position of its
+//! span, in order (a missing row is damage, never skipped); a record whose hash, previous hash
+//! or place in its stream does not hold is `Corrupt`, and marks the log damaged.
+
+use std::sync::atomic::Ordering;
+use std::sync::PoisonError;
+
+use gongji_log::{Link, LogError, Record, MAX_STREAM_BYTES};
+use postgres::{Client, Row};
+
+use crate::conn::{connect, connection_lost, pg_err, to_hash, to_i64, to_u64};
+use crate::session::{read_head, Head};
+use crate::{corrupt, PgLog};
+
+/// Records fetched by one query of a range read.
+const PAGE_RECORDS: u64 = 4096;
+
+const SELECT_RECORD: &str = "SELECT position, stream, stream_version, event_id, \
+     recorded_at_micros, unit_end, payload, prev_hash, hash FROM gongji_log_records";
+
+/// `Corrupt` if log `log` has a record at `end` or beyond: no commit writes one beyond the head.
+pub(crate) fn nothing_beyond(client: &mut Client, log: &str, end: u64) -> Result<(), LogError> {
+    let from = to_i64(end, "position")?;
+    let beyond: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM gongji_log_records WHERE log = $1 AND position >= $2)",
+            &[&log, &from],
+        )
+        .map(|row| row.get(0))
+        .map_err(|e| {
+            pg_err(
+                &format!("looking for records beyond the head of log {log:?}"),
+                &e,
+            )
+        })?;
+    if beyond {
+        return Err(corrupt(
+            log,
+            end,
+            "records lie beyond the head (no commit of the log writes them)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A row as a record (`Err`: why it cannot be one).
+fn record_of(row: &Row) -> Result<Record, String> {
+    Ok(Record {
+        position: to_u64(row.try_get(0).map_err(|e| e.to_string())?, "position")?,
+        stream: row.try_get(1).map_err(|e| e.to_string())?,
+        stream_version: to_u64(row.try_get(2).map_err(|e| e.to_string())?, "stream_version")?,
+        event_id: row.try_get(3).map_err(|e| e.to_string())?,
+        recorded_at_micros: row.try_get(4).map_err(|e| e.to_string())?,
+        unit_end: row.try_get(5).map_err(|e| e.to_string())?,
+        payload: row.try_get(6).map_err(|e| e.to_string())?,
+        prev_hash: to_hash(row.try_get(7).map_err(|e| e.to_string())?, "prev_hash")?,
+        hash: to_hash(row.try_get(8).map_err(|e| e.to_string())?, "hash")?,
+    })
+}
+
+impl PgLog {
+    /// Runs `query` on the read connection, connecting again once if it was lost.
+    pub(crate) fn with_reads<T>(
+        &self,
+        action: &str,
+        mut query: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
+    ) -> Result<T, LogError> {
+        let mut client = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+        if client.is_closed() {
+            *client = connect(&self.config, &self.log, "reads")?;
+        }
+        match query(&mut client) {
+            Ok(value) => Ok(value),
+            Err(e) if connection_lost(&client, &e) => {
+                *client = connect(&self.config, &self.log, "reads")?;
+                query(&mut client).map_err(|e| pg_err(action, &e))
+            }
+            Err(e) => Err(pg_err(action, &e)),
+        }
+    }
+
+    /// The head row as committed now (a reader's refresh).
+    pub(crate) fn head_now(&self) -> Result<Head, LogError> {
+        let mut client = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+        if client.is_closed() {
+            *client = connect(&self.config, &self.log, "reads")?;
+        }
+        read_head(&mut client, &self.log)
+    }
+
+    /// Damage found: appends are refused from now on.
+    pub(crate) fn remember_damage(&self, error: LogError) -> LogError {
+        if matches!(error, LogError::Corrupt { .. }) {
+            self.damaged.store(true, Ordering::Relaxed);
+        }
+        error
+    }
+
+    /// A stream's durable version, from the database.
+    pub(crate) fn durable_version(&self, stream: &str) -> Result<u64, LogError> {
+        if stream.is_empty() || stream.len() > MAX_STREAM_BYTES {
+            return Ok(0);
+        }
+        let end = to_i64(self.durable.end_position, "position")?;
+        let version: i64 = self.with_reads("reading a stream's version", |c| {
+            c.query_one(
+                "SELECT coalesce(max(stream_version), 0) FROM gongji_log_records \
+                 WHERE log = $1 AND stream = $2 AND position < $3",
+                &[&self.log, &stream, &end],
+            )
+            .map(|row| row.get(0))
+        })?;
+        to_u64(version, "stream_version").map_err(|reason| corrupt(&self.log, 0, reason))
+    }
+
+    /// Every stream's durable version, at most `limit` of them.
+    pub(crate) fn durable_versions(&self, limit: usize) -> Result<Vec<(String, u64)>, LogError> {
+        let end = to_i64(self.durable.end_position, "position")?;
+        let limit = to_i64(limit as u64, "limit")?;
+        let rows = self.with_reads("reading the streams' versions", |c| {
+            c.query(
+                "SELECT stream, max(stream_version) FROM gongji_log_records \
+                 WHERE log = $1 AND position < $2 GROUP BY stream LIMIT $3",
+                &[&self.log, &end, &limit],
+            )
+        })?;
+        rows.iter()
+            .map(|row| {
+                let version = to_u64(row.get(1), "stream_version");
+                version.map(|v| (row.get(0), v))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|reason| corrupt(&self.log, 0, reason))
+    }
+
+    pub(crate) fn version_now(&self, stream: &str) -> Result<u64, LogError> {
+        self.check_usable()?;
+        match self.streams.versions.get(stream) {
+            Some(&version) => Ok(version),
+            None if self.streams.complete => Ok(0),
+            None => self.durable_version(stream),
+        }
+    }
+
+    /// The durable records of a stream, in version order, each checked against its hash.
+    pub(crate) fn stream_records(&self, stream: &str) -> Result<Vec<Record>, LogError> {
+        self.check_usable()?;
+        if stream.is_empty() || stream.len() > MAX_STREAM_BYTES {
+            return Ok(Vec::new());
+        }
+        let end = to_i64(self.durable.end_position, "position")?;
+        let sql = format!(
+            "{SELECT_RECORD} WHERE log = $1 AND stream = $2 AND position < $3 \
+             ORDER BY stream_version"
+        );
+        let rows = self.with_reads("reading a stream", |c| {
+            c.query(&sql, &[&self.log, &stream, &end])
+        })?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record = record_of(row).map_err(|reason| corrupt(&self.log, 0, reason));
+            let record = record.map_err(|e| self.remember_damage(e))?;
+            let reason = if record.stream_version != records.len() as u64 + 1 {
+                Some(format!(
+                    "stream {stream:?} holds version {} after version {}",
+                    record.stream_version,
+                    records.len()
+                ))
+            } else if record.recompute_hash() != record.hash {
+                Some("the record's hash is not the hash of its fields".to_string())
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(self.remember_damage(corrupt(&self.log, record.position, reason)));
+            }
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    /// Records with `from <= position < to` (`to` at most the durable end), fetched in pages.
+    pub(crate) fn fetch(&self, from: u64, to: u64) -> Result<Vec<Record>, LogError> {
+        let (low, high) = (to_i64(from, "position")?, to_i64(to, "position")?);
+        let sql = format!(
+            "{SELECT_RECORD} WHERE log = $1 AND position >= $2 AND position < $3 ORDER BY position"
+        );
+        let rows = self.with_reads("reading records", |c| {
+            c.query(&sql, &[&self.log, &low, &high])
+        })?;
+        let mut records = Vec::with_capacity(rows.len());
+        for (row, expected) in rows.iter().zip(from..) {
+            let record = record_of(row).map_err(|reason| corrupt(&self.log, expected, reason))?;
+            if record.position != expected {
+                break;
+            }
+            records.push(record);
+        }
+        let next = from + records.len() as u64;
+        if next < to {
+            return Err(corrupt(
+                &self.log,
+                next,
+                "the record is missing (positions have no gaps)".into(),
+            ));
+        }
+        Ok(records)
+    }
+
+    /// Checks one link: the record's hash, computed from its fields, must be what the record
+    /// after it names as its previous hash.
+    pub(crate) fn check_one_link(&self, record: &Record, link: &Link) -> Result<(), LogError> {
+        if record.recompute_hash() == link.expected_hash() {
+            return Ok(());
+        }
+        let end = self.durable.end_position;
+        let reason = if link.next_position() >= end {
+            "the last record's hash is not the hash the log's head holds"
+        } else {
+            "the record's previous-hash does not match the hash of the record before it"
+        };
+        let position = link.next_position().min(end.saturating_sub(1));
+        Err(self.remember_damage(corrupt(&self.log, position, reason.into())))
+    }
+}
+
+/// Durable records of a range in position order, a page at a time. With `check_hashes`, each
+/// record's hash is recomputed and chained onto the one before it; without, only positions
+/// are checked (the links are checked by whoever holds the records). Yields `Err` once, then
+/// ends.
+pub(crate) struct Pages<'a> {
+    log: &'a PgLog,
+    next: u64,
+    end: u64,
+    page: std::vec::IntoIter<Record>,
+    /// The hash the next record must name as its previous (zeros before position 0; unknown
+    /// before the first record of a range that starts later).
+    prev_hash: Option<[u8; 32]>,
+    check_hashes: bool,
+    done: bool,
+}
+
+impl<'a> Pages<'a> {
+    pub fn new(log: &'a PgLog, from: u64, to: u64, check_hashes: bool) -> Pages<'a> {
+        let end = to.min(log.durable.end_position);
+        Pages {
+            log,
+            next: from,
+            end,
+            page: Vec::new().into_iter(),
+            prev_hash: (from == 0).then_some([0; 32]),
+            check_hashes,
+            done: from >= end,
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<Record>, LogError> {
+        let record = match self.page.next() {
+            Some(record) => record,
+            None if self.next >= self.end => return Ok(None),
+            None => {
+                let to = self.end.min(self.next.saturating_add(PAGE_RECORDS));
+                self.page = self.log.fetch(self.next, to)?.into_iter();
+                self.page
+                    .next()
+                    .expect("a page holds every position of its span")
+            }
+        };
+        self.next = record.position + 1;
+        if self.check_hashes {
+            let reason = if self.prev_hash.is_some_and(|h| h != record.prev_hash) {
+                Some("the record's previous-hash does not match the hash of the record before it")
+            } else if record.recompute_hash() != record.hash {
+                Some("the record's hash is not the hash of its fields")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(corrupt(&self.log.log, record.position, reason.into()));
+            }
+            self.prev_hash = Some(record.hash);
+        }
+        Ok(Some(record))
+    }
+}
+
+impl Iterator for Pages<'_> {
+    type Item = Result<Record, LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.advance() {
+            Ok(Some(record)) => Some(Ok(record)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(self.log.remember_damage(e)))
+            }
+        }
+    }
+}
+
+/// Durable records of a range, each with its link (see `DurableLog::read_range_links_deferred`).
+pub(crate) struct Links<'a> {
+    pages: Pages<'a>,
+    held: Option<Record>,
+}
+
+impl<'a> Links<'a> {
+    pub fn new(log: &'a PgLog, from: u64, to: u64) -> Links<'a> {
+        Links {
+            pages: Pages::new(log, from, to, false),
+            held: None,
+        }
+    }
+
+    /// The link of the range's last record: the head's hash if the range reaches the durable
+    /// end, else the previous hash of the record after the range.
+    fn last_link(&self) -> Result<Link, LogError> {
+        let log = self.pages.log;
+        let end = self.pages.end;
+        if end >= log.durable.end_position {
+            return Ok(Link::new(log.durable.last_hash, end));
+        }
+        let after = log.fetch(end, end + 1)?;
+        let record = after
+            .first()
+            .expect("fetch returns every position asked for");
+        Ok(Link::new(record.prev_hash, end))
+    }
+}
+
+impl Iterator for Links<'_> {
+    type Item = Result<(Record, Link), LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let next = self.pages.next();
+            let Some(held) = self.held.take() else {
+                match next? {
+                    Ok(record) => {
+                        self.held = Some(record);
+                        continue;
+                    }
+                    Err(e) => return Some(Err(e)),
+                }
+            };
+            return Some(match next {
+                Some(Ok(record)) => {
+                    let link = Link::new(record.prev_hash, record.position);
+                    self.held = Some(record);
+                    Ok((held, link))
+                }
+                Some(Err(e)) => Err(e),
+                None => self
+                    .last_link()
+                    .map(|link| (held, link))
+                    .map_err(|e| self.pages.log.remember_damage(e)),
+            });
+        }
+    }
+}
