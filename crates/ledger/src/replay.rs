@@ -269,7 +269,7 @@ impl Ledger {
         }
         if self.read_only {
             // A read-only ledger stores nothing it folded: the entities stay decoded in its
-            // cache, marked dirty, and its queries read them there (`store::Unstored`); its
+            // cache, marked dirty, and its queries read them there (`Ledger::unstored`); its
             // store's layer takes them only before a scan. Only the checkpoint moves; past the
             // cache's bound, what is not dirty leaves it (not at every refresh: eviction walks
             // the whole cache, and a reader refreshes every few milliseconds).
