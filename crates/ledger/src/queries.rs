@@ -308,10 +308,21 @@ impl Ledger {
     /// The regions whose policies are loaded, each with its versions.
     pub fn policy_regions(&self) -> Result<BTreeSet<String>, LedgerError> {
         let mut regions = BTreeSet::new();
-        self.store_unstored()?;
         for entry in self.kv.scan_prefix(b"p/") {
             let (key, _) = entry?;
             regions.insert(String::from_utf8_lossy(&key[2..]).into_owned());
+        }
+        // A read-only ledger's policies loaded since its open are in its cache, not the store
+        // (`unstored`): only their keys are needed here, not everything stored first.
+        if self.read_only {
+            for key in &self.state.dirty {
+                if let EntityKey::Policies(region) = key {
+                    match self.state.policies.contains_key(region) {
+                        true => regions.insert(region.clone()),
+                        false => regions.remove(region),
+                    };
+                }
+            }
         }
         Ok(regions)
     }
@@ -356,9 +367,10 @@ impl Ledger {
         store::get_accounts(&self.kv, region)
     }
 
-    /// Before a scan of the store: a read-only ledger's layer takes what its cache holds and
-    /// the store does not (the same entities again on the next scan if they changed; the
-    /// cache stays what point reads use). A writer's store holds everything already.
+    /// Before a scan of the whole store (totals, the digest): a read-only ledger's layer takes
+    /// what its cache holds and the store does not (the same entities again on the next scan
+    /// if they changed; the cache stays what point reads use). A writer's store holds
+    /// everything already.
     pub(crate) fn store_unstored(&self) -> Result<(), LedgerError> {
         if !self.read_only || self.state.dirty.is_empty() {
             return Ok(());
