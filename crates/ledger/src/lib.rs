@@ -147,6 +147,8 @@ pub struct Ledger {
     stored_at: std::time::Instant,
     /// Read-only: the records folded in memory (over the stored projections) since open.
     folded_in_memory: u64,
+    /// Entities a stream encoded ahead of its next store (`Ledger::encode_ahead`).
+    encoded: store::Encoded,
 }
 
 /// When `commit_deferred` stores, and how many members the cache keeps.
@@ -236,6 +238,7 @@ impl Ledger {
             limits: CacheLimits::default(),
             stored_at: std::time::Instant::now(),
             folded_in_memory: 0,
+            encoded: store::Encoded::default(),
         }
     }
 

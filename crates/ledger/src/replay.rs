@@ -275,7 +275,11 @@ impl Ledger {
             // the whole cache, and a reader refreshes every few milliseconds).
             self.kv.apply(Vec::new(), to)?;
             if self.state.members.len() > CACHE_MEMBERS_MAX {
-                crate::commit::evict_stored(&mut self.state, CACHE_MEMBERS_MAX);
+                crate::commit::evict_stored(
+                    &mut self.state,
+                    &Default::default(),
+                    CACHE_MEMBERS_MAX,
+                );
             }
         } else {
             self.store_projections(to)?;
