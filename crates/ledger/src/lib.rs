@@ -11,7 +11,7 @@
 //! Modules: `stream` (apply_stream), `input` (bounded line reading), `commit` (sync and
 //! projection stores), `replay` (catch-up and rebuild), `queries` and `views` (answers),
 //! `store` (projection encoding), `audit` (digest, totals, verify), `archive` (export, check,
-//! import).
+//! import), `postgres` (opening a ledger whose log and projections are in PostgreSQL).
 //!
 //! What it is not for: it holds no insurance rule (those are `gongji-domain`'s). Its data
 //! directory is `gongji-log`'s alone: the ledger reads and writes it only through the log's
@@ -41,6 +41,7 @@ pub mod archive;
 pub mod audit;
 mod commit;
 pub mod input;
+mod postgres;
 mod queries;
 mod replay;
 mod store;
