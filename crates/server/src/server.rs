@@ -2,10 +2,11 @@
 //!
 //! The bound address is printed on standard output as the first line
 //! (`gongji serve: listening on http://ADDR`, `https://` with TLS), so that a caller that
-//! asked for port 0 learns the port. While it serves, `DIR/SERVER` names it (`PID URL`,
-//! written through `gongji_log::service_files` once the ledger is open and the port bound,
-//! removed after the ledger is closed at a clean stop), so that a second writer's refusal
-//! names the server. Plain HTTP is served only on a loopback address unless
+//! asked for port 0 learns the port. While it serves a data directory, `DIR/SERVER` names it
+//! (`PID URL`, written through `gongji_log::service_files` once the ledger is open and the port
+//! bound, removed after the ledger is closed at a clean stop), so that a second writer's refusal
+//! names the server (a ledger in PostgreSQL has no such note: a second writer, a second
+//! server among them, is refused by the log's lock alone). Plain HTTP is served only on a loopback address unless
 //! `insecure_http` says otherwise. SIGTERM or SIGINT: stop accepting; command streams stop reading their bodies,
 //! answer what they read (each line once durable) and end with an error line saying where
 //! they stopped; the requests in flight finish; then the ledger is closed and `serve` returns.
@@ -35,8 +36,10 @@ const BLOCKING_THREADS_MAX: usize = 64;
 
 /// What `gongji serve` was asked.
 pub struct ServeConfig {
-    /// The data directory: where `SERVER` names this server while it holds the ledger.
-    pub data: PathBuf,
+    /// The data directory, where `SERVER` names this server while it holds the ledger; `None`
+    /// when the ledger is not in a directory (PostgreSQL): no note is written, and a refused
+    /// writer is told only that another writer holds the log.
+    pub note_dir: Option<PathBuf>,
     /// Where to listen, e.g. `127.0.0.1:8080` (port 0: any free port).
     pub listen: String,
     pub tokens: PathBuf,
@@ -111,12 +114,10 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     // The handlers are in place before anyone can learn the address: a SIGTERM sent as soon as
     // the first line is read stops the server cleanly, never by the signal's default action.
     let signalled = stop_signal(stopping)?;
-    service_files::publish_server(&config.data, &note).map_err(|e| {
-        format!(
-            "cannot write the server's note in {}: {e}",
-            config.data.display()
-        )
-    })?;
+    if let Some(dir) = &config.note_dir {
+        service_files::publish_server(dir, &note)
+            .map_err(|e| format!("cannot write the server's note in {}: {e}", dir.display()))?;
+    }
     let mut out = std::io::stdout();
     let _ = writeln!(out, "gongji serve: listening on {url}");
     let _ = out.flush();
@@ -126,8 +127,11 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         None => serve_on(listener, router, signalled).await,
     };
     let closed = cell.close().await;
-    let withdrawn = service_files::withdraw_server(&config.data)
-        .map_err(|e| format!("cannot remove the server's note: {e}"));
+    let withdrawn = match &config.note_dir {
+        Some(dir) => service_files::withdraw_server(dir)
+            .map_err(|e| format!("cannot remove the server's note: {e}")),
+        None => Ok(()),
+    };
     served.and(closed).and(withdrawn)
 }
 
