@@ -257,6 +257,16 @@ fn a_password_in_the_uri_is_never_printed() {
             "the message names the database: {all}"
         );
     }
+    // PGPASSWORD, taken when the URI has none, is not printed either.
+    let without = "postgres://gongji@127.0.0.1:1/gongji?connect_timeout=2";
+    let out = Command::new(gongji_path())
+        .env("PGPASSWORD", secret)
+        .args(["--data", without, "account", "M1", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let all = text(&out);
+    assert!(!all.contains(secret) && all.contains(without), "{all}");
 }
 
 #[test]
@@ -362,4 +372,26 @@ fn a_log_that_is_not_there_is_refused_creating_nothing_and_apply_creates_it() {
     let out = gongji(&["--data", &uri, "--pg-log", &log, "policy", "list", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(parse_lines(&out.stdout).len(), 1);
+}
+
+#[test]
+fn serve_on_postgres_that_cannot_start_says_why_and_closes_the_ledger_cleanly() {
+    // Plain HTTP beyond loopback is refused after the ledger and its read view are open: they
+    // are closed on the way out (a PostgreSQL connection dropped on the runtime's threads
+    // would abort the process instead).
+    let ledger = TestLedger::postgres().with_policy();
+    add_token(&ledger, "op", "operator", &[]);
+    let out = ledger
+        .command(&["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refusing to serve plain HTTP"),
+        "{}",
+        text(&out)
+    );
+    // The log's lock went with the writer's session: a writer opens it at once.
+    let out = ledger.run(&["rebuild", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
 }

@@ -31,13 +31,16 @@ pub enum Location {
 /// [`masked`]) and the log's name.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PgLocation {
+    /// As given, for messages (always through [`masked`]).
+    given: String,
+    /// What the library connects with: `given`, with `PGPASSWORD` when it names no password.
     uri: String,
     pub log: String,
 }
 
 impl PgLocation {
-    /// The connection URI as given, password included: for the library that connects, never
-    /// for a message.
+    /// The connection URI, password included: for the library that connects, never for a
+    /// message.
     pub fn uri(&self) -> &str {
         &self.uri
     }
@@ -51,7 +54,8 @@ impl Location {
         let uri = data.to_str().filter(|text| is_uri(text));
         match (uri, pg_log) {
             (Some(uri), log) => Ok(Location::Postgres(PgLocation {
-                uri: uri.to_string(),
+                given: uri.to_string(),
+                uri: with_password(uri, std::env::var("PGPASSWORD").ok().as_deref()),
                 log: log.unwrap_or(PG_LOG_DEFAULT).to_string(),
             })),
             (None, None) => Ok(Location::Dir(data.to_path_buf())),
@@ -78,7 +82,7 @@ impl Location {
             Location::Dir(dir) => Ok(dir),
             Location::Postgres(pg) => Err(Failure::bad_argument(format!(
                 "{what} is not available with --data {}: {why}",
-                masked(&pg.uri)
+                masked(&pg.given)
             ))),
         }
     }
@@ -97,7 +101,7 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Dir(dir) => write!(f, "{}", dir.display()),
-            Location::Postgres(pg) => write!(f, "{} (log {:?})", masked(&pg.uri), pg.log),
+            Location::Postgres(pg) => write!(f, "{} (log {:?})", masked(&pg.given), pg.log),
         }
     }
 }
@@ -106,6 +110,30 @@ impl fmt::Debug for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Location({self})")
     }
+}
+
+/// `uri` with `password` (`PGPASSWORD`, as libpq reads it) as its `password` parameter, when
+/// `uri` names no password of its own (a password in the URI wins, as with libpq).
+fn with_password(uri: &str, password: Option<&str>) -> String {
+    match password {
+        Some(password) if !password.is_empty() && masked(uri) == uri => {
+            let separator = if uri.contains('?') { '&' } else { '?' };
+            format!("{uri}{separator}password={}", percent_encoded(password))
+        }
+        _ => uri.to_string(),
+    }
+}
+
+/// `text` with every byte but the URI's unreserved ones (`A-Z a-z 0-9 - . _ ~`) as `%XX`.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 /// `uri` with its secrets replaced by `***`: the password of the user part
@@ -195,7 +223,7 @@ mod tests {
             panic!("a URI is PostgreSQL")
         };
         assert_eq!(
-            (pg.uri(), pg.log.as_str()),
+            (pg.given.as_str(), pg.log.as_str()),
             ("postgresql://u@h1:1,h2:2/db", "gongji")
         );
         let named = Location::parse(Path::new("POSTGRES://h/db"), Some("500000")).unwrap();
@@ -213,6 +241,37 @@ mod tests {
         }
         let refused = Location::parse(Path::new("data"), Some("x")).unwrap_err();
         assert!(refused.message.contains("--pg-log"), "{}", refused.message);
+    }
+
+    #[test]
+    fn pgpassword_is_taken_only_when_the_uri_names_no_password() {
+        let cases = [
+            (
+                "postgres://u@h/db",
+                Some("p w&%"),
+                "postgres://u@h/db?password=p%20w%26%25",
+            ),
+            (
+                "postgres://u@h/db?x=1",
+                Some("pw"),
+                "postgres://u@h/db?x=1&password=pw",
+            ),
+            (
+                "postgres://u:mine@h/db",
+                Some("pw"),
+                "postgres://u:mine@h/db",
+            ),
+            (
+                "postgres://u@h/db?password=mine",
+                Some("pw"),
+                "postgres://u@h/db?password=mine",
+            ),
+            ("postgres://u@h/db", Some(""), "postgres://u@h/db"),
+            ("postgres://u@h/db", None, "postgres://u@h/db"),
+        ];
+        for (uri, password, connects) in cases {
+            assert_eq!(with_password(uri, password), connects, "{uri} {password:?}");
+        }
     }
 
     #[test]

@@ -75,27 +75,47 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     let ledger: Ledger = tokio::task::spawn_blocking(move || open())
         .await
         .map_err(|e| e.to_string())??;
-    let access = Arc::new(AccessLog::open(&config.access_log)?);
     let metrics = Arc::new(Metrics::default());
     metrics.durable_position.store(
         ledger.log().durable_end(),
         std::sync::atomic::Ordering::Relaxed,
     );
     let cell = LedgerCell::new(config.open.clone(), ledger, config.limits.read_max);
+    // From here every path closes the ledger, and the read view, on a blocking thread: a
+    // ledger in PostgreSQL holds connections of the synchronous client, which must never be
+    // dropped on the runtime's threads (its drop blocks on a runtime of its own).
+    let mut published = false;
+    let served = serve_ledger(&config, &cell, tokens, tls, metrics, &mut published).await;
+    let closed = cell.close().await;
+    let withdrawn = match (&config.note_dir, published) {
+        (Some(dir), true) => service_files::withdraw_server(dir)
+            .map_err(|e| format!("cannot remove the server's note: {e}")),
+        _ => Ok(()),
+    };
+    served.and(closed).and(withdrawn)
+}
+
+/// Opens the access log and the read view beside the ledger `cell` holds, and serves until
+/// stopped; the read view is closed (on a blocking thread) whatever happens. `published`: the
+/// `SERVER` note was written.
+async fn serve_ledger(
+    config: &ServeConfig,
+    cell: &LedgerCell,
+    tokens: Arc<TokenSet>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    metrics: Arc<Metrics>,
+    published: &mut bool,
+) -> Result<(), String> {
+    let access = Arc::new(AccessLog::open(&config.access_log)?);
     let (open_read_only, read_max) = (config.open_read_only.clone(), config.limits.read_max);
     let reads_metrics = metrics.clone();
     let reads =
         tokio::task::spawn_blocking(move || Reads::open(open_read_only, reads_metrics, read_max))
             .await
             .map_err(|e| e.to_string())??;
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    refuse_plain_http_beyond_loopback(address, tls.is_some(), config.insecure_http)?;
     let (stopping, shutdown) = watch::channel(false);
     let app = App {
-        reads,
+        reads: reads.clone(),
         writer: Writer(cell.clone()),
         tokens,
         access,
@@ -104,6 +124,25 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         shutdown,
         openapi: Arc::new(OnceLock::new()),
     };
+    let served = listen(config, app, tls, stopping, published).await;
+    reads.close().await;
+    served
+}
+
+/// Binds the address, publishes the `SERVER` note (setting `published`), prints the first line
+/// and serves `app` until SIGTERM or SIGINT.
+async fn listen(
+    config: &ServeConfig,
+    app: App,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stopping: watch::Sender<bool>,
+    published: &mut bool,
+) -> Result<(), String> {
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    refuse_plain_http_beyond_loopback(address, tls.is_some(), config.insecure_http)?;
     let router = crate::openapi::router(app);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{address}");
@@ -117,22 +156,16 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     if let Some(dir) = &config.note_dir {
         service_files::publish_server(dir, &note)
             .map_err(|e| format!("cannot write the server's note in {}: {e}", dir.display()))?;
+        *published = true;
     }
     let mut out = std::io::stdout();
     let _ = writeln!(out, "gongji serve: listening on {url}");
     let _ = out.flush();
     let listener = Bounded::new(listener, config.limits.connections_max);
-    let served = match tls {
+    match tls {
         Some(acceptor) => serve_on(TlsBounded::new(listener, acceptor), router, signalled).await,
         None => serve_on(listener, router, signalled).await,
-    };
-    let closed = cell.close().await;
-    let withdrawn = match &config.note_dir {
-        Some(dir) => service_files::withdraw_server(dir)
-            .map_err(|e| format!("cannot remove the server's note: {e}")),
-        None => Ok(()),
-    };
-    served.and(closed).and(withdrawn)
+    }
 }
 
 /// Resolves at SIGTERM or SIGINT, once it has told every stream to stop.
