@@ -346,7 +346,7 @@ fn a_log_that_is_not_there_is_refused_creating_nothing_and_apply_creates_it() {
         let said = error["error"]["message"].as_str().unwrap();
         assert!(said.contains(&log) && said.contains("--pg-log"), "{said}");
     }
-    let mut client = postgres::Client::connect(&uri, postgres::NoTls).unwrap();
+    let mut client = support::pg::client();
     let tables = client
         .query_one("SELECT to_regclass('gongji_log_heads') IS NOT NULL", &[])
         .unwrap();

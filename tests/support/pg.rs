@@ -8,58 +8,17 @@
 //! `GONGJI_TEST_STORE=pg` puts every [`TestLedger`](super::TestLedger) of the behaviour tests
 //! in PostgreSQL (a fresh log each), so that they run against that backend too.
 
-use std::path::Path;
-use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+/// The database and the log names are the PostgreSQL log's own tests' (one way to start
+/// and find the test database).
+#[path = "../../crates/log-pg/tests/support/mod.rs"]
+mod log_pg;
+
+#[allow(unused_imports)] // each test binary uses some of them
+pub use log_pg::{client, fresh_log, pg_uri};
 
 /// Where the behaviour tests keep their ledgers: `GONGJI_TEST_STORE=pg` for PostgreSQL.
 pub fn store_is_pg() -> bool {
     std::env::var("GONGJI_TEST_STORE").is_ok_and(|store| store == "pg")
-}
-
-/// The connection URI of the test database.
-pub fn pg_uri() -> String {
-    static URI: OnceLock<String> = OnceLock::new();
-    URI.get_or_init(|| {
-        if let Ok(uri) = std::env::var("GONGJI_TEST_PG") {
-            return uri;
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let out = Command::new("bash")
-            .arg(root.join("tools/pg-local"))
-            .arg("up")
-            .output()
-            .expect("running tools/pg-local up");
-        assert!(
-            out.status.success(),
-            "tools/pg-local up failed (set GONGJI_TEST_PG to use another database):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        stdout
-            .lines()
-            .last()
-            .expect("tools/pg-local prints the URI last")
-            .trim()
-            .to_owned()
-    })
-    .clone()
-}
-
-/// A log name no other test (of this run or an earlier one) uses.
-pub fn fresh_log(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A ledger's place in the test database: the URI and the log's name, as `--data` and
