@@ -151,6 +151,19 @@ fn the_projections_answer_as_the_runs_store_does_for_the_same_writes() {
     assert_eq!(pg.checkpoint().expect("checkpoint"), None);
     assert!(scan(&pg, b"").is_empty());
     assert_same(&pg, &runs, &keys);
+
+    // After a clear (a rebuild's), the first batch goes straight into the table, the next
+    // ones over it as before.
+    for round in 0..3u64 {
+        let mut writes = batch(&mut rng);
+        writes.extend(
+            (0..300u32).map(|i| (format!("p/{i:06}").into_bytes(), Some(vec![round as u8; 9]))),
+        );
+        keys.extend(writes.iter().map(|(k, _)| k.clone()));
+        pg.apply(writes.clone(), 3_000 + round).expect("pg");
+        runs.apply(writes, 3_000 + round).expect("runs");
+        assert_same(&pg, &runs, &keys);
+    }
 }
 
 #[test]
