@@ -46,10 +46,14 @@
 //! between two refreshes sees one stored state, whatever the writer stores meanwhile. What
 //! the reader's ledger "stores" of the records it folds lands in a layer in memory, which
 //! wins over the snapshot, as the file log's read-only store does (`gongji_log`'s overlay). A
-//! refresh that finds the writer stored something since (the checkpoint row moved) empties
-//! the layer: it was folded over the old snapshot, and mixing it with a newer one would fold
-//! records twice; the ledger then folds again from the new checkpoint. Taking the snapshot
-//! before the reader reads the log's head keeps the checkpoint at or below the head.
+//! refresh that finds the writer stored something since (the checkpoint row moved) keeps the
+//! layer only when the new checkpoint lies within what the reader had already folded (past
+//! the old checkpoint, before the reader's end: the usual case of a reader following a
+//! stream, whose writer's store lands about a second after its checkpoint); otherwise it
+//! empties the layer, which was folded over the old snapshot (mixing it with a newer one
+//! would fold records twice), and the ledger folds again from the new checkpoint: nothing it
+//! had folded when the new checkpoint is at or past its end. Taking the snapshot before the
+//! reader reads the log's head keeps the checkpoint at or below the head.
 //!
 //! A reader holds its snapshot (an open transaction, idle between reads) until its next
 //! refresh: a reader that never refreshes holds back vacuum of the projections table.

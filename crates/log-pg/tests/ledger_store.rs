@@ -216,3 +216,45 @@ fn projections_stored_beyond_the_logs_end_are_not_folded_onto() {
     assert_eq!(answers(&writer, 6), expected);
     assert_eq!(checkpoint_and_end(&uri, &name), (Some(end), end));
 }
+
+/// Enrolments of `members` members of region 500000, then a contribution of each for every
+/// month of the year: a fund every line changes.
+fn year_lines(members: usize) -> Vec<String> {
+    let mut lines = support::ledger_lines(members);
+    for month in 3..=12 {
+        for i in 0..members {
+            lines.push(format!(
+                r#"{{"cmd":"contribute","member":"M{i}","month":"2024-{month:02}","base":"8000.00"}}"#
+            ));
+        }
+    }
+    lines
+}
+
+#[test]
+fn a_reader_following_a_writer_that_stores_in_the_background_answers_as_a_directory_does() {
+    let (uri, name) = (support::pg_uri(), support::fresh_log("ledger-follow"));
+    let lines = year_lines(5);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut on_dir = Ledger::open(dir.path()).expect("file ledger");
+    let mut writer = Ledger::open_postgres(&uri, &name).expect("open");
+    // Stores start every few lines and land while later lines are made durable, so that the
+    // reader finds checkpoints behind, at and past what it folded.
+    writer.set_deferred_dirty_max(4);
+    let mut reader = Ledger::open_postgres_read_only(&uri, &name).expect("reader");
+    let mut dropped = 0;
+    for line in &lines {
+        writer.apply_line(line, AT).expect("apply");
+        writer.commit_deferred().expect("commit");
+        on_dir.apply_line(line, AT).expect("apply");
+        on_dir.commit().expect("commit");
+        let before = reader.refresh_read_only().expect("refresh").folded_in_memory;
+        let after = reader.refresh_read_only().expect("refresh").folded_in_memory;
+        dropped += u64::from(after < before);
+        assert_eq!(answers(&reader, 5), answers(&on_dir, 5), "after {line}");
+    }
+    assert!(dropped > 0, "the reader never dropped what it folded");
+    writer.close().expect("close");
+    reader.refresh_read_only().expect("refresh");
+    assert_eq!(answers(&reader, 5), answers(&on_dir, 5));
+}
