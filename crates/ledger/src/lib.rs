@@ -22,6 +22,11 @@
 //! directory beside the target that it renames into place only when everything checked, and
 //! removes otherwise). Projections never write to the log.
 //!
+//! A ledger may instead be kept wholly in PostgreSQL (`postgres`: [`Ledger::open_postgres`] and
+//! its kin): the log of record a `gongji_log_pg::PgLog`, the projections a
+//! `gongji_log_pg::PgProjections` in the same database, under the same log name; the ledger
+//! reaches both only through the log's seams (`DurableLog`, `Kv`).
+//!
 //! A ledger opened with [`Ledger::open_read_only`] answers queries beside the writer (another
 //! process's `apply`): it reads the durable state the log's writer published, folds the records
 //! after the stored projections in memory, writes nothing, and refuses every command and commit

@@ -1,6 +1,6 @@
 //! Rows in PostgreSQL's binary COPY format: a batch of records, for
 //! `COPY gongji_log_records (COLUMNS) FROM STDIN (FORMAT binary)`, and a batch of projection
-//! entries (two bytea fields, key and value: [`pair`]) for the projections' staging table.
+//! entries ([`entry`]: log, key, value) for the projections' table or its staging table.
 //!
 //! Invariant as the code holds it: every record row has exactly the fields of [`COLUMNS`], in
 //! order, each in the binary form of its column's type (text: UTF-8; bigint: i64 big-endian;
@@ -35,10 +35,12 @@ pub(crate) fn row(out: &mut Vec<u8>, log: &str, record: &Record) {
     field(out, &record.hash);
 }
 
-/// One projection entry's row: its key and value, both bytea. Both are at most a few MiB (a
-/// projected entity is bounded well below 2 GiB): their lengths fit an i32.
-pub(crate) fn pair(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
-    out.extend_from_slice(&2i16.to_be_bytes());
+/// One projection entry's row: the log's name, the key and the value (text, bytea, bytea).
+/// A key or value is at most a few MiB (a projected entity is bounded well below 2 GiB, and
+/// the store refuses more than 1 GiB): its length fits an i32.
+pub(crate) fn entry(out: &mut Vec<u8>, log: &str, key: &[u8], value: &[u8]) {
+    out.extend_from_slice(&3i16.to_be_bytes());
+    field(out, log.as_bytes());
     field(out, key);
     field(out, value);
 }

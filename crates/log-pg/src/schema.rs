@@ -53,11 +53,11 @@ CREATE TABLE IF NOT EXISTS gongji_log_records (
     UNIQUE (log, stream, stream_version)
 );
 CREATE TABLE IF NOT EXISTS gongji_projections (
-    log text NOT NULL,
+    log text COLLATE \"C\" NOT NULL,
     key bytea NOT NULL,
     value bytea NOT NULL,
     PRIMARY KEY (log, key)
-);
+) WITH (fillfactor = 70);
 CREATE TABLE IF NOT EXISTS gongji_projection_checkpoints (
     log text PRIMARY KEY,
     checkpoint bigint CHECK (checkpoint >= 0),

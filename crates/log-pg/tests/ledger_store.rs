@@ -132,7 +132,8 @@ fn a_reader_beside_the_writer_sees_what_it_made_durable_after_a_refresh() {
     let stored_too = [first, stored].concat();
     assert_eq!(answers(&reader, 9), on_a_directory(&stored_too, 9));
 
-    // Durable and not stored: the reader folds it from the log.
+    // Durable and not stored: the reader folds it from the log, in memory.
+    let (deferred, last) = deferred.split_at(2);
     for line in deferred {
         writer.apply_line(line, AT).expect("apply");
     }
@@ -140,14 +141,19 @@ fn a_reader_beside_the_writer_sees_what_it_made_durable_after_a_refresh() {
     let refreshed = reader.refresh_read_only().expect("refresh");
     assert_eq!(refreshed.durable_end, writer.log().durable_end());
     assert!(refreshed.folded_in_memory > 0);
-    assert_eq!(answers(&reader, 9), after);
-    // And again once the writer stored it, from the new snapshot.
-    writer.close().expect("close");
+    let so_far = [first, stored, deferred].concat();
+    assert_eq!(answers(&reader, 9), on_a_directory(&so_far, 9));
+    // The writer stores all of it and more (the region's fund, which the reader holds folded
+    // in memory, changes again): the reader drops what it folded and reads the new snapshot.
+    apply(&mut writer, last);
     let refreshed = reader.refresh_read_only().expect("refresh");
     assert_eq!(
         refreshed.folded_in_memory, 0,
         "the stored projections hold it all"
     );
+    assert_eq!(answers(&reader, 9), after);
+    writer.close().expect("close");
+    assert_eq!(reader.refresh_read_only().expect("refresh"), refreshed);
     assert_eq!(answers(&reader, 9), after);
 }
 
@@ -176,4 +182,79 @@ fn rebuild_on_postgresql_gives_the_replay_digest_of_the_same_lines_on_a_director
     );
     let reader = Ledger::open_postgres_read_only(&uri, &name).expect("reader");
     assert_eq!(reader.digest().expect("digest"), expected.digest);
+}
+
+#[test]
+fn projections_stored_beyond_the_logs_end_are_not_folded_onto() {
+    let (uri, name) = (support::pg_uri(), support::fresh_log("ledger-ahead"));
+    let lines = support::ledger_lines(6);
+    let expected = on_a_directory(&lines, 6);
+    let mut ledger = Ledger::open_postgres(&uri, &name).expect("open");
+    apply(&mut ledger, &lines);
+    ledger.close().expect("close");
+    let (_, end) = checkpoint_and_end(&uri, &name);
+    // As if the log were restored from a backup older than the projections.
+    let store = PgProjections::open(&uri, &name)
+        .expect("projections")
+        .into_kv();
+    store
+        .apply(
+            vec![(b"m/M0".to_vec(), Some(b"from later".to_vec()))],
+            end + 100,
+        )
+        .expect("apply");
+    drop(store);
+
+    let reader = Ledger::open_postgres_read_only(&uri, &name).expect("reader");
+    assert_eq!(
+        answers(&reader, 6),
+        expected,
+        "folded from the start in memory"
+    );
+    assert_eq!(checkpoint_and_end(&uri, &name), (Some(end + 100), end));
+    let writer = Ledger::open_postgres(&uri, &name).expect("open again");
+    assert_eq!(answers(&writer, 6), expected);
+    assert_eq!(checkpoint_and_end(&uri, &name), (Some(end), end));
+}
+
+/// Enrolments of `members` members of region 500000, then a contribution of each for every
+/// month of the year: a fund every line changes.
+fn year_lines(members: usize) -> Vec<String> {
+    let mut lines = support::ledger_lines(members);
+    for month in 3..=12 {
+        for i in 0..members {
+            lines.push(format!(
+                r#"{{"cmd":"contribute","member":"M{i}","month":"2024-{month:02}","base":"8000.00"}}"#
+            ));
+        }
+    }
+    lines
+}
+
+#[test]
+fn a_reader_following_a_writer_that_stores_in_the_background_answers_as_a_directory_does() {
+    let (uri, name) = (support::pg_uri(), support::fresh_log("ledger-follow"));
+    let lines = year_lines(5);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut on_dir = Ledger::open(dir.path()).expect("file ledger");
+    let mut writer = Ledger::open_postgres(&uri, &name).expect("open");
+    // Stores start every few lines and land while later lines are made durable, so that the
+    // reader finds checkpoints behind, at and past what it folded.
+    writer.set_deferred_dirty_max(4);
+    let mut reader = Ledger::open_postgres_read_only(&uri, &name).expect("reader");
+    let mut dropped = 0;
+    for line in &lines {
+        writer.apply_line(line, AT).expect("apply");
+        writer.commit_deferred().expect("commit");
+        on_dir.apply_line(line, AT).expect("apply");
+        on_dir.commit().expect("commit");
+        let before = reader.refresh_read_only().expect("refresh").folded_in_memory;
+        let after = reader.refresh_read_only().expect("refresh").folded_in_memory;
+        dropped += u64::from(after < before);
+        assert_eq!(answers(&reader, 5), answers(&on_dir, 5), "after {line}");
+    }
+    assert!(dropped > 0, "the reader never dropped what it folded");
+    writer.close().expect("close");
+    reader.refresh_read_only().expect("refresh");
+    assert_eq!(answers(&reader, 5), answers(&on_dir, 5));
 }

@@ -151,6 +151,19 @@ fn the_projections_answer_as_the_runs_store_does_for_the_same_writes() {
     assert_eq!(pg.checkpoint().expect("checkpoint"), None);
     assert!(scan(&pg, b"").is_empty());
     assert_same(&pg, &runs, &keys);
+
+    // After a clear (a rebuild's), the first batch goes straight into the table, the next
+    // ones over it as before.
+    for round in 0..3u64 {
+        let mut writes = batch(&mut rng);
+        writes.extend(
+            (0..300u32).map(|i| (format!("p/{i:06}").into_bytes(), Some(vec![round as u8; 9]))),
+        );
+        keys.extend(writes.iter().map(|(k, _)| k.clone()));
+        pg.apply(writes.clone(), 3_000 + round).expect("pg");
+        runs.apply(writes, 3_000 + round).expect("runs");
+        assert_same(&pg, &runs, &keys);
+    }
 }
 
 #[test]
@@ -333,12 +346,26 @@ fn a_reader_reads_one_snapshot_under_its_own_writes_until_it_refreshes() {
         .expect("layer");
     assert!(!reader.refresh().expect("refresh"));
     assert_eq!(reader.get(b"e").expect("get"), Some(b"6".to_vec()));
+    // Stored at a checkpoint within what the reader folded: the layer stays over the new
+    // snapshot.
+    writer
+        .apply(vec![(b"f".to_vec(), Some(b"7".to_vec()))], 10)
+        .expect("store");
+    assert!(!reader.refresh().expect("refresh"));
+    assert_eq!(reader.get(b"e").expect("get"), Some(b"6".to_vec()));
+    assert_eq!(reader.get(b"f").expect("get"), Some(b"7".to_vec()));
+    assert_eq!(reader.checkpoint().expect("checkpoint"), Some(11));
+    // Stored up to the reader's end: the store holds what the reader folded, the layer goes.
+    writer.apply(Vec::new(), 11).expect("store");
+    assert!(reader.refresh().expect("refresh"));
+    assert_eq!(reader.get(b"e").expect("get"), None);
+    assert_eq!(reader.checkpoint().expect("checkpoint"), Some(11));
     // A reader's clear hides the snapshot and writes nothing.
     reader.clear().expect("clear");
     assert_eq!(reader.get(b"a").expect("get"), None);
     assert_eq!(reader.checkpoint().expect("checkpoint"), None);
     assert_eq!(writer.get(b"a").expect("get"), Some(b"3".to_vec()));
-    assert_eq!(writer.checkpoint().expect("checkpoint"), Some(9));
+    assert_eq!(writer.checkpoint().expect("checkpoint"), Some(11));
     // A writer's clear moves the store too.
     writer.clear().expect("clear");
     assert!(reader.refresh().expect("refresh"));

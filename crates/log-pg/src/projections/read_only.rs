@@ -4,7 +4,8 @@
 //! Invariants as the code holds them: every read of the database between two refreshes is in
 //! one `REPEATABLE READ` transaction (one stored state); a key in the layer (a value or a
 //! delete) wins over the snapshot; a refresh whose snapshot holds another checkpoint row than
-//! the one before (any store or clear since) empties the layer and says so; nothing is ever
+//! the one before (any store or clear since) empties the layer and says so, unless the new
+//! checkpoint lies within what the layer already folded (`keeps_layer`); nothing is ever
 //! written to the database. A lost connection fails the reads until the next refresh connects
 //! again.
 
@@ -197,8 +198,7 @@ impl ReadOnly {
     }
 
     /// Ends the snapshot and takes a new one (on a new connection if the old one was lost).
-    /// When the checkpoint row differs from the old snapshot's, the layer is emptied and the
-    /// snapshot shown again: returns `true`.
+    /// Returns whether the layer was emptied: see [`keeps_layer`] for when it is kept.
     pub fn refresh(&self) -> Result<bool, LogError> {
         let mut view = self.view();
         let mut ended = None;
@@ -218,10 +218,33 @@ impl ReadOnly {
         if stored == view.base {
             return Ok(false);
         }
+        let keep = keeps_layer(&view, stored.checkpoint);
         view.base = stored;
+        if keep {
+            return Ok(false);
+        }
         view.layer.clear();
         view.base_hidden = false;
         view.checkpoint = None;
         Ok(true)
     }
+}
+
+/// Whether the layer stays over a new snapshot whose checkpoint is `new`: only when `new` lies
+/// between the old snapshot's checkpoint and the end the layer's writes reach, both
+/// excluded at the top. The reader then folded every record between the two snapshots'
+/// checkpoints, so every entity they changed is in its layer (or its ledger's cache) as of
+/// its own end, and every other entity is the same in both snapshots: nothing is folded
+/// twice. Otherwise the layer goes: a new checkpoint at the layer's end holds all of it (the
+/// reader's memory is freed, nothing to fold again); one beyond it holds entities the reader
+/// would fold again; one before the old snapshot's (or none) is a store rebuilt or cleared.
+fn keeps_layer(view: &View, new: Option<u64>) -> bool {
+    let (Some(new), Some(old)) = (new, view.base.checkpoint) else {
+        return false;
+    };
+    let reached = match view.checkpoint {
+        Some(layer) => layer,
+        None => Some(old),
+    };
+    !view.base_hidden && old <= new && reached.is_some_and(|end| new < end)
 }

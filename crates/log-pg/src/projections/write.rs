@@ -2,17 +2,20 @@
 //! another, each connected again after a loss (see `projections`).
 //!
 //! Invariants as the code holds them: an apply or a clear is one transaction, its checkpoint
-//! row written in it; the puts of an apply hold each key once, with its last write; work on a
-//! lost connection is done again from the start on a new one, never continued, and only
-//! until `reconnect_within` has passed since the loss.
+//! row written in it; the puts of an apply hold each key once, with its last write; puts are
+//! copied straight into the table only by a first attempt after this writer's clear, and
+//! split into an update and an insert only by a first attempt (a retry upserts); work on a
+//! lost connection is done again from the start on a new one, never continued, and only until
+//! `reconnect_within` has passed since the loss.
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use gongji_log::{KvPair, KvWrite, LogError};
-use postgres::Config;
+use postgres::{Config, Transaction};
 
 use super::statements::{successor, upper_bound, Conn, Stored, PAGE_ROWS};
 use crate::conn::{connect, connection_lost, describe, pg_err, to_i64};
@@ -24,10 +27,36 @@ const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 const FIELD_BYTES_MAX: usize = (1 << 30) - 1;
 
 const STAGE: &str = "CREATE TEMP TABLE IF NOT EXISTS gongji_projection_stage \
-     (key bytea NOT NULL, value bytea NOT NULL) ON COMMIT DELETE ROWS";
+     (log text NOT NULL, key bytea NOT NULL, value bytea NOT NULL) ON COMMIT DELETE ROWS";
+const COPY_STAGE: &str =
+    "COPY gongji_projection_stage (log, key, value) FROM STDIN (FORMAT binary)";
+/// What a first attempt does with the staged entries: updates the keys there, then inserts the
+/// others (measured faster than one upsert: `examples/projections_bench.rs`). Correct only
+/// while nothing else inserts the log's keys: the log's one writer.
+const UPDATE_STAGED: &str = "UPDATE gongji_projections p SET value = s.value \
+     FROM gongji_projection_stage s WHERE p.log = $1 AND p.key = s.key";
+const INSERT_NEW: &str = "INSERT INTO gongji_projections (log, key, value) \
+     SELECT log, key, value FROM gongji_projection_stage s WHERE NOT EXISTS \
+     (SELECT 1 FROM gongji_projections p WHERE p.log = $1 AND p.key = s.key)";
+/// What an attempt after a lost connection does: the transaction the lost session left may
+/// still hold the keys' locks, and commit inserting them; an upsert waits and then updates.
 const UPSERT: &str = "INSERT INTO gongji_projections (log, key, value) \
-     SELECT $1, key, value FROM gongji_projection_stage \
+     SELECT log, key, value FROM gongji_projection_stage \
      ON CONFLICT (log, key) DO UPDATE SET value = EXCLUDED.value";
+/// Straight into the table: only when the log holds no entry (after this writer's clear).
+const COPY_TABLE: &str = "COPY gongji_projections (log, key, value) FROM STDIN (FORMAT binary)";
+
+/// How the puts of an attempt reach the table.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Put {
+    /// COPY into the table: the log holds no entry.
+    Straight,
+    /// Staged, then an update and an insert.
+    Split,
+    /// Staged, then an upsert.
+    Upsert,
+}
+
 const DELETE: &str = "DELETE FROM gongji_projections WHERE log = $1 AND key = ANY($2)";
 const SET_CHECKPOINT: &str = "INSERT INTO gongji_projection_checkpoints AS c \
      (log, checkpoint, stores) VALUES ($1, $2, 1) \
@@ -63,6 +92,8 @@ pub(crate) struct Writer {
     reconnect_within: Duration,
     reads: Slot,
     writes: Slot,
+    /// The log holds no entry: this writer cleared it and has stored nothing since.
+    empty: AtomicBool,
 }
 
 impl std::fmt::Debug for Writer {
@@ -80,8 +111,8 @@ struct Batch {
     deletes: Vec<Vec<u8>>,
 }
 
-/// The batch of `writes`, each key once with its last write, puts in key order.
-fn batch(writes: Vec<KvWrite>) -> Result<Batch, LogError> {
+/// The batch of `writes` to log `log`, each key once with its last write, puts in key order.
+fn batch(log: &str, writes: Vec<KvWrite>) -> Result<Batch, LogError> {
     let last: BTreeMap<Vec<u8>, Option<Vec<u8>>> = writes.into_iter().collect();
     let mut batch = Batch {
         copy: Vec::new(),
@@ -100,7 +131,7 @@ fn batch(writes: Vec<KvWrite>) -> Result<Batch, LogError> {
         }
         match value {
             Some(value) => {
-                copy::pair(&mut batch.copy, &key, &value);
+                copy::entry(&mut batch.copy, log, &key, &value);
                 batch.puts += 1;
             }
             None => batch.deletes.push(key),
@@ -129,6 +160,7 @@ impl Writer {
                 role: "projections writer",
                 conn: Mutex::new(Some(writes)),
             },
+            empty: AtomicBool::new(false),
         })
     }
 
@@ -212,7 +244,7 @@ impl Writer {
     /// One transaction: the puts through the staging table, the deletes, the checkpoint row.
     /// Nothing is sent for a batch that changes nothing.
     pub fn apply(&self, writes: Vec<KvWrite>, checkpoint: Option<u64>) -> Result<(), LogError> {
-        let batch = batch(writes)?;
+        let batch = batch(&self.log, writes)?;
         let nothing = batch.puts == 0 && batch.deletes.is_empty();
         if nothing && (checkpoint.is_none() || checkpoint == self.checkpoint()?) {
             return Ok(());
@@ -221,22 +253,21 @@ impl Writer {
             .map(|c| to_i64(c, "projection checkpoint"))
             .transpose()?;
         let action = format!("storing projections of log {:?}", self.log);
+        // A first attempt only goes straight into the table or splits the puts: after a lost
+        // connection the lost transaction may have committed, or still hold the keys.
+        let mut how = if self.empty.load(Ordering::Acquire) {
+            Put::Straight
+        } else {
+            Put::Split
+        };
         self.run(&self.writes, &action, |conn| {
+            let how = std::mem::replace(&mut how, Put::Upsert);
             let mut tx = conn.client.transaction()?;
+            // A large batch's plan passes JIT's cost thresholds; compiling costs more than it
+            // saves on one statement.
+            tx.batch_execute("SET LOCAL jit = off")?;
             if batch.puts > 0 {
-                tx.batch_execute(STAGE)?;
-                let mut rows = tx.copy_in(
-                    "COPY gongji_projection_stage (key, value) FROM STDIN (FORMAT binary)",
-                )?;
-                rows.write_all(&batch.copy).map_err(Failed::Send)?;
-                let staged = rows.finish()?;
-                if staged != batch.puts {
-                    return Err(Failed::Log(LogError::Broken(format!(
-                        "COPY staged {staged} projection entries of {}",
-                        batch.puts
-                    ))));
-                }
-                tx.execute(UPSERT, &[&self.log])?;
+                put(&mut tx, &self.log, &batch, how)?;
             }
             if !batch.deletes.is_empty() {
                 tx.execute(DELETE, &[&self.log, &batch.deletes])?;
@@ -246,7 +277,9 @@ impl Writer {
                 None => tx.execute(COUNT_STORE, &[&self.log])?,
             };
             Ok(tx.commit()?)
-        })
+        })?;
+        self.empty.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Drops every entry and the checkpoint of the log, in one transaction.
@@ -261,7 +294,9 @@ impl Writer {
             )?;
             tx.execute(SET_CHECKPOINT, &[&self.log, &none])?;
             Ok(tx.commit()?)
-        })
+        })?;
+        self.empty.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// One page of a scan, from key `from` on.
@@ -271,6 +306,37 @@ impl Writer {
             Ok(conn.page(&self.log, from, upper)?)
         })
     }
+}
+
+/// The batch's puts, `how` says how (see [`Put`]).
+fn put(tx: &mut Transaction<'_>, log: &str, batch: &Batch, how: Put) -> Result<(), Failed> {
+    if how != Put::Straight {
+        tx.batch_execute(STAGE)?;
+    }
+    let mut rows = tx.copy_in(if how == Put::Straight {
+        COPY_TABLE
+    } else {
+        COPY_STAGE
+    })?;
+    rows.write_all(&batch.copy).map_err(Failed::Send)?;
+    let copied = rows.finish()?;
+    if copied != batch.puts {
+        return Err(Failed::Log(LogError::Broken(format!(
+            "COPY took {copied} projection entries of {}",
+            batch.puts
+        ))));
+    }
+    match how {
+        Put::Straight => {}
+        Put::Split => {
+            tx.execute(UPDATE_STAGED, &[&log])?;
+            tx.execute(INSERT_NEW, &[&log])?;
+        }
+        Put::Upsert => {
+            tx.execute(UPSERT, &[])?;
+        }
+    }
+    Ok(())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -55,9 +55,12 @@ pub trait ProjectionStore: Debug + Send + Sync {
 
     /// For a store read beside its writer, whose writer goes on storing: reads from a new
     /// snapshot of the store from now on. Returns `true` when what the reader had written
-    /// over the old snapshot was dropped (the store's checkpoint moved): the caller then
-    /// drops whatever it derived from it and folds again from the new checkpoint. A store
-    /// whose snapshot never moves (the default) returns `false`.
+    /// over the old snapshot was dropped (the store moved somewhere the reader's writes
+    /// cannot be kept over): the caller then drops whatever it derived from it and folds
+    /// again from the new checkpoint. `false` when the writes were kept: the store did not
+    /// move, or its new checkpoint lies within what the reader's writes already folded (past
+    /// the old one, before the end the reader's writes set). A store whose snapshot never
+    /// moves (the default) returns `false`.
     fn refresh(&self) -> Result<bool, LogError> {
         Ok(false)
     }
