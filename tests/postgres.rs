@@ -345,6 +345,10 @@ fn a_log_that_is_not_there_is_refused_creating_nothing_and_apply_creates_it() {
         assert_eq!(error["error"]["code"], "no_ledger", "{error}");
         let said = error["error"]["message"].as_str().unwrap();
         assert!(said.contains(&log) && said.contains("--pg-log"), "{said}");
+        assert!(
+            !said.contains("audit import"),
+            "it cannot create one here: {said}"
+        );
     }
     let mut client = support::pg::client();
     let tables = client

@@ -142,16 +142,18 @@ pub fn require_ledger(location: &Location) -> Result<(), Failure> {
     if exists.map_err(|e| cannot_open(location, e))? {
         return Ok(());
     }
-    let check = match location {
-        Location::Dir(_) => "check --data",
-        Location::Postgres(_) => "check --data and --pg-log",
+    let advice = match location {
+        Location::Dir(_) => {
+            "check --data (only `apply`, `policy load` and `audit import` create a ledger)"
+        }
+        Location::Postgres(_) => {
+            "check --data and --pg-log (only `apply` and `policy load` create a ledger in \
+             PostgreSQL)"
+        }
     };
     Err(Failure::new(
         Code::NoLedger,
-        format!(
-            "no ledger at {location}: {check} (only `apply`, `policy load` and `audit import` \
-             create a ledger)"
-        ),
+        format!("no ledger at {location}: {advice}"),
     ))
 }
 
