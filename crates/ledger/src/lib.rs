@@ -11,7 +11,7 @@
 //! Modules: `stream` (apply_stream), `input` (bounded line reading), `commit` (sync and
 //! projection stores), `replay` (catch-up and rebuild), `queries` and `views` (answers),
 //! `store` (projection encoding), `audit` (digest, totals, verify), `archive` (export, check,
-//! import).
+//! import), `postgres` (opening a ledger whose log and projections are in PostgreSQL).
 //!
 //! What it is not for: it holds no insurance rule (those are `gongji-domain`'s). Its data
 //! directory is `gongji-log`'s alone: the ledger reads and writes it only through the log's
@@ -21,6 +21,11 @@
 //! appends what it checked, in the same pass, to a new ledger through the log's `append`, in a
 //! directory beside the target that it renames into place only when everything checked, and
 //! removes otherwise). Projections never write to the log.
+//!
+//! A ledger may instead be kept wholly in PostgreSQL (`postgres`: [`Ledger::open_postgres`] and
+//! its kin): the log of record a `gongji_log_pg::PgLog`, the projections a
+//! `gongji_log_pg::PgProjections` in the same database, under the same log name; the ledger
+//! reaches both only through the log's seams (`DurableLog`, `Kv`).
 //!
 //! A ledger opened with [`Ledger::open_read_only`] answers queries beside the writer (another
 //! process's `apply`): it reads the durable state the log's writer published, folds the records
@@ -41,6 +46,7 @@ pub mod archive;
 pub mod audit;
 mod commit;
 pub mod input;
+mod postgres;
 mod queries;
 mod replay;
 mod store;
