@@ -248,8 +248,14 @@ fn a_reader_following_a_writer_that_stores_in_the_background_answers_as_a_direct
         writer.commit_deferred().expect("commit");
         on_dir.apply_line(line, AT).expect("apply");
         on_dir.commit().expect("commit");
-        let before = reader.refresh_read_only().expect("refresh").folded_in_memory;
-        let after = reader.refresh_read_only().expect("refresh").folded_in_memory;
+        let before = reader
+            .refresh_read_only()
+            .expect("refresh")
+            .folded_in_memory;
+        let after = reader
+            .refresh_read_only()
+            .expect("refresh")
+            .folded_in_memory;
         dropped += u64::from(after < before);
         assert_eq!(answers(&reader, 5), answers(&on_dir, 5), "after {line}");
     }
