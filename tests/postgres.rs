@@ -399,3 +399,73 @@ fn serve_on_postgres_that_cannot_start_says_why_and_closes_the_ledger_cleanly() 
     let out = ledger.run(&["rebuild", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_second_server_with_wait_takes_over_when_the_first_dies() {
+    use std::io::{BufRead, BufReader};
+    let ledger = TestLedger::postgres().with_policy();
+    let operator = add_token(&ledger, "op", "operator", &[]);
+    let first = Serve::start(&ledger, &[]);
+    let agent = agent();
+    let sample = std::fs::read_to_string(examples("sample.jsonl")).unwrap();
+    let url = format!("{}/v1/commands", first.url);
+    let mut answered = post_ndjson(&agent, &url, Some(&operator), sample.as_bytes());
+    assert_eq!(answered.status().as_u16(), 200);
+    let answered = answered.body_mut().read_to_string().unwrap();
+    // The standby waits for the log's lock before it listens.
+    let mut standby = ledger
+        .command(&["serve", "--listen", "127.0.0.1:0", "--wait"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = standby.stdout.take().unwrap();
+    let (said, first_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = said.send(line);
+    });
+    assert!(
+        first_line.recv_timeout(Duration::from_secs(2)).is_err(),
+        "the standby listens only once it holds the log"
+    );
+    first.kill();
+    let line = first_line
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the standby takes over");
+    let address = line
+        .trim()
+        .strip_prefix("gongji serve: listening on ")
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    // Everything the first server answered is there, and the standby takes commands.
+    let (status, account) = get(
+        &agent,
+        &format!("{address}/v1/members/M001"),
+        Some(&operator),
+    );
+    assert_eq!(status, 200, "{account}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&account).unwrap()["balance"],
+        "1282.00"
+    );
+    let url = format!("{address}/v1/commands");
+    let mut again = post_ndjson(&agent, &url, Some(&operator), sample.as_bytes());
+    assert_eq!(again.status().as_u16(), 200);
+    let again = again.body_mut().read_to_string().unwrap();
+    // Answered as `apply` answers the sample a second time: nothing applied twice.
+    let by_cli = TestLedger::directory().with_policy();
+    let file = examples("sample.jsonl");
+    let first_apply = by_cli.run(&["apply", file.to_str().unwrap(), "--json"]);
+    assert_eq!(answered, String::from_utf8(first_apply.stdout).unwrap());
+    let second_apply = by_cli.run(&["apply", file.to_str().unwrap(), "--json"]);
+    assert_eq!(again, String::from_utf8(second_apply.stdout).unwrap());
+    standby.kill().unwrap();
+    let out = standby.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("waiting for it to finish (--wait)"),
+        "{}",
+        text(&out)
+    );
+}

@@ -120,17 +120,22 @@ impl TestLedger {
     }
 
     /// On PostgreSQL, where there is no data directory to keep them in by default, the token
-    /// file and the access log a `token` or `serve` command is given (in `dir`), unless `args`
-    /// name them.
+    /// file and the access log a `token` or `serve` command is given (in `data()`, created for
+    /// them), unless `args` name them.
     fn service_files(&self, args: &[&str]) -> Vec<PathBuf> {
         let mut files = Vec::new();
         let given = |flag: &str| args.contains(&flag);
         let kind = args.first().copied();
-        if matches!(kind, Some("token" | "serve")) && !given("--tokens") {
-            files.extend(["--tokens".into(), self.dir.path().join("tokens")]);
+        if !matches!(kind, Some("token" | "serve")) {
+            return files;
+        }
+        // Where a directory ledger keeps them, so that tests reading them find them.
+        std::fs::create_dir_all(self.data()).expect("the service files' directory");
+        if !given("--tokens") {
+            files.extend(["--tokens".into(), self.data().join("tokens")]);
         }
         if kind == Some("serve") && !given("--access-log") {
-            files.extend(["--access-log".into(), self.dir.path().join("access-log")]);
+            files.extend(["--access-log".into(), self.data().join("access-log")]);
         }
         files
     }

@@ -165,7 +165,8 @@ impl Writer {
     }
 
     /// Runs `work` on `slot`'s connection; after a lost connection, again from the start on a
-    /// new one, until `reconnect_within` has passed since the first loss.
+    /// new one, until `reconnect_within` has passed since the first loss (or since the first
+    /// failed attempt to replace a connection an earlier call lost).
     fn run<T>(
         &self,
         slot: &Slot,
@@ -177,10 +178,15 @@ impl Writer {
         loop {
             let conn = match guard.as_mut() {
                 Some(conn) => conn,
+                // No connection: an earlier one was lost (in this call or an earlier one).
                 None => match Conn::open(&self.config, &self.log, slot.role) {
                     Ok(conn) => guard.insert(conn),
-                    Err(e) if deadline.is_none_or(|d| Instant::now() >= d) => return Err(e),
-                    Err(_) => {
+                    Err(e) => {
+                        let deadline =
+                            *deadline.get_or_insert_with(|| Instant::now() + self.reconnect_within);
+                        if Instant::now() >= deadline {
+                            return Err(e);
+                        }
                         std::thread::sleep(RECONNECT_PAUSE);
                         continue;
                     }
