@@ -442,3 +442,36 @@ fn a_version_1_database_gets_the_projections_at_its_writers_open() {
         .batch_execute(&format!("DROP DATABASE {database} WITH (FORCE)"))
         .expect("drop database");
 }
+
+#[test]
+fn what_a_reader_prefetched_is_answered_only_in_its_snapshot_and_under_its_layer() {
+    let name = support::fresh_log("kv-prefetch");
+    let writer = writer(&name);
+    writer
+        .apply(vec![(b"a".to_vec(), Some(b"1".to_vec()))], 5)
+        .expect("store");
+    let reader = PgProjections::open_read_only(&support::pg_uri(), &name).expect("reader");
+    reader
+        .apply(vec![(b"x".to_vec(), Some(b"layer".to_vec()))], Some(9))
+        .expect("layer");
+    reader
+        .prefetch(&[b"a".to_vec(), b"missing".to_vec(), b"x".to_vec()])
+        .expect("prefetch");
+    assert_eq!(reader.get(b"a").expect("get"), Some(b"1".to_vec()));
+    assert_eq!(reader.get(b"missing").expect("get"), None);
+    assert_eq!(reader.get(b"x").expect("get"), Some(b"layer".to_vec()));
+    reader
+        .apply(vec![(b"a".to_vec(), None)], None)
+        .expect("layer");
+    assert_eq!(reader.get(b"a").expect("get"), None, "the layer wins");
+    // The writer stores within what the reader folded: the layer stays, the snapshot moves,
+    // and what was prefetched from the old one is not answered any more.
+    reader.prefetch(&[b"b".to_vec()]).expect("prefetch");
+    assert_eq!(reader.get(b"b").expect("get"), None);
+    writer
+        .apply(vec![(b"b".to_vec(), Some(b"2".to_vec()))], 7)
+        .expect("store");
+    assert!(!reader.refresh().expect("refresh"));
+    assert_eq!(reader.get(b"x").expect("get"), Some(b"layer".to_vec()));
+    assert_eq!(reader.get(b"b").expect("get"), Some(b"2".to_vec()));
+}

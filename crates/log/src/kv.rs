@@ -295,6 +295,21 @@ impl Kv {
         }
     }
 
+    /// Whether [`Kv::prefetch`] does anything (a store outside the log's directory): a caller
+    /// gathers the keys only then.
+    pub fn prefetches(&self) -> bool {
+        matches!(self.backend, Backend::External(_))
+    }
+
+    /// A hint that `keys` are about to be read (see [`ProjectionStore::prefetch`]): only a
+    /// store outside the log's directory acts on it; the others read from local files.
+    pub fn prefetch(&self, keys: &[Vec<u8>]) -> Result<(), LogError> {
+        match &self.backend {
+            Backend::External(e) => e.prefetch(keys),
+            _ => Ok(()),
+        }
+    }
+
     /// For a reader's store over a database its writer goes on storing to (an external
     /// store opened read-only): reads from a new snapshot from now on, and returns `true`
     /// when the writes it had taken (the reader's catch-up) were dropped because the store's

@@ -3,13 +3,14 @@
 //!
 //! Invariants as the code holds them: every read of the database between two refreshes is in
 //! one `REPEATABLE READ` transaction (one stored state); a key in the layer (a value or a
-//! delete) wins over the snapshot; a refresh whose snapshot holds another checkpoint row than
+//! delete) wins over the snapshot; what a prefetch read is answered only in the snapshot it
+//! was read in; a refresh whose snapshot holds another checkpoint row than
 //! the one before (any store or clear since) empties the layer and says so, unless the new
 //! checkpoint lies within what the layer already folded (`keeps_layer`); nothing is ever
 //! written to the database. A lost connection fails the reads until the next refresh connects
 //! again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use gongji_log::{KvPair, KvWrite, LogError};
@@ -33,6 +34,9 @@ struct View {
     base_hidden: bool,
     /// The checkpoint written last to the layer, if any write set one.
     checkpoint: Option<Option<u64>>,
+    /// What the last `prefetch` read from the snapshot (`None`: not there); emptied with the
+    /// snapshot.
+    prefetched: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 /// The projections of one log, read beside its writer.
@@ -89,6 +93,7 @@ impl ReadOnly {
                 layer: BTreeMap::new(),
                 base_hidden: false,
                 checkpoint: None,
+                prefetched: HashMap::new(),
             }),
         })
     }
@@ -132,9 +137,38 @@ impl ReadOnly {
         if view.base_hidden {
             return Ok(None);
         }
+        if let Some(found) = view.prefetched.get(key) {
+            return Ok(found.clone());
+        }
         self.in_snapshot(&mut view, "reading a projection", |conn| {
             conn.get(&self.log, key)
         })
+    }
+
+    /// Reads `keys` from the snapshot in one query (those the layer holds are not asked
+    /// for); the `get`s that follow answer from it until the next prefetch or refresh.
+    pub fn prefetch(&self, keys: &[Vec<u8>]) -> Result<(), LogError> {
+        let mut view = self.view();
+        view.prefetched.clear();
+        if view.base_hidden {
+            return Ok(());
+        }
+        let wanted: Vec<Vec<u8>> = keys
+            .iter()
+            .filter(|key| !view.layer.contains_key(*key))
+            .cloned()
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let found = self.in_snapshot(&mut view, "reading projections", |conn| {
+            conn.get_many(&self.log, &wanted)
+        })?;
+        let mut prefetched: HashMap<Vec<u8>, Option<Vec<u8>>> =
+            wanted.into_iter().map(|key| (key, None)).collect();
+        prefetched.extend(found.into_iter().map(|(key, value)| (key, Some(value))));
+        view.prefetched = prefetched;
+        Ok(())
     }
 
     /// The pairs under `prefix`, in key order, the layer winning (collected, as the file log's
@@ -193,6 +227,7 @@ impl ReadOnly {
     pub fn clear(&self) {
         let mut view = self.view();
         view.layer.clear();
+        view.prefetched.clear();
         view.base_hidden = true;
         view.checkpoint = Some(None);
     }
@@ -215,6 +250,7 @@ impl ReadOnly {
             None => snapshot_on(&self.config, &self.log)?,
         };
         view.conn = Some(conn);
+        view.prefetched.clear();
         if stored == view.base {
             return Ok(false);
         }

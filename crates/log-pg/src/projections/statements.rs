@@ -1,6 +1,7 @@
 //! A connection to the projections' tables with its read statements prepared once (a
 //! statement sent as text is parsed on every call: one more round trip per read), and the
-//! reads both sides make: one key, one page of a prefix scan, the checkpoint row.
+//! reads both sides make: one key, many keys at once, one page of a prefix scan, the
+//! checkpoint row.
 //!
 //! Invariant as the code holds it: a page holds keys in byte order (`bytea` compares as the
 //! bytes do), starting at the key it is asked from, all under the prefix's upper bound.
@@ -25,6 +26,7 @@ pub(super) struct Stored {
 pub(super) struct Conn {
     pub client: Client,
     get: Statement,
+    get_many: Statement,
     page_to: Statement,
     page_open: Statement,
     stored: Statement,
@@ -38,49 +40,53 @@ impl Conn {
 
     /// The statements prepared on `client` (its database must hold the projections' tables).
     pub fn new(mut client: Client, log: &str) -> Result<Conn, LogError> {
-        Conn::prepare(&mut client, log).map(|(get, page_to, page_open, stored)| Conn {
+        let mut prepare = |text: &str| {
+            client.prepare(text).map_err(|e| {
+                pg_err(
+                    &format!("preparing the reads of log {log:?}'s projections"),
+                    &e,
+                )
+            })
+        };
+        let get = prepare("SELECT value FROM gongji_projections WHERE log = $1 AND key = $2")?;
+        let get_many =
+            prepare("SELECT key, value FROM gongji_projections WHERE log = $1 AND key = ANY($2)")?;
+        let page_to = prepare(
+            "SELECT key, value FROM gongji_projections \
+             WHERE log = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4",
+        )?;
+        let page_open = prepare(
+            "SELECT key, value FROM gongji_projections \
+             WHERE log = $1 AND key >= $2 ORDER BY key LIMIT $3",
+        )?;
+        let stored =
+            prepare("SELECT checkpoint, stores FROM gongji_projection_checkpoints WHERE log = $1")?;
+        Ok(Conn {
             client,
             get,
+            get_many,
             page_to,
             page_open,
             stored,
         })
     }
 
-    fn prepare(
-        client: &mut Client,
-        log: &str,
-    ) -> Result<(Statement, Statement, Statement, Statement), LogError> {
-        let err = |e: postgres::Error| {
-            pg_err(
-                &format!("preparing the reads of log {log:?}'s projections"),
-                &e,
-            )
-        };
-        let get = client
-            .prepare("SELECT value FROM gongji_projections WHERE log = $1 AND key = $2")
-            .map_err(err)?;
-        let page_to = client
-            .prepare(
-                "SELECT key, value FROM gongji_projections \
-                 WHERE log = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4",
-            )
-            .map_err(err)?;
-        let page_open = client
-            .prepare(
-                "SELECT key, value FROM gongji_projections \
-                 WHERE log = $1 AND key >= $2 ORDER BY key LIMIT $3",
-            )
-            .map_err(err)?;
-        let stored = client
-            .prepare("SELECT checkpoint, stores FROM gongji_projection_checkpoints WHERE log = $1")
-            .map_err(err)?;
-        Ok((get, page_to, page_open, stored))
-    }
-
     pub fn get(&mut self, log: &str, key: &[u8]) -> Result<Option<Vec<u8>>, postgres::Error> {
         let row = self.client.query_opt(&self.get, &[&log, &key])?;
         Ok(row.map(|row| row.get(0)))
+    }
+
+    /// The entries of `keys` the table holds (any order).
+    pub fn get_many(
+        &mut self,
+        log: &str,
+        keys: &[Vec<u8>],
+    ) -> Result<Vec<KvPair>, postgres::Error> {
+        let rows = self.client.query(&self.get_many, &[&log, &keys])?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
     }
 
     /// Up to [`PAGE_ROWS`] entries from key `from` on, below `upper` if there is one.

@@ -5,7 +5,9 @@
 //! What [`Kv`](crate::Kv) asks of a store is exactly what the projection layer uses: point
 //! reads, prefix scans in key order, atomic batches of puts and deletes that may carry the
 //! checkpoint, the checkpoint, clearing, and making writes durable. A store kept beside a
-//! writer by a reader may also move the snapshot it reads ([`ProjectionStore::refresh`]).
+//! writer by a reader may also move the snapshot it reads ([`ProjectionStore::refresh`]), and
+//! a store whose reads are round trips may read the keys a catch-up is about to read at once
+//! ([`ProjectionStore::prefetch`]).
 //!
 //! Not for: anything that cannot be rebuilt from the log. Invariants every implementation
 //! keeps (the tests of `gongji-log-pg` check them against the runs store): `apply` is atomic
@@ -50,6 +52,15 @@ pub trait ProjectionStore: Debug + Send + Sync {
     /// Makes every earlier write durable (a store whose `apply` is durable when it returns
     /// has nothing to do).
     fn flush(&self) -> Result<(), LogError> {
+        Ok(())
+    }
+
+    /// A hint that `keys` are about to be read one by one (a catch-up about to fold a chunk
+    /// of records): a store whose reads are round trips may read them at once, and answer
+    /// the `get`s that follow from what it read, until its snapshot or contents change. The
+    /// default does nothing.
+    fn prefetch(&self, keys: &[Vec<u8>]) -> Result<(), LogError> {
+        let _ = keys;
         Ok(())
     }
 
