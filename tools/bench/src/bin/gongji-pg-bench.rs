@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use figures::{emit, note, rate};
-use gongji_ledger::{DurableGroup, Ledger, ProjectionBackend, StreamOptions};
+use gongji_ledger::{DurableGroup, Ledger, LineOutcome, ProjectionBackend, StreamOptions};
 use gongji_log::Log;
 use gongji_log_pg::PgLog;
 use gongji_tools::gen;
@@ -45,6 +45,8 @@ const COPY_TRAILER: &[u8] = &[0xff, 0xff];
 fn input(members: u64) -> Result<Vec<u8>, String> {
     let policy = std::fs::read_to_string("policies/500000-2024-01-01.json")
         .map_err(|e| format!("reading the policy (run from the repository): {e}"))?;
+    // One line: the policy file is pretty-printed (JSON takes a space wherever it has a newline).
+    let policy = policy.replace(['\n', '\r'], " ");
     let mut out =
         format!("{{\"cmd\":\"load_policy\",\"policy\":{}}}\n", policy.trim()).into_bytes();
     let config = gen::Config {
@@ -59,12 +61,22 @@ fn input(members: u64) -> Result<Vec<u8>, String> {
 fn apply(ledger: &mut Ledger, input: &[u8]) -> Result<(u64, Duration), String> {
     let from = ledger.log().end_position();
     let started = Instant::now();
-    let mut sink = |_: &DurableGroup| Ok::<(), String>(());
+    let mut rejected = 0usize;
+    let mut first_rejection = None;
+    let mut sink = |group: &DurableGroup| {
+        for (_, outcome) in group.lines() {
+            if let LineOutcome::Rejected(r) = outcome {
+                rejected += 1;
+                first_rejection.get_or_insert_with(|| format!("{r:?}"));
+            }
+        }
+        Ok::<(), String>(())
+    };
     let options = StreamOptions {
         batch_lines: 1000,
         ..StreamOptions::default()
     };
-    ledger
+    let summary = ledger
         .apply_stream(
             Cursor::new(input.to_vec()),
             &options,
@@ -73,6 +85,13 @@ fn apply(ledger: &mut Ledger, input: &[u8]) -> Result<(u64, Duration), String> {
         )
         .map_err(|e| format!("apply: {e:?}"))?;
     let elapsed = started.elapsed();
+    note(&format!(
+        "applied {} lines ({} bytes; {rejected} refused, the first: {}) in {:.1} s",
+        summary.lines,
+        summary.read_bytes,
+        first_rejection.unwrap_or_default(),
+        elapsed.as_secs_f64()
+    ));
     // Every line is durable once `apply_stream` returned (the log's own durable end is taken
     // in at its next sync).
     Ok((ledger.log().end_position() - from, elapsed))
