@@ -345,7 +345,7 @@ fn every_argument_of_every_subcommand_has_help_and_the_benchmark_option_is_hidde
         assert!(!help.contains("--projections"), "{args:?}: {help}");
         let entries = help_entries(&help);
         assert!(
-            entries.iter().any(|(name, _)| name == "--data <DIR>"),
+            entries.iter().any(|(name, _)| name == "--data <DIR|URI>"),
             "{args:?}: {help}"
         );
         for (name, said) in entries {

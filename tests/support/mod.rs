@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod gen;
+pub mod pg;
 pub mod schema;
 pub mod serve;
 
@@ -38,17 +39,18 @@ pub fn gongji_path() -> &'static str {
     env!("CARGO_BIN_EXE_gongji")
 }
 
-/// A fresh ledger directory with the Chongqing policy loaded.
+/// A fresh ledger with the Chongqing policy loaded: in a directory of its own, or, with
+/// `GONGJI_TEST_STORE=pg` (or [`TestLedger::postgres`]), in a fresh log in PostgreSQL
+/// ([`pg`]), `dir` then holding only what the test writes beside it.
 pub struct TestLedger {
     pub dir: tempfile::TempDir,
+    /// The ledger's log in PostgreSQL, if it is there.
+    pub pg: Option<pg::PgLedger>,
 }
 
 impl TestLedger {
     pub fn new() -> TestLedger {
-        let ledger = TestLedger::empty();
-        let out = ledger.run(&["policy", "load", CHONGQING_POLICY, "--json"]);
-        assert!(out.status.success(), "policy load failed: {}", text(&out));
-        ledger
+        TestLedger::empty().with_policy()
     }
 
     /// A ledger with the shipped sample applied (`examples/sample.jsonl`, which refuses some
@@ -64,6 +66,43 @@ impl TestLedger {
     pub fn empty() -> TestLedger {
         TestLedger {
             dir: tempfile::tempdir().expect("temp dir"),
+            pg: pg::store_is_pg().then(pg::PgLedger::fresh),
+        }
+    }
+
+    /// An empty ledger in a fresh log in PostgreSQL, whatever `GONGJI_TEST_STORE` says.
+    pub fn postgres() -> TestLedger {
+        TestLedger {
+            dir: tempfile::tempdir().expect("temp dir"),
+            pg: Some(pg::PgLedger::fresh()),
+        }
+    }
+
+    /// An empty ledger in a directory, whatever `GONGJI_TEST_STORE` says.
+    pub fn directory() -> TestLedger {
+        TestLedger {
+            dir: tempfile::tempdir().expect("temp dir"),
+            pg: None,
+        }
+    }
+
+    /// [`TestLedger::new`]'s policy loaded into `self`.
+    pub fn with_policy(self) -> TestLedger {
+        let out = self.run(&["policy", "load", CHONGQING_POLICY, "--json"]);
+        assert!(out.status.success(), "policy load failed: {}", text(&out));
+        self
+    }
+
+    /// `--data` (and `--pg-log`) as the ledger's commands take them.
+    pub fn data_args(&self) -> Vec<std::ffi::OsString> {
+        match &self.pg {
+            Some(pg) => vec![
+                "--data".into(),
+                pg.uri.clone().into(),
+                "--pg-log".into(),
+                pg.log.clone().into(),
+            ],
+            None => vec!["--data".into(), self.data().into()],
         }
     }
 
@@ -73,8 +112,32 @@ impl TestLedger {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(gongji_path());
-        command.arg("--data").arg(self.data()).args(args);
+        command.args(self.data_args()).args(args);
+        if self.pg.is_some() {
+            command.args(self.service_files(args));
+        }
         command
+    }
+
+    /// On PostgreSQL, where there is no data directory to keep them in by default, the token
+    /// file and the access log a `token` or `serve` command is given (in `data()`, created for
+    /// them), unless `args` name them.
+    fn service_files(&self, args: &[&str]) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let given = |flag: &str| args.contains(&flag);
+        let kind = args.first().copied();
+        if !matches!(kind, Some("token" | "serve")) {
+            return files;
+        }
+        // Where a directory ledger keeps them, so that tests reading them find them.
+        std::fs::create_dir_all(self.data()).expect("the service files' directory");
+        if !given("--tokens") {
+            files.extend(["--tokens".into(), self.data().join("tokens")]);
+        }
+        if kind == Some("serve") && !given("--access-log") {
+            files.extend(["--access-log".into(), self.data().join("access-log")]);
+        }
+        files
     }
 
     pub fn run(&self, args: &[&str]) -> Output {

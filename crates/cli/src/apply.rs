@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 
 use crate::args::ApplyArgs;
 use crate::failure::{Code, Failure};
+use crate::location::Location;
 use crate::open::open_or_create;
 use crate::output;
 use crate::print;
@@ -32,7 +33,7 @@ const PROGRESS_INPUT_BYTES_MIN: u64 = 4 * 1024 * 1024;
 /// that prints each group's outcomes (it is given a group only once the group is durable) and
 /// counts them for the summary. Exit 1 if a line was rejected, 2 if the input became
 /// unreadable (after printing what was read).
-pub fn apply(data: &Path, args: &ApplyArgs) -> Result<ExitCode, Failure> {
+pub fn apply(data: &Location, args: &ApplyArgs) -> Result<ExitCode, Failure> {
     let file = args.file.as_str();
     let (source, size_bytes): (Box<dyn Read + Send>, Option<u64>) = if file == "-" {
         (Box::new(io::stdin()), None)
@@ -165,7 +166,7 @@ fn exit_for(rejected: usize) -> ExitCode {
 }
 
 /// `gongji policy load FILE`: one `load_policy` line, committed, its outcome printed.
-pub fn policy_load(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Failure> {
+pub fn policy_load(data: &Location, file: &Path, json: bool) -> Result<ExitCode, Failure> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Failure::io(format!("cannot read {}: {e}", file.display())))?;
     let policy: Value = serde_json::from_str(&text)

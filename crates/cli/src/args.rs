@@ -16,9 +16,16 @@ use gongji_recon::words::{Lang, LANG_VAR};
     about = "Gongji (共济): an event-sourced ledger for employee medical insurance accounts and funds"
 )]
 pub struct Cli {
-    /// The ledger's data directory (only `apply`, `policy load` and `audit import` create one).
-    #[arg(long, global = true, value_name = "DIR")]
+    /// Where the ledger is: its data directory, or a PostgreSQL connection URI
+    /// (`postgres://…` or `postgresql://…`, multi-host allowed, e.g. what `tools/pg-ha up`
+    /// prints), the log in it named by --pg-log. Only `apply`, `policy load` and `audit
+    /// import` create a ledger. A URI's password is never printed.
+    #[arg(long, global = true, value_name = "DIR|URI")]
     pub data: Option<PathBuf>,
+    /// With a PostgreSQL --data: the name of the ledger's log in that database (default
+    /// `gongji`); several ledgers share a database under different names.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub pg_log: Option<String>,
     /// Where the projections are kept: `runs` (sorted run files of the log's own, the default)
     /// or `sled` (a sled tree, the earlier store; kept as a baseline). Each keeps its own
     /// checkpoint, so switching costs at most a rebuild at the next open. For the benchmark's

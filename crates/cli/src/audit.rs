@@ -13,12 +13,13 @@ use serde_json::{json, Value};
 
 use crate::args::{self, ExportArgs};
 use crate::failure::{Code, Failure};
-use crate::open::{open, open_to_rebuild, require_ledger};
+use crate::location::Location;
+use crate::open::{open, open_to_rebuild};
 use crate::output::Progress;
 use crate::print;
 use crate::text::{self, labels, reports, Style};
 
-pub fn replay(data: &Path, json: bool) -> Result<ExitCode, Failure> {
+pub fn replay(data: &Location, json: bool) -> Result<ExitCode, Failure> {
     let mut ledger = open_to_rebuild(data)?;
     let mut bar = Progress::on_terminal("replay");
     let report = ledger.audit_replay(&mut |done, total| bar.step("fold", done, total))?;
@@ -27,7 +28,7 @@ pub fn replay(data: &Path, json: bool) -> Result<ExitCode, Failure> {
     print_report(&json!(report), json, reports::audit_replay, false)
 }
 
-pub fn verify(data: &Path, json: bool) -> Result<ExitCode, Failure> {
+pub fn verify(data: &Location, json: bool) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let mut bar = Progress::on_terminal("verify");
     let report = ledger.audit_verify(&mut |phase, done, total| bar.step(phase, done, total))?;
@@ -40,7 +41,7 @@ pub fn verify(data: &Path, json: bool) -> Result<ExitCode, Failure> {
     )
 }
 
-pub fn export(data: &Path, args: &ExportArgs) -> Result<ExitCode, Failure> {
+pub fn export(data: &Location, args: &ExportArgs) -> Result<ExitCode, Failure> {
     let filter = ArchiveFilter {
         from: args::day("--from", &args.from).map_err(Failure::bad_argument)?,
         to: args::day("--to", &args.to).map_err(Failure::bad_argument)?,
@@ -94,8 +95,12 @@ pub fn check(file: &Path, json: bool) -> Result<ExitCode, Failure> {
     )
 }
 
-pub fn clear_quarantine(data: &Path, json: bool) -> Result<ExitCode, Failure> {
-    require_ledger(data)?;
+pub fn clear_quarantine(data: &Location, json: bool) -> Result<ExitCode, Failure> {
+    let data = data.require_dir(
+        "audit clear-quarantine",
+        "a log in PostgreSQL keeps no quarantine marker (damage found is refused by the \
+         process that found it, and checked again at every open)",
+    )?;
     let marker = crate::open::clear_quarantine(data)?;
     if json {
         let (position, reason) = marker.map(|m| (m.position, m.reason)).unzip();
@@ -119,13 +124,16 @@ pub fn clear_quarantine(data: &Path, json: bool) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Failure> {
+pub fn import(data: &Location, file: &Path, json: bool) -> Result<ExitCode, Failure> {
     let mut bar = Progress::on_terminal("import");
-    let (report, ledger) =
-        gongji_ledger::archive::import_archive(data, file, &mut |phase, done, total| {
-            bar.step(phase, done, total)
-        })
-        .map_err(|e| Failure::archive(&e))?;
+    let mut step = |phase, done, total| bar.step(phase, done, total);
+    let imported = match data {
+        Location::Dir(dir) => gongji_ledger::archive::import_archive(dir, file, &mut step),
+        Location::Postgres(pg) => {
+            gongji_ledger::archive::import_archive_postgres(pg.uri(), &pg.log, file, &mut step)
+        }
+    };
+    let (report, ledger) = imported.map_err(|e| Failure::archive(&e))?;
     bar.finish();
     let Some(ledger) = ledger else {
         let why = match &report.failure {
@@ -145,7 +153,7 @@ pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Failure>
         let answer = json!({"file": file.display().to_string(), "manifest": report.manifest, "digest": digest});
         print::json_line(&answer.to_string())?;
     } else {
-        let (file, data) = (file.display(), data.display());
+        let file = file.display();
         print::text_line(&match text::lang() {
             Lang::Zh => format!("已将 {file} 导入 {data}；摘要 {digest}"),
             Lang::En => format!("imported {file} into {data}; digest {digest}"),
@@ -154,7 +162,7 @@ pub fn import(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Failure>
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn rebuild(data: &Path, json: bool) -> Result<ExitCode, Failure> {
+pub fn rebuild(data: &Location, json: bool) -> Result<ExitCode, Failure> {
     let mut ledger = open_to_rebuild(data)?;
     let started = Instant::now();
     let mut bar = Progress::on_terminal("rebuild");

@@ -12,12 +12,15 @@
 //! (auditors and operators), `reconcile`, `serve` (the service and its tokens). What every `--json` answer looks like is
 //! `docs/answers.md`.
 //! Text for people is written by `text` (labels in the language chosen by `--lang` or
-//! `GONGJI_LANG`, Chinese by default).
+//! `GONGJI_LANG`, Chinese by default). `--data` is parsed once, by `location`, into a data
+//! directory or a log in PostgreSQL (a `postgres://` URI and `--pg-log`); `open` opens the
+//! ledger there, and every message names it with the URI's password masked.
 
 mod apply;
 mod args;
 mod audit;
 mod failure;
+mod location;
 mod open;
 mod output;
 mod print;
@@ -38,6 +41,7 @@ use clap::Parser;
 
 use args::{AuditCmd, Cli, Cmd, PolicyCmd, ReconcileCmd};
 use failure::Failure;
+use location::Location;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -129,11 +133,13 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
     {
         return audit::check(file, *json);
     }
-    open::configure(cli.projections, cli.wait);
     let data = cli.data.ok_or_else(|| {
-        Failure::bad_argument("--data DIR is required: the ledger's data directory")
+        Failure::bad_argument(
+            "--data DIR|URI is required: the ledger's data directory or PostgreSQL URI",
+        )
     })?;
-    let data = data.as_path();
+    let data = &Location::parse(&data, cli.pg_log.as_deref())?;
+    open::configure(data, cli.projections, cli.wait)?;
     match cli.command {
         Cmd::Apply(args) => apply::apply(data, &args),
         Cmd::Account(args) => query::account(data, &args),
@@ -161,7 +167,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
             PolicyCmd::List { json } => query::policy_list(data, json),
         },
         Cmd::Rebuild { json } => audit::rebuild(data, json),
-        Cmd::Serve(args) => serve::serve(data, &args).map_err(Failure::from),
-        Cmd::Token { action } => serve::token(data, &action).map_err(Failure::from),
+        Cmd::Serve(args) => serve::serve(data, &args),
+        Cmd::Token { action } => serve::token(data, &action),
     }
 }

@@ -5,7 +5,6 @@
 //! except `history` and `policy list`, whose answers are lists of records: JSON Lines, one
 //! record a line (none for an empty list).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use gongji_ledger::{not_enrolled, AsOf, Ledger, LedgerError};
@@ -14,12 +13,13 @@ use serde_json::{json, Value};
 
 use crate::args::{self, AsOfArgs, ExplainArgs, FundArgs, HistoryArgs, MemberArgs, YearArgs};
 use crate::failure::Failure;
+use crate::location::Location;
 use crate::open::open;
 use crate::print;
 use crate::text::labels::{self, Table};
 use crate::text::{self, reports, Style};
 
-pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> {
+pub fn account(data: &Location, args: &MemberArgs) -> Result<ExitCode, Failure> {
     member_view(
         data,
         &args.member,
@@ -30,7 +30,7 @@ pub fn account(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> {
     )
 }
 
-pub fn inheritance(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> {
+pub fn inheritance(data: &Location, args: &MemberArgs) -> Result<ExitCode, Failure> {
     member_view(
         data,
         &args.member,
@@ -41,7 +41,7 @@ pub fn inheritance(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> 
     )
 }
 
-pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> {
+pub fn transfers(data: &Location, args: &MemberArgs) -> Result<ExitCode, Failure> {
     member_view(
         data,
         &args.member,
@@ -52,7 +52,7 @@ pub fn transfers(data: &Path, args: &MemberArgs) -> Result<ExitCode, Failure> {
     )
 }
 
-pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, Failure> {
+pub fn year(data: &Location, args: &YearArgs) -> Result<ExitCode, Failure> {
     let asked = args.as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
     let answer = ledger.year_answer(
@@ -74,7 +74,7 @@ pub fn year(data: &Path, args: &YearArgs) -> Result<ExitCode, Failure> {
 /// Answers a query about one member, now or as of a past time: JSON or text; `unknown_member`
 /// (exit 1) if the member was not enrolled then.
 fn member_view<T: serde::Serialize>(
-    data: &Path,
+    data: &Location,
     member: &str,
     json: bool,
     as_of: &AsOfArgs,
@@ -88,7 +88,7 @@ fn member_view<T: serde::Serialize>(
     show(&asked.stated(view), json, table)
 }
 
-pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, Failure> {
+pub fn fund(data: &Location, args: &FundArgs) -> Result<ExitCode, Failure> {
     let asked = args.as_of.parse().map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
     let view = ledger
@@ -97,7 +97,7 @@ pub fn fund(data: &Path, args: &FundArgs) -> Result<ExitCode, Failure> {
     show(&asked.stated(view), args.json, labels::FUND_ANSWER)
 }
 
-pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, Failure> {
+pub fn history(data: &Location, args: &HistoryArgs) -> Result<ExitCode, Failure> {
     let from = args::day("--from", &args.from).map_err(Failure::bad_argument)?;
     let to = args::day("--to", &args.to).map_err(Failure::bad_argument)?;
     let ledger = open(data)?;
@@ -113,7 +113,7 @@ pub fn history(data: &Path, args: &HistoryArgs) -> Result<ExitCode, Failure> {
     print_lines(args.json, &lines)
 }
 
-pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, Failure> {
+pub fn explain(data: &Location, args: &ExplainArgs) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let view = ledger.explain(&args.claim)?.map_err(Failure::not_found)?;
     let value = json!(view);
@@ -129,7 +129,7 @@ pub fn explain(data: &Path, args: &ExplainArgs) -> Result<ExitCode, Failure> {
 }
 
 /// `gongji policy list`: every region's policy versions.
-pub fn policy_list(data: &Path, json: bool) -> Result<ExitCode, Failure> {
+pub fn policy_list(data: &Location, json: bool) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let style = Style::untimed();
     let lines: Vec<String> = answers::policy_lines(&ledger)?

@@ -10,12 +10,13 @@ use gongji_recon::ReconError;
 
 use crate::args::{self, DetailArgs, SettlementArgs};
 use crate::failure::Failure;
+use crate::location::Location;
 use crate::open::open;
 use crate::output::Progress;
 use crate::print;
 use crate::text;
 
-pub fn detail(data: &Path, args: &DetailArgs) -> Result<ExitCode, Failure> {
+pub fn detail(data: &Location, args: &DetailArgs) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let from = args::required_day("--from", &args.from).map_err(Failure::bad_argument)?;
     let to = args::required_day("--to", &args.to).map_err(Failure::bad_argument)?;
@@ -32,7 +33,7 @@ pub fn detail(data: &Path, args: &DetailArgs) -> Result<ExitCode, Failure> {
     finish(bar, printed)
 }
 
-pub fn totals(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Failure> {
+pub fn totals(data: &Location, file: &Path, json: bool) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let mut bar = Progress::on_terminal("reconcile");
     let printed =
@@ -42,7 +43,7 @@ pub fn totals(data: &Path, file: &Path, json: bool) -> Result<ExitCode, Failure>
     finish(bar, printed)
 }
 
-pub fn settlement(data: &Path, args: &SettlementArgs) -> Result<ExitCode, Failure> {
+pub fn settlement(data: &Location, args: &SettlementArgs) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let month = args::month("MONTH", &args.month).map_err(Failure::bad_argument)?;
     let mut bar = Progress::on_terminal("settlement");

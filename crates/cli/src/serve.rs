@@ -1,7 +1,9 @@
 //! `gongji serve` and `gongji token`: the arguments of the service and of its tokens, and the
 //! calls into `gongji-server` (which owns everything the service does). The token file and the
 //! access log default to `DIR/tokens` and `DIR/access-log`, in the data directory, made and
-//! read only through `gongji_log::service_files` (the log's rules for its directory).
+//! read only through `gongji_log::service_files` (the log's rules for its directory). With the
+//! ledger in PostgreSQL there is no data directory: `--tokens FILE` and `--access-log FILE` must
+//! be given (files of the server's machine), and no `SERVER` note is written.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,6 +15,8 @@ use gongji_log::service_files::{self, ACCESS_LOG_FILE, TOKENS_FILE};
 use gongji_server::roles::Role;
 use gongji_server::{tokens, Limits, ServeConfig, TlsFiles};
 
+use crate::failure::Failure;
+use crate::location::Location;
 use crate::open::{open, open_or_create};
 use crate::print;
 
@@ -82,18 +86,29 @@ pub enum TokenCmd {
     },
 }
 
-/// The file given, or `DIR/NAME`; with `create_dir`, the data directory is created if absent
-/// (for `token add` before the first `apply`).
+/// The file given, or `DIR/NAME` (`flag` gives another); with `create_dir`, the data directory
+/// is created if absent (for `token add` before the first `apply`). With the ledger in
+/// PostgreSQL there is no `DIR`: the file must be given.
 fn file_in(
-    data: &Path,
+    data: &Location,
     given: &Option<PathBuf>,
     name: &str,
+    flag: &str,
     create_dir: bool,
-) -> Result<PathBuf, String> {
-    match given {
-        Some(path) => Ok(path.clone()),
-        None if create_dir => service_files::service_path(data, name).map_err(|e| e.to_string()),
-        None => Ok(data.join(name)),
+) -> Result<PathBuf, Failure> {
+    if let Some(path) = given {
+        return Ok(path.clone());
+    }
+    let dir = data.require_dir(
+        &format!("the default {name} file (DIR/{name})"),
+        &format!(
+            "give {flag} FILE (the ledger is in the database; this server's {name} file is \
+             kept on its machine)"
+        ),
+    )?;
+    match create_dir {
+        true => service_files::service_path(dir, name).map_err(|e| Failure::io(e.to_string())),
+        false => Ok(dir.join(name)),
     }
 }
 
@@ -105,14 +120,13 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
 }
 
 /// `gongji serve`: serves until SIGTERM or SIGINT; exit 0 once the ledger is closed.
-pub fn serve(data: &Path, args: &ServeArgs) -> Result<ExitCode, String> {
+pub fn serve(data: &Location, args: &ServeArgs) -> Result<ExitCode, Failure> {
     let limits = Limits {
         connections_max: args.connections_max as usize,
         read_max: seconds("--read-timeout-secs", args.read_timeout_secs)?,
         answer_stall_max: seconds("--answer-stall-secs", args.answer_stall_secs)?,
         body_idle_max: seconds("--body-idle-secs", args.body_idle_secs)?,
     };
-    let (dir, read_dir) = (data.to_path_buf(), data.to_path_buf());
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles {
             cert: cert.clone(),
@@ -120,38 +134,45 @@ pub fn serve(data: &Path, args: &ServeArgs) -> Result<ExitCode, String> {
         }),
         _ => None,
     };
+    let (writer_at, reader_at) = (data.clone(), data.clone());
     let config = ServeConfig {
-        data: data.to_path_buf(),
+        note_dir: data.dir().map(Path::to_path_buf),
         listen: args.listen.clone(),
-        tokens: file_in(data, &args.tokens, TOKENS_FILE, false)?,
-        access_log: file_in(data, &args.access_log, ACCESS_LOG_FILE, false)?,
+        tokens: file_in(data, &args.tokens, TOKENS_FILE, "--tokens", false)?,
+        access_log: file_in(
+            data,
+            &args.access_log,
+            ACCESS_LOG_FILE,
+            "--access-log",
+            false,
+        )?,
         limits,
-        open: Arc::new(move || open_or_create(&dir).map_err(|failure| failure.message)),
+        open: Arc::new(move || open_or_create(&writer_at).map_err(|failure| failure.message)),
         tls,
         insecure_http: args.insecure_http,
-        open_read_only: Arc::new(move || open(&read_dir).map_err(|failure| failure.message)),
+        open_read_only: Arc::new(move || open(&reader_at).map_err(|failure| failure.message)),
     };
     gongji_server::serve(config)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `gongji token add|list|revoke`.
-pub fn token(data: &Path, action: &TokenCmd) -> Result<ExitCode, String> {
+pub fn token(data: &Location, action: &TokenCmd) -> Result<ExitCode, Failure> {
     match action {
         TokenCmd::Add { name, role, tokens } => {
-            let path = file_in(data, tokens, TOKENS_FILE, true)?;
+            let path = file_in(data, tokens, TOKENS_FILE, "--tokens", true)?;
             let token = tokens::add(&path, name, Role::parse(role)?)?;
             print::text_line(&token)?;
         }
         TokenCmd::List { tokens } => {
-            let path = file_in(data, tokens, TOKENS_FILE, false)?;
+            let path = file_in(data, tokens, TOKENS_FILE, "--tokens", false)?;
             for entry in tokens::Tokens::read(&path)?.entries() {
                 let role = entry.role.as_str();
                 print::text_line(&format!("{}  {role}  {}", entry.name, entry.created))?;
             }
         }
         TokenCmd::Revoke { name, tokens } => {
-            let path = file_in(data, tokens, TOKENS_FILE, false)?;
+            let path = file_in(data, tokens, TOKENS_FILE, "--tokens", false)?;
             tokens::revoke(&path, name)?;
         }
     }

@@ -3,12 +3,17 @@
 //! [`Ledger::commit`] syncs and stores at once; [`Ledger::commit_deferred`] stores only once
 //! many entities are dirty, on a thread of its own; `commit_pipelined` (for
 //! [`Ledger::apply_stream`]) hands the group to the log's syncer and returns its ticket, and
-//! the stream stores (`store_deferred`) once the sink has taken the group.
+//! the stream stores (`store_deferred`) once the sink has taken the group. With a timed store
+//! (the service), the stream encodes dirty entities a slice at a time between its groups
+//! (`encode_ahead`), so the store itself holds the writer's thread for little more than the
+//! eviction; an entity deleted (an unbinding) stays dirty until the write deleting it lands,
+//! rather than the writer waiting for that write.
 //! Invariants: an outcome leaves the ledger only after its events are durable (or with the
 //! ticket that says when, to `apply_stream` alone); a projection checkpoint stored is always
 //! durable; what a running projection write holds stays in the cache until it has landed; a
 //! failed write stops every later commit.
 
+use std::collections::HashSet;
 use std::thread::JoinHandle;
 
 use gongji_domain::{EntityKey, State};
@@ -73,7 +78,7 @@ impl Ledger {
     /// Whether the projections are due to be stored: once many entities are dirty, or, with
     /// `interval`, once that long has passed since the last store and something is dirty.
     pub(crate) fn store_due(&self, interval: Option<std::time::Duration>) -> bool {
-        let dirty = self.state.dirty.len();
+        let dirty = self.state.dirty.len() + self.encoded.keys.len();
         dirty >= self.limits.deferred_dirty_max
             || interval.is_some_and(|every| dirty > 0 && self.stored_at.elapsed() >= every)
     }
@@ -133,7 +138,10 @@ impl Ledger {
         let failed = match self.storing.0.take() {
             None => None,
             Some(handle) => match handle.join() {
-                Ok(Ok(())) => None,
+                Ok(Ok(())) => {
+                    self.encoded.landed(&mut self.state);
+                    None
+                }
                 Ok(Err(error)) => Some(error.to_string()),
                 Err(_) => Some("the projection writer thread panicked".to_string()),
             },
@@ -150,14 +158,12 @@ impl Ledger {
         // The previous write is published once joined: what it held and is not dirty again can
         // leave the cache. What is dirty now stays until the write started below is joined.
         self.finish_storing()?;
-        evict_stored(&mut self.state, self.limits.members_max);
-        let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> = store::dirty_writes(&self.state).collect();
-        self.state.dirty.clear();
-        let kv = self.kv.clone();
+        evict_stored(&mut self.state, &self.encoded.keys, self.limits.members_max);
         // A deleted entity (an unbinding, a member leaving a region's index) is absent from the
         // cache, so it would be looked up in the store, which still holds it until the write
-        // lands: a batch with deletes is waited for. They are rare (unbindings, transfers).
-        let deletes = writes.iter().any(|(_, value)| value.is_none());
+        // lands: it stays dirty until then (`Encoded::landed`), which `load` reads as absent.
+        let writes = self.encoded.take_with_dirty(&mut self.state);
+        let kv = self.kv.clone();
         let spawned = std::thread::Builder::new()
             .name("projections".into())
             .spawn(move || kv.apply(writes, checkpoint));
@@ -168,19 +174,24 @@ impl Ledger {
                 return self.refuse_if_store_failed();
             }
         }
-        if deletes {
-            self.finish_storing()?;
-        }
         Ok(())
     }
 
+    /// Stores every entity encoded ahead or dirty, with `checkpoint`, and waits for it. No
+    /// write may be running (`finish_storing` first).
     pub(crate) fn store_projections(&mut self, checkpoint: u64) -> Result<(), LedgerError> {
-        store_projections(
-            &self.kv,
-            &mut self.state,
-            checkpoint,
-            self.limits.members_max,
-        )
+        let writes = self.encoded.take_with_dirty(&mut self.state);
+        self.kv.apply(writes, checkpoint)?;
+        self.encoded.landed(&mut self.state);
+        evict_stored(&mut self.state, &HashSet::new(), self.limits.members_max);
+        Ok(())
+    }
+
+    /// Between a stream's groups while no store is due: encodes dirty entities for up to
+    /// `budget`, so that the store (`store_deferred`) has that much less to encode while the
+    /// writer waits on it.
+    pub(crate) fn encode_ahead(&mut self, budget: std::time::Duration) {
+        self.encoded.encode_some(&mut self.state, budget);
     }
 
     /// Stores deferred projections once `deferred_dirty_max` entities are dirty (default
@@ -212,7 +223,7 @@ impl Ledger {
         self.finish_storing()?;
         // Also reports a pipelined group that failed after its outcomes were handed out.
         let durable_end = self.log.sync()?;
-        if !self.state.dirty.is_empty() {
+        if !self.state.dirty.is_empty() || !self.encoded.keys.is_empty() {
             self.store_projections(durable_end)?;
         }
         self.kv.flush()?;
@@ -235,7 +246,7 @@ pub(crate) fn store_projections(
     let writes = store::dirty_writes(state);
     kv.apply(writes, checkpoint)?;
     state.dirty.clear();
-    evict_stored(state, members_max);
+    evict_stored(state, &HashSet::new(), members_max);
     Ok(())
 }
 
@@ -252,25 +263,26 @@ impl Drop for ProjectionWriter {
     }
 }
 
-/// Drops from the cache what the store holds and nothing has changed since (everything not
-/// dirty, once every write is published): settled transactions always (read again only by a
-/// duplicate or a reversal), and members, bindings and region indexes when the cache holds
-/// more than `members_max` members. A region's policies, funds and totals stay: a cached
-/// member's regions must be cached.
-pub(crate) fn evict_stored(state: &mut State, members_max: usize) {
+/// Drops from the cache what the store holds and nothing has changed since (everything
+/// neither dirty nor `encoded` ahead of its store, once every write is published): settled
+/// transactions always (read again only by a duplicate or a reversal), and members, bindings
+/// and region indexes when the cache holds more than `members_max` members. A region's
+/// policies, funds and totals stay: a cached member's regions must be cached.
+pub(crate) fn evict_stored(state: &mut State, encoded: &HashSet<EntityKey>, members_max: usize) {
     let dirty = std::mem::take(&mut state.dirty);
+    let unstored = |key: EntityKey| dirty.contains(&key) || encoded.contains(&key);
     state
         .txs
-        .retain(|id, _| dirty.contains(&EntityKey::Tx(id.clone())));
+        .retain(|id, _| unstored(EntityKey::Tx(id.clone())));
     if state.members.len() > members_max {
         state
             .members
-            .retain(|id, _| dirty.contains(&EntityKey::Member(id.clone())));
+            .retain(|id, _| unstored(EntityKey::Member(id.clone())));
         state
             .relatives
-            .retain(|relative, _| dirty.contains(&EntityKey::Relative(relative.clone())));
+            .retain(|relative, _| unstored(EntityKey::Relative(relative.clone())));
         for (region, members) in &mut state.region_members {
-            members.retain(|m| dirty.contains(&EntityKey::RegionMember(region.clone(), m.clone())));
+            members.retain(|m| unstored(EntityKey::RegionMember(region.clone(), m.clone())));
         }
     }
     state.dirty = dirty;

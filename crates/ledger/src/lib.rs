@@ -11,7 +11,7 @@
 //! Modules: `stream` (apply_stream), `input` (bounded line reading), `commit` (sync and
 //! projection stores), `replay` (catch-up and rebuild), `queries` and `views` (answers),
 //! `store` (projection encoding), `audit` (digest, totals, verify), `archive` (export, check,
-//! import).
+//! import), `postgres` (opening a ledger whose log and projections are in PostgreSQL).
 //!
 //! What it is not for: it holds no insurance rule (those are `gongji-domain`'s). Its data
 //! directory is `gongji-log`'s alone: the ledger reads and writes it only through the log's
@@ -21,6 +21,11 @@
 //! appends what it checked, in the same pass, to a new ledger through the log's `append`, in a
 //! directory beside the target that it renames into place only when everything checked, and
 //! removes otherwise). Projections never write to the log.
+//!
+//! A ledger may instead be kept wholly in PostgreSQL (`postgres`: [`Ledger::open_postgres`] and
+//! its kin): the log of record a `gongji_log_pg::PgLog`, the projections a
+//! `gongji_log_pg::PgProjections` in the same database, under the same log name; the ledger
+//! reaches both only through the log's seams (`DurableLog`, `Kv`).
 //!
 //! A ledger opened with [`Ledger::open_read_only`] answers queries beside the writer (another
 //! process's `apply`): it reads the durable state the log's writer published, folds the records
@@ -41,6 +46,7 @@ pub mod archive;
 pub mod audit;
 mod commit;
 pub mod input;
+mod postgres;
 mod queries;
 mod replay;
 mod store;
@@ -147,6 +153,8 @@ pub struct Ledger {
     stored_at: std::time::Instant,
     /// Read-only: the records folded in memory (over the stored projections) since open.
     folded_in_memory: u64,
+    /// Entities a stream encoded ahead of its next store (`Ledger::encode_ahead`).
+    encoded: store::Encoded,
 }
 
 /// When `commit_deferred` stores, and how many members the cache keeps.
@@ -236,6 +244,7 @@ impl Ledger {
             limits: CacheLimits::default(),
             stored_at: std::time::Instant::now(),
             folded_in_memory: 0,
+            encoded: store::Encoded::default(),
         }
     }
 

@@ -188,7 +188,8 @@ fn refused(record: &gongji_log::Record, check: &str, why: impl std::fmt::Display
 pub struct Refreshed {
     /// The durable end the answers are now of.
     pub durable_end: u64,
-    /// Records folded into the layer in memory since open (at open and by refreshes).
+    /// Records folded into the layer in memory since open (at open and by refreshes), or, on
+    /// PostgreSQL, since the last refresh that dropped them (the writer stored up to them).
     pub folded_in_memory: u64,
     /// Stream-index entries the log holds in memory (the records after its index runs).
     pub index_in_memory: usize,
@@ -205,10 +206,26 @@ impl Ledger {
     /// Memory grows with every refresh ([`Refreshed`]): open the ledger again (it starts from
     /// the projections the writer stored since) past a bound of the
     /// caller's. After an error, drop the ledger and open it again.
+    ///
+    /// On PostgreSQL the stored projections are read in a snapshot that each refresh takes
+    /// again: when the writer has stored up to or past what was folded in memory (or rebuilt
+    /// its projections), that is dropped and the fold starts from the new checkpoint
+    /// (`folded_in_memory` counts from there); a store landing within what was folded keeps
+    /// it (the usual case beside a stream), and memory grows as on a directory.
     pub fn refresh_read_only(&mut self) -> Result<Refreshed, LedgerError> {
         if self.read_only {
             self.refuse_if_broken()?;
+            // A store read beside a writer that goes on storing (PostgreSQL's) takes a new
+            // snapshot first, so that its checkpoint is not beyond the end read after it. If
+            // the store drops what was folded over the old snapshot (see
+            // `ProjectionStore::refresh`), the cache goes with it and the fold starts again
+            // from the new checkpoint (a directory's store never moves).
+            if self.kv.refresh_snapshot()? {
+                self.state = State::default();
+                self.folded_in_memory = 0;
+            }
             self.log.refresh_read_only()?;
+            self.clear_store_ahead_of_log()?;
             self.folded_in_memory += self.catch_up(&mut |_, _| {})?;
         }
         Ok(Refreshed {
@@ -275,7 +292,11 @@ impl Ledger {
             // the whole cache, and a reader refreshes every few milliseconds).
             self.kv.apply(Vec::new(), to)?;
             if self.state.members.len() > CACHE_MEMBERS_MAX {
-                crate::commit::evict_stored(&mut self.state, CACHE_MEMBERS_MAX);
+                crate::commit::evict_stored(
+                    &mut self.state,
+                    &Default::default(),
+                    CACHE_MEMBERS_MAX,
+                );
             }
         } else {
             self.store_projections(to)?;

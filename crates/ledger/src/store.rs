@@ -229,6 +229,72 @@ fn entity_value(state: &State, key: &EntityKey) -> Option<Vec<u8>> {
     }
 }
 
+/// Entities encoded ahead of their store, a slice between each of a stream's groups, so that
+/// the store itself (once a second in the service) has little left to encode on the writer's
+/// thread. An entity encoded here has left `state.dirty`; changed again, it is dirty again,
+/// and its later encoding, written after this one, wins. Deletions are never encoded ahead:
+/// they stay dirty, which is how `load` knows the store's old value is gone.
+#[derive(Default)]
+pub(crate) struct Encoded {
+    writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// What `writes` holds: the cache keeps these until the write holding them has landed.
+    pub(crate) keys: std::collections::HashSet<EntityKey>,
+    /// What the running write deletes: kept dirty (so `load` does not read the store's old
+    /// value) until that write is joined, instead of waiting for it.
+    deleting: Vec<EntityKey>,
+}
+
+impl Encoded {
+    /// Encodes dirty entities of `state` until `budget` has passed or none is left to encode.
+    pub(crate) fn encode_some(&mut self, state: &mut State, budget: std::time::Duration) {
+        const CLOCK_EVERY: usize = 64;
+        let started = std::time::Instant::now();
+        let mut done = Vec::new();
+        for (seen, key) in state.dirty.iter().enumerate() {
+            if seen % CLOCK_EVERY == CLOCK_EVERY - 1 && started.elapsed() >= budget {
+                break;
+            }
+            if let Some(value) = entity_value(state, key) {
+                self.writes.push((key_bytes(key), Some(value)));
+                done.push(key.clone());
+            }
+        }
+        for key in done {
+            state.dirty.remove(&key);
+            self.keys.insert(key);
+        }
+    }
+
+    /// Every write encoded ahead, then every entity still dirty: the whole batch to store,
+    /// later writes of a key after earlier ones. Leaves nothing encoded ahead, and `state`
+    /// dirty with only what the batch deletes, until [`Encoded::landed`].
+    pub(crate) fn take_with_dirty(&mut self, state: &mut State) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut writes = std::mem::take(&mut self.writes);
+        for key in std::mem::take(&mut state.dirty) {
+            let value = entity_value(state, &key);
+            let deleted = value.is_none();
+            writes.push((key_bytes(&key), value));
+            if deleted {
+                self.deleting.push(key);
+            }
+        }
+        state.dirty.extend(self.deleting.iter().cloned());
+        self.keys.clear();
+        writes
+    }
+
+    /// The write started by the last [`take_with_dirty`](Encoded::take_with_dirty) has
+    /// landed: what it deleted and is still absent needs no write any more, unless it was
+    /// encoded ahead since (present again meanwhile, so its absence now is a new deletion).
+    pub(crate) fn landed(&mut self, state: &mut State) {
+        for key in self.deleting.drain(..) {
+            if entity_value(state, &key).is_none() && !self.keys.contains(&key) {
+                state.dirty.remove(&key);
+            }
+        }
+    }
+}
+
 /// The writes that store every dirty entity of `state`, encoded one at a time as the store
 /// takes them (no second copy of a large batch).
 pub(crate) fn dirty_writes(state: &State) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> + '_ {
@@ -282,5 +348,92 @@ pub(crate) fn get_policies(kv: &Kv, region: &str) -> Result<Vec<PolicyVersion>, 
 impl From<LogError> for LedgerError {
     fn from(error: LogError) -> LedgerError {
         LedgerError::Log(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gongji_domain::state::Fund;
+    use gongji_domain::Money;
+
+    fn fund(inflow_fen: i64) -> Fund {
+        Fund {
+            inflow: Money::from_fen(inflow_fen),
+            outflow: Money::from_fen(0),
+        }
+    }
+
+    #[test]
+    fn encoding_ahead_leaves_deletions_dirty_and_a_later_change_wins() {
+        let mut state = State::default();
+        let accounts = EntityKey::Accounts("500000".into());
+        let gone = EntityKey::Relative("R1".into());
+        state.accounts.insert("500000".into(), fund(100));
+        state.dirty.insert(accounts.clone());
+        state.dirty.insert(gone.clone()); // dirty and absent: a deletion
+        let mut encoded = Encoded::default();
+        encoded.encode_some(&mut state, std::time::Duration::from_secs(60));
+        assert_eq!(
+            state.dirty.iter().collect::<Vec<_>>(),
+            vec![&gone],
+            "a deletion stays dirty, so `load` still knows the store's value is gone"
+        );
+        assert!(encoded.keys.contains(&accounts));
+        // Changed again after its encoding: dirty again, and written after it.
+        state.accounts.insert("500000".into(), fund(250));
+        state.dirty.insert(accounts.clone());
+        let writes = encoded.take_with_dirty(&mut state);
+        let of_accounts: Vec<_> = writes
+            .iter()
+            .filter(|(key, _)| *key == key_bytes(&accounts))
+            .map(|(_, value)| value.clone())
+            .collect();
+        assert_eq!(
+            of_accounts,
+            vec![Some(encode(&fund(100))), Some(encode(&fund(250)))]
+        );
+        assert!(writes.contains(&(key_bytes(&gone), None)));
+        assert!(encoded.writes.is_empty(), "nothing left encoded ahead");
+        // Until its write lands, the deletion stays dirty: absent, whatever the store holds.
+        assert_eq!(state.dirty.iter().collect::<Vec<_>>(), vec![&gone]);
+        encoded.landed(&mut state);
+        assert!(state.dirty.is_empty());
+    }
+
+    #[test]
+    fn a_deletion_made_again_after_its_write_stays_dirty_once_that_write_lands() {
+        let mut state = State::default();
+        let bound = EntityKey::Relative("R1".into());
+        state.dirty.insert(bound.clone());
+        let mut encoded = Encoded::default();
+        encoded.take_with_dirty(&mut state);
+        // Bound again while the write runs, so present: it must be written after it lands.
+        state.relatives.insert("R1".into(), "H1".into());
+        state.dirty.insert(bound.clone());
+        encoded.landed(&mut state);
+        assert!(state.dirty.contains(&bound));
+    }
+
+    #[test]
+    fn a_deletion_encoded_over_and_made_again_while_its_write_runs_is_written_again() {
+        let mut state = State::default();
+        let bound = EntityKey::Relative("R1".into());
+        state.dirty.insert(bound.clone());
+        let mut encoded = Encoded::default();
+        encoded.take_with_dirty(&mut state);
+        // While the deletion's write runs: bound again and encoded ahead, then unbound again.
+        state.relatives.insert("R1".into(), "H1".into());
+        state.dirty.insert(bound.clone());
+        encoded.encode_some(&mut state, std::time::Duration::from_secs(60));
+        state.relatives.remove("R1");
+        state.dirty.insert(bound.clone());
+        encoded.landed(&mut state);
+        let writes = encoded.take_with_dirty(&mut state);
+        assert_eq!(
+            writes.last(),
+            Some(&(key_bytes(&bound), None)),
+            "the second unbinding is written after the binding encoded ahead"
+        );
     }
 }

@@ -33,6 +33,10 @@ const INPUT_BUFFER_BYTES: usize = 1024 * 1024;
 /// Batches of parsed lines in flight between the reader and the ledger, and of groups between
 /// the ledger and the sink: enough to keep every stage busy, few enough to bound memory.
 const PIPELINE_BATCHES: usize = 4;
+/// How long the ledger's thread encodes entities ahead of a timed store after handing a group
+/// to the syncer (with `StreamOptions::store_interval` only): the store's encoding, spread
+/// over the groups between two stores, instead of all of it while the writer waits.
+const ENCODE_AHEAD_BUDGET: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// How [`Ledger::apply_stream`] reads and stamps lines.
 #[derive(Clone, Copy, Debug)]
@@ -356,6 +360,10 @@ impl Handoff {
             }
             self.untaken = false;
             ledger.store_deferred(durable_end)?;
+        } else if store_interval.is_some() {
+            // While this group syncs: a slice of the next store's encoding, so that the store
+            // holds the writer for less (a reader waits on the writer's next group).
+            ledger.encode_ahead(ENCODE_AHEAD_BUDGET);
         }
         Ok(true)
     }

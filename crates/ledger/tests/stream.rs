@@ -311,3 +311,74 @@ fn a_group_that_cannot_be_made_durable_is_never_delivered_and_stops_the_ledger()
     let reopened = Ledger::open(dir.path()).unwrap();
     assert_eq!(reopened.log().durable_end(), expected[3].1);
 }
+
+/// Members credited month after month, every month of a member credited twice (the second a
+/// `month_already_credited` refusal only if the member's state is whole), and a relative bound
+/// and unbound every month (bound again only if the unbinding, a deletion in the store, is
+/// seen while its write runs).
+fn busy_year(members: usize) -> Vec<String> {
+    let policy: Value = serde_json::from_str(POLICY).unwrap();
+    let mut lines = vec![json!({"cmd":"load_policy","policy":policy}).to_string()];
+    for i in 0..members {
+        lines.push(json!({"cmd":"enroll","member":format!("M{i}"),"region":"500000","born":"1980-05-01","status":"active","scheme":"employer","date":"2024-01-01"}).to_string());
+    }
+    for month in 1..=12 {
+        for again in [false, true] {
+            for i in 0..members {
+                let base = if again { "9000.00" } else { "8000.00" };
+                lines.push(json!({"cmd":"contribute","member":format!("M{i}"),"month":format!("2024-{month:02}"),"base":base}).to_string());
+            }
+        }
+        for i in 0..members {
+            lines.push(json!({"cmd":"bind_family","holder":format!("M{i}"),"relative":format!("M{i}-R"),"relation":"spouse","date":format!("2024-{month:02}-02")}).to_string());
+            lines.push(json!({"cmd":"unbind_family","holder":format!("M{i}"),"relative":format!("M{i}-R"),"date":format!("2024-{month:02}-20")}).to_string());
+        }
+    }
+    lines
+}
+
+#[test]
+fn a_timed_store_with_entities_encoded_ahead_keeps_every_outcome_and_projection() {
+    let lines = busy_year(12);
+    let expected = reference(&lines);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    // Every store evicts every member it can: a member encoded ahead and evicted before its
+    // write landed would be read back stale, and its second credit of a month accepted.
+    ledger.set_cache_limits(1_000_000, 2);
+    let timed = StreamOptions {
+        batch_lines: 3,
+        recorded_at_micros: recorded_at_zero,
+        store_interval: Some(std::time::Duration::from_millis(2)),
+    };
+    let mut groups: Vec<Delivered> = Vec::new();
+    ledger
+        .apply_stream(
+            Cursor::new(bytes_of(&lines)),
+            &timed,
+            &mut recording(&mut groups),
+            &mut |_| {},
+        )
+        .unwrap();
+    check_groups(&groups, &expected);
+    ledger.close().unwrap();
+    let reopened = Ledger::open(dir.path()).unwrap();
+    let reference_dir = tempfile::tempdir().unwrap();
+    let mut reference_ledger = Ledger::open(reference_dir.path()).unwrap();
+    for line in &lines {
+        reference_ledger.apply_line(line, 0).unwrap();
+    }
+    reference_ledger.commit().unwrap();
+    for i in 0..12 {
+        let member = format!("M{i}");
+        assert_eq!(
+            reopened.account(&member).unwrap(),
+            reference_ledger.account(&member).unwrap(),
+            "{member}, as stored"
+        );
+    }
+    assert_eq!(
+        reopened.digest().unwrap(),
+        reference_ledger.digest().unwrap()
+    );
+}

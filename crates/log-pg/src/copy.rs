@@ -1,9 +1,10 @@
-//! The rows of a batch in PostgreSQL's binary COPY format, for
-//! `COPY gongji_log_records (COLUMNS) FROM STDIN (FORMAT binary)`.
+//! Rows in PostgreSQL's binary COPY format: a batch of records, for
+//! `COPY gongji_log_records (COLUMNS) FROM STDIN (FORMAT binary)`, and a batch of projection
+//! entries ([`entry`]: log, key, value) for the projections' table or its staging table.
 //!
-//! Invariant as the code holds it: every row has exactly the fields of [`COLUMNS`], in order,
-//! each in the binary form of its column's type (text: UTF-8; bigint: i64 big-endian; uuid: 16
-//! bytes; boolean: 1 byte; bytea: the bytes).
+//! Invariant as the code holds it: every record row has exactly the fields of [`COLUMNS`], in
+//! order, each in the binary form of its column's type (text: UTF-8; bigint: i64 big-endian;
+//! uuid: 16 bytes; boolean: 1 byte; bytea: the bytes).
 
 use gongji_log::Record;
 
@@ -32,6 +33,16 @@ pub(crate) fn row(out: &mut Vec<u8>, log: &str, record: &Record) {
     field(out, &record.payload);
     field(out, &record.prev_hash);
     field(out, &record.hash);
+}
+
+/// One projection entry's row: the log's name, the key and the value (text, bytea, bytea).
+/// A key or value is at most a few MiB (a projected entity is bounded well below 2 GiB, and
+/// the store refuses more than 1 GiB): its length fits an i32.
+pub(crate) fn entry(out: &mut Vec<u8>, log: &str, key: &[u8], value: &[u8]) {
+    out.extend_from_slice(&3i16.to_be_bytes());
+    field(out, log.as_bytes());
+    field(out, key);
+    field(out, value);
 }
 
 /// The trailer.

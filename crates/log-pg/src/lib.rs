@@ -6,9 +6,11 @@
 //! are checked; positions run from 0 without gaps in commit order; each record carries the
 //! file log's blake3 chain link, checked on every read and by `verify`; a record is
 //! acknowledged only once the transaction holding it committed. [`PgLog::open`] opens a log as
-//! its only writer, [`PgLog::open_read_only`] beside it.
+//! its only writer, [`PgLog::open_read_only`] beside it. And keeping the log's projections in
+//! the same database ([`PgProjections`], a [`gongji_log::ProjectionStore`]: the module
+//! `projections` says how), so that a ledger opened on another machine answers at once.
 //!
-//! **What it is not for.** It does not hold projections (that store stays outside the seam),
+//! **What it is not for.** It decides nothing about what projections hold (the ledger does),
 //! does not pick which database a region lives on (the caller passes a connection string),
 //! does not speak TLS yet (`NoTls`: loopback or a trusted network only), and does not manage
 //! replication or failover: a multi-host connection string with
@@ -18,7 +20,8 @@
 //! # Tables
 //!
 //! Created on a writer's first open (idempotent, under a transaction-scoped advisory lock),
-//! versioned in `gongji_schema` (component `log`, version 1; a newer version is refused):
+//! versioned in `gongji_schema` (component `log`, version 2; a newer version is refused, a
+//! version-1 database is migrated by adding the projections' tables, see `projections`):
 //!
 //! ```text
 //! gongji_log_heads   (log text PRIMARY KEY, lock_key integer identity UNIQUE,
@@ -99,6 +102,8 @@
 //! # Tests
 //!
 //! `tests/contract.rs` runs the same cases against the file log and this one;
+//! `tests/projections.rs` the projection store against the file log's runs store, and
+//! `tests/ledger_store.rs` the ledger kept wholly in PostgreSQL;
 //! `tests/pg.rs` what only this one has (several logs in a database, sessions killed between
 //! and in the middle of commits, the fence, damage at open). They run against
 //! `GONGJI_TEST_PG` or, when it is unset, the throwaway cluster `tools/pg-local up` starts
@@ -108,17 +113,21 @@
 //!
 //! # Modules, one job each
 //!
-//! `conn` (connection strings, connections, errors), `schema` (the tables), `session` (the
+//! `admin` (renaming and dropping whole logs), `conn` (connection strings, connections, errors), `schema` (the tables), `session` (the
 //! writer's connection: lock, commit, in-doubt resolution), `copy` (binary COPY rows),
 //! `writer` (the threads sealing and committing batches, and the progress tickets wait on), `open`,
 //! `append` (checks, staging, syncs), `read` (reads and links), `verify`, `durable` (the
-//! [`gongji_log::DurableLog`] implementation).
+//! [`gongji_log::DurableLog`] implementation), `projections` (the projection store: its
+//! writer's side `projections::write`, a reader's `projections::read_only`, the reads both
+//! prepare `projections::statements`).
 
+mod admin;
 mod append;
 mod conn;
 mod copy;
 mod durable;
 mod open;
+mod projections;
 mod read;
 mod schema;
 mod session;
@@ -131,7 +140,9 @@ use std::sync::{Arc, Mutex};
 
 use gongji_log::LogError;
 
+pub use admin::WRITER_LOCK_WAIT;
 pub use open::{PgLogOptions, MAX_LOG_NAME_BYTES};
+pub use projections::PgProjections;
 
 use append::StreamVersions;
 use session::Head;

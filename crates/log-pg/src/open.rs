@@ -42,7 +42,7 @@ impl Default for PgLogOptions {
     }
 }
 
-fn check_name(log: &str) -> Result<(), LogError> {
+pub(crate) fn check_name(log: &str) -> Result<(), LogError> {
     if log.is_empty() || log.len() > MAX_LOG_NAME_BYTES || log.chars().any(char::is_control) {
         return Err(LogError::InvalidInput(format!(
             "a log name has 1..={MAX_LOG_NAME_BYTES} bytes and no control character: {log:?}"
@@ -116,6 +116,25 @@ impl PgLog {
             broken: None,
             damaged: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the database `uri` names holds log `log` (its head row: a writer opened it once).
+    /// Creates nothing; a database without the log's tables holds no log.
+    pub fn exists(uri: &str, log: &str) -> Result<bool, LogError> {
+        check_name(log)?;
+        let config = parse(uri)?;
+        let mut client = connect(&config, log, "probe")?;
+        let action = format!("looking for log {log:?}");
+        let row = client
+            .query_one("SELECT to_regclass('gongji_log_heads') IS NOT NULL", &[])
+            .map_err(|e| pg_err(&action, &e))?;
+        if !row.get::<_, bool>(0) {
+            return Ok(false);
+        }
+        let head = client
+            .query_opt("SELECT 1 FROM gongji_log_heads WHERE log = $1", &[&log])
+            .map_err(|e| pg_err(&action, &e))?;
+        Ok(head.is_some())
     }
 
     /// The log's name (its key in the tables: the region code, as the ledger names it).

@@ -7,25 +7,6 @@ mod support;
 use gongji_ledger::{Ledger, LineOutcome, ProjectionBackend};
 use gongji_log::{DurableLog, Log, Record};
 use gongji_log_pg::PgLog;
-use serde_json::{json, Value};
-
-const POLICY: &str = include_str!("../../../policies/500000-2024-01-01.json");
-
-fn input_lines() -> Vec<String> {
-    let policy: Value = serde_json::from_str(POLICY).expect("policy");
-    let mut lines = vec![json!({"cmd":"load_policy","policy":policy}).to_string()];
-    for i in 0..8 {
-        lines.push(json!({"cmd":"enroll","member":format!("M{i}"),"region":"500000","born":"1980-05-01","status":"active","scheme":"employer","date":"2024-01-01","opening_balance":"10.00"}).to_string());
-    }
-    lines.push(json!({"cmd":"enroll","member":"M0","region":"500000","born":"1980-05-01","status":"active","scheme":"employer","date":"2024-01-01"}).to_string());
-    for i in 0..8 {
-        lines.push(
-            json!({"cmd":"contribute","member":format!("M{i}"),"month":"2024-02","base":"8000.00"})
-                .to_string(),
-        );
-    }
-    lines
-}
 
 /// Applies the lines two at a time; the outcomes and every record of the log.
 fn run(ledger: &mut Ledger, lines: &[String]) -> (Vec<LineOutcome>, Vec<Record>) {
@@ -51,7 +32,7 @@ fn run(ledger: &mut Ledger, lines: &[String]) -> (Vec<LineOutcome>, Vec<Record>)
 fn the_ledger_over_postgresql_writes_the_file_logs_records_and_chain() {
     // The database first: see `contract.rs` on starting it while a file log is open.
     let uri = support::pg_uri();
-    let lines = input_lines();
+    let lines = support::ledger_lines(8);
     let file_dir = tempfile::tempdir().expect("tempdir");
     let mut on_file = Ledger::open(file_dir.path()).expect("file ledger");
     let (file_outcomes, file_records) = run(&mut on_file, &lines);

@@ -8,6 +8,10 @@
 //!   `DIR/index`, as up to the runs store.
 //! * A read-only log's store (`overlay`): the runs store opened without writing, under a
 //!   layer in memory that takes the writes of the reader's catch-up.
+//! * A store outside the log's directory ([`Kv::external`], `external`): any
+//!   [`ProjectionStore`], such as the projections `gongji-log-pg` keeps in PostgreSQL beside
+//!   the log of record. `Log::open` never makes one; a caller that opens the log some other
+//!   way hands it to the projection layer with the log.
 //!
 //! Each backend keeps its own checkpoint, so switching between opens is
 //! harmless: the projection layer folds from whatever checkpoint the chosen
@@ -17,6 +21,7 @@
 //! opens fjall (`fjall_store`) and redb (`redb_store`) behind this API, for
 //! `tests/kv_open.rs` to measure them on the same workload; `Log::open` never uses them.
 
+pub(crate) mod external;
 #[cfg(feature = "kv-compare")]
 mod fjall_store;
 mod manifest;
@@ -27,8 +32,12 @@ mod run_file;
 pub(crate) mod runs;
 pub(crate) mod sled_tree;
 
+use std::sync::Arc;
+
 use crate::LogError;
 
+pub use external::ProjectionStore;
+use external::{KvPair, KvScan};
 use overlay::OverlayKv;
 use runs::{RunsKv, RunsScan};
 use sled_tree::SledKv;
@@ -63,6 +72,8 @@ enum Backend {
     Sled(SledKv),
     /// A read-only log's store: the runs store under a layer in memory (`overlay`).
     Overlay(OverlayKv),
+    /// A store outside the log's directory (`external`).
+    External(Arc<dyn ProjectionStore>),
     #[cfg(feature = "kv-compare")]
     Fjall(fjall_store::FjallKv),
     #[cfg(feature = "kv-compare")]
@@ -81,23 +92,13 @@ pub enum ComparedStore {
     Redb,
 }
 
-/// A boxed scan of a compared store.
-#[cfg(feature = "kv-compare")]
-type BoxedScan<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), LogError>> + 'a>;
-
-/// A key and its value, as a scan yields them.
-type KvPair = (Vec<u8>, Vec<u8>);
-
 /// The iterator of [`Kv::scan_prefix`], whichever the backend.
 enum Scan<'a, R, S> {
     Runs(R),
     Sled(S),
     Overlay(std::vec::IntoIter<Result<KvPair, LogError>>),
-    #[cfg(feature = "kv-compare")]
-    Compared(BoxedScan<'a>),
-    #[cfg(not(feature = "kv-compare"))]
-    #[allow(dead_code)]
-    Never(std::marker::PhantomData<&'a ()>),
+    /// An external store's scan, or a compared store's (feature `kv-compare`).
+    Boxed(KvScan<'a>),
 }
 
 impl<R, S> Iterator for Scan<'_, R, S>
@@ -112,10 +113,7 @@ where
             Scan::Runs(r) => r.next(),
             Scan::Sled(s) => s.next(),
             Scan::Overlay(o) => o.next(),
-            #[cfg(feature = "kv-compare")]
-            Scan::Compared(c) => c.next(),
-            #[cfg(not(feature = "kv-compare"))]
-            Scan::Never(_) => None,
+            Scan::Boxed(b) => b.next(),
         }
     }
 }
@@ -139,6 +137,14 @@ impl Kv {
         }
     }
 
+    /// The projection store `store`, kept outside any log directory (see
+    /// [`ProjectionStore`]): for a ledger whose log of record is not a [`crate::Log`].
+    pub fn external(store: Arc<dyn ProjectionStore>) -> Kv {
+        Kv {
+            backend: Backend::External(store),
+        }
+    }
+
     /// Opens a store of `which` in `dir` by itself, without a log: for measuring fjall and
     /// redb against the run files on one workload (`tests/kv_open.rs`). A run store that
     /// was unusable starts empty, as at `Log::open`.
@@ -159,7 +165,7 @@ impl Kv {
     /// opened (always false with the runs backend, which needs no settling).
     pub(crate) fn sled_was_written(&self) -> bool {
         match &self.backend {
-            Backend::Runs(_) | Backend::Overlay(_) => false,
+            Backend::Runs(_) | Backend::Overlay(_) | Backend::External(_) => false,
             Backend::Sled(s) => s.was_written(),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(_) | Backend::Redb(_) => false,
@@ -172,6 +178,7 @@ impl Kv {
             Backend::Runs(r) => r.get(key),
             Backend::Sled(s) => s.get(key),
             Backend::Overlay(o) => o.get(key),
+            Backend::External(e) => e.get(key),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.get(key),
             #[cfg(feature = "kv-compare")]
@@ -188,10 +195,11 @@ impl Kv {
             Backend::Runs(r) => Scan::Runs(r.scan_prefix(prefix)),
             Backend::Sled(s) => Scan::Sled(s.scan_prefix(prefix)),
             Backend::Overlay(o) => Scan::Overlay(o.scan_prefix(prefix).into_iter()),
+            Backend::External(e) => Scan::Boxed(e.scan_prefix(prefix)),
             #[cfg(feature = "kv-compare")]
-            Backend::Fjall(f) => Scan::Compared(Box::new(f.scan_prefix(prefix))),
+            Backend::Fjall(f) => Scan::Boxed(Box::new(f.scan_prefix(prefix))),
             #[cfg(feature = "kv-compare")]
-            Backend::Redb(r) => Scan::Compared(Box::new(r.scan_prefix(prefix))),
+            Backend::Redb(r) => Scan::Boxed(Box::new(r.scan_prefix(prefix))),
         };
         scan
     }
@@ -211,6 +219,7 @@ impl Kv {
                 o.apply(writes.into_iter().collect(), Some(checkpoint));
                 Ok(())
             }
+            Backend::External(e) => e.apply(writes.into_iter().collect(), Some(checkpoint)),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.apply(writes, Some(checkpoint)),
             #[cfg(feature = "kv-compare")]
@@ -231,6 +240,7 @@ impl Kv {
                 o.apply(writes, None);
                 Ok(())
             }
+            Backend::External(e) => e.apply(writes, None),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.apply(writes, None),
             #[cfg(feature = "kv-compare")]
@@ -245,6 +255,7 @@ impl Kv {
             Backend::Runs(r) => Ok(r.checkpoint()),
             Backend::Sled(s) => s.checkpoint(),
             Backend::Overlay(o) => Ok(o.checkpoint()),
+            Backend::External(e) => e.checkpoint(),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.checkpoint(),
             #[cfg(feature = "kv-compare")]
@@ -263,6 +274,7 @@ impl Kv {
                 o.clear();
                 Ok(())
             }
+            Backend::External(e) => e.clear(),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.clear(),
             #[cfg(feature = "kv-compare")]
@@ -275,10 +287,24 @@ impl Kv {
         match &self.backend {
             Backend::Runs(_) | Backend::Overlay(_) => Ok(()),
             Backend::Sled(s) => s.flush(),
+            Backend::External(e) => e.flush(),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => f.flush(),
             #[cfg(feature = "kv-compare")]
             Backend::Redb(_) => Ok(()),
+        }
+    }
+
+    /// For a reader's store over a database its writer goes on storing to (an external
+    /// store opened read-only): reads from a new snapshot from now on, and returns `true`
+    /// when the writes it had taken (the reader's catch-up) were dropped because the store's
+    /// checkpoint moved; the caller then folds again from the new checkpoint (see
+    /// [`ProjectionStore::refresh`]). Every other store reads one snapshot for its life (a
+    /// read-only log's) or is its writer's: `false`.
+    pub fn refresh_snapshot(&self) -> Result<bool, LogError> {
+        match &self.backend {
+            Backend::External(e) => e.refresh(),
+            _ => Ok(false),
         }
     }
 }

@@ -164,7 +164,8 @@ pub use durable_end::DURABLE_END_FILE;
 pub use error::{ExpectedVersion, LogError};
 pub use frame::{MAX_PAYLOAD_BYTES, MAX_STREAM_BYTES, MAX_UNIT_RECORDS};
 pub use iter::{DeferredLinks, Link, RecordIter};
-pub use kv::{Kv, ProjectionBackend};
+pub use kv::external::{KvPair, KvScan, KvWrite};
+pub use kv::{Kv, ProjectionBackend, ProjectionStore};
 pub use quarantine::{Quarantine, QUARANTINE_FILE};
 pub use syncer::{SyncProgress, SyncTicket};
 

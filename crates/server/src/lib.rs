@@ -14,7 +14,9 @@
 //! (`DIR/tokens`, `DIR/access-log` by default, and `DIR/SERVER` naming it while it runs) are
 //! opened, replaced and removed only through `gongji_log::service_files`, by the log's rules
 //! (no link followed, regular files only, mode 0600): no file of the directory is touched
-//! any other way.
+//! any other way. With the ledger in PostgreSQL there is no data directory: the token file and
+//! the access log are the files the caller names, and no `SERVER` note is written
+//! ([`ServeConfig::note_dir`] is `None`).
 //! An export's archive and a reconciliation's institution file are scratch files, in a private
 //! directory of the request's own under the system's temporary directory, removed once used.
 //!

@@ -14,7 +14,8 @@
 //! at the writer's durable end while queries come (every few milliseconds, and at once when a
 //! reader waits), taking the write guard only for the records made durable since its last
 //! refresh ([`Ledger::refresh_read_only`]: to the durable end the writer published in
-//! `DIR/DURABLE_END`, which it writes after the sync and before any answer), so that each
+//! `DIR/DURABLE_END`, which it writes after the sync and before any answer, or in PostgreSQL
+//! to the log's head row, which moves in the transaction that commits the records), so that each
 //! refresh is short. Past [`FOLDED_IN_MEMORY_MAX`] records folded in memory since its open (or
 //! [`INDEX_IN_MEMORY_MAX`] index entries), a fresh view is opened on another thread, brought
 //! up to date outside the lock (it starts from the projections the writer stored last: at
@@ -126,6 +127,8 @@ struct ReadView {
     started: std::time::Instant,
     /// A fresh view is being opened on another thread.
     reopening: AtomicBool,
+    /// [`Reads::close`] took the view: none is opened again, the follower ends.
+    closed: AtomicBool,
     /// Held while a view is opened, so that one is opened at a time.
     opening: std::sync::Mutex<()>,
     /// Records folded in memory past which a fresh view is opened ([`FOLDED_IN_MEMORY_MAX`]),
@@ -157,6 +160,20 @@ impl Reads {
         let view = Arc::new(ReadView::open(open, metrics, FOLDED_IN_MEMORY_MAX)?);
         ReadView::start_following(&view)?;
         Ok(Reads { view, read_max })
+    }
+
+    /// Drops the view's ledger on a blocking thread (a ledger in PostgreSQL must not be dropped
+    /// on the runtime's threads) and opens no other: for the server's stop, once no query runs.
+    pub async fn close(&self) {
+        let view = self.view.clone();
+        view.closed.store(true, Ordering::Release);
+        let _ = tokio::task::spawn_blocking(move || {
+            let _one = view.opening.lock().unwrap_or_else(PoisonError::into_inner);
+            let taken = view.write().take();
+            drop(taken);
+            view.wanted.notify_all();
+        })
+        .await;
     }
 
     pub async fn run<T: Send + 'static>(
@@ -212,6 +229,7 @@ impl ReadView {
             asked_at_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),
             reopening: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             opening: std::sync::Mutex::new(()),
             folded_max,
         })
@@ -299,6 +317,9 @@ impl ReadView {
             .name("gongji-read-follow".into())
             .spawn(move || {
                 while let Some(view) = weak.upgrade() {
+                    if view.closed.load(Ordering::Acquire) {
+                        break;
+                    }
                     view.follow_once();
                 }
             })
@@ -388,6 +409,9 @@ impl ReadView {
     /// already there (opened by another thread meanwhile) is kept. Blocking.
     fn open_again(&self, replace: bool) -> Result<(), String> {
         let _one = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.closed.load(Ordering::Acquire) {
+            return Err("the server is stopping".into());
+        }
         if !replace && self.read().is_some() {
             return Ok(());
         }

@@ -2,10 +2,11 @@
 //!
 //! The bound address is printed on standard output as the first line
 //! (`gongji serve: listening on http://ADDR`, `https://` with TLS), so that a caller that
-//! asked for port 0 learns the port. While it serves, `DIR/SERVER` names it (`PID URL`,
-//! written through `gongji_log::service_files` once the ledger is open and the port bound,
-//! removed after the ledger is closed at a clean stop), so that a second writer's refusal
-//! names the server. Plain HTTP is served only on a loopback address unless
+//! asked for port 0 learns the port. While it serves a data directory, `DIR/SERVER` names it
+//! (`PID URL`, written through `gongji_log::service_files` once the ledger is open and the port
+//! bound, removed after the ledger is closed at a clean stop), so that a second writer's refusal
+//! names the server (a ledger in PostgreSQL has no such note: a second writer, a second
+//! server among them, is refused by the log's lock alone). Plain HTTP is served only on a loopback address unless
 //! `insecure_http` says otherwise. SIGTERM or SIGINT: stop accepting; command streams stop reading their bodies,
 //! answer what they read (each line once durable) and end with an error line saying where
 //! they stopped; the requests in flight finish; then the ledger is closed and `serve` returns.
@@ -35,8 +36,10 @@ const BLOCKING_THREADS_MAX: usize = 64;
 
 /// What `gongji serve` was asked.
 pub struct ServeConfig {
-    /// The data directory: where `SERVER` names this server while it holds the ledger.
-    pub data: PathBuf,
+    /// The data directory, where `SERVER` names this server while it holds the ledger; `None`
+    /// when the ledger is not in a directory (PostgreSQL): no note is written, and a refused
+    /// writer is told only that another writer holds the log.
+    pub note_dir: Option<PathBuf>,
     /// Where to listen, e.g. `127.0.0.1:8080` (port 0: any free port).
     pub listen: String,
     pub tokens: PathBuf,
@@ -72,27 +75,47 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     let ledger: Ledger = tokio::task::spawn_blocking(move || open())
         .await
         .map_err(|e| e.to_string())??;
-    let access = Arc::new(AccessLog::open(&config.access_log)?);
     let metrics = Arc::new(Metrics::default());
     metrics.durable_position.store(
         ledger.log().durable_end(),
         std::sync::atomic::Ordering::Relaxed,
     );
     let cell = LedgerCell::new(config.open.clone(), ledger, config.limits.read_max);
+    // From here every path closes the ledger, and the read view, on a blocking thread: a
+    // ledger in PostgreSQL holds connections of the synchronous client, which must never be
+    // dropped on the runtime's threads (its drop blocks on a runtime of its own).
+    let mut published = false;
+    let served = serve_ledger(&config, &cell, tokens, tls, metrics, &mut published).await;
+    let closed = cell.close().await;
+    let withdrawn = match (&config.note_dir, published) {
+        (Some(dir), true) => service_files::withdraw_server(dir)
+            .map_err(|e| format!("cannot remove the server's note: {e}")),
+        _ => Ok(()),
+    };
+    served.and(closed).and(withdrawn)
+}
+
+/// Opens the access log and the read view beside the ledger `cell` holds, and serves until
+/// stopped; the read view is closed (on a blocking thread) whatever happens. `published`: the
+/// `SERVER` note was written.
+async fn serve_ledger(
+    config: &ServeConfig,
+    cell: &LedgerCell,
+    tokens: Arc<TokenSet>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    metrics: Arc<Metrics>,
+    published: &mut bool,
+) -> Result<(), String> {
+    let access = Arc::new(AccessLog::open(&config.access_log)?);
     let (open_read_only, read_max) = (config.open_read_only.clone(), config.limits.read_max);
     let reads_metrics = metrics.clone();
     let reads =
         tokio::task::spawn_blocking(move || Reads::open(open_read_only, reads_metrics, read_max))
             .await
             .map_err(|e| e.to_string())??;
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    refuse_plain_http_beyond_loopback(address, tls.is_some(), config.insecure_http)?;
     let (stopping, shutdown) = watch::channel(false);
     let app = App {
-        reads,
+        reads: reads.clone(),
         writer: Writer(cell.clone()),
         tokens,
         access,
@@ -101,6 +124,25 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         shutdown,
         openapi: Arc::new(OnceLock::new()),
     };
+    let served = listen(config, app, tls, stopping, published).await;
+    reads.close().await;
+    served
+}
+
+/// Binds the address, publishes the `SERVER` note (setting `published`), prints the first line
+/// and serves `app` until SIGTERM or SIGINT.
+async fn listen(
+    config: &ServeConfig,
+    app: App,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stopping: watch::Sender<bool>,
+    published: &mut bool,
+) -> Result<(), String> {
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    refuse_plain_http_beyond_loopback(address, tls.is_some(), config.insecure_http)?;
     let router = crate::openapi::router(app);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let url = format!("{scheme}://{address}");
@@ -111,24 +153,19 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     // The handlers are in place before anyone can learn the address: a SIGTERM sent as soon as
     // the first line is read stops the server cleanly, never by the signal's default action.
     let signalled = stop_signal(stopping)?;
-    service_files::publish_server(&config.data, &note).map_err(|e| {
-        format!(
-            "cannot write the server's note in {}: {e}",
-            config.data.display()
-        )
-    })?;
+    if let Some(dir) = &config.note_dir {
+        service_files::publish_server(dir, &note)
+            .map_err(|e| format!("cannot write the server's note in {}: {e}", dir.display()))?;
+        *published = true;
+    }
     let mut out = std::io::stdout();
     let _ = writeln!(out, "gongji serve: listening on {url}");
     let _ = out.flush();
     let listener = Bounded::new(listener, config.limits.connections_max);
-    let served = match tls {
+    match tls {
         Some(acceptor) => serve_on(TlsBounded::new(listener, acceptor), router, signalled).await,
         None => serve_on(listener, router, signalled).await,
-    };
-    let closed = cell.close().await;
-    let withdrawn = service_files::withdraw_server(&config.data)
-        .map_err(|e| format!("cannot remove the server's note: {e}"));
-    served.and(closed).and(withdrawn)
+    }
 }
 
 /// Resolves at SIGTERM or SIGINT, once it has told every stream to stop.

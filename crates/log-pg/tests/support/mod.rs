@@ -59,3 +59,24 @@ pub fn fresh_log(prefix: &str) -> String {
 pub fn client() -> postgres::Client {
     postgres::Client::connect(&pg_uri(), postgres::NoTls).expect("connecting to the test database")
 }
+
+const POLICY: &str = include_str!("../../../../policies/500000-2024-01-01.json");
+
+/// Command lines for a ledger of region 500000: its policy, `members` enrolments (one of them
+/// again, which is refused) and a contribution of each member.
+pub fn ledger_lines(members: usize) -> Vec<String> {
+    use serde_json::{json, Value};
+    let policy: Value = serde_json::from_str(POLICY).expect("policy");
+    let mut lines = vec![json!({"cmd":"load_policy","policy":policy}).to_string()];
+    for i in 0..members {
+        lines.push(json!({"cmd":"enroll","member":format!("M{i}"),"region":"500000","born":"1980-05-01","status":"active","scheme":"employer","date":"2024-01-01","opening_balance":"10.00"}).to_string());
+    }
+    lines.push(json!({"cmd":"enroll","member":"M0","region":"500000","born":"1980-05-01","status":"active","scheme":"employer","date":"2024-01-01"}).to_string());
+    for i in 0..members {
+        lines.push(
+            json!({"cmd":"contribute","member":format!("M{i}"),"month":"2024-02","base":"8000.00"})
+                .to_string(),
+        );
+    }
+    lines
+}

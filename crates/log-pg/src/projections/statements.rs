@@ -1,0 +1,162 @@
+//! A connection to the projections' tables with its read statements prepared once (a
+//! statement sent as text is parsed on every call: one more round trip per read), and the
+//! reads both sides make: one key, one page of a prefix scan, the checkpoint row.
+//!
+//! Invariant as the code holds it: a page holds keys in byte order (`bytea` compares as the
+//! bytes do), starting at the key it is asked from, all under the prefix's upper bound.
+
+use gongji_log::{KvPair, LogError};
+use postgres::{Client, Config, Statement};
+
+use crate::conn::{connect, pg_err, to_u64};
+
+/// Rows a scan reads at a time.
+pub(super) const PAGE_ROWS: i64 = 10_000;
+
+/// The checkpoint row of a log: the checkpoint and how many stores wrote it (`None`: no row,
+/// nothing was ever stored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Stored {
+    pub checkpoint: Option<u64>,
+    pub stores: i64,
+}
+
+/// A connection with the read statements prepared.
+pub(super) struct Conn {
+    pub client: Client,
+    get: Statement,
+    page_to: Statement,
+    page_open: Statement,
+    stored: Statement,
+}
+
+impl Conn {
+    /// Connects as `gongji-log LOG ROLE` and prepares the statements.
+    pub fn open(config: &Config, log: &str, role: &str) -> Result<Conn, LogError> {
+        Conn::new(connect(config, log, role)?, log)
+    }
+
+    /// The statements prepared on `client` (its database must hold the projections' tables).
+    pub fn new(mut client: Client, log: &str) -> Result<Conn, LogError> {
+        Conn::prepare(&mut client, log).map(|(get, page_to, page_open, stored)| Conn {
+            client,
+            get,
+            page_to,
+            page_open,
+            stored,
+        })
+    }
+
+    fn prepare(
+        client: &mut Client,
+        log: &str,
+    ) -> Result<(Statement, Statement, Statement, Statement), LogError> {
+        let err = |e: postgres::Error| {
+            pg_err(
+                &format!("preparing the reads of log {log:?}'s projections"),
+                &e,
+            )
+        };
+        let get = client
+            .prepare("SELECT value FROM gongji_projections WHERE log = $1 AND key = $2")
+            .map_err(err)?;
+        let page_to = client
+            .prepare(
+                "SELECT key, value FROM gongji_projections \
+                 WHERE log = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4",
+            )
+            .map_err(err)?;
+        let page_open = client
+            .prepare(
+                "SELECT key, value FROM gongji_projections \
+                 WHERE log = $1 AND key >= $2 ORDER BY key LIMIT $3",
+            )
+            .map_err(err)?;
+        let stored = client
+            .prepare("SELECT checkpoint, stores FROM gongji_projection_checkpoints WHERE log = $1")
+            .map_err(err)?;
+        Ok((get, page_to, page_open, stored))
+    }
+
+    pub fn get(&mut self, log: &str, key: &[u8]) -> Result<Option<Vec<u8>>, postgres::Error> {
+        let row = self.client.query_opt(&self.get, &[&log, &key])?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
+    /// Up to [`PAGE_ROWS`] entries from key `from` on, below `upper` if there is one.
+    pub fn page(
+        &mut self,
+        log: &str,
+        from: &[u8],
+        upper: Option<&[u8]>,
+    ) -> Result<Vec<KvPair>, postgres::Error> {
+        let rows = match upper {
+            Some(upper) => self
+                .client
+                .query(&self.page_to, &[&log, &from, &upper, &PAGE_ROWS])?,
+            None => self
+                .client
+                .query(&self.page_open, &[&log, &from, &PAGE_ROWS])?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect())
+    }
+
+    /// The log's checkpoint row as this connection sees it.
+    pub fn stored(&mut self, log: &str) -> Result<Result<Stored, LogError>, postgres::Error> {
+        let Some(row) = self.client.query_opt(&self.stored, &[&log])? else {
+            return Ok(Ok(Stored {
+                checkpoint: None,
+                stores: 0,
+            }));
+        };
+        let checkpoint: Option<i64> = row.get(0);
+        let checkpoint = checkpoint.map(|c| to_u64(c, "the projection checkpoint"));
+        Ok(match checkpoint.transpose() {
+            Ok(checkpoint) => Ok(Stored {
+                checkpoint,
+                stores: row.get(1),
+            }),
+            Err(why) => Err(LogError::Index(format!(
+                "log {log:?}'s projection checkpoint row: {why}"
+            ))),
+        })
+    }
+}
+
+/// The least key above every key starting with `prefix`; `None` when there is none (an empty
+/// prefix, or one of `0xff` bytes only): the scan then has no upper bound.
+pub(super) fn upper_bound(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < u8::MAX {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
+/// The least key after `key`: the next page starts there.
+pub(super) fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_upper_bound_is_the_least_key_above_all_keys_under_it() {
+        assert_eq!(upper_bound(b"m/"), Some(b"m0".to_vec()));
+        assert_eq!(upper_bound(&[b'r', 0xff]), Some(b"s".to_vec()));
+        assert_eq!(upper_bound(&[0xff, 0xff]), None);
+        assert_eq!(upper_bound(b""), None);
+        assert_eq!(successor(b"ab"), b"ab\0".to_vec());
+    }
+}
