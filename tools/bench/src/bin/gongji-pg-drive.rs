@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! gongji-pg-drive --uri URI --log NAME --acks FILE [--until FILE] [--members N]
-//!                 [--lines-per-commit K] [--pause-ms P] [--policy PATH]
+//!                 [--lines-per-commit K] [--pause-ms P] [--policy PATH] [--projections-dir]
 //! ```
 //!
-//! Applies a generated region's year (`gongji_tools::gen`, after its policy) through
-//! `Ledger::with_log` over a `PgLog` (projections in a temp dir), `K` lines a commit with `P`
+//! Applies a generated region's year (`gongji_tools::gen`, after its policy) through the
+//! ledger in PostgreSQL (`Ledger::open_postgres`: the log and the projections there; with
+//! `--projections-dir`, `Ledger::with_log` over a `PgLog`, projections in a temp dir), `K`
+//! lines a commit with `P`
 //! ms between commits, in ONE process that is never restarted: failovers are the log's to
 //! ride. After each commit returns, appends to `--acks` the count of lines acknowledged so far
 //! and the log's durable end (`LINES END`, a line each). Stops when the lines run out or `--until` exists. Then checks,
@@ -44,6 +46,7 @@ struct Options {
     lines_per_commit: usize,
     pause: Duration,
     policy: PathBuf,
+    projections_dir: bool,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -58,8 +61,13 @@ fn parse_options() -> Result<Options, String> {
         lines_per_commit: 20,
         pause: Duration::from_millis(50),
         policy: PathBuf::from("policies/500000-2024-01-01.json"),
+        projections_dir: false,
     };
     while let Some(flag) = args.next() {
+        if flag == "--projections-dir" {
+            o.projections_dir = true;
+            continue;
+        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = || {
             value
@@ -161,10 +169,14 @@ struct Run {
 /// The work on PostgreSQL, with the acknowledged counts written to `--acks`.
 fn run_on_postgres(o: &Options, lines: &[String], projections: &Path) -> Result<Run, String> {
     let started = Instant::now();
-    let pg = PgLog::open(&o.uri, &o.log).map_err(|e| format!("opening the log: {e}"))?;
-    let store = Log::open(projections).map_err(|e| format!("projection store: {e}"))?;
-    let mut ledger = Ledger::with_log(Box::new(pg), store.kv().clone(), ProjectionBackend::Runs)
-        .map_err(|e| format!("the ledger over PostgreSQL: {e}"))?;
+    let mut ledger = if o.projections_dir {
+        let pg = PgLog::open(&o.uri, &o.log).map_err(|e| format!("opening the log: {e}"))?;
+        let store = Log::open(projections).map_err(|e| format!("projection store: {e}"))?;
+        Ledger::with_log(Box::new(pg), store.kv().clone(), ProjectionBackend::Runs)
+    } else {
+        Ledger::open_postgres(&o.uri, &o.log)
+    }
+    .map_err(|e| format!("the ledger in PostgreSQL: {e}"))?;
     let mut acks = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
