@@ -280,7 +280,6 @@ fn what_only_a_directory_has_is_refused_naming_the_option() {
             "--projections sled",
         ),
         (vec!["audit", "clear-quarantine"], "audit clear-quarantine"),
-        (vec!["audit", "import", "archive.jsonl"], "audit import"),
         (vec!["token", "list"], "--tokens"),
     ];
     for (args, named) in refused {

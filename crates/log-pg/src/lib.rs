@@ -113,7 +113,7 @@
 //!
 //! # Modules, one job each
 //!
-//! `conn` (connection strings, connections, errors), `schema` (the tables), `session` (the
+//! `admin` (renaming and dropping whole logs), `conn` (connection strings, connections, errors), `schema` (the tables), `session` (the
 //! writer's connection: lock, commit, in-doubt resolution), `copy` (binary COPY rows),
 //! `writer` (the threads sealing and committing batches, and the progress tickets wait on), `open`,
 //! `append` (checks, staging, syncs), `read` (reads and links), `verify`, `durable` (the
@@ -121,6 +121,7 @@
 //! writer's side `projections::write`, a reader's `projections::read_only`, the reads both
 //! prepare `projections::statements`).
 
+mod admin;
 mod append;
 mod conn;
 mod copy;
@@ -139,6 +140,7 @@ use std::sync::{Arc, Mutex};
 
 use gongji_log::LogError;
 
+pub use admin::WRITER_LOCK_WAIT;
 pub use open::{PgLogOptions, MAX_LOG_NAME_BYTES};
 pub use projections::PgProjections;
 
