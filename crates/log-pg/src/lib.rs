@@ -89,7 +89,9 @@
 //! its last hash, the batch committed (acknowledged); where the writer left it, it did not (it
 //! is committed again); anywhere else, the batch fails. Nothing is applied twice and nothing
 //! is acknowledged that did not commit. With synchronous replication, a commit that returned
-//! is on a standby, so the new primary's head holds it.
+//! is on a standby, so the new primary's head holds it. On a replicated primary a batch commits
+//! only while `synchronous_standby_names` is set, and a batch read back as committed is
+//! acknowledged only once a synchronous standby has flushed past it (see `session`).
 //!
 //! # Differences from the file log
 //!
