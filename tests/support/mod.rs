@@ -6,6 +6,8 @@ pub mod pg;
 pub mod schema;
 pub mod serve;
 
+pub use pg::directory_only;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -108,6 +110,15 @@ impl TestLedger {
 
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("ledger")
+    }
+
+    /// How the binary's messages name the ledger: its data directory, or `URI (log "NAME")`
+    /// (the test database's URI holds no password, so masking it changes nothing).
+    pub fn named(&self) -> String {
+        match &self.pg {
+            Some(pg) => format!("{} (log {:?})", pg.uri, pg.log),
+            None => self.data().display().to_string(),
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
