@@ -6,6 +6,7 @@ pub mod pg;
 pub mod schema;
 pub mod serve;
 
+#[allow(unused_imports)] // each test binary uses it or not
 pub use pg::directory_only;
 
 use std::io::Write;
