@@ -133,16 +133,9 @@ fn verify_names_a_corrupted_byte_a_dropped_record_and_two_reordered() {
 
 #[test]
 fn verify_finds_projections_that_differ_from_a_rebuild() {
-    if support::directory_only(
-        "it puts older projection files (the index directory) in the data directory",
-    ) {
-        return;
-    }
     let ledger = TestLedger::sample();
-    // Another run over the same directory's log, then swap the index for a stale copy.
-    let index = ledger.data().join("index");
-    let stale = ledger.dir.path().join("stale-index");
-    copy_dir(&index, &stale);
+    // Another run over the same ledger's log, then swap the projections for a stale copy.
+    let stale = StaleProjections::take(&ledger);
     let more = vec![
         serde_json::json!({"cmd":"contribute","member":"M001","month":"2024-03","base":"1000.00"})
             .to_string(),
@@ -151,11 +144,58 @@ fn verify_finds_projections_that_differ_from_a_rebuild() {
     // Projections from before the contribution, but a checkpoint that claims to be current.
     let (code, _) = verify(&ledger);
     assert_eq!(code, 0);
-    std::fs::remove_dir_all(&index).unwrap();
-    copy_dir(&stale, &index);
+    stale.put_back(&ledger);
     // Opening notices the projections are behind the log and folds the tail: still consistent.
     let (code, report) = verify(&ledger);
     assert_eq!(code, 0, "{report}");
+}
+
+/// A copy of a ledger's projections as stored: its index directory, or on PostgreSQL its
+/// projection rows and checkpoint.
+enum StaleProjections {
+    Dir(std::path::PathBuf),
+    Rows(Vec<(Vec<u8>, Vec<u8>)>, Option<i64>),
+}
+
+impl StaleProjections {
+    fn take(ledger: &TestLedger) -> StaleProjections {
+        let Some(pg) = &ledger.pg else {
+            let stale = ledger.dir.path().join("stale-index");
+            copy_dir(&ledger.data().join("index"), &stale);
+            return StaleProjections::Dir(stale);
+        };
+        let mut client = support::pg::client();
+        let sql = "SELECT key, value FROM gongji_projections WHERE log = $1";
+        let rows = client.query(sql, &[&pg.log]).unwrap();
+        let rows: Vec<_> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        assert!(!rows.is_empty(), "the projections are stored");
+        let sql = "SELECT checkpoint FROM gongji_projection_checkpoints WHERE log = $1";
+        StaleProjections::Rows(rows, client.query_one(sql, &[&pg.log]).unwrap().get(0))
+    }
+
+    fn put_back(self, ledger: &TestLedger) {
+        let (rows, checkpoint) = match (self, &ledger.pg) {
+            (StaleProjections::Dir(stale), _) => {
+                let index = ledger.data().join("index");
+                std::fs::remove_dir_all(&index).unwrap();
+                return copy_dir(&stale, &index);
+            }
+            (StaleProjections::Rows(rows, checkpoint), Some(_)) => (rows, checkpoint),
+            (StaleProjections::Rows(..), None) => unreachable!("rows are taken on PostgreSQL"),
+        };
+        let log = &ledger.pg.as_ref().unwrap().log;
+        let mut client = support::pg::client();
+        let mut tx = client.transaction().unwrap();
+        let sql = "DELETE FROM gongji_projections WHERE log = $1";
+        tx.execute(sql, &[log]).unwrap();
+        for (key, value) in &rows {
+            let sql = "INSERT INTO gongji_projections (log, key, value) VALUES ($1, $2, $3)";
+            tx.execute(sql, &[log, key, value]).unwrap();
+        }
+        let sql = "UPDATE gongji_projection_checkpoints SET checkpoint = $2 WHERE log = $1";
+        assert_eq!(tx.execute(sql, &[log, &checkpoint]).unwrap(), 1);
+        tx.commit().unwrap();
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
