@@ -88,8 +88,10 @@ impl PgLog {
     }
 }
 
-/// Takes log `log`'s writer lock for the transaction (waiting up to [`WRITER_LOCK_WAIT`]) and
-/// locks its head row. Whether the log exists; a log that does not is refused unless
+/// Takes log `log`'s writer lock for the transaction (waiting up to [`WRITER_LOCK_WAIT`]),
+/// then locks its head row, read again under the lock (another rename or drop may have gone
+/// first). The lock comes first so that a live writer's commits are not held up on the head
+/// row while this waits. Whether the log exists; a log that does not is refused unless
 /// `missing_ok` (then `Ok(false)`). A database without the log's tables holds no log.
 fn lock_writer(
     tx: &mut Transaction<'_>,
@@ -98,40 +100,44 @@ fn lock_writer(
     missing_ok: bool,
 ) -> Result<bool, LogError> {
     let err = |e: postgres::Error| pg_err(action, &e);
+    let missing = || match missing_ok {
+        true => Ok(false),
+        false => Err(LogError::InvalidInput(format!(
+            "the database holds no log named {log:?}"
+        ))),
+    };
     let tables = tx
         .query_one("SELECT to_regclass('gongji_log_heads') IS NOT NULL", &[])
         .map_err(err)?;
-    let head = match tables.get::<_, bool>(0) {
-        true => tx
-            .query_opt(
-                "SELECT lock_key FROM gongji_log_heads WHERE log = $1 FOR UPDATE",
-                &[&log],
-            )
-            .map_err(err)?,
-        false => None,
-    };
-    let Some(head) = head else {
-        return match missing_ok {
-            true => Ok(false),
-            false => Err(LogError::InvalidInput(format!(
-                "the database holds no log named {log:?}"
-            ))),
-        };
+    if !tables.get::<_, bool>(0) {
+        return missing();
+    }
+    let key = "SELECT lock_key FROM gongji_log_heads WHERE log = $1";
+    let Some(head) = tx.query_opt(key, &[&log]).map_err(err)? else {
+        return missing();
     };
     let lock_key: i32 = head.get(0);
     let wait_ms = format!("{}", WRITER_LOCK_WAIT.as_millis());
     tx.execute("SELECT set_config('lock_timeout', $1, true)", &[&wait_ms])
         .map_err(err)?;
-    match tx.execute(
+    let locked = tx.execute(
         "SELECT pg_advisory_xact_lock($1, $2)",
         &[&LOCK_CLASS, &lock_key],
-    ) {
-        Ok(_) => Ok(true),
+    );
+    match locked {
         Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-            Err(LogError::Locked {
+            return Err(LogError::Locked {
                 dir: format!("postgres:gongji_log_heads/{log}").into(),
             })
         }
-        Err(e) => Err(err(e)),
+        Err(e) => return Err(err(e)),
+        Ok(_) => {}
+    }
+    let again = tx
+        .query_opt(&format!("{key} FOR UPDATE"), &[&log])
+        .map_err(err)?;
+    match again {
+        Some(_) => Ok(true),
+        None => missing(),
     }
 }
