@@ -46,7 +46,7 @@ use run_file::{
     TMP_SUFFIX,
 };
 
-/// The tail is written as a run when it holds this many entries (32 MiB).
+/// The tail is written as a run when it holds this many entries (40 MiB, and its map by hash).
 pub(crate) const INDEX_FLUSH_RECORDS: usize = 1 << 20;
 /// A sparse position point is kept at least every this many records
 /// (and at the start of every segment).
