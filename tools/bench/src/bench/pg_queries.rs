@@ -9,8 +9,9 @@
 //! 2. The queries, each a whole `gongji` process (`account M`, `year M 2024`, `history M`,
 //!    `fund 500000`, `account --as-of 2024-06-30 M`) for a random sample of enrolled members,
 //!    `--runs` a kind on each store, the stores and kinds interleaved so that the machine's load
-//!    falls on all alike. Every answer (`--json`) must be the same on both stores but for the
-//!    recording times (`recorded_at`, `recorded_at_micros`) of `history`'s events.
+//!    falls on all alike. Every answer (`--json` output and exit code, 0 or 1 for a member not
+//!    enrolled as of the day asked) must be the same on both stores but for the recording times
+//!    (`recorded_at`, `recorded_at_micros`) of `history`'s events.
 //! 3. Figures: p50, p99 and max in milliseconds per kind and store, the ratios PG / file, the
 //!    events and bytes each store holds, each apply's rate.
 //!
@@ -44,6 +45,8 @@ pub struct QueryOptions {
     /// The file log's size, when it differs from PostgreSQL's (a short disk).
     pub file_members: Option<u64>,
     pub runs: usize,
+    /// The bench's log in the database (default `bench-queries-PID`); it must not exist.
+    pub log: Option<String>,
     pub gongji: Option<PathBuf>,
     pub work: Option<PathBuf>,
 }
@@ -57,6 +60,7 @@ impl QueryOptions {
             members: if quick { 300 } else { 350_000 },
             file_members: None,
             runs: if quick { 5 } else { 200 },
+            log: None,
             gongji: None,
             work: None,
         }
@@ -152,6 +156,30 @@ impl Store {
         }
     }
 
+    /// Where the ledger is, as a message names it.
+    fn place(&self) -> String {
+        match self {
+            Store::File(dir) => dir.display().to_string(),
+            Store::Pg { log, .. } => format!("log {log:?}"),
+        }
+    }
+
+    /// Refuses a ledger that is there already: the stage builds its own and removes it.
+    fn refuse_existing(&self) -> Result<(), String> {
+        let there = match self {
+            Store::File(dir) => dir.exists(),
+            Store::Pg { uri, log } => PgLog::exists(uri, log).map_err(|e| e.to_string())?,
+        };
+        if there {
+            return Err(format!(
+                "the {} ledger exists already ({}): the stage builds its own and removes it",
+                self.name(),
+                self.place()
+            ));
+        }
+        Ok(())
+    }
+
     fn remove(&self) -> Result<(), String> {
         match self {
             Store::File(dir) => std::fs::remove_dir_all(dir).map_err(|e| e.to_string()),
@@ -204,10 +232,16 @@ pub fn run(o: &QueryOptions) -> Result<(), String> {
     let stores = [
         Store::Pg {
             uri: o.uri.clone(),
-            log: format!("bench-queries-{}", std::process::id()),
+            log: o
+                .log
+                .clone()
+                .unwrap_or_else(|| format!("bench-queries-{}", std::process::id())),
         },
         Store::File(work.join("file-ledger")),
     ];
+    for store in &stores {
+        store.refuse_existing()?;
+    }
     let measured = build_and_query(o, &programs, &work, &stores);
     for store in &stores {
         if let Err(e) = store.remove() {
@@ -233,8 +267,19 @@ fn build_and_query(
     let sample: Vec<String> = (0..o.runs)
         .map(|_| format!("M{:07}", rng.below(sample_members)))
         .collect();
+    emit("machine_load_1m_before_queries", load_1m(), "processes");
     let timings = query_all(programs, work, stores, &sample)?;
+    emit("machine_load_1m_after_queries", load_1m(), "processes");
     timings.emit(o.members == file_members)
+}
+
+/// The machine's load average over the last minute (`/proc/loadavg`; -1 where there is none):
+/// the queries' tail times depend on it.
+fn load_1m() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(-1.0)
 }
 
 /// Loads the policy and pipes `gongji-gen --members N` into `gongji … apply -`, noting
@@ -325,6 +370,9 @@ fn follow_apply(name: &str, apply: &mut Child, started: Instant) -> Result<(u64,
 /// Each kind's wall times on each store, in the order of [`KINDS`]; index 0 PostgreSQL, 1 file.
 struct Timings {
     samples: Vec<[Vec<Duration>; 2]>,
+    /// Each kind's answers "not there" (exit 1), PostgreSQL's (the file log's are the same).
+    not_found: Vec<u64>,
+    /// Queries whose answers (exit code and output) differ between the stores.
     differing: u64,
 }
 
@@ -338,6 +386,7 @@ fn query_all(
 ) -> Result<Timings, String> {
     let mut timings = Timings {
         samples: KINDS.iter().map(|_| [Vec::new(), Vec::new()]).collect(),
+        not_found: vec![0; KINDS.len()],
         differing: 0,
     };
     let answer_files = [work.join("answer-pg.json"), work.join("answer-file.json")];
@@ -346,11 +395,14 @@ fn query_all(
             note(&format!("queries: {run} of {} rounds", sample.len()));
         }
         for (k, kind) in KINDS.iter().enumerate() {
+            let mut codes = [0; 2];
             for s in [run % 2, 1 - run % 2] {
-                let elapsed = query(programs, &stores[s], kind, member, &answer_files[s])?;
+                let (elapsed, code) = query(programs, &stores[s], kind, member, &answer_files[s])?;
                 timings.samples[k][s].push(elapsed);
+                codes[s] = code;
             }
-            if !same_answers(&answer_files)? {
+            timings.not_found[k] += u64::from(codes[0] == 1);
+            if codes[0] != codes[1] || !same_answers(&answer_files)? {
                 timings.differing += 1;
                 note(&format!(
                     "{} {member}: the stores answer differently (see {})",
@@ -363,14 +415,16 @@ fn query_all(
     Ok(timings)
 }
 
-/// One whole `gongji` process answering one query, its answer written to `answer`.
+/// One whole `gongji` process answering one query, its answer written to `answer`: its wall
+/// time and exit code, 0 or 1 (`not_found`, `unknown_member`: the member not enrolled as of
+/// the day asked is an answer too); any other exit is an error.
 fn query(
     programs: &Programs,
     store: &Store,
     kind: &Kind,
     member: &str,
     answer: &Path,
-) -> Result<Duration, String> {
+) -> Result<(Duration, i32), String> {
     let mut c = store.command(&programs.gongji);
     c.args(kind.before);
     if kind.per_member {
@@ -379,14 +433,14 @@ fn query(
     c.args(kind.after).arg("--json");
     let out = File::create(answer).map_err(|e| e.to_string())?;
     let (code, elapsed, _) = run_measured(c.stdout(out).stderr(Stdio::null()))?;
-    if code != 0 {
+    if code != 0 && code != 1 {
         return Err(format!(
             "gongji {} {member} on {} exited with {code}",
             kind.name,
             store.name()
         ));
     }
-    Ok(elapsed)
+    Ok((elapsed, code))
 }
 
 fn same_answers(files: &[PathBuf; 2]) -> Result<bool, String> {
@@ -418,7 +472,7 @@ impl Timings {
     /// Prints the figures; an error if the stores answered differently anywhere.
     fn emit(mut self, same_size: bool) -> Result<(), String> {
         let mut worst_pg_p99 = 0f64;
-        for (kind, samples) in KINDS.iter().zip(&mut self.samples) {
+        for (k, (kind, samples)) in KINDS.iter().zip(&mut self.samples).enumerate() {
             let mut figures = [[0f64; 3]; 2];
             for (s, store) in ["pg", "file"].iter().enumerate() {
                 samples[s].sort();
@@ -433,6 +487,11 @@ impl Timings {
                 }
             }
             worst_pg_p99 = worst_pg_p99.max(figures[0][1]);
+            emit(
+                &format!("query_{}_not_found", kind.name),
+                self.not_found[k] as f64,
+                "answers",
+            );
             for (i, stat) in ["p50", "p99"].iter().enumerate() {
                 emit(
                     &format!("query_{}_{stat}_pg_over_file", kind.name),

@@ -18,7 +18,7 @@
 //! PostgreSQL / ordered scan (target at least 0.7). The bench's log and table are removed.
 //!
 //! `gongji-pg-bench --uri URI --queries [--quick] [--members N] [--file-members N] [--runs N]
-//! [--gongji PATH] [--work DIR]` measures issue 16's query target instead: whole `gongji`
+//! [--pg-log NAME] [--gongji PATH] [--work DIR]` measures issue 16's query target instead: whole `gongji`
 //! processes answering from the projections in PostgreSQL, against the embedded file log, on
 //! ledgers the real `gongji apply` built (module `pg_queries`, `src/bench/pg_queries.rs`).
 //! Defaults: 350,000 members (about 10 million events), 200 runs a kind; `--quick` 300
@@ -203,7 +203,7 @@ fn ordered_scan(client: &mut Client, log: &str) -> Result<(u64, Duration), Strin
 
 const USAGE: &str = "usage: gongji-pg-bench --uri URI [--members N]\n       \
     gongji-pg-bench --uri URI --queries [--quick] [--members N] [--file-members N] [--runs N] \
-    [--gongji PATH] [--work DIR]";
+    [--pg-log NAME] [--gongji PATH] [--work DIR]";
 
 /// What the command line asks for: the apply, COPY and replay figures, or the queries'.
 enum Mode {
@@ -232,6 +232,7 @@ fn parse(args: Vec<String>) -> Result<Mode, String> {
             "--members" => members = Some(number(&value)?),
             "--file-members" if queries => q.file_members = Some(number(&value)?),
             "--runs" if queries => q.runs = number(&value)?.max(1) as usize,
+            "--pg-log" if queries => q.log = Some(value),
             "--gongji" if queries => q.gongji = Some(value.into()),
             "--work" if queries => q.work = Some(value.into()),
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
