@@ -28,7 +28,7 @@ use gongji_log_pg::PgLog;
 use gongji_tools::rng::Rng;
 use postgres::{Client, NoTls};
 
-use super::figures::{dir_bytes, emit, note, rate, run_measured};
+use super::figures::{dir_bytes, emit, note, rate, run_measured, work_dir};
 
 const POLICY: &str = "policies/500000-2024-01-01.json";
 /// The region `gongji-gen` writes by default, which `fund` is asked about.
@@ -215,20 +215,7 @@ pub fn run(o: &QueryOptions) -> Result<(), String> {
         ));
         return Ok(());
     }
-    let tmp;
-    let work = match &o.work {
-        Some(w) => {
-            std::fs::create_dir_all(w).map_err(|e| e.to_string())?;
-            w.clone()
-        }
-        None => {
-            tmp = tempfile::Builder::new()
-                .prefix("gongji-pg-queries")
-                .tempdir()
-                .map_err(|e| e.to_string())?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (work, _tmp) = work_dir(o.work.as_deref(), "gongji-pg-queries")?;
     let stores = [
         Store::Pg {
             uri: o.uri.clone(),
