@@ -1,5 +1,7 @@
-//! `gongji-tools`: a generator of realistic synthetic regions (`gongji-gen`)
-//! and the benchmark of issue 6 (`gongji-bench`).
+//! `gongji-tools`: a generator of realistic synthetic regions (`gongji-gen`),
+//! the benchmark of issue 6 (`gongji-bench`) and issue 16's on PostgreSQL
+//! (`gongji-pg-bench`: apply, COPY and replay; with `--queries`, whole-process
+//! queries on PostgreSQL projections against the file log).
 //!
 //! **What it is for.** Producing reproducible command files for `gongji apply`
 //! (a seeded region: members, families, contributions, monthly allocations,

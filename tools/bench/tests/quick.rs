@@ -1,7 +1,27 @@
-//! CI check that the benchmark still works (not its speed): `gongji-bench --quick`
-//! must run to the end and print well-formed figures.
+//! CI check that the benchmarks still work (not their speed): `gongji-bench --quick` and
+//! `gongji-pg-bench --queries --quick` must run to the end and print well-formed figures.
 
 use std::process::Command;
+
+/// The PostgreSQL tests' database: `GONGJI_TEST_PG`, or the cluster `tools/pg-local up` starts.
+#[path = "../../../crates/log-pg/tests/support/mod.rs"]
+mod pg;
+
+/// The names of the figures a benchmark printed, each line checked to be one figure.
+fn figure_names(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .map(|line| {
+            assert!(
+                line.starts_with("{\"name\":\"")
+                    && line.contains(",\"value\":")
+                    && line.ends_with("\"}"),
+                "not a figure: {line}"
+            );
+            line.split('"').nth(3).expect("name")
+        })
+        .collect()
+}
 
 #[test]
 fn the_quick_benchmark_runs_and_prints_one_json_figure_per_line() {
@@ -17,18 +37,7 @@ fn the_quick_benchmark_runs_and_prints_one_json_figure_per_line() {
         "gongji-bench --quick failed:\n{stderr}"
     );
     let stdout = String::from_utf8(output.stdout).expect("utf8");
-    let names: Vec<&str> = stdout
-        .lines()
-        .map(|line| {
-            assert!(
-                line.starts_with("{\"name\":\"")
-                    && line.contains(",\"value\":")
-                    && line.ends_with("\"}"),
-                "not a figure: {line}"
-            );
-            line.split('"').nth(3).expect("name")
-        })
-        .collect();
+    let names = figure_names(&stdout);
     for expected in [
         "log_append_events_per_second",
         "plain_file_append_100B_records_per_second",
@@ -49,6 +58,81 @@ fn the_quick_benchmark_runs_and_prints_one_json_figure_per_line() {
         }
     } else {
         assert!(stderr.contains("not found"), "{stderr}");
+    }
+}
+
+/// The query stage builds the same small region on PostgreSQL and on the file log with the
+/// real `gongji`, asks both the same questions and prints each kind's figures; the two stores
+/// answer alike. Its log is dropped from the database and its file ledger deleted.
+#[test]
+fn the_quick_query_stage_measures_both_stores_and_cleans_up() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let (uri, log) = (pg::pg_uri(), pg::fresh_log("bench-queries-test"));
+    let output = Command::new(env!("CARGO_BIN_EXE_gongji-pg-bench"))
+        .args([
+            "--uri",
+            &uri,
+            "--queries",
+            "--quick",
+            "--pg-log",
+            &log,
+            "--work",
+        ])
+        .arg(work.path())
+        .output()
+        .expect("run gongji-pg-bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "gongji-pg-bench --queries --quick failed:\n{stderr}"
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf8");
+    let names = figure_names(&stdout);
+    // The stage needs the gongji binary beside the benchmark (built by `cargo test --workspace`).
+    if names.is_empty() {
+        assert!(stderr.contains("not found"), "{stderr}");
+        return;
+    }
+    for kind in ["account", "year", "history", "fund", "account_as_of"] {
+        for store in ["pg", "file"] {
+            for stat in ["p50", "p99", "max"] {
+                let name = format!("{store}_query_{kind}_{stat}");
+                assert!(
+                    names.contains(&name.as_str()),
+                    "missing {name} in\n{stdout}"
+                );
+            }
+        }
+        let ratio = format!("query_{kind}_p50_pg_over_file");
+        assert!(names.contains(&ratio.as_str()), "missing {ratio}");
+    }
+    for expected in ["pg_events", "file_events", "pg_query_worst_p99"] {
+        assert!(names.contains(&expected), "missing {expected} in\n{stdout}");
+    }
+    assert!(
+        stdout.contains(r#"{"name":"query_answers_differing","value":0,"#),
+        "{stdout}"
+    );
+    let left = std::fs::read_dir(work.path())
+        .expect("work dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .count();
+    assert_eq!(left, 0, "the file ledger is deleted");
+    let mut client = pg::client();
+    for table in [
+        "gongji_log_heads",
+        "gongji_log_records",
+        "gongji_projections",
+    ] {
+        let rows = client
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE log = $1"),
+                &[&log],
+            )
+            .expect("count the bench's rows")
+            .get::<_, i64>(0);
+        assert_eq!(rows, 0, "the bench's log is dropped from {table}");
     }
 }
 

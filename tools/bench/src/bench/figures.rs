@@ -1,8 +1,8 @@
 //! How the benchmark reports and measures: one JSON figure per line on standard output, notes
-//! on standard error, rates, medians, bytes on disk, and a child process's wall time and peak
-//! memory.
+//! on standard error, rates, medians, bytes on disk, a child process's wall time and peak
+//! memory, and the directory a benchmark works in.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,23 @@ pub fn dir_bytes(path: &Path) -> u64 {
             _ => e.metadata().map(|m| m.len()).unwrap_or(0),
         })
         .sum()
+}
+
+/// The directory a benchmark works in: `given` (created if missing), else a fresh temporary
+/// one named with `prefix`, deleted when the returned guard is dropped.
+pub fn work_dir(
+    given: Option<&Path>,
+    prefix: &str,
+) -> Result<(PathBuf, Option<tempfile::TempDir>), String> {
+    if let Some(dir) = given {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        return Ok((dir.to_path_buf(), None));
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    Ok((tmp.path().to_path_buf(), Some(tmp)))
 }
 
 /// Runs a child to completion; returns (exit code, wall time, peak RSS bytes).

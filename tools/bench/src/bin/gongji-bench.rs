@@ -38,20 +38,7 @@ const PAYLOAD_BYTES: usize = 100;
 const POLICY: &str = "policies/500000-2024-01-01.json";
 
 fn run(o: &Options) -> Result<(), String> {
-    let tmp;
-    let work = match &o.work {
-        Some(w) => {
-            std::fs::create_dir_all(w).map_err(|e| e.to_string())?;
-            w.clone()
-        }
-        None => {
-            tmp = tempfile::Builder::new()
-                .prefix("gongji-bench")
-                .tempdir()
-                .map_err(|e| e.to_string())?;
-            tmp.path().to_path_buf()
-        }
-    };
+    let (work, _tmp) = figures::work_dir(o.work.as_deref(), "gongji-bench")?;
     emit(
         "machine_cpus",
         std::thread::available_parallelism().map_or(0, |n| n.get()) as f64,

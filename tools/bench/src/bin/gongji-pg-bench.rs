@@ -16,10 +16,19 @@
 //!
 //! Ratios: apply on PostgreSQL / COPY (target at least 0.5), / the file log; replay on
 //! PostgreSQL / ordered scan (target at least 0.7). The bench's log and table are removed.
+//!
+//! `gongji-pg-bench --uri URI --queries [--quick] [--members N] [--file-members N] [--runs N]
+//! [--pg-log NAME] [--gongji PATH] [--work DIR]` measures issue 16's query target instead: whole `gongji`
+//! processes answering from the projections in PostgreSQL, against the embedded file log, on
+//! ledgers the real `gongji apply` built (module `pg_queries`, `src/bench/pg_queries.rs`).
+//! Defaults: 350,000 members (about 10 million events), 200 runs a kind; `--quick` 300
+//! members and 5 runs (a check that the stage works).
 
 #[path = "../bench/figures.rs"]
 #[allow(dead_code)]
 mod figures;
+#[path = "../bench/pg_queries.rs"]
+mod pg_queries;
 
 use std::io::{Cursor, Write};
 use std::process::ExitCode;
@@ -192,18 +201,64 @@ fn ordered_scan(client: &mut Client, log: &str) -> Result<(u64, Duration), Strin
     Ok((count, started.elapsed()))
 }
 
-fn run() -> Result<(), String> {
-    let mut args = std::env::args().skip(1);
-    let (mut uri, mut members) = (None, 100_000u64);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+const USAGE: &str = "usage: gongji-pg-bench --uri URI [--members N]\n       \
+    gongji-pg-bench --uri URI --queries [--quick] [--members N] [--file-members N] [--runs N] \
+    [--pg-log NAME] [--gongji PATH] [--work DIR]";
+
+/// What the command line asks for: the apply, COPY and replay figures, or the queries'.
+enum Mode {
+    ApplyAndReplay { uri: String, members: u64 },
+    Queries(pg_queries::QueryOptions),
+}
+
+fn parse(args: Vec<String>) -> Result<Mode, String> {
+    let queries = args.iter().any(|a| a == "--queries");
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut flags = args
+        .into_iter()
+        .filter(|a| a != "--queries" && a != "--quick");
+    let mut q = pg_queries::QueryOptions::defaults(quick);
+    let (mut uri, mut members) = (None, None);
+    while let Some(flag) = flags.next() {
+        let value = flags
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let number = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number: {v}"))
+        };
         match flag.as_str() {
             "--uri" => uri = Some(value),
-            "--members" => members = value.parse().map_err(|_| "--members: a number")?,
-            _ => return Err(format!("unknown option {flag}")),
+            "--members" => members = Some(number(&value)?),
+            "--file-members" if queries => q.file_members = Some(number(&value)?),
+            "--runs" if queries => q.runs = number(&value)?.max(1) as usize,
+            "--pg-log" if queries => q.log = Some(value),
+            "--gongji" if queries => q.gongji = Some(value.into()),
+            "--work" if queries => q.work = Some(value.into()),
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
     }
-    let uri = uri.ok_or("usage: gongji-pg-bench --uri URI [--members N]")?;
+    let uri = uri.ok_or(USAGE)?;
+    if !queries {
+        if quick {
+            return Err(format!("--quick goes with --queries\n{USAGE}"));
+        }
+        let members = members.unwrap_or(100_000);
+        return Ok(Mode::ApplyAndReplay { uri, members });
+    }
+    q.uri = uri;
+    q.members = members.unwrap_or(q.members);
+    Ok(Mode::Queries(q))
+}
+
+fn run() -> Result<(), String> {
+    match parse(std::env::args().skip(1).collect())? {
+        Mode::ApplyAndReplay { uri, members } => apply_and_replay(&uri, members),
+        Mode::Queries(options) => pg_queries::run(&options),
+    }
+}
+
+fn apply_and_replay(uri: &str, members: u64) -> Result<(), String> {
     let input = input(members)?;
     note(&format!("{members} members' year: {} bytes", input.len()));
 
@@ -229,7 +284,7 @@ fn run() -> Result<(), String> {
         Instant::now().elapsed().as_nanos()
     );
     let store = Log::open(&dir.path().join("projections")).map_err(|e| e.to_string())?;
-    let pg = PgLog::open(&uri, &log).map_err(|e| e.to_string())?;
+    let pg = PgLog::open(uri, &log).map_err(|e| e.to_string())?;
     let mut ledger = Ledger::with_log(Box::new(pg), store.kv().clone(), ProjectionBackend::Runs)
         .map_err(|e| e.to_string())?;
     let (pg_records, pg_apply) = apply(&mut ledger, &input)?;
@@ -240,7 +295,7 @@ fn run() -> Result<(), String> {
             "{pg_records} records on PostgreSQL, {file_records} on file"
         ));
     }
-    let mut client = Client::connect(&uri, NoTls).map_err(|e| e.to_string())?;
+    let mut client = Client::connect(uri, NoTls).map_err(|e| e.to_string())?;
     let (copied, copy) = copy_baseline(&mut client, &log)?;
     let (scanned, scan) = ordered_scan(&mut client, &log)?;
     client
