@@ -153,6 +153,9 @@ pub struct Ledger {
     stored_at: std::time::Instant,
     /// Read-only: the records folded in memory (over the stored projections) since open.
     folded_in_memory: u64,
+    /// Read-only: the end of the fold under way, while it stopped partway
+    /// ([`Ledger::fold_read_only`]): the projections are then of no durable end.
+    fold_target: Option<u64>,
     /// Entities a stream encoded ahead of its next store (`Ledger::encode_ahead`).
     encoded: store::Encoded,
 }
@@ -244,6 +247,7 @@ impl Ledger {
             limits: CacheLimits::default(),
             stored_at: std::time::Instant::now(),
             folded_in_memory: 0,
+            fold_target: None,
             encoded: store::Encoded::default(),
         }
     }
