@@ -144,17 +144,18 @@ impl Ledger {
         Ok(self.fold_member(member, as_of)?.0)
     }
 
-    /// Whether a read-only ledger's projections are behind its log ([`Ledger::folded_end`]):
-    /// a member's answers are then folded from the log (the member's own stream, the region's
-    /// policy stream), so that they are of the log's durable end like its history. Only a
-    /// member's own events change the member: the member's stream folded alone is the
-    /// member's state (`tests/member_from_log.rs` checks it answer for answer).
+    /// Whether a read-only ledger answers a member from the log: while its fold stopped
+    /// partway ([`Ledger::fold_read_only`]), its projections are of no durable end, and a
+    /// member's answers are folded from the log (the member's own stream, the region's policy
+    /// stream), so that they are of the log's durable end like its history. Only a member's
+    /// own events change the member: the member's stream folded alone is the member's state
+    /// (`tests/member_from_log.rs` checks it answer for answer).
     fn projections_behind_log(&self) -> Result<bool, LedgerError> {
-        Ok(self.folded_end()? != Some(self.log.durable_end()))
+        Ok(self.folded_end()?.is_none())
     }
 
     /// A region's policies for a member's answer: from the projections, or, while they are
-    /// behind the log, the region's policy stream folded.
+    /// partway through a fold, the region's policy stream folded.
     fn member_policies(&self, region: &str) -> Result<Vec<PolicyVersion>, LedgerError> {
         if !self.projections_behind_log()? {
             return self.stored_policies(region);

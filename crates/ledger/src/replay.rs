@@ -270,9 +270,8 @@ impl Ledger {
     /// the records its writer made durable since (up to the durable end published now), and
     /// nothing is folded. Returns the log's durable end. The projections stay where they were
     /// ([`Ledger::folded_end`]; on PostgreSQL they may go back to the writer's newer
-    /// checkpoint, see `refresh_read_only`); a member's answers are of the log's end from now
-    /// on. Cheap: a scan of the new frames and their stream index. A writer's ledger is left
-    /// as it is.
+    /// checkpoint, see `refresh_read_only`). Cheap: a scan of the new frames and their stream
+    /// index. A writer's ledger is left as it is.
     pub fn extend_read_only(&mut self) -> Result<u64, LedgerError> {
         if self.read_only {
             self.refuse_if_broken()?;
@@ -313,9 +312,9 @@ impl Ledger {
 
     /// Where the projections are folded to: every answer read from them is of the log up to
     /// that position (a durable end, so whole units). `None` while a read-only ledger's fold
-    /// stopped partway ([`Ledger::fold_read_only`]). A member's answers (account, year,
-    /// history, inheritance, transfers) are of the log's durable end instead: while the
-    /// projections are behind it, they are folded from the member's own stream.
+    /// stopped partway ([`Ledger::fold_read_only`]): a member's answers (account, year,
+    /// history, inheritance, transfers) are then of the log's durable end, folded from the
+    /// member's own stream, and every other answer from the projections is refused.
     pub fn folded_end(&self) -> Result<Option<u64>, LedgerError> {
         if !self.read_only {
             return Ok(Some(self.log.durable_end()));

@@ -8,25 +8,35 @@
 //! The view: one read-only [`Ledger`] behind an [`RwLock`]. Queries (`&Ledger`; the ledger is
 //! `Sync` and its queries mutate nothing) share read guards. A query notes at its arrival the
 //! durable end the writer had reached, `acknowledged` (the writer's sink raises it before it
-//! sends a line's answer, so it covers every line answered before the query was sent); if the
-//! view is behind it, the query waits (within `read_max`) for the view to be published at
-//! least there. Readers never fold records themselves: one thread, the follower, keeps the view
-//! at the writer's durable end while queries come (every few milliseconds, and at once when a
-//! reader waits), taking the write guard only for the records made durable since its last
-//! refresh ([`Ledger::refresh_read_only`]: to the durable end the writer published in
-//! `DIR/DURABLE_END`, which it writes after the sync and before any answer, or in PostgreSQL
-//! to the log's head row, which moves in the transaction that commits the records), so that each
-//! refresh is short. Past [`FOLDED_IN_MEMORY_MAX`] records folded in memory since its open (or
-//! [`INDEX_IN_MEMORY_MAX`] index entries), a fresh view is opened on another thread, brought
-//! up to date outside the lock (it starts from the projections the writer stored last: at
-//! least once a second during a command stream) and swapped in, so memory stays bounded; a
-//! view whose refresh failed is dropped and opened again.
+//! sends a line's answer, so it covers every line answered before the query was sent). The
+//! view has two ends: its log's durable end, and where its projections are folded to
+//! ([`Ledger::folded_end`], behind the log while the follower folds). A read ([`Reads::run`])
+//! needs the projections folded to `acknowledged`; but while the follower is partway through
+//! a fold, a member's read ([`Reads::run_member`]: account, year, history, inheritance,
+//! transfers) needs only the log there: the ledger then answers it from the member's own
+//! stream folded, at the log's end. If the view is behind what a query needs, the query
+//! waits (within `read_max`) for the view to be published there. Readers never fold records
+//! themselves: one thread, the follower, keeps the view at the writer's durable end while
+//! queries come (every few milliseconds, and at once when a reader waits): under the write
+//! guard it extends the log to the durable end the writer published in `DIR/DURABLE_END`
+//! (which it writes after the sync and before any answer; in PostgreSQL the log's head row,
+//! which moves in the transaction that commits the records) and folds at most
+//! [`FOLD_STEP_RECORDS`] records ([`Ledger::extend_read_only`], [`Ledger::fold_read_only`]),
+//! publishes both ends, and lets the readers blocked on the view in before its next step; so
+//! that a unit of 50,000 records (a month's `allocate`) holds a member's read for one step, not
+//! for its whole fold. Past [`FOLDED_IN_MEMORY_MAX`] records folded in memory since its open
+//! (or [`INDEX_IN_MEMORY_MAX`] index entries), a fresh view is opened on another thread,
+//! brought up to date outside the lock (it starts from the projections the writer stored
+//! last: at least once a second during a command stream) and swapped in, so memory stays
+//! bounded; a view whose refresh failed is dropped and opened again.
 //!
-//! Invariants: an answer is of the view under the read guard the query holds, whose durable
-//! end is at least `acknowledged` at the query's arrival (checked under that guard), and
-//! which only ever holds records the writer published as durable (the read-only open and
-//! refresh read to the published durable end and no further). A view is replaced only by one
-//! at least as far along. The server's only writing [`Ledger`] is in [`LedgerCell`]; a
+//! Invariants: an answer is of the view under the read guard the query holds, whose log (a
+//! member's read, partway through a fold) or projections reach `acknowledged` at its arrival
+//! (checked under that guard), and which only ever holds records the writer published as
+//! durable (the read-only open and refresh read to the published durable end and no further);
+//! projections partway through a fold (part of a unit) answer nothing. The ends published are
+//! the view's own (published under its write guard). A view is replaced only by one whose log
+//! is at least as far along. The server's only writing [`Ledger`] is in [`LedgerCell`]; a
 //! ledger that stopped (a stream cut with lines not made durable) is dropped and opened again
 //! before anything else uses it.
 
@@ -146,10 +156,13 @@ struct ReadView {
 /// the furthest durable end a waiting reader needs.
 #[derive(Default)]
 struct Follow {
-    /// The view's log's durable end: what a member's read is answered at.
+    /// The view's log's durable end.
     log: u64,
     /// Where the view's projections are folded to; 0 while a fold stopped partway.
     folded: u64,
+    /// What a member's read is answered at: where the projections are, or, while a fold
+    /// stopped partway, the log's durable end.
+    member: u64,
     wanted: u64,
 }
 
@@ -157,7 +170,7 @@ impl Follow {
     /// The published end a read that needs `need` compares with.
     fn end(&self, need: Need) -> u64 {
         match need {
-            Need::Log => self.log,
+            Need::Member => self.member,
             Need::Folded => self.folded,
         }
     }
@@ -166,9 +179,9 @@ impl Follow {
 /// What a query needs of the view to be answered at a durable end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Need {
-    /// Its log there: a member's read, folded from the member's own stream while the
-    /// projections are behind the log (`Ledger::folded_end`).
-    Log,
+    /// Its projections there, or, while a fold stopped partway, its log: a member's read,
+    /// then folded from the member's own stream (`Ledger::folded_end`).
+    Member,
     /// Its projections folded there: every other read.
     Folded,
 }
@@ -213,14 +226,15 @@ impl Reads {
     }
 
     /// A read of one member's data (account, year, history, inheritance, transfers): answered
-    /// as soon as the view's log reaches the durable end acknowledged at the query's arrival,
-    /// at the log's end, without waiting for the projections (the ledger folds the member's
-    /// own stream while they are behind: `Ledger::folded_end`).
+    /// from the projections once they reach the durable end acknowledged at the query's
+    /// arrival, or, while the follower is partway through a fold, as soon as the view's log
+    /// reaches it, at the log's end, without waiting for the fold (the ledger then folds the
+    /// member's own stream: `Ledger::folded_end`).
     pub async fn run_member<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Ledger) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        self.run_needing(Need::Log, query).await
+        self.run_needing(Need::Member, query).await
     }
 
     async fn run_needing<T: Send + 'static>(
@@ -277,6 +291,7 @@ impl ReadView {
             follow: std::sync::Mutex::new(Follow {
                 log: opened.durable_end,
                 folded: opened.folded_end.unwrap_or(0),
+                member: opened.folded_end.unwrap_or(opened.durable_end),
                 wanted: 0,
             }),
             moved: Condvar::new(),
@@ -377,6 +392,7 @@ impl ReadView {
         let mut follow = self.follow();
         follow.log = reached.durable_end;
         follow.folded = reached.folded_end.unwrap_or(0);
+        follow.member = reached.folded_end.unwrap_or(reached.durable_end);
         drop(follow);
         self.moved.notify_all();
     }
@@ -530,7 +546,9 @@ impl ReadView {
 /// where they are is let answer: its query meets the same error).
 fn reaches(ledger: &Ledger, need: Need, acknowledged: u64) -> bool {
     match need {
-        Need::Log => ledger.log().durable_end() >= acknowledged,
+        Need::Member => ledger.folded_end().map_or(true, |end| {
+            end.unwrap_or(ledger.log().durable_end()) >= acknowledged
+        }),
         Need::Folded => ledger
             .folded_end()
             .map_or(true, |end| end.is_some_and(|end| end >= acknowledged)),
@@ -659,7 +677,7 @@ mod tests {
         assert_eq!(view.follow().log, acknowledged);
         assert_eq!(view.follow().folded, 0, "partway through the unit's fold");
         let soon = || std::time::Instant::now() + Duration::from_millis(200);
-        let answered = view.answer(Need::Log, acknowledged, soon(), balance);
+        let answered = view.answer(Need::Member, acknowledged, soon(), balance);
         let answered = answered.expect("answered at once").expect("an answer");
         assert_eq!(answered.expect("a balance"), Some(after.balance));
         let fund = |ledger: &Ledger| ledger.fund("500000").is_ok();
