@@ -40,7 +40,11 @@
 //! A read-only ledger follows its writer with [`Ledger::refresh_read_only`]: the log takes in
 //! the records made durable since (the durable end published then) and the ledger folds them
 //! into its layer in memory; what it holds in memory grows with each refresh, and
-//! [`Refreshed`] says how much, so that the caller opens it again past a bound of its own.
+//! [`Refreshed`] says how much, so that the caller opens it again past a bound of its own. The
+//! two halves may be called apart ([`Ledger::extend_read_only`], then
+//! [`Ledger::fold_read_only`] a bounded step at a time): while a fold is partway the
+//! projections answer nothing, and a member's answers are folded from the member's own stream
+//! at the log's durable end ([`Ledger::folded_end`]).
 
 pub mod archive;
 pub mod audit;

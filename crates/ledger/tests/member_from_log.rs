@@ -55,7 +55,9 @@ fn members_answer_from_the_log_as_from_the_projections(
         // A fold started and stopped partway (none of it folded, or three records of it).
         // (A fold under way from the round before ends first, at its own end.)
         let step = loop {
-            let step = behind.fold_read_only(3 * (round as u64 % 2)).expect("a step");
+            let step = behind
+                .fold_read_only(3 * (round as u64 % 2))
+                .expect("a step");
             if step.folded_end.is_none_or(|folded| folded == end) {
                 break step;
             }

@@ -631,6 +631,16 @@ mod tests {
             .folded_in_memory
     }
 
+    /// A ledger in a temporary directory, its policy loaded (not yet durable).
+    fn ledger_with_policy() -> (tempfile::TempDir, Ledger) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut writer = Ledger::open(tmp.path()).expect("open");
+        writer
+            .apply_line(&format!(r#"{{"cmd":"load_policy","policy":{POLICY}}}"#), 0)
+            .expect("policy");
+        (tmp, writer)
+    }
+
     fn retiree(member: &str) -> String {
         format!(
             r#"{{"cmd":"enroll","member":"{member}","region":"500000","born":"1950-01-01","status":"retired","scheme":"employer","date":"2024-01-01"}}"#
@@ -639,12 +649,8 @@ mod tests {
 
     #[test]
     fn a_members_read_during_a_large_units_fold_answers_the_state_after_the_unit() {
-        let tmp = tempfile::tempdir().expect("tempdir");
+        let (tmp, mut writer) = ledger_with_policy();
         let dir = tmp.path().to_path_buf();
-        let mut writer = Ledger::open(&dir).expect("open");
-        writer
-            .apply_line(&format!(r#"{{"cmd":"load_policy","policy":{POLICY}}}"#), 0)
-            .expect("policy");
         let members = 3 * FOLD_STEP_RECORDS;
         for i in 0..members {
             writer
@@ -697,12 +703,8 @@ mod tests {
 
     #[test]
     fn a_view_past_its_bound_is_replaced_by_a_fresh_one_that_answers_the_same() {
-        let tmp = tempfile::tempdir().expect("tempdir");
+        let (tmp, mut writer) = ledger_with_policy();
         let dir = tmp.path().to_path_buf();
-        let mut writer = Ledger::open(&dir).expect("open");
-        writer
-            .apply_line(&format!(r#"{{"cmd":"load_policy","policy":{POLICY}}}"#), 0)
-            .expect("policy");
         writer.commit().expect("commit");
         let open: Opener = Arc::new(move || {
             Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
