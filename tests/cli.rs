@@ -247,11 +247,16 @@ fn a_command_that_only_reads_refuses_a_directory_holding_no_ledger_and_creates_n
         &["settlement", "H500101", "2024-03"],
     ];
     for args in commands {
+        if args == ["audit", "clear-quarantine"]
+            && support::directory_only("audit clear-quarantine: a quarantine marker of the data directory (on PostgreSQL it is refused naming the option)")
+        {
+            continue;
+        }
         let out = ledger.run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stderr.contains(&format!("no ledger at {}", missing.display())),
+            stderr.contains(&format!("no ledger at {}", ledger.named())),
             "{args:?}: {stderr}"
         );
         assert!(
@@ -261,21 +266,31 @@ fn a_command_that_only_reads_refuses_a_directory_holding_no_ledger_and_creates_n
             "{args:?} names the commands that create one: {stderr}"
         );
         assert!(!missing.exists(), "{args:?} created {}", missing.display());
+        if let Some(pg) = &ledger.pg {
+            let sql = "SELECT count(*) FROM gongji_log_heads WHERE log = $1";
+            let heads: i64 = support::pg::client()
+                .query_one(sql, &[&pg.log])
+                .unwrap()
+                .get(0);
+            assert_eq!(heads, 0, "{args:?} created log {}", pg.log);
+        }
     }
     // An existing directory without the ledger's files is refused too, and stays empty.
-    std::fs::create_dir(&missing).unwrap();
-    let out = ledger.run(&["account", "D001"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no ledger at"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(
-        std::fs::read_dir(&missing).unwrap().count(),
-        0,
-        "nothing written"
-    );
+    if !support::directory_only("an existing data directory without the ledger's files") {
+        std::fs::create_dir(&missing).unwrap();
+        let out = ledger.run(&["account", "D001"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no ledger at"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(
+            std::fs::read_dir(&missing).unwrap().count(),
+            0,
+            "nothing written"
+        );
+    }
     // `apply` creates one; the query then answers from it.
     let (code, _) = ledger.apply(&[]);
     assert_eq!(code, 0);
@@ -353,6 +368,9 @@ fn every_argument_of_every_subcommand_has_help_and_the_benchmark_option_is_hidde
         }
     }
     // Hidden, not gone: the benchmark's baseline store still opens.
+    if support::directory_only("--projections sled keeps the projections in the data directory") {
+        return;
+    }
     let ledger = TestLedger::empty();
     let out = ledger.run(&["--projections", "sled", "apply", "-"]);
     assert!(out.status.success(), "{}", text(&out));

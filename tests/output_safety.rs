@@ -249,8 +249,7 @@ fn escape_sequences_from_a_file_are_printed_escaped() {
 /// `gongji` writes to it; returns its exit status and standard error.
 fn with_closed_stdout(ledger: &TestLedger, args: &[&str]) -> (Option<i32>, String) {
     let mut child = Command::new(support::gongji_path())
-        .arg("--data")
-        .arg(ledger.data())
+        .args(ledger.data_args())
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -34,10 +34,25 @@ fn rebuild_command_and_a_deleted_index_both_reproduce_every_answer() {
     );
     assert_eq!(answers(&ledger), live);
 
-    std::fs::remove_dir_all(ledger.data().join("index")).expect("index removed");
+    match &ledger.pg {
+        // The projections' rows and checkpoint deleted from the database.
+        Some(pg) => {
+            let mut client = support::pg::client();
+            for table in ["gongji_projections", "gongji_projection_checkpoints"] {
+                let sql = format!("DELETE FROM {table} WHERE log = $1");
+                assert!(
+                    client
+                        .execute(&sql, &[&pg.log])
+                        .expect("projections removed")
+                        > 0
+                );
+            }
+        }
+        None => std::fs::remove_dir_all(ledger.data().join("index")).expect("index removed"),
+    }
     assert_eq!(
         answers(&ledger),
         live,
-        "after losing the sled index and projections"
+        "after losing the sled index and projections (on PostgreSQL, their rows)"
     );
 }

@@ -728,6 +728,8 @@ fn commands_need_ndjson_and_healthz_needs_no_token() {
 #[test]
 fn tokens_are_kept_in_the_data_directory_as_hashes_only() {
     let ledger = TestLedger::new();
+    // On PostgreSQL the tests keep the token file where a directory ledger keeps it.
+    std::fs::create_dir_all(ledger.data()).unwrap();
     let before: Vec<PathBuf> = files_in(&ledger.data());
     let token = add_token(&ledger, "ana", "clerk", &[]);
     assert_eq!(token.len(), 64);

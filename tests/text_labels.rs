@@ -482,27 +482,24 @@ fn audit_reports_are_labelled_with_amounts_grouped() {
         "{said}"
     );
 
-    let restored = ledger.dir.path().join("restored");
-    let restored = restored.to_str().unwrap();
-    let out = support::TestLedger::empty()
-        .command(&["audit", "import", archive])
-        .args(["--data", restored])
-        .env_remove("GONGJI_LANG")
-        .output()
-        .unwrap();
-    let said = ok(out);
+    let restored = support::TestLedger::empty();
+    let said = zh(&restored, &["audit", "import", archive]);
     assert!(
-        said.starts_with(&format!("已将 {archive} 导入 {restored}；摘要 ")),
+        said.starts_with(&format!("已将 {archive} 导入 {}；摘要 ", restored.named())),
         "{said}"
     );
 
-    let said = zh(&ledger, &["audit", "clear-quarantine"]);
-    assert!(said.trim_end().ends_with("的账本未被隔离"), "{said}");
-    let said = en(&ledger, &["audit", "clear-quarantine"]);
-    assert!(
-        said.starts_with("the ledger at ") && said.trim_end().ends_with(" is not quarantined"),
-        "{said}"
-    );
+    if !support::directory_only(
+        "audit clear-quarantine: the quarantine marker is kept in the data directory",
+    ) {
+        let said = zh(&ledger, &["audit", "clear-quarantine"]);
+        assert!(said.trim_end().ends_with("的账本未被隔离"), "{said}");
+        let said = en(&ledger, &["audit", "clear-quarantine"]);
+        assert!(
+            said.starts_with("the ledger at ") && said.trim_end().ends_with(" is not quarantined"),
+            "{said}"
+        );
+    }
 
     let said = zh(&ledger, &["rebuild"]);
     assert!(said.starts_with("已从 28 条记录重建投影，用时 "), "{said}");

@@ -6,6 +6,9 @@ pub mod pg;
 pub mod schema;
 pub mod serve;
 
+#[allow(unused_imports)] // each test binary uses it or not
+pub use pg::directory_only;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -108,6 +111,15 @@ impl TestLedger {
 
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("ledger")
+    }
+
+    /// How the binary's messages name the ledger: its data directory, or `URI (log "NAME")`
+    /// (the test database's URI holds no password, so masking it changes nothing).
+    pub fn named(&self) -> String {
+        match &self.pg {
+            Some(pg) => format!("{} (log {:?})", pg.uri, pg.log),
+            None => self.data().display().to_string(),
+        }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {

@@ -21,6 +21,24 @@ pub fn store_is_pg() -> bool {
     std::env::var("GONGJI_TEST_STORE").is_ok_and(|store| store == "pg")
 }
 
+/// Whether a test, or the part of it that follows, is skipped because what it tests exists
+/// only in a data directory (its files, a link among them, a quarantine marker, the service's
+/// files and note kept there): true with `GONGJI_TEST_STORE=pg`, after saying so with `why`.
+/// Only for that: a behaviour PostgreSQL also has is tested there. Printed straight to standard
+/// error, past the test harness's capture, so that the run's log lists every skip:
+/// `skipped on PostgreSQL (directory only): TEST: WHY`.
+pub fn directory_only(why: &str) -> bool {
+    if !store_is_pg() {
+        return false;
+    }
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("a test");
+    let said = format!("skipped on PostgreSQL (directory only): {test}: {why}\n");
+    // The skip is only reported; a closed standard error does not fail the test.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), said.as_bytes());
+    true
+}
+
 /// A ledger's place in the test database: the URI and the log's name, as `--data` and
 /// `--pg-log` take them.
 #[derive(Clone, Debug)]

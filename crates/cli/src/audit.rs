@@ -125,17 +125,15 @@ pub fn clear_quarantine(data: &Location, json: bool) -> Result<ExitCode, Failure
 }
 
 pub fn import(data: &Location, file: &Path, json: bool) -> Result<ExitCode, Failure> {
-    let data = data.require_dir(
-        "audit import",
-        "an archive is restored into an empty data directory (restoring into PostgreSQL is \
-         not built yet)",
-    )?;
     let mut bar = Progress::on_terminal("import");
-    let (report, ledger) =
-        gongji_ledger::archive::import_archive(data, file, &mut |phase, done, total| {
-            bar.step(phase, done, total)
-        })
-        .map_err(|e| Failure::archive(&e))?;
+    let mut step = |phase, done, total| bar.step(phase, done, total);
+    let imported = match data {
+        Location::Dir(dir) => gongji_ledger::archive::import_archive(dir, file, &mut step),
+        Location::Postgres(pg) => {
+            gongji_ledger::archive::import_archive_postgres(pg.uri(), &pg.log, file, &mut step)
+        }
+    };
+    let (report, ledger) = imported.map_err(|e| Failure::archive(&e))?;
     bar.finish();
     let Some(ledger) = ledger else {
         let why = match &report.failure {
@@ -155,7 +153,7 @@ pub fn import(data: &Location, file: &Path, json: bool) -> Result<ExitCode, Fail
         let answer = json!({"file": file.display().to_string(), "manifest": report.manifest, "digest": digest});
         print::json_line(&answer.to_string())?;
     } else {
-        let (file, data) = (file.display(), data.display());
+        let file = file.display();
         print::text_line(&match text::lang() {
             Lang::Zh => format!("已将 {file} 导入 {data}；摘要 {digest}"),
             Lang::En => format!("imported {file} into {data}; digest {digest}"),

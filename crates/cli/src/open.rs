@@ -147,8 +147,8 @@ pub fn require_ledger(location: &Location) -> Result<(), Failure> {
             "check --data (only `apply`, `policy load` and `audit import` create a ledger)"
         }
         Location::Postgres(_) => {
-            "check --data and --pg-log (only `apply` and `policy load` create a ledger in \
-             PostgreSQL)"
+            "check --data and --pg-log (only `apply`, `policy load` and `audit import` create a \
+             ledger)"
         }
     };
     Err(Failure::new(

@@ -20,7 +20,8 @@
 //! place), and [`archive::check_archive`] and [`archive::import_archive`] read it (import
 //! appends what it checked, in the same pass, to a new ledger through the log's `append`, in a
 //! directory beside the target that it renames into place only when everything checked, and
-//! removes otherwise). Projections never write to the log.
+//! removes otherwise; in PostgreSQL, [`archive::import_archive_postgres`], in a temporary log
+//! renamed likewise). Projections never write to the log.
 //!
 //! A ledger may instead be kept wholly in PostgreSQL (`postgres`: [`Ledger::open_postgres`] and
 //! its kin): the log of record a `gongji_log_pg::PgLog`, the projections a

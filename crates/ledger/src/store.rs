@@ -401,30 +401,31 @@ mod tests {
         assert!(state.dirty.is_empty());
     }
 
-    #[test]
-    fn a_deletion_made_again_after_its_write_stays_dirty_once_that_write_lands() {
+    /// An unbinding of `R1` taken into a write that has not landed, then `R1` bound again
+    /// while that write runs.
+    fn deletion_running_then_bound_again() -> (State, Encoded, EntityKey) {
         let mut state = State::default();
         let bound = EntityKey::Relative("R1".into());
         state.dirty.insert(bound.clone());
         let mut encoded = Encoded::default();
         encoded.take_with_dirty(&mut state);
-        // Bound again while the write runs, so present: it must be written after it lands.
         state.relatives.insert("R1".into(), "H1".into());
         state.dirty.insert(bound.clone());
+        (state, encoded, bound)
+    }
+
+    #[test]
+    fn a_deletion_made_again_after_its_write_stays_dirty_once_that_write_lands() {
+        // Present again: it must be written after the deletion lands.
+        let (mut state, mut encoded, bound) = deletion_running_then_bound_again();
         encoded.landed(&mut state);
         assert!(state.dirty.contains(&bound));
     }
 
     #[test]
     fn a_deletion_encoded_over_and_made_again_while_its_write_runs_is_written_again() {
-        let mut state = State::default();
-        let bound = EntityKey::Relative("R1".into());
-        state.dirty.insert(bound.clone());
-        let mut encoded = Encoded::default();
-        encoded.take_with_dirty(&mut state);
         // While the deletion's write runs: bound again and encoded ahead, then unbound again.
-        state.relatives.insert("R1".into(), "H1".into());
-        state.dirty.insert(bound.clone());
+        let (mut state, mut encoded, bound) = deletion_running_then_bound_again();
         encoded.encode_some(&mut state, std::time::Duration::from_secs(60));
         state.relatives.remove("R1");
         state.dirty.insert(bound.clone());

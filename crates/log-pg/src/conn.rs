@@ -39,13 +39,15 @@ pub(crate) fn connect(config: &Config, log: &str, role: &str) -> Result<Client, 
 }
 
 /// Whether `error` means the connection is gone (closed, reset, terminated by an operator or a
-/// shutdown): whatever was in progress on it has an unknown outcome.
+/// shutdown) or no longer on a primary (`25006`: the node turned read-only, a demoted primary):
+/// whatever was in progress on it has an unknown outcome, and a new connection (to the primary,
+/// with a multi-host string) is the way on.
 pub(crate) fn connection_lost(client: &Client, error: &postgres::Error) -> bool {
     client.is_closed()
         || error.is_closed()
         || error.code().is_some_and(|code| {
             let code = code.code();
-            code.starts_with("08") || code.starts_with("57P")
+            code.starts_with("08") || code.starts_with("57P") || code == "25006"
         })
 }
 

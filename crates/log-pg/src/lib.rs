@@ -89,7 +89,9 @@
 //! its last hash, the batch committed (acknowledged); where the writer left it, it did not (it
 //! is committed again); anywhere else, the batch fails. Nothing is applied twice and nothing
 //! is acknowledged that did not commit. With synchronous replication, a commit that returned
-//! is on a standby, so the new primary's head holds it.
+//! is on a standby, so the new primary's head holds it. On a replicated primary a batch commits
+//! only while `synchronous_standby_names` is set, and a batch read back as committed is
+//! acknowledged only once a synchronous standby has flushed past it (see `session`).
 //!
 //! # Differences from the file log
 //!
@@ -113,7 +115,7 @@
 //!
 //! # Modules, one job each
 //!
-//! `conn` (connection strings, connections, errors), `schema` (the tables), `session` (the
+//! `admin` (renaming and dropping whole logs), `conn` (connection strings, connections, errors), `schema` (the tables), `session` (the
 //! writer's connection: lock, commit, in-doubt resolution), `copy` (binary COPY rows),
 //! `writer` (the threads sealing and committing batches, and the progress tickets wait on), `open`,
 //! `append` (checks, staging, syncs), `read` (reads and links), `verify`, `durable` (the
@@ -121,6 +123,7 @@
 //! writer's side `projections::write`, a reader's `projections::read_only`, the reads both
 //! prepare `projections::statements`).
 
+mod admin;
 mod append;
 mod conn;
 mod copy;
@@ -139,6 +142,7 @@ use std::sync::{Arc, Mutex};
 
 use gongji_log::LogError;
 
+pub use admin::WRITER_LOCK_WAIT;
 pub use open::{PgLogOptions, MAX_LOG_NAME_BYTES};
 pub use projections::PgProjections;
 

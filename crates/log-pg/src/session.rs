@@ -11,7 +11,21 @@
 //!   head then says whether the batch committed (it is acknowledged), did not (it is committed
 //!   again, once per reconnect, within `reconnect_within`), or something else happened (fail);
 //! * a batch is acknowledged only after `COMMIT` returned or the head read back under the lock
-//!   shows it.
+//!   shows it;
+//! * on a replicated primary (its `synchronous_standby_names` was set when a session of this
+//!   writer connected) a batch commits only while the setting is not empty: the fenced
+//!   `UPDATE` also requires it, so a new primary in pg_auto_failover's `wait_primary` (which
+//!   empties it and would acknowledge commits alone) commits nothing; the writer waits for a
+//!   quorum within the same deadline. A batch found committed after a reconnect is
+//!   acknowledged only once a synchronous standby has flushed the primary's WAL past it
+//!   (`pg_stat_replication`), so a commit left on one node alone is never acknowledged.
+//!
+//! What stays fatal (the batch fails and the log is broken): a head found elsewhere, a batch
+//! the server refused for another reason than a lost connection (a constraint, a full disk's
+//! error), a COPY that stored another count of rows, no writable primary with the lock (or no
+//! quorum) within `reconnect_within`. What is ridden out: a lost connection (closed, reset,
+//! `08*`, `57P*`, a session on a node that turned read-only, `25006`) and a primary without a
+//! quorum.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -83,7 +97,24 @@ enum CommitError {
     Local(String),
     /// The head is not where this writer left it.
     Fence,
+    /// A replicated primary has no synchronous standby now (`synchronous_standby_names` empty,
+    /// or no standby has flushed the WAL yet): nothing was committed by this attempt.
+    NoQuorum,
 }
+
+/// What the next attempt of a batch's commit does.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Commits the batch (it is known not committed).
+    Commit,
+    /// The batch committed (read back after a reconnect): waits for a standby to hold it.
+    Confirm,
+}
+
+/// True once a synchronous standby has flushed the WAL up to where it is now on the primary
+/// (a commit read back is then on two nodes).
+const REPLICATED: &str = "SELECT EXISTS (SELECT 1 FROM pg_stat_replication \
+     WHERE sync_state IN ('sync', 'quorum') AND flush_lsn >= pg_current_wal_lsn())";
 
 /// The writer's connection, holding the log's lock.
 pub(crate) struct Session {
@@ -92,6 +123,8 @@ pub(crate) struct Session {
     lock_key: i32,
     client: Client,
     reconnect_within: Duration,
+    /// A session of this writer found `synchronous_standby_names` set: commits need a quorum.
+    replicated: bool,
 }
 
 impl Session {
@@ -122,12 +155,14 @@ impl Session {
             return Err(locked(log));
         }
         let head = read_head(&mut client, log)?;
+        let replicated = sync_standbys_set(&mut client, log)?;
         let session = Session {
             config: config.clone(),
             log: log.to_owned(),
             lock_key,
             client,
             reconnect_within,
+            replicated,
         };
         Ok((session, head))
     }
@@ -139,6 +174,10 @@ impl Session {
     /// Releases the writer lock now (dropping the connection alone releases it only once the
     /// server has ended the session, which a writer opening right after could still find).
     pub fn release(mut self) {
+        self.unlock();
+    }
+
+    fn unlock(&mut self) {
         let _ = self.client.execute(
             "SELECT pg_advisory_unlock($1, $2)",
             &[&LOCK_CLASS, &self.lock_key],
@@ -149,11 +188,22 @@ impl Session {
     /// it again if it did not (see the module documentation).
     pub fn commit(&mut self, sealed: &Sealed) -> Result<(), LogError> {
         let mut deadline = None;
+        let mut step = Step::Commit;
         loop {
-            let error = match self.try_commit(sealed) {
+            let attempt = match step {
+                Step::Commit => self.try_commit(sealed),
+                Step::Confirm => self.confirm_replicated(),
+            };
+            let error = match attempt {
                 Ok(()) => return Ok(()),
                 Err(CommitError::Fence) => return Err(self.diverged(sealed)),
                 Err(CommitError::Local(message)) => return Err(LogError::Broken(message)),
+                Err(CommitError::NoQuorum) => {
+                    let deadline =
+                        *deadline.get_or_insert_with(|| Instant::now() + self.reconnect_within);
+                    self.wait_for_quorum(deadline, sealed, step)?;
+                    continue;
+                }
                 Err(CommitError::Pg(e)) if !connection_lost(&self.client, &e) => {
                     return Err(pg_err(&self.batch_action(sealed), &e));
                 }
@@ -169,11 +219,56 @@ impl Session {
                     self.reconnect_within
                 ))
             })?;
-            match in_doubt(&head, sealed) {
-                InDoubt::Committed => return Ok(()),
-                InDoubt::NotCommitted => continue,
+            step = match in_doubt(&head, sealed) {
+                InDoubt::Committed => Step::Confirm,
+                InDoubt::NotCommitted => Step::Commit,
                 InDoubt::Diverged => return Err(self.diverged(sealed)),
+            };
+        }
+    }
+
+    /// Pauses before the next attempt while the primary has no quorum; past `deadline` the
+    /// batch fails (with its outcome: not committed, or committed on the primary alone).
+    fn wait_for_quorum(
+        &self,
+        deadline: Instant,
+        sealed: &Sealed,
+        step: Step,
+    ) -> Result<(), LogError> {
+        if Instant::now() < deadline {
+            std::thread::sleep(RECONNECT_PAUSE);
+            return Ok(());
+        }
+        let outcome = match step {
+            Step::Commit => "it was not committed",
+            Step::Confirm => {
+                "it is committed on the primary, but no standby was seen holding it: it is not \
+                 acknowledged, and the log must be opened again"
             }
+        };
+        Err(LogError::Broken(format!(
+            "no synchronous standby acknowledged the primary's writes within {:?} while {} \
+             (the primary's synchronous_standby_names is empty or no standby is streaming); \
+             {outcome}",
+            self.reconnect_within,
+            self.batch_action(sealed)
+        )))
+    }
+
+    /// A batch found committed after a reconnect: done once a synchronous standby has flushed
+    /// the primary's WAL past it (at once when the database is not replicated).
+    fn confirm_replicated(&mut self) -> Result<(), CommitError> {
+        if !self.replicated {
+            return Ok(());
+        }
+        let row = self
+            .client
+            .query_one(REPLICATED, &[])
+            .map_err(CommitError::Pg)?;
+        if row.get::<_, bool>(0) {
+            Ok(())
+        } else {
+            Err(CommitError::NoQuorum)
         }
     }
 
@@ -205,17 +300,26 @@ impl Session {
             .execute(
                 "UPDATE gongji_log_heads SET end_position = $2, last_hash = $3, \
                  updated_at = now() \
-                 WHERE log = $1 AND end_position = $4 AND last_hash = $5",
+                 WHERE log = $1 AND end_position = $4 AND last_hash = $5 \
+                 AND (NOT $6 OR current_setting('synchronous_standby_names') <> '')",
                 &[
                     &self.log,
                     &to,
                     &&sealed.to.last_hash[..],
                     &from,
                     &&sealed.from.last_hash[..],
+                    &self.replicated,
                 ],
             )
             .map_err(CommitError::Pg)?;
         if moved != 1 {
+            // Dropping the transaction rolls it back.
+            let quorum = tx
+                .query_one("SHOW synchronous_standby_names", &[])
+                .map_err(CommitError::Pg)?;
+            if self.replicated && quorum.get::<_, String>(0).is_empty() {
+                return Err(CommitError::NoQuorum);
+            }
             return Err(CommitError::Fence);
         }
         let statement = format!(
@@ -249,17 +353,26 @@ impl Session {
     /// A new connection holding the lock, retried until `deadline`; returns the head read
     /// under the lock.
     fn reconnect(&mut self, deadline: Instant) -> Result<Head, LogError> {
+        if !self.client.is_closed() {
+            // The session is alive (a node turned read-only: its transaction failed, so ended)
+            // and holds the lock: a new session, on that node again once it is writable,
+            // could never take it otherwise.
+            self.unlock();
+        }
         loop {
             let attempt = connect(&self.config, &self.log, "writer").and_then(|mut client| {
                 if !try_lock(&mut client, self.lock_key, &self.log)? {
                     return Err(locked(&self.log));
                 }
                 let head = read_head(&mut client, &self.log)?;
-                Ok((client, head))
+                let replicated = sync_standbys_set(&mut client, &self.log)?;
+                Ok((client, head, replicated))
             });
             match attempt {
-                Ok((client, head)) => {
+                Ok((client, head, replicated)) => {
                     self.client = client;
+                    // Once replicated, always: a new primary in `wait_primary` has it empty.
+                    self.replicated |= replicated;
                     return Ok(head);
                 }
                 Err(e) if Instant::now() >= deadline => return Err(e),
@@ -288,6 +401,19 @@ fn try_lock(client: &mut Client, lock_key: i32, log: &str) -> Result<bool, LogEr
         )
         .map(|row| row.get(0))
         .map_err(|e| pg_err(&format!("taking the writer lock of log {log:?}"), &e))
+}
+
+/// Whether the server runs with synchronous standbys named (a replicated primary).
+fn sync_standbys_set(client: &mut Client, log: &str) -> Result<bool, LogError> {
+    client
+        .query_one("SHOW synchronous_standby_names", &[])
+        .map(|row| !row.get::<_, String>(0).is_empty())
+        .map_err(|e| {
+            pg_err(
+                &format!("reading the replication settings for log {log:?}"),
+                &e,
+            )
+        })
 }
 
 /// The log's head row (`InvalidInput` if there is none).

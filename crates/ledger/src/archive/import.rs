@@ -3,25 +3,40 @@
 //! the same bytes, so what is restored is exactly what was checked, even if the file changes
 //! under it (or is a FIFO serving something else on a second open: there is none).
 //!
-//! The ledger is built in a fresh directory beside the target (`.NAME.import-PID`, on the same
-//! filesystem), synced and given its projections, and renamed into place only when everything
-//! checked; on any failure that directory is removed, so the target is left as it was found:
-//! absent, or an empty directory. A target holding only the service's token file and access
-//! log (`DIR/tokens`, `DIR/access-log`) counts as empty: they are carried into the restored
-//! ledger before it is renamed into place (through `gongji_log::service_files`).
+//! The ledger is built aside and put in place only when everything checked; on any failure
+//! what was built aside is removed, so the target is left as it was found.
+//!
+//! Into a directory ([`import_archive`]): the ledger is built in a fresh directory beside the
+//! target (`.NAME.import-PID`, on the same filesystem), synced and given its projections, and
+//! renamed into place; the target is absent, or an empty directory. A target holding only the
+//! service's token file and access log (`DIR/tokens`, `DIR/access-log`) counts as empty: they
+//! are carried into the restored ledger before it is renamed into place (through
+//! `gongji_log::service_files`).
+//!
+//! Into PostgreSQL ([`import_archive_postgres`]): the ledger is built in a temporary log of the
+//! same database (`.import-PID-N-NAME`), committed and given its projections there, and renamed
+//! to the target's name in one transaction (`PgLog::rename_log`), which refuses a target that
+//! exists; on a failure the temporary log is dropped (`PgLog::drop_log`). A process killed in
+//! the middle leaves its temporary log behind, never a half-restored target.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use gongji_log::{service_files, Log, NewRecord, Record, MAX_UNIT_RECORDS};
+use gongji_log::{service_files, DurableLog, Log, LogOptions, NewRecord, Record, MAX_UNIT_RECORDS};
+use gongji_log_pg::{PgLog, MAX_LOG_NAME_BYTES};
 
 use super::{hex, read_archive, CheckReport, Checker};
 use crate::{Ledger, LedgerError};
 
-/// Units appended between fsyncs while importing.
+/// Units appended between syncs while importing.
 const IMPORT_UNITS_PER_SYNC: usize = 1000;
 /// The most payload bytes of one unit held in memory before it is appended.
 const IMPORT_UNIT_BYTES_MAX: usize = 512 << 20;
+
+/// What an import returns: the archive's check report, and the restored ledger (None if the
+/// archive fails the check or is not complete).
+type Imported = (CheckReport, Option<Ledger>);
 
 /// Restores a ledger into `dir` (absent, or an empty directory) from a complete archive that
 /// passes the check, then builds its projections. Returns the check report of the archive and
@@ -33,28 +48,119 @@ pub fn import_archive(
     dir: &Path,
     path: &Path,
     progress: &mut dyn FnMut(&'static str, u64, u64),
-) -> Result<(CheckReport, Option<Ledger>), LedgerError> {
+) -> Result<Imported, LedgerError> {
     let kept = refuse_unless_empty(dir)?;
     let building = building_dir(dir)?;
     fs::create_dir(&building).map_err(|e| cannot(&building, "create", e))?;
-    let outcome = restore(&building, path, progress);
+    let outcome = restore(&Building::Dir(&building), path, progress);
+    let discard = || fs::remove_dir_all(&building).map_err(|e| cannot(&building, "remove", e));
+    settle(
+        outcome,
+        || place(&building, dir, &kept),
+        discard,
+        || Ledger::open(dir),
+    )
+}
+
+/// As [`import_archive`], into the ledger `log_name` of the PostgreSQL database `uri` (a libpq
+/// connection string), which must not exist yet (refused before the archive is opened; a
+/// log of that name made meanwhile refuses the final rename). On a failure, or an archive
+/// that does not restore, the database holds no new log.
+pub fn import_archive_postgres(
+    uri: &str,
+    log_name: &str,
+    path: &Path,
+    progress: &mut dyn FnMut(&'static str, u64, u64),
+) -> Result<Imported, LedgerError> {
+    if Ledger::postgres_exists(uri, log_name)? {
+        return Err(LedgerError::Projection(format!(
+            "the database already holds a ledger named {log_name:?}; import restores into a new \
+             log (name another with --pg-log)"
+        )));
+    }
+    let building = building_log(log_name);
+    let outcome = restore(&Building::Postgres(uri, &building), path, progress);
+    let discard = || {
+        PgLog::drop_log(uri, &building)
+            .map(drop)
+            .map_err(LedgerError::from)
+    };
+    settle(
+        outcome,
+        || Ok(PgLog::rename_log(uri, &building, log_name)?),
+        discard,
+        || Ledger::open_postgres(uri, log_name),
+    )
+}
+
+/// After a restore: a restored ledger is put in place (`place`) and opened there (`open`);
+/// whatever was built aside is discarded (`discard`) when the archive did not restore or
+/// anything failed (an error of the discard itself is reported only when nothing else
+/// failed).
+fn settle(
+    outcome: Result<(CheckReport, bool), LedgerError>,
+    place: impl FnOnce() -> Result<(), LedgerError>,
+    discard: impl Fn() -> Result<(), LedgerError>,
+    open: impl FnOnce() -> Result<Ledger, LedgerError>,
+) -> Result<Imported, LedgerError> {
     match outcome {
         Ok((report, true)) => {
-            if let Err(error) = place(&building, dir, &kept) {
-                let _ = fs::remove_dir_all(&building);
+            if let Err(error) = place() {
+                let _ = discard();
                 return Err(error);
             }
-            Ok((report, Some(Ledger::open(dir)?)))
+            Ok((report, Some(open()?)))
         }
         Ok((report, false)) => {
-            fs::remove_dir_all(&building).map_err(|e| cannot(&building, "remove", e))?;
+            discard()?;
             Ok((report, None))
         }
         Err(error) => {
-            let _ = fs::remove_dir_all(&building);
+            let _ = discard();
             Err(error)
         }
     }
+}
+
+/// Where a ledger is built before it is put in place.
+enum Building<'a> {
+    /// A directory beside the target.
+    Dir(&'a Path),
+    /// A temporary log: (the database's connection string, the log's name).
+    Postgres(&'a str, &'a str),
+}
+
+impl Building<'_> {
+    fn open_log(&self) -> Result<Box<dyn DurableLog>, LedgerError> {
+        Ok(match *self {
+            Building::Dir(dir) => Box::new(Log::open(dir)?),
+            Building::Postgres(uri, log) => Box::new(PgLog::open(uri, log)?),
+        })
+    }
+
+    /// The ledger built, to build its projections (its log closed before).
+    fn open_to_rebuild(&self) -> Result<Ledger, LedgerError> {
+        match *self {
+            Building::Dir(dir) => Ledger::open_to_rebuild(dir, LogOptions::default()),
+            Building::Postgres(uri, log) => Ledger::open_postgres_to_rebuild(uri, log),
+        }
+    }
+}
+
+/// The temporary log a ledger named `log_name` is built in: `.import-PID-N-` and as much of
+/// `log_name` as fits in a log name (whole characters), so that no two imports (of this or
+/// another process) share one and an operator can tell whose it was.
+fn building_log(log_name: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut name = format!(".import-{}-{n}-", std::process::id());
+    for c in log_name.chars() {
+        if name.len() + c.len_utf8() > MAX_LOG_NAME_BYTES {
+            break;
+        }
+        name.push(c);
+    }
+    name
 }
 
 /// `dir` must be absent or a directory holding nothing but the service's kept files (the
@@ -115,15 +221,16 @@ fn sync_parent(dir: &Path) -> Result<(), LedgerError> {
 }
 
 /// Reads, checks and appends the archive into the ledger at `building` in one pass; on
-/// success syncs it and builds its projections. Whether a ledger was restored.
+/// success syncs and closes its log, then builds its projections. Whether a ledger was
+/// restored.
 fn restore(
-    building: &Path,
+    building: &Building<'_>,
     path: &Path,
     progress: &mut dyn FnMut(&'static str, u64, u64),
 ) -> Result<(CheckReport, bool), LedgerError> {
     let mut checker = Checker::default();
     let mut restorer = Restorer {
-        log: Log::open(building)?,
+        log: building.open_log()?,
         unit: Vec::new(),
         unit_bytes: 0,
         units: 0,
@@ -145,7 +252,7 @@ fn restore(
     }
     let archived_last = report.manifest.as_ref().and_then(|m| m.last_hash.clone());
     restorer.finish(archived_last)?;
-    let mut ledger = Ledger::open(building)?;
+    let mut ledger = building.open_to_rebuild()?;
     ledger.rebuild(&mut |done, total| progress("projections", done, total))?;
     ledger.close()?;
     Ok((report, true))
@@ -153,7 +260,7 @@ fn restore(
 
 /// The log being restored, and the unit read so far.
 struct Restorer {
-    log: Log,
+    log: Box<dyn DurableLog>,
     unit: Vec<Record>,
     unit_bytes: usize,
     units: usize,
@@ -201,7 +308,7 @@ impl Restorer {
         Ok(())
     }
 
-    /// Syncs the restored log and checks it ends with the archive's last hash.
+    /// Syncs the restored log, checks it ends with the archive's last hash and closes it.
     fn finish(mut self, archived_last: Option<String>) -> Result<(), LedgerError> {
         if !self.unit.is_empty() {
             return Err(LedgerError::Projection(
@@ -221,6 +328,6 @@ impl Restorer {
                 "the restored log ends with hash {restored_last:?}, the archive with {archived_last:?}"
             )));
         }
-        Ok(())
+        Ok(self.log.close()?)
     }
 }

@@ -35,7 +35,7 @@ use crate::audit::{check_stream, digest_of, totals_of, InvariantFold, RegionTota
 use crate::{store, LedgerError};
 pub use export::ExportRefusal;
 pub use forge::reseal;
-pub use import::import_archive;
+pub use import::{import_archive, import_archive_postgres};
 use read::read_archive;
 
 /// The format written. Format 2 adds the readable `event` to record lines; this build reads
