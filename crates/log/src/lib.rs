@@ -327,8 +327,9 @@ pub struct Log {
     staged_entries: Vec<Entry>,
     /// Offset in `staged` of the last staged frame.
     staged_last_offset: usize,
-    /// The segment file last read by an index lookup.
-    lookup_file: std::sync::Mutex<Option<(u64, File)>>,
+    /// Segment files opened by index lookups (at most `read::LOOKUP_FILES`, by
+    /// segment number), shared so that readers read at once, not in turn.
+    lookup_files: std::sync::Mutex<Vec<(u64, std::sync::Arc<File>)>>,
     broken: Option<String>,
     /// A damaged record was found (and the quarantine marker written) since open: `append`
     /// refuses new units.

@@ -415,7 +415,7 @@ impl Opened<'_> {
             staged_records: 0,
             staged_entries: Vec::new(),
             staged_last_offset: 0,
-            lookup_file: std::sync::Mutex::new(None),
+            lookup_files: std::sync::Mutex::new(Vec::new()),
             broken: None,
             quarantined: AtomicBool::new(false),
             report: self.report,

@@ -5,38 +5,53 @@
 //! record in flight); a record read through the index is checked against its entry (position,
 //! stream, version) and its CRC; a record that fails its CRC quarantines the log.
 
+use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::index::Location;
 use crate::segment;
 use crate::streams::{self, Entry};
 use crate::{Kv, Log, LogError, Record, RecordIter, MAX_STREAM_BYTES};
 
+/// Segment files an index lookup keeps open (the oldest opened is closed first).
+pub(crate) const LOOKUP_FILES: usize = 32;
+
 impl Log {
+    /// The segment file of `segment`, opened once and shared: readers do not
+    /// wait for each other's reads, only for this lookup.
+    fn lookup_file(&self, segment: u64, path: &Path) -> Result<Arc<File>, LogError> {
+        let mut open = self
+            .lookup_files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, file)) = open.iter().find(|(s, _)| *s == segment) {
+            return Ok(Arc::clone(file));
+        }
+        let file = Arc::new(crate::files::open_read(path, "opening segment")?);
+        if open.len() >= LOOKUP_FILES {
+            open.remove(0);
+        }
+        open.push((segment, Arc::clone(&file)));
+        Ok(file)
+    }
+
     /// The segment holding `position` (a durable one).
     fn segment_of(&self, position: u64) -> u64 {
         let after = self.segments.partition_point(|&s| s <= position);
         self.segments[after.saturating_sub(1)]
     }
 
-    /// Reads the record an index entry points at, through the cached file.
+    /// Reads the record an index entry points at, through the shared file.
     /// `Ok(None)`: the record there belongs to another stream with the same
     /// hash (the entry is not this stream's).
     fn read_entry(&self, entry: &Entry, stream: &str) -> Result<Option<Record>, LogError> {
         let segment = self.segment_of(entry.position);
         let path = segment::segment_path(&self.segments_dir, segment);
-        let mut cached = self
-            .lookup_file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if cached.as_ref().is_none_or(|(s, _)| *s != segment) {
-            let file = crate::files::open_read(&path, "opening segment")?;
-            *cached = Some((segment, file));
-        }
-        let (_, file) = cached.as_ref().expect("opened just above");
+        let file = self.lookup_file(segment, &path)?;
         let mut buf = Vec::new();
         let view =
-            segment::read_frame_at(file, &path, entry.offset_bytes, &mut buf)?.map_err(|e| {
+            segment::read_frame_at(&file, &path, entry.offset_bytes, &mut buf)?.map_err(|e| {
                 self.remember_damage(
                     LogError::Corrupt {
                         position: entry.position,

@@ -97,6 +97,71 @@ impl Entry {
     }
 }
 
+/// A `Hasher` for keys that are [`stream_hash`]es already: the key is its own hash.
+#[derive(Default)]
+struct HashedKey(u64);
+
+impl Hasher for HashedKey {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; any other key is folded in all the same.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// No earlier entry with the same hash (in [`Tail::previous`]).
+const NO_ENTRY: u32 = u32::MAX;
+
+/// The entries of durable records after the last run, in position order, with
+/// a chain through each hash's entries, so a stream's entries are found
+/// without scanning the tail (up to [`INDEX_FLUSH_RECORDS`] entries).
+#[derive(Default)]
+pub(crate) struct Tail {
+    entries: Vec<Entry>,
+    /// For each entry, the index of the entry before it with the same hash, or [`NO_ENTRY`].
+    previous: Vec<u32>,
+    /// The index of each hash's last entry.
+    last: HashMap<u64, u32, BuildHasherDefault<HashedKey>>,
+}
+
+impl Tail {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn push(&mut self, entry: Entry) {
+        let index =
+            u32::try_from(self.entries.len()).expect("a tail is flushed long before 2^32 entries");
+        let previous = self.last.insert(entry.hash, index).unwrap_or(NO_ENTRY);
+        self.entries.push(entry);
+        self.previous.push(previous);
+    }
+
+    /// The entries with `hash`, in position order (for one stream, version order).
+    fn entries_of(&self, hash: u64) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let mut at = self.last.get(&hash).copied().unwrap_or(NO_ENTRY);
+        while at != NO_ENTRY {
+            let i = at as usize;
+            out.push(self.entries[i]);
+            at = self.previous[i];
+        }
+        out.reverse();
+        out
+    }
+}
+
 /// Longest stream name kept inside the table's buckets (longer ones are boxed).
 const INLINE_NAME_BYTES: usize = 30;
 
@@ -208,7 +273,7 @@ pub(crate) struct StreamIndex {
     /// entries are looked up here until the new run replaces them.
     flushing: Option<Flushing>,
     /// Entries of the durable records from `tail_from`, in position order.
-    pub tail: Vec<Entry>,
+    pub tail: Tail,
     pub tail_from: u64,
     /// Every sparse position point, ascending.
     sparse: Vec<Location>,
@@ -216,8 +281,8 @@ pub(crate) struct StreamIndex {
 
 /// A background flush: the tail it writes, and the thread writing it.
 struct Flushing {
-    /// The flushed tail's entries, in position order (the thread sorts a copy).
-    entries: Arc<Vec<Entry>>,
+    /// The flushed tail, in position order (the thread sorts a copy of its entries).
+    entries: Arc<Tail>,
     thread: JoinHandle<Result<Flushed, LogError>>,
 }
 
@@ -233,7 +298,7 @@ struct Flushed {
 struct FlushJob {
     dir: PathBuf,
     runs: Vec<Arc<Run>>,
-    entries: Arc<Vec<Entry>>,
+    entries: Arc<Tail>,
     from: u64,
     to: u64,
     sparse: Vec<Location>,
@@ -246,7 +311,7 @@ impl FlushJob {
     /// away are left in place (the caller deletes them once it no longer
     /// reads them); a run this job wrote and then merged is deleted here.
     fn run(self) -> Result<Flushed, LogError> {
-        let mut sorted = self.entries.as_ref().clone();
+        let mut sorted = self.entries.entries.clone();
         sorted.sort_unstable_by_key(Entry::key);
         let first_sparse = self.sparse.partition_point(|p| p.position < self.from);
         let mut run = write_run(
@@ -417,7 +482,7 @@ impl StreamIndex {
             dir: dir.to_path_buf(),
             runs: runs.into_iter().map(Arc::new).collect(),
             flushing: None,
-            tail: Vec::new(),
+            tail: Tail::default(),
             tail_from,
             sparse,
         })
@@ -569,9 +634,9 @@ impl StreamIndex {
             out.extend(run.entries_of(hash)?);
         }
         if let Some(flushing) = &self.flushing {
-            out.extend(flushing.entries.iter().filter(|e| e.hash == hash));
+            out.extend(flushing.entries.entries_of(hash));
         }
-        out.extend(self.tail.iter().filter(|e| e.hash == hash));
+        out.extend(self.tail.entries_of(hash));
         Ok(out)
     }
 }
@@ -654,6 +719,43 @@ mod tests {
         assert_eq!(index.last_version_in_runs(7, none).expect("c"), None);
         assert_eq!(index.entries_of(7).expect("entries").len(), 300);
         assert_eq!(index.last_version_in_runs(8, none).expect("d"), None);
+    }
+
+    #[test]
+    fn the_tail_finds_a_hash_s_entries_in_position_order_through_a_flush() {
+        let entry = |hash: u64, position: u64| Entry {
+            hash,
+            version: position + 1,
+            position,
+            offset_bytes: 0,
+        };
+        let mut tail = Tail::default();
+        for position in 0..1000u64 {
+            tail.push(entry(position % 7, position));
+        }
+        let of_three = tail.entries_of(3);
+        assert_eq!(of_three.len(), 143);
+        assert!(of_three.iter().all(|e| e.hash == 3));
+        assert!(of_three.windows(2).all(|w| w[0].position < w[1].position));
+        assert_eq!(of_three.first().map(|e| e.position), Some(3));
+        assert!(tail.entries_of(7).is_empty());
+        assert_eq!(tail.len(), 1000);
+
+        // In the index: the entries of a flush still running, then the tail's.
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (mut index, _) =
+            StreamIndex::open(&tmp.path().join("streams"), &mut |_| Ok(Ok(()))).expect("open");
+        for position in 0..500u64 {
+            index.push(entry(position % 7, position), 0);
+        }
+        index.start_flush(meta(500)).expect("start");
+        for position in 500..1000u64 {
+            index.push(entry(position % 7, position), 0);
+        }
+        let found = index.entries_of(3).expect("entries");
+        assert_eq!(found, of_three);
+        index.finish_flush().expect("finish");
+        assert_eq!(index.entries_of(3).expect("entries"), of_three);
     }
 
     /// Pushes `count` entries from `position` on, entry `p` for stream `(p * stride) % streams`
