@@ -116,36 +116,59 @@ impl Hasher for HashedKey {
     }
 }
 
-/// No earlier entry with the same hash (in [`Tail::previous`]).
+/// No earlier entry with the same hash (in [`Tail`]'s chain).
 const NO_ENTRY: u32 = u32::MAX;
 
-/// The entries of durable records after the last run, in position order, with
-/// a chain through each hash's entries, so a stream's entries are found
-/// without scanning the tail (up to [`INDEX_FLUSH_RECORDS`] entries).
+/// Entries a chunk of the tail holds (2 MiB of entries): the tail grows by whole chunks and
+/// never moves what it holds (growing one vector of a million entries would copy 32 MiB and
+/// touch twice that while the index is locked).
+const TAIL_CHUNK_ENTRIES: usize = 1 << 16;
+
+/// The entries of durable records after the last run, in position order, with a chain
+/// through each hash's entries, so a stream's entries are found without scanning the tail
+/// (up to [`INDEX_FLUSH_RECORDS`] entries for a writer; a reader's may grow further).
 #[derive(Default)]
 pub(crate) struct Tail {
-    entries: Vec<Entry>,
-    /// For each entry, the index of the entry before it with the same hash, or [`NO_ENTRY`].
-    previous: Vec<u32>,
+    /// Entry `i` is `chunks[i / TAIL_CHUNK_ENTRIES][i % TAIL_CHUNK_ENTRIES]`, with the index
+    /// of the entry before it with the same hash (or [`NO_ENTRY`]).
+    chunks: Vec<Vec<(Entry, u32)>>,
+    len: usize,
     /// The index of each hash's last entry.
     last: HashMap<u64, u32, BuildHasherDefault<HashedKey>>,
 }
 
 impl Tail {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len == 0
     }
 
     fn push(&mut self, entry: Entry) {
         let index =
-            u32::try_from(self.entries.len()).expect("a tail is flushed long before 2^32 entries");
+            u32::try_from(self.len).expect("an index tail is flushed long before 2^32 entries");
         let previous = self.last.insert(entry.hash, index).unwrap_or(NO_ENTRY);
-        self.entries.push(entry);
-        self.previous.push(previous);
+        if self.len % TAIL_CHUNK_ENTRIES == 0 {
+            self.chunks.push(Vec::with_capacity(TAIL_CHUNK_ENTRIES));
+        }
+        let chunk = self
+            .chunks
+            .last_mut()
+            .expect("a chunk with room was pushed above");
+        chunk.push((entry, previous));
+        self.len += 1;
+    }
+
+    fn get(&self, index: u32) -> (Entry, u32) {
+        let i = index as usize;
+        self.chunks[i / TAIL_CHUNK_ENTRIES][i % TAIL_CHUNK_ENTRIES]
+    }
+
+    /// Every entry, in position order.
+    fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.chunks.iter().flatten().map(|&(entry, _)| entry)
     }
 
     /// The entries with `hash`, in position order (for one stream, version order).
@@ -153,9 +176,9 @@ impl Tail {
         let mut out = Vec::new();
         let mut at = self.last.get(&hash).copied().unwrap_or(NO_ENTRY);
         while at != NO_ENTRY {
-            let i = at as usize;
-            out.push(self.entries[i]);
-            at = self.previous[i];
+            let (entry, previous) = self.get(at);
+            out.push(entry);
+            at = previous;
         }
         out.reverse();
         out
@@ -311,7 +334,7 @@ impl FlushJob {
     /// away are left in place (the caller deletes them once it no longer
     /// reads them); a run this job wrote and then merged is deleted here.
     fn run(self) -> Result<Flushed, LogError> {
-        let mut sorted = self.entries.entries.clone();
+        let mut sorted: Vec<Entry> = self.entries.entries().collect();
         sorted.sort_unstable_by_key(Entry::key);
         let first_sparse = self.sparse.partition_point(|p| p.position < self.from);
         let mut run = write_run(
@@ -729,27 +752,34 @@ mod tests {
             position,
             offset_bytes: 0,
         };
+        // Across chunks: more than two chunks' entries.
         let mut tail = Tail::default();
-        for position in 0..1000u64 {
+        let pushed = 2 * TAIL_CHUNK_ENTRIES as u64 + 1000;
+        for position in 0..pushed {
             tail.push(entry(position % 7, position));
         }
         let of_three = tail.entries_of(3);
-        assert_eq!(of_three.len(), 143);
+        assert_eq!(
+            of_three.len() as u64,
+            (0..pushed).filter(|p| p % 7 == 3).count() as u64
+        );
         assert!(of_three.iter().all(|e| e.hash == 3));
         assert!(of_three.windows(2).all(|w| w[0].position < w[1].position));
         assert_eq!(of_three.first().map(|e| e.position), Some(3));
         assert!(tail.entries_of(7).is_empty());
-        assert_eq!(tail.len(), 1000);
+        assert_eq!(tail.len() as u64, pushed);
+        assert!(tail.entries().map(|e| e.position).eq(0..pushed));
 
         // In the index: the entries of a flush still running, then the tail's.
         let tmp = tempfile::tempdir().expect("tempdir");
         let (mut index, _) =
             StreamIndex::open(&tmp.path().join("streams"), &mut |_| Ok(Ok(()))).expect("open");
-        for position in 0..500u64 {
+        let half = pushed / 2;
+        for position in 0..half {
             index.push(entry(position % 7, position), 0);
         }
-        index.start_flush(meta(500)).expect("start");
-        for position in 500..1000u64 {
+        index.start_flush(meta(half)).expect("start");
+        for position in half..pushed {
             index.push(entry(position % 7, position), 0);
         }
         let found = index.entries_of(3).expect("entries");
