@@ -236,6 +236,8 @@ pub struct Refreshed {
     pub folded_in_memory: u64,
     /// Stream-index entries the log holds in memory (the records after its index runs).
     pub index_in_memory: usize,
+    /// Records the fold under way has left to fold ([`Ledger::fold_remaining`]).
+    pub fold_remaining: u64,
 }
 
 impl Ledger {
@@ -307,7 +309,17 @@ impl Ledger {
             folded_end: self.folded_end()?,
             folded_in_memory: self.folded_in_memory,
             index_in_memory: self.log.memory_index_records(),
+            fold_remaining: self.fold_remaining()?,
         })
+    }
+
+    /// Records the fold under way still has to fold before [`Ledger::folded_end`] is known
+    /// again (0 when no fold is under way).
+    pub fn fold_remaining(&self) -> Result<u64, LedgerError> {
+        match self.fold_target {
+            Some(target) => Ok(target.saturating_sub(self.kv.checkpoint()?.unwrap_or(0))),
+            None => Ok(0),
+        }
     }
 
     /// Where the projections are folded to: every answer read from them is of the log up to

@@ -275,7 +275,12 @@ const FOLLOW_AFTER_ASKED: Duration = Duration::from_secs(5);
 const FRESH_CATCH_UP_RECORDS: u64 = 20_000;
 /// Records the follower folds under the view's write guard at a time (a few milliseconds):
 /// between two steps, readers get in (a member's read is answered from the log meanwhile).
-const FOLD_STEP_RECORDS: u64 = 2048;
+const FOLD_STEP_RECORDS: u64 = 256;
+/// A member's read is answered from the member's own stream while a fold is partway only if
+/// the fold has more than this many records left (a month's `allocate`, about 51,600 records,
+/// takes a while); nearer its end the read waits for it: folding a member's stream per read
+/// costs CPU that the writer beside it needs.
+const MEMBER_FROM_LOG_REMAINING: u64 = 8192;
 /// How long the follower, between two fold steps, leaves the view to the readers blocked on it.
 const HANDOFF_MAX: Duration = Duration::from_millis(1);
 
@@ -291,7 +296,7 @@ impl ReadView {
             follow: std::sync::Mutex::new(Follow {
                 log: opened.durable_end,
                 folded: opened.folded_end.unwrap_or(0),
-                member: opened.folded_end.unwrap_or(opened.durable_end),
+                member: member_end(&opened),
                 wanted: 0,
             }),
             moved: Condvar::new(),
@@ -392,7 +397,7 @@ impl ReadView {
         let mut follow = self.follow();
         follow.log = reached.durable_end;
         follow.folded = reached.folded_end.unwrap_or(0);
-        follow.member = reached.folded_end.unwrap_or(reached.durable_end);
+        follow.member = member_end(reached);
         drop(follow);
         self.moved.notify_all();
     }
@@ -542,13 +547,28 @@ impl ReadView {
     }
 }
 
+/// Where a member's read is answered (see [`Follow::member`]): where the projections are; while
+/// a fold is partway with more than [`MEMBER_FROM_LOG_REMAINING`] records left, the log's end;
+/// nearer its end, nowhere yet (0: the read waits for the fold).
+fn member_end(reached: &Refreshed) -> u64 {
+    match reached.folded_end {
+        Some(end) => end,
+        None if reached.fold_remaining > MEMBER_FROM_LOG_REMAINING => reached.durable_end,
+        None => 0,
+    }
+}
+
 /// Whether `ledger` reaches `acknowledged` as `need` says (a view whose projections cannot say
 /// where they are is let answer: its query meets the same error).
 fn reaches(ledger: &Ledger, need: Need, acknowledged: u64) -> bool {
     match need {
-        Need::Member => ledger.folded_end().map_or(true, |end| {
-            end.unwrap_or(ledger.log().durable_end()) >= acknowledged
-        }),
+        Need::Member => match ledger.folded_end() {
+            Ok(Some(end)) => end >= acknowledged,
+            Ok(None) => ledger.fold_remaining().map_or(true, |left| {
+                left > MEMBER_FROM_LOG_REMAINING && ledger.log().durable_end() >= acknowledged
+            }),
+            Err(_) => true,
+        },
         Need::Folded => ledger
             .folded_end()
             .map_or(true, |end| end.is_some_and(|end| end >= acknowledged)),
@@ -647,11 +667,20 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_members_read_during_a_large_units_fold_answers_the_state_after_the_unit() {
+    /// A view (no follower) of a ledger of `members` retirees, then one `allocate` crediting
+    /// each (one unit), acknowledged; the view's log extended over it and one step folded.
+    /// Returns the view, the acknowledged end, the last member's balance after the unit, and
+    /// what must outlive the view.
+    fn view_partway_through_a_unit(
+        members: u64,
+    ) -> (
+        Arc<ReadView>,
+        u64,
+        gongji_domain::Money,
+        (tempfile::TempDir, Ledger),
+    ) {
         let (tmp, mut writer) = ledger_with_policy();
         let dir = tmp.path().to_path_buf();
-        let members = 3 * FOLD_STEP_RECORDS;
         for i in 0..members {
             writer
                 .apply_line(&retiree(&format!("R{i}")), 0)
@@ -665,7 +694,6 @@ mod tests {
         // No follower: the view moves only when this test moves it.
         let view = Arc::new(ReadView::open(open, metrics.clone(), u64::MAX).expect("view"));
         let last = format!("R{}", members - 1);
-        let balance = |ledger: &Ledger| ledger.account(&last).map(|a| a.map(|a| a.balance));
         let before = writer.account(&last).expect("account").expect("enrolled");
         // One command, one unit: a credit for every retiree.
         let allocate = r#"{"cmd":"allocate","region":"500000","month":"2024-01"}"#;
@@ -682,10 +710,28 @@ mod tests {
         view.refresh(true);
         assert_eq!(view.follow().log, acknowledged);
         assert_eq!(view.follow().folded, 0, "partway through the unit's fold");
-        let soon = || std::time::Instant::now() + Duration::from_millis(200);
-        let answered = view.answer(Need::Member, acknowledged, soon(), balance);
+        (view, acknowledged, after.balance, (tmp, writer))
+    }
+
+    /// The last retiree's balance (of `view_partway_through_a_unit`'s `members`).
+    fn last_balance(
+        members: u64,
+    ) -> impl Fn(&Ledger) -> Result<Option<gongji_domain::Money>, gongji_ledger::LedgerError> {
+        let last = format!("R{}", members - 1);
+        move |ledger: &Ledger| ledger.account(&last).map(|a| a.map(|a| a.balance))
+    }
+
+    fn soon() -> std::time::Instant {
+        std::time::Instant::now() + Duration::from_millis(200)
+    }
+
+    #[test]
+    fn a_members_read_during_a_large_units_fold_answers_the_state_after_the_unit() {
+        let members = MEMBER_FROM_LOG_REMAINING + 3 * FOLD_STEP_RECORDS;
+        let (view, acknowledged, after, (_tmp, writer)) = view_partway_through_a_unit(members);
+        let answered = view.answer(Need::Member, acknowledged, soon(), last_balance(members));
         let answered = answered.expect("answered at once").expect("an answer");
-        assert_eq!(answered.expect("a balance"), Some(after.balance));
+        assert_eq!(answered.expect("a balance"), Some(after));
         let fund = |ledger: &Ledger| ledger.fund("500000").is_ok();
         assert!(
             view.answer(Need::Folded, acknowledged, soon(), fund)
@@ -695,9 +741,27 @@ mod tests {
         while view.follow().folded < acknowledged {
             view.refresh(false);
         }
-        let answered = view.answer(Need::Folded, acknowledged, soon(), balance);
+        let answered = view.answer(Need::Folded, acknowledged, soon(), last_balance(members));
         let answered = answered.expect("answered").expect("an answer");
-        assert_eq!(answered.expect("a balance"), Some(after.balance));
+        assert_eq!(answered.expect("a balance"), Some(after));
+        writer.close().expect("close");
+    }
+
+    #[test]
+    fn a_members_read_near_the_end_of_a_fold_waits_for_it() {
+        let members = 3 * FOLD_STEP_RECORDS;
+        let (view, acknowledged, after, (_tmp, writer)) = view_partway_through_a_unit(members);
+        assert!(
+            view.answer(Need::Member, acknowledged, soon(), last_balance(members))
+                .is_none(),
+            "a few records left: the member's read waits for the fold"
+        );
+        while view.follow().folded < acknowledged {
+            view.refresh(false);
+        }
+        let answered = view.answer(Need::Member, acknowledged, soon(), last_balance(members));
+        let answered = answered.expect("answered").expect("an answer");
+        assert_eq!(answered.expect("a balance"), Some(after));
         writer.close().expect("close");
     }
 
