@@ -3,7 +3,7 @@
 //! is lost, so that what was in progress has an unknown outcome).
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gongji_log::LogError;
 use postgres::{Client, Config, NoTls};
@@ -36,6 +36,27 @@ pub(crate) fn connect(config: &Config, log: &str, role: &str) -> Result<Client, 
     config
         .connect(NoTls)
         .map_err(|e| pg_err(&format!("connecting for log {log:?}"), &e))
+}
+
+/// Pause between two attempts to connect again after a connection was lost.
+pub(crate) const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
+
+/// A new connection in place of one that was lost (a failover: pg_auto_failover's takes about
+/// 40 s here, during which no node accepts read-write sessions), tried every
+/// [`RECONNECT_PAUSE`] until `deadline`; past it, the last attempt's error.
+pub(crate) fn reconnect(
+    config: &Config,
+    log: &str,
+    role: &str,
+    deadline: Instant,
+) -> Result<Client, LogError> {
+    loop {
+        match connect(config, log, role) {
+            Ok(client) => return Ok(client),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(RECONNECT_PAUSE),
+        }
+    }
 }
 
 /// Whether `error` means the connection is gone (closed, reset, terminated by an operator or a

@@ -93,6 +93,12 @@
 //! only while `synchronous_standby_names` is set, and a batch read back as committed is
 //! acknowledged only once a synchronous standby has flushed past it (see `session`).
 //!
+//! **Reads ride out a lost connection too**: a read (a stream, a range, a version, the head a
+//! reader's refresh reads) whose connection was lost connects again and runs again, for up to
+//! `reconnect_within` from the loss, then fails naming what it was reading; a projection
+//! reader's refresh does the same (a read inside a lost snapshot fails: the next refresh takes
+//! a new one). The first connection at open is not retried.
+//!
 //! # Differences from the file log
 //!
 //! A stream name holding NUL is refused at `append` (`InvalidInput`): PostgreSQL's `text`
@@ -157,6 +163,8 @@ pub struct PgLog {
     config: postgres::Config,
     /// The connection reads use (the writer's session is its committer thread's).
     reads: Mutex<postgres::Client>,
+    /// How long reads keep trying to connect again after their connection was lost.
+    reconnect_within: std::time::Duration,
     /// `None`: opened read-only.
     writer: Option<Writer>,
     progress: Arc<Progress>,

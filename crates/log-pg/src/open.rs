@@ -69,13 +69,27 @@ impl PgLog {
         check_tail(&mut reads, log, head, true)?;
         let writer = Writer::start(session, head)?;
         let progress = Arc::clone(&writer.progress);
-        Ok(PgLog::new(config, log, reads, head, progress, Some(writer)))
+        let log = PgLog::new(config, log, reads, head, progress, Some(writer));
+        Ok(log.reconnecting_within(options.reconnect_within))
     }
 
     /// Opens log `log` to read beside its writer: no lock, nothing written. It reads up to the
     /// head it read at open, and [`refresh_read_only`](gongji_log::DurableLog) reads the head
-    /// again. Every append and sync with records is refused with `LogError::ReadOnly`.
+    /// again. Every append and sync with records is refused with `LogError::ReadOnly`. With the
+    /// default options: a read whose connection was lost connects again for up to 90 s.
     pub fn open_read_only(uri: &str, log: &str) -> Result<PgLog, LogError> {
+        PgLog::open_read_only_with(uri, log, PgLogOptions::default())
+    }
+
+    /// As [`open_read_only`](PgLog::open_read_only); a read whose connection was lost (a
+    /// failover) connects again, to the new primary with a multi-host connection string, for
+    /// up to `options.reconnect_within` before it fails. The first connection is not retried:
+    /// a wrong address fails at once.
+    pub fn open_read_only_with(
+        uri: &str,
+        log: &str,
+        options: PgLogOptions,
+    ) -> Result<PgLog, LogError> {
         check_name(log)?;
         let config = parse(uri)?;
         let mut reads = connect(&config, log, "reader")?;
@@ -83,7 +97,8 @@ impl PgLog {
         let head = read_head(&mut reads, log)?;
         check_tail(&mut reads, log, head, false)?;
         let progress = Progress::new(head);
-        Ok(PgLog::new(config, log, reads, head, progress, None))
+        let log = PgLog::new(config, log, reads, head, progress, None);
+        Ok(log.reconnecting_within(options.reconnect_within))
     }
 
     /// A writer's table of stream versions starts complete on an empty log (every stream it
@@ -101,6 +116,7 @@ impl PgLog {
             log: log.to_owned(),
             config,
             reads: Mutex::new(reads),
+            reconnect_within: PgLogOptions::default().reconnect_within,
             writer,
             progress,
             streams: StreamVersions {
@@ -116,6 +132,11 @@ impl PgLog {
             broken: None,
             damaged: AtomicBool::new(false),
         }
+    }
+
+    fn reconnecting_within(mut self, within: std::time::Duration) -> PgLog {
+        self.reconnect_within = within;
+        self
     }
 
     /// Whether the database `uri` names holds log `log` (its head row: a writer opened it once).

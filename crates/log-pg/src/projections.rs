@@ -120,10 +120,21 @@ impl PgProjections {
     /// The projections of log `log` read beside its writer: a snapshot of what the writer
     /// stored, under a layer in memory that takes every write (see the module
     /// documentation). Creates nothing; refuses a database without the projections' tables.
+    /// A refresh after a lost connection connects again for up to 90 s (a failover).
     pub fn open_read_only(uri: &str, log: &str) -> Result<PgProjections, LogError> {
+        PgProjections::open_read_only_with(uri, log, PgLogOptions::default())
+    }
+
+    /// As [`open_read_only`](PgProjections::open_read_only), a refresh after a lost connection
+    /// connecting again for up to `options.reconnect_within`.
+    pub fn open_read_only_with(
+        uri: &str,
+        log: &str,
+        options: PgLogOptions,
+    ) -> Result<PgProjections, LogError> {
         check_name(log)?;
         let config = parse(uri)?;
-        let reader = ReadOnly::open(config, log)?;
+        let reader = ReadOnly::open(config, log, options.reconnect_within)?;
         Ok(PgProjections {
             side: Side::ReadOnly(Box::new(reader)),
         })

@@ -9,11 +9,12 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
+use std::time::Instant;
 
 use gongji_log::{Link, LogError, Record, MAX_STREAM_BYTES};
 use postgres::{Client, Row};
 
-use crate::conn::{connect, connection_lost, pg_err, to_hash, to_i64, to_u64};
+use crate::conn::{connection_lost, pg_err, reconnect, to_hash, to_i64, to_u64};
 use crate::session::{read_head, Head};
 use crate::{corrupt, PgLog};
 
@@ -64,33 +65,57 @@ fn record_of(row: &Row) -> Result<Record, String> {
 }
 
 impl PgLog {
-    /// Runs `query` on the read connection, connecting again once if it was lost.
+    /// Runs `query` on the read connection. If the connection was lost (a failover), it
+    /// connects again and runs `query` again, for up to `reconnect_within` from the loss (reads
+    /// change nothing, so running one again is safe).
     pub(crate) fn with_reads<T>(
         &self,
         action: &str,
         mut query: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, LogError> {
-        let mut client = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
-        if client.is_closed() {
-            *client = connect(&self.config, &self.log, "reads")?;
-        }
-        match query(&mut client) {
-            Ok(value) => Ok(value),
-            Err(e) if connection_lost(&client, &e) => {
-                *client = connect(&self.config, &self.log, "reads")?;
-                query(&mut client).map_err(|e| pg_err(action, &e))
-            }
-            Err(e) => Err(pg_err(action, &e)),
-        }
+        self.riding_out_loss(|client| match query(client) {
+            Ok(value) => Ok(Ok(value)),
+            Err(e) if connection_lost(client, &e) => Err(pg_err(action, &e)),
+            Err(e) => Ok(Err(pg_err(action, &e))),
+        })
     }
 
     /// The head row as committed now (a reader's refresh).
     pub(crate) fn head_now(&self) -> Result<Head, LogError> {
+        self.riding_out_loss(|client| match read_head(client, &self.log) {
+            Ok(head) => Ok(Ok(head)),
+            Err(e) if client.is_closed() => Err(e),
+            Err(e) => Ok(Err(e)),
+        })
+    }
+
+    /// Runs `attempt` on the read connection: `Ok` is its outcome; `Err`, that the connection
+    /// was lost, so a new one is made (within `reconnect_within` of the first loss) and
+    /// `attempt` runs again. Past the deadline, the loss's error.
+    fn riding_out_loss<T>(
+        &self,
+        mut attempt: impl FnMut(&mut Client) -> Result<Result<T, LogError>, LogError>,
+    ) -> Result<T, LogError> {
         let mut client = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
-        if client.is_closed() {
-            *client = connect(&self.config, &self.log, "reads")?;
+        let mut deadline = None;
+        let mut lost = client.is_closed();
+        loop {
+            if lost {
+                let until = *deadline.get_or_insert_with(|| Instant::now() + self.reconnect_within);
+                *client = reconnect(&self.config, &self.log, "reads", until)?;
+            }
+            match attempt(&mut client) {
+                Ok(outcome) => return outcome,
+                Err(error) => {
+                    let until =
+                        *deadline.get_or_insert_with(|| Instant::now() + self.reconnect_within);
+                    if Instant::now() >= until {
+                        return Err(error);
+                    }
+                    lost = true;
+                }
+            }
         }
-        read_head(&mut client, &self.log)
     }
 
     /// Damage found: appends are refused from now on.

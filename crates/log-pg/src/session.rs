@@ -33,12 +33,11 @@ use std::time::{Duration, Instant};
 use gongji_log::LogError;
 use postgres::{Client, Config};
 
-use crate::conn::{connect, connection_lost, describe, pg_err, to_hash, to_i64, to_u64};
+use crate::conn::{
+    connect, connection_lost, describe, pg_err, to_hash, to_i64, to_u64, RECONNECT_PAUSE,
+};
 use crate::copy;
 use crate::schema::{self, LOCK_CLASS};
-
-/// Pause between two attempts to reconnect.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 
 /// A log's head row: how many records it holds and the last one's hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

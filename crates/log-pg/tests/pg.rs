@@ -12,34 +12,7 @@ use gongji_log::{DurableLog, ExpectedVersion, LogError, NewRecord};
 use gongji_log_pg::{PgLog, PgLogOptions};
 use uuid::Uuid;
 
-/// Appends `units` units of two records (streams `m-UNIT` and `fund`) and syncs every
-/// `per_sync` units; returns the durable end.
-fn append(log: &mut PgLog, from: u64, units: u64, per_sync: u64) -> Result<u64, LogError> {
-    for unit in from..from + units {
-        let member = format!("m-{unit}");
-        let payload = format!("unit {unit}").into_bytes();
-        log.append(
-            &[(member.as_str(), ExpectedVersion::NoStream)],
-            &[
-                NewRecord {
-                    stream: &member,
-                    event_id: Uuid::from_u64_pair(unit, 0),
-                    payload: &payload,
-                },
-                NewRecord {
-                    stream: "fund",
-                    event_id: Uuid::from_u64_pair(unit, 1),
-                    payload: &payload,
-                },
-            ],
-            unit as i64,
-        )?;
-        if (unit + 1) % per_sync == 0 {
-            log.sync()?;
-        }
-    }
-    log.sync()
-}
+use support::append;
 
 fn rows_of(log: &str) -> i64 {
     support::client()

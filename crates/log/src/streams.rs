@@ -46,7 +46,7 @@ use run_file::{
     TMP_SUFFIX,
 };
 
-/// The tail is written as a run when it holds this many entries (32 MiB).
+/// The tail is written as a run when it holds this many entries (40 MiB, and its map by hash).
 pub(crate) const INDEX_FLUSH_RECORDS: usize = 1 << 20;
 /// A sparse position point is kept at least every this many records
 /// (and at the start of every segment).
@@ -150,7 +150,7 @@ impl Tail {
         let index =
             u32::try_from(self.len).expect("an index tail is flushed long before 2^32 entries");
         let previous = self.last.insert(entry.hash, index).unwrap_or(NO_ENTRY);
-        if self.len % TAIL_CHUNK_ENTRIES == 0 {
+        if self.len.is_multiple_of(TAIL_CHUNK_ENTRIES) {
             self.chunks.push(Vec::with_capacity(TAIL_CHUNK_ENTRIES));
         }
         let chunk = self

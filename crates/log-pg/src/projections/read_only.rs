@@ -7,17 +7,18 @@
 //! was read in; a refresh whose snapshot holds another checkpoint row than
 //! the one before (any store or clear since) empties the layer and says so, unless the new
 //! checkpoint lies within what the layer already folded (`keeps_layer`); nothing is ever
-//! written to the database. A lost connection fails the reads until the next refresh connects
-//! again.
+//! written to the database. A lost connection fails the reads until the next refresh, which
+//! connects again (for up to `reconnect_within`: a failover) and takes a new snapshot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use gongji_log::{KvPair, KvWrite, LogError};
 use postgres::Config;
 
 use super::statements::{successor, upper_bound, Conn, Stored, PAGE_ROWS};
-use crate::conn::{connect, connection_lost, pg_err};
+use crate::conn::{connect, connection_lost, pg_err, RECONNECT_PAUSE};
 use crate::schema::{self, PROJECTIONS_SINCE};
 
 const ROLE: &str = "projections reader";
@@ -43,6 +44,8 @@ struct View {
 pub(crate) struct ReadOnly {
     config: Config,
     log: String,
+    /// How long a refresh keeps trying to connect again after the connection was lost.
+    reconnect_within: Duration,
     view: Mutex<View>,
 }
 
@@ -82,11 +85,16 @@ fn begin(conn: &mut Conn, log: &str) -> Result<Stored, LogError> {
 }
 
 impl ReadOnly {
-    pub fn open(config: Config, log: &str) -> Result<ReadOnly, LogError> {
+    pub fn open(
+        config: Config,
+        log: &str,
+        reconnect_within: Duration,
+    ) -> Result<ReadOnly, LogError> {
         let (conn, base) = snapshot_on(&config, log)?;
         Ok(ReadOnly {
             config,
             log: log.to_owned(),
+            reconnect_within,
             view: Mutex::new(View {
                 conn: Some(conn),
                 base,
@@ -232,6 +240,20 @@ impl ReadOnly {
         view.checkpoint = Some(None);
     }
 
+    /// A snapshot on a new connection, the old one lost: tried every [`RECONNECT_PAUSE`] for up
+    /// to `reconnect_within` while connecting fails (a failover); any other error at once.
+    fn snapshot_again(&self) -> Result<(Conn, Stored), LogError> {
+        let deadline = Instant::now() + self.reconnect_within;
+        loop {
+            match snapshot_on(&self.config, &self.log) {
+                Err(LogError::Io { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(RECONNECT_PAUSE)
+                }
+                taken => return taken,
+            }
+        }
+    }
+
     /// Ends the snapshot and takes a new one (on a new connection if the old one was lost).
     /// Returns whether the layer was emptied: see [`keeps_layer`] for when it is kept.
     pub fn refresh(&self) -> Result<bool, LogError> {
@@ -243,11 +265,12 @@ impl ReadOnly {
             }
         }
         let (conn, stored) = match ended {
-            Some(mut conn) => {
-                let stored = begin(&mut conn, &self.log)?;
-                (conn, stored)
-            }
-            None => snapshot_on(&self.config, &self.log)?,
+            Some(mut conn) => match begin(&mut conn, &self.log) {
+                Ok(stored) => (conn, stored),
+                Err(_) if conn.client.is_closed() => self.snapshot_again()?,
+                Err(e) => return Err(e),
+            },
+            None => self.snapshot_again()?,
         };
         view.conn = Some(conn);
         view.prefetched.clear();
