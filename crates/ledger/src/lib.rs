@@ -41,7 +41,11 @@
 //! A read-only ledger follows its writer with [`Ledger::refresh_read_only`]: the log takes in
 //! the records made durable since (the durable end published then) and the ledger folds them
 //! into its layer in memory; what it holds in memory grows with each refresh, and
-//! [`Refreshed`] says how much, so that the caller opens it again past a bound of its own.
+//! [`Refreshed`] says how much, so that the caller opens it again past a bound of its own. The
+//! two halves may be called apart ([`Ledger::extend_read_only`], then
+//! [`Ledger::fold_read_only`] a bounded step at a time): while a fold is partway the
+//! projections answer nothing, and a member's answers are folded from the member's own stream
+//! at the log's durable end ([`Ledger::folded_end`]).
 
 pub mod archive;
 pub mod audit;
@@ -154,6 +158,9 @@ pub struct Ledger {
     stored_at: std::time::Instant,
     /// Read-only: the records folded in memory (over the stored projections) since open.
     folded_in_memory: u64,
+    /// Read-only: the end of the fold under way, while it stopped partway
+    /// ([`Ledger::fold_read_only`]): the projections are then of no durable end.
+    fold_target: Option<u64>,
     /// Entities a stream encoded ahead of its next store (`Ledger::encode_ahead`).
     encoded: store::Encoded,
 }
@@ -245,6 +252,7 @@ impl Ledger {
             limits: CacheLimits::default(),
             stored_at: std::time::Instant::now(),
             folded_in_memory: 0,
+            fold_target: None,
             encoded: store::Encoded::default(),
         }
     }

@@ -77,6 +77,7 @@ impl Ledger {
         if self.kv.checkpoint()?.is_some_and(|c| c > end) {
             self.kv.clear()?;
             self.state = gongji_domain::State::default();
+            self.fold_target = None;
         }
         Ok(())
     }

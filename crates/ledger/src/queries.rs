@@ -97,7 +97,7 @@ impl Ledger {
                 account.region_on(year_end).to_string()
             }
         };
-        let policies = self.stored_policies(&region)?;
+        let policies = self.member_policies(&region)?;
         Ok(YearView::of(account, &region, year, &policies))
     }
 
@@ -138,10 +138,47 @@ impl Ledger {
         as_of: &AsOf,
     ) -> Result<Option<gongji_domain::state::Member>, LedgerError> {
         self.refuse_if_broken()?;
-        if as_of.is_now() {
+        if as_of.is_now() && !self.projections_behind_log()? {
             return self.stored_member(member);
         }
         Ok(self.fold_member(member, as_of)?.0)
+    }
+
+    /// Whether a read-only ledger answers a member from the log: while its fold stopped
+    /// partway ([`Ledger::fold_read_only`]), its projections are of no durable end, and a
+    /// member's answers are folded from the log (the member's own stream, the region's policy
+    /// stream), so that they are of the log's durable end like its history. Only a member's
+    /// own events change the member: the member's stream folded alone is the member's state
+    /// (`tests/member_from_log.rs` checks it answer for answer).
+    fn projections_behind_log(&self) -> Result<bool, LedgerError> {
+        Ok(self.folded_end()?.is_none())
+    }
+
+    /// A region's policies for a member's answer: from the projections, or, while they are
+    /// partway through a fold, the region's policy stream folded.
+    fn member_policies(&self, region: &str) -> Result<Vec<PolicyVersion>, LedgerError> {
+        if !self.projections_behind_log()? {
+            return self.stored_policies(region);
+        }
+        let mut state = State::untracked();
+        let stream = gongji_domain::Stream::Policy(region.to_string()).name();
+        for entry in self.stream_entries(&stream)? {
+            evolve(&mut state, &entry.event);
+        }
+        Ok(state.policies.remove(region).unwrap_or_default())
+    }
+
+    /// Refuses an answer from the projections while a read-only ledger's fold stopped partway
+    /// ([`Ledger::fold_read_only`]): they are then of no durable end (part of a unit folded).
+    pub(crate) fn refuse_if_partway(&self) -> Result<(), LedgerError> {
+        match self.read_only && self.fold_target.is_some() {
+            false => Ok(()),
+            true => Err(LedgerError::Projection(
+                "the projections are partway through folding the log; ask again once they \
+                 reach its durable end"
+                    .into(),
+            )),
+        }
     }
 
     /// Folds the member's stream, keeping only the events `as_of` admits. Returns the state and
@@ -229,6 +266,7 @@ impl Ledger {
     /// that id, or the id is an account payment's, whose events `history` shows).
     pub fn explain(&self, claim: &str) -> Result<Result<views::ExplainView, String>, LedgerError> {
         self.refuse_if_broken()?;
+        self.refuse_if_partway()?;
         let mut state = State::default();
         let key = EntityKey::Tx(claim.to_string());
         if self.unstored(&key) {
@@ -307,6 +345,7 @@ impl Ledger {
 
     /// The regions whose policies are loaded, each with its versions.
     pub fn policy_regions(&self) -> Result<BTreeSet<String>, LedgerError> {
+        self.refuse_if_partway()?;
         let mut regions = BTreeSet::new();
         for entry in self.kv.scan_prefix(b"p/") {
             let (key, _) = entry?;
@@ -339,6 +378,7 @@ impl Ledger {
     }
 
     fn stored_member(&self, id: &str) -> Result<Option<Member>, LedgerError> {
+        self.refuse_if_partway()?;
         if self.unstored(&EntityKey::Member(id.to_string())) {
             return Ok(self.state.members.get(id).cloned());
         }
@@ -346,6 +386,7 @@ impl Ledger {
     }
 
     fn stored_policies(&self, region: &str) -> Result<Vec<PolicyVersion>, LedgerError> {
+        self.refuse_if_partway()?;
         if self.unstored(&EntityKey::Policies(region.to_string())) {
             return Ok(self.state.policies.get(region).cloned().unwrap_or_default());
         }
@@ -353,6 +394,7 @@ impl Ledger {
     }
 
     fn stored_fund(&self, kind: FundKind, region: &str) -> Result<Option<Fund>, LedgerError> {
+        self.refuse_if_partway()?;
         let key = (kind, region.to_string());
         if self.unstored(&EntityKey::Fund(kind, region.to_string())) {
             return Ok(self.state.funds.get(&key).cloned());
@@ -361,6 +403,7 @@ impl Ledger {
     }
 
     fn stored_accounts(&self, region: &str) -> Result<Option<Fund>, LedgerError> {
+        self.refuse_if_partway()?;
         if self.unstored(&EntityKey::Accounts(region.to_string())) {
             return Ok(self.state.accounts.get(region).cloned());
         }
@@ -372,6 +415,7 @@ impl Ledger {
     /// if they changed; the cache stays what point reads use). A writer's store holds
     /// everything already.
     pub(crate) fn store_unstored(&self) -> Result<(), LedgerError> {
+        self.refuse_if_partway()?;
         if !self.read_only || self.state.dirty.is_empty() {
             return Ok(());
         }

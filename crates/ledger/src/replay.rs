@@ -221,16 +221,23 @@ fn refused(record: &gongji_log::Record, check: &str, why: impl std::fmt::Display
     ))
 }
 
-/// What [`Ledger::refresh_read_only`] reached, and what the ledger holds in memory since open.
+/// What [`Ledger::refresh_read_only`] (or [`Ledger::fold_read_only`]) reached, and what the
+/// ledger holds in memory since open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Refreshed {
-    /// The durable end the answers are now of.
+    /// The log's durable end: what the log holds, and what a member's answers are of (see
+    /// [`Ledger::folded_end`]).
     pub durable_end: u64,
+    /// Where the projections are folded to ([`Ledger::folded_end`]): `None` while a fold
+    /// stopped partway.
+    pub folded_end: Option<u64>,
     /// Records folded into the layer in memory since open (at open and by refreshes), or, on
     /// PostgreSQL, since the last refresh that dropped them (the writer stored up to them).
     pub folded_in_memory: u64,
     /// Stream-index entries the log holds in memory (the records after its index runs).
     pub index_in_memory: usize,
+    /// Records the fold under way has left to fold ([`Ledger::fold_remaining`]).
+    pub fold_remaining: u64,
 }
 
 impl Ledger {
@@ -239,7 +246,8 @@ impl Ledger {
     /// memory) and they are folded into the layer in memory over the stored projections, as
     /// the open folds the records after the checkpoint. Answers given after it are of that
     /// durable state, never of one not durable. A writer's ledger is at its durable end
-    /// already and is left as it is.
+    /// already and is left as it is. It is [`extend_read_only`](Ledger::extend_read_only)
+    /// followed by a whole [`fold_read_only`](Ledger::fold_read_only).
     ///
     /// Memory grows with every refresh ([`Refreshed`]): open the ledger again (it starts from
     /// the projections the writer stored since) past a bound of the
@@ -251,6 +259,22 @@ impl Ledger {
     /// (`folded_in_memory` counts from there); a store landing within what was folded keeps
     /// it (the usual case beside a stream), and memory grows as on a directory.
     pub fn refresh_read_only(&mut self) -> Result<Refreshed, LedgerError> {
+        self.extend_read_only()?;
+        // A fold stopped partway goes to its own end first, then on to the log's.
+        let mut reached = self.fold_read_only(u64::MAX)?;
+        if reached.folded_end != Some(reached.durable_end) && self.broken.is_none() {
+            reached = self.fold_read_only(u64::MAX)?;
+        }
+        Ok(reached)
+    }
+
+    /// The first half of [`refresh_read_only`](Ledger::refresh_read_only): the log takes in
+    /// the records its writer made durable since (up to the durable end published now), and
+    /// nothing is folded. Returns the log's durable end. The projections stay where they were
+    /// ([`Ledger::folded_end`]; on PostgreSQL they may go back to the writer's newer
+    /// checkpoint, see `refresh_read_only`). Cheap: a scan of the new frames and their stream
+    /// index. A writer's ledger is left as it is.
+    pub fn extend_read_only(&mut self) -> Result<u64, LedgerError> {
         if self.read_only {
             self.refuse_if_broken()?;
             // A store read beside a writer that goes on storing (PostgreSQL's) takes a new
@@ -261,16 +285,67 @@ impl Ledger {
             if self.kv.refresh_snapshot()? {
                 self.state = State::default();
                 self.folded_in_memory = 0;
+                self.fold_target = None;
             }
             self.log.refresh_read_only()?;
             self.clear_store_ahead_of_log()?;
-            self.folded_in_memory += self.catch_up(&mut |_, _| {})?;
+        }
+        Ok(self.log.durable_end())
+    }
+
+    /// The second half of [`refresh_read_only`](Ledger::refresh_read_only): folds at most
+    /// `records_max` of the records the log holds past the projections (a few thousand more,
+    /// to the end of a chunk). A fold started goes to the log's durable end of its start
+    /// (a unit's end) before another starts; until then [`Ledger::folded_end`] is `None` and
+    /// answers from the projections are refused; a member's answers are of the log's end. A
+    /// writer's ledger is left as it is.
+    pub fn fold_read_only(&mut self, records_max: u64) -> Result<Refreshed, LedgerError> {
+        if self.read_only {
+            self.refuse_if_broken()?;
+            self.folded_in_memory += self.fold_step(records_max)?;
         }
         Ok(Refreshed {
             durable_end: self.log.durable_end(),
+            folded_end: self.folded_end()?,
             folded_in_memory: self.folded_in_memory,
             index_in_memory: self.log.memory_index_records(),
+            fold_remaining: self.fold_remaining()?,
         })
+    }
+
+    /// Records the fold under way still has to fold before [`Ledger::folded_end`] is known
+    /// again (0 when no fold is under way).
+    pub fn fold_remaining(&self) -> Result<u64, LedgerError> {
+        match self.fold_target {
+            Some(target) => Ok(target.saturating_sub(self.kv.checkpoint()?.unwrap_or(0))),
+            None => Ok(0),
+        }
+    }
+
+    /// Where the projections are folded to: every answer read from them is of the log up to
+    /// that position (a durable end, so whole units). `None` while a read-only ledger's fold
+    /// stopped partway ([`Ledger::fold_read_only`]): a member's answers (account, year,
+    /// history, inheritance, transfers) are then of the log's durable end, folded from the
+    /// member's own stream, and every other answer from the projections is refused.
+    pub fn folded_end(&self) -> Result<Option<u64>, LedgerError> {
+        if !self.read_only {
+            return Ok(Some(self.log.durable_end()));
+        }
+        if self.fold_target.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(self.kv.checkpoint()?.unwrap_or(0)))
+    }
+
+    /// Where the fold starts: the projections' checkpoint (none: whatever the store holds, a
+    /// rebuild cut short, is not to be trusted, and goes).
+    fn fold_start(&mut self) -> Result<u64, LedgerError> {
+        let checkpoint = self.kv.checkpoint()?;
+        if checkpoint.is_none() && self.log.durable_end() > 0 {
+            self.kv.clear()?;
+            self.state = State::default();
+        }
+        Ok(checkpoint.unwrap_or(0))
     }
 
     /// Folds the log records the projections have not seen yet. `progress(done, total)`.
@@ -278,17 +353,70 @@ impl Ledger {
         &mut self,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, LedgerError> {
-        let checkpoint = self.kv.checkpoint()?;
-        if checkpoint.is_none() && self.log.durable_end() > 0 {
-            // No checkpoint: whatever the store holds (a rebuild cut short) is not to be trusted.
-            self.kv.clear()?;
-            self.state = State::default();
+        if self.read_only {
+            return self.fold_step(u64::MAX);
         }
-        let from = checkpoint.unwrap_or(0);
+        let from = self.fold_start()?;
         let to = self.log.durable_end();
         if from >= to {
             return Ok(0);
         }
+        let folded = self.fold_records(from, to, progress)?;
+        if self.broken.is_none() {
+            self.store_projections(to)?;
+            // The fold loaded members without their regions' policies and funds (it needs
+            // none); deciding needs a cached member's regions cached, so the cache starts
+            // empty.
+            self.state = State::default();
+            progress(folded, to - from);
+        }
+        Ok(folded)
+    }
+
+    /// A read-only ledger's fold: at most `records_max` more records towards the end of the
+    /// fold under way (or, if none is, the log's durable end now).
+    fn fold_step(&mut self, records_max: u64) -> Result<u64, LedgerError> {
+        let from = self.fold_start()?;
+        let target = *self.fold_target.get_or_insert(self.log.durable_end());
+        if from >= target {
+            self.fold_target = None;
+            return Ok(0);
+        }
+        let to = target.min(from.saturating_add(records_max));
+        let folded = self.fold_records(from, to, &mut |_, _| {})?;
+        if self.broken.is_some() {
+            self.fold_target = None;
+            return Ok(folded);
+        }
+        // A read-only ledger stores nothing it folded: the entities stay decoded in its cache,
+        // marked dirty, and its queries read them there (`Ledger::unstored`); its store's
+        // layer takes them only before a scan. Only the checkpoint moves; past the cache's
+        // bound, what is not dirty leaves it (not at every refresh: eviction walks the whole
+        // cache, and a reader refreshes every few milliseconds).
+        self.kv.apply(Vec::new(), to)?;
+        if to == target {
+            self.fold_target = None;
+            if self.state.members.len() > CACHE_MEMBERS_MAX {
+                crate::commit::evict_stored(
+                    &mut self.state,
+                    &Default::default(),
+                    CACHE_MEMBERS_MAX,
+                );
+            }
+        }
+        Ok(folded)
+    }
+
+    /// Folds records `from..to` into the cache (a writer stores a checkpoint every
+    /// [`REPLAY_CHECKPOINT_RECORDS`]). A record that breaks an invariant is not folded: the
+    /// projections stop before it and the ledger refuses commands and queries (`broken`), so
+    /// `audit verify` can still open it and name the record.
+    fn fold_records(
+        &mut self,
+        from: u64,
+        to: u64,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, LedgerError> {
         let mut folded = 0u64;
         let (log, kv, state) = (&self.log, &self.kv, &mut self.state);
         let mut records = log.read_range(from, to)?;
@@ -298,9 +426,6 @@ impl Ledger {
                 break;
             }
             for (record, event) in chunk {
-                // A record that breaks an invariant is not folded: the projections stop before
-                // it and the ledger refuses commands and queries (`broken`), so `audit verify`
-                // can still open it and name the record.
                 if let Ok(event) = &event {
                     load_for(kv, state, event)?;
                 }
@@ -327,28 +452,6 @@ impl Ledger {
                 }
             }
         }
-        drop(records);
-        if self.read_only {
-            // A read-only ledger stores nothing it folded: the entities stay decoded in its
-            // cache, marked dirty, and its queries read them there (`Ledger::unstored`); its
-            // store's layer takes them only before a scan. Only the checkpoint moves; past the
-            // cache's bound, what is not dirty leaves it (not at every refresh: eviction walks
-            // the whole cache, and a reader refreshes every few milliseconds).
-            self.kv.apply(Vec::new(), to)?;
-            if self.state.members.len() > CACHE_MEMBERS_MAX {
-                crate::commit::evict_stored(
-                    &mut self.state,
-                    &Default::default(),
-                    CACHE_MEMBERS_MAX,
-                );
-            }
-        } else {
-            self.store_projections(to)?;
-            // The fold loaded members without their regions' policies and funds (it needs
-            // none); deciding needs a cached member's regions cached, so the cache starts empty.
-            self.state = State::default();
-        }
-        progress(folded, to - from);
         Ok(folded)
     }
 

@@ -185,7 +185,13 @@ impl App {
         subject: Subject,
         query: impl FnOnce(&Ledger) -> Result<Value, ApiError> + Send + 'static,
     ) -> Response {
-        let answer = match self.reads.run(query).await {
+        // A member's reads need the view's log at the acknowledged end, not its projections
+        // (`Reads::run_member`); a claim's explanation finds its member in the projections.
+        let asked = match subject {
+            Subject::Member(_) => self.reads.run_member(query).await,
+            Subject::Claim(_) => self.reads.run(query).await,
+        };
+        let answer = match asked {
             Ok(answer) => answer,
             Err(error) => Err(error),
         };

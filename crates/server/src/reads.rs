@@ -8,29 +8,39 @@
 //! The view: one read-only [`Ledger`] behind an [`RwLock`]. Queries (`&Ledger`; the ledger is
 //! `Sync` and its queries mutate nothing) share read guards. A query notes at its arrival the
 //! durable end the writer had reached, `acknowledged` (the writer's sink raises it before it
-//! sends a line's answer, so it covers every line answered before the query was sent); if the
-//! view is behind it, the query waits (within `read_max`) for the view to be published at
-//! least there. Readers never fold records themselves: one thread, the follower, keeps the view
-//! at the writer's durable end while queries come (every few milliseconds, and at once when a
-//! reader waits), taking the write guard only for the records made durable since its last
-//! refresh ([`Ledger::refresh_read_only`]: to the durable end the writer published in
-//! `DIR/DURABLE_END`, which it writes after the sync and before any answer, or in PostgreSQL
-//! to the log's head row, which moves in the transaction that commits the records), so that each
-//! refresh is short. Past [`FOLDED_IN_MEMORY_MAX`] records folded in memory since its open (or
-//! [`INDEX_IN_MEMORY_MAX`] index entries), a fresh view is opened on another thread, brought
-//! up to date outside the lock (it starts from the projections the writer stored last: at
-//! least once a second during a command stream) and swapped in, so memory stays bounded; a
-//! view whose refresh failed is dropped and opened again.
+//! sends a line's answer, so it covers every line answered before the query was sent). The
+//! view has two ends: its log's durable end, and where its projections are folded to
+//! ([`Ledger::folded_end`], behind the log while the follower folds). A read ([`Reads::run`])
+//! needs the projections folded to `acknowledged`; but while the follower is partway through
+//! a fold, a member's read ([`Reads::run_member`]: account, year, history, inheritance,
+//! transfers) needs only the log there: the ledger then answers it from the member's own
+//! stream folded, at the log's end. If the view is behind what a query needs, the query
+//! waits (within `read_max`) for the view to be published there. Readers never fold records
+//! themselves: one thread, the follower, keeps the view at the writer's durable end while
+//! queries come (every few milliseconds, and at once when a reader waits): under the write
+//! guard it extends the log to the durable end the writer published in `DIR/DURABLE_END`
+//! (which it writes after the sync and before any answer; in PostgreSQL the log's head row,
+//! which moves in the transaction that commits the records) and folds at most
+//! [`FOLD_STEP_RECORDS`] records ([`Ledger::extend_read_only`], [`Ledger::fold_read_only`]),
+//! publishes both ends, and lets the readers blocked on the view in before its next step; so
+//! that a unit of 50,000 records (a month's `allocate`) holds a member's read for one step, not
+//! for its whole fold. Past [`FOLDED_IN_MEMORY_MAX`] records folded in memory since its open
+//! (or [`INDEX_IN_MEMORY_MAX`] index entries), a fresh view is opened on another thread,
+//! brought up to date outside the lock (it starts from the projections the writer stored
+//! last: at least once a second during a command stream) and swapped in, so memory stays
+//! bounded; a view whose refresh failed is dropped and opened again.
 //!
-//! Invariants: an answer is of the view under the read guard the query holds, whose durable
-//! end is at least `acknowledged` at the query's arrival (checked under that guard), and
-//! which only ever holds records the writer published as durable (the read-only open and
-//! refresh read to the published durable end and no further). A view is replaced only by one
-//! at least as far along. The server's only writing [`Ledger`] is in [`LedgerCell`]; a
+//! Invariants: an answer is of the view under the read guard the query holds, whose log (a
+//! member's read, partway through a fold) or projections reach `acknowledged` at its arrival
+//! (checked under that guard), and which only ever holds records the writer published as
+//! durable (the read-only open and refresh read to the published durable end and no further);
+//! projections partway through a fold (part of a unit) answer nothing. The ends published are
+//! the view's own (published under its write guard). A view is replaced only by one whose log
+//! is at least as far along. The server's only writing [`Ledger`] is in [`LedgerCell`]; a
 //! ledger that stopped (a stream cut with lines not made durable) is dropped and opened again
 //! before anything else uses it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -131,6 +141,9 @@ struct ReadView {
     closed: AtomicBool,
     /// Held while a view is opened, so that one is opened at a time.
     opening: std::sync::Mutex<()>,
+    /// Readers blocked on the view's read guard: between two fold steps the follower lets them
+    /// in before it takes the write guard again.
+    readers_waiting: AtomicUsize,
     /// Records folded in memory past which a fresh view is opened ([`FOLDED_IN_MEMORY_MAX`]),
     /// beyond those the view folded when it was opened (`folded_at_open`: with the sled
     /// projection store, which a reader cannot open, a view folds the whole log at its open,
@@ -139,11 +152,38 @@ struct ReadView {
     folded_at_open: AtomicU64,
 }
 
-/// The view's durable end as last published, and the furthest one a waiting reader needs.
+/// The view's ends as last published (under its write guard, so they are the view's own), and
+/// the furthest durable end a waiting reader needs.
 #[derive(Default)]
 struct Follow {
-    published: u64,
+    /// The view's log's durable end.
+    log: u64,
+    /// Where the view's projections are folded to; 0 while a fold stopped partway.
+    folded: u64,
+    /// What a member's read is answered at: where the projections are, or, while a fold
+    /// stopped partway, the log's durable end.
+    member: u64,
     wanted: u64,
+}
+
+impl Follow {
+    /// The published end a read that needs `need` compares with.
+    fn end(&self, need: Need) -> u64 {
+        match need {
+            Need::Member => self.member,
+            Need::Folded => self.folded,
+        }
+    }
+}
+
+/// What a query needs of the view to be answered at a durable end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need {
+    /// Its projections there, or, while a fold stopped partway, its log: a member's read,
+    /// then folded from the member's own stream (`Ledger::folded_end`).
+    Member,
+    /// Its projections folded there: every other read.
+    Folded,
 }
 
 /// The read side: runs a query on a blocking thread against the read-only view.
@@ -176,15 +216,38 @@ impl Reads {
         .await;
     }
 
+    /// `query`'s answer from the view once its projections are folded to the durable end
+    /// acknowledged at the query's arrival.
     pub async fn run<T: Send + 'static>(
         &self,
+        query: impl FnOnce(&Ledger) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.run_needing(Need::Folded, query).await
+    }
+
+    /// A read of one member's data (account, year, history, inheritance, transfers): answered
+    /// from the projections once they reach the durable end acknowledged at the query's
+    /// arrival, or, while the follower is partway through a fold, as soon as the view's log
+    /// reaches it, at the log's end, without waiting for the fold (the ledger then folds the
+    /// member's own stream: `Ledger::folded_end`).
+    pub async fn run_member<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Ledger) -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        self.run_needing(Need::Member, query).await
+    }
+
+    async fn run_needing<T: Send + 'static>(
+        &self,
+        need: Need,
         query: impl FnOnce(&Ledger) -> T + Send + 'static,
     ) -> Result<T, ApiError> {
         let acknowledged = self.view.metrics.durable_position.load(Ordering::Acquire);
         let deadline = Instant::now() + self.read_max;
         let view = self.view.clone();
         let until = deadline.into_std();
-        let asked = tokio::task::spawn_blocking(move || view.answer(acknowledged, until, query));
+        let asked =
+            tokio::task::spawn_blocking(move || view.answer(need, acknowledged, until, query));
         let timeout = || {
             ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -210,6 +273,16 @@ const FOLLOW_AFTER_ASKED: Duration = Duration::from_secs(5);
 /// A fresh view is brought up to date outside the view's lock until its last refresh folded
 /// fewer records than this; the rest is folded under the lock, before it is swapped in.
 const FRESH_CATCH_UP_RECORDS: u64 = 20_000;
+/// Records the follower folds under the view's write guard at a time (a few milliseconds):
+/// between two steps, readers get in (a member's read is answered from the log meanwhile).
+const FOLD_STEP_RECORDS: u64 = 256;
+/// A member's read is answered from the member's own stream while a fold is partway only if
+/// the fold has more than this many records left (a month's `allocate`, about 51,600 records,
+/// takes a while); nearer its end the read waits for it: folding a member's stream per read
+/// costs CPU that the writer beside it needs.
+const MEMBER_FROM_LOG_REMAINING: u64 = 8192;
+/// How long the follower, between two fold steps, leaves the view to the readers blocked on it.
+const HANDOFF_MAX: Duration = Duration::from_millis(1);
 
 impl ReadView {
     fn open(open: Opener, metrics: Arc<Metrics>, folded_max: u64) -> Result<ReadView, String> {
@@ -221,7 +294,9 @@ impl ReadView {
             open,
             metrics,
             follow: std::sync::Mutex::new(Follow {
-                published: opened.durable_end,
+                log: opened.durable_end,
+                folded: opened.folded_end.unwrap_or(0),
+                member: member_end(&opened),
                 wanted: 0,
             }),
             moved: Condvar::new(),
@@ -231,12 +306,26 @@ impl ReadView {
             reopening: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             opening: std::sync::Mutex::new(()),
+            readers_waiting: AtomicUsize::new(0),
             folded_max,
         })
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Option<Ledger>> {
-        self.view.read().unwrap_or_else(PoisonError::into_inner)
+        self.readers_waiting.fetch_add(1, Ordering::AcqRel);
+        let guard = self.view.read().unwrap_or_else(PoisonError::into_inner);
+        self.readers_waiting.fetch_sub(1, Ordering::AcqRel);
+        guard
+    }
+
+    /// Between two fold steps: lets the readers blocked on the view in (within
+    /// [`HANDOFF_MAX`]) before the follower takes the write guard again.
+    fn let_readers_in(&self) {
+        let until = std::time::Instant::now() + HANDOFF_MAX;
+        while self.readers_waiting.load(Ordering::Acquire) > 0 && std::time::Instant::now() < until
+        {
+            std::thread::yield_now();
+        }
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Option<Ledger>> {
@@ -247,10 +336,12 @@ impl ReadView {
         self.follow.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `query`'s answer from a view at least at `acknowledged`, or `None` past `deadline`.
-    /// Blocking: waits for the follower when the view is behind.
+    /// `query`'s answer from a view at least at `acknowledged` (its log, or its projections:
+    /// `need`), or `None` past `deadline`. Blocking: waits for the follower when the view is
+    /// behind.
     fn answer<T>(
         self: &Arc<Self>,
+        need: Need,
         acknowledged: u64,
         deadline: std::time::Instant,
         query: impl FnOnce(&Ledger) -> T,
@@ -260,12 +351,12 @@ impl ReadView {
         loop {
             let guard = self.read();
             match guard.as_ref() {
-                Some(ledger) if ledger.log().durable_end() >= acknowledged => {
+                Some(ledger) if reaches(ledger, need, acknowledged) => {
                     return Some(Ok(query(ledger)));
                 }
                 Some(_) => {
                     drop(guard);
-                    if !self.wait_for(acknowledged, deadline) {
+                    if !self.wait_for(need, acknowledged, deadline) {
                         return None;
                     }
                 }
@@ -281,12 +372,12 @@ impl ReadView {
     }
 
     /// Asks the follower for `acknowledged` and waits until the view is published at least
-    /// there (or gone: the caller looks again); false past `deadline`.
-    fn wait_for(&self, acknowledged: u64, deadline: std::time::Instant) -> bool {
+    /// there, as `need` says (or gone: the caller looks again); false past `deadline`.
+    fn wait_for(&self, need: Need, acknowledged: u64, deadline: std::time::Instant) -> bool {
         let mut follow = self.follow();
         follow.wanted = follow.wanted.max(acknowledged);
         self.wanted.notify_one();
-        while follow.published < acknowledged {
+        while follow.end(need) < acknowledged {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return false;
@@ -300,10 +391,13 @@ impl ReadView {
         true
     }
 
-    /// Publishes the view's durable end `end` and wakes the readers waiting for it.
-    fn publish(&self, end: u64) {
+    /// Publishes the view's ends (called under the view's write guard, so that what is
+    /// published is the view's own) and wakes the readers waiting for them.
+    fn publish(&self, reached: &Refreshed) {
         let mut follow = self.follow();
-        follow.published = follow.published.max(end);
+        follow.log = reached.durable_end;
+        follow.folded = reached.folded_end.unwrap_or(0);
+        follow.member = member_end(reached);
         drop(follow);
         self.moved.notify_all();
     }
@@ -327,14 +421,16 @@ impl ReadView {
             .map_err(|e| format!("the read view's follower could not start: {e}"))
     }
 
-    /// One step of the follower: refreshes the view if a reader waits or queries came lately
-    /// and the writer moved on; otherwise waits a tick (or for a reader).
+    /// One step of the follower: extends the view's log if a reader waits or queries came
+    /// lately and the writer moved on, and folds a step if its projections are behind its log;
+    /// otherwise waits a tick (or for a reader).
     fn follow_once(self: &Arc<Self>) {
         let follow = self.follow();
         let durable = self.metrics.durable_position.load(Ordering::Acquire);
         let asked = Duration::from_millis(self.asked_at_ms.load(Ordering::Relaxed));
         let lately = self.started.elapsed().saturating_sub(asked) < FOLLOW_AFTER_ASKED;
-        let due = follow.wanted > follow.published || (lately && durable > follow.published);
+        let extend = follow.wanted > follow.log || (lately && durable > follow.log);
+        let due = extend || follow.wanted > follow.folded || follow.folded < follow.log;
         if !due {
             let tick = if lately {
                 FOLLOW_TICK
@@ -352,25 +448,32 @@ impl ReadView {
             }
             return;
         }
-        self.refresh();
+        self.refresh(extend);
     }
 
-    /// Brings the view up to the published durable end (the follower's, under the write
-    /// guard: the records made durable since its last refresh); a view that cannot follow is
-    /// dropped (the follower opens it again).
-    fn refresh(self: &Arc<Self>) {
+    /// Under the write guard: extends the view's log to the writer's durable end (if
+    /// `extend`), folds one step ([`FOLD_STEP_RECORDS`]) and publishes both ends; then lets
+    /// the readers waiting in. A view that cannot follow is dropped (the follower opens it
+    /// again).
+    fn refresh(self: &Arc<Self>, extend: bool) {
         let mut guard = self.write();
         let Some(ledger) = guard.as_mut() else {
             return;
         };
-        match ledger.refresh_read_only() {
+        let stepped = match extend {
+            true => ledger.extend_read_only().map(|_| ()),
+            false => Ok(()),
+        }
+        .and_then(|()| ledger.fold_read_only(FOLD_STEP_RECORDS));
+        match stepped {
             Ok(refreshed) => {
+                self.publish(&refreshed);
                 drop(guard);
-                self.publish(refreshed.durable_end);
                 let folded_at_open = self.folded_at_open.load(Ordering::Acquire);
                 if over_bound(&refreshed, folded_at_open + self.folded_max) {
                     self.open_again_elsewhere();
                 }
+                self.let_readers_in();
             }
             Err(error) => {
                 let broken = guard.take();
@@ -427,7 +530,7 @@ impl ReadView {
                 break;
             }
         }
-        let (old, end) = {
+        let old = {
             let mut guard = self.write();
             let end = fresh.refresh_read_only().map_err(|e| e.to_string())?;
             let current = guard.as_ref().map_or(0, |view| view.log().durable_end());
@@ -436,11 +539,39 @@ impl ReadView {
             }
             self.folded_at_open
                 .store(end.folded_in_memory, Ordering::Release);
-            (guard.replace(fresh), end.durable_end)
+            self.publish(&end);
+            guard.replace(fresh)
         };
-        self.publish(end);
         drop(old);
         Ok(())
+    }
+}
+
+/// Where a member's read is answered (see [`Follow::member`]): where the projections are; while
+/// a fold is partway with more than [`MEMBER_FROM_LOG_REMAINING`] records left, the log's end;
+/// nearer its end, nowhere yet (0: the read waits for the fold).
+fn member_end(reached: &Refreshed) -> u64 {
+    match reached.folded_end {
+        Some(end) => end,
+        None if reached.fold_remaining > MEMBER_FROM_LOG_REMAINING => reached.durable_end,
+        None => 0,
+    }
+}
+
+/// Whether `ledger` reaches `acknowledged` as `need` says (a view whose projections cannot say
+/// where they are is let answer: its query meets the same error).
+fn reaches(ledger: &Ledger, need: Need, acknowledged: u64) -> bool {
+    match need {
+        Need::Member => match ledger.folded_end() {
+            Ok(Some(end)) => end >= acknowledged,
+            Ok(None) => ledger.fold_remaining().map_or(true, |left| {
+                left > MEMBER_FROM_LOG_REMAINING && ledger.log().durable_end() >= acknowledged
+            }),
+            Err(_) => true,
+        },
+        Need::Folded => ledger
+            .folded_end()
+            .map_or(true, |end| end.is_some_and(|end| end >= acknowledged)),
     }
 }
 
@@ -520,14 +651,124 @@ mod tests {
             .folded_in_memory
     }
 
-    #[test]
-    fn a_view_past_its_bound_is_replaced_by_a_fresh_one_that_answers_the_same() {
+    /// A ledger in a temporary directory, its policy loaded (not yet durable).
+    fn ledger_with_policy() -> (tempfile::TempDir, Ledger) {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let dir = tmp.path().to_path_buf();
-        let mut writer = Ledger::open(&dir).expect("open");
+        let mut writer = Ledger::open(tmp.path()).expect("open");
         writer
             .apply_line(&format!(r#"{{"cmd":"load_policy","policy":{POLICY}}}"#), 0)
             .expect("policy");
+        (tmp, writer)
+    }
+
+    fn retiree(member: &str) -> String {
+        format!(
+            r#"{{"cmd":"enroll","member":"{member}","region":"500000","born":"1950-01-01","status":"retired","scheme":"employer","date":"2024-01-01"}}"#
+        )
+    }
+
+    /// A view (no follower) of a ledger of `members` retirees, then one `allocate` crediting
+    /// each (one unit), acknowledged; the view's log extended over it and one step folded.
+    /// Returns the view, the acknowledged end, the last member's balance after the unit, and
+    /// what must outlive the view.
+    fn view_partway_through_a_unit(
+        members: u64,
+    ) -> (
+        Arc<ReadView>,
+        u64,
+        gongji_domain::Money,
+        (tempfile::TempDir, Ledger),
+    ) {
+        let (tmp, mut writer) = ledger_with_policy();
+        let dir = tmp.path().to_path_buf();
+        for i in 0..members {
+            writer
+                .apply_line(&retiree(&format!("R{i}")), 0)
+                .expect("line");
+        }
+        writer.commit().expect("commit");
+        let open: Opener = Arc::new(move || {
+            Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
+        });
+        let metrics = Arc::new(Metrics::default());
+        // No follower: the view moves only when this test moves it.
+        let view = Arc::new(ReadView::open(open, metrics.clone(), u64::MAX).expect("view"));
+        let last = format!("R{}", members - 1);
+        let before = writer.account(&last).expect("account").expect("enrolled");
+        // One command, one unit: a credit for every retiree.
+        let allocate = r#"{"cmd":"allocate","region":"500000","month":"2024-01"}"#;
+        writer.apply_line(allocate, 0).expect("allocate");
+        writer.commit().expect("durable");
+        let acknowledged = writer.log().durable_end();
+        let after = writer.account(&last).expect("account").expect("enrolled");
+        assert_ne!(after.balance, before.balance, "the unit credits the member");
+        metrics
+            .durable_position
+            .fetch_max(acknowledged, Ordering::Release);
+        // The follower's first step beside the acknowledged answer: the log extended, one
+        // step of the unit folded.
+        view.refresh(true);
+        assert_eq!(view.follow().log, acknowledged);
+        assert_eq!(view.follow().folded, 0, "partway through the unit's fold");
+        (view, acknowledged, after.balance, (tmp, writer))
+    }
+
+    /// The last retiree's balance (of `view_partway_through_a_unit`'s `members`).
+    fn last_balance(
+        members: u64,
+    ) -> impl Fn(&Ledger) -> Result<Option<gongji_domain::Money>, gongji_ledger::LedgerError> {
+        let last = format!("R{}", members - 1);
+        move |ledger: &Ledger| ledger.account(&last).map(|a| a.map(|a| a.balance))
+    }
+
+    fn soon() -> std::time::Instant {
+        std::time::Instant::now() + Duration::from_millis(200)
+    }
+
+    #[test]
+    fn a_members_read_during_a_large_units_fold_answers_the_state_after_the_unit() {
+        let members = MEMBER_FROM_LOG_REMAINING + 3 * FOLD_STEP_RECORDS;
+        let (view, acknowledged, after, (_tmp, writer)) = view_partway_through_a_unit(members);
+        let answered = view.answer(Need::Member, acknowledged, soon(), last_balance(members));
+        let answered = answered.expect("answered at once").expect("an answer");
+        assert_eq!(answered.expect("a balance"), Some(after));
+        let fund = |ledger: &Ledger| ledger.fund("500000").is_ok();
+        assert!(
+            view.answer(Need::Folded, acknowledged, soon(), fund)
+                .is_none(),
+            "a fund waits for the fold"
+        );
+        while view.follow().folded < acknowledged {
+            view.refresh(false);
+        }
+        let answered = view.answer(Need::Folded, acknowledged, soon(), last_balance(members));
+        let answered = answered.expect("answered").expect("an answer");
+        assert_eq!(answered.expect("a balance"), Some(after));
+        writer.close().expect("close");
+    }
+
+    #[test]
+    fn a_members_read_near_the_end_of_a_fold_waits_for_it() {
+        let members = 3 * FOLD_STEP_RECORDS;
+        let (view, acknowledged, after, (_tmp, writer)) = view_partway_through_a_unit(members);
+        assert!(
+            view.answer(Need::Member, acknowledged, soon(), last_balance(members))
+                .is_none(),
+            "a few records left: the member's read waits for the fold"
+        );
+        while view.follow().folded < acknowledged {
+            view.refresh(false);
+        }
+        let answered = view.answer(Need::Member, acknowledged, soon(), last_balance(members));
+        let answered = answered.expect("answered").expect("an answer");
+        assert_eq!(answered.expect("a balance"), Some(after));
+        writer.close().expect("close");
+    }
+
+    #[test]
+    fn a_view_past_its_bound_is_replaced_by_a_fresh_one_that_answers_the_same() {
+        let (tmp, mut writer) = ledger_with_policy();
+        let dir = tmp.path().to_path_buf();
         writer.commit().expect("commit");
         let open: Opener = Arc::new(move || {
             Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
@@ -555,7 +796,9 @@ mod tests {
             let member = format!("M{round}-9");
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
             let answer = view
-                .answer(acknowledged, deadline, |ledger| ledger.account(&member))
+                .answer(Need::Folded, acknowledged, deadline, |ledger| {
+                    ledger.account(&member)
+                })
                 .expect("an answer in time")
                 .expect("an answer")
                 .expect("an account");
