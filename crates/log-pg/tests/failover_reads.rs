@@ -5,13 +5,17 @@
 //! (`support::proxy`): every connection through it closed, nothing accepted, then the same
 //! port again.
 
+#[path = "support/proxy.rs"]
+mod proxy;
+#[path = "support/records.rs"]
+mod records;
 mod support;
 
 use std::time::{Duration, Instant};
 
 use gongji_log::{DurableLog, ProjectionStore};
 use gongji_log_pg::{PgLog, PgLogOptions, PgProjections};
-use support::proxy::Proxy;
+use proxy::Proxy;
 
 /// How long the database is unreachable in the tests that ride it out.
 const CUT: Duration = Duration::from_millis(1500);
@@ -30,7 +34,7 @@ fn cut_for_a_while(mut proxy: Proxy) -> std::thread::JoinHandle<Proxy> {
 fn a_reader_s_reads_and_refresh_ride_out_a_lost_connection() {
     let name = support::fresh_log("ride-out");
     let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
-    support::append(&mut writer, 0, 20, 5).expect("append");
+    records::append(&mut writer, 0, 20, 5).expect("append");
     let proxy = Proxy::start(&support::pg_uri());
     let mut reader = PgLog::open_read_only(&proxy.uri, &name).expect("reader");
     assert_eq!(reader.read_stream("fund").expect("read").len(), 20);
@@ -47,7 +51,7 @@ fn a_reader_s_reads_and_refresh_ride_out_a_lost_connection() {
     let proxy = restored.join().expect("restore");
 
     // The refresh (the head read again) while nothing answers: it waits, then sees new records.
-    support::append(&mut writer, 20, 5, 5).expect("append more");
+    records::append(&mut writer, 20, 5, 5).expect("append more");
     let restored = cut_for_a_while(proxy);
     assert_eq!(
         reader.refresh_read_only().expect("refresh across the loss"),
@@ -62,7 +66,7 @@ fn a_reader_s_reads_and_refresh_ride_out_a_lost_connection() {
 fn a_read_past_reconnect_within_fails_clearly_and_the_next_one_connects() {
     let name = support::fresh_log("give-up");
     let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
-    support::append(&mut writer, 0, 4, 2).expect("append");
+    records::append(&mut writer, 0, 4, 2).expect("append");
     let mut proxy = Proxy::start(&support::pg_uri());
     let options = PgLogOptions {
         reconnect_within: Duration::from_millis(600),

@@ -12,7 +12,10 @@ use gongji_log::{DurableLog, ExpectedVersion, LogError, NewRecord};
 use gongji_log_pg::{PgLog, PgLogOptions};
 use uuid::Uuid;
 
-use support::append;
+#[path = "support/records.rs"]
+mod records;
+
+use records::append;
 
 fn rows_of(log: &str) -> i64 {
     support::client()
