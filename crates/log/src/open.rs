@@ -314,7 +314,7 @@ fn open_stream_index(
     let mut streams = StreamTable::default();
     let recovered = recovery::recover(
         &mut stream_index,
-        &mut streams,
+        Some(&mut streams),
         segments,
         segments_dir,
         (meta.unwrap_or_else(IndexMeta::empty), meta.is_some()),

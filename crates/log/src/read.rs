@@ -107,6 +107,10 @@ impl Log {
     /// stream without records): what an expected version is checked against.
     pub fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
         self.check_usable()?;
+        if self.read_only {
+            // A reader keeps no stream table (see `recovery`): its records say.
+            return Ok(self.read_stream(stream)?.len() as u64);
+        }
         match self.streams.get(stream) {
             Some(slot) => Ok(slot.version),
             None => self.indexed_version(stream),

@@ -76,10 +76,9 @@ impl Log {
         if let ScanTo::Durable(end) = to {
             segments.retain(|&s| s <= end.segment);
         }
-        let mut streams = StreamTable::default();
         let recovered = recovery::recover(
             &mut stream_index,
-            &mut streams,
+            None,
             &segments,
             &segments_dir,
             (
@@ -106,7 +105,7 @@ impl Log {
             options,
             db: None,
             stream_index,
-            streams,
+            streams: StreamTable::default(),
             kv: Kv::overlay(OverlayKv::new(base)),
             segments,
             writer: None,
@@ -169,7 +168,7 @@ impl Log {
         let start = self.index_meta();
         let recovered = recovery::recover(
             &mut self.stream_index,
-            &mut self.streams,
+            None,
             &segments,
             &self.segments_dir,
             (start, true),

@@ -19,7 +19,9 @@ use crate::error::LogError;
 use crate::frame::FrameError;
 use crate::index::{IndexMeta, Location};
 use crate::segment::{self, FrameReader};
-use crate::streams::{Entry, StreamIndex, StreamTable, INDEX_FLUSH_RECORDS, STREAM_TABLE_MAX};
+use crate::streams::{
+    stream_hash, Entry, StreamIndex, StreamTable, INDEX_FLUSH_RECORDS, STREAM_TABLE_MAX,
+};
 
 /// What the scan does with the records it walks.
 pub(crate) trait UnitSink {
@@ -108,15 +110,18 @@ pub(crate) fn scan_segment<S: FrameSource>(
 
 /// Index entries of a unit not yet known to be complete.
 struct PendingEntry {
-    stream: String,
+    /// The stream's name, kept only when the stream table is filled (a writer's open).
+    stream: Option<String>,
+    hash: u64,
     stream_version: u64,
     location: Location,
 }
 
-/// Recovery's sink: the stream index and the stream table.
+/// Recovery's sink: the stream index and, for a writer, the stream table (a reader keeps none:
+/// it appends nothing, and a reader's scan is the view's refresh, on the path of every read).
 struct IndexSink<'a> {
     stream_index: &'a mut StreamIndex,
-    streams: &'a mut StreamTable,
+    streams: Option<&'a mut StreamTable>,
     /// The segment being scanned.
     segment: u64,
     /// Everything up to here is complete units.
@@ -131,8 +136,10 @@ struct IndexSink<'a> {
 impl UnitSink for IndexSink<'_> {
     fn record(&mut self, linked: Linked<'_>) {
         self.pending_hash = linked.hash;
+        let keep_name = self.streams.is_some();
         self.pending.push(PendingEntry {
-            stream: linked.view.stream.to_owned(),
+            stream: keep_name.then(|| linked.view.stream.to_owned()),
+            hash: stream_hash(linked.view.stream.as_bytes()),
             stream_version: linked.view.stream_version,
             location: Location {
                 position: linked.view.position,
@@ -145,7 +152,10 @@ impl UnitSink for IndexSink<'_> {
     fn unit_end(&mut self, end_offset_bytes: u64) -> Result<(), LogError> {
         let mut last_offset = self.committed.last_record_offset_bytes;
         for entry in self.pending.drain(..) {
-            let hash = self.streams.set(&entry.stream, entry.stream_version).hash;
+            if let (Some(table), Some(name)) = (self.streams.as_deref_mut(), &entry.stream) {
+                table.set(name, entry.stream_version);
+            }
+            let hash = entry.hash;
             self.stream_index.push(
                 Entry {
                     hash,
@@ -165,8 +175,10 @@ impl UnitSink for IndexSink<'_> {
         self.committed.last_hash = self.pending_hash;
         if self.flush_runs && self.stream_index.tail.len() >= INDEX_FLUSH_RECORDS {
             self.stream_index.flush(self.committed)?;
-            if self.streams.len() > STREAM_TABLE_MAX {
-                self.streams.clear();
+            if let Some(table) = self.streams.as_deref_mut() {
+                if table.len() > STREAM_TABLE_MAX {
+                    table.clear();
+                }
             }
         }
         Ok(())
@@ -203,7 +215,7 @@ pub(crate) enum ScanTo {
 /// (`ScanTo::LastSegment { flush_runs: true }` only).
 pub(crate) fn recover(
     stream_index: &mut StreamIndex,
-    streams: &mut StreamTable,
+    streams: Option<&mut StreamTable>,
     segments: &[u64],
     segments_dir: &Path,
     (start, resume): (IndexMeta, bool),

@@ -76,6 +76,15 @@ fn a_reader_sees_what_was_durable_when_it_opened_and_nothing_staged() {
     assert_eq!(positions(&late), vec![0, 1, 2, 3]);
     assert_eq!(positions(&early), vec![0, 1, 2], "a reader keeps its state");
     assert_eq!(late.verify(&mut |_| {}).expect("verify"), 4);
+    // A reader keeps no stream table: its versions are its durable records'.
+    assert_eq!(early.stream_version("member/M1").expect("version"), 3);
+    assert_eq!(late.stream_version("member/M1").expect("version"), 4);
+    assert_eq!(late.stream_version("nobody").expect("version"), 0);
+    let mut refreshed = reader(tmp.path());
+    append(&mut writer, 4);
+    writer.sync().expect("sync");
+    refreshed.refresh_read_only().expect("refresh");
+    assert_eq!(refreshed.stream_version("member/M1").expect("version"), 5);
 }
 
 #[test]
