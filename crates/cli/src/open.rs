@@ -71,11 +71,12 @@ pub fn open(location: &Location) -> Result<Ledger, Failure> {
         }
         // In PostgreSQL the check costs a connection of its own (a third of a query's time):
         // it is made only to say why an open failed.
-        Location::Postgres(pg) => Ledger::open_postgres_read_only(pg.uri(), &pg.log)
-            .map_err(|e| match require_ledger(location) {
+        Location::Postgres(pg) => Ledger::open_postgres_read_only(pg.uri(), &pg.log).map_err(|e| {
+            match require_ledger(location) {
                 Ok(()) => cannot_open(location, e),
                 Err(none) => none,
-            }),
+            }
+        }),
     }
 }
 
