@@ -278,6 +278,14 @@ impl Ledger {
         self.log.as_ref()
     }
 
+    /// Shares `handover` between this ledger's log and the other ledgers of the same log in
+    /// this process: a writer hands each durable batch's index entries to it, and a read-only
+    /// ledger's refresh takes them instead of scanning those records again (the server's
+    /// writer and read view; a log in PostgreSQL ignores it).
+    pub fn share_handover(&mut self, handover: std::sync::Arc<gongji_log::Handover>) {
+        self.log.share_handover(handover);
+    }
+
     /// Decides one input line and stages its events. The outcome is held until [`commit`]
     /// returns it: nothing is reported before it is durable.
     pub fn apply_line(&mut self, line: &str, recorded_at_micros: i64) -> Result<(), LedgerError> {

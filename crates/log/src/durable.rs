@@ -89,6 +89,11 @@ pub trait DurableLog: Send + Sync {
         Ok(self.durable_end())
     }
 
+    /// Shares a [`Handover`](crate::Handover) between this log's writer and its readers in
+    /// one process (see [`Log::share_handover`](crate::Log::share_handover)); a log without
+    /// one (the default) ignores it and its readers read the records.
+    fn share_handover(&mut self, _handover: std::sync::Arc<crate::Handover>) {}
+
     /// Index entries a reader holds in memory, which a refresh adds to (0 by default).
     fn memory_index_records(&self) -> usize {
         0
@@ -163,6 +168,10 @@ impl DurableLog for Log {
 
     fn refresh_read_only(&mut self) -> Result<u64, LogError> {
         Log::refresh_read_only(self)
+    }
+
+    fn share_handover(&mut self, handover: std::sync::Arc<crate::Handover>) {
+        Log::share_handover(self, handover)
     }
 
     fn memory_index_records(&self) -> usize {

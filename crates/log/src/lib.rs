@@ -134,6 +134,7 @@ mod files;
 mod frame;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
+mod handover;
 mod index;
 mod iter;
 mod kv;
@@ -163,6 +164,7 @@ pub use durable::{DurableLog, LinkedRecords, Records};
 pub use durable_end::DURABLE_END_FILE;
 pub use error::{ExpectedVersion, LogError};
 pub use frame::{MAX_PAYLOAD_BYTES, MAX_STREAM_BYTES, MAX_UNIT_RECORDS};
+pub use handover::{Handover, HANDOVER_RECORDS_MAX};
 pub use iter::{DeferredLinks, Link, RecordIter};
 pub use kv::external::{KvPair, KvScan, KvWrite};
 pub use kv::{Kv, ProjectionBackend, ProjectionStore};
@@ -330,6 +332,10 @@ pub struct Log {
     /// Segment files opened by index lookups (at most `read::LOOKUP_FILES`, by
     /// segment number), shared so that readers read at once, not in turn.
     lookup_files: std::sync::Mutex<Vec<(u64, std::sync::Arc<File>)>>,
+    /// Shared with the writer or readers of this log in the same process ([`Log::share_handover`]).
+    handover: Option<std::sync::Arc<Handover>>,
+    /// Records a reader indexed from the handover since its open.
+    handed_records: u64,
     broken: Option<String>,
     /// A damaged record was found (and the quarantine marker written) since open: `append`
     /// refuses new units.

@@ -416,6 +416,8 @@ impl Opened<'_> {
             staged_entries: Vec::new(),
             staged_last_offset: 0,
             lookup_files: std::sync::Mutex::new(Vec::new()),
+            handover: None,
+            handed_records: 0,
             broken: None,
             quarantined: AtomicBool::new(false),
             report: self.report,

@@ -43,7 +43,9 @@ use crate::kv::overlay::{self, OverlayKv};
 use crate::open::{validate_meta, Opened, INDEX_DIR, PROJECTIONS_DIR, SEGMENTS_DIR, STREAMS_DIR};
 use crate::recovery::{self, ScanTo};
 use crate::streams::{StreamIndex, StreamTable};
-use crate::{durable_end, files, quarantine, segment, Kv, Log, LogError, LogOptions, OpenReport};
+use crate::{
+    durable_end, files, quarantine, segment, Handover, Kv, Log, LogError, LogOptions, OpenReport,
+};
 
 impl Log {
     /// Opens the log in `dir` for reading beside its writer (see the module documentation):
@@ -143,6 +145,10 @@ impl Log {
         if published.next_position <= self.durable_end {
             return Ok(self.durable_end);
         }
+        self.take_handed(published)?;
+        if published.next_position <= self.durable_end {
+            return Ok(self.durable_end);
+        }
         let scanned = self.scan_to(published);
         if let Err(error) = &scanned {
             self.broken = Some(format!(
@@ -151,6 +157,51 @@ impl Log {
         }
         let end = scanned?;
         self.segments.retain(|&s| s <= end.segment);
+        self.reached(end);
+        Ok(self.durable_end)
+    }
+
+    /// Shares `handover` with this log: a writer hands every durable batch's index entries
+    /// to it, a reader's refresh takes them from it instead of scanning those records (see
+    /// `handover`). For logs of one directory in one process (the server's writer and view).
+    pub fn share_handover(&mut self, handover: std::sync::Arc<Handover>) {
+        self.handover = Some(handover);
+    }
+
+    /// Records this reader indexed from its handover since its open (the rest it scanned).
+    pub fn handed_records(&self) -> u64 {
+        self.handed_records
+    }
+
+    /// A reader: indexes the batches its writer handed over from its end up to `published`.
+    fn take_handed(&mut self, published: IndexMeta) -> Result<(), LogError> {
+        let Some(handover) = self.handover.clone() else {
+            return Ok(());
+        };
+        for batch in handover.take(self.durable_end, published.next_position) {
+            for entry in &batch.entries {
+                self.stream_index.push(*entry, batch.segment);
+            }
+            if self.segments.last().is_none_or(|&s| s < batch.segment) {
+                self.segments.push(batch.segment);
+            }
+            self.handed_records += batch.entries.len() as u64;
+            self.reached(batch.end);
+        }
+        if self.durable_end == published.next_position && self.durable_hash != published.last_hash {
+            let error = LogError::Index(format!(
+                "the entries handed over end at position {} with another hash than the \
+                 published durable end",
+                self.durable_end
+            ));
+            self.broken = Some(error.to_string());
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// A reader's ends once it indexed up to `end`.
+    fn reached(&mut self, end: IndexMeta) {
         self.durable_end = end.next_position;
         self.submitted_end = end.next_position;
         self.durable_hash = end.last_hash;
@@ -158,7 +209,6 @@ impl Log {
         self.last_record_end_bytes = end.end_offset_bytes;
         self.writer_segment = end.segment;
         self.writer_offset_bytes = end.end_offset_bytes;
-        Ok(self.durable_end)
     }
 
     /// Scans from this reader's end to `published`, indexing in memory; where it ended.

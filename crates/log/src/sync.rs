@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use crate::handover::HandedBatch;
 use crate::index::IndexMeta;
 use crate::segment;
 use crate::streams::{Entry, INDEX_FLUSH_RECORDS, STREAM_TABLE_MAX};
@@ -264,9 +265,20 @@ impl Log {
                 .expect("the syncer seals a batch before it makes it durable");
             self.last_record = (batch.segment, batch.last_record_offset_bytes);
             self.last_record_end_bytes = batch.write_start + batch.bytes;
+            let mut handed = Vec::new();
             for mut entry in batch.entries.drain(..) {
                 entry.offset_bytes += batch.write_start;
                 self.stream_index.push(entry, batch.segment);
+                if self.handover.is_some() {
+                    handed.push(entry);
+                }
+            }
+            if let Some(handover) = &self.handover {
+                handover.offer(HandedBatch {
+                    entries: handed,
+                    segment: batch.segment,
+                    end: self.index_meta(),
+                });
             }
             if self.spare_entries.len() < IN_FLIGHT_MAX {
                 self.spare_entries.push(batch.entries);

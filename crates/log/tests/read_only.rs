@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gongji_log::{Log, LogError, LogOptions, NewRecord, DURABLE_END_FILE};
+use gongji_log::{Handover, Log, LogError, LogOptions, NewRecord, DURABLE_END_FILE};
 use uuid::Uuid;
 
 fn append(log: &mut Log, n: u64) {
@@ -204,5 +204,59 @@ fn without_a_published_durable_end_a_reader_reads_the_complete_units() {
         std::fs::read(&segment).expect("segment"),
         torn,
         "nothing cut"
+    );
+}
+
+#[test]
+fn a_reader_takes_what_its_writer_hands_over_and_scans_the_rest() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // Small segments: the batches handed over cross segment boundaries.
+    let options = || LogOptions {
+        segment_bytes_max: 4096,
+        ..LogOptions::default()
+    };
+    let mut writer = Log::open_with(tmp.path(), options()).expect("open");
+    let handover = Arc::new(Handover::new());
+    writer.share_handover(handover.clone());
+    let open_reader = || Log::open_read_only(tmp.path(), options()).expect("open read-only");
+    let mut handed = open_reader();
+    handed.share_handover(handover.clone());
+    let mut scanning = open_reader();
+    let mut n = 0;
+    for round in 0..30 {
+        for _ in 0..(round % 7) + 1 {
+            append(&mut writer, n);
+            n += 1;
+        }
+        writer.sync().expect("sync");
+        assert_eq!(handed.refresh_read_only().expect("refresh"), n);
+        assert_eq!(scanning.refresh_read_only().expect("refresh"), n);
+        assert_eq!(positions(&handed), positions(&scanning));
+        let stream = handed.read_stream("member/M1").expect("stream");
+        assert_eq!(stream, scanning.read_stream("member/M1").expect("stream"));
+        assert_eq!(stream.len() as u64, n);
+    }
+    assert_eq!(handed.handed_records(), n, "every record was handed over");
+    assert_eq!(scanning.handed_records(), 0);
+    assert_eq!(handed.verify(&mut |_| {}).expect("verify"), n);
+
+    // A reader that joins late finds no batch starting at its end: it scans, then takes what
+    // follows from the handover.
+    for _ in 0..5 {
+        append(&mut writer, n);
+        n += 1;
+    }
+    writer.sync().expect("sync");
+    let mut late = open_reader();
+    late.share_handover(handover.clone());
+    append(&mut writer, n);
+    n += 1;
+    writer.sync().expect("sync");
+    assert_eq!(late.refresh_read_only().expect("refresh"), n);
+    assert_eq!(late.handed_records(), 1);
+    assert_eq!(positions(&late), (0..n).collect::<Vec<_>>());
+    assert_eq!(
+        late.read_stream("member/M1").expect("stream").len() as u64,
+        n
     );
 }

@@ -68,6 +68,14 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
 }
 
 async fn run(config: ServeConfig) -> Result<(), String> {
+    // The writer hands what it makes durable to the read view (its refresh then indexes
+    // entries instead of scanning records the writer has just written).
+    let handover = Arc::new(gongji_log::Handover::new());
+    let config = ServeConfig {
+        open: sharing(config.open.clone(), handover.clone()),
+        open_read_only: sharing(config.open_read_only.clone(), handover),
+        ..config
+    };
     let tokens = Arc::new(TokenSet::open(&config.tokens)?);
     let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let open = config.open.clone();
@@ -93,6 +101,15 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         _ => Ok(()),
     };
     served.and(closed).and(withdrawn)
+}
+
+/// `open`, then the ledger opened shares `handover` (see `Ledger::share_handover`).
+fn sharing(open: Opener, handover: Arc<gongji_log::Handover>) -> Opener {
+    Arc::new(move || {
+        let mut ledger = open()?;
+        ledger.share_handover(handover.clone());
+        Ok(ledger)
+    })
 }
 
 /// Opens the access log and the read view beside the ledger `cell` holds, and serves until
