@@ -73,8 +73,9 @@ pub fn open(location: &Location) -> Result<Ledger, Failure> {
         // it is made only to say why an open failed.
         Location::Postgres(pg) => Ledger::open_postgres_read_only(pg.uri(), &pg.log).map_err(|e| {
             match require_ledger(location) {
-                Ok(()) => cannot_open(location, e),
-                Err(none) => none,
+                Err(none) if none.code == Code::NoLedger => none,
+                // The ledger is there, or the probe failed too: the open's own error says why.
+                _ => cannot_open(location, e),
             }
         }),
     }

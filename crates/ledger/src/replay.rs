@@ -294,8 +294,7 @@ impl Ledger {
     }
 
     /// The second half of [`refresh_read_only`](Ledger::refresh_read_only): folds at most
-    /// `records_max` of the records the log holds past the projections (a few thousand more,
-    /// to the end of a chunk). A fold started goes to the log's durable end of its start
+    /// `records_max` of the records the log holds past the projections. A fold started goes to the log's durable end of its start
     /// (a unit's end) before another starts; until then [`Ledger::folded_end`] is `None` and
     /// answers from the projections are refused; a member's answers are of the log's end. A
     /// writer's ledger is left as it is.

@@ -98,11 +98,16 @@ impl PgLog {
     ) -> Result<T, LogError> {
         let mut client = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
         let mut deadline = None;
+        // The loss as the read met it (it names the read): the error given up with.
+        let mut loss: Option<LogError> = None;
         let mut lost = client.is_closed();
         loop {
             if lost {
                 let until = *deadline.get_or_insert_with(|| Instant::now() + self.reconnect_within);
-                *client = reconnect(&self.config, &self.log, "reads", until)?;
+                match reconnect(&self.config, &self.log, "reads", until) {
+                    Ok(new) => *client = new,
+                    Err(error) => return Err(loss.unwrap_or(error)),
+                }
             }
             match attempt(&mut client) {
                 Ok(outcome) => return outcome,
@@ -112,6 +117,7 @@ impl PgLog {
                     if Instant::now() >= until {
                         return Err(error);
                     }
+                    loss = Some(error);
                     lost = true;
                 }
             }

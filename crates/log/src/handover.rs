@@ -41,7 +41,14 @@ impl HandedBatch {
 /// What a writer hands to the readers beside it (see the module documentation).
 #[derive(Default)]
 pub struct Handover {
-    batches: Mutex<VecDeque<HandedBatch>>,
+    batches: Mutex<Kept>,
+}
+
+/// The batches kept, and how many entries they hold.
+#[derive(Default)]
+struct Kept {
+    batches: VecDeque<HandedBatch>,
+    entries: usize,
 }
 
 impl std::fmt::Debug for Handover {
@@ -61,25 +68,27 @@ impl Handover {
         if batch.entries.is_empty() {
             return;
         }
-        let mut batches = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
-        if batches
+        let mut kept = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept
+            .batches
             .back()
             .is_some_and(|last| last.end.next_position != batch.start())
         {
-            batches.clear();
+            *kept = Kept::default();
         }
-        batches.push_back(batch);
-        let mut kept: usize = batches.iter().map(|b| b.entries.len()).sum();
-        while kept > HANDOVER_RECORDS_MAX && batches.len() > 1 {
-            let dropped = batches.pop_front().expect("more than one");
-            kept -= dropped.entries.len();
+        kept.entries += batch.entries.len();
+        kept.batches.push_back(batch);
+        while kept.entries > HANDOVER_RECORDS_MAX && kept.batches.len() > 1 {
+            let dropped = kept.batches.pop_front().expect("more than one");
+            kept.entries -= dropped.entries.len();
         }
     }
 
     /// The batches from position `from` on (the first starting exactly there) that end at or
     /// before `to`, in order; none if the first kept after `from` does not start there.
     pub(crate) fn take(&self, from: u64, to: u64) -> Vec<HandedBatch> {
-        let batches = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
+        let batches = &kept.batches;
         let first = batches.partition_point(|b| b.end.next_position <= from);
         let mut out = Vec::new();
         let mut at = from;

@@ -104,7 +104,9 @@ impl Log {
     }
 
     /// The stream's version including staged and in-flight records (0 for a
-    /// stream without records): what an expected version is checked against.
+    /// stream without records): what an expected version is checked against. A
+    /// reader (which stages nothing) counts the stream's durable records, reading
+    /// them: not for a hot path.
     pub fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
         self.check_usable()?;
         if self.read_only {

@@ -147,8 +147,12 @@ impl Tail {
     }
 
     fn push(&mut self, entry: Entry) {
-        let index =
-            u32::try_from(self.len).expect("an index tail is flushed long before 2^32 entries");
+        // A writer's tail is written as a run every 2^20 entries; a reader's (never written)
+        // is bounded by its owner well below this (the server opens a fresh view past 2^21).
+        let index = u32::try_from(self.len)
+            .ok()
+            .filter(|&i| i != NO_ENTRY)
+            .expect("an index tail holds fewer than 2^32 - 1 entries");
         let previous = self.last.insert(entry.hash, index).unwrap_or(NO_ENTRY);
         if self.len.is_multiple_of(TAIL_CHUNK_ENTRIES) {
             self.chunks.push(Vec::with_capacity(TAIL_CHUNK_ENTRIES));

@@ -164,9 +164,24 @@ struct Follow {
     /// stopped partway, the log's durable end.
     member: u64,
     wanted: u64,
+    /// The acknowledged ends of the reads needing the projections ([`Need::Folded`]) that
+    /// waited and are not answered yet (how many at each end).
+    folded_waiting: std::collections::BTreeMap<u64, usize>,
 }
 
 impl Follow {
+    /// Whether a read needing the projections waits for an end they are folded to now: the
+    /// follower then leaves the view to it before starting another fold (which would take
+    /// the projections partway again before that read got in).
+    fn folded_read_answerable(&self) -> bool {
+        self.folded > 0
+            && self
+                .folded_waiting
+                .keys()
+                .next()
+                .is_some_and(|&least| least <= self.folded)
+    }
+
     /// The published end a read that needs `need` compares with.
     fn end(&self, need: Need) -> u64 {
         match need {
@@ -298,6 +313,7 @@ impl ReadView {
                 folded: opened.folded_end.unwrap_or(0),
                 member: member_end(&opened),
                 wanted: 0,
+                folded_waiting: Default::default(),
             }),
             moved: Condvar::new(),
             wanted: Condvar::new(),
@@ -348,6 +364,30 @@ impl ReadView {
     ) -> Option<Result<T, ApiError>> {
         let asked = self.started.elapsed().as_millis() as u64;
         self.asked_at_ms.fetch_max(asked, Ordering::Relaxed);
+        let mut waiting = None;
+        let answer = self.answer_once_there(need, acknowledged, deadline, query, &mut waiting);
+        if let Some(at) = waiting {
+            let mut follow = self.follow();
+            if let Some(count) = follow.folded_waiting.get_mut(&at) {
+                *count -= 1;
+                if *count == 0 {
+                    follow.folded_waiting.remove(&at);
+                }
+            }
+        }
+        answer
+    }
+
+    /// [`ReadView::answer`]'s loop; a read needing the projections that waits is noted in
+    /// [`Follow::folded_waiting`] (`waiting`: at which end) until the caller answered it.
+    fn answer_once_there<T>(
+        self: &Arc<Self>,
+        need: Need,
+        acknowledged: u64,
+        deadline: std::time::Instant,
+        query: impl FnOnce(&Ledger) -> T,
+        waiting: &mut Option<u64>,
+    ) -> Option<Result<T, ApiError>> {
         loop {
             let guard = self.read();
             match guard.as_ref() {
@@ -356,6 +396,11 @@ impl ReadView {
                 }
                 Some(_) => {
                     drop(guard);
+                    if need == Need::Folded && waiting.is_none() {
+                        *waiting = Some(acknowledged);
+                        let mut follow = self.follow();
+                        *follow.folded_waiting.entry(acknowledged).or_default() += 1;
+                    }
                     if !self.wait_for(need, acknowledged, deadline) {
                         return None;
                     }
@@ -431,6 +476,10 @@ impl ReadView {
         let lately = self.started.elapsed().saturating_sub(asked) < FOLLOW_AFTER_ASKED;
         let extend = follow.wanted > follow.log || (lately && durable > follow.log);
         let due = extend || follow.wanted > follow.folded || follow.folded < follow.log;
+        if due && follow.folded_read_answerable() {
+            let _ = self.wanted.wait_timeout(follow, HANDOFF_MAX);
+            return;
+        }
         if !due {
             let tick = if lately {
                 FOLLOW_TICK
@@ -524,7 +573,7 @@ impl ReadView {
         let mut folded = 0;
         for _ in 0..REFRESHES_MAX {
             let caught_up = fresh.refresh_read_only().map_err(|e| e.to_string())?;
-            let last = caught_up.folded_in_memory - folded;
+            let last = caught_up.folded_in_memory.saturating_sub(folded);
             folded = caught_up.folded_in_memory;
             if last < FRESH_CATCH_UP_RECORDS {
                 break;
@@ -762,6 +811,43 @@ mod tests {
         let answered = view.answer(Need::Member, acknowledged, soon(), last_balance(members));
         let answered = answered.expect("answered").expect("an answer");
         assert_eq!(answered.expect("a balance"), Some(after));
+        writer.close().expect("close");
+    }
+
+    #[test]
+    fn the_follower_lets_a_waiting_read_of_the_projections_in_before_it_folds_again() {
+        let (tmp, mut writer) = ledger_with_policy();
+        writer.apply_line(&retiree("R0"), 0).expect("line");
+        writer.commit().expect("commit");
+        let dir = tmp.path().to_path_buf();
+        let open: Opener = Arc::new(move || {
+            Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
+        });
+        let metrics = Arc::new(Metrics::default());
+        // No follower thread: the test calls its steps.
+        let view = Arc::new(ReadView::open(open, metrics.clone(), u64::MAX).expect("view"));
+        let first = writer.log().durable_end();
+        assert_eq!(view.follow().folded, first);
+        // A read needing the projections at `first` was woken and has not got in yet (as
+        // `answer` notes it); meanwhile the writer moves on and a member's read wants more.
+        view.follow().folded_waiting.insert(first, 1);
+        writer.apply_line(&retiree("R1"), 0).expect("line");
+        writer.commit().expect("commit");
+        let second = writer.log().durable_end();
+        metrics
+            .durable_position
+            .fetch_max(second, Ordering::Release);
+        view.follow().wanted = second;
+        view.follow_once();
+        assert_eq!(
+            view.follow().log,
+            first,
+            "the follower leaves the view to that read"
+        );
+        assert_eq!(view.follow().folded, first);
+        view.follow().folded_waiting.clear();
+        view.follow_once();
+        assert_eq!(view.follow().log, second, "then it follows the writer");
         writer.close().expect("close");
     }
 

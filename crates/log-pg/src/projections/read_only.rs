@@ -18,7 +18,7 @@ use gongji_log::{KvPair, KvWrite, LogError};
 use postgres::Config;
 
 use super::statements::{successor, upper_bound, Conn, Stored, PAGE_ROWS};
-use crate::conn::{connect, connection_lost, pg_err, RECONNECT_PAUSE};
+use crate::conn::{connect, connection_lost, pg_err, reconnect};
 use crate::schema::{self, PROJECTIONS_SINCE};
 
 const ROLE: &str = "projections reader";
@@ -61,7 +61,11 @@ impl std::fmt::Debug for ReadOnly {
 /// A connection to a database holding the projections, with a snapshot taken; the checkpoint
 /// row in it.
 fn snapshot_on(config: &Config, log: &str) -> Result<(Conn, Stored), LogError> {
-    let mut client = connect(config, log, ROLE)?;
+    snapshot_with(connect(config, log, ROLE)?, log)
+}
+
+/// The snapshot taken on `client`, once the schema holds the projections; the checkpoint row.
+fn snapshot_with(mut client: postgres::Client, log: &str) -> Result<(Conn, Stored), LogError> {
     let version = schema::check_version(&mut client)?;
     if version < PROJECTIONS_SINCE {
         return Err(LogError::InvalidInput(format!(
@@ -240,18 +244,13 @@ impl ReadOnly {
         view.checkpoint = Some(None);
     }
 
-    /// A snapshot on a new connection, the old one lost: tried every [`RECONNECT_PAUSE`] for up
-    /// to `reconnect_within` while connecting fails (a failover); any other error at once.
+    /// A snapshot on a new connection, the old one lost: connecting is tried every
+    /// `RECONNECT_PAUSE` for up to `reconnect_within` (a failover); anything after the
+    /// connection (the schema, the snapshot) fails at once.
     fn snapshot_again(&self) -> Result<(Conn, Stored), LogError> {
         let deadline = Instant::now() + self.reconnect_within;
-        loop {
-            match snapshot_on(&self.config, &self.log) {
-                Err(LogError::Io { .. }) if Instant::now() < deadline => {
-                    std::thread::sleep(RECONNECT_PAUSE)
-                }
-                taken => return taken,
-            }
-        }
+        let client = reconnect(&self.config, &self.log, ROLE, deadline)?;
+        snapshot_with(client, &self.log)
     }
 
     /// Ends the snapshot and takes a new one (on a new connection if the old one was lost).
