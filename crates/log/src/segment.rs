@@ -60,19 +60,19 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-/// Like [`read_full`], at `offset` of `file` by positional reads.
-fn read_full_at(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-    use std::os::unix::fs::FileExt;
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+/// A file read from `offset` on by positional reads (`pread`): the file's own offset is
+/// neither used nor moved, so several threads may read one file at once.
+struct ReadAt<'a> {
+    file: &'a File,
+    offset: u64,
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
     }
-    Ok(filled)
 }
 
 /// One step of a sequential read.
@@ -216,9 +216,13 @@ pub(crate) fn read_frame_at<'b>(
     offset_bytes: u64,
     buf: &'b mut Vec<u8>,
 ) -> Result<Result<FrameView<'b>, FrameError>, LogError> {
+    let mut reader = ReadAt {
+        file,
+        offset: offset_bytes,
+    };
     let mut header = [0u8; FRAME_HEADER_BYTES];
-    let got = read_full_at(file, offset_bytes, &mut header)
-        .map_err(|e| io_err("reading segment", path, e))?;
+    let got =
+        read_full(&mut reader, &mut header).map_err(|e| io_err("reading segment", path, e))?;
     if got < FRAME_HEADER_BYTES {
         return Ok(Err(FrameError::Incomplete {
             have_bytes: got,
@@ -230,8 +234,7 @@ pub(crate) fn read_frame_at<'b>(
         Err(e) => return Ok(Err(e)),
     };
     buf.resize(body_len, 0);
-    let got = read_full_at(file, offset_bytes + FRAME_HEADER_BYTES as u64, buf)
-        .map_err(|e| io_err("reading segment", path, e))?;
+    let got = read_full(&mut reader, buf).map_err(|e| io_err("reading segment", path, e))?;
     if got < body_len {
         return Ok(Err(FrameError::Incomplete {
             have_bytes: FRAME_HEADER_BYTES + got,
