@@ -50,9 +50,17 @@ pub(crate) fn reconnect(
     role: &str,
     deadline: Instant,
 ) -> Result<Client, LogError> {
+    retry_until(deadline, || connect(config, log, role))
+}
+
+/// `attempt` until it succeeds, every [`RECONNECT_PAUSE`]; past `deadline`, its last error.
+pub(crate) fn retry_until<T>(
+    deadline: Instant,
+    mut attempt: impl FnMut() -> Result<T, LogError>,
+) -> Result<T, LogError> {
     loop {
-        match connect(config, log, role) {
-            Ok(client) => return Ok(client),
+        match attempt() {
+            Ok(done) => return Ok(done),
             Err(e) if Instant::now() >= deadline => return Err(e),
             Err(_) => std::thread::sleep(RECONNECT_PAUSE),
         }

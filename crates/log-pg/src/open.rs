@@ -69,8 +69,16 @@ impl PgLog {
         check_tail(&mut reads, log, head, true)?;
         let writer = Writer::start(session, head)?;
         let progress = Arc::clone(&writer.progress);
-        let log = PgLog::new(config, log, reads, head, progress, Some(writer));
-        Ok(log.reconnecting_within(options.reconnect_within))
+        let within = options.reconnect_within;
+        Ok(PgLog::new(
+            config,
+            log,
+            reads,
+            head,
+            progress,
+            Some(writer),
+            within,
+        ))
     }
 
     /// Opens log `log` to read beside its writer: no lock, nothing written. It reads up to the
@@ -97,8 +105,8 @@ impl PgLog {
         let head = read_head(&mut reads, log)?;
         check_tail(&mut reads, log, head, false)?;
         let progress = Progress::new(head);
-        let log = PgLog::new(config, log, reads, head, progress, None);
-        Ok(log.reconnecting_within(options.reconnect_within))
+        let within = options.reconnect_within;
+        Ok(PgLog::new(config, log, reads, head, progress, None, within))
     }
 
     /// A writer's table of stream versions starts complete on an empty log (every stream it
@@ -110,13 +118,14 @@ impl PgLog {
         head: Head,
         progress: Arc<Progress>,
         writer: Option<Writer>,
+        reconnect_within: std::time::Duration,
     ) -> PgLog {
         let complete = writer.is_some() && head.end_position == 0;
         PgLog {
             log: log.to_owned(),
             config,
             reads: Mutex::new(reads),
-            reconnect_within: PgLogOptions::default().reconnect_within,
+            reconnect_within,
             writer,
             progress,
             streams: StreamVersions {
@@ -132,11 +141,6 @@ impl PgLog {
             broken: None,
             damaged: AtomicBool::new(false),
         }
-    }
-
-    fn reconnecting_within(mut self, within: std::time::Duration) -> PgLog {
-        self.reconnect_within = within;
-        self
     }
 
     /// Whether the database `uri` names holds log `log` (its head row: a writer opened it once).

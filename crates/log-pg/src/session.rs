@@ -34,7 +34,8 @@ use gongji_log::LogError;
 use postgres::{Client, Config};
 
 use crate::conn::{
-    connect, connection_lost, describe, pg_err, to_hash, to_i64, to_u64, RECONNECT_PAUSE,
+    connect, connection_lost, describe, pg_err, retry_until, to_hash, to_i64, to_u64,
+    RECONNECT_PAUSE,
 };
 use crate::copy;
 use crate::schema::{self, LOCK_CLASS};
@@ -358,26 +359,19 @@ impl Session {
             // could never take it otherwise.
             self.unlock();
         }
-        loop {
-            let attempt = connect(&self.config, &self.log, "writer").and_then(|mut client| {
-                if !try_lock(&mut client, self.lock_key, &self.log)? {
-                    return Err(locked(&self.log));
-                }
-                let head = read_head(&mut client, &self.log)?;
-                let replicated = sync_standbys_set(&mut client, &self.log)?;
-                Ok((client, head, replicated))
-            });
-            match attempt {
-                Ok((client, head, replicated)) => {
-                    self.client = client;
-                    // Once replicated, always: a new primary in `wait_primary` has it empty.
-                    self.replicated |= replicated;
-                    return Ok(head);
-                }
-                Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => std::thread::sleep(RECONNECT_PAUSE),
+        let (client, head, replicated) = retry_until(deadline, || {
+            let mut client = connect(&self.config, &self.log, "writer")?;
+            if !try_lock(&mut client, self.lock_key, &self.log)? {
+                return Err(locked(&self.log));
             }
-        }
+            let head = read_head(&mut client, &self.log)?;
+            let replicated = sync_standbys_set(&mut client, &self.log)?;
+            Ok((client, head, replicated))
+        })?;
+        self.client = client;
+        // Once replicated, always: a new primary in `wait_primary` has it empty.
+        self.replicated |= replicated;
+        Ok(head)
     }
 }
 
