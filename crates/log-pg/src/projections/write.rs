@@ -18,11 +18,9 @@ use gongji_log::{KvPair, KvWrite, LogError};
 use postgres::{Config, Transaction};
 
 use super::statements::{successor, upper_bound, Conn, Stored, PAGE_ROWS};
-use crate::conn::{connect, connection_lost, describe, pg_err, to_i64};
+use crate::conn::{connect, connection_lost, describe, pg_err, to_i64, RECONNECT_PAUSE};
 use crate::{copy, schema};
 
-/// Pause between two attempts to connect again.
-const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 /// Longest key or value: PostgreSQL's bound on a `bytea`, less a byte.
 const FIELD_BYTES_MAX: usize = (1 << 30) - 1;
 
