@@ -600,10 +600,22 @@ impl ReadView {
 /// a fold is partway with more than [`MEMBER_FROM_LOG_REMAINING`] records left, the log's end;
 /// nearer its end, nowhere yet (0: the read waits for the fold).
 fn member_end(reached: &Refreshed) -> u64 {
-    match reached.folded_end {
-        Some(end) => end,
-        None if reached.fold_remaining > MEMBER_FROM_LOG_REMAINING => reached.durable_end,
-        None => 0,
+    member_end_of(
+        reached.folded_end,
+        reached.fold_remaining,
+        reached.durable_end,
+    )
+    .unwrap_or(0)
+}
+
+/// Where a view with these ends answers a member's read (see [`member_end`]; `None`: nowhere
+/// yet): where its projections are folded to (`None` while a fold is partway), what that fold
+/// has left, and its log's durable end.
+fn member_end_of(folded_end: Option<u64>, fold_remaining: u64, durable_end: u64) -> Option<u64> {
+    match folded_end {
+        Some(end) => Some(end),
+        None if fold_remaining > MEMBER_FROM_LOG_REMAINING => Some(durable_end),
+        None => None,
     }
 }
 
@@ -611,12 +623,10 @@ fn member_end(reached: &Refreshed) -> u64 {
 /// where they are is let answer: its query meets the same error).
 fn reaches(ledger: &Ledger, need: Need, acknowledged: u64) -> bool {
     match need {
-        Need::Member => match ledger.folded_end() {
-            Ok(Some(end)) => end >= acknowledged,
-            Ok(None) => ledger.fold_remaining().map_or(true, |left| {
-                left > MEMBER_FROM_LOG_REMAINING && ledger.log().durable_end() >= acknowledged
-            }),
-            Err(_) => true,
+        Need::Member => match (ledger.folded_end(), ledger.fold_remaining()) {
+            (Ok(folded), Ok(left)) => member_end_of(folded, left, ledger.log().durable_end())
+                .is_some_and(|end| end >= acknowledged),
+            _ => true,
         },
         Need::Folded => ledger
             .folded_end()
@@ -774,6 +784,23 @@ mod tests {
         std::time::Instant::now() + Duration::from_millis(200)
     }
 
+    /// Folds `view` to `acknowledged`, then checks that a read needing `need` answers the last
+    /// retiree's balance `after` (of `view_partway_through_a_unit`'s `members`).
+    fn answers_once_folded(
+        view: &Arc<ReadView>,
+        need: Need,
+        acknowledged: u64,
+        members: u64,
+        after: gongji_domain::Money,
+    ) {
+        while view.follow().folded < acknowledged {
+            view.refresh(false);
+        }
+        let answered = view.answer(need, acknowledged, soon(), last_balance(members));
+        let answered = answered.expect("answered").expect("an answer");
+        assert_eq!(answered.expect("a balance"), Some(after));
+    }
+
     #[test]
     fn a_members_read_during_a_large_units_fold_answers_the_state_after_the_unit() {
         let members = MEMBER_FROM_LOG_REMAINING + 3 * FOLD_STEP_RECORDS;
@@ -787,12 +814,7 @@ mod tests {
                 .is_none(),
             "a fund waits for the fold"
         );
-        while view.follow().folded < acknowledged {
-            view.refresh(false);
-        }
-        let answered = view.answer(Need::Folded, acknowledged, soon(), last_balance(members));
-        let answered = answered.expect("answered").expect("an answer");
-        assert_eq!(answered.expect("a balance"), Some(after));
+        answers_once_folded(&view, Need::Folded, acknowledged, members, after);
         writer.close().expect("close");
     }
 
@@ -805,12 +827,7 @@ mod tests {
                 .is_none(),
             "a few records left: the member's read waits for the fold"
         );
-        while view.follow().folded < acknowledged {
-            view.refresh(false);
-        }
-        let answered = view.answer(Need::Member, acknowledged, soon(), last_balance(members));
-        let answered = answered.expect("answered").expect("an answer");
-        assert_eq!(answered.expect("a balance"), Some(after));
+        answers_once_folded(&view, Need::Member, acknowledged, members, after);
         writer.close().expect("close");
     }
 
