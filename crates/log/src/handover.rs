@@ -16,7 +16,7 @@
 //! reader starts exactly at its end and is never past what it asked for.
 
 use std::collections::VecDeque;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::index::IndexMeta;
 use crate::streams::Entry;
@@ -24,10 +24,11 @@ use crate::streams::Entry;
 /// Entries kept for readers (32 MiB); a reader further behind scans the segments.
 pub const HANDOVER_RECORDS_MAX: usize = 1 << 20;
 
-/// One durable batch: its entries (offsets within `segment`) and the index meta at its end.
+/// One durable batch: its entries (offsets within `segment`; shared, so that a reader's take
+/// copies none under the lock the writer offers through) and the index meta at its end.
 #[derive(Clone)]
 pub(crate) struct HandedBatch {
-    pub entries: Vec<Entry>,
+    pub entries: Arc<[Entry]>,
     pub segment: u64,
     pub end: IndexMeta,
 }
@@ -108,7 +109,7 @@ mod tests {
     use super::*;
 
     fn batch(from: u64, records: u64) -> HandedBatch {
-        let entries = (from..from + records)
+        let entries: Vec<Entry> = (from..from + records)
             .map(|position| Entry {
                 hash: position % 13,
                 version: 1,
@@ -116,6 +117,7 @@ mod tests {
                 offset_bytes: 0,
             })
             .collect();
+        let entries = entries.into();
         HandedBatch {
             entries,
             segment: 0,

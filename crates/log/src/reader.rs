@@ -179,7 +179,7 @@ impl Log {
             return Ok(());
         };
         for batch in handover.take(self.durable_end, published.next_position) {
-            for entry in &batch.entries {
+            for entry in batch.entries.iter() {
                 self.stream_index.push(*entry, batch.segment);
             }
             if self.segments.last().is_none_or(|&s| s < batch.segment) {

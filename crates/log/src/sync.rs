@@ -275,7 +275,7 @@ impl Log {
             }
             if let Some(handover) = &self.handover {
                 handover.offer(HandedBatch {
-                    entries: handed,
+                    entries: handed.into(),
                     segment: batch.segment,
                     end: self.index_meta(),
                 });
