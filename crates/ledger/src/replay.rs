@@ -294,10 +294,10 @@ impl Ledger {
     }
 
     /// The second half of [`refresh_read_only`](Ledger::refresh_read_only): folds at most
-    /// `records_max` of the records the log holds past the projections. A fold started goes to the log's durable end of its start
-    /// (a unit's end) before another starts; until then [`Ledger::folded_end`] is `None` and
-    /// answers from the projections are refused; a member's answers are of the log's end. A
-    /// writer's ledger is left as it is.
+    /// `records_max` of the records the log holds past the projections. A fold started goes to
+    /// the log's durable end of its start (a unit's end) before another starts; until then
+    /// [`Ledger::folded_end`] is `None` and answers from the projections are refused; a
+    /// member's answers are of the log's end. A writer's ledger is left as it is.
     pub fn fold_read_only(&mut self, records_max: u64) -> Result<Refreshed, LedgerError> {
         if self.read_only {
             self.refuse_if_broken()?;
