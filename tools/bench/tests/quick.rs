@@ -7,6 +7,22 @@ use std::process::Command;
 #[path = "../../../crates/log-pg/tests/support/mod.rs"]
 mod pg;
 
+/// Runs a benchmark with `args` and `--work DIR`; checks it succeeded; its stdout and stderr.
+fn run_bench(program: &str, args: &[&str], work: &std::path::Path) -> (String, String) {
+    let output = Command::new(program)
+        .args(args)
+        .arg("--work")
+        .arg(work)
+        .output()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{stderr}"
+    );
+    (String::from_utf8(output.stdout).expect("utf8"), stderr)
+}
+
 /// The names of the figures a benchmark printed, each line checked to be one figure.
 fn figure_names(stdout: &str) -> Vec<&str> {
     stdout
@@ -26,17 +42,11 @@ fn figure_names(stdout: &str) -> Vec<&str> {
 #[test]
 fn the_quick_benchmark_runs_and_prints_one_json_figure_per_line() {
     let work = tempfile::tempdir().expect("tempdir");
-    let output = Command::new(env!("CARGO_BIN_EXE_gongji-bench"))
-        .args(["--quick", "--no-postgres", "--work"])
-        .arg(work.path())
-        .output()
-        .expect("run gongji-bench");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "gongji-bench --quick failed:\n{stderr}"
+    let (stdout, stderr) = run_bench(
+        env!("CARGO_BIN_EXE_gongji-bench"),
+        &["--quick", "--no-postgres"],
+        work.path(),
     );
-    let stdout = String::from_utf8(output.stdout).expect("utf8");
     let names = figure_names(&stdout);
     for expected in [
         "log_append_events_per_second",
@@ -68,25 +78,11 @@ fn the_quick_benchmark_runs_and_prints_one_json_figure_per_line() {
 fn the_quick_query_stage_measures_both_stores_and_cleans_up() {
     let work = tempfile::tempdir().expect("tempdir");
     let (uri, log) = (pg::pg_uri(), pg::fresh_log("bench-queries-test"));
-    let output = Command::new(env!("CARGO_BIN_EXE_gongji-pg-bench"))
-        .args([
-            "--uri",
-            &uri,
-            "--queries",
-            "--quick",
-            "--pg-log",
-            &log,
-            "--work",
-        ])
-        .arg(work.path())
-        .output()
-        .expect("run gongji-pg-bench");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "gongji-pg-bench --queries --quick failed:\n{stderr}"
+    let (stdout, stderr) = run_bench(
+        env!("CARGO_BIN_EXE_gongji-pg-bench"),
+        &["--uri", &uri, "--queries", "--quick", "--pg-log", &log],
+        work.path(),
     );
-    let stdout = String::from_utf8(output.stdout).expect("utf8");
     let names = figure_names(&stdout);
     // The stage needs the gongji binary beside the benchmark (built by `cargo test --workspace`).
     if names.is_empty() {
