@@ -10,7 +10,10 @@ use crate::{Log, LogError, Record};
 ///
 /// It starts at the nearest sparse position point at or before `from` (one is
 /// kept at least every 1024 records and at each segment start), so reaching
-/// `from` costs at most a few thousand frame reads.
+/// `from` costs at most a few thousand frame reads; or, when `from` is where the
+/// last checked read of this log stopped, right there, the chain checked from
+/// that read's last hash (a read view folding the log in steps of a few hundred
+/// records reads each record once, not the thousand before it again).
 pub struct RecordIter<'a> {
     log: &'a Log,
     from: u64,
@@ -23,6 +26,21 @@ pub struct RecordIter<'a> {
     done: bool,
     /// Segment (its first position) and byte offset of the record returned last.
     last_location: (u64, u64),
+    /// The hash chain is checked here (not deferred to the records' holders).
+    check_links: bool,
+    /// A read failed: where it stopped is no place to resume from.
+    failed: bool,
+}
+
+/// Where a checked read stopped: the next record's position, the segment and byte offset of
+/// its frame, and the hash of the record before it (computed by that read, so the next read
+/// checks the link between the two).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ResumePoint {
+    position: u64,
+    segment: u64,
+    offset_bytes: u64,
+    prev_hash: [u8; 32],
 }
 
 impl std::fmt::Debug for RecordIter<'_> {
@@ -54,8 +72,13 @@ impl<'a> RecordIter<'a> {
             segment: 0,
             done: from >= end,
             last_location: (0, 0),
+            check_links,
+            failed: false,
         };
         if iter.done {
+            return Ok(iter);
+        }
+        if check_links && iter.resume_at_last_stop()? {
             return Ok(iter);
         }
         let segments = log.segments();
@@ -78,6 +101,29 @@ impl<'a> RecordIter<'a> {
         iter.segment = segment;
         iter.walk = Some(Walk::resume(source, chain, TailRule::Damage));
         Ok(iter)
+    }
+
+    /// Starts where the log's last checked read stopped, if that is `from` (and its segment
+    /// is still this log's); false otherwise.
+    fn resume_at_last_stop(&mut self) -> Result<bool, LogError> {
+        let last = *self
+            .log
+            .resume
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(point) = last.filter(|point| point.position == self.from) else {
+            return Ok(false);
+        };
+        let Ok(segment_index) = self.log.segments().binary_search(&point.segment) else {
+            return Ok(false);
+        };
+        let path = segment_path(self.log.segments_dir(), point.segment);
+        let source = FrameReader::open(path, point.offset_bytes)?;
+        let chain = Chain::at(point.position, point.prev_hash);
+        self.segment_index = segment_index;
+        self.segment = point.segment;
+        self.walk = Some(Walk::resume(source, chain, TailRule::Damage));
+        Ok(true)
     }
 
     fn advance(&mut self) -> Result<Option<Record>, LogError> {
@@ -145,6 +191,7 @@ impl Iterator for RecordIter<'_> {
             }
             Err(e) => {
                 self.done = true;
+                self.failed = true;
                 Some(Err(self.log.remember_damage(e, "read_range")))
             }
         }
@@ -152,6 +199,34 @@ impl Iterator for RecordIter<'_> {
 }
 
 impl std::iter::FusedIterator for RecordIter<'_> {}
+
+impl Drop for RecordIter<'_> {
+    /// A checked read that did not fail leaves where it stopped for the next read from there.
+    fn drop(&mut self) {
+        let Some(walk) = self
+            .walk
+            .as_ref()
+            .filter(|_| self.check_links && !self.failed)
+        else {
+            return;
+        };
+        let chain = walk.chain();
+        let Some(prev_hash) = chain.last_hash() else {
+            return; // nothing walked yet: the hash before the next record is not known
+        };
+        let point = ResumePoint {
+            position: chain.next_position(),
+            segment: self.segment,
+            offset_bytes: walk.offset_bytes(),
+            prev_hash,
+        };
+        *self
+            .log
+            .resume
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(point);
+    }
+}
 
 /// One record's link in the hash chain, to be checked by whoever folds the record (see
 /// [`Log::read_range_links_deferred`]): the hash the record after it says this record has.

@@ -332,6 +332,9 @@ pub struct Log {
     /// Segment files opened by index lookups (at most `read::LOOKUP_FILES`, by
     /// segment number), shared so that readers read at once, not in turn.
     lookup_files: std::sync::Mutex<Vec<(u64, std::sync::Arc<File>)>>,
+    /// Where the last checked range read stopped (`iter::ResumePoint`): a read starting there
+    /// goes on from it, its chain check unbroken, instead of from a sparse point before it.
+    resume: std::sync::Mutex<Option<iter::ResumePoint>>,
     /// Shared with the writer or readers of this log in the same process ([`Log::share_handover`]).
     handover: Option<std::sync::Arc<Handover>>,
     /// Records a reader indexed from the handover since its open.

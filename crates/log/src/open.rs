@@ -416,6 +416,7 @@ impl Opened<'_> {
             staged_entries: Vec::new(),
             staged_last_offset: 0,
             lookup_files: std::sync::Mutex::new(Vec::new()),
+            resume: std::sync::Mutex::new(None),
             handover: None,
             handed_records: 0,
             broken: None,

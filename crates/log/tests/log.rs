@@ -233,24 +233,7 @@ fn positions_consecutive_across_segment_rolls() {
 fn read_range_with_many_records_uses_sparse_points() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
-    let options = LogOptions {
-        segment_bytes_max: 200_000,
-        ..LogOptions::default()
-    };
-    {
-        let mut log = Log::open_with(dir, options.clone()).expect("open");
-        let payloads: Vec<[u8; 8]> = (0..5000u64).map(|n| n.to_le_bytes()).collect();
-        for chunk in 0..5 {
-            let unit: Vec<NewRecord<'_>> = (0..1000)
-                .map(|i| {
-                    let n = chunk * 1000 + i;
-                    rec("bulk", n, &payloads[n as usize])
-                })
-                .collect();
-            log.append(&[], &unit, 0).expect("append");
-            log.sync().expect("sync");
-        }
-    }
+    let options = bulk_log(dir);
     let log = Log::open_with(dir, options).expect("reopen");
     for from in [0u64, 1023, 1024, 3333, 4999] {
         let first = log
@@ -265,6 +248,84 @@ fn read_range_with_many_records_uses_sparse_points() {
     assert_eq!(log.read_range(0, 5000).expect("range").count(), 5000);
     assert_eq!(log.read_stream("bulk").expect("stream").len(), 5000);
     assert_eq!(log.stream_version("bulk").expect("version"), 5000);
+}
+
+/// Five thousand records in units of a thousand, over several segments.
+fn bulk_log(dir: &Path) -> LogOptions {
+    let options = LogOptions {
+        segment_bytes_max: 200_000,
+        ..LogOptions::default()
+    };
+    let mut log = Log::open_with(dir, options.clone()).expect("open");
+    let payloads: Vec<[u8; 8]> = (0..5000u64).map(|n| n.to_le_bytes()).collect();
+    for chunk in 0..5 {
+        let unit: Vec<NewRecord<'_>> = (0..1000)
+            .map(|i| {
+                let n = chunk * 1000 + i;
+                rec("bulk", n, &payloads[n as usize])
+            })
+            .collect();
+        log.append(&[], &unit, 0).expect("append");
+        log.sync().expect("sync");
+    }
+    options
+}
+
+#[test]
+fn a_range_read_in_steps_equals_one_read_across_segments() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let options = bulk_log(dir);
+    let log = Log::open_with(dir, options).expect("reopen");
+    assert!(segment_files(dir).len() > 2, "the steps cross segments");
+    let whole = all(&log);
+    for step in [1u64, 7, 256, 1000, 1999] {
+        let mut stepped = Vec::new();
+        let mut from = 0;
+        while from < 5000 {
+            let to = (from + step).min(5000);
+            stepped.extend(
+                log.read_range(from, to)
+                    .expect("range")
+                    .map(|r| r.expect("record")),
+            );
+            from = to;
+        }
+        assert_eq!(stepped, whole, "steps of {step}");
+    }
+    // A read stopped partway, then one from where it stopped, and one from elsewhere.
+    let first: Vec<Record> = log
+        .read_range(100, 5000)
+        .expect("range")
+        .take(50)
+        .map(|r| r.expect("record"))
+        .collect();
+    assert_eq!(first, whole[100..150]);
+    let next = log
+        .read_range(150, 160)
+        .expect("range")
+        .map(|r| r.expect("record"));
+    assert_eq!(next.collect::<Vec<_>>(), whole[150..160]);
+    let elsewhere = log
+        .read_range(4000, 4010)
+        .expect("range")
+        .map(|r| r.expect("record"));
+    assert_eq!(elsewhere.collect::<Vec<_>>(), whole[4000..4010]);
+}
+
+#[test]
+fn a_range_read_in_steps_finds_a_damaged_record_where_it_is() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let (segment, offsets) = five_records(dir);
+    let log = Log::open(dir).expect("open");
+    // Read the first two, so that the next read resumes at position 2; then damage the
+    // record at position 3 (a byte of its body) behind the log's back.
+    assert_eq!(log.read_range(0, 2).expect("range").count(), 2);
+    flip_byte(&segment, offsets[4] - 3);
+    let mut resumed = log.read_range(2, 5).expect("range");
+    assert_eq!(resumed.next().expect("some").expect("record").position, 2);
+    assert_corrupt_at(resumed.next().expect("some"), 3);
 }
 
 #[test]
