@@ -131,8 +131,8 @@ struct ReadView {
     moved: Condvar,
     /// A reader waits for the view: the follower refreshes it at once.
     wanted: Condvar,
-    /// When a query last asked for the view (milliseconds since `started`): the follower
-    /// follows the writer while queries come, and rests otherwise.
+    /// When a query last asked for the view (milliseconds since `started`, plus one; 0: none
+    /// has yet): the follower follows the writer while queries come, and rests otherwise.
     asked_at_ms: AtomicU64,
     started: std::time::Instant,
     /// A fresh view is being opened on another thread.
@@ -362,7 +362,7 @@ impl ReadView {
         deadline: std::time::Instant,
         query: impl FnOnce(&Ledger) -> T,
     ) -> Option<Result<T, ApiError>> {
-        let asked = self.started.elapsed().as_millis() as u64;
+        let asked = self.started.elapsed().as_millis() as u64 + 1;
         self.asked_at_ms.fetch_max(asked, Ordering::Relaxed);
         let mut waiting = None;
         let answer = self.answer_once_there(need, acknowledged, deadline, query, &mut waiting);
@@ -472,8 +472,16 @@ impl ReadView {
     fn follow_once(self: &Arc<Self>) {
         let follow = self.follow();
         let durable = self.metrics.durable_position.load(Ordering::Acquire);
-        let asked = Duration::from_millis(self.asked_at_ms.load(Ordering::Relaxed));
-        let lately = self.started.elapsed().saturating_sub(asked) < FOLLOW_AFTER_ASKED;
+        let lately = match self.asked_at_ms.load(Ordering::Relaxed) {
+            0 => false,
+            asked => {
+                let since = self
+                    .started
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(asked - 1));
+                since < FOLLOW_AFTER_ASKED
+            }
+        };
         let extend = follow.wanted > follow.log || (lately && durable > follow.log);
         let due = extend || follow.wanted > follow.folded || follow.folded < follow.log;
         if due && follow.folded_read_answerable() {
@@ -815,6 +823,39 @@ mod tests {
             "a fund waits for the fold"
         );
         answers_once_folded(&view, Need::Folded, acknowledged, members, after);
+        writer.close().expect("close");
+    }
+
+    #[test]
+    fn the_follower_rests_until_a_query_asks_for_the_view() {
+        let (tmp, mut writer) = ledger_with_policy();
+        writer.commit().expect("commit");
+        let dir = tmp.path().to_path_buf();
+        let open: Opener = Arc::new(move || {
+            Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
+        });
+        let metrics = Arc::new(Metrics::default());
+        let view = Arc::new(ReadView::open(open, metrics.clone(), u64::MAX).expect("view"));
+        let opened_at = view.follow().log;
+        ReadView::start_following(&view).expect("follower");
+        writer.apply_line(&enroll("M1"), 0).expect("line");
+        writer.commit().expect("durable");
+        let acknowledged = writer.log().durable_end();
+        metrics
+            .durable_position
+            .fetch_max(acknowledged, Ordering::Release);
+        // No query yet: the view stays where it opened, however far the writer goes (before,
+        // the follower followed for its first seconds as if a query had just come).
+        std::thread::sleep(FOLLOW_TICK * 50);
+        assert_eq!(view.follow().log, opened_at, "at rest");
+        // A query asks for the view: it is followed to the acknowledged end, and answered.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let answered = view.answer(Need::Folded, acknowledged, deadline, |ledger: &Ledger| {
+            ledger.account("M1").map(|a| a.is_some())
+        });
+        assert!(answered.expect("answered").expect("an answer").expect("a read"));
+        assert!(view.follow().log >= acknowledged);
+        view.closed.store(true, Ordering::Release);
         writer.close().expect("close");
     }
 
