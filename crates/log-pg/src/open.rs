@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gongji_log::LogError;
@@ -19,7 +19,7 @@ use crate::conn::{connect, parse, pg_err, to_i64};
 use crate::read::nothing_beyond;
 use crate::session::{read_head, Head, Session};
 use crate::writer::{Progress, Writer};
-use crate::{corrupt, schema, PgLog, StreamVersions};
+use crate::{corrupt, schema, PgLog, Reconnecting, StreamVersions};
 
 /// Longest log name, in bytes.
 pub const MAX_LOG_NAME_BYTES: usize = 64;
@@ -124,8 +124,7 @@ impl PgLog {
         PgLog {
             log: log.to_owned(),
             config,
-            reads: Mutex::new(reads),
-            reconnect_within,
+            reads: Reconnecting::new(Some(reads), reconnect_within),
             writer,
             progress,
             streams: StreamVersions {

@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -24,6 +24,8 @@ struct Shared {
     stop: AtomicBool,
     /// Both ends of every connection made, to be shut down at a cut.
     streams: Mutex<Vec<TcpStream>>,
+    /// Connections accepted since the proxy started.
+    accepted: AtomicUsize,
 }
 
 impl Proxy {
@@ -56,6 +58,7 @@ impl Proxy {
             shared: Arc::new(Shared {
                 stop: AtomicBool::new(false),
                 streams: Mutex::new(Vec::new()),
+                accepted: AtomicUsize::new(0),
             }),
             accepting: None,
         };
@@ -79,6 +82,11 @@ impl Proxy {
         }
     }
 
+    /// How many connections the proxy accepted since it started.
+    pub fn accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
     /// Accepts connections again, on the same port.
     pub fn restore(&mut self) {
         let listener = TcpListener::bind(self.addr).expect("binding the proxy's port again");
@@ -95,7 +103,10 @@ impl Proxy {
         self.accepting = Some(std::thread::spawn(move || {
             while !shared.stop.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((client, _)) => connect_through(client, target, &shared),
+                    Ok((client, _)) => {
+                        shared.accepted.fetch_add(1, Ordering::SeqCst);
+                        connect_through(client, target, &shared)
+                    }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
