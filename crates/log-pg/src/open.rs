@@ -30,7 +30,11 @@ pub struct PgLogOptions {
     /// How long the writer keeps trying, after its connection was lost in the middle of a
     /// commit, to connect again (to the new primary, with a multi-host connection string) and
     /// take its lock again, before it gives the batch up as failed (outcome unknown until the
-    /// log is opened again). pg_auto_failover's default failover takes about 40 s.
+    /// log is opened again). pg_auto_failover's default failover takes about 40 s. Reads ride
+    /// out a lost connection for as long (from the loss), and so do the projections'. Zero
+    /// rides nothing out: a read that finds its connection lost fails at once, and the next
+    /// one tries once to connect (for a reader that is opened again rather than wait, as a
+    /// server's read view is).
     pub reconnect_within: Duration,
 }
 

@@ -10,6 +10,10 @@
 //! lock; a new connection ends the loss (every waiting call then uses it: one reconnect serves
 //! all), and so does the window running out (the calls of that loss have all given up; a call
 //! arriving after it records a loss of its own).
+//!
+//! A window of zero rides nothing out: the call that finds the connection lost fails at once,
+//! and the next call tries once to connect (a server's read view, which is opened again
+//! rather than wait under its lock).
 
 use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -39,10 +43,17 @@ struct Loss {
 
 impl<S> Shared<S> {
     /// Records that the connection was found lost (`what` it said) unless a loss is being
-    /// ridden out already; returns the instant every call riding it out gives up.
+    /// ridden out already; returns the instant every call riding it out gives up. A loss
+    /// whose window ran out with nobody connecting (found by a read that does not connect,
+    /// and nobody came to ride it out) is over: this one is new.
     pub fn lost(&mut self, what: impl FnOnce() -> String) -> Instant {
+        let now = Instant::now();
+        let over = |loss: &Loss| loss.since + self.within <= now && !self.connecting;
+        if self.loss.as_ref().is_some_and(over) {
+            self.loss = None;
+        }
         let loss = self.loss.get_or_insert_with(|| Loss {
-            since: Instant::now(),
+            since: now,
             what: what(),
         });
         loss.since + self.within

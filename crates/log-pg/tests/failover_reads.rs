@@ -234,3 +234,33 @@ fn reads_waiting_through_a_loss_all_go_on_through_one_new_connection() {
     );
     drop(writer);
 }
+
+#[test]
+fn with_a_window_of_zero_a_lost_connection_fails_at_once_and_the_next_read_connects() {
+    let name = support::fresh_log("zero-window");
+    let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
+    records::append(&mut writer, 0, 4, 2).expect("append");
+    let mut proxy = Proxy::start(&support::pg_uri());
+    let options = PgLogOptions {
+        reconnect_within: Duration::ZERO,
+    };
+    let reader = PgLog::open_read_only_with(&proxy.uri, &name, options.clone()).expect("reader");
+    let snapshot = PgProjections::open_read_only_with(&proxy.uri, &name, options).expect("reader");
+
+    proxy.cut();
+    let cut = Instant::now();
+    reader
+        .read_stream("fund")
+        .expect_err("the connection is lost");
+    snapshot.refresh().expect_err("the connection is lost");
+    assert!(
+        cut.elapsed() < Duration::from_millis(500),
+        "a window of zero waited {:?}",
+        cut.elapsed()
+    );
+
+    proxy.restore();
+    assert_eq!(reader.read_stream("fund").expect("connects").len(), 4);
+    snapshot.refresh().expect("connects");
+    drop(writer);
+}

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::MutexGuard;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gongji_log::{KvPair, KvWrite, LogError};
 use postgres::Config;
@@ -278,30 +278,29 @@ impl ReadOnly {
         if let Some(mut conn) = view.conn.take() {
             match conn.client.batch_execute("COMMIT") {
                 Ok(()) => ended = Some(conn),
-                Err(e) => {
-                    view.lost(|| describe(&e));
-                }
+                Err(e) => self.found_lost(&mut view, pg_err(&action, &e))?,
             }
         }
-        let taken = match ended {
-            Some(mut conn) => match begin(&mut conn, &self.log) {
-                Ok(stored) => Ok((conn, stored)),
-                Err(e) if conn.client.is_closed() => {
-                    view.lost(|| e.to_string());
-                    let (relocked, made) = self.snapshot_again(view);
-                    view = relocked;
-                    made
-                }
+        if let Some(mut conn) = ended {
+            match begin(&mut conn, &self.log) {
+                Ok(stored) => return Ok(take_snapshot(&mut view, conn, stored)),
+                Err(e) if conn.client.is_closed() => self.found_lost(&mut view, e)?,
                 Err(e) => return Err(e),
-            },
-            None => {
-                let (relocked, made) = self.snapshot_again(view);
-                view = relocked;
-                made
             }
-        };
-        let (conn, stored) = taken?;
+        }
+        let (mut view, made) = self.snapshot_again(view);
+        let (conn, stored) = made?;
         Ok(take_snapshot(&mut view, conn, stored))
+    }
+
+    /// Records the loss a refresh found (`error`); `Err` if it is not to be ridden out (a
+    /// window of zero).
+    fn found_lost(&self, view: &mut Shared<View>, error: LogError) -> Result<(), LogError> {
+        let deadline = view.lost(|| error.to_string());
+        match Instant::now() >= deadline {
+            true => Err(error),
+            false => Ok(()),
+        }
     }
 }
 

@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// The proxy: `uri` reaches the test database through it.
+/// The proxy: `uri` reaches the test database through it (`url`: the same as a
+/// `postgresql://` URI, as the command line's `--data` takes it).
 pub struct Proxy {
     pub uri: String,
+    pub url: String,
     addr: SocketAddr,
     target: SocketAddr,
     shared: Arc<Shared>,
@@ -42,17 +44,27 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
         let addr = listener.local_addr().expect("the proxy's address");
         let mut uri = format!("host=127.0.0.1 port={} connect_timeout=2", addr.port());
+        let mut who = String::new();
         if let Some(user) = config.get_user() {
             uri.push_str(&format!(" user={user}"));
-        }
-        if let Some(db) = config.get_dbname() {
-            uri.push_str(&format!(" dbname={db}"));
+            who.push_str(user);
         }
         if let Some(password) = config.get_password() {
-            uri.push_str(&format!(" password={}", String::from_utf8_lossy(password)));
+            let password = String::from_utf8_lossy(password);
+            uri.push_str(&format!(" password={password}"));
+            who.push_str(&format!(":{password}"));
         }
+        // libpq's default database is the user's name.
+        let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
+        uri.push_str(&format!(" dbname={db}"));
+        let at = if who.is_empty() { "" } else { "@" };
+        let url = format!(
+            "postgresql://{who}{at}127.0.0.1:{}/{db}?connect_timeout=2",
+            addr.port()
+        );
         let mut proxy = Proxy {
             uri,
+            url,
             addr,
             target,
             shared: Arc::new(Shared {
