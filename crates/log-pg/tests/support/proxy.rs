@@ -1,7 +1,9 @@
 //! A TCP proxy in front of the test database that can be cut: every connection through it
 //! closed and the port refusing new ones, until it is restored on the same port. What a client
 //! sees of a primary lost to a failover (connections gone, nothing accepting) without a
-//! formation.
+//! formation. Used by the log's tests and the server's (`tests/postgres.rs`), each using some of
+//! it.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -55,7 +57,10 @@ impl Proxy {
             who.push_str(&format!(":{password}"));
         }
         // libpq's default database is the user's name.
-        let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
+        let db = config
+            .get_dbname()
+            .or(config.get_user())
+            .unwrap_or("postgres");
         uri.push_str(&format!(" dbname={db}"));
         let at = if who.is_empty() { "" } else { "@" };
         let url = format!(
