@@ -3,17 +3,21 @@
 //! command answers as it does on a directory for the same input; queries run beside a writer,
 //! a second writer is refused or waits; `gongji serve` takes a command stream and answers
 //! reads; a password never appears in what is printed; what only a directory has is refused
-//! naming the option; a log that is not there is refused, creating nothing.
+//! naming the option; a log that is not there is refused, creating nothing; reads while the
+//! database is cut off are refused within the read timeout, and answered again after.
 
+#[path = "../crates/log-pg/tests/support/proxy.rs"]
+mod proxy;
 mod support;
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::pg::{fresh_log, pg_uri};
-use support::serve::{agent, get, post_ndjson, Serve};
+use support::serve::{agent, command as serve_command, get, post_ndjson, Serve};
 use support::{add_token, examples, gongji_path, march_detail_args, parse_lines, text, TestLedger};
 
 /// The sample applied on a ledger in a directory and on one in PostgreSQL.
@@ -467,4 +471,111 @@ fn a_second_server_with_wait_takes_over_when_the_first_dies() {
         "{}",
         text(&out)
     );
+}
+
+/// How long a read may take at most in the test of a cut-off database.
+const READ_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What `stderr` says, collected as it comes (and passed on to the test's standard error).
+fn said_by(stderr: std::process::ChildStderr) -> Arc<Mutex<String>> {
+    let said = Arc::new(Mutex::new(String::new()));
+    let collected = said.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            let mut said = collected.lock().unwrap();
+            said.push_str(&line);
+            said.push('\n');
+        }
+    });
+    said
+}
+
+/// GETs `url` with `token` from `count` threads at once: each answer's status, body and time.
+fn gets_at_once(url: &str, token: &str, count: usize) -> Vec<(u16, String, Duration)> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..count)
+            .map(|_| {
+                scope.spawn(|| {
+                    let asked = Instant::now();
+                    let (status, body) = get(&agent(), url, Some(token));
+                    (status, body, asked.elapsed())
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn serve_refuses_reads_within_the_read_timeout_while_the_database_is_cut_off() {
+    let mut proxy = proxy::Proxy::start(&pg_uri());
+    let ledger = TestLedger {
+        dir: tempfile::tempdir().unwrap(),
+        pg: Some(support::pg::PgLedger {
+            uri: proxy.url.clone(),
+            log: fresh_log("cut"),
+        }),
+    }
+    .with_policy();
+    let operator = add_token(&ledger, "op", "operator", &[]);
+    let clerk = add_token(&ledger, "desk", "clerk", &[]);
+    let timeout = READ_TIMEOUT.as_secs_f64().to_string();
+    let mut command = serve_command(&ledger, "127.0.0.1:0", &["--read-timeout-secs", &timeout]);
+    let mut serve = Serve::spawn_http(command.stderr(Stdio::piped()));
+    let said = said_by(serve.child.stderr.take().unwrap());
+    let agent = agent();
+    let commands = format!("{}/v1/commands", serve.url);
+    let sample = std::fs::read_to_string(examples("sample.jsonl")).unwrap();
+    let mut response = post_ndjson(&agent, &commands, Some(&operator), sample.as_bytes());
+    assert_eq!(response.status().as_u16(), 200);
+    response.body_mut().read_to_string().unwrap();
+    let (status, account) = get(
+        &agent,
+        &format!("{}/v1/members/M001", serve.url),
+        Some(&clerk),
+    );
+    assert_eq!(status, 200, "{account}");
+    // No query for a while: the read view rests, so the next line's end is taken in only when
+    // a read asks for it, with the database cut off.
+    std::thread::sleep(Duration::from_secs(6));
+    let enrol = r#"{"cmd":"enroll","member":"M900","region":"500000","born":"1990-01-01","status":"active","scheme":"employer","date":"2024-06-01"}"#;
+    let mut response = post_ndjson(&agent, &commands, Some(&operator), enrol.as_bytes());
+    let answered = response.body_mut().read_to_string().unwrap();
+    assert!(!answered.contains("error"), "{answered}");
+
+    proxy.cut();
+    let m900 = format!("{}/v1/members/M900", serve.url);
+    for round in 0..3 {
+        for (status, body, took) in gets_at_once(&m900, &clerk, 12) {
+            assert_eq!(status, 503, "round {round}: {body}");
+            assert!(body.contains("\"timeout\""), "round {round}: {body}");
+            assert!(
+                took < READ_TIMEOUT + Duration::from_millis(1500),
+                "round {round}: a read took {took:?} with the database cut off"
+            );
+        }
+    }
+
+    // The view gave the lost connection up (and is being opened again) rather than waiting
+    // for the database under its lock.
+    let stderr = said.lock().unwrap().clone();
+    assert!(stderr.contains("could not follow the ledger"), "{stderr}");
+
+    proxy.restore();
+    let restored = Instant::now();
+    loop {
+        let (status, body) = get(&agent, &m900, Some(&clerk));
+        if status == 200 {
+            let account: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(account["member"], "M900", "{body}");
+            break;
+        }
+        assert!(
+            restored.elapsed() < Duration::from_secs(20),
+            "no answer 20 s after the database came back: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    serve.stop();
 }

@@ -9,7 +9,9 @@
 //!
 //! Queries ([`open`]) open the ledger read-only: no lock, nothing written, answers from the
 //! durable state the writer published (`Ledger::open_read_only`,
-//! `Ledger::open_postgres_read_only`), so they run beside each other and beside a writer.
+//! `Ledger::open_postgres_read_only`), so they run beside each other and beside a writer; a
+//! server's read view ([`open_view`]) too, its reads in PostgreSQL riding out no lost
+//! connection (the server opens the view again).
 //! Commands that write ([`open_or_create`], [`open_to_rebuild`], [`clear_quarantine`]) take the
 //! writer's lock (`DIR/LOCK`, or the log's advisory lock in PostgreSQL): a second one is
 //! refused at once with advice a person can act on, or with `--wait` waits for the first,
@@ -78,6 +80,19 @@ pub fn open(location: &Location) -> Result<Ledger, Failure> {
                 _ => cannot_open(location, e),
             }
         }),
+    }
+}
+
+/// Opens the ledger at `location` as [`open`] does, for a server's read view: in PostgreSQL its
+/// reads ride out no lost connection (the server opens the view again instead of holding it
+/// while a failover lasts: `gongji_server`'s `reads`).
+pub fn open_view(location: &Location) -> Result<Ledger, Failure> {
+    match location {
+        Location::Dir(_) => open(location),
+        Location::Postgres(pg) => {
+            Ledger::open_postgres_read_only_with(pg.uri(), &pg.log, Duration::ZERO)
+                .map_err(|e| cannot_open(location, e))
+        }
     }
 }
 

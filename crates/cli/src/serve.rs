@@ -17,7 +17,7 @@ use gongji_server::{tokens, Limits, ServeConfig, TlsFiles};
 
 use crate::failure::Failure;
 use crate::location::Location;
-use crate::open::{open, open_or_create};
+use crate::open::{open_or_create, open_view};
 use crate::print;
 
 #[derive(clap::Args)]
@@ -150,7 +150,7 @@ pub fn serve(data: &Location, args: &ServeArgs) -> Result<ExitCode, Failure> {
         open: Arc::new(move || open_or_create(&writer_at).map_err(|failure| failure.message)),
         tls,
         insecure_http: args.insecure_http,
-        open_read_only: Arc::new(move || open(&reader_at).map_err(|failure| failure.message)),
+        open_read_only: Arc::new(move || open_view(&reader_at).map_err(|failure| failure.message)),
     };
     gongji_server::serve(config)?;
     Ok(ExitCode::SUCCESS)

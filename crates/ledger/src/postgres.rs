@@ -6,7 +6,7 @@
 //! The opening functions mirror the directory's: [`Ledger::open_postgres`] (writer, as
 //! [`Ledger::open`]), [`Ledger::open_postgres_to_rebuild`] (as [`Ledger::open_to_rebuild`]),
 //! [`Ledger::open_postgres_read_only`] (as [`Ledger::open_read_only`], followed with
-//! [`Ledger::refresh_read_only`]) and [`Ledger::postgres_exists`] (as [`Ledger::exists_in`]).
+//! [`Ledger::refresh_read_only`]; `_with` sets how long its reads ride out a lost connection) and [`Ledger::postgres_exists`] (as [`Ledger::exists_in`]).
 //!
 //! Invariants as the code holds them: the writer's log is opened (taking its writer lock)
 //! before its projections, and a reader's projection snapshot is taken before its log's head is
@@ -16,7 +16,7 @@
 //! memory.
 
 use gongji_log::ProjectionBackend;
-use gongji_log_pg::{PgLog, PgProjections};
+use gongji_log_pg::{PgLog, PgLogOptions, PgProjections};
 
 use crate::{Ledger, LedgerError};
 
@@ -60,9 +60,22 @@ impl Ledger {
     /// [`refresh_read_only`](Ledger::refresh_read_only). Every command and commit is refused
     /// with [`LedgerError::ReadOnly`].
     pub fn open_postgres_read_only(uri: &str, log_name: &str) -> Result<Ledger, LedgerError> {
+        let within = PgLogOptions::default().reconnect_within;
+        Ledger::open_postgres_read_only_with(uri, log_name, within)
+    }
+
+    /// As [`open_postgres_read_only`](Ledger::open_postgres_read_only), its reads riding out a
+    /// lost connection until `reconnect_within` from the loss (zero: not at all, for a reader
+    /// that is opened again instead, as a server's read view is).
+    pub fn open_postgres_read_only_with(
+        uri: &str,
+        log_name: &str,
+        reconnect_within: std::time::Duration,
+    ) -> Result<Ledger, LedgerError> {
+        let options = PgLogOptions { reconnect_within };
         // The snapshot first: its checkpoint is then never beyond the head read after it.
-        let kv = PgProjections::open_read_only(uri, log_name)?.into_kv();
-        let log = PgLog::open_read_only(uri, log_name)?;
+        let kv = PgProjections::open_read_only_with(uri, log_name, options.clone())?.into_kv();
+        let log = PgLog::open_read_only_with(uri, log_name, options)?;
         let mut ledger = Ledger::of_parts(Box::new(log), kv, PG_REBUILD);
         ledger.read_only = true;
         ledger.clear_store_ahead_of_log()?;

@@ -94,10 +94,15 @@
 //! acknowledged only once a synchronous standby has flushed past it (see `session`).
 //!
 //! **Reads ride out a lost connection too**: a read (a stream, a range, a version, the head a
-//! reader's refresh reads) whose connection was lost connects again and runs again, for up to
+//! reader's refresh reads) whose connection was lost connects again and runs again, until
 //! `reconnect_within` from the loss, then fails naming what it was reading; a projection
 //! reader's refresh does the same (a read inside a lost snapshot fails: the next refresh takes
-//! a new one). The first connection at open is not retried.
+//! a new one). The loss is one per connection, not one per read (`reconnect`): the first read
+//! to find the connection lost records when, one read at a time makes the new connection
+//! without holding the lock the others queue on, and the others wait for it until that same
+//! instant plus `reconnect_within`, so reads made at once during a failover all give up
+//! together (never one window after another) or all go on through one new connection. The
+//! first connection at open is not retried.
 //!
 //! # Differences from the file log
 //!
@@ -123,7 +128,8 @@
 //!
 //! `admin` (renaming and dropping whole logs), `conn` (connection strings, connections, errors), `schema` (the tables), `session` (the
 //! writer's connection: lock, commit, in-doubt resolution), `copy` (binary COPY rows),
-//! `writer` (the threads sealing and committing batches, and the progress tickets wait on), `open`,
+//! `writer` (the threads sealing and committing batches, and the progress tickets wait on),
+//! `reconnect` (a connection that reads share, made again after a loss), `open`,
 //! `append` (checks, staging, syncs), `read` (reads and links), `verify`, `durable` (the
 //! [`gongji_log::DurableLog`] implementation), `projections` (the projection store: its
 //! writer's side `projections::write`, a reader's `projections::read_only`, the reads both
@@ -137,6 +143,7 @@ mod durable;
 mod open;
 mod projections;
 mod read;
+mod reconnect;
 mod schema;
 mod session;
 mod verify;
@@ -144,7 +151,7 @@ mod writer;
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use gongji_log::LogError;
 
@@ -153,6 +160,7 @@ pub use open::{PgLogOptions, MAX_LOG_NAME_BYTES};
 pub use projections::PgProjections;
 
 use append::StreamVersions;
+use reconnect::Reconnecting;
 use session::Head;
 use writer::{Progress, Writer};
 
@@ -161,10 +169,9 @@ use writer::{Progress, Writer};
 pub struct PgLog {
     log: String,
     config: postgres::Config,
-    /// The connection reads use (the writer's session is its committer thread's).
-    reads: Mutex<postgres::Client>,
-    /// How long reads keep trying to connect again after their connection was lost.
-    reconnect_within: std::time::Duration,
+    /// The connection reads use (the writer's session is its committer thread's), made again
+    /// after a loss for up to `reconnect_within` from it (`None`: lost).
+    reads: Reconnecting<Option<postgres::Client>>,
     /// `None`: opened read-only.
     writer: Option<Writer>,
     progress: Arc<Progress>,

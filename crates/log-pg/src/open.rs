@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gongji_log::LogError;
@@ -19,7 +19,7 @@ use crate::conn::{connect, parse, pg_err, to_i64};
 use crate::read::nothing_beyond;
 use crate::session::{read_head, Head, Session};
 use crate::writer::{Progress, Writer};
-use crate::{corrupt, schema, PgLog, StreamVersions};
+use crate::{corrupt, schema, PgLog, Reconnecting, StreamVersions};
 
 /// Longest log name, in bytes.
 pub const MAX_LOG_NAME_BYTES: usize = 64;
@@ -30,7 +30,11 @@ pub struct PgLogOptions {
     /// How long the writer keeps trying, after its connection was lost in the middle of a
     /// commit, to connect again (to the new primary, with a multi-host connection string) and
     /// take its lock again, before it gives the batch up as failed (outcome unknown until the
-    /// log is opened again). pg_auto_failover's default failover takes about 40 s.
+    /// log is opened again). pg_auto_failover's default failover takes about 40 s. Reads ride
+    /// out a lost connection for as long (from the loss), and so do the projections'. Zero
+    /// rides nothing out: a read that finds its connection lost fails at once, and the next
+    /// one tries once to connect (for a reader that is opened again rather than wait, as a
+    /// server's read view is).
     pub reconnect_within: Duration,
 }
 
@@ -124,8 +128,7 @@ impl PgLog {
         PgLog {
             log: log.to_owned(),
             config,
-            reads: Mutex::new(reads),
-            reconnect_within,
+            reads: Reconnecting::new(Some(reads), reconnect_within),
             writer,
             progress,
             streams: StreamVersions {

@@ -8,13 +8,11 @@
 //! or place in its stream does not hold is `Corrupt`, and marks the log damaged.
 
 use std::sync::atomic::Ordering;
-use std::sync::PoisonError;
-use std::time::Instant;
 
 use gongji_log::{Link, LogError, Record, MAX_STREAM_BYTES};
 use postgres::{Client, Row};
 
-use crate::conn::{connection_lost, pg_err, reconnect, to_hash, to_i64, to_u64};
+use crate::conn::{connect, connection_lost, pg_err, to_hash, to_i64, to_u64};
 use crate::session::{read_head, Head};
 use crate::{corrupt, PgLog};
 
@@ -66,14 +64,14 @@ fn record_of(row: &Row) -> Result<Record, String> {
 
 impl PgLog {
     /// Runs `query` on the read connection. If the connection was lost (a failover), it
-    /// connects again and runs `query` again, for up to `reconnect_within` from the loss (reads
+    /// connects again and runs `query` again, until `reconnect_within` from the loss (reads
     /// change nothing, so running one again is safe).
     pub(crate) fn with_reads<T>(
         &self,
         action: &str,
         mut query: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
     ) -> Result<T, LogError> {
-        self.riding_out_loss(|client| match query(client) {
+        self.riding_out_loss(action, |client| match query(client) {
             Ok(value) => Ok(Ok(value)),
             Err(e) if connection_lost(client, &e) => Err(pg_err(action, &e)),
             Err(e) => Ok(Err(pg_err(action, &e))),
@@ -82,46 +80,35 @@ impl PgLog {
 
     /// The head row as committed now (a reader's refresh).
     pub(crate) fn head_now(&self) -> Result<Head, LogError> {
-        self.riding_out_loss(|client| match read_head(client, &self.log) {
-            Ok(head) => Ok(Ok(head)),
+        self.riding_out_logged("reading the head", |client| read_head(client, &self.log))
+    }
+
+    /// Runs `read` (whose errors are the log's already) on the read connection, as
+    /// [`with_reads`](PgLog::with_reads) does: a closed connection is a loss ridden out.
+    pub(crate) fn riding_out_logged<T>(
+        &self,
+        action: &str,
+        mut read: impl FnMut(&mut Client) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        self.riding_out_loss(action, |client| match read(client) {
+            Ok(value) => Ok(Ok(value)),
             Err(e) if client.is_closed() => Err(e),
             Err(e) => Ok(Err(e)),
         })
     }
 
     /// Runs `attempt` on the read connection: `Ok` is its outcome; `Err`, that the connection
-    /// was lost, so a new one is made (within `reconnect_within` of the first loss) and
-    /// `attempt` runs again. Past the deadline, the loss's error.
+    /// was lost, so a new one is made (by this read or another, shared by all: see
+    /// `reconnect`) and `attempt` runs again, until `reconnect_within` from the loss; past
+    /// it, the loss's error.
     fn riding_out_loss<T>(
         &self,
-        mut attempt: impl FnMut(&mut Client) -> Result<Result<T, LogError>, LogError>,
+        action: &str,
+        attempt: impl FnMut(&mut Client) -> Result<Result<T, LogError>, LogError>,
     ) -> Result<T, LogError> {
-        let mut client = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut deadline = None;
-        // The loss as the read met it (it names the read): the error given up with.
-        let mut loss: Option<LogError> = None;
-        let mut lost = client.is_closed();
-        loop {
-            if lost {
-                let until = *deadline.get_or_insert_with(|| Instant::now() + self.reconnect_within);
-                match reconnect(&self.config, &self.log, "reads", until) {
-                    Ok(new) => *client = new,
-                    Err(error) => return Err(loss.unwrap_or(error)),
-                }
-            }
-            match attempt(&mut client) {
-                Ok(outcome) => return outcome,
-                Err(error) => {
-                    let until =
-                        *deadline.get_or_insert_with(|| Instant::now() + self.reconnect_within);
-                    if Instant::now() >= until {
-                        return Err(error);
-                    }
-                    loss = Some(error);
-                    lost = true;
-                }
-            }
-        }
+        let connect = || connect(&self.config, &self.log, "reads");
+        let action = format!("{action} of log {:?}", self.log);
+        self.reads.run(&action, connect, attempt)
     }
 
     /// Damage found: appends are refused from now on.

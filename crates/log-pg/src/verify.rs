@@ -7,8 +7,6 @@
 //! (a writer with nothing in flight) no record lies beyond the head; damage found marks the
 //! log damaged.
 
-use std::sync::PoisonError;
-
 use gongji_log::LogError;
 
 use crate::read::{nothing_beyond, Pages};
@@ -54,8 +52,9 @@ impl PgLog {
             ));
         }
         if self.writer.is_some() && self.in_flight.is_empty() {
-            let mut client = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
-            nothing_beyond(&mut client, &self.log, end)?;
+            self.riding_out_logged("looking beyond the head", |client| {
+                nothing_beyond(client, &self.log, end)
+            })?;
         }
         progress(count);
         Ok(count)

@@ -3,7 +3,8 @@
 //! the database stops answering, as during a failover; past it they fail with a clear error,
 //! and the next read connects. The loss is made by a proxy in front of the test database
 //! (`support::proxy`): every connection through it closed, nothing accepted, then the same
-//! port again.
+//! port again. Reads made at once during a loss share it: they all give up at the loss plus
+//! `reconnect_within` (not one window after another), and one new connection serves them all.
 
 #[path = "support/proxy.rs"]
 mod proxy;
@@ -11,6 +12,7 @@ mod proxy;
 mod records;
 mod support;
 
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use gongji_log::{DurableLog, ProjectionStore};
@@ -117,4 +119,148 @@ fn a_projection_reader_s_refresh_rides_out_a_lost_connection() {
     assert_eq!(reader.get(b"k").expect("get"), Some(b"v2".to_vec()));
     assert_eq!(reader.checkpoint().expect("checkpoint"), Some(2));
     drop(restored.join().expect("restore"));
+}
+
+/// Reads made at once in the tests of a loss shared by several reads.
+const READS_AT_ONCE: usize = 4;
+/// `reconnect_within` in the tests of a loss that outlasts it.
+const WINDOW: Duration = Duration::from_millis(1500);
+/// What a read may take past the window to give up: reads made one window after another would
+/// take `READS_AT_ONCE` windows.
+const GIVE_UP_SLACK: Duration = Duration::from_millis(900);
+
+/// Runs `read` on `READS_AT_ONCE` threads started together; each thread's outcome, and how long
+/// after `from` it came.
+fn reads_at_once<T: Send>(
+    from: Instant,
+    read: impl Fn() -> Result<T, gongji_log::LogError> + Sync,
+) -> Vec<(Result<T, gongji_log::LogError>, Duration)> {
+    let start = Barrier::new(READS_AT_ONCE);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..READS_AT_ONCE)
+            .map(|_| {
+                scope.spawn(|| {
+                    start.wait();
+                    let outcome = read();
+                    (outcome, from.elapsed())
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|thread| thread.join().expect("a read's thread"))
+            .collect()
+    })
+}
+
+/// Every read failed, the last of them within the window (from the cut) and the slack.
+fn all_gave_up_together<T>(outcomes: &[(Result<T, gongji_log::LogError>, Duration)]) {
+    for (outcome, after) in outcomes {
+        let error = outcome
+            .as_ref()
+            .err()
+            .expect("nothing answers: the read fails");
+        assert!(error.to_string().contains("PostgreSQL"), "{error}");
+        assert!(
+            *after >= WINDOW && *after < WINDOW + GIVE_UP_SLACK,
+            "a read gave up {after:?} after the cut, not at the loss plus {WINDOW:?}: {error}"
+        );
+    }
+}
+
+#[test]
+fn reads_made_at_once_during_a_loss_give_up_together_at_the_loss_plus_the_window() {
+    let name = support::fresh_log("together");
+    let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
+    records::append(&mut writer, 0, 4, 2).expect("append");
+    let mut proxy = Proxy::start(&support::pg_uri());
+    let options = PgLogOptions {
+        reconnect_within: WINDOW,
+    };
+    let reader = PgLog::open_read_only_with(&proxy.uri, &name, options.clone()).expect("reader");
+    let store = PgProjections::open_with(&proxy.uri, &name, options.clone()).expect("store");
+    let snapshot = PgProjections::open_read_only_with(&proxy.uri, &name, options).expect("reader");
+
+    proxy.cut();
+    let cut = Instant::now();
+    all_gave_up_together(&reads_at_once(cut, || reader.read_stream("fund")));
+    let cut = Instant::now();
+    all_gave_up_together(&reads_at_once(cut, || store.get(b"k")));
+    let cut = Instant::now();
+    all_gave_up_together(&reads_at_once(cut, || snapshot.refresh()));
+
+    // The loss ran out with the window: once the database answers, the next read connects.
+    proxy.restore();
+    assert_eq!(reader.read_stream("fund").expect("read").len(), 4);
+    assert_eq!(store.get(b"k").expect("get"), None);
+    snapshot.refresh().expect("refresh");
+    drop(writer);
+}
+
+#[test]
+fn reads_waiting_through_a_loss_all_go_on_through_one_new_connection() {
+    let name = support::fresh_log("one-reconnect");
+    let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
+    records::append(&mut writer, 0, 4, 2).expect("append");
+    let proxy = Proxy::start(&support::pg_uri());
+    let reader = PgLog::open_read_only(&proxy.uri, &name).expect("reader");
+    let snapshot = PgProjections::open_read_only(&proxy.uri, &name).expect("reader");
+    let before = proxy.accepted();
+
+    let restored = cut_for_a_while(proxy);
+    let cut = Instant::now();
+    let (read, refreshed) = std::thread::scope(|scope| {
+        let refreshing = scope.spawn(|| reads_at_once(cut, || snapshot.refresh()));
+        let read = reads_at_once(cut, || reader.read_stream("fund"));
+        (read, refreshing.join().expect("the refreshes"))
+    });
+    let proxy = restored.join().expect("restore");
+    for (outcome, after) in &read {
+        let fund = outcome.as_ref().expect("a read across the loss");
+        assert_eq!(fund.len(), 4);
+        assert!(*after >= CUT / 2, "the read did not wait for the database");
+    }
+    for (outcome, after) in &refreshed {
+        outcome.as_ref().expect("a refresh across the loss");
+        assert!(
+            *after >= CUT / 2,
+            "the refresh did not wait for the database"
+        );
+    }
+    assert_eq!(
+        proxy.accepted() - before,
+        2,
+        "one new connection for the log's reads and one for the projections' snapshot"
+    );
+    drop(writer);
+}
+
+#[test]
+fn with_a_window_of_zero_a_lost_connection_fails_at_once_and_the_next_read_connects() {
+    let name = support::fresh_log("zero-window");
+    let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
+    records::append(&mut writer, 0, 4, 2).expect("append");
+    let mut proxy = Proxy::start(&support::pg_uri());
+    let options = PgLogOptions {
+        reconnect_within: Duration::ZERO,
+    };
+    let reader = PgLog::open_read_only_with(&proxy.uri, &name, options.clone()).expect("reader");
+    let snapshot = PgProjections::open_read_only_with(&proxy.uri, &name, options).expect("reader");
+
+    proxy.cut();
+    let cut = Instant::now();
+    reader
+        .read_stream("fund")
+        .expect_err("the connection is lost");
+    snapshot.refresh().expect_err("the connection is lost");
+    assert!(
+        cut.elapsed() < Duration::from_millis(500),
+        "a window of zero waited {:?}",
+        cut.elapsed()
+    );
+
+    proxy.restore();
+    assert_eq!(reader.read_stream("fund").expect("connects").len(), 4);
+    snapshot.refresh().expect("connects");
+    drop(writer);
 }

@@ -30,15 +30,27 @@
 //! last: at least once a second during a command stream) and swapped in, so memory stays
 //! bounded; a view whose refresh failed is dropped and opened again.
 //!
+//! A lost database connection (a failover, in PostgreSQL) is not waited out under the view's
+//! lock. The view is opened so that its reads ride out no lost connection (the opener's duty:
+//! `gongji serve` opens it with a `reconnect_within` of zero): one that finds its connection
+//! lost fails at once, and the next tries once to connect. So the follower's refresh fails
+//! after a round trip, the view is dropped, and the follower opens another outside the lock
+//! (once a second while the database cannot be reached). Readers never open one themselves:
+//! a reader finding no view waits for the follower's, within `read_max`, then gets 503
+//! `timeout`, so no read's thread is held past its `read_max` by a failover; a query that meets
+//! the lost connection fails with its error.
+//!
 //! Invariants: an answer is of the view under the read guard the query holds, whose log (a
 //! member's read, partway through a fold) or projections reach `acknowledged` at its arrival
 //! (checked under that guard), and which only ever holds records the writer published as
 //! durable (the read-only open and refresh read to the published durable end and no further);
 //! projections partway through a fold (part of a unit) answer nothing. The ends published are
 //! the view's own (published under its write guard). A view is replaced only by one whose log
-//! is at least as far along. The server's only writing [`Ledger`] is in [`LedgerCell`]; a
-//! ledger that stopped (a stream cut with lines not made durable) is dropped and opened again
-//! before anything else uses it.
+//! is at least as far along. Nothing under the view's lock waits for a new database
+//! connection longer than one attempt to connect (the view's reads ride no loss out); a view
+//! is opened only by the follower (or the thread it spawns), outside the lock. The server's
+//! only writing [`Ledger`] is in [`LedgerCell`]; a ledger that stopped (a stream cut with lines
+//! not made durable) is dropped and opened again before anything else uses it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -167,6 +179,9 @@ struct Follow {
     /// The acknowledged ends of the reads needing the projections ([`Need::Folded`]) that
     /// waited and are not answered yet (how many at each end).
     folded_waiting: std::collections::BTreeMap<u64, usize>,
+    /// A view is there: false from when a refresh that failed dropped it until the follower
+    /// opened another (readers wait for that, within `read_max`).
+    view_open: bool,
 }
 
 impl Follow {
@@ -210,7 +225,8 @@ pub struct Reads {
 
 impl Reads {
     /// Opens the view (blocking) with `open`, and starts the thread that follows the writer;
-    /// `metrics.durable_position` must be the writer's durable end already.
+    /// `metrics.durable_position` must be the writer's durable end already. The views `open`
+    /// opens must ride out no lost connection (see the module documentation).
     pub fn open(open: Opener, metrics: Arc<Metrics>, read_max: Duration) -> Result<Reads, String> {
         let view = Arc::new(ReadView::open(open, metrics, FOLDED_IN_MEMORY_MAX)?);
         ReadView::start_following(&view)?;
@@ -227,6 +243,7 @@ impl Reads {
             let taken = view.write().take();
             drop(taken);
             view.wanted.notify_all();
+            view.moved.notify_all();
         })
         .await;
     }
@@ -298,6 +315,8 @@ const FOLD_STEP_RECORDS: u64 = 256;
 const MEMBER_FROM_LOG_REMAINING: u64 = 8192;
 /// How long the follower, between two fold steps, leaves the view to the readers blocked on it.
 const HANDOFF_MAX: Duration = Duration::from_millis(1);
+/// How long the follower waits after failing to open a view before it tries again.
+const REOPEN_PAUSE: Duration = Duration::from_secs(1);
 
 impl ReadView {
     fn open(open: Opener, metrics: Arc<Metrics>, folded_max: u64) -> Result<ReadView, String> {
@@ -314,6 +333,7 @@ impl ReadView {
                 member: member_end(&opened),
                 wanted: 0,
                 folded_waiting: Default::default(),
+                view_open: true,
             }),
             moved: Condvar::new(),
             wanted: Condvar::new(),
@@ -405,15 +425,35 @@ impl ReadView {
                         return None;
                     }
                 }
+                None if self.closed.load(Ordering::Acquire) => return Some(Err(unavailable())),
                 None => {
                     drop(guard);
-                    if let Err(error) = self.open_again(false) {
-                        eprintln!("gongji serve: the read view cannot be opened: {error}");
-                        return Some(Err(unavailable()));
+                    if !self.wait_for_view(deadline) {
+                        return None;
                     }
                 }
             }
         }
+    }
+
+    /// Waits until the follower has opened a view again (a refresh that failed dropped the
+    /// last one: a lost database connection, say); false past `deadline`. Readers never open
+    /// one themselves: during a failover each would wait out its own attempt to connect.
+    fn wait_for_view(&self, deadline: std::time::Instant) -> bool {
+        let mut follow = self.follow();
+        self.wanted.notify_one();
+        while !follow.view_open && !self.closed.load(Ordering::Acquire) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            follow = self
+                .moved
+                .wait_timeout(follow, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        true
     }
 
     /// Asks the follower for `acknowledged` and waits until the view is published at least
@@ -443,6 +483,7 @@ impl ReadView {
         follow.log = reached.durable_end;
         follow.folded = reached.folded_end.unwrap_or(0);
         follow.member = member_end(reached);
+        follow.view_open = true;
         drop(follow);
         self.moved.notify_all();
     }
@@ -471,6 +512,11 @@ impl ReadView {
     /// otherwise waits a tick (or for a reader).
     fn follow_once(self: &Arc<Self>) {
         let follow = self.follow();
+        if !follow.view_open {
+            drop(follow);
+            self.reopen();
+            return;
+        }
         let durable = self.metrics.durable_position.load(Ordering::Acquire);
         let lately = match self.asked_at_ms.load(Ordering::Relaxed) {
             0 => false,
@@ -499,13 +545,19 @@ impl ReadView {
         }
         drop(follow);
         if self.read().is_none() {
-            if let Err(error) = self.open_again(false) {
-                eprintln!("gongji serve: the read view cannot be opened: {error}");
-                std::thread::sleep(Duration::from_secs(1));
-            }
+            self.reopen();
             return;
         }
         self.refresh(extend);
+    }
+
+    /// Opens a view in place of one dropped; if that fails (the database still unreachable),
+    /// pauses [`REOPEN_PAUSE`] before the follower's next step tries again.
+    fn reopen(&self) {
+        if let Err(error) = self.open_again(false) {
+            eprintln!("gongji serve: the read view cannot be opened: {error}");
+            std::thread::sleep(REOPEN_PAUSE);
+        }
     }
 
     /// Under the write guard: extends the view's log to the writer's durable end (if
@@ -534,6 +586,7 @@ impl ReadView {
             }
             Err(error) => {
                 let broken = guard.take();
+                self.follow().view_open = false;
                 drop(guard);
                 drop(broken);
                 self.moved.notify_all();

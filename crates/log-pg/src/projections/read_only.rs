@@ -8,17 +8,20 @@
 //! the one before (any store or clear since) empties the layer and says so, unless the new
 //! checkpoint lies within what the layer already folded (`keeps_layer`); nothing is ever
 //! written to the database. A lost connection fails the reads until the next refresh, which
-//! connects again (for up to `reconnect_within`: a failover) and takes a new snapshot.
+//! connects again (until `reconnect_within` from the loss: a failover) and takes a new
+//! snapshot; it connects outside the view's lock (reads meanwhile fail at once), and refreshes
+//! made at once share that one connection and its deadline (`reconnect`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use gongji_log::{KvPair, KvWrite, LogError};
 use postgres::Config;
 
 use super::statements::{successor, upper_bound, Conn, Stored, PAGE_ROWS};
-use crate::conn::{connect, connection_lost, pg_err, reconnect};
+use crate::conn::{connect, connection_lost, describe, pg_err, reconnect};
+use crate::reconnect::{Reconnecting, Shared};
 use crate::schema::{self, PROJECTIONS_SINCE};
 
 const ROLE: &str = "projections reader";
@@ -40,13 +43,16 @@ struct View {
     prefetched: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
+/// The view, locked.
+type Guard<'a> = MutexGuard<'a, Shared<View>>;
+
 /// The projections of one log, read beside its writer.
 pub(crate) struct ReadOnly {
     config: Config,
     log: String,
-    /// How long a refresh keeps trying to connect again after the connection was lost.
-    reconnect_within: Duration,
-    view: Mutex<View>,
+    /// The snapshot and its layer; the connection made again (by one refresh while the others
+    /// wait) for up to `reconnect_within` from its loss.
+    view: Reconnecting<View>,
 }
 
 impl std::fmt::Debug for ReadOnly {
@@ -98,26 +104,29 @@ impl ReadOnly {
         Ok(ReadOnly {
             config,
             log: log.to_owned(),
-            reconnect_within,
-            view: Mutex::new(View {
-                conn: Some(conn),
-                base,
-                layer: BTreeMap::new(),
-                base_hidden: false,
-                checkpoint: None,
-                prefetched: HashMap::new(),
-            }),
+            view: Reconnecting::new(
+                View {
+                    conn: Some(conn),
+                    base,
+                    layer: BTreeMap::new(),
+                    base_hidden: false,
+                    checkpoint: None,
+                    prefetched: HashMap::new(),
+                },
+                reconnect_within,
+            ),
         })
     }
 
-    fn view(&self) -> MutexGuard<'_, View> {
-        self.view.lock().unwrap_or_else(PoisonError::into_inner)
+    fn view(&self) -> Guard<'_> {
+        self.view.lock()
     }
 
-    /// Runs `read` in the snapshot; a lost connection is dropped (the next refresh connects).
+    /// Runs `read` in the snapshot; a lost connection is dropped and its loss recorded (the
+    /// next refresh connects).
     fn in_snapshot<T>(
         &self,
-        view: &mut View,
+        view: &mut Shared<View>,
         what: &str,
         read: impl FnOnce(&mut Conn) -> Result<T, postgres::Error>,
     ) -> Result<T, LogError> {
@@ -135,6 +144,7 @@ impl ReadOnly {
             Err(e) => {
                 if connection_lost(&conn.client, &e) {
                     view.conn = None;
+                    view.lost(|| describe(&e));
                 }
                 Err(pg_err(&action, &e))
             }
@@ -244,48 +254,73 @@ impl ReadOnly {
         view.checkpoint = Some(None);
     }
 
-    /// A snapshot on a new connection, the old one lost: connecting is tried every
-    /// `RECONNECT_PAUSE` for up to `reconnect_within` (a failover); anything after the
-    /// connection (the schema, the snapshot) fails at once.
-    fn snapshot_again(&self) -> Result<(Conn, Stored), LogError> {
-        let deadline = Instant::now() + self.reconnect_within;
-        let client = reconnect(&self.config, &self.log, ROLE, deadline)?;
-        snapshot_with(client, &self.log)
+    /// A snapshot on a new connection, the old one lost: made outside the view's lock (the
+    /// reads go on meanwhile, failing as the snapshot is lost), tried every `RECONNECT_PAUSE`
+    /// until `reconnect_within` from the loss (a failover), while other refreshes wait for it;
+    /// anything after the connection (the schema, the snapshot) fails at once.
+    fn snapshot_again<'a>(
+        &'a self,
+        mut view: Guard<'a>,
+    ) -> (Guard<'a>, Result<(Conn, Stored), LogError>) {
+        view.conn = None;
+        view.lost(|| "closed".into());
+        self.view.connect_outside(view, |until| {
+            snapshot_with(reconnect(&self.config, &self.log, ROLE, until)?, &self.log)
+        })
     }
 
     /// Ends the snapshot and takes a new one (on a new connection if the old one was lost).
     /// Returns whether the layer was emptied: see [`keeps_layer`] for when it is kept.
     pub fn refresh(&self) -> Result<bool, LogError> {
-        let mut view = self.view();
+        let action = format!("taking a snapshot of log {:?}'s projections", self.log);
+        let mut view = self.view.lock_settled(&action)?;
         let mut ended = None;
         if let Some(mut conn) = view.conn.take() {
-            if conn.client.batch_execute("COMMIT").is_ok() {
-                ended = Some(conn);
+            match conn.client.batch_execute("COMMIT") {
+                Ok(()) => ended = Some(conn),
+                Err(e) => self.found_lost(&mut view, pg_err(&action, &e))?,
             }
         }
-        let (conn, stored) = match ended {
-            Some(mut conn) => match begin(&mut conn, &self.log) {
-                Ok(stored) => (conn, stored),
-                Err(_) if conn.client.is_closed() => self.snapshot_again()?,
+        if let Some(mut conn) = ended {
+            match begin(&mut conn, &self.log) {
+                Ok(stored) => return Ok(take_snapshot(&mut view, conn, stored)),
+                Err(e) if conn.client.is_closed() => self.found_lost(&mut view, e)?,
                 Err(e) => return Err(e),
-            },
-            None => self.snapshot_again()?,
-        };
-        view.conn = Some(conn);
-        view.prefetched.clear();
-        if stored == view.base {
-            return Ok(false);
+            }
         }
-        let keep = keeps_layer(&view, stored.checkpoint);
-        view.base = stored;
-        if keep {
-            return Ok(false);
-        }
-        view.layer.clear();
-        view.base_hidden = false;
-        view.checkpoint = None;
-        Ok(true)
+        let (mut view, made) = self.snapshot_again(view);
+        let (conn, stored) = made?;
+        Ok(take_snapshot(&mut view, conn, stored))
     }
+
+    /// Records the loss a refresh found (`error`); `Err` if it is not to be ridden out (a
+    /// window of zero).
+    fn found_lost(&self, view: &mut Shared<View>, error: LogError) -> Result<(), LogError> {
+        let deadline = view.lost(|| error.to_string());
+        match Instant::now() >= deadline {
+            true => Err(error),
+            false => Ok(()),
+        }
+    }
+}
+
+/// Puts the new snapshot `conn` (whose checkpoint row is `stored`) in place of the old one;
+/// returns whether the layer was emptied (see [`keeps_layer`]).
+fn take_snapshot(view: &mut View, conn: Conn, stored: Stored) -> bool {
+    view.conn = Some(conn);
+    view.prefetched.clear();
+    if stored == view.base {
+        return false;
+    }
+    let keep = keeps_layer(view, stored.checkpoint);
+    view.base = stored;
+    if keep {
+        return false;
+    }
+    view.layer.clear();
+    view.base_hidden = false;
+    view.checkpoint = None;
+    true
 }
 
 /// Whether the layer stays over a new snapshot whose checkpoint is `new`: only when `new` lies

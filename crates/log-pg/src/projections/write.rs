@@ -11,14 +11,14 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gongji_log::{KvPair, KvWrite, LogError};
 use postgres::{Config, Transaction};
 
 use super::statements::{successor, upper_bound, Conn, Stored, PAGE_ROWS};
-use crate::conn::{connect, connection_lost, describe, pg_err, to_i64, RECONNECT_PAUSE};
+use crate::conn::{connect, connection_lost, describe, pg_err, to_i64};
+use crate::reconnect::Reconnecting;
 use crate::{copy, schema};
 
 /// Longest key or value: PostgreSQL's bound on a `bytea`, less a byte.
@@ -77,10 +77,10 @@ impl From<postgres::Error> for Failed {
     }
 }
 
-/// A connection that is made again after a loss.
+/// A connection that is made again after a loss (`None`: lost).
 struct Slot {
     role: &'static str,
-    conn: Mutex<Option<Conn>>,
+    conn: Reconnecting<Option<Conn>>,
 }
 
 /// The projections of one log, as its writer's store.
@@ -152,72 +152,51 @@ impl Writer {
             reconnect_within,
             reads: Slot {
                 role: "projections",
-                conn: Mutex::new(Some(reads)),
+                conn: Reconnecting::new(Some(reads), reconnect_within),
             },
             writes: Slot {
                 role: "projections writer",
-                conn: Mutex::new(Some(writes)),
+                conn: Reconnecting::new(Some(writes), reconnect_within),
             },
             empty: AtomicBool::new(false),
         })
     }
 
     /// Runs `work` on `slot`'s connection; after a lost connection, again from the start on a
-    /// new one, until `reconnect_within` has passed since the first loss (or since the first
-    /// failed attempt to replace a connection an earlier call lost).
+    /// new one (made by this call, or by another while this one waits), until
+    /// `reconnect_within` has passed since the loss (see `reconnect`).
     fn run<T>(
         &self,
         slot: &Slot,
         action: &str,
         mut work: impl FnMut(&mut Conn) -> Result<T, Failed>,
     ) -> Result<T, LogError> {
-        let mut deadline: Option<Instant> = None;
-        let mut guard = lock(&slot.conn);
-        loop {
-            let conn = match guard.as_mut() {
-                Some(conn) => conn,
-                // No connection: an earlier one was lost (in this call or an earlier one).
-                None => match Conn::open(&self.config, &self.log, slot.role) {
-                    Ok(conn) => guard.insert(conn),
-                    Err(e) => {
-                        let deadline =
-                            *deadline.get_or_insert_with(|| Instant::now() + self.reconnect_within);
-                        if Instant::now() >= deadline {
-                            return Err(e);
-                        }
-                        std::thread::sleep(RECONNECT_PAUSE);
-                        continue;
-                    }
-                },
-            };
+        let connect = || Conn::open(&self.config, &self.log, slot.role);
+        slot.conn.run(action, connect, |conn| {
             let lost = match work(conn) {
-                Ok(done) => return Ok(done),
-                Err(Failed::Log(e)) => return Err(e),
+                Ok(done) => return Ok(Ok(done)),
+                Err(Failed::Log(e)) => return Ok(Err(e)),
                 Err(Failed::Pg(e)) if !connection_lost(&conn.client, &e) => {
-                    return Err(pg_err(action, &e))
+                    return Ok(Err(pg_err(action, &e)))
                 }
                 Err(Failed::Send(e)) if !conn.client.is_closed() => {
-                    return Err(LogError::Io(std::io::Error::new(
+                    return Ok(Err(LogError::Io(std::io::Error::new(
                         e.kind(),
                         format!("PostgreSQL, {action}: sending rows: {e}"),
-                    )))
+                    ))))
                 }
                 Err(Failed::Pg(e)) => describe(&e),
                 Err(Failed::Send(e)) => e.to_string(),
             };
-            *guard = None;
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.reconnect_within);
-            if Instant::now() >= deadline {
-                return Err(LogError::Io(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionAborted,
-                    format!(
-                        "PostgreSQL, {action}: the connection was lost ({lost}) and no new \
-                         one did the work within {:?}",
-                        self.reconnect_within
-                    ),
-                )));
-            }
-        }
+            Err(LogError::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                format!(
+                    "PostgreSQL, {action}: the connection was lost ({lost}) and no new one did \
+                     the work within {:?}",
+                    self.reconnect_within
+                ),
+            )))
+        })
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
@@ -341,10 +320,6 @@ fn put(tx: &mut Transaction<'_>, log: &str, batch: &Batch, how: Put) -> Result<(
         }
     }
     Ok(())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A writer's scan: a page at a time, each page one query (the connection is not held

@@ -1,18 +1,22 @@
 //! A TCP proxy in front of the test database that can be cut: every connection through it
 //! closed and the port refusing new ones, until it is restored on the same port. What a client
 //! sees of a primary lost to a failover (connections gone, nothing accepting) without a
-//! formation.
+//! formation. Used by the log's tests and the server's (`tests/postgres.rs`), each using some of
+//! it.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// The proxy: `uri` reaches the test database through it.
+/// The proxy: `uri` reaches the test database through it (`url`: the same as a
+/// `postgresql://` URI, as the command line's `--data` takes it).
 pub struct Proxy {
     pub uri: String,
+    pub url: String,
     addr: SocketAddr,
     target: SocketAddr,
     shared: Arc<Shared>,
@@ -24,6 +28,8 @@ struct Shared {
     stop: AtomicBool,
     /// Both ends of every connection made, to be shut down at a cut.
     streams: Mutex<Vec<TcpStream>>,
+    /// Connections accepted since the proxy started.
+    accepted: AtomicUsize,
 }
 
 impl Proxy {
@@ -40,22 +46,36 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
         let addr = listener.local_addr().expect("the proxy's address");
         let mut uri = format!("host=127.0.0.1 port={} connect_timeout=2", addr.port());
+        let mut who = String::new();
         if let Some(user) = config.get_user() {
             uri.push_str(&format!(" user={user}"));
-        }
-        if let Some(db) = config.get_dbname() {
-            uri.push_str(&format!(" dbname={db}"));
+            who.push_str(user);
         }
         if let Some(password) = config.get_password() {
-            uri.push_str(&format!(" password={}", String::from_utf8_lossy(password)));
+            let password = String::from_utf8_lossy(password);
+            uri.push_str(&format!(" password={password}"));
+            who.push_str(&format!(":{password}"));
         }
+        // libpq's default database is the user's name.
+        let db = config
+            .get_dbname()
+            .or(config.get_user())
+            .unwrap_or("postgres");
+        uri.push_str(&format!(" dbname={db}"));
+        let at = if who.is_empty() { "" } else { "@" };
+        let url = format!(
+            "postgresql://{who}{at}127.0.0.1:{}/{db}?connect_timeout=2",
+            addr.port()
+        );
         let mut proxy = Proxy {
             uri,
+            url,
             addr,
             target,
             shared: Arc::new(Shared {
                 stop: AtomicBool::new(false),
                 streams: Mutex::new(Vec::new()),
+                accepted: AtomicUsize::new(0),
             }),
             accepting: None,
         };
@@ -79,6 +99,11 @@ impl Proxy {
         }
     }
 
+    /// How many connections the proxy accepted since it started.
+    pub fn accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
     /// Accepts connections again, on the same port.
     pub fn restore(&mut self) {
         let listener = TcpListener::bind(self.addr).expect("binding the proxy's port again");
@@ -95,7 +120,10 @@ impl Proxy {
         self.accepting = Some(std::thread::spawn(move || {
             while !shared.stop.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((client, _)) => connect_through(client, target, &shared),
+                    Ok((client, _)) => {
+                        shared.accepted.fetch_add(1, Ordering::SeqCst);
+                        connect_through(client, target, &shared)
+                    }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
