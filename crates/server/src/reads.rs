@@ -906,7 +906,10 @@ mod tests {
         let answered = view.answer(Need::Folded, acknowledged, deadline, |ledger: &Ledger| {
             ledger.account("M1").map(|a| a.is_some())
         });
-        assert!(answered.expect("answered").expect("an answer").expect("a read"));
+        assert!(answered
+            .expect("answered")
+            .expect("an answer")
+            .expect("a read"));
         assert!(view.follow().log >= acknowledged);
         view.closed.store(true, Ordering::Release);
         writer.close().expect("close");
