@@ -440,20 +440,11 @@ impl ReadView {
     /// last one: a lost database connection, say); false past `deadline`. Readers never open
     /// one themselves: during a failover each would wait out its own attempt to connect.
     fn wait_for_view(&self, deadline: std::time::Instant) -> bool {
-        let mut follow = self.follow();
+        let follow = self.follow();
         self.wanted.notify_one();
-        while !follow.view_open && !self.closed.load(Ordering::Acquire) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            follow = self
-                .moved
-                .wait_timeout(follow, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        true
+        self.wait_until(follow, deadline, |follow| {
+            follow.view_open || self.closed.load(Ordering::Acquire)
+        })
     }
 
     /// Asks the follower for `acknowledged` and waits until the view is published at least
@@ -462,7 +453,18 @@ impl ReadView {
         let mut follow = self.follow();
         follow.wanted = follow.wanted.max(acknowledged);
         self.wanted.notify_one();
-        while follow.end(need) < acknowledged {
+        self.wait_until(follow, deadline, |follow| follow.end(need) >= acknowledged)
+    }
+
+    /// Waits (releasing `follow`) until `done` holds of what is published, woken each time the
+    /// view moves; false past `deadline`.
+    fn wait_until(
+        &self,
+        mut follow: std::sync::MutexGuard<'_, Follow>,
+        deadline: std::time::Instant,
+        done: impl Fn(&Follow) -> bool,
+    ) -> bool {
+        while !done(&follow) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 return false;
