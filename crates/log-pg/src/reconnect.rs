@@ -4,12 +4,15 @@
 //!
 //! Invariants as the code holds them: a loss is recorded once, by the first call that finds the
 //! connection lost (`since`), and every call that rides it out gives up at the same instant,
-//! `since + within`, never at its own arrival plus `within`; at most one call makes a new
-//! connection at a time, and it does so without holding the lock the others take, so that a
-//! call waiting for it waits on a condition variable bounded by that instant, never behind the
-//! lock; a new connection ends the loss (every waiting call then uses it: one reconnect serves
-//! all), and so does the window running out (the calls of that loss have all given up; a call
-//! arriving after it records a loss of its own).
+//! `since + within`, never at its own arrival plus `within`; a call that meets several losses
+//! (a connection that drops again as soon as it is made) gives up at the first one's instant;
+//! at most one call makes a new connection at a time, and it does so without holding the lock
+//! the others take, so that a call waiting for it waits on a condition variable bounded by
+//! that instant, not behind the connecting call (a call may still wait behind a query running
+//! on the shared connection); a new connection ends the loss (every waiting call then uses it:
+//! one reconnect serves all), and so does the window running out (the calls of that loss have
+//! all given up; a call arriving after it records a loss of its own). A connecting call that
+//! panics ends its attempt: the others are woken, and the next call connects.
 //!
 //! A window of zero rides nothing out: the call that finds the connection lost fails at once,
 //! and the next call tries once to connect (a server's read view, which is opened again
@@ -177,7 +180,9 @@ impl<S> Reconnecting<S> {
             .expect("a new connection is made only after a loss was recorded");
         shared.connecting = true;
         drop(shared);
+        let attempt = Attempt { owner: self };
         let made = make(deadline);
+        std::mem::forget(attempt);
         let mut shared = self.lock();
         shared.connecting = false;
         if made.is_ok() {
@@ -188,6 +193,19 @@ impl<S> Reconnecting<S> {
         }
         self.settled.notify_all();
         (shared, made)
+    }
+}
+
+/// A connecting call under way: if it panics, the attempt ends (`connecting` cleared, the
+/// waiting calls woken) as it unwinds.
+struct Attempt<'a, S> {
+    owner: &'a Reconnecting<S>,
+}
+
+impl<S> Drop for Attempt<'_, S> {
+    fn drop(&mut self) {
+        self.owner.lock().connecting = false;
+        self.owner.settled.notify_all();
     }
 }
 
@@ -206,11 +224,16 @@ impl<C> Reconnecting<Option<C>> {
         let mut shared = self.lock_settled(action)?;
         // The loss as this call met it (it names what the call was doing): given up with.
         let mut met: Option<LogError> = None;
+        // When this call gives up: the first loss's deadline it met, whatever losses follow.
+        let mut give_up_at: Option<Instant> = None;
         loop {
             if shared.value.is_none() {
-                shared.lost(|| "closed".into());
-                let (relocked, made) =
-                    self.connect_outside(shared, |until| retry_until(until, &connect));
+                let deadline = shared.lost(|| "closed".into());
+                // A window of zero: one attempt (past the deadline, `retry_until` tries once).
+                let until = *give_up_at.get_or_insert(deadline);
+                let (relocked, made) = self.connect_outside(shared, |loss_until| {
+                    retry_until(loss_until.min(until), &connect)
+                });
                 shared = relocked;
                 match made {
                     Ok(conn) => shared.value = Some(conn),
@@ -223,8 +246,11 @@ impl<C> Reconnecting<Option<C>> {
                 Err(loss) => {
                     shared.value = None;
                     let deadline = shared.lost(|| loss.to_string());
+                    let until = *give_up_at.get_or_insert(deadline);
                     if Instant::now() >= deadline {
                         shared.loss = None;
+                    }
+                    if Instant::now() >= until {
                         return Err(loss);
                     }
                     met = Some(loss);

@@ -13,7 +13,9 @@ use crate::{Log, LogError, Record};
 /// `from` costs at most a few thousand frame reads; or, when `from` is where the
 /// last checked read of this log stopped, right there, the chain checked from
 /// that read's last hash (a read view folding the log in steps of a few hundred
-/// records reads each record once, not the thousand before it again).
+/// records reads each record once, not the thousand before it again). A read that
+/// resumes does not read the records before `from` again: damage to them after the
+/// read that went over them is found by the next read or verify that goes over them.
 pub struct RecordIter<'a> {
     log: &'a Log,
     from: u64,

@@ -242,6 +242,9 @@ impl Reads {
             let _one = view.opening.lock().unwrap_or_else(PoisonError::into_inner);
             let taken = view.write().take();
             drop(taken);
+            // Under `follow`, which a reader waiting for a view holds from its look at `closed`
+            // to its wait: it cannot miss this.
+            let _follow = view.follow();
             view.wanted.notify_all();
             view.moved.notify_all();
         })
