@@ -33,12 +33,13 @@
 //! A lost database connection (a failover, in PostgreSQL) is not waited out under the view's
 //! lock. The view is opened so that its reads ride out no lost connection (the opener's duty:
 //! `gongji serve` opens it with a `reconnect_within` of zero): one that finds its connection
-//! lost fails at once, and the next tries once to connect. So the follower's refresh fails
-//! after a round trip, the view is dropped, and the follower opens another outside the lock
-//! (once a second while the database cannot be reached). Readers never open one themselves:
-//! a reader finding no view waits for the follower's, within `read_max`, then gets 503
-//! `timeout`, so no read's thread is held past its `read_max` by a failover; a query that meets
-//! the lost connection fails with its error.
+//! lost fails at once, and the next tries once to connect (bounded by the connect timeout).
+//! So once the loss is seen (at once for a reset connection; for a primary that vanished
+//! without a word, when TCP keepalive gives up), the follower's refresh fails, the view is
+//! dropped, and the follower opens another outside the lock (once a second while the database
+//! cannot be reached). Readers never open one themselves: a reader finding no view waits for
+//! the follower's, within `read_max`, then gets 503 `timeout`, so no read waits out a reconnect
+//! window under the view's lock; a query that meets the lost connection fails with its error.
 //!
 //! Invariants: an answer is of the view under the read guard the query holds, whose log (a
 //! member's read, partway through a fold) or projections reach `acknowledged` at its arrival
