@@ -777,6 +777,18 @@ mod tests {
             .folded_in_memory
     }
 
+    /// A read-only view of the ledger in `dir` (no follower: the caller starts one, or moves
+    /// the view itself), with the metrics it reads the writer's durable end from.
+    fn view_of(dir: &std::path::Path, folded_max: u64) -> (Arc<ReadView>, Arc<Metrics>) {
+        let dir = dir.to_path_buf();
+        let open: Opener = Arc::new(move || {
+            Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
+        });
+        let metrics = Arc::new(Metrics::default());
+        let view = ReadView::open(open, metrics.clone(), folded_max).expect("view");
+        (Arc::new(view), metrics)
+    }
+
     /// A ledger in a temporary directory, its policy loaded (not yet durable).
     fn ledger_with_policy() -> (tempfile::TempDir, Ledger) {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -806,19 +818,14 @@ mod tests {
         (tempfile::TempDir, Ledger),
     ) {
         let (tmp, mut writer) = ledger_with_policy();
-        let dir = tmp.path().to_path_buf();
         for i in 0..members {
             writer
                 .apply_line(&retiree(&format!("R{i}")), 0)
                 .expect("line");
         }
         writer.commit().expect("commit");
-        let open: Opener = Arc::new(move || {
-            Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
-        });
-        let metrics = Arc::new(Metrics::default());
         // No follower: the view moves only when this test moves it.
-        let view = Arc::new(ReadView::open(open, metrics.clone(), u64::MAX).expect("view"));
+        let (view, metrics) = view_of(tmp.path(), u64::MAX);
         let last = format!("R{}", members - 1);
         let before = writer.account(&last).expect("account").expect("enrolled");
         // One command, one unit: a credit for every retiree.
@@ -889,12 +896,7 @@ mod tests {
     fn the_follower_rests_until_a_query_asks_for_the_view() {
         let (tmp, mut writer) = ledger_with_policy();
         writer.commit().expect("commit");
-        let dir = tmp.path().to_path_buf();
-        let open: Opener = Arc::new(move || {
-            Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
-        });
-        let metrics = Arc::new(Metrics::default());
-        let view = Arc::new(ReadView::open(open, metrics.clone(), u64::MAX).expect("view"));
+        let (view, metrics) = view_of(tmp.path(), u64::MAX);
         let opened_at = view.follow().log;
         ReadView::start_following(&view).expect("follower");
         writer.apply_line(&enroll("M1"), 0).expect("line");
@@ -939,13 +941,8 @@ mod tests {
         let (tmp, mut writer) = ledger_with_policy();
         writer.apply_line(&retiree("R0"), 0).expect("line");
         writer.commit().expect("commit");
-        let dir = tmp.path().to_path_buf();
-        let open: Opener = Arc::new(move || {
-            Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
-        });
-        let metrics = Arc::new(Metrics::default());
         // No follower thread: the test calls its steps.
-        let view = Arc::new(ReadView::open(open, metrics.clone(), u64::MAX).expect("view"));
+        let (view, metrics) = view_of(tmp.path(), u64::MAX);
         let first = writer.log().durable_end();
         assert_eq!(view.follow().folded, first);
         // A read needing the projections at `first` was woken and has not got in yet (as
@@ -974,13 +971,8 @@ mod tests {
     #[test]
     fn a_view_past_its_bound_is_replaced_by_a_fresh_one_that_answers_the_same() {
         let (tmp, mut writer) = ledger_with_policy();
-        let dir = tmp.path().to_path_buf();
         writer.commit().expect("commit");
-        let open: Opener = Arc::new(move || {
-            Ledger::open_read_only(&dir, LogOptions::default()).map_err(|e| e.to_string())
-        });
-        let metrics = Arc::new(Metrics::default());
-        let view = Arc::new(ReadView::open(open, metrics.clone(), 50).expect("view"));
+        let (view, metrics) = view_of(tmp.path(), 50);
         ReadView::start_following(&view).expect("follower");
         let mut replaced = false;
         for round in 0..20 {
