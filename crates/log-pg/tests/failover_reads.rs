@@ -32,12 +32,19 @@ fn cut_for_a_while(mut proxy: Proxy) -> std::thread::JoinHandle<Proxy> {
     })
 }
 
+/// A fresh log named after `tag` holding `units` units (`records::append`, synced every
+/// `per_sync`), its writer (connected directly), and a proxy in front of the test database for
+/// the readers.
+fn a_log_behind_a_proxy(tag: &str, units: u64, per_sync: u64) -> (String, PgLog, Proxy) {
+    let name = support::fresh_log(tag);
+    let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
+    records::append(&mut writer, 0, units, per_sync).expect("append");
+    (name, writer, Proxy::start(&support::pg_uri()))
+}
+
 #[test]
 fn a_reader_s_reads_and_refresh_ride_out_a_lost_connection() {
-    let name = support::fresh_log("ride-out");
-    let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
-    records::append(&mut writer, 0, 20, 5).expect("append");
-    let proxy = Proxy::start(&support::pg_uri());
+    let (name, mut writer, proxy) = a_log_behind_a_proxy("ride-out", 20, 5);
     let mut reader = PgLog::open_read_only(&proxy.uri, &name).expect("reader");
     assert_eq!(reader.read_stream("fund").expect("read").len(), 20);
 
@@ -66,10 +73,7 @@ fn a_reader_s_reads_and_refresh_ride_out_a_lost_connection() {
 
 #[test]
 fn a_read_past_reconnect_within_fails_clearly_and_the_next_one_connects() {
-    let name = support::fresh_log("give-up");
-    let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
-    records::append(&mut writer, 0, 4, 2).expect("append");
-    let mut proxy = Proxy::start(&support::pg_uri());
+    let (name, writer, mut proxy) = a_log_behind_a_proxy("give-up", 4, 2);
     let options = PgLogOptions {
         reconnect_within: Duration::from_millis(600),
     };
@@ -170,10 +174,7 @@ fn all_gave_up_together<T>(outcomes: &[(Result<T, gongji_log::LogError>, Duratio
 
 #[test]
 fn reads_made_at_once_during_a_loss_give_up_together_at_the_loss_plus_the_window() {
-    let name = support::fresh_log("together");
-    let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
-    records::append(&mut writer, 0, 4, 2).expect("append");
-    let mut proxy = Proxy::start(&support::pg_uri());
+    let (name, writer, mut proxy) = a_log_behind_a_proxy("together", 4, 2);
     let options = PgLogOptions {
         reconnect_within: WINDOW,
     };
@@ -199,10 +200,7 @@ fn reads_made_at_once_during_a_loss_give_up_together_at_the_loss_plus_the_window
 
 #[test]
 fn reads_waiting_through_a_loss_all_go_on_through_one_new_connection() {
-    let name = support::fresh_log("one-reconnect");
-    let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
-    records::append(&mut writer, 0, 4, 2).expect("append");
-    let proxy = Proxy::start(&support::pg_uri());
+    let (name, writer, proxy) = a_log_behind_a_proxy("one-reconnect", 4, 2);
     let reader = PgLog::open_read_only(&proxy.uri, &name).expect("reader");
     let snapshot = PgProjections::open_read_only(&proxy.uri, &name).expect("reader");
     let before = proxy.accepted();
@@ -237,10 +235,7 @@ fn reads_waiting_through_a_loss_all_go_on_through_one_new_connection() {
 
 #[test]
 fn with_a_window_of_zero_a_lost_connection_fails_at_once_and_the_next_read_connects() {
-    let name = support::fresh_log("zero-window");
-    let mut writer = PgLog::open(&support::pg_uri(), &name).expect("writer");
-    records::append(&mut writer, 0, 4, 2).expect("append");
-    let mut proxy = Proxy::start(&support::pg_uri());
+    let (name, writer, mut proxy) = a_log_behind_a_proxy("zero-window", 4, 2);
     let options = PgLogOptions {
         reconnect_within: Duration::ZERO,
     };
