@@ -229,11 +229,11 @@ impl<C> Reconnecting<Option<C>> {
         loop {
             if shared.value.is_none() {
                 let deadline = shared.lost(|| "closed".into());
-                // A window of zero: one attempt (past the deadline, `retry_until` tries once).
+                // The first loss's deadline, never after this one's. A window of zero: one
+                // attempt (past the deadline, `retry_until` tries once).
                 let until = *give_up_at.get_or_insert(deadline);
-                let (relocked, made) = self.connect_outside(shared, |loss_until| {
-                    retry_until(loss_until.min(until), &connect)
-                });
+                let (relocked, made) =
+                    self.connect_outside(shared, |_| retry_until(until, &connect));
                 shared = relocked;
                 match made {
                     Ok(conn) => shared.value = Some(conn),
