@@ -30,8 +30,10 @@ pub struct PgLogOptions {
     /// How long the writer keeps trying, after its connection was lost in the middle of a
     /// commit, to connect again (to the new primary, with a multi-host connection string) and
     /// take its lock again, before it gives the batch up as failed (outcome unknown until the
-    /// log is opened again). pg_auto_failover's default failover takes about 40 s. Reads ride
-    /// out a lost connection for as long (from the loss), and so do the projections'. Zero
+    /// log is opened again). pg_auto_failover's default failover takes about 40 to 55 s; the
+    /// default of 180 s rides out one after another (a second failover, or a candidate that
+    /// takes long to promote, on a loaded machine). Reads ride out a lost connection for as
+    /// long (from the loss), and so do the projections'. Zero
     /// rides nothing out: a read that finds its connection lost fails at once, and the next
     /// one tries once to connect (for a reader that is opened again rather than wait, as a
     /// server's read view is).
@@ -41,7 +43,7 @@ pub struct PgLogOptions {
 impl Default for PgLogOptions {
     fn default() -> Self {
         PgLogOptions {
-            reconnect_within: Duration::from_secs(90),
+            reconnect_within: Duration::from_secs(180),
         }
     }
 }
@@ -88,7 +90,7 @@ impl PgLog {
     /// Opens log `log` to read beside its writer: no lock, nothing written. It reads up to the
     /// head it read at open, and [`refresh_read_only`](gongji_log::DurableLog) reads the head
     /// again. Every append and sync with records is refused with `LogError::ReadOnly`. With the
-    /// default options: a read whose connection was lost connects again for up to 90 s.
+    /// default options: a read whose connection was lost connects again for up to 180 s.
     pub fn open_read_only(uri: &str, log: &str) -> Result<PgLog, LogError> {
         PgLog::open_read_only_with(uri, log, PgLogOptions::default())
     }

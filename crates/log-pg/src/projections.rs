@@ -120,7 +120,7 @@ impl PgProjections {
     /// The projections of log `log` read beside its writer: a snapshot of what the writer
     /// stored, under a layer in memory that takes every write (see the module
     /// documentation). Creates nothing; refuses a database without the projections' tables.
-    /// A refresh after a lost connection connects again for up to 90 s (a failover).
+    /// A refresh after a lost connection connects again for up to 180 s (a failover).
     pub fn open_read_only(uri: &str, log: &str) -> Result<PgProjections, LogError> {
         PgProjections::open_read_only_with(uri, log, PgLogOptions::default())
     }
