@@ -62,7 +62,7 @@ async fn ask<T: Send + 'static>(
 pub async fn verify(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let report = ask(&app, |ledger| {
         let report = ledger.audit_verify(&mut |_, _, _| {});
-        report.map(|r| json!(r)).map_err(ApiError::ledger)
+        report.map(|r| json!(r)).map_err(ApiError::of_ledger)
     });
     Ok(Json(report.await?))
 }
@@ -78,7 +78,7 @@ pub async fn verify(State(app): State<App>) -> Result<Json<Value>, ApiError> {
 pub async fn replay(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let report = ask(&app, |ledger| {
         let report = ledger.audit_replay_in_memory(&mut |_, _| {});
-        report.map(|r| json!(r)).map_err(ApiError::ledger)
+        report.map(|r| json!(r)).map_err(ApiError::of_ledger)
     });
     Ok(Json(report.await?))
 }
@@ -160,11 +160,11 @@ fn write_archive(ledger: &Ledger, filter: &ArchiveFilter) -> Result<(File, u64),
         }
         Ok(Some(refusal)) => return Err(ApiError::ledger(refusal)),
         Ok(None) => {}
-        Err(e) => return Err(ApiError::ledger(e)),
+        Err(e) => return Err(ApiError::of_ledger(e)),
     }
     ledger
         .export_archive(&path, filter, false, &mut |_, _, _| {})
-        .map_err(ApiError::ledger)?;
+        .map_err(ApiError::of_ledger)?;
     let file = File::open(&path).map_err(ApiError::ledger)?;
     let bytes = file.metadata().map_err(ApiError::ledger)?.len();
     drop(scratch);

@@ -6,6 +6,8 @@ use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use gongji_ledger::LedgerError;
+use gongji_log::LogError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -62,6 +64,20 @@ impl ApiError {
         )
     }
 
+    /// A ledger's error as answered. A database connection lost under the read (a failover in
+    /// progress, or the database cut off: the read view is being opened again) is 503
+    /// `unavailable`, worth asking again; anything else is 500 `ledger_error`.
+    pub fn of_ledger(error: LedgerError) -> ApiError {
+        if connection_lost(&error) {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("the ledger's database cannot be reached now; ask again ({error})"),
+            );
+        }
+        ApiError::ledger(error)
+    }
+
     /// The error body as one JSON line (the last line of a command stream that failed).
     pub fn json_line(&self) -> String {
         let body = self.body();
@@ -82,6 +98,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body())).into_response()
     }
+}
+
+/// Whether `error` is the PostgreSQL log's lost connection (its I/O errors of kind
+/// `ConnectionAborted` or `NotConnected`; the file log has none of those kinds).
+fn connection_lost(error: &LedgerError) -> bool {
+    matches!(error, LedgerError::Log(LogError::Io(e))
+        if matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::NotConnected))
 }
 
 /// A path's parameters, or 400 saying why they do not read.

@@ -185,7 +185,7 @@ async fn read(app: &App, from: u64, to: u64) -> Result<Chunk, ApiError> {
         .reads
         .run(move |ledger| read_chunk(ledger, from, to))
         .await?;
-    chunk.map_err(ApiError::ledger)
+    chunk.map_err(ApiError::of_ledger)
 }
 
 /// Reads at most one chunk of durable records from `from` (before `to`), as event text. Each record's link in

@@ -217,10 +217,6 @@ impl App {
     }
 }
 
-fn ledger_error(error: LedgerError) -> ApiError {
-    ApiError::ledger(error)
-}
-
 /// A view of a member as of a time.
 type AsOfView<T> = fn(&Ledger, &str, &AsOf) -> Result<Option<T>, LedgerError>;
 
@@ -237,7 +233,7 @@ impl App {
         let subject = Subject::Member(id.clone());
         self.member_read(asker, route, subject, move |ledger| {
             let asked = asked?;
-            match view(ledger, &id, &asked.as_of).map_err(ledger_error)? {
+            match view(ledger, &id, &asked.as_of).map_err(ApiError::of_ledger)? {
                 Some(view) => Ok(asked.stated(view)),
                 None => Err(ApiError::not_found(not_enrolled(&id, &asked.as_of))),
             }
@@ -310,7 +306,7 @@ pub async fn year(
                 let year = insurance_year(&year)?;
                 let answer = ledger
                     .year_answer(&id, year, q.region.as_deref(), &asked.as_of)
-                    .map_err(ledger_error)?;
+                    .map_err(ApiError::of_ledger)?;
                 answer
                     .map(|view| asked.stated(view))
                     .map_err(ApiError::not_found)
@@ -340,7 +336,8 @@ pub async fn history(
             let q = q?;
             let from = day("from", q.from.as_deref())?;
             let to = day("to", q.to.as_deref())?;
-            let entries = answers::history_between(ledger, &id, from, to).map_err(ledger_error)?;
+            let entries =
+                answers::history_between(ledger, &id, from, to).map_err(ApiError::of_ledger)?;
             entries.map(Value::Array).map_err(ApiError::not_found)
         })
         .await)
@@ -369,7 +366,7 @@ pub async fn explain(
     let subject = Subject::Claim(id.clone());
     Ok(app
         .member_read(asker, "/v1/claims/{id}/explain", subject, move |ledger| {
-            let view = ledger.explain(&id).map_err(ledger_error)?;
+            let view = ledger.explain(&id).map_err(ApiError::of_ledger)?;
             view.map(|view| json!(view)).map_err(ApiError::not_found)
         })
         .await)

@@ -39,7 +39,11 @@
 //! dropped, and the follower opens another outside the lock (once a second while the database
 //! cannot be reached). Readers never open one themselves: a reader finding no view waits for
 //! the follower's, within `read_max`, then gets 503 `timeout`, so no read waits out a reconnect
-//! window under the view's lock; a query that meets the lost connection fails with its error.
+//! window under the view's lock. A query that meets the lost connection fails with its error
+//! (503 `unavailable`), and so would every later one on that view until a refresh, which
+//! connects again: while queries come, the follower refreshes the view at least once a second
+//! whether or not the writer moved on ([`VIEW_CHECK_EVERY`]), so the view is taken up again or
+//! dropped and opened again even while nothing is written.
 //!
 //! Invariants: an answer is of the view under the read guard the query holds, whose log (a
 //! member's read, partway through a fold) or projections reach `acknowledged` at its arrival
@@ -183,6 +187,11 @@ struct Follow {
     /// A view is there: false from when a refresh that failed dropped it until the follower
     /// opened another (readers wait for that, within `read_max`).
     view_open: bool,
+    /// When the view last read its store to a successful end (published). While queries come,
+    /// the follower extends the view at least every [`VIEW_CHECK_EVERY`], new records or not:
+    /// a query that met a lost database connection leaves the view failing every read until
+    /// a refresh, which connects again (or fails, and the view is opened again).
+    published_at: Option<std::time::Instant>,
 }
 
 impl Follow {
@@ -304,6 +313,9 @@ impl Reads {
 
 /// How often the follower looks at the writer's durable end while queries come.
 const FOLLOW_TICK: Duration = Duration::from_millis(2);
+/// While queries come, how often the follower extends the view even if the writer did not move
+/// (see [`Follow::published_at`]).
+const VIEW_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long the follower keeps following after the last query (then it waits to be asked).
 const FOLLOW_AFTER_ASKED: Duration = Duration::from_secs(5);
 /// A fresh view is brought up to date outside the view's lock until its last refresh folded
@@ -338,6 +350,7 @@ impl ReadView {
                 wanted: 0,
                 folded_waiting: Default::default(),
                 view_open: true,
+                published_at: Some(std::time::Instant::now()),
             }),
             moved: Condvar::new(),
             wanted: Condvar::new(),
@@ -490,6 +503,7 @@ impl ReadView {
         follow.folded = reached.folded_end.unwrap_or(0);
         follow.member = member_end(reached);
         follow.view_open = true;
+        follow.published_at = Some(std::time::Instant::now());
         drop(follow);
         self.moved.notify_all();
     }
@@ -534,7 +548,10 @@ impl ReadView {
                 since < FOLLOW_AFTER_ASKED
             }
         };
-        let extend = follow.wanted > follow.log || (lately && durable > follow.log);
+        let unchecked = follow
+            .published_at
+            .is_none_or(|at| at.elapsed() >= VIEW_CHECK_EVERY);
+        let extend = follow.wanted > follow.log || (lately && (durable > follow.log || unchecked));
         let due = extend || follow.wanted > follow.folded || follow.folded < follow.log;
         if due && follow.folded_read_answerable() {
             let _ = self.wanted.wait_timeout(follow, HANDOFF_MAX);

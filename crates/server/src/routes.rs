@@ -73,7 +73,7 @@ pub async fn fund(
             })
         })
         .await?;
-    let value = view.map_err(ApiError::ledger)?;
+    let value = view.map_err(ApiError::of_ledger)?;
     value.map(Json).map_err(ApiError::not_found)
 }
 
@@ -85,7 +85,7 @@ pub async fn fund(
     security(("bearer" = [])))]
 pub async fn policies(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let lines = app.reads.run(answers::policy_lines).await?;
-    Ok(Json(Value::Array(lines.map_err(ApiError::ledger)?)))
+    Ok(Json(Value::Array(lines.map_err(ApiError::of_ledger)?)))
 }
 
 /// Entries in a page of the access log when the request does not say.
