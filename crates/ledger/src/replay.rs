@@ -293,6 +293,14 @@ impl Ledger {
         Ok(self.log.durable_end())
     }
 
+    /// Whether a read-only ledger's projections, read beside their writer in a database, lost
+    /// the connection of their snapshot: every query that reads them fails until
+    /// [`extend_read_only`](Ledger::extend_read_only) (or `refresh_read_only`) connects again.
+    /// Cheap; `false` for every other store.
+    pub fn snapshot_lost(&self) -> bool {
+        self.read_only && self.kv.snapshot_lost()
+    }
+
     /// The second half of [`refresh_read_only`](Ledger::refresh_read_only): folds at most
     /// `records_max` of the records the log holds past the projections. A fold started goes to
     /// the log's durable end of its start (a unit's end) before another starts; until then

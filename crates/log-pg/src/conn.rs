@@ -33,16 +33,21 @@ pub(crate) fn parse(uri: &str) -> Result<Config, LogError> {
 pub(crate) fn connect(config: &Config, log: &str, role: &str) -> Result<Client, LogError> {
     let mut config = config.clone();
     config.application_name(&format!("gongji-log {log} {role}"));
-    config
-        .connect(NoTls)
-        .map_err(|e| pg_err(&format!("connecting for log {log:?}"), &e))
+    config.connect(NoTls).map_err(|e| {
+        let action = format!("connecting for log {log:?}");
+        // No server said why (refused, timed out, unreachable): no connection could be made.
+        match e.code() {
+            None if !e.is_closed() => io_err(io::ErrorKind::NotConnected, &action, &e),
+            _ => pg_err(&action, &e),
+        }
+    })
 }
 
 /// Pause between two attempts to connect again after a connection was lost.
 pub(crate) const RECONNECT_PAUSE: Duration = Duration::from_millis(250);
 
-/// A new connection in place of one that was lost (a failover: pg_auto_failover's takes about
-/// 40 s here, during which no node accepts read-write sessions), tried every
+/// A new connection in place of one that was lost (a failover: pg_auto_failover's takes 40 to
+/// 55 s here, during which no node accepts read-write sessions), tried every
 /// [`RECONNECT_PAUSE`] until `deadline`; past it, the last attempt's error.
 pub(crate) fn reconnect(
     config: &Config,
@@ -72,21 +77,33 @@ pub(crate) fn retry_until<T>(
 /// whatever was in progress on it has an unknown outcome, and a new connection (to the primary,
 /// with a multi-host string) is the way on.
 pub(crate) fn connection_lost(client: &Client, error: &postgres::Error) -> bool {
-    client.is_closed()
-        || error.is_closed()
+    client.is_closed() || server_gone(error)
+}
+
+/// [`connection_lost`] as the error alone says it.
+fn server_gone(error: &postgres::Error) -> bool {
+    error.is_closed()
         || error.code().is_some_and(|code| {
             let code = code.code();
             code.starts_with("08") || code.starts_with("57P") || code == "25006"
         })
 }
 
-/// A PostgreSQL error as the log reports it: `Io`, naming what the log was doing.
+/// A PostgreSQL error as the log reports it: `Io`, naming what the log was doing; of kind
+/// `ConnectionAborted` when it means the connection is gone or its server going away (as
+/// [`connection_lost`] reads it), so that a caller can tell a database out of reach (a
+/// failover) from a failure (the server answers 503 to the one, 500 to the other). Errors of
+/// connecting with no word from a server are `NotConnected` ([`connect`]).
 pub(crate) fn pg_err(action: &str, error: &postgres::Error) -> LogError {
-    let kind = if error.is_closed() {
+    let kind = if server_gone(error) {
         io::ErrorKind::ConnectionAborted
     } else {
         io::ErrorKind::Other
     };
+    io_err(kind, action, error)
+}
+
+fn io_err(kind: io::ErrorKind, action: &str, error: &postgres::Error) -> LogError {
     LogError::Io(io::Error::new(
         kind,
         format!("PostgreSQL, {action}: {}", describe(error)),

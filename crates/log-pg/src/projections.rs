@@ -203,4 +203,11 @@ impl ProjectionStore for PgProjections {
             Side::ReadOnly(r) => r.refresh(),
         }
     }
+
+    fn snapshot_lost(&self) -> bool {
+        match &self.side {
+            Side::Writer(_) => false,
+            Side::ReadOnly(r) => r.snapshot_lost(),
+        }
+    }
 }

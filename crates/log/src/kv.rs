@@ -322,4 +322,13 @@ impl Kv {
             _ => Ok(false),
         }
     }
+
+    /// Whether a reader's store over a database lost the connection of its snapshot (see
+    /// [`ProjectionStore::snapshot_lost`]): its reads fail until `refresh_snapshot`.
+    pub fn snapshot_lost(&self) -> bool {
+        match &self.backend {
+            Backend::External(e) => e.snapshot_lost(),
+            _ => false,
+        }
+    }
 }

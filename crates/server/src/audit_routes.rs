@@ -57,7 +57,7 @@ async fn ask<T: Send + 'static>(
     responses((status = 200, description = "The report: records, digest, failure (null when everything verified)", body = AuditVerifyAnswer),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
-        (status = 503, description = "The ledger was busy, or the answer took too long", body = ErrorBody)),
+        (status = 503, description = "The ledger was busy, its store out of reach, or the answer took too long", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn verify(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let report = ask(&app, |ledger| {
@@ -73,7 +73,7 @@ pub async fn verify(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     responses((status = 200, description = "The report: records, digest, regions", body = AuditReplayAnswer),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
-        (status = 503, description = "The ledger was busy, or the answer took too long", body = ErrorBody)),
+        (status = 503, description = "The ledger was busy, its store out of reach, or the answer took too long", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn replay(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let report = ask(&app, |ledger| {
@@ -116,7 +116,7 @@ impl ExportQuery {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
         (status = 404, description = "No policy was loaded for the region", body = ErrorBody),
-        (status = 503, description = "The ledger was busy, or the export took too long", body = ErrorBody)),
+        (status = 503, description = "The ledger was busy, its store out of reach, or the export took too long", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn export(
     State(app): State<App>,

@@ -72,7 +72,7 @@ impl ApiError {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
-                format!("the ledger's database cannot be reached now; ask again ({error})"),
+                format!("the ledger's store cannot be reached now; ask again ({error})"),
             );
         }
         ApiError::ledger(error)
@@ -100,8 +100,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Whether `error` is the PostgreSQL log's lost connection (its I/O errors of kind
-/// `ConnectionAborted` or `NotConnected`; the file log has none of those kinds).
+/// Whether `error` is a store out of reach: the PostgreSQL log's I/O errors of kind
+/// `ConnectionAborted` (a connection lost, a server going away) or `NotConnected` (none could be
+/// made). The file log reports those kinds only if its file system does (a network mount
+/// dropped), which is as much out of reach.
 fn connection_lost(error: &LedgerError) -> bool {
     matches!(error, LedgerError::Log(LogError::Io(e))
         if matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::NotConnected))

@@ -113,7 +113,8 @@ pub struct FeedEvent {
         (status = 400, description = "The position does not read", body = ErrorBody),
         (status = 404, description = "The position is past the log's durable end: nothing there yet", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "Not for this role", body = ErrorBody)),
+        (status = 403, description = "Not for this role", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn events(
     State(app): State<App>,

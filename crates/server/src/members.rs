@@ -247,7 +247,8 @@ impl App {
     params(("id" = String, Path, description = "The member's id"), AsOfQuery),
     responses((status = 200, description = "The account", body = AccountAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
-        (status = 404, description = "Not enrolled then", body = ErrorBody)),
+        (status = 404, description = "Not enrolled then", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn account(State(app): State<App>, asker: Asker, read: AsOfRead) -> Response {
     let route = "/v1/members/{id}";
@@ -259,7 +260,8 @@ pub async fn account(State(app): State<App>, asker: Asker, read: AsOfRead) -> Re
     params(("id" = String, Path, description = "The member's id"), AsOfQuery),
     responses((status = 200, description = "The inheritance", body = InheritanceAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
-        (status = 404, description = "Not enrolled then", body = ErrorBody)),
+        (status = 404, description = "Not enrolled then", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn inheritance(State(app): State<App>, asker: Asker, read: AsOfRead) -> Response {
     let route = "/v1/members/{id}/inheritance";
@@ -272,7 +274,8 @@ pub async fn inheritance(State(app): State<App>, asker: Asker, read: AsOfRead) -
     params(("id" = String, Path, description = "The member's id"), AsOfQuery),
     responses((status = 200, description = "The transfers", body = TransfersAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
-        (status = 404, description = "Not enrolled then", body = ErrorBody)),
+        (status = 404, description = "Not enrolled then", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn transfers(State(app): State<App>, asker: Asker, read: AsOfRead) -> Response {
     let route = "/v1/members/{id}/transfers";
@@ -284,7 +287,8 @@ pub async fn transfers(State(app): State<App>, asker: Asker, read: AsOfRead) -> 
     params(YearPath, YearQuery),
     responses((status = 200, description = "The year", body = YearAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
-        (status = 404, description = "Nothing to show for that year", body = ErrorBody)),
+        (status = 404, description = "Nothing to show for that year", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn year(
     State(app): State<App>,
@@ -320,7 +324,8 @@ pub async fn year(
     params(("id" = String, Path, description = "The member's id"), HistoryQuery),
     responses((status = 200, description = "The events, oldest first", body = Vec<HistoryEntryAnswer>),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
-        (status = 404, description = "The member has no events", body = ErrorBody)),
+        (status = 404, description = "The member has no events", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn history(
     State(app): State<App>,
@@ -355,7 +360,8 @@ pub(crate) fn day(name: &str, text: Option<&str>) -> Result<Option<Day>, ApiErro
 #[utoipa::path(get, path = "/v1/claims/{id}/explain", tag = "members",
     params(("id" = String, Path, description = "The claim's id")),
     responses((status = 200, description = "The explanation", body = ExplainAnswer),
-        (status = 404, description = "No settled claim has this id", body = ErrorBody)),
+        (status = 404, description = "No settled claim has this id", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn explain(
     State(app): State<App>,

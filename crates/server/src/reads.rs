@@ -40,10 +40,11 @@
 //! cannot be reached). Readers never open one themselves: a reader finding no view waits for
 //! the follower's, within `read_max`, then gets 503 `timeout`, so no read waits out a reconnect
 //! window under the view's lock. A query that meets the lost connection fails with its error
-//! (503 `unavailable`), and so would every later one on that view until a refresh, which
-//! connects again: while queries come, the follower refreshes the view at least once a second
-//! whether or not the writer moved on ([`VIEW_CHECK_EVERY`]), so the view is taken up again or
-//! dropped and opened again even while nothing is written.
+//! (503 `unavailable`). The log's reads try once to connect again at the next read; the
+//! projections' snapshot stays lost until the view is refreshed, which the writer moving on
+//! would not bring while nothing is written: a query that leaves the view's snapshot lost
+//! ([`Ledger::snapshot_lost`]) wakes the follower, which refreshes the view at once (one
+//! attempt to connect), or drops it and opens another.
 //!
 //! Invariants: an answer is of the view under the read guard the query holds, whose log (a
 //! member's read, partway through a fold) or projections reach `acknowledged` at its arrival
@@ -187,11 +188,12 @@ struct Follow {
     /// A view is there: false from when a refresh that failed dropped it until the follower
     /// opened another (readers wait for that, within `read_max`).
     view_open: bool,
-    /// When the view last read its store to a successful end (published). While queries come,
-    /// the follower extends the view at least every [`VIEW_CHECK_EVERY`], new records or not:
-    /// a query that met a lost database connection leaves the view failing every read until
-    /// a refresh, which connects again (or fails, and the view is opened again).
-    published_at: Option<std::time::Instant>,
+    /// A query found the view's projections cut from their database (a lost connection: see
+    /// [`Ledger::snapshot_lost`]), which fails every read of them until a refresh: the follower
+    /// extends the view at once, new records or not, which connects again (or fails, and the
+    /// view is opened again). Cleared when a view's snapshot is taken again under the write
+    /// guard.
+    lost: bool,
 }
 
 impl Follow {
@@ -313,9 +315,6 @@ impl Reads {
 
 /// How often the follower looks at the writer's durable end while queries come.
 const FOLLOW_TICK: Duration = Duration::from_millis(2);
-/// While queries come, how often the follower extends the view even if the writer did not move
-/// (see [`Follow::published_at`]).
-const VIEW_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// How long the follower keeps following after the last query (then it waits to be asked).
 const FOLLOW_AFTER_ASKED: Duration = Duration::from_secs(5);
 /// A fresh view is brought up to date outside the view's lock until its last refresh folded
@@ -350,7 +349,7 @@ impl ReadView {
                 wanted: 0,
                 folded_waiting: Default::default(),
                 view_open: true,
-                published_at: Some(std::time::Instant::now()),
+                lost: false,
             }),
             moved: Condvar::new(),
             wanted: Condvar::new(),
@@ -429,7 +428,12 @@ impl ReadView {
             let guard = self.read();
             match guard.as_ref() {
                 Some(ledger) if reaches(ledger, need, acknowledged) => {
-                    return Some(Ok(query(ledger)));
+                    let answer = query(ledger);
+                    if ledger.snapshot_lost() {
+                        self.follow().lost = true;
+                        self.wanted.notify_all();
+                    }
+                    return Some(Ok(answer));
                 }
                 Some(_) => {
                     drop(guard);
@@ -496,14 +500,17 @@ impl ReadView {
     }
 
     /// Publishes the view's ends (called under the view's write guard, so that what is
-    /// published is the view's own) and wakes the readers waiting for them.
-    fn publish(&self, reached: &Refreshed) {
+    /// published is the view's own) and wakes the readers waiting for them. `snapshot_taken`:
+    /// the view's projections were read afresh (an extend, or a view just opened).
+    fn publish(&self, reached: &Refreshed, snapshot_taken: bool) {
         let mut follow = self.follow();
         follow.log = reached.durable_end;
         follow.folded = reached.folded_end.unwrap_or(0);
         follow.member = member_end(reached);
         follow.view_open = true;
-        follow.published_at = Some(std::time::Instant::now());
+        if snapshot_taken {
+            follow.lost = false;
+        }
         drop(follow);
         self.moved.notify_all();
     }
@@ -548,10 +555,7 @@ impl ReadView {
                 since < FOLLOW_AFTER_ASKED
             }
         };
-        let unchecked = follow
-            .published_at
-            .is_none_or(|at| at.elapsed() >= VIEW_CHECK_EVERY);
-        let extend = follow.wanted > follow.log || (lately && (durable > follow.log || unchecked));
+        let extend = follow.wanted > follow.log || follow.lost || (lately && durable > follow.log);
         let due = extend || follow.wanted > follow.folded || follow.folded < follow.log;
         if due && follow.folded_read_answerable() {
             let _ = self.wanted.wait_timeout(follow, HANDOFF_MAX);
@@ -599,7 +603,7 @@ impl ReadView {
         .and_then(|()| ledger.fold_read_only(FOLD_STEP_RECORDS));
         match stepped {
             Ok(refreshed) => {
-                self.publish(&refreshed);
+                self.publish(&refreshed, extend);
                 drop(guard);
                 let folded_at_open = self.folded_at_open.load(Ordering::Acquire);
                 if over_bound(&refreshed, folded_at_open + self.folded_max) {
@@ -672,7 +676,7 @@ impl ReadView {
             }
             self.folded_at_open
                 .store(end.folded_in_memory, Ordering::Release);
-            self.publish(&end);
+            self.publish(&end, true);
             guard.replace(fresh)
         };
         drop(old);

@@ -211,7 +211,8 @@ pub struct StatementPath {
     responses((status = 200, description = "The statement (all zeros when the institution settled nothing in the month)", body = StatementAnswer),
         (status = 400, description = "The month does not read", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "Not for this role", body = ErrorBody)),
+        (status = 403, description = "Not for this role", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn statement(
     State(app): State<App>,

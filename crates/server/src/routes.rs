@@ -54,7 +54,8 @@ pub async fn metrics(State(app): State<App>) -> Response {
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
-        (status = 404, description = "No fund or policy for the region", body = ErrorBody)),
+        (status = 404, description = "No fund or policy for the region", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn fund(
     State(app): State<App>,
@@ -81,7 +82,8 @@ pub async fn fund(
 #[utoipa::path(get, path = "/v1/policies", tag = "policies",
     responses((status = 200, description = "The versions, by region", body = Vec<PolicyListItemAnswer>),
         (status = 401, description = "No valid token", body = ErrorBody),
-        (status = 403, description = "Not for this role", body = ErrorBody)),
+        (status = 403, description = "Not for this role", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn policies(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let lines = app.reads.run(answers::policy_lines).await?;

@@ -269,6 +269,11 @@ impl ReadOnly {
         })
     }
 
+    /// Whether the snapshot's connection was lost: every read fails until [`ReadOnly::refresh`].
+    pub fn snapshot_lost(&self) -> bool {
+        self.view.lock().conn.is_none()
+    }
+
     /// Ends the snapshot and takes a new one (on a new connection if the old one was lost).
     /// Returns whether the layer was emptied: see [`keeps_layer`] for when it is kept.
     pub fn refresh(&self) -> Result<bool, LogError> {

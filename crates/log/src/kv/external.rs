@@ -75,4 +75,11 @@ pub trait ProjectionStore: Debug + Send + Sync {
     fn refresh(&self) -> Result<bool, LogError> {
         Ok(false)
     }
+
+    /// For a store read beside its writer: whether the connection its snapshot was read on is
+    /// lost, so that every read fails until [`refresh`](ProjectionStore::refresh) connects
+    /// again. Cheap (no round trip). A store that cannot lose one (the default): `false`.
+    fn snapshot_lost(&self) -> bool {
+        false
+    }
 }
