@@ -13,9 +13,9 @@
 //! durable; what a running projection write holds stays in the cache until it has landed; a
 //! failed write stops every later commit.
 
-use std::collections::HashSet;
 use std::thread::JoinHandle;
 
+use gongji_domain::state::FastSet;
 use gongji_domain::{EntityKey, State};
 use gongji_log::{Kv, LogError};
 
@@ -183,7 +183,11 @@ impl Ledger {
         let writes = self.encoded.take_with_dirty(&mut self.state);
         self.kv.apply(writes, checkpoint)?;
         self.encoded.landed(&mut self.state);
-        evict_stored(&mut self.state, &HashSet::new(), self.limits.members_max);
+        evict_stored(
+            &mut self.state,
+            &FastSet::default(),
+            self.limits.members_max,
+        );
         Ok(())
     }
 
@@ -246,7 +250,7 @@ pub(crate) fn store_projections(
     let writes = store::dirty_writes(state);
     kv.apply(writes, checkpoint)?;
     state.dirty.clear();
-    evict_stored(state, &HashSet::new(), members_max);
+    evict_stored(state, &FastSet::default(), members_max);
     Ok(())
 }
 
@@ -268,7 +272,7 @@ impl Drop for ProjectionWriter {
 /// transactions always (read again only by a duplicate or a reversal), and members, bindings
 /// and region indexes when the cache holds more than `members_max` members. A region's
 /// policies, funds and totals stay: a cached member's regions must be cached.
-pub(crate) fn evict_stored(state: &mut State, encoded: &HashSet<EntityKey>, members_max: usize) {
+pub(crate) fn evict_stored(state: &mut State, encoded: &FastSet<EntityKey>, members_max: usize) {
     let dirty = std::mem::take(&mut state.dirty);
     let unstored = |key: EntityKey| dirty.contains(&key) || encoded.contains(&key);
     state

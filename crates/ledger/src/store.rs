@@ -238,7 +238,7 @@ fn entity_value(state: &State, key: &EntityKey) -> Option<Vec<u8>> {
 pub(crate) struct Encoded {
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// What `writes` holds: the cache keeps these until the write holding them has landed.
-    pub(crate) keys: std::collections::HashSet<EntityKey>,
+    pub(crate) keys: gongji_domain::state::FastSet<EntityKey>,
     /// What the running write deletes: kept dirty (so `load` does not read the store's old
     /// value) until that write is joined, instead of waiting for it.
     deleting: Vec<EntityKey>,

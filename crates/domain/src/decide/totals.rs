@@ -11,7 +11,7 @@
 //! mapping from events to totals follows `state::evolve`; `tests/totals.rs` checks, after
 //! folding accepted commands at the bounds, that every total stays within the bound.
 
-use std::collections::HashMap;
+use crate::state::FastMap;
 use std::fmt;
 
 use crate::event::{Event, Settlement};
@@ -45,7 +45,7 @@ pub(super) fn check(
 ) -> Result<(), Rejection> {
     let mut pending = Pending {
         state,
-        added: HashMap::new(),
+        added: FastMap::default(),
     };
     for (_, event) in events {
         pending.event(event)?;
@@ -58,7 +58,7 @@ pub(super) fn check(
 pub(crate) fn check_event(state: &State, event: &Event) -> Result<(), Rejection> {
     Pending {
         state,
-        added: HashMap::new(),
+        added: FastMap::default(),
     }
     .event(event)
 }
@@ -188,7 +188,7 @@ impl fmt::Display for YearCounter<'_> {
 /// What one decision's events add to each total so far.
 struct Pending<'a> {
     state: &'a State,
-    added: HashMap<Total<'a>, Money>,
+    added: FastMap<Total<'a>, Money>,
 }
 
 impl<'a> Pending<'a> {
