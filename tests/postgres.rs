@@ -149,6 +149,10 @@ fn queries_run_beside_a_writer_and_a_second_writer_is_refused_or_waits() {
     let said = error["error"]["message"].as_str().unwrap();
     let log = &ledger.pg.as_ref().unwrap().log;
     assert!(said.contains(log) && said.contains("--wait"), "{said}");
+    // It names the session holding the lock: the writer's process and where it connects from.
+    let holder = format!("held by \"gongji-log {log} writer pid {}\"", writer.id());
+    assert!(said.contains(&holder), "{said}");
+    assert!(said.contains("connected from 127.0.0.1 since"), "{said}");
     // With --wait, it starts as soon as the first has finished.
     let mut waiting = ledger
         .command(&["--wait", "rebuild", "--json"])
@@ -508,47 +512,107 @@ fn gets_at_once(url: &str, token: &str, count: usize) -> Vec<(u16, String, Durat
     })
 }
 
+/// A ledger with a policy in the test database, reached through a proxy that can be cut, an
+/// operator's and a clerk's tokens, and a `gongji serve` of it on a loopback port whose reads
+/// time out after [`READ_TIMEOUT`] (its standard error collected in `said`), once it has taken
+/// the sample commands and answered a read of M001.
+struct ServedBehindAProxy {
+    proxy: proxy::Proxy,
+    serve: Serve,
+    said: Arc<Mutex<String>>,
+    agent: ureq::Agent,
+    operator: String,
+    clerk: String,
+    _ledger: TestLedger,
+}
+
+impl ServedBehindAProxy {
+    fn start(name: &str) -> ServedBehindAProxy {
+        let proxy = proxy::Proxy::start(&pg_uri());
+        let ledger = TestLedger {
+            dir: tempfile::tempdir().unwrap(),
+            pg: Some(support::pg::PgLedger {
+                uri: proxy.url.clone(),
+                log: fresh_log(name),
+            }),
+        }
+        .with_policy();
+        let operator = add_token(&ledger, "op", "operator", &[]);
+        let clerk = add_token(&ledger, "desk", "clerk", &[]);
+        let timeout = READ_TIMEOUT.as_secs_f64().to_string();
+        let mut command = serve_command(&ledger, "127.0.0.1:0", &["--read-timeout-secs", &timeout]);
+        let mut serve = Serve::spawn_http(command.stderr(Stdio::piped()));
+        let said = said_by(serve.child.stderr.take().unwrap());
+        let served = ServedBehindAProxy {
+            proxy,
+            serve,
+            said,
+            agent: agent(),
+            operator,
+            clerk,
+            _ledger: ledger,
+        };
+        let sample = std::fs::read_to_string(examples("sample.jsonl")).unwrap();
+        served.post(&sample);
+        let (status, account) = served.member("M001");
+        assert_eq!(status, 200, "{account}");
+        served
+    }
+
+    /// POSTs `lines` to /v1/commands as the operator: the answers.
+    fn post(&self, lines: &str) -> String {
+        let commands = format!("{}/v1/commands", self.serve.url);
+        let mut response = post_ndjson(
+            &self.agent,
+            &commands,
+            Some(&self.operator),
+            lines.as_bytes(),
+        );
+        assert_eq!(response.status().as_u16(), 200);
+        response.body_mut().read_to_string().unwrap()
+    }
+
+    fn member_url(&self, id: &str) -> String {
+        format!("{}/v1/members/{id}", self.serve.url)
+    }
+
+    /// GET /v1/members/{id} as the clerk: the status and the body.
+    fn member(&self, id: &str) -> (u16, String) {
+        get(&self.agent, &self.member_url(id), Some(&self.clerk))
+    }
+
+    /// The database back: member `id` answered within 20 s (its body).
+    fn restore_and_read(&mut self, id: &str) -> String {
+        self.proxy.restore();
+        let restored = Instant::now();
+        loop {
+            let (status, body) = self.member(id);
+            if status == 200 {
+                return body;
+            }
+            assert!(
+                restored.elapsed() < Duration::from_secs(20),
+                "no answer 20 s after the database came back: {status} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 #[test]
 fn serve_refuses_reads_within_the_read_timeout_while_the_database_is_cut_off() {
-    let mut proxy = proxy::Proxy::start(&pg_uri());
-    let ledger = TestLedger {
-        dir: tempfile::tempdir().unwrap(),
-        pg: Some(support::pg::PgLedger {
-            uri: proxy.url.clone(),
-            log: fresh_log("cut"),
-        }),
-    }
-    .with_policy();
-    let operator = add_token(&ledger, "op", "operator", &[]);
-    let clerk = add_token(&ledger, "desk", "clerk", &[]);
-    let timeout = READ_TIMEOUT.as_secs_f64().to_string();
-    let mut command = serve_command(&ledger, "127.0.0.1:0", &["--read-timeout-secs", &timeout]);
-    let mut serve = Serve::spawn_http(command.stderr(Stdio::piped()));
-    let said = said_by(serve.child.stderr.take().unwrap());
-    let agent = agent();
-    let commands = format!("{}/v1/commands", serve.url);
-    let sample = std::fs::read_to_string(examples("sample.jsonl")).unwrap();
-    let mut response = post_ndjson(&agent, &commands, Some(&operator), sample.as_bytes());
-    assert_eq!(response.status().as_u16(), 200);
-    response.body_mut().read_to_string().unwrap();
-    let (status, account) = get(
-        &agent,
-        &format!("{}/v1/members/M001", serve.url),
-        Some(&clerk),
-    );
-    assert_eq!(status, 200, "{account}");
+    let mut served = ServedBehindAProxy::start("cut");
     // No query for a while: the read view rests, so the next line's end is taken in only when
     // a read asks for it, with the database cut off.
     std::thread::sleep(Duration::from_secs(6));
     let enrol = r#"{"cmd":"enroll","member":"M900","region":"500000","born":"1990-01-01","status":"active","scheme":"employer","date":"2024-06-01"}"#;
-    let mut response = post_ndjson(&agent, &commands, Some(&operator), enrol.as_bytes());
-    let answered = response.body_mut().read_to_string().unwrap();
+    let answered = served.post(enrol);
     assert!(!answered.contains("error"), "{answered}");
 
-    proxy.cut();
-    let m900 = format!("{}/v1/members/M900", serve.url);
+    served.proxy.cut();
+    let m900 = served.member_url("M900");
     for round in 0..3 {
-        for (status, body, took) in gets_at_once(&m900, &clerk, 12) {
+        for (status, body, took) in gets_at_once(&m900, &served.clerk, 12) {
             assert_eq!(status, 503, "round {round}: {body}");
             assert!(body.contains("\"timeout\""), "round {round}: {body}");
             assert!(
@@ -560,91 +624,34 @@ fn serve_refuses_reads_within_the_read_timeout_while_the_database_is_cut_off() {
 
     // The view gave the lost connection up (and is being opened again) rather than waiting
     // for the database under its lock.
-    let stderr = said.lock().unwrap().clone();
+    let stderr = served.said.lock().unwrap().clone();
     assert!(stderr.contains("could not follow the ledger"), "{stderr}");
 
-    proxy.restore();
-    let restored = Instant::now();
-    loop {
-        let (status, body) = get(&agent, &m900, Some(&clerk));
-        if status == 200 {
-            let account: Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(account["member"], "M900", "{body}");
-            break;
-        }
-        assert!(
-            restored.elapsed() < Duration::from_secs(20),
-            "no answer 20 s after the database came back: {status} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    serve.stop();
+    let body = served.restore_and_read("M900");
+    let account: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(account["member"], "M900", "{body}");
+    served.serve.stop();
 }
 
 #[test]
 fn a_read_that_meets_the_lost_database_is_refused_as_unavailable_not_failed() {
-    let mut proxy = proxy::Proxy::start(&pg_uri());
-    let ledger = TestLedger {
-        dir: tempfile::tempdir().unwrap(),
-        pg: Some(support::pg::PgLedger {
-            uri: proxy.url.clone(),
-            log: fresh_log("lost"),
-        }),
-    }
-    .with_policy();
-    let operator = add_token(&ledger, "op", "operator", &[]);
-    let clerk = add_token(&ledger, "desk", "clerk", &[]);
-    let timeout = READ_TIMEOUT.as_secs_f64().to_string();
-    let serve = Serve::spawn_http(&mut serve_command(
-        &ledger,
-        "127.0.0.1:0",
-        &["--read-timeout-secs", &timeout],
-    ));
-    let agent = agent();
-    let sample = std::fs::read_to_string(examples("sample.jsonl")).unwrap();
-    let commands = format!("{}/v1/commands", serve.url);
-    let mut response = post_ndjson(&agent, &commands, Some(&operator), sample.as_bytes());
-    assert_eq!(response.status().as_u16(), 200);
-    response.body_mut().read_to_string().unwrap();
-    let member = |id: &str| {
-        get(
-            &agent,
-            &format!("{}/v1/members/{id}", serve.url),
-            Some(&clerk),
-        )
-    };
-    let (status, body) = member("M001");
-    assert_eq!(status, 200, "{body}");
-
+    let mut served = ServedBehindAProxy::start("lost");
     // The view is at the end; members not read before are read from the database, through a
     // connection that is gone: refused as worth asking again (503), never a failure (500).
     // The first read meets the lost connection itself (nothing else reads the database while
     // nothing is written); the next ones meet it too, or wait for a view being opened again.
-    proxy.cut();
-    let (status, body) = member("M002");
+    served.proxy.cut();
+    let (status, body) = served.member("M002");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"unavailable\""), "{body}");
     for id in ["M003", "M004", "M005"] {
-        let (status, body) = member(id);
+        let (status, body) = served.member(id);
         assert_eq!(status, 503, "{id}: {body}");
         assert!(
             body.contains("\"unavailable\"") || body.contains("\"timeout\""),
             "{id}: {body}"
         );
     }
-
-    proxy.restore();
-    let restored = Instant::now();
-    loop {
-        let (status, body) = member("M002");
-        if status == 200 {
-            break;
-        }
-        assert!(
-            restored.elapsed() < Duration::from_secs(20),
-            "no answer 20 s after the database came back: {status} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    serve.stop();
+    served.restore_and_read("M002");
+    served.serve.stop();
 }

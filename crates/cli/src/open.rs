@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use gongji_ledger::{Ledger, LedgerError, LogOptions, ProjectionBackend};
+use gongji_log::LogError;
 
 use crate::args::Projections;
 use crate::failure::{Code, Failure};
@@ -208,12 +209,20 @@ fn cannot_open(location: &Location, error: LedgerError) -> Failure {
              machine"
         }
     };
+    // A database names the session holding the lock (its process id and address).
+    let held = match &error {
+        LedgerError::Log(LogError::Locked {
+            holder: Some(holder),
+            ..
+        }) => format!(", {holder}"),
+        _ => String::new(),
+    };
     Failure::new(
         Code::Locked,
         format!(
             "another command is writing to the ledger at {location} ({writers}: one at a \
-             time); run this again once it has finished, or add --wait to start as soon as it \
-             has. Queries need not wait: they run beside it"
+             time){held}; run this again once it has finished, or add --wait to start as soon \
+             as it has. Queries need not wait: they run beside it"
         ),
     )
 }

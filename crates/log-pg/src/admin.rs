@@ -128,6 +128,7 @@ fn lock_writer(
         Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
             return Err(LogError::Locked {
                 dir: format!("postgres:gongji_log_heads/{log}").into(),
+                holder: None,
             })
         }
         Err(e) => return Err(err(e)),

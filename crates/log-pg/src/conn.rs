@@ -29,10 +29,15 @@ pub(crate) fn parse(uri: &str) -> Result<Config, LogError> {
     Ok(config)
 }
 
-/// A new connection, named `gongji-log LOG ROLE` in `pg_stat_activity`.
+/// A new connection, named `gongji-log LOG ROLE pid PID` in `pg_stat_activity` (the process
+/// id of this process, so that a writer refused the lock can say who holds it; PostgreSQL cuts
+/// a name at 63 bytes).
 pub(crate) fn connect(config: &Config, log: &str, role: &str) -> Result<Client, LogError> {
     let mut config = config.clone();
-    config.application_name(&format!("gongji-log {log} {role}"));
+    config.application_name(&format!(
+        "gongji-log {log} {role} pid {}",
+        std::process::id()
+    ));
     config.connect(NoTls).map_err(|e| {
         let action = format!("connecting for log {log:?}");
         // No server said why (refused, timed out, unreachable): no connection could be made.

@@ -152,7 +152,7 @@ impl Session {
             .map_err(|e| pg_err(&format!("reading the lock key of log {log:?}"), &e))?
             .get(0);
         if !try_lock(&mut client, lock_key, log)? {
-            return Err(locked(log));
+            return Err(locked(&mut client, lock_key, log));
         }
         let head = read_head(&mut client, log)?;
         let replicated = sync_standbys_set(&mut client, log)?;
@@ -362,7 +362,7 @@ impl Session {
         let (client, head, replicated) = retry_until(deadline, || {
             let mut client = connect(&self.config, &self.log, "writer")?;
             if !try_lock(&mut client, self.lock_key, &self.log)? {
-                return Err(locked(&self.log));
+                return Err(locked(&mut client, self.lock_key, &self.log));
             }
             let head = read_head(&mut client, &self.log)?;
             let replicated = sync_standbys_set(&mut client, &self.log)?;
@@ -379,10 +379,44 @@ fn local(e: LogError) -> CommitError {
     CommitError::Local(e.to_string())
 }
 
-fn locked(log: &str) -> LogError {
+/// The log's writer lock is held by another session, named if the server says who.
+fn locked(client: &mut Client, lock_key: i32, log: &str) -> LogError {
     LogError::Locked {
         dir: format!("postgres:gongji_log_heads/{log}").into(),
+        holder: holder(client, lock_key),
     }
+}
+
+/// Who holds the log's writer lock, as the server tells it: the holding session's application
+/// name (a writer of this crate's names its log and its process id: `connect`), its client's
+/// address and since when. `None` when the server does not say: the lock was released
+/// meanwhile, or the role may not see other roles' sessions (`pg_read_all_stats`).
+fn holder(client: &mut Client, lock_key: i32) -> Option<String> {
+    // An advisory lock on two int4 keys shows its keys as the oids `classid` and `objid`
+    // (their bits read unsigned) with `objsubid` 2.
+    let row = client
+        .query_opt(
+            "SELECT a.application_name, host(a.client_addr), \
+                    to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND l.classid = ($1::int8 & 4294967295)::oid \
+               AND l.objid = ($2::int8 & 4294967295)::oid",
+            &[&i64::from(LOCK_CLASS), &i64::from(lock_key)],
+        )
+        .ok()??;
+    let name: Option<String> = row.get(0);
+    let name = name.filter(|name| !name.is_empty())?;
+    let from = match row.get::<_, Option<String>>(1) {
+        Some(address) => format!("connected from {address}"),
+        None => "connected over a local socket".to_string(),
+    };
+    let since: Option<String> = row.get(2);
+    Some(match since {
+        Some(since) => format!("held by {name:?}, {from} since {since} UTC"),
+        None => format!("held by {name:?}, {from}"),
+    })
 }
 
 /// Takes the log's writer lock for the session, without waiting.

@@ -31,7 +31,10 @@ fn terminate_writer(log: &str) -> u64 {
     support::client()
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            &[&format!("gongji-log {log} writer")],
+            &[&format!(
+                "gongji-log {log} writer pid {}",
+                std::process::id()
+            )],
         )
         .expect("terminate")
         .len() as u64

@@ -186,8 +186,9 @@ fn terminate_projection_writer(log: &str) -> u64 {
     support::client()
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE application_name = $1 AND state = 'active'",
-            &[&format!("gongji-log {log} projections writer")],
+             WHERE application_name LIKE $1 AND state = 'active'",
+            // Named `gongji-log LOG projections writer pid PID`, perhaps cut at 63 bytes.
+            &[&format!("gongji-log {log} projections writer%")],
         )
         .expect("terminate")
         .len() as u64

@@ -44,8 +44,12 @@ impl fmt::Display for ExpectedVersion {
 pub enum LogError {
     /// An I/O error; its message names the action and the path.
     Io(io::Error),
-    /// Another `Log` (in this or another process) holds the directory's lock.
-    Locked { dir: PathBuf },
+    /// Another `Log` (in this or another process) holds the directory's lock. `holder` names
+    /// it when the store can tell (a PostgreSQL log: the session holding its lock).
+    Locked {
+        dir: PathBuf,
+        holder: Option<String>,
+    },
     /// A unit was refused because a stream was not at the expected version.
     /// Nothing of the unit was staged.
     WrongExpectedVersion {
@@ -100,7 +104,16 @@ impl fmt::Display for LogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LogError::Io(e) => write!(f, "log I/O error: {e}"),
-            LogError::Locked { dir } => write!(
+            LogError::Locked {
+                dir,
+                holder: Some(holder),
+            } => write!(
+                f,
+                "the log at {} is in use by another writer ({holder}; one writer at a time): \
+                 try again when it has finished; readers need not wait",
+                dir.display()
+            ),
+            LogError::Locked { dir, holder: None } => write!(
                 f,
                 "the log at {} is in use by another writer (it holds the LOCK file; one \
                  writer at a time): try again when it has finished, or wait for the lock \

@@ -290,6 +290,7 @@ fn lock_dir(dir: &Path, wait: bool) -> Result<File, LogError> {
         Ok(()) => Ok(lock),
         Err(std::fs::TryLockError::WouldBlock) => Err(LogError::Locked {
             dir: dir.to_path_buf(),
+            holder: None,
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(io_err("locking", &lock_path, e)),
     }

@@ -918,7 +918,7 @@ fn second_open_while_the_first_is_alive_is_locked() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let first = Log::open(tmp.path()).expect("open");
     match Log::open(tmp.path()) {
-        Err(LogError::Locked { dir }) => assert_eq!(dir, tmp.path()),
+        Err(LogError::Locked { dir, .. }) => assert_eq!(dir, tmp.path()),
         other => panic!("expected Locked, got {other:?}"),
     }
     drop(first);

@@ -33,7 +33,7 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    /// Connects as `gongji-log LOG ROLE` and prepares the statements.
+    /// Connects as `gongji-log LOG ROLE pid PID` and prepares the statements.
     pub fn open(config: &Config, log: &str, role: &str) -> Result<Conn, LogError> {
         Conn::new(connect(config, log, role)?, log)
     }
