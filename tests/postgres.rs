@@ -523,6 +523,7 @@ struct ServedBehindAProxy {
     agent: ureq::Agent,
     operator: String,
     clerk: String,
+    reconciler: String,
     _ledger: TestLedger,
 }
 
@@ -539,6 +540,7 @@ impl ServedBehindAProxy {
         .with_policy();
         let operator = add_token(&ledger, "op", "operator", &[]);
         let clerk = add_token(&ledger, "desk", "clerk", &[]);
+        let reconciler = add_token(&ledger, "recon", "reconciler", &[]);
         let timeout = READ_TIMEOUT.as_secs_f64().to_string();
         let mut command = serve_command(&ledger, "127.0.0.1:0", &["--read-timeout-secs", &timeout]);
         let mut serve = Serve::spawn_http(command.stderr(Stdio::piped()));
@@ -550,6 +552,7 @@ impl ServedBehindAProxy {
             agent: agent(),
             operator,
             clerk,
+            reconciler,
             _ledger: ledger,
         };
         let sample = std::fs::read_to_string(examples("sample.jsonl")).unwrap();
@@ -579,6 +582,26 @@ impl ServedBehindAProxy {
     /// GET /v1/members/{id} as the clerk: the status and the body.
     fn member(&self, id: &str) -> (u16, String) {
         get(&self.agent, &self.member_url(id), Some(&self.clerk))
+    }
+
+    /// POST /v1/reconcile/detail of one settlement of March 2024 as the reconciler: the status
+    /// and the body.
+    fn reconcile(&self) -> (u16, String) {
+        let url = format!(
+            "{}/v1/reconcile/detail?institution=H500101&from=2024-03-01&to=2024-03-31",
+            self.serve.url
+        );
+        let file = "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,\
+                    refd_setl_flag\nC001,V1,M001,150.00,0.00,140.00,10.00,0\n";
+        let mut response = self
+            .agent
+            .post(&url)
+            .header("Authorization", format!("Bearer {}", self.reconciler))
+            .header("Content-Type", "text/csv")
+            .send(file.as_bytes())
+            .expect("the server answers");
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
     }
 
     /// The database back: member `id` answered within 20 s (its body).
@@ -638,9 +661,13 @@ fn a_read_that_meets_the_lost_database_is_refused_as_unavailable_not_failed() {
     let mut served = ServedBehindAProxy::start("lost");
     // The view is at the end; members not read before are read from the database, through a
     // connection that is gone: refused as worth asking again (503), never a failure (500).
-    // The first read meets the lost connection itself (nothing else reads the database while
-    // nothing is written); the next ones meet it too, or wait for a view being opened again.
+    // The first reads meet the lost connections themselves (nothing else reads the database
+    // while nothing is written): a reconciliation reading the log, then a member's read of the
+    // projections; the next ones meet them too, or wait for a view being opened again.
     served.proxy.cut();
+    let (status, body) = served.reconcile();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"unavailable\""), "{body}");
     let (status, body) = served.member("M002");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"unavailable\""), "{body}");
@@ -653,5 +680,7 @@ fn a_read_that_meets_the_lost_database_is_refused_as_unavailable_not_failed() {
         );
     }
     served.restore_and_read("M002");
+    let (status, body) = served.reconcile();
+    assert_eq!(status, 200, "{body}");
     served.serve.stop();
 }

@@ -146,10 +146,11 @@ impl Failure {
 
     /// A reconciliation that could not run: a file it cannot read or write is `io`, one it
     /// cannot use (no usable header, too many rows, sums past what a total holds) `bad_input`,
-    /// a period that ends before it starts `bad_argument`, an unreadable log `damaged`.
+    /// a period that ends before it starts `bad_argument`, a log damaged `damaged` (one that
+    /// could not be read for want of its store, an I/O error, is `io`).
     pub fn recon(error: &ReconError) -> Failure {
         let code = match error {
-            ReconError::Io { .. } | ReconError::Output(_) => Code::Io,
+            ReconError::Io { .. } | ReconError::Output(_) | ReconError::LogIo { .. } => Code::Io,
             ReconError::Header { .. } | ReconError::TooLarge { .. } | ReconError::Overflow(_) => {
                 Code::BadInput
             }

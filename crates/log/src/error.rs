@@ -100,6 +100,18 @@ pub enum LogError {
     ReadOnly { dir: PathBuf },
 }
 
+impl LogError {
+    /// Whether the store is out of reach rather than failing: an I/O error of kind
+    /// `ConnectionAborted` (a database connection lost, its server going away) or
+    /// `NotConnected` (no connection could be made), as the PostgreSQL log reports them; worth
+    /// trying again once the store answers (a failover). The file log reports those kinds only
+    /// if its file system does (a network mount dropped), which is as much out of reach.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, LogError::Io(e)
+            if matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::NotConnected))
+    }
+}
+
 impl fmt::Display for LogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -86,8 +86,12 @@ pub enum ReconError {
     TooLarge { path: PathBuf, reason: String },
     /// The request itself is wrong (a period that ends before it starts).
     Request(String),
-    /// The ledger's log could not be read.
+    /// The ledger's log could not be read: damaged (a record that does not decode, a broken
+    /// chain).
     Ledger(String),
+    /// The ledger's log could not be read for want of its store: an I/O error (`unreachable`:
+    /// the store out of reach, as a lost database connection, worth trying again).
+    LogIo { message: String, unreachable: bool },
     /// Writing differences out (the CSV file) failed.
     Output(String),
     /// A sum of the ledger's amounts the job needs does not fit in `i64` fen (more than
@@ -116,6 +120,7 @@ impl std::fmt::Display for ReconError {
             ReconError::TooLarge { path, reason } => write!(f, "{}: {reason}", path.display()),
             ReconError::Request(reason) => f.write_str(reason),
             ReconError::Ledger(reason) => f.write_str(reason),
+            ReconError::LogIo { message, .. } => f.write_str(message),
             ReconError::Output(reason) => f.write_str(reason),
             ReconError::Overflow(reason) => f.write_str(reason),
         }

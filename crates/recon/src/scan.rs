@@ -2,6 +2,7 @@
 
 use gongji_domain::{Event, Settlement, Stream};
 use gongji_ledger::Ledger;
+use gongji_log::LogError;
 
 use crate::ReconError;
 
@@ -32,13 +33,11 @@ pub fn scan_claims(
 ) -> Result<(), ReconError> {
     let log = ledger.log();
     let end = log.durable_end();
-    let records = log
-        .read_range(0, end)
-        .map_err(|e| ReconError::Ledger(format!("cannot read the log: {e}")))?;
+    let records = log.read_range(0, end).map_err(log_error)?;
     let mut done_records: u64 = 0;
     let member_prefix = Stream::Member(String::new()).name();
     for record in records {
-        let record = record.map_err(|e| ReconError::Ledger(format!("cannot read the log: {e}")))?;
+        let record = record.map_err(log_error)?;
         done_records += 1;
         if done_records.is_multiple_of(PROGRESS_RECORDS) {
             progress(done_records);
@@ -66,4 +65,16 @@ pub fn scan_claims(
     }
     progress(done_records);
     Ok(())
+}
+
+/// A log that could not be read: for want of its store (an I/O error), or damaged.
+fn log_error(error: LogError) -> ReconError {
+    let message = format!("cannot read the log: {error}");
+    match error {
+        LogError::Io(_) => ReconError::LogIo {
+            unreachable: error.is_unreachable(),
+            message,
+        },
+        _ => ReconError::Ledger(message),
+    }
 }

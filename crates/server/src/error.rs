@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gongji_ledger::LedgerError;
-use gongji_log::LogError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -69,13 +68,18 @@ impl ApiError {
     /// `unavailable`, worth asking again; anything else is 500 `ledger_error`.
     pub fn of_ledger(error: LedgerError) -> ApiError {
         if connection_lost(&error) {
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                format!("the ledger's store cannot be reached now; ask again ({error})"),
-            );
+            return ApiError::unreachable(error);
         }
         ApiError::ledger(error)
+    }
+
+    /// 503 `unavailable`: the ledger's store could not be reached (`why`); worth asking again.
+    pub fn unreachable(why: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("the ledger's store cannot be reached now; ask again ({why})"),
+        )
     }
 
     /// The error body as one JSON line (the last line of a command stream that failed).
@@ -100,13 +104,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Whether `error` is a store out of reach: the PostgreSQL log's I/O errors of kind
-/// `ConnectionAborted` (a connection lost, a server going away) or `NotConnected` (none could be
-/// made). The file log reports those kinds only if its file system does (a network mount
-/// dropped), which is as much out of reach.
+/// Whether `error` is the ledger's store out of reach ([`LogError::is_unreachable`]).
 fn connection_lost(error: &LedgerError) -> bool {
-    matches!(error, LedgerError::Log(LogError::Io(e))
-        if matches!(e.kind(), std::io::ErrorKind::ConnectionAborted | std::io::ErrorKind::NotConnected))
+    matches!(error, LedgerError::Log(e) if e.is_unreachable())
 }
 
 /// A path's parameters, or 400 saying why they do not read.

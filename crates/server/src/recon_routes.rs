@@ -69,9 +69,13 @@ fn recon_error(error: &ReconError, message: String) -> ApiError {
         ReconError::Header { .. } | ReconError::TooLarge { .. } | ReconError::Overflow(_) => {
             (StatusCode::UNPROCESSABLE_ENTITY, "bad_input")
         }
-        ReconError::Io { .. } | ReconError::Output(_) | ReconError::Ledger(_) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "ledger_error")
-        }
+        ReconError::LogIo {
+            unreachable: true, ..
+        } => return ApiError::unreachable(message),
+        ReconError::Io { .. }
+        | ReconError::Output(_)
+        | ReconError::Ledger(_)
+        | ReconError::LogIo { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "ledger_error"),
     };
     ApiError::new(status, code, message)
 }
@@ -148,7 +152,8 @@ impl DetailQuery {
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
         (status = 413, description = "The file is longer than the route takes", body = ErrorBody),
-        (status = 422, description = "The file cannot be used (no usable header)", body = ErrorBody)),
+        (status = 422, description = "The file cannot be used (no usable header)", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn detail(
     State(app): State<App>,
@@ -184,7 +189,8 @@ pub async fn detail(
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
         (status = 413, description = "The file is longer than the route takes", body = ErrorBody),
-        (status = 422, description = "The file cannot be used (no usable header, too many rows)", body = ErrorBody)),
+        (status = 422, description = "The file cannot be used (no usable header, too many rows)", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn totals(State(app): State<App>, body: Body) -> Result<Response, ApiError> {
     on_body(&app, body, |ledger, file| {
