@@ -389,14 +389,15 @@ fn locked(client: &mut Client, lock_key: i32, log: &str) -> LogError {
 
 /// Who holds the log's writer lock, as the server tells it: the holding session's application
 /// name (a writer of this crate's names its log and its process id: `connect`), its client's
-/// address and since when. `None` when the server does not say: the lock was released
-/// meanwhile, or the role may not see other roles' sessions (`pg_read_all_stats`).
+/// address and since when (both hidden from a role that may not see other roles' sessions,
+/// without `pg_read_all_stats`). `None` when the server does not say: the lock was released
+/// meanwhile, or the query failed.
 fn holder(client: &mut Client, lock_key: i32) -> Option<String> {
     // An advisory lock on two int4 keys shows its keys as the oids `classid` and `objid`
     // (their bits read unsigned) with `objsubid` 2.
     let row = client
         .query_opt(
-            "SELECT a.application_name, host(a.client_addr), \
+            "SELECT a.application_name, host(a.client_addr), a.client_port, \
                     to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') \
              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
@@ -408,15 +409,25 @@ fn holder(client: &mut Client, lock_key: i32) -> Option<String> {
         .ok()??;
     let name: Option<String> = row.get(0);
     let name = name.filter(|name| !name.is_empty())?;
-    let from = match row.get::<_, Option<String>>(1) {
-        Some(address) => format!("connected from {address}"),
-        None => "connected over a local socket".to_string(),
+    // PostgreSQL keeps 63 bytes of a name: a long log name leaves the process id cut.
+    let cut = match name.len() >= 63 {
+        true => " (the name cut at 63 bytes: its process id may be incomplete)",
+        false => "",
     };
-    let since: Option<String> = row.get(2);
-    Some(match since {
-        Some(since) => format!("held by {name:?}, {from} since {since} UTC"),
-        None => format!("held by {name:?}, {from}"),
-    })
+    // No port: hidden from this role; port -1: a local socket.
+    let from = match (
+        row.get::<_, Option<String>>(1),
+        row.get::<_, Option<i32>>(2),
+    ) {
+        (Some(address), Some(_)) => format!(", connected from {address}"),
+        (None, Some(-1)) => ", connected over a local socket".to_string(),
+        _ => String::new(),
+    };
+    let since = match row.get::<_, Option<String>>(3) {
+        Some(since) => format!(" since {since} UTC"),
+        None => String::new(),
+    };
+    Some(format!("held by {name:?}{cut}{from}{since}"))
 }
 
 /// Takes the log's writer lock for the session, without waiting.

@@ -125,6 +125,12 @@ impl fmt::Display for LogError {
                  try again when it has finished; readers need not wait",
                 dir.display()
             ),
+            LogError::Locked { dir, holder: None } if dir.starts_with("postgres:") => write!(
+                f,
+                "the log at {} is in use by another writer (one writer at a time): try again \
+                 when it has finished; readers need not wait",
+                dir.display()
+            ),
             LogError::Locked { dir, holder: None } => write!(
                 f,
                 "the log at {} is in use by another writer (it holds the LOCK file; one \
