@@ -126,10 +126,7 @@ fn lock_writer(
     );
     match locked {
         Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => {
-            return Err(LogError::Locked {
-                dir: format!("postgres:gongji_log_heads/{log}").into(),
-                holder: None,
-            })
+            return Err(crate::session::locked(log, None))
         }
         Err(e) => return Err(err(e)),
         Ok(_) => {}

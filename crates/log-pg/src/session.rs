@@ -152,7 +152,7 @@ impl Session {
             .map_err(|e| pg_err(&format!("reading the lock key of log {log:?}"), &e))?
             .get(0);
         if !try_lock(&mut client, lock_key, log)? {
-            return Err(locked(&mut client, lock_key, log));
+            return Err(locked(log, holder(&mut client, lock_key)));
         }
         let head = read_head(&mut client, log)?;
         let replicated = sync_standbys_set(&mut client, log)?;
@@ -362,7 +362,7 @@ impl Session {
         let (client, head, replicated) = retry_until(deadline, || {
             let mut client = connect(&self.config, &self.log, "writer")?;
             if !try_lock(&mut client, self.lock_key, &self.log)? {
-                return Err(locked(&mut client, self.lock_key, &self.log));
+                return Err(locked(&self.log, holder(&mut client, self.lock_key)));
             }
             let head = read_head(&mut client, &self.log)?;
             let replicated = sync_standbys_set(&mut client, &self.log)?;
@@ -379,11 +379,11 @@ fn local(e: LogError) -> CommitError {
     CommitError::Local(e.to_string())
 }
 
-/// The log's writer lock is held by another session, named if the server says who.
-fn locked(client: &mut Client, lock_key: i32, log: &str) -> LogError {
+/// Log `log`'s writer lock is held by another session: `holder`, if known.
+pub(crate) fn locked(log: &str, holder: Option<String>) -> LogError {
     LogError::Locked {
         dir: format!("postgres:gongji_log_heads/{log}").into(),
-        holder: holder(client, lock_key),
+        holder,
     }
 }
 
