@@ -9,7 +9,9 @@ use std::process::Output;
 
 use serde_json::Value;
 use support::schema::Schemas;
-use support::{examples, march_detail_args, text, TestLedger, CHONGQING_POLICY};
+use support::{
+    examples, march_detail_args, text, TestLedger, CHONGQING_POLICY, DETAIL_HEADER, TOTALS_HEADER,
+};
 
 /// The answers' schemas, read once.
 fn schemas() -> &'static Schemas {
@@ -212,10 +214,6 @@ fn lines(ledger: &TestLedger, name: &str, args: &[&str], status: i32) -> Vec<Val
     }
     values
 }
-
-const DETAIL_HEADER: &str =
-    "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag";
-const TOTALS_HEADER: &str = "fixmedins_code,stmt_begndate,stmt_enddate,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,fixmedins_setl_cnt";
 
 fn write(dir: &Path, name: &str, contents: &str) -> PathBuf {
     let path = dir.join(name);

@@ -8,16 +8,13 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::{march_detail_args, text, TestLedger};
-
-const HEADER: &str =
-    "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag";
+use support::{march_detail_args, text, TestLedger, DETAIL_HEADER};
 
 /// A March file for H500101 with one differing amount (so the CSV has a row).
 fn march_file(dir: &Path) -> (PathBuf, String) {
     let path = dir.join("march.csv");
     let body = format!(
-        "{HEADER}\nC001,V1,M001,150.00,0.00,140.00,10.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\n"
+        "{DETAIL_HEADER}\nC001,V1,M001,150.00,0.00,140.00,10.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\n"
     );
     std::fs::write(&path, &body).unwrap();
     (path, body)
@@ -158,7 +155,7 @@ fn cells_a_spreadsheet_would_run_as_formulas_are_neutralised_and_amounts_stay_nu
     std::fs::write(
         &input,
         format!(
-            "{HEADER}\n\
+            "{DETAIL_HEADER}\n\
              \"=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",+V1,@SUM(A1),1.00,0.00,1.00,0.00,0\n\
              C001,-2+3,M001,150.00,0.00,150.00,0.00,0\n\
              C002,V2,\"\tM001\",685.50,300.00,385.50,0.00,0\n\
@@ -205,7 +202,7 @@ fn escape_sequences_from_a_file_are_printed_escaped() {
     std::fs::write(
         &input,
         format!(
-            "{HEADER}\n\
+            "{DETAIL_HEADER}\n\
              X\u{1b}[31mRED,V\u{1b}]0;pwned\u{7},M\u{9b}2J,1.00,0.00,1.00,0.00,0\n\
              C001,V1,M001,1\u{1b}[2J,0.00,150.00,0.00,0\n"
         ),

@@ -19,7 +19,16 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::pg::{fresh_log, pg_uri};
 use support::serve::{agent, command as serve_command, get, post_ndjson, Serve};
-use support::{add_token, examples, gongji_path, march_detail_args, parse_lines, text, TestLedger};
+use support::{
+    add_token, examples, gongji_path, march_detail_args, parse_lines, text, TestLedger,
+    DETAIL_HEADER,
+};
+
+/// A detail file of H500101 for March 2024 holding one of the sample's settlements, with an
+/// amount that differs.
+fn march_detail() -> String {
+    format!("{DETAIL_HEADER}\nC001,V1,M001,150.00,0.00,140.00,10.00,0\n")
+}
 
 /// The sample applied on a ledger in a directory and on one in PostgreSQL.
 fn sample_pair() -> (TestLedger, TestLedger) {
@@ -65,7 +74,7 @@ fn the_main_commands_answer_on_postgres_as_on_a_directory() {
     let (dir, pg) = sample_pair();
     let root = pg.dir.path();
     let detail = root.join("march.csv");
-    std::fs::write(&detail, "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag\nC001,V1,M001,150.00,0.00,140.00,10.00,0\n").unwrap();
+    std::fs::write(&detail, march_detail()).unwrap();
     let detail_args = march_detail_args(&detail, &[]);
     let asked: Vec<Vec<&str>> = vec![
         vec!["account", "M001"],
@@ -594,14 +603,12 @@ impl ServedBehindAProxy {
             "{}/v1/reconcile/detail?institution=H500101&from=2024-03-01&to=2024-03-31",
             self.serve.url
         );
-        let file = "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,\
-                    refd_setl_flag\nC001,V1,M001,150.00,0.00,140.00,10.00,0\n";
         let mut response = self
             .agent
             .post(&url)
             .header("Authorization", format!("Bearer {}", self.reconciler))
             .header("Content-Type", "text/csv")
-            .send(file.as_bytes())
+            .send(march_detail().as_bytes())
             .expect("the server answers");
         let status = response.status().as_u16();
         (status, response.body_mut().read_to_string().unwrap())

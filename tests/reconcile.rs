@@ -3,10 +3,7 @@
 
 mod support;
 
-use support::{march_detail_args, text, TestLedger};
-
-const HEADER: &str =
-    "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag";
+use support::{march_detail_args, text, TestLedger, DETAIL_HEADER};
 
 #[test]
 fn a_matching_detail_file_exits_0_and_a_differing_one_exits_1_with_a_csv_of_differences() {
@@ -15,12 +12,12 @@ fn a_matching_detail_file_exits_0_and_a_differing_one_exits_1_with_a_csv_of_diff
     // March at H500101: C001 (150.00 from the account) and C002 (685.50: 300.00 pooled, 385.50
     // from the account); C002's reversal is dated in April.
     let matching = dir.join("march.csv");
-    std::fs::write(&matching, format!("{HEADER}\nC001,V1,M001,150.00,0.00,150.00,0.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\n")).unwrap();
+    std::fs::write(&matching, format!("{DETAIL_HEADER}\nC001,V1,M001,150.00,0.00,150.00,0.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\n")).unwrap();
     let out = ledger.run(&march_detail_args(&matching, &[]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     let differing = dir.join("differing.csv");
-    std::fs::write(&differing, format!("{HEADER}\nC001,V1,M001,150.00,0.00,140.00,10.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\nC777,V7,M001,1.00,0.00,1.00,0.00,0\nnot,a,row\n")).unwrap();
+    std::fs::write(&differing, format!("{DETAIL_HEADER}\nC001,V1,M001,150.00,0.00,140.00,10.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\nC777,V7,M001,1.00,0.00,1.00,0.00,0\nnot,a,row\n")).unwrap();
     let csv = dir.join("differences.csv");
     let out = ledger.run(&march_detail_args(
         &differing,
@@ -71,7 +68,7 @@ fn a_matching_detail_file_exits_0_and_a_differing_one_exits_1_with_a_csv_of_diff
 fn gb18030_files_reconcile_like_utf8_ones() {
     let ledger = TestLedger::sample();
     // "重庆" in GB18030 (not valid UTF-8) in an extra column the reconciliation ignores.
-    let mut bytes = format!("{HEADER},fixmedins_name\n").into_bytes();
+    let mut bytes = format!("{DETAIL_HEADER},fixmedins_name\n").into_bytes();
     bytes.extend_from_slice(b"C001,V1,M001,150.00,0.00,150.00,0.00,0,\xd6\xd8\xc7\xec\nC002,V2,M001,685.50,300.00,385.50,0.00,0,\xd6\xd8\xc7\xec\n");
     let file = ledger.dir.path().join("gb.csv");
     std::fs::write(&file, bytes).unwrap();
@@ -126,7 +123,7 @@ fn the_csv_of_differences_starts_with_a_bom_and_names_the_member_on_every_row() 
     std::fs::write(
         &input,
         format!(
-            "{HEADER}\nC001,V1,M001,150.00,0.00,140.00,10.00,0\n\
+            "{DETAIL_HEADER}\nC001,V1,M001,150.00,0.00,140.00,10.00,0\n\
              C777,门诊七,M777,1.00,0.00,1.00,0.00,0\n\
              C001,V1,M001,150.00,0.00,150.00,0.00,0\n"
         ),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::serve::{self, agent, get, Serve};
-use support::{add_token, examples, march_detail_args, text, TestLedger};
+use support::{add_token, examples, march_detail_args, text, TestLedger, DETAIL_HEADER};
 
 /// `gongji serve` over `ledger` on `listen`, with `extra` arguments: plain HTTP or HTTPS, as the
 /// arguments say.
@@ -269,8 +269,10 @@ fn the_command_lines_reads_run_beside_a_running_server() {
     let detail = dir.join("march.csv");
     std::fs::write(
         &detail,
-        "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag\n\
-         C001,V1,M001,150.00,0.00,150.00,0.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\n",
+        format!(
+            "{DETAIL_HEADER}\n\
+             C001,V1,M001,150.00,0.00,150.00,0.00,0\nC002,V2,M001,685.50,300.00,385.50,0.00,0\n"
+        ),
     )
     .unwrap();
     let archive = dir.join("archive.jsonl");

@@ -13,11 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::serve::{self, agent, post_ndjson, RoleTokens, Serve};
-use support::{examples, march_detail_args, parse_lines, text, TestLedger};
-
-const DETAIL_HEADER: &str =
-    "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag";
-const TOTALS_HEADER: &str = "fixmedins_code,stmt_begndate,stmt_enddate,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,fixmedins_setl_cnt";
+use support::{
+    examples, march_detail_args, parse_lines, text, TestLedger, DETAIL_HEADER, TOTALS_HEADER,
+};
 
 /// A running `gongji serve` with a token for each role and its own scratch directory.
 struct Server {

@@ -20,6 +20,12 @@ pub const CHONGQING_POLICY: &str = concat!(
     "/../../policies/500000-2024-01-01.json"
 );
 
+/// The header row of a detail settlement file (3202), as institutions export it.
+pub const DETAIL_HEADER: &str =
+    "setl_id,mdtrt_id,psn_no,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,refd_setl_flag";
+/// The header row of a totals file (3201).
+pub const TOTALS_HEADER: &str = "fixmedins_code,stmt_begndate,stmt_enddate,medfee_sumamt,fund_pay_sumamt,acct_pay,cash_payamt,fixmedins_setl_cnt";
+
 /// `reconcile detail FILE` for H500101 in March 2024 (the sample's hospital and month), with
 /// `extra` arguments.
 pub fn march_detail_args<'a>(file: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
