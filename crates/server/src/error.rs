@@ -63,14 +63,16 @@ impl ApiError {
         )
     }
 
-    /// A ledger's error as answered. A database connection lost under the read (a failover in
-    /// progress, or the database cut off: the read view is being opened again) is 503
-    /// `unavailable`, worth asking again; anything else is 500 `ledger_error`.
+    /// A ledger's error as answered. Its store out of reach ([`LogError::is_unreachable`]: a
+    /// database connection lost under the read, a failover in progress or the database cut
+    /// off) is 503 `unavailable`, worth asking again; anything else is 500 `ledger_error`.
+    ///
+    /// [`LogError::is_unreachable`]: gongji_log::LogError::is_unreachable
     pub fn of_ledger(error: LedgerError) -> ApiError {
-        if connection_lost(&error) {
-            return ApiError::unreachable(error);
+        match &error {
+            LedgerError::Log(e) if e.is_unreachable() => ApiError::unreachable(error),
+            _ => ApiError::ledger(error),
         }
-        ApiError::ledger(error)
     }
 
     /// 503 `unavailable`: the ledger's store could not be reached (`why`); worth asking again.
@@ -102,11 +104,6 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body())).into_response()
     }
-}
-
-/// Whether `error` is the ledger's store out of reach ([`LogError::is_unreachable`]).
-fn connection_lost(error: &LedgerError) -> bool {
-    matches!(error, LedgerError::Log(e) if e.is_unreachable())
 }
 
 /// A path's parameters, or 400 saying why they do not read.
