@@ -16,14 +16,15 @@ use crate::types::{Channel, FundKind, Purpose, Relation, Scheme, Status};
 pub const EVENT_SCHEMA_VERSION: u8 = 1;
 
 /// Where an event belongs: one stream per member account, per region's fund, per region's policy.
+/// `Stream<&str>` ([`Event::stream_ref`]) names one without building its strings.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Stream {
-    Member(String),
-    Fund(FundKind, String),
-    Policy(String),
+pub enum Stream<S = String> {
+    Member(S),
+    Fund(FundKind, S),
+    Policy(S),
 }
 
-impl Stream {
+impl<S: AsRef<str>> Stream<S> {
     /// The stream's name in the log.
     pub fn name(&self) -> String {
         let (prefix, id) = self.parts();
@@ -38,10 +39,10 @@ impl Stream {
 
     fn parts(&self) -> (&'static str, &str) {
         match self {
-            Stream::Member(member) => ("member/", member),
-            Stream::Fund(FundKind::Pooled, region) => ("pooled/", region),
-            Stream::Fund(FundKind::LargeAmount, region) => ("large/", region),
-            Stream::Policy(region) => ("policy/", region),
+            Stream::Member(member) => ("member/", member.as_ref()),
+            Stream::Fund(FundKind::Pooled, region) => ("pooled/", region.as_ref()),
+            Stream::Fund(FundKind::LargeAmount, region) => ("large/", region.as_ref()),
+            Stream::Policy(region) => ("policy/", region.as_ref()),
         }
     }
 }
@@ -488,31 +489,39 @@ impl Event {
     /// the fund's stream of its region, a policy version to its region's policy stream. A log
     /// that files an event anywhere else was not written by the ledger.
     pub fn stream(&self) -> Stream {
-        let member = |id: &String| Stream::Member(id.clone());
+        match self.stream_ref() {
+            Stream::Member(id) => Stream::Member(id.to_string()),
+            Stream::Fund(kind, region) => Stream::Fund(kind, region.to_string()),
+            Stream::Policy(region) => Stream::Policy(region.to_string()),
+        }
+    }
+
+    /// The stream the event belongs to, borrowing its id from the event.
+    pub fn stream_ref(&self) -> Stream<&str> {
         match self {
-            Event::PolicyLoaded { policy } => Stream::Policy(policy.region.clone()),
+            Event::PolicyLoaded { policy } => Stream::Policy(&policy.region),
             Event::PooledContributed { region, .. } | Event::PooledCreditPaid { region, .. } => {
-                Stream::Fund(FundKind::Pooled, region.clone())
+                Stream::Fund(FundKind::Pooled, region)
             }
             Event::FundClaimPaid { fund, region, .. }
-            | Event::FundClaimRefunded { fund, region, .. } => Stream::Fund(*fund, region.clone()),
+            | Event::FundClaimRefunded { fund, region, .. } => Stream::Fund(*fund, region),
             Event::PremiumReceived { region, .. } | Event::PremiumRefunded { region, .. } => {
-                Stream::Fund(FundKind::LargeAmount, region.clone())
+                Stream::Fund(FundKind::LargeAmount, region)
             }
             Event::ClaimSettled { settlement } | Event::ClaimReversed { settlement, .. } => {
-                member(&settlement.member)
+                Stream::Member(&settlement.member)
             }
             Event::FamilyBound { holder, .. }
             | Event::FamilyUnbound { holder, .. }
             | Event::AccountPaid { holder, .. }
-            | Event::AccountPaymentReversed { holder, .. } => member(holder),
+            | Event::AccountPaymentReversed { holder, .. } => Stream::Member(holder),
             Event::Enrolled { member: id, .. }
             | Event::Retired { member: id, .. }
             | Event::AccountCredited { member: id, .. }
             | Event::YearClosed { member: id, .. }
             | Event::Deceased { member: id, .. }
             | Event::Inherited { member: id, .. }
-            | Event::Transferred { member: id, .. } => member(id),
+            | Event::Transferred { member: id, .. } => Stream::Member(id),
         }
     }
 

@@ -6,9 +6,10 @@
 //! worker per core, chosen by the entity the record's stream belongs to (a member's stream by
 //! the member, a fund's or policy's stream by its region). Each worker folds its share with
 //! `evolve` into a state of its own: a member's events, and the transactions and bindings they
-//! create, are all in one stream, so they meet in one worker in log order. The states are then
-//! merged (the per-region account totals, which every worker adds to, are summed) and written
-//! to the projection store once.
+//! create, are all in one stream, so they meet in one worker in log order. The workers' funds,
+//! policies and bindings are then merged and the per-region account totals, which every worker
+//! adds to, summed; their members and transactions stay in the worker states ([`Folded`]),
+//! whose entries are encoded (on several threads) and written to the projection store once.
 //!
 //! The catch-up folds on the calling thread, a chunk of records at a time: their events are
 //! decoded first and, with a store in a database (PostgreSQL's), the keys of the entities
@@ -45,6 +46,9 @@ const BATCH_RECORDS: usize = 4096;
 /// Batches waiting per worker before the reader waits (bounds memory).
 const QUEUE_BATCHES: usize = 8;
 
+/// Records on their way to a worker, each with the link that checks its hash.
+type Batch = Vec<(gongji_log::Record, gongji_log::Link)>;
+
 /// Which worker folds a stream's records.
 fn partition(stream: &str, workers: usize) -> usize {
     let key = stream.split_once('/').map_or(stream, |(_, key)| key);
@@ -55,34 +59,63 @@ fn partition(stream: &str, workers: usize) -> usize {
     (hash % workers as u64) as usize
 }
 
-/// Folds records `from..to` of the log into one state, on `workers` threads.
+/// What [`fold_parallel`] folded: its workers' states. Each member, transaction and
+/// region-index entry is in exactly one of `merged` and `parts`; everything else is in
+/// `merged`.
+pub(crate) struct Folded {
+    pub(crate) merged: State,
+    pub(crate) parts: Vec<State>,
+}
+
+impl Folded {
+    /// Every entity, as the store keeps it, in key order.
+    pub(crate) fn entries(&self) -> Vec<store::Entry> {
+        store::all_entries(&self.merged, &self.parts)
+    }
+
+    /// Drops the states on a thread of their own: freeing a whole ledger's members and
+    /// transactions takes a tenth of a replay, and nothing waits for it.
+    pub(crate) fn drop_aside(self) {
+        // A thread that cannot be started drops the closure, and the states with it, here.
+        let _ = std::thread::Builder::new()
+            .name("gongji-drop".into())
+            .spawn(move || drop(self));
+    }
+}
+
+/// Folds records `from..to` of the log on `workers` threads.
 pub(crate) fn fold_parallel(
     log: &dyn gongji_log::DurableLog,
     to: u64,
     workers: usize,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<State, LedgerError> {
+) -> Result<Folded, LedgerError> {
     let workers = workers.max(1);
     std::thread::scope(|scope| {
         let mut senders = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
+        // Emptied batches go back to the reader to be filled again: a fresh one is most of a
+        // megabyte, which the allocator would take from (and the kernel zero in) new pages.
+        let (recycle, recycled) = mpsc::channel::<Batch>();
         for _ in 0..workers {
-            let (sender, receiver) =
-                mpsc::sync_channel::<Vec<(gongji_log::Record, gongji_log::Link)>>(QUEUE_BATCHES);
+            let (sender, receiver) = mpsc::sync_channel::<Batch>(QUEUE_BATCHES);
             senders.push(sender);
+            let recycle = recycle.clone();
             handles.push(scope.spawn(move || -> Result<State, LedgerError> {
                 let mut state = State::untracked();
-                for batch in receiver {
-                    for (record, link) in batch {
+                for mut batch in receiver {
+                    for (record, link) in batch.drain(..) {
                         log.check_link(&record, &link)?;
                         let event = decode_admissible(&state, &record)?;
                         evolve(&mut state, &event);
                     }
+                    let _ = recycle.send(batch);
                 }
                 Ok(state)
             }));
         }
-        let mut batches: Vec<Vec<(gongji_log::Record, gongji_log::Link)>> = (0..workers)
+        drop(recycle);
+        let mut batches: Vec<Batch> = (0..workers)
             .map(|_| Vec::with_capacity(BATCH_RECORDS))
             .collect();
         let mut read = 0u64;
@@ -98,8 +131,10 @@ pub(crate) fn fold_parallel(
             let worker = partition(&record.stream, workers);
             batches[worker].push((record, link));
             if batches[worker].len() >= BATCH_RECORDS {
-                let batch =
-                    std::mem::replace(&mut batches[worker], Vec::with_capacity(BATCH_RECORDS));
+                let empty = recycled
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS));
+                let batch = std::mem::replace(&mut batches[worker], empty);
                 if senders[worker].send(batch).is_err() {
                     break; // The worker stopped on an error; it is reported below.
                 }
@@ -113,36 +148,40 @@ pub(crate) fn fold_parallel(
             let _ = sender.send(batch);
         }
         drop(senders);
-        let mut merged = State::default();
+        let mut states = Vec::with_capacity(handles.len());
         for handle in handles {
-            let state = handle
-                .join()
-                .expect("a replay worker does not panic: it folds only admissible events")?;
-            merge(&mut merged, state)?;
+            states.push(
+                handle
+                    .join()
+                    .expect("a replay worker does not panic: it folds only admissible events")?,
+            );
+        }
+        // The others' funds, policies, bindings and account totals are merged into the
+        // first; their members, transactions and region indexes, nearly all of a ledger, stay
+        // where they are (moving them into one state took a tenth of a replay).
+        let mut states = states.into_iter();
+        let mut merged = states.next().unwrap_or_default();
+        let mut parts = Vec::with_capacity(states.len());
+        for mut state in states {
+            merge(&mut merged, &mut state)?;
+            parts.push(state);
         }
         if let Some(error) = failed {
             return Err(error);
         }
         progress(read, to);
-        Ok(merged)
+        Ok(Folded { merged, parts })
     })
 }
 
-/// Adds a worker's state into the merged one. Workers own disjoint members, transactions,
-/// funds and policies; region indexes and bindings are unions; account totals are sums.
-fn merge(into: &mut State, from: State) -> Result<(), LedgerError> {
-    into.members.extend(from.members);
-    into.funds.extend(from.funds);
-    into.txs.extend(from.txs);
-    into.policies.extend(from.policies);
-    into.relatives.extend(from.relatives);
-    for (region, members) in from.region_members {
-        into.region_members
-            .entry(region)
-            .or_default()
-            .extend(members);
-    }
-    for (region, totals) in from.accounts {
+/// Moves a worker's funds, policies and bindings into the merged state and adds its account
+/// totals to the merged ones (workers own disjoint funds and policies; account totals are
+/// sums). Its members, transactions and region indexes stay in it.
+fn merge(into: &mut State, from: &mut State) -> Result<(), LedgerError> {
+    into.funds.append(&mut from.funds);
+    into.policies.append(&mut from.policies);
+    into.relatives.append(&mut from.relatives);
+    for (region, totals) in std::mem::take(&mut from.accounts) {
         let merged = into.accounts.entry(region.clone()).or_default();
         let sum = |a: gongji_domain::Money, b| {
             a.checked_add(b)
@@ -477,28 +516,28 @@ impl Ledger {
         // Twice as many workers as cores: a region's fund streams all go to one worker, so with
         // one worker per core that worker had twice the work of the others.
         let workers = 2 * std::thread::available_parallelism().map_or(1, |n| n.get());
-        let state = fold_parallel(self.log.as_ref(), to, workers, progress)?;
+        let folded = fold_parallel(self.log.as_ref(), to, workers, progress)?;
+        let entries = folded.entries();
+        folded.drop_aside();
         // Written in batches; only the last carries the checkpoint, so a rebuild cut short
-        // leaves no checkpoint and the next open starts again from a cleared store.
-        let entries: Vec<(Vec<u8>, Option<Vec<u8>>)> = store::all_entries(&state)
-            .into_iter()
-            .map(|(key, value)| (key, Some(value)))
-            .collect();
-        // sled takes a large state in batches; the runs store writes it as one sorted run.
+        // leaves no checkpoint and the next open starts again from a cleared store. sled takes
+        // a large state in batches; the runs store writes it as one sorted run.
         let batch = match self.projections {
             ProjectionBackend::Sled => STORE_BATCH_ENTRIES,
             ProjectionBackend::Runs => entries.len().max(1),
         };
-        let mut chunks = entries.chunks(batch).peekable();
-        while let Some(chunk) = chunks.next() {
-            if chunks.peek().is_some() {
-                self.kv.apply_without_checkpoint(chunk.to_vec())?;
+        let mut entries = entries
+            .into_iter()
+            .map(|(key, value)| (key, Some(value)))
+            .peekable();
+        loop {
+            let chunk: Vec<_> = entries.by_ref().take(batch).collect();
+            if entries.peek().is_some() {
+                self.kv.apply_without_checkpoint(chunk)?;
             } else {
-                self.kv.apply(chunk.to_vec(), to)?;
+                self.kv.apply(chunk, to)?;
+                break;
             }
-        }
-        if entries.is_empty() {
-            self.kv.apply(Vec::new(), to)?;
         }
         self.kv.flush()?;
         Ok(to)

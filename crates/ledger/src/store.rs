@@ -169,43 +169,119 @@ pub(crate) fn load_region_members(
     Ok(known.clone())
 }
 
-/// Every entity `state` holds, as the store would keep it, in key order.
-pub(crate) fn all_entries(state: &State) -> std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
-    let keys = state
-        .members
-        .keys()
-        .map(|id| EntityKey::Member(id.clone()))
-        .chain(
-            state
-                .funds
-                .keys()
-                .map(|(kind, region)| EntityKey::Fund(*kind, region.clone())),
-        )
-        .chain(state.txs.keys().map(|id| EntityKey::Tx(id.clone())))
-        .chain(
-            state
-                .policies
-                .keys()
-                .map(|region| EntityKey::Policies(region.clone())),
-        )
-        .chain(state.region_members.iter().flat_map(|(region, members)| {
-            members
+/// A projection entry as the store keeps it: key and value bytes.
+pub(crate) type Entry = (Vec<u8>, Vec<u8>);
+
+/// Every entity `state` holds, with the members, transactions and region-index entries of
+/// `more` (each in one state of them all), as the store would keep them, in key order. Each
+/// kind of entity has a key prefix of its own, so the kinds are encoded apart and laid end to
+/// end in the prefixes' order; members and transactions, nearly all of a ledger, are encoded on
+/// threads of their own while the rest is encoded here.
+pub(crate) fn all_entries(state: &State, more: &[State]) -> Vec<Entry> {
+    let states = || std::iter::once(state).chain(more);
+    let (members, txs, rest) = std::thread::scope(|scope| {
+        let members = scope.spawn(|| keyed_by_id(b"m/", states().map(|s| &s.members)));
+        let txs = scope.spawn(|| keyed_by_id(b"t/", states().map(|s| &s.txs)));
+        let entries = |keys: Vec<EntityKey>| -> Vec<Entry> {
+            let mut entries: Vec<Entry> = keys
                 .iter()
-                .map(|m| EntityKey::RegionMember(region.clone(), m.clone()))
-        }))
-        .chain(
-            state
-                .relatives
-                .keys()
-                .map(|r| EntityKey::Relative(r.clone())),
-        )
-        .chain(
+                .filter_map(|key| entity_value(state, key).map(|value| (key_bytes(key), value)))
+                .collect();
+            if !entries.is_sorted_by(|a, b| a.0 < b.0) {
+                entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            }
+            entries
+        };
+        let accounts = entries(
             state
                 .accounts
                 .keys()
-                .map(|r| EntityKey::Accounts(r.clone())),
+                .cloned()
+                .map(EntityKey::Accounts)
+                .collect(),
         );
-    keys.filter_map(|key| entity_value(state, &key).map(|value| (key_bytes(&key), value)))
+        let relatives = entries(
+            state
+                .relatives
+                .keys()
+                .cloned()
+                .map(EntityKey::Relative)
+                .collect(),
+        );
+        let funds = entries(
+            state
+                .funds
+                .keys()
+                .map(|(kind, region)| EntityKey::Fund(*kind, region.clone()))
+                .collect(),
+        );
+        let policies = entries(
+            state
+                .policies
+                .keys()
+                .cloned()
+                .map(EntityKey::Policies)
+                .collect(),
+        );
+        // A region-index entry's value is empty: its key is all it holds.
+        let mut region_members: Vec<Entry> = states()
+            .flat_map(|s| &s.region_members)
+            .flat_map(|(region, members)| {
+                let prefix = region_prefix(region);
+                members.iter().map(move |member| {
+                    let mut key = Vec::with_capacity(prefix.len() + member.len());
+                    key.extend_from_slice(&prefix);
+                    key.extend_from_slice(member.as_bytes());
+                    (key, Vec::new())
+                })
+            })
+            .collect();
+        if !region_members.is_sorted_by(|a, b| a.0 < b.0) {
+            region_members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
+        let members = members.join().expect("encoding members does not panic");
+        let txs = txs.join().expect("encoding transactions does not panic");
+        (
+            members,
+            txs,
+            [accounts, relatives, funds, policies, region_members],
+        )
+    });
+    // Prefixes in order: a/ b/ f/ m/ p/ r/ t/.
+    let [accounts, relatives, funds, policies, region_members] = rest;
+    let kinds = [
+        accounts,
+        relatives,
+        funds,
+        members,
+        policies,
+        region_members,
+        txs,
+    ];
+    let mut all = Vec::with_capacity(kinds.iter().map(Vec::len).sum());
+    for kind in kinds {
+        all.extend(kind);
+    }
+    debug_assert!(all.is_sorted_by(|a, b| a.0 < b.0));
+    all
+}
+
+/// Maps keyed by id (each id in one of them) as store entries (`prefix` and the id), in key
+/// order.
+fn keyed_by_id<'s, V: Encode + 's>(
+    prefix: &[u8],
+    maps: impl Iterator<Item = &'s gongji_domain::state::FastMap<String, V>>,
+) -> Vec<Entry> {
+    let mut items: Vec<(&String, &V)> = maps.flatten().collect();
+    items.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    items
+        .into_iter()
+        .map(|(id, value)| {
+            let mut key = Vec::with_capacity(prefix.len() + id.len());
+            key.extend_from_slice(prefix);
+            key.extend_from_slice(id.as_bytes());
+            (key, encode(value))
+        })
         .collect()
 }
 

@@ -435,26 +435,40 @@ impl State {
 
     fn region_accounts_mut(&mut self, region: &str) -> &mut Fund {
         self.mark(|| EntityKey::Accounts(region.to_string()));
-        self.accounts.entry(region.to_string()).or_default()
+        region_totals(&mut self.accounts, region)
+    }
+
+    /// A member's account and its region's account totals, both marked changed: what a
+    /// credit or debit moves, found without building a key (a fold does this for most events).
+    fn account_and_totals_mut(&mut self, member: &str) -> (&mut Member, &mut Fund) {
+        let Some(account) = self.members.get_mut(member) else {
+            panic!("event for member {member}, who is not loaded: the store must load every entity an event touches")
+        };
+        if !self.untracked {
+            self.dirty.insert(EntityKey::Member(member.to_string()));
+            self.dirty
+                .insert(EntityKey::Accounts(account.region.clone()));
+        }
+        let totals = region_totals(&mut self.accounts, &account.region);
+        (account, totals)
     }
 
     fn credit(&mut self, member: &str, amount: Money, day: Day) {
         if amount == Money::ZERO {
             return;
         }
-        let account = self.member_mut(member);
+        let (account, totals) = self.account_and_totals_mut(member);
         account.balance += amount;
         account.account_in += amount;
         *account.balance_by_day.entry(day).or_default() += amount;
-        let region = account.region.clone();
-        self.region_accounts_mut(&region).inflow += amount;
+        totals.inflow += amount;
     }
 
     fn debit(&mut self, member: &str, amount: Money, day: Day) {
         if amount == Money::ZERO {
             return;
         }
-        let account = self.member_mut(member);
+        let (account, totals) = self.account_and_totals_mut(member);
         account.balance -= amount;
         account.account_out += amount;
         *account.balance_by_day.entry(day).or_default() -= amount;
@@ -463,7 +477,16 @@ impl State {
             "account of {member} would go to {}: decide must refuse this",
             account.balance
         );
-        let region = account.region.clone();
-        self.region_accounts_mut(&region).outflow += amount;
+        totals.outflow += amount;
     }
+}
+
+/// A region's account totals, inserted empty the first time (its key built only then).
+fn region_totals<'a>(accounts: &'a mut BTreeMap<String, Fund>, region: &str) -> &'a mut Fund {
+    if !accounts.contains_key(region) {
+        accounts.insert(region.to_string(), Fund::default());
+    }
+    accounts
+        .get_mut(region)
+        .expect("the region's totals were inserted above")
 }
