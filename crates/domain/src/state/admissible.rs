@@ -41,13 +41,9 @@ pub fn admissible(state: &State, event: &Event) -> Result<(), Inadmissible> {
 /// balance moved) at most `TOTAL_FEN_MAX`, none negative; every year within
 /// `YEAR_MIN..=YEAR_MAX` (days and months are bounded when they decode).
 pub fn check_bounds(event: &Event) -> Result<(), Inadmissible> {
-    let (amounts, figures, year) = figures_of(event);
-    for (name, amount) in amounts {
-        within(event, name, amount, AMOUNT_FEN_MAX)?;
-    }
-    for (name, figure) in figures {
-        within(event, name, figure, TOTAL_FEN_MAX)?;
-    }
+    let year = figures_of(event, &mut |name, amount, max_fen| {
+        within(event, name, amount, max_fen)
+    })?;
     match year {
         Some(year) if !(YEAR_MIN..=YEAR_MAX).contains(&year) => refuse(
             "bounds",
@@ -75,76 +71,99 @@ fn within(event: &Event, name: &str, amount: Money, max_fen: i64) -> Result<(), 
     Ok(())
 }
 
-type Named = Vec<(&'static str, Money)>;
+/// What a figure is checked with: its name, its value and its bound (in fen).
+type Check<'c> = dyn FnMut(&'static str, Money, i64) -> Result<(), Inadmissible> + 'c;
 
-/// An event's amounts (bounded like input), its other figures, and its year if it has one.
-fn figures_of(event: &Event) -> (Named, Named, Option<i32>) {
-    let opt = |name, amount: &Option<Money>| amount.map(|a| (name, a));
-    match event {
+/// Hands each of an event's figures to `check` with its bound, the amounts (bounded like
+/// input, `AMOUNT_FEN_MAX`) before the other figures (`TOTAL_FEN_MAX`), stopping at the first
+/// refused; returns the event's year if it has one. Nothing is allocated: replay checks every
+/// event it folds.
+fn figures_of(event: &Event, check: &mut Check) -> Result<Option<i32>, Inadmissible> {
+    const AMOUNT: i64 = AMOUNT_FEN_MAX;
+    const FIGURE: i64 = TOTAL_FEN_MAX;
+    let year = match event {
         Event::Enrolled {
             opening_balance,
             lump_sum_base,
             ..
         } => {
-            let mut amounts = vec![("opening balance", *opening_balance)];
-            amounts.extend(opt("lump-sum base", lump_sum_base));
-            (amounts, vec![], None)
+            check("opening balance", *opening_balance, AMOUNT)?;
+            optional(check, "lump-sum base", *lump_sum_base, AMOUNT)?;
+            None
         }
         Event::AccountCredited { amount, base, .. } => {
-            let mut amounts = vec![("amount", *amount)];
-            amounts.extend(opt("base", base));
-            (amounts, vec![], None)
+            check("amount", *amount, AMOUNT)?;
+            optional(check, "base", *base, AMOUNT)?;
+            None
         }
         Event::PooledContributed { amount, .. }
         | Event::PooledCreditPaid { amount, .. }
         | Event::PremiumReceived { amount, .. }
-        | Event::PremiumRefunded { amount, .. } => (vec![("amount", *amount)], vec![], None),
+        | Event::PremiumRefunded { amount, .. } => {
+            check("amount", *amount, AMOUNT)?;
+            None
+        }
         Event::AccountPaid { year, amount, .. }
         | Event::AccountPaymentReversed { year, amount, .. } => {
-            (vec![("amount", *amount)], vec![], Some(*year))
+            check("amount", *amount, AMOUNT)?;
+            Some(*year)
         }
         Event::FundClaimPaid { amount, .. } | Event::FundClaimRefunded { amount, .. } => {
-            (vec![], vec![("amount", *amount)], None)
+            check("amount", *amount, FIGURE)?;
+            None
         }
         Event::ClaimSettled { settlement } | Event::ClaimReversed { settlement, .. } => {
-            settlement_figures(settlement)
+            settlement_figures(settlement, check)?;
+            Some(settlement.year)
         }
-        Event::FamilyBound { yearly_limit, .. } => (
-            opt("yearly limit", yearly_limit).into_iter().collect(),
-            vec![],
-            None,
-        ),
+        Event::FamilyBound { yearly_limit, .. } => {
+            optional(check, "yearly limit", *yearly_limit, AMOUNT)?;
+            None
+        }
         Event::YearClosed {
             year,
             closing_balance,
             ..
-        } => (
-            vec![],
-            vec![("closing balance", *closing_balance)],
-            Some(*year),
-        ),
+        } => {
+            check("closing balance", *closing_balance, FIGURE)?;
+            Some(*year)
+        }
         Event::Inherited {
             balance, payouts, ..
         } => {
-            let mut figures = vec![("balance", *balance)];
-            figures.extend(payouts.iter().map(|p| ("payout", p.amount)));
-            (vec![], figures, None)
+            check("balance", *balance, FIGURE)?;
+            for payout in payouts {
+                check("payout", payout.amount, FIGURE)?;
+            }
+            None
         }
-        Event::Transferred { balance, .. } => (vec![], vec![("balance", *balance)], None),
+        Event::Transferred { balance, .. } => {
+            check("balance", *balance, FIGURE)?;
+            None
+        }
         Event::PolicyLoaded { .. }
         | Event::Retired { .. }
         | Event::FamilyUnbound { .. }
-        | Event::Deceased { .. } => (vec![], vec![], None),
-    }
+        | Event::Deceased { .. } => None,
+    };
+    Ok(year)
 }
 
-fn settlement_figures(s: &Settlement) -> (Named, Named, Option<i32>) {
+fn optional(
+    check: &mut Check,
+    name: &'static str,
+    amount: Option<Money>,
+    max_fen: i64,
+) -> Result<(), Inadmissible> {
+    amount.map_or(Ok(()), |amount| check(name, amount, max_fen))
+}
+
+/// A settlement's figures, as [`figures_of`] hands them out.
+fn settlement_figures(s: &Settlement, check: &mut Check) -> Result<(), Inadmissible> {
     let b = &s.basis;
-    let amounts = vec![
-        ("eligible cost", s.eligible),
-        ("uncovered cost", s.uncovered),
-    ];
-    let mut figures = vec![
+    check("eligible cost", s.eligible, AMOUNT_FEN_MAX)?;
+    check("uncovered cost", s.uncovered, AMOUNT_FEN_MAX)?;
+    for (name, figure) in [
         ("special-drug payment", s.special_paid),
         ("deductible applied", s.deductible_applied),
         ("ordinary cost before", s.ordinary_cost_before),
@@ -162,20 +181,20 @@ fn settlement_figures(s: &Settlement) -> (Named, Named, Option<i32>) {
         ("basis pooled paid before", b.pooled_paid_before),
         ("basis balance before", b.balance_before),
         ("basis available before", b.available_before),
-    ];
+    ] {
+        check(name, figure, TOTAL_FEN_MAX)?;
+    }
     for (name, figure) in [
         ("basis deductible cap", b.deductible_cap),
         ("basis ordinary limit", b.ordinary_limit),
         ("basis annual maximum", b.annual_max),
     ] {
-        figures.extend(figure.map(|f| (name, f)));
+        optional(check, name, figure, TOTAL_FEN_MAX)?;
     }
-    figures.extend(
-        b.bands
-            .iter()
-            .filter_map(|band| band.up_to.map(|u| ("basis band end", u))),
-    );
-    (amounts, figures, Some(s.year))
+    for band in &b.bands {
+        optional(check, "basis band end", band.up_to, TOTAL_FEN_MAX)?;
+    }
+    Ok(())
 }
 
 /// What `evolve` asserts or looks up, for an event whose figures are within bounds.
