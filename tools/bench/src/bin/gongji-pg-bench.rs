@@ -24,6 +24,11 @@
 //! Defaults: 350,000 members (about 10 million events), 200 runs a kind; `--quick` 300
 //! members and 5 runs (a check that the stage works).
 
+/// The allocator `gongji` runs with (mimalloc): the replay and apply measured here run in this
+/// process, and with glibc's malloc they measured the system allocator as much as the ledger.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../bench/figures.rs"]
 #[allow(dead_code)]
 mod figures;
