@@ -237,16 +237,22 @@ impl Ledger {
         ))
     }
 
-    /// Per-region totals from the live projections.
+    /// Per-region totals from the live projections: the account totals (`a/`) and the funds
+    /// (`f/`), read without the rest.
     pub fn totals(&self) -> Result<Vec<RegionTotals>, LedgerError> {
-        let entries = self.projection_entries()?;
+        let mut entries = self.projection_entries_under(b"a/")?;
+        entries.extend(self.projection_entries_under(b"f/")?);
         totals_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
     }
 
     fn projection_entries(&self) -> Result<Vec<Entry>, LedgerError> {
+        self.projection_entries_under(b"")
+    }
+
+    fn projection_entries_under(&self, prefix: &[u8]) -> Result<Vec<Entry>, LedgerError> {
         self.store_unstored()?;
         self.kv
-            .scan_prefix(b"")
+            .scan_prefix(prefix)
             .map(|e| e.map_err(LedgerError::from))
             .collect()
     }
