@@ -45,7 +45,7 @@ pub(super) fn check(
 ) -> Result<(), Rejection> {
     let mut pending = Pending {
         state,
-        added: FastMap::default(),
+        added: Added::default(),
     };
     for (_, event) in events {
         pending.event(event)?;
@@ -58,7 +58,7 @@ pub(super) fn check(
 pub(crate) fn check_event(state: &State, event: &Event) -> Result<(), Rejection> {
     Pending {
         state,
-        added: FastMap::default(),
+        added: Added::default(),
     }
     .event(event)
 }
@@ -185,19 +185,62 @@ impl fmt::Display for YearCounter<'_> {
     }
 }
 
-/// What one decision's events add to each total so far.
+/// What one decision's events add to each total so far. Most decisions (and every event a
+/// replay checks) touch a handful of totals, found by a walk along them; a decision with many
+/// (a region's monthly allocation) gets them indexed by a hash map once it passes
+/// [`Pending::WALK_MAX`].
+#[derive(Default)]
+struct Added<'a> {
+    totals: Vec<(Total<'a>, Money)>,
+    index: Option<FastMap<Total<'a>, usize>>,
+}
+
+impl<'a> Added<'a> {
+    /// What was added to `total` so far (zero the first time).
+    fn entry(&mut self, total: Total<'a>) -> &mut Money {
+        let found = match &self.index {
+            Some(index) => index.get(&total).copied(),
+            None => self.totals.iter().position(|(t, _)| *t == total),
+        };
+        let at = found.unwrap_or_else(|| {
+            self.totals.push((total, Money::ZERO));
+            let at = self.totals.len() - 1;
+            match &mut self.index {
+                Some(index) => {
+                    index.insert(total, at);
+                }
+                None if self.totals.len() > Pending::WALK_MAX => {
+                    self.index = Some(
+                        self.totals
+                            .iter()
+                            .enumerate()
+                            .map(|(i, (t, _))| (*t, i))
+                            .collect(),
+                    );
+                }
+                None => {}
+            }
+            at
+        });
+        &mut self.totals[at].1
+    }
+}
+
 struct Pending<'a> {
     state: &'a State,
-    added: FastMap<Total<'a>, Money>,
+    added: Added<'a>,
 }
 
 impl<'a> Pending<'a> {
+    /// Totals looked up by a walk along them, before they are indexed.
+    const WALK_MAX: usize = 16;
+
     fn add(&mut self, total: Total<'a>, amount: Money) -> Result<(), Rejection> {
         if amount <= Money::ZERO {
             return Ok(());
         }
         let now = total.now(self.state);
-        let added = self.added.entry(total).or_default();
+        let added = self.added.entry(total);
         let more = added.checked_add(amount);
         match more.and_then(|more| now.checked_add(more)) {
             Some(after) if after.fen() <= TOTAL_FEN_MAX => {
