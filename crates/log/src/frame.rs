@@ -288,14 +288,14 @@ pub(crate) fn encode_unsealed(out: &mut Vec<u8>, fields: &FrameFields<'_>) {
     out.reserve(frame_bytes_for(fields.stream.len(), fields.payload.len()));
     out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
     let body_start = out.len();
-    body_parts(fields, &mut |part| out.extend_from_slice(part));
+    body_parts(fields, |part| out.extend_from_slice(part));
     let body_len = (out.len() - body_start) as u32;
     out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
 }
 
 /// A frame body's bytes, in order, a field at a time: what a frame holds after its header,
 /// and what its hash is taken over (after the previous record's hash).
-fn body_parts(fields: &FrameFields<'_>, put: &mut dyn FnMut(&[u8])) {
+fn body_parts(fields: &FrameFields<'_>, mut put: impl FnMut(&[u8])) {
     put(&[
         FORMAT_VERSION,
         if fields.unit_end { FLAG_UNIT_END } else { 0 },
@@ -320,7 +320,7 @@ pub(crate) fn hash_of(fields: &FrameFields<'_>) -> [u8; 32] {
     hasher.update(&fields.prev_hash);
     let mut buffer = [0u8; BUFFER_BYTES];
     let mut used = 0;
-    body_parts(fields, &mut |part| {
+    body_parts(fields, |part| {
         if used + part.len() > BUFFER_BYTES {
             hasher.update(&buffer[..used]);
             used = 0;
