@@ -240,17 +240,19 @@ impl Ledger {
     /// Per-region totals from the live projections: the account totals (`a/`) and the funds
     /// (`f/`), read without the rest.
     pub fn totals(&self) -> Result<Vec<RegionTotals>, LedgerError> {
-        let mut entries = self.projection_entries_under(b"a/")?;
-        entries.extend(self.projection_entries_under(b"f/")?);
+        self.store_unstored()?;
+        let mut entries = self.stored_entries_under(b"a/")?;
+        entries.extend(self.stored_entries_under(b"f/")?);
         totals_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
     }
 
     fn projection_entries(&self) -> Result<Vec<Entry>, LedgerError> {
-        self.projection_entries_under(b"")
+        self.store_unstored()?;
+        self.stored_entries_under(b"")
     }
 
-    fn projection_entries_under(&self, prefix: &[u8]) -> Result<Vec<Entry>, LedgerError> {
-        self.store_unstored()?;
+    /// The store's entries under `prefix` (what `store_unstored` has handed it).
+    fn stored_entries_under(&self, prefix: &[u8]) -> Result<Vec<Entry>, LedgerError> {
         self.kv
             .scan_prefix(prefix)
             .map(|e| e.map_err(LedgerError::from))

@@ -2,13 +2,14 @@
 //! checkpoint ([`Ledger::catch_up`]); in `rebuild`, dropping them and folding the whole log on
 //! every core.
 //!
-//! The log is read once, in order, on the calling thread; its records go in batches to one
-//! worker per core, chosen by the entity the record's stream belongs to (a member's stream by
+//! The log is read once, in order, on the calling thread; its records go in batches to one of
+//! two workers per core, chosen by the entity the record's stream belongs to (a member's stream by
 //! the member, a fund's or policy's stream by its region). Each worker folds its share with
 //! `evolve` into a state of its own: a member's events, and the transactions and bindings they
 //! create, are all in one stream, so they meet in one worker in log order. The workers' funds,
 //! policies and bindings are then merged and the per-region account totals, which every worker
-//! adds to, summed; their members and transactions stay in the worker states ([`Folded`]),
+//! adds to, summed; their members, transactions and region indexes stay in the worker states
+//! ([`Folded`]),
 //! whose entries are encoded (on several threads) and written to the projection store once.
 //!
 //! The catch-up folds on the calling thread, a chunk of records at a time: their events are
@@ -83,7 +84,7 @@ impl Folded {
     }
 }
 
-/// Folds records `from..to` of the log on `workers` threads.
+/// Folds the log's records up to `to` on `workers` threads.
 pub(crate) fn fold_parallel(
     log: &dyn gongji_log::DurableLog,
     to: u64,

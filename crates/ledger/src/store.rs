@@ -16,41 +16,32 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<ENTITY_BYTES_MAX>()
 }
 
+/// Key prefixes of members and transactions, which [`all_entries`] encodes apart.
+const MEMBER_PREFIX: &[u8] = b"m/";
+const TX_PREFIX: &[u8] = b"t/";
+
 pub(crate) fn key_bytes(key: &EntityKey) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(40);
     match key {
-        EntityKey::Member(id) => {
-            bytes.extend_from_slice(b"m/");
-            bytes.extend_from_slice(id.as_bytes());
-        }
-        EntityKey::Fund(kind, region) => {
-            bytes.extend_from_slice(match kind {
+        EntityKey::Member(id) => prefixed(MEMBER_PREFIX, id),
+        EntityKey::Fund(kind, region) => prefixed(
+            match kind {
                 FundKind::Pooled => b"f/p/",
                 FundKind::LargeAmount => b"f/l/",
-            });
-            bytes.extend_from_slice(region.as_bytes());
-        }
-        EntityKey::Tx(id) => {
-            bytes.extend_from_slice(b"t/");
-            bytes.extend_from_slice(id.as_bytes());
-        }
-        EntityKey::Policies(region) => {
-            bytes.extend_from_slice(b"p/");
-            bytes.extend_from_slice(region.as_bytes());
-        }
-        EntityKey::RegionMember(region, member) => {
-            bytes.extend_from_slice(&region_prefix(region));
-            bytes.extend_from_slice(member.as_bytes());
-        }
-        EntityKey::Relative(relative) => {
-            bytes.extend_from_slice(b"b/");
-            bytes.extend_from_slice(relative.as_bytes());
-        }
-        EntityKey::Accounts(region) => {
-            bytes.extend_from_slice(b"a/");
-            bytes.extend_from_slice(region.as_bytes());
-        }
+            },
+            region,
+        ),
+        EntityKey::Tx(id) => prefixed(TX_PREFIX, id),
+        EntityKey::Policies(region) => prefixed(b"p/", region),
+        EntityKey::RegionMember(region, member) => prefixed(&region_prefix(region), member),
+        EntityKey::Relative(relative) => prefixed(b"b/", relative),
+        EntityKey::Accounts(region) => prefixed(b"a/", region),
     }
+}
+
+fn prefixed(prefix: &[u8], id: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(prefix.len() + id.len());
+    bytes.extend_from_slice(prefix);
+    bytes.extend_from_slice(id.as_bytes());
     bytes
 }
 
@@ -177,20 +168,21 @@ pub(crate) type Entry = (Vec<u8>, Vec<u8>);
 /// kind of entity has a key prefix of its own, so the kinds are encoded apart and laid end to
 /// end in the prefixes' order; members and transactions, nearly all of a ledger, are encoded on
 /// threads of their own while the rest is encoded here.
+///
+/// A log forged to record one transaction id on two members' streams leaves it in two of the
+/// states: the later state's is kept, as one map merged from them in order would keep it
+/// (`audit verify`, which folds in one state, refuses such a log).
 pub(crate) fn all_entries(state: &State, more: &[State]) -> Vec<Entry> {
     let states = || std::iter::once(state).chain(more);
     let (members, txs, rest) = std::thread::scope(|scope| {
-        let members = scope.spawn(|| keyed_by_id(b"m/", states().map(|s| &s.members)));
-        let txs = scope.spawn(|| keyed_by_id(b"t/", states().map(|s| &s.txs)));
+        let members = scope.spawn(|| keyed_by_id(MEMBER_PREFIX, states().map(|s| &s.members)));
+        let txs = scope.spawn(|| keyed_by_id(TX_PREFIX, states().map(|s| &s.txs)));
         let entries = |keys: Vec<EntityKey>| -> Vec<Entry> {
-            let mut entries: Vec<Entry> = keys
-                .iter()
-                .filter_map(|key| entity_value(state, key).map(|value| (key_bytes(key), value)))
-                .collect();
-            if !entries.is_sorted_by(|a, b| a.0 < b.0) {
-                entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            }
-            entries
+            in_key_order(
+                keys.iter()
+                    .filter_map(|key| entity_value(state, key).map(|value| (key_bytes(key), value)))
+                    .collect(),
+            )
         };
         let accounts = entries(
             state
@@ -224,21 +216,17 @@ pub(crate) fn all_entries(state: &State, more: &[State]) -> Vec<Entry> {
                 .collect(),
         );
         // A region-index entry's value is empty: its key is all it holds.
-        let mut region_members: Vec<Entry> = states()
-            .flat_map(|s| &s.region_members)
-            .flat_map(|(region, members)| {
-                let prefix = region_prefix(region);
-                members.iter().map(move |member| {
-                    let mut key = Vec::with_capacity(prefix.len() + member.len());
-                    key.extend_from_slice(&prefix);
-                    key.extend_from_slice(member.as_bytes());
-                    (key, Vec::new())
+        let region_members = in_key_order(
+            states()
+                .flat_map(|s| &s.region_members)
+                .flat_map(|(region, members)| {
+                    let prefix = region_prefix(region);
+                    members
+                        .iter()
+                        .map(move |member| (prefixed(&prefix, member), Vec::new()))
                 })
-            })
-            .collect();
-        if !region_members.is_sorted_by(|a, b| a.0 < b.0) {
-            region_members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        }
+                .collect(),
+        );
         let members = members.join().expect("encoding members does not panic");
         let txs = txs.join().expect("encoding transactions does not panic");
         (
@@ -266,23 +254,37 @@ pub(crate) fn all_entries(state: &State, more: &[State]) -> Vec<Entry> {
     all
 }
 
-/// Maps keyed by id (each id in one of them) as store entries (`prefix` and the id), in key
-/// order.
+/// `entries` sorted by key (a stable sort, when they are not in order already), a key that
+/// comes twice kept once: its later entry.
+fn in_key_order(mut entries: Vec<Entry>) -> Vec<Entry> {
+    if !entries.is_sorted_by(|a, b| a.0 < b.0) {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.reverse();
+        entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        entries.reverse();
+    }
+    entries
+}
+
+/// Maps keyed by id as store entries (`prefix` and the id), in key order; an id in two of the
+/// maps (a forged log's: see [`all_entries`]) kept once, from the later map.
 fn keyed_by_id<'s, V: Encode + 's>(
     prefix: &[u8],
     maps: impl Iterator<Item = &'s gongji_domain::state::FastMap<String, V>>,
 ) -> Vec<Entry> {
     let mut items: Vec<(&String, &V)> = maps.flatten().collect();
-    items.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    items
-        .into_iter()
-        .map(|(id, value)| {
-            let mut key = Vec::with_capacity(prefix.len() + id.len());
-            key.extend_from_slice(prefix);
-            key.extend_from_slice(id.as_bytes());
-            (key, encode(value))
-        })
-        .collect()
+    // Stable: of an id in two maps, the later map's comes last.
+    items.sort_by(|a, b| a.0.cmp(b.0));
+    let mut entries: Vec<Entry> = Vec::with_capacity(items.len());
+    let mut previous: Option<&String> = None;
+    for (id, value) in items {
+        if previous == Some(id) {
+            entries.pop();
+        }
+        entries.push((prefixed(prefix, id), encode(value)));
+        previous = Some(id);
+    }
+    entries
 }
 
 /// How the store keeps the entity `key` of `state`; None if the state does not hold it.

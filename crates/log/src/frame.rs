@@ -311,7 +311,7 @@ fn body_parts(fields: &FrameFields<'_>, mut put: impl FnMut(&[u8])) {
     put(fields.payload);
 }
 
-/// The hash a frame of `fields` has in the chain (what [`encode_frame`] returns), without
+/// The hash a frame of `fields` has in the chain (what `encode_frame` returns), without
 /// building the frame: no allocation and no CRC. The body goes to blake3 through a buffer on
 /// the stack, so blake3 sees the same bytes as `record_hash` of the whole body.
 pub(crate) fn hash_of(fields: &FrameFields<'_>) -> [u8; 32] {

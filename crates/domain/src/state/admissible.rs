@@ -71,6 +71,10 @@ fn within(event: &Event, name: &str, amount: Money, max_fen: i64) -> Result<(), 
     Ok(())
 }
 
+/// The bound of an amount a command carries, and of every other figure.
+const AMOUNT: i64 = AMOUNT_FEN_MAX;
+const FIGURE: i64 = TOTAL_FEN_MAX;
+
 /// What a figure is checked with: its name, its value and its bound (in fen).
 type Check<'c> = dyn FnMut(&'static str, Money, i64) -> Result<(), Inadmissible> + 'c;
 
@@ -79,8 +83,6 @@ type Check<'c> = dyn FnMut(&'static str, Money, i64) -> Result<(), Inadmissible>
 /// refused; returns the event's year if it has one. Nothing is allocated: replay checks every
 /// event it folds.
 fn figures_of(event: &Event, check: &mut Check) -> Result<Option<i32>, Inadmissible> {
-    const AMOUNT: i64 = AMOUNT_FEN_MAX;
-    const FIGURE: i64 = TOTAL_FEN_MAX;
     let year = match event {
         Event::Enrolled {
             opening_balance,
@@ -161,8 +163,8 @@ fn optional(
 /// A settlement's figures, as [`figures_of`] hands them out.
 fn settlement_figures(s: &Settlement, check: &mut Check) -> Result<(), Inadmissible> {
     let b = &s.basis;
-    check("eligible cost", s.eligible, AMOUNT_FEN_MAX)?;
-    check("uncovered cost", s.uncovered, AMOUNT_FEN_MAX)?;
+    check("eligible cost", s.eligible, AMOUNT)?;
+    check("uncovered cost", s.uncovered, AMOUNT)?;
     for (name, figure) in [
         ("special-drug payment", s.special_paid),
         ("deductible applied", s.deductible_applied),
@@ -182,17 +184,17 @@ fn settlement_figures(s: &Settlement, check: &mut Check) -> Result<(), Inadmissi
         ("basis balance before", b.balance_before),
         ("basis available before", b.available_before),
     ] {
-        check(name, figure, TOTAL_FEN_MAX)?;
+        check(name, figure, FIGURE)?;
     }
     for (name, figure) in [
         ("basis deductible cap", b.deductible_cap),
         ("basis ordinary limit", b.ordinary_limit),
         ("basis annual maximum", b.annual_max),
     ] {
-        optional(check, name, figure, TOTAL_FEN_MAX)?;
+        optional(check, name, figure, FIGURE)?;
     }
     for band in &b.bands {
-        optional(check, "basis band end", band.up_to, TOTAL_FEN_MAX)?;
+        optional(check, "basis band end", band.up_to, FIGURE)?;
     }
     Ok(())
 }
