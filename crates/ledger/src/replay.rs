@@ -3,14 +3,14 @@
 //! every core.
 //!
 //! The log is read once, in order, on the calling thread; its records go in batches to one of
-//! two workers per core, chosen by the entity the record's stream belongs to (a member's stream by
-//! the member, a fund's or policy's stream by its region). Each worker folds its share with
+//! two workers per core, chosen by the entity the record's stream belongs to (a member's stream
+//! by the member, a fund's or policy's stream by its region). Each worker folds its share with
 //! `evolve` into a state of its own: a member's events, and the transactions and bindings they
 //! create, are all in one stream, so they meet in one worker in log order. The workers' funds,
 //! policies and bindings are then merged and the per-region account totals, which every worker
 //! adds to, summed; their members, transactions and region indexes stay in the worker states
-//! ([`Folded`]),
-//! whose entries are encoded (on several threads) and written to the projection store once.
+//! ([`Folded`]), whose entries are encoded (on several threads) and written to the projection
+//! store once.
 //!
 //! The catch-up folds on the calling thread, a chunk of records at a time: their events are
 //! decoded first and, with a store in a database (PostgreSQL's), the keys of the entities
