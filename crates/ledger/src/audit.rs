@@ -284,6 +284,7 @@ impl Ledger {
         let folded = crate::replay::fold_parallel(self.log.as_ref(), to, workers, progress)?;
         let entries = folded.entries();
         folded.drop_aside();
+        let entries = entries?;
         let pairs = || entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
         Ok(ReplayReport {
             records: to,
@@ -327,7 +328,7 @@ impl Ledger {
             Err((records, failure)) => return Ok((records, Some(failure))),
         };
         progress("projections", 0, 1);
-        let fresh = store::all_entries(&fold.state, &[]);
+        let fresh = store::all_entries(&fold.state, &[])?;
         let live = self.projection_entries()?;
         let failure = compare_projections(&fresh, &live);
         if failure.is_none() {

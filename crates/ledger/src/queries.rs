@@ -410,10 +410,10 @@ impl Ledger {
         store::get_accounts(&self.kv, region)
     }
 
-    /// Before a scan of the whole store (totals, the digest): a read-only ledger's layer takes
-    /// what its cache holds and the store does not (the same entities again on the next scan
-    /// if they changed; the cache stays what point reads use). A writer's store holds
-    /// everything already.
+    /// Before a scan of the store (the digest: all of it; totals: `a/` and `f/`): a read-only
+    /// ledger's layer takes what its cache holds and the store does not (the same entities
+    /// again on the next scan if they changed; the cache stays what point reads use). A
+    /// writer's store holds everything already.
     pub(crate) fn store_unstored(&self) -> Result<(), LedgerError> {
         self.refuse_if_partway()?;
         if !self.read_only || self.state.dirty.is_empty() {

@@ -60,9 +60,9 @@ fn partition(stream: &str, workers: usize) -> usize {
     (hash % workers as u64) as usize
 }
 
-/// What [`fold_parallel`] folded: its workers' states. Each member, transaction and
-/// region-index entry is in exactly one of `merged` and `parts`; everything else is in
-/// `merged`.
+/// What [`fold_parallel`] folded: its workers' states. Members, transactions and region-index
+/// entries are spread over `merged` and `parts`, each in one of them (a log that puts one in two
+/// is refused by [`Folded::entries`]); everything else is in `merged`.
 pub(crate) struct Folded {
     pub(crate) merged: State,
     pub(crate) parts: Vec<State>,
@@ -70,7 +70,7 @@ pub(crate) struct Folded {
 
 impl Folded {
     /// Every entity, as the store keeps it, in key order.
-    pub(crate) fn entries(&self) -> Vec<store::Entry> {
+    pub(crate) fn entries(&self) -> Result<Vec<store::Entry>, LedgerError> {
         store::all_entries(&self.merged, &self.parts)
     }
 
@@ -520,6 +520,7 @@ impl Ledger {
         let folded = fold_parallel(self.log.as_ref(), to, workers, progress)?;
         let entries = folded.entries();
         folded.drop_aside();
+        let entries = entries?;
         // Written in batches; only the last carries the checkpoint, so a rebuild cut short
         // leaves no checkpoint and the next open starts again from a cleared store. sled takes
         // a large state in batches; the runs store writes it as one sorted run.

@@ -164,19 +164,20 @@ pub(crate) fn load_region_members(
 pub(crate) type Entry = (Vec<u8>, Vec<u8>);
 
 /// Every entity `state` holds, with the members, transactions and region-index entries of
-/// `more` (each in one state of them all), as the store would keep them, in key order. Each
-/// kind of entity has a key prefix of its own, so the kinds are encoded apart and laid end to
-/// end in the prefixes' order; members and transactions, nearly all of a ledger, are encoded on
-/// threads of their own while the rest is encoded here.
+/// `more`, as the store would keep them, in key order. Each kind of entity has a key prefix of
+/// its own, so the kinds are encoded apart and laid end to end in the prefixes' order; members
+/// and transactions, nearly all of a ledger, are encoded on threads of their own while the rest
+/// is encoded here.
 ///
-/// A log forged to record one transaction id on two members' streams leaves it in two of the
-/// states: the later state's is kept, as one map merged from them in order would keep it
-/// (`audit verify`, which folds in one state, refuses such a log).
-pub(crate) fn all_entries(state: &State, more: &[State]) -> Vec<Entry> {
+/// A member or transaction in two of the states is refused: a fold on several workers leaves
+/// one there only from a log forged to record a transaction on two members' streams, which a
+/// fold in one state (`audit verify`, the catch-up) refuses too.
+pub(crate) fn all_entries(state: &State, more: &[State]) -> Result<Vec<Entry>, LedgerError> {
     let states = || std::iter::once(state).chain(more);
     let (members, txs, rest) = std::thread::scope(|scope| {
-        let members = scope.spawn(|| keyed_by_id(MEMBER_PREFIX, states().map(|s| &s.members)));
-        let txs = scope.spawn(|| keyed_by_id(TX_PREFIX, states().map(|s| &s.txs)));
+        let members =
+            scope.spawn(|| keyed_by_id(MEMBER_PREFIX, "member", states().map(|s| &s.members)));
+        let txs = scope.spawn(|| keyed_by_id(TX_PREFIX, "transaction", states().map(|s| &s.txs)));
         let entries = |keys: Vec<EntityKey>| -> Vec<Entry> {
             in_key_order(
                 keys.iter()
@@ -237,6 +238,7 @@ pub(crate) fn all_entries(state: &State, more: &[State]) -> Vec<Entry> {
     });
     // Prefixes in order: a/ b/ f/ m/ p/ r/ t/.
     let [accounts, relatives, funds, policies, region_members] = rest;
+    let (members, txs) = (members?, txs?);
     let kinds = [
         accounts,
         relatives,
@@ -251,40 +253,37 @@ pub(crate) fn all_entries(state: &State, more: &[State]) -> Vec<Entry> {
         all.extend(kind);
     }
     debug_assert!(all.is_sorted_by(|a, b| a.0 < b.0));
-    all
+    Ok(all)
 }
 
-/// `entries` sorted by key (a stable sort, when they are not in order already), a key that
-/// comes twice kept once: its later entry.
+/// `entries` (whose keys are distinct) sorted by key, when they are not in order already.
 fn in_key_order(mut entries: Vec<Entry>) -> Vec<Entry> {
     if !entries.is_sorted_by(|a, b| a.0 < b.0) {
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        entries.reverse();
-        entries.dedup_by(|later, earlier| later.0 == earlier.0);
-        entries.reverse();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     }
     entries
 }
 
 /// Maps keyed by id as store entries (`prefix` and the id), in key order; an id in two of the
-/// maps (a forged log's: see [`all_entries`]) kept once, from the later map.
+/// maps is refused (see [`all_entries`]), `what` naming it.
 fn keyed_by_id<'s, V: Encode + 's>(
     prefix: &[u8],
+    what: &str,
     maps: impl Iterator<Item = &'s gongji_domain::state::FastMap<String, V>>,
-) -> Vec<Entry> {
+) -> Result<Vec<Entry>, LedgerError> {
     let mut items: Vec<(&String, &V)> = maps.flatten().collect();
-    // Stable: of an id in two maps, the later map's comes last.
-    items.sort_by(|a, b| a.0.cmp(b.0));
-    let mut entries: Vec<Entry> = Vec::with_capacity(items.len());
-    let mut previous: Option<&String> = None;
-    for (id, value) in items {
-        if previous == Some(id) {
-            entries.pop();
-        }
-        entries.push((prefixed(prefix, id), encode(value)));
-        previous = Some(id);
+    items.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    if let Some(pair) = items.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+        return Err(LedgerError::Projection(format!(
+            "{what} {} is folded from two members' streams: the log was not written by the \
+             ledger; `gongji audit verify` names the record",
+            pair[0].0
+        )));
     }
-    entries
+    Ok(items
+        .into_iter()
+        .map(|(id, value)| (prefixed(prefix, id), encode(value)))
+        .collect())
 }
 
 /// How the store keeps the entity `key` of `state`; None if the state does not hold it.
@@ -440,6 +439,75 @@ mod tests {
             inflow: Money::from_fen(inflow_fen),
             outflow: Money::from_fen(0),
         }
+    }
+
+    fn payment(member: &str) -> gongji_domain::state::Tx {
+        gongji_domain::state::Tx {
+            member: member.into(),
+            date: gongji_domain::Day::from_ymd(2024, 3, 1).expect("a day"),
+            kind: gongji_domain::state::TxKind::Payment {
+                beneficiary: member.into(),
+                year: 2024,
+                purpose: gongji_domain::types::Purpose::Pharmacy,
+                amount: Money::from_fen(100),
+                region: "500000".into(),
+            },
+            reversed_on: None,
+        }
+    }
+
+    /// Entries of states kept apart are those of one state holding them all, in key order (the
+    /// funds' map orders pooled before large-amount, their keys the other way round).
+    #[test]
+    fn the_entries_of_states_kept_apart_are_those_of_one_state() {
+        let mut first = State::default();
+        let mut second = State::default();
+        let mut whole = State::default();
+        for (state, ids) in [(&mut first, ["P2", "P9"]), (&mut second, ["P1", "P5"])] {
+            for id in ids {
+                state.txs.insert(id.into(), payment(id));
+                whole.txs.insert(id.into(), payment(id));
+            }
+        }
+        for (kind, inflow) in [(FundKind::Pooled, 5), (FundKind::LargeAmount, 7)] {
+            first.funds.insert((kind, "500000".into()), fund(inflow));
+            whole.funds.insert((kind, "500000".into()), fund(inflow));
+        }
+        for (state, region, member) in [(&mut first, "50", "M2"), (&mut second, "500000", "M1")] {
+            for state in [state, &mut whole] {
+                state
+                    .region_members
+                    .entry(region.into())
+                    .or_default()
+                    .insert(member.into());
+            }
+        }
+        let apart = all_entries(&first, std::slice::from_ref(&second)).expect("entries");
+        let together = all_entries(&whole, &[]).expect("entries");
+        assert_eq!(apart, together);
+        let keys: Vec<_> = apart.iter().map(|(k, _)| k.clone()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert_eq!(keys.len(), 4 + 2 + 2);
+    }
+
+    /// A transaction in two workers' states (a log forged to put it on two members' streams)
+    /// is refused, not written once from whichever state came last.
+    #[test]
+    fn a_transaction_in_two_states_is_refused() {
+        let mut first = State::default();
+        let mut second = State::default();
+        first.txs.insert("P7".into(), payment("M1"));
+        second.txs.insert("P7".into(), payment("M2"));
+        let refused = all_entries(&first, std::slice::from_ref(&second))
+            .expect_err("one transaction in two states");
+        assert!(
+            refused
+                .to_string()
+                .contains("transaction P7 is folded from two members' streams"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -312,8 +312,9 @@ fn body_parts(fields: &FrameFields<'_>, mut put: impl FnMut(&[u8])) {
 }
 
 /// The hash a frame of `fields` has in the chain (what `encode_frame` returns), without
-/// building the frame: no allocation and no CRC. The body goes to blake3 through a buffer on
-/// the stack, so blake3 sees the same bytes as `record_hash` of the whole body.
+/// building the frame: no allocation and no CRC. It hashes `prev_hash` then the body, the bytes
+/// `record_hash` hashes, handed to blake3 through a 512-byte buffer on the stack (a few
+/// updates rather than one per field).
 pub(crate) fn hash_of(fields: &FrameFields<'_>) -> [u8; 32] {
     const BUFFER_BYTES: usize = 512;
     let mut hasher = blake3::Hasher::new();

@@ -71,8 +71,9 @@ fn within(event: &Event, name: &str, amount: Money, max_fen: i64) -> Result<(), 
     Ok(())
 }
 
-/// The bound of an amount a command carries, and of every other figure.
+/// The bound of an amount a command carries.
 const AMOUNT: i64 = AMOUNT_FEN_MAX;
+/// The bound of every other figure.
 const FIGURE: i64 = TOTAL_FEN_MAX;
 
 /// What a figure is checked with: its name, its value and its bound (in fen).

@@ -349,7 +349,7 @@ impl Checker {
             };
             return Ok(report(Some(failure), None, None));
         }
-        let entries = store::all_entries(&self.fold.state, &[]);
+        let entries = store::all_entries(&self.fold.state, &[])?;
         let digest = digest_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
         let regions = totals_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))?;
         Ok(report(None, Some(digest), Some(regions)))
