@@ -291,3 +291,123 @@ fn a_reader_refreshing_beside_a_committing_writer_sees_whole_prefixes_only() {
     assert_eq!(end, 602);
     assert!(refreshes > 0 && last_end <= end);
 }
+
+/// The application names of this process's sessions of log `log` now.
+fn sessions_of(log: &str) -> Vec<String> {
+    support::client()
+        .query(
+            "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE $1",
+            &[&format!("gongji-log {log} % pid {}", std::process::id())],
+        )
+        .expect("sessions")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[test]
+fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_reads() {
+    let uri = support::pg_uri();
+    let name = support::fresh_log("ahead");
+    let mut log = PgLog::open(&uri, &name).expect("open");
+    let end = append(&mut log, 0, 25_000, 1_000).expect("append");
+    assert_eq!(end, 50_000);
+    // Reads of 1,000 records (short ranges: a page at a time), together the whole range.
+    let mut by_pages = Vec::new();
+    for from in (0..end).step_by(1_000) {
+        by_pages.extend(
+            log.read_range(from, from + 1_000)
+                .expect("range")
+                .map(|r| r.expect("record")),
+        );
+    }
+    let mut whole = log.read_range(0, end).expect("range");
+    let first = whole.next().expect("a record").expect("record 0");
+    assert!(
+        sessions_of(&name)
+            .iter()
+            .any(|s| s.contains(" read-ahead ")),
+        "no session reads ahead: {:?}",
+        sessions_of(&name)
+    );
+    let whole: Vec<_> = std::iter::once(Ok(first))
+        .chain(whole)
+        .map(|r| r.expect("record"))
+        .collect();
+    assert_eq!(whole, by_pages);
+    let links: Vec<_> = log
+        .read_range_links_deferred(5, end)
+        .expect("range")
+        .map(|item| item.expect("linked record"))
+        .collect();
+    assert_eq!(links.len() as u64, end - 5);
+    for (record, link) in &links {
+        log.check_link(record, link).expect("every link holds");
+    }
+    assert!(links.iter().map(|(r, _)| r).eq(&whole[5..]));
+    // A read ahead dropped partway ends its session.
+    let mut partway = log.read_range(0, end).expect("range");
+    partway.nth(10_000).expect("a record").expect("record");
+    drop(partway);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sessions_of(&name)
+        .iter()
+        .any(|s| s.contains(" read-ahead "))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the read ahead's session outlived its reader"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn damage_past_the_first_pages_of_a_long_range_is_found_at_its_position() {
+    let uri = support::pg_uri();
+    let name = support::fresh_log("ahead-damage");
+    let mut log = PgLog::open(&uri, &name).expect("open");
+    let end = append(&mut log, 0, 25_000, 1_000).expect("append");
+    Box::new(log).close().expect("close");
+    let mut client = support::client();
+    let reader = PgLog::open_read_only(&uri, &name).expect("reader");
+    client
+        .execute(
+            "UPDATE gongji_log_records SET payload = 'forged' WHERE log = $1 AND position = 30001",
+            &[&name],
+        )
+        .expect("forge a payload");
+    let read: Result<Vec<_>, _> = reader.read_range(0, end).expect("range").collect();
+    assert!(
+        matches!(
+            read,
+            Err(LogError::Corrupt {
+                position: 30_001,
+                ..
+            })
+        ),
+        "{read:?}"
+    );
+    let reader = PgLog::open_read_only(&uri, &name).expect("reader");
+    client
+        .execute(
+            "DELETE FROM gongji_log_records WHERE log = $1 AND position = 40000",
+            &[&name],
+        )
+        .expect("cut a record");
+    let read: Result<Vec<_>, _> = reader
+        .read_range_links_deferred(0, end)
+        .expect("range")
+        .map(|item| item.map(|(record, _)| record.position))
+        .collect();
+    assert!(
+        matches!(
+            read,
+            Err(LogError::Corrupt {
+                position: 40_000,
+                ..
+            })
+        ),
+        "{read:?}"
+    );
+}
