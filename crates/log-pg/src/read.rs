@@ -7,12 +7,10 @@
 //! span, in order (a missing row is damage, never skipped); a record whose hash, previous hash
 //! or place in its stream does not hold is `Corrupt`, and marks the log damaged.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use gongji_log::{Link, LogError, Record, MAX_STREAM_BYTES};
-use postgres::fallible_iterator::FallibleIterator;
-use postgres::types::ToSql;
 use postgres::{Client, Row};
 
 use crate::conn::{connect, connection_lost, pg_err, to_hash, to_i64, to_u64};
@@ -25,6 +23,13 @@ const PAGE_RECORDS: u64 = 4096;
 const READ_AHEAD_MIN_RECORDS: u64 = 8 * PAGE_RECORDS;
 /// Pages read ahead and not yet taken (bounds the memory a read ahead holds).
 const READ_AHEAD_PAGES: usize = 4;
+/// Read aheads running at once in a process (each holds a connection): past it, a range is
+/// fetched a page at a time, so that many whole-log reads at once (a server's audit routes)
+/// cannot take the connections the writer and other readers need.
+const READ_AHEADS_MAX: usize = 2;
+
+/// Read aheads running now, in this process.
+static READ_AHEADS: AtomicUsize = AtomicUsize::new(0);
 
 const SELECT_RECORD: &str = "SELECT position, stream, stream_version, event_id, \
      recorded_at_micros, unit_end, payload, prev_hash, hash FROM gongji_log_records";
@@ -369,31 +374,46 @@ impl Iterator for Pages<'_> {
     }
 }
 
-/// The rest of a long range read, streamed by one query on a connection and a thread of its
-/// own, so that the database sends the next rows while the reader takes in the ones before
-/// (a page at a time, each page a query, the two took turns: a replay from PostgreSQL ran at
-/// about half the rate of the database's ordered scan). It sends pages of whole, consecutive
-/// positions from the range's start, and stops at the first thing that is not one (a lost
-/// connection, a row that is not a record, a position missing) or when its reader is gone;
-/// the reader then fetches from where the pages stopped itself, which rides out a lost
-/// connection and reports damage at its position. It reads only below the durable end the
-/// reader knows, where rows are committed and never change, so what it sends is what the
-/// reader's own queries would have read.
+/// The rest of a long range read, fetched ahead of the reader on a connection and a thread of
+/// its own, so that the database produces the next pages while the reader takes in the ones
+/// before (with each page fetched by the reader, the two took turns). It runs the reader's own
+/// page query, page after page (each a short query with its own snapshot, so a long read holds
+/// back no vacuum), and sends pages of whole, consecutive positions from the range's start, at
+/// most [`READ_AHEAD_PAGES`] ahead. It stops at the first thing that is not one (a lost
+/// connection, a row that is not a record, a position missing) or when its reader is gone
+/// (found when it next sends: at most one page query after); the reader then fetches from
+/// where the pages stopped itself, which rides out a lost connection and reports damage at its
+/// position. It reads only below the durable end the reader knows, where every row is
+/// committed, so what it sends is what the reader's own queries would have read.
+///
+/// Started only for a log that rides out lost connections: a log opened to ride out none (a
+/// server's read view) makes at most one attempt to connect in a read, and a read ahead would
+/// be a second. At most [`READ_AHEADS_MAX`] run at once in a process.
 struct ReadAhead {
     pages: mpsc::Receiver<Vec<Record>>,
 }
 
 impl ReadAhead {
-    /// `None` if no thread could be started (the range is then fetched a page at a time).
+    /// `None` if none may start (see above) or no thread could be started: the range is then
+    /// fetched a page at a time.
     fn start(log: &PgLog, from: u64, to: u64) -> Option<ReadAhead> {
+        if !log.reads.rides_out_losses() {
+            return None;
+        }
+        let running = READ_AHEADS.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot;
+        if running >= READ_AHEADS_MAX {
+            return None;
+        }
         let (config, name) = (log.config.clone(), log.log.clone());
         let (sender, pages) = mpsc::sync_channel(READ_AHEAD_PAGES);
         std::thread::Builder::new()
             .name("gongji-pg-read-ahead".into())
             .spawn(move || {
+                let _slot = slot;
                 if let Ok(mut client) = connect(&config, &name, "read-ahead") {
                     // Every way it ends is the reader's to find out: the pages stop.
-                    let _ = stream_pages(&mut client, &name, from, to, &sender);
+                    let _ = send_pages(&mut client, &name, from, to, sender);
                 }
             })
             .ok()?;
@@ -401,38 +421,48 @@ impl ReadAhead {
     }
 }
 
+/// A place among the [`READ_AHEADS_MAX`], given back when dropped.
+struct Slot;
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        READ_AHEADS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Sends the records of log `log` from `from` to `to` in pages of consecutive positions, until
-/// the range ends, a row is not the record expected, the query fails or nobody receives.
-fn stream_pages(
+/// the range ends, a row is not the record expected, a query fails or nobody receives.
+fn send_pages(
     client: &mut Client,
     log: &str,
     from: u64,
     to: u64,
-    sender: &mpsc::SyncSender<Vec<Record>>,
+    sender: mpsc::SyncSender<Vec<Record>>,
 ) -> Result<(), ()> {
-    let (low, high) = (
-        to_i64(from, "position").map_err(drop)?,
-        to_i64(to, "position").map_err(drop)?,
-    );
-    let params: [&(dyn ToSql + Sync); 3] = [&log, &low, &high];
-    let mut rows = client
-        .query_raw(range_query().as_str(), params)
-        .map_err(drop)?;
-    let mut page = Vec::with_capacity(PAGE_RECORDS as usize);
-    let mut expected = from;
-    while let Some(row) = rows.next().map_err(drop)? {
-        match record_of(&row) {
-            Ok(record) if record.position == expected => page.push(record),
-            _ => break,
+    let query = client.prepare(&range_query()).map_err(drop)?;
+    let mut next = from;
+    while next < to {
+        let page_end = to.min(next.saturating_add(PAGE_RECORDS));
+        let (low, high) = (
+            to_i64(next, "position").map_err(drop)?,
+            to_i64(page_end, "position").map_err(drop)?,
+        );
+        let rows = client.query(&query, &[&log, &low, &high]).map_err(drop)?;
+        let mut page = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match record_of(row) {
+                Ok(record) if record.position == next => page.push(record),
+                _ => break,
+            }
+            next += 1;
         }
-        expected += 1;
-        if page.len() as u64 == PAGE_RECORDS {
-            let full = std::mem::replace(&mut page, Vec::with_capacity(PAGE_RECORDS as usize));
-            sender.send(full).map_err(drop)?;
+        let whole = next == page_end;
+        if !page.is_empty() {
+            sender.send(page).map_err(drop)?;
         }
-    }
-    if !page.is_empty() {
-        sender.send(page).map_err(drop)?;
+        if !whole {
+            return Err(());
+        }
     }
     Ok(())
 }

@@ -118,6 +118,11 @@ impl<S> Reconnecting<S> {
         }
     }
 
+    /// Whether a lost connection is ridden out at all (a window above zero).
+    pub fn rides_out_losses(&self) -> bool {
+        !self.lock().within.is_zero()
+    }
+
     /// The lock, as it is: for calls that only use a connection there is, never make one.
     pub fn lock(&self) -> MutexGuard<'_, Shared<S>> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)

@@ -305,6 +305,24 @@ fn sessions_of(log: &str) -> Vec<String> {
         .collect()
 }
 
+fn reads_ahead(log: &str) -> bool {
+    sessions_of(log).iter().any(|s| s.contains(" read-ahead "))
+}
+
+/// Waits (up to 10 s) for log `log`'s read ahead to end its session.
+fn read_ahead_ended(log: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reads_ahead(log) {
+        assert!(
+            Instant::now() < deadline,
+            "the read ahead's session outlived its reader"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One test, not several: read aheads are bounded per process, so two tests reading long
+/// ranges at once could each find the other's.
 #[test]
 fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_reads() {
     let uri = support::pg_uri();
@@ -315,18 +333,15 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
     // Reads of 1,000 records (short ranges: a page at a time), together the whole range.
     let mut by_pages = Vec::new();
     for from in (0..end).step_by(1_000) {
-        by_pages.extend(
-            log.read_range(from, from + 1_000)
-                .expect("range")
-                .map(|r| r.expect("record")),
-        );
+        let mut range = log.read_range(from, from + 1_000).expect("range");
+        by_pages.push(range.next().expect("a record").expect("record"));
+        assert!(!reads_ahead(&name), "a short range is read ahead");
+        by_pages.extend(range.map(|r| r.expect("record")));
     }
     let mut whole = log.read_range(0, end).expect("range");
     let first = whole.next().expect("a record").expect("record 0");
     assert!(
-        sessions_of(&name)
-            .iter()
-            .any(|s| s.contains(" read-ahead ")),
+        reads_ahead(&name),
         "no session reads ahead: {:?}",
         sessions_of(&name)
     );
@@ -335,6 +350,8 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
         .map(|r| r.expect("record"))
         .collect();
     assert_eq!(whole, by_pages);
+    read_ahead_ended(&name);
+
     let links: Vec<_> = log
         .read_range_links_deferred(5, end)
         .expect("range")
@@ -345,30 +362,54 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
         log.check_link(record, link).expect("every link holds");
     }
     assert!(links.iter().map(|(r, _)| r).eq(&whole[5..]));
-    // A read ahead dropped partway ends its session.
+    read_ahead_ended(&name);
+
+    // The read ahead's session cut partway: the reader fetches the rest itself.
+    let mut cut = log.read_range(0, end).expect("range");
+    let first = cut.next().expect("a record").expect("record 0");
+    let terminated = support::client()
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&format!(
+                "gongji-log {name} read-ahead pid {}",
+                std::process::id()
+            )],
+        )
+        .expect("terminate")
+        .len();
+    assert_eq!(terminated, 1);
+    let read: Vec<_> = std::iter::once(Ok(first))
+        .chain(cut)
+        .map(|r| r.expect("record"))
+        .collect();
+    assert_eq!(read, by_pages);
+    read_ahead_ended(&name);
+
+    // A reader dropped partway: its read ahead ends.
     let mut partway = log.read_range(0, end).expect("range");
     partway.nth(10_000).expect("a record").expect("record");
     drop(partway);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sessions_of(&name)
-        .iter()
-        .any(|s| s.contains(" read-ahead "))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the read ahead's session outlived its reader"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[test]
-fn damage_past_the_first_pages_of_a_long_range_is_found_at_its_position() {
-    let uri = support::pg_uri();
-    let name = support::fresh_log("ahead-damage");
-    let mut log = PgLog::open(&uri, &name).expect("open");
-    let end = append(&mut log, 0, 25_000, 1_000).expect("append");
+    read_ahead_ended(&name);
     Box::new(log).close().expect("close");
+
+    // A reader that rides out no lost connection (a server's read view) makes no second one.
+    let view = PgLog::open_read_only_with(
+        &uri,
+        &name,
+        PgLogOptions {
+            reconnect_within: Duration::ZERO,
+        },
+    )
+    .expect("view");
+    let mut range = view.read_range(0, end).expect("range");
+    range.next().expect("a record").expect("record 0");
+    assert!(
+        !reads_ahead(&name),
+        "a view that rides out nothing reads ahead"
+    );
+    assert_eq!(range.count() as u64, end - 1);
+
+    // Damage past the first pages is found at its position, in either kind of read.
     let mut client = support::client();
     let reader = PgLog::open_read_only(&uri, &name).expect("reader");
     client
@@ -388,6 +429,7 @@ fn damage_past_the_first_pages_of_a_long_range_is_found_at_its_position() {
         ),
         "{read:?}"
     );
+    read_ahead_ended(&name);
     let reader = PgLog::open_read_only(&uri, &name).expect("reader");
     client
         .execute(
