@@ -158,6 +158,7 @@ use gongji_log::LogError;
 pub use admin::WRITER_LOCK_WAIT;
 pub use open::{PgLogOptions, MAX_LOG_NAME_BYTES};
 pub use projections::PgProjections;
+pub use read::read_aheads_started;
 
 use append::StreamVersions;
 use reconnect::Reconnecting;

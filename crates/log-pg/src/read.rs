@@ -7,8 +7,8 @@
 //! span, in order (a missing row is damage, never skipped); a record whose hash, previous hash
 //! or place in its stream does not hold is `Corrupt`, and marks the log damaged.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 
 use gongji_log::{Link, LogError, Record, MAX_STREAM_BYTES};
 use postgres::{Client, Row};
@@ -23,13 +23,24 @@ const PAGE_RECORDS: u64 = 4096;
 const READ_AHEAD_MIN_RECORDS: u64 = 8 * PAGE_RECORDS;
 /// Pages read ahead and not yet taken (bounds the memory a read ahead holds).
 const READ_AHEAD_PAGES: usize = 4;
+/// How long a reader waits for its read ahead's first page while the read ahead has no
+/// connection yet; then it goes on a page at a time.
+const READ_AHEAD_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Read aheads running at once in a process (each holds a connection): past it, a range is
-/// fetched a page at a time, so that many whole-log reads at once (a server's audit routes)
-/// cannot take the connections the writer and other readers need.
+/// fetched a page at a time, so that many whole-log reads at once in one process cannot take
+/// the connections its writer and other readers need.
 const READ_AHEADS_MAX: usize = 2;
 
 /// Read aheads running now, in this process.
 static READ_AHEADS: AtomicUsize = AtomicUsize::new(0);
+/// Read aheads started in this process since it began.
+static READ_AHEADS_STARTED: AtomicU64 = AtomicU64::new(0);
+
+/// How many range reads have read ahead in this process so far (see `docs/operations.md`):
+/// for tests, and for whoever counts the sessions a process opens.
+pub fn read_aheads_started() -> u64 {
+    READ_AHEADS_STARTED.load(Ordering::Relaxed)
+}
 
 const SELECT_RECORD: &str = "SELECT position, stream, stream_version, event_id, \
      recorded_at_micros, unit_end, payload, prev_hash, hash FROM gongji_log_records";
@@ -276,11 +287,11 @@ pub(crate) struct Pages<'a> {
     prev_hash: Option<[u8; 32]>,
     check_hashes: bool,
     done: bool,
-    /// The rest of a long range, streamed ahead.
+    /// The rest of a long range, fetched ahead.
     ahead: Ahead,
 }
 
-/// Whether a range read reads ahead: once at most, from the first page of a long range on.
+/// Whether a range read reads ahead: once at most, from the second page of a long range on.
 enum Ahead {
     NotYet,
     Reading(ReadAhead),
@@ -307,20 +318,29 @@ impl<'a> Pages<'a> {
     /// ahead stopped: see [`ReadAhead`]) fetched here, where a lost connection is ridden out
     /// and damage reported.
     fn next_page(&mut self) -> Result<Vec<Record>, LogError> {
+        let to = self.end.min(self.next.saturating_add(PAGE_RECORDS));
         if let Ahead::NotYet = self.ahead {
+            // The first page is fetched here while the read ahead connects.
             self.ahead = match self.end - self.next >= READ_AHEAD_MIN_RECORDS {
-                true => ReadAhead::start(self.log, self.next, self.end)
-                    .map_or(Ahead::No, Ahead::Reading),
+                true => ReadAhead::start(self.log, to, self.end).map_or(Ahead::No, Ahead::Reading),
                 false => Ahead::No,
             };
+            return self.log.fetch(self.next, to);
         }
         if let Ahead::Reading(ahead) = &self.ahead {
-            match ahead.pages.recv() {
-                Ok(page) if page.first().map(|r| r.position) == Some(self.next) => return Ok(page),
+            // Not connected by the time its first page is wanted (a host in the connection
+            // string that does not answer, say): it is waited for a moment, no more.
+            let page = match ahead.connected.load(Ordering::Acquire) {
+                true => ahead.pages.recv().ok(),
+                false => ahead.pages.recv_timeout(READ_AHEAD_CONNECT_WAIT).ok(),
+            };
+            match page {
+                Some(page) if page.first().map(|r| r.position) == Some(self.next) => {
+                    return Ok(page)
+                }
                 _ => self.ahead = Ahead::No,
             }
         }
-        let to = self.end.min(self.next.saturating_add(PAGE_RECORDS));
         self.log.fetch(self.next, to)
     }
 
@@ -374,55 +394,67 @@ impl Iterator for Pages<'_> {
     }
 }
 
-/// The rest of a long range read, fetched ahead of the reader on a connection and a thread of
-/// its own, so that the database produces the next pages while the reader takes in the ones
-/// before (with each page fetched by the reader, the two took turns). It runs the reader's own
-/// page query, page after page (each a short query with its own snapshot, so a long read holds
-/// back no vacuum), and sends pages of whole, consecutive positions from the range's start, at
-/// most [`READ_AHEAD_PAGES`] ahead. It stops at the first thing that is not one (a lost
-/// connection, a row that is not a record, a position missing) or when its reader is gone
-/// (found when it next sends: at most one page query after); the reader then fetches from
-/// where the pages stopped itself, which rides out a lost connection and reports damage at its
-/// position. It reads only below the durable end the reader knows, where every row is
-/// committed, so what it sends is what the reader's own queries would have read.
+/// The rest of a long range read (all but its first page, which the reader fetches while this
+/// connects), fetched ahead of the reader on a connection and a thread of its own, so that the
+/// database produces the next pages while the reader takes in the ones before (with each page
+/// fetched by the reader, the two took turns). It runs the reader's own page query, page after
+/// page (each a short query with its own snapshot, so a long read holds back no vacuum), and
+/// sends pages of whole, consecutive positions, at most [`READ_AHEAD_PAGES`] ahead of the
+/// reader. It stops at the first thing that is not one (a lost connection, a row that is not a
+/// record, a position missing), and the reader then fetches from where the pages stopped
+/// itself, which rides out a lost connection and reports damage at its position; a reader
+/// that goes away is found out at the next page sent, so at most one page query runs after
+/// it. It reads only below the durable end the reader knows, where every row is committed, so
+/// what it sends is what the reader's own queries would have read.
 ///
 /// Started only for a log that rides out lost connections: a log opened to ride out none (a
 /// server's read view) makes at most one attempt to connect in a read, and a read ahead would
 /// be a second. At most [`READ_AHEADS_MAX`] run at once in a process.
 struct ReadAhead {
     pages: mpsc::Receiver<Vec<Record>>,
+    /// Its connection is made and its query prepared.
+    connected: Arc<AtomicBool>,
 }
 
 impl ReadAhead {
     /// `None` if none may start (see above) or no thread could be started: the range is then
     /// fetched a page at a time.
     fn start(log: &PgLog, from: u64, to: u64) -> Option<ReadAhead> {
-        if !log.reads.rides_out_losses() {
+        if from >= to || !log.reads.rides_out_losses() {
             return None;
         }
-        let running = READ_AHEADS.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot;
-        if running >= READ_AHEADS_MAX {
-            return None;
-        }
+        let slot = Slot::take()?;
         let (config, name) = (log.config.clone(), log.log.clone());
-        let (sender, pages) = mpsc::sync_channel(READ_AHEAD_PAGES);
+        // One page waits in the thread's `send`, the others in the channel.
+        let (sender, pages) = mpsc::sync_channel(READ_AHEAD_PAGES - 1);
+        let connected = Arc::new(AtomicBool::new(false));
+        let connected_here = Arc::clone(&connected);
         std::thread::Builder::new()
             .name("gongji-pg-read-ahead".into())
             .spawn(move || {
                 let _slot = slot;
                 if let Ok(mut client) = connect(&config, &name, "read-ahead") {
                     // Every way it ends is the reader's to find out: the pages stop.
-                    let _ = send_pages(&mut client, &name, from, to, sender);
+                    let _ = send_pages(&mut client, &name, from, to, sender, &connected_here);
                 }
             })
             .ok()?;
-        Some(ReadAhead { pages })
+        READ_AHEADS_STARTED.fetch_add(1, Ordering::Relaxed);
+        Some(ReadAhead { pages, connected })
     }
 }
 
-/// A place among the [`READ_AHEADS_MAX`], given back when dropped.
-struct Slot;
+/// A place among the [`READ_AHEADS_MAX`] read aheads of the process, given back when dropped.
+struct Slot(());
+
+impl Slot {
+    /// A place, if fewer than [`READ_AHEADS_MAX`] are taken.
+    fn take() -> Option<Slot> {
+        let taken = READ_AHEADS.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(());
+        (taken < READ_AHEADS_MAX).then_some(slot)
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -438,8 +470,10 @@ fn send_pages(
     from: u64,
     to: u64,
     sender: mpsc::SyncSender<Vec<Record>>,
+    connected: &AtomicBool,
 ) -> Result<(), ()> {
     let query = client.prepare(&range_query()).map_err(drop)?;
+    connected.store(true, Ordering::Release);
     let mut next = from;
     while next < to {
         let page_end = to.min(next.saturating_add(PAGE_RECORDS));

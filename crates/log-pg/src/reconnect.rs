@@ -99,6 +99,8 @@ fn gave_up(action: &str, loss: &Loss, within: Duration) -> LogError {
 /// module documentation.
 pub(crate) struct Reconnecting<S> {
     shared: Mutex<Shared<S>>,
+    /// `Shared::within`, readable without the lock (it never changes).
+    within: Duration,
     /// A call finished making a new connection (or gave up).
     settled: Condvar,
 }
@@ -107,6 +109,7 @@ impl<S> Reconnecting<S> {
     /// `value` holding a live connection; a loss is ridden out for up to `within`.
     pub fn new(value: S, within: Duration) -> Reconnecting<S> {
         Reconnecting {
+            within,
             shared: Mutex::new(Shared {
                 value,
                 loss: None,
@@ -120,7 +123,7 @@ impl<S> Reconnecting<S> {
 
     /// Whether a lost connection is ridden out at all (a window above zero).
     pub fn rides_out_losses(&self) -> bool {
-        !self.lock().within.is_zero()
+        !self.within.is_zero()
     }
 
     /// The lock, as it is: for calls that only use a connection there is, never make one.

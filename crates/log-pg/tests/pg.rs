@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use gongji_log::{DurableLog, ExpectedVersion, LogError, NewRecord};
+use gongji_log::{DurableLog, ExpectedVersion, LogError, NewRecord, Record};
 use gongji_log_pg::{PgLog, PgLogOptions};
 use uuid::Uuid;
 
@@ -305,24 +305,34 @@ fn sessions_of(log: &str) -> Vec<String> {
         .collect()
 }
 
-fn reads_ahead(log: &str) -> bool {
-    sessions_of(log).iter().any(|s| s.contains(" read-ahead "))
+fn reads_ahead(log: &str) -> usize {
+    sessions_of(log)
+        .iter()
+        .filter(|s| s.contains(" read-ahead "))
+        .count()
 }
 
-/// Waits (up to 10 s) for log `log`'s read ahead to end its session.
-fn read_ahead_ended(log: &str) {
+/// Waits (up to 10 s) until log `log` has `count` read-ahead sessions.
+fn read_aheads_become(log: &str, count: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while reads_ahead(log) {
+    while reads_ahead(log) != count {
         assert!(
             Instant::now() < deadline,
-            "the read ahead's session outlived its reader"
+            "{} read-ahead sessions, not {count}: {:?}",
+            reads_ahead(log),
+            sessions_of(log)
         );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
+/// Read aheads this process has started so far.
+fn started() -> u64 {
+    gongji_log_pg::read_aheads_started()
+}
+
 /// One test, not several: read aheads are bounded per process, so two tests reading long
-/// ranges at once could each find the other's.
+/// ranges at once could each find the other's (no other test in this file reads one).
 #[test]
 fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_reads() {
     let uri = support::pg_uri();
@@ -330,43 +340,83 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
     let mut log = PgLog::open(&uri, &name).expect("open");
     let end = append(&mut log, 0, 25_000, 1_000).expect("append");
     assert_eq!(end, 50_000);
+    let records = |log: &PgLog, from: u64, to: u64| -> Vec<Record> {
+        log.read_range(from, to)
+            .expect("range")
+            .map(|r| r.expect("record"))
+            .collect()
+    };
     // Reads of 1,000 records (short ranges: a page at a time), together the whole range.
     let mut by_pages = Vec::new();
     for from in (0..end).step_by(1_000) {
-        let mut range = log.read_range(from, from + 1_000).expect("range");
-        by_pages.push(range.next().expect("a record").expect("record"));
-        assert!(!reads_ahead(&name), "a short range is read ahead");
-        by_pages.extend(range.map(|r| r.expect("record")));
+        by_pages.extend(records(&log, from, from + 1_000));
     }
+    let by_pages = by_pages;
+    let before = started();
+    assert_eq!(records(&log, 7, 7 + 32_767), by_pages[7..7 + 32_767]);
+    assert_eq!(
+        started(),
+        before,
+        "a range of 32,767 records is not read ahead"
+    );
+    assert_eq!(records(&log, 7, 7 + 32_768), by_pages[7..7 + 32_768]);
+    assert_eq!(
+        started(),
+        before + 1,
+        "a range of 32,768 records is read ahead"
+    );
+    read_aheads_become(&name, 0);
+
+    // The whole range, read ahead on a session of its own.
     let mut whole = log.read_range(0, end).expect("range");
     let first = whole.next().expect("a record").expect("record 0");
-    assert!(
-        reads_ahead(&name),
-        "no session reads ahead: {:?}",
-        sessions_of(&name)
-    );
+    assert_eq!(started(), before + 2);
+    read_aheads_become(&name, 1);
     let whole: Vec<_> = std::iter::once(Ok(first))
         .chain(whole)
         .map(|r| r.expect("record"))
         .collect();
     assert_eq!(whole, by_pages);
-    read_ahead_ended(&name);
+    read_aheads_become(&name, 0);
 
     let links: Vec<_> = log
         .read_range_links_deferred(5, end)
         .expect("range")
         .map(|item| item.expect("linked record"))
         .collect();
+    assert_eq!(started(), before + 3);
     assert_eq!(links.len() as u64, end - 5);
     for (record, link) in &links {
         log.check_link(record, link).expect("every link holds");
     }
     assert!(links.iter().map(|(r, _)| r).eq(&whole[5..]));
-    read_ahead_ended(&name);
+    read_aheads_become(&name, 0);
+
+    // Three long reads at once: two read ahead, the third a page at a time; all read alike.
+    let mut three: Vec<_> = (0..3)
+        .map(|_| {
+            let mut range = log.read_range(0, end).expect("range");
+            let first = range.next().expect("a record").expect("record 0");
+            (first, range)
+        })
+        .collect();
+    assert_eq!(started(), before + 5);
+    read_aheads_become(&name, 2);
+    for (first, range) in three.drain(..) {
+        let read: Vec<_> = std::iter::once(Ok(first))
+            .chain(range)
+            .map(|r| r.expect("record"))
+            .collect();
+        assert_eq!(read, by_pages);
+    }
+    drop(three);
+    read_aheads_become(&name, 0);
 
     // The read ahead's session cut partway: the reader fetches the rest itself.
     let mut cut = log.read_range(0, end).expect("range");
     let first = cut.next().expect("a record").expect("record 0");
+    assert_eq!(started(), before + 6, "every place was given back");
+    read_aheads_become(&name, 1);
     let terminated = support::client()
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
@@ -383,13 +433,13 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
         .map(|r| r.expect("record"))
         .collect();
     assert_eq!(read, by_pages);
-    read_ahead_ended(&name);
+    read_aheads_become(&name, 0);
 
     // A reader dropped partway: its read ahead ends.
     let mut partway = log.read_range(0, end).expect("range");
     partway.nth(10_000).expect("a record").expect("record");
     drop(partway);
-    read_ahead_ended(&name);
+    read_aheads_become(&name, 0);
     Box::new(log).close().expect("close");
 
     // A reader that rides out no lost connection (a server's read view) makes no second one.
@@ -401,13 +451,13 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
         },
     )
     .expect("view");
-    let mut range = view.read_range(0, end).expect("range");
-    range.next().expect("a record").expect("record 0");
-    assert!(
-        !reads_ahead(&name),
+    let before_view = started();
+    assert_eq!(records(&view, 0, end), by_pages);
+    assert_eq!(
+        started(),
+        before_view,
         "a view that rides out nothing reads ahead"
     );
-    assert_eq!(range.count() as u64, end - 1);
 
     // Damage past the first pages is found at its position, in either kind of read.
     let mut client = support::client();
@@ -418,6 +468,7 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
             &[&name],
         )
         .expect("forge a payload");
+    let before_damage = started();
     let read: Result<Vec<_>, _> = reader.read_range(0, end).expect("range").collect();
     assert!(
         matches!(
@@ -429,7 +480,7 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
         ),
         "{read:?}"
     );
-    read_ahead_ended(&name);
+    read_aheads_become(&name, 0);
     let reader = PgLog::open_read_only(&uri, &name).expect("reader");
     client
         .execute(
@@ -452,4 +503,5 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
         ),
         "{read:?}"
     );
+    assert_eq!(started(), before_damage + 2, "the damaged reads read ahead");
 }
