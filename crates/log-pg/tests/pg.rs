@@ -326,6 +326,14 @@ fn read_aheads_become(log: &str, count: usize) {
     }
 }
 
+/// A range read's records: `first`, taken already, then the rest.
+fn with_the_rest(first: Record, rest: gongji_log::Records<'_>) -> Vec<Record> {
+    std::iter::once(Ok(first))
+        .chain(rest)
+        .map(|r| r.expect("record"))
+        .collect()
+}
+
 /// Read aheads this process has started so far.
 fn started() -> u64 {
     gongji_log_pg::read_aheads_started()
@@ -372,10 +380,7 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
     let first = whole.next().expect("a record").expect("record 0");
     assert_eq!(started(), before + 2);
     read_aheads_become(&name, 1);
-    let whole: Vec<_> = std::iter::once(Ok(first))
-        .chain(whole)
-        .map(|r| r.expect("record"))
-        .collect();
+    let whole = with_the_rest(first, whole);
     assert_eq!(whole, by_pages);
     read_aheads_become(&name, 0);
 
@@ -403,11 +408,7 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
     assert_eq!(started(), before + 5);
     read_aheads_become(&name, 2);
     for (first, range) in three.drain(..) {
-        let read: Vec<_> = std::iter::once(Ok(first))
-            .chain(range)
-            .map(|r| r.expect("record"))
-            .collect();
-        assert_eq!(read, by_pages);
+        assert_eq!(with_the_rest(first, range), by_pages);
     }
     drop(three);
     read_aheads_become(&name, 0);
@@ -428,11 +429,7 @@ fn a_long_range_is_read_ahead_on_a_session_of_its_own_and_reads_as_page_by_page_
         .expect("terminate")
         .len();
     assert_eq!(terminated, 1);
-    let read: Vec<_> = std::iter::once(Ok(first))
-        .chain(cut)
-        .map(|r| r.expect("record"))
-        .collect();
-    assert_eq!(read, by_pages);
+    assert_eq!(with_the_rest(first, cut), by_pages);
     read_aheads_become(&name, 0);
 
     // A reader dropped partway: its read ahead ends.
