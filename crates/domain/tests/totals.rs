@@ -388,3 +388,45 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_forged_event_past_a_bound_is_not_admissible_and_one_that_reaches_it_is() {
+    // What a replay checks of each record of a log it did not decide (`state::admissible`,
+    // one event at a time): region A's account inflow one maximal amount below the bound.
+    let mut state = State::default();
+    ok(&mut state, policy(REGION_A));
+    for i in 0..MAXES_PER_TOTAL - 1 {
+        ok(&mut state, enroll(&format!("m{i}"), REGION_A, MAX));
+    }
+    // Enrolments decided elsewhere (a fresh state), as a forged log would carry them.
+    let events_of = |command: Value| {
+        let mut fresh = State::default();
+        ok(&mut fresh, policy(REGION_A));
+        let command = parse_command(&command.to_string()).expect("parses");
+        decide(&fresh, &command).expect("decided").events
+    };
+    let reaching = events_of(enroll("late", REGION_A, MAX));
+    for (_, event) in &reaching {
+        assert_eq!(
+            gongji_domain::state::admissible(&state, event),
+            Ok(()),
+            "an event that takes the total to the bound exactly is admissible"
+        );
+        evolve(&mut state, event);
+    }
+    assert_eq!(state.accounts[REGION_A].inflow.fen(), TOTAL_FEN_MAX);
+    for (_, event) in &events_of(enroll("later", REGION_A, "0.01")) {
+        let refused = gongji_domain::state::admissible(&state, event)
+            .expect_err("one fen past the bound is refused");
+        assert_eq!(refused.check, "totals", "{refused:?}");
+        assert!(
+            refused
+                .message
+                .contains("inflow of region 500000's personal accounts"),
+            "{refused:?}"
+        );
+    }
+    for (_, event) in &events_of(enroll("none", REGION_A, "0.00")) {
+        assert_eq!(gongji_domain::state::admissible(&state, event), Ok(()));
+    }
+}

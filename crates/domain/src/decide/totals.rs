@@ -45,7 +45,7 @@ pub(super) fn check(
 ) -> Result<(), Rejection> {
     let mut pending = Pending {
         state,
-        added: Added::default(),
+        added: Some(Added::default()),
     };
     for (_, event) in events {
         pending.event(event)?;
@@ -56,11 +56,7 @@ pub(super) fn check(
 /// Whether folding one `event` into `state` keeps every running total within
 /// [`TOTAL_FEN_MAX`] (for a fold of a log `decide` did not produce here: `state::admissible`).
 pub(crate) fn check_event(state: &State, event: &Event) -> Result<(), Rejection> {
-    Pending {
-        state,
-        added: Added::default(),
-    }
-    .event(event)
+    Pending { state, added: None }.event(event)
 }
 
 /// One running total of the state.
@@ -228,7 +224,10 @@ impl<'a> Added<'a> {
 
 struct Pending<'a> {
     state: &'a State,
-    added: Added<'a>,
+    /// What the events before this one added, for a decision's events; `None` for one event
+    /// alone (a replay's check), which adds to no total twice (each arm of [`Pending::event`]
+    /// names distinct totals), so nothing before it needs keeping.
+    added: Option<Added<'a>>,
 }
 
 impl<'a> Pending<'a> {
@@ -240,7 +239,13 @@ impl<'a> Pending<'a> {
             return Ok(());
         }
         let now = total.now(self.state);
-        let added = self.added.entry(total);
+        let Some(added) = &mut self.added else {
+            return match now.checked_add(amount) {
+                Some(after) if after.fen() <= TOTAL_FEN_MAX => Ok(()),
+                _ => Err(overflow(&total, now, amount)),
+            };
+        };
+        let added = added.entry(total);
         let more = added.checked_add(amount);
         match more.and_then(|more| now.checked_add(more)) {
             Some(after) if after.fen() <= TOTAL_FEN_MAX => {
