@@ -19,6 +19,7 @@ use gongji_domain::state::FastSet;
 use gongji_domain::{EntityKey, State};
 use gongji_log::{Kv, LogError};
 
+use crate::handover::Offer;
 use crate::{store, CacheLimits, Ledger, LedgerError, LineOutcome};
 
 impl Ledger {
@@ -27,7 +28,11 @@ impl Ledger {
     pub fn commit(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
         self.refuse_if_stopped()?;
         self.finish_storing()?;
+        let offer = self.staged_events();
         let durable_end = self.log.sync()?;
+        if let Some(offer) = offer {
+            offer.durable();
+        }
         self.store_projections(durable_end)?;
         Ok(std::mem::take(&mut self.pending))
     }
@@ -45,8 +50,11 @@ impl Ledger {
     /// fails after their sync does not make this call fail (they are durable and are handed
     /// back); the next call fails instead, before it syncs anything.
     pub fn commit_deferred(&mut self) -> Result<Vec<LineOutcome>, LedgerError> {
-        let (outcomes, ticket) = self.commit_pipelined()?;
+        let (outcomes, ticket, offer) = self.commit_pipelined()?;
         let durable_end = ticket.wait()?;
+        if let Some(offer) = offer {
+            offer.durable();
+        }
         if self.store_due(None) {
             self.store_deferred(durable_end)?;
         } else {
@@ -66,13 +74,21 @@ impl Ledger {
     /// refused lines a client's resend decides again: refusals leave no record). If the wait
     /// fails, these lines and all later ones are not durable, and the log refuses further
     /// work.
+    /// The events staged for the shared [`EventHandover`](crate::EventHandover) come back too:
+    /// they are offered (`Offer::durable`) only once the ticket said they are durable.
     pub(crate) fn commit_pipelined(
         &mut self,
-    ) -> Result<(Vec<LineOutcome>, gongji_log::SyncTicket), LedgerError> {
+    ) -> Result<(Vec<LineOutcome>, gongji_log::SyncTicket, Option<Offer>), LedgerError> {
         self.refuse_if_stopped()?;
         self.refuse_if_store_failed()?;
+        let offer = self.staged_events();
         let ticket = self.log.sync_start()?;
-        Ok((std::mem::take(&mut self.pending), ticket))
+        Ok((std::mem::take(&mut self.pending), ticket, offer))
+    }
+
+    /// The events staged for the shared handover since the last commit, if it has one.
+    fn staged_events(&mut self) -> Option<Offer> {
+        self.events.as_mut().and_then(crate::handover::Staged::take)
     }
 
     /// Whether the projections are due to be stored: once many entities are dirty, or, with

@@ -50,6 +50,7 @@
 pub mod archive;
 pub mod audit;
 mod commit;
+mod handover;
 pub mod input;
 mod postgres;
 mod queries;
@@ -66,6 +67,7 @@ use gongji_domain::{
 use gongji_log::{DurableLog, Kv, Log, LogError, NewRecord};
 pub use gongji_log::{LogOptions, ProjectionBackend, Quarantine, SyncTicket};
 
+pub use handover::{EventHandover, HANDOVER_EVENTS_MAX};
 pub use queries::{not_enrolled, AsOf};
 pub use replay::Refreshed;
 pub use stream::{
@@ -163,6 +165,11 @@ pub struct Ledger {
     fold_target: Option<u64>,
     /// Entities a stream encoded ahead of its next store (`Ledger::encode_ahead`).
     encoded: store::Encoded,
+    /// The handover shared with the other ledgers of this log in this process
+    /// ([`Ledger::share_events`]): a writer's events staged for it until durable.
+    events: Option<handover::Staged>,
+    /// Read-only: the events folded from the handover rather than read from the log.
+    handed_folded: u64,
 }
 
 /// When `commit_deferred` stores, and how many members the cache keeps.
@@ -254,6 +261,8 @@ impl Ledger {
             folded_in_memory: 0,
             fold_target: None,
             encoded: store::Encoded::default(),
+            events: None,
+            handed_folded: 0,
         }
     }
 
@@ -284,6 +293,20 @@ impl Ledger {
     /// writer and read view; a log in PostgreSQL ignores it).
     pub fn share_handover(&mut self, handover: std::sync::Arc<gongji_log::Handover>) {
         self.log.share_handover(handover);
+    }
+
+    /// Shares `handover` between this ledger and the other ledgers of the same log in this
+    /// process: a writer hands it the events of each commit once durable, and a read-only
+    /// ledger's fold takes them there instead of reading, checking and decoding those records
+    /// again (see [`EventHandover`]; the server's writer and read view).
+    pub fn share_events(&mut self, handover: std::sync::Arc<EventHandover>) {
+        self.events = Some(handover::Staged::new(handover));
+    }
+
+    /// Read-only: how many events its folds took from the shared [`EventHandover`] rather
+    /// than from the log, since it was opened.
+    pub fn events_handed_over(&self) -> u64 {
+        self.handed_folded
     }
 
     /// Decides one input line and stages its events. The outcome is held until [`commit`]
@@ -361,6 +384,9 @@ impl Ledger {
         for (_, event) in &decision.events {
             self.load_for(event)?;
             evolve(&mut self.state, event);
+        }
+        if let Some(staged) = &mut self.events {
+            staged.push(first_position, decision.events.into_iter().map(|(_, e)| e));
         }
         Ok(LineOutcome::Applied(decision.outcome))
     }

@@ -465,6 +465,24 @@ impl Ledger {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, LedgerError> {
         let mut folded = 0u64;
+        let mut from = from;
+        // A read-only ledger beside its writer folds the writer's own events where the
+        // handover holds them (trusted: decided in this process), and reads the rest.
+        if let (true, Some(staged)) = (self.read_only, &self.events) {
+            for batch in staged.handover().take(from, to) {
+                let events = batch.range(from, to);
+                for event in events {
+                    load_for(&self.kv, &mut self.state, event)?;
+                    evolve(&mut self.state, event);
+                }
+                from += events.len() as u64;
+                folded += events.len() as u64;
+            }
+            self.handed_folded += folded;
+            if from >= to {
+                return Ok(folded);
+            }
+        }
         let (log, kv, state) = (&self.log, &self.kv, &mut self.state);
         let mut records = log.read_range(from, to)?;
         loop {

@@ -24,6 +24,7 @@ use gongji_domain::command::LINE_BYTES_MAX;
 use gongji_domain::{Command, Rejection};
 use gongji_log::SyncTicket;
 
+use crate::handover::Offer;
 use crate::input::{parse_line, read_line_bounded};
 use crate::{Ledger, LedgerError, LineOutcome};
 
@@ -98,16 +99,25 @@ impl DurableGroup {
 struct PendingGroup {
     ticket: SyncTicket,
     lines: Vec<(usize, LineOutcome)>,
+    /// Its events, for the read-only ledgers beside the writer, once durable.
+    events: Option<Offer>,
 }
 
 impl PendingGroup {
     /// Waits for the group's sync: the only way to a [`DurableGroup`].
     fn wait<E>(self) -> Result<DurableGroup, StreamError<E>> {
         match self.ticket.wait() {
-            Ok(durable_end) => Ok(DurableGroup {
-                lines: self.lines,
-                durable_end,
-            }),
+            Ok(durable_end) => {
+                // Before the sink answers the group's lines: a query sent after an answer
+                // finds the events handed over.
+                if let Some(events) = self.events {
+                    events.durable();
+                }
+                Ok(DurableGroup {
+                    lines: self.lines,
+                    durable_end,
+                })
+            }
             Err(error) => Err(StreamError::NotDurable {
                 first_line: self.lines.first().map_or(0, |(n, _)| *n),
                 error: error.into(),
@@ -259,6 +269,12 @@ impl Ledger {
         });
         if let Err(error) = &result {
             self.stopped = error.stops_ledger();
+            if self.stopped.is_some() {
+                // Lines decided and not made durable: never handed over.
+                if let Some(staged) = &mut self.events {
+                    staged.discard();
+                }
+            }
         }
         result
     }
@@ -337,7 +353,7 @@ impl Handoff {
         if self.untaken && self.taken.recv().is_err() {
             return Ok(false);
         }
-        let (outcomes, ticket) = ledger.commit_pipelined()?;
+        let (outcomes, ticket, events) = ledger.commit_pipelined()?;
         assert_eq!(
             outcomes.len(),
             numbers.len(),
@@ -349,6 +365,7 @@ impl Handoff {
         let group = PendingGroup {
             ticket,
             lines: numbers.into_iter().zip(outcomes).collect(),
+            events,
         };
         if self.to_sink.send(group).is_err() {
             return Ok(false);

@@ -180,3 +180,136 @@ fn a_reader_refreshed_line_by_line_answers_every_query_as_its_writer_does_after_
     }
     writer.close().expect("close");
 }
+
+/// A writer and a reader of one directory sharing what the writer makes durable (as the
+/// server's writer and read view do): the index entries and the events.
+fn sharing_pair(dir: &std::path::Path, events_max: usize) -> (Ledger, Ledger) {
+    let index = std::sync::Arc::new(gongji_log::Handover::new());
+    let events = std::sync::Arc::new(gongji_ledger::EventHandover::with_max(events_max));
+    let mut writer = Ledger::open(dir).expect("open");
+    writer.share_handover(index.clone());
+    writer.share_events(events.clone());
+    let mut reader = Ledger::open_read_only(dir, LogOptions::default()).expect("reader");
+    reader.share_handover(index);
+    reader.share_events(events);
+    (writer, reader)
+}
+
+#[test]
+fn a_reader_folding_its_writers_handed_events_answers_every_query_as_its_writer_does() {
+    // Every record after the reader's open is folded from the events the writer handed over
+    // (none read from the log), and every answer, line after line, is the writer's.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut writer, mut reader) = sharing_pair(tmp.path(), gongji_ledger::HANDOVER_EVENTS_MAX);
+    writer
+        .apply_line(&format!(r#"{{"cmd":"load_policy","policy":{POLICY}}}"#), 0)
+        .expect("policy");
+    writer.commit().expect("commit");
+    reader.refresh_read_only().expect("refresh");
+    for (n, line) in SAMPLE.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        writer.apply_line(line, 0).expect("a line decided");
+        // Both ways a writer commits hand its events over once durable.
+        if n % 2 == 0 {
+            writer.commit().expect("commit");
+        } else {
+            writer.commit_deferred().expect("commit");
+        }
+        reader.refresh_read_only().expect("refresh");
+        // The reference: a reader that reads the log (the writer answers its stored state
+        // only after a `commit`).
+        let fresh = Ledger::open_read_only(tmp.path(), LogOptions::default()).expect("reader");
+        assert_eq!(
+            every_answer(&reader),
+            every_answer(&fresh),
+            "after line {}: {line}",
+            n + 1
+        );
+    }
+    writer.commit().expect("commit");
+    assert_eq!(every_answer(&reader), every_answer(&writer));
+    let end = writer.log().durable_end();
+    assert!(end > 20, "the sample makes records");
+    assert_eq!(
+        reader.events_handed_over(),
+        end,
+        "every record folded from the handover"
+    );
+    writer.close().expect("close");
+}
+
+#[test]
+fn a_reader_behind_what_the_handover_keeps_reads_the_log_for_the_rest() {
+    // A handover keeping a few events, a reader refreshed every few lines and folding a few
+    // records a step: parts of its folds come from the log, parts from the handover, and its
+    // answers are the writer's. Then a stream: its groups are handed over before the sink
+    // hears of them.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut writer, mut reader) = sharing_pair(tmp.path(), 6);
+    writer
+        .apply_line(&format!(r#"{{"cmd":"load_policy","policy":{POLICY}}}"#), 0)
+        .expect("policy");
+    writer.commit().expect("commit");
+    for (n, line) in SAMPLE.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        writer.apply_line(line, 0).expect("a line decided");
+        writer.commit().expect("commit");
+        if n % 5 == 4 {
+            reader.extend_read_only().expect("extend");
+            while reader.fold_read_only(3).expect("fold").fold_remaining > 0 {}
+            assert_eq!(
+                every_answer(&reader),
+                every_answer(&writer),
+                "line {}",
+                n + 1
+            );
+        }
+    }
+    reader.refresh_read_only().expect("refresh");
+    assert_eq!(every_answer(&reader), every_answer(&writer));
+    let end = writer.log().durable_end();
+    let handed = reader.events_handed_over();
+    assert!(
+        0 < handed && handed < end,
+        "both the handover and the log were folded from ({handed} of {end})"
+    );
+
+    // A stream whose sink refreshes the reader: each group is folded from the handover.
+    let more: Vec<String> = (1..=12).map(|month| contribute("M001", month)).collect();
+    let input: Vec<u8> = more
+        .iter()
+        .flat_map(|l| format!("{l}\n").into_bytes())
+        .collect();
+    let before = reader.events_handed_over();
+    let start = writer.log().durable_end();
+    let mut sink = |_: &gongji_ledger::DurableGroup| -> Result<(), String> {
+        reader
+            .refresh_read_only()
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let options = gongji_ledger::StreamOptions {
+        batch_lines: 1,
+        ..gongji_ledger::StreamOptions::default()
+    };
+    writer
+        .apply_stream(
+            std::io::Cursor::new(input),
+            &options,
+            &mut sink,
+            &mut |_| {},
+        )
+        .expect("stream");
+    writer.commit().expect("commit");
+    let end = writer.log().durable_end();
+    assert!(end > start, "the stream made records");
+    assert_eq!(
+        reader.events_handed_over() - before,
+        end - start,
+        "handed {before} before the stream, from {start} to {end}"
+    );
+    assert_eq!(
+        every_answer(&reader),
+        every_answer(&writer),
+        "after the stream"
+    );
+    writer.close().expect("close");
+}

@@ -21,7 +21,9 @@
 //! guard it extends the log to the durable end the writer published in `DIR/DURABLE_END`
 //! (which it writes after the sync and before any answer; in PostgreSQL the log's head row,
 //! which moves in the transaction that commits the records) and folds at most
-//! [`FOLD_STEP_RECORDS`] records ([`Ledger::extend_read_only`], [`Ledger::fold_read_only`]),
+//! [`FOLD_STEP_RECORDS`] records ([`Ledger::extend_read_only`], [`Ledger::fold_read_only`];
+//! where the writer's [`gongji_ledger::EventHandover`] still holds them, the fold takes the
+//! writer's own decided events rather than reading and decoding those records),
 //! publishes both ends, and lets the readers blocked on the view in before its next step; so
 //! that a unit of 50,000 records (a month's `allocate`) holds a member's read for one step, not
 //! for its whole fold. Past [`FOLDED_IN_MEMORY_MAX`] records folded in memory since its open

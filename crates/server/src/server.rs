@@ -68,9 +68,13 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
 }
 
 async fn run(config: ServeConfig) -> Result<(), String> {
-    // The writer hands what it makes durable to the read view (its refresh then indexes
-    // entries instead of scanning records the writer has just written).
-    let handover = Arc::new(gongji_log::Handover::new());
+    // The writer hands what it makes durable to the read view: its refresh then indexes
+    // entries instead of scanning records the writer has just written, and its fold folds
+    // the writer's events instead of reading and decoding those records.
+    let handover = Handover {
+        index: Arc::new(gongji_log::Handover::new()),
+        events: Arc::new(gongji_ledger::EventHandover::new()),
+    };
     let config = ServeConfig {
         open: sharing(config.open.clone(), handover.clone()),
         open_read_only: sharing(config.open_read_only.clone(), handover),
@@ -103,11 +107,20 @@ async fn run(config: ServeConfig) -> Result<(), String> {
     served.and(closed).and(withdrawn)
 }
 
-/// `open`, then the ledger opened shares `handover` (see `Ledger::share_handover`).
-fn sharing(open: Opener, handover: Arc<gongji_log::Handover>) -> Opener {
+/// What the writer hands to the read view: each durable batch's index entries and events.
+#[derive(Clone)]
+struct Handover {
+    index: Arc<gongji_log::Handover>,
+    events: Arc<gongji_ledger::EventHandover>,
+}
+
+/// `open`, then the ledger opened shares `handover` (see `Ledger::share_handover` and
+/// `Ledger::share_events`).
+fn sharing(open: Opener, handover: Handover) -> Opener {
     Arc::new(move || {
         let mut ledger = open()?;
-        ledger.share_handover(handover.clone());
+        ledger.share_handover(handover.index.clone());
+        ledger.share_events(handover.events.clone());
         Ok(ledger)
     })
 }
