@@ -693,6 +693,20 @@ fn metrics_count_requests_by_route_and_status_and_the_lines_applied() {
         .find_map(|l| l.strip_prefix("gongji_durable_position "))
         .unwrap();
     assert!(position.parse::<u64>().unwrap() > 20, "{position}");
+    // The read view followed the stream on the events the writer handed over, reading none
+    // of those records from the log.
+    let figure = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        figure("gongji_read_view_folded_handed_total") > 20,
+        "{text}"
+    );
+    assert_eq!(figure("gongji_read_view_folded_read_total"), 0, "{text}");
 }
 
 #[test]

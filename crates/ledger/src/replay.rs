@@ -278,6 +278,10 @@ pub struct Refreshed {
     pub index_in_memory: usize,
     /// Records the fold under way has left to fold ([`Ledger::fold_remaining`]).
     pub fold_remaining: u64,
+    /// Records this call folded, and of them those whose events it took from the writer's
+    /// [`EventHandover`](crate::EventHandover) (the rest it read from the log).
+    pub folded_now: u64,
+    pub handed_now: u64,
 }
 
 impl Ledger {
@@ -347,9 +351,11 @@ impl Ledger {
     /// [`Ledger::folded_end`] is `None` and answers from the projections are refused; a
     /// member's answers are of the log's end. A writer's ledger is left as it is.
     pub fn fold_read_only(&mut self, records_max: u64) -> Result<Refreshed, LedgerError> {
+        let (mut folded_now, handed_before) = (0, self.handed_folded);
         if self.read_only {
             self.refuse_if_broken()?;
-            self.folded_in_memory += self.fold_step(records_max)?;
+            folded_now = self.fold_step(records_max)?;
+            self.folded_in_memory += folded_now;
         }
         Ok(Refreshed {
             durable_end: self.log.durable_end(),
@@ -357,6 +363,8 @@ impl Ledger {
             folded_in_memory: self.folded_in_memory,
             index_in_memory: self.log.memory_index_records(),
             fold_remaining: self.fold_remaining()?,
+            folded_now,
+            handed_now: self.handed_folded - handed_before,
         })
     }
 

@@ -77,6 +77,10 @@ pub struct Metrics {
     pub lines_applied: AtomicU64,
     pub lines_refused: AtomicU64,
     pub durable_position: AtomicU64,
+    /// Records the read view's follower folded: taken from the writer's handed-over events,
+    /// and read from the log.
+    pub view_folded_handed: AtomicU64,
+    pub view_folded_read: AtomicU64,
 }
 
 impl Metrics {
@@ -110,7 +114,7 @@ impl Metrics {
             latencies.render(route, &mut text);
         }
         drop(requests);
-        let figures: [(&str, &str, &str, u64); 3] = [
+        let figures: [(&str, &str, &str, u64); 5] = [
             (
                 "gongji_command_lines_applied_total",
                 "counter",
@@ -128,6 +132,18 @@ impl Metrics {
                 "gauge",
                 "Log position before which every record is durable.",
                 self.durable_position.load(Ordering::Relaxed),
+            ),
+            (
+                "gongji_read_view_folded_handed_total",
+                "counter",
+                "Records the read view's follower folded from the events the writer handed over.",
+                self.view_folded_handed.load(Ordering::Relaxed),
+            ),
+            (
+                "gongji_read_view_folded_read_total",
+                "counter",
+                "Records the read view's follower folded by reading them from the log.",
+                self.view_folded_read.load(Ordering::Relaxed),
             ),
         ];
         for (name, kind, help, value) in figures {

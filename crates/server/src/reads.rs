@@ -605,6 +605,12 @@ impl ReadView {
         .and_then(|()| ledger.fold_read_only(FOLD_STEP_RECORDS));
         match stepped {
             Ok(refreshed) => {
+                let metrics = &self.metrics;
+                let read = refreshed.folded_now - refreshed.handed_now;
+                metrics
+                    .view_folded_handed
+                    .fetch_add(refreshed.handed_now, Ordering::Relaxed);
+                metrics.view_folded_read.fetch_add(read, Ordering::Relaxed);
                 self.publish(&refreshed, extend);
                 drop(guard);
                 let folded_at_open = self.folded_at_open.load(Ordering::Acquire);
