@@ -470,6 +470,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_hash_over_exactly_one_blake3_chunk_and_just_past_it_is_blake3s() {
+        // prev_hash (32) and a body of 80 fixed bytes, a one-byte stream and the payload:
+        // 1023, 1024 and 1025 bytes hashed, the last past the one-call buffer.
+        for payload_bytes in [910, 911, 912] {
+            let payload = vec![7u8; payload_bytes];
+            let fields = FrameFields {
+                unit_end: true,
+                position: 3,
+                stream_version: 2,
+                event_id: [1; 16],
+                recorded_at_micros: 5,
+                prev_hash: [9; 32],
+                stream: "a",
+                payload: &payload,
+            };
+            let mut frame = Vec::new();
+            let hash = encode_frame(&mut frame, &fields);
+            assert_eq!(32 + frame.len() - FRAME_HEADER_BYTES, 113 + payload_bytes);
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(&[9; 32]);
+            hasher.update(&frame[FRAME_HEADER_BYTES..]);
+            assert_eq!(hash, *hasher.finalize().as_bytes(), "{payload_bytes}");
+            assert_eq!(hash_of(&fields), hash, "{payload_bytes}");
+        }
+    }
+
     proptest! {
         #[test]
         fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
