@@ -584,7 +584,12 @@ fn a_subscriber_that_reads_nothing_does_not_hold_the_writer_and_is_dropped_after
     use std::io::Write;
     use std::net::TcpStream;
     let ledger = TestLedger::new();
-    let server = Server::start_with(ledger, &["--answer-stall-secs", "2"]);
+    // Reads get a minute: the audit verify counting the records below reads 60,000 of them in
+    // a debug build, seconds on a loaded machine.
+    let server = Server::start_with(
+        ledger,
+        &["--answer-stall-secs", "2", "--read-timeout-secs", "60"],
+    );
     let mut stalled = TcpStream::connect(&server.serve.address).unwrap();
     let request = format!(
         "GET /v1/events?from=0 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
