@@ -605,7 +605,9 @@ fn a_subscriber_that_reads_nothing_does_not_hold_the_writer_and_is_dropped_after
     let started = Instant::now();
     let answered = server.post_commands(&lines);
     assert_eq!(answered.lines().count(), 60_000);
-    assert!(started.elapsed() < Duration::from_secs(120));
+    // A bound, not a speed: 5 s here on a directory, 90 s on PostgreSQL in a debug build
+    // alone, and past 120 s once beside the other tests of a CI run.
+    assert!(started.elapsed() < Duration::from_secs(300));
     let records = records_in_server(&server);
     std::thread::sleep(Duration::from_secs(4)); // past --answer-stall-secs
     let mut response = Vec::new();
