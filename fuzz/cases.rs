@@ -66,7 +66,7 @@ pub fn event_decode(data: &[u8]) {
         assert_eq!(again, event);
         let _ = event.date().to_string();
         let _ = serde_json::to_string(&event).expect("events serialize");
-        let _ = event.entities();
+        let _ = event.entities().count();
         let _ = event.external_flow();
     }
 }

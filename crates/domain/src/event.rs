@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::money::{Money, Rate};
 use crate::policy::{CreditSource, PolicyVersion};
-use crate::state::EntityKey;
+use crate::state::EntityRef;
 use crate::time::{Day, Month};
 use crate::types::{Channel, FundKind, Purpose, Relation, Scheme, Status};
 
@@ -28,7 +28,12 @@ impl<S: AsRef<str>> Stream<S> {
     /// The stream's name in the log.
     pub fn name(&self) -> String {
         let (prefix, id) = self.parts();
-        format!("{prefix}{id}")
+        // Not `format!`: the writer names every event it appends, and the formatting machinery
+        // took as many instructions as the allocation and the copies together.
+        let mut name = String::with_capacity(prefix.len() + id.len());
+        name.push_str(prefix);
+        name.push_str(id);
+        name
     }
 
     /// Whether `name` is this stream's name (without building it: replay asks for every record).
@@ -418,70 +423,71 @@ impl Event {
 
     /// The pieces of state this event changes or reads while it is folded in: a store loads
     /// these before calling `evolve`.
-    pub fn entities(&self) -> Vec<EntityKey> {
-        let member = |id: &String| EntityKey::Member(id.clone());
-        let fund = |kind: &FundKind, region: &String| EntityKey::Fund(*kind, region.clone());
+    pub fn entities<'a>(&'a self) -> impl Iterator<Item = EntityRef<'a>> {
+        let mut refs: [Option<EntityRef<'a>>; 7] = [None; 7];
+        let mut at = 0;
+        let mut put = |key: EntityRef<'a>| {
+            refs[at] = Some(key);
+            at += 1;
+        };
         match self {
-            Event::PolicyLoaded { policy } => vec![EntityKey::Policies(policy.region.clone())],
-            Event::Enrolled {
-                member: id, region, ..
-            } => {
-                vec![
-                    member(id),
-                    EntityKey::RegionMember(region.clone(), id.clone()),
-                    EntityKey::Accounts(region.clone()),
-                ]
+            Event::PolicyLoaded { policy } => put(EntityRef::Policies(&policy.region)),
+            Event::Enrolled { member, region, .. } => {
+                put(EntityRef::Member(member));
+                put(EntityRef::RegionMember(region, member));
+                put(EntityRef::Accounts(region));
             }
-            Event::Retired { member: id, .. }
-            | Event::AccountCredited { member: id, .. }
-            | Event::YearClosed { member: id, .. }
-            | Event::Deceased { member: id, .. }
-            | Event::Inherited { member: id, .. } => vec![member(id)],
+            Event::Retired { member, .. }
+            | Event::AccountCredited { member, .. }
+            | Event::YearClosed { member, .. }
+            | Event::Deceased { member, .. }
+            | Event::Inherited { member, .. } => put(EntityRef::Member(member)),
             Event::FamilyBound {
                 holder, relative, ..
             }
             | Event::FamilyUnbound {
                 holder, relative, ..
             } => {
-                vec![member(holder), EntityKey::Relative(relative.clone())]
+                put(EntityRef::Member(holder));
+                put(EntityRef::Relative(relative));
             }
             Event::Transferred {
-                member: id,
+                member,
                 from_region,
                 to_region,
                 ..
-            } => vec![
-                member(id),
-                EntityKey::RegionMember(from_region.clone(), id.clone()),
-                EntityKey::RegionMember(to_region.clone(), id.clone()),
-                EntityKey::Fund(FundKind::Pooled, to_region.clone()),
-                EntityKey::Fund(FundKind::LargeAmount, to_region.clone()),
-                EntityKey::Accounts(from_region.clone()),
-                EntityKey::Accounts(to_region.clone()),
-            ],
+            } => {
+                put(EntityRef::Member(member));
+                put(EntityRef::RegionMember(from_region, member));
+                put(EntityRef::RegionMember(to_region, member));
+                put(EntityRef::Fund(FundKind::Pooled, to_region));
+                put(EntityRef::Fund(FundKind::LargeAmount, to_region));
+                put(EntityRef::Accounts(from_region));
+                put(EntityRef::Accounts(to_region));
+            }
             Event::PooledContributed { region, .. } | Event::PooledCreditPaid { region, .. } => {
-                vec![fund(&FundKind::Pooled, region)]
+                put(EntityRef::Fund(FundKind::Pooled, region));
             }
             Event::ClaimSettled { settlement } | Event::ClaimReversed { settlement, .. } => {
-                vec![
-                    member(&settlement.member),
-                    EntityKey::Tx(settlement.claim.clone()),
-                ]
+                put(EntityRef::Member(&settlement.member));
+                put(EntityRef::Tx(&settlement.claim));
             }
             Event::FundClaimPaid {
                 fund: kind, region, ..
             }
             | Event::FundClaimRefunded {
                 fund: kind, region, ..
-            } => vec![fund(kind, region)],
+            } => put(EntityRef::Fund(*kind, region)),
             Event::AccountPaid { id, holder, .. }
             | Event::AccountPaymentReversed { id, holder, .. } => {
-                vec![member(holder), EntityKey::Tx(id.clone())]
+                put(EntityRef::Member(holder));
+                put(EntityRef::Tx(id));
             }
             Event::PremiumReceived { region, .. } | Event::PremiumRefunded { region, .. } => {
-                vec![fund(&FundKind::LargeAmount, region)]
+                put(EntityRef::Fund(FundKind::LargeAmount, region));
             }
         }
+        refs.into_iter().flatten()
     }
 
     /// The stream the event belongs to: the one `decide` appends it to. A member's events go to

@@ -30,6 +30,6 @@ pub use event::{Event, Settlement, Stream};
 pub use money::{Money, Rate};
 pub use policy::PolicyVersion;
 pub use rejection::{Rejection, RejectionCode};
-pub use state::{evolve, EntityKey, State};
+pub use state::{evolve, EntityKey, EntityRef, State};
 pub use time::{Day, Month};
 pub use types::FundKind;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use gongji_domain::state::admissible;
 use gongji_domain::state::Fund;
-use gongji_domain::{evolve, Event, State};
+use gongji_domain::{evolve, EntityRef, Event, State};
 use serde::Serialize;
 
 use crate::store::Entry;
@@ -194,15 +194,12 @@ fn yuan(fen: i128) -> String {
 fn held_by(state: &State, event: &Event) -> i128 {
     event
         .entities()
-        .iter()
         .map(|key| match key {
-            gongji_domain::EntityKey::Member(id) => state
+            EntityRef::Member(id) => state
                 .members
                 .get(id)
                 .map_or(0, |m| i128::from(m.balance.fen())),
-            gongji_domain::EntityKey::Fund(kind, region) => {
-                i128::from(state.fund(*kind, region).balance().fen())
-            }
+            EntityRef::Fund(kind, region) => i128::from(state.fund(kind, region).balance().fen()),
             _ => 0,
         })
         .sum()

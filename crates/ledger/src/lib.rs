@@ -62,7 +62,7 @@ pub mod views;
 use std::path::Path;
 
 use gongji_domain::{
-    decide, evolve, parse_command, Command, EntityKey, Event, FundKind, Rejection, State,
+    decide, evolve, parse_command, Command, EntityRef, Event, FundKind, Rejection, State,
 };
 use gongji_log::{DurableLog, Kv, Log, LogError, NewRecord};
 pub use gongji_log::{LogOptions, ProjectionBackend, Quarantine, SyncTicket};
@@ -433,8 +433,7 @@ impl Ledger {
                 members.push(holder);
                 members.push(relative);
                 for person in [holder, relative] {
-                    let key = EntityKey::Relative(person.clone());
-                    store::load(&self.kv, &mut self.state, &key)?;
+                    store::load(&self.kv, &mut self.state, EntityRef::Relative(person))?;
                 }
             }
             Command::AccountPay { id, holder, .. } => {
@@ -453,7 +452,7 @@ impl Ledger {
     }
 
     fn load_tx(&mut self, id: &str) -> Result<(), LedgerError> {
-        if store::load(&self.kv, &mut self.state, &EntityKey::Tx(id.to_string()))? {
+        if store::load(&self.kv, &mut self.state, EntityRef::Tx(id))? {
             let member = self.state.txs[id].member.clone();
             self.load_member(&member)?;
         }
@@ -476,10 +475,10 @@ impl Ledger {
 /// Loads what `evolve` needs for `event`: its entities, a member with its regions.
 fn load_for(kv: &Kv, state: &mut State, event: &Event) -> Result<(), LedgerError> {
     for key in event.entities() {
-        match &key {
-            EntityKey::Member(id) => load_member(kv, state, id)?,
+        match key {
+            EntityRef::Member(id) => load_member(kv, state, id)?,
             _ => {
-                store::load(kv, state, &key)?;
+                store::load(kv, state, key)?;
             }
         }
     }
@@ -493,8 +492,7 @@ fn load_member(kv: &Kv, state: &mut State, id: &str) -> Result<(), LedgerError> 
     if state.members.contains_key(id) {
         return Ok(());
     }
-    let key = EntityKey::Member(id.to_string());
-    if store::load(kv, state, &key)? {
+    if store::load(kv, state, EntityRef::Member(id))? {
         let account = &state.members[id];
         let regions: Vec<String> = std::iter::once(&account.region)
             .chain(account.past_regions.iter().map(|p| &p.region))
@@ -508,10 +506,10 @@ fn load_member(kv: &Kv, state: &mut State, id: &str) -> Result<(), LedgerError> 
 }
 
 fn load_region(kv: &Kv, state: &mut State, region: &str) -> Result<(), LedgerError> {
-    store::load(kv, state, &EntityKey::Policies(region.to_string()))?;
-    store::load(kv, state, &EntityKey::Accounts(region.to_string()))?;
+    store::load(kv, state, EntityRef::Policies(region))?;
+    store::load(kv, state, EntityRef::Accounts(region))?;
     for kind in [FundKind::Pooled, FundKind::LargeAmount] {
-        store::load(kv, state, &EntityKey::Fund(kind, region.to_string()))?;
+        store::load(kv, state, EntityRef::Fund(kind, region))?;
     }
     Ok(())
 }

@@ -274,7 +274,7 @@ impl Ledger {
                 state.txs.insert(claim.to_string(), tx.clone());
             }
         } else {
-            store::load(&self.kv, &mut state, &key)?;
+            store::load(&self.kv, &mut state, key.as_ref())?;
         }
         if !state.txs.contains_key(claim) {
             return Ok(Err(format!("no settled claim has id {claim}")));

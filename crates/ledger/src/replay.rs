@@ -179,7 +179,7 @@ pub(crate) fn fold_parallel(
 /// totals to the merged ones (workers own disjoint funds and policies; account totals are
 /// sums). Its members, transactions and region indexes stay in it.
 fn merge(into: &mut State, from: &mut State) -> Result<(), LedgerError> {
-    into.funds.append(&mut from.funds);
+    into.funds.extend(from.funds.drain());
     into.policies.append(&mut from.policies);
     into.relatives.append(&mut from.relatives);
     for (region, totals) in std::mem::take(&mut from.accounts) {
@@ -239,7 +239,7 @@ fn prefetch<'a>(kv: &Kv, events: impl IntoIterator<Item = &'a Event>) -> Result<
         let mut keys: Vec<Vec<u8>> = events
             .into_iter()
             .flat_map(Event::entities)
-            .map(|key| store::key_bytes(&key))
+            .map(store::ref_bytes)
             .collect();
         keys.sort_unstable();
         keys.dedup();

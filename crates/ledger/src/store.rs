@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use bincode::{Decode, Encode};
-use gongji_domain::state::{Fund, Member, Tx};
-use gongji_domain::{EntityKey, FundKind, PolicyVersion, State};
+use gongji_domain::state::{Fund, FundName, Member, Tx};
+use gongji_domain::{EntityKey, EntityRef, FundKind, PolicyVersion, State};
 use gongji_log::{Kv, LogError};
 
 use crate::LedgerError;
@@ -21,20 +21,25 @@ const MEMBER_PREFIX: &[u8] = b"m/";
 const TX_PREFIX: &[u8] = b"t/";
 
 pub(crate) fn key_bytes(key: &EntityKey) -> Vec<u8> {
+    ref_bytes(key.as_ref())
+}
+
+/// [`key_bytes`] of a borrowed key.
+pub(crate) fn ref_bytes(key: EntityRef<'_>) -> Vec<u8> {
     match key {
-        EntityKey::Member(id) => prefixed(MEMBER_PREFIX, id),
-        EntityKey::Fund(kind, region) => prefixed(
+        EntityRef::Member(id) => prefixed(MEMBER_PREFIX, id),
+        EntityRef::Fund(kind, region) => prefixed(
             match kind {
                 FundKind::Pooled => b"f/p/",
                 FundKind::LargeAmount => b"f/l/",
             },
             region,
         ),
-        EntityKey::Tx(id) => prefixed(TX_PREFIX, id),
-        EntityKey::Policies(region) => prefixed(b"p/", region),
-        EntityKey::RegionMember(region, member) => prefixed(&region_prefix(region), member),
-        EntityKey::Relative(relative) => prefixed(b"b/", relative),
-        EntityKey::Accounts(region) => prefixed(b"a/", region),
+        EntityRef::Tx(id) => prefixed(TX_PREFIX, id),
+        EntityRef::Policies(region) => prefixed(b"p/", region),
+        EntityRef::RegionMember(region, member) => prefixed(&region_prefix(region), member),
+        EntityRef::Relative(relative) => prefixed(b"b/", relative),
+        EntityRef::Accounts(region) => prefixed(b"a/", region),
     }
 }
 
@@ -68,49 +73,51 @@ fn decode<T: Decode<()>>(key: &EntityKey, bytes: &[u8]) -> Result<T, LedgerError
 }
 
 /// Loads `key` from the store into `state` unless it is there already. Returns whether the
-/// entity exists.
-pub(crate) fn load(kv: &Kv, state: &mut State, key: &EntityKey) -> Result<bool, LedgerError> {
+/// entity exists. Builds no owned key for an entity `state` holds (the fold asks for every
+/// entity of every event, nearly all of them held).
+pub(crate) fn load(kv: &Kv, state: &mut State, key: EntityRef<'_>) -> Result<bool, LedgerError> {
     let present = match key {
-        EntityKey::Member(id) => state.members.contains_key(id),
-        EntityKey::Fund(kind, region) => state.funds.contains_key(&(*kind, region.clone())),
-        EntityKey::Tx(id) => state.txs.contains_key(id),
-        EntityKey::Policies(region) => state.policies.contains_key(region),
-        EntityKey::RegionMember(region, member) => state
+        EntityRef::Member(id) => state.members.contains_key(id),
+        EntityRef::Fund(kind, region) => state.funds.contains_key(&FundName(kind, region)),
+        EntityRef::Tx(id) => state.txs.contains_key(id),
+        EntityRef::Policies(region) => state.policies.contains_key(region),
+        EntityRef::RegionMember(region, member) => state
             .region_members
             .get(region)
             .is_some_and(|m| m.contains(member)),
-        EntityKey::Relative(relative) => state.relatives.contains_key(relative),
-        EntityKey::Accounts(region) => state.accounts.contains_key(region),
+        EntityRef::Relative(relative) => state.relatives.contains_key(relative),
+        EntityRef::Accounts(region) => state.accounts.contains_key(region),
     };
     if present {
         return Ok(true);
     }
     // A changed entity the cache no longer holds was deleted (an unbinding, a member leaving a
     // region): the store still has its old value until the change is stored.
-    if state.dirty.contains(key) {
+    if state.is_dirty(key) {
         return Ok(false);
     }
-    let Some(bytes) = kv.get(&key_bytes(key))? else {
+    let Some(bytes) = kv.get(&ref_bytes(key))? else {
         return Ok(false);
     };
-    match key {
+    let key = key.to_key();
+    match &key {
         EntityKey::Member(id) => {
             state
                 .members
-                .insert(id.clone(), decode::<Member>(key, &bytes)?);
+                .insert(id.clone(), decode::<Member>(&key, &bytes)?);
         }
         EntityKey::Fund(kind, region) => {
             state
                 .funds
-                .insert((*kind, region.clone()), decode::<Fund>(key, &bytes)?);
+                .insert((*kind, region.clone()), decode::<Fund>(&key, &bytes)?);
         }
         EntityKey::Tx(id) => {
-            state.txs.insert(id.clone(), decode::<Tx>(key, &bytes)?);
+            state.txs.insert(id.clone(), decode::<Tx>(&key, &bytes)?);
         }
         EntityKey::Policies(region) => {
             state
                 .policies
-                .insert(region.clone(), decode::<Vec<PolicyVersion>>(key, &bytes)?);
+                .insert(region.clone(), decode::<Vec<PolicyVersion>>(&key, &bytes)?);
         }
         EntityKey::RegionMember(region, member) => {
             state
@@ -122,7 +129,7 @@ pub(crate) fn load(kv: &Kv, state: &mut State, key: &EntityKey) -> Result<bool, 
         EntityKey::Accounts(region) => {
             state
                 .accounts
-                .insert(region.clone(), decode::<Fund>(key, &bytes)?);
+                .insert(region.clone(), decode::<Fund>(&key, &bytes)?);
         }
         EntityKey::Relative(relative) => {
             let holder = String::from_utf8(bytes).map_err(|_| {
@@ -148,10 +155,7 @@ pub(crate) fn load_region_members(
             LedgerError::Projection(format!("region index key of {region} is not UTF-8"))
         })?;
         // A member who left the region since the store was written is still in it there.
-        if !state
-            .dirty
-            .contains(&EntityKey::RegionMember(region.to_string(), member.clone()))
-        {
+        if !state.is_dirty(EntityRef::RegionMember(region, &member)) {
             members.insert(member);
         }
     }

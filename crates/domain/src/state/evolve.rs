@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Binding, Direction, EntityKey, Member, PastRegion, State, Tx, TxKind};
+use super::{Binding, Direction, EntityRef, Member, PastRegion, State, Tx, TxKind};
 use crate::event::{Event, Settlement};
 use crate::money::Money;
 use crate::types::{FundKind, Status};
@@ -40,7 +40,7 @@ pub fn evolve(state: &mut State, event: &Event) {
 fn enrolment(state: &mut State, event: &Event) {
     match event {
         Event::PolicyLoaded { policy } => {
-            state.mark(|| EntityKey::Policies(policy.region.clone()));
+            state.mark(EntityRef::Policies(&policy.region));
             let versions = state.policies.entry(policy.region.clone()).or_default();
             versions.push((**policy).clone());
             versions.sort_by_key(|p| p.effective);
@@ -56,8 +56,8 @@ fn enrolment(state: &mut State, event: &Event) {
             lump_sum_base,
             lump_sum_until,
         } => {
-            state.mark(|| EntityKey::Member(member.clone()));
-            state.mark(|| EntityKey::RegionMember(region.clone(), member.clone()));
+            state.mark(EntityRef::Member(member));
+            state.mark(EntityRef::RegionMember(region, member));
             state
                 .region_members
                 .entry(region.clone())
@@ -131,7 +131,7 @@ fn claims(state: &mut State, event: &Event) {
             );
             state.debit(&settlement.member, settlement.account_paid, settlement.date);
             count_claim(state, settlement, Direction::Settle);
-            state.mark(|| EntityKey::Tx(settlement.claim.clone()));
+            state.mark(EntityRef::Tx(&settlement.claim));
             state.txs.insert(
                 settlement.claim.clone(),
                 Tx {
@@ -190,7 +190,7 @@ fn family(state: &mut State, event: &Event) {
                 .member_mut(holder)
                 .family
                 .insert(relative.clone(), binding);
-            state.mark(|| EntityKey::Relative(relative.clone()));
+            state.mark(EntityRef::Relative(relative));
             state.relatives.insert(relative.clone(), holder.clone());
         }
         Event::FamilyUnbound {
@@ -204,7 +204,7 @@ fn family(state: &mut State, event: &Event) {
                 .get_mut(relative)
                 .unwrap_or_else(|| panic!("{relative} unbound from {holder} without a binding"));
             binding.until = Some(*date);
-            state.mark(|| EntityKey::Relative(relative.clone()));
+            state.mark(EntityRef::Relative(relative));
             state.relatives.remove(relative);
         }
         _ => unreachable!("evolve hands family only its own events"),
@@ -228,7 +228,7 @@ fn payments(state: &mut State, event: &Event) {
             if let Some(binding) = state.member_mut(holder).family.get_mut(beneficiary) {
                 *binding.spent.entry(*year).or_default() += *amount;
             }
-            state.mark(|| EntityKey::Tx(id.clone()));
+            state.mark(EntityRef::Tx(id));
             state.txs.insert(
                 id.clone(),
                 Tx {
@@ -327,7 +327,7 @@ fn lifecycle(state: &mut State, event: &Event) {
             state.region_accounts_mut(from_region).outflow += balance;
             state.region_accounts_mut(to_region).inflow += balance;
             for (region, present) in [(from_region, false), (to_region, true)] {
-                state.mark(|| EntityKey::RegionMember(region.clone(), member.clone()));
+                state.mark(EntityRef::RegionMember(region, member));
                 let members = state.region_members.entry(region.clone()).or_default();
                 if present {
                     members.insert(member.clone());

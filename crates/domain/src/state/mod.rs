@@ -337,7 +337,7 @@ pub enum TxKind {
 }
 
 /// The names under which a projection store keeps each piece of state.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EntityKey {
     Member(String),
     Fund(FundKind, String),
@@ -348,6 +348,90 @@ pub enum EntityKey {
     Relative(String),
     /// The personal accounts of a region, taken together.
     Accounts(String),
+}
+
+/// An [`EntityKey`] with its ids borrowed (from an event, or from the state): what a fold
+/// names an entity by to look it up or mark it changed, so that it builds an owned key only for
+/// an entity it has not met yet. Hashed as the owned key is (that one hashes through this).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EntityRef<'a> {
+    Member(&'a str),
+    Fund(FundKind, &'a str),
+    Tx(&'a str),
+    Policies(&'a str),
+    RegionMember(&'a str, &'a str),
+    Relative(&'a str),
+    Accounts(&'a str),
+}
+
+impl EntityRef<'_> {
+    pub fn to_key(self) -> EntityKey {
+        match self {
+            EntityRef::Member(id) => EntityKey::Member(id.to_string()),
+            EntityRef::Fund(kind, region) => EntityKey::Fund(kind, region.to_string()),
+            EntityRef::Tx(id) => EntityKey::Tx(id.to_string()),
+            EntityRef::Policies(region) => EntityKey::Policies(region.to_string()),
+            EntityRef::RegionMember(region, member) => {
+                EntityKey::RegionMember(region.to_string(), member.to_string())
+            }
+            EntityRef::Relative(id) => EntityKey::Relative(id.to_string()),
+            EntityRef::Accounts(region) => EntityKey::Accounts(region.to_string()),
+        }
+    }
+}
+
+impl EntityKey {
+    pub fn as_ref(&self) -> EntityRef<'_> {
+        match self {
+            EntityKey::Member(id) => EntityRef::Member(id),
+            EntityKey::Fund(kind, region) => EntityRef::Fund(*kind, region),
+            EntityKey::Tx(id) => EntityRef::Tx(id),
+            EntityKey::Policies(region) => EntityRef::Policies(region),
+            EntityKey::RegionMember(region, member) => EntityRef::RegionMember(region, member),
+            EntityKey::Relative(id) => EntityRef::Relative(id),
+            EntityKey::Accounts(region) => EntityRef::Accounts(region),
+        }
+    }
+}
+
+/// Through [`EntityRef`]: a key and its borrowed form hash alike, which the dirty set's lookups
+/// by [`EntityRef`] need.
+impl std::hash::Hash for EntityKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<EntityKey> for EntityRef<'_> {
+    fn equivalent(&self, key: &EntityKey) -> bool {
+        *self == key.as_ref()
+    }
+}
+
+/// The entities a fold changed and has not stored yet: a hash set looked up by [`EntityRef`]
+/// (hashbrown's, whose lookups take a borrowed form that is not `Borrow` of the key), with the
+/// hasher of [`FastMap`].
+pub type DirtySet = hashbrown::HashSet<EntityKey, foldhash::fast::RandomState>;
+
+/// The funds of every region, by kind and region: looked up by [`FundName`] without building
+/// the key (decide reads a fund's totals, and evolve changes one, for most lines).
+pub type FundMap = hashbrown::HashMap<(FundKind, String), Fund, foldhash::fast::RandomState>;
+
+/// A fund's key with its region borrowed, for lookups in a [`FundMap`]. Hashed as the owned
+/// key, a `(FundKind, String)`, is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FundName<'a>(pub FundKind, pub &'a str);
+
+impl std::hash::Hash for FundName<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self.0, self.1).hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<(FundKind, String)> for FundName<'_> {
+    fn equivalent(&self, key: &(FundKind, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
 }
 
 /// A hash map with foldhash's fast hasher (seeded at random per process), not std's SipHash:
@@ -364,7 +448,7 @@ pub struct State {
     /// Hash maps, not ordered maps: a ledger's cache holds hundreds of thousands of members and
     /// looks one up several times per event; nothing depends on their order.
     pub members: FastMap<String, Member>,
-    pub funds: BTreeMap<(FundKind, String), Fund>,
+    pub funds: FundMap,
     pub txs: FastMap<String, Tx>,
     /// Policy versions per region, ordered by effective day.
     pub policies: BTreeMap<String, Vec<PolicyVersion>>,
@@ -375,7 +459,7 @@ pub struct State {
     /// Per region, what entered and left its personal accounts (a transfer leaves one region's
     /// accounts and enters another's).
     pub accounts: BTreeMap<String, Fund>,
-    pub dirty: FastSet<EntityKey>,
+    pub dirty: DirtySet,
     /// Set by a fold that stores the whole state at its end (a rebuild): `evolve` then keeps no
     /// record of what changed.
     pub untracked: bool,
@@ -402,39 +486,51 @@ impl State {
 
     pub fn fund(&self, kind: FundKind, region: &str) -> Fund {
         self.funds
-            .get(&(kind, region.to_string()))
+            .get(&FundName(kind, region))
             .cloned()
             .unwrap_or_default()
     }
 
-    /// Notes that the entity `key` names changed (unless the state is `untracked`).
-    fn mark(&mut self, key: impl FnOnce() -> EntityKey) {
+    /// Notes that the entity `key` names changed (unless the state is `untracked`); builds its
+    /// owned key only the first time.
+    pub fn mark(&mut self, key: EntityRef<'_>) {
         if !self.untracked {
-            self.dirty.insert(key());
+            self.dirty.get_or_insert_with(&key, |key| key.to_key());
         }
     }
 
+    /// Whether the entity `key` names changed since the state was last stored.
+    pub fn is_dirty(&self, key: EntityRef<'_>) -> bool {
+        self.dirty.contains(&key)
+    }
+
     fn member_mut(&mut self, id: &str) -> &mut Member {
-        self.mark(|| EntityKey::Member(id.to_string()));
+        self.mark(EntityRef::Member(id));
         self.members
             .get_mut(id)
             .unwrap_or_else(|| panic!("event for member {id}, who is not loaded: the store must load every entity an event touches"))
     }
 
     fn fund_mut(&mut self, kind: FundKind, region: &str) -> &mut Fund {
-        self.mark(|| EntityKey::Fund(kind, region.to_string()));
-        self.funds.entry((kind, region.to_string())).or_default()
+        self.mark(EntityRef::Fund(kind, region));
+        if !self.funds.contains_key(&FundName(kind, region)) {
+            self.funds
+                .insert((kind, region.to_string()), Fund::default());
+        }
+        self.funds
+            .get_mut(&FundName(kind, region))
+            .expect("the fund was inserted above")
     }
 
     fn tx_mut(&mut self, id: &str) -> &mut Tx {
-        self.mark(|| EntityKey::Tx(id.to_string()));
+        self.mark(EntityRef::Tx(id));
         self.txs
             .get_mut(id)
             .unwrap_or_else(|| panic!("event for transaction {id}, which is not loaded"))
     }
 
     fn region_accounts_mut(&mut self, region: &str) -> &mut Fund {
-        self.mark(|| EntityKey::Accounts(region.to_string()));
+        self.mark(EntityRef::Accounts(region));
         region_totals(&mut self.accounts, region)
     }
 
@@ -445,9 +541,10 @@ impl State {
             panic!("event for member {member}, who is not loaded: the store must load every entity an event touches")
         };
         if !self.untracked {
-            self.dirty.insert(EntityKey::Member(member.to_string()));
             self.dirty
-                .insert(EntityKey::Accounts(account.region.clone()));
+                .get_or_insert_with(&EntityRef::Member(member), |key| key.to_key());
+            self.dirty
+                .get_or_insert_with(&EntityRef::Accounts(&account.region), |key| key.to_key());
         }
         let totals = region_totals(&mut self.accounts, &account.region);
         (account, totals)
@@ -489,4 +586,61 @@ fn region_totals<'a>(accounts: &'a mut BTreeMap<String, Fund>, region: &str) -> 
     accounts
         .get_mut(region)
         .expect("the region's totals were inserted above")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_kind() -> Vec<EntityKey> {
+        vec![
+            EntityKey::Member("M1".into()),
+            EntityKey::Fund(FundKind::Pooled, "500000".into()),
+            EntityKey::Fund(FundKind::LargeAmount, "500000".into()),
+            EntityKey::Tx("C1".into()),
+            EntityKey::Policies("500000".into()),
+            EntityKey::RegionMember("500000".into(), "M1".into()),
+            EntityKey::Relative("M1".into()),
+            EntityKey::Accounts("500000".into()),
+        ]
+    }
+
+    #[test]
+    fn a_dirty_key_is_found_by_its_borrowed_form_and_by_no_other() {
+        let mut state = State::default();
+        for key in every_kind() {
+            state.mark(key.as_ref());
+        }
+        assert_eq!(state.dirty.len(), 8, "ids shared between kinds name apart");
+        for key in every_kind() {
+            assert!(state.is_dirty(key.as_ref()), "{key:?}");
+            assert_eq!(key.as_ref().to_key(), key);
+            state.mark(key.as_ref());
+        }
+        assert_eq!(state.dirty.len(), 8, "marking again adds nothing");
+        assert!(!state.is_dirty(EntityRef::Member("M2")));
+        assert!(!state.is_dirty(EntityRef::RegionMember("500000M", "1")));
+        assert!(!state.is_dirty(EntityRef::Fund(FundKind::Pooled, "500001")));
+    }
+
+    #[test]
+    fn an_untracked_state_marks_nothing() {
+        let mut state = State::untracked();
+        state.mark(EntityRef::Member("M1"));
+        assert!(state.dirty.is_empty());
+    }
+
+    #[test]
+    fn a_fund_is_found_by_its_borrowed_name() {
+        let mut state = State::default();
+        state.fund_mut(FundKind::Pooled, "500000").inflow = Money::from_fen(5);
+        state.fund_mut(FundKind::Pooled, "500000").outflow = Money::from_fen(2);
+        assert_eq!(state.funds.len(), 1);
+        assert_eq!(
+            state.fund(FundKind::Pooled, "500000").balance(),
+            Money::from_fen(3)
+        );
+        assert_eq!(state.fund(FundKind::LargeAmount, "500000"), Fund::default());
+        assert!(state.is_dirty(EntityRef::Fund(FundKind::Pooled, "500000")));
+    }
 }
