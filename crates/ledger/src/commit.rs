@@ -290,7 +290,7 @@ impl Drop for ProjectionWriter {
 /// policies, funds and totals stay: a cached member's regions must be cached.
 pub(crate) fn evict_stored(state: &mut State, encoded: &FastSet<EntityKey>, members_max: usize) {
     let dirty = std::mem::take(&mut state.dirty);
-    let unstored = |key: EntityKey| dirty.contains(&key) || encoded.contains(&key);
+    let unstored = |key: EntityKey| dirty.contains(key.as_ref()) || encoded.contains(&key);
     state
         .txs
         .retain(|id, _| unstored(EntityKey::Tx(id.clone())));

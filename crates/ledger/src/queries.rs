@@ -374,7 +374,7 @@ impl Ledger {
     /// (see `catch_up`), so what changed since its open is there, decoded, and marked dirty
     /// (an entity dirty and absent was deleted); the store holds the rest.
     fn unstored(&self, key: &EntityKey) -> bool {
-        self.read_only && self.state.dirty.contains(key)
+        self.read_only && self.state.dirty.contains(key.as_ref())
     }
 
     fn stored_member(&self, id: &str) -> Result<Option<Member>, LedgerError> {

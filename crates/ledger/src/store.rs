@@ -341,7 +341,7 @@ impl Encoded {
             }
         }
         for key in done {
-            state.dirty.remove(&key);
+            state.dirty.remove(key.as_ref());
             self.keys.insert(key);
         }
     }
@@ -370,7 +370,7 @@ impl Encoded {
     pub(crate) fn landed(&mut self, state: &mut State) {
         for key in self.deleting.drain(..) {
             if entity_value(state, &key).is_none() && !self.keys.contains(&key) {
-                state.dirty.remove(&key);
+                state.dirty.remove(key.as_ref());
             }
         }
     }
@@ -569,7 +569,7 @@ mod tests {
         // Present again: it must be written after the deletion lands.
         let (mut state, mut encoded, bound) = deletion_running_then_bound_again();
         encoded.landed(&mut state);
-        assert!(state.dirty.contains(&bound));
+        assert!(state.dirty.contains(bound.as_ref()));
     }
 
     #[test]

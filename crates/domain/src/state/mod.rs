@@ -3,9 +3,11 @@
 //! panic whether an event from a log `decide` did not produce may be folded.
 
 mod admissible;
+mod dirty;
 mod evolve;
 
 pub use admissible::{admissible, check_bounds, Inadmissible};
+pub use dirty::DirtySet;
 pub use evolve::evolve;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -402,17 +404,6 @@ impl std::hash::Hash for EntityKey {
     }
 }
 
-impl hashbrown::Equivalent<EntityKey> for EntityRef<'_> {
-    fn equivalent(&self, key: &EntityKey) -> bool {
-        *self == key.as_ref()
-    }
-}
-
-/// The entities a fold changed and has not stored yet: a hash set looked up by [`EntityRef`]
-/// (hashbrown's, whose lookups take a borrowed form that is not `Borrow` of the key), with the
-/// hasher of [`FastMap`].
-pub type DirtySet = hashbrown::HashSet<EntityKey, foldhash::fast::RandomState>;
-
 /// The funds of every region, by kind and region: looked up by [`FundName`] without building
 /// the key (decide reads a fund's totals, and evolve changes one, for most lines).
 pub type FundMap = hashbrown::HashMap<(FundKind, String), Fund, foldhash::fast::RandomState>;
@@ -495,13 +486,13 @@ impl State {
     /// owned key only the first time.
     pub fn mark(&mut self, key: EntityRef<'_>) {
         if !self.untracked {
-            self.dirty.get_or_insert_with(&key, |key| key.to_key());
+            self.dirty.insert_ref(key);
         }
     }
 
     /// Whether the entity `key` names changed since the state was last stored.
     pub fn is_dirty(&self, key: EntityRef<'_>) -> bool {
-        self.dirty.contains(&key)
+        self.dirty.contains(key)
     }
 
     fn member_mut(&mut self, id: &str) -> &mut Member {
@@ -541,10 +532,8 @@ impl State {
             panic!("event for member {member}, who is not loaded: the store must load every entity an event touches")
         };
         if !self.untracked {
-            self.dirty
-                .get_or_insert_with(&EntityRef::Member(member), |key| key.to_key());
-            self.dirty
-                .get_or_insert_with(&EntityRef::Accounts(&account.region), |key| key.to_key());
+            self.dirty.insert_ref(EntityRef::Member(member));
+            self.dirty.insert_ref(EntityRef::Accounts(&account.region));
         }
         let totals = region_totals(&mut self.accounts, &account.region);
         (account, totals)
