@@ -424,6 +424,8 @@ impl Event {
     /// The pieces of state this event changes or reads while it is folded in: a store loads
     /// these before calling `evolve`.
     pub fn entities<'a>(&'a self) -> impl Iterator<Item = EntityRef<'a>> {
+        // Seven: what a transfer names, the most of any event (a new event naming more must
+        // widen this, or `put` panics on the index the first time one is folded).
         let mut refs: [Option<EntityRef<'a>>; 7] = [None; 7];
         let mut at = 0;
         let mut put = |key: EntityRef<'a>| {
