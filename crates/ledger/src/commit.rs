@@ -15,8 +15,8 @@
 
 use std::thread::JoinHandle;
 
-use gongji_domain::state::FastSet;
-use gongji_domain::{EntityKey, State};
+use gongji_domain::state::{EntityRef, KeySet};
+use gongji_domain::State;
 use gongji_log::{Kv, LogError};
 
 use crate::handover::Offer;
@@ -199,11 +199,7 @@ impl Ledger {
         let writes = self.encoded.take_with_dirty(&mut self.state);
         self.kv.apply(writes, checkpoint)?;
         self.encoded.landed(&mut self.state);
-        evict_stored(
-            &mut self.state,
-            &FastSet::default(),
-            self.limits.members_max,
-        );
+        evict_stored(&mut self.state, &KeySet::default(), self.limits.members_max);
         Ok(())
     }
 
@@ -266,7 +262,7 @@ pub(crate) fn store_projections(
     let writes = store::dirty_writes(state);
     kv.apply(writes, checkpoint)?;
     state.dirty.clear();
-    evict_stored(state, &FastSet::default(), members_max);
+    evict_stored(state, &KeySet::default(), members_max);
     Ok(())
 }
 
@@ -288,21 +284,19 @@ impl Drop for ProjectionWriter {
 /// transactions always (read again only by a duplicate or a reversal), and members, bindings
 /// and region indexes when the cache holds more than `members_max` members. A region's
 /// policies, funds and totals stay: a cached member's regions must be cached.
-pub(crate) fn evict_stored(state: &mut State, encoded: &FastSet<EntityKey>, members_max: usize) {
+pub(crate) fn evict_stored(state: &mut State, encoded: &KeySet, members_max: usize) {
     let dirty = std::mem::take(&mut state.dirty);
-    let unstored = |key: EntityKey| dirty.contains(key.as_ref()) || encoded.contains(&key);
-    state
-        .txs
-        .retain(|id, _| unstored(EntityKey::Tx(id.clone())));
+    let unstored = |key: EntityRef<'_>| dirty.contains(key) || encoded.contains(&key);
+    state.txs.retain(|id, _| unstored(EntityRef::Tx(id)));
     if state.members.len() > members_max {
         state
             .members
-            .retain(|id, _| unstored(EntityKey::Member(id.clone())));
+            .retain(|id, _| unstored(EntityRef::Member(id)));
         state
             .relatives
-            .retain(|relative, _| unstored(EntityKey::Relative(relative.clone())));
+            .retain(|relative, _| unstored(EntityRef::Relative(relative)));
         for (region, members) in &mut state.region_members {
-            members.retain(|m| unstored(EntityKey::RegionMember(region.clone(), m.clone())));
+            members.retain(|m| unstored(EntityRef::RegionMember(region, m)));
         }
     }
     state.dirty = dirty;

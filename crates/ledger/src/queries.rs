@@ -4,8 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use gongji_domain::state::{Fund, Member};
-use gongji_domain::{evolve, EntityKey, Event, FundKind, PolicyVersion, State};
+use gongji_domain::state::{Fund, FundName, Member};
+use gongji_domain::{evolve, EntityKey, EntityRef, Event, FundKind, PolicyVersion, State};
 
 use crate::views::{
     self, AccountView, FundView, HistoryEntry, InheritanceView, TransfersView, YearView,
@@ -268,13 +268,13 @@ impl Ledger {
         self.refuse_if_broken()?;
         self.refuse_if_partway()?;
         let mut state = State::default();
-        let key = EntityKey::Tx(claim.to_string());
-        if self.unstored(&key) {
+        let key = EntityRef::Tx(claim);
+        if self.unstored(key) {
             if let Some(tx) = self.state.txs.get(claim) {
                 state.txs.insert(claim.to_string(), tx.clone());
             }
         } else {
-            store::load(&self.kv, &mut state, key.as_ref())?;
+            store::load(&self.kv, &mut state, key)?;
         }
         if !state.txs.contains_key(claim) {
             return Ok(Err(format!("no settled claim has id {claim}")));
@@ -373,13 +373,13 @@ impl Ledger {
     /// Whether a query reads `key` from the cache: a read-only ledger stores nothing it folds
     /// (see `catch_up`), so what changed since its open is there, decoded, and marked dirty
     /// (an entity dirty and absent was deleted); the store holds the rest.
-    fn unstored(&self, key: &EntityKey) -> bool {
-        self.read_only && self.state.dirty.contains(key.as_ref())
+    fn unstored(&self, key: EntityRef<'_>) -> bool {
+        self.read_only && self.state.dirty.contains(key)
     }
 
     fn stored_member(&self, id: &str) -> Result<Option<Member>, LedgerError> {
         self.refuse_if_partway()?;
-        if self.unstored(&EntityKey::Member(id.to_string())) {
+        if self.unstored(EntityRef::Member(id)) {
             return Ok(self.state.members.get(id).cloned());
         }
         store::get_member(&self.kv, id)
@@ -387,7 +387,7 @@ impl Ledger {
 
     fn stored_policies(&self, region: &str) -> Result<Vec<PolicyVersion>, LedgerError> {
         self.refuse_if_partway()?;
-        if self.unstored(&EntityKey::Policies(region.to_string())) {
+        if self.unstored(EntityRef::Policies(region)) {
             return Ok(self.state.policies.get(region).cloned().unwrap_or_default());
         }
         store::get_policies(&self.kv, region)
@@ -395,16 +395,15 @@ impl Ledger {
 
     fn stored_fund(&self, kind: FundKind, region: &str) -> Result<Option<Fund>, LedgerError> {
         self.refuse_if_partway()?;
-        let key = (kind, region.to_string());
-        if self.unstored(&EntityKey::Fund(kind, region.to_string())) {
-            return Ok(self.state.funds.get(&key).cloned());
+        if self.unstored(EntityRef::Fund(kind, region)) {
+            return Ok(self.state.funds.get(&FundName(kind, region)).cloned());
         }
         store::get_fund(&self.kv, kind, region)
     }
 
     fn stored_accounts(&self, region: &str) -> Result<Option<Fund>, LedgerError> {
         self.refuse_if_partway()?;
-        if self.unstored(&EntityKey::Accounts(region.to_string())) {
+        if self.unstored(EntityRef::Accounts(region)) {
             return Ok(self.state.accounts.get(region).cloned());
         }
         store::get_accounts(&self.kv, region)

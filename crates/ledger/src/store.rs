@@ -62,7 +62,7 @@ fn encode<T: Encode>(value: &T) -> Vec<u8> {
     bincode::encode_to_vec(value, config()).expect("encoding into memory cannot fail")
 }
 
-fn decode<T: Decode<()>>(key: &EntityKey, bytes: &[u8]) -> Result<T, LedgerError> {
+fn decode<T: Decode<()>>(key: EntityRef<'_>, bytes: &[u8]) -> Result<T, LedgerError> {
     bincode::decode_from_slice(bytes, config())
         .map(|(value, _)| value)
         .map_err(|e| {
@@ -99,43 +99,39 @@ pub(crate) fn load(kv: &Kv, state: &mut State, key: EntityRef<'_>) -> Result<boo
     let Some(bytes) = kv.get(&ref_bytes(key))? else {
         return Ok(false);
     };
-    let key = key.to_key();
-    match &key {
-        EntityKey::Member(id) => {
-            state
-                .members
-                .insert(id.clone(), decode::<Member>(&key, &bytes)?);
+    match key {
+        EntityRef::Member(id) => {
+            let member = decode::<Member>(key, &bytes)?;
+            state.members.insert(id.to_string(), member);
         }
-        EntityKey::Fund(kind, region) => {
-            state
-                .funds
-                .insert((*kind, region.clone()), decode::<Fund>(&key, &bytes)?);
+        EntityRef::Fund(kind, region) => {
+            let fund = decode::<Fund>(key, &bytes)?;
+            state.funds.insert((kind, region.to_string()), fund);
         }
-        EntityKey::Tx(id) => {
-            state.txs.insert(id.clone(), decode::<Tx>(&key, &bytes)?);
+        EntityRef::Tx(id) => {
+            let tx = decode::<Tx>(key, &bytes)?;
+            state.txs.insert(id.to_string(), tx);
         }
-        EntityKey::Policies(region) => {
-            state
-                .policies
-                .insert(region.clone(), decode::<Vec<PolicyVersion>>(&key, &bytes)?);
+        EntityRef::Policies(region) => {
+            let versions = decode::<Vec<PolicyVersion>>(key, &bytes)?;
+            state.policies.insert(region.to_string(), versions);
         }
-        EntityKey::RegionMember(region, member) => {
+        EntityRef::RegionMember(region, member) => {
             state
                 .region_members
-                .entry(region.clone())
+                .entry(region.to_string())
                 .or_default()
-                .insert(member.clone());
+                .insert(member.to_string());
         }
-        EntityKey::Accounts(region) => {
-            state
-                .accounts
-                .insert(region.clone(), decode::<Fund>(&key, &bytes)?);
+        EntityRef::Accounts(region) => {
+            let fund = decode::<Fund>(key, &bytes)?;
+            state.accounts.insert(region.to_string(), fund);
         }
-        EntityKey::Relative(relative) => {
+        EntityRef::Relative(relative) => {
             let holder = String::from_utf8(bytes).map_err(|_| {
                 LedgerError::Projection(format!("binding of {relative} is not UTF-8"))
             })?;
-            state.relatives.insert(relative.clone(), holder);
+            state.relatives.insert(relative.to_string(), holder);
         }
     }
     Ok(true)
@@ -294,7 +290,7 @@ fn keyed_by_id<'s, V: Encode + 's>(
 fn entity_value(state: &State, key: &EntityKey) -> Option<Vec<u8>> {
     match key {
         EntityKey::Member(id) => state.members.get(id).map(encode),
-        EntityKey::Fund(kind, region) => state.funds.get(&(*kind, region.clone())).map(encode),
+        EntityKey::Fund(kind, region) => state.funds.get(&FundName(*kind, region)).map(encode),
         EntityKey::Tx(id) => state.txs.get(id).map(encode),
         EntityKey::Policies(region) => state.policies.get(region).map(encode),
         // Index entries that left the state (a transfer, an unbinding) are deleted.
@@ -319,7 +315,7 @@ fn entity_value(state: &State, key: &EntityKey) -> Option<Vec<u8>> {
 pub(crate) struct Encoded {
     writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// What `writes` holds: the cache keeps these until the write holding them has landed.
-    pub(crate) keys: gongji_domain::state::FastSet<EntityKey>,
+    pub(crate) keys: gongji_domain::state::KeySet,
     /// What the running write deletes: kept dirty (so `load` does not read the store's old
     /// value) until that write is joined, instead of waiting for it.
     deleting: Vec<EntityKey>,
@@ -386,9 +382,9 @@ pub(crate) fn dirty_writes(state: &State) -> impl Iterator<Item = (Vec<u8>, Opti
 }
 
 pub(crate) fn get_member(kv: &Kv, id: &str) -> Result<Option<Member>, LedgerError> {
-    let key = EntityKey::Member(id.to_string());
-    kv.get(&key_bytes(&key))?
-        .map(|b| decode(&key, &b))
+    let key = EntityRef::Member(id);
+    kv.get(&ref_bytes(key))?
+        .map(|b| decode(key, &b))
         .transpose()
 }
 
@@ -404,24 +400,24 @@ pub(crate) fn decode_fund(key: &[u8], bytes: &[u8]) -> Result<Fund, LedgerError>
 }
 
 pub(crate) fn get_accounts(kv: &Kv, region: &str) -> Result<Option<Fund>, LedgerError> {
-    let key = EntityKey::Accounts(region.to_string());
-    kv.get(&key_bytes(&key))?
-        .map(|b| decode(&key, &b))
+    let key = EntityRef::Accounts(region);
+    kv.get(&ref_bytes(key))?
+        .map(|b| decode(key, &b))
         .transpose()
 }
 
 pub(crate) fn get_fund(kv: &Kv, kind: FundKind, region: &str) -> Result<Option<Fund>, LedgerError> {
-    let key = EntityKey::Fund(kind, region.to_string());
-    kv.get(&key_bytes(&key))?
-        .map(|b| decode(&key, &b))
+    let key = EntityRef::Fund(kind, region);
+    kv.get(&ref_bytes(key))?
+        .map(|b| decode(key, &b))
         .transpose()
 }
 
 pub(crate) fn get_policies(kv: &Kv, region: &str) -> Result<Vec<PolicyVersion>, LedgerError> {
-    let key = EntityKey::Policies(region.to_string());
+    let key = EntityRef::Policies(region);
     Ok(kv
-        .get(&key_bytes(&key))?
-        .map(|b| decode(&key, &b))
+        .get(&ref_bytes(key))?
+        .map(|b| decode(key, &b))
         .transpose()?
         .unwrap_or_default())
 }

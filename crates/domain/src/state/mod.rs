@@ -10,7 +10,7 @@ pub use admissible::{admissible, check_bounds, Inadmissible};
 pub use dirty::DirtySet;
 pub use evolve::evolve;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bincode::{Decode, Encode};
 use serde::Serialize;
@@ -404,6 +404,17 @@ impl std::hash::Hash for EntityKey {
     }
 }
 
+/// An entity named by reference finds its owned key in a hashbrown set or map (both hash
+/// alike: the owned key hashes through this).
+impl hashbrown::Equivalent<EntityKey> for EntityRef<'_> {
+    fn equivalent(&self, key: &EntityKey) -> bool {
+        *self == key.as_ref()
+    }
+}
+
+/// A hash set of entity keys that is looked up by [`EntityRef`] without building a key.
+pub type KeySet = hashbrown::HashSet<EntityKey, foldhash::fast::RandomState>;
+
 /// The funds of every region, by kind and region: looked up by [`FundName`] without building
 /// the key (decide reads a fund's totals, and evolve changes one, for most lines).
 pub type FundMap = hashbrown::HashMap<(FundKind, String), Fund, foldhash::fast::RandomState>;
@@ -429,8 +440,6 @@ impl hashbrown::Equivalent<(FundKind, String)> for FundName<'_> {
 /// the state's maps are keyed by member, claim and entity and looked up several times per
 /// event; with SipHash, hashing and probing them was about a fifth of the read view's fold.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-/// A hash set with the hasher of [`FastMap`].
-pub type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
 
 /// The part of the ledger's state that the commands at hand need. A store loads entities into it
 /// before deciding, and writes back those `evolve` marks dirty.
@@ -610,6 +619,18 @@ mod tests {
         assert!(!state.is_dirty(EntityRef::Member("M2")));
         assert!(!state.is_dirty(EntityRef::RegionMember("500000M", "1")));
         assert!(!state.is_dirty(EntityRef::Fund(FundKind::Pooled, "500001")));
+    }
+
+    #[test]
+    fn a_key_set_finds_a_key_by_its_borrowed_form_and_by_no_other() {
+        let keys: KeySet = every_kind().into_iter().collect();
+        assert_eq!(keys.len(), 8);
+        for key in every_kind() {
+            assert!(keys.contains(&key.as_ref()), "{key:?}");
+        }
+        assert!(!keys.contains(&EntityRef::Member("M2")));
+        assert!(!keys.contains(&EntityRef::RegionMember("500000M", "1")));
+        assert!(!keys.contains(&EntityRef::Tx("M1")));
     }
 
     #[test]
