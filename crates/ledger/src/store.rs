@@ -269,7 +269,7 @@ fn in_key_order(mut entries: Vec<Entry>) -> Vec<Entry> {
 fn keyed_by_id<'s, V: Encode + 's>(
     prefix: &[u8],
     what: &str,
-    maps: impl Iterator<Item = &'s gongji_domain::state::FastMap<String, V>>,
+    maps: impl Iterator<Item = &'s gongji_domain::state::SpreadMap<V>>,
 ) -> Result<Vec<Entry>, LedgerError> {
     let mut items: Vec<(&String, &V)> = maps.flatten().collect();
     items.sort_unstable_by(|a, b| a.0.cmp(b.0));

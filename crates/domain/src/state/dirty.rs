@@ -1,68 +1,41 @@
-//! [`DirtySet`]: the entities a fold changed and has not stored yet.
-//!
-//! A read-only view stores nothing it folds, so its set grows to hundreds of thousands of keys
-//! between two fresh views. One hash table growing past its load rehashes every key at once: at
-//! 115,000 and 230,000 keys that took about 70 to 190 ms on one step of the server's follower,
-//! with every reader waiting for it. The keys are spread over [`SHARDS`] tables instead, each
-//! growing on its own: a growth rehashes a sixty-fourth of them. The tables fill evenly, so
-//! their growths come close together (about one every hundred new keys near a bound), but a
-//! step that adds a few hundred keys meets a few of them, not all.
-
-use std::hash::BuildHasher;
+//! [`DirtySet`]: the entities a fold changed and has not stored yet, spread over
+//! [`SHARDS`](super::spread::SHARDS) tables (see [`super::spread`]: a read-only view's set grows
+//! to hundreds of thousands of keys, and one table would rehash them all at once).
 
 use hashbrown::HashTable;
 
+use super::spread::Spread;
 use super::{EntityKey, EntityRef};
 
-/// Tables the keys are spread over.
-pub const SHARDS: usize = 64;
-
 /// A set of [`EntityKey`]s looked up by [`EntityRef`] (no owned key built for a key already
-/// there), spread over [`SHARDS`] hash tables by bits of the key's hash that neither a table's
-/// bucket index nor its control bytes use.
-#[derive(Clone)]
+/// there).
+#[derive(Clone, Default)]
 pub struct DirtySet {
-    hasher: foldhash::fast::RandomState,
-    shards: Vec<HashTable<EntityKey>>,
-    len: usize,
+    keys: Spread<EntityKey>,
 }
 
-impl Default for DirtySet {
-    fn default() -> Self {
-        DirtySet {
-            hasher: foldhash::fast::RandomState::default(),
-            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
-            len: 0,
-        }
-    }
+/// A key as it is hashed when its table grows (an `EntityKey` hashes as its `EntityRef`).
+fn itself(key: &EntityKey) -> &EntityKey {
+    key
 }
 
 impl DirtySet {
     pub fn len(&self) -> usize {
-        self.len
+        self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.keys.is_empty()
     }
 
-    fn hash(&self, key: EntityRef<'_>) -> u64 {
-        self.hasher.hash_one(key)
-    }
-
-    fn shard(hash: u64) -> usize {
-        // Bits 40..46: a table's bucket index takes the low bits, its control bytes the top 7.
-        (hash >> 40) as usize % SHARDS
-    }
-
+    #[inline]
     pub fn contains(&self, key: EntityRef<'_>) -> bool {
-        let hash = self.hash(key);
-        self.shards[Self::shard(hash)]
-            .find(hash, |held| held.as_ref() == key)
-            .is_some()
+        let hash = self.keys.hash(key);
+        self.keys.find(hash, |held| held.as_ref() == key).is_some()
     }
 
     /// Adds `key` (its owned form built only if it is not there); whether it was new.
+    #[inline]
     pub fn insert_ref(&mut self, key: EntityRef<'_>) -> bool {
         let new = !self.contains(key);
         if new {
@@ -82,29 +55,20 @@ impl DirtySet {
 
     /// Adds `key`, which is not there.
     fn insert_new(&mut self, key: EntityKey) {
-        let hash = self.hash(key.as_ref());
-        let hasher = &self.hasher;
-        self.shards[Self::shard(hash)]
-            .insert_unique(hash, key, |held| hasher.hash_one(held.as_ref()));
-        self.len += 1;
+        let hash = self.keys.hash(key.as_ref());
+        self.keys.insert_new(hash, key, itself);
     }
 
     /// Removes `key`; whether it was there.
     pub fn remove(&mut self, key: EntityRef<'_>) -> bool {
-        let hash = self.hash(key);
-        match self.shards[Self::shard(hash)].find_entry(hash, |held| held.as_ref() == key) {
-            Ok(found) => {
-                found.remove();
-                self.len -= 1;
-                true
-            }
-            Err(_) => false,
-        }
+        let hash = self.keys.hash(key);
+        self.keys
+            .remove(hash, |held| held.as_ref() == key)
+            .is_some()
     }
 
     pub fn clear(&mut self) {
-        self.shards.iter_mut().for_each(HashTable::clear);
-        self.len = 0;
+        self.keys.clear();
     }
 
     /// The keys, in no particular order.
@@ -126,7 +90,7 @@ impl IntoIterator for DirtySet {
     type IntoIter = std::iter::Flatten<std::vec::IntoIter<HashTable<EntityKey>>>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.shards.into_iter().flatten()
+        self.keys.into_entries()
     }
 }
 
@@ -135,14 +99,14 @@ impl<'a> IntoIterator for &'a DirtySet {
     type IntoIter = std::iter::Flatten<std::slice::Iter<'a, HashTable<EntityKey>>>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.shards.iter().flatten()
+        self.keys.iter()
     }
 }
 
 /// Two sets are equal when they hold the same keys (whatever their tables' seeds).
 impl PartialEq for DirtySet {
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.iter().all(|key| other.contains(key.as_ref()))
+        self.len() == other.len() && self.iter().all(|key| other.contains(key.as_ref()))
     }
 }
 
@@ -169,8 +133,6 @@ mod tests {
         assert!(!set.insert(EntityKey::Tx("C7".into())));
         assert_eq!(set.len(), 20_000);
         assert_eq!(set.iter().count(), 20_000);
-        let used = set.shards.iter().filter(|t| !t.is_empty()).count();
-        assert_eq!(used, SHARDS, "every table takes a share");
         assert!(set.contains(EntityRef::Member("M9999")));
         assert!(!set.contains(EntityRef::Tx("M9999")));
         assert!(set.remove(EntityRef::Member("M9999")));

@@ -5,10 +5,12 @@
 mod admissible;
 mod dirty;
 mod evolve;
+pub mod spread;
 
 pub use admissible::{admissible, check_bounds, Inadmissible};
 pub use dirty::DirtySet;
 pub use evolve::evolve;
+pub use spread::SpreadMap;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -447,9 +449,9 @@ pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 pub struct State {
     /// Hash maps, not ordered maps: a ledger's cache holds hundreds of thousands of members and
     /// looks one up several times per event; nothing depends on their order.
-    pub members: FastMap<String, Member>,
+    pub members: SpreadMap<Member>,
     pub funds: FundMap,
-    pub txs: FastMap<String, Tx>,
+    pub txs: SpreadMap<Tx>,
     /// Policy versions per region, ordered by effective day.
     pub policies: BTreeMap<String, Vec<PolicyVersion>>,
     /// Members per region (for the monthly allocation run).
