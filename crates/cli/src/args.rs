@@ -22,6 +22,12 @@ pub struct Cli {
     /// import` create a ledger. A URI's password is never printed.
     #[arg(long, global = true, value_name = "DIR|URI")]
     pub data: Option<PathBuf>,
+    /// Instead of --data: a region map, a JSON object of region codes to stores (a directory
+    /// relative to the map, each region's ledger in STORE/REGION, or a PostgreSQL URI, each
+    /// region's log named by its code), e.g. {"500000": "cq", "340100": "hf"}. With it: apply,
+    /// relay, audit verify and the member queries (see docs/regions.md).
+    #[arg(long, global = true, value_name = "MAP", conflicts_with = "data")]
+    pub regions: Option<PathBuf>,
     /// With a PostgreSQL --data: the name of the ledger's log in that database (default
     /// `gongji`); several ledgers share a database under different names.
     #[arg(long, global = true, value_name = "NAME")]
@@ -106,6 +112,13 @@ pub enum Cmd {
     /// Drop every projection and rebuild them from the log.
     Rebuild {
         /// The result as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// With --regions: carry every transfer a region's ledger sent and its destination's has
+    /// not received, until none is in transit (or none can land); exit 1 if some remain.
+    Relay {
+        /// The report as JSON on standard output.
         #[arg(long)]
         json: bool,
     },

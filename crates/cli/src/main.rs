@@ -26,6 +26,7 @@ mod output;
 mod print;
 mod query;
 mod reconcile;
+mod regions;
 mod serve;
 mod text;
 
@@ -105,7 +106,7 @@ fn wants_json(command: &Cmd) -> bool {
         Cmd::History(args) => args.json,
         Cmd::Explain(args) => args.json,
         Cmd::Settlement(args) => args.json,
-        Cmd::Rebuild { json } => *json,
+        Cmd::Rebuild { json } | Cmd::Relay { json } => *json,
         Cmd::Serve(_) | Cmd::Token { .. } => false,
         Cmd::Audit { action } => match action {
             AuditCmd::Replay { json }
@@ -132,6 +133,15 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
     } = &cli.command
     {
         return audit::check(file, *json);
+    }
+    if let Some(map) = &cli.regions {
+        open::configure(&Location::Dir(map.clone()), cli.projections, cli.wait)?;
+        return regions::run(map, cli.command);
+    }
+    if let Cmd::Relay { .. } = cli.command {
+        return Err(Failure::bad_argument(
+            "relay carries transfers between the regions of a region map: give --regions MAP",
+        ));
     }
     let data = cli.data.ok_or_else(|| {
         Failure::bad_argument(
@@ -167,6 +177,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
             PolicyCmd::List { json } => query::policy_list(data, json),
         },
         Cmd::Rebuild { json } => audit::rebuild(data, json),
+        Cmd::Relay { .. } => unreachable!("refused above without --regions"),
         Cmd::Serve(args) => serve::serve(data, &args),
         Cmd::Token { action } => serve::token(data, &action),
     }

@@ -56,12 +56,17 @@ pub fn configure(location: &Location, projections: Projections, wait: bool) -> R
     Ok(())
 }
 
-fn log_options(lock_wait: bool) -> LogOptions {
+pub(crate) fn log_options(lock_wait: bool) -> LogOptions {
     LogOptions {
         projections: PROJECTIONS.get().copied().unwrap_or_default(),
         lock_wait,
         ..LogOptions::default()
     }
+}
+
+/// Whether `--wait` was given: a writer waits for another writer's lock.
+pub(crate) fn waits() -> bool {
+    WAIT.get().copied().unwrap_or(false)
 }
 
 /// Opens the ledger at `location`, which must hold one, to answer queries: read-only, beside

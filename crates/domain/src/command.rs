@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::money::{Money, Rate};
 use crate::policy::PolicyVersion;
+use crate::state::Member;
 use crate::time::{Day, Month};
 use crate::types::{Channel, Purpose, Rejection, RejectionCode, Relation, Scheme, Status};
 
@@ -119,6 +120,30 @@ pub enum Command {
         member: String,
         date: Day,
         to_region: String,
+    },
+    /// The source's half of a transfer between two regions' ledgers: what a region map makes of
+    /// a `transfer` line when the destination is another ledger. Never read from a line.
+    #[serde(skip)]
+    SendTransfer {
+        member: String,
+        date: Day,
+        to_region: String,
+    },
+    /// The destination's half: the account a `TransferSent` carried arrives under its id.
+    /// Made by the relay from the source's record, never read from a line.
+    #[serde(skip)]
+    ReceiveTransfer {
+        transfer: String,
+        account: Box<Member>,
+    },
+    /// A fund event another region's ledger owed this one (its record `owed`, an
+    /// `event::owed_id`), landed once. Made by the relay, never read from a line.
+    #[serde(skip)]
+    LandOwed {
+        owed: String,
+        from_region: String,
+        member: String,
+        event: Box<crate::event::Event>,
     },
 }
 

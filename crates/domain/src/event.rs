@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::money::{Money, Rate};
 use crate::policy::{CreditSource, PolicyVersion};
-use crate::state::EntityRef;
+use crate::state::{EntityRef, Member};
 use crate::time::{Day, Month};
 use crate::types::{Channel, FundKind, Purpose, Relation, Scheme, Status};
 
@@ -302,6 +302,112 @@ pub enum Event {
         to_region: String,
         balance: Money,
     },
+    /// A transfer between two regions' ledgers (a region map), as the source's ledger records
+    /// it: the account leaves this ledger with its balance, which is in transit under
+    /// `transfer` until the destination's ledger records it arriving
+    /// ([`Event::TransferReceived`] under the same id). `account` is the account as it arrives
+    /// (what [`Event::Transferred`] would leave in a single ledger); the destination takes it
+    /// whole. Shown in answers without it.
+    TransferSent {
+        transfer: String,
+        member: String,
+        date: Day,
+        from_region: String,
+        to_region: String,
+        balance: Money,
+        #[serde(skip)]
+        account: Box<Member>,
+    },
+    /// The destination's half of a transfer between two ledgers: the account of
+    /// [`Event::TransferSent`] arrives, whole, under the same transfer id.
+    TransferReceived {
+        transfer: String,
+        member: String,
+        date: Day,
+        from_region: String,
+        to_region: String,
+        balance: Money,
+        #[serde(skip)]
+        account: Box<Member>,
+    },
+    /// A fund event owed to another region's ledger (see [`Owed`]), on the member's stream.
+    FundEventOwed {
+        owed: Owed,
+    },
+    /// This region's ledger recorded (in the same unit, before it) the fund event another
+    /// region's ledger owed it from its record `owed`: once only.
+    OwedLanded {
+        owed: String,
+        from_region: String,
+        fund: FundKind,
+        region: String,
+        member: String,
+        date: Day,
+        /// What the owed event moved into and out of this ledger from the owing one (the
+        /// other way round of [`owed_flow`]).
+        moved_in: Money,
+        moved_out: Money,
+    },
+}
+
+/// The fund events of a decision taken in another region's ledger (a region map): a late
+/// claim, contribution or reversal dated when the member belonged to `owed_to`, decided where
+/// the account is now. The account's side is recorded here; the fund's side (`event`, a fund
+/// event of `owed_to`) is owed to that region's ledger, which records it when the relay lands
+/// it ([`Event::OwedLanded`] beside it, under the id [`owed_id`]). Nothing moves here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+pub struct Owed {
+    pub owed_to: String,
+    pub member: String,
+    pub event: Box<Event>,
+}
+
+/// What every [`owed_id`] starts with; no claim or payment id may (they share one namespace).
+pub const OWED_PREFIX: &str = "owed:";
+
+/// The id under which `region`'s ledger records landing what its record at `position` owed.
+pub fn owed_id(region: &str, position: u64) -> String {
+    format!("{OWED_PREFIX}{region}:{position}")
+}
+
+/// Money an owed fund event moves between the two ledgers, as the owing ledger counts it:
+/// (in, out). A fund event that is a move within one ledger (a premium paid from the account
+/// into the large-amount fund, a retiree's credit paid from the pooled fund into the account,
+/// and their refunds) is, between two ledgers, money leaving one and entering the other: the
+/// owing ledger's account side has moved and its fund side is the other ledger's. The landing
+/// ledger counts the same amounts the other way round (`Event::OwedLanded`'s `moved_in` and
+/// `moved_out`). Fund events that are flows in and out of the system already (a claim's
+/// payment, a contribution) move nothing between the two.
+pub fn owed_flow(event: &Event) -> (Money, Money) {
+    match event {
+        Event::PremiumReceived { amount, .. } => (Money::ZERO, *amount),
+        Event::PremiumRefunded { amount, .. } | Event::PooledCreditPaid { amount, .. } => {
+            (*amount, Money::ZERO)
+        }
+        _ => (Money::ZERO, Money::ZERO),
+    }
+}
+
+/// Whether `event` is one of a region's fund events (the ones a ledger may owe another), and
+/// the fund and region it belongs to.
+pub fn fund_event(event: &Event) -> Option<(FundKind, &str)> {
+    match event {
+        Event::FundClaimPaid { fund, region, .. }
+        | Event::FundClaimRefunded { fund, region, .. } => Some((*fund, region)),
+        Event::PooledContributed { region, .. } | Event::PooledCreditPaid { region, .. } => {
+            Some((FundKind::Pooled, region))
+        }
+        Event::PremiumReceived { region, .. } | Event::PremiumRefunded { region, .. } => {
+            Some((FundKind::LargeAmount, region))
+        }
+        _ => None,
+    }
+}
+
+/// The id of a member's `count`-th transfer (counting from 1): unique nationally, since a
+/// member's account, with its count of past regions, travels whole.
+pub fn transfer_id(member: &str, count: usize) -> String {
+    format!("{member}#{count}")
 }
 
 /// One heir's part of an inheritance.
@@ -408,6 +514,14 @@ impl Event {
                 _ => (*amount, zero),
             },
             Event::Inherited { balance, .. } => (zero, *balance),
+            Event::TransferSent { balance, .. } => (zero, *balance),
+            Event::TransferReceived { balance, .. } => (*balance, zero),
+            Event::FundEventOwed { owed } => owed_flow(&owed.event),
+            Event::OwedLanded {
+                moved_in,
+                moved_out,
+                ..
+            } => (*moved_in, *moved_out),
             Event::PolicyLoaded { .. }
             | Event::YearClosed { .. }
             | Event::Deceased { .. }
@@ -467,6 +581,22 @@ impl Event {
                 put(EntityRef::Accounts(from_region));
                 put(EntityRef::Accounts(to_region));
             }
+            Event::TransferSent {
+                member,
+                from_region: region,
+                ..
+            }
+            | Event::TransferReceived {
+                member,
+                to_region: region,
+                ..
+            } => {
+                put(EntityRef::Member(member));
+                put(EntityRef::RegionMember(region, member));
+                put(EntityRef::Accounts(region));
+            }
+            Event::FundEventOwed { owed } => put(EntityRef::Member(&owed.member)),
+            Event::OwedLanded { owed, .. } => put(EntityRef::Tx(owed)),
             Event::PooledContributed { region, .. } | Event::PooledCreditPaid { region, .. } => {
                 put(EntityRef::Fund(FundKind::Pooled, region));
             }
@@ -529,7 +659,11 @@ impl Event {
             | Event::YearClosed { member: id, .. }
             | Event::Deceased { member: id, .. }
             | Event::Inherited { member: id, .. }
-            | Event::Transferred { member: id, .. } => Stream::Member(id),
+            | Event::Transferred { member: id, .. }
+            | Event::TransferSent { member: id, .. }
+            | Event::TransferReceived { member: id, .. } => Stream::Member(id),
+            Event::FundEventOwed { owed } => Stream::Member(&owed.member),
+            Event::OwedLanded { fund, region, .. } => Stream::Fund(*fund, region),
         }
     }
 
@@ -557,7 +691,11 @@ impl Event {
             | Event::YearClosed { date, .. }
             | Event::Deceased { date, .. }
             | Event::Inherited { date, .. }
-            | Event::Transferred { date, .. } => *date,
+            | Event::Transferred { date, .. }
+            | Event::TransferSent { date, .. }
+            | Event::TransferReceived { date, .. }
+            | Event::OwedLanded { date, .. } => *date,
+            Event::FundEventOwed { owed } => owed.event.date(),
         }
     }
 
@@ -584,6 +722,10 @@ impl Event {
             Event::Deceased { .. } => "deceased",
             Event::Inherited { .. } => "inherited",
             Event::Transferred { .. } => "transferred",
+            Event::TransferSent { .. } => "transfer_sent",
+            Event::TransferReceived { .. } => "transfer_received",
+            Event::FundEventOwed { .. } => "fund_event_owed",
+            Event::OwedLanded { .. } => "owed_landed",
         }
     }
 }

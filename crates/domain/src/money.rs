@@ -80,6 +80,10 @@ impl Money {
         self.fen.checked_add(other.fen).map(Money::from_fen)
     }
 
+    pub fn checked_sub(self, other: Money) -> Option<Money> {
+        self.fen.checked_sub(other.fen).map(Money::from_fen)
+    }
+
     /// `self - other`, but never below zero.
     pub fn saturating_sub(self, other: Money) -> Money {
         (self - other).max(Money::ZERO)

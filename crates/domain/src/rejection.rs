@@ -101,6 +101,20 @@ rejection_codes! {
     RetireeNotTransferable = "retiree_not_transferable",
     SameRegion = "same_region",
     TransferBeforeLast = "transfer_before_last",
+    /// A transfer between two ledgers whose arrival this ledger already recorded.
+    TransferAlreadyReceived = "transfer_already_received",
+    /// A transfer's account that does not match its id, or arrives over an account held here.
+    InvalidTransfer = "invalid_transfer",
+    /// A region the region map does not place.
+    UnmappedRegion = "unmapped_region",
+    /// A member whose account is in transit between two regions' ledgers.
+    InTransit = "in_transit",
+    /// A transaction recorded in a region whose ledger no longer holds its member's account.
+    AccountMoved = "account_moved",
+    /// A fund event another region's ledger owed this one, landed already.
+    AlreadyLanded = "already_landed",
+    /// A member bound to a family (as holder or relative) moving to another region's ledger.
+    FamilyBindingOpen = "family_binding_open",
     // Bounds.
     /// A running total the state keeps would pass `money::TOTAL_FEN_MAX`.
     TotalOverflow = "total_overflow",

@@ -54,6 +54,7 @@ mod handover;
 pub mod input;
 mod postgres;
 mod queries;
+pub mod regions;
 mod replay;
 mod store;
 mod stream;
@@ -170,6 +171,10 @@ pub struct Ledger {
     events: Option<handover::Staged>,
     /// Read-only: the events folded from the handover rather than read from the log.
     handed_folded: u64,
+    /// In a region map, the region this ledger keeps: another region's fund events a
+    /// decision makes are recorded as owed to that region's ledger
+    /// (`gongji_domain::decide::owed_elsewhere`).
+    own_region: Option<String>,
 }
 
 /// When `commit_deferred` stores, and how many members the cache keeps.
@@ -263,6 +268,7 @@ impl Ledger {
             encoded: store::Encoded::default(),
             events: None,
             handed_folded: 0,
+            own_region: None,
         }
     }
 
@@ -338,10 +344,16 @@ impl Ledger {
         recorded_at_micros: i64,
     ) -> Result<LineOutcome, LedgerError> {
         self.prefetch(command)?;
-        let decision = match decide(&self.state, command) {
+        if let Some(rejection) = self.moved_away(command) {
+            return Ok(LineOutcome::Rejected(rejection));
+        }
+        let mut decision = match decide(&self.state, command) {
             Ok(decision) => decision,
             Err(rejection) => return Ok(LineOutcome::Rejected(rejection)),
         };
+        if let Some(own) = &self.own_region {
+            decision.events = gongji_domain::decide::owed_elsewhere(decision.events, own);
+        }
         if decision.events.is_empty() {
             return Ok(LineOutcome::Applied(decision.outcome));
         }
@@ -391,6 +403,35 @@ impl Ledger {
         Ok(LineOutcome::Applied(decision.outcome))
     }
 
+    /// In a region map, a command about a member whose account this ledger no longer holds
+    /// (the copy a transfer away left here) is refused: the account is decided where it is.
+    fn moved_away(&self, command: &Command) -> Option<Rejection> {
+        let own = self.own_region.as_deref()?;
+        let member = match command {
+            Command::Retire { member, .. }
+            | Command::Contribute { member, .. }
+            | Command::Claim { member, .. }
+            | Command::Decease { member, .. }
+            | Command::Inherit { member, .. }
+            | Command::Transfer { member, .. }
+            | Command::SendTransfer { member, .. }
+            | Command::AccountPay { holder: member, .. }
+            | Command::BindFamily { holder: member, .. }
+            | Command::UnbindFamily { holder: member, .. } => member,
+            _ => return None,
+        };
+        let account = self.state.members.get(member)?;
+        (account.region != own).then(|| {
+            Rejection::new(
+                gongji_domain::RejectionCode::AccountMoved,
+                format!(
+                    "member {member}'s account has left region {own} for region {}",
+                    account.region
+                ),
+            )
+        })
+    }
+
     /// Loads every entity `command` may read or change into the cache.
     fn prefetch(&mut self, command: &Command) -> Result<(), LedgerError> {
         let mut members: Vec<&str> = Vec::new();
@@ -419,6 +460,20 @@ impl Ledger {
             } => {
                 members.push(member);
                 regions.push(to_region.clone());
+            }
+            Command::SendTransfer { member, .. } => {
+                members.push(member);
+                store::load(&self.kv, &mut self.state, EntityRef::Relative(member))?;
+            }
+            Command::LandOwed { owed, event, .. } => {
+                store::load(&self.kv, &mut self.state, EntityRef::Tx(owed))?;
+                if let Some((_, region)) = gongji_domain::event::fund_event(event) {
+                    regions.push(region.to_string());
+                }
+            }
+            Command::ReceiveTransfer { account, .. } => {
+                members.push(&account.id);
+                regions.push(account.region.clone());
             }
             Command::Claim { id, member, .. } => {
                 self.load_tx(id)?;

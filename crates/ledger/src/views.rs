@@ -318,7 +318,8 @@ fn balance_movement(member: &str, event: &Event) -> Option<Money> {
         }
         Event::AccountPaid { amount, .. } => Some(-*amount),
         Event::AccountPaymentReversed { amount, .. } => Some(*amount),
-        Event::Inherited { balance, .. } => Some(-*balance),
+        Event::Inherited { balance, .. } | Event::TransferSent { balance, .. } => Some(-*balance),
+        Event::TransferReceived { balance, .. } => Some(*balance),
         _ => None,
     }
 }
@@ -358,6 +359,8 @@ impl InheritanceView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TransferView {
     pub date: Day,
+    /// The transfer's id, for a transfer between two regions' ledgers (none within one).
+    pub transfer: Option<String>,
     pub from_region: String,
     pub to_region: String,
     /// The balance that left `from_region` and arrived in `to_region`: the balance as the
@@ -379,15 +382,37 @@ pub struct TransferView {
 
 impl TransferView {
     fn of(member: &Member, entries: &[HistoryEntry], entry: &HistoryEntry) -> Option<Self> {
-        let Event::Transferred {
-            date,
-            from_region,
-            to_region,
-            balance,
-            ..
-        } = &entry.event
-        else {
-            return None;
+        let (transfer, date, from_region, to_region, balance) = match &entry.event {
+            Event::Transferred {
+                date,
+                from_region,
+                to_region,
+                balance,
+                ..
+            } => (None, date, from_region, to_region, balance),
+            Event::TransferSent {
+                transfer,
+                date,
+                from_region,
+                to_region,
+                balance,
+                ..
+            }
+            | Event::TransferReceived {
+                transfer,
+                date,
+                from_region,
+                to_region,
+                balance,
+                ..
+            } => (
+                Some(transfer.clone()),
+                date,
+                from_region,
+                to_region,
+                balance,
+            ),
+            _ => return None,
         };
         let later_recorded: Vec<LateMovement> =
             LateMovement::after(&member.id, entries, entry.position)
@@ -404,6 +429,7 @@ impl TransferView {
         });
         Some(TransferView {
             date: *date,
+            transfer,
             from_region: from_region.clone(),
             to_region: to_region.clone(),
             balance: *balance,

@@ -212,6 +212,10 @@ pub const EVENT: Vocabulary = &[
     ("deceased", "死亡"),
     ("inherited", "依法继承"),
     ("transferred", "转移接续"),
+    ("transfer_sent", "转出（在途）"),
+    ("transfer_received", "转入"),
+    ("fund_event_owed", "应由原统筹区基金记账"),
+    ("owed_landed", "他区应记基金事件入账"),
 ];
 
 /// A code as text for people: in Chinese its name with the code after it, which is what a

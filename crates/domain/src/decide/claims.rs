@@ -1,7 +1,7 @@
 //! Claims (门诊统筹结算): the checks a claim must pass, the counters it is settled against, and
 //! the events that record it. The arithmetic itself is [`super::settlement::settle_figures`].
 
-use super::guards::{check_id, facts, live, non_negative, policy};
+use super::guards::{check_id, check_tx_id, facts, live, non_negative, policy};
 use super::settlement::{settle_figures, ClaimFigures, MemberToDate, PolicyFigures};
 use super::{Decision, Outcome, SettledOutcome};
 use crate::command::Command;
@@ -75,7 +75,7 @@ pub(super) fn claim(state: &State, command: &Command) -> Result<Decision, Reject
 
 /// What a claim must satisfy before the member's position is looked at.
 fn check_claim(state: &State, claim: &ClaimInput<'_>) -> Result<(), Rejection> {
-    check_id("claim", claim.id)?;
+    check_tx_id("claim", claim.id)?;
     for (what, id) in [("institution", claim.institution), ("visit", claim.visit)] {
         if let Some(id) = id {
             check_id(what, id)?;

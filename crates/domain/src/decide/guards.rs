@@ -25,6 +25,22 @@ pub(crate) fn check_id(what: &str, id: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// A claim's or a payment's id: an id, and not one a region map's ledgers use for the fund
+/// events they owe each other (`event::OWED_PREFIX`), which share the transactions' namespace.
+pub(crate) fn check_tx_id(what: &str, id: &str) -> Result<(), Rejection> {
+    check_id(what, id)?;
+    if id.starts_with(crate::event::OWED_PREFIX) {
+        return Err(Rejection::new(
+            RejectionCode::MalformedId,
+            format!(
+                "{what} id '{id}' starts with '{}', which the ledger keeps for itself",
+                crate::event::OWED_PREFIX
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn non_negative(what: &str, amount: Money) -> Result<(), Rejection> {
     if amount.is_negative() {
         return Err(Rejection::new(

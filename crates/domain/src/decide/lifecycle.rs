@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use super::guards::{check_id, enrolled, frozen, live, member, policy, region_members};
 use super::{Decision, Outcome};
 use crate::command::Heir;
-use crate::event::{Event, Payout, Stream};
+use crate::event::{transfer_id, Event, Payout, Stream};
 use crate::money::Money;
-use crate::state::State;
+use crate::state::{Member, State};
 use crate::time::Day;
 use crate::types::{Rejection, RejectionCode, Status};
 
@@ -163,6 +163,215 @@ pub(super) fn transfer(
     date: Day,
     to_region: &str,
 ) -> Result<Decision, Rejection> {
+    let account = transferable(state, member_id, date, to_region)?;
+    Ok(Decision {
+        events: vec![(
+            Stream::Member(member_id.to_string()),
+            Event::Transferred {
+                member: member_id.to_string(),
+                date,
+                from_region: account.region.clone(),
+                to_region: to_region.to_string(),
+                balance: account.balance,
+            },
+        )],
+        outcome: Outcome::Transferred {
+            member: member_id.to_string(),
+            from_region: account.region.clone(),
+            to_region: to_region.to_string(),
+            balance: account.balance,
+            policy_loaded: state.policies.get(to_region).is_some_and(|v| !v.is_empty()),
+        },
+    })
+}
+
+/// The source's half of a transfer to another ledger: the same checks as a transfer within
+/// one ledger; the account leaves with its balance, carried in the event as it will arrive.
+pub(crate) fn send_transfer(
+    state: &State,
+    member_id: &str,
+    date: Day,
+    to_region: &str,
+) -> Result<Decision, Rejection> {
+    let account = transferable(state, member_id, date, to_region)?;
+    // Bindings are kept by the holder's ledger and its index of relatives: they do not move
+    // between ledgers, so a member bound either way is unbound first.
+    let bound = account
+        .family
+        .iter()
+        .find(|(_, b)| b.until.is_none())
+        .map(|(relative, _)| format!("holds relative {relative}"))
+        .or_else(|| {
+            state
+                .relatives
+                .get(member_id)
+                .map(|holder| format!("is bound to holder {holder}"))
+        });
+    if let Some(bound) = bound {
+        return Err(Rejection::new(
+            RejectionCode::FamilyBindingOpen,
+            format!(
+                "member {member_id} {bound}: unbind before the account moves to another region's ledger"
+            ),
+        ));
+    }
+    let mut arriving = account.clone();
+    arriving.move_to(to_region, date);
+    let transfer = transfer_id(member_id, arriving.past_regions.len());
+    Ok(Decision {
+        events: vec![(
+            Stream::Member(member_id.to_string()),
+            Event::TransferSent {
+                transfer: transfer.clone(),
+                member: member_id.to_string(),
+                date,
+                from_region: account.region.clone(),
+                to_region: to_region.to_string(),
+                balance: account.balance,
+                account: Box::new(arriving),
+            },
+        )],
+        outcome: Outcome::TransferSent {
+            member: member_id.to_string(),
+            transfer,
+            from_region: account.region.clone(),
+            to_region: to_region.to_string(),
+            balance: account.balance,
+            in_transit: true,
+        },
+    })
+}
+
+/// The destination's half: the account arrives whole under its transfer id, once. A copy
+/// held here from before (the member left this region earlier and comes back) is replaced;
+/// it must hold nothing, since what it held left with it.
+pub(crate) fn receive_transfer(
+    state: &State,
+    transfer: &str,
+    account: &Member,
+) -> Result<Decision, Rejection> {
+    let invalid = |why: String| {
+        Rejection::new(
+            RejectionCode::InvalidTransfer,
+            format!("transfer {transfer}: {why}"),
+        )
+    };
+    check_id("member", &account.id)?;
+    check_id("region", &account.region)?;
+    let count = account.past_regions.len();
+    let Some(left) = account.past_regions.last() else {
+        return Err(invalid("the account names no region it left".into()));
+    };
+    if transfer != transfer_id(&account.id, count) {
+        return Err(invalid(format!(
+            "the account is member {}'s transfer number {count}",
+            account.id
+        )));
+    }
+    if left.until != account.region_since || left.region == account.region {
+        return Err(invalid(format!(
+            "the account left {} on {} but arrives in {} on {}",
+            left.region, left.until, account.region, account.region_since
+        )));
+    }
+    if let Some(held) = state.members.get(&account.id) {
+        if held.past_regions.len() >= count {
+            return Err(Rejection::new(
+                RejectionCode::TransferAlreadyReceived,
+                format!(
+                    "transfer {transfer} of member {} has already arrived (the account here has {} transfers)",
+                    account.id,
+                    held.past_regions.len()
+                ),
+            ));
+        }
+        // A copy left behind by a transfer away names the region it went to and holds
+        // nothing; an account held here is in its own region.
+        if held.balance != Money::ZERO || held.region == account.region {
+            return Err(invalid(format!(
+                "member {} has an account here in region {} holding {}",
+                account.id, held.region, held.balance
+            )));
+        }
+    }
+    Ok(Decision {
+        events: vec![(
+            Stream::Member(account.id.clone()),
+            Event::TransferReceived {
+                transfer: transfer.to_string(),
+                member: account.id.clone(),
+                date: account.region_since,
+                from_region: left.region.clone(),
+                to_region: account.region.clone(),
+                balance: account.balance,
+                account: Box::new(account.clone()),
+            },
+        )],
+        outcome: Outcome::TransferReceived {
+            member: account.id.clone(),
+            transfer: transfer.to_string(),
+            from_region: left.region.clone(),
+            to_region: account.region.clone(),
+            balance: account.balance,
+            policy_loaded: state
+                .policies
+                .get(&account.region)
+                .is_some_and(|v| !v.is_empty()),
+        },
+    })
+}
+
+/// A fund event another region's ledger owed this one, landed once under its id: the fund
+/// event itself, then the marker that it landed.
+pub(crate) fn land_owed(
+    state: &State,
+    owed: &str,
+    from_region: &str,
+    member: &str,
+    event: &Event,
+) -> Result<Decision, Rejection> {
+    check_id("region", from_region)?;
+    let Some((fund, region)) = crate::event::fund_event(event) else {
+        return Err(Rejection::new(
+            RejectionCode::InvalidTransfer,
+            format!("{owed} owes a {} event, not a fund's", event.kind()),
+        ));
+    };
+    if state.txs.contains_key(owed) {
+        return Err(Rejection::new(
+            RejectionCode::AlreadyLanded,
+            format!("{owed} from region {from_region} has already landed"),
+        ));
+    }
+    let (owing_in, owing_out) = crate::event::owed_flow(event);
+    let marker = Event::OwedLanded {
+        owed: owed.to_string(),
+        from_region: from_region.to_string(),
+        fund,
+        region: region.to_string(),
+        member: member.to_string(),
+        date: event.date(),
+        moved_in: owing_out,
+        moved_out: owing_in,
+    };
+    Ok(Decision {
+        events: vec![(event.stream(), event.clone()), (marker.stream(), marker)],
+        outcome: Outcome::OwedLanded {
+            owed: owed.to_string(),
+            from_region: from_region.to_string(),
+            kind: event.kind(),
+            region: region.to_string(),
+        },
+    })
+}
+
+/// The checks a transfer passes, in one ledger or between two: the member's account.
+fn transferable<'s>(
+    state: &'s State,
+    member_id: &str,
+    date: Day,
+    to_region: &str,
+) -> Result<&'s Member, Rejection> {
     check_id("region", to_region)?;
     let account = live(state, member_id, date)?;
     if account.status_on(date) == Status::Retired {
@@ -186,25 +395,7 @@ pub(super) fn transfer(
             ),
         ));
     }
-    Ok(Decision {
-        events: vec![(
-            Stream::Member(member_id.to_string()),
-            Event::Transferred {
-                member: member_id.to_string(),
-                date,
-                from_region: account.region.clone(),
-                to_region: to_region.to_string(),
-                balance: account.balance,
-            },
-        )],
-        outcome: Outcome::Transferred {
-            member: member_id.to_string(),
-            from_region: account.region.clone(),
-            to_region: to_region.to_string(),
-            balance: account.balance,
-            policy_loaded: state.policies.get(to_region).is_some_and(|v| !v.is_empty()),
-        },
-    })
+    Ok(account)
 }
 
 /// One to `HEIRS_MAX` heirs, each named once with a share above 0, the shares summing to 1.

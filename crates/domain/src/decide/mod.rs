@@ -28,7 +28,7 @@ mod credits;
 mod enrolment;
 pub(crate) mod family;
 pub(crate) mod guards;
-mod lifecycle;
+pub(crate) mod lifecycle;
 mod payments;
 mod policies;
 mod reversals;
@@ -126,6 +126,32 @@ pub enum Outcome {
         /// Whether the destination has a policy loaded (claims there are refused until it has).
         policy_loaded: bool,
     },
+    /// A transfer between two ledgers, recorded by the source: in transit until received.
+    TransferSent {
+        member: String,
+        transfer: String,
+        from_region: String,
+        to_region: String,
+        balance: Money,
+        in_transit: bool,
+    },
+    /// A fund event another region's ledger owed this one, recorded.
+    OwedLanded {
+        owed: String,
+        from_region: String,
+        kind: &'static str,
+        region: String,
+    },
+    /// A transfer between two ledgers, recorded by the destination.
+    TransferReceived {
+        member: String,
+        transfer: String,
+        from_region: String,
+        to_region: String,
+        balance: Money,
+        /// Whether the destination has a policy loaded (claims there are refused until it has).
+        policy_loaded: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -145,6 +171,38 @@ pub struct SettledOutcome {
     pub reimbursed_to_member: Money,
     pub balance: Money,
     pub policy: String,
+}
+
+/// A decision as `own_region`'s ledger records it in a region map: each fund event of another
+/// region becomes a [`Event::FundEventOwed`] on the stream of the decision's member, owed to
+/// that region's ledger (a late claim, contribution or reversal dated when the member belonged
+/// there). A decision with no member's event, or no other region's fund, is left as it is.
+pub fn owed_elsewhere(events: Vec<(Stream, Event)>, own_region: &str) -> Vec<(Stream, Event)> {
+    let Some(member) = events.iter().find_map(|(stream, _)| match stream {
+        Stream::Member(id) => Some(id.clone()),
+        _ => None,
+    }) else {
+        return events;
+    };
+    events
+        .into_iter()
+        .map(|(stream, event)| match crate::event::fund_event(&event) {
+            Some((_, region)) if region != own_region => {
+                let owed_to = region.to_string();
+                (
+                    Stream::Member(member.clone()),
+                    Event::FundEventOwed {
+                        owed: crate::event::Owed {
+                            owed_to,
+                            member: member.clone(),
+                            event: Box::new(event),
+                        },
+                    },
+                )
+            }
+            _ => (stream, event),
+        })
+        .collect()
 }
 
 /// Upper bound on a region's members for one `allocate`: the allocation is one atomic unit in
@@ -213,5 +271,19 @@ fn handle(state: &State, command: &Command) -> Result<Decision, Rejection> {
             date,
             to_region,
         } => lifecycle::transfer(state, member, *date, to_region),
+        Command::SendTransfer {
+            member,
+            date,
+            to_region,
+        } => lifecycle::send_transfer(state, member, *date, to_region),
+        Command::ReceiveTransfer { transfer, account } => {
+            lifecycle::receive_transfer(state, transfer, account)
+        }
+        Command::LandOwed {
+            owed,
+            from_region,
+            member,
+            event,
+        } => lifecycle::land_owed(state, owed, from_region, member, event),
     }
 }

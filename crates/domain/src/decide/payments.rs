@@ -2,7 +2,7 @@
 
 use chrono::Datelike;
 
-use super::guards::{check_id, live};
+use super::guards::{check_id, check_tx_id, live};
 use super::{Decision, Outcome};
 use crate::event::{Event, Stream};
 use crate::money::Money;
@@ -19,7 +19,7 @@ pub(super) fn account_pay(
     purpose: Purpose,
     amount: Money,
 ) -> Result<Decision, Rejection> {
-    check_id("payment", id)?;
+    check_tx_id("payment", id)?;
     if state.txs.contains_key(id) {
         return Err(Rejection::new(
             RejectionCode::DuplicateId,

@@ -17,6 +17,12 @@ pub(super) fn reverse(
 ) -> Result<Decision, Rejection> {
     let tx = reversible(state, id, date, reason)?;
     Ok(match &tx.kind {
+        TxKind::Landed { from_region } => {
+            return Err(Rejection::new(
+                RejectionCode::UnknownTransaction,
+                format!("{id} is a fund event region {from_region}'s ledger owed this one, not a claim or a payment: reverse what owed it there"),
+            ))
+        }
         TxKind::Claim(settlement) => reverse_claim(settlement, id, date, reason),
         TxKind::Payment {
             beneficiary,

@@ -339,7 +339,17 @@ impl<'a> Pending<'a> {
                 self.add(Total::RegionAccountsOut(from_region), *balance)?;
                 self.add(Total::RegionAccountsIn(to_region), *balance)
             }
+            Event::TransferSent {
+                member, balance, ..
+            } => self.debit(member, *balance),
+            // The arriving account's own totals are bounded where it was kept (and checked
+            // again by `admissible` for a log not decided here).
+            Event::TransferReceived {
+                to_region, balance, ..
+            } => self.add(Total::RegionAccountsIn(to_region), *balance),
             Event::PolicyLoaded { .. }
+            | Event::FundEventOwed { .. }
+            | Event::OwedLanded { .. }
             | Event::Retired { .. }
             | Event::FamilyBound { .. }
             | Event::FamilyUnbound { .. }

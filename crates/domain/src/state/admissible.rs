@@ -140,8 +140,26 @@ fn figures_of(event: &Event, check: &mut Check) -> Result<Option<i32>, Inadmissi
             }
             None
         }
-        Event::Transferred { balance, .. } => {
+        Event::Transferred { balance, .. } | Event::TransferSent { balance, .. } => {
             check("balance", *balance, FIGURE)?;
+            None
+        }
+        Event::FundEventOwed { owed } => figures_of(&owed.event, check)?,
+        Event::OwedLanded {
+            moved_in,
+            moved_out,
+            ..
+        } => {
+            check("moved in", *moved_in, AMOUNT)?;
+            check("moved out", *moved_out, AMOUNT)?;
+            None
+        }
+        Event::TransferReceived {
+            balance, account, ..
+        } => {
+            check("balance", *balance, FIGURE)?;
+            check("account's inflow", account.account_in, FIGURE)?;
+            check("account's outflow", account.account_out, FIGURE)?;
             None
         }
         Event::PolicyLoaded { .. }
@@ -263,6 +281,24 @@ fn admissible_in(state: &State, event: &Event) -> Result<(), Inadmissible> {
             refund(state, FundKind::LargeAmount, region, *amount, true)
         }
         Event::Inherited { .. } | Event::Transferred { .. } => lifecycle(state, event),
+        Event::TransferSent { .. } | Event::TransferReceived { .. } => {
+            between_ledgers(state, event)
+        }
+        Event::FundEventOwed { owed } => {
+            enrolled(state, &owed.member)?;
+            match crate::event::fund_event(&owed.event) {
+                Some((_, region)) if region == owed.owed_to => Ok(()),
+                _ => refuse(
+                    "existence",
+                    format!(
+                        "a {} event is owed to region {}, which is not a fund event of that region",
+                        owed.event.kind(),
+                        owed.owed_to
+                    ),
+                ),
+            }
+        }
+        Event::OwedLanded { owed, .. } => fresh_tx(state, owed),
         Event::PooledContributed { .. }
         | Event::PooledCreditPaid { .. }
         | Event::FundClaimPaid { .. }
@@ -431,6 +467,56 @@ fn lifecycle(state: &State, event: &Event) -> Result<(), Inadmissible> {
             }
         }
         _ => Ok(()),
+    }
+}
+
+/// A transfer between two ledgers is admissible exactly when the ledger would have decided
+/// that very event: the source's from the account it holds, the destination's from the
+/// account that arrives (whose movements must add up to its balance).
+fn between_ledgers(state: &State, event: &Event) -> Result<(), Inadmissible> {
+    use crate::decide::lifecycle;
+    let decided = match event {
+        Event::TransferSent {
+            member,
+            date,
+            to_region,
+            ..
+        } => {
+            enrolled(state, member)?;
+            lifecycle::send_transfer(state, member, *date, to_region)
+        }
+        Event::TransferReceived {
+            transfer, account, ..
+        } => {
+            let moved = account
+                .balance_by_day
+                .values()
+                .try_fold(Money::ZERO, |sum, m| sum.checked_add(*m));
+            if moved != Some(account.balance)
+                || account.account_in.checked_sub(account.account_out) != Some(account.balance)
+            {
+                return refuse(
+                    "balance",
+                    format!(
+                        "the account of {} arrives holding {} but its movements add up to {moved:?}",
+                        account.id, account.balance
+                    ),
+                );
+            }
+            lifecycle::receive_transfer(state, transfer, account)
+        }
+        _ => unreachable!("only transfers between ledgers come here"),
+    };
+    match decided {
+        Ok(decision) if decision.events.len() == 1 && decision.events[0].1 == *event => Ok(()),
+        Ok(_) => refuse(
+            "existence",
+            format!(
+                "the {} event is not what this ledger decides for it from the state before it",
+                event.kind()
+            ),
+        ),
+        Err(rejection) => refuse("existence", rejection.to_string()),
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Binding, Direction, EntityRef, Member, PastRegion, State, Tx, TxKind};
+use super::{Binding, Direction, EntityRef, Member, State, Tx, TxKind};
 use crate::event::{Event, Settlement};
 use crate::money::Money;
 use crate::types::{FundKind, Status};
@@ -32,7 +32,11 @@ pub fn evolve(state: &mut State, event: &Event) {
         Event::YearClosed { .. }
         | Event::Deceased { .. }
         | Event::Inherited { .. }
-        | Event::Transferred { .. } => lifecycle(state, event),
+        | Event::Transferred { .. }
+        | Event::TransferSent { .. }
+        | Event::TransferReceived { .. }
+        | Event::FundEventOwed { .. }
+        | Event::OwedLanded { .. } => lifecycle(state, event),
     }
 }
 
@@ -314,15 +318,7 @@ fn lifecycle(state: &mut State, event: &Event) {
             ..
         } => {
             let account = state.member_mut(member);
-            let years = std::mem::take(&mut account.years);
-            account.past_regions.push(PastRegion {
-                region: from_region.clone(),
-                since: account.region_since,
-                until: *date,
-                years,
-            });
-            account.region = to_region.clone();
-            account.region_since = *date;
+            account.move_to(to_region, *date);
             let balance = account.balance;
             state.region_accounts_mut(from_region).outflow += balance;
             state.region_accounts_mut(to_region).inflow += balance;
@@ -335,6 +331,65 @@ fn lifecycle(state: &mut State, event: &Event) {
                     members.remove(member);
                 }
             }
+        }
+        Event::TransferSent {
+            member,
+            date,
+            from_region,
+            to_region,
+            balance,
+            ..
+        } => {
+            // The balance leaves this ledger (and the region's accounts) for the destination's.
+            state.debit(member, *balance, *date);
+            state.member_mut(member).move_to(to_region, *date);
+            state.mark(EntityRef::RegionMember(from_region, member));
+            if let Some(members) = state.region_members.get_mut(from_region) {
+                members.remove(member);
+            }
+        }
+        Event::TransferReceived {
+            member,
+            to_region,
+            balance,
+            account,
+            ..
+        } => {
+            // The account arrives whole, over any copy this ledger kept of it from before it
+            // left (a member coming back holds nothing here: what it held was sent).
+            state.mark(EntityRef::Member(member));
+            state.members.insert(member.clone(), (**account).clone());
+            state.region_accounts_mut(to_region).inflow += *balance;
+            state.mark(EntityRef::RegionMember(to_region, member));
+            state
+                .region_members
+                .entry(to_region.clone())
+                .or_default()
+                .insert(member.clone());
+        }
+        Event::FundEventOwed { .. } => {
+            // The account's side was recorded by the events beside it; the fund's is the
+            // other region's ledger's to record.
+        }
+        Event::OwedLanded {
+            owed,
+            from_region,
+            member,
+            date,
+            ..
+        } => {
+            state.mark(EntityRef::Tx(owed));
+            state.txs.insert(
+                owed.clone(),
+                Tx {
+                    member: member.clone(),
+                    date: *date,
+                    kind: TxKind::Landed {
+                        from_region: from_region.clone(),
+                    },
+                    reversed_on: None,
+                },
+            );
         }
         _ => unreachable!("evolve hands lifecycle only its own events"),
     }

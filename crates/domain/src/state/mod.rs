@@ -81,6 +81,20 @@ impl Member {
         self.years.get(&year).cloned().unwrap_or_default()
     }
 
+    /// The account as a transfer to `to_region` on `date` leaves it: the counters of the
+    /// region left go into `past_regions` (they do not move), and the region changes.
+    pub fn move_to(&mut self, to_region: &str, date: Day) {
+        let years = std::mem::take(&mut self.years);
+        let region = std::mem::replace(&mut self.region, to_region.to_string());
+        self.past_regions.push(PastRegion {
+            region,
+            since: self.region_since,
+            until: date,
+            years,
+        });
+        self.region_since = date;
+    }
+
     /// The region the member belonged to on `day`.
     pub fn region_on(&self, day: Day) -> &str {
         if day >= self.region_since {
@@ -337,6 +351,11 @@ pub enum TxKind {
         purpose: Purpose,
         amount: Money,
         region: String,
+    },
+    /// A fund event another region's ledger owed this one, landed here (its id is
+    /// `event::owed_id`); it cannot be reversed (its own ledger reverses what owed it).
+    Landed {
+        from_region: String,
     },
 }
 

@@ -234,6 +234,23 @@ fn event_region(event: &Event, members: &mut HashMap<String, String>) -> Vec<Str
             members.insert(member.clone(), to_region.clone());
             vec![from_region.clone(), to_region.clone()]
         }
+        Event::TransferSent {
+            member,
+            from_region,
+            to_region,
+            ..
+        } => {
+            members.insert(member.clone(), to_region.clone());
+            vec![from_region.clone()]
+        }
+        Event::TransferReceived {
+            member, to_region, ..
+        } => {
+            members.insert(member.clone(), to_region.clone());
+            vec![to_region.clone()]
+        }
+        Event::FundEventOwed { owed } => members.get(&owed.member).cloned().into_iter().collect(),
+        Event::OwedLanded { region, .. } => vec![region.clone()],
         Event::PooledContributed { region, .. }
         | Event::PooledCreditPaid { region, .. }
         | Event::FundClaimPaid { region, .. }

@@ -1,0 +1,626 @@
+//! `apply` over a region map: each line to the ledger of the region that holds what it names,
+//! every region's ledger deciding on a thread of its own, the outcomes handed to the sink in
+//! input order once durable.
+//!
+//! A line names its region (`load_policy`, `enroll`, `allocate`, `rollover`), a member (the
+//! member directory says which region holds the member now), or a transaction (`reverse`: the
+//! region whose ledger holds it). A `transfer` is sent by the source's ledger and carried to
+//! the destination's at once, before the next line is routed, so a file of commands reads as
+//! it would in one ledger; a transfer that cannot land now (the destination's ledger failed)
+//! stays in transit for `relay`, and lines naming its member are refused (`in_transit`) until
+//! it lands.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{self, BufRead};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+
+use gongji_domain::command::LINE_BYTES_MAX;
+use gongji_domain::{Command, Rejection, RejectionCode};
+
+use super::relay::Landing;
+use super::{Regions, SentTransfer};
+use crate::input::{parse_line, read_line_bounded};
+use crate::{now_micros, Ledger, LedgerError, LineOutcome};
+
+/// Jobs queued to one region's worker before the router waits.
+const QUEUE_JOBS: usize = 4096;
+
+/// What a routed apply did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoutedSummary {
+    pub lines: u64,
+    pub rejected: u64,
+    /// Transfers sent and landed in their destination's ledger by this apply.
+    pub transfers_landed: u64,
+    /// Transfers sent and left in transit (for `relay`), each with why it did not land.
+    pub left_in_transit: Vec<(String, String)>,
+    /// Fund events owed to another region's ledger and landed there by this apply.
+    pub owed_landed: u64,
+    /// Fund events owed and not landed (for `relay`), with why.
+    pub owed_left: Vec<String>,
+}
+
+/// Where a routed apply hands its outcomes: each run of them in input order, once durable.
+pub type RoutedSink<'s> = dyn FnMut(&[(usize, LineOutcome)]) -> io::Result<()> + Send + 's;
+
+type Task<'a> = Box<dyn FnOnce(&mut Ledger) + Send + 'a>;
+
+enum Job<'a> {
+    Line {
+        line: usize,
+        parsed: Result<Command, Rejection>,
+    },
+    /// Run after the lines before it are durable and handed on.
+    Run(Task<'a>),
+}
+
+enum Done {
+    Outcomes(Vec<(usize, LineOutcome)>),
+    Failed(String, LedgerError),
+}
+
+/// Where a line goes.
+enum Route {
+    To(String, Command),
+    Refused(Rejection),
+    Transfer {
+        from: String,
+        member: String,
+        command: Command,
+    },
+}
+
+/// Applies the lines of `input` to the regions' ledgers, handing `sink` each run of outcomes
+/// in input order once the ledgers that decided them made them durable. `progress` is given
+/// the bytes read so far.
+pub fn apply_routed(
+    regions: &mut Regions,
+    input: impl BufRead,
+    batch_lines: usize,
+    sink: &mut RoutedSink<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<RoutedSummary, LedgerError> {
+    // What an earlier run left in transit lands first; what cannot land stays known as such.
+    let relayed = super::relay::relay(regions, &mut |_, _| {})?;
+    let in_transit: HashMap<String, (String, String)> = relayed
+        .in_transit
+        .into_iter()
+        .map(|t| (t.member, (t.transfer, t.to_region)))
+        .collect();
+    let Regions {
+        map,
+        ledgers,
+        directory,
+    } = regions;
+    let stop = AtomicBool::new(false);
+    let stop = &stop;
+    let batch_lines = batch_lines.max(1);
+    let started: BTreeMap<String, u64> = ledgers
+        .iter()
+        .map(|(region, ledger)| (region.clone(), ledger.log().durable_end()))
+        .collect();
+    std::thread::scope(|scope| {
+        let (done_tx, done_rx) = mpsc::sync_channel::<Done>(64);
+        let mut queues: BTreeMap<String, SyncSender<Job<'_>>> = BTreeMap::new();
+        for (region, ledger) in ledgers.iter_mut() {
+            let (tx, rx) = mpsc::sync_channel::<Job<'_>>(QUEUE_JOBS);
+            let done = done_tx.clone();
+            let name = region.clone();
+            std::thread::Builder::new()
+                .name(format!("region-{region}"))
+                .spawn_scoped(scope, move || {
+                    work(&name, ledger, rx, done, batch_lines, stop)
+                })
+                .map_err(|e| LedgerError::Projection(format!("cannot start a worker: {e}")))?;
+            queues.insert(region.clone(), tx);
+        }
+        let printer = std::thread::Builder::new()
+            .name("outcomes".into())
+            .spawn_scoped(scope, move || deliver(done_rx, sink, stop))
+            .map_err(|e| LedgerError::Projection(format!("cannot start the printer: {e}")))?;
+        let mut router = Router {
+            known: map.regions.keys().cloned().collect(),
+            queues,
+            done: done_tx,
+            directory,
+            in_transit,
+            stop,
+            summary: RoutedSummary::default(),
+        };
+        let mut routed = router.route_all(input, progress);
+        if routed.is_ok() {
+            let mut summary = std::mem::take(&mut router.summary);
+            routed = land_owed(&router, &started, &mut summary);
+            router.summary = summary;
+        }
+        let summary = router.summary.clone();
+        drop(router);
+        let delivered = printer
+            .join()
+            .map_err(|_| LedgerError::Projection("the outcome printer panicked".into()))?;
+        // A region's own failure says more than the router's "a worker stopped".
+        let rejected = delivered?;
+        routed?;
+        Ok(RoutedSummary {
+            rejected,
+            ..summary
+        })
+    })
+}
+
+struct Router<'a, 'd> {
+    known: std::collections::BTreeSet<String>,
+    queues: BTreeMap<String, SyncSender<Job<'a>>>,
+    done: SyncSender<Done>,
+    directory: &'d mut HashMap<String, String>,
+    /// Members sent by this apply whose transfer did not land: member -> (transfer, destination).
+    in_transit: HashMap<String, (String, String)>,
+    /// Set by a failing worker or printer: the router stops routing.
+    stop: &'d AtomicBool,
+    summary: RoutedSummary,
+}
+
+impl<'a> Router<'a, '_> {
+    fn route_all(
+        &mut self,
+        input: impl BufRead,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), LedgerError> {
+        let mut input = input;
+        let mut buf = Vec::new();
+        let mut line = 0usize;
+        let mut read_bytes = 0u64;
+        loop {
+            let read = match read_line_bounded(&mut input, &mut buf, LINE_BYTES_MAX) {
+                Ok(Some(read)) => read,
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(LedgerError::Projection(format!(
+                        "the input became unreadable after line {line}: {e}"
+                    )))
+                }
+            };
+            if self.stop.load(Ordering::Relaxed) {
+                return Err(stopped());
+            }
+            line += 1;
+            read_bytes += read.bytes_consumed;
+            self.summary.lines += 1;
+            let parsed = parse_line(&read, &buf);
+            match parsed {
+                Err(rejection) => self.refuse(line, rejection)?,
+                Ok(command) => match self.route(command)? {
+                    Route::Refused(rejection) => self.refuse(line, rejection)?,
+                    Route::To(region, command) => self.send(
+                        &region,
+                        Job::Line {
+                            line,
+                            parsed: Ok(command),
+                        },
+                    )?,
+                    Route::Transfer {
+                        from,
+                        member,
+                        command,
+                    } => self.transfer(line, &from, &member, command)?,
+                },
+            }
+            if line.is_multiple_of(4096) {
+                progress(read_bytes);
+            }
+        }
+        progress(read_bytes);
+        Ok(())
+    }
+
+    fn refuse(&mut self, line: usize, rejection: Rejection) -> Result<(), LedgerError> {
+        self.done
+            .send(Done::Outcomes(vec![(
+                line,
+                LineOutcome::Rejected(rejection),
+            )]))
+            .map_err(|_| stopped())
+    }
+
+    fn send(&self, region: &str, job: Job<'a>) -> Result<(), LedgerError> {
+        self.queues
+            .get(region)
+            .expect("routes name mapped regions")
+            .send(job)
+            .map_err(|_| stopped())
+    }
+
+    /// Runs `task` on `region`'s ledger once the lines queued before it are durable, and
+    /// waits for its answer.
+    fn ask<T: Send + 'a>(
+        &self,
+        region: &str,
+        task: impl FnOnce(&mut Ledger) -> T + Send + 'a,
+    ) -> Result<T, LedgerError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(
+            region,
+            Job::Run(Box::new(move |ledger| {
+                let _ = tx.send(task(ledger));
+            })),
+        )?;
+        rx.recv().map_err(|_| stopped())
+    }
+
+    fn mapped(&self, region: &str) -> Result<(), Rejection> {
+        match self.known.contains(region) {
+            true => Ok(()),
+            false => Err(Rejection::new(
+                RejectionCode::UnmappedRegion,
+                format!("region {region} is not in the region map"),
+            )),
+        }
+    }
+
+    /// The region holding `member` now, or why none does.
+    fn holder(&self, member: &str) -> Result<String, Rejection> {
+        if let Some(region) = self.directory.get(member) {
+            return Ok(region.clone());
+        }
+        if let Some((transfer, to)) = self.in_transit.get(member) {
+            return Err(Rejection::new(
+                RejectionCode::InTransit,
+                format!(
+                    "member {member}'s account is in transit to region {to} (transfer {transfer}); `relay` lands it"
+                ),
+            ));
+        }
+        Err(Rejection::new(
+            RejectionCode::UnknownMember,
+            format!("member {member} is held by no region of the map"),
+        ))
+    }
+
+    fn route(&mut self, command: Command) -> Result<Route, LedgerError> {
+        let region = match &command {
+            Command::LoadPolicy { policy } => Ok(policy.region.clone()),
+            Command::Allocate { region, .. } | Command::Rollover { region, .. } => {
+                Ok(region.clone())
+            }
+            Command::Enroll { member, region, .. } => {
+                return self.route_enroll(member.clone(), region.clone(), command)
+            }
+            Command::Retire { member, .. }
+            | Command::Contribute { member, .. }
+            | Command::Claim { member, .. }
+            | Command::Decease { member, .. }
+            | Command::Inherit { member, .. }
+            | Command::AccountPay { holder: member, .. }
+            | Command::BindFamily { holder: member, .. }
+            | Command::UnbindFamily { holder: member, .. } => self.holder(member),
+            Command::Reverse { id, .. } => return self.route_reverse(id.clone(), command),
+            Command::Transfer {
+                member,
+                date,
+                to_region,
+            } => {
+                let from = match self.holder(member) {
+                    Ok(from) => from,
+                    Err(rejection) => return Ok(Route::Refused(rejection)),
+                };
+                if let Err(rejection) = self.mapped(to_region) {
+                    return Ok(Route::Refused(rejection));
+                }
+                return Ok(Route::Transfer {
+                    from,
+                    member: member.clone(),
+                    command: Command::SendTransfer {
+                        member: member.clone(),
+                        date: *date,
+                        to_region: to_region.clone(),
+                    },
+                });
+            }
+            Command::SendTransfer { .. }
+            | Command::ReceiveTransfer { .. }
+            | Command::LandOwed { .. } => {
+                unreachable!("never read from a line")
+            }
+        };
+        Ok(match region.and_then(|r| self.mapped(&r).map(|()| r)) {
+            Ok(region) => Route::To(region, command),
+            Err(rejection) => Route::Refused(rejection),
+        })
+    }
+
+    /// An enrolment goes to its region; the directory takes the member at once (a line
+    /// after it naming the member goes there too, and is refused there if the enrolment
+    /// was). A member the directory places in another region is asked of that region's
+    /// ledger: held there (or sent on from there), the enrolment is refused.
+    fn route_enroll(
+        &mut self,
+        member: String,
+        region: String,
+        command: Command,
+    ) -> Result<Route, LedgerError> {
+        if let Err(rejection) = self.mapped(&region) {
+            return Ok(Route::Refused(rejection));
+        }
+        if let Some(other) = self.directory.get(&member).cloned() {
+            if other != region {
+                let id = member.clone();
+                let held = self.ask(&other, move |ledger| ledger.member_copy(&id))??;
+                if let Some(copy) = held {
+                    return Ok(Route::Refused(Rejection::new(
+                        RejectionCode::AlreadyEnrolled,
+                        format!(
+                            "member {member} is enrolled in region {} (ledger of region {other})",
+                            copy.region
+                        ),
+                    )));
+                }
+            }
+        }
+        if let Some((transfer, to)) = self.in_transit.get(&member) {
+            return Ok(Route::Refused(Rejection::new(
+                RejectionCode::AlreadyEnrolled,
+                format!(
+                    "member {member}'s account is in transit to region {to} (transfer {transfer})"
+                ),
+            )));
+        }
+        self.directory.insert(member, region.clone());
+        Ok(Route::To(region, command))
+    }
+
+    /// A reversal goes to the region whose ledger holds the transaction, while that region
+    /// holds its member: a transaction recorded before the member's account moved on is
+    /// refused (its refund would land in an account that is no longer there).
+    fn route_reverse(&mut self, id: String, command: Command) -> Result<Route, LedgerError> {
+        let regions: Vec<String> = self.queues.keys().cloned().collect();
+        let mut holders = Vec::new();
+        for region in regions {
+            let tx = id.clone();
+            if let Some(member) = self.ask(&region, move |ledger| ledger.tx_member(&tx))?? {
+                holders.push((region, member));
+            }
+        }
+        if holders.len() > 1 {
+            let named: Vec<String> = holders
+                .iter()
+                .map(|(region, member)| format!("region {region} (member {member})"))
+                .collect();
+            return Ok(Route::Refused(Rejection::new(
+                RejectionCode::DuplicateId,
+                format!(
+                    "transaction {id} is held by {}: reverse it in its region's own ledger",
+                    named.join(" and ")
+                ),
+            )));
+        }
+        if let Some((region, member)) = holders.pop() {
+            return Ok(match self.directory.get(&member) {
+                Some(holder) if *holder == region => Route::To(region, command),
+                holder => Route::Refused(Rejection::new(
+                    RejectionCode::AccountMoved,
+                    format!(
+                        "transaction {id} was recorded in region {region}, and member {member}'s account has moved on (to {}): a reversal across regions' ledgers is not supported",
+                        holder.map_or("a region not holding it yet", String::as_str)
+                    ),
+                )),
+            });
+        }
+        Ok(Route::Refused(Rejection::new(
+            RejectionCode::UnknownTransaction,
+            format!("no region of the map holds transaction {id}"),
+        )))
+    }
+
+    /// Sends the transfer in the source's ledger and, once durable, lands it in the
+    /// destination's.
+    fn transfer(
+        &mut self,
+        line: usize,
+        from: &str,
+        member: &str,
+        command: Command,
+    ) -> Result<(), LedgerError> {
+        self.send(
+            from,
+            Job::Line {
+                line,
+                parsed: Ok(command),
+            },
+        )?;
+        let id = member.to_string();
+        // The send's line is durable and handed on before this runs: its last event says
+        // whether it was sent (a refused send leaves an older transfer there, or none; carrying
+        // an older one again is refused by its destination as already received).
+        let Some(sent) = self.ask(from, move |ledger| ledger.last_sent(&id))?? else {
+            return Ok(());
+        };
+        match land(self, &sent)? {
+            Landing::Landed => {
+                self.directory
+                    .insert(member.to_string(), sent.to_region.clone());
+                self.summary.transfers_landed += 1;
+            }
+            Landing::Already => {
+                // An older transfer: this line's send was refused, the member did not move.
+            }
+            Landing::Failed(why) => {
+                self.directory.remove(member);
+                self.summary
+                    .left_in_transit
+                    .push((sent.transfer.clone(), why));
+                self.in_transit
+                    .insert(member.to_string(), (sent.transfer, sent.to_region));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Receives `sent` in its destination's ledger (through that region's worker), the
+/// policies of the regions the account came from copied there first.
+fn land<'a>(router: &Router<'a, '_>, sent: &SentTransfer) -> Result<Landing, LedgerError> {
+    let to = sent.to_region.clone();
+    let past: BTreeSet<String> = sent
+        .account
+        .past_regions
+        .iter()
+        .map(|p| p.region.clone())
+        .filter(|r| *r != to && router.known.contains(r))
+        .collect();
+    for region in past {
+        let asked = region.clone();
+        let versions = match router.ask(&region, move |l| l.policy_versions(&asked))? {
+            Ok(versions) => versions,
+            Err(error) => return Ok(Landing::Failed(error.to_string())),
+        };
+        if let Err(error) = router.ask(&to, move |l| l.copy_policies(&region, versions))? {
+            return Ok(Landing::Failed(error.to_string()));
+        }
+    }
+    let sent = sent.clone();
+    Ok(
+        match router.ask(&to, move |ledger| super::relay::receive(ledger, &sent))? {
+            Ok(landing) => landing,
+            Err(error) => Landing::Failed(error.to_string()),
+        },
+    )
+}
+
+/// Lands the fund events the regions' ledgers came to owe others during this apply (late
+/// claims, contributions and reversals), from the positions each ledger had reached before.
+fn land_owed<'a>(
+    router: &Router<'a, '_>,
+    from: &BTreeMap<String, u64>,
+    summary: &mut RoutedSummary,
+) -> Result<(), LedgerError> {
+    for (region, start) in from {
+        let start = *start;
+        let (outbound, _) = router.ask(region, move |l| l.outbound(start))??;
+        for (position, owed) in outbound.owed {
+            if !router.known.contains(&owed.owed_to) {
+                summary.owed_left.push(format!(
+                    "{} owed to region {}, which is not in the map",
+                    gongji_domain::event::owed_id(region, position),
+                    owed.owed_to
+                ));
+                continue;
+            }
+            let to = owed.owed_to.clone();
+            let from = region.clone();
+            let landing = router.ask(&to, move |l| {
+                super::relay::land_owed_in(l, &from, position, &owed)
+            })?;
+            match landing {
+                Ok(Landing::Landed) => summary.owed_landed += 1,
+                Ok(Landing::Already) => {}
+                Ok(Landing::Failed(why)) => summary.owed_left.push(why),
+                Err(error) => summary.owed_left.push(error.to_string()),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn stopped() -> LedgerError {
+    LedgerError::Projection("a region's worker stopped".into())
+}
+
+/// One region's worker: decides the lines queued to it, makes them durable in groups, hands
+/// their outcomes on, and runs tasks between groups.
+fn work(
+    region: &str,
+    ledger: &mut Ledger,
+    jobs: Receiver<Job<'_>>,
+    done: SyncSender<Done>,
+    batch_lines: usize,
+    stop: &AtomicBool,
+) {
+    let mut lines: Vec<usize> = Vec::new();
+    let fail = |error: LedgerError| {
+        stop.store(true, Ordering::Relaxed);
+        let _ = done.send(Done::Failed(region.to_string(), error));
+    };
+    while let Ok(first) = jobs.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Line { line, parsed } => {
+                    if let Err(error) = ledger.apply_parsed(parsed, now_micros()) {
+                        return fail(error);
+                    }
+                    lines.push(line);
+                }
+                Job::Run(task) => {
+                    if let Err(error) = hand_on(ledger, &mut lines, &done) {
+                        return fail(error);
+                    }
+                    task(ledger);
+                }
+            }
+            if lines.len() < batch_lines {
+                next = jobs.try_recv().ok();
+            }
+        }
+        if let Err(error) = hand_on(ledger, &mut lines, &done) {
+            return fail(error);
+        }
+    }
+    if let Err(error) = ledger.commit() {
+        fail(error);
+    }
+}
+
+/// Makes the lines decided so far durable and hands their outcomes on.
+fn hand_on(
+    ledger: &mut Ledger,
+    lines: &mut Vec<usize>,
+    done: &SyncSender<Done>,
+) -> Result<(), LedgerError> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let outcomes = ledger.commit_deferred()?;
+    let numbered: Vec<(usize, LineOutcome)> = lines.drain(..).zip(outcomes).collect();
+    done.send(Done::Outcomes(numbered)).map_err(|_| stopped())
+}
+
+/// Hands the outcomes to `sink` in input order; the rejected lines counted.
+fn deliver(
+    done: Receiver<Done>,
+    sink: &mut RoutedSink<'_>,
+    stop: &AtomicBool,
+) -> Result<u64, LedgerError> {
+    let mut waiting: BTreeMap<usize, LineOutcome> = BTreeMap::new();
+    let mut next = 1usize;
+    let mut rejected = 0u64;
+    let mut failed = None;
+    // After a failure the messages are still taken (and dropped), so that no worker waits
+    // on this channel for ever.
+    while let Ok(message) = done.recv() {
+        match message {
+            Done::Outcomes(_) if failed.is_some() => continue,
+            Done::Outcomes(outcomes) => waiting.extend(outcomes),
+            Done::Failed(region, error) => {
+                failed.get_or_insert(LedgerError::Projection(format!("region {region}: {error}")));
+                continue;
+            }
+        }
+        let mut run = Vec::new();
+        while let Some(outcome) = waiting.remove(&next) {
+            rejected += u64::from(matches!(outcome, LineOutcome::Rejected(_)));
+            run.push((next, outcome));
+            next += 1;
+        }
+        if !run.is_empty() {
+            if let Err(e) = sink(&run) {
+                stop.store(true, Ordering::Relaxed);
+                failed = Some(LedgerError::Projection(format!("output: {e}")));
+            }
+        }
+    }
+    match failed {
+        Some(error) => Err(error),
+        None => Ok(rejected),
+    }
+}

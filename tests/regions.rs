@@ -1,0 +1,453 @@
+//! A nation of regions (`gongji --regions MAP`): three regions on two stores (the shared one a
+//! PostgreSQL database with `GONGJI_TEST_STORE=pg`), each region's
+//! ledger its own. A routed `apply` settles as one ledger holding every region does; transfers
+//! between the regions' ledgers land exactly once through SIGKILLs of `apply` (which holds
+//! both stores) and of the relay; the map verifies region by region and as a whole.
+//!
+//! CI runs the short form. The long one (1,000 transfers is the default; more kills):
+//! `GONGJI_REGIONS_TRANSFERS=5000 GONGJI_REGIONS_KILL_MS=200 cargo test -p gongji-cli --test regions -- --nocapture`
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::gen::Rng;
+use support::{gongji_path, text, TestLedger};
+
+const CHONGQING: &str = include_str!("../policies/500000-2024-01-01.json");
+const REGIONS: [&str; 3] = ["500000", "340100", "510100"];
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A region map over two stores: 500000 alone on the directory `s1`, 340100 and 510100
+/// sharing `s2`: a directory, or with `GONGJI_TEST_STORE=pg` a fresh database of the test
+/// PostgreSQL (each region's log named by its code there).
+struct Nation {
+    dir: tempfile::TempDir,
+    /// The shared store's URI, when it is in PostgreSQL.
+    pg: Option<String>,
+}
+
+impl Nation {
+    fn new() -> Nation {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pg = support::pg::store_is_pg().then(|| {
+            let database = support::pg::fresh_log("regions").replace('-', "_");
+            support::pg::client()
+                .batch_execute(&format!("CREATE DATABASE {database}"))
+                .expect("a fresh database");
+            let uri = support::pg::pg_uri();
+            let server = &uri[..uri.rfind('/').expect("a URI with a database")];
+            format!("{server}/{database}")
+        });
+        let shared = pg.clone().unwrap_or_else(|| "s2".into());
+        let map = json!({"500000": "s1", "340100": shared, "510100": shared});
+        std::fs::write(dir.path().join("map.json"), map.to_string()).expect("map written");
+        Nation { dir, pg }
+    }
+
+    fn map(&self) -> PathBuf {
+        self.dir.path().join("map.json")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(gongji_path());
+        command
+            .arg("--regions")
+            .arg(self.map())
+            .args(args)
+            .env("GONGJI_LANG", "en");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("gongji runs")
+    }
+
+    fn input(&self, name: &str, lines: &[String]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").expect("input written");
+        path
+    }
+
+    /// `apply --json`: every line's outcome, in input order.
+    fn apply(&self, lines: &[String]) -> Vec<Value> {
+        let input = self.input("input.jsonl", lines);
+        let out = self.run(&["apply", input.to_str().unwrap(), "--json"]);
+        assert!(matches!(out.status.code(), Some(0 | 1)), "{}", text(&out));
+        support::parse_lines(&out.stdout)
+    }
+
+    fn query(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        serde_json::from_slice(&out.stdout).expect("one JSON answer")
+    }
+
+    /// `audit verify --json` over the map.
+    fn verify(&self) -> Value {
+        let out = self.run(&["audit", "verify", "--json"]);
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("a report: {}", text(&out)));
+        assert_eq!(
+            out.status.code(),
+            Some(if report["passed"] == true { 0 } else { 1 }),
+            "{}",
+            text(&out)
+        );
+        report
+    }
+
+    /// `--data` (and `--pg-log`) naming one region's own ledger.
+    fn region_data(&self, region: &str) -> Vec<String> {
+        match (&self.pg, region) {
+            (Some(uri), "340100" | "510100") => {
+                vec![
+                    "--data".into(),
+                    uri.clone(),
+                    "--pg-log".into(),
+                    region.into(),
+                ]
+            }
+            _ => {
+                let store = if region == "500000" { "s1" } else { "s2" };
+                let dir = self.dir.path().join(store).join(region);
+                vec!["--data".into(), dir.display().to_string()]
+            }
+        }
+    }
+}
+
+fn policy_lines() -> Vec<String> {
+    REGIONS
+        .iter()
+        .map(|region| {
+            let policy: Value =
+                serde_json::from_str(&CHONGQING.replace("500000", region)).expect("policy JSON");
+            json!({"cmd": "load_policy", "policy": policy}).to_string()
+        })
+        .collect()
+}
+
+fn enroll(member: &str, region: &str, opening: &str) -> String {
+    json!({"cmd": "enroll", "member": member, "region": region, "born": "1980-05-20",
+           "status": "active", "scheme": "employer", "date": "2024-01-01", "opening_balance": opening})
+    .to_string()
+}
+
+fn retiree(member: &str, region: &str) -> String {
+    json!({"cmd": "enroll", "member": member, "region": region, "born": "1958-05-20",
+           "status": "retired", "scheme": "employer", "date": "2024-01-01"})
+    .to_string()
+}
+
+fn transfer(member: &str, date: &str, to: &str) -> String {
+    json!({"cmd": "transfer", "member": member, "date": date, "to_region": to}).to_string()
+}
+
+fn claim(id: &str, member: &str, date: &str, eligible: &str) -> String {
+    json!({"cmd": "claim", "id": id, "member": member, "date": date, "level": 1,
+           "channel": "institution", "eligible": eligible, "use_account": true})
+    .to_string()
+}
+
+fn contribute(member: &str, month: &str) -> String {
+    json!({"cmd": "contribute", "member": member, "month": month, "base": "9000.00"}).to_string()
+}
+
+/// A year over three regions: members in each, contributions, claims, monthly allocations,
+/// members transferred (one twice: A -> B -> C), claims where they arrive.
+fn three_region_year() -> (Vec<String>, Vec<String>) {
+    let mut lines = policy_lines();
+    let mut members = Vec::new();
+    for (r, region) in REGIONS.iter().enumerate() {
+        for m in 0..4 {
+            let member = format!("M{r}{m}");
+            lines.push(enroll(&member, region, &format!("{}.00", 500 + 100 * m)));
+            members.push(member);
+        }
+        let member = format!("R{r}");
+        lines.push(retiree(&member, region));
+        members.push(member);
+    }
+    for member in &members {
+        lines.push(contribute(member, "2024-01"));
+    }
+    for region in REGIONS {
+        lines.push(json!({"cmd": "allocate", "region": region, "month": "2024-01"}).to_string());
+    }
+    lines.push(claim("C1", "M00", "2024-02-10", "400.00"));
+    lines.push(transfer("M00", "2024-03-01", "340100"));
+    lines.push(claim("C2", "M00", "2024-03-05", "300.00"));
+    lines.push(transfer("M00", "2024-04-01", "510100"));
+    lines.push(claim("C3", "M00", "2024-04-05", "250.00"));
+    lines.push(transfer("M10", "2024-03-15", "500000"));
+    lines.push(claim("C4", "M10", "2024-03-20", "800.00"));
+    lines.push(transfer("M21", "2024-02-01", "340100"));
+    lines.push(transfer("M21", "2024-02-01", "510100"));
+    lines.push(claim("C5", "M21", "2024-05-01", "120.00"));
+    for member in &members {
+        lines.push(contribute(member, "2024-05"));
+    }
+    for region in REGIONS {
+        lines.push(json!({"cmd": "allocate", "region": region, "month": "2024-05"}).to_string());
+    }
+    lines.push(claim("C6", "M01", "2024-06-01", "900.00"));
+    // Late-dated: M00 is in 510100 now; these are dated when M00 was in 500000 (February)
+    // and in 340100 (March): each settles against that region's policy, counters and funds.
+    lines.push(claim("C8", "M00", "2024-02-20", "700.00"));
+    lines.push(claim("C9", "M00", "2024-03-10", "650.00"));
+    lines.push(contribute("M00", "2024-02"));
+    lines.push(contribute("M00", "2024-03"));
+    lines.push(
+        json!({"cmd": "reverse", "id": "C9", "date": "2024-06-10", "reason": "late duplicate"})
+            .to_string(),
+    );
+    lines.push(claim("C10", "M00", "2024-03-11", "640.00"));
+    lines.push(
+        json!({"cmd": "reverse", "id": "C4", "date": "2024-06-02", "reason": "billed twice"})
+            .to_string(),
+    );
+    (lines, members)
+}
+
+#[test]
+fn routed_apply_settles_as_one_ledger_holding_every_region_does() {
+    let (lines, members) = three_region_year();
+    let nation = Nation::new();
+    let routed = nation.apply(&lines);
+    let single = TestLedger::directory();
+    let (_, one) = single.apply(&lines);
+    assert_eq!(routed.len(), lines.len());
+    for (line, (a, b)) in routed.iter().zip(&one).enumerate() {
+        let (a_ok, b_ok) = (a.get("error").is_none(), b.get("error").is_none());
+        assert_eq!(
+            a_ok,
+            b_ok,
+            "line {}: {a} against one ledger's {b}",
+            line + 1
+        );
+    }
+    for member in &members {
+        let mut there = nation.query(&["account", member, "--json"]);
+        let mut here = single.query(&["account", member]);
+        for answer in [&mut there, &mut here] {
+            answer.as_object_mut().unwrap().remove("time_zone");
+        }
+        assert_eq!(there, here, "member {member}");
+        assert_eq!(
+            nation.query(&["year", member, "2024", "--json"]),
+            single.query(&["year", member, "2024"]),
+            "member {member}'s year"
+        );
+    }
+    // An account as of a day before it moved on comes from the region that held it then
+    // (from what that region's ledger recorded: see docs/regions.md).
+    let then = nation.query(&["account", "M00", "--as-of", "2024-03-10", "--json"]);
+    assert_eq!(then["region"], "340100");
+    assert_eq!(then["region_since"], "2024-03-01");
+    // Each region's funds, asked of its own ledger, are the one ledger's funds of the region.
+    for region in REGIONS {
+        let out = Command::new(gongji_path())
+            .args(nation.region_data(region))
+            .args(["fund", region, "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let there: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(there, single.query(&["fund", region]), "{region}");
+    }
+    let report = nation.verify();
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(report["transfers"]["sent"], 5);
+    assert_eq!(report["transfers"]["received"], 5);
+    // C8, C9, C10's fund payments, C9's refund, two pooled contributions: owed and landed.
+    assert_eq!(report["transfers"]["owed"], 6, "{report}");
+    assert_eq!(report["transfers"]["owed_pending"], 0);
+    assert_eq!(report["held"], report["entered_minus_left"]);
+    // A replay of every region rebuilds what each verified, and the same national total.
+    let replay = nation.query(&["audit", "replay", "--json"]);
+    assert_eq!(replay["held"], report["held"]);
+    for (replayed, verified) in replay["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(report["regions"].as_array().unwrap())
+    {
+        assert_eq!(replayed["region"], verified["region"]);
+        assert_eq!(replayed["replay"]["digest"], verified["verify"]["digest"]);
+    }
+    // A reversal of a claim settled before its member moved on is refused, not misdirected.
+    // An id two regions' ledgers both hold is not reversed in either by guess; a bound member
+    // is not moved; an id that looks like the ledger's own owed ids is refused.
+    let refused = nation.apply(&[
+        json!({"cmd": "reverse", "id": "C2", "date": "2024-06-03", "reason": "x"}).to_string(),
+        transfer("M02", "2024-06-05", "999999"),
+        enroll("M00", "500000", "1.00"),
+        claim("C7", "NOBODY", "2024-06-05", "1.00"),
+        claim("DUP", "M02", "2024-06-06", "10.00"),
+        claim("DUP", "M12", "2024-06-06", "10.00"),
+        json!({"cmd": "reverse", "id": "DUP", "date": "2024-06-07", "reason": "x"}).to_string(),
+        json!({"cmd": "bind_family", "holder": "M03", "relative": "M02", "relation": "spouse",
+               "date": "2024-06-08"})
+        .to_string(),
+        transfer("M03", "2024-06-09", "340100"),
+        transfer("M02", "2024-06-09", "340100"),
+        claim("owed:500000:1", "M03", "2024-06-10", "10.00"),
+    ]);
+    let codes: Vec<&str> = refused
+        .iter()
+        .map(|a| a["error"]["code"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "account_moved",
+            "unmapped_region",
+            "already_enrolled",
+            "unknown_member",
+            "none",
+            "none",
+            "duplicate_id",
+            "none",
+            "family_binding_open",
+            "family_binding_open",
+            "malformed_id"
+        ],
+        "{refused:?}"
+    );
+    assert_eq!(nation.verify()["passed"], true);
+}
+
+/// Members spread over the regions, then transfers in every direction, applied in chunks by
+/// `apply` processes killed at random moments, with relays killed too, until at least
+/// `GONGJI_REGIONS_TRANSFERS` transfers were sent. At the end every transfer sent landed
+/// exactly once, money is conserved nationally to the fen, and every region verifies.
+#[test]
+fn transfers_land_exactly_once_through_kills() {
+    let wanted = setting("GONGJI_REGIONS_TRANSFERS", 1000);
+    let kill_ms = setting("GONGJI_REGIONS_KILL_MS", 80) as u64;
+    let nation = Nation::new();
+    let mut rng = Rng::new(17);
+    let per_region = 40;
+    let mut setup = policy_lines();
+    for (r, region) in REGIONS.iter().enumerate() {
+        for m in 0..per_region {
+            setup.push(enroll(&format!("T{r}-{m}"), region, &rng.amount(3000)));
+        }
+    }
+    nation.apply(&setup);
+    let members: Vec<String> = (0..REGIONS.len())
+        .flat_map(|r| (0..per_region).map(move |m| format!("T{r}-{m}")))
+        .collect();
+
+    let mut day = 0u64;
+    let mut applies_killed = 0;
+    let mut relays_killed = 0;
+    let mut seen_in_transit = 0u64;
+    let mut chunks = 0;
+    loop {
+        let sent = nation.verify()["transfers"]["sent"].as_u64().unwrap();
+        if sent >= wanted as u64 {
+            break;
+        }
+        chunks += 1;
+        assert!(
+            chunks < 400,
+            "only {sent} transfers sent after {chunks} chunks"
+        );
+        day += 1;
+        let date = format!(
+            "{}-{:02}-{:02}",
+            2025 + day / 336,
+            1 + (day / 28) % 12,
+            1 + day % 28
+        );
+        let mut lines = Vec::new();
+        for _ in 0..60 {
+            let member = &members[rng.below(members.len() as u64) as usize];
+            let to = REGIONS[rng.below(3) as usize];
+            lines.push(transfer(member, &date, to));
+        }
+        let input = nation.input(&format!("chunk{chunks}.jsonl"), &lines);
+        let mut apply = nation
+            .command(&["apply", input.to_str().unwrap(), "--json", "--wait"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if rng.below(2) == 0 {
+            std::thread::sleep(Duration::from_millis(rng.below(kill_ms)));
+            if apply.try_wait().unwrap().is_none() {
+                applies_killed += 1;
+            }
+            apply.kill().unwrap();
+        }
+        apply.wait().unwrap();
+        let report = nation.verify();
+        assert_eq!(report["passed"], true, "after chunk {chunks}: {report}");
+        let in_transit = report["transfers"]["in_transit"].as_array().unwrap();
+        if let Some(moving) = in_transit.first() {
+            seen_in_transit += in_transit.len() as u64;
+            let member = moving["member"].as_str().unwrap();
+            let out = nation.run(&["account", member, "--json"]);
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+            assert!(text(&out).contains("in transit"), "{}", text(&out));
+            // The next apply lands it first: the member is not enrolled anew anywhere.
+            let to = moving["to_region"].as_str().unwrap();
+            let elsewhere = REGIONS.iter().find(|r| **r != to).unwrap();
+            let again = nation.apply(&[enroll(member, elsewhere, "1.00")]);
+            assert_eq!(again[0]["error"]["code"], "already_enrolled", "{again:?}");
+        }
+        if rng.below(2) == 0 {
+            let mut relay = nation
+                .command(&["relay", "--json", "--wait"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(rng.below(kill_ms / 2 + 1)));
+            if relay.try_wait().unwrap().is_none() {
+                relays_killed += 1;
+            }
+            relay.kill().unwrap();
+            relay.wait().unwrap();
+            assert_eq!(nation.verify()["passed"], true, "after a relay killed");
+        }
+    }
+    let out = nation.run(&["relay", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report = nation.verify();
+    let transfers = &report["transfers"];
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(transfers["in_transit"], json!([]), "{report}");
+    assert_eq!(transfers["sent"], transfers["received"]);
+    assert_eq!(transfers["mismatches"], json!([]));
+    assert_eq!(report["held"], report["entered_minus_left"]);
+    let routes = transfers["by_route"].as_object().unwrap();
+    assert_eq!(
+        routes.len(),
+        6,
+        "every direction between three regions: {routes:?}"
+    );
+    for region in &report["regions"].as_array().unwrap()[..] {
+        assert_eq!(region["verify"]["failure"], Value::Null, "{region}");
+    }
+    // Every member is held by exactly one region, and answers there.
+    for member in &members {
+        nation.query(&["account", member, "--json"]);
+    }
+    eprintln!(
+        "regions: {} transfers sent and landed once over {chunks} chunks; {applies_killed} applies \
+         and {relays_killed} relays killed mid-run; {seen_in_transit} found in transit after a kill",
+        transfers["sent"]
+    );
+}
