@@ -24,7 +24,7 @@ use crate::input::{parse_line, read_line_bounded};
 use crate::{now_micros, Ledger, LedgerError, LineOutcome};
 
 /// Jobs queued to one region's worker before the router waits.
-const QUEUE_JOBS: usize = 4096;
+const QUEUE_JOBS: usize = 65_536;
 
 /// What a routed apply did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -526,8 +526,10 @@ fn stopped() -> LedgerError {
     LedgerError::Projection("a region's worker stopped".into())
 }
 
-/// One region's worker: decides the lines queued to it, makes them durable in groups, hands
-/// their outcomes on, and runs tasks between groups.
+/// One region's worker: decides the lines queued to it, makes them durable in groups (the
+/// next group decided while the one before syncs, as `apply_stream` does, with at most one
+/// group synced and not handed on), hands their outcomes on, and runs tasks between groups
+/// once everything before them is durable and handed on.
 fn work(
     region: &str,
     ledger: &mut Ledger,
@@ -536,12 +538,32 @@ fn work(
     batch_lines: usize,
     stop: &AtomicBool,
 ) {
-    let mut lines: Vec<usize> = Vec::new();
+    let mut group = Group {
+        lines: Vec::new(),
+        syncing: None,
+    };
     let fail = |error: LedgerError| {
         stop.store(true, Ordering::Relaxed);
         let _ = done.send(Done::Failed(region.to_string(), error));
     };
-    while let Ok(first) = jobs.recv() {
+    loop {
+        // Blocks only with nothing syncing; otherwise an empty queue hands the group on.
+        let first = match group.syncing {
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+            Some(_) => match jobs.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::TryRecvError::Empty) => {
+                    if let Err(error) = group.hand_on_syncing(&done) {
+                        return fail(error);
+                    }
+                    continue;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => break,
+            },
+        };
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
@@ -549,40 +571,89 @@ fn work(
                     if let Err(error) = ledger.apply_parsed(parsed, now_micros()) {
                         return fail(error);
                     }
-                    lines.push(line);
+                    group.lines.push(line);
                 }
                 Job::Run(task) => {
-                    if let Err(error) = hand_on(ledger, &mut lines, &done) {
+                    if let Err(error) = group.settle(ledger, &done) {
                         return fail(error);
                     }
                     task(ledger);
                 }
             }
-            if lines.len() < batch_lines {
+            if group.lines.len() < batch_lines {
                 next = jobs.try_recv().ok();
             }
         }
-        if let Err(error) = hand_on(ledger, &mut lines, &done) {
+        if let Err(error) = group.sync_next(ledger, &done) {
             return fail(error);
         }
     }
-    if let Err(error) = ledger.commit() {
+    if let Err(error) = group
+        .settle(ledger, &done)
+        .and_then(|()| ledger.commit().map(drop))
+    {
         fail(error);
     }
 }
 
-/// Makes the lines decided so far durable and hands their outcomes on.
-fn hand_on(
-    ledger: &mut Ledger,
-    lines: &mut Vec<usize>,
-    done: &SyncSender<Done>,
-) -> Result<(), LedgerError> {
-    if lines.is_empty() {
-        return Ok(());
+/// A worker's lines decided and not synced yet, and the group syncing.
+struct Group {
+    lines: Vec<usize>,
+    syncing: Option<Syncing>,
+}
+
+struct Syncing {
+    ticket: gongji_log::SyncTicket,
+    outcomes: Vec<(usize, LineOutcome)>,
+    events: Option<crate::handover::Offer>,
+}
+
+impl Group {
+    /// Waits for the group syncing and hands its outcomes on.
+    fn hand_on_syncing(&mut self, done: &SyncSender<Done>) -> Result<(), LedgerError> {
+        let Some(syncing) = self.syncing.take() else {
+            return Ok(());
+        };
+        syncing.ticket.wait()?;
+        if let Some(events) = syncing.events {
+            events.durable();
+        }
+        done.send(Done::Outcomes(syncing.outcomes))
+            .map_err(|_| stopped())
     }
-    let outcomes = ledger.commit_deferred()?;
-    let numbered: Vec<(usize, LineOutcome)> = lines.drain(..).zip(outcomes).collect();
-    done.send(Done::Outcomes(numbered)).map_err(|_| stopped())
+
+    /// Hands the group syncing on, then starts the sync of the lines decided since; stores
+    /// the projections when they are due, once that group is handed on too.
+    fn sync_next(
+        &mut self,
+        ledger: &mut Ledger,
+        done: &SyncSender<Done>,
+    ) -> Result<(), LedgerError> {
+        self.hand_on_syncing(done)?;
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        let (outcomes, ticket, events) = ledger.commit_pipelined()?;
+        let durable_end = ticket.end_position();
+        self.syncing = Some(Syncing {
+            ticket,
+            outcomes: self.lines.drain(..).zip(outcomes).collect(),
+            events,
+        });
+        if ledger.store_due(None) {
+            self.hand_on_syncing(done)?;
+            ledger.store_deferred(durable_end)?;
+        }
+        Ok(())
+    }
+
+    /// Everything decided made durable and handed on, and the log's reads reaching it.
+    fn settle(&mut self, ledger: &mut Ledger, done: &SyncSender<Done>) -> Result<(), LedgerError> {
+        self.sync_next(ledger, done)?;
+        self.hand_on_syncing(done)?;
+        ledger.log.settle_syncs()?;
+        Ok(())
+    }
 }
 
 /// Hands the outcomes to `sink` in input order; the rejected lines counted.
