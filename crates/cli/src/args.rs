@@ -331,6 +331,18 @@ pub enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check several regions' complete archives, each alone as `check` does, then against each
+    /// other: every transfer received matches the one sent, every fund event owed between them
+    /// landed as owed, and the money they hold with what is in transit equals what entered
+    /// minus what left. No ledger needed. Exit 1 if it fails.
+    CheckTransfers {
+        /// Each archive with the region whose ledger it is: REGION=FILE (two or more).
+        #[arg(required = true, num_args = 2.., value_name = "REGION=FILE")]
+        archives: Vec<String>,
+        /// The report as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Lift the quarantine a damaged record put on the ledger, once the whole log verifies
     /// again (restore the damaged segment from a backup first).
     ClearQuarantine {

@@ -112,6 +112,7 @@ fn wants_json(command: &Cmd) -> bool {
             AuditCmd::Replay { json }
             | AuditCmd::Verify { json }
             | AuditCmd::Check { json, .. }
+            | AuditCmd::CheckTransfers { json, .. }
             | AuditCmd::ClearQuarantine { json }
             | AuditCmd::Import { json, .. } => *json,
             AuditCmd::Export(args) => args.json,
@@ -133,6 +134,12 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
     } = &cli.command
     {
         return audit::check(file, *json);
+    }
+    if let Cmd::Audit {
+        action: AuditCmd::CheckTransfers { archives, json },
+    } = &cli.command
+    {
+        return regions::check_transfers(archives, *json);
     }
     if let Some(map) = &cli.regions {
         open::configure(&Location::Dir(map.clone()), cli.projections, cli.wait)?;
@@ -164,6 +171,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
             AuditCmd::Verify { json } => audit::verify(data, json),
             AuditCmd::Export(args) => audit::export(data, &args),
             AuditCmd::Check { file, json } => audit::check(&file, json),
+            AuditCmd::CheckTransfers { .. } => unreachable!("answered above with no ledger"),
             AuditCmd::ClearQuarantine { json } => audit::clear_quarantine(data, json),
             AuditCmd::Import { file, json } => audit::import(data, &file, json),
         },

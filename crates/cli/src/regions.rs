@@ -277,27 +277,59 @@ fn verify(map: &RegionMap, json: bool) -> Result<ExitCode, Failure> {
             print::error_text(&format!("verified region {region}\n"));
         }
     })?;
+    print_national(&report, json)
+}
+
+/// `audit check-transfers REGION=FILE…`: regions' archives checked alone and against each other.
+pub fn check_transfers(archives: &[String], json: bool) -> Result<ExitCode, Failure> {
+    let mut named = Vec::new();
+    for given in archives {
+        let Some((region, file)) = given.split_once('=') else {
+            return Err(Failure::bad_argument(format!(
+                "{given}: each archive is given as REGION=FILE"
+            )));
+        };
+        named.push((region.to_string(), std::path::PathBuf::from(file)));
+    }
+    let report = regions::check_archives(&named, &mut |region| {
+        if io::stderr().is_terminal() {
+            print::error_text(&format!("checked the archive of region {region}\n"));
+        }
+    })?;
+    print_national(&report, json)
+}
+
+fn print_national(report: &regions::NationalReport, json: bool) -> Result<ExitCode, Failure> {
     if json {
         print::json_line(&json!(report).to_string())?;
     } else {
         let zh = text::lang() == gongji_recon::words::Lang::Zh;
         for check in &report.regions {
-            let said = match &check.verify {
+            let failure = check
+                .verify
+                .as_ref()
+                .map(|v| v.failure.as_ref().map(|f| (f.check, f.message.clone())))
+                .or_else(|| {
+                    check.archive.as_ref().map(|a| {
+                        a.failure
+                            .as_ref()
+                            .map(|f| ("archive", format!("line {}: {}", f.line, f.message)))
+                    })
+                });
+            let digest = check
+                .verify
+                .as_ref()
+                .map(|v| format!("{} {}", v.records, v.digest))
+                .or_else(|| check.archive.as_ref().and_then(|a| a.digest.clone()))
+                .unwrap_or_default();
+            let said = match failure {
                 None => (if zh { "无账本" } else { "no ledger" }).to_string(),
-                Some(v) => match &v.failure {
-                    None => format!(
-                        "{} {} {}",
-                        if zh { "通过" } else { "passed" },
-                        v.records,
-                        v.digest
-                    ),
-                    Some(f) => format!(
-                        "{} {}: {}",
-                        if zh { "失败" } else { "FAILED" },
-                        f.check,
-                        terminal_safe(&f.message)
-                    ),
-                },
+                Some(None) => format!("{} {digest}", if zh { "通过" } else { "passed" }),
+                Some(Some((check, message))) => format!(
+                    "{} {check}: {}",
+                    if zh { "失败" } else { "FAILED" },
+                    terminal_safe(&message)
+                ),
             };
             print::text_line(&format!("{} ({}): {said}", check.region, check.store))?;
         }
@@ -313,6 +345,16 @@ fn verify(map: &RegionMap, json: bool) -> Result<ExitCode, Failure> {
             t.received,
             t.in_transit.len(),
             t.in_transit_total
+        ))?;
+        print::text_line(&format!(
+            "{} {} / {}",
+            if zh {
+                "欠他区基金事件 总数/未入账"
+            } else {
+                "fund events owed between regions, all / not landed"
+            },
+            t.owed,
+            t.owed_pending
         ))?;
         print::text_line(&format!(
             "{} {} + {} = {}",

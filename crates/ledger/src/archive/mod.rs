@@ -381,9 +381,20 @@ pub fn check_archive(
     path: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<CheckReport, LedgerError> {
+    check_archive_with(path, progress, &mut |_, _| {})
+}
+
+/// As [`check_archive`], handing `each` every record that passed the checks, with its event.
+pub fn check_archive_with(
+    path: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+    each: &mut dyn FnMut(&Record, &Event),
+) -> Result<CheckReport, LedgerError> {
     let mut checker = Checker::default();
     let read = read_archive(path, progress, &mut |record, event, complete| {
-        checker.record(record, event, complete)
+        checker.record(record, event, complete)?;
+        each(record, event);
+        Ok(())
     })?;
     checker.report(read)
 }

@@ -32,8 +32,8 @@ use crate::{Ledger, LedgerError};
 
 pub use apply::{apply_routed, RoutedSink, RoutedSummary};
 pub use national::{
-    national_replay, national_verify, NationalReplay, NationalReport, RegionCheck, RegionReplay,
-    TransitCheck,
+    check_archives, national_replay, national_verify, NationalReplay, NationalReport, RegionCheck,
+    RegionReplay, TransitCheck,
 };
 pub use relay::{relay, RelayReport};
 

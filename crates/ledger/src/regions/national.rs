@@ -24,8 +24,12 @@ use crate::LedgerError;
 pub struct RegionCheck {
     pub region: String,
     pub store: String,
-    /// None when the region has no ledger yet (nothing recorded).
+    /// None when the region has no ledger yet (nothing recorded), or for an archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyReport>,
+    /// An archive's `audit check` report (`check_archives`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<crate::archive::CheckReport>,
     /// What its accounts and funds hold, in fen.
     #[serde(skip)]
     held_fen: i128,
@@ -208,17 +212,7 @@ fn check_region(
     store: &Store,
     options: &LogOptions,
 ) -> Result<RegionCheck, LedgerError> {
-    let mut check = RegionCheck {
-        region: region.to_string(),
-        store: store.describe(),
-        verify: None,
-        held_fen: 0,
-        net_external_fen: 0,
-        sent: Vec::new(),
-        received: Vec::new(),
-        owes: Vec::new(),
-        landed: Vec::new(),
-    };
+    let mut check = RegionCheck::empty(region, store.describe());
     if !region_exists(region, store)? {
         return Ok(check);
     }
@@ -230,13 +224,36 @@ fn check_region(
         }
     }
     let log = ledger.log();
-    // The event before each record: a landing's fund event comes just before its marker.
-    let mut previous: Option<Event> = None;
+    let mut previous = None;
     for record in log.read_range(0, log.durable_end())? {
         let record = record?;
         let event = Event::decode(&record.payload).map_err(|e| {
             LedgerError::Projection(format!("region {region}, record {}: {e}", record.position))
         })?;
+        check.take(record.position, event, &mut previous);
+    }
+    Ok(check)
+}
+
+impl RegionCheck {
+    fn empty(region: &str, store: String) -> RegionCheck {
+        RegionCheck {
+            region: region.to_string(),
+            store,
+            verify: None,
+            archive: None,
+            held_fen: 0,
+            net_external_fen: 0,
+            sent: Vec::new(),
+            received: Vec::new(),
+            owes: Vec::new(),
+            landed: Vec::new(),
+        }
+    }
+
+    /// What the record at `position` holding `event` adds to the region's part; `previous`
+    /// is the event before it (a landing's fund event comes just before its marker).
+    fn take(&mut self, position: u64, event: Event, previous: &mut Option<Event>) {
         let before = previous.replace(event.clone());
         match event {
             Event::TransferSent {
@@ -247,7 +264,7 @@ fn check_region(
                 balance,
                 account,
                 ..
-            } => check.sent.push(Moved {
+            } => self.sent.push(Moved {
                 transfer,
                 member,
                 from_region,
@@ -263,7 +280,7 @@ fn check_region(
                 balance,
                 account,
                 ..
-            } => check.received.push(Moved {
+            } => self.received.push(Moved {
                 transfer,
                 member,
                 from_region,
@@ -273,8 +290,8 @@ fn check_region(
             }),
             Event::FundEventOwed { owed } => {
                 let (inflow, outflow) = gongji_domain::event::owed_flow(&owed.event);
-                check.owes.push((
-                    gongji_domain::event::owed_id(region, record.position),
+                self.owes.push((
+                    gongji_domain::event::owed_id(&self.region, position),
                     owed.owed_to,
                     digest(&*owed.event),
                     i128::from(outflow.fen()) - i128::from(inflow.fen()),
@@ -282,20 +299,62 @@ fn check_region(
             }
             Event::OwedLanded { owed, .. } => {
                 let landed = before.as_ref().map_or_else(String::new, digest);
-                check.landed.push((owed, landed))
+                self.landed.push((owed, landed))
             }
             other => {
                 let (inflow, outflow) = other.external_flow();
-                check.net_external_fen += i128::from(inflow.fen()) - i128::from(outflow.fen());
+                self.net_external_fen += i128::from(inflow.fen()) - i128::from(outflow.fen());
             }
         }
     }
-    Ok(check)
+}
+
+/// `audit check-transfers`: the auditors' archives of several regions (complete ones, each
+/// named with its region), each checked alone as `audit check` does, then matched with each
+/// other as `audit verify` over a map matches the regions' ledgers: every transfer received
+/// with the one sent, every landing with what was owed, and the money they hold together
+/// with what is in transit against what entered and left.
+pub fn check_archives(
+    archives: &[(String, std::path::PathBuf)],
+    progress: &mut dyn FnMut(&str),
+) -> Result<NationalReport, LedgerError> {
+    let mut checks = Vec::new();
+    for (region, path) in archives {
+        let mut check = RegionCheck::empty(region, path.display().to_string());
+        let mut previous = None;
+        let report =
+            crate::archive::check_archive_with(path, &mut |_, _| {}, &mut |record, event| {
+                check.take(record.position, event.clone(), &mut previous)
+            })?;
+        for totals in report.regions.iter().flatten() {
+            for figures in [&totals.pooled, &totals.large_amount, &totals.accounts] {
+                check.held_fen += i128::from(figures.balance.fen());
+            }
+        }
+        check.archive = Some(report);
+        progress(region);
+        checks.push(check);
+    }
+    Ok(national(checks))
 }
 
 fn national(regions: Vec<RegionCheck>) -> NationalReport {
     let mut failures = Vec::new();
     for check in &regions {
+        if let Some(archive) = &check.archive {
+            if let Some(failure) = &archive.failure {
+                failures.push(format!(
+                    "region {}: archive line {}: {}",
+                    check.region, failure.line, failure.message
+                ));
+            } else if archive.regions.is_none() {
+                failures.push(format!(
+                    "region {}: the archive is not complete (exported with --from, --to or \
+                     --region): its money cannot be matched",
+                    check.region
+                ));
+            }
+        }
         if let Some(failure) = check.verify.as_ref().and_then(|v| v.failure.as_ref()) {
             failures.push(format!(
                 "region {}: {} check failed: {}",
