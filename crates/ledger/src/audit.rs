@@ -184,7 +184,7 @@ impl InvariantFold {
 }
 
 /// A sum of fen as yuan, as `Money` shows an amount.
-fn yuan(fen: i128) -> String {
+pub(crate) fn yuan(fen: i128) -> String {
     let sign = if fen < 0 { "-" } else { "" };
     let fen = fen.unsigned_abs();
     format!("{sign}{}.{:02}", fen / 100, fen % 100)

@@ -476,7 +476,7 @@ fn sent_transfer(record: &gongji_log::Record) -> Result<Option<SentTransfer>, Le
 }
 
 /// The transfer a `TransferSent` at `position` records; any other event back as it is.
-fn as_sent(event: Event, position: u64) -> Result<SentTransfer, Event> {
+pub(super) fn as_sent(event: Event, position: u64) -> Result<SentTransfer, Event> {
     match event {
         Event::TransferSent {
             transfer,

@@ -15,7 +15,7 @@ use gongji_domain::{Event, Money};
 use gongji_log::LogOptions;
 
 use super::{open_region, region_exists, Access, RegionMap, Store};
-use crate::audit::{ReplayReport, VerifyReport};
+use crate::audit::{yuan, RegionTotals, ReplayReport, VerifyReport};
 use crate::Ledger;
 use crate::LedgerError;
 
@@ -164,11 +164,7 @@ pub fn national_replay(
     let mut records = 0;
     for replay in replays.iter().filter_map(|r| r.replay.as_ref()) {
         records += replay.records;
-        for totals in &replay.regions {
-            for figures in [&totals.pooled, &totals.large_amount, &totals.accounts] {
-                held += i128::from(figures.balance.fen());
-            }
-        }
+        held += held_in(&replay.regions);
     }
     Ok(NationalReplay {
         regions: replays,
@@ -218,11 +214,7 @@ fn check_region(
     }
     let ledger = open_region(region, store, Access::Read, options)?;
     check.verify = Some(ledger.audit_verify(&mut |_, _, _| {})?);
-    for totals in ledger.totals()? {
-        for figures in [&totals.pooled, &totals.large_amount, &totals.accounts] {
-            check.held_fen += i128::from(figures.balance.fen());
-        }
-    }
+    check.held_fen = held_in(&ledger.totals()?);
     let log = ledger.log();
     let mut previous = None;
     for record in log.read_range(0, log.durable_end())? {
@@ -255,23 +247,20 @@ impl RegionCheck {
     /// is the event before it (a landing's fund event comes just before its marker).
     fn take(&mut self, position: u64, event: Event, previous: &mut Option<Event>) {
         let before = previous.replace(event.clone());
+        let event = match super::as_sent(event, position) {
+            Ok(sent) => {
+                return self.sent.push(Moved {
+                    account: digest(&sent.account),
+                    transfer: sent.transfer,
+                    member: sent.member,
+                    from_region: sent.from_region,
+                    to_region: sent.to_region,
+                    balance: sent.balance,
+                })
+            }
+            Err(other) => other,
+        };
         match event {
-            Event::TransferSent {
-                transfer,
-                member,
-                from_region,
-                to_region,
-                balance,
-                account,
-                ..
-            } => self.sent.push(Moved {
-                transfer,
-                member,
-                from_region,
-                to_region,
-                balance,
-                account: digest(&account),
-            }),
             Event::TransferReceived {
                 transfer,
                 member,
@@ -326,11 +315,7 @@ pub fn check_archives(
             crate::archive::check_archive_with(path, &mut |_, _| {}, &mut |record, event| {
                 check.take(record.position, event.clone(), &mut previous)
             })?;
-        for totals in report.regions.iter().flatten() {
-            for figures in [&totals.pooled, &totals.large_amount, &totals.accounts] {
-                check.held_fen += i128::from(figures.balance.fen());
-            }
-        }
+        check.held_fen = report.regions.as_deref().map_or(0, held_in);
         check.archive = Some(report);
         progress(region);
         checks.push(check);
@@ -457,8 +442,11 @@ fn national(regions: Vec<RegionCheck>) -> NationalReport {
     }
 }
 
-fn yuan(fen: i128) -> String {
-    let sign = if fen < 0 { "-" } else { "" };
-    let fen = fen.unsigned_abs();
-    format!("{sign}{}.{:02}", fen / 100, fen % 100)
+/// What the accounts and funds of `totals` hold, in fen.
+fn held_in(totals: &[RegionTotals]) -> i128 {
+    totals
+        .iter()
+        .flat_map(|t| [&t.pooled, &t.large_amount, &t.accounts])
+        .map(|figures| i128::from(figures.balance.fen()))
+        .sum()
 }
