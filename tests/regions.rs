@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::gen::Rng;
+use support::serve::{agent, get, post_ndjson, Serve};
 use support::{gongji_path, text, TestLedger};
 
 const CHONGQING: &str = include_str!("../policies/500000-2024-01-01.json");
@@ -30,28 +31,47 @@ fn setting(name: &str, default: usize) -> usize {
 /// A region map over two stores: 500000 alone on the directory `s1`, 340100 and 510100
 /// sharing `s2`: a directory, or with `GONGJI_TEST_STORE=pg` a fresh database of the test
 /// PostgreSQL (each region's log named by its code there).
+///
+/// With `GONGJI_REGIONS_PG_A` and `GONGJI_REGIONS_PG_B` (two PostgreSQL servers' URIs, as
+/// `tools/regions-pg-kills` starts them), both stores are PostgreSQL: 500000 in a fresh
+/// database on A, 340100 and 510100 in one on B.
 struct Nation {
     dir: tempfile::TempDir,
     /// The shared store's URI, when it is in PostgreSQL.
     pg: Option<String>,
+    /// 500000's store's URI, when it is in PostgreSQL too.
+    pg_alone: Option<String>,
+}
+
+/// A fresh database on the server of `uri`; its URI.
+fn fresh_database(uri: &str) -> String {
+    let database = support::pg::fresh_log("regions").replace('-', "_");
+    let mut client = postgres::Client::connect(uri, postgres::NoTls).expect("the server answers");
+    client
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .expect("a fresh database");
+    let server = &uri[..uri.rfind('/').expect("a URI with a database")];
+    format!("{server}/{database}")
 }
 
 impl Nation {
     fn new() -> Nation {
         let dir = tempfile::tempdir().expect("temp dir");
-        let pg = support::pg::store_is_pg().then(|| {
-            let database = support::pg::fresh_log("regions").replace('-', "_");
-            support::pg::client()
-                .batch_execute(&format!("CREATE DATABASE {database}"))
-                .expect("a fresh database");
-            let uri = support::pg::pg_uri();
-            let server = &uri[..uri.rfind('/').expect("a URI with a database")];
-            format!("{server}/{database}")
-        });
+        let two = std::env::var("GONGJI_REGIONS_PG_A")
+            .ok()
+            .zip(std::env::var("GONGJI_REGIONS_PG_B").ok());
+        let (pg_alone, pg) = match two {
+            Some((a, b)) => (Some(fresh_database(&a)), Some(fresh_database(&b))),
+            None => (
+                None,
+                support::pg::store_is_pg().then(|| fresh_database(&support::pg::pg_uri())),
+            ),
+        };
         let shared = pg.clone().unwrap_or_else(|| "s2".into());
-        let map = json!({"500000": "s1", "340100": shared, "510100": shared});
+        let alone = pg_alone.clone().unwrap_or_else(|| "s1".into());
+        let map = json!({"500000": alone, "340100": shared, "510100": shared});
         std::fs::write(dir.path().join("map.json"), map.to_string()).expect("map written");
-        Nation { dir, pg }
+        Nation { dir, pg, pg_alone }
     }
 
     fn map(&self) -> PathBuf {
@@ -108,8 +128,12 @@ impl Nation {
 
     /// `--data` (and `--pg-log`) naming one region's own ledger.
     fn region_data(&self, region: &str) -> Vec<String> {
-        match (&self.pg, region) {
-            (Some(uri), "340100" | "510100") => {
+        let pg = match region {
+            "500000" => &self.pg_alone,
+            _ => &self.pg,
+        };
+        match (pg, region) {
+            (Some(uri), _) => {
                 vec![
                     "--data".into(),
                     uri.clone(),
@@ -161,6 +185,38 @@ fn claim(id: &str, member: &str, date: &str, eligible: &str) -> String {
 
 fn contribute(member: &str, month: &str) -> String {
     json!({"cmd": "contribute", "member": member, "month": month, "base": "9000.00"}).to_string()
+}
+
+/// `per_region` members enrolled in each region, named `PREFIX{r}-{m}`, with random opening
+/// balances: the lines (policies first) and the members.
+fn spread_members(prefix: &str, per_region: usize, rng: &mut Rng) -> (Vec<String>, Vec<String>) {
+    let mut setup = policy_lines();
+    let mut members = Vec::new();
+    for (r, region) in REGIONS.iter().enumerate() {
+        for m in 0..per_region {
+            let member = format!("{prefix}{r}-{m}");
+            setup.push(enroll(&member, region, &rng.amount(3000)));
+            members.push(member);
+        }
+    }
+    (setup, members)
+}
+
+/// `count` transfers of random `members` to random regions, all dated the `day`-th day of a
+/// run of 28-day months from 2025.
+fn transfers_on(day: u64, count: usize, members: &[String], rng: &mut Rng) -> Vec<String> {
+    let date = format!(
+        "{}-{:02}-{:02}",
+        2025 + day / 336,
+        1 + (day / 28) % 12,
+        1 + day % 28
+    );
+    (0..count)
+        .map(|_| {
+            let member = &members[rng.below(members.len() as u64) as usize];
+            transfer(member, &date, REGIONS[rng.below(3) as usize])
+        })
+        .collect()
 }
 
 /// A year over three regions: members in each, contributions, claims, monthly allocations,
@@ -337,18 +393,19 @@ fn transfers_land_exactly_once_through_kills() {
     let kill_ms = setting("GONGJI_REGIONS_KILL_MS", 80) as u64;
     let nation = Nation::new();
     let mut rng = Rng::new(17);
-    let per_region = 40;
-    let mut setup = policy_lines();
-    for (r, region) in REGIONS.iter().enumerate() {
-        for m in 0..per_region {
-            setup.push(enroll(&format!("T{r}-{m}"), region, &rng.amount(3000)));
-        }
-    }
+    let (setup, members) = spread_members("T", 40, &mut rng);
     nation.apply(&setup);
-    let members: Vec<String> = (0..REGIONS.len())
-        .flat_map(|r| (0..per_region).map(move |m| format!("T{r}-{m}")))
-        .collect();
 
+    // `GONGJI_REGIONS_PG_CRASH_A`, `_B`: shell commands that kill a store's server and start
+    // it again (`tools/pg-local crash`), given by `tools/regions-pg-kills`.
+    let crashes: Vec<(String, String)> = ["A", "B"]
+        .into_iter()
+        .filter_map(|name| {
+            let command = std::env::var(format!("GONGJI_REGIONS_PG_CRASH_{name}")).ok()?;
+            Some((name.to_string(), command))
+        })
+        .collect();
+    let mut stores_crashed = 0;
     let mut day = 0u64;
     let mut applies_killed = 0;
     let mut relays_killed = 0;
@@ -365,18 +422,7 @@ fn transfers_land_exactly_once_through_kills() {
             "only {sent} transfers sent after {chunks} chunks"
         );
         day += 1;
-        let date = format!(
-            "{}-{:02}-{:02}",
-            2025 + day / 336,
-            1 + (day / 28) % 12,
-            1 + day % 28
-        );
-        let mut lines = Vec::new();
-        for _ in 0..60 {
-            let member = &members[rng.below(members.len() as u64) as usize];
-            let to = REGIONS[rng.below(3) as usize];
-            lines.push(transfer(member, &date, to));
-        }
+        let lines = transfers_on(day, 60, &members, &mut rng);
         let input = nation.input(&format!("chunk{chunks}.jsonl"), &lines);
         let mut apply = nation
             .command(&["apply", input.to_str().unwrap(), "--json", "--wait"])
@@ -384,6 +430,22 @@ fn transfers_land_exactly_once_through_kills() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Either store's server killed (and started again) under the apply, when the test is
+        // given the commands that do it.
+        let crash = (!crashes.is_empty() && rng.below(3) == 0).then(|| {
+            let (name, command) = crashes[rng.below(crashes.len() as u64) as usize].clone();
+            let after = Duration::from_millis(rng.below(kill_ms * 2));
+            stores_crashed += 1;
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                let out = Command::new("sh").arg("-c").arg(&command).output().unwrap();
+                assert!(
+                    out.status.success(),
+                    "crashing store {name}: {}",
+                    text(&out)
+                );
+            })
+        });
         if rng.below(2) == 0 {
             std::thread::sleep(Duration::from_millis(rng.below(kill_ms)));
             if apply.try_wait().unwrap().is_none() {
@@ -392,6 +454,9 @@ fn transfers_land_exactly_once_through_kills() {
             apply.kill().unwrap();
         }
         apply.wait().unwrap();
+        if let Some(crash) = crash {
+            crash.join().unwrap();
+        }
         let report = nation.verify();
         assert_eq!(report["passed"], true, "after chunk {chunks}: {report}");
         let in_transit = report["transfers"]["in_transit"].as_array().unwrap();
@@ -447,7 +512,8 @@ fn transfers_land_exactly_once_through_kills() {
     }
     eprintln!(
         "regions: {} transfers sent and landed once over {chunks} chunks; {applies_killed} applies \
-         and {relays_killed} relays killed mid-run; {seen_in_transit} found in transit after a kill",
+         and {relays_killed} relays killed mid-run, {stores_crashed} store servers killed; \
+         {seen_in_transit} found in transit after a kill",
         transfers["sent"]
     );
 }
@@ -584,4 +650,316 @@ fn a_region_moves_to_another_store_without_losing_or_doubling_anything() {
     let last = nation.verify();
     assert_eq!(last["passed"], true, "{last}");
     assert_eq!(last["transfers"]["received"], 6);
+}
+
+/// `gongji --regions MAP serve` over the map, with a token of `role` for each of `roles`.
+struct MapService {
+    tokens: PathBuf,
+    access_log: PathBuf,
+    roles: Vec<(&'static str, String)>,
+}
+
+impl MapService {
+    fn new(nation: &Nation) -> MapService {
+        let tokens = nation.dir.path().join("tokens");
+        let roles = ["operator", "clerk", "auditor"]
+            .into_iter()
+            .map(|role| {
+                let file = tokens.to_str().unwrap();
+                let out = nation.run(&["token", "add", role, "--role", role, "--tokens", file]);
+                assert!(out.status.success(), "{}", text(&out));
+                (
+                    role,
+                    String::from_utf8(out.stdout).unwrap().trim().to_string(),
+                )
+            })
+            .collect();
+        MapService {
+            tokens,
+            access_log: nation.dir.path().join("access-log"),
+            roles,
+        }
+    }
+
+    fn token(&self, role: &str) -> &str {
+        &self.roles.iter().find(|(r, _)| *r == role).unwrap().1
+    }
+
+    fn start(&self, nation: &Nation) -> Serve {
+        let mut command = nation.command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tokens",
+            self.tokens.to_str().unwrap(),
+            "--access-log",
+            self.access_log.to_str().unwrap(),
+        ]);
+        command.stderr(Stdio::inherit());
+        Serve::spawn_http(&mut command)
+    }
+}
+
+fn post_lines(agent: &ureq::Agent, serve: &Serve, token: &str, lines: &[String]) -> Vec<Value> {
+    let body = lines.join("\n") + "\n";
+    let url = format!("{}/v1/commands", serve.url);
+    let mut answer = post_ndjson(agent, &url, Some(token), body.as_bytes());
+    assert_eq!(answer.status().as_u16(), 200);
+    let text = answer.body_mut().read_to_string().unwrap();
+    support::parse_lines(text.as_bytes())
+}
+
+fn get_json(agent: &ureq::Agent, serve: &Serve, token: &str, path: &str) -> (u16, Value) {
+    let (status, body) = get(agent, &format!("{}{path}", serve.url), Some(token));
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn verify_over(agent: &ureq::Agent, serve: &Serve, token: &str) -> Value {
+    let mut answer = agent
+        .post(format!("{}/v1/audit/verify", serve.url))
+        .header("Authorization", format!("Bearer {token}"))
+        .send_empty()
+        .expect("the server answers");
+    assert_eq!(answer.status().as_u16(), 200);
+    serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+/// The service over the map answers as the command line over it does: a command stream routed
+/// line by line (settling as one ledger holding every region does), a member's reads from the
+/// region holding the member (as of a day, the region that held it then), a claim's
+/// explanation from the region that settled it, a region's fund from its ledger, and audit
+/// verify and replay of the whole map; routes over one ledger's log say so.
+#[test]
+fn the_service_over_a_map_routes_commands_and_reads_to_each_region() {
+    let (lines, members) = three_region_year();
+    let nation = Nation::new();
+    let service = MapService::new(&nation);
+    let serve = service.start(&nation);
+    let agent = agent();
+    let (operator, clerk, auditor) = (
+        service.token("operator"),
+        service.token("clerk"),
+        service.token("auditor"),
+    );
+    let answers = post_lines(&agent, &serve, operator, &lines);
+    let single = TestLedger::directory();
+    let (_, one) = single.apply(&lines);
+    assert_eq!(answers.len(), lines.len());
+    for (line, (a, b)) in answers.iter().zip(&one).enumerate() {
+        assert_eq!(
+            a["ok"],
+            b.get("error").is_none(),
+            "line {}: {a} / {b}",
+            line + 1
+        );
+    }
+    for member in &members {
+        let (status, mut there) = get_json(&agent, &serve, clerk, &format!("/v1/members/{member}"));
+        assert_eq!(status, 200, "{member}: {there}");
+        let mut here = single.query(&["account", member]);
+        for answer in [&mut there, &mut here] {
+            answer.as_object_mut().unwrap().remove("time_zone");
+        }
+        assert_eq!(there, here, "member {member}");
+        let (_, year) = get_json(
+            &agent,
+            &serve,
+            clerk,
+            &format!("/v1/members/{member}/years/2024"),
+        );
+        assert_eq!(
+            year,
+            single.query(&["year", member, "2024"]),
+            "{member}'s year"
+        );
+    }
+    let (_, then) = get_json(&agent, &serve, clerk, "/v1/members/M00?as_of=2024-03-10");
+    assert_eq!(
+        (&then["region"], &then["region_since"]),
+        (&json!("340100"), &json!("2024-03-01"))
+    );
+    for (claim, region) in [("C1", "500000"), ("C2", "340100"), ("C3", "510100")] {
+        let (status, explained) = get_json(
+            &agent,
+            &serve,
+            clerk,
+            &format!("/v1/claims/{claim}/explain"),
+        );
+        assert_eq!(
+            (status, &explained["region"]),
+            (200, &json!(region)),
+            "{explained}"
+        );
+    }
+    let (status, _) = get_json(&agent, &serve, clerk, "/v1/members/NOBODY");
+    assert_eq!(status, 404);
+    for region in REGIONS {
+        let (status, fund) = get_json(&agent, &serve, auditor, &format!("/v1/funds/{region}"));
+        assert_eq!(status, 200, "{fund}");
+        assert_eq!(fund, single.query(&["fund", region]), "{region}");
+    }
+    let (_, policies) = get_json(&agent, &serve, auditor, "/v1/policies");
+    let regions: Vec<&str> = policies
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        regions,
+        ["340100", "500000", "510100"],
+        "each region's own versions once"
+    );
+    let report = verify_over(&agent, &serve, auditor);
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(
+        (&report["transfers"]["sent"], &report["transfers"]["owed"]),
+        (&json!(5), &json!(6))
+    );
+    assert_eq!(
+        report["held"],
+        nation.verify()["held"],
+        "as the command line verifies it"
+    );
+    let (_, replay) = get_json(&agent, &serve, auditor, "/v1/audit/replay");
+    assert_eq!(replay["held"], report["held"]);
+    let (status, refused) = get_json(&agent, &serve, auditor, "/v1/events");
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (501, &json!("not_over_region_map"))
+    );
+    let (status, archive) = get(
+        &agent,
+        &format!("{}/v1/audit/export?region=340100", serve.url),
+        Some(auditor),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        archive.lines().last().unwrap().contains("\"manifest\""),
+        "a whole archive"
+    );
+    // A read sent once a transfer is answered finds the account where it went.
+    let moved = post_lines(
+        &agent,
+        &serve,
+        operator,
+        &[transfer("M02", "2024-07-01", "510100")],
+    );
+    assert_eq!(moved[0]["ok"], true, "{moved:?}");
+    let (status, account) = get_json(&agent, &serve, clerk, "/v1/members/M02");
+    assert_eq!((status, &account["region"]), (200, &json!("510100")));
+    // A parameter that does not read is refused before any region is asked.
+    let (status, _) = get_json(&agent, &serve, clerk, "/v1/members/NOBODY?as_of=someday");
+    assert_eq!(status, 400);
+    serve.stop();
+}
+
+/// The service over the map, SIGKILLed at random moments while command streams of transfers
+/// run through it, and started again; transfers left in transit by command-line applies killed
+/// between a transfer's two halves are landed by the service's own relay, with no request
+/// asking for it. At the end every transfer landed once, the map verifies and money is
+/// conserved nationally to the fen.
+#[test]
+fn the_service_relays_what_is_in_transit_and_survives_kills() {
+    let kills = setting("GONGJI_REGIONS_SERVICE_KILLS", 6);
+    let nation = Nation::new();
+    let service = MapService::new(&nation);
+    let operator = service.token("operator").to_string();
+    let mut rng = Rng::new(23);
+    let (setup, members) = spread_members("S", 20, &mut rng);
+    let agent = agent();
+    let serve = service.start(&nation);
+    post_lines(&agent, &serve, &operator, &setup);
+    let mut day = 0u64;
+    let mut chunk = |rng: &mut Rng, count: usize| {
+        day += 1;
+        transfers_on(day, count, &members, rng)
+    };
+    let mut serve = Some(serve);
+    let mut killed_streaming = 0;
+    for _ in 0..kills {
+        let running = serve.take().unwrap_or_else(|| service.start(&nation));
+        let lines = chunk(&mut rng, 300);
+        let (url, token) = (running.url.clone(), operator.clone());
+        let stream = std::thread::spawn(move || {
+            let body = lines.join("\n") + "\n";
+            // Cut off by the kill: the answer breaks off, or never comes.
+            let posted = support::serve::agent()
+                .post(format!("{url}/v1/commands"))
+                .header("Content-Type", "application/x-ndjson")
+                .header("Authorization", format!("Bearer {token}"))
+                .send(body.as_bytes());
+            posted
+                .ok()
+                .and_then(|mut a| a.body_mut().read_to_string().ok())
+                .is_some()
+        });
+        std::thread::sleep(Duration::from_millis(20 + rng.below(300)));
+        running.kill();
+        killed_streaming += usize::from(!stream.join().unwrap());
+        let report = nation.verify();
+        assert_eq!(report["passed"], true, "after a kill: {report}");
+    }
+    // Command-line applies killed between a transfer's send and its landing, until something
+    // is in transit for the service to land.
+    let mut in_transit = 0;
+    for attempt in 0.. {
+        assert!(attempt < 40, "no apply killed left a transfer in transit");
+        let input = nation.input("transfers.jsonl", &chunk(&mut rng, 200));
+        let mut apply = nation
+            .command(&["apply", input.to_str().unwrap(), "--wait"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Later, the later the attempt: opening the map takes longer on some stores.
+        std::thread::sleep(Duration::from_millis(30 + rng.below(150 * (attempt + 1))));
+        apply.kill().unwrap();
+        apply.wait().unwrap();
+        in_transit = nation.verify()["transfers"]["in_transit"]
+            .as_array()
+            .unwrap()
+            .len();
+        if in_transit > 0 {
+            break;
+        }
+    }
+    let serve = service.start(&nation);
+    let auditor = service.token("auditor");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let report = verify_over(&agent, &serve, auditor);
+        let transfers = &report["transfers"];
+        if transfers["in_transit"] == json!([]) && transfers["owed_pending"] == 0 {
+            break report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay landed nothing: {report}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let transfers = &report["transfers"];
+    assert_eq!(report["passed"], true, "{report}");
+    assert_eq!(transfers["sent"], transfers["received"]);
+    assert_eq!(report["held"], report["entered_minus_left"]);
+    for member in &members {
+        let (status, _) = get_json(
+            &agent,
+            &serve,
+            service.token("clerk"),
+            &format!("/v1/members/{member}"),
+        );
+        assert_eq!(
+            status, 200,
+            "{member} is held by one region and answers there"
+        );
+    }
+    eprintln!(
+        "regions service: {} transfers sent and landed once; the service killed {kills} times \
+         ({killed_streaming} mid-stream); {in_transit} left in transit by a killed apply, landed \
+         by the service's relay",
+        transfers["sent"]
+    );
+    serve.stop();
 }

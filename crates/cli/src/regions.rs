@@ -30,6 +30,8 @@ pub fn run(map_file: &Path, command: Cmd) -> Result<ExitCode, Failure> {
     match command {
         Cmd::Apply(args) => apply(map, &args),
         Cmd::Relay { json } => relay(map, json),
+        Cmd::Serve(args) => crate::serve::serve_map(map, &args),
+        Cmd::Token { action } => crate::serve::token_over_map(&action),
         Cmd::Audit {
             action: AuditCmd::Verify { json },
         } => verify(&map, json),
@@ -57,7 +59,7 @@ pub fn run(map_file: &Path, command: Cmd) -> Result<ExitCode, Failure> {
             crate::query::history(&location, &args)
         }
         _ => Err(Failure::bad_argument(
-            "with --regions: apply, relay, audit verify, audit replay and the member queries (account, year, \
+            "with --regions: apply, relay, serve, token, audit verify, audit replay and the member queries (account, year, \
              history, transfers, inheritance); ask one region's ledger anything else with --data \
              (the map names where it is)",
         )),
@@ -102,7 +104,7 @@ fn located(
     }
 }
 
-fn location_of(map: &RegionMap, region: &str) -> Result<Location, Failure> {
+pub(crate) fn location_of(map: &RegionMap, region: &str) -> Result<Location, Failure> {
     match map.regions.get(region) {
         Some(Store::Dir(dir)) => Ok(Location::Dir(dir.clone())),
         Some(Store::Postgres(uri)) => Location::parse(Path::new(uri), Some(region)),
@@ -113,7 +115,7 @@ fn location_of(map: &RegionMap, region: &str) -> Result<Location, Failure> {
     }
 }
 
-fn open_all(map: RegionMap) -> Result<Regions, Failure> {
+pub(crate) fn open_all(map: RegionMap) -> Result<Regions, Failure> {
     Regions::open(map, &log_options(crate::open::waits())).map_err(|e| {
         let failure = Failure::from(e);
         match failure.code {
@@ -167,6 +169,7 @@ fn apply(map: RegionMap, args: &crate::args::ApplyArgs) -> Result<ExitCode, Fail
     };
     let summary = regions::apply_routed(
         &mut regions,
+        &mut regions::RelayCursor::default(),
         BufReader::new(source),
         args.batch_lines as usize,
         &mut sink,
@@ -174,7 +177,7 @@ fn apply(map: RegionMap, args: &crate::args::ApplyArgs) -> Result<ExitCode, Fail
     );
     bar.finish();
     let closed = regions.close();
-    let summary = summary?;
+    let summary = summary.map_err(gongji_ledger::LedgerError::from)?;
     closed?;
     if !json {
         print::text_line(&totals.summary(started.elapsed(), text::lang()))?;

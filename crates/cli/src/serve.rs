@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Subcommand;
+use gongji_ledger::regions::RegionMap;
 use gongji_log::service_files::{self, ACCESS_LOG_FILE, TOKENS_FILE};
 use gongji_server::roles::Role;
-use gongji_server::{tokens, Limits, ServeConfig, TlsFiles};
+use gongji_server::{tokens, Limits, MapConfig, ServeConfig, ServedLedgers, TlsFiles};
 
 use crate::failure::Failure;
 use crate::location::Location;
-use crate::open::{open_or_create, open_view};
+use crate::open::{log_options, open_or_create, open_view};
 use crate::print;
 
 #[derive(clap::Args)]
@@ -121,6 +122,69 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
 
 /// `gongji serve`: serves until SIGTERM or SIGINT; exit 0 once the ledger is closed.
 pub fn serve(data: &Location, args: &ServeArgs) -> Result<ExitCode, Failure> {
+    let (writer_at, reader_at) = (data.clone(), data.clone());
+    let ledgers = ServedLedgers::One {
+        open: Arc::new(move || open_or_create(&writer_at).map_err(|failure| failure.message)),
+        open_read_only: Arc::new(move || open_view(&reader_at).map_err(|failure| failure.message)),
+    };
+    let config = ServeConfig {
+        note_dir: data.dir().map(Path::to_path_buf),
+        tokens: file_in(data, &args.tokens, TOKENS_FILE, "--tokens", false)?,
+        access_log: file_in(
+            data,
+            &args.access_log,
+            ACCESS_LOG_FILE,
+            "--access-log",
+            false,
+        )?,
+        ..config(args, ledgers)?
+    };
+    gongji_server::serve(config)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gongji --regions MAP serve`: every region's ledger of the map served, the relay running
+/// beside the requests. The map has no data directory: `--tokens` and `--access-log` are
+/// given, and no `SERVER` note is written.
+pub fn serve_map(map: RegionMap, args: &ServeArgs) -> Result<ExitCode, Failure> {
+    let given = |file: &Option<PathBuf>, flag: &str| {
+        file.clone().ok_or_else(|| {
+            Failure::bad_argument(format!(
+                "with --regions, give {flag} FILE (a region map has no data directory to keep \
+                 it in)"
+            ))
+        })
+    };
+    let (tokens, access_log) = (
+        given(&args.tokens, "--tokens")?,
+        given(&args.access_log, "--access-log")?,
+    );
+    let (writing, reading) = (map.clone(), map.clone());
+    let map_config = MapConfig {
+        read_options: log_options(false),
+        open: Arc::new(move || {
+            crate::regions::open_all(writing.clone()).map_err(|failure| failure.message)
+        }),
+        open_view: Arc::new(move |region: &str| {
+            let location = crate::regions::location_of(&reading, region);
+            let view = location.and_then(|location| open_view(&location));
+            view.map_err(|failure| failure.message)
+        }),
+        map,
+    };
+    let config = ServeConfig {
+        note_dir: None,
+        tokens,
+        access_log,
+        ..config(args, ServedLedgers::Map(map_config))?
+    };
+    gongji_server::serve(config)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The service's configuration from its arguments; the token file and the access log are
+/// left for the caller to say.
+fn config(args: &ServeArgs, ledgers: ServedLedgers) -> Result<ServeConfig, Failure> {
     let limits = Limits {
         connections_max: args.connections_max as usize,
         read_max: seconds("--read-timeout-secs", args.read_timeout_secs)?,
@@ -134,26 +198,30 @@ pub fn serve(data: &Location, args: &ServeArgs) -> Result<ExitCode, Failure> {
         }),
         _ => None,
     };
-    let (writer_at, reader_at) = (data.clone(), data.clone());
-    let config = ServeConfig {
-        note_dir: data.dir().map(Path::to_path_buf),
+    Ok(ServeConfig {
+        note_dir: None,
         listen: args.listen.clone(),
-        tokens: file_in(data, &args.tokens, TOKENS_FILE, "--tokens", false)?,
-        access_log: file_in(
-            data,
-            &args.access_log,
-            ACCESS_LOG_FILE,
-            "--access-log",
-            false,
-        )?,
+        tokens: PathBuf::new(),
+        access_log: PathBuf::new(),
         limits,
-        open: Arc::new(move || open_or_create(&writer_at).map_err(|failure| failure.message)),
+        ledgers,
         tls,
         insecure_http: args.insecure_http,
-        open_read_only: Arc::new(move || open_view(&reader_at).map_err(|failure| failure.message)),
-    };
-    gongji_server::serve(config)?;
-    Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `gongji --regions MAP token …`: the token file must be named (a map has no data directory).
+pub fn token_over_map(action: &TokenCmd) -> Result<ExitCode, Failure> {
+    let (TokenCmd::Add { tokens, .. }
+    | TokenCmd::List { tokens }
+    | TokenCmd::Revoke { tokens, .. }) = action;
+    match tokens {
+        // Named, the file is used as given: the location is never asked for it.
+        Some(file) => token(&Location::Dir(file.clone()), action),
+        None => Err(Failure::bad_argument(
+            "with --regions, give --tokens FILE (a region map has no data directory to keep it in)",
+        )),
+    }
 }
 
 /// `gongji token add|list|revoke`.

@@ -132,7 +132,7 @@ impl Ledger {
     }
 
     /// The member's state as of `as_of`.
-    fn member_at(
+    pub(crate) fn member_at(
         &self,
         member: &str,
         as_of: &AsOf,

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
 use crate::error::ApiError;
+use crate::map::MapService;
 use crate::metrics::Metrics;
 use crate::reads::{Reads, Writer};
 use crate::roles::{kind_of, Access, Role, ROUTES};
@@ -55,11 +56,17 @@ pub struct Identity {
     pub role: Role,
 }
 
+/// Where the ledgers are: one ledger, or the ledgers of a region map.
+#[derive(Clone)]
+pub enum Placement {
+    One { reads: Reads, writer: Writer },
+    Map(Arc<MapService>),
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct App {
-    pub reads: Reads,
-    pub writer: Writer,
+    pub placement: Placement,
     pub tokens: Arc<TokenSet>,
     pub access: Arc<AccessLog>,
     pub metrics: Arc<Metrics>,
@@ -68,6 +75,45 @@ pub struct App {
     pub shutdown: watch::Receiver<bool>,
     /// The OpenAPI document, set once the router is built.
     pub openapi: Arc<OnceLock<String>>,
+}
+
+impl App {
+    pub fn new(
+        placement: Placement,
+        tokens: Arc<TokenSet>,
+        access: Arc<AccessLog>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+        shutdown: watch::Receiver<bool>,
+    ) -> App {
+        App {
+            placement,
+            tokens,
+            access,
+            metrics,
+            limits,
+            shutdown,
+            openapi: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The read side of the one ledger, for a route answered from one ledger's log as a
+    /// whole (the change feed, export, reconciliation, statements); over a region map, 501
+    /// naming what to do instead.
+    pub fn one_ledger(&self, route: &str) -> Result<&Reads, ApiError> {
+        match &self.placement {
+            Placement::One { reads, .. } => Ok(reads),
+            Placement::Map(_) => Err(ApiError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_over_region_map",
+                format!(
+                    "{route} is answered from one ledger's log; this server serves a region \
+                     map: ask it of the region's own ledger (`gongji serve --data` or the \
+                     command line with --data on the store the map names)"
+                ),
+            )),
+        }
+    }
 }
 
 /// The route template a request matched (`unmatched` if none), as the table writes it.

@@ -31,7 +31,7 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
-use crate::app::App;
+use crate::app::{App, Placement};
 use crate::bulk::{channel_body, logged, Scratch};
 use crate::error::{query, ApiError, ErrorBody};
 use crate::members::{day, Asker};
@@ -46,9 +46,10 @@ const EXPORT_CHUNKS_MAX: usize = 8;
 /// Runs `job` on the read side: the module's one way to the ledger.
 async fn ask<T: Send + 'static>(
     app: &App,
+    route: &str,
     job: impl FnOnce(&Ledger) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    app.reads.run(job).await?
+    app.one_ledger(route)?.run(job).await?
 }
 
 /// Checks the log's chain, folds it checking the invariants, and compares the projections
@@ -60,7 +61,10 @@ async fn ask<T: Send + 'static>(
         (status = 503, description = "The ledger was busy, its store out of reach, or the answer took too long", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn verify(State(app): State<App>) -> Result<Json<Value>, ApiError> {
-    let report = ask(&app, |ledger| {
+    if let Placement::Map(map) = &app.placement {
+        return Ok(Json(map.verify().await?));
+    }
+    let report = ask(&app, "/v1/audit/verify", |ledger| {
         let report = ledger.audit_verify(&mut |_, _, _| {});
         report.map(|r| json!(r)).map_err(ApiError::of_ledger)
     });
@@ -76,7 +80,10 @@ pub async fn verify(State(app): State<App>) -> Result<Json<Value>, ApiError> {
         (status = 503, description = "The ledger was busy, its store out of reach, or the answer took too long", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn replay(State(app): State<App>) -> Result<Json<Value>, ApiError> {
-    let report = ask(&app, |ledger| {
+    if let Placement::Map(map) = &app.placement {
+        return Ok(Json(map.replay().await?));
+    }
+    let report = ask(&app, "/v1/audit/replay", |ledger| {
         let report = ledger.audit_replay_in_memory(&mut |_, _| {});
         report.map(|r| json!(r)).map_err(ApiError::of_ledger)
     });
@@ -131,8 +138,24 @@ async fn archive(
     app: &App,
     q: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let filter = query(q)?.filter()?;
-    let (file, bytes) = ask(app, move |ledger| write_archive(ledger, &filter)).await?;
+    let mut filter = query(q)?.filter()?;
+    // Over a region map, the region names the ledger, whose whole archive is the region's.
+    let reads = match (&app.placement, filter.region.take()) {
+        (Placement::One { reads, .. }, region) => {
+            filter.region = region;
+            reads.clone()
+        }
+        (Placement::Map(map), Some(region)) => map.region_reads(&region)?,
+        (Placement::Map(_), None) => {
+            return Err(ApiError::bad_request(
+                "this server serves a region map: give ?region=R for that region's archive \
+                 (each region's ledger has its own)",
+            ))
+        }
+    };
+    let (file, bytes) = reads
+        .run(move |ledger| write_archive(ledger, &filter))
+        .await??;
     let (to, chunks) = mpsc::channel(EXPORT_CHUNKS_MAX);
     let runtime = Handle::current();
     let stall_max = app.limits.answer_stall_max;

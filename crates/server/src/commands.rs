@@ -33,9 +33,17 @@ use tokio::sync::{mpsc, watch};
 
 use crate::answers::write_outcome_json;
 use crate::app::App;
+use crate::app::Placement;
 use crate::error::{ApiError, ErrorBody};
+use crate::map::HeldMap;
 use crate::metrics::Metrics;
-use crate::reads::Held;
+use gongji_ledger::regions::RoutedError;
+
+/// The writer a stream holds: the one ledger, or a region map's.
+enum Held {
+    One(crate::reads::Held),
+    Map(HeldMap),
+}
 
 /// Body chunks in flight between the connection and the ledger's reader.
 const BODY_CHUNKS_MAX: usize = 16;
@@ -73,7 +81,10 @@ pub async fn post_commands(
             "send the commands as Content-Type: application/x-ndjson, one JSON object a line",
         ));
     }
-    let held = app.writer.hold().await?;
+    let held = match &app.placement {
+        Placement::One { writer, .. } => Held::One(writer.hold().await?),
+        Placement::Map(map) => Held::Map(map.hold().await?),
+    };
     let (chunks_in, chunks_out) = mpsc::channel(BODY_CHUNKS_MAX);
     let (answers_in, answers_out) = mpsc::channel::<Bytes>(ANSWER_GROUPS_MAX);
     let feeder = tokio::spawn(feed(
@@ -90,7 +101,10 @@ pub async fn post_commands(
     };
     let reader = BodyReader::new(chunks_out);
     tokio::task::spawn_blocking(move || {
-        run_stream(held, reader, sink);
+        match held {
+            Held::One(held) => run_stream(held, reader, sink),
+            Held::Map(held) => run_routed(held, reader, sink),
+        }
         feeder.abort();
     });
     let answers = futures_util::stream::unfold(answers_out, |mut answers| async move {
@@ -212,6 +226,14 @@ struct AnswerSink {
 }
 
 impl AnswerSink {
+    fn count(&self, outcome: &LineOutcome) {
+        let counter = match outcome {
+            LineOutcome::Applied(_) => &self.metrics.lines_applied,
+            LineOutcome::Rejected(_) => &self.metrics.lines_refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn send(&self, chunk: Bytes) -> Result<(), String> {
         let sent = self
             .runtime
@@ -234,11 +256,7 @@ impl OutcomeSink for AnswerSink {
         let mut text = Vec::new();
         for (line, outcome) in group.lines() {
             write_outcome_json(&mut text, *line, outcome).map_err(|e| e.to_string())?;
-            let counter = match outcome {
-                LineOutcome::Applied(_) => &self.metrics.lines_applied,
-                LineOutcome::Rejected(_) => &self.metrics.lines_refused,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+            self.count(outcome);
         }
         let position = &self.metrics.durable_position;
         position.fetch_max(group.durable_end(), Ordering::Relaxed);
@@ -248,7 +266,7 @@ impl OutcomeSink for AnswerSink {
 
 /// Runs the stream on this (blocking) thread; ends the response with an error line if it
 /// ended early; then lets the ledger go (stored, or opened again).
-fn run_stream(mut held: Held, reader: BodyReader, mut sink: AnswerSink) {
+fn run_stream(mut held: crate::reads::Held, reader: BodyReader, mut sink: AnswerSink) {
     let options = StreamOptions {
         batch_lines: BATCH_LINES,
         store_interval: Some(STORE_INTERVAL),
@@ -271,6 +289,63 @@ fn run_stream(mut held: Held, reader: BodyReader, mut sink: AnswerSink) {
         Err(error) => Some(ApiError::ledger(error)),
     };
     held.finish();
+    if let Some(error) = ended {
+        let _ = sink.send(Bytes::from(error.json_line()));
+    }
+}
+
+/// Runs the stream over a region map on this (blocking) thread, each line routed to its
+/// region's ledger (`gongji_ledger::regions::apply_routed`), answered in input order once
+/// durable there; ends the response with an error line if it ended early; then lets the
+/// writers go (the directory published, or every writer dropped to be opened again).
+fn run_routed(mut held: HeldMap, reader: BodyReader, sink: AnswerSink) {
+    let mut deliver = |lines: &[(usize, LineOutcome)]| -> io::Result<()> {
+        let mut text = Vec::new();
+        for (line, outcome) in lines {
+            write_outcome_json(&mut text, *line, outcome)?;
+            sink.count(outcome);
+        }
+        sink.send(Bytes::from(text)).map_err(io::Error::other)
+    };
+    let (regions, relay) = held.writers();
+    let routed = gongji_ledger::regions::apply_routed(
+        regions,
+        relay,
+        io::BufReader::new(reader),
+        BATCH_LINES,
+        &mut deliver,
+        &mut |_| {},
+    );
+    let ended = match &routed {
+        Ok(summary) => {
+            for (transfer, why) in &summary.left_in_transit {
+                eprintln!(
+                    "gongji serve: transfer {transfer} is left in transit for the relay: {why}"
+                );
+            }
+            None
+        }
+        Err(RoutedError::Input { after_line, error }) => Some(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stream_ended",
+            format!("{error}: lines up to {after_line} were read and answered; send the lines after it again"),
+        )),
+        Err(RoutedError::Output(why)) => {
+            eprintln!("gongji serve: a command stream ended: {why}");
+            None // nobody to tell
+        }
+        Err(RoutedError::Ledger(error)) => Some(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stream_ended",
+            format!(
+                "{error}: the lines answered are durable; lines after the last answered may have \
+                 been applied in other regions' ledgers: ask before sending them again (a line \
+                 applied twice is refused as a duplicate where it has an id)"
+            ),
+        )),
+    };
+    // Only a ledger's failure leaves a writer in doubt: every writer is dropped then.
+    held.finish(matches!(routed, Err(RoutedError::Ledger(_))));
     if let Some(error) = ended {
         let _ = sink.send(Bytes::from(error.json_line()));
     }

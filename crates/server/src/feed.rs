@@ -114,6 +114,7 @@ pub struct FeedEvent {
         (status = 404, description = "The position is past the log's durable end: nothing there yet", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
+        (status = 501, description = "Over a region map: asked of one region's own ledger instead", body = ErrorBody),
         (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn events(
@@ -183,7 +184,7 @@ fn position(text: &str) -> Option<u64> {
 /// through the read side.
 async fn read(app: &App, from: u64, to: u64) -> Result<Chunk, ApiError> {
     let chunk = app
-        .reads
+        .one_ledger(ROUTE)?
         .run(move |ledger| read_chunk(ledger, from, to))
         .await?;
     chunk.map_err(ApiError::of_ledger)

@@ -28,7 +28,8 @@
 //! (the other routes), `feed` (the change feed), `audit_routes` (audit verify, replay and
 //! export), `recon_routes` (reconciliation and statements), `bulk` (what those share: the
 //! access-log entry of a read of many members, scratch files, streamed bodies), `openapi` (the
-//! router and its document), `schemas` (the answers' shapes in it), `listener` (the connection bound, and the TLS handshakes off the
+//! router and its document), `schemas` (the answers' shapes in it), `map` (the service over a region map: every region's
+//! writer, a read view per region, the relay), `listener` (the connection bound, and the TLS handshakes off the
 //! accept loop), `tls` (the certificate and key read into a rustls configuration), `server`
 //! (listening, signals, shutdown, `DIR/SERVER`).
 
@@ -41,6 +42,7 @@ mod commands;
 mod error;
 mod feed;
 mod listener;
+mod map;
 mod members;
 pub mod metrics;
 mod openapi;
@@ -54,5 +56,6 @@ mod tls;
 pub mod tokens;
 
 pub use app::Limits;
-pub use server::{serve, ServeConfig};
+pub use map::{MapConfig, MapOpener, ViewOpener};
+pub use server::{serve, ServeConfig, ServedLedgers};
 pub use tls::TlsFiles;

@@ -17,7 +17,7 @@ use utoipa::IntoParams;
 
 use crate::access_log::AccessEntry;
 use crate::answers::{self, Asked, QUERY_NAMES};
-use crate::app::{App, Identity};
+use crate::app::{App, Identity, Placement};
 use crate::error::{path, query, ApiError, ErrorBody};
 use crate::openapi;
 use crate::schemas::{
@@ -183,13 +183,25 @@ impl App {
         asker: Asker,
         route: &'static str,
         subject: Subject,
+        on: Result<Option<Day>, ApiError>,
         query: impl FnOnce(&Ledger) -> Result<Value, ApiError> + Send + 'static,
     ) -> Response {
         // A member's reads need the view's log at the acknowledged end, not its projections
         // (`Reads::run_member`); a claim's explanation finds its member in the projections.
-        let asked = match subject {
-            Subject::Member(_) => self.reads.run_member(query).await,
-            Subject::Claim(_) => self.reads.run(query).await,
+        // Over a region map, the view is the ledger of the region that holds the member (on
+        // the day asked, the one that held it then), or that holds the claim.
+        // Over a map, parameters that do not read are refused before any region is asked, as
+        // the one ledger's query refuses them.
+        let reads = match (&self.placement, &subject, on) {
+            (Placement::One { reads, .. }, _, _) => Ok(reads.clone()),
+            (Placement::Map(_), _, Err(error)) => Err(error),
+            (Placement::Map(map), Subject::Member(id), Ok(on)) => map.member_reads(id, on).await,
+            (Placement::Map(map), Subject::Claim(id), Ok(_)) => map.claim_reads(id).await,
+        };
+        let asked = match (reads, &subject) {
+            (Err(error), _) => Ok(Err(error)),
+            (Ok(reads), Subject::Member(_)) => reads.run_member(query).await,
+            (Ok(reads), Subject::Claim(_)) => reads.run(query).await,
         };
         let answer = match asked {
             Ok(answer) => answer,
@@ -231,7 +243,8 @@ impl App {
         view: AsOfView<T>,
     ) -> Response {
         let subject = Subject::Member(id.clone());
-        self.member_read(asker, route, subject, move |ledger| {
+        let on = asked.as_ref().map(|a| a.as_of.date).map_err(Clone::clone);
+        self.member_read(asker, route, subject, on, move |ledger| {
             let asked = asked?;
             match view(ledger, &id, &asked.as_of).map_err(ApiError::of_ledger)? {
                 Some(view) => Ok(asked.stated(view)),
@@ -248,6 +261,7 @@ impl App {
     responses((status = 200, description = "The account", body = AccountAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Not enrolled then", body = ErrorBody),
+        (status = 409, description = "Over a region map: the member's account is in transit between two regions' ledgers", body = ErrorBody),
         (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn account(State(app): State<App>, asker: Asker, read: AsOfRead) -> Response {
@@ -261,6 +275,7 @@ pub async fn account(State(app): State<App>, asker: Asker, read: AsOfRead) -> Re
     responses((status = 200, description = "The inheritance", body = InheritanceAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Not enrolled then", body = ErrorBody),
+        (status = 409, description = "Over a region map: the member's account is in transit between two regions' ledgers", body = ErrorBody),
         (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn inheritance(State(app): State<App>, asker: Asker, read: AsOfRead) -> Response {
@@ -275,6 +290,7 @@ pub async fn inheritance(State(app): State<App>, asker: Asker, read: AsOfRead) -
     responses((status = 200, description = "The transfers", body = TransfersAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Not enrolled then", body = ErrorBody),
+        (status = 409, description = "Over a region map: the member's account is in transit between two regions' ledgers", body = ErrorBody),
         (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn transfers(State(app): State<App>, asker: Asker, read: AsOfRead) -> Response {
@@ -288,6 +304,7 @@ pub async fn transfers(State(app): State<App>, asker: Asker, read: AsOfRead) -> 
     responses((status = 200, description = "The year", body = YearAnswer),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "Nothing to show for that year", body = ErrorBody),
+        (status = 409, description = "Over a region map: the member's account is in transit between two regions' ledgers", body = ErrorBody),
         (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn year(
@@ -299,11 +316,18 @@ pub async fn year(
     let YearPath { id, year } = path(ids)?;
     let q = query(q);
     let subject = Subject::Member(id.clone());
+    let on = match &q {
+        Ok(q) => insurance_year(&year)
+            .and_then(|_| ask(&q.as_of, &q.recorded_before))
+            .map(|asked| asked.as_of.date),
+        Err(error) => Err(error.clone()),
+    };
     Ok(app
         .member_read(
             asker,
             "/v1/members/{id}/years/{year}",
             subject,
+            on,
             move |ledger| {
                 let q = q?;
                 let asked = ask(&q.as_of, &q.recorded_before)?;
@@ -325,6 +349,7 @@ pub async fn year(
     responses((status = 200, description = "The events, oldest first", body = Vec<HistoryEntryAnswer>),
         (status = 400, description = "A parameter does not read", body = ErrorBody),
         (status = 404, description = "The member has no events", body = ErrorBody),
+        (status = 409, description = "Over a region map: the member's account is in transit between two regions' ledgers", body = ErrorBody),
         (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn history(
@@ -336,15 +361,27 @@ pub async fn history(
     let id = path(id)?;
     let q = query(q);
     let subject = Subject::Member(id.clone());
+    let on = match &q {
+        Ok(q) => (day("from", q.from.as_deref()))
+            .and_then(|_| day("to", q.to.as_deref()))
+            .map(|_| None),
+        Err(error) => Err(error.clone()),
+    };
     Ok(app
-        .member_read(asker, "/v1/members/{id}/history", subject, move |ledger| {
-            let q = q?;
-            let from = day("from", q.from.as_deref())?;
-            let to = day("to", q.to.as_deref())?;
-            let entries =
-                answers::history_between(ledger, &id, from, to).map_err(ApiError::of_ledger)?;
-            entries.map(Value::Array).map_err(ApiError::not_found)
-        })
+        .member_read(
+            asker,
+            "/v1/members/{id}/history",
+            subject,
+            on,
+            move |ledger| {
+                let q = q?;
+                let from = day("from", q.from.as_deref())?;
+                let to = day("to", q.to.as_deref())?;
+                let entries =
+                    answers::history_between(ledger, &id, from, to).map_err(ApiError::of_ledger)?;
+                entries.map(Value::Array).map_err(ApiError::not_found)
+            },
+        )
         .await)
 }
 
@@ -371,9 +408,15 @@ pub async fn explain(
     let id = path(id)?;
     let subject = Subject::Claim(id.clone());
     Ok(app
-        .member_read(asker, "/v1/claims/{id}/explain", subject, move |ledger| {
-            let view = ledger.explain(&id).map_err(ApiError::of_ledger)?;
-            view.map(|view| json!(view)).map_err(ApiError::not_found)
-        })
+        .member_read(
+            asker,
+            "/v1/claims/{id}/explain",
+            subject,
+            Ok(None),
+            move |ledger| {
+                let view = ledger.explain(&id).map_err(ApiError::of_ledger)?;
+                view.map(|view| json!(view)).map_err(ApiError::not_found)
+            },
+        )
         .await)
 }

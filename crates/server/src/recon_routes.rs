@@ -45,10 +45,11 @@ const BODY_NAME: &str = "request body";
 /// JSON; `file` is the scratch file it read, named [`BODY_NAME`] in what it says.
 async fn answer(
     app: &App,
+    route: &str,
     file: Option<PathBuf>,
     job: impl FnOnce(&Ledger) -> Result<Printed, ReconError> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    let printed = app.reads.run(job).await?;
+    let printed = app.one_ledger(route)?.run(job).await?;
     let said = |text: &str| match &file {
         Some(file) => renamed(text, file, BODY_NAME),
         None => text.to_string(),
@@ -96,12 +97,14 @@ async fn body_file(body: Body) -> Result<(Scratch, PathBuf), ApiError> {
 /// Runs `job` on the body, written to scratch first; the scratch is removed once the job ends.
 async fn on_body(
     app: &App,
+    route: &str,
     body: Body,
     job: impl FnOnce(&Ledger, &Path) -> Result<Printed, ReconError> + Send + 'static,
 ) -> Result<Response, ApiError> {
+    app.one_ledger(route)?;
     let (scratch, file) = body_file(body).await?;
     let read = file.clone();
-    answer(app, Some(file), move |ledger| {
+    answer(app, route, Some(file), move |ledger| {
         let printed = job(ledger, &read);
         drop(scratch); // here, so that a job past its deadline still has its file
         printed
@@ -153,6 +156,7 @@ impl DetailQuery {
         (status = 403, description = "Not for this role", body = ErrorBody),
         (status = 413, description = "The file is longer than the route takes", body = ErrorBody),
         (status = 422, description = "The file cannot be used (no usable header)", body = ErrorBody),
+        (status = 501, description = "Over a region map: asked of one region's own ledger instead", body = ErrorBody),
         (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn detail(
@@ -163,7 +167,7 @@ pub async fn detail(
 ) -> Response {
     let answered = async {
         let (institution, period) = query(q)?.read()?;
-        on_body(&app, body, move |ledger, file| {
+        on_body(&app, "/v1/reconcile/detail", body, move |ledger, file| {
             report::detail(
                 ledger,
                 file,
@@ -190,10 +194,11 @@ pub async fn detail(
         (status = 403, description = "Not for this role", body = ErrorBody),
         (status = 413, description = "The file is longer than the route takes", body = ErrorBody),
         (status = 422, description = "The file cannot be used (no usable header, too many rows)", body = ErrorBody),
+        (status = 501, description = "Over a region map: asked of one region's own ledger instead", body = ErrorBody),
         (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn totals(State(app): State<App>, body: Body) -> Result<Response, ApiError> {
-    on_body(&app, body, |ledger, file| {
+    on_body(&app, "/v1/reconcile/totals", body, |ledger, file| {
         report::totals(ledger, file, Form::Json, &mut |_, _| {})
     })
     .await
@@ -218,6 +223,7 @@ pub struct StatementPath {
         (status = 400, description = "The month does not read", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
+        (status = 501, description = "Over a region map: asked of one region's own ledger instead", body = ErrorBody),
         (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn statement(
@@ -228,8 +234,11 @@ pub async fn statement(
     let month: Month = month
         .parse()
         .map_err(|e| ApiError::bad_request(format!("month: {e}")))?;
-    answer(&app, None, move |ledger| {
-        report::statement(ledger, &institution, month, Form::Json, &mut |_, _| {})
-    })
+    answer(
+        &app,
+        "/v1/statements/{institution}/{month}",
+        None,
+        move |ledger| report::statement(ledger, &institution, month, Form::Json, &mut |_, _| {}),
+    )
     .await
 }

@@ -14,7 +14,7 @@ use utoipa::IntoParams;
 
 use crate::access_log::{Page, PAGE_ENTRIES_MAX};
 use crate::answers;
-use crate::app::App;
+use crate::app::{App, Placement};
 use crate::error::{path, query, ApiError, ErrorBody};
 use crate::members::AsOfQuery;
 use crate::openapi::Answer;
@@ -64,8 +64,11 @@ pub async fn fund(
 ) -> Result<Json<Value>, ApiError> {
     let region = path(region)?;
     let asked = query(q)?.asked()?;
-    let view = app
-        .reads
+    let reads = match &app.placement {
+        Placement::One { reads, .. } => reads.clone(),
+        Placement::Map(map) => map.region_reads(&region)?,
+    };
+    let view = reads
         .run(move |ledger| {
             let view = ledger.fund_at(&region, &asked.as_of);
             view.map(|v| {
@@ -86,7 +89,10 @@ pub async fn fund(
         (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn policies(State(app): State<App>) -> Result<Json<Value>, ApiError> {
-    let lines = app.reads.run(answers::policy_lines).await?;
+    let lines = match &app.placement {
+        Placement::One { reads, .. } => reads.run(answers::policy_lines).await?,
+        Placement::Map(map) => map.policy_lines().await?,
+    };
     Ok(Json(Value::Array(lines.map_err(ApiError::of_ledger)?)))
 }
 

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use gongji_ledger::Ledger;
 use gongji_log::service_files::{self, ServerNote};
@@ -24,8 +24,9 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::access_log::AccessLog;
-use crate::app::{App, Limits};
+use crate::app::{App, Limits, Placement};
 use crate::listener::{Bounded, TlsBounded};
+use crate::map::{MapConfig, MapService};
 use crate::metrics::Metrics;
 use crate::reads::{LedgerCell, Opener, Reads, Writer};
 use crate::tls::TlsFiles;
@@ -45,16 +46,26 @@ pub struct ServeConfig {
     pub tokens: PathBuf,
     pub access_log: PathBuf,
     pub limits: Limits,
-    /// Opens the ledger, as the command line does; called at start and to open it again after
-    /// a stream stopped it.
-    pub open: Opener,
+    /// The ledger served, or the region map's ledgers.
+    pub ledgers: ServedLedgers,
     /// Serve HTTPS with this certificate chain and key (PEM files).
     pub tls: Option<TlsFiles>,
     /// Serve plain HTTP on an address that is not loopback (refused otherwise).
     pub insecure_http: bool,
-    /// Opens the ledger read-only, beside the writer, as the command line's queries do: the
-    /// view queries are answered from.
-    pub open_read_only: Opener,
+}
+
+/// What `gongji serve` serves.
+pub enum ServedLedgers {
+    One {
+        /// Opens the ledger, as the command line does; called at start and to open it again
+        /// after a stream stopped it.
+        open: Opener,
+        /// Opens the ledger read-only, beside the writer, as the command line's queries do:
+        /// the view queries are answered from.
+        open_read_only: Opener,
+    },
+    /// Every region's ledger of a region map (`--regions MAP`): see the `map` module.
+    Map(MapConfig),
 }
 
 /// Serves until SIGTERM or SIGINT, then closes the ledger.
@@ -68,6 +79,29 @@ pub fn serve(config: ServeConfig) -> Result<(), String> {
 }
 
 async fn run(config: ServeConfig) -> Result<(), String> {
+    let tokens = Arc::new(TokenSet::open(&config.tokens)?);
+    let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+    let metrics = Arc::new(Metrics::default());
+    match &config.ledgers {
+        ServedLedgers::One {
+            open,
+            open_read_only,
+        } => {
+            let (open, open_read_only) = (open.clone(), open_read_only.clone());
+            run_one(&config, open, open_read_only, tokens, tls, metrics).await
+        }
+        ServedLedgers::Map(map) => run_map(&config, map.clone(), tokens, tls, metrics).await,
+    }
+}
+
+async fn run_one(
+    config: &ServeConfig,
+    open: Opener,
+    open_read_only: Opener,
+    tokens: Arc<TokenSet>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    metrics: Arc<Metrics>,
+) -> Result<(), String> {
     // The writer hands what it makes durable to the read view: its refresh then indexes
     // entries instead of scanning records the writer has just written, and its fold folds
     // the writer's events instead of reading and decoding those records.
@@ -75,29 +109,32 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         index: Arc::new(gongji_log::Handover::new()),
         events: Arc::new(gongji_ledger::EventHandover::new()),
     };
-    let config = ServeConfig {
-        open: sharing(config.open.clone(), handover.clone()),
-        open_read_only: sharing(config.open_read_only.clone(), handover),
-        ..config
-    };
-    let tokens = Arc::new(TokenSet::open(&config.tokens)?);
-    let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
-    let open = config.open.clone();
+    let open = sharing(open, handover.clone());
+    let open_read_only = sharing(open_read_only, handover);
+    let opening = open.clone();
     // The ledger first: its open creates the data directory the access log may be kept in.
-    let ledger: Ledger = tokio::task::spawn_blocking(move || open())
+    let ledger: Ledger = tokio::task::spawn_blocking(move || opening())
         .await
         .map_err(|e| e.to_string())??;
-    let metrics = Arc::new(Metrics::default());
     metrics.durable_position.store(
         ledger.log().durable_end(),
         std::sync::atomic::Ordering::Relaxed,
     );
-    let cell = LedgerCell::new(config.open.clone(), ledger, config.limits.read_max);
+    let cell = LedgerCell::new(open, ledger, config.limits.read_max);
     // From here every path closes the ledger, and the read view, on a blocking thread: a
     // ledger in PostgreSQL holds connections of the synchronous client, which must never be
     // dropped on the runtime's threads (its drop blocks on a runtime of its own).
     let mut published = false;
-    let served = serve_ledger(&config, &cell, tokens, tls, metrics, &mut published).await;
+    let served = serve_ledger(
+        config,
+        open_read_only,
+        &cell,
+        tokens,
+        tls,
+        metrics,
+        &mut published,
+    )
+    .await;
     let closed = cell.close().await;
     let withdrawn = match (&config.note_dir, published) {
         (Some(dir), true) => service_files::withdraw_server(dir)
@@ -105,6 +142,36 @@ async fn run(config: ServeConfig) -> Result<(), String> {
         _ => Ok(()),
     };
     served.and(closed).and(withdrawn)
+}
+
+/// Serves a region map: its writers and views opened, the relay run beside the requests;
+/// closed (views, then writers, on blocking threads) whatever happens.
+async fn run_map(
+    config: &ServeConfig,
+    map: MapConfig,
+    tokens: Arc<TokenSet>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    metrics: Arc<Metrics>,
+) -> Result<(), String> {
+    let read_max = config.limits.read_max;
+    let service = tokio::task::spawn_blocking(move || MapService::open(map, read_max))
+        .await
+        .map_err(|e| e.to_string())??;
+    let service = Arc::new(service);
+    let (stopping, shutdown) = watch::channel(false);
+    let relay = tokio::spawn(service.clone().relay_until(shutdown.clone()));
+    let served = async {
+        let access = Arc::new(AccessLog::open(&config.access_log)?);
+        let placement = Placement::Map(service.clone());
+        let app = App::new(placement, tokens, access, metrics, config.limits, shutdown);
+        let mut published = false;
+        listen(config, app, tls, stopping, &mut published).await
+    }
+    .await;
+    relay.abort();
+    let _stopped = relay.await;
+    let closed = service.close().await;
+    served.and(closed)
 }
 
 /// What the writer hands to the read view: each durable batch's index entries and events.
@@ -130,6 +197,7 @@ fn sharing(open: Opener, handover: Handover) -> Opener {
 /// `SERVER` note was written.
 async fn serve_ledger(
     config: &ServeConfig,
+    open_read_only: Opener,
     cell: &LedgerCell,
     tokens: Arc<TokenSet>,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -137,23 +205,18 @@ async fn serve_ledger(
     published: &mut bool,
 ) -> Result<(), String> {
     let access = Arc::new(AccessLog::open(&config.access_log)?);
-    let (open_read_only, read_max) = (config.open_read_only.clone(), config.limits.read_max);
+    let read_max = config.limits.read_max;
     let reads_metrics = metrics.clone();
     let reads =
         tokio::task::spawn_blocking(move || Reads::open(open_read_only, reads_metrics, read_max))
             .await
             .map_err(|e| e.to_string())??;
     let (stopping, shutdown) = watch::channel(false);
-    let app = App {
+    let placement = Placement::One {
         reads: reads.clone(),
         writer: Writer(cell.clone()),
-        tokens,
-        access,
-        metrics,
-        limits: config.limits,
-        shutdown,
-        openapi: Arc::new(OnceLock::new()),
     };
+    let app = App::new(placement, tokens, access, metrics, config.limits, shutdown);
     let served = listen(config, app, tls, stopping, published).await;
     reads.close().await;
     served

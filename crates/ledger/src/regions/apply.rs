@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use gongji_domain::command::LINE_BYTES_MAX;
 use gongji_domain::{Command, Rejection, RejectionCode};
 
-use super::relay::Landing;
+use super::relay::{Landing, RelayCursor};
 use super::{Regions, SentTransfer};
 use crate::input::{parse_line, read_line_bounded};
 use crate::{now_micros, Ledger, LedgerError, LineOutcome};
@@ -41,15 +41,66 @@ pub struct RoutedSummary {
     pub owed_left: Vec<String>,
 }
 
+/// Why a routed apply stopped before its input's end.
+#[derive(Debug)]
+pub enum RoutedError {
+    /// The input could not be read after this line; every line before it was answered.
+    Input { after_line: usize, error: String },
+    /// The sink refused outcomes (the reader went away): lines after the last handed on may
+    /// have been applied.
+    Output(String),
+    /// A region's ledger failed: lines queued to other regions' ledgers may have been applied
+    /// and not handed on.
+    Ledger(LedgerError),
+}
+
+impl std::fmt::Display for RoutedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RoutedError::Input { after_line, error } => {
+                write!(
+                    f,
+                    "the input became unreadable after line {after_line}: {error}"
+                )
+            }
+            RoutedError::Output(error) => write!(f, "output: {error}"),
+            RoutedError::Ledger(error) => error.fmt(f),
+        }
+    }
+}
+
+impl From<LedgerError> for RoutedError {
+    fn from(error: LedgerError) -> Self {
+        RoutedError::Ledger(error)
+    }
+}
+
+impl From<RoutedError> for LedgerError {
+    fn from(error: RoutedError) -> Self {
+        match error {
+            RoutedError::Ledger(error) => error,
+            other => LedgerError::Projection(other.to_string()),
+        }
+    }
+}
+
 /// Where a routed apply hands its outcomes: each run of them in input order, once durable.
 pub type RoutedSink<'s> = dyn FnMut(&[(usize, LineOutcome)]) -> io::Result<()> + Send + 's;
 
-type Task<'a> = Box<dyn FnOnce(&mut Ledger) + Send + 'a>;
+/// A task run on a region's ledger; what it returns is run once the ledger's durable end has
+/// been told (the task's answer sent then, so that whoever acts on it finds its writes told).
+type Task<'a> = Box<dyn FnOnce(&mut Ledger) -> Box<dyn FnOnce() + Send + 'a> + Send + 'a>;
+
+/// Where a held line's outcome goes instead of the printer (see [`Job::Line`]).
+type HeldOutcome = SyncSender<LineOutcome>;
 
 enum Job<'a> {
     Line {
         line: usize,
         parsed: Result<Command, Rejection>,
+        /// The outcome goes here, once durable, rather than to the printer: a transfer's, which
+        /// the router hands on once the transfer has landed.
+        held: Option<HeldOutcome>,
     },
     /// Run after the lines before it are durable and handed on.
     Run(Task<'a>),
@@ -73,16 +124,18 @@ enum Route {
 
 /// Applies the lines of `input` to the regions' ledgers, handing `sink` each run of outcomes
 /// in input order once the ledgers that decided them made them durable. `progress` is given
-/// the bytes read so far.
+/// the bytes read so far. What was left in transit or owed lands first, through `relay` (a
+/// fresh cursor reads every log; a service's reads on from its last pass).
 pub fn apply_routed(
     regions: &mut Regions,
+    relay: &mut RelayCursor,
     input: impl BufRead,
     batch_lines: usize,
     sink: &mut RoutedSink<'_>,
     progress: &mut dyn FnMut(u64),
-) -> Result<RoutedSummary, LedgerError> {
+) -> Result<RoutedSummary, RoutedError> {
     // What an earlier run left in transit lands first; what cannot land stays known as such.
-    let relayed = super::relay::relay(regions, &mut |_, _| {})?;
+    let relayed = relay.pass(regions, &mut |_, _| {})?;
     let in_transit: HashMap<String, (String, String)> = relayed
         .in_transit
         .into_iter()
@@ -92,6 +145,7 @@ pub fn apply_routed(
         map,
         ledgers,
         directory,
+        durable,
     } = regions;
     let stop = AtomicBool::new(false);
     let stop = &stop;
@@ -107,10 +161,11 @@ pub fn apply_routed(
             let (tx, rx) = mpsc::sync_channel::<Job<'_>>(QUEUE_JOBS);
             let done = done_tx.clone();
             let name = region.clone();
+            let told = durable.clone().map(|hook| (region.clone(), hook));
             std::thread::Builder::new()
                 .name(format!("region-{region}"))
                 .spawn_scoped(scope, move || {
-                    work(&name, ledger, rx, done, batch_lines, stop)
+                    work(&name, ledger, rx, done, batch_lines, stop, told)
                 })
                 .map_err(|e| LedgerError::Projection(format!("cannot start a worker: {e}")))?;
             queues.insert(region.clone(), tx);
@@ -127,6 +182,7 @@ pub fn apply_routed(
             in_transit,
             stop,
             summary: RoutedSummary::default(),
+            unreadable: None,
         };
         let mut routed = router.route_all(input, progress);
         if routed.is_ok() {
@@ -135,12 +191,16 @@ pub fn apply_routed(
             router.summary = summary;
         }
         let summary = router.summary.clone();
+        let unreadable = router.unreadable.take();
         drop(router);
         let delivered = printer
             .join()
             .map_err(|_| LedgerError::Projection("the outcome printer panicked".into()))?;
         // A region's own failure says more than the router's "a worker stopped".
         let rejected = delivered?;
+        if let Some((after_line, error)) = unreadable {
+            return Err(RoutedError::Input { after_line, error });
+        }
         routed?;
         Ok(RoutedSummary {
             rejected,
@@ -159,6 +219,8 @@ struct Router<'a, 'd> {
     /// Set by a failing worker or printer: the router stops routing.
     stop: &'d AtomicBool,
     summary: RoutedSummary,
+    /// Set when the input could not be read: after which line, and why.
+    unreadable: Option<(usize, String)>,
 }
 
 impl<'a> Router<'a, '_> {
@@ -176,9 +238,10 @@ impl<'a> Router<'a, '_> {
                 Ok(Some(read)) => read,
                 Ok(None) => break,
                 Err(e) => {
+                    self.unreadable = Some((line, e.to_string()));
                     return Err(LedgerError::Projection(format!(
                         "the input became unreadable after line {line}: {e}"
-                    )))
+                    )));
                 }
             };
             if self.stop.load(Ordering::Relaxed) {
@@ -197,6 +260,7 @@ impl<'a> Router<'a, '_> {
                         Job::Line {
                             line,
                             parsed: Ok(command),
+                            held: None,
                         },
                     )?,
                     Route::Transfer {
@@ -242,7 +306,8 @@ impl<'a> Router<'a, '_> {
         self.send(
             region,
             Job::Run(Box::new(move |ledger| {
-                let _ = tx.send(task(ledger));
+                let answer = task(ledger);
+                Box::new(move || drop(tx.send(answer)))
             })),
         )?;
         rx.recv().map_err(|_| stopped())
@@ -421,20 +486,36 @@ impl<'a> Router<'a, '_> {
         member: &str,
         command: Command,
     ) -> Result<(), LedgerError> {
+        let (held, outcome) = mpsc::sync_channel(1);
         self.send(
             from,
             Job::Line {
                 line,
                 parsed: Ok(command),
+                held: Some(held),
             },
         )?;
+        // The send's outcome, once durable; handed on only once the transfer has landed (or is
+        // left in transit), so that whoever reads the answer finds the account where it went.
+        let outcome = outcome.recv().map_err(|_| stopped())?;
         let id = member.to_string();
-        // The send's line is durable and handed on before this runs: its last event says
-        // whether it was sent (a refused send leaves an older transfer there, or none; carrying
-        // an older one again is refused by its destination as already received).
-        let Some(sent) = self.ask(from, move |ledger| ledger.last_sent(&id))?? else {
-            return Ok(());
+        // Its last event says whether it was sent (a refused send leaves an older transfer
+        // there, or none; carrying an older one again is refused by its destination as already
+        // received).
+        let sent = self.ask(from, move |ledger| ledger.last_sent(&id))??;
+        let landed = match sent {
+            Some(sent) => self.land_sent(member, sent),
+            None => Ok(()),
         };
+        self.done
+            .send(Done::Outcomes(vec![(line, outcome)]))
+            .map_err(|_| stopped())?;
+        landed
+    }
+
+    /// Lands `sent` (`member`'s) in its destination, the directory following it; or leaves it
+    /// in transit, saying why.
+    fn land_sent(&mut self, member: &str, sent: SentTransfer) -> Result<(), LedgerError> {
         match land(self, &sent)? {
             Landing::Landed => {
                 self.directory
@@ -537,10 +618,12 @@ fn work(
     done: SyncSender<Done>,
     batch_lines: usize,
     stop: &AtomicBool,
+    told: Option<(String, super::DurableHook)>,
 ) {
     let mut group = Group {
         lines: Vec::new(),
         syncing: None,
+        told,
     };
     let fail = |error: LedgerError| {
         stop.store(true, Ordering::Relaxed);
@@ -567,17 +650,19 @@ fn work(
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Line { line, parsed } => {
+                Job::Line { line, parsed, held } => {
                     if let Err(error) = ledger.apply_parsed(parsed, now_micros()) {
                         return fail(error);
                     }
-                    group.lines.push(line);
+                    group.lines.push((line, held));
                 }
                 Job::Run(task) => {
                     if let Err(error) = group.settle(ledger, &done) {
                         return fail(error);
                     }
-                    task(ledger);
+                    let answer = task(ledger);
+                    group.tell(ledger.log().durable_end());
+                    answer();
                 }
             }
             if group.lines.len() < batch_lines {
@@ -598,17 +683,26 @@ fn work(
 
 /// A worker's lines decided and not synced yet, and the group syncing.
 struct Group {
-    lines: Vec<usize>,
+    lines: Vec<(usize, Option<HeldOutcome>)>,
     syncing: Option<Syncing>,
+    /// Told each durable end before the outcomes up to it are handed on.
+    told: Option<(String, super::DurableHook)>,
 }
 
 struct Syncing {
     ticket: gongji_log::SyncTicket,
-    outcomes: Vec<(usize, LineOutcome)>,
+    end: u64,
+    outcomes: Vec<((usize, Option<HeldOutcome>), LineOutcome)>,
     events: Option<crate::handover::Offer>,
 }
 
 impl Group {
+    fn tell(&self, end: u64) {
+        if let Some((region, hook)) = &self.told {
+            hook(region, end);
+        }
+    }
+
     /// Waits for the group syncing and hands its outcomes on.
     fn hand_on_syncing(&mut self, done: &SyncSender<Done>) -> Result<(), LedgerError> {
         let Some(syncing) = self.syncing.take() else {
@@ -618,8 +712,15 @@ impl Group {
         if let Some(events) = syncing.events {
             events.durable();
         }
-        done.send(Done::Outcomes(syncing.outcomes))
-            .map_err(|_| stopped())
+        self.tell(syncing.end);
+        let mut outcomes = Vec::with_capacity(syncing.outcomes.len());
+        for ((line, held), outcome) in syncing.outcomes {
+            match held {
+                Some(held) => held.send(outcome).map_err(|_| stopped())?,
+                None => outcomes.push((line, outcome)),
+            }
+        }
+        done.send(Done::Outcomes(outcomes)).map_err(|_| stopped())
     }
 
     /// Hands the group syncing on, then starts the sync of the lines decided since; stores
@@ -637,6 +738,7 @@ impl Group {
         let durable_end = ticket.end_position();
         self.syncing = Some(Syncing {
             ticket,
+            end: durable_end,
             outcomes: self.lines.drain(..).zip(outcomes).collect(),
             events,
         });
@@ -661,7 +763,7 @@ fn deliver(
     done: Receiver<Done>,
     sink: &mut RoutedSink<'_>,
     stop: &AtomicBool,
-) -> Result<u64, LedgerError> {
+) -> Result<u64, RoutedError> {
     let mut waiting: BTreeMap<usize, LineOutcome> = BTreeMap::new();
     let mut next = 1usize;
     let mut rejected = 0u64;
@@ -673,7 +775,8 @@ fn deliver(
             Done::Outcomes(_) if failed.is_some() => continue,
             Done::Outcomes(outcomes) => waiting.extend(outcomes),
             Done::Failed(region, error) => {
-                failed.get_or_insert(LedgerError::Projection(format!("region {region}: {error}")));
+                let error = LedgerError::Projection(format!("region {region}: {error}"));
+                failed.get_or_insert(RoutedError::Ledger(error));
                 continue;
             }
         }
@@ -686,7 +789,7 @@ fn deliver(
         if !run.is_empty() {
             if let Err(e) = sink(&run) {
                 stop.store(true, Ordering::Relaxed);
-                failed = Some(LedgerError::Projection(format!("output: {e}")));
+                failed = Some(RoutedError::Output(e.to_string()));
             }
         }
     }

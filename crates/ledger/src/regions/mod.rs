@@ -30,12 +30,12 @@ use gongji_log::LogOptions;
 
 use crate::{Ledger, LedgerError};
 
-pub use apply::{apply_routed, RoutedSink, RoutedSummary};
+pub use apply::{apply_routed, RoutedError, RoutedSink, RoutedSummary};
 pub use national::{
     check_archives, national_replay, national_verify, NationalReplay, NationalReport, RegionCheck,
     RegionReplay, TransitCheck,
 };
-pub use relay::{relay, RelayReport};
+pub use relay::{relay, RelayCursor, RelayReport};
 
 /// Most bytes of a map file read.
 const MAP_BYTES_MAX: u64 = 16 * 1024 * 1024;
@@ -222,7 +222,14 @@ pub struct Regions {
     pub ledgers: BTreeMap<String, Ledger>,
     /// Which region holds each member now.
     pub directory: HashMap<String, String>,
+    /// Told (region, durable end) by a routed apply each time a region's ledger made lines
+    /// durable, before their outcomes are handed on (a service raises what its readers wait
+    /// for with it).
+    pub durable: Option<DurableHook>,
 }
+
+/// See [`Regions::durable`].
+pub type DurableHook = std::sync::Arc<dyn Fn(&str, u64) + Send + Sync>;
 
 impl Regions {
     /// Opens every region's ledger as its writer (creating those not there yet) and builds the
@@ -255,6 +262,7 @@ impl Regions {
             map,
             ledgers,
             directory,
+            durable: None,
         })
     }
 
@@ -288,39 +296,50 @@ pub enum Located {
 }
 
 /// Finds the region holding `member`, asking each region's ledger read-only (beside a
-/// writer): the one whose account is in its own region holds it; failing that, the latest
-/// copy a region sent on says where it is in transit to.
+/// writer): see [`Located::among`].
 pub fn locate(map: &RegionMap, options: &LogOptions, member: &str) -> Result<Located, LedgerError> {
-    let mut sent: Option<(String, Member)> = None;
+    let mut copies = Vec::new();
     for (region, store) in &map.regions {
         if !region_exists(region, store)? {
             continue;
         }
         let mut ledger = open_region(region, store, Access::Read, options)?;
-        let Some(copy) = ledger.member_copy(member)? else {
-            continue;
-        };
-        if copy.region == *region {
-            return Ok(Located::Held {
-                region: region.clone(),
-                account: Box::new(copy),
-            });
-        }
-        if sent
-            .as_ref()
-            .is_none_or(|(_, s)| s.past_regions.len() < copy.past_regions.len())
-        {
-            sent = Some((region.clone(), copy));
+        if let Some(copy) = ledger.member_copy(member)? {
+            copies.push((region.clone(), copy));
         }
     }
-    Ok(match sent {
-        Some((from_region, copy)) => Located::InTransit {
-            transfer: gongji_domain::event::transfer_id(member, copy.past_regions.len()),
-            from_region,
-            to_region: copy.region,
-        },
-        None => Located::Unknown,
-    })
+    Ok(Located::among(member, copies))
+}
+
+impl Located {
+    /// Where `member` is, from the copies of the account the regions' ledgers hold
+    /// (region, copy): the one whose account is in its own region holds it; failing that, the
+    /// latest copy a region sent on says where it is in transit to.
+    pub fn among(member: &str, copies: Vec<(String, Member)>) -> Located {
+        let mut sent: Option<(String, Member)> = None;
+        for (region, copy) in copies {
+            if copy.region == region {
+                return Located::Held {
+                    region,
+                    account: Box::new(copy),
+                };
+            }
+            if sent
+                .as_ref()
+                .is_none_or(|(_, s)| s.past_regions.len() < copy.past_regions.len())
+            {
+                sent = Some((region, copy));
+            }
+        }
+        match sent {
+            Some((from_region, copy)) => Located::InTransit {
+                transfer: gongji_domain::event::transfer_id(member, copy.past_regions.len()),
+                from_region,
+                to_region: copy.region,
+            },
+            None => Located::Unknown,
+        }
+    }
 }
 
 /// What a region's ledger records as owed to others: transfers sent, fund events owed (with
@@ -410,6 +429,12 @@ impl Ledger {
     pub fn member_copy(&mut self, id: &str) -> Result<Option<Member>, LedgerError> {
         crate::load_member(&self.kv, &mut self.state, id)?;
         Ok(self.state.members.get(id).cloned())
+    }
+
+    /// The member's account as this ledger holds it now, without loading it into the
+    /// ledger's state: [`Ledger::member_copy`] for a read-only view shared by queries.
+    pub fn member_now(&self, id: &str) -> Result<Option<Member>, LedgerError> {
+        self.member_at(id, &crate::AsOf::NOW)
     }
 
     /// What the transaction `id` is, if this ledger holds it.

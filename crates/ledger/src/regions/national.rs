@@ -160,17 +160,24 @@ pub fn national_replay(
             replay,
         })
     })?;
-    let mut held: i128 = 0;
-    let mut records = 0;
-    for replay in replays.iter().filter_map(|r| r.replay.as_ref()) {
-        records += replay.records;
-        held += held_in(&replay.regions);
+    Ok(NationalReplay::of(replays))
+}
+
+impl NationalReplay {
+    /// The national total of the regions' replays.
+    pub fn of(replays: Vec<RegionReplay>) -> NationalReplay {
+        let mut held: i128 = 0;
+        let mut records = 0;
+        for replay in replays.iter().filter_map(|r| r.replay.as_ref()) {
+            records += replay.records;
+            held += held_in(&replay.regions);
+        }
+        NationalReplay {
+            regions: replays,
+            records,
+            held: yuan(held),
+        }
     }
-    Ok(NationalReplay {
-        regions: replays,
-        records,
-        held: yuan(held),
-    })
 }
 
 /// `work` on every region of `map`, at most `parallel` at once, in the map's order.

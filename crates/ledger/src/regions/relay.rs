@@ -52,43 +52,90 @@ pub fn relay(
     regions: &mut Regions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<RelayReport, LedgerError> {
-    let mut outbound = Vec::new();
-    for (region, ledger) in &regions.ledgers {
-        outbound.push((region.clone(), ledger.outbound(0)?.0));
+    RelayCursor::default().pass(regions, progress)
+}
+
+/// Where a relay that runs again and again (the service's) has read each region's log to, and
+/// what it read there that has not landed yet. It is only a shortcut: a fresh cursor reads
+/// every log from the start and finds the same, so a cursor lost (the service killed) loses
+/// nothing; and a pass that fails forgets the cursor, so the next pass reads everything again.
+#[derive(Debug, Default)]
+pub struct RelayCursor {
+    /// Region -> the position its log was read to.
+    read_to: BTreeMap<String, u64>,
+    transfers: Vec<SentTransfer>,
+    /// (region owing, position, what is owed).
+    owed: Vec<(String, u64, Owed)>,
+}
+
+impl RelayCursor {
+    /// Whether the last pass left nothing in transit and no fund event owed.
+    pub fn settled(&self) -> bool {
+        self.transfers.is_empty() && self.owed.is_empty()
     }
-    let mut report = RelayReport::default();
-    let total: u64 = outbound
-        .iter()
-        .map(|(_, o)| (o.transfers.len() + o.owed.len()) as u64)
-        .sum();
-    let mut done = 0;
-    for (_, out) in &outbound {
-        for transfer in &out.transfers {
+
+    /// One pass: what the regions' logs recorded as owed since the last pass, and what was
+    /// left then, landed where it is owed. The report counts what this pass looked at.
+    pub fn pass(
+        &mut self,
+        regions: &mut Regions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<RelayReport, LedgerError> {
+        let passed = self.try_pass(regions, progress);
+        if passed.is_err() {
+            *self = RelayCursor::default();
+        }
+        passed
+    }
+
+    fn try_pass(
+        &mut self,
+        regions: &mut Regions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<RelayReport, LedgerError> {
+        let mut transfers = std::mem::take(&mut self.transfers);
+        let mut owed = std::mem::take(&mut self.owed);
+        for (region, ledger) in &regions.ledgers {
+            let from = self.read_to.get(region).copied().unwrap_or(0);
+            let (outbound, end) = ledger.outbound(from)?;
+            transfers.extend(outbound.transfers);
+            owed.extend(
+                (outbound.owed.into_iter()).map(|(position, o)| (region.clone(), position, o)),
+            );
+            self.read_to.insert(region.clone(), end);
+        }
+        let mut report = RelayReport::default();
+        let total = (transfers.len() + owed.len()) as u64;
+        let mut done = 0;
+        for transfer in transfers {
             progress(done, total);
             done += 1;
             report.sent += 1;
-            land_transfer(regions, transfer, &mut report)?;
+            if !land_transfer(regions, &transfer, &mut report)? {
+                self.transfers.push(transfer);
+            }
         }
-    }
-    for (region, out) in &outbound {
-        for (position, owed) in &out.owed {
+        for (region, position, owed) in owed {
             progress(done, total);
             done += 1;
             report.owed += 1;
-            match land_owed(&mut regions.ledgers, region, *position, owed)? {
+            match land_owed(&mut regions.ledgers, &region, position, &owed)? {
                 Landing::Landed => report.owed_landed += 1,
                 Landing::Already => report.owed_already_landed += 1,
-                Landing::Failed(why) => report.owed_left.push(format!(
-                    "{} ({} owed to region {}): {why}",
-                    owed_id(region, *position),
-                    owed.event.kind(),
-                    owed.owed_to
-                )),
+                Landing::Failed(why) => {
+                    report.owed_left.push(format!(
+                        "{} ({} owed to region {}): {why}",
+                        owed_id(&region, position),
+                        owed.event.kind(),
+                        owed.owed_to
+                    ));
+                    self.owed.push((region, position, owed));
+                }
             }
         }
+        progress(total, total);
+        Ok(report)
     }
-    progress(total, total);
-    Ok(report)
 }
 
 /// What became of one landing.
@@ -98,11 +145,12 @@ pub(crate) enum Landing {
     Failed(String),
 }
 
+/// Lands `transfer` unless its destination holds it; false if it is still in transit.
 fn land_transfer(
     regions: &mut Regions,
     transfer: &SentTransfer,
     report: &mut RelayReport,
-) -> Result<(), LedgerError> {
+) -> Result<bool, LedgerError> {
     let in_transit = |why: String| InTransit {
         transfer: transfer.transfer.clone(),
         member: transfer.member.clone(),
@@ -116,13 +164,13 @@ fn land_transfer(
         report
             .in_transit
             .push(in_transit(format!("region {to} is not in the region map")));
-        return Ok(());
+        return Ok(false);
     };
     let count = transfer.account.past_regions.len();
     let held = destination.member_copy(&transfer.member)?;
     if held.is_some_and(|copy| copy.past_regions.len() >= count) {
         report.already_landed += 1;
-        return Ok(());
+        return Ok(true);
     }
     copy_past_policies(&mut regions.ledgers, &transfer.account, to)?;
     let destination = regions.ledgers.get_mut(to).expect("looked up above");
@@ -134,9 +182,12 @@ fn land_transfer(
             report.landed.push(transfer.transfer.clone());
         }
         Landing::Already => report.already_landed += 1,
-        Landing::Failed(why) => report.in_transit.push(in_transit(why)),
+        Landing::Failed(why) => {
+            report.in_transit.push(in_transit(why));
+            return Ok(false);
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The policies of every region the account came from, copied into the destination's ledger
