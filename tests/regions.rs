@@ -50,8 +50,15 @@ fn fresh_database(uri: &str) -> String {
     client
         .batch_execute(&format!("CREATE DATABASE {database}"))
         .expect("a fresh database");
-    let server = &uri[..uri.rfind('/').expect("a URI with a database")];
-    format!("{server}/{database}")
+    // A formation's multi-host URI keeps its parameters (target_session_attrs=read-write).
+    let (base, parameters) = uri
+        .split_once('?')
+        .map_or((uri, None), |(b, p)| (b, Some(p)));
+    let server = &base[..base.rfind('/').expect("a URI with a database")];
+    match parameters {
+        Some(parameters) => format!("{server}/{database}?{parameters}"),
+        None => format!("{server}/{database}"),
+    }
 }
 
 impl Nation {
