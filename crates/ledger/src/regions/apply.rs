@@ -104,6 +104,10 @@ enum Job<'a> {
     },
     /// Run after the lines before it are durable and handed on.
     Run(Task<'a>),
+    /// Run after the lines before it are decided, durable or not: a question of the ledger's
+    /// state that writes nothing (a line decided and then not made durable stops the whole
+    /// apply, so no answer of it outlives a lost line).
+    Peek(Task<'a>),
 }
 
 enum Done {
@@ -303,14 +307,28 @@ impl<'a> Router<'a, '_> {
         task: impl FnOnce(&mut Ledger) -> T + Send + 'a,
     ) -> Result<T, LedgerError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(
-            region,
-            Job::Run(Box::new(move |ledger| {
-                let answer = task(ledger);
-                Box::new(move || drop(tx.send(answer)))
-            })),
-        )?;
+        self.send(region, Job::Run(answering(task, tx)))?;
         rx.recv().map_err(|_| stopped())
+    }
+
+    /// Asks `question` of every region's ledger at once, each once the lines queued to it
+    /// before are decided (not waiting for their sync: see [`Job::Peek`]); the answers by
+    /// region.
+    fn peek_all<T: Send + 'a>(
+        &self,
+        question: impl Fn(&mut Ledger) -> T + Send + Sync + Clone + 'a,
+    ) -> Result<Vec<(String, T)>, LedgerError> {
+        let mut waiting = Vec::new();
+        for region in self.queues.keys() {
+            let (tx, rx) = mpsc::sync_channel(1);
+            self.send(region, Job::Peek(answering(question.clone(), tx)))?;
+            waiting.push((region.clone(), rx));
+        }
+        let answers = waiting.into_iter().map(|(region, rx)| {
+            let answer = rx.recv().map_err(|_| stopped())?;
+            Ok((region, answer))
+        });
+        answers.collect()
     }
 
     fn mapped(&self, region: &str) -> Result<(), Rejection> {
@@ -438,11 +456,10 @@ impl<'a> Router<'a, '_> {
     /// holds its member: a transaction recorded before the member's account moved on is
     /// refused (its refund would land in an account that is no longer there).
     fn route_reverse(&mut self, id: String, command: Command) -> Result<Route, LedgerError> {
-        let regions: Vec<String> = self.queues.keys().cloned().collect();
+        let tx = id.clone();
         let mut holders = Vec::new();
-        for region in regions {
-            let tx = id.clone();
-            if let Some(member) = self.ask(&region, move |ledger| ledger.tx_member(&tx))?? {
+        for (region, member) in self.peek_all(move |ledger| ledger.tx_member(&tx))? {
+            if let Some(member) = member? {
                 holders.push((region, member));
             }
         }
@@ -603,6 +620,17 @@ fn land_owed<'a>(
     Ok(())
 }
 
+/// `task` as a job's task whose answer goes to `to`.
+fn answering<'a, T: Send + 'a>(
+    task: impl FnOnce(&mut Ledger) -> T + Send + 'a,
+    to: SyncSender<T>,
+) -> Task<'a> {
+    Box::new(move |ledger| {
+        let answer = task(ledger);
+        Box::new(move || drop(to.send(answer)))
+    })
+}
+
 fn stopped() -> LedgerError {
     LedgerError::Projection("a region's worker stopped".into())
 }
@@ -664,6 +692,7 @@ fn work(
                     group.tell(ledger.log().durable_end());
                     answer();
                 }
+                Job::Peek(task) => task(ledger)(),
             }
             if group.lines.len() < batch_lines {
                 next = jobs.try_recv().ok();
