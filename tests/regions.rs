@@ -349,8 +349,9 @@ fn routed_apply_settles_as_one_ledger_holding_every_region_does() {
         assert_eq!(replayed["replay"]["digest"], verified["verify"]["digest"]);
     }
     // A reversal of a claim settled before its member moved on is refused, not misdirected.
-    // An id two regions' ledgers both hold is not reversed in either by guess; a bound member
-    // is not moved; an id that looks like the ledger's own owed ids is refused.
+    // A claim id is the map's: one another region's ledger holds is refused, as one ledger
+    // refuses it, and its reversal goes to the ledger holding it; a bound member is not moved;
+    // an id that looks like the ledger's own owed ids is refused.
     let refused = nation.apply(&[
         json!({"cmd": "reverse", "id": "C2", "date": "2024-06-03", "reason": "x"}).to_string(),
         transfer("M02", "2024-06-05", "999999"),
@@ -378,8 +379,8 @@ fn routed_apply_settles_as_one_ledger_holding_every_region_does() {
             "already_enrolled",
             "unknown_member",
             "none",
-            "none",
             "duplicate_id",
+            "none",
             "none",
             "family_binding_open",
             "family_binding_open",
@@ -969,4 +970,47 @@ fn the_service_relays_what_is_in_transit_and_survives_kills() {
         transfers["sent"]
     );
     serve.stop();
+}
+
+/// A transaction id is the map's, as it is one ledger's: an id another region's ledger holds is
+/// refused, one whose line its region refused is free again (in the same run and in the next),
+/// and a reversal goes to the ledger holding its transaction. Every outcome as one ledger
+/// holding every region gives it.
+#[test]
+fn transaction_ids_are_the_maps_as_they_are_one_ledgers() {
+    let nation = Nation::new();
+    let single = TestLedger::directory();
+    let mut setup = policy_lines();
+    setup.push(enroll("A1", "500000", "800.00"));
+    setup.push(enroll("B1", "340100", "800.00"));
+    setup.push(enroll("C1", "510100", "800.00"));
+    let runs = [
+        setup,
+        vec![
+            // Refused (before the enrolment), then the id taken in another region: free.
+            claim("X", "A1", "2023-06-01", "100.00"),
+            claim("X", "B1", "2024-02-01", "100.00"),
+            // Held by 340100 now: refused elsewhere; its reversal goes there.
+            claim("X", "C1", "2024-02-02", "100.00"),
+            json!({"cmd": "reverse", "id": "X", "date": "2024-02-03", "reason": "x"}).to_string(),
+            claim("Y", "A1", "2023-06-01", "100.00"),
+        ],
+        vec![
+            // Y was refused in the run before: free in another region now.
+            claim("Y", "C1", "2024-03-01", "100.00"),
+            claim("Y", "A1", "2024-03-02", "100.00"),
+            json!({"cmd": "reverse", "id": "Y", "date": "2024-03-03", "reason": "y"}).to_string(),
+            json!({"cmd": "reverse", "id": "NONE", "date": "2024-03-03", "reason": "z"})
+                .to_string(),
+        ],
+    ];
+    for lines in runs {
+        let routed = nation.apply(&lines);
+        let (_, one) = single.apply(&lines);
+        let code = |a: &Value| a["error"]["code"].as_str().unwrap_or("none").to_string();
+        let there: Vec<String> = routed.iter().map(code).collect();
+        let here: Vec<String> = one.iter().map(code).collect();
+        assert_eq!(there, here, "{routed:?}");
+    }
+    assert_eq!(nation.verify()["passed"], true);
 }

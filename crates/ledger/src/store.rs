@@ -160,6 +160,18 @@ pub(crate) fn load_region_members(
     Ok(known.clone())
 }
 
+/// The id of every transaction the store keeps.
+pub(crate) fn stored_tx_ids(kv: &Kv) -> Result<Vec<String>, LedgerError> {
+    let mut ids = Vec::new();
+    for entry in kv.scan_prefix(TX_PREFIX) {
+        let (key, _) = entry?;
+        let id = String::from_utf8(key[TX_PREFIX.len()..].to_vec())
+            .map_err(|_| LedgerError::Projection("a transaction key is not UTF-8".into()))?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
 /// A projection entry as the store keeps it: key and value bytes.
 pub(crate) type Entry = (Vec<u8>, Vec<u8>);
 

@@ -308,14 +308,23 @@ fn run_routed(mut held: HeldMap, reader: BodyReader, sink: AnswerSink) {
         sink.send(Bytes::from(text)).map_err(io::Error::other)
     };
     let (regions, relay) = held.writers();
-    let routed = gongji_ledger::regions::apply_routed(
-        regions,
-        relay,
-        io::BufReader::new(reader),
-        BATCH_LINES,
-        &mut deliver,
-        &mut |_| {},
-    );
+    // A panic on one of its threads leaves the writers in doubt: told as a ledger's failure.
+    let routed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        gongji_ledger::regions::apply_routed(
+            regions,
+            relay,
+            io::BufReader::new(reader),
+            BATCH_LINES,
+            &mut deliver,
+            &mut |_| {},
+        )
+    }));
+    let routed = routed.unwrap_or_else(|_| {
+        let why = "a thread of the routed apply panicked".to_string();
+        Err(RoutedError::Ledger(gongji_ledger::LedgerError::Projection(
+            why,
+        )))
+    });
     let ended = match &routed {
         Ok(summary) => {
             for (transfer, why) in &summary.left_in_transit {

@@ -149,6 +149,7 @@ pub fn apply_routed(
         map,
         ledgers,
         directory,
+        txs,
         durable,
     } = regions;
     let stop = AtomicBool::new(false);
@@ -183,6 +184,8 @@ pub fn apply_routed(
             queues,
             done: done_tx,
             directory,
+            txs: &mut *txs,
+            routed_txs: HashMap::new(),
             in_transit,
             stop,
             summary: RoutedSummary::default(),
@@ -196,12 +199,26 @@ pub fn apply_routed(
         }
         let summary = router.summary.clone();
         let unreadable = router.unreadable.take();
+        let routed_txs = std::mem::take(&mut router.routed_txs);
         drop(router);
-        let delivered = printer
+        let (refused, failed) = printer
             .join()
             .map_err(|_| LedgerError::Projection("the outcome printer panicked".into()))?;
+        // The transactions whose lines were refused are not held where they were sent; the
+        // others are now known to be (after a region's failure, the writers are opened again).
+        txs.routed.clear();
+        for line in &refused {
+            if let Some((id, region)) = routed_txs.get(line) {
+                if txs.held.get(id).is_some_and(|(r, _)| r == region) {
+                    txs.held.remove(id);
+                }
+            }
+        }
         // A region's own failure says more than the router's "a worker stopped".
-        let rejected = delivered?;
+        if let Some(failed) = failed {
+            return Err(failed);
+        }
+        let rejected = refused.len() as u64;
         if let Some((after_line, error)) = unreadable {
             return Err(RoutedError::Input { after_line, error });
         }
@@ -218,6 +235,10 @@ struct Router<'a, 'd> {
     queues: BTreeMap<String, SyncSender<Job<'a>>>,
     done: SyncSender<Done>,
     directory: &'d mut HashMap<String, String>,
+    txs: &'d mut super::TxDirectory,
+    /// This run's claim and payment lines: line -> (id, region sent to). Until its outcome is
+    /// known, a transaction routed here may have been refused there.
+    routed_txs: HashMap<usize, (String, String)>,
     /// Members sent by this apply whose transfer did not land: member -> (transfer, destination).
     in_transit: HashMap<String, (String, String)>,
     /// Set by a failing worker or printer: the router stops routing.
@@ -311,24 +332,16 @@ impl<'a> Router<'a, '_> {
         rx.recv().map_err(|_| stopped())
     }
 
-    /// Asks `question` of every region's ledger at once, each once the lines queued to it
-    /// before are decided (not waiting for their sync: see [`Job::Peek`]); the answers by
-    /// region.
-    fn peek_all<T: Send + 'a>(
+    /// Asks `question` of `region`'s ledger once the lines queued to it before are decided
+    /// (not waiting for their sync: see [`Job::Peek`]), and waits for the answer.
+    fn peek<T: Send + 'a>(
         &self,
-        question: impl Fn(&mut Ledger) -> T + Send + Sync + Clone + 'a,
-    ) -> Result<Vec<(String, T)>, LedgerError> {
-        let mut waiting = Vec::new();
-        for region in self.queues.keys() {
-            let (tx, rx) = mpsc::sync_channel(1);
-            self.send(region, Job::Peek(answering(question.clone(), tx)))?;
-            waiting.push((region.clone(), rx));
-        }
-        let answers = waiting.into_iter().map(|(region, rx)| {
-            let answer = rx.recv().map_err(|_| stopped())?;
-            Ok((region, answer))
-        });
-        answers.collect()
+        region: &str,
+        question: impl FnOnce(&mut Ledger) -> T + Send + 'a,
+    ) -> Result<T, LedgerError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(region, Job::Peek(answering(question, tx)))?;
+        rx.recv().map_err(|_| stopped())
     }
 
     fn mapped(&self, region: &str) -> Result<(), Rejection> {
@@ -369,12 +382,17 @@ impl<'a> Router<'a, '_> {
             Command::Enroll { member, region, .. } => {
                 return self.route_enroll(member.clone(), region.clone(), command)
             }
+            Command::Claim { id, member, .. }
+            | Command::AccountPay {
+                id, holder: member, ..
+            } => {
+                let (id, member) = (id.clone(), member.clone());
+                return self.route_tx(id, member, command);
+            }
             Command::Retire { member, .. }
             | Command::Contribute { member, .. }
-            | Command::Claim { member, .. }
             | Command::Decease { member, .. }
             | Command::Inherit { member, .. }
-            | Command::AccountPay { holder: member, .. }
             | Command::BindFamily { holder: member, .. }
             | Command::UnbindFamily { holder: member, .. } => self.holder(member),
             Command::Reverse { id, .. } => return self.route_reverse(id.clone(), command),
@@ -456,14 +474,7 @@ impl<'a> Router<'a, '_> {
     /// holds its member: a transaction recorded before the member's account moved on is
     /// refused (its refund would land in an account that is no longer there).
     fn route_reverse(&mut self, id: String, command: Command) -> Result<Route, LedgerError> {
-        let tx = id.clone();
-        let mut holders = Vec::new();
-        for (region, member) in self.peek_all(move |ledger| ledger.tx_member(&tx))? {
-            if let Some(member) = member? {
-                holders.push((region, member));
-            }
-        }
-        if holders.len() > 1 {
+        if let Some(holders) = self.txs.ambiguous.get(&id) {
             let named: Vec<String> = holders
                 .iter()
                 .map(|(region, member)| format!("region {region} (member {member})"))
@@ -476,22 +487,67 @@ impl<'a> Router<'a, '_> {
                 ),
             )));
         }
-        if let Some((region, member)) = holders.pop() {
-            return Ok(match self.directory.get(&member) {
-                Some(holder) if *holder == region => Route::To(region, command),
-                holder => Route::Refused(Rejection::new(
-                    RejectionCode::AccountMoved,
-                    format!(
-                        "transaction {id} was recorded in region {region}, and member {member}'s account has moved on (to {}): a reversal across regions' ledgers is not supported",
-                        holder.map_or("a region not holding it yet", String::as_str)
-                    ),
-                )),
-            });
+        let Some((region, member)) = self.txs.held.get(&id).cloned() else {
+            return Ok(Route::Refused(Rejection::new(
+                RejectionCode::UnknownTransaction,
+                format!("no region of the map holds transaction {id}"),
+            )));
+        };
+        Ok(match self.directory.get(&member) {
+            Some(holder) if *holder == region => Route::To(region, command),
+            holder => Route::Refused(Rejection::new(
+                RejectionCode::AccountMoved,
+                format!(
+                    "transaction {id} was recorded in region {region}, and member {member}'s account has moved on (to {}): a reversal across regions' ledgers is not supported",
+                    holder.map_or("a region not holding it yet", String::as_str)
+                ),
+            )),
+        })
+    }
+
+    /// A claim or an account payment goes to the region holding its member; its id is the
+    /// map's: one another region's ledger holds is refused (`duplicate_id`), as one ledger
+    /// refuses an id it holds. An id this run sent to another region, whose line may have been
+    /// refused there, is asked of that region first.
+    fn route_tx(
+        &mut self,
+        id: String,
+        member: String,
+        command: Command,
+    ) -> Result<Route, LedgerError> {
+        let region = match self.holder(&member) {
+            Ok(region) => region,
+            Err(rejection) => return Ok(Route::Refused(rejection)),
+        };
+        let duplicate = |held_in: &str| {
+            Route::Refused(Rejection::new(
+                RejectionCode::DuplicateId,
+                format!(
+                    "transaction {id} is held by region {held_in}'s ledger: an id is the map's"
+                ),
+            ))
+        };
+        if let Some(holders) = self.txs.ambiguous.get(&id) {
+            return Ok(duplicate(&holders[0].0));
         }
-        Ok(Route::Refused(Rejection::new(
-            RejectionCode::UnknownTransaction,
-            format!("no region of the map holds transaction {id}"),
-        )))
+        if let Some((held_in, _)) = self.txs.held.get(&id).cloned() {
+            if held_in == region {
+                // That ledger refuses it as its own duplicate, or takes it if it refused it
+                // before.
+                return Ok(Route::To(region, command));
+            }
+            let unsure = self.txs.routed.contains(&id);
+            let tx = id.clone();
+            if !unsure || self.peek(&held_in, move |l| l.tx_member(&tx))??.is_some() {
+                return Ok(duplicate(&held_in));
+            }
+        }
+        self.txs.held.insert(id.clone(), (region.clone(), member));
+        self.txs.routed.insert(id.clone());
+        // Routed on the line being read: `summary.lines` counts it.
+        self.routed_txs
+            .insert(self.summary.lines as usize, (id, region.clone()));
+        Ok(Route::To(region, command))
     }
 
     /// Sends the transfer in the source's ledger and, once durable, lands it in the
@@ -519,10 +575,10 @@ impl<'a> Router<'a, '_> {
         // Its last event says whether it was sent (a refused send leaves an older transfer
         // there, or none; carrying an older one again is refused by its destination as already
         // received).
-        let sent = self.ask(from, move |ledger| ledger.last_sent(&id))??;
-        let landed = match sent {
-            Some(sent) => self.land_sent(member, sent),
-            None => Ok(()),
+        let landed = match self.ask(from, move |ledger| ledger.last_sent(&id)) {
+            Ok(Ok(Some(sent))) => self.land_sent(member, sent),
+            Ok(Ok(None)) => Ok(()),
+            Ok(Err(error)) | Err(error) => Err(error),
         };
         self.done
             .send(Done::Outcomes(vec![(line, outcome)]))
@@ -653,8 +709,14 @@ fn work(
         syncing: None,
         told,
     };
-    let fail = |error: LedgerError| {
+    // A failed worker's ledger is stopped, as a failed stream's is: lines decided and not
+    // made durable are discarded, and nothing is written through it again.
+    let fail = |ledger: &mut Ledger, error: LedgerError| {
         stop.store(true, Ordering::Relaxed);
+        ledger.stopped = Some(format!("a routed apply's worker failed: {error}"));
+        if let Some(staged) = &mut ledger.events {
+            staged.discard();
+        }
         let _ = done.send(Done::Failed(region.to_string(), error));
     };
     loop {
@@ -668,7 +730,7 @@ fn work(
                 Ok(job) => job,
                 Err(mpsc::TryRecvError::Empty) => {
                     if let Err(error) = group.hand_on_syncing(&done) {
-                        return fail(error);
+                        return fail(ledger, error);
                     }
                     continue;
                 }
@@ -680,13 +742,13 @@ fn work(
             match job {
                 Job::Line { line, parsed, held } => {
                     if let Err(error) = ledger.apply_parsed(parsed, now_micros()) {
-                        return fail(error);
+                        return fail(ledger, error);
                     }
                     group.lines.push((line, held));
                 }
                 Job::Run(task) => {
                     if let Err(error) = group.settle(ledger, &done) {
-                        return fail(error);
+                        return fail(ledger, error);
                     }
                     let answer = task(ledger);
                     group.tell(ledger.log().durable_end());
@@ -699,14 +761,14 @@ fn work(
             }
         }
         if let Err(error) = group.sync_next(ledger, &done) {
-            return fail(error);
+            return fail(ledger, error);
         }
     }
     if let Err(error) = group
         .settle(ledger, &done)
         .and_then(|()| ledger.commit().map(drop))
     {
-        fail(error);
+        fail(ledger, error);
     }
 }
 
@@ -745,7 +807,8 @@ impl Group {
         let mut outcomes = Vec::with_capacity(syncing.outcomes.len());
         for ((line, held), outcome) in syncing.outcomes {
             match held {
-                Some(held) => held.send(outcome).map_err(|_| stopped())?,
+                // Only a router gone (the apply ending) leaves nobody to take it.
+                Some(held) => drop(held.send(outcome)),
                 None => outcomes.push((line, outcome)),
             }
         }
@@ -787,31 +850,43 @@ impl Group {
     }
 }
 
-/// Hands the outcomes to `sink` in input order; the rejected lines counted.
+/// Hands the outcomes to `sink` in input order; the lines rejected (every one decided, also
+/// after a failure), and the failure if there was one.
 fn deliver(
     done: Receiver<Done>,
     sink: &mut RoutedSink<'_>,
     stop: &AtomicBool,
-) -> Result<u64, RoutedError> {
+) -> (Vec<usize>, Option<RoutedError>) {
     let mut waiting: BTreeMap<usize, LineOutcome> = BTreeMap::new();
     let mut next = 1usize;
-    let mut rejected = 0u64;
+    let mut rejected = Vec::new();
     let mut failed = None;
-    // After a failure the messages are still taken (and dropped), so that no worker waits
-    // on this channel for ever.
+    // After a failure the messages are still taken (their refusals noted, nothing handed on),
+    // so that no worker waits on this channel for ever.
     while let Ok(message) = done.recv() {
         match message {
-            Done::Outcomes(_) if failed.is_some() => continue,
+            Done::Outcomes(outcomes) if failed.is_some() => {
+                let refused = outcomes
+                    .iter()
+                    .filter(|(_, o)| matches!(o, LineOutcome::Rejected(_)));
+                rejected.extend(refused.map(|(line, _)| *line));
+                continue;
+            }
             Done::Outcomes(outcomes) => waiting.extend(outcomes),
             Done::Failed(region, error) => {
-                let error = LedgerError::Projection(format!("region {region}: {error}"));
-                failed.get_or_insert(RoutedError::Ledger(error));
+                // A region's failure is told even after the sink's: its ledger is stopped.
+                if !matches!(failed, Some(RoutedError::Ledger(_))) {
+                    let error = LedgerError::Projection(format!("region {region}: {error}"));
+                    failed = Some(RoutedError::Ledger(error));
+                }
                 continue;
             }
         }
         let mut run = Vec::new();
         while let Some(outcome) = waiting.remove(&next) {
-            rejected += u64::from(matches!(outcome, LineOutcome::Rejected(_)));
+            if matches!(outcome, LineOutcome::Rejected(_)) {
+                rejected.push(next);
+            }
             run.push((next, outcome));
             next += 1;
         }
@@ -822,8 +897,9 @@ fn deliver(
             }
         }
     }
-    match failed {
-        Some(error) => Err(error),
-        None => Ok(rejected),
-    }
+    let refused = waiting
+        .iter()
+        .filter(|(_, o)| matches!(o, LineOutcome::Rejected(_)));
+    rejected.extend(refused.map(|(line, _)| *line));
+    (rejected, failed)
 }

@@ -21,7 +21,7 @@ mod apply;
 mod national;
 mod relay;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use gongji_domain::state::Member;
@@ -222,10 +222,30 @@ pub struct Regions {
     pub ledgers: BTreeMap<String, Ledger>,
     /// Which region holds each member now.
     pub directory: HashMap<String, String>,
+    /// Which region's ledger holds each transaction.
+    pub txs: TxDirectory,
     /// Told (region, durable end) by a routed apply each time a region's ledger made lines
     /// durable, before their outcomes are handed on (a service raises what its readers wait
     /// for with it).
     pub durable: Option<DurableHook>,
+}
+
+/// Which region's ledger holds each transaction (a claim or an account payment), and its
+/// member: built when the map is opened from each region's stored transactions, kept by a
+/// routed apply from the lines it routes. A transaction id is the map's: a claim or payment
+/// whose id another region's ledger holds is refused (`duplicate_id`), and a reversal is sent
+/// to the ledger holding its transaction without asking every region.
+#[derive(Debug, Default)]
+pub struct TxDirectory {
+    /// Id -> (region, member).
+    pub held: HashMap<String, (String, String)>,
+    /// Ids a routed apply sent to a region whose ledger may have refused the line (its
+    /// outcome not known yet): asked of that ledger before they are relied on to refuse
+    /// another. Emptied at the apply's end, the refused ones taken out of `held`.
+    pub routed: HashSet<String>,
+    /// Ids two regions' ledgers both hold (from before ids were the map's): (region, member)
+    /// of each. A reversal of one is refused.
+    pub ambiguous: HashMap<String, Vec<(String, String)>>,
 }
 
 /// See [`Regions::durable`].
@@ -249,7 +269,17 @@ impl Regions {
             ledgers.insert(region.clone(), ledger);
         }
         let mut directory = HashMap::new();
+        let mut txs = TxDirectory::default();
         for (region, ledger) in &mut ledgers {
+            for (id, member) in ledger.tx_members()? {
+                let here = (region.clone(), member);
+                if let Some(ambiguous) = txs.ambiguous.get_mut(&id) {
+                    ambiguous.push(here);
+                } else if let Some(other) = txs.held.insert(id.clone(), here.clone()) {
+                    txs.held.remove(&id);
+                    txs.ambiguous.insert(id, vec![other, here]);
+                }
+            }
             for member in ledger.region_member_ids(region)? {
                 if let Some(other) = directory.insert(member.clone(), region.clone()) {
                     return Err(LedgerError::Projection(format!(
@@ -262,6 +292,7 @@ impl Regions {
             map,
             ledgers,
             directory,
+            txs,
             durable: None,
         })
     }
@@ -444,6 +475,18 @@ impl Ledger {
     ) -> Result<Option<gongji_domain::state::TxKind>, LedgerError> {
         self.load_tx(id)?;
         Ok(self.state.txs.get(id).map(|tx| tx.kind.clone()))
+    }
+
+    /// Every transaction this ledger holds, with its member.
+    pub fn tx_members(&mut self) -> Result<Vec<(String, String)>, LedgerError> {
+        self.store_unstored()?;
+        let mut found = Vec::new();
+        for id in crate::store::stored_tx_ids(&self.kv)? {
+            if let Some(member) = self.tx_member(&id)? {
+                found.push((id, member));
+            }
+        }
+        Ok(found)
     }
 
     /// The member of the transaction (a claim or an account payment) `id`, if this ledger
