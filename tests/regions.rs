@@ -133,6 +133,39 @@ impl Nation {
         report
     }
 
+    /// Every region's archive exported and checked alone, then `audit check-transfers` over
+    /// them all, which must pass: the archives (`REGION=FILE`) and its report.
+    fn archives_checked(&self) -> (Vec<String>, Value) {
+        let mut all = Vec::new();
+        for region in REGIONS {
+            let archive = self.dir.path().join(format!("{region}.archive"));
+            let out = Command::new(gongji_path())
+                .args(self.region_data(region))
+                .args(["audit", "export"])
+                .arg(&archive)
+                .arg("--json")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+            let out = Command::new(gongji_path())
+                .args(["audit", "check"])
+                .arg(&archive)
+                .arg("--json")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{region}: {}", text(&out));
+            all.push(format!("{region}={}", archive.display()));
+        }
+        let out = Command::new(gongji_path())
+            .args(["audit", "check-transfers"])
+            .args(&all)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        (all, serde_json::from_slice(&out.stdout).unwrap())
+    }
+
     /// `--data` (and `--pg-log`) naming one region's own ledger.
     fn region_data(&self, region: &str) -> Vec<String> {
         let pg = match region {
@@ -514,6 +547,11 @@ fn transfers_land_exactly_once_through_kills() {
     for region in &report["regions"].as_array().unwrap()[..] {
         assert_eq!(region["verify"]["failure"], Value::Null, "{region}");
     }
+    // The regions' archives match each other as the ledgers do.
+    let (_, across) = nation.archives_checked();
+    assert_eq!(across["transfers"]["sent"], transfers["sent"]);
+    assert_eq!(across["transfers"]["received"], transfers["sent"]);
+    assert_eq!(across["held"], report["held"]);
     // Every member is held by exactly one region, and answers there.
     for member in &members {
         nation.query(&["account", member, "--json"]);
@@ -538,46 +576,9 @@ fn a_region_moves_to_another_store_without_losing_or_doubling_anything() {
     let before = nation.verify();
     assert_eq!(before["passed"], true, "{before}");
 
-    // Every region's archive checks alone.
-    for region in REGIONS {
-        let archive = nation.dir.path().join(format!("{region}.archive"));
-        let out = Command::new(gongji_path())
-            .args(nation.region_data(region))
-            .args(["audit", "export"])
-            .arg(&archive)
-            .arg("--json")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
-        let out = Command::new(gongji_path())
-            .args(["audit", "check"])
-            .arg(&archive)
-            .arg("--json")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{region}: {}", text(&out));
-    }
-
-    // The three archives match each other: every transfer, every fund event owed.
-    let archive_of = |region: &str| {
-        format!(
-            "{region}={}",
-            nation
-                .dir
-                .path()
-                .join(format!("{region}.archive"))
-                .display()
-        )
-    };
-    let all: Vec<String> = REGIONS.iter().map(|r| archive_of(r)).collect();
-    let out = Command::new(gongji_path())
-        .args(["audit", "check-transfers"])
-        .args(&all)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let across: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Every region's archive checks alone, and the three match each other: every transfer,
+    // every fund event owed.
+    let (all, across) = nation.archives_checked();
     assert_eq!(across["transfers"]["sent"], 5);
     assert_eq!(across["transfers"]["received"], 5);
     assert_eq!(across["transfers"]["owed"], 6);
