@@ -995,6 +995,9 @@ fn transaction_ids_are_the_maps_as_they_are_one_ledgers() {
             claim("X", "C1", "2024-02-02", "100.00"),
             json!({"cmd": "reverse", "id": "X", "date": "2024-02-03", "reason": "x"}).to_string(),
             claim("Y", "A1", "2023-06-01", "100.00"),
+            // Refused, then taken in the same region: held there.
+            claim("Z", "A1", "2023-06-01", "100.00"),
+            claim("Z", "A1", "2024-02-05", "100.00"),
         ],
         vec![
             // Y was refused in the run before: free in another region now.
@@ -1003,6 +1006,8 @@ fn transaction_ids_are_the_maps_as_they_are_one_ledgers() {
             json!({"cmd": "reverse", "id": "Y", "date": "2024-03-03", "reason": "y"}).to_string(),
             json!({"cmd": "reverse", "id": "NONE", "date": "2024-03-03", "reason": "z"})
                 .to_string(),
+            claim("Z", "B1", "2024-03-04", "100.00"),
+            json!({"cmd": "reverse", "id": "Z", "date": "2024-03-05", "reason": "z"}).to_string(),
         ],
     ];
     for lines in runs {

@@ -10,7 +10,7 @@
 //! stays in transit for `relay`, and lines naming its member are refused (`in_transit`) until
 //! it lands.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{self, BufRead};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -204,16 +204,23 @@ pub fn apply_routed(
         let (refused, failed) = printer
             .join()
             .map_err(|_| LedgerError::Projection("the outcome printer panicked".into()))?;
-        // The transactions whose lines were refused are not held where they were sent; the
-        // others are now known to be (after a region's failure, the writers are opened again).
-        txs.routed.clear();
-        for line in &refused {
-            if let Some((id, region)) = routed_txs.get(line) {
-                if txs.held.get(id).is_some_and(|(r, _)| r == region) {
-                    txs.held.remove(id);
-                }
+        // A transaction this run sent to a region is held there if one of its lines there was
+        // taken; if every one was refused, it is not (after a region's failure, the writers
+        // are opened again and the directory built afresh).
+        let refused_lines: HashSet<usize> = refused.iter().copied().collect();
+        let taken: HashSet<(&str, &str)> = (routed_txs.iter())
+            .filter(|(line, _)| !refused_lines.contains(line))
+            .map(|(_, (id, region))| (id.as_str(), region.as_str()))
+            .collect();
+        for (line, (id, region)) in &routed_txs {
+            let untaken = refused_lines.contains(line)
+                && !taken.contains(&(id.as_str(), region.as_str()))
+                && txs.routed.contains(id);
+            if untaken && txs.held.get(id).is_some_and(|(r, _)| r == region) {
+                txs.held.remove(id);
             }
         }
+        txs.routed.clear();
         // A region's own failure says more than the router's "a worker stopped".
         if let Some(failed) = failed {
             return Err(failed);
@@ -533,7 +540,11 @@ impl<'a> Router<'a, '_> {
         if let Some((held_in, _)) = self.txs.held.get(&id).cloned() {
             if held_in == region {
                 // That ledger refuses it as its own duplicate, or takes it if it refused it
-                // before.
+                // before (then this line is what holds it there).
+                if self.txs.routed.contains(&id) {
+                    self.routed_txs
+                        .insert(self.summary.lines as usize, (id, region.clone()));
+                }
                 return Ok(Route::To(region, command));
             }
             let unsure = self.txs.routed.contains(&id);
