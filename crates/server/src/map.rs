@@ -73,6 +73,8 @@ pub struct MapService {
     /// Member -> region, as the writers last published it.
     directory: RwLock<Arc<HashMap<String, String>>>,
     read_max: Duration,
+    /// Raises a region's view's durable end: given to the writers each time they are opened.
+    durable: regions::DurableHook,
 }
 
 struct Writers {
@@ -108,33 +110,23 @@ impl MapService {
             views.insert(region.clone(), view);
         }
         let directory = RwLock::new(Arc::new(writers.regions.directory.clone()));
+        let durable = durable_hook(&views);
         let service = MapService {
             config,
             writers: Arc::new(Mutex::new(None)),
             views,
             directory,
             read_max,
+            durable,
         };
         let mut writers = writers;
-        writers.regions.durable = Some(service.durable_hook());
+        writers.regions.durable = Some(service.durable.clone());
         service
             .writers
             .try_lock()
             .expect("nobody else has it yet")
             .replace(writers);
         Ok(service)
-    }
-
-    /// Raises a region's durable end for its readers.
-    fn durable_hook(&self) -> regions::DurableHook {
-        let ends: HashMap<String, Arc<Metrics>> = (self.views.iter())
-            .map(|(region, view)| (region.clone(), view.metrics.clone()))
-            .collect();
-        Arc::new(move |region: &str, end: u64| {
-            if let Some(metrics) = ends.get(region) {
-                metrics.durable_position.fetch_max(end, Ordering::AcqRel);
-            }
-        })
     }
 
     /// The writers, once no other stream holds them (within `read_max`), opened again if the
@@ -347,6 +339,18 @@ impl MapService {
     }
 }
 
+/// Raises a region's durable end for the readers of its view.
+fn durable_hook(views: &BTreeMap<String, View>) -> regions::DurableHook {
+    let ends: HashMap<String, Arc<Metrics>> = (views.iter())
+        .map(|(region, view)| (region.clone(), view.metrics.clone()))
+        .collect();
+    Arc::new(move |region: &str, end: u64| {
+        if let Some(metrics) = ends.get(region) {
+            metrics.durable_position.fetch_max(end, Ordering::AcqRel);
+        }
+    })
+}
+
 /// The writers held (on a blocking thread).
 pub struct HeldMap {
     guard: OwnedMutexGuard<Option<Writers>>,
@@ -372,7 +376,7 @@ impl HeldMap {
                 format!("the regions' ledgers cannot be opened: {why}"),
             )
         })?;
-        regions.durable = Some(self.service.durable_hook());
+        regions.durable = Some(self.service.durable.clone());
         *self.guard = Some(Writers {
             regions,
             relay: RelayCursor::default(),
@@ -396,9 +400,8 @@ impl HeldMap {
         let Some(writers) = self.guard.as_ref() else {
             return;
         };
-        let hook = self.service.durable_hook();
         for (region, ledger) in &writers.regions.ledgers {
-            hook(region, ledger.log().durable_end());
+            (self.service.durable)(region, ledger.log().durable_end());
         }
         let directory = Arc::new(writers.regions.directory.clone());
         *(self.service.directory.write()).unwrap_or_else(PoisonError::into_inner) = directory;

@@ -334,9 +334,7 @@ impl<'a> Router<'a, '_> {
         region: &str,
         task: impl FnOnce(&mut Ledger) -> T + Send + 'a,
     ) -> Result<T, LedgerError> {
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(region, Job::Run(answering(task, tx)))?;
-        rx.recv().map_err(|_| stopped())
+        self.answered(region, Job::Run, task)
     }
 
     /// Asks `question` of `region`'s ledger once the lines queued to it before are decided
@@ -346,8 +344,18 @@ impl<'a> Router<'a, '_> {
         region: &str,
         question: impl FnOnce(&mut Ledger) -> T + Send + 'a,
     ) -> Result<T, LedgerError> {
+        self.answered(region, Job::Peek, question)
+    }
+
+    /// Queues `task` to `region` as the job `kind` makes of it, and waits for its answer.
+    fn answered<T: Send + 'a>(
+        &self,
+        region: &str,
+        kind: fn(Task<'a>) -> Job<'a>,
+        task: impl FnOnce(&mut Ledger) -> T + Send + 'a,
+    ) -> Result<T, LedgerError> {
         let (tx, rx) = mpsc::sync_channel(1);
-        self.send(region, Job::Peek(answering(question, tx)))?;
+        self.send(region, kind(answering(task, tx)))?;
         rx.recv().map_err(|_| stopped())
     }
 
