@@ -244,7 +244,7 @@ fn archive_check_names_a_changed_byte_a_removed_a_reordered_and_an_added_record(
     // A byte changed inside record 10's payload.
     let mut changed = owned.clone();
     let at = record_line(10);
-    changed[at] = changed[at].replacen("\"payload\":\"01", "\"payload\":\"02", 1);
+    changed[at] = changed[at].replacen("\"payload\":\"02", "\"payload\":\"03", 1);
     assert_ne!(changed[at], owned[at]);
     let (code, said) = check(&write("changed.jsonl", changed));
     assert_eq!(code, 1, "{said}");

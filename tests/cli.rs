@@ -304,7 +304,7 @@ fn a_command_that_only_reads_refuses_a_directory_holding_no_ledger_and_creates_n
 }
 
 /// Every subcommand of `gongji`, as its help is asked for.
-const SUBCOMMANDS: [&[&str]; 20] = [
+const SUBCOMMANDS: [&[&str]; 21] = [
     &["apply"],
     &["account"],
     &["year"],
@@ -323,6 +323,7 @@ const SUBCOMMANDS: [&[&str]; 20] = [
     &["reconcile", "totals"],
     &["settlement"],
     &["policy", "load"],
+    &["policy", "check"],
     &["policy", "list"],
     &["rebuild"],
 ];

@@ -99,7 +99,7 @@ fn an_archive_that_does_not_restore_leaves_no_log_behind() {
         .collect();
     // A byte changed inside record 10's payload (line 12): records 0..9 were appended first.
     let mut changed = lines.clone();
-    changed[12] = changed[12].replacen("\"payload\":\"01", "\"payload\":\"02", 1);
+    changed[12] = changed[12].replacen("\"payload\":\"02", "\"payload\":\"03", 1);
     assert_ne!(changed[12], lines[12]);
     // Cut short: no manifest, so not complete.
     let cut = lines[..lines.len() - 1].to_vec();

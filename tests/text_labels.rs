@@ -343,7 +343,7 @@ fn history_and_explain_name_the_event_kinds_with_their_codes_and_local_times() {
     assert_eq!(value_of(&said, "个人账户余额"), "1,370.00 元 -> 984.50 元");
     assert!(said.contains("  事件：\n    位置  "), "{said}");
     // The steps are told in Chinese from the settlement's figures.
-    assert!(said.contains("\n  1. 按政策 500000/2024-01-01：人员类别 在职 (active)，医院等级 3，结算渠道 定点医疗机构 (institution)\n"), "{said}");
+    assert!(said.contains("\n  1. 按政策 500000/2024-01-01：人员类别 在职 (active)，医院等级 3（医院 (hospital)），结算渠道 定点医疗机构 (institution)\n"), "{said}");
     assert!(said.contains("\n  4. （650.00 元 − 50.00 元）× 支付比例 0.5（本年此前普通门诊费用 150.00 元）= 300.00 元，四舍五入到分\n"), "{said}");
     assert!(
         said.contains(

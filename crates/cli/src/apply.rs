@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use gongji_ledger::{now_micros, DurableGroup, LineOutcome, StreamError, StreamOptions};
 use gongji_recon::words::Lang;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::args::ApplyArgs;
 use crate::failure::{Code, Failure};
@@ -165,12 +165,11 @@ fn exit_for(rejected: usize) -> ExitCode {
     }
 }
 
-/// `gongji policy load FILE`: one `load_policy` line, committed, its outcome printed.
+/// `gongji policy load FILE`: one `load_policy` line, committed, its outcome printed. A file
+/// that is not a policy version is refused before the ledger is opened, naming the file and
+/// the field ([`crate::policy_file::read`]).
 pub fn policy_load(data: &Location, file: &Path, json: bool) -> Result<ExitCode, Failure> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Failure::io(format!("cannot read {}: {e}", file.display())))?;
-    let policy: Value = serde_json::from_str(&text)
-        .map_err(|e| Failure::bad_input(format!("{} is not JSON: {e}", file.display())))?;
+    let (policy, _) = crate::policy_file::read(file)?;
     let line = json!({"cmd": "load_policy", "policy": policy}).to_string();
     let mut ledger = open_or_create(data)?;
     ledger.apply_line(&line, now_micros())?;

@@ -104,11 +104,14 @@ pub enum Cmd {
     /// What the funds owe an institution for a month: pooled and large-amount funds, reversals
     /// netted.
     Settlement(SettlementArgs),
-    /// Policy versions: load one from a file, or list those loaded.
+    /// Policy versions: load one from a file, check a file, or list those loaded.
     Policy {
         #[command(subcommand)]
         action: PolicyCmd,
     },
+    /// What a proposed policy version would have cost: every claim of its region (and period)
+    /// settled again under it, in memory, the ledger untouched (see docs/whatif.md)
+    Whatif(WhatIfArgs),
     /// Drop every projection and rebuild them from the log.
     Rebuild {
         /// The result as JSON on standard output.
@@ -392,10 +395,46 @@ pub enum PolicyCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check a policy file, with no ledger: its rules as a clerk reads them and what the
+    /// lint finds (rules that never apply, claims no rule covers, …); exit 1 if it finds
+    /// anything. `policy load` refuses what it finds.
+    Check {
+        /// The policy version (one JSON file, see policies/ and docs/policies.md).
+        file: PathBuf,
+        /// The rules and the findings as one JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the policy versions loaded, per region.
     List {
         /// One JSON object per version on standard output (JSON Lines).
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+pub struct WhatIfArgs {
+    /// The proposed policy version (a policy file, as `policy load` takes).
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// The region to try it on: the proposal's own (anything else is refused).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Only claims whose own date is on or after this day (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_day)]
+    pub from: Option<gongji_domain::Day>,
+    /// Only claims whose own date is on or before this day (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_day)]
+    pub to: Option<gongji_domain::Day>,
+    /// Also write one CSV row per claim and reversal, with both settlements, to this file.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// The whole report as one JSON object on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_day(text: &str) -> Result<gongji_domain::Day, String> {
+    text.parse()
 }

@@ -9,7 +9,8 @@
 //! of the command line included; everything is printed through `print` (a closed standard
 //! output ends the output quietly, never in a panic); `try_main` dispatches to one small function
 //! per command, in the module of its kind: `apply` (commands that write), `query`, `audit`
-//! (auditors and operators), `reconcile`, `serve` (the service and its tokens). What every `--json` answer looks like is
+//! (auditors and operators), `reconcile`, `serve` (the service and its tokens), `policy_file`
+//! (reading a policy file; `policy check`, which needs no ledger). What every `--json` answer looks like is
 //! `docs/answers.md`.
 //! Text for people is written by `text` (labels in the language chosen by `--lang` or
 //! `GONGJI_LANG`, Chinese by default). `--data` is parsed once, by `location`, into a data
@@ -23,12 +24,14 @@ mod failure;
 mod location;
 mod open;
 mod output;
+mod policy_file;
 mod print;
 mod query;
 mod reconcile;
 mod regions;
 mod serve;
 mod text;
+mod whatif;
 
 /// mimalloc rather than the system allocator: `apply` and `rebuild` allocate and free small
 /// strings and buffers by the million (about a fifth of their instructions went to glibc's
@@ -107,6 +110,7 @@ fn wants_json(command: &Cmd) -> bool {
         Cmd::Explain(args) => args.json,
         Cmd::Settlement(args) => args.json,
         Cmd::Rebuild { json } | Cmd::Relay { json } => *json,
+        Cmd::Whatif(args) => args.json,
         Cmd::Serve(_) | Cmd::Token { .. } => false,
         Cmd::Audit { action } => match action {
             AuditCmd::Replay { json }
@@ -122,7 +126,9 @@ fn wants_json(command: &Cmd) -> bool {
             ReconcileCmd::Totals { json, .. } => *json,
         },
         Cmd::Policy { action } => match action {
-            PolicyCmd::Load { json, .. } | PolicyCmd::List { json } => *json,
+            PolicyCmd::Load { json, .. }
+            | PolicyCmd::Check { json, .. }
+            | PolicyCmd::List { json } => *json,
         },
     }
 }
@@ -140,6 +146,12 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
     } = &cli.command
     {
         return regions::check_transfers(archives, *json);
+    }
+    if let Cmd::Policy {
+        action: PolicyCmd::Check { file, json },
+    } = &cli.command
+    {
+        return policy_file::check(file, *json);
     }
     if let Some(map) = &cli.regions {
         open::configure(&Location::Dir(map.clone()), cli.projections, cli.wait)?;
@@ -183,8 +195,10 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Policy { action } => match action {
             PolicyCmd::Load { file, json } => apply::policy_load(data, &file, json),
             PolicyCmd::List { json } => query::policy_list(data, json),
+            PolicyCmd::Check { .. } => unreachable!("answered above with no ledger"),
         },
         Cmd::Rebuild { json } => audit::rebuild(data, json),
+        Cmd::Whatif(args) => whatif::whatif(data, &args),
         Cmd::Relay { .. } => unreachable!("refused above without --regions"),
         Cmd::Serve(args) => serve::serve(data, &args),
         Cmd::Token { action } => serve::token(data, &action),

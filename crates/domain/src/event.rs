@@ -10,10 +10,30 @@ use crate::money::{Money, Rate};
 use crate::policy::{CreditSource, PolicyVersion};
 use crate::state::{EntityRef, Member};
 use crate::time::{Day, Month};
-use crate::types::{Channel, FundKind, Purpose, Relation, Scheme, Status};
+use crate::types::{Channel, FundKind, InstitutionKind, Purpose, Relation, Scheme, Status};
 
-/// The schema version written in front of every encoded event.
-pub const EVENT_SCHEMA_VERSION: u8 = 1;
+/// The schema version written in front of every encoded event. Version 2 added a claim's
+/// institution kind (`Settlement::institution_kind`) and the policy condition on it
+/// (`When::institution_kinds`); version-1 records still decode, with the kind their channel
+/// implies and no condition.
+pub const EVENT_SCHEMA_VERSION: u8 = 2;
+
+/// The oldest event schema version this build decodes.
+pub const EVENT_SCHEMA_VERSION_MIN: u8 = 1;
+
+/// The decoding context of events and of everything that holds a settlement or a policy
+/// version (projections too): the schema version the bytes were written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchemaVersion(pub u8);
+
+impl SchemaVersion {
+    pub const CURRENT: SchemaVersion = SchemaVersion(EVENT_SCHEMA_VERSION);
+
+    /// Whether bytes of this version carry fields added in `version`.
+    pub fn has(self, version: u8) -> bool {
+        self.0 >= version
+    }
+}
 
 /// Where an event belongs: one stream per member account, per region's fund, per region's policy.
 /// `Stream<&str>` ([`Event::stream_ref`]) names one without building its strings.
@@ -53,7 +73,7 @@ impl<S: AsRef<str>> Stream<S> {
 }
 
 /// Every figure of one settled claim.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode)]
 pub struct Settlement {
     pub claim: String,
     pub member: String,
@@ -66,6 +86,10 @@ pub struct Settlement {
     pub level: u8,
     pub channel: Channel,
     pub institution: Option<String>,
+    /// Where the claim was settled: what a policy's `institution_kinds` condition matched.
+    pub institution_kind: InstitutionKind,
+    /// Whether the claim asked for the member's share to come from the account.
+    pub use_account: bool,
     pub visit: Option<String>,
     /// The policy version the claim settled under.
     pub policy: String,
@@ -115,6 +139,79 @@ pub struct SettlementBasis {
     pub available_before: Money,
 }
 
+/// Written by hand for the fields schema 2 added: a schema-1 settlement has no
+/// `institution_kind` (it reads as the kind its channel implies) and no `use_account` (read
+/// from its figures).
+impl bincode::Decode<SchemaVersion> for Settlement {
+    fn decode<D: bincode::de::Decoder<Context = SchemaVersion>>(
+        decoder: &mut D,
+    ) -> Result<Settlement, bincode::error::DecodeError> {
+        use bincode::Decode as D_;
+        let claim = D_::decode(decoder)?;
+        let member = D_::decode(decoder)?;
+        let region = D_::decode(decoder)?;
+        let date = D_::decode(decoder)?;
+        let year = D_::decode(decoder)?;
+        let stint_since = D_::decode(decoder)?;
+        let level = D_::decode(decoder)?;
+        let channel: Channel = D_::decode(decoder)?;
+        let institution = D_::decode(decoder)?;
+        let schema_2 = decoder.context().has(2);
+        let institution_kind = if schema_2 {
+            D_::decode(decoder)?
+        } else {
+            InstitutionKind::default_for(channel)
+        };
+        let use_account = if schema_2 {
+            Some(D_::decode(decoder)?)
+        } else {
+            None
+        };
+        let mut settlement = Settlement {
+            claim,
+            member,
+            region,
+            date,
+            year,
+            stint_since,
+            level,
+            channel,
+            institution,
+            institution_kind,
+            use_account: use_account.unwrap_or(true),
+            visit: D_::decode(decoder)?,
+            policy: D_::decode(decoder)?,
+            status: D_::decode(decoder)?,
+            eligible: D_::decode(decoder)?,
+            special_paid: D_::decode(decoder)?,
+            uncovered: D_::decode(decoder)?,
+            deductible_group: D_::decode(decoder)?,
+            deductible_applied: D_::decode(decoder)?,
+            ordinary_cost_before: D_::decode(decoder)?,
+            ordinary_computed: D_::decode(decoder)?,
+            ordinary_paid: D_::decode(decoder)?,
+            ordinary_pooled: D_::decode(decoder)?,
+            large_amount_paid: D_::decode(decoder)?,
+            pooled_paid: D_::decode(decoder)?,
+            account_paid: D_::decode(decoder)?,
+            cash_paid: D_::decode(decoder)?,
+            reimbursed_to_member: D_::decode(decoder)?,
+            basis: D_::decode(decoder)?,
+        };
+        if use_account.is_none() {
+            // Schema 1 did not record it: a claim that left its share in cash while the
+            // account had money available did not ask; any other asked (or could not tell,
+            // and then the settlement is the same either way).
+            let share_left_in_cash = settlement.cash_paid > Money::ZERO
+                && settlement.account_paid == Money::ZERO
+                && settlement.basis.available_before > Money::ZERO;
+            settlement.use_account = !share_left_in_cash;
+        }
+        Ok(settlement)
+    }
+}
+bincode::impl_borrow_decode_with_context!(Settlement, SchemaVersion);
+
 impl Settlement {
     /// `special + ordinary`.
     pub fn fund_paid(&self) -> Money {
@@ -151,6 +248,7 @@ impl Settlement {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+#[bincode(decode_context = "SchemaVersion")]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     PolicyLoaded {
@@ -356,6 +454,7 @@ pub enum Event {
 /// event of `owed_to`) is owed to that region's ledger, which records it when the relay lands
 /// it ([`Event::OwedLanded`] beside it, under the id [`owed_id`]). Nothing moves here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+#[bincode(decode_context = "SchemaVersion")]
 pub struct Owed {
     pub owed_to: String,
     pub member: String,
@@ -418,6 +517,34 @@ pub struct Payout {
     pub amount: Money,
 }
 
+/// Every event kind's name, in the order the variants are declared (their encoded tags).
+const KINDS: [&str; 24] = [
+    "policy_loaded",
+    "enrolled",
+    "retired",
+    "account_credited",
+    "pooled_contributed",
+    "pooled_credit_paid",
+    "claim_settled",
+    "fund_claim_paid",
+    "family_bound",
+    "family_unbound",
+    "account_paid",
+    "premium_received",
+    "claim_reversed",
+    "fund_claim_refunded",
+    "account_payment_reversed",
+    "premium_refunded",
+    "year_closed",
+    "deceased",
+    "inherited",
+    "transferred",
+    "transfer_sent",
+    "transfer_received",
+    "fund_event_owed",
+    "owed_landed",
+];
+
 /// Why a stored event could not be read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub String);
@@ -458,9 +585,15 @@ impl Event {
 
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         match bytes.split_first() {
-            Some((&EVENT_SCHEMA_VERSION, body)) => {
-                let (event, used) = bincode::decode_from_slice(body, bincode_config())
-                    .map_err(|e| DecodeError(format!("event does not decode: {e}")))?;
+            Some((&version, body))
+                if (EVENT_SCHEMA_VERSION_MIN..=EVENT_SCHEMA_VERSION).contains(&version) =>
+            {
+                let (event, used) = bincode::decode_from_slice_with_context(
+                    body,
+                    bincode_config(),
+                    SchemaVersion(version),
+                )
+                .map_err(|e| DecodeError(format!("event does not decode: {e}")))?;
                 if used != body.len() {
                     return Err(DecodeError(format!(
                         "event has {} trailing bytes",
@@ -475,7 +608,7 @@ impl Event {
                 Ok(event)
             }
             Some((version, _)) => Err(DecodeError(format!(
-                "event schema version {version} is not known to this build (knows {EVENT_SCHEMA_VERSION})"
+                "event schema version {version} is not known to this build (knows {EVENT_SCHEMA_VERSION_MIN} to {EVENT_SCHEMA_VERSION})"
             ))),
             None => Err(DecodeError("empty event".into())),
         }
@@ -701,31 +834,51 @@ impl Event {
 
     /// A short name for listings.
     pub fn kind(&self) -> &'static str {
+        KINDS[self.variant_index()]
+    }
+
+    /// The kind of the event `bytes` encode (as [`Event::kind`] names it), read from the
+    /// variant's tag alone: for a pass that decodes only some kinds (what-if reads claims and
+    /// enrolments). None when the bytes are no event of a known schema.
+    pub fn peek_kind(bytes: &[u8]) -> Option<&'static str> {
+        match bytes {
+            // bincode's standard form writes a tag below 251 as one byte.
+            [version, tag, ..]
+                if (EVENT_SCHEMA_VERSION_MIN..=EVENT_SCHEMA_VERSION).contains(version) =>
+            {
+                KINDS.get(usize::from(*tag)).copied()
+            }
+            _ => None,
+        }
+    }
+
+    /// The variant's place in the declaration, which is its encoded tag.
+    fn variant_index(&self) -> usize {
         match self {
-            Event::PolicyLoaded { .. } => "policy_loaded",
-            Event::Enrolled { .. } => "enrolled",
-            Event::Retired { .. } => "retired",
-            Event::AccountCredited { .. } => "account_credited",
-            Event::PooledContributed { .. } => "pooled_contributed",
-            Event::PooledCreditPaid { .. } => "pooled_credit_paid",
-            Event::ClaimSettled { .. } => "claim_settled",
-            Event::FundClaimPaid { .. } => "fund_claim_paid",
-            Event::FamilyBound { .. } => "family_bound",
-            Event::FamilyUnbound { .. } => "family_unbound",
-            Event::AccountPaid { .. } => "account_paid",
-            Event::PremiumReceived { .. } => "premium_received",
-            Event::ClaimReversed { .. } => "claim_reversed",
-            Event::FundClaimRefunded { .. } => "fund_claim_refunded",
-            Event::AccountPaymentReversed { .. } => "account_payment_reversed",
-            Event::PremiumRefunded { .. } => "premium_refunded",
-            Event::YearClosed { .. } => "year_closed",
-            Event::Deceased { .. } => "deceased",
-            Event::Inherited { .. } => "inherited",
-            Event::Transferred { .. } => "transferred",
-            Event::TransferSent { .. } => "transfer_sent",
-            Event::TransferReceived { .. } => "transfer_received",
-            Event::FundEventOwed { .. } => "fund_event_owed",
-            Event::OwedLanded { .. } => "owed_landed",
+            Event::PolicyLoaded { .. } => 0,
+            Event::Enrolled { .. } => 1,
+            Event::Retired { .. } => 2,
+            Event::AccountCredited { .. } => 3,
+            Event::PooledContributed { .. } => 4,
+            Event::PooledCreditPaid { .. } => 5,
+            Event::ClaimSettled { .. } => 6,
+            Event::FundClaimPaid { .. } => 7,
+            Event::FamilyBound { .. } => 8,
+            Event::FamilyUnbound { .. } => 9,
+            Event::AccountPaid { .. } => 10,
+            Event::PremiumReceived { .. } => 11,
+            Event::ClaimReversed { .. } => 12,
+            Event::FundClaimRefunded { .. } => 13,
+            Event::AccountPaymentReversed { .. } => 14,
+            Event::PremiumRefunded { .. } => 15,
+            Event::YearClosed { .. } => 16,
+            Event::Deceased { .. } => 17,
+            Event::Inherited { .. } => 18,
+            Event::Transferred { .. } => 19,
+            Event::TransferSent { .. } => 20,
+            Event::TransferReceived { .. } => 21,
+            Event::FundEventOwed { .. } => 22,
+            Event::OwedLanded { .. } => 23,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod decide;
 pub mod event;
 pub mod money;
 pub mod policy;
+pub mod policy_check;
 pub mod rejection;
 pub mod state;
 pub mod time;

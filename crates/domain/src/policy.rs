@@ -9,11 +9,14 @@
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
+use crate::event::SchemaVersion;
 use crate::money::{Money, Rate};
+use crate::policy_check::Finding;
 use crate::time::{Day, Month};
-use crate::types::{Relation, Scheme, Status};
+use crate::types::{InstitutionKind, RejectionCode, Relation, Scheme, Status};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[bincode(decode_context = "SchemaVersion")]
 #[serde(deny_unknown_fields)]
 pub struct PolicyVersion {
     /// The pooling region's administrative code, e.g. "500000" for Chongqing.
@@ -70,7 +73,7 @@ fn calendar_year() -> String {
 }
 
 /// Conditions on a rule; an absent condition always holds.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Encode)]
 #[serde(deny_unknown_fields)]
 pub struct When {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +83,10 @@ pub struct When {
     /// Institution levels (1, 2, 3); for pharmacy claims, the prescriber's level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub levels: Option<Vec<u8>>,
+    /// Kinds of the place a claim was settled at (a grass-roots institution, another
+    /// hospital, a pharmacy); rules without claims (credits) never match a list of kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub institution_kinds: Option<Vec<InstitutionKind>>,
     /// Age bands, inclusive, with age counted from the calendar month of the birthday.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age_min: Option<i32>,
@@ -96,6 +103,8 @@ pub struct Facts {
     pub status: Status,
     pub scheme: Scheme,
     pub level: Option<u8>,
+    /// The claim's institution kind; None outside a claim.
+    pub kind: Option<InstitutionKind>,
     pub age: i32,
     pub in_lump_sum_period: bool,
 }
@@ -115,6 +124,11 @@ impl When {
                 (Some(levels), Some(level)) => levels.contains(&level),
                 (Some(_), None) => false,
             }
+            && match (&self.institution_kinds, facts.kind) {
+                (None, _) => true,
+                (Some(kinds), Some(kind)) => kinds.contains(&kind),
+                (Some(_), None) => false,
+            }
             && self.age_min.is_none_or(|min| facts.age >= min)
             && self.age_max.is_none_or(|max| facts.age <= max)
             && self
@@ -122,6 +136,34 @@ impl When {
                 .is_none_or(|inside| inside == facts.in_lump_sum_period)
     }
 }
+
+/// Written by hand for the condition schema 2 added: a schema-1 rule has no
+/// `institution_kinds` (it holds at every kind).
+impl bincode::Decode<SchemaVersion> for When {
+    fn decode<D: bincode::de::Decoder<Context = SchemaVersion>>(
+        decoder: &mut D,
+    ) -> Result<When, bincode::error::DecodeError> {
+        use bincode::Decode as D_;
+        let statuses = D_::decode(decoder)?;
+        let schemes = D_::decode(decoder)?;
+        let levels = D_::decode(decoder)?;
+        let institution_kinds = if decoder.context().has(2) {
+            D_::decode(decoder)?
+        } else {
+            None
+        };
+        Ok(When {
+            statuses,
+            schemes,
+            levels,
+            institution_kinds,
+            age_min: D_::decode(decoder)?,
+            age_max: D_::decode(decoder)?,
+            in_lump_sum_period: D_::decode(decoder)?,
+        })
+    }
+}
+bincode::impl_borrow_decode_with_context!(When, SchemaVersion);
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +186,7 @@ pub enum CreditSource {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[bincode(decode_context = "SchemaVersion")]
 #[serde(deny_unknown_fields)]
 pub struct CreditRule {
     #[serde(default)]
@@ -158,6 +201,7 @@ pub struct CreditRule {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[bincode(decode_context = "SchemaVersion")]
 #[serde(deny_unknown_fields)]
 pub struct Outpatient {
     pub deductibles: Vec<DeductibleRule>,
@@ -173,6 +217,7 @@ pub struct Outpatient {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[bincode(decode_context = "SchemaVersion")]
 #[serde(deny_unknown_fields)]
 pub struct DeductibleRule {
     #[serde(default)]
@@ -189,6 +234,7 @@ fn default_group() -> String {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[bincode(decode_context = "SchemaVersion")]
 #[serde(deny_unknown_fields)]
 pub struct RatioRule {
     #[serde(default)]
@@ -208,37 +254,73 @@ pub struct Band {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[bincode(decode_context = "SchemaVersion")]
 #[serde(deny_unknown_fields)]
 pub struct LimitRule {
     #[serde(default)]
     pub when: When,
-    /// The yearly limit of ordinary outpatient payments; None: no limit.
+    /// The yearly limit of ordinary outpatient payments; None: no limit. Required in the JSON:
+    /// a rule without `amount` is refused, and no limit is written `"amount": null`, never
+    /// left out (a forgotten figure must not read as "no limit"). `null` is what a policy
+    /// version has always been written back as (answers, archives), so they read unchanged.
+    #[serde(deserialize_with = "amount_or_null")]
     pub amount: Option<Money>,
 }
 
+/// An amount or `null`, the field required (serde's derive takes a missing `Option` field as
+/// `None` unless the field is read by a function of its own).
+fn amount_or_null<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Money>, D::Error> {
+    Option::<Money>::deserialize(deserializer)
+}
+
 impl PolicyVersion {
+    /// Reads a policy version from its JSON; a refusal says where (`outpatient.ratios[3].bands
+    /// [0].ratio`) and what is wrong. Checks only what JSON types say: see [`Self::validate`]
+    /// and [`crate::policy_check`] for the rest.
+    pub fn from_json(value: &serde_json::Value) -> Result<PolicyVersion, ParseError> {
+        serde_path_to_error::deserialize(value).map_err(|error| {
+            let path = match error.path().to_string() {
+                root if root == "." => String::new(),
+                path => path,
+            };
+            ParseError::new(path, &error.into_inner().to_string())
+        })
+    }
+
     /// Checks what JSON types cannot: one amount kind per credit rule, bands in order, a valid
     /// year start, levels 1 to 3, every amount from 0 to `AMOUNT_FEN_MAX` (a decoded policy is
-    /// held to what a parsed one is: its figures are copied into settlements).
+    /// held to what a parsed one is: its figures are copied into settlements). Refuses with
+    /// the first of [`Self::faults`]. This is what a version in a log is held to: it never
+    /// gets stricter (stricter checks go into [`crate::policy_check`]).
     pub fn validate(&self) -> Result<(), String> {
+        match self.faults().into_iter().next() {
+            Some(fault) => Err(fault.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Everything [`Self::validate`] refuses, each with its path, in the order of the file.
+    pub fn faults(&self) -> Vec<Finding> {
+        let mut faults = Vec::new();
+        let mut fault = |path: String, message: String| faults.push(Finding { path, message });
         if self.region.is_empty() || self.region.len() > 32 {
-            return Err("region must be 1 to 32 characters".into());
+            fault("region".into(), "must be 1 to 32 characters".into());
         }
         if self.version.is_empty() || self.version.len() > 64 {
-            return Err("version must be 1 to 64 characters".into());
+            fault("version".into(), "must be 1 to 64 characters".into());
         }
-        self.year_start_month_day()?;
-        let whens = self
-            .credits
-            .iter()
-            .map(|r| &r.when)
-            .chain(self.outpatient.deductibles.iter().map(|r| &r.when))
-            .chain(self.outpatient.ratios.iter().map(|r| &r.when))
-            .chain(self.outpatient.limits.iter().map(|r| &r.when));
-        for when in whens {
+        if let Err(why) = self.year_start_month_day() {
+            fault("year_start".into(), why);
+        }
+        for (rule, when) in self.rule_conditions() {
             if let Some(levels) = &when.levels {
                 if levels.iter().any(|l| !(1..=3).contains(l)) {
-                    return Err(format!("levels {levels:?} must each be 1, 2 or 3"));
+                    fault(
+                        format!("{rule}.when.levels"),
+                        format!("levels {levels:?} must each be 1, 2 or 3"),
+                    );
                 }
             }
         }
@@ -246,50 +328,103 @@ impl PolicyVersion {
             match (&rule.share_of_base, &rule.fixed) {
                 (Some(_), None) => {}
                 (None, Some(amount)) if !amount.is_negative() => {}
-                _ => {
-                    return Err(format!(
-                        "credit rule {index} needs exactly one of share_of_base and a non-negative fixed"
-                    ))
-                }
+                _ => fault(
+                    format!("credits[{index}]"),
+                    "needs exactly one of share_of_base and a non-negative fixed".into(),
+                ),
             }
         }
-        let amounts = self
-            .outpatient
-            .deductibles
-            .iter()
-            .map(|r| Some(r.amount))
-            .chain(self.outpatient.limits.iter().map(|r| r.amount))
-            .chain([self.outpatient.deductible_cap, self.outpatient.annual_max])
-            .chain(self.credits.iter().map(|r| r.fixed))
-            .chain(
-                self.outpatient
-                    .ratios
-                    .iter()
-                    .flat_map(|r| r.bands.iter().map(|b| b.up_to)),
-            );
         let out_of_bounds = |m: Money| m.is_negative() || m.fen() > crate::money::AMOUNT_FEN_MAX;
-        if let Some(amount) = amounts.flatten().find(|m| out_of_bounds(*m)) {
-            return Err(format!(
-                "amounts (deductibles, limits, maxima, fixed credits, band ends) must be from 0 \
-                 to {}; {amount} is not",
-                Money::from_fen(crate::money::AMOUNT_FEN_MAX)
-            ));
+        for (path, amount) in self.amounts() {
+            if out_of_bounds(amount) {
+                let max = Money::from_fen(crate::money::AMOUNT_FEN_MAX);
+                fault(path, format!("must be from 0 to {max}; {amount} is not"));
+            }
         }
         for (index, rule) in self.outpatient.ratios.iter().enumerate() {
+            let path = format!("outpatient.ratios[{index}].bands");
             let ends: Vec<Option<Money>> = rule.bands.iter().map(|b| b.up_to).collect();
-            let (last, inner) = ends
-                .split_last()
-                .ok_or_else(|| format!("ratio rule {index} has no band"))?;
+            let Some((last, inner)) = ends.split_last() else {
+                fault(path, "a ratio rule needs at least one band".into());
+                continue;
+            };
             let inner_ok = inner.iter().all(Option::is_some)
                 && inner.windows(2).all(|w| w[0] < w[1])
                 && last.is_none();
             if !inner_ok {
-                return Err(format!(
-                    "ratio rule {index}: bands must have increasing up_to and the last none"
-                ));
+                fault(
+                    path,
+                    "bands must have increasing up_to and the last none".into(),
+                );
             }
         }
-        Ok(())
+        faults
+    }
+
+    /// Every rule's path (`credits[0]`, `outpatient.ratios[2]`) and conditions, in the order of
+    /// the file.
+    pub fn rule_conditions(&self) -> impl Iterator<Item = (String, &When)> {
+        let o = &self.outpatient;
+        let credits = self.credits.iter().map(|r| &r.when);
+        let at = |list: &'static str| move |(i, when)| (format!("{list}[{i}]"), when);
+        credits
+            .enumerate()
+            .map(at("credits"))
+            .chain(
+                o.deductibles
+                    .iter()
+                    .map(|r| &r.when)
+                    .enumerate()
+                    .map(at("outpatient.deductibles")),
+            )
+            .chain(
+                o.ratios
+                    .iter()
+                    .map(|r| &r.when)
+                    .enumerate()
+                    .map(at("outpatient.ratios")),
+            )
+            .chain(
+                o.limits
+                    .iter()
+                    .map(|r| &r.when)
+                    .enumerate()
+                    .map(at("outpatient.limits")),
+            )
+    }
+
+    /// Every amount the version states, with its path.
+    fn amounts(&self) -> Vec<(String, Money)> {
+        let o = &self.outpatient;
+        let mut amounts = Vec::new();
+        let mut add = |path: String, amount: Option<Money>| {
+            if let Some(amount) = amount {
+                amounts.push((path, amount));
+            }
+        };
+        for (i, rule) in self.credits.iter().enumerate() {
+            add(format!("credits[{i}].fixed"), rule.fixed);
+        }
+        for (i, rule) in o.deductibles.iter().enumerate() {
+            add(
+                format!("outpatient.deductibles[{i}].amount"),
+                Some(rule.amount),
+            );
+        }
+        add("outpatient.deductible_cap".into(), o.deductible_cap);
+        for (i, rule) in o.ratios.iter().enumerate() {
+            for (j, band) in rule.bands.iter().enumerate() {
+                add(
+                    format!("outpatient.ratios[{i}].bands[{j}].up_to"),
+                    band.up_to,
+                );
+            }
+        }
+        for (i, rule) in o.limits.iter().enumerate() {
+            add(format!("outpatient.limits[{i}].amount"), rule.amount);
+        }
+        add("outpatient.annual_max".into(), o.annual_max);
+        amounts
     }
 
     fn year_start_month_day(&self) -> Result<(u32, u32), String> {
@@ -359,6 +494,71 @@ impl PolicyVersion {
 
     pub fn limit_rule(&self, facts: &Facts) -> Option<&LimitRule> {
         self.outpatient.limits.iter().find(|r| r.when.holds(facts))
+    }
+}
+
+/// Why a policy version's JSON is not one: where, and what, in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    /// The field, like `outpatient.ratios[3].bands[0].ratio`; empty: the policy as a whole.
+    pub path: String,
+    pub message: String,
+    /// `malformed_amount` or `malformed_date` for an amount or a day, else `invalid_value`.
+    pub code: RejectionCode,
+}
+
+impl ParseError {
+    /// From serde's refusal at `path`: the code an amount's or a day's refusal starts with
+    /// taken off, a missing or unknown field said in words.
+    fn new(path: String, refusal: &str) -> ParseError {
+        let coded = [RejectionCode::MalformedAmount, RejectionCode::MalformedDate]
+            .into_iter()
+            .find_map(|code| {
+                let prefix = format!("{}: ", code.as_str());
+                refusal
+                    .strip_prefix(&prefix)
+                    .map(|why| (code, why.to_string()))
+            });
+        let (code, message) = match coded {
+            Some(coded) => coded,
+            None => (RejectionCode::InvalidValue, field_words(&path, refusal)),
+        };
+        ParseError {
+            path,
+            message,
+            code,
+        }
+    }
+}
+
+/// serde's words for a missing or an unknown field, said for a clerk; others as they are.
+fn field_words(path: &str, refusal: &str) -> String {
+    let named = |rest: &str| rest.split('`').nth(1).map(str::to_string);
+    if let Some(field) = refusal.strip_prefix("missing field ").and_then(named) {
+        let hint = if field == "amount" && path.starts_with("outpatient.limits[") {
+            " (a limit rule states its amount; write \"amount\": null for no limit)"
+        } else {
+            ""
+        };
+        return format!("the field \"{field}\" is missing{hint}");
+    }
+    if let Some(rest) = refusal.strip_prefix("unknown field ") {
+        let field = named(rest).unwrap_or_default();
+        let allowed = rest
+            .split_once("expected ")
+            .map(|(_, list)| list.trim_start_matches("one of ").replace('`', ""))
+            .unwrap_or_else(|| "none".to_string());
+        return format!("\"{field}\" is not a field here; the fields are {allowed}");
+    }
+    refusal.to_string()
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.path.as_str() {
+            "" => f.write_str(&self.message),
+            path => write!(f, "{path}: {}", self.message),
+        }
     }
 }
 

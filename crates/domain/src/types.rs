@@ -43,6 +43,51 @@ pub enum Channel {
     Manual,
 }
 
+/// What kind of place settled a claim (机构类别): the reform pays grass-roots institutions
+/// (基层医疗机构: community health centres, township health centres) a higher ratio than
+/// hospitals of the same level, so a policy rule may be conditioned on it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum InstitutionKind {
+    /// 基层医疗机构.
+    Grassroots,
+    /// Any other designated medical institution.
+    Hospital,
+    /// A designated retail pharmacy.
+    Pharmacy,
+}
+
+impl InstitutionKind {
+    /// All kinds, in declaration order.
+    pub const ALL: [InstitutionKind; 3] = [
+        InstitutionKind::Grassroots,
+        InstitutionKind::Hospital,
+        InstitutionKind::Pharmacy,
+    ];
+
+    /// The kind of a claim that does not say: a pharmacy for a pharmacy claim, a hospital
+    /// otherwise. Claims and settlements recorded before the kind existed read as this.
+    pub fn default_for(channel: Channel) -> InstitutionKind {
+        match channel {
+            Channel::Pharmacy => InstitutionKind::Pharmacy,
+            Channel::Institution | Channel::Manual => InstitutionKind::Hospital,
+        }
+    }
+
+    /// Whether a claim through `channel` can have been settled at this kind of place: a
+    /// pharmacy claim at a pharmacy, a direct institution claim at an institution, a manual
+    /// reimbursement anywhere.
+    pub fn fits(self, channel: Channel) -> bool {
+        match channel {
+            Channel::Pharmacy => self == InstitutionKind::Pharmacy,
+            Channel::Institution => self != InstitutionKind::Pharmacy,
+            Channel::Manual => true,
+        }
+    }
+}
+
 /// What a personal-account payment is for (个人账户使用范围).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,

@@ -1969,6 +1969,11 @@ fn every_event_kind_survives_encode_and_decode() {
         let bytes = event.encode();
         assert_eq!(bytes[0], gongji_domain::event::EVENT_SCHEMA_VERSION);
         assert_eq!(
+            Event::peek_kind(&bytes),
+            Some(event.kind()),
+            "the tag names the kind"
+        );
+        assert_eq!(
             Event::decode(&bytes).as_ref(),
             Ok(event),
             "{}",
@@ -2009,13 +2014,15 @@ fn decoding_garbage_is_an_error_not_a_panic() {
             "{} with a trailing byte decoded",
             event.kind()
         );
-        let mut version = bytes.clone();
-        version[0] = 2;
-        assert!(
-            Event::decode(&version).is_err(),
-            "{} under schema version 2 decoded",
-            event.kind()
-        );
+        for unknown in [0, gongji_domain::event::EVENT_SCHEMA_VERSION + 1] {
+            let mut version = bytes.clone();
+            version[0] = unknown;
+            assert!(
+                Event::decode(&version).is_err(),
+                "{} under schema version {unknown} decoded",
+                event.kind()
+            );
+        }
     }
     // Pseudo-random bytes behind the right version byte: Ok or Err, never a panic.
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;

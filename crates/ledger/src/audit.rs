@@ -243,9 +243,12 @@ impl Ledger {
         totals_of(entries.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
     }
 
+    /// Every stored entity (not the store's schema mark, which a fold in memory has not).
     fn projection_entries(&self) -> Result<Vec<Entry>, LedgerError> {
         self.store_unstored()?;
-        self.stored_entries_under(b"")
+        let mut entries = self.stored_entries_under(b"")?;
+        entries.retain(|(key, _)| !store::is_schema_mark(key));
+        Ok(entries)
     }
 
     /// The store's entries under `prefix` (what `store_unstored` has handed it).

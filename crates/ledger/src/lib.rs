@@ -59,6 +59,7 @@ mod replay;
 mod store;
 mod stream;
 pub mod views;
+pub mod whatif;
 
 use std::path::Path;
 

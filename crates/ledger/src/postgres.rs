@@ -88,7 +88,7 @@ impl Ledger {
     pub(crate) fn clear_store_ahead_of_log(&mut self) -> Result<(), LedgerError> {
         let end = self.log.durable_end();
         if self.kv.checkpoint()?.is_some_and(|c| c > end) {
-            self.kv.clear()?;
+            crate::store::clear(&self.kv)?;
             self.state = gongji_domain::State::default();
             self.fold_target = None;
         }

@@ -317,7 +317,12 @@ impl Ledger {
                 }
             }
         }
-        Ok(Ok(views::ExplainView::of(settlement, events)))
+        let member = self.stored_member(&settlement.member)?;
+        let policies = self.member_policies(&settlement.region)?;
+        let rules = member.zip(policies.iter().find(|p| p.version == settlement.policy));
+        let rules =
+            rules.map(|(member, policy)| views::AppliedRules::of(settlement, &member, policy));
+        Ok(Ok(views::ExplainView::of(settlement, events, rules)))
     }
 
     /// The member's events in order, read from the log itself.

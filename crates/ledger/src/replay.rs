@@ -405,9 +405,14 @@ impl Ledger {
     /// Where the fold starts: the projections' checkpoint (none: whatever the store holds, a
     /// rebuild cut short, is not to be trusted, and goes).
     fn fold_start(&mut self) -> Result<u64, LedgerError> {
-        let checkpoint = self.kv.checkpoint()?;
-        if checkpoint.is_none() && self.log.durable_end() > 0 {
-            self.kv.clear()?;
+        let mut checkpoint = self.kv.checkpoint()?;
+        // Entities stored by a build of another event schema do not decode here: the log is
+        // folded again from its first record.
+        if checkpoint.is_some() && !store::schema_is_current(&self.kv)? {
+            checkpoint = None;
+        }
+        if checkpoint.is_none() {
+            store::clear(&self.kv)?;
             self.state = State::default();
         }
         Ok(checkpoint.unwrap_or(0))
@@ -552,7 +557,7 @@ impl Ledger {
             let _ = handle.join();
         }
         self.store_failed = None;
-        self.kv.clear()?;
+        store::clear(&self.kv)?;
         self.state = State::default();
         let to = self.log.durable_end();
         // Twice as many workers as cores: a region's fund streams all go to one worker, so with

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use bincode::{Decode, Encode};
+use gongji_domain::event::{SchemaVersion, EVENT_SCHEMA_VERSION};
 use gongji_domain::state::{Fund, FundName, Member, Tx};
 use gongji_domain::{EntityKey, EntityRef, FundKind, PolicyVersion, State};
 use gongji_log::{Kv, LogError};
@@ -58,12 +59,38 @@ fn region_prefix(region: &str) -> Vec<u8> {
     bytes
 }
 
+/// The event schema version the stored entities were encoded in (a settlement or a policy
+/// version is encoded as events hold it). Written whenever the store is cleared, so every
+/// entity stored since is of that version. A store without it, or of another version, is not
+/// folded onto: the ledger clears it and folds the log from its first record.
+const SCHEMA_KEY: &[u8] = b"s/schema";
+
+/// Whether the store's entities are of this build's schema version.
+pub(crate) fn schema_is_current(kv: &Kv) -> Result<bool, LedgerError> {
+    Ok(kv.get(SCHEMA_KEY)?.as_deref() == Some(&[EVENT_SCHEMA_VERSION][..]))
+}
+
+/// Whether `key` is the schema mark rather than an entity.
+pub(crate) fn is_schema_mark(key: &[u8]) -> bool {
+    key == SCHEMA_KEY
+}
+
+/// Drops every projection and the checkpoint, and marks the store as of this build's schema.
+pub(crate) fn clear(kv: &Kv) -> Result<(), LedgerError> {
+    kv.clear()?;
+    kv.apply_without_checkpoint(vec![(
+        SCHEMA_KEY.to_vec(),
+        Some(vec![EVENT_SCHEMA_VERSION]),
+    )])?;
+    Ok(())
+}
+
 fn encode<T: Encode>(value: &T) -> Vec<u8> {
     bincode::encode_to_vec(value, config()).expect("encoding into memory cannot fail")
 }
 
-fn decode<T: Decode<()>>(key: EntityRef<'_>, bytes: &[u8]) -> Result<T, LedgerError> {
-    bincode::decode_from_slice(bytes, config())
+fn decode<T: Decode<SchemaVersion>>(key: EntityRef<'_>, bytes: &[u8]) -> Result<T, LedgerError> {
+    bincode::decode_from_slice_with_context(bytes, config(), SchemaVersion::CURRENT)
         .map(|(value, _)| value)
         .map_err(|e| {
             LedgerError::Projection(format!(

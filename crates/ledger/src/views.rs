@@ -10,7 +10,7 @@ use serde::Serialize;
 use gongji_domain::policy::{in_lump_sum_period, Facts};
 use gongji_domain::state::{Fund, Member};
 use gongji_domain::time::age_in_month;
-use gongji_domain::types::{Scheme, Status};
+use gongji_domain::types::{InstitutionKind, Scheme, Status};
 use gongji_domain::{Day, Event, Money, PolicyVersion};
 use gongji_log::Record;
 
@@ -84,9 +84,17 @@ pub struct YearView {
     /// The policy version in force at the end of the year (or today's, for the current year).
     pub policy: Option<String>,
     pub status: Status,
+    /// The year's deductible when one rule sets it at every level and institution kind; null
+    /// when it depends on them (`deductibles` lists each).
     pub deductible: Option<Money>,
     pub deductible_used: Money,
+    /// What is left of `deductible`, the yearly cap included.
     pub deductible_remaining: Option<Money>,
+    /// The most deductible paid in the year across all groups, if the policy caps it.
+    pub deductible_cap: Option<Money>,
+    /// Each deductible rule that applies to the member this year, with where it applies and
+    /// what is filled and left of it (the cap included).
+    pub deductibles: Vec<DeductibleStanding>,
     pub ordinary_paid: Money,
     pub ordinary_limit: Option<Money>,
     pub ordinary_remaining: Option<Money>,
@@ -94,6 +102,54 @@ pub struct YearView {
     pub pooled_paid: Money,
     pub large_amount_paid: Money,
     pub claims: u32,
+}
+
+/// One deductible rule as it stands for a member in a year.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeductibleStanding {
+    /// The rule's place in the policy file, `outpatient.deductibles[N]`.
+    pub rule: String,
+    pub group: String,
+    pub amount: Money,
+    /// The institution levels and kinds at which it applies.
+    pub levels: Vec<u8>,
+    pub institution_kinds: Vec<InstitutionKind>,
+    /// What the year's claims filled of its group, and what is left (at most the cap's rest).
+    pub used: Money,
+    pub remaining: Money,
+}
+
+/// Rule positions chosen for `facts` at every level and institution kind: each distinct
+/// position (None: no rule) with the levels and kinds where it is chosen.
+fn chosen_everywhere(
+    facts: &Facts,
+    choose: impl Fn(&Facts) -> Option<usize>,
+) -> Vec<(Option<usize>, Vec<u8>, Vec<InstitutionKind>)> {
+    let mut chosen: Vec<(Option<usize>, Vec<u8>, Vec<InstitutionKind>)> = Vec::new();
+    for level in 1..=3u8 {
+        for kind in InstitutionKind::ALL {
+            let at = Facts {
+                level: Some(level),
+                kind: Some(kind),
+                ..*facts
+            };
+            let index = choose(&at);
+            let entry = match chosen.iter_mut().find(|c| c.0 == index) {
+                Some(entry) => entry,
+                None => {
+                    chosen.push((index, Vec::new(), Vec::new()));
+                    chosen.last_mut().expect("just pushed")
+                }
+            };
+            if !entry.1.contains(&level) {
+                entry.1.push(level);
+            }
+            if !entry.2.contains(&kind) {
+                entry.2.push(kind);
+            }
+        }
+    }
+    chosen
 }
 
 impl YearView {
@@ -124,16 +180,51 @@ impl YearView {
             status,
             scheme: member.scheme,
             level: None,
+            kind: None,
             age: age_in_month(member.born, status_day.month()),
             in_lump_sum_period: in_lump_sum_period(member.lump_sum_until, status_day.month()),
         };
         let policy = year_end.map(|(p, _)| p);
-        let deductible_rule = policy.and_then(|p| p.deductible_rule(&facts));
-        let deductible = deductible_rule.map(|r| r.amount);
         let deductible_used = counters.deductible_used_total();
-        let ordinary_limit = policy
-            .and_then(|p| p.limit_rule(&facts))
-            .and_then(|r| r.amount);
+        let deductible_cap = policy.and_then(|p| p.outpatient.deductible_cap);
+        let cap_left = deductible_cap.map(|cap| cap.saturating_sub(deductible_used));
+        let deductibles: Vec<DeductibleStanding> = policy
+            .map(|p| {
+                let rules = &p.outpatient.deductibles;
+                chosen_everywhere(&facts, |f| rules.iter().position(|r| r.when.holds(f)))
+                    .into_iter()
+                    .filter_map(|(index, levels, institution_kinds)| {
+                        let rule = &rules[index?];
+                        let used = counters.deductible_used_in(&rule.group);
+                        let left = rule.amount.saturating_sub(used);
+                        Some(DeductibleStanding {
+                            rule: format!("outpatient.deductibles[{}]", index?),
+                            group: rule.group.clone(),
+                            amount: rule.amount,
+                            levels,
+                            institution_kinds,
+                            used,
+                            remaining: cap_left.map_or(left, |cap| left.min(cap)),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (deductible, deductible_remaining) = match deductibles.as_slice() {
+            [only] if only.levels.len() == 3 && only.institution_kinds.len() == 3 => {
+                (Some(only.amount), Some(only.remaining))
+            }
+            _ => (None, None),
+        };
+        let ordinary_limit = policy.and_then(|p| {
+            let rules = &p.outpatient.limits;
+            match chosen_everywhere(&facts, |f| rules.iter().position(|r| r.when.holds(f)))
+                .as_slice()
+            {
+                [(Some(index), ..)] => rules[*index].amount,
+                _ => None,
+            }
+        });
         YearView {
             member: member.id.clone(),
             region: region.to_string(),
@@ -142,7 +233,9 @@ impl YearView {
             status,
             deductible,
             deductible_used,
-            deductible_remaining: deductible.map(|d| d.saturating_sub(deductible_used)),
+            deductible_remaining,
+            deductible_cap,
+            deductibles,
             ordinary_paid: counters.ordinary_paid,
             ordinary_limit,
             ordinary_remaining: ordinary_limit.map(|l| l.saturating_sub(counters.ordinary_paid)),
@@ -479,6 +572,11 @@ pub struct ExplainView {
     pub reversed: Option<ReversalView>,
     /// Each step of the arithmetic, in words.
     pub steps: Vec<String>,
+    /// The rules of the policy version that chose the deductible, the ratio and the limit
+    /// (null when the version or the member is no longer at hand).
+    pub rules: Option<AppliedRules>,
+    /// Whether the yearly deductible cap, not the rule's own deductible, set what was applied.
+    pub deductible_capped: bool,
     pub deductible: Position,
     pub ordinary_limit: LimitPosition,
     pub annual_max: LimitPosition,
@@ -486,6 +584,53 @@ pub struct ExplainView {
     pub settlement: gongji_domain::Settlement,
     /// Every event the claim produced (its settlement and, if reversed, the reversal).
     pub events: Vec<HistoryEntry>,
+}
+
+/// Where the rules that settled a claim stand in its policy version's file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppliedRules {
+    /// `outpatient.deductibles[N]`, `outpatient.ratios[N]`, `outpatient.limits[N]`.
+    pub deductible: Option<String>,
+    pub ratio: Option<String>,
+    pub limit: Option<String>,
+}
+
+impl AppliedRules {
+    /// The rules `policy` chooses for `member` on the settlement's day, at its level and kind
+    /// (the status is the settlement's own).
+    pub fn of(
+        settlement: &gongji_domain::Settlement,
+        member: &Member,
+        policy: &PolicyVersion,
+    ) -> AppliedRules {
+        let month = settlement.date.month();
+        let facts = Facts {
+            status: settlement.status,
+            scheme: member.scheme,
+            level: Some(settlement.level),
+            kind: Some(settlement.institution_kind),
+            age: age_in_month(member.born, month),
+            in_lump_sum_period: in_lump_sum_period(member.lump_sum_until, month),
+        };
+        let o = &policy.outpatient;
+        let path =
+            |list: &str, index: Option<usize>| index.map(|i| format!("outpatient.{list}[{i}]"));
+        AppliedRules {
+            deductible: path(
+                "deductibles",
+                o.deductibles.iter().position(|r| r.when.holds(&facts)),
+            ),
+            ratio: path("ratios", o.ratios.iter().position(|r| r.when.holds(&facts))),
+            limit: path("limits", o.limits.iter().position(|r| r.when.holds(&facts))),
+        }
+    }
+}
+
+/// Whether the yearly cap, rather than the group's own deductible, limited what `s` applied.
+pub fn deductible_capped(s: &gongji_domain::Settlement) -> bool {
+    let b = &s.basis;
+    let group_left = b.deductible.saturating_sub(b.deductible_used_before);
+    b.deductible_cap.is_some() && s.deductible_applied < group_left.min(s.eligible - s.special_paid)
 }
 
 /// A claim's reversal: its own date and reason, and where and when the ledger recorded it.
@@ -528,7 +673,11 @@ pub struct LimitPosition {
 }
 
 impl ExplainView {
-    pub fn of(settlement: &gongji_domain::Settlement, events: Vec<HistoryEntry>) -> ExplainView {
+    pub fn of(
+        settlement: &gongji_domain::Settlement,
+        events: Vec<HistoryEntry>,
+        rules: Option<AppliedRules>,
+    ) -> ExplainView {
         let s = settlement;
         let b = &s.basis;
         let bands: Vec<String> = b
@@ -542,20 +691,28 @@ impl ExplainView {
         let remainder = s.eligible - s.special_paid;
         let mut steps = vec![
             format!(
-                "policy {} for {} member, level {} via {}",
+                "policy {} for {} member, level {} ({}) via {}",
                 s.policy,
                 name(&s.status),
                 s.level,
+                name(&s.institution_kind),
                 name(&s.channel)
             ),
             format!(
                 "eligible {} - special payments {} = {remainder} enters ordinary pooling",
                 s.eligible, s.special_paid
             ),
-            format!(
-                "deductible {} ({} of group {} filled before): {} applied",
-                b.deductible, b.deductible_used_before, s.deductible_group, s.deductible_applied
-            ),
+            match (deductible_capped(s), b.deductible_cap) {
+                (true, Some(cap)) => format!(
+                    "deductible {} ({} of group {} filled before), capped by the yearly \
+                     deductible cap {cap} across groups: {} applied",
+                    b.deductible, b.deductible_used_before, s.deductible_group, s.deductible_applied
+                ),
+                _ => format!(
+                    "deductible {} ({} of group {} filled before): {} applied",
+                    b.deductible, b.deductible_used_before, s.deductible_group, s.deductible_applied
+                ),
+            },
             format!(
                 "({remainder} - {}) at ratio {} (the year's ordinary cost before was {}) = {}, rounded half up to the fen",
                 s.deductible_applied,
@@ -604,6 +761,8 @@ impl ExplainView {
             date: s.date,
             year: s.year,
             policy: s.policy.clone(),
+            rules,
+            deductible_capped: deductible_capped(s),
             deductible: Position {
                 before: b.deductible_used_before,
                 after: b.deductible_used_before + s.deductible_applied,

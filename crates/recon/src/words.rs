@@ -148,6 +148,13 @@ pub const CHANNEL: Vocabulary = &[
     ("manual", "手工报销"),
 ];
 
+/// 机构类别: the kind of place a claim was settled at.
+pub const INSTITUTION_KIND: Vocabulary = &[
+    ("grassroots", "基层医疗机构"),
+    ("hospital", "医院"),
+    ("pharmacy", "零售药店"),
+];
+
 /// 个人账户使用范围: what an account payment is for.
 pub const PURPOSE: Vocabulary = &[
     ("institution", "定点医疗机构"),

@@ -4,8 +4,8 @@
 //! others, under its JSON name ([`super::render`]).
 
 use gongji_recon::words::{
-    Vocabulary, CHANNEL, CREDIT_SOURCE, EVENT, FUND, PURPOSE, RELATION, REVERSAL_KIND, SCHEME,
-    STATE, STATUS,
+    Vocabulary, CHANNEL, CREDIT_SOURCE, EVENT, FUND, INSTITUTION_KIND, PURPOSE, RELATION,
+    REVERSAL_KIND, SCHEME, STATE, STATUS,
 };
 
 /// How a value is shown.
@@ -128,6 +128,17 @@ pub const ACCOUNT: Table = &[
     AS_OF_TIME_ZONE,
 ];
 
+/// One deductible rule's standing in `year`.
+const DEDUCTIBLE_STANDING: Table = &[
+    l("rule", "规则", "rule", Plain),
+    l("group", "起付线分组", "group", Plain),
+    l("amount", "起付线", "deductible", Money),
+    l("levels", "医院等级", "levels", Plain),
+    l("institution_kinds", "机构类别", "institution kinds", Plain),
+    l("used", "已累计", "filled", Money),
+    l("remaining", "剩余", "left", Money),
+];
+
 /// `year`.
 pub const YEAR_ANSWER: Table = &[
     MEMBER,
@@ -146,6 +157,18 @@ pub const YEAR_ANSWER: Table = &[
         "起付线剩余",
         "deductible left",
         Money,
+    ),
+    l(
+        "deductible_cap",
+        "起付线年度封顶",
+        "yearly deductible cap",
+        Money,
+    ),
+    l(
+        "deductibles",
+        "各起付线",
+        "deductibles",
+        List(DEDUCTIBLE_STANDING),
     ),
     l("ordinary_limit", "年度限额", "annual limit", Money),
     ORDINARY_PAID,
@@ -281,7 +304,14 @@ pub const SETTLEMENT: Table = &[
     YEAR,
     l("institution", "定点机构", "institution", Plain),
     l("level", "医院等级", "level", Plain),
+    l(
+        "institution_kind",
+        "机构类别",
+        "institution kind",
+        Code(INSTITUTION_KIND),
+    ),
     l("channel", "结算渠道", "channel", Code(CHANNEL)),
+    l("use_account", "使用个人账户", "from the account", Plain),
     l("visit", "就诊号", "visit", Plain),
     l("eligible", "政策范围内费用", "eligible", Money),
     l("uncovered", "政策范围外费用", "uncovered", Money),

@@ -7,6 +7,7 @@
 //! JSON name), so text never hides what `--json` says. JSON output never passes through here.
 
 pub mod labels;
+pub mod policy_table;
 pub mod reports;
 mod steps;
 

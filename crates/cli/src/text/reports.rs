@@ -130,6 +130,22 @@ pub fn explanation(value: &Value, style: &Style) -> String {
     for (i, step) in steps.iter().enumerate() {
         lines.push(format!("  {}. {step}", i + 1));
     }
+    let rules = &value["rules"];
+    if rules.is_object() {
+        let (deductible, ratio, limit) = (
+            plain(&rules["deductible"]),
+            plain(&rules["ratio"]),
+            plain(&rules["limit"]),
+        );
+        lines.push(match style.lang {
+            Lang::Zh => {
+                format!("  适用规则：起付线 {deductible}，支付比例 {ratio}，年度限额 {limit}")
+            }
+            Lang::En => {
+                format!("  rules applied: deductible {deductible}, ratio {ratio}, limit {limit}")
+            }
+        });
+    }
     lines.extend(positions(value, style));
     lines.push(style.pick("  事件：", "  events:").to_string());
     let events = value["events"].as_array().map_or(&[][..], Vec::as_slice);

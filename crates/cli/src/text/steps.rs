@@ -3,7 +3,7 @@
 //! settlement's figures in the language chosen, amounts with their unit and grouping.
 
 use gongji_domain::Money;
-use gongji_recon::words::{self, code, Lang, CHANNEL, STATUS};
+use gongji_recon::words::{self, code, Lang, CHANNEL, INSTITUTION_KIND, STATUS};
 use serde_json::Value;
 
 use super::{plain, Style};
@@ -34,6 +34,10 @@ fn pooling(s: &Value, remainder: String, style: &Style) -> Option<Vec<String>> {
     let money = |value: &Value| style.money(value);
     let status = code(STATUS, s["status"].as_str()?, style.lang);
     let channel = code(CHANNEL, s["channel"].as_str()?, style.lang);
+    let kind = s["institution_kind"]
+        .as_str()
+        .map(|k| code(INSTITUTION_KIND, k, style.lang));
+    let capped = capped_by(s).map(|cap| style.money(&cap));
     let (policy, level, group) = (
         plain(&s["policy"]),
         plain(&s["level"]),
@@ -43,9 +47,13 @@ fn pooling(s: &Value, remainder: String, style: &Style) -> Option<Vec<String>> {
     let zh = style.lang == Lang::Zh;
     Some(vec![
         if zh {
-            format!("按政策 {policy}：人员类别 {status}，医院等级 {level}，结算渠道 {channel}")
+            let kind = kind.map_or(String::new(), |k| format!("（{k}）"));
+            format!(
+                "按政策 {policy}：人员类别 {status}，医院等级 {level}{kind}，结算渠道 {channel}"
+            )
         } else {
-            format!("policy {policy} for {status} member, level {level} via {channel}")
+            let kind = kind.map_or(String::new(), |k| format!(" ({k})"));
+            format!("policy {policy} for {status} member, level {level}{kind} via {channel}")
         },
         if zh {
             format!(
@@ -60,20 +68,32 @@ fn pooling(s: &Value, remainder: String, style: &Style) -> Option<Vec<String>> {
                 money(&s["special_paid"])
             )
         },
-        if zh {
-            format!(
+        match (zh, capped) {
+            (true, None) => format!(
                 "起付线 {}（分组 {group} 此前已累计 {}）：本次计入 {}",
                 money(&b["deductible"]),
                 money(&b["deductible_used_before"]),
                 money(&s["deductible_applied"])
-            )
-        } else {
-            format!(
+            ),
+            (true, Some(cap)) => format!(
+                "起付线 {}（分组 {group} 此前已累计 {}），受年度起付线封顶 {cap} 限制：本次计入 {}",
+                money(&b["deductible"]),
+                money(&b["deductible_used_before"]),
+                money(&s["deductible_applied"])
+            ),
+            (false, None) => format!(
                 "deductible {} ({} of group {group} filled before): {} applied",
                 money(&b["deductible"]),
                 money(&b["deductible_used_before"]),
                 money(&s["deductible_applied"])
-            )
+            ),
+            (false, Some(cap)) => format!(
+                "deductible {} ({} of group {group} filled before), capped by the yearly \
+                 deductible cap {cap} across groups: {} applied",
+                money(&b["deductible"]),
+                money(&b["deductible_used_before"]),
+                money(&s["deductible_applied"])
+            ),
         },
         if zh {
             format!("（{remainder} − {}）× 支付比例 {ratios}（本年此前普通门诊费用 {}）= {}，四舍五入到分", money(&s["deductible_applied"]), money(&s["ordinary_cost_before"]), money(&s["ordinary_computed"]))
@@ -81,6 +101,18 @@ fn pooling(s: &Value, remainder: String, style: &Style) -> Option<Vec<String>> {
             format!("({remainder} - {}) at ratio {ratios} (the year's ordinary cost before was {}) = {}, rounded half up to the fen", money(&s["deductible_applied"]), money(&s["ordinary_cost_before"]), money(&s["ordinary_computed"]))
         },
     ])
+}
+
+/// The yearly deductible cap, when it rather than the group's own deductible limited what the
+/// settlement `s` applied (as the ledger's `deductible_capped` says).
+fn capped_by(s: &Value) -> Option<Value> {
+    let b = &s["basis"];
+    let cap = b["deductible_cap"].clone();
+    let fen = |value: &Value| amount(value).map(Money::fen);
+    fen(&cap)?;
+    let group_left = (fen(&b["deductible"])? - fen(&b["deductible_used_before"])?).max(0);
+    let remainder = fen(&s["eligible"])? - fen(&s["special_paid"])?;
+    (fen(&s["deductible_applied"])? < group_left.min(remainder)).then_some(cap)
 }
 
 /// From the limit to who paid the member's own share (`own`).

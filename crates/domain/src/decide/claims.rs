@@ -9,7 +9,7 @@ use crate::event::{Event, Settlement, SettlementBasis, Stream};
 use crate::money::Money;
 use crate::state::State;
 use crate::time::Day;
-use crate::types::{Channel, FundKind, Rejection, RejectionCode};
+use crate::types::{Channel, FundKind, InstitutionKind, Rejection, RejectionCode};
 
 struct ClaimInput<'c> {
     id: &'c str,
@@ -17,6 +17,7 @@ struct ClaimInput<'c> {
     date: Day,
     level: u8,
     channel: Channel,
+    kind: InstitutionKind,
     eligible: Money,
     special_paid: Money,
     uncovered: Money,
@@ -50,6 +51,7 @@ pub(super) fn claim(state: &State, command: &Command) -> Result<Decision, Reject
         uncovered,
         use_account,
         institution,
+        institution_kind,
         visit,
     } = command
     else {
@@ -61,6 +63,7 @@ pub(super) fn claim(state: &State, command: &Command) -> Result<Decision, Reject
         date: *date,
         level: *level,
         channel: *channel,
+        kind: institution_kind.unwrap_or(InstitutionKind::default_for(*channel)),
         eligible: *eligible,
         special_paid: *special_paid,
         uncovered: *uncovered,
@@ -96,6 +99,19 @@ fn check_claim(state: &State, claim: &ClaimInput<'_>) -> Result<(), Rejection> {
             ),
         ));
     }
+    if !claim.kind.fits(claim.channel) {
+        return Err(Rejection::new(
+            RejectionCode::InvalidValue,
+            format!(
+                "claim {}: institution_kind {} does not fit channel {} (a pharmacy claim is \
+                 settled at a pharmacy, an institution claim at a grassroots institution or a \
+                 hospital)",
+                claim.id,
+                super::guards::code_name(&claim.kind),
+                super::guards::code_name(&claim.channel)
+            ),
+        ));
+    }
     non_negative("eligible", claim.eligible)?;
     non_negative("special_paid", claim.special_paid)?;
     non_negative("uncovered", claim.uncovered)?;
@@ -119,17 +135,19 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Settlement, Rejection
     // counters: late claims from before a transfer still reach the old region.
     let region = account.region_on(claim.date).to_string();
     let policy = policy(state, &region, claim.date)?;
-    let facts = facts(account, claim.date, Some(claim.level));
+    let facts = facts(account, claim.date, Some((claim.level, claim.kind)));
     let no_rule = |what: &str| {
         Rejection::new(
             RejectionCode::NoPolicyRule,
             format!(
-                "policy {} has no {what} rule for member {} (status {}, scheme {}, level {})",
+                "policy {} has no {what} rule for member {} (status {}, scheme {}, level {}, \
+                 institution kind {})",
                 policy.version,
                 claim.member,
                 super::guards::code_name(&facts.status),
                 super::guards::code_name(&facts.scheme),
-                claim.level
+                claim.level,
+                super::guards::code_name(&claim.kind)
             ),
         )
     };
@@ -168,6 +186,8 @@ fn settle(state: &State, claim: &ClaimInput<'_>) -> Result<Settlement, Rejection
         level: claim.level,
         channel: claim.channel,
         institution: claim.institution.cloned(),
+        institution_kind: claim.kind,
+        use_account: claim.use_account,
         visit: claim.visit.cloned(),
         policy: policy.version.clone(),
         status: facts.status,

@@ -7,7 +7,7 @@ use crate::money::Money;
 use crate::policy::{in_lump_sum_period, Facts, PolicyVersion};
 use crate::state::{Member, State};
 use crate::time::{age_in_month, Day};
-use crate::types::{Rejection, RejectionCode};
+use crate::types::{InstitutionKind, Rejection, RejectionCode};
 
 use super::ALLOCATE_MEMBERS_MAX;
 
@@ -105,12 +105,15 @@ pub(crate) fn policy<'s>(
     })
 }
 
-pub(crate) fn facts(account: &Member, day: Day, level: Option<u8>) -> Facts {
+/// What the rules are chosen by for `account` on `day`; `claim`: the claim's level and
+/// institution kind (None outside a claim).
+pub(crate) fn facts(account: &Member, day: Day, claim: Option<(u8, InstitutionKind)>) -> Facts {
     let month = day.month();
     Facts {
         status: account.status_on(day),
         scheme: account.scheme,
-        level,
+        level: claim.map(|c| c.0),
+        kind: claim.map(|c| c.1),
         age: age_in_month(account.born, month),
         in_lump_sum_period: in_lump_sum_period(account.lump_sum_until, month),
     }

@@ -31,6 +31,7 @@ pub(crate) mod guards;
 pub(crate) mod lifecycle;
 mod payments;
 mod policies;
+pub mod resettle;
 mod reversals;
 mod settlement;
 pub(crate) mod totals;

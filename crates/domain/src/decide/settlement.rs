@@ -37,7 +37,7 @@ pub(super) struct PolicyFigures<'p> {
 /// The member's positions before the claim: the year's counters where it is counted, and the
 /// account.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct MemberToDate {
+pub struct MemberToDate {
     pub deductible_used_in_group: Money,
     pub deductible_used_total: Money,
     pub ordinary_cost: Money,

@@ -270,6 +270,15 @@ impl YearCounters {
         self.claims += other.claims;
     }
 
+    /// Counts a settlement into the year (`reversed`: takes it back out), as the ledger does.
+    pub fn counted(&mut self, settlement: &Settlement, reversed: bool) {
+        let direction = match reversed {
+            false => Direction::Settle,
+            true => Direction::Reverse,
+        };
+        self.count(settlement, direction);
+    }
+
     /// Counts a settlement into the year, or takes it back out when it is reversed.
     fn count(&mut self, settlement: &Settlement, direction: Direction) {
         let signed = |amount: Money| match direction {
@@ -334,6 +343,7 @@ impl Fund {
 /// A settled claim or an account payment, by its id, so it is never settled twice and can be
 /// reversed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+#[bincode(decode_context = "crate::event::SchemaVersion")]
 pub struct Tx {
     pub member: String,
     pub date: Day,
@@ -342,6 +352,7 @@ pub struct Tx {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Encode, Decode)]
+#[bincode(decode_context = "crate::event::SchemaVersion")]
 pub enum TxKind {
     Claim(Box<Settlement>),
     Payment {

@@ -38,6 +38,7 @@ pub fn whole_ledger(o: &Options, work: &Path, pg_scan: Option<f64>) -> Result<()
     let (ledger, applied) = apply_year(&gongji, work, "ledger", &year, "runs", Some(""))?;
     let runs = if o.quick { 3 } else { 21 };
     bench_queries(&ledger, o.members, runs, "")?;
+    bench_whatif(&ledger, work, &applied)?;
     let replay_rate = bench_rebuild(&ledger, pg_scan, "")?;
     let _ = std::fs::remove_dir_all(&ledger.data);
     // The same year with the projections in sled (the store before issue 6's own), as the
@@ -135,6 +136,95 @@ fn generate_file(path: &Path, members: u64, seed: u64) -> Result<u64, String> {
 struct Applied {
     lines: u64,
     elapsed: Duration,
+}
+
+/// `gongji whatif` over the applied year, with the policy in force (which must change no
+/// claim) and with a proposal (deductibles halved, ratios 10 points higher), each against
+/// the same year's `apply` (issue 18's target: re-settling at least 10 times faster).
+fn bench_whatif(ledger: &Ledger, work: &Path, applied: &Applied) -> Result<(), String> {
+    let policy_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(POLICY);
+    let text = std::fs::read_to_string(&policy_path).map_err(|e| e.to_string())?;
+    let mut proposal: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    proposal["version"] = "500000/bench-proposal".into();
+    for rule in proposal["outpatient"]["deductibles"]
+        .as_array_mut()
+        .ok_or("the policy has no deductibles")?
+    {
+        let amount: f64 = rule["amount"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(0.0);
+        rule["amount"] = format!("{:.2}", amount / 2.0).into();
+    }
+    for rule in proposal["outpatient"]["ratios"]
+        .as_array_mut()
+        .ok_or("the policy has no ratios")?
+    {
+        for band in rule["bands"]
+            .as_array_mut()
+            .ok_or("a ratio rule has no bands")?
+        {
+            let ratio: f64 = band["ratio"]
+                .as_str()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0.0);
+            band["ratio"] = format!("{:.2}", (ratio + 0.10).min(1.0)).into();
+        }
+    }
+    let proposal_path = work.join("proposal.json");
+    std::fs::write(&proposal_path, proposal.to_string()).map_err(|e| e.to_string())?;
+    for (name, policy) in [("in_force", &policy_path), ("proposal", &proposal_path)] {
+        let report_path = work.join(format!("whatif-{name}.json"));
+        let (code, elapsed, peak) = run_measured(
+            ledger
+                .command()
+                .arg("whatif")
+                .arg("--policy")
+                .arg(policy)
+                .arg("--json")
+                .stdout(File::create(&report_path).map_err(|e| e.to_string())?),
+        )?;
+        if code != 0 {
+            return Err(format!("gongji whatif exited with {code}"));
+        }
+        let report: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&report_path).map_err(|e| e.to_string())?,
+        )
+        .map_err(|e| format!("whatif report: {e}"))?;
+        let claims = report["total"]["claims"].as_f64().unwrap_or(0.0);
+        let changed = report["total"]["changed"].as_f64().unwrap_or(0.0);
+        if name == "in_force" && changed != 0.0 {
+            return Err(format!(
+                "whatif with the policy in force changed {changed} claims"
+            ));
+        }
+        emit(
+            &format!("whatif_{name}_seconds"),
+            elapsed.as_secs_f64(),
+            "s",
+        );
+        emit(&format!("whatif_{name}_claims"), claims, "claims");
+        emit(&format!("whatif_{name}_changed_claims"), changed, "claims");
+        emit(
+            &format!("whatif_{name}_peak_rss"),
+            peak as f64 / (1 << 20) as f64,
+            "MiB",
+        );
+        emit(
+            &format!("whatif_{name}_vs_apply"),
+            applied.elapsed.as_secs_f64() / elapsed.as_secs_f64(),
+            "ratio",
+        );
+        if name == "proposal" {
+            note(&format!(
+                "whatif proposal: pooled fund {} recorded, {} proposed",
+                report["total"]["recorded"]["pooled"], report["total"]["proposed"]["pooled"]
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A generated year: its command file and how many lines it has.
