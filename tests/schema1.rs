@@ -73,6 +73,17 @@ fn a_schema_1_ledger_opens_verifies_answers_and_goes_on() {
     assert_eq!(kind_of(&ledger, "c5"), "grassroots");
     let out = ledger.run(&["audit", "verify"]);
     assert!(out.status.success(), "{}", text(&out));
+    // Its own archive, old records and new, checks and imports.
+    let archive = ledger.dir.path().join("upgraded.archive");
+    let out = ledger.run(&["audit", "export", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ledger.run(&["audit", "check", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restored = TestLedger::directory();
+    let out = restored.run(&["audit", "import", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(kind_of(&restored, "c1"), "hospital");
+    assert_eq!(kind_of(&restored, "c5"), "grassroots");
 }
 
 #[test]

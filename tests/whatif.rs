@@ -144,6 +144,15 @@ fn the_policy_in_force_changes_nothing_and_bad_arguments_are_refused() {
     let out = ledger.run(&["whatif", "--policy", CHONGQING_POLICY, "--region", "110000"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("region 500000"), "{}", text(&out));
+    // A proposal `policy load` would refuse is no proposal.
+    let shipped = std::fs::read_to_string(CHONGQING_POLICY).expect("policy file");
+    let mut gap: Value = serde_json::from_str(&shipped).expect("policy JSON");
+    gap["outpatient"]["ratios"].as_array_mut().unwrap().pop();
+    let gap_file = ledger.dir.path().join("gap.json");
+    std::fs::write(&gap_file, gap.to_string()).expect("written");
+    let out = ledger.run(&["whatif", "--policy", gap_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("outpatient.ratios"), "{}", text(&out));
     let missing = ledger.dir.path().join("missing.json");
     let out = ledger.run(&["whatif", "--policy", missing.to_str().unwrap()]);
     assert!(!out.status.success());

@@ -72,15 +72,22 @@ pub fn whatif(data: &Location, args: &WhatIfArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The proposal: a policy file, checked as `policy load` checks it.
+/// The proposal: a policy file, checked as `policy load` checks it (a version it would refuse
+/// is no proposal: `policy check FILE` says why).
 fn read_policy(file: &Path) -> Result<PolicyVersion, Failure> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Failure::io(format!("cannot read {}: {e}", file.display())))?;
-    let policy: PolicyVersion = serde_json::from_str(&text)
-        .map_err(|e| Failure::bad_input(format!("{}: {e}", file.display())))?;
+    let (_, policy) = crate::policy_file::read(file)?;
     policy
         .validate()
         .map_err(|why| Failure::bad_input(format!("{}: {why}", file.display())))?;
+    let findings = gongji_domain::policy_check::check(&policy);
+    if !findings.is_empty() {
+        let said: Vec<String> = findings.iter().map(ToString::to_string).collect();
+        return Err(Failure::bad_input(format!(
+            "{} would be refused by policy load: {}",
+            file.display(),
+            said.join("; ")
+        )));
+    }
     Ok(policy)
 }
 

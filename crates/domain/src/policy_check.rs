@@ -214,7 +214,11 @@ impl Space {
             starts.extend(when.age_min.map(i64::from));
             starts.extend(when.age_max.map(|max| i64::from(max) + 1));
         }
-        let starts: Vec<i64> = starts.into_iter().filter(|age| *age >= 0).collect();
+        // An age past i32's range is no member's: a band starting there is never reached.
+        let starts: Vec<i64> = starts
+            .into_iter()
+            .filter(|age| (0..=i64::from(i32::MAX)).contains(age))
+            .collect();
         let ages: Vec<(i64, Option<i64>)> = starts
             .iter()
             .enumerate()

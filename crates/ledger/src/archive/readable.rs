@@ -14,8 +14,11 @@ use crate::HistoryEntry;
 
 /// The record's event as the object a record line carries under `event`.
 pub(super) fn event_object(record: &Record, event: &Event) -> Value {
-    let entry = serde_json::to_value(HistoryEntry::of(record, event))
+    let mut entry = serde_json::to_value(HistoryEntry::of(record, event))
         .expect("every event serializes to JSON (history --json prints it)");
+    if record.payload.first() == Some(&1) {
+        as_schema_1(&mut entry);
+    }
     match entry {
         // `history --json` names the kind `event`; here `event` names the object itself. The
         // key is renamed where it stands, keeping the entry's order.
@@ -37,10 +40,7 @@ pub(super) fn checked_event(record: &Record, readable: Option<&Value>) -> Result
     let event = Event::decode(&record.payload)
         .map_err(|e| format!("record at position {position} breaks the decode check: {e}"))?;
     if let Some(readable) = readable {
-        let mut rendered = event_object(record, &event);
-        if record.payload.first() == Some(&1) {
-            as_schema_1(&mut rendered);
-        }
+        let rendered = event_object(record, &event);
         if *readable != rendered {
             return Err(format!(
                 "record at position {position}: its readable event is not what its payload \
@@ -53,8 +53,9 @@ pub(super) fn checked_event(record: &Record, readable: Option<&Value>) -> Result
     Ok(event)
 }
 
-/// What a schema-1 payload's line says: a release of that schema rendered settlements without
-/// the institution kind (which decoding now fills in from the channel).
+/// The readable form of a schema-1 payload, as a release of that schema rendered it: settlements
+/// without the institution kind and `use_account` (which decoding now fills in), so an archive
+/// of either release, and an export of an upgraded ledger, render its old records alike.
 fn as_schema_1(value: &mut Value) {
     match value {
         Value::Object(fields) => {
