@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use gongji_domain::Event;
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::{text, TestLedger};
 
 /// The sample ledger and its complete archive, line by line.
@@ -19,7 +19,11 @@ struct Archive {
 }
 
 fn exported() -> Archive {
-    let ledger = TestLedger::sample();
+    archive_of(TestLedger::sample())
+}
+
+/// `ledger`'s complete archive, line by line.
+fn archive_of(ledger: TestLedger) -> Archive {
     let path = ledger.dir.path().join("all.jsonl");
     let out = ledger.run(&["audit", "export", path.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
@@ -51,6 +55,10 @@ impl Archive {
             .position(|line| line["event"]["kind"] == kind)
             .unwrap_or_else(|| panic!("the sample holds a {kind} event"))
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Vec<u8> {
@@ -292,4 +300,113 @@ fn an_unknown_field_beside_the_readable_event_is_still_refused() {
     assert_eq!(report["failure"]["line"], line as u64, "{report}");
     let message = report["failure"]["message"].as_str().unwrap();
     assert!(message.contains("unknown field `decoded`"), "{message}");
+}
+
+/// Member A with two account payments: P1 at a pharmacy it names, P2 naming none.
+fn payments() -> TestLedger {
+    let ledger = TestLedger::new();
+    ledger.apply_ok(
+        &[
+            json!({"cmd": "enroll", "member": "A", "region": "500000", "born": "1980-01-01",
+               "status": "active", "scheme": "employer", "date": "2024-01-01",
+               "opening_balance": "500.00"}),
+            json!({"cmd": "account_pay", "id": "P1", "holder": "A", "date": "2024-02-01",
+               "purpose": "pharmacy", "amount": "20.00", "institution": "PH500101"}),
+            json!({"cmd": "account_pay", "id": "P2", "holder": "A", "date": "2024-02-02",
+               "purpose": "pharmacy", "amount": "30.00"}),
+        ]
+        .map(|line| line.to_string()),
+    );
+    ledger
+}
+
+/// The readable events of `archive`'s account payments, by id.
+fn payments_in(archive: &Archive) -> Vec<(String, Value)> {
+    let paid = archive.lines.iter().map(|line| &line["event"]);
+    paid.filter(|event| event["kind"] == "account_paid")
+        .map(|event| (event["id"].as_str().unwrap().to_string(), event.clone()))
+        .collect()
+}
+
+#[test]
+fn a_payments_institution_shows_in_history_and_its_archive_checks_and_imports() {
+    let ledger = payments();
+    let history = ledger.run(&["history", "A", "--json"]);
+    assert!(history.status.success(), "{}", text(&history));
+    let paid: Vec<Value> = support::parse_lines(&history.stdout)
+        .into_iter()
+        .filter(|entry| entry["event"] == "account_paid")
+        .collect();
+    assert_eq!(paid[0]["institution"], "PH500101", "{paid:?}");
+    assert_eq!(paid[1]["institution"], Value::Null, "{paid:?}");
+
+    let archive = archive_of(ledger);
+    let readable = payments_in(&archive);
+    assert_eq!(readable[0].1["institution"], "PH500101", "{readable:?}");
+    assert_eq!(readable[1].1["institution"], Value::Null, "{readable:?}");
+    let path = archive.ledger.dir.path().join("all.jsonl");
+    let (code, report) = check(&path);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(imported_digest(&path), report["digest"].as_str().unwrap());
+}
+
+/// `archive` with P2 as the release before schema 3 recorded and exported it: its payload
+/// without the institution (the last field, one byte saying none) under version byte 2, its
+/// readable event without the key, resealed. The file, and P2's readable event.
+fn with_p2_of_schema_2(archive: &Archive) -> (PathBuf, Value) {
+    let mut lines = archive.lines.clone();
+    let line = lines
+        .iter_mut()
+        .find(|line| line["event"]["id"] == "P2")
+        .expect("P2 is in the archive");
+    let mut payload = unhex(line["record"]["payload"].as_str().unwrap());
+    let (version, last) = (payload[0], payload.pop());
+    assert_eq!((version, last), (3, Some(0)), "P2 of schema 3, naming none");
+    payload[0] = 2;
+    line["record"]["payload"] = Value::from(hex(&payload));
+    let mut old = line["event"].as_object().unwrap().clone();
+    old.shift_remove("institution");
+    line["event"] = Value::Object(old);
+    let old = line["event"].clone();
+    let written: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let resealed = gongji_ledger::archive::reseal(written.as_bytes());
+    let rendered = support::parse_lines(&resealed);
+    let rendered = rendered.iter().find(|line| line["event"]["id"] == "P2");
+    assert_eq!(
+        rendered.map(|line| &line["event"]),
+        Some(&old),
+        "rendered as it was"
+    );
+    let path = archive.ledger.dir.path().join("schema2.jsonl");
+    std::fs::write(&path, resealed).unwrap();
+    (path, old)
+}
+
+#[test]
+fn old_payments_render_without_the_institution_so_old_archives_and_upgraded_ledgers_check() {
+    let archive = archive_of(payments());
+    let (path, old) = with_p2_of_schema_2(&archive);
+    let (code, report) = check(&path);
+    assert_eq!(code, 0, "{report}");
+
+    // The ledger restored from it holds the schema-2 record: shown with no institution, and
+    // exported as that release exported it, beside the schema-3 record with its institution.
+    let restored = TestLedger::empty();
+    let out = restored.run(&["audit", "import", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let history = restored.run(&["history", "A", "--json"]);
+    let entries = support::parse_lines(&history.stdout);
+    let p2 = entries
+        .iter()
+        .find(|e| e["id"] == "P2")
+        .expect("P2 in history");
+    assert_eq!(p2["institution"], Value::Null, "{p2}");
+    let again = archive_of(restored);
+    let readable = payments_in(&again);
+    assert_eq!(readable[0].1["institution"], "PH500101", "{readable:?}");
+    assert_eq!(readable[1], ("P2".to_string(), old), "{readable:?}");
+    let path = again.ledger.dir.path().join("all.jsonl");
+    let (code, report) = check(&path);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(imported_digest(&path), report["digest"].as_str().unwrap());
 }

@@ -241,10 +241,12 @@ fn archive_check_names_a_changed_byte_a_removed_a_reordered_and_an_added_record(
     };
     let owned: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
 
-    // A byte changed inside record 10's payload.
+    // A byte changed inside record 10's payload: its schema version.
     let mut changed = owned.clone();
     let at = record_line(10);
-    changed[at] = changed[at].replacen("\"payload\":\"02", "\"payload\":\"03", 1);
+    let version = gongji_domain::event::EVENT_SCHEMA_VERSION;
+    let payload = |version: u8| format!("\"payload\":\"{version:02x}");
+    changed[at] = changed[at].replacen(&payload(version), &payload(version + 1), 1);
     assert_ne!(changed[at], owned[at]);
     let (code, said) = check(&write("changed.jsonl", changed));
     assert_eq!(code, 1, "{said}");

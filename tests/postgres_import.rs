@@ -97,9 +97,12 @@ fn an_archive_that_does_not_restore_leaves_no_log_behind() {
         .lines()
         .map(String::from)
         .collect();
-    // A byte changed inside record 10's payload (line 12): records 0..9 were appended first.
+    // A byte changed inside record 10's payload (line 12), its schema version: records 0..9
+    // were appended first.
     let mut changed = lines.clone();
-    changed[12] = changed[12].replacen("\"payload\":\"02", "\"payload\":\"03", 1);
+    let version = gongji_domain::event::EVENT_SCHEMA_VERSION;
+    let payload = |version: u8| format!("\"payload\":\"{version:02x}");
+    changed[12] = changed[12].replacen(&payload(version), &payload(version + 1), 1);
     assert_ne!(changed[12], lines[12]);
     // Cut short: no manifest, so not complete.
     let cut = lines[..lines.len() - 1].to_vec();

@@ -99,6 +99,9 @@ pub enum Command {
         date: Day,
         purpose: Purpose,
         amount: Money,
+        /// The pharmacy or hospital paid, as the settlement front end names it.
+        #[serde(default)]
+        institution: Option<String>,
     },
     Reverse {
         id: String,
@@ -279,6 +282,7 @@ fn fields_of(cmd: &str) -> Option<&'static [Field]> {
             ("date", Day, REQUIRED),
             ("purpose", Purpose, REQUIRED),
             ("amount", Amount, REQUIRED),
+            ("institution", Text, OPTIONAL),
         ],
         "reverse" => &[
             ("id", Text, REQUIRED),

@@ -15,8 +15,9 @@ use crate::types::{Channel, FundKind, InstitutionKind, Purpose, Relation, Scheme
 /// The schema version written in front of every encoded event. Version 2 added a claim's
 /// institution kind (`Settlement::institution_kind`) and the policy condition on it
 /// (`When::institution_kinds`); version-1 records still decode, with the kind their channel
-/// implies and no condition.
-pub const EVENT_SCHEMA_VERSION: u8 = 2;
+/// implies and no condition. Version 3 added an account payment's institution
+/// (`Event::AccountPaid`'s last field); older records decode with none.
+pub const EVENT_SCHEMA_VERSION: u8 = 3;
 
 /// The oldest event schema version this build decodes.
 pub const EVENT_SCHEMA_VERSION_MIN: u8 = 1;
@@ -32,6 +33,45 @@ impl SchemaVersion {
     /// Whether bytes of this version carry fields added in `version`.
     pub fn has(self, version: u8) -> bool {
         self.0 >= version
+    }
+}
+
+/// A field schema version `SCHEMA` added to an event: always encoded, but decoded only from
+/// bytes of that version or later, since older bytes do not hold it (it reads as
+/// `T::default()`). The event keeps its derived decoding; in JSON it is the value itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct AddedIn<const SCHEMA: u8, T>(pub T);
+
+impl<const SCHEMA: u8, T: Encode> Encode for AddedIn<SCHEMA, T> {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.0.encode(encoder)
+    }
+}
+
+impl<const SCHEMA: u8, T: Decode<SchemaVersion> + Default> Decode<SchemaVersion>
+    for AddedIn<SCHEMA, T>
+{
+    fn decode<D: bincode::de::Decoder<Context = SchemaVersion>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        match decoder.context().has(SCHEMA) {
+            true => T::decode(decoder).map(AddedIn),
+            false => Ok(AddedIn(T::default())),
+        }
+    }
+}
+
+impl<'de, const SCHEMA: u8, T: Decode<SchemaVersion> + Default>
+    bincode::BorrowDecode<'de, SchemaVersion> for AddedIn<SCHEMA, T>
+{
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = SchemaVersion>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Self::decode(decoder)
     }
 }
 
@@ -328,6 +368,9 @@ pub enum Event {
         year: i32,
         purpose: Purpose,
         amount: Money,
+        /// The pharmacy or hospital paid, as the settlement front end named it (schema 3).
+        /// A `Box<str>`, 16 bytes to a `String`'s 24: every `Event` is as large as this variant.
+        institution: AddedIn<3, Option<Box<str>>>,
     },
     /// A retiree's large-amount premium paid from the account into the large-amount fund.
     PremiumReceived {
@@ -880,5 +923,60 @@ impl Event {
             Event::FundEventOwed { .. } => 22,
             Event::OwedLanded { .. } => 23,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payment(institution: Option<&str>) -> Event {
+        Event::AccountPaid {
+            id: "P1".into(),
+            holder: "M".into(),
+            beneficiary: "M".into(),
+            region: "R".into(),
+            date: "2024-02-01".parse().expect("a day"),
+            year: 2024,
+            purpose: Purpose::Pharmacy,
+            amount: Money::from_fen(8800),
+            institution: AddedIn(institution.map(Box::from)),
+        }
+    }
+
+    /// A payment as schemas 1 and 2 wrote it: the variant's tag and its eight fields.
+    fn payment_of_schema(version: u8) -> Vec<u8> {
+        let day: Day = "2024-02-01".parse().expect("a day");
+        let amount = Money::from_fen(8800);
+        let ids = ("P1", "M", "M", "R");
+        let fields = (10u32, ids, day, 2024i32, Purpose::Pharmacy, amount);
+        let mut bytes = vec![version];
+        bytes.extend(bincode::encode_to_vec(fields, bincode_config()).expect("in memory"));
+        bytes
+    }
+
+    #[test]
+    fn a_payment_of_schema_1_or_2_decodes_with_no_institution() {
+        for version in [1, 2] {
+            assert_eq!(
+                Event::decode(&payment_of_schema(version)),
+                Ok(payment(None))
+            );
+        }
+        // The same bytes under schema 3 lack the institution.
+        assert!(Event::decode(&payment_of_schema(3)).is_err());
+    }
+
+    #[test]
+    fn a_payment_of_schema_3_keeps_its_institution() {
+        for institution in [None, Some("PH500101")] {
+            let bytes = payment(institution).encode();
+            assert_eq!(bytes[0], 3);
+            assert_eq!(Event::decode(&bytes), Ok(payment(institution)));
+        }
+        let json = serde_json::to_value(payment(Some("PH500101"))).expect("JSON");
+        assert_eq!(json["institution"], "PH500101");
+        let json = serde_json::to_value(payment(None)).expect("JSON");
+        assert_eq!(json["institution"], serde_json::Value::Null);
     }
 }

@@ -1309,6 +1309,33 @@ fn account_pay_of_zero_or_before_enrolment_is_refused() {
     );
 }
 
+#[test]
+fn account_pay_records_its_institution_held_to_the_bounds_of_an_id() {
+    let mut l = Ledger::chongqing();
+    l.active("a", "100.00");
+    for bad in ["", "a\u{7}b", "x".repeat(65).as_str()] {
+        let line = with(
+            pay("p1", "a", "2024-03-01", "pharmacy", "1.00"),
+            json!({ "institution": bad }),
+        );
+        assert_eq!(l.code(line), "malformed_id", "{bad:?}");
+    }
+    l.ok(with(
+        pay("p1", "a", "2024-03-01", "pharmacy", "1.00"),
+        json!({"institution": "PH500101"}),
+    ));
+    l.ok(pay("p2", "a", "2024-03-01", "pharmacy", "1.00"));
+    let institutions: Vec<_> = l
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AccountPaid { institution, .. } => Some(institution.0.as_deref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(institutions, [Some("PH500101"), None]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reversals
 // ---------------------------------------------------------------------------------------------
@@ -1924,7 +1951,10 @@ fn every_event_kind() -> Ledger {
     l.ok(claim("c2", "a", "2024-02-02", 3, "1200.00"));
     l.ok(bind("a", "s", "spouse", "2024-02-01"));
     l.ok(json!({"cmd": "unbind_family", "holder": "a", "relative": "s", "date": "2024-03-01"}));
-    l.ok(pay("p1", "a", "2024-03-01", "pharmacy", "10.00"));
+    l.ok(with(
+        pay("p1", "a", "2024-03-01", "pharmacy", "10.00"),
+        json!({"institution": "ph1"}),
+    ));
     l.ok(pay(
         "p2",
         "r",

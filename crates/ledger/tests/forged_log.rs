@@ -3,6 +3,7 @@
 //! `audit verify` to name the record, refuses commands and queries naming it, and nothing
 //! panics.
 
+use gongji_domain::event::AddedIn;
 use gongji_domain::types::Purpose;
 use gongji_domain::{Event, Money};
 use gongji_ledger::Ledger;
@@ -29,6 +30,7 @@ fn overdrawn_ledger(dir: &std::path::Path) -> u64 {
         year: 2024,
         purpose: Purpose::Pharmacy,
         amount: Money::from_fen(50_000),
+        institution: AddedIn(None),
     };
     let payload = payment.encode();
     let mut log = Log::open(dir).unwrap();

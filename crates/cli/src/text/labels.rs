@@ -363,6 +363,8 @@ pub const EVENT_FIELDS: Table = &[
     STATUS_OF_MEMBER,
     SCHEME_OF_MEMBER,
     l("purpose", "用途", "purpose", Code(PURPOSE)),
+    // An account payment's; a claim's is in its settlement.
+    l("institution", "定点机构", "institution", Plain),
     l("month", "月份", "month", Plain),
     YEAR,
     l("reason", "原因", "reason", Plain),

@@ -4,36 +4,31 @@ use chrono::Datelike;
 
 use super::guards::{check_id, check_tx_id, live};
 use super::{Decision, Outcome};
-use crate::event::{Event, Stream};
+use crate::command::Command;
+use crate::event::{AddedIn, Event, Stream};
 use crate::money::Money;
 use crate::state::{Member, State};
 use crate::time::Day;
 use crate::types::{FundKind, Purpose, Rejection, RejectionCode, Status};
 
-pub(super) fn account_pay(
-    state: &State,
-    id: &str,
-    holder: &str,
-    beneficiary: Option<&str>,
-    date: Day,
-    purpose: Purpose,
-    amount: Money,
-) -> Result<Decision, Rejection> {
-    check_tx_id("payment", id)?;
-    if state.txs.contains_key(id) {
-        return Err(Rejection::new(
-            RejectionCode::DuplicateId,
-            format!("id {id} is already used by a settled claim or payment"),
-        ));
-    }
-    if amount <= Money::ZERO {
-        return Err(Rejection::new(
-            RejectionCode::NegativeAmount,
-            format!("payment {id}: amount {amount} must be more than 0.00"),
-        ));
-    }
+pub(super) fn account_pay(state: &State, command: &Command) -> Result<Decision, Rejection> {
+    let Command::AccountPay {
+        id,
+        holder,
+        beneficiary,
+        date,
+        purpose,
+        amount,
+        institution,
+    } = command
+    else {
+        unreachable!("decide hands account_pay only AccountPay commands")
+    };
+    let (id, holder, date, purpose, amount) =
+        (id.as_str(), holder.as_str(), *date, *purpose, *amount);
+    check_new_payment(state, id, institution.as_deref(), amount)?;
     let account = live(state, holder, date)?;
-    let beneficiary = beneficiary.unwrap_or(holder);
+    let beneficiary = beneficiary.as_deref().unwrap_or(holder);
     check_id("beneficiary", beneficiary)?;
     if !purpose.allowed() {
         return Err(Rejection::new(
@@ -70,6 +65,7 @@ pub(super) fn account_pay(
             year,
             purpose,
             amount,
+            institution: AddedIn(institution.as_deref().map(Box::from)),
         },
     )];
     if purpose == Purpose::LargeAmountPremium {
@@ -94,6 +90,32 @@ pub(super) fn account_pay(
             balance: account.balance - amount,
         },
     })
+}
+
+/// What a payment must satisfy before the account is looked at: its ids, a new id, an amount.
+fn check_new_payment(
+    state: &State,
+    id: &str,
+    institution: Option<&str>,
+    amount: Money,
+) -> Result<(), Rejection> {
+    check_tx_id("payment", id)?;
+    if let Some(institution) = institution {
+        check_id("institution", institution)?;
+    }
+    if state.txs.contains_key(id) {
+        return Err(Rejection::new(
+            RejectionCode::DuplicateId,
+            format!("id {id} is already used by a settled claim or payment"),
+        ));
+    }
+    if amount <= Money::ZERO {
+        return Err(Rejection::new(
+            RejectionCode::NegativeAmount,
+            format!("payment {id}: amount {amount} must be more than 0.00"),
+        ));
+    }
+    Ok(())
 }
 
 /// The account can pay `amount` on `date` without its balance as of that day, or any later

@@ -9,7 +9,8 @@
 //! ledger's own events are checked by `decide` already, and `apply` pays nothing for this.
 
 use super::{State, TxKind};
-use crate::event::{Event, Settlement};
+use crate::decide::guards::check_id;
+use crate::event::{AddedIn, Event, Settlement};
 use crate::money::{Money, AMOUNT_FEN_MAX, TOTAL_FEN_MAX};
 use crate::time::{YEAR_MAX, YEAR_MIN};
 use crate::types::FundKind;
@@ -39,11 +40,13 @@ pub fn admissible(state: &State, event: &Event) -> Result<(), Inadmissible> {
 /// opening balance, a contribution, a payment, a claim's eligible cost) is at most
 /// `AMOUNT_FEN_MAX`, every other figure (a settlement's parts, the positions it started from, a
 /// balance moved) at most `TOTAL_FEN_MAX`, none negative; every year within
-/// `YEAR_MIN..=YEAR_MAX` (days and months are bounded when they decode).
+/// `YEAR_MIN..=YEAR_MAX` (days and months are bounded when they decode); a payment's
+/// institution an id `decide` would take.
 pub fn check_bounds(event: &Event) -> Result<(), Inadmissible> {
     let year = figures_of(event, &mut |name, amount, max_fen| {
         within(event, name, amount, max_fen)
     })?;
+    check_institution(event)?;
     match year {
         Some(year) if !(YEAR_MIN..=YEAR_MAX).contains(&year) => refuse(
             "bounds",
@@ -52,6 +55,22 @@ pub fn check_bounds(event: &Event) -> Result<(), Inadmissible> {
                 event.kind()
             ),
         ),
+        _ => Ok(()),
+    }
+}
+
+/// A payment's institution, held to the bounds of an id in a command (`check_id`).
+fn check_institution(event: &Event) -> Result<(), Inadmissible> {
+    match event {
+        Event::AccountPaid {
+            institution: AddedIn(Some(institution)),
+            ..
+        } => check_id("institution", institution).or_else(|rejection| {
+            refuse(
+                "bounds",
+                format!("the {} event's {}", event.kind(), rejection.message),
+            )
+        }),
         _ => Ok(()),
     }
 }
@@ -535,6 +554,7 @@ mod tests {
             year,
             purpose: Purpose::Pharmacy,
             amount: Money::from_fen(amount_fen),
+            institution: AddedIn(None),
         }
     }
 
@@ -549,6 +569,22 @@ mod tests {
         assert_eq!(check_of(&state, &payment("M", i64::MAX, 2024)), "bounds");
         assert_eq!(check_of(&state, &payment("M", 100, i32::MAX)), "bounds");
         assert_eq!(check_of(&state, &payment("M", 100, i32::MIN)), "bounds");
+    }
+
+    #[test]
+    fn a_payments_institution_is_held_to_the_bounds_of_an_id() {
+        let state = State::default();
+        let at = |institution: &str| {
+            let mut event = payment("M", 100, 2024);
+            if let Event::AccountPaid { institution: i, .. } = &mut event {
+                *i = AddedIn(Some(Box::from(institution)));
+            }
+            event
+        };
+        assert_eq!(check_of(&state, &at("")), "bounds");
+        assert_eq!(check_of(&state, &at(&"x".repeat(65))), "bounds");
+        assert_eq!(check_of(&state, &at("a\nb")), "bounds");
+        assert_eq!(check_of(&state, &at(&"x".repeat(64))), "existence");
     }
 
     #[test]

@@ -227,6 +227,8 @@ fn payments(state: &mut State, event: &Event) {
             year,
             purpose,
             amount,
+            // Shown from the log; no rule reads it, so the state does not keep it.
+            institution: _,
         } => {
             state.debit(holder, *amount, *date);
             if let Some(binding) = state.member_mut(holder).family.get_mut(beneficiary) {

@@ -16,8 +16,8 @@ use crate::HistoryEntry;
 pub(super) fn event_object(record: &Record, event: &Event) -> Value {
     let mut entry = serde_json::to_value(HistoryEntry::of(record, event))
         .expect("every event serializes to JSON (history --json prints it)");
-    if record.payload.first() == Some(&1) {
-        as_schema_1(&mut entry);
+    if let Some(&schema) = record.payload.first() {
+        as_schema(schema, &mut entry);
     }
     match entry {
         // `history --json` names the kind `event`; here `event` names the object itself. The
@@ -53,19 +53,29 @@ pub(super) fn checked_event(record: &Record, readable: Option<&Value>) -> Result
     Ok(event)
 }
 
-/// The readable form of a schema-1 payload, as a release of that schema rendered it: settlements
-/// without the institution kind and `use_account` (which decoding now fills in), so an archive
-/// of either release, and an export of an upgraded ledger, render its old records alike.
-fn as_schema_1(value: &mut Value) {
+/// The readable form of a payload of an older schema, as a release of that schema rendered it:
+/// without the fields later schemas added (which decoding now fills in), so an archive of
+/// either release, and an export of an upgraded ledger, render its old records alike. Schema 1
+/// has settlements without the institution kind and `use_account`; schemas 1 and 2 have
+/// account payments without their institution.
+fn as_schema(schema: u8, value: &mut Value) {
     match value {
         Value::Object(fields) => {
-            if let Some(Value::Object(settlement)) = fields.get_mut("settlement") {
-                settlement.remove("institution_kind");
-                settlement.remove("use_account");
+            if schema < 2 {
+                if let Some(Value::Object(settlement)) = fields.get_mut("settlement") {
+                    settlement.remove("institution_kind");
+                    settlement.remove("use_account");
+                }
             }
-            fields.values_mut().for_each(as_schema_1);
+            if schema < 3 && fields.get("event").and_then(Value::as_str) == Some("account_paid") {
+                // Shifted out, so the keys after it stay in the order that release wrote.
+                fields.shift_remove("institution");
+            }
+            fields
+                .values_mut()
+                .for_each(|value| as_schema(schema, value));
         }
-        Value::Array(items) => items.iter_mut().for_each(as_schema_1),
+        Value::Array(items) => items.iter_mut().for_each(|value| as_schema(schema, value)),
         _ => {}
     }
 }

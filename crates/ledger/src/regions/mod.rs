@@ -504,12 +504,10 @@ impl Ledger {
         let mut outbound = Outbound::default();
         for record in self.log.read_range(from.min(end), end)? {
             let record = record?;
-            match member_event(&record)?.map(|event| as_sent(event, record.position)) {
-                Some(Ok(sent)) => outbound.transfers.push(sent),
-                Some(Err(Event::FundEventOwed { owed })) => {
-                    outbound.owed.push((record.position, owed))
-                }
-                _ => {}
+            match member_event(&record)? {
+                Some(Event::FundEventOwed { owed }) => outbound.owed.push((record.position, owed)),
+                Some(event) => outbound.transfers.extend(as_sent(&event, record.position)),
+                None => {}
             }
         }
         Ok((outbound, end))
@@ -540,11 +538,12 @@ fn member_event(record: &gongji_log::Record) -> Result<Option<Event>, LedgerErro
 }
 
 fn sent_transfer(record: &gongji_log::Record) -> Result<Option<SentTransfer>, LedgerError> {
-    Ok(member_event(record)?.and_then(|event| as_sent(event, record.position).ok()))
+    Ok(member_event(record)?.and_then(|event| as_sent(&event, record.position)))
 }
 
-/// The transfer a `TransferSent` at `position` records; any other event back as it is.
-pub(super) fn as_sent(event: Event, position: u64) -> Result<SentTransfer, Event> {
+/// The transfer a `TransferSent` at `position` records; None for any other event (borrowed, so
+/// the records that are no transfer, nearly all, are not moved through a result).
+pub(super) fn as_sent(event: &Event, position: u64) -> Option<SentTransfer> {
     match event {
         Event::TransferSent {
             transfer,
@@ -554,16 +553,16 @@ pub(super) fn as_sent(event: Event, position: u64) -> Result<SentTransfer, Event
             balance,
             account,
             ..
-        } => Ok(SentTransfer {
-            transfer,
-            member,
-            from_region,
-            to_region,
-            balance,
+        } => Some(SentTransfer {
+            transfer: transfer.clone(),
+            member: member.clone(),
+            from_region: from_region.clone(),
+            to_region: to_region.clone(),
+            balance: *balance,
             position,
-            account,
+            account: account.clone(),
         }),
-        other => Err(other),
+        _ => None,
     }
 }
 

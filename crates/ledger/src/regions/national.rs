@@ -254,19 +254,16 @@ impl RegionCheck {
     /// is the event before it (a landing's fund event comes just before its marker).
     fn take(&mut self, position: u64, event: Event, previous: &mut Option<Event>) {
         let before = previous.replace(event.clone());
-        let event = match super::as_sent(event, position) {
-            Ok(sent) => {
-                return self.sent.push(Moved {
-                    account: digest(&sent.account),
-                    transfer: sent.transfer,
-                    member: sent.member,
-                    from_region: sent.from_region,
-                    to_region: sent.to_region,
-                    balance: sent.balance,
-                })
-            }
-            Err(other) => other,
-        };
+        if let Some(sent) = super::as_sent(&event, position) {
+            return self.sent.push(Moved {
+                account: digest(&sent.account),
+                transfer: sent.transfer,
+                member: sent.member,
+                from_region: sent.from_region,
+                to_region: sent.to_region,
+                balance: sent.balance,
+            });
+        }
         match event {
             Event::TransferReceived {
                 transfer,
