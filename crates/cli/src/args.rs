@@ -112,6 +112,12 @@ pub enum Cmd {
     /// What a proposed policy version would have cost: every claim of its region (and period)
     /// settled again under it, in memory, the ledger untouched (see docs/whatif.md)
     Whatif(WhatIfArgs),
+    /// Fund supervision (智能监控): run the monitoring rules over the log, or show a flag's
+    /// evidence (see docs/supervision.md).
+    Monitor {
+        #[command(subcommand)]
+        action: MonitorCmd,
+    },
     /// Drop every projection and rebuild them from the log.
     Rebuild {
         /// The result as JSON on standard output.
@@ -431,6 +437,55 @@ pub struct WhatIfArgs {
     #[arg(long)]
     pub csv: Option<PathBuf>,
     /// The whole report as one JSON object on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum MonitorCmd {
+    /// One pass of the rules over the whole log: every flag with its rule, member or
+    /// institution, period, figures and evidence; a count per rule.
+    Run(MonitorRunArgs),
+    /// A flag of `run` (same rules) with its evidence events, as `history` shows them.
+    Explain(MonitorExplainArgs),
+}
+
+#[derive(clap::Args)]
+pub struct MonitorRulesArg {
+    /// A monitoring rules file (JSON, see policies/monitor/); without it, the Chongqing
+    /// defaults shipped with gongji.
+    #[arg(long)]
+    pub rules: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct MonitorRunArgs {
+    #[command(flatten)]
+    pub rules: MonitorRulesArg,
+    /// The region to watch: the rules' own (anything else is refused).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Only claims and payments whose own date is on or after this day (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_day)]
+    pub from: Option<gongji_domain::Day>,
+    /// Only claims and payments whose own date is on or before this day (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_day)]
+    pub to: Option<gongji_domain::Day>,
+    /// Also write one CSV row per flag to this file.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// The whole report as one JSON object on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct MonitorExplainArgs {
+    /// The flag's id (as `monitor run` printed it).
+    pub flag: String,
+    #[command(flatten)]
+    pub rules: MonitorRulesArg,
+    /// The flag and its evidence as one JSON object on standard output.
     #[arg(long)]
     pub json: bool,
 }

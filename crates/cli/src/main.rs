@@ -10,7 +10,8 @@
 //! output ends the output quietly, never in a panic); `try_main` dispatches to one small function
 //! per command, in the module of its kind: `apply` (commands that write), `query`, `audit`
 //! (auditors and operators), `reconcile`, `serve` (the service and its tokens), `policy_file`
-//! (reading a policy file; `policy check`, which needs no ledger). What every `--json` answer looks like is
+//! (reading a policy file; `policy check`, which needs no ledger), `whatif`, `monitor`
+//! (fund supervision: the rules run over the log, a flag's evidence). What every `--json` answer looks like is
 //! `docs/answers.md`.
 //! Text for people is written by `text` (labels in the language chosen by `--lang` or
 //! `GONGJI_LANG`, Chinese by default). `--data` is parsed once, by `location`, into a data
@@ -22,6 +23,7 @@ mod args;
 mod audit;
 mod failure;
 mod location;
+mod monitor;
 mod open;
 mod output;
 mod policy_file;
@@ -43,7 +45,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{AuditCmd, Cli, Cmd, PolicyCmd, ReconcileCmd};
+use args::{AuditCmd, Cli, Cmd, MonitorCmd, PolicyCmd, ReconcileCmd};
 use failure::Failure;
 use location::Location;
 
@@ -111,6 +113,10 @@ fn wants_json(command: &Cmd) -> bool {
         Cmd::Settlement(args) => args.json,
         Cmd::Rebuild { json } | Cmd::Relay { json } => *json,
         Cmd::Whatif(args) => args.json,
+        Cmd::Monitor { action } => match action {
+            MonitorCmd::Run(args) => args.json,
+            MonitorCmd::Explain(args) => args.json,
+        },
         Cmd::Serve(_) | Cmd::Token { .. } => false,
         Cmd::Audit { action } => match action {
             AuditCmd::Replay { json }
@@ -199,6 +205,10 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
         },
         Cmd::Rebuild { json } => audit::rebuild(data, json),
         Cmd::Whatif(args) => whatif::whatif(data, &args),
+        Cmd::Monitor { action } => match action {
+            MonitorCmd::Run(args) => monitor::run(data, &args),
+            MonitorCmd::Explain(args) => monitor::explain(data, &args),
+        },
         Cmd::Relay { .. } => unreachable!("refused above without --regions"),
         Cmd::Serve(args) => serve::serve(data, &args),
         Cmd::Token { action } => serve::token(data, &action),

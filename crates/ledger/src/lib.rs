@@ -10,7 +10,8 @@
 //!
 //! Modules: `stream` (apply_stream), `input` (bounded line reading), `commit` (sync and
 //! projection stores), `replay` (catch-up and rebuild), `queries` and `views` (answers),
-//! `store` (projection encoding), `audit` (digest, totals, verify), `archive` (export, check,
+//! `store` (projection encoding), `scan` (one pass over the whole log, for what-if and
+//! monitoring), `audit` (digest, totals, verify), `archive` (export, check,
 //! import), `postgres` (opening a ledger whose log and projections are in PostgreSQL).
 //!
 //! What it is not for: it holds no insurance rule (those are `gongji-domain`'s). Its data
@@ -56,6 +57,7 @@ mod postgres;
 mod queries;
 pub mod regions;
 mod replay;
+pub mod scan;
 mod store;
 mod stream;
 pub mod views;

@@ -162,9 +162,6 @@ const FOLDED: [&str; 4] = [
     "claim_reversed",
 ];
 
-/// Records read between two batches handed to the fold (and two progress reports).
-const BATCH_RECORDS: usize = 1 << 12;
-
 /// What decides a member's rules besides the claim: from enrolment, or the account's arrival.
 #[derive(Clone, Copy)]
 struct MemberFacts {
@@ -209,74 +206,16 @@ impl Ledger {
         each: &mut dyn FnMut(&ClaimPair<'_>) -> Result<(), LedgerError>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<WhatIfReport, LedgerError> {
-        self.refuse_if_broken()?;
         let mut pass = Pass::new(proposal, scope, proposal.region.clone());
-        let end = self.log.durable_end();
-        // Reading on one core; the chain's links checked over every record, and the fold,
-        // on the other.
-        let log = self.log.as_ref();
-        std::thread::scope(|threads| {
-            let (batches, received) = std::sync::mpsc::sync_channel(READ_AHEAD_BATCHES);
-            threads.spawn(|| read_batches(log, end, batches));
-            for batch in received {
-                for (record, link) in batch? {
-                    log.check_link(&record, &link)?;
-                    pass.report.records += 1;
-                    // Most records are credits and payments: the kind alone, read from the
-                    // tag, says to pass them by.
-                    if !Event::peek_kind(&record.payload).is_some_and(|k| FOLDED.contains(&k)) {
-                        continue;
-                    }
-                    let event = Event::decode(&record.payload).map_err(|e| {
-                        LedgerError::Projection(format!("record {}: {e}", record.position))
-                    })?;
-                    pass.fold(record.position, &event, each)?;
-                }
-                progress(pass.report.records, end);
-            }
-            Ok::<(), LedgerError>(())
-        })?;
+        // Most records are credits and payments: the kind alone, read from the tag, says to
+        // pass them by.
+        pass.report.records = self.scan(
+            Some(&FOLDED),
+            &mut |scanned| pass.fold(scanned.position, scanned.event, each),
+            progress,
+        )?;
         Ok(pass.finish())
     }
-}
-
-/// A batch of records, each with its link in the chain, from the reading thread.
-type Batch = Result<Vec<(gongji_log::Record, gongji_log::Link)>, LedgerError>;
-
-/// Batches read ahead of the fold, at most.
-const READ_AHEAD_BATCHES: usize = 4;
-
-/// Reads records `0..end` and sends them on in batches, links unchecked (the receiver checks
-/// them). Stops at the first error (sent on) or when the receiver stops taking batches.
-fn read_batches(
-    log: &dyn gongji_log::DurableLog,
-    end: u64,
-    batches: std::sync::mpsc::SyncSender<Batch>,
-) {
-    let records = match log.read_range_links_deferred(0, end) {
-        Ok(records) => records,
-        Err(error) => {
-            let _ = batches.send(Err(error.into()));
-            return;
-        }
-    };
-    let mut batch = Vec::with_capacity(BATCH_RECORDS);
-    for record in records {
-        match record {
-            Ok(linked) => batch.push(linked),
-            Err(error) => {
-                let _ = batches.send(Err(error.into()));
-                return;
-            }
-        }
-        if batch.len() == BATCH_RECORDS {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
-            if batches.send(Ok(full)).is_err() {
-                return;
-            }
-        }
-    }
-    let _ = batches.send(Ok(batch));
 }
 
 impl<'p> Pass<'p> {

@@ -20,9 +20,11 @@
 //!   15% of retirees pay the large-amount premium in the first month.
 //! - 1% of claims and payments are reversed a few days later.
 //! - One `allocate` a month for the region.
+//! - With [`generate_planted`], cases of misuse on members of their own ([`crate::plant`]).
 
 use std::io::{self, Write};
 
+use crate::plant::Planting;
 use crate::rng::Rng;
 
 /// What to generate.
@@ -63,6 +65,8 @@ pub struct Stats {
     pub unbind_family: u64,
     pub retire: u64,
     pub reverse: u64,
+    /// Lines of planted misuse ([`crate::plant`]).
+    pub planted: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -119,6 +123,16 @@ struct Line {
 
 /// Writes the commands and returns what was written.
 pub fn generate(config: &Config, out: &mut dyn Write) -> io::Result<Stats> {
+    generate_planted(config, &Planting::default(), out)
+}
+
+/// As [`generate`], with `planting`'s lines added to their months (after the ordinary lines
+/// of the same day): the ordinary lines are the same as without it.
+pub fn generate_planted(
+    config: &Config,
+    planting: &Planting,
+    out: &mut dyn Write,
+) -> io::Result<Stats> {
     assert!((1..=12).contains(&config.start_month), "start month 1..=12");
     let mut gen = Generator {
         config,
@@ -142,6 +156,10 @@ pub fn generate(config: &Config, out: &mut dyn Write) -> io::Result<Stats> {
         gen.lines.clear();
         for (i, m) in members.iter().enumerate() {
             gen.member_month(i as u64, m, &month);
+        }
+        for line in planting.lines.iter().filter(|l| l.month == index) {
+            gen.push(line.day, line.text.clone());
+            gen.stats.planted += 1;
         }
         // The monthly allocation run, after the month's enrolments.
         let region = &config.region;

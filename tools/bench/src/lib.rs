@@ -14,4 +14,5 @@
 //! region would send, most of which are accepted.
 
 pub mod gen;
+pub mod plant;
 pub mod rng;

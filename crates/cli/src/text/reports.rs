@@ -10,7 +10,7 @@ use super::{inline, plain, Style};
 
 /// Rows under a header, columns padded to their widest cell ([`words::width`]); the last column
 /// unpadded; columns marked in `right` aligned to the right.
-fn columns(header: &[String], rows: &[Vec<String>], right: &[usize]) -> Vec<String> {
+pub(crate) fn columns(header: &[String], rows: &[Vec<String>], right: &[usize]) -> Vec<String> {
     let mut widths: Vec<usize> = header.iter().map(|h| words::width(h)).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gongji_log::Log;
-use gongji_tools::gen::{generate, Config};
+use gongji_tools::gen::{generate_planted, Config};
+use gongji_tools::plant::{plant, score, Planted};
 use gongji_tools::rng::Rng;
 
 use super::figures::{dir_bytes, emit, median_ms, note, rate, run_measured};
@@ -34,12 +35,13 @@ pub fn whole_ledger(o: &Options, work: &Path, pg_scan: Option<f64>) -> Result<()
         return Ok(());
     }
     note(&format!("gongji apply of a {}-member year", o.members));
-    let year = Year::generate(work, "year", o.members)?;
+    let year = Year::generate(work, "year", o.members, PLANT_RATE)?;
     let (ledger, applied) = apply_year(&gongji, work, "ledger", &year, "runs", Some(""))?;
     let runs = if o.quick { 3 } else { 21 };
     bench_queries(&ledger, o.members, runs, "")?;
     bench_whatif(&ledger, work, &applied)?;
     let replay_rate = bench_rebuild(&ledger, pg_scan, "")?;
+    bench_monitor(&ledger, &year, replay_rate)?;
     let _ = std::fs::remove_dir_all(&ledger.data);
     // The same year with the projections in sled (the store before issue 6's own), as the
     // same-run baseline of the projection store.
@@ -61,7 +63,7 @@ pub fn whole_ledger(o: &Options, work: &Path, pg_scan: Option<f64>) -> Result<()
     let _ = std::fs::remove_dir_all(&sled.data);
     if o.query_members > 0 {
         note(&format!("a {}-member ledger for queries", o.query_members));
-        let big_year = Year::generate(work, "big", o.query_members)?;
+        let big_year = Year::generate(work, "big", o.query_members, 0.0)?;
         let (big, _) = apply_year(&gongji, work, "big-ledger", &big_year, "runs", None)?;
         emit("big_ledger_events", big.events()? as f64, "events");
         bench_queries(&big, o.query_members, runs, "big_")?;
@@ -112,7 +114,15 @@ impl Ledger<'_> {
     }
 }
 
-fn generate_file(path: &Path, members: u64, seed: u64) -> Result<u64, String> {
+/// Misuse planted in the year (issue 19): half a case per thousand members of each pattern.
+const PLANT_RATE: f64 = 0.0005;
+
+fn generate_file(
+    path: &Path,
+    members: u64,
+    seed: u64,
+    plant_rate: f64,
+) -> Result<(u64, Vec<Planted>), String> {
     let file = File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let config = Config {
@@ -121,7 +131,8 @@ fn generate_file(path: &Path, members: u64, seed: u64) -> Result<u64, String> {
         ..Config::default()
     };
     let start = Instant::now();
-    let stats = generate(&config, &mut out).map_err(|e| e.to_string())?;
+    let planting = plant(&config, plant_rate);
+    let stats = generate_planted(&config, &planting, &mut out).map_err(|e| e.to_string())?;
     out.flush().map_err(|e| e.to_string())?;
     emit(
         "gen_lines_per_second",
@@ -129,13 +140,67 @@ fn generate_file(path: &Path, members: u64, seed: u64) -> Result<u64, String> {
         "lines/s",
     );
     note(&format!("generated {}: {stats:?}", path.display()));
-    Ok(stats.lines)
+    Ok((stats.lines, planting.cases))
 }
 
 /// What `apply_year` measured.
 struct Applied {
     lines: u64,
     elapsed: Duration,
+}
+
+/// `gongji monitor run` over the applied year: its rate (issue 19's target: a million records
+/// a second) against the same ledger's replay, its peak memory, and each rule's recall of the
+/// planted misuse with the flags on ordinary members.
+fn bench_monitor(ledger: &Ledger, year: &Year, replay_rate: f64) -> Result<(), String> {
+    let report_path = ledger.data.with_extension("monitor.json");
+    let (code, elapsed, peak) = run_measured(
+        ledger
+            .command()
+            .args(["monitor", "run", "--json"])
+            .stdout(File::create(&report_path).map_err(|e| e.to_string())?),
+    )?;
+    if code != 0 {
+        return Err(format!("gongji monitor run exited with {code}"));
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_path).map_err(|e| e.to_string())?)
+            .map_err(|e| format!("monitor report: {e}"))?;
+    let records = report["records"].as_u64().unwrap_or(0);
+    let monitor_rate = rate(records, elapsed);
+    emit("monitor_records_per_second", monitor_rate, "records/s");
+    emit("monitor_vs_replay", monitor_rate / replay_rate, "ratio");
+    emit("monitor_peak_rss", peak as f64 / (1 << 20) as f64, "MiB");
+    let rules: Vec<String> = report["by_rule"]
+        .as_object()
+        .ok_or("the monitor report has no by_rule")?
+        .keys()
+        .cloned()
+        .collect();
+    let flags = report["flags"].as_array().cloned().unwrap_or_default();
+    emit("monitor_flags", flags.len() as f64, "flags");
+    for scored in score(&rules, &year.planted, &flags) {
+        let name = scored.rule.replace('/', "_");
+        if let Some(recall) = scored.recall() {
+            emit(&format!("monitor_recall_{name}"), recall, "ratio");
+            if scored.found < scored.planted {
+                note(&format!(
+                    "monitor: {} of {} planted {} cases not flagged",
+                    scored.planted - scored.found,
+                    scored.planted,
+                    scored.rule
+                ));
+            }
+        } else {
+            note(&format!("monitor: nothing planted for {}", scored.rule));
+        }
+        emit(
+            &format!("monitor_unplanted_{name}"),
+            scored.unplanted as f64,
+            "flags",
+        );
+    }
+    Ok(())
 }
 
 /// `gongji whatif` over the applied year, with the policy in force (which must change no
@@ -232,16 +297,19 @@ struct Year {
     file: PathBuf,
     members: u64,
     lines: u64,
+    /// The misuse planted in it.
+    planted: Vec<Planted>,
 }
 
 impl Year {
-    fn generate(work: &Path, name: &str, members: u64) -> Result<Year, String> {
+    fn generate(work: &Path, name: &str, members: u64, plant_rate: f64) -> Result<Year, String> {
         let file = work.join(format!("{name}.jsonl"));
-        let lines = generate_file(&file, members, 1)?;
+        let (lines, planted) = generate_file(&file, members, 1, plant_rate)?;
         Ok(Year {
             file,
             members,
             lines,
+            planted,
         })
     }
 }

@@ -1,0 +1,265 @@
+//! `gongji monitor run|explain`: fund supervision (智能监控), the monitoring rules of
+//! `gongji-monitor` run over the ledger's log; the flags as text, `--json` or `--csv FILE`, and
+//! one flag's evidence as `history` shows it.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use gongji_monitor::{Flag, MonitorReport, MonitorRules, Scope};
+use gongji_recon::words::Lang;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::args::{MonitorExplainArgs, MonitorRulesArg, MonitorRunArgs};
+use crate::failure::Failure;
+use crate::location::Location;
+use crate::open::open;
+use crate::output::Progress;
+use crate::print;
+use crate::text::reports::{columns, history_table};
+use crate::text::Style;
+
+pub fn run(data: &Location, args: &MonitorRunArgs) -> Result<ExitCode, Failure> {
+    let rules = read_rules(&args.rules)?;
+    if let Some(region) = &args.region {
+        if *region != rules.region {
+            return Err(Failure::bad_argument(format!(
+                "rules {} are region {}'s; they cannot watch region {region}",
+                rules.version, rules.region
+            )));
+        }
+    }
+    if let (Some(from), Some(to)) = (args.from, args.to) {
+        if from > to {
+            return Err(Failure::bad_argument(format!(
+                "--from {from} is after --to {to}"
+            )));
+        }
+    }
+    let ledger = open(data)?;
+    let scope = Scope {
+        from: args.from,
+        to: args.to,
+    };
+    let mut bar = Progress::on_terminal("monitor");
+    let report = gongji_monitor::run(&ledger, &rules, scope, &mut |done, total| {
+        bar.step("records", done, total)
+    })
+    .map_err(|e| Failure::ledger("monitor run", &e))?;
+    bar.finish();
+    if let Some(path) = &args.csv {
+        write_csv(path, &report.flags)?;
+    }
+    let printed = if args.json {
+        print::json_line(&serde_json::to_string(&report).expect("a report serializes"))
+    } else {
+        print::raw(&text(&report, &Style::untimed()))
+    };
+    printed.map_err(|e| Failure::io(format!("cannot write to standard output: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn explain(data: &Location, args: &MonitorExplainArgs) -> Result<ExitCode, Failure> {
+    let rules = read_rules(&args.rules)?;
+    let ledger = open(data)?;
+    let mut bar = Progress::on_terminal("monitor");
+    let explained = gongji_monitor::explain(&ledger, &rules, &args.flag, &mut |done, total| {
+        bar.step("records", done, total)
+    })
+    .map_err(|e| Failure::ledger("monitor explain", &e))?
+    .ok_or_else(|| {
+        Failure::not_found(format!(
+            "rules {} raise no flag {} on this ledger",
+            rules.version, args.flag
+        ))
+    })?;
+    bar.finish();
+    if args.json {
+        print::json_line(&json!(explained).to_string())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let style = Style::current().map_err(Failure::bad_argument)?;
+    let mut out = flags_table(std::slice::from_ref(&explained.flag), &style).join("\n");
+    out.push('\n');
+    let entries: Vec<serde_json::Value> = explained.evidence.iter().map(|e| json!(e)).collect();
+    for line in history_table(&entries, &style) {
+        out += &line;
+        out.push('\n');
+    }
+    print::raw(&out).map_err(|e| Failure::io(format!("cannot write to standard output: {e}")))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rules file given, or the shipped defaults.
+fn read_rules(arg: &MonitorRulesArg) -> Result<MonitorRules, Failure> {
+    match &arg.rules {
+        Some(path) => MonitorRules::from_file(path).map_err(Failure::bad_input),
+        None => Ok(MonitorRules::chongqing()),
+    }
+}
+
+/// A rule's name for people.
+fn rule_label(rule: &str, lang: Lang) -> String {
+    let (kind, check) = rule.split_once('/').unwrap_or((rule, ""));
+    let zh = match (kind, check) {
+        ("frequency", _) => "就诊频次异常",
+        ("splitting", _) => "分解支付（疑似套现）",
+        ("duplicate_visit", "same_visit") => "同一就诊重复结算",
+        ("duplicate_visit", _) => "同日多机构就诊",
+        ("family", "yearly") => "共济支付年度超额",
+        ("family", "pharmacy_day") => "同日为多名亲属购药",
+        ("family", _) => "绑定后短期大额共济支付",
+        ("timing", "late") => "迟报",
+        ("timing", "after_death") => "死亡后记录的费用",
+        ("timing", "before_death") => "死亡前集中支付",
+        ("timing", _) => "转出前集中支付",
+        ("institution", "claims") => "机构结算量异常",
+        ("institution", "fund") => "机构基金支付异常",
+        ("institution", _) => "恰达起付线或限额占比异常",
+        _ => "",
+    };
+    match lang {
+        Lang::Zh if !zh.is_empty() => format!("{zh} {rule}"),
+        _ => rule.to_string(),
+    }
+}
+
+fn flags_table(flags: &[Flag], style: &Style) -> Vec<String> {
+    let header: Vec<String> = match style.lang {
+        Lang::Zh => ["疑点编号", "规则", "对象", "期间", "指标（阈值）", "证据"],
+        Lang::En => [
+            "flag",
+            "rule",
+            "subject",
+            "period",
+            "figures (threshold)",
+            "evidence",
+        ],
+    }
+    .map(String::from)
+    .to_vec();
+    let rows: Vec<Vec<String>> = flags
+        .iter()
+        .map(|flag| {
+            let subject = [flag.member.as_deref(), flag.institution.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" @ ");
+            let figures: Vec<String> = flag
+                .figures
+                .iter()
+                .map(|f| {
+                    if f.threshold.is_empty() {
+                        format!("{} {}", f.name, f.value)
+                    } else {
+                        format!("{} {} ({})", f.name, f.value, f.threshold)
+                    }
+                })
+                .collect();
+            vec![
+                flag.id.clone(),
+                rule_label(&flag.rule, style.lang),
+                subject,
+                format!("{} – {}", flag.from, flag.to),
+                figures.join("; "),
+                flag.evidence_count.to_string(),
+            ]
+        })
+        .collect();
+    columns(&header, &rows, &[5])
+}
+
+/// The report for people: the pass, the count per rule, then every flag.
+fn text(report: &MonitorReport, style: &Style) -> String {
+    let zh = style.lang == Lang::Zh;
+    let mut out = if zh {
+        format!(
+            "智能监控：规则版本 {}，统筹地区 {}，读取日志记录 {} 条，疑点 {} 个\n",
+            report.rules_version,
+            report.region,
+            report.records,
+            report.flags.len()
+        )
+    } else {
+        format!(
+            "Fund supervision: rules {}, region {}, {} log records read, {} flags\n",
+            report.rules_version,
+            report.region,
+            report.records,
+            report.flags.len()
+        )
+    };
+    let header: Vec<String> = if zh {
+        vec!["规则".into(), "疑点数".into()]
+    } else {
+        vec!["rule".into(), "flags".into()]
+    };
+    let rows: Vec<Vec<String>> = report
+        .by_rule
+        .iter()
+        .map(|(rule, count)| vec![rule_label(rule, style.lang), count.to_string()])
+        .collect();
+    for line in columns(&header, &rows, &[1]) {
+        out += &line;
+        out.push('\n');
+    }
+    if !report.flags.is_empty() {
+        out.push('\n');
+        for line in flags_table(&report.flags, style) {
+            out += &line;
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// One CSV row per flag.
+#[derive(Serialize)]
+struct Row<'a> {
+    id: &'a str,
+    rule: &'a str,
+    rules_version: &'a str,
+    region: &'a str,
+    member: &'a str,
+    institution: &'a str,
+    from: String,
+    to: String,
+    figures: String,
+    evidence_count: u64,
+    evidence: String,
+}
+
+fn write_csv(path: &Path, flags: &[Flag]) -> Result<(), Failure> {
+    let cannot =
+        |e: &dyn std::fmt::Display| Failure::io(format!("cannot write {}: {e}", path.display()));
+    let mut writer = csv::Writer::from_path(path).map_err(|e| cannot(&e))?;
+    for flag in flags {
+        let figures: Vec<String> = flag
+            .figures
+            .iter()
+            .map(|f| {
+                format!("{}={} {}", f.name, f.value, f.threshold)
+                    .trim_end()
+                    .to_string()
+            })
+            .collect();
+        let evidence: Vec<String> = flag.evidence.iter().map(u64::to_string).collect();
+        writer
+            .serialize(Row {
+                id: &flag.id,
+                rule: &flag.rule,
+                rules_version: &flag.rules_version,
+                region: &flag.region,
+                member: flag.member.as_deref().unwrap_or(""),
+                institution: flag.institution.as_deref().unwrap_or(""),
+                from: flag.from.to_string(),
+                to: flag.to.to_string(),
+                figures: figures.join("; "),
+                evidence_count: flag.evidence_count,
+                evidence: evidence.join(" "),
+            })
+            .map_err(|e| cannot(&e))?;
+    }
+    writer.flush().map_err(|e| cannot(&e))
+}

@@ -1,0 +1,58 @@
+//! A generated year with every misuse pattern planted (`gongji_tools::plant`): each planted
+//! case is flagged by its rule (recall 1.0), and the flags on ordinary members are few.
+
+use gongji_ledger::Ledger;
+use gongji_monitor::{rule_names, MonitorRules, Scope};
+use gongji_tools::gen::{generate_planted, Config};
+use gongji_tools::plant::{plant, score};
+
+const POLICY: &str = include_str!("../../../policies/500000-2024-01-01.json");
+
+#[test]
+fn every_planted_case_is_flagged_by_its_rule() {
+    let config = Config {
+        members: 1500,
+        seed: 7,
+        ..Config::default()
+    };
+    let planting = plant(&config, 0.002);
+    let mut out = Vec::new();
+    generate_planted(&config, &planting, &mut out).expect("generated");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut ledger = Ledger::open(dir.path()).expect("open");
+    let policy: serde_json::Value = serde_json::from_str(POLICY).expect("the policy parses");
+    let load = serde_json::json!({"cmd": "load_policy", "policy": policy}).to_string();
+    ledger.apply_line(&load, 0).expect("decided");
+    for (n, line) in String::from_utf8(out).expect("UTF-8").lines().enumerate() {
+        ledger.apply_line(line, n as i64).expect("decided");
+        if n % 4096 == 4095 {
+            ledger.commit().expect("commit");
+        }
+    }
+    ledger.commit().expect("commit");
+
+    let rules = MonitorRules::chongqing();
+    let report =
+        gongji_monitor::run(&ledger, &rules, Scope::default(), &mut |_, _| {}).expect("a pass");
+    let flags: Vec<serde_json::Value> = report
+        .flags
+        .iter()
+        .map(|f| serde_json::to_value(f).expect("a flag serializes"))
+        .collect();
+    let scores = score(&rule_names(&rules), &planting.cases, &flags);
+    for scored in &scores {
+        if scored.rule == "timing/before_transfer" {
+            // The generated region has no second region to transfer to.
+            assert_eq!(scored.planted, 0);
+            continue;
+        }
+        assert!(scored.planted > 0, "nothing planted for {}", scored.rule);
+        assert_eq!(scored.found, scored.planted, "{scored:?}");
+    }
+    let unplanted: u64 = scores.iter().map(|s| s.unplanted).sum();
+    assert!(
+        unplanted * 10 < report.flags.len() as u64,
+        "{unplanted} of {} flags name no planted case: {scores:#?}",
+        report.flags.len()
+    );
+}
