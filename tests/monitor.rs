@@ -124,7 +124,7 @@ fn monitor_run_writes_one_csv_row_per_flag_and_text_with_the_count_per_rule() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let shown = String::from_utf8(out.stdout).unwrap();
-    assert!(shown.contains("2 flags"), "{shown}");
+    assert!(shown.contains("2 flags listed"), "{shown}");
     assert!(shown.contains("splitting"), "{shown}");
     let rows = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = rows.lines().collect();
@@ -167,4 +167,131 @@ fn monitor_run_looks_only_at_the_period_asked() {
         .map(|f| f["rule"].clone())
         .collect();
     assert_eq!(rules, [json!("splitting")], "{report}");
+}
+
+/// `monitor decide` with `args`, which must succeed.
+fn decide(ledger: &TestLedger, flag: &str, decision: &str, reason: &str) {
+    let out = ledger.run(&[
+        "monitor",
+        "decide",
+        flag,
+        "--decision",
+        decision,
+        "--reason",
+        reason,
+        "--by",
+        "auditor-7",
+        "--date",
+        "2024-06-03",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_dismissed_flag_is_not_listed_again_survives_a_rebuild_and_an_import_and_new_evidence_raises_a_new_one(
+) {
+    let ledger = planted();
+    let flags = flags_of(&ledger.query(&["monitor", "run"]));
+    let (frequency, splitting) = (&flags[0], &flags[1]);
+    decide(
+        &ledger,
+        splitting["id"].as_str().unwrap(),
+        "dismissed",
+        "pharmacy's loyalty scheme",
+    );
+    decide(
+        &ledger,
+        frequency["id"].as_str().unwrap(),
+        "confirmed",
+        "three bills, one visit",
+    );
+
+    let listed = |ledger: &TestLedger| {
+        let report = ledger.query(&["monitor", "run"]);
+        assert_eq!(
+            (report["confirmed"].clone(), report["dismissed"].clone()),
+            (json!(1), json!(1))
+        );
+        flags_of(&report)
+    };
+    let after = listed(&ledger);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after[0]["id"], frequency["id"]);
+    assert_eq!(after[0]["decision"]["decision"], "confirmed");
+    assert_eq!(after[0]["decision"]["by"], "auditor-7");
+    let all = flags_of(&ledger.query(&["monitor", "run", "--with-dismissed"]));
+    assert_eq!(all[1]["decision"]["decision"], "dismissed");
+    assert_eq!(all[1]["decision"]["reason"], "pharmacy's loyalty scheme");
+
+    // The decisions are in the log: a rebuild of the projections and a restored archive keep them.
+    let out = ledger.run(&["rebuild"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(listed(&ledger), after);
+    let archive = ledger.dir.path().join("archive.jsonl");
+    let out = ledger.run(&["audit", "export", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restored = TestLedger::empty();
+    let out = restored.run(&["audit", "import", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(listed(&restored), after);
+
+    // A fourth small payment joins B's cluster: new evidence, a new flag, listed.
+    ledger.apply_ok(&[pay("b4", "B", "2024-04-12", "50.00")]);
+    let again = flags_of(&ledger.query(&["monitor", "run"]));
+    let splitting_again: Vec<&Value> = again.iter().filter(|f| f["rule"] == "splitting").collect();
+    assert_eq!(splitting_again.len(), 1, "{again:?}");
+    assert_ne!(splitting_again[0]["id"], splitting["id"]);
+    assert_eq!(splitting_again[0]["decision"], Value::Null);
+}
+
+#[test]
+fn a_decision_on_a_flag_the_rules_do_not_raise_is_refused_and_nothing_is_written() {
+    let ledger = planted();
+    let before = ledger.query(&["audit", "replay"]);
+    let out = ledger.run(&[
+        "monitor",
+        "decide",
+        "F0123456789abcdef",
+        "--decision",
+        "dismissed",
+        "--reason",
+        "x",
+        "--by",
+        "a",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let flag = flags_of(&ledger.query(&["monitor", "run"]))[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = ledger.run(&[
+        "monitor",
+        "decide",
+        &flag,
+        "--decision",
+        "maybe",
+        "--reason",
+        "x",
+        "--by",
+        "a",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = ledger.run(&[
+        "monitor",
+        "decide",
+        &flag,
+        "--decision",
+        "dismissed",
+        "--reason",
+        " ",
+        "--by",
+        "a",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        ledger.query(&["audit", "replay"])["records"],
+        before["records"]
+    );
 }

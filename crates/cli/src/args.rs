@@ -448,6 +448,33 @@ pub enum MonitorCmd {
     Run(MonitorRunArgs),
     /// A flag of `run` (same rules) with its evidence events, as `history` shows them.
     Explain(MonitorExplainArgs),
+    /// Record an auditor's decision on a flag of `run` (same rules) in the log: confirmed or
+    /// dismissed, with the reason and who decided. A dismissed flag is not listed again
+    /// (unless `run --with-dismissed`); new evidence makes a new flag.
+    Decide(MonitorDecideArgs),
+}
+
+#[derive(clap::Args)]
+pub struct MonitorDecideArgs {
+    /// The flag's id (as `monitor run` printed it).
+    pub flag: String,
+    /// `confirmed` (the pattern is misuse) or `dismissed` (it is not).
+    #[arg(long)]
+    pub decision: String,
+    /// Why (recorded with the decision; required).
+    #[arg(long)]
+    pub reason: String,
+    /// Who decided (the auditor's name or staff number).
+    #[arg(long)]
+    pub by: String,
+    /// The day of the decision (YYYY-MM-DD); today in China Standard Time without it.
+    #[arg(long, value_parser = parse_day)]
+    pub date: Option<gongji_domain::Day>,
+    #[command(flatten)]
+    pub rules: MonitorRulesArg,
+    /// The outcome as one JSON object on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -474,6 +501,9 @@ pub struct MonitorRunArgs {
     /// Also write one CSV row per flag to this file.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// List the flags an auditor dismissed too.
+    #[arg(long)]
+    pub with_dismissed: bool,
     /// The whole report as one JSON object on standard output.
     #[arg(long)]
     pub json: bool,

@@ -116,6 +116,7 @@ fn wants_json(command: &Cmd) -> bool {
         Cmd::Monitor { action } => match action {
             MonitorCmd::Run(args) => args.json,
             MonitorCmd::Explain(args) => args.json,
+            MonitorCmd::Decide(args) => args.json,
         },
         Cmd::Serve(_) | Cmd::Token { .. } => false,
         Cmd::Audit { action } => match action {
@@ -208,6 +209,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Monitor { action } => match action {
             MonitorCmd::Run(args) => monitor::run(data, &args),
             MonitorCmd::Explain(args) => monitor::explain(data, &args),
+            MonitorCmd::Decide(args) => monitor::decide(data, &args),
         },
         Cmd::Relay { .. } => unreachable!("refused above without --regions"),
         Cmd::Serve(args) => serve::serve(data, &args),

@@ -5,15 +5,18 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use gongji_domain::types::FlagDecision;
+use gongji_ledger::now_micros;
 use gongji_monitor::{Flag, MonitorReport, MonitorRules, Scope};
 use gongji_recon::words::Lang;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::args::{MonitorExplainArgs, MonitorRulesArg, MonitorRunArgs};
+use crate::args::{MonitorDecideArgs, MonitorExplainArgs, MonitorRulesArg, MonitorRunArgs};
 use crate::failure::Failure;
 use crate::location::Location;
-use crate::open::open;
+use crate::open::{open, open_or_create};
+use crate::output;
 use crate::output::Progress;
 use crate::print;
 use crate::text::reports::{columns, history_table};
@@ -40,6 +43,7 @@ pub fn run(data: &Location, args: &MonitorRunArgs) -> Result<ExitCode, Failure> 
     let scope = Scope {
         from: args.from,
         to: args.to,
+        with_dismissed: args.with_dismissed,
     };
     let mut bar = Progress::on_terminal("monitor");
     let report = gongji_monitor::run(&ledger, &rules, scope, &mut |done, total| {
@@ -90,6 +94,59 @@ pub fn explain(data: &Location, args: &MonitorExplainArgs) -> Result<ExitCode, F
     Ok(ExitCode::SUCCESS)
 }
 
+/// `monitor decide FLAG`: the flag looked up by a pass of the rules (so a mistyped id or one
+/// of other rules is refused before anything is written), then one `decide_flag` line
+/// committed and its outcome printed.
+pub fn decide(data: &Location, args: &MonitorDecideArgs) -> Result<ExitCode, Failure> {
+    let decision: FlagDecision = serde_json::from_value(json!(args.decision)).map_err(|_| {
+        Failure::bad_argument(format!(
+            "--decision {:?}: confirmed or dismissed",
+            args.decision
+        ))
+    })?;
+    let rules = read_rules(&args.rules)?;
+    let found = {
+        let ledger = open(data)?;
+        let mut bar = Progress::on_terminal("monitor");
+        let found = gongji_monitor::explain(&ledger, &rules, &args.flag, &mut |done, total| {
+            bar.step("records", done, total)
+        })
+        .map_err(|e| Failure::ledger("monitor decide", &e))?;
+        bar.finish();
+        found
+    };
+    let flag = found
+        .ok_or_else(|| {
+            Failure::not_found(format!(
+                "rules {} raise no flag {} on this ledger",
+                rules.version, args.flag
+            ))
+        })?
+        .flag;
+    let date = args.date.unwrap_or_else(today_in_china);
+    let line = json!({"cmd": "decide_flag", "flag": flag.id, "region": flag.region,
+        "decision": decision, "reason": args.reason, "by": args.by, "date": date})
+    .to_string();
+    let mut ledger = open_or_create(data)?;
+    ledger.apply_line(&line, now_micros())?;
+    let outcome = ledger.commit()?;
+    ledger.close()?;
+    let rejected =
+        output::print_outcomes(&mut print::stdout(), &[(1, outcome[0].clone())], args.json)
+            .map_err(|e| Failure::io(format!("cannot write to standard output: {e}")))?;
+    Ok(if rejected > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Today in China Standard Time (UTC+08:00).
+fn today_in_china() -> gongji_domain::Day {
+    let china = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+08:00 is an offset");
+    gongji_domain::Day::from_date(chrono::Utc::now().with_timezone(&china).date_naive())
+}
+
 /// The rules file given, or the shipped defaults.
 fn read_rules(arg: &MonitorRulesArg) -> Result<MonitorRules, Failure> {
     match &arg.rules {
@@ -126,7 +183,15 @@ fn rule_label(rule: &str, lang: Lang) -> String {
 
 fn flags_table(flags: &[Flag], style: &Style) -> Vec<String> {
     let header: Vec<String> = match style.lang {
-        Lang::Zh => ["疑点编号", "规则", "对象", "期间", "指标（阈值）", "证据"],
+        Lang::Zh => [
+            "疑点编号",
+            "规则",
+            "对象",
+            "期间",
+            "指标（阈值）",
+            "证据",
+            "审核结论",
+        ],
         Lang::En => [
             "flag",
             "rule",
@@ -134,6 +199,7 @@ fn flags_table(flags: &[Flag], style: &Style) -> Vec<String> {
             "period",
             "figures (threshold)",
             "evidence",
+            "decision",
         ],
     }
     .map(String::from)
@@ -164,10 +230,25 @@ fn flags_table(flags: &[Flag], style: &Style) -> Vec<String> {
                 format!("{} – {}", flag.from, flag.to),
                 figures.join("; "),
                 flag.evidence_count.to_string(),
+                decision_text(flag, style.lang),
             ]
         })
         .collect();
     columns(&header, &rows, &[5])
+}
+
+/// A flag's latest decision for people: what, by whom, when.
+fn decision_text(flag: &Flag, lang: Lang) -> String {
+    let Some(d) = &flag.decision else {
+        return String::new();
+    };
+    let what = match (d.decision, lang) {
+        (FlagDecision::Confirmed, Lang::Zh) => "确认违规",
+        (FlagDecision::Dismissed, Lang::Zh) => "排除",
+        (FlagDecision::Confirmed, _) => "confirmed",
+        (FlagDecision::Dismissed, _) => "dismissed",
+    };
+    format!("{what} ({} {}): {}", d.by, d.date, d.reason)
 }
 
 /// The report for people: the pass, the count per rule, then every flag.
@@ -175,19 +256,23 @@ fn text(report: &MonitorReport, style: &Style) -> String {
     let zh = style.lang == Lang::Zh;
     let mut out = if zh {
         format!(
-            "智能监控：规则版本 {}，统筹地区 {}，读取日志记录 {} 条，疑点 {} 个\n",
+            "智能监控：规则版本 {}，统筹地区 {}，读取日志记录 {} 条，列出疑点 {} 个（已确认 {}，已排除 {}）\n",
             report.rules_version,
             report.region,
             report.records,
-            report.flags.len()
+            report.flags.len(),
+            report.confirmed,
+            report.dismissed
         )
     } else {
         format!(
-            "Fund supervision: rules {}, region {}, {} log records read, {} flags\n",
+            "Fund supervision: rules {}, region {}, {} log records read, {} flags listed ({} confirmed, {} dismissed)\n",
             report.rules_version,
             report.region,
             report.records,
-            report.flags.len()
+            report.flags.len(),
+            report.confirmed,
+            report.dismissed
         )
     };
     let header: Vec<String> = if zh {

@@ -13,7 +13,8 @@ use crate::policy::PolicyVersion;
 use crate::state::Member;
 use crate::time::{Day, Month};
 use crate::types::{
-    Channel, InstitutionKind, Purpose, Rejection, RejectionCode, Relation, Scheme, Status,
+    Channel, FlagDecision, InstitutionKind, Purpose, Rejection, RejectionCode, Relation, Scheme,
+    Status,
 };
 
 /// The longest input line accepted, in bytes (a policy version fits easily).
@@ -130,6 +131,16 @@ pub enum Command {
         date: Day,
         to_region: String,
     },
+    /// An auditor's decision on a monitoring flag (`gongji monitor decide`), kept in the log
+    /// as the supervision history of the region.
+    DecideFlag {
+        flag: String,
+        region: String,
+        decision: FlagDecision,
+        reason: String,
+        by: String,
+        date: Day,
+    },
     /// The source's half of a transfer between two regions' ledgers: what a region map makes of
     /// a `transfer` line when the destination is another ledger. Never read from a line.
     #[serde(skip)]
@@ -169,7 +180,7 @@ fn yes() -> bool {
 }
 
 const COMMAND_NAMES: &str =
-    "load_policy, enroll, retire, contribute, allocate, claim, bind_family, unbind_family, account_pay, reverse, rollover, decease, inherit, transfer";
+    "load_policy, enroll, retire, contribute, allocate, claim, bind_family, unbind_family, account_pay, reverse, rollover, decease, inherit, transfer, decide_flag";
 
 /// Parses one input line into a command, or a rejection with a stable code.
 ///
@@ -205,6 +216,7 @@ enum Kind {
     Scheme,
     Purpose,
     Relation,
+    Decision,
     Heirs,
     Policy,
 }
@@ -290,6 +302,14 @@ fn fields_of(cmd: &str) -> Option<&'static [Field]> {
             ("reason", Text, REQUIRED),
         ],
         "rollover" => &[("region", Text, REQUIRED), ("year", Year, REQUIRED)],
+        "decide_flag" => &[
+            ("flag", Text, REQUIRED),
+            ("region", Text, REQUIRED),
+            ("decision", Decision, REQUIRED),
+            ("reason", Text, REQUIRED),
+            ("by", Text, REQUIRED),
+            ("date", Day, REQUIRED),
+        ],
         "inherit" => &[
             ("member", Text, REQUIRED),
             ("date", Day, REQUIRED),
@@ -452,6 +472,8 @@ fn check(cmd: &str, field: &str, kind: Kind, value: &serde_json::Value) -> Resul
             .map_err(|allowed| invalid(RejectionCode::InvalidValue, &allowed)),
         Kind::Relation => choice::<Relation>(value)
             .map_err(|allowed| invalid(RejectionCode::InvalidValue, &allowed)),
+        Kind::Decision => choice::<FlagDecision>(value)
+            .map_err(|allowed| invalid(RejectionCode::InvalidValue, &allowed)),
         Kind::Heirs => check_heirs(cmd, value),
         // The refusal names the field inside the policy: `outpatient.limits[2]: the field
         // "amount" is missing`.
@@ -599,6 +621,7 @@ mod tests {
             Kind::Scheme => json!("employer"),
             Kind::Purpose => json!("pharmacy"),
             Kind::Relation => json!("spouse"),
+            Kind::Decision => json!("dismissed"),
             Kind::Heirs => json!([{"name": "h", "share": "1"}]),
             Kind::Policy => json!(null),
         }

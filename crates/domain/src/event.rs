@@ -10,7 +10,9 @@ use crate::money::{Money, Rate};
 use crate::policy::{CreditSource, PolicyVersion};
 use crate::state::{EntityRef, Member};
 use crate::time::{Day, Month};
-use crate::types::{Channel, FundKind, InstitutionKind, Purpose, Relation, Scheme, Status};
+use crate::types::{
+    Channel, FlagDecision, FundKind, InstitutionKind, Purpose, Relation, Scheme, Status,
+};
 
 /// The schema version written in front of every encoded event. Version 2 added a claim's
 /// institution kind (`Settlement::institution_kind`) and the policy condition on it
@@ -82,6 +84,8 @@ pub enum Stream<S = String> {
     Member(S),
     Fund(FundKind, S),
     Policy(S),
+    /// A region's supervision history: decisions on monitoring flags.
+    Supervision(S),
 }
 
 impl<S: AsRef<str>> Stream<S> {
@@ -108,6 +112,7 @@ impl<S: AsRef<str>> Stream<S> {
             Stream::Fund(FundKind::Pooled, region) => ("pooled/", region.as_ref()),
             Stream::Fund(FundKind::LargeAmount, region) => ("large/", region.as_ref()),
             Stream::Policy(region) => ("policy/", region.as_ref()),
+            Stream::Supervision(region) => ("supervision/", region.as_ref()),
         }
     }
 }
@@ -489,6 +494,16 @@ pub enum Event {
         moved_in: Money,
         moved_out: Money,
     },
+    /// An auditor's decision on a monitoring flag of `region` (schema 3): the flag's id as
+    /// `gongji monitor run` derived it, the decision, why, who, and the day.
+    FlagDecided {
+        flag: String,
+        region: String,
+        decision: FlagDecision,
+        reason: String,
+        by: String,
+        date: Day,
+    },
 }
 
 /// The fund events of a decision taken in another region's ledger (a region map): a late
@@ -561,7 +576,7 @@ pub struct Payout {
 }
 
 /// Every event kind's name, in the order the variants are declared (their encoded tags).
-const KINDS: [&str; 24] = [
+const KINDS: [&str; 25] = [
     "policy_loaded",
     "enrolled",
     "retired",
@@ -586,6 +601,7 @@ const KINDS: [&str; 24] = [
     "transfer_received",
     "fund_event_owed",
     "owed_landed",
+    "flag_decided",
 ];
 
 /// Why a stored event could not be read back.
@@ -707,7 +723,8 @@ impl Event {
             | Event::FamilyBound { .. }
             | Event::FamilyUnbound { .. }
             | Event::PremiumReceived { .. }
-            | Event::PremiumRefunded { .. } => (zero, zero),
+            | Event::PremiumRefunded { .. }
+            | Event::FlagDecided { .. } => (zero, zero),
         }
     }
 
@@ -794,6 +811,8 @@ impl Event {
             Event::PremiumReceived { region, .. } | Event::PremiumRefunded { region, .. } => {
                 put(EntityRef::Fund(FundKind::LargeAmount, region));
             }
+            // A decision on a flag changes nothing the ledger keeps.
+            Event::FlagDecided { .. } => {}
         }
         refs.into_iter().flatten()
     }
@@ -807,6 +826,7 @@ impl Event {
             Stream::Member(id) => Stream::Member(id.to_string()),
             Stream::Fund(kind, region) => Stream::Fund(kind, region.to_string()),
             Stream::Policy(region) => Stream::Policy(region.to_string()),
+            Stream::Supervision(region) => Stream::Supervision(region.to_string()),
         }
     }
 
@@ -840,6 +860,7 @@ impl Event {
             | Event::TransferReceived { member: id, .. } => Stream::Member(id),
             Event::FundEventOwed { owed } => Stream::Member(&owed.member),
             Event::OwedLanded { fund, region, .. } => Stream::Fund(*fund, region),
+            Event::FlagDecided { region, .. } => Stream::Supervision(region),
         }
     }
 
@@ -870,7 +891,8 @@ impl Event {
             | Event::Transferred { date, .. }
             | Event::TransferSent { date, .. }
             | Event::TransferReceived { date, .. }
-            | Event::OwedLanded { date, .. } => *date,
+            | Event::OwedLanded { date, .. }
+            | Event::FlagDecided { date, .. } => *date,
             Event::FundEventOwed { owed } => owed.event.date(),
         }
     }
@@ -922,6 +944,7 @@ impl Event {
             Event::TransferReceived { .. } => 21,
             Event::FundEventOwed { .. } => 22,
             Event::OwedLanded { .. } => 23,
+            Event::FlagDecided { .. } => 24,
         }
     }
 }

@@ -114,6 +114,16 @@ impl Purpose {
     }
 }
 
+/// An auditor's decision on a monitoring flag (智能监控): the pattern is misuse, or it is not.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagDecision {
+    Confirmed,
+    Dismissed,
+}
+
 /// Who may be bound to a holder's account (家庭共济).
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Encode, Decode,

@@ -441,6 +441,8 @@ impl Ledger {
         let mut regions: Vec<String> = Vec::new();
         match command {
             Command::LoadPolicy { policy } => regions.push(policy.region.clone()),
+            // A decision on a flag reads nothing the ledger keeps.
+            Command::DecideFlag { .. } => {}
             Command::Enroll { member, region, .. } => {
                 members.push(member);
                 regions.push(region.clone());

@@ -1,6 +1,7 @@
 //! A flag: what a rule found, with the figures that crossed its threshold and the positions of
 //! the events that are its evidence.
 
+use gongji_domain::types::FlagDecision;
 use gongji_domain::Day;
 use serde::Serialize;
 
@@ -28,6 +29,19 @@ pub struct Flag {
     /// Log positions of the evidence, ascending (at most [`EVIDENCE_MAX`]).
     pub evidence: Vec<u64>,
     pub evidence_count: u64,
+    /// The latest decision an auditor recorded on the flag, if any.
+    pub decision: Option<Decided>,
+}
+
+/// An auditor's decision on a flag, as the log records it (`flag_decided`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Decided {
+    pub decision: FlagDecision,
+    pub reason: String,
+    pub by: String,
+    pub date: Day,
+    /// The decision's record in the log.
+    pub position: u64,
 }
 
 /// One figure of a flag and the threshold it crossed (as text: counts, days and amounts).
@@ -98,6 +112,7 @@ impl Found {
             figures: self.figures,
             evidence: self.evidence,
             evidence_count,
+            decision: None,
         }
     }
 }

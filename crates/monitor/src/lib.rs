@@ -20,18 +20,19 @@ pub mod rules;
 
 use std::collections::BTreeMap;
 
+use gongji_domain::types::FlagDecision;
 use gongji_ledger::{HistoryEntry, Ledger, LedgerError};
 use serde::Serialize;
 
 pub use detect::{Scope, Watch};
-pub use flag::{Figure, Flag};
+pub use flag::{Decided, Figure, Flag};
 pub use rules::MonitorRules;
 
 /// The pass's maps: keyed by ids the ledger made, so a fast hash will do.
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The event kinds the detectors look at (every other record is passed by undecoded).
-const WATCHED: [&str; 7] = [
+const WATCHED: [&str; 8] = [
     "claim_settled",
     "claim_reversed",
     "account_paid",
@@ -39,6 +40,7 @@ const WATCHED: [&str; 7] = [
     "deceased",
     "transferred",
     "transfer_sent",
+    "flag_decided",
 ];
 
 /// What a pass found.
@@ -48,8 +50,11 @@ pub struct MonitorReport {
     pub region: String,
     /// Log records read.
     pub records: u64,
-    /// Flags per rule (every rule of the version, none found included).
+    /// Flags per rule (every rule of the version, none found included; dismissed ones too).
     pub by_rule: BTreeMap<String, u64>,
+    /// Flags an auditor confirmed, and dismissed (the latter listed only when asked).
+    pub confirmed: u64,
+    pub dismissed: u64,
     pub flags: Vec<Flag>,
 }
 
@@ -87,6 +92,7 @@ pub fn run(
     scope: Scope,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<MonitorReport, LedgerError> {
+    let with_dismissed = scope.with_dismissed;
     let mut watch = Watch::new(rules, scope);
     let records = ledger.scan(
         Some(&WATCHED),
@@ -101,14 +107,31 @@ pub fn run(
         .into_iter()
         .map(|name| (name, 0))
         .collect();
+    let (mut confirmed, mut dismissed) = (0, 0);
     for flag in &flags {
         *by_rule.entry(flag.rule.clone()).or_default() += 1;
+        match flag.decision.as_ref().map(|d| d.decision) {
+            Some(FlagDecision::Confirmed) => confirmed += 1,
+            Some(FlagDecision::Dismissed) => dismissed += 1,
+            None => {}
+        }
     }
+    let flags = flags
+        .into_iter()
+        .filter(|f| {
+            with_dismissed
+                || f.decision
+                    .as_ref()
+                    .is_none_or(|d| d.decision != FlagDecision::Dismissed)
+        })
+        .collect();
     Ok(MonitorReport {
         rules_version: rules.version.clone(),
         region: rules.region.clone(),
         records,
         by_rule,
+        confirmed,
+        dismissed,
         flags,
     })
 }
@@ -128,7 +151,11 @@ pub fn explain(
     id: &str,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Option<FlagExplained>, LedgerError> {
-    let report = run(ledger, rules, Scope::default(), progress)?;
+    let scope = Scope {
+        with_dismissed: true,
+        ..Scope::default()
+    };
+    let report = run(ledger, rules, scope, progress)?;
     let Some(flag) = report.flags.into_iter().find(|f| f.id == id) else {
         return Ok(None);
     };

@@ -34,6 +34,7 @@ mod policies;
 pub mod resettle;
 mod reversals;
 mod settlement;
+pub mod supervision;
 pub(crate) mod totals;
 
 /// What a command decided: the events to append, each with its stream, and the result to show.
@@ -135,6 +136,12 @@ pub enum Outcome {
         to_region: String,
         balance: Money,
         in_transit: bool,
+    },
+    /// A decision on a monitoring flag, recorded.
+    FlagDecided {
+        flag: String,
+        region: String,
+        decision: crate::types::FlagDecision,
     },
     /// A fund event another region's ledger owed this one, recorded.
     OwedLanded {
@@ -271,5 +278,13 @@ fn handle(state: &State, command: &Command) -> Result<Decision, Rejection> {
             member,
             event,
         } => lifecycle::land_owed(state, owed, from_region, member, event),
+        Command::DecideFlag {
+            flag,
+            region,
+            decision,
+            reason,
+            by,
+            date,
+        } => supervision::decide_flag(flag, region, *decision, reason, by, *date),
     }
 }

@@ -356,7 +356,8 @@ impl<'a> Pending<'a> {
             | Event::FundClaimRefunded { .. }
             | Event::YearClosed { .. }
             | Event::Deceased { .. }
-            | Event::PremiumRefunded { .. } => Ok(()),
+            | Event::PremiumRefunded { .. }
+            | Event::FlagDecided { .. } => Ok(()),
         }
     }
 

@@ -71,6 +71,21 @@ fn check_institution(event: &Event) -> Result<(), Inadmissible> {
                 format!("the {} event's {}", event.kind(), rejection.message),
             )
         }),
+        // A decision as `decide` would take it: the flag's id, the ids, the reason's length.
+        Event::FlagDecided {
+            flag,
+            region,
+            decision,
+            reason,
+            by,
+            date,
+        } => crate::decide::supervision::recheck(flag, region, *decision, reason, by, *date)
+            .or_else(|rejection| {
+                refuse(
+                    "bounds",
+                    format!("the {} event's {}", event.kind(), rejection.message),
+                )
+            }),
         _ => Ok(()),
     }
 }
@@ -184,7 +199,8 @@ fn figures_of(event: &Event, check: &mut Check) -> Result<Option<i32>, Inadmissi
         Event::PolicyLoaded { .. }
         | Event::Retired { .. }
         | Event::FamilyUnbound { .. }
-        | Event::Deceased { .. } => None,
+        | Event::Deceased { .. }
+        | Event::FlagDecided { .. } => None,
     };
     Ok(year)
 }
@@ -240,6 +256,8 @@ fn settlement_figures(s: &Settlement, check: &mut Check) -> Result<(), Inadmissi
 /// What `evolve` asserts or looks up, for an event whose figures are within bounds.
 fn admissible_in(state: &State, event: &Event) -> Result<(), Inadmissible> {
     match event {
+        // Bounded by `check_bounds`; it looks nothing up.
+        Event::FlagDecided { .. } => Ok(()),
         Event::PolicyLoaded { policy } => {
             let loaded = state.policies.get(&policy.region).into_iter().flatten();
             for other in loaded {

@@ -37,6 +37,8 @@ pub fn evolve(state: &mut State, event: &Event) {
         | Event::TransferReceived { .. }
         | Event::FundEventOwed { .. }
         | Event::OwedLanded { .. } => lifecycle(state, event),
+        // The supervision history is read from the log (gongji-monitor); no state keeps it.
+        Event::FlagDecided { .. } => {}
     }
 }
 

@@ -391,9 +391,9 @@ impl<'a> Router<'a, '_> {
     fn route(&mut self, command: Command) -> Result<Route, LedgerError> {
         let region = match &command {
             Command::LoadPolicy { policy } => Ok(policy.region.clone()),
-            Command::Allocate { region, .. } | Command::Rollover { region, .. } => {
-                Ok(region.clone())
-            }
+            Command::Allocate { region, .. }
+            | Command::Rollover { region, .. }
+            | Command::DecideFlag { region, .. } => Ok(region.clone()),
             Command::Enroll { member, region, .. } => {
                 return self.route_enroll(member.clone(), region.clone(), command)
             }

@@ -14,7 +14,7 @@ use chrono::Datelike;
 use gongji_domain::types::{Channel, Purpose};
 use gongji_domain::{Day, Event, Money, Settlement};
 
-use crate::flag::{Flag, Found};
+use crate::flag::{Decided, Flag, Found};
 use crate::rules::{MonitorRules, Place};
 
 /// Days a window stays open after it ends, for movements recorded late (a claim dated last
@@ -29,6 +29,8 @@ const SWEEP_EVERY: u64 = 1 << 16;
 pub struct Scope {
     pub from: Option<Day>,
     pub to: Option<Day>,
+    /// List flags an auditor dismissed too (they are counted either way).
+    pub with_dismissed: bool,
 }
 
 /// A settled claim, as the detectors see it.
@@ -92,6 +94,8 @@ pub struct Watch<'r> {
     family: family::Family,
     timing: timing::Timing,
     institutions: institutions::Institutions,
+    /// The latest decision on each flag of the rules' region, by flag id.
+    decisions: crate::HashMap<String, Decided>,
 }
 
 impl<'r> Watch<'r> {
@@ -110,6 +114,7 @@ impl<'r> Watch<'r> {
             family: family::Family::default(),
             timing: timing::Timing::default(),
             institutions: institutions::Institutions::default(),
+            decisions: crate::HashMap::default(),
         }
     }
 
@@ -158,6 +163,23 @@ impl<'r> Watch<'r> {
                     of_claim: false,
                 };
                 self.payment(&payment);
+            }
+            Event::FlagDecided {
+                flag,
+                region,
+                decision,
+                reason,
+                by,
+                date,
+            } if *region == self.out.rules.region => {
+                let decided = Decided {
+                    decision: *decision,
+                    reason: reason.clone(),
+                    by: by.clone(),
+                    date: *date,
+                    position,
+                };
+                self.decisions.insert(flag.clone(), decided);
             }
             Event::ClaimReversed { settlement, .. } => {
                 self.visits.reversed(&settlement.claim);
@@ -280,10 +302,14 @@ impl<'r> Watch<'r> {
         self.institutions.sweep(horizon, out);
     }
 
-    /// Every window judged; the flags ordered by their first day, rule and subject.
+    /// Every window judged; the flags ordered by their first day, rule and subject, each with
+    /// its latest decision.
     pub fn finish(mut self) -> Vec<Flag> {
         self.sweep(Day::from_ymd(gongji_domain::time::YEAR_MAX, 12, 31).expect("a valid day"));
         let mut flags = self.out.flags;
+        for flag in &mut flags {
+            flag.decision = self.decisions.remove(&flag.id);
+        }
         flags.sort_by(|a, b| {
             (a.from, &a.rule, &a.member, &a.institution, &a.id).cmp(&(
                 b.from,
