@@ -485,6 +485,8 @@ fn every_answer_schema_is_used_and_the_checker_refuses_what_does_not_fit() {
         "audit_import",
         "rebuild",
         "clear_quarantine",
+        "monitor_run",
+        "monitor_explain",
         "error",
     ] {
         assert!(names.iter().any(|n| n == answer), "no schema for {answer}");
@@ -510,4 +512,51 @@ fn every_answer_schema_is_used_and_the_checker_refuses_what_does_not_fit() {
     }
     let error = serde_json::json!({"error": {"code": "oops", "message": "m"}});
     assert!(schemas.check("error", &error).is_err());
+}
+
+#[test]
+fn the_monitor_commands_answer_in_their_schemas() {
+    let ledger = TestLedger::new();
+    let mut commands = vec![
+        serde_json::json!({"cmd": "enroll", "member": "A", "region": "500000",
+        "born": "1975-02-01", "status": "active", "scheme": "employer", "date": "2024-01-01",
+        "opening_balance": "3000.00"})
+        .to_string(),
+    ];
+    for id in ["a1", "a2", "a3"] {
+        commands.push(
+            serde_json::json!({"cmd": "claim", "id": id, "member": "A", "date": "2024-04-02",
+                "level": 1, "channel": "institution", "eligible": "60.00", "institution": "H1",
+                "visit": id})
+            .to_string(),
+        );
+    }
+    ledger.apply_ok(&commands);
+    let run = answer(&ledger, "monitor_run", &["monitor", "run"], 0);
+    let flag = run["flags"][0]["id"].as_str().unwrap().to_string();
+    let decided = lines(
+        &ledger,
+        "apply_line",
+        &[
+            "monitor",
+            "decide",
+            &flag,
+            "--decision",
+            "confirmed",
+            "--reason",
+            "r",
+            "--by",
+            "a",
+        ],
+        0,
+    );
+    assert_eq!(decided[0]["result"]["decision"], "confirmed");
+    let explained = answer(
+        &ledger,
+        "monitor_explain",
+        &["monitor", "explain", &flag],
+        0,
+    );
+    assert_eq!(explained["flag"]["decision"]["decision"], "confirmed");
+    assert_eq!(explained["evidence"].as_array().unwrap().len(), 3);
 }

@@ -295,3 +295,54 @@ fn a_decision_on_a_flag_the_rules_do_not_raise_is_refused_and_nothing_is_written
         before["records"]
     );
 }
+
+#[test]
+fn a_decision_is_no_command_line_input() {
+    let ledger = planted();
+    let line = json!({"cmd": "decide_flag", "flag": "F0123456789abcdef", "region": "500000",
+        "decision": "dismissed", "reason": "x", "by": "a", "date": "2024-06-01"});
+    let (code, results) = ledger.apply(&[line.to_string()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        results[0]["error"]["code"], "unknown_command",
+        "{results:?}"
+    );
+}
+
+#[test]
+fn ids_from_input_are_escaped_for_the_terminal_and_neutralised_in_the_csv() {
+    let ledger = TestLedger::new();
+    let mut lines = vec![
+        json!({"cmd": "enroll", "member": "=CMD()", "region": "500000",
+        "born": "1975-02-01", "status": "active", "scheme": "employer", "date": "2024-01-01",
+        "opening_balance": "3000.00"})
+        .to_string(),
+    ];
+    for (id, day) in [
+        ("s1", "2024-04-10"),
+        ("s2", "2024-04-11"),
+        ("s3", "2024-04-12"),
+    ] {
+        lines.push(
+            json!({"cmd": "account_pay", "id": id, "holder": "=CMD()", "date": day,
+                   "purpose": "pharmacy", "amount": "180.00", "institution": "P\u{202e}7"})
+            .to_string(),
+        );
+    }
+    ledger.apply_ok(&lines);
+    let csv = ledger.dir.path().join("flags.csv");
+    let out = ledger.run(&[
+        "--lang",
+        "en",
+        "monitor",
+        "run",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(!shown.contains('\u{202e}'), "{shown}");
+    assert!(shown.contains("P\\u{202e}7"), "{shown}");
+    let rows = std::fs::read_to_string(&csv).unwrap();
+    assert!(rows.contains(",'=CMD(),"), "{rows}");
+}

@@ -6,8 +6,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use gongji_domain::types::FlagDecision;
+use gongji_domain::Command;
 use gongji_ledger::now_micros;
 use gongji_monitor::{Flag, MonitorReport, MonitorRules, Scope};
+use gongji_recon::render::{spreadsheet_safe, terminal_safe};
 use gongji_recon::words::Lang;
 use serde::Serialize;
 use serde_json::json;
@@ -44,6 +46,7 @@ pub fn run(data: &Location, args: &MonitorRunArgs) -> Result<ExitCode, Failure> 
         from: args.from,
         to: args.to,
         with_dismissed: args.with_dismissed,
+        sweep_every: None,
     };
     let mut bar = Progress::on_terminal("monitor");
     let report = gongji_monitor::run(&ledger, &rules, scope, &mut |done, total| {
@@ -70,14 +73,14 @@ pub fn explain(data: &Location, args: &MonitorExplainArgs) -> Result<ExitCode, F
     let explained = gongji_monitor::explain(&ledger, &rules, &args.flag, &mut |done, total| {
         bar.step("records", done, total)
     })
-    .map_err(|e| Failure::ledger("monitor explain", &e))?
-    .ok_or_else(|| {
+    .map_err(|e| Failure::ledger("monitor explain", &e));
+    bar.finish();
+    let explained = explained?.ok_or_else(|| {
         Failure::not_found(format!(
             "rules {} raise no flag {} on this ledger",
             rules.version, args.flag
         ))
     })?;
-    bar.finish();
     if args.json {
         print::json_line(&json!(explained).to_string())?;
         return Ok(ExitCode::SUCCESS);
@@ -87,7 +90,7 @@ pub fn explain(data: &Location, args: &MonitorExplainArgs) -> Result<ExitCode, F
     out.push('\n');
     let entries: Vec<serde_json::Value> = explained.evidence.iter().map(|e| json!(e)).collect();
     for line in history_table(&entries, &style) {
-        out += &line;
+        out += &terminal_safe(&line);
         out.push('\n');
     }
     print::raw(&out).map_err(|e| Failure::io(format!("cannot write to standard output: {e}")))?;
@@ -95,8 +98,8 @@ pub fn explain(data: &Location, args: &MonitorExplainArgs) -> Result<ExitCode, F
 }
 
 /// `monitor decide FLAG`: the flag looked up by a pass of the rules (so a mistyped id or one
-/// of other rules is refused before anything is written), then one `decide_flag` line
-/// committed and its outcome printed.
+/// of other rules is refused before anything is written), then the decision (a command no
+/// input line can give) committed and its outcome printed.
 pub fn decide(data: &Location, args: &MonitorDecideArgs) -> Result<ExitCode, Failure> {
     let decision: FlagDecision = serde_json::from_value(json!(args.decision)).map_err(|_| {
         Failure::bad_argument(format!(
@@ -111,9 +114,9 @@ pub fn decide(data: &Location, args: &MonitorDecideArgs) -> Result<ExitCode, Fai
         let found = gongji_monitor::explain(&ledger, &rules, &args.flag, &mut |done, total| {
             bar.step("records", done, total)
         })
-        .map_err(|e| Failure::ledger("monitor decide", &e))?;
+        .map_err(|e| Failure::ledger("monitor decide", &e));
         bar.finish();
-        found
+        found?
     };
     let flag = found
         .ok_or_else(|| {
@@ -123,12 +126,16 @@ pub fn decide(data: &Location, args: &MonitorDecideArgs) -> Result<ExitCode, Fai
             ))
         })?
         .flag;
-    let date = args.date.unwrap_or_else(today_in_china);
-    let line = json!({"cmd": "decide_flag", "flag": flag.id, "region": flag.region,
-        "decision": decision, "reason": args.reason, "by": args.by, "date": date})
-    .to_string();
+    let command = Command::DecideFlag {
+        flag: flag.id,
+        region: flag.region,
+        decision,
+        reason: args.reason.clone(),
+        by: args.by.clone(),
+        date: args.date.unwrap_or_else(today_in_china),
+    };
     let mut ledger = open_or_create(data)?;
-    ledger.apply_line(&line, now_micros())?;
+    ledger.apply_parsed(Ok(command), now_micros())?;
     let outcome = ledger.commit()?;
     ledger.close()?;
     let rejected =
@@ -234,7 +241,19 @@ fn flags_table(flags: &[Flag], style: &Style) -> Vec<String> {
             ]
         })
         .collect();
-    columns(&header, &rows, &[5])
+    columns(&header, &safe_rows(rows), &[5])
+}
+
+/// Every cell with what a terminal could act on escaped (ids, names and reasons come from
+/// input), before the columns are measured.
+fn safe_rows(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    rows.into_iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| terminal_safe(cell).into_owned())
+                .collect()
+        })
+        .collect()
 }
 
 /// A flag's latest decision for people: what, by whom, when.
@@ -257,8 +276,8 @@ fn text(report: &MonitorReport, style: &Style) -> String {
     let mut out = if zh {
         format!(
             "智能监控：规则版本 {}，统筹地区 {}，读取日志记录 {} 条，列出疑点 {} 个（已确认 {}，已排除 {}）\n",
-            report.rules_version,
-            report.region,
+            terminal_safe(&report.rules_version),
+            terminal_safe(&report.region),
             report.records,
             report.flags.len(),
             report.confirmed,
@@ -267,8 +286,8 @@ fn text(report: &MonitorReport, style: &Style) -> String {
     } else {
         format!(
             "Fund supervision: rules {}, region {}, {} log records read, {} flags listed ({} confirmed, {} dismissed)\n",
-            report.rules_version,
-            report.region,
+            terminal_safe(&report.rules_version),
+            terminal_safe(&report.region),
             report.records,
             report.flags.len(),
             report.confirmed,
@@ -285,7 +304,7 @@ fn text(report: &MonitorReport, style: &Style) -> String {
         .iter()
         .map(|(rule, count)| vec![rule_label(rule, style.lang), count.to_string()])
         .collect();
-    for line in columns(&header, &rows, &[1]) {
+    for line in columns(&header, &safe_rows(rows), &[1]) {
         out += &line;
         out.push('\n');
     }
@@ -299,15 +318,20 @@ fn text(report: &MonitorReport, style: &Style) -> String {
     out
 }
 
+/// A CSV cell a spreadsheet will not run as a formula (ids come from input).
+fn cell(text: &str) -> String {
+    spreadsheet_safe(text).into_owned()
+}
+
 /// One CSV row per flag.
 #[derive(Serialize)]
 struct Row<'a> {
     id: &'a str,
-    rule: &'a str,
-    rules_version: &'a str,
-    region: &'a str,
-    member: &'a str,
-    institution: &'a str,
+    rule: String,
+    rules_version: String,
+    region: String,
+    member: String,
+    institution: String,
     from: String,
     to: String,
     figures: String,
@@ -333,14 +357,14 @@ fn write_csv(path: &Path, flags: &[Flag]) -> Result<(), Failure> {
         writer
             .serialize(Row {
                 id: &flag.id,
-                rule: &flag.rule,
-                rules_version: &flag.rules_version,
-                region: &flag.region,
-                member: flag.member.as_deref().unwrap_or(""),
-                institution: flag.institution.as_deref().unwrap_or(""),
+                rule: cell(&flag.rule),
+                rules_version: cell(&flag.rules_version),
+                region: cell(&flag.region),
+                member: cell(flag.member.as_deref().unwrap_or("")),
+                institution: cell(flag.institution.as_deref().unwrap_or("")),
                 from: flag.from.to_string(),
                 to: flag.to.to_string(),
-                figures: figures.join("; "),
+                figures: cell(&figures.join("; ")),
                 evidence_count: flag.evidence_count,
                 evidence: evidence.join(" "),
             })

@@ -131,8 +131,10 @@ pub enum Command {
         date: Day,
         to_region: String,
     },
-    /// An auditor's decision on a monitoring flag (`gongji monitor decide`), kept in the log
-    /// as the supervision history of the region.
+    /// An auditor's decision on a monitoring flag, kept in the log as the supervision history
+    /// of the region. Made by `gongji monitor decide` once it has found the flag; never read
+    /// from a line (a stream of commands is an operator's, and a decision is an auditor's).
+    #[serde(skip)]
     DecideFlag {
         flag: String,
         region: String,
@@ -180,7 +182,7 @@ fn yes() -> bool {
 }
 
 const COMMAND_NAMES: &str =
-    "load_policy, enroll, retire, contribute, allocate, claim, bind_family, unbind_family, account_pay, reverse, rollover, decease, inherit, transfer, decide_flag";
+    "load_policy, enroll, retire, contribute, allocate, claim, bind_family, unbind_family, account_pay, reverse, rollover, decease, inherit, transfer";
 
 /// Parses one input line into a command, or a rejection with a stable code.
 ///
@@ -216,7 +218,6 @@ enum Kind {
     Scheme,
     Purpose,
     Relation,
-    Decision,
     Heirs,
     Policy,
 }
@@ -302,14 +303,6 @@ fn fields_of(cmd: &str) -> Option<&'static [Field]> {
             ("reason", Text, REQUIRED),
         ],
         "rollover" => &[("region", Text, REQUIRED), ("year", Year, REQUIRED)],
-        "decide_flag" => &[
-            ("flag", Text, REQUIRED),
-            ("region", Text, REQUIRED),
-            ("decision", Decision, REQUIRED),
-            ("reason", Text, REQUIRED),
-            ("by", Text, REQUIRED),
-            ("date", Day, REQUIRED),
-        ],
         "inherit" => &[
             ("member", Text, REQUIRED),
             ("date", Day, REQUIRED),
@@ -472,8 +465,6 @@ fn check(cmd: &str, field: &str, kind: Kind, value: &serde_json::Value) -> Resul
             .map_err(|allowed| invalid(RejectionCode::InvalidValue, &allowed)),
         Kind::Relation => choice::<Relation>(value)
             .map_err(|allowed| invalid(RejectionCode::InvalidValue, &allowed)),
-        Kind::Decision => choice::<FlagDecision>(value)
-            .map_err(|allowed| invalid(RejectionCode::InvalidValue, &allowed)),
         Kind::Heirs => check_heirs(cmd, value),
         // The refusal names the field inside the policy: `outpatient.limits[2]: the field
         // "amount" is missing`.
@@ -621,7 +612,6 @@ mod tests {
             Kind::Scheme => json!("employer"),
             Kind::Purpose => json!("pharmacy"),
             Kind::Relation => json!("spouse"),
-            Kind::Decision => json!("dismissed"),
             Kind::Heirs => json!([{"name": "h", "share": "1"}]),
             Kind::Policy => json!(null),
         }

@@ -97,7 +97,7 @@ pub fn run(
     let records = ledger.scan(
         Some(&WATCHED),
         &mut |scanned| {
-            watch.observe(scanned.position, scanned.event);
+            watch.observe(scanned.position, scanned.recorded_at_micros, scanned.event);
             Ok(())
         },
         progress,

@@ -91,8 +91,10 @@ impl Book {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut ledger = Ledger::open(dir.path()).expect("open");
         for (n, line) in self.lines.iter().enumerate() {
+            // Recorded now, after every date the lines give.
+            let recorded = gongji_ledger::now_micros() + n as i64;
             ledger
-                .apply_line(&line.to_string(), n as i64)
+                .apply_line(&line.to_string(), recorded)
                 .expect("decided");
         }
         for (line, outcome) in self.lines.iter().zip(ledger.commit().expect("commit")) {
@@ -100,9 +102,17 @@ impl Book {
                 panic!("{line} refused: {why:?}");
             }
         }
-        gongji_monitor::run(&ledger, rules, Scope::default(), &mut |_, _| {})
+        let flags = gongji_monitor::run(&ledger, rules, Scope::default(), &mut |_, _| {})
             .expect("a pass")
-            .flags
+            .flags;
+        // Sweeping after every movement judges each window as soon as it can: the same flags.
+        let swept = Scope {
+            sweep_every: Some(1),
+            ..Scope::default()
+        };
+        let eager = gongji_monitor::run(&ledger, rules, swept, &mut |_, _| {}).expect("a pass");
+        assert_eq!(eager.flags, flags, "sweeping after every movement");
+        flags
     }
 
     fn flags(&self) -> Vec<Flag> {

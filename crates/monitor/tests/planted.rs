@@ -22,9 +22,10 @@ fn every_planted_case_is_flagged_by_its_rule() {
     let mut ledger = Ledger::open(dir.path()).expect("open");
     let policy: serde_json::Value = serde_json::from_str(POLICY).expect("the policy parses");
     let load = serde_json::json!({"cmd": "load_policy", "policy": policy}).to_string();
-    ledger.apply_line(&load, 0).expect("decided");
+    let now = gongji_ledger::now_micros();
+    ledger.apply_line(&load, now).expect("decided");
     for (n, line) in String::from_utf8(out).expect("UTF-8").lines().enumerate() {
-        ledger.apply_line(line, n as i64).expect("decided");
+        ledger.apply_line(line, now + n as i64).expect("decided");
         if n % 4096 == 4095 {
             ledger.commit().expect("commit");
         }
@@ -34,6 +35,12 @@ fn every_planted_case_is_flagged_by_its_rule() {
     let rules = MonitorRules::chongqing();
     let report =
         gongji_monitor::run(&ledger, &rules, Scope::default(), &mut |_, _| {}).expect("a pass");
+    let swept = Scope {
+        sweep_every: Some(1),
+        ..Scope::default()
+    };
+    let eager = gongji_monitor::run(&ledger, &rules, swept, &mut |_, _| {}).expect("a pass");
+    assert_eq!(eager.flags, report.flags, "sweeping after every movement");
     let flags: Vec<serde_json::Value> = report
         .flags
         .iter()

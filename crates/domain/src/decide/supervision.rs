@@ -28,6 +28,12 @@ pub(super) fn decide_flag(
             format!("flag {flag}: a decision needs a reason"),
         ));
     }
+    if reason.chars().any(char::is_control) {
+        return Err(Rejection::new(
+            RejectionCode::InvalidValue,
+            format!("flag {flag}: a reason is one line of printable text"),
+        ));
+    }
     if reason.len() > REASON_BYTES_MAX {
         return Err(Rejection::new(
             RejectionCode::ReasonTooLong,
@@ -133,10 +139,12 @@ mod tests {
                 "{flag}"
             );
         }
-        assert_eq!(
-            decide("F0123456789abcdef", " ").unwrap_err(),
-            RejectionCode::InvalidValue
-        );
+        for reason in [" ", "two\nlines", "\u{1b}[2Jcleared"] {
+            assert_eq!(
+                decide("F0123456789abcdef", reason).unwrap_err(),
+                RejectionCode::InvalidValue
+            );
+        }
         let long = "x".repeat(REASON_BYTES_MAX + 1);
         assert_eq!(
             decide("F0123456789abcdef", &long).unwrap_err(),
