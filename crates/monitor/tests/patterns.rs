@@ -420,3 +420,127 @@ fn the_same_log_and_rules_give_the_same_flags_and_new_evidence_a_new_id() {
     };
     assert_ne!(id(&first), id(&more));
 }
+
+#[test]
+fn four_pharmacy_claims_in_one_week_are_flagged_three_or_a_monday_later_are_not() {
+    // 2024-03-04 was a Monday, 2024-03-10 the Sunday of that week.
+    let week = |last: &str| {
+        Book::new()
+            .enroll("M1")
+            .claim("C1", "M1", "2024-03-04", "P1", "V1", "40.00")
+            .claim("C2", "M1", "2024-03-06", "P2", "V2", "40.00")
+            .claim("C3", "M1", "2024-03-08", "P3", "V3", "40.00")
+            .claim("C4", "M1", last, "P4", "V4", "40.00")
+    };
+    let rule = "frequency/pharmacy_claims_per_week";
+    assert!(of(&week("2024-03-11").flags(), rule).is_empty());
+    let flags = week("2024-03-10").flags();
+    let found = of(&flags, rule);
+    assert_eq!(found.len(), 1, "{flags:#?}");
+    assert_eq!(
+        (found[0].from.to_string(), found[0].to.to_string()),
+        ("2024-03-04".to_string(), "2024-03-10".to_string())
+    );
+}
+
+#[test]
+fn sixteen_claims_in_a_month_are_flagged_fifteen_are_not() {
+    let month = |claims: u32| {
+        let mut book = Book::new().enroll("M1");
+        for day in 1..=claims {
+            let id = format!("C{day}");
+            book = book.claim(&id, "M1", &format!("2024-03-{day:02}"), "H1", &id, "30.00");
+        }
+        book
+    };
+    assert!(of(&month(15).flags(), "frequency/claims_per_month").is_empty());
+    let flags = month(16).flags();
+    assert_eq!(
+        of(&flags, "frequency/claims_per_month").len(),
+        1,
+        "{flags:#?}"
+    );
+}
+
+#[test]
+fn four_pharmacy_payments_in_a_day_are_flagged_three_are_not() {
+    let day = |payments: u32| {
+        let mut book = Book::new().enroll("M1");
+        for k in 0..payments {
+            book = book.pay(
+                &format!("A{k}"),
+                "M1",
+                "M1",
+                "2024-03-05",
+                &format!("P{k}"),
+                "20.00",
+            );
+        }
+        book
+    };
+    let rule = "frequency/pharmacy_payments_per_day";
+    assert!(of(&day(3).flags(), rule).is_empty());
+    let flags = day(4).flags();
+    assert_eq!(of(&flags, rule).len(), 1, "{flags:#?}");
+}
+
+#[test]
+fn twenty_one_account_payments_in_a_month_are_flagged_twenty_are_not() {
+    let month = |payments: u32| {
+        let mut book = Book::new().enroll("M1");
+        for day in 1..=payments {
+            let date = format!("2024-03-{day:02}");
+            book = book.pay(&format!("A{day}"), "M1", "M1", &date, "H1", "10.00");
+        }
+        book
+    };
+    let rule = "frequency/account_payments_per_month";
+    assert!(of(&month(20).flags(), rule).is_empty());
+    let flags = month(21).flags();
+    assert_eq!(of(&flags, rule).len(), 1, "{flags:#?}");
+}
+
+#[test]
+fn account_payments_just_before_a_transfer_above_the_amount_are_flagged() {
+    let paid = |second: &str| {
+        Book::new()
+            .enroll("M1")
+            .pay("A1", "M1", "M1", "2024-05-11", "H1", "600.00")
+            .pay("A2", "M1", "M1", "2024-06-09", "H2", second)
+            .line(json!({"cmd": "transfer", "member": "M1", "date": "2024-06-10", "to_region": "110000"}))
+    };
+    assert!(of(&paid("400.00").flags(), "timing/before_transfer").is_empty());
+    let flags = paid("400.01").flags();
+    let found = of(&flags, "timing/before_transfer");
+    assert_eq!(found.len(), 1, "{flags:#?}");
+    assert_eq!(value(found[0], "paid"), "1000.01");
+}
+
+#[test]
+fn an_institution_month_paid_above_three_times_its_trailing_median_is_flagged() {
+    let mut rules = MonitorRules::chongqing();
+    rules.institutions.claims_min = 10;
+    // Ten members, one claim each a month at H9: January pays (500 - 200) x 60% = 180.00 each,
+    // February and March 300.00 each (a median of 3,000.00), April 60% of `april`.
+    let months = |april: &str| {
+        let mut book = Book::new();
+        for m in 0..10 {
+            book = book.enroll(&format!("M{m}"));
+        }
+        for (month, eligible) in [(1, "500.00"), (2, "500.00"), (3, "500.00"), (4, april)] {
+            for m in 0..10 {
+                let id = format!("C{month}-{m}");
+                let date = format!("2024-{month:02}-15");
+                book = book.claim(&id, &format!("M{m}"), &date, "H9", &id, eligible);
+            }
+        }
+        book
+    };
+    // 10 x 900.00 = 9,000.00: three times the median, not above it.
+    assert!(of(&months("1500.00").flags_with(&rules), "institution/fund").is_empty());
+    let flags = months("1500.02").flags_with(&rules);
+    let found = of(&flags, "institution/fund");
+    assert_eq!(found.len(), 1, "{flags:#?}");
+    assert_eq!(value(found[0], "fund_paid"), "9000.10");
+    assert!(of(&flags, "institution/claims").is_empty());
+}
