@@ -337,6 +337,11 @@ struct Row<'a> {
     figures: String,
     evidence_count: u64,
     evidence: String,
+    /// The latest decision on the flag, if any: what, by whom, on which day, why.
+    decision: &'static str,
+    decided_by: String,
+    decided_on: String,
+    reason: String,
 }
 
 fn write_csv(path: &Path, flags: &[Flag]) -> Result<(), Failure> {
@@ -367,6 +372,17 @@ fn write_csv(path: &Path, flags: &[Flag]) -> Result<(), Failure> {
                 figures: cell(&figures.join("; ")),
                 evidence_count: flag.evidence_count,
                 evidence: evidence.join(" "),
+                decision: match flag.decision.as_ref().map(|d| d.decision) {
+                    Some(FlagDecision::Confirmed) => "confirmed",
+                    Some(FlagDecision::Dismissed) => "dismissed",
+                    None => "",
+                },
+                decided_by: cell(flag.decision.as_ref().map_or("", |d| d.by.as_str())),
+                decided_on: flag
+                    .decision
+                    .as_ref()
+                    .map_or(String::new(), |d| d.date.to_string()),
+                reason: cell(flag.decision.as_ref().map_or("", |d| d.reason.as_str())),
             })
             .map_err(|e| cannot(&e))?;
     }

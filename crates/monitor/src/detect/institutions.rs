@@ -29,6 +29,9 @@ struct MonthStat {
 struct History {
     first: Month,
     months: BTreeMap<Month, MonthStat>,
+    /// The latest month judged: a claim recorded later for it or an earlier month is counted
+    /// in the trailing months still held, never judged again (nor as a month of its own).
+    judged_through: Option<Month>,
 }
 
 #[derive(Default)]
@@ -65,7 +68,15 @@ impl Institutions {
             .or_insert_with(|| History {
                 first: month,
                 months: BTreeMap::new(),
+                judged_through: None,
             });
+        if history.judged_through.is_some_and(|judged| month <= judged) {
+            if let Some(stat) = history.months.get_mut(&month) {
+                stat.claims += 1;
+                stat.fund += s.fund_paid();
+            }
+            return;
+        }
         history.first = history.first.min(month);
         let stat = history.months.entry(month).or_default();
         stat.claims += 1;
@@ -88,6 +99,9 @@ impl Institutions {
                 .filter(|(month, stat)| !stat.judged && month.last_day() < horizon)
                 .map(|(month, _)| *month)
                 .collect();
+            if let Some(&last) = due.last() {
+                history.judged_through = Some(last);
+            }
             for month in due {
                 let history_complete = month.months_since(first) >= trailing;
                 let before: Vec<(u64, Money)> = (1..=trailing)
