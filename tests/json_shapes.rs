@@ -487,6 +487,7 @@ fn every_answer_schema_is_used_and_the_checker_refuses_what_does_not_fit() {
         "clear_quarantine",
         "monitor_run",
         "monitor_explain",
+        "monitor_rules_list",
         "error",
     ] {
         assert!(names.iter().any(|n| n == answer), "no schema for {answer}");
@@ -559,4 +560,41 @@ fn the_monitor_commands_answer_in_their_schemas() {
     );
     assert_eq!(explained["flag"]["decision"]["decision"], "confirmed");
     assert_eq!(explained["evidence"].as_array().unwrap().len(), 3);
+
+    answer(
+        &ledger,
+        "monitor_rules_list",
+        &["monitor", "rules", "list"],
+        0,
+    );
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../policies/monitor/500000-2024-01-01.json"
+    ))
+    .unwrap();
+    let file = ledger.dir.path().join("rules.json");
+    std::fs::write(
+        &file,
+        shipped.replace("500000-monitor-2024-1", "500000-m-2"),
+    )
+    .unwrap();
+    let load = [
+        "monitor",
+        "rules",
+        "load",
+        file.to_str().unwrap(),
+        "--by",
+        "a",
+    ];
+    let loaded = lines(&ledger, "apply_line", &load, 0);
+    assert_eq!(loaded[0]["result"]["version"], "500000-m-2");
+    let again = lines(&ledger, "apply_line", &load, 0);
+    assert_eq!(again[0]["result"]["already_loaded"], true);
+    let listed = answer(
+        &ledger,
+        "monitor_rules_list",
+        &["monitor", "rules", "list"],
+        0,
+    );
+    assert_eq!(listed["versions"][0]["version"], "500000-m-2");
 }

@@ -5,47 +5,8 @@
 mod support;
 
 use serde_json::{json, Value};
+use support::misuse::{pay, planted};
 use support::{text, TestLedger};
-
-fn claim(id: &str, member: &str, date: &str, institution: &str) -> String {
-    json!({"cmd": "claim", "id": id, "member": member, "date": date, "level": 1,
-           "channel": "institution", "eligible": "60.00", "institution": institution,
-           "visit": format!("V-{id}")})
-    .to_string()
-}
-
-fn pay(id: &str, member: &str, date: &str, amount: &str) -> String {
-    json!({"cmd": "account_pay", "id": id, "holder": member, "date": date,
-           "purpose": "pharmacy", "amount": amount, "institution": "P7"})
-    .to_string()
-}
-
-/// Member A: three claims at H1 on one day (frequency); member B: three payments of 180.00
-/// at pharmacy P7 on three days (splitting); member C: nothing out of the way.
-fn planted() -> TestLedger {
-    let ledger = TestLedger::new();
-    let mut lines = Vec::new();
-    for member in ["A", "B", "C"] {
-        lines.push(
-            json!({"cmd": "enroll", "member": member, "region": "500000",
-                   "born": "1975-02-01", "status": "active", "scheme": "employer",
-                   "date": "2024-01-01", "opening_balance": "3000.00"})
-            .to_string(),
-        );
-    }
-    lines.extend([
-        claim("a1", "A", "2024-04-02", "H1"),
-        claim("a2", "A", "2024-04-02", "H1"),
-        claim("a3", "A", "2024-04-02", "H1"),
-        pay("b1", "B", "2024-04-10", "180.00"),
-        pay("b2", "B", "2024-04-11", "180.00"),
-        pay("b3", "B", "2024-04-12", "180.00"),
-        claim("c1", "C", "2024-04-20", "H2"),
-        pay("c2", "C", "2024-05-20", "80.00"),
-    ]);
-    ledger.apply_ok(&lines);
-    ledger
-}
 
 fn flags_of(report: &Value) -> Vec<Value> {
     report["flags"].as_array().expect("flags").clone()
@@ -143,7 +104,7 @@ fn a_rules_file_with_a_mistyped_threshold_is_refused_naming_the_field() {
     .unwrap();
     let file = ledger.dir.path().join("rules.json");
     std::fs::write(&file, shipped.replace("\"500.00\"", "\"500 yuan\"")).unwrap();
-    let out = ledger.run(&["monitor", "run", "--rules", file.to_str().unwrap()]);
+    let out = ledger.run(&["monitor", "run", "--rules-file", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let said = text(&out);
     assert!(said.contains("splitting.total_above"), "{said}");
@@ -151,7 +112,7 @@ fn a_rules_file_with_a_mistyped_threshold_is_refused_naming_the_field() {
     // A narrower splitting rule, loaded from a file, flags nothing here.
     let narrower = shipped.replace("\"count_min\": 3", "\"count_min\": 4");
     std::fs::write(&file, narrower).unwrap();
-    let report = ledger.query(&["monitor", "run", "--rules", file.to_str().unwrap()]);
+    let report = ledger.query(&["monitor", "run", "--rules-file", file.to_str().unwrap()]);
     assert_eq!(report["by_rule"]["splitting"], 0, "{report}");
 
     let out = ledger.run(&["monitor", "run", "--region", "110000"]);
@@ -345,4 +306,171 @@ fn ids_from_input_are_escaped_for_the_terminal_and_neutralised_in_the_csv() {
     assert!(shown.contains("P\\u{202e}7"), "{shown}");
     let rows = std::fs::read_to_string(&csv).unwrap();
     assert!(rows.contains(",'=CMD(),"), "{rows}");
+}
+
+/// The shipped rules as a new version named `version`, each splitting pattern needing
+/// `count_min` payments.
+fn rules_version(ledger: &TestLedger, version: &str, count_min: u32) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../policies/monitor/500000-2024-01-01.json"
+    ))
+    .unwrap();
+    let text = shipped
+        .replace("\"500000-monitor-2024-1\"", &format!("\"{version}\""))
+        .replace("\"count_min\": 3", &format!("\"count_min\": {count_min}"));
+    assert_ne!(text, shipped);
+    let file = ledger.dir.path().join(format!("{version}.json"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[test]
+fn rules_loaded_into_the_log_are_the_ones_a_run_uses_and_name_every_flag() {
+    let ledger = planted();
+    let listed = ledger.query(&["monitor", "rules", "list"]);
+    assert_eq!(listed["versions"], json!([]), "{listed}");
+    assert_eq!(
+        listed["shipped_defaults_in_use"]["version"],
+        "500000-monitor-2024-1"
+    );
+
+    // A version loaded: the run without --rules uses it, and its flags name it.
+    let strict = rules_version(&ledger, "500000-strict-1", 4);
+    let loaded = ledger.query(&[
+        "monitor",
+        "rules",
+        "load",
+        strict.to_str().unwrap(),
+        "--by",
+        "chief-auditor",
+    ]);
+    assert_eq!(
+        loaded["result"],
+        json!({"region": "500000", "version": "500000-strict-1"}),
+        "{loaded}"
+    );
+    let report = ledger.query(&["monitor", "run"]);
+    assert_eq!(report["rules_version"], "500000-strict-1", "{report}");
+    assert_eq!(report["by_rule"]["splitting"], 0, "{report}");
+    assert!(flags_of(&report)
+        .iter()
+        .all(|f| f["rules_version"] == "500000-strict-1"));
+
+    // Loaded again: nothing to do. The same name with other thresholds: refused.
+    let again = ledger.query(&[
+        "monitor",
+        "rules",
+        "load",
+        strict.to_str().unwrap(),
+        "--by",
+        "chief-auditor",
+    ]);
+    assert_eq!(again["result"]["already_loaded"], true, "{again}");
+    let other = rules_version(&ledger, "500000-strict-1", 5);
+    let out = ledger.run(&[
+        "monitor",
+        "rules",
+        "load",
+        other.to_str().unwrap(),
+        "--by",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("loaded already"), "{}", text(&out));
+    // The shipped defaults' name is theirs alone.
+    let impostor = rules_version(&ledger, "500000-monitor-2024-1", 5);
+    let out = ledger.run(&[
+        "monitor",
+        "rules",
+        "load",
+        impostor.to_str().unwrap(),
+        "--by",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+
+    // A second version: the latest is used; the first by its name.
+    let loose = rules_version(&ledger, "500000-loose-2", 3);
+    ledger.query(&[
+        "monitor",
+        "rules",
+        "load",
+        loose.to_str().unwrap(),
+        "--by",
+        "chief-auditor",
+        "--date",
+        "2024-06-01",
+    ]);
+    let report = ledger.query(&["monitor", "run"]);
+    assert_eq!(report["rules_version"], "500000-loose-2");
+    assert_eq!(report["by_rule"]["splitting"], 1, "{report}");
+    let first = ledger.query(&["monitor", "run", "--rules", "500000-strict-1"]);
+    assert_eq!(first["by_rule"]["splitting"], 0, "{first}");
+    // The shipped defaults stand in no more, and an unknown version names what is loaded.
+    let out = ledger.run(&["monitor", "run", "--rules", "500000-monitor-2024-1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = ledger.run(&["monitor", "run", "--rules", "nope"]);
+    assert!(text(&out).contains("500000-loose-2"), "{}", text(&out));
+    let listed = ledger.query(&["monitor", "rules", "list"]);
+    let versions: Vec<&str> = listed["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["500000-strict-1", "500000-loose-2"], "{listed}");
+    assert_eq!(listed["versions"][1]["by"], "chief-auditor");
+    assert_eq!(listed["versions"][1]["date"], "2024-06-01");
+    assert_eq!(listed["shipped_defaults_in_use"], Value::Null);
+
+    // A draft file's flags can be seen but not decided on.
+    let flag = flags_of(&report)[0]["id"].as_str().unwrap().to_string();
+    let out = ledger.run(&[
+        "monitor",
+        "decide",
+        &flag,
+        "--decision",
+        "confirmed",
+        "--reason",
+        "r",
+        "--by",
+        "a",
+        "--rules-file",
+        loose.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not loaded"), "{}", text(&out));
+
+    // The versions travel in the archive: the restored ledger runs the same rules.
+    let archive = ledger.dir.path().join("archive.jsonl");
+    let out = ledger.run(&["audit", "export", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restored = TestLedger::empty();
+    let out = restored.run(&["audit", "import", archive.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let restored_report = restored.query(&["monitor", "run"]);
+    assert_eq!(restored_report["rules_version"], "500000-loose-2");
+    assert_eq!(flags_of(&restored_report), flags_of(&report));
+}
+
+#[test]
+fn rules_for_a_region_without_a_policy_are_refused() {
+    let ledger = planted();
+    let file = rules_version(&ledger, "110000-1", 3);
+    let text_of = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("\"500000\"", "\"110000\"");
+    std::fs::write(&file, text_of).unwrap();
+    let out = ledger.run(&[
+        "monitor",
+        "rules",
+        "load",
+        file.to_str().unwrap(),
+        "--by",
+        "x",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no_policy_in_force"), "{}", text(&out));
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod gen;
+pub mod misuse;
 pub mod pg;
 pub mod schema;
 pub mod serve;

@@ -452,6 +452,41 @@ pub enum MonitorCmd {
     /// dismissed, with the reason and who decided. A dismissed flag is not listed again
     /// (unless `run --with-dismissed`); new evidence makes a new flag.
     Decide(MonitorDecideArgs),
+    /// Monitoring rules versions: load a file into the log (flags then name that version),
+    /// or list what is loaded.
+    Rules {
+        #[command(subcommand)]
+        action: MonitorRulesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MonitorRulesCmd {
+    /// Read and check a rules file (JSON, see policies/monitor/) and record it in the log as
+    /// its region's next version; loading the same rules again does nothing.
+    Load(MonitorRulesLoadArgs),
+    /// The versions loaded, region by region in the order they were loaded (the latest is
+    /// the one `monitor run` uses without --rules).
+    List {
+        /// One JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct MonitorRulesLoadArgs {
+    /// The rules file.
+    pub file: PathBuf,
+    /// Who loads them (a name or staff number, recorded with the version).
+    #[arg(long)]
+    pub by: String,
+    /// The day of loading (YYYY-MM-DD); today in China Standard Time without it.
+    #[arg(long, value_parser = parse_day)]
+    pub date: Option<gongji_domain::Day>,
+    /// The outcome as one JSON object on standard output.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -479,17 +514,23 @@ pub struct MonitorDecideArgs {
 
 #[derive(clap::Args)]
 pub struct MonitorRulesArg {
-    /// A monitoring rules file (JSON, see policies/monitor/); without it, the Chongqing
-    /// defaults shipped with gongji.
-    #[arg(long)]
-    pub rules: Option<PathBuf>,
+    /// The monitoring rules version to run, as loaded into the ledger (`monitor rules
+    /// list`); without it, the latest loaded for the region, or the Chongqing defaults shipped
+    /// with gongji where none is loaded for Chongqing.
+    #[arg(long, value_name = "VERSION")]
+    pub rules: Option<String>,
+    /// A rules file not loaded into the ledger, to try a draft (no decision can be recorded
+    /// on its flags).
+    #[arg(long, value_name = "FILE", conflicts_with = "rules")]
+    pub rules_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
 pub struct MonitorRunArgs {
     #[command(flatten)]
     pub rules: MonitorRulesArg,
-    /// The region to watch: the rules' own (anything else is refused).
+    /// The region to watch: the latest rules version loaded for it (with --rules, its
+    /// version of that name).
     #[arg(long)]
     pub region: Option<String>,
     /// Only claims and payments whose own date is on or after this day (YYYY-MM-DD).

@@ -45,7 +45,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{AuditCmd, Cli, Cmd, MonitorCmd, PolicyCmd, ReconcileCmd};
+use args::{AuditCmd, Cli, Cmd, MonitorCmd, MonitorRulesCmd, PolicyCmd, ReconcileCmd};
 use failure::Failure;
 use location::Location;
 
@@ -117,6 +117,10 @@ fn wants_json(command: &Cmd) -> bool {
             MonitorCmd::Run(args) => args.json,
             MonitorCmd::Explain(args) => args.json,
             MonitorCmd::Decide(args) => args.json,
+            MonitorCmd::Rules { action } => match action {
+                MonitorRulesCmd::Load(args) => args.json,
+                MonitorRulesCmd::List { json } => *json,
+            },
         },
         Cmd::Serve(_) | Cmd::Token { .. } => false,
         Cmd::Audit { action } => match action {
@@ -210,6 +214,10 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
             MonitorCmd::Run(args) => monitor::run(data, &args),
             MonitorCmd::Explain(args) => monitor::explain(data, &args),
             MonitorCmd::Decide(args) => monitor::decide(data, &args),
+            MonitorCmd::Rules { action } => match action {
+                MonitorRulesCmd::Load(args) => monitor::load_rules(data, &args),
+                MonitorRulesCmd::List { json } => monitor::list_rules(data, json),
+            },
         },
         Cmd::Relay { .. } => unreachable!("refused above without --regions"),
         Cmd::Serve(args) => serve::serve(data, &args),

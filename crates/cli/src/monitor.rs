@@ -8,13 +8,16 @@ use std::process::ExitCode;
 use gongji_domain::types::FlagDecision;
 use gongji_domain::Command;
 use gongji_ledger::now_micros;
-use gongji_monitor::{Flag, MonitorReport, MonitorRules, Scope};
+use gongji_ledger::Ledger;
+use gongji_monitor::{Chosen, Flag, MonitorReport, MonitorRules, Scope, Source};
 use gongji_recon::render::{spreadsheet_safe, terminal_safe};
 use gongji_recon::words::Lang;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::args::{MonitorDecideArgs, MonitorExplainArgs, MonitorRulesArg, MonitorRunArgs};
+use crate::args::{
+    MonitorDecideArgs, MonitorExplainArgs, MonitorRulesArg, MonitorRulesLoadArgs, MonitorRunArgs,
+};
 use crate::failure::Failure;
 use crate::location::Location;
 use crate::open::{open, open_or_create};
@@ -25,15 +28,6 @@ use crate::text::reports::{columns, history_table};
 use crate::text::Style;
 
 pub fn run(data: &Location, args: &MonitorRunArgs) -> Result<ExitCode, Failure> {
-    let rules = read_rules(&args.rules)?;
-    if let Some(region) = &args.region {
-        if *region != rules.region {
-            return Err(Failure::bad_argument(format!(
-                "rules {} are region {}'s; they cannot watch region {region}",
-                rules.version, rules.region
-            )));
-        }
-    }
     if let (Some(from), Some(to)) = (args.from, args.to) {
         if from > to {
             return Err(Failure::bad_argument(format!(
@@ -42,6 +36,7 @@ pub fn run(data: &Location, args: &MonitorRunArgs) -> Result<ExitCode, Failure> 
         }
     }
     let ledger = open(data)?;
+    let rules = choose_rules(&ledger, &args.rules, args.region.as_deref())?.rules;
     let scope = Scope {
         from: args.from,
         to: args.to,
@@ -67,8 +62,8 @@ pub fn run(data: &Location, args: &MonitorRunArgs) -> Result<ExitCode, Failure> 
 }
 
 pub fn explain(data: &Location, args: &MonitorExplainArgs) -> Result<ExitCode, Failure> {
-    let rules = read_rules(&args.rules)?;
     let ledger = open(data)?;
+    let rules = choose_rules(&ledger, &args.rules, None)?.rules;
     let mut bar = Progress::on_terminal("monitor");
     let explained = gongji_monitor::explain(&ledger, &rules, &args.flag, &mut |done, total| {
         bar.step("records", done, total)
@@ -107,16 +102,24 @@ pub fn decide(data: &Location, args: &MonitorDecideArgs) -> Result<ExitCode, Fai
             args.decision
         ))
     })?;
-    let rules = read_rules(&args.rules)?;
-    let found = {
+    let (rules, found) = {
         let ledger = open(data)?;
+        let chosen = choose_rules(&ledger, &args.rules, None)?;
+        if matches!(chosen.source, Source::Draft) {
+            return Err(Failure::bad_argument(format!(
+                "rules {} are a file, not loaded into the ledger: load them with `gongji \
+                 monitor rules load FILE` before deciding on their flags",
+                chosen.rules.version
+            )));
+        }
+        let rules = chosen.rules;
         let mut bar = Progress::on_terminal("monitor");
         let found = gongji_monitor::explain(&ledger, &rules, &args.flag, &mut |done, total| {
             bar.step("records", done, total)
         })
         .map_err(|e| Failure::ledger("monitor decide", &e));
         bar.finish();
-        found?
+        (rules, found?)
     };
     let flag = found
         .ok_or_else(|| {
@@ -134,18 +137,8 @@ pub fn decide(data: &Location, args: &MonitorDecideArgs) -> Result<ExitCode, Fai
         by: args.by.clone(),
         date: args.date.unwrap_or_else(today_in_china),
     };
-    let mut ledger = open_or_create(data)?;
-    ledger.apply_parsed(Ok(command), now_micros())?;
-    let outcome = ledger.commit()?;
-    ledger.close()?;
-    let rejected =
-        output::print_outcomes(&mut print::stdout(), &[(1, outcome[0].clone())], args.json)
-            .map_err(|e| Failure::io(format!("cannot write to standard output: {e}")))?;
-    Ok(if rejected > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let ledger = open_or_create(data)?;
+    commit_one(ledger, command, args.json)
 }
 
 /// Today in China Standard Time (UTC+08:00).
@@ -154,12 +147,124 @@ fn today_in_china() -> gongji_domain::Day {
     gongji_domain::Day::from_date(chrono::Utc::now().with_timezone(&china).date_naive())
 }
 
-/// The rules file given, or the shipped defaults.
-fn read_rules(arg: &MonitorRulesArg) -> Result<MonitorRules, Failure> {
-    match &arg.rules {
-        Some(path) => MonitorRules::from_file(path).map_err(Failure::bad_input),
-        None => Ok(MonitorRules::chongqing()),
+/// The rules a pass uses: the file given (a draft), or the version asked for as loaded, or
+/// the latest loaded (the shipped defaults where none is), for `region` when given.
+fn choose_rules(
+    ledger: &Ledger,
+    arg: &MonitorRulesArg,
+    region: Option<&str>,
+) -> Result<Chosen, Failure> {
+    let Some(path) = &arg.rules_file else {
+        return gongji_monitor::choose(ledger, region, arg.rules.as_deref())
+            .map_err(Failure::bad_argument);
+    };
+    let rules = MonitorRules::from_file(path).map_err(Failure::bad_input)?;
+    if let Some(region) = region.filter(|r| *r != rules.region) {
+        return Err(Failure::bad_argument(format!(
+            "rules {} are region {}'s; they cannot watch region {region}",
+            rules.version, rules.region
+        )));
     }
+    Ok(Chosen {
+        rules,
+        source: Source::Draft,
+    })
+}
+
+/// `monitor rules load FILE`: the file read and checked, then recorded as its region's next
+/// version unless the same rules are loaded already.
+pub fn load_rules(data: &Location, args: &MonitorRulesLoadArgs) -> Result<ExitCode, Failure> {
+    let rules = MonitorRules::from_file(&args.file).map_err(Failure::bad_input)?;
+    let ledger = open_or_create(data)?;
+    let date = args.date.unwrap_or_else(today_in_china);
+    let command = gongji_monitor::load_command(&ledger, &rules, &args.by, date)
+        .map_err(Failure::bad_input)?;
+    let Some(command) = command else {
+        ledger.close()?;
+        let result = json!({
+            "region": rules.region,
+            "version": rules.version,
+            "already_loaded": true,
+        });
+        let note = json!({"line": 1, "ok": true, "result": result});
+        if args.json {
+            print::json_line(&note.to_string())?;
+        } else {
+            print::raw(&format!(
+                "monitoring rules {} of region {} are loaded already: nothing to do\n",
+                terminal_safe(&rules.version),
+                terminal_safe(&rules.region)
+            ))
+            .map_err(|e| Failure::io(format!("cannot write to standard output: {e}")))?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    commit_one(ledger, command, args.json)
+}
+
+/// Applies `command` (one no input line can give), commits it, closes the ledger and prints the
+/// outcome as `apply` prints a line's; exit 1 if it was refused.
+fn commit_one(mut ledger: Ledger, command: Command, json: bool) -> Result<ExitCode, Failure> {
+    ledger.apply_parsed(Ok(command), now_micros())?;
+    let outcome = ledger.commit()?;
+    ledger.close()?;
+    let rejected = output::print_outcomes(&mut print::stdout(), &[(1, outcome[0].clone())], json)
+        .map_err(|e| Failure::io(format!("cannot write to standard output: {e}")))?;
+    Ok(if rejected > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `monitor rules list`: every version loaded, in log order, and whether the shipped defaults
+/// stand in for Chongqing.
+pub fn list_rules(data: &Location, json: bool) -> Result<ExitCode, Failure> {
+    let ledger = open(data)?;
+    let loaded = gongji_monitor::loaded::loaded(&ledger).map_err(Failure::bad_input)?;
+    let shipped = MonitorRules::chongqing();
+    let shipped_used = !loaded.iter().any(|l| l.rules.region == shipped.region);
+    if json {
+        let versions: Vec<serde_json::Value> = loaded
+            .iter()
+            .map(|l| {
+                json!({
+                    "region": l.rules.region,
+                    "version": l.rules.version,
+                    "effective": l.rules.effective,
+                    "position": l.position,
+                    "by": l.by,
+                    "date": l.date,
+                })
+            })
+            .collect();
+        let shipped =
+            shipped_used.then(|| json!({"region": shipped.region, "version": shipped.version}));
+        print::json_line(
+            &json!({"versions": versions, "shipped_defaults_in_use": shipped}).to_string(),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = String::new();
+    for l in &loaded {
+        out += &format!(
+            "region {}  version {}  effective {}  loaded {} by {} (position {})\n",
+            terminal_safe(&l.rules.region),
+            terminal_safe(&l.rules.version),
+            l.rules.effective,
+            l.date,
+            terminal_safe(&l.by),
+            l.position
+        );
+    }
+    if shipped_used {
+        out += &format!(
+            "region {}  version {}  (the shipped defaults: no version is loaded for the region)\n",
+            shipped.region, shipped.version
+        );
+    }
+    print::raw(&out).map_err(|e| Failure::io(format!("cannot write to standard output: {e}")))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A rule's name for people.

@@ -143,6 +143,18 @@ pub enum Command {
         by: String,
         date: Day,
     },
+    /// A version of a region's monitoring rules, loaded into the log. Made by `gongji monitor
+    /// rules load` once `gongji-monitor` has read and checked the file (`rules` is the JSON it
+    /// reads) and no other version of that name is loaded; never read from a line.
+    #[serde(skip)]
+    LoadMonitorRules {
+        region: String,
+        version: String,
+        effective: Day,
+        rules: String,
+        by: String,
+        date: Day,
+    },
     /// The source's half of a transfer between two regions' ledgers: what a region map makes of
     /// a `transfer` line when the destination is another ledger. Never read from a line.
     #[serde(skip)]

@@ -504,6 +504,17 @@ pub enum Event {
         by: String,
         date: Day,
     },
+    /// A version of `region`'s monitoring rules loaded (`gongji monitor rules load`): the
+    /// rules as the JSON `gongji-monitor` reads, in force for movements from `effective`, who
+    /// loaded them and the day. Flags name the version they came from.
+    MonitorRulesLoaded {
+        region: String,
+        version: String,
+        effective: Day,
+        rules: String,
+        by: String,
+        date: Day,
+    },
 }
 
 /// The fund events of a decision taken in another region's ledger (a region map): a late
@@ -576,7 +587,7 @@ pub struct Payout {
 }
 
 /// Every event kind's name, in the order the variants are declared (their encoded tags).
-const KINDS: [&str; 25] = [
+const KINDS: [&str; 26] = [
     "policy_loaded",
     "enrolled",
     "retired",
@@ -602,6 +613,7 @@ const KINDS: [&str; 25] = [
     "fund_event_owed",
     "owed_landed",
     "flag_decided",
+    "monitor_rules_loaded",
 ];
 
 /// Why a stored event could not be read back.
@@ -724,7 +736,8 @@ impl Event {
             | Event::FamilyUnbound { .. }
             | Event::PremiumReceived { .. }
             | Event::PremiumRefunded { .. }
-            | Event::FlagDecided { .. } => (zero, zero),
+            | Event::FlagDecided { .. }
+            | Event::MonitorRulesLoaded { .. } => (zero, zero),
         }
     }
 
@@ -811,8 +824,8 @@ impl Event {
             Event::PremiumReceived { region, .. } | Event::PremiumRefunded { region, .. } => {
                 put(EntityRef::Fund(FundKind::LargeAmount, region));
             }
-            // A decision on a flag changes nothing the ledger keeps.
-            Event::FlagDecided { .. } => {}
+            // Supervision changes nothing the ledger keeps.
+            Event::FlagDecided { .. } | Event::MonitorRulesLoaded { .. } => {}
         }
         refs.into_iter().flatten()
     }
@@ -860,7 +873,9 @@ impl Event {
             | Event::TransferReceived { member: id, .. } => Stream::Member(id),
             Event::FundEventOwed { owed } => Stream::Member(&owed.member),
             Event::OwedLanded { fund, region, .. } => Stream::Fund(*fund, region),
-            Event::FlagDecided { region, .. } => Stream::Supervision(region),
+            Event::FlagDecided { region, .. } | Event::MonitorRulesLoaded { region, .. } => {
+                Stream::Supervision(region)
+            }
         }
     }
 
@@ -892,7 +907,8 @@ impl Event {
             | Event::TransferSent { date, .. }
             | Event::TransferReceived { date, .. }
             | Event::OwedLanded { date, .. }
-            | Event::FlagDecided { date, .. } => *date,
+            | Event::FlagDecided { date, .. }
+            | Event::MonitorRulesLoaded { date, .. } => *date,
             Event::FundEventOwed { owed } => owed.event.date(),
         }
     }
@@ -945,6 +961,7 @@ impl Event {
             Event::FundEventOwed { .. } => 22,
             Event::OwedLanded { .. } => 23,
             Event::FlagDecided { .. } => 24,
+            Event::MonitorRulesLoaded { .. } => 25,
         }
     }
 }

@@ -443,6 +443,8 @@ impl Ledger {
             Command::LoadPolicy { policy } => regions.push(policy.region.clone()),
             // A decision on a flag reads nothing the ledger keeps.
             Command::DecideFlag { .. } => {}
+            // Rules are for a region whose policy is loaded.
+            Command::LoadMonitorRules { region, .. } => regions.push(region.clone()),
             Command::Enroll { member, region, .. } => {
                 members.push(member);
                 regions.push(region.clone());

@@ -330,6 +330,12 @@ impl Ledger {
         self.stream_entries(&gongji_domain::Stream::Member(member.to_string()).name())
     }
 
+    /// A region's supervision history in order (its monitoring rules versions and the
+    /// auditors' decisions on flags), read from the log itself.
+    pub fn supervision(&self, region: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
+        self.stream_entries(&gongji_domain::Stream::Supervision(region.to_string()).name())
+    }
+
     /// A stream's events in order, decoded.
     fn stream_entries(&self, stream: &str) -> Result<Vec<HistoryEntry>, LedgerError> {
         self.refuse_if_broken()?;

@@ -32,13 +32,28 @@ impl Ledger {
         each: &mut dyn FnMut(Scanned<'_>) -> Result<(), LedgerError>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, LedgerError> {
-        self.refuse_if_broken()?;
         let end = self.log.durable_end();
+        self.scan_range(0..end, kinds, each, progress)
+    }
+
+    /// [`Ledger::scan`] of the durable records in `range` (cut at the durable end): what a
+    /// reader keeping up with a growing log reads each time. `progress` counts the records of
+    /// the range. Returns the records read.
+    pub fn scan_range(
+        &self,
+        range: std::ops::Range<u64>,
+        kinds: Option<&[&str]>,
+        each: &mut dyn FnMut(Scanned<'_>) -> Result<(), LedgerError>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, LedgerError> {
+        self.refuse_if_broken()?;
+        let end = range.end.min(self.log.durable_end());
+        let start = range.start.min(end);
         let log = self.log.as_ref();
         let mut records_read = 0;
         std::thread::scope(|threads| {
             let (batches, received) = std::sync::mpsc::sync_channel(READ_AHEAD_BATCHES);
-            threads.spawn(|| read_batches(log, end, batches));
+            threads.spawn(|| read_batches(log, start, end, batches));
             for batch in received {
                 for (record, link) in batch? {
                     log.check_link(&record, &link)?;
@@ -58,7 +73,7 @@ impl Ledger {
                         event: &event,
                     })?;
                 }
-                progress(records_read, end);
+                progress(records_read, end - start);
             }
             Ok::<(), LedgerError>(())
         })?;
@@ -95,10 +110,15 @@ impl Ledger {
 /// A batch of records, each with its link in the chain, from the reading thread.
 type Batch = Result<Vec<(Record, Link)>, LedgerError>;
 
-/// Reads records `0..end` and sends them on in batches, links unchecked (the receiver checks
-/// them). Stops at the first error (sent on) or when the receiver stops taking batches.
-fn read_batches(log: &dyn DurableLog, end: u64, batches: std::sync::mpsc::SyncSender<Batch>) {
-    let records = match log.read_range_links_deferred(0, end) {
+/// Reads records `start..end` and sends them on in batches, links unchecked (the receiver
+/// checks them). Stops at the first error (sent on) or when the receiver stops taking batches.
+fn read_batches(
+    log: &dyn DurableLog,
+    start: u64,
+    end: u64,
+    batches: std::sync::mpsc::SyncSender<Batch>,
+) {
+    let records = match log.read_range_links_deferred(start, end) {
         Ok(records) => records,
         Err(error) => {
             let _ = batches.send(Err(error.into()));

@@ -8,7 +8,9 @@
 //! version, the member or institution, the period, the figures that crossed the threshold and
 //! the log positions of its evidence, under an id derived from all of them, so the same log
 //! and rules give the same flags. Rules are data ([`MonitorRules`]: a JSON file per region and
-//! version, Chongqing's defaults shipped).
+//! version, Chongqing's defaults shipped), loaded into the log as versions ([`loaded`]: which
+//! version a pass uses, and the command that loads one). [`Live`] keeps a pass level with a
+//! growing log (the service's `/v1/flags`).
 //!
 //! What it is not for: it decides nothing and writes nothing; the ledger is only read, through
 //! `gongji-ledger`'s [`Ledger::scan`](gongji_ledger::Ledger::scan) (the chain checked over
@@ -16,6 +18,8 @@
 
 pub mod detect;
 pub mod flag;
+pub mod live;
+pub mod loaded;
 pub mod rules;
 
 use std::collections::BTreeMap;
@@ -26,13 +30,15 @@ use serde::Serialize;
 
 pub use detect::{Scope, Watch};
 pub use flag::{Decided, Figure, Flag};
+pub use live::Live;
+pub use loaded::{choose, load_command, Chosen, Source};
 pub use rules::MonitorRules;
 
 /// The pass's maps: keyed by ids the ledger made, so a fast hash will do.
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The event kinds the detectors look at (every other record is passed by undecoded).
-const WATCHED: [&str; 8] = [
+pub(crate) const WATCHED: [&str; 8] = [
     "claim_settled",
     "claim_reversed",
     "account_paid",

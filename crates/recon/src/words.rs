@@ -224,6 +224,7 @@ pub const EVENT: Vocabulary = &[
     ("fund_event_owed", "应由原统筹区基金记账"),
     ("owed_landed", "他区应记基金事件入账"),
     ("flag_decided", "疑点审核结论"),
+    ("monitor_rules_loaded", "监控规则载入"),
 ];
 
 /// A code as text for people: in Chinese its name with the code after it, which is what a

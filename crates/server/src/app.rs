@@ -75,6 +75,8 @@ pub struct App {
     pub shutdown: watch::Receiver<bool>,
     /// The OpenAPI document, set once the router is built.
     pub openapi: Arc<OnceLock<String>>,
+    /// The monitoring rules versions watching the log live (`/v1/flags`).
+    pub monitors: Arc<crate::flags::Monitors>,
 }
 
 impl App {
@@ -94,6 +96,7 @@ impl App {
             limits,
             shutdown,
             openapi: Arc::new(OnceLock::new()),
+            monitors: Arc::new(crate::flags::Monitors::default()),
         }
     }
 

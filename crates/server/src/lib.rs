@@ -41,6 +41,7 @@ mod bulk;
 mod commands;
 mod error;
 mod feed;
+mod flags;
 mod listener;
 mod map;
 mod members;

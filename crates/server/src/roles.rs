@@ -9,8 +9,8 @@ pub enum Role {
     Operator,
     /// Member-level reads: account, year, history, inheritance, transfers, explain.
     Clerk,
-    /// Every read, fund totals, the access log, audit replay/verify/export, the change feed;
-    /// no writes.
+    /// Every read, fund totals, the access log, audit replay/verify/export, the change feed,
+    /// monitoring flags; no writes but decisions on flags.
     Auditor,
     /// Reconciliation and statements; no writes.
     Reconciler,
@@ -63,6 +63,8 @@ pub enum RouteKind {
     Audit,
     /// Reconciliation against an institution's file, and an institution's statement.
     Reconcile,
+    /// Monitoring flags (智能监控) and auditors' decisions on them.
+    Flags,
 }
 
 /// Who may use a kind of route.
@@ -75,7 +77,7 @@ pub enum Access {
 }
 
 impl RouteKind {
-    pub const ALL: [RouteKind; 11] = [
+    pub const ALL: [RouteKind; 12] = [
         RouteKind::Health,
         RouteKind::OpenApi,
         RouteKind::Metrics,
@@ -87,6 +89,7 @@ impl RouteKind {
         RouteKind::Events,
         RouteKind::Audit,
         RouteKind::Reconcile,
+        RouteKind::Flags,
     ];
 
     /// The permission table.
@@ -103,6 +106,7 @@ impl RouteKind {
             RouteKind::Events => Access::Roles(&[Auditor]),
             RouteKind::Audit => Access::Roles(&[Auditor]),
             RouteKind::Reconcile => Access::Roles(&[Reconciler, Auditor]),
+            RouteKind::Flags => Access::Roles(&[Auditor]),
         }
     }
 
@@ -146,6 +150,8 @@ pub const ROUTES: &[(&str, &str, RouteKind)] = &[
         "/v1/statements/{institution}/{month}",
         RouteKind::Reconcile,
     ),
+    ("GET", "/v1/flags", RouteKind::Flags),
+    ("POST", "/v1/flags/{id}/decision", RouteKind::Flags),
 ];
 
 /// The kind of the route whose path template is `path`.
@@ -169,7 +175,9 @@ mod tests {
                     RouteKind::Commands => role == Role::Operator,
                     RouteKind::MemberRead => role != Role::Reconciler,
                     RouteKind::Funds | RouteKind::AccessLog => role == Role::Auditor,
-                    RouteKind::Events | RouteKind::Audit => role == Role::Auditor,
+                    RouteKind::Events | RouteKind::Audit | RouteKind::Flags => {
+                        role == Role::Auditor
+                    }
                     RouteKind::Reconcile => matches!(role, Role::Reconciler | Role::Auditor),
                     RouteKind::Policies | RouteKind::Metrics => {
                         matches!(role, Role::Operator | Role::Auditor)

@@ -58,6 +58,10 @@ answers! {
     ReconcileTotalsAnswer => "reconcile_totals";
     /// `gongji settlement INSTITUTION MONTH --json`.
     StatementAnswer => "settlement_statement";
+    /// `GET /v1/flags`.
+    FlagsAnswer => "flags_page";
+    /// `POST /v1/flags/{id}/decision`.
+    FlagDecidedAnswer => "flag_decision_recorded";
 }
 
 /// The answers' `$defs`, their references pointing into the document's components.

@@ -217,7 +217,11 @@ async fn serve_ledger(
         writer: Writer(cell.clone()),
     };
     let app = App::new(placement, tokens, access, metrics, config.limits, shutdown);
+    // Monitoring follows the log beside the change feed (the versions asked for at /v1/flags).
+    let monitoring = tokio::spawn(crate::flags::follow(app.clone()));
     let served = listen(config, app, tls, stopping, published).await;
+    monitoring.abort();
+    let _stopped = monitoring.await;
     reads.close().await;
     served
 }

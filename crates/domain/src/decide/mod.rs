@@ -137,6 +137,11 @@ pub enum Outcome {
         balance: Money,
         in_transit: bool,
     },
+    /// A version of a region's monitoring rules, loaded.
+    MonitorRulesLoaded {
+        region: String,
+        version: String,
+    },
     /// A decision on a monitoring flag, recorded.
     FlagDecided {
         flag: String,
@@ -286,5 +291,13 @@ fn handle(state: &State, command: &Command) -> Result<Decision, Rejection> {
             by,
             date,
         } => supervision::decide_flag(flag, region, *decision, reason, by, *date),
+        Command::LoadMonitorRules {
+            region,
+            version,
+            effective,
+            rules,
+            by,
+            date,
+        } => supervision::load_monitor_rules(state, region, version, *effective, rules, by, *date),
     }
 }

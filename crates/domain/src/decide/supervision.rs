@@ -5,6 +5,7 @@
 use super::guards::check_id;
 use super::{Decision, Outcome};
 use crate::event::{Event, Stream};
+use crate::state::State;
 use crate::time::Day;
 use crate::types::{FlagDecision, Rejection, RejectionCode};
 
@@ -59,6 +60,101 @@ pub(super) fn decide_flag(
             decision,
         },
     })
+}
+
+/// The longest monitoring rules file a version may hold, in bytes.
+pub const RULES_BYTES_MAX: usize = 64 * 1024;
+
+pub(super) fn load_monitor_rules(
+    state: &State,
+    region: &str,
+    version: &str,
+    effective: Day,
+    rules: &str,
+    by: &str,
+    date: Day,
+) -> Result<Decision, Rejection> {
+    check_rules(region, version, effective, rules, by)?;
+    if state.policies.get(region).is_none_or(Vec::is_empty) {
+        return Err(Rejection::new(
+            RejectionCode::NoPolicyInForce,
+            format!(
+                "region {region} has no policy loaded: monitoring rules for it would watch nothing"
+            ),
+        ));
+    }
+    let event = Event::MonitorRulesLoaded {
+        region: region.to_string(),
+        version: version.to_string(),
+        effective,
+        rules: rules.to_string(),
+        by: by.to_string(),
+        date,
+    };
+    Ok(Decision {
+        events: vec![(Stream::Supervision(region.to_string()), event)],
+        outcome: Outcome::MonitorRulesLoaded {
+            region: region.to_string(),
+            version: version.to_string(),
+        },
+    })
+}
+
+/// The form of a rules version: its ids, who loaded it, and the rules a JSON object of at most
+/// [`RULES_BYTES_MAX`] bytes naming the same region, version and effective day (what they hold
+/// besides is `gongji-monitor`'s to read).
+fn check_rules(
+    region: &str,
+    version: &str,
+    effective: Day,
+    rules: &str,
+    by: &str,
+) -> Result<(), Rejection> {
+    check_id("region", region)?;
+    check_id("version", version)?;
+    check_id("loaded by", by)?;
+    if rules.len() > RULES_BYTES_MAX {
+        return Err(Rejection::new(
+            RejectionCode::TooLarge,
+            format!(
+                "monitoring rules {version} of {} bytes; at most {RULES_BYTES_MAX}",
+                rules.len()
+            ),
+        ));
+    }
+    let invalid = |what: String| {
+        Rejection::new(
+            RejectionCode::InvalidValue,
+            format!("monitoring rules {version}: {what}"),
+        )
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(rules).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
+    let effective_text = effective.to_string();
+    for (name, expected) in [
+        ("region", region),
+        ("version", version),
+        ("effective", effective_text.as_str()),
+    ] {
+        if field(name) != Some(expected) {
+            return Err(invalid(format!("the rules' {name} is not {expected}")));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a recorded rules version is one [`load_monitor_rules`] would have made, as far as
+/// its own fields say (an imported log's).
+pub fn recheck_rules(
+    region: &str,
+    version: &str,
+    effective: Day,
+    rules: &str,
+    by: &str,
+    _date: Day,
+) -> Result<(), Rejection> {
+    check_rules(region, version, effective, rules, by)
 }
 
 /// A flag id as monitoring derives it: `F` and sixteen lower-case hexadecimal digits.
@@ -149,6 +245,53 @@ mod tests {
         assert_eq!(
             decide("F0123456789abcdef", &long).unwrap_err(),
             RejectionCode::ReasonTooLong
+        );
+    }
+
+    #[test]
+    fn rules_are_loaded_only_for_a_region_with_a_policy_and_only_as_they_name_themselves() {
+        let rules = r#"{"version":"500000-1","region":"500000","effective":"2024-01-01"}"#;
+        let effective = Day::from_ymd(2024, 1, 1).unwrap();
+        let load = |state: &State, region: &str, rules: &str| {
+            load_monitor_rules(state, region, "500000-1", effective, rules, "a", day())
+                .map_err(|r| r.code)
+        };
+        let empty = State::default();
+        assert_eq!(
+            load(&empty, "500000", rules).unwrap_err(),
+            RejectionCode::NoPolicyInForce
+        );
+        let mut state = State::default();
+        let line = format!(
+            r#"{{"cmd":"load_policy","policy":{}}}"#,
+            include_str!("../../../../policies/500000-2024-01-01.json")
+        );
+        let Ok(crate::Command::LoadPolicy { policy }) = crate::parse_command(&line) else {
+            panic!("the shipped policy reads");
+        };
+        state.policies.insert("500000".into(), vec![*policy]);
+        let loaded =
+            load_monitor_rules(&state, "500000", "500000-1", effective, rules, "a", day()).unwrap();
+        assert_eq!(loaded.events[0].0.name(), "supervision/500000");
+        let bytes = loaded.events[0].1.encode();
+        assert_eq!(Event::peek_kind(&bytes), Some("monitor_rules_loaded"));
+        assert_eq!(Event::decode(&bytes).unwrap(), loaded.events[0].1);
+        for wrong in [
+            "not json",
+            r#"{"version":"500000-2","region":"500000","effective":"2024-01-01"}"#,
+            r#"{"version":"500000-1","region":"110000","effective":"2024-01-01"}"#,
+            r#"{"version":"500000-1","region":"500000","effective":"2024-02-01"}"#,
+        ] {
+            assert_eq!(
+                load(&state, "500000", wrong).unwrap_err(),
+                RejectionCode::InvalidValue,
+                "{wrong}"
+            );
+        }
+        let long = format!("{}{}", rules, " ".repeat(RULES_BYTES_MAX));
+        assert_eq!(
+            load(&state, "500000", &long).unwrap_err(),
+            RejectionCode::TooLarge
         );
     }
 }

@@ -357,7 +357,8 @@ impl<'a> Pending<'a> {
             | Event::YearClosed { .. }
             | Event::Deceased { .. }
             | Event::PremiumRefunded { .. }
-            | Event::FlagDecided { .. } => Ok(()),
+            | Event::FlagDecided { .. }
+            | Event::MonitorRulesLoaded { .. } => Ok(()),
         }
     }
 

@@ -86,6 +86,22 @@ fn check_institution(event: &Event) -> Result<(), Inadmissible> {
                     format!("the {} event's {}", event.kind(), rejection.message),
                 )
             }),
+        Event::MonitorRulesLoaded {
+            region,
+            version,
+            effective,
+            rules,
+            by,
+            date,
+        } => {
+            crate::decide::supervision::recheck_rules(region, version, *effective, rules, by, *date)
+                .or_else(|rejection| {
+                    refuse(
+                        "bounds",
+                        format!("the {} event's {}", event.kind(), rejection.message),
+                    )
+                })
+        }
         _ => Ok(()),
     }
 }
@@ -200,7 +216,8 @@ fn figures_of(event: &Event, check: &mut Check) -> Result<Option<i32>, Inadmissi
         | Event::Retired { .. }
         | Event::FamilyUnbound { .. }
         | Event::Deceased { .. }
-        | Event::FlagDecided { .. } => None,
+        | Event::FlagDecided { .. }
+        | Event::MonitorRulesLoaded { .. } => None,
     };
     Ok(year)
 }
@@ -257,7 +274,7 @@ fn settlement_figures(s: &Settlement, check: &mut Check) -> Result<(), Inadmissi
 fn admissible_in(state: &State, event: &Event) -> Result<(), Inadmissible> {
     match event {
         // Bounded by `check_bounds`; it looks nothing up.
-        Event::FlagDecided { .. } => Ok(()),
+        Event::FlagDecided { .. } | Event::MonitorRulesLoaded { .. } => Ok(()),
         Event::PolicyLoaded { policy } => {
             let loaded = state.policies.get(&policy.region).into_iter().flatten();
             for other in loaded {

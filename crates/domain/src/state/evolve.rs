@@ -38,7 +38,7 @@ pub fn evolve(state: &mut State, event: &Event) {
         | Event::FundEventOwed { .. }
         | Event::OwedLanded { .. } => lifecycle(state, event),
         // The supervision history is read from the log (gongji-monitor); no state keeps it.
-        Event::FlagDecided { .. } => {}
+        Event::FlagDecided { .. } | Event::MonitorRulesLoaded { .. } => {}
     }
 }
 

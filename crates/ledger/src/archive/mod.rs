@@ -221,7 +221,9 @@ fn record_of_line(line: &RecordLine) -> Option<Record> {
 fn event_region(event: &Event, members: &mut HashMap<String, String>) -> Vec<String> {
     match event {
         Event::PolicyLoaded { policy } => vec![policy.region.clone()],
-        Event::FlagDecided { region, .. } => vec![region.clone()],
+        Event::FlagDecided { region, .. } | Event::MonitorRulesLoaded { region, .. } => {
+            vec![region.clone()]
+        }
         Event::Enrolled { member, region, .. } => {
             members.insert(member.clone(), region.clone());
             vec![region.clone()]

@@ -393,7 +393,8 @@ impl<'a> Router<'a, '_> {
             Command::LoadPolicy { policy } => Ok(policy.region.clone()),
             Command::Allocate { region, .. }
             | Command::Rollover { region, .. }
-            | Command::DecideFlag { region, .. } => Ok(region.clone()),
+            | Command::DecideFlag { region, .. }
+            | Command::LoadMonitorRules { region, .. } => Ok(region.clone()),
             Command::Enroll { member, region, .. } => {
                 return self.route_enroll(member.clone(), region.clone(), command)
             }

@@ -10,7 +10,7 @@ use crate::rules::{MonitorRules, Place};
 use crate::HashMap;
 
 /// Payments summed over a window: their total, first and last day and positions.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Sum {
     total: Money,
     from: Option<Day>,
@@ -29,13 +29,14 @@ impl Sum {
 
 /// A binding still in its first days: when and where it was recorded, and what was paid for
 /// the relative since.
+#[derive(Clone)]
 struct Binding {
     date: Day,
     position: u64,
     paid: Sum,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Family {
     /// Per (holder, insurance year): payments for relatives.
     yearly: HashMap<(String, i32), Sum>,
@@ -87,7 +88,7 @@ impl Family {
         }
     }
 
-    pub fn sweep(&mut self, horizon: Day, out: &mut Out<'_>) {
+    pub fn sweep(&mut self, horizon: Day, out: &mut Out) {
         let rule = &out.rules.family;
         let mut flagged = Vec::new();
         self.yearly.retain(|(holder, year), sum| {

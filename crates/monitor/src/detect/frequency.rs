@@ -11,7 +11,7 @@ use crate::HashMap;
 /// (rule's index, member, the period's first day).
 type Key = (usize, String, Day);
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Frequency {
     /// The positions counted in each open period.
     open: HashMap<Key, Vec<u64>>,
@@ -63,8 +63,8 @@ impl Frequency {
         }
     }
 
-    pub fn sweep(&mut self, horizon: Day, out: &mut Out<'_>) {
-        let rules = out.rules;
+    pub fn sweep(&mut self, horizon: Day, out: &mut Out) {
+        let rules = std::sync::Arc::clone(&out.rules);
         let mut closed = Vec::new();
         self.open.retain(|(at, member, start), positions| {
             let rule = &rules.frequency[*at];

@@ -13,7 +13,7 @@ use crate::rules::InstitutionRule;
 use crate::HashMap;
 
 /// One institution's month.
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct MonthStat {
     claims: u64,
     fund: Money,
@@ -26,6 +26,7 @@ struct MonthStat {
 
 /// One institution's months, and the first month it had a claim in (its history starts
 /// there, whatever months were dropped since).
+#[derive(Clone)]
 struct History {
     first: Month,
     months: BTreeMap<Month, MonthStat>,
@@ -34,7 +35,7 @@ struct History {
     judged_through: Option<Month>,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Institutions {
     institutions: HashMap<String, History>,
 }
@@ -88,7 +89,7 @@ impl Institutions {
         }
     }
 
-    pub fn sweep(&mut self, horizon: Day, out: &mut Out<'_>) {
+    pub fn sweep(&mut self, horizon: Day, out: &mut Out) {
         let rule = &out.rules.institutions;
         let trailing = rule.trailing_months as i32;
         let mut flagged = Vec::new();

@@ -83,12 +83,13 @@ fn recorded_day(micros: i64) -> Option<Day> {
 }
 
 /// Where the flags go: made with the rules' version as they are found.
-pub(crate) struct Out<'r> {
-    pub rules: &'r MonitorRules,
+#[derive(Clone)]
+pub(crate) struct Out {
+    pub rules: std::sync::Arc<MonitorRules>,
     pub flags: Vec<Flag>,
 }
 
-impl Out<'_> {
+impl Out {
     pub fn found(&mut self, found: Found) {
         self.flags
             .push(found.flag(&self.rules.version, &self.rules.region));
@@ -96,8 +97,9 @@ impl Out<'_> {
 }
 
 /// One pass's detectors and what they found.
-pub struct Watch<'r> {
-    out: Out<'r>,
+#[derive(Clone)]
+pub struct Watch {
+    out: Out,
     scope: Scope,
     /// The ledger's calendar: the latest own date of a claim or payment seen, never past the
     /// day it was recorded (a movement dated in the future moves it only to its recording day).
@@ -115,11 +117,11 @@ pub struct Watch<'r> {
     decisions: crate::HashMap<String, Decided>,
 }
 
-impl<'r> Watch<'r> {
-    pub fn new(rules: &'r MonitorRules, scope: Scope) -> Watch<'r> {
+impl Watch {
+    pub fn new(rules: &MonitorRules, scope: Scope) -> Watch {
         Watch {
             out: Out {
-                rules,
+                rules: std::sync::Arc::new(rules.clone()),
                 flags: Vec::new(),
             },
             scope,
@@ -138,7 +140,7 @@ impl<'r> Watch<'r> {
 
     /// Whether a movement of `region` dated `date` is one the rules look at.
     fn looked_at(&self, region: &str, date: Day) -> bool {
-        let rules = self.out.rules;
+        let rules = &self.out.rules;
         region == rules.region
             && date >= rules.effective
             && self.scope.from.is_none_or(|from| date >= from)
@@ -255,8 +257,8 @@ impl<'r> Watch<'r> {
             frontier,
             &mut self.out,
         );
-        self.frequency.claim(&claim, self.out.rules);
-        self.visits.claim(&claim, self.out.rules);
+        self.frequency.claim(&claim, &self.out.rules);
+        self.visits.claim(&claim, &self.out.rules);
         self.institutions.claim(&claim);
         if settlement.account_paid > Money::ZERO {
             if let Some(place) = place {
@@ -271,7 +273,7 @@ impl<'r> Watch<'r> {
                     amount: settlement.account_paid,
                     of_claim: true,
                 };
-                self.splitting.payment(&payment, self.out.rules);
+                self.splitting.payment(&payment, &self.out.rules);
                 self.timing.account_debit(&payment);
             }
         }
@@ -287,9 +289,9 @@ impl<'r> Watch<'r> {
             frontier,
             &mut self.out,
         );
-        self.frequency.payment(payment, self.out.rules);
-        self.splitting.payment(payment, self.out.rules);
-        self.family.payment(payment, self.out.rules);
+        self.frequency.payment(payment, &self.out.rules);
+        self.splitting.payment(payment, &self.out.rules);
+        self.family.payment(payment, &self.out.rules);
         self.timing.account_debit(payment);
         self.after_movement();
     }

@@ -13,7 +13,7 @@ use crate::HashMap;
 /// One small payment: its date, amount and position.
 type Small = (Day, Money, u64);
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Splitting {
     /// Per (member, institution): the small payments not judged yet, by date.
     open: HashMap<(String, String), VecDeque<Small>>,
@@ -40,7 +40,7 @@ impl Splitting {
     /// Judges every cluster that nothing recorded from `horizon` on could join: the earliest
     /// payment and those within the window after it; a cluster that crosses the threshold is
     /// flagged and dropped, otherwise only its first payment is.
-    pub fn sweep(&mut self, horizon: Day, out: &mut Out<'_>) {
+    pub fn sweep(&mut self, horizon: Day, out: &mut Out) {
         let rule = &out.rules.splitting;
         let window = rule.window_days as i32;
         let mut flagged = Vec::new();

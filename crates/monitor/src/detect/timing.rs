@@ -16,7 +16,7 @@ use crate::HashMap;
 /// An account payment kept for the days before an exit: date, amount, position.
 type Debit = (Day, Money, u64);
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Timing {
     /// Per member: account payments within the last `before_exit_days` of the calendar.
     debits: HashMap<String, VecDeque<Debit>>,
@@ -34,7 +34,7 @@ impl Timing {
         member: &str,
         date: Day,
         frontier: Option<Day>,
-        out: &mut Out<'_>,
+        out: &mut Out,
     ) {
         let rule = &out.rules.timing;
         if let Some(frontier) = frontier {
@@ -81,7 +81,7 @@ impl Timing {
 
     /// The account of `member` leaves its holder on `date` (`why`: `death` or `transfer`):
     /// what it paid in the days before.
-    pub fn exit(&mut self, position: u64, member: &str, date: Day, why: &str, out: &mut Out<'_>) {
+    pub fn exit(&mut self, position: u64, member: &str, date: Day, why: &str, out: &mut Out) {
         let rule = &out.rules.timing;
         let Some(debits) = self.debits.get(member) else {
             return;
@@ -112,7 +112,7 @@ impl Timing {
     }
 
     /// Drops payments too old to be before any exit still to come.
-    pub fn sweep(&mut self, horizon: Day, out: &mut Out<'_>) {
+    pub fn sweep(&mut self, horizon: Day, out: &mut Out) {
         let days = out.rules.timing.before_exit_days as i32;
         self.debits.retain(|_, debits| {
             while debits

@@ -11,6 +11,7 @@ use crate::HashMap;
 
 /// A claim in an open window: its id, date and position (and, for the same-day check, its
 /// institution).
+#[derive(Clone)]
 struct Seen {
     claim: String,
     date: Day,
@@ -18,7 +19,7 @@ struct Seen {
     institution: String,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Visits {
     /// Per (institution, visit id): its claims.
     by_visit: HashMap<(String, String), Vec<Seen>>,
@@ -58,7 +59,7 @@ impl Visits {
         }
     }
 
-    pub fn sweep(&mut self, horizon: Day, out: &mut Out<'_>) {
+    pub fn sweep(&mut self, horizon: Day, out: &mut Out) {
         let rule = &out.rules.duplicate_visit;
         let window = rule.visit_window_days as i32;
         let day_min = rule.institutions_per_day_min as usize;

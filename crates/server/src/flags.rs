@@ -1,0 +1,440 @@
+//! Fund supervision live: `GET /v1/flags` (the flags of a monitoring rules version over the log
+//! as it stands, filtered) and `POST /v1/flags/{id}/decision` (an auditor's decision recorded in
+//! the log, under the token's name).
+//!
+//! The server keeps one [`Live`] per rules version asked for ([`Monitors`]): the records made
+//! durable are observed by the same detectors `gongji monitor run` runs, [`STEP_RECORDS`] at a
+//! time under the read view's guard, by the request that finds it behind and by a task that
+//! follows the durable position the command streams report ([`follow`]), so a version asked for
+//! once stays level with the change feed. An answer is the flags of a pass over every record
+//! durable when the request arrived: exactly what `monitor run --rules VERSION --with-dismissed`
+//! lists there, then filtered.
+//!
+//! Over a region map both routes answer 501 (each region's ledger has its own supervision
+//! stream: ask the region's own server).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use gongji_domain::types::FlagDecision;
+use gongji_domain::Command;
+use gongji_ledger::{now_micros, LineOutcome};
+use gongji_monitor::{Flag, Live, MonitorRules};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::app::{App, Identity, Placement};
+use crate::bulk::logged;
+use crate::error::{path, query, ApiError, ErrorBody};
+use crate::members::Asker;
+use crate::reads::Reads;
+use crate::schemas::{FlagDecidedAnswer, FlagsAnswer};
+
+/// Records a monitor observes under the read view's guard at a time (a few tens of
+/// milliseconds); between two steps the view's follower gets in.
+const STEP_RECORDS: u64 = 1 << 16;
+
+/// Flags in an answer when the request does not say.
+const FLAGS_DEFAULT: usize = 1000;
+
+/// Flags in an answer at most (more is refused).
+const FLAGS_MAX: usize = 10_000;
+
+/// How often the follower looks at the durable position.
+const FOLLOW_TICK: Duration = Duration::from_secs(1);
+
+/// The live monitors, one per rules version asked for (region, version).
+#[derive(Default)]
+pub struct Monitors {
+    lives: Mutex<HashMap<(String, String), Live>>,
+}
+
+/// What a monitor gives a request: its rules, the records observed and the flags.
+struct Current {
+    rules: MonitorRules,
+    records: u64,
+    flags: Arc<Vec<Flag>>,
+}
+
+fn rules_error(why: String) -> ApiError {
+    if why.starts_with("no monitoring rules") {
+        ApiError::not_found(why)
+    } else {
+        ApiError::bad_request(why)
+    }
+}
+
+/// The monitor of the rules `region` and `version` choose (as `monitor run` chooses them),
+/// level with every record durable when the request arrived.
+async fn current(
+    app: &App,
+    reads: &Reads,
+    region: Option<String>,
+    version: Option<String>,
+) -> Result<Current, ApiError> {
+    loop {
+        let monitors = app.monitors.clone();
+        let (region, version) = (region.clone(), version.clone());
+        let step = reads
+            .run(move |ledger| -> Result<Option<Current>, ApiError> {
+                let chosen = gongji_monitor::choose(ledger, region.as_deref(), version.as_deref())
+                    .map_err(rules_error)?;
+                let key = (chosen.rules.region.clone(), chosen.rules.version.clone());
+                let mut lives = monitors
+                    .lives
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let live = lives
+                    .entry(key)
+                    .or_insert_with(|| Live::new(chosen.rules.clone()));
+                live.step(ledger, STEP_RECORDS)
+                    .map_err(ApiError::of_ledger)?;
+                if live.position() < ledger.log().durable_end() {
+                    return Ok(None);
+                }
+                Ok(Some(Current {
+                    rules: chosen.rules,
+                    records: live.position(),
+                    flags: live.flags(),
+                }))
+            })
+            .await??;
+        if let Some(current) = step {
+            return Ok(current);
+        }
+    }
+}
+
+/// Keeps every monitor asked for level with the durable position the command streams report,
+/// until the server stops: a monitor's flags are ready when asked, as the change feed's events
+/// are.
+pub async fn follow(app: App) {
+    let Placement::One { reads, .. } = &app.placement else {
+        return;
+    };
+    let mut shutdown = app.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(FOLLOW_TICK) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let durable = app.metrics.durable_position.load(Ordering::Acquire);
+        let behind = {
+            let lives = app
+                .monitors
+                .lives
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            lives.values().any(|live| live.position() < durable)
+        };
+        if !behind {
+            continue;
+        }
+        let monitors = app.monitors.clone();
+        let stepped = reads
+            .run(move |ledger| {
+                let mut lives = monitors
+                    .lives
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for live in lives.values_mut() {
+                    live.step(ledger, STEP_RECORDS)?;
+                }
+                Ok::<(), gongji_ledger::LedgerError>(())
+            })
+            .await;
+        if let Ok(Err(e)) | Err(e) = stepped.map(|r| r.map_err(ApiError::of_ledger)) {
+            // A request asking for flags gets the error itself; the follower tries again.
+            eprintln!(
+                "gongji serve: monitoring cannot follow the log: {}",
+                e.message
+            );
+        }
+    }
+}
+
+/// `?rules=&region=&rule=&member=&institution=&decision=&offset=&limit=`
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FlagsQuery {
+    /// The rules version (as `gongji monitor rules list` shows it); without it, the latest
+    /// loaded for the region (the shipped Chongqing defaults where none is).
+    rules: Option<String>,
+    /// The pooling region whose rules to run.
+    region: Option<String>,
+    /// Only flags of this rule (`splitting`, `frequency/institution_claims_per_day`, …), or of
+    /// every rule of a kind (`frequency`, `timing`, …).
+    rule: Option<String>,
+    /// Only flags about this member.
+    member: Option<String>,
+    /// Only flags about this institution.
+    institution: Option<String>,
+    /// `undecided`, `confirmed`, `dismissed`, or `any`; without it, every flag but the
+    /// dismissed ones (as `monitor run` lists them).
+    #[param(pattern = "^(undecided|confirmed|dismissed|any)$")]
+    decision: Option<String>,
+    /// Flags of the filtered list to skip (default 0).
+    #[param(value_type = Option<u32>, maximum = 2147483647)]
+    offset: Option<String>,
+    /// Most flags in the answer (default 1000, at most 10000: more is refused).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
+    limit: Option<String>,
+}
+
+/// Which decisions a listing keeps.
+#[derive(Clone, Copy)]
+enum Decided {
+    NotDismissed,
+    Undecided,
+    Is(FlagDecision),
+    Any,
+}
+
+impl Decided {
+    fn parse(text: Option<&str>) -> Result<Decided, ApiError> {
+        Ok(match text {
+            None => Decided::NotDismissed,
+            Some("undecided") => Decided::Undecided,
+            Some("confirmed") => Decided::Is(FlagDecision::Confirmed),
+            Some("dismissed") => Decided::Is(FlagDecision::Dismissed),
+            Some("any") => Decided::Any,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "decision={other:?}: undecided, confirmed, dismissed or any"
+                )))
+            }
+        })
+    }
+
+    fn keeps(self, flag: &Flag) -> bool {
+        let decision = flag.decision.as_ref().map(|d| d.decision);
+        match self {
+            Decided::NotDismissed => decision != Some(FlagDecision::Dismissed),
+            Decided::Undecided => decision.is_none(),
+            Decided::Is(wanted) => decision == Some(wanted),
+            Decided::Any => true,
+        }
+    }
+}
+
+/// A whole number parameter within `1..=max` (`min` 0 for an offset), or 400.
+fn number(
+    name: &str,
+    text: Option<&str>,
+    default: usize,
+    min: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name}={text:?}: a whole number from {min} to {max}"
+            ))
+        })
+}
+
+/// The flags of a monitoring rules version over every record durable when the request
+/// arrived, filtered (the flags `gongji monitor run --json` lists, with the dismissed ones when
+/// asked); `total` counts the filtered list, `flags` is its page.
+#[utoipa::path(get, path = "/v1/flags", tag = "supervision",
+    params(FlagsQuery),
+    responses((status = 200, description = "The rules version, the records read, the count per rule, the filtered flags' count and a page of them", body = FlagsAnswer),
+        (status = 400, description = "A parameter does not read, or several regions have rules and none was named", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not for this role", body = ErrorBody),
+        (status = 404, description = "No such rules version is loaded", body = ErrorBody),
+        (status = 501, description = "This server serves a region map: ask the region's own ledger", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn flags(
+    State(app): State<App>,
+    asker: Asker,
+    q: Result<Query<FlagsQuery>, QueryRejection>,
+) -> Response {
+    let answer = listing(&app, q).await.map(|v| Json(v).into_response());
+    logged(&app, asker, "/v1/flags", answer).await
+}
+
+async fn listing(
+    app: &App,
+    q: Result<Query<FlagsQuery>, QueryRejection>,
+) -> Result<Value, ApiError> {
+    let q = query(q)?;
+    let decided = Decided::parse(q.decision.as_deref())?;
+    let offset = number("offset", q.offset.as_deref(), 0, 0, i32::MAX as usize)?;
+    let limit = number("limit", q.limit.as_deref(), FLAGS_DEFAULT, 1, FLAGS_MAX)?;
+    let reads = app.one_ledger("/v1/flags")?.clone();
+    let current = current(app, &reads, q.region, q.rules).await?;
+    let mut by_rule: std::collections::BTreeMap<String, u64> =
+        gongji_monitor::rule_names(&current.rules)
+            .into_iter()
+            .map(|name| (name, 0))
+            .collect();
+    let (mut confirmed, mut dismissed) = (0u64, 0u64);
+    for flag in current.flags.iter() {
+        *by_rule.entry(flag.rule.clone()).or_default() += 1;
+        match flag.decision.as_ref().map(|d| d.decision) {
+            Some(FlagDecision::Confirmed) => confirmed += 1,
+            Some(FlagDecision::Dismissed) => dismissed += 1,
+            None => {}
+        }
+    }
+    let rule_fits = |flag: &Flag| {
+        q.rule.as_deref().is_none_or(|rule| {
+            flag.rule == rule
+                || flag
+                    .rule
+                    .strip_prefix(rule)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    };
+    let kept: Vec<&Flag> = current
+        .flags
+        .iter()
+        .filter(|flag| {
+            decided.keeps(flag)
+                && rule_fits(flag)
+                && q.member
+                    .as_deref()
+                    .is_none_or(|m| flag.member.as_deref() == Some(m))
+                && q.institution
+                    .as_deref()
+                    .is_none_or(|i| flag.institution.as_deref() == Some(i))
+        })
+        .collect();
+    let page: Vec<&Flag> = kept.iter().skip(offset).take(limit).copied().collect();
+    Ok(json!({
+        "rules_version": current.rules.version,
+        "region": current.rules.region,
+        "records": current.records,
+        "by_rule": by_rule,
+        "confirmed": confirmed,
+        "dismissed": dismissed,
+        "total": kept.len(),
+        "offset": offset,
+        "flags": page,
+    }))
+}
+
+/// The body of a decision.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    /// `confirmed` (the pattern is misuse) or `dismissed` (it is not).
+    #[schema(pattern = "^(confirmed|dismissed)$")]
+    decision: String,
+    /// Why: one line of printable text, 1 to 1024 bytes.
+    reason: String,
+    /// The rules version whose flag it is (as for `GET /v1/flags`); without it, the latest
+    /// loaded for the flag's region.
+    rules: Option<String>,
+}
+
+/// Records an auditor's decision on a flag in the log (a `flag_decided` event on the region's
+/// supervision stream), under the token's name and today's date (China Standard Time); the
+/// flag must be one the rules raise over the log as it stands. Answers the outcome (the `result`
+/// of `gongji monitor decide --json`).
+#[utoipa::path(post, path = "/v1/flags/{id}/decision", tag = "supervision",
+    params(("id" = String, Path, description = "The flag's id, as GET /v1/flags gives it")),
+    request_body = DecisionBody,
+    responses((status = 200, description = "The decision, recorded and durable", body = FlagDecidedAnswer),
+        (status = 400, description = "The body does not read, or the decision is refused (its code says why: invalid_value, reason_too_long, …)", body = ErrorBody),
+        (status = 401, description = "No valid token", body = ErrorBody),
+        (status = 403, description = "Not for this role", body = ErrorBody),
+        (status = 404, description = "The rules raise no such flag over the log, or no such rules version is loaded", body = ErrorBody),
+        (status = 501, description = "This server serves a region map: ask the region's own ledger", body = ErrorBody),
+        (status = 503, description = "The ledger was busy, its store out of reach, or the answer took too long", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn decide(
+    State(app): State<App>,
+    Extension(identity): Extension<Identity>,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<DecisionBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id = path(id)?;
+    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let decision = match body.decision.as_str() {
+        "confirmed" => FlagDecision::Confirmed,
+        "dismissed" => FlagDecision::Dismissed,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "decision {other:?}: confirmed or dismissed"
+            )))
+        }
+    };
+    let (reads, writer) = match &app.placement {
+        Placement::One { reads, writer } => (reads.clone(), writer.clone()),
+        Placement::Map(_) => {
+            return Err(app
+                .one_ledger("/v1/flags/{id}/decision")
+                .err()
+                .expect("a map"))
+        }
+    };
+    let current = current(&app, &reads, None, body.rules.clone()).await?;
+    let flag = current
+        .flags
+        .iter()
+        .find(|flag| flag.id == id)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "rules {} raise no flag {id} over the log",
+                current.rules.version
+            ))
+        })?;
+    let command = Command::DecideFlag {
+        flag: flag.id,
+        region: flag.region,
+        decision,
+        reason: body.reason,
+        by: identity.name,
+        date: today_in_china(),
+    };
+    let mut held = writer.hold().await?;
+    let metrics = app.metrics.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let ledger = held.ledger();
+        let applied = ledger
+            .apply_parsed(Ok(command), now_micros())
+            .and_then(|()| ledger.commit());
+        let end = ledger.log().durable_end();
+        metrics.durable_position.fetch_max(end, Ordering::AcqRel);
+        held.finish();
+        applied
+    })
+    .await
+    .map_err(ApiError::ledger)?
+    .map_err(ApiError::of_ledger)?;
+    match outcome.into_iter().next() {
+        Some(LineOutcome::Applied(result)) => Ok(Json(json!(result))),
+        Some(LineOutcome::Rejected(rejection)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            rejection.code.as_str(),
+            rejection.message,
+        )),
+        None => Err(ApiError::ledger("the decision had no outcome")),
+    }
+}
+
+/// Today in China Standard Time (UTC+08:00).
+fn today_in_china() -> gongji_domain::Day {
+    let china = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+08:00 is an offset");
+    gongji_domain::Day::from_date(chrono::Utc::now().with_timezone(&china).date_naive())
+}

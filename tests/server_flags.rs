@@ -1,0 +1,203 @@
+//! Fund supervision through the service, end to end against the real `gongji serve` with a
+//! real HTTP client: `GET /v1/flags` answers what `gongji monitor run` prints for the same
+//! log, follows the log as commands stream in, filters; `POST /v1/flags/{id}/decision`
+//! records an auditor's decision that the command line then sees; only auditors get in.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::misuse::{claim, planted};
+use support::serve::{agent, post_ndjson, RoleTokens, Serve};
+use support::TestLedger;
+
+struct Server {
+    serve: Serve,
+    ledger: TestLedger,
+    tokens: RoleTokens,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    fn start(ledger: TestLedger) -> Server {
+        let tokens = RoleTokens::add(&ledger);
+        Server {
+            serve: Serve::start(&ledger, &[]),
+            ledger,
+            tokens,
+            agent: agent(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.serve.address)
+    }
+
+    fn get(&self, role: &str, path: &str) -> (u16, Value) {
+        let (status, body) =
+            support::serve::get(&self.agent, &self.url(path), Some(self.tokens.of(role)));
+        let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        (status, value)
+    }
+
+    fn flags(&self, path: &str) -> Value {
+        let (status, value) = self.get("auditor", path);
+        assert_eq!(status, 200, "{path}: {value}");
+        value
+    }
+
+    fn decide(&self, role: &str, flag: &str, body: &Value) -> (u16, Value) {
+        let mut response = self
+            .agent
+            .post(self.url(&format!("/v1/flags/{flag}/decision")))
+            .header("Authorization", format!("Bearer {}", self.tokens.of(role)))
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes())
+            .expect("the server answers");
+        let text = response.body_mut().read_to_string().unwrap();
+        let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        (response.status().as_u16(), value)
+    }
+
+    fn commands(&self, lines: &[String]) {
+        let body = lines.join("\n") + "\n";
+        let url = self.url("/v1/commands");
+        let token = Some(self.tokens.of("operator"));
+        let mut response = post_ndjson(&self.agent, &url, token, body.as_bytes());
+        assert_eq!(response.status().as_u16(), 200);
+        let answers = response.body_mut().read_to_string().unwrap();
+        for line in answers.lines() {
+            let answer: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(answer["ok"], true, "{line}");
+        }
+    }
+}
+
+fn ids(flags: &Value) -> Vec<&str> {
+    flags["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn flags_over_http_are_the_command_lines_follow_the_log_and_take_decisions() {
+    let server = Server::start(planted());
+    let cli = server.ledger.query(&["monitor", "run"]);
+    let served = server.flags("/v1/flags");
+    for field in ["rules_version", "region", "records", "by_rule", "flags"] {
+        assert_eq!(served[field], cli[field], "{field}: {served}");
+    }
+    assert_eq!(served["total"], 2);
+    let rules: Vec<&str> = served["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["frequency/institution_claims_per_day", "splitting"]);
+
+    // Only auditors.
+    for role in ["operator", "clerk", "reconciler"] {
+        let (status, said) = server.get(role, "/v1/flags");
+        assert_eq!(status, 403, "{role}: {said}");
+        let (status, said) = server.decide(role, "F0123456789abcdef", &json!({}));
+        assert_eq!(status, 403, "{role}: {said}");
+    }
+
+    // Filters.
+    assert_eq!(server.flags("/v1/flags?member=A")["total"], 1);
+    assert_eq!(
+        server.flags("/v1/flags?institution=P7")["flags"][0]["member"],
+        "B"
+    );
+    assert_eq!(server.flags("/v1/flags?rule=frequency")["total"], 1);
+    assert_eq!(server.flags("/v1/flags?rule=freq")["total"], 0);
+    let page = server.flags("/v1/flags?offset=1&limit=1");
+    assert_eq!(
+        (page["total"].clone(), ids(&page)),
+        (json!(2), vec![ids(&served)[1]])
+    );
+    for bad in [
+        "/v1/flags?decision=maybe",
+        "/v1/flags?limit=0",
+        "/v1/flags?limit=10001",
+        "/v1/flags?offset=-1",
+    ] {
+        let (status, said) = server.get("auditor", bad);
+        assert_eq!(
+            (status, said["error"]["code"].clone()),
+            (400, json!("bad_request")),
+            "{bad}"
+        );
+    }
+    let (status, said) = server.get("auditor", "/v1/flags?rules=500000-none");
+    assert_eq!(status, 404, "{said}");
+
+    // Live: commands streamed in raise a flag for C, as the command line then finds it.
+    server.commands(&[
+        claim("c4", "C", "2024-04-20", "H2"),
+        claim("c5", "C", "2024-04-20", "H2"),
+    ]);
+    let served = server.flags("/v1/flags?member=C");
+    assert_eq!(served["total"], 1, "{served}");
+    let cli = server.ledger.query(&["monitor", "run"]);
+    assert_eq!(server.flags("/v1/flags")["flags"], cli["flags"]);
+
+    // A decision: recorded under the token's name, durable, seen by the command line.
+    let splitting = server.flags("/v1/flags?rule=splitting")["flags"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = json!({"decision": "dismissed", "reason": "a pharmacy's loyalty scheme"});
+    let (status, said) = server.decide("auditor", &splitting, &body);
+    assert_eq!(status, 200, "{said}");
+    assert_eq!(
+        said,
+        json!({"flag": splitting, "region": "500000", "decision": "dismissed"})
+    );
+    assert_eq!(server.flags("/v1/flags?rule=splitting")["total"], 0);
+    let dismissed = server.flags("/v1/flags?decision=dismissed");
+    assert_eq!(ids(&dismissed), [splitting.as_str()]);
+    let decision = &dismissed["flags"][0]["decision"];
+    assert_eq!(decision["by"], "auditor", "{decision}");
+    assert_eq!(decision["reason"], "a pharmacy's loyalty scheme");
+    assert_eq!(server.flags("/v1/flags")["dismissed"], 1);
+    let cli = server.ledger.query(&["monitor", "run", "--with-dismissed"]);
+    let listed = cli["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == splitting.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(listed["decision"], *decision);
+
+    // Refused: no such flag, a decision that is neither, a reason of two lines.
+    let (status, said) = server.decide("auditor", "F0123456789abcdef", &body);
+    assert_eq!(
+        (status, said["error"]["code"].clone()),
+        (404, json!("not_found")),
+        "{said}"
+    );
+    let (status, said) = server.decide(
+        "auditor",
+        &splitting,
+        &json!({"decision": "maybe", "reason": "r"}),
+    );
+    assert_eq!(status, 400, "{said}");
+    let (status, said) = server.decide(
+        "auditor",
+        &splitting,
+        &json!({"decision": "confirmed", "reason": "one\ntwo"}),
+    );
+    assert_eq!(
+        (status, said["error"]["code"].clone()),
+        (400, json!("invalid_value")),
+        "{said}"
+    );
+    let (status, said) = server.decide("auditor", &splitting, &json!({"decision": "confirmed"}));
+    assert_eq!(status, 400, "{said}");
+    server.serve.stop();
+}
