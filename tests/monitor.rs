@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::misuse::{pay, planted};
+use support::misuse::{pay, planted, rules_version};
 use support::{text, TestLedger};
 
 fn flags_of(report: &Value) -> Vec<Value> {
@@ -308,23 +308,6 @@ fn ids_from_input_are_escaped_for_the_terminal_and_neutralised_in_the_csv() {
     assert!(rows.contains(",'=CMD(),"), "{rows}");
 }
 
-/// The shipped rules as a new version named `version`, each splitting pattern needing
-/// `count_min` payments.
-fn rules_version(ledger: &TestLedger, version: &str, count_min: u32) -> std::path::PathBuf {
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../policies/monitor/500000-2024-01-01.json"
-    ))
-    .unwrap();
-    let text = shipped
-        .replace("\"500000-monitor-2024-1\"", &format!("\"{version}\""))
-        .replace("\"count_min\": 3", &format!("\"count_min\": {count_min}"));
-    assert_ne!(text, shipped);
-    let file = ledger.dir.path().join(format!("{version}.json"));
-    std::fs::write(&file, text).unwrap();
-    file
-}
-
 #[test]
 fn rules_loaded_into_the_log_are_the_ones_a_run_uses_and_name_every_flag() {
     let ledger = planted();
@@ -407,9 +390,11 @@ fn rules_loaded_into_the_log_are_the_ones_a_run_uses_and_name_every_flag() {
     assert_eq!(report["by_rule"]["splitting"], 1, "{report}");
     let first = ledger.query(&["monitor", "run", "--rules", "500000-strict-1"]);
     assert_eq!(first["by_rule"]["splitting"], 0, "{first}");
-    // The shipped defaults stand in no more, and an unknown version names what is loaded.
-    let out = ledger.run(&["monitor", "run", "--rules", "500000-monitor-2024-1"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // The shipped defaults stand in no more, but run by their name still (flags decided under
+    // them stay explainable); an unknown version names what is loaded.
+    let shipped = ledger.query(&["monitor", "run", "--rules", "500000-monitor-2024-1"]);
+    assert_eq!(shipped["rules_version"], "500000-monitor-2024-1");
+    assert_eq!(shipped["by_rule"]["splitting"], 1, "{shipped}");
     let out = ledger.run(&["monitor", "run", "--rules", "nope"]);
     assert!(text(&out).contains("500000-loose-2"), "{}", text(&out));
     let listed = ledger.query(&["monitor", "rules", "list"]);
@@ -455,7 +440,7 @@ fn rules_loaded_into_the_log_are_the_ones_a_run_uses_and_name_every_flag() {
 }
 
 #[test]
-fn rules_for_a_region_without_a_policy_are_refused() {
+fn rules_for_a_region_without_a_policy_are_refused_and_names_are_the_ledgers() {
     let ledger = planted();
     let file = rules_version(&ledger, "110000-1", 3);
     let text_of = std::fs::read_to_string(&file)
@@ -473,4 +458,63 @@ fn rules_for_a_region_without_a_policy_are_refused() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("no_policy_in_force"), "{}", text(&out));
+
+    // With a policy for 110000 its rules load; a run then names the region or the version.
+    let policy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../policies/500000-2024-01-01.json"
+    ))
+    .unwrap()
+    .replace("\"500000\"", "\"110000\"")
+    .replace("500000/", "110000/");
+    let policy_file = ledger.dir.path().join("policy-110000.json");
+    std::fs::write(&policy_file, policy).unwrap();
+    let out = ledger.run(&["policy", "load", policy_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ledger.run(&[
+        "monitor",
+        "rules",
+        "load",
+        file.to_str().unwrap(),
+        "--by",
+        "x",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shipped = rules_version(&ledger, "500000-2", 3);
+    let out = ledger.run(&[
+        "monitor",
+        "rules",
+        "load",
+        shipped.to_str().unwrap(),
+        "--by",
+        "x",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ledger.run(&["monitor", "run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("110000, 500000"), "{}", text(&out));
+    let report = ledger.query(&["monitor", "run", "--region", "110000"]);
+    assert_eq!(report["rules_version"], "110000-1");
+    assert_eq!(report["flags"], json!([]), "region 110000 has no claims");
+    let report = ledger.query(&["monitor", "run", "--rules", "500000-2"]);
+    assert_eq!(report["region"], "500000");
+    // A version's name is the ledger's, not a region's: 500000 cannot take 110000-1.
+    let taken = rules_version(&ledger, "110000-1", 5);
+    let out = ledger.run(&[
+        "monitor",
+        "rules",
+        "load",
+        taken.to_str().unwrap(),
+        "--by",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("region 110000"), "{}", text(&out));
+    // explain takes the region too.
+    let flag = ledger.query(&["monitor", "run", "--region", "500000"])["flags"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let explained = ledger.query(&["monitor", "explain", &flag, "--region", "500000"]);
+    assert_eq!(explained["flag"]["id"], flag.as_str());
 }

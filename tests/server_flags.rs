@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::misuse::{claim, planted};
+use support::misuse::{claim, planted, rules_version};
 use support::serve::{agent, post_ndjson, RoleTokens, Serve};
 use support::TestLedger;
 
@@ -199,5 +199,84 @@ fn flags_over_http_are_the_command_lines_follow_the_log_and_take_decisions() {
     );
     let (status, said) = server.decide("auditor", &splitting, &json!({"decision": "confirmed"}));
     assert_eq!(status, 400, "{said}");
+
+    // Every listing is in the access log, a listing filtered to a member under the member.
+    let (status, log) = server.get("auditor", "/v1/access-log?limit=1000");
+    assert_eq!(status, 200, "{log}");
+    let listings: Vec<&Value> = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["route"] == "/v1/flags")
+        .collect();
+    assert!(listings.len() >= 10, "{log}");
+    assert!(
+        listings
+            .iter()
+            .any(|e| e["member"] == "A" && e["status"] == 200),
+        "{log}"
+    );
     server.serve.stop();
+}
+
+#[test]
+fn a_rules_version_loaded_is_in_the_change_feed_under_its_own_name_and_the_server_runs_it() {
+    let ledger = planted();
+    let file = rules_version(&ledger, "500000-strict-1", 4);
+    let out = ledger.run(&[
+        "monitor",
+        "rules",
+        "load",
+        file.to_str().unwrap(),
+        "--by",
+        "chief",
+    ]);
+    assert!(out.status.success(), "{}", support::text(&out));
+    let server = Server::start(ledger);
+
+    let served = server.flags("/v1/flags");
+    assert_eq!(served["rules_version"], "500000-strict-1");
+    assert_eq!(served["by_rule"]["splitting"], 0, "{served}");
+    // The shipped defaults by their name still.
+    let shipped = server.flags("/v1/flags?rules=500000-monitor-2024-1");
+    assert_eq!(shipped["by_rule"]["splitting"], 1, "{shipped}");
+
+    // The change feed's event: the rules' version and the record's stream version, apart.
+    let mut response = agent_with_timeout()
+        .get(server.url("/v1/events?from=0"))
+        .header(
+            "Authorization",
+            format!("Bearer {}", server.tokens.of("auditor")),
+        )
+        .call()
+        .unwrap();
+    let mut reader = response.body_mut().as_reader();
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    while !text.contains("monitor_rules_loaded") {
+        let read = std::io::Read::read(&mut reader, &mut buffer).expect("the feed sends");
+        assert!(read > 0, "the feed ended: {text}");
+        text.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    let line = text
+        .lines()
+        .find(|l| l.contains("monitor_rules_loaded"))
+        .unwrap();
+    let data = line.strip_prefix("data:").unwrap().trim();
+    assert_eq!(data.matches("\"version\"").count(), 1, "{data}");
+    let event: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(event["rules_version"], "500000-strict-1", "{event}");
+    assert_eq!(event["version"], 1, "{event}");
+    assert_eq!(event["by"], "chief");
+    drop(response);
+    server.serve.stop();
+}
+
+/// A client that gives up on a read after ten seconds (a change feed never ends).
+fn agent_with_timeout() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(10)))
+        .build()
+        .into()
 }

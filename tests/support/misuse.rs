@@ -46,3 +46,20 @@ pub fn planted() -> TestLedger {
     ledger.apply_ok(&lines);
     ledger
 }
+
+/// The shipped rules as a new version named `version`, each splitting pattern needing
+/// `count_min` payments.
+pub fn rules_version(ledger: &TestLedger, version: &str, count_min: u32) -> std::path::PathBuf {
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../policies/monitor/500000-2024-01-01.json"
+    ))
+    .unwrap();
+    let text = shipped
+        .replace("\"500000-monitor-2024-1\"", &format!("\"{version}\""))
+        .replace("\"count_min\": 3", &format!("\"count_min\": {count_min}"));
+    assert_ne!(text, shipped);
+    let file = ledger.dir.path().join(format!("{version}.json"));
+    std::fs::write(&file, text).unwrap();
+    file
+}

@@ -507,6 +507,9 @@ pub struct MonitorDecideArgs {
     pub date: Option<gongji_domain::Day>,
     #[command(flatten)]
     pub rules: MonitorRulesArg,
+    /// The region whose rules raised the flag (as for `run`).
+    #[arg(long)]
+    pub region: Option<String>,
     /// The outcome as one JSON object on standard output.
     #[arg(long)]
     pub json: bool,
@@ -556,6 +559,9 @@ pub struct MonitorExplainArgs {
     pub flag: String,
     #[command(flatten)]
     pub rules: MonitorRulesArg,
+    /// The region whose rules raised the flag (as for `run`).
+    #[arg(long)]
+    pub region: Option<String>,
     /// The flag and its evidence as one JSON object on standard output.
     #[arg(long)]
     pub json: bool,

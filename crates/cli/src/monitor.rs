@@ -9,7 +9,7 @@ use gongji_domain::types::FlagDecision;
 use gongji_domain::Command;
 use gongji_ledger::now_micros;
 use gongji_ledger::Ledger;
-use gongji_monitor::{Chosen, Flag, MonitorReport, MonitorRules, Scope, Source};
+use gongji_monitor::{Chosen, Flag, MonitorReport, MonitorRules, NotChosen, Scope, Source};
 use gongji_recon::render::{spreadsheet_safe, terminal_safe};
 use gongji_recon::words::Lang;
 use serde::Serialize;
@@ -63,7 +63,7 @@ pub fn run(data: &Location, args: &MonitorRunArgs) -> Result<ExitCode, Failure> 
 
 pub fn explain(data: &Location, args: &MonitorExplainArgs) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
-    let rules = choose_rules(&ledger, &args.rules, None)?.rules;
+    let rules = choose_rules(&ledger, &args.rules, args.region.as_deref())?.rules;
     let mut bar = Progress::on_terminal("monitor");
     let explained = gongji_monitor::explain(&ledger, &rules, &args.flag, &mut |done, total| {
         bar.step("records", done, total)
@@ -104,7 +104,7 @@ pub fn decide(data: &Location, args: &MonitorDecideArgs) -> Result<ExitCode, Fai
     })?;
     let (rules, found) = {
         let ledger = open(data)?;
-        let chosen = choose_rules(&ledger, &args.rules, None)?;
+        let chosen = choose_rules(&ledger, &args.rules, args.region.as_deref())?;
         if matches!(chosen.source, Source::Draft) {
             return Err(Failure::bad_argument(format!(
                 "rules {} are a file, not loaded into the ledger: load them with `gongji \
@@ -155,8 +155,12 @@ fn choose_rules(
     region: Option<&str>,
 ) -> Result<Chosen, Failure> {
     let Some(path) = &arg.rules_file else {
-        return gongji_monitor::choose(ledger, region, arg.rules.as_deref())
-            .map_err(Failure::bad_argument);
+        return gongji_monitor::choose(ledger, region, arg.rules.as_deref()).map_err(
+            |why| match why {
+                NotChosen::Ledger(error) => Failure::ledger("monitor", &error),
+                other => Failure::bad_argument(other.to_string()),
+            },
+        );
     };
     let rules = MonitorRules::from_file(path).map_err(Failure::bad_input)?;
     if let Some(region) = region.filter(|r| *r != rules.region) {
@@ -221,11 +225,13 @@ fn commit_one(mut ledger: Ledger, command: Command, json: bool) -> Result<ExitCo
 /// stand in for Chongqing.
 pub fn list_rules(data: &Location, json: bool) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
-    let loaded = gongji_monitor::loaded::loaded(&ledger).map_err(Failure::bad_input)?;
+    let versions =
+        gongji_monitor::loaded::loaded(&ledger).map_err(|e| Failure::ledger("monitor", &e))?;
+    let loaded = &versions.loaded;
     let shipped = MonitorRules::chongqing();
     let shipped_used = !loaded.iter().any(|l| l.rules.region == shipped.region);
     if json {
-        let versions: Vec<serde_json::Value> = loaded
+        let listed: Vec<serde_json::Value> = loaded
             .iter()
             .map(|l| {
                 json!({
@@ -240,13 +246,17 @@ pub fn list_rules(data: &Location, json: bool) -> Result<ExitCode, Failure> {
             .collect();
         let shipped =
             shipped_used.then(|| json!({"region": shipped.region, "version": shipped.version}));
-        print::json_line(
-            &json!({"versions": versions, "shipped_defaults_in_use": shipped}).to_string(),
-        )?;
+        let unreadable: Vec<serde_json::Value> = versions
+            .unreadable
+            .iter()
+            .map(|u| json!({"region": u.region, "version": u.version, "position": u.position, "why": u.why}))
+            .collect();
+        let answer = json!({"versions": listed, "unreadable": unreadable, "shipped_defaults_in_use": shipped});
+        print::json_line(&answer.to_string())?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = String::new();
-    for l in &loaded {
+    for l in loaded {
         out += &format!(
             "region {}  version {}  effective {}  loaded {} by {} (position {})\n",
             terminal_safe(&l.rules.region),
@@ -255,6 +265,15 @@ pub fn list_rules(data: &Location, json: bool) -> Result<ExitCode, Failure> {
             l.date,
             terminal_safe(&l.by),
             l.position
+        );
+    }
+    for u in &versions.unreadable {
+        out += &format!(
+            "region {}  version {}  (position {}) does not read: {}\n",
+            terminal_safe(&u.region),
+            terminal_safe(&u.version),
+            u.position,
+            terminal_safe(&u.why)
         );
     }
     if shipped_used {

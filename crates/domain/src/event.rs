@@ -509,7 +509,9 @@ pub enum Event {
     /// loaded them and the day. Flags name the version they came from.
     MonitorRulesLoaded {
         region: String,
-        version: String,
+        /// The rules' version (named so, not `version`: a history entry has a `version` of
+        /// its own, the record's in its stream).
+        rules_version: String,
         effective: Day,
         rules: String,
         by: String,

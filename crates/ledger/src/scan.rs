@@ -15,9 +15,21 @@ const BATCH_RECORDS: usize = 1 << 12;
 /// Batches read ahead of the caller, at most.
 const READ_AHEAD_BATCHES: usize = 4;
 
+/// Where a [`Ledger::scan_range`] ended.
+#[derive(Clone, Copy, Debug)]
+pub struct ScanEnd {
+    /// Records read.
+    pub records: u64,
+    /// The hash of the last record read (checked against the chain), or the `after` given
+    /// when none was read.
+    pub last_hash: Option<[u8; 32]>,
+}
+
 /// One record of a pass, with its event decoded.
 pub struct Scanned<'a> {
     pub position: u64,
+    /// The record's hash in the chain (checked).
+    pub hash: [u8; 32],
     pub recorded_at_micros: i64,
     pub event: &'a Event,
 }
@@ -33,30 +45,46 @@ impl Ledger {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<u64, LedgerError> {
         let end = self.log.durable_end();
-        self.scan_range(0..end, kinds, each, progress)
+        Ok(self
+            .scan_range(0..end, None, kinds, each, progress)?
+            .records)
     }
 
     /// [`Ledger::scan`] of the durable records in `range` (cut at the durable end): what a
-    /// reader keeping up with a growing log reads each time. `progress` counts the records of
-    /// the range. Returns the records read.
+    /// reader keeping up with a growing log reads each time. `after`, the hash of the record
+    /// before the range as the previous step ended on (its [`ScanEnd::last_hash`]), is checked
+    /// against the first record's link, so that steps check the chain as one pass would.
+    /// `progress` counts the records of the range.
     pub fn scan_range(
         &self,
         range: std::ops::Range<u64>,
+        after: Option<[u8; 32]>,
         kinds: Option<&[&str]>,
         each: &mut dyn FnMut(Scanned<'_>) -> Result<(), LedgerError>,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<u64, LedgerError> {
+    ) -> Result<ScanEnd, LedgerError> {
         self.refuse_if_broken()?;
         let end = range.end.min(self.log.durable_end());
         let start = range.start.min(end);
         let log = self.log.as_ref();
         let mut records_read = 0;
+        let mut last_hash = after;
         std::thread::scope(|threads| {
             let (batches, received) = std::sync::mpsc::sync_channel(READ_AHEAD_BATCHES);
             threads.spawn(|| read_batches(log, start, end, batches));
             for batch in received {
                 for (record, link) in batch? {
+                    if let Some(expected) = last_hash.filter(|_| records_read == 0) {
+                        if record.prev_hash != expected {
+                            return Err(LedgerError::Projection(format!(
+                                "record {} does not follow the record before it in the hash \
+                                 chain",
+                                record.position
+                            )));
+                        }
+                    }
                     log.check_link(&record, &link)?;
+                    last_hash = Some(link.expected_hash());
                     records_read += 1;
                     let wanted = kinds.is_none_or(|kinds| {
                         Event::peek_kind(&record.payload).is_some_and(|k| kinds.contains(&k))
@@ -69,6 +97,7 @@ impl Ledger {
                     })?;
                     each(Scanned {
                         position: record.position,
+                        hash: link.expected_hash(),
                         recorded_at_micros: record.recorded_at_micros,
                         event: &event,
                     })?;
@@ -77,7 +106,10 @@ impl Ledger {
             }
             Ok::<(), LedgerError>(())
         })?;
-        Ok(records_read)
+        Ok(ScanEnd {
+            records: records_read,
+            last_hash,
+        })
     }
 
     /// The records at `positions` (each below the durable end), as `history` shows them, in

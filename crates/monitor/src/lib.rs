@@ -31,7 +31,7 @@ use serde::Serialize;
 pub use detect::{Scope, Watch};
 pub use flag::{Decided, Figure, Flag};
 pub use live::Live;
-pub use loaded::{choose, load_command, Chosen, Source};
+pub use loaded::{choose, load_command, Chosen, NotChosen, Source};
 pub use rules::MonitorRules;
 
 /// The pass's maps: keyed by ids the ledger made, so a fast hash will do.

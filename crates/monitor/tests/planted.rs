@@ -2,20 +2,21 @@
 //! case is flagged by its rule (recall 1.0), and the flags on ordinary members are few.
 
 use gongji_ledger::Ledger;
+use gongji_monitor::Live;
 use gongji_monitor::{rule_names, MonitorRules, Scope};
 use gongji_tools::gen::{generate_planted, Config};
-use gongji_tools::plant::{plant, score};
+use gongji_tools::plant::{plant, score, Planting};
 
 const POLICY: &str = include_str!("../../../policies/500000-2024-01-01.json");
 
-#[test]
-fn every_planted_case_is_flagged_by_its_rule() {
+/// A ledger of a generated year of `members` with misuse planted at `rate`, and the planting.
+fn planted_ledger(members: u64, rate: f64) -> (tempfile::TempDir, Ledger, Planting) {
     let config = Config {
-        members: 1500,
+        members,
         seed: 7,
         ..Config::default()
     };
-    let planting = plant(&config, 0.002);
+    let planting = plant(&config, rate);
     let mut out = Vec::new();
     generate_planted(&config, &planting, &mut out).expect("generated");
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -31,7 +32,12 @@ fn every_planted_case_is_flagged_by_its_rule() {
         }
     }
     ledger.commit().expect("commit");
+    (dir, ledger, planting)
+}
 
+#[test]
+fn every_planted_case_is_flagged_by_its_rule() {
+    let (_dir, ledger, planting) = planted_ledger(1500, 0.002);
     let rules = MonitorRules::chongqing();
     let report =
         gongji_monitor::run(&ledger, &rules, Scope::default(), &mut |_, _| {}).expect("a pass");
@@ -62,4 +68,41 @@ fn every_planted_case_is_flagged_by_its_rule() {
         "{unplanted} of {} flags name no planted case: {scores:#?}",
         report.flags.len()
     );
+}
+
+#[test]
+fn a_live_monitor_stepped_in_chunks_flags_what_one_pass_does() {
+    let (_dir, ledger, _) = planted_ledger(400, 0.01);
+    let rules = MonitorRules::chongqing();
+    let pass = gongji_monitor::run(
+        &ledger,
+        &rules,
+        Scope {
+            with_dismissed: true,
+            ..Scope::default()
+        },
+        &mut |_, _| {},
+    )
+    .expect("a pass");
+    assert!(pass.flags.len() > 10, "{} flags", pass.flags.len());
+    let end = ledger.log().durable_end();
+    for (chunk, sweep_every) in [(7, None), (4096, Some(1)), (1 << 16, None)] {
+        let scope = Scope {
+            sweep_every,
+            ..Scope::default()
+        };
+        let mut live = Live::with_scope(rules.clone(), scope);
+        let mut steps = 0;
+        while live.position() < end {
+            let read = live.step(&ledger, chunk).expect("a step");
+            assert!(read > 0 && read <= chunk);
+            steps += 1;
+            if steps % 97 == 0 {
+                // Judging the flags midway leaves the detectors as they were.
+                live.flags();
+            }
+        }
+        assert_eq!(live.step(&ledger, chunk).expect("nothing more"), 0);
+        assert_eq!(*live.flags(), pass.flags, "steps of {chunk}");
+    }
 }

@@ -35,11 +35,22 @@ pub async fn logged(
     route: &'static str,
     answer: Result<Response, ApiError>,
 ) -> Response {
+    logged_about(app, asker, route, None, answer).await
+}
+
+/// As [`logged`], naming the one member the read was about (a listing filtered to a member).
+pub async fn logged_about(
+    app: &App,
+    asker: Asker,
+    route: &'static str,
+    member: Option<String>,
+    answer: Result<Response, ApiError>,
+) -> Response {
     let status = match &answer {
         Ok(response) => response.status().as_u16(),
         Err(error) => error.status.as_u16(),
     };
-    let entry = asker.entry(route, None, None, status);
+    let entry = asker.entry(route, member, None, status);
     match app.access.record(&entry).await {
         Ok(()) => answer.unwrap_or_else(IntoResponse::into_response),
         Err(e) => {

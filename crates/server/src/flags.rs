@@ -26,13 +26,14 @@ use axum::{Extension, Json};
 use gongji_domain::types::FlagDecision;
 use gongji_domain::Command;
 use gongji_ledger::{now_micros, LineOutcome};
-use gongji_monitor::{Flag, Live, MonitorRules};
+use gongji_monitor::live::{self, Live};
+use gongji_monitor::{Flag, MonitorRules, NotChosen};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::app::{App, Identity, Placement};
-use crate::bulk::logged;
+use crate::bulk::logged_about;
 use crate::error::{path, query, ApiError, ErrorBody};
 use crate::members::Asker;
 use crate::reads::Reads;
@@ -64,58 +65,104 @@ struct Current {
     flags: Arc<Vec<Flag>>,
 }
 
-fn rules_error(why: String) -> ApiError {
-    if why.starts_with("no monitoring rules") {
-        ApiError::not_found(why)
-    } else {
-        ApiError::bad_request(why)
+fn not_chosen(why: NotChosen) -> ApiError {
+    match why {
+        NotChosen::Unknown(why) => ApiError::not_found(why),
+        NotChosen::Unclear(why) => ApiError::bad_request(why),
+        NotChosen::Ledger(error) => ApiError::of_ledger(error),
     }
 }
 
-/// The monitor of the rules `region` and `version` choose (as `monitor run` chooses them),
-/// level with every record durable when the request arrived.
+fn lives(monitors: &Monitors) -> std::sync::MutexGuard<'_, HashMap<(String, String), Live>> {
+    monitors
+        .lives
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The flags of the rules `region` and `version` choose (as `monitor run` chooses them) over
+/// every record durable when the request arrived. The monitor steps under the read view's
+/// guard; its flags are judged from a copy after the guard is let go. Within the service's
+/// read bound, or 503 (the monitor keeps what it read: asking again goes on from there).
 async fn current(
     app: &App,
     reads: &Reads,
     region: Option<String>,
     version: Option<String>,
 ) -> Result<Current, ApiError> {
+    let target = app.metrics.durable_position.load(Ordering::Acquire);
+    let deadline = tokio::time::Instant::now() + app.limits.read_max;
     loop {
         let monitors = app.monitors.clone();
         let (region, version) = (region.clone(), version.clone());
         let step = reads
-            .run(move |ledger| -> Result<Option<Current>, ApiError> {
-                let chosen = gongji_monitor::choose(ledger, region.as_deref(), version.as_deref())
-                    .map_err(rules_error)?;
-                let key = (chosen.rules.region.clone(), chosen.rules.version.clone());
-                let mut lives = monitors
-                    .lives
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                let live = lives
-                    .entry(key)
-                    .or_insert_with(|| Live::new(chosen.rules.clone()));
-                live.step(ledger, STEP_RECORDS)
-                    .map_err(ApiError::of_ledger)?;
-                if live.position() < ledger.log().durable_end() {
-                    return Ok(None);
-                }
-                Ok(Some(Current {
-                    rules: chosen.rules,
-                    records: live.position(),
-                    flags: live.flags(),
-                }))
-            })
+            .run(
+                move |ledger| -> Result<(MonitorRules, Option<(u64, live::Current)>), ApiError> {
+                    let chosen =
+                        gongji_monitor::choose(ledger, region.as_deref(), version.as_deref())
+                            .map_err(not_chosen)?;
+                    let key = (chosen.rules.region.clone(), chosen.rules.version.clone());
+                    let mut lives = lives(&monitors);
+                    let live = lives
+                        .entry(key)
+                        .or_insert_with(|| Live::new(chosen.rules.clone()));
+                    if live.position() < target {
+                        live.step(ledger, STEP_RECORDS)
+                            .map_err(ApiError::of_ledger)?;
+                    }
+                    let level = live.position() >= target.min(ledger.log().durable_end());
+                    Ok((
+                        chosen.rules,
+                        level.then(|| (live.position(), live.current())),
+                    ))
+                },
+            )
             .await??;
-        if let Some(current) = step {
-            return Ok(current);
+        match step {
+            (rules, Some((records, live::Current::Ready(flags)))) => {
+                return Ok(Current {
+                    rules,
+                    records,
+                    flags,
+                });
+            }
+            (rules, Some((_, live::Current::Judge(snapshot)))) => {
+                let position = snapshot.position;
+                let flags = tokio::task::spawn_blocking(move || Arc::new(snapshot.flags()))
+                    .await
+                    .map_err(ApiError::ledger)?;
+                if let Some(live) = lives(&app.monitors).get_mut(&rules_key(&rules)) {
+                    live.judged(position, Arc::clone(&flags));
+                }
+                return Ok(Current {
+                    rules,
+                    records: position,
+                    flags,
+                });
+            }
+            (_, None) if tokio::time::Instant::now() >= deadline => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    format!(
+                        "the monitor has not read the whole log within {} s; ask again (it \
+                         goes on from where it is)",
+                        app.limits.read_max.as_secs_f64()
+                    ),
+                ))
+            }
+            (_, None) => {}
         }
     }
 }
 
+fn rules_key(rules: &MonitorRules) -> (String, String) {
+    (rules.region.clone(), rules.version.clone())
+}
+
 /// Keeps every monitor asked for level with the durable position the command streams report,
 /// until the server stops: a monitor's flags are ready when asked, as the change feed's events
-/// are.
+/// are. Each monitor steps under a read guard of its own.
 pub async fn follow(app: App) {
     let Placement::One { reads, .. } = &app.placement else {
         return;
@@ -130,36 +177,32 @@ pub async fn follow(app: App) {
             return;
         }
         let durable = app.metrics.durable_position.load(Ordering::Acquire);
-        let behind = {
-            let lives = app
-                .monitors
-                .lives
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            lives.values().any(|live| live.position() < durable)
+        // Never waits on the runtime's thread: a monitor busy with a request is left to it.
+        let behind: Vec<(String, String)> = match app.monitors.lives.try_lock() {
+            Ok(lives) => lives
+                .iter()
+                .filter(|(_, live)| live.position() < durable)
+                .map(|(key, _)| key.clone())
+                .collect(),
+            Err(_) => continue,
         };
-        if !behind {
-            continue;
-        }
-        let monitors = app.monitors.clone();
-        let stepped = reads
-            .run(move |ledger| {
-                let mut lives = monitors
-                    .lives
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                for live in lives.values_mut() {
-                    live.step(ledger, STEP_RECORDS)?;
-                }
-                Ok::<(), gongji_ledger::LedgerError>(())
-            })
-            .await;
-        if let Ok(Err(e)) | Err(e) = stepped.map(|r| r.map_err(ApiError::of_ledger)) {
-            // A request asking for flags gets the error itself; the follower tries again.
-            eprintln!(
-                "gongji serve: monitoring cannot follow the log: {}",
-                e.message
-            );
+        for key in behind {
+            let monitors = app.monitors.clone();
+            let stepped = reads
+                .run(move |ledger| match lives(&monitors).get_mut(&key) {
+                    Some(live) => live.step(ledger, STEP_RECORDS).map(|_| ()),
+                    None => Ok(()),
+                })
+                .await;
+            let failed = match stepped {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.message),
+            };
+            if let Some(why) = failed {
+                // A request asking for flags gets the error itself; the follower tries again.
+                eprintln!("gongji serve: monitoring cannot follow the log: {why}");
+            }
         }
     }
 }
@@ -267,8 +310,9 @@ pub async fn flags(
     asker: Asker,
     q: Result<Query<FlagsQuery>, QueryRejection>,
 ) -> Response {
+    let member = q.as_ref().ok().and_then(|Query(q)| q.member.clone());
     let answer = listing(&app, q).await.map(|v| Json(v).into_response());
-    logged(&app, asker, "/v1/flags", answer).await
+    logged_about(&app, asker, "/v1/flags", member, answer).await
 }
 
 async fn listing(
@@ -342,8 +386,11 @@ pub struct DecisionBody {
     /// Why: one line of printable text, 1 to 1024 bytes.
     reason: String,
     /// The rules version whose flag it is (as for `GET /v1/flags`); without it, the latest
-    /// loaded for the flag's region.
+    /// loaded for `region`.
     rules: Option<String>,
+    /// The pooling region whose rules raised the flag (needed without `rules` when several
+    /// regions have rules loaded).
+    region: Option<String>,
 }
 
 /// Records an auditor's decision on a flag in the log (a `flag_decided` event on the region's
@@ -387,7 +434,7 @@ pub async fn decide(
                 .expect("a map"))
         }
     };
-    let current = current(&app, &reads, None, body.rules.clone()).await?;
+    let current = current(&app, &reads, body.region.clone(), body.rules.clone()).await?;
     let flag = current
         .flags
         .iter()

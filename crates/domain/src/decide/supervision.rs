@@ -85,7 +85,7 @@ pub(super) fn load_monitor_rules(
     }
     let event = Event::MonitorRulesLoaded {
         region: region.to_string(),
-        version: version.to_string(),
+        rules_version: version.to_string(),
         effective,
         rules: rules.to_string(),
         by: by.to_string(),

@@ -88,7 +88,7 @@ fn check_institution(event: &Event) -> Result<(), Inadmissible> {
             }),
         Event::MonitorRulesLoaded {
             region,
-            version,
+            rules_version: version,
             effective,
             rules,
             by,
