@@ -58,6 +58,36 @@ impl Server {
         (response.status().as_u16(), value)
     }
 
+    /// Waits (at most 20 s) until `/metrics` shows the live monitor of `rules` at the durable
+    /// position.
+    fn wait_for_monitor_level(&self, region: &str, rules: &str) {
+        let wanted = format!("gongji_monitor_records{{region=\"{region}\",rules=\"{rules}\"}} ");
+        let started = std::time::Instant::now();
+        loop {
+            let (status, text) = support::serve::get(
+                &self.agent,
+                &self.url("/metrics"),
+                Some(self.tokens.of("auditor")),
+            );
+            assert_eq!(status, 200, "{text}");
+            let figure = |prefix: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(prefix))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            let durable = figure("gongji_durable_position ");
+            let observed = figure(&wanted);
+            if durable.is_some() && observed == durable {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "the monitor stayed behind: {observed:?} of {durable:?}\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     fn commands(&self, lines: &[String]) {
         let body = lines.join("\n") + "\n";
         let url = self.url("/v1/commands");
@@ -140,6 +170,8 @@ fn flags_over_http_are_the_command_lines_follow_the_log_and_take_decisions() {
         claim("c4", "C", "2024-04-20", "H2"),
         claim("c5", "C", "2024-04-20", "H2"),
     ]);
+    // The server's monitor follows the log by itself: no request needed to bring it level.
+    server.wait_for_monitor_level("500000", "500000-monitor-2024-1");
     let served = server.flags("/v1/flags?member=C");
     assert_eq!(served["total"], 1, "{served}");
     let cli = server.ledger.query(&["monitor", "run"]);

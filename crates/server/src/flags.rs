@@ -187,24 +187,73 @@ pub async fn follow(app: App) {
             Err(_) => continue,
         };
         for key in behind {
-            let monitors = app.monitors.clone();
-            let stepped = reads
-                .run(move |ledger| match lives(&monitors).get_mut(&key) {
-                    Some(live) => live.step(ledger, STEP_RECORDS).map(|_| ()),
-                    None => Ok(()),
-                })
-                .await;
-            let failed = match stepped {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(e) => Some(e.message),
-            };
-            if let Some(why) = failed {
-                // A request asking for flags gets the error itself; the follower tries again.
-                eprintln!("gongji serve: monitoring cannot follow the log: {why}");
+            // Step by step (each under a read guard of its own) up to the durable end seen.
+            loop {
+                let monitors = app.monitors.clone();
+                let key = key.clone();
+                let stepped = reads
+                    .run(move |ledger| match lives(&monitors).get_mut(&key) {
+                        Some(live) => live
+                            .step(ledger, STEP_RECORDS)
+                            .map(|read| read > 0 && live.position() < durable),
+                        None => Ok(false),
+                    })
+                    .await;
+                match stepped {
+                    Ok(Ok(true)) => continue,
+                    Ok(Ok(false)) => break,
+                    Ok(Err(e)) => {
+                        // A request asking for flags gets the error itself; the follower tries
+                        // again at its next tick.
+                        eprintln!("gongji serve: monitoring cannot follow the log: {e}");
+                        break;
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "gongji serve: monitoring cannot follow the log: {}",
+                            e.message
+                        );
+                        break;
+                    }
+                }
             }
         }
     }
+}
+
+/// Prometheus text: the records each live monitor has observed (`gongji_monitor_records`, by
+/// region and rules version), beside `gongji_durable_position`. Empty while none was asked for.
+pub fn metrics(app: &App) -> String {
+    let Ok(lives) = app.monitors.lives.try_lock() else {
+        return String::new();
+    };
+    if lives.is_empty() {
+        return String::new();
+    }
+    let mut keys: Vec<&(String, String)> = lives.keys().collect();
+    keys.sort();
+    let mut text = String::from(
+        "# HELP gongji_monitor_records Records a live monitoring rules version has observed.\n\
+         # TYPE gongji_monitor_records gauge\n",
+    );
+    for key in keys {
+        let (region, version) = key;
+        text += &format!(
+            "gongji_monitor_records{{region=\"{}\",rules=\"{}\"}} {}\n",
+            label(region),
+            label(version),
+            lives[key].position()
+        );
+    }
+    text
+}
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// `?rules=&region=&rule=&member=&institution=&decision=&offset=&limit=`

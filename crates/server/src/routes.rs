@@ -35,14 +35,16 @@ pub async fn openapi(State(app): State<App>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
-/// Requests by route and status, command lines applied and refused, the durable position.
+/// Requests by route and status, command lines applied and refused, the durable position, and
+/// the records each live monitoring rules version has observed.
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn metrics(State(app): State<App>) -> Response {
-    let text = app.metrics.render();
+    let mut text = app.metrics.render();
+    text += &crate::flags::metrics(&app);
     let kind = "text/plain; version=0.0.4; charset=utf-8";
     ([(header::CONTENT_TYPE, kind)], text).into_response()
 }
