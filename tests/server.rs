@@ -180,6 +180,7 @@ fn every_role_against_every_route_is_allowed_or_refused_as_the_table_says() {
         ("GET", "/v1/audit/replay", &["auditor"]),
         ("GET", "/v1/audit/export", &["auditor"]),
         ("GET", "/v1/flags", &["auditor"]),
+        ("GET", "/v1/export/events", &["auditor"]),
         (
             "GET",
             "/v1/statements/H500101/2024-03",
@@ -642,6 +643,12 @@ fn the_openapi_document_lists_every_route_with_its_parameters_and_responses() {
             "/v1/statements/{institution}/{month}",
             &["institution", "month"],
             &["200", "400", "401", "403", "503"],
+        ),
+        (
+            "get",
+            "/v1/export/{table}",
+            &["table", "format", "encoding", "region", "from", "to"],
+            &["200", "400", "401", "403", "404", "503"],
         ),
         (
             "get",

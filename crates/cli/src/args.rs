@@ -118,6 +118,10 @@ pub enum Cmd {
         #[command(subcommand)]
         action: MonitorCmd,
     },
+    /// For auditors' own tools: the settlements (one row per settled claim and per reversal)
+    /// or every event of the log, or of a region and period, as CSV or Parquet, each figure
+    /// its own typed column (see docs/exports.md).
+    Export(TableExportArgs),
     /// Drop every projection and rebuild them from the log.
     Rebuild {
         /// The result as JSON on standard output.
@@ -389,6 +393,53 @@ pub struct ExportArgs {
     /// The manifest as JSON on standard output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct TableExportArgs {
+    /// What to export: `settlements` (one row per settled claim and per reversal, its figures
+    /// negated) or `events` (one row per log record).
+    #[arg(value_enum)]
+    pub what: ExportWhat,
+    /// Only rows of this region (a member's events count for the region the member belonged
+    /// to then; a transfer for both regions).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Only rows whose own date is on or after this day (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub from: Option<gongji_domain::Day>,
+    /// Only rows whose own date is on or before this day (YYYY-MM-DD).
+    #[arg(long, value_name = "DATE", value_parser = parse_day)]
+    pub to: Option<gongji_domain::Day>,
+    /// The file format: `csv` or `parquet`.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// The file to write: replaced only once the export is complete (nothing is left when it
+    /// fails).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// A CSV file's text: `utf8` (with a byte-order mark, which Excel needs; the default) or
+    /// `gb18030`.
+    #[arg(long, value_enum)]
+    pub encoding: Option<ExportEncoding>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportWhat {
+    Settlements,
+    Events,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Parquet,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportEncoding {
+    Utf8,
+    Gb18030,
 }
 
 #[derive(Subcommand)]

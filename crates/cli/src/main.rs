@@ -11,7 +11,8 @@
 //! per command, in the module of its kind: `apply` (commands that write), `query`, `audit`
 //! (auditors and operators), `reconcile`, `serve` (the service and its tokens), `policy_file`
 //! (reading a policy file; `policy check`, which needs no ledger), `whatif`, `monitor`
-//! (fund supervision: the rules run over the log, a flag's evidence). What every `--json` answer looks like is
+//! (fund supervision: the rules run over the log, a flag's evidence), `export` (settlements and
+//! events as CSV or Parquet, `gongji-export`). What every `--json` answer looks like is
 //! `docs/answers.md`.
 //! Text for people is written by `text` (labels in the language chosen by `--lang` or
 //! `GONGJI_LANG`, Chinese by default). `--data` is parsed once, by `location`, into a data
@@ -21,6 +22,7 @@
 mod apply;
 mod args;
 mod audit;
+mod export;
 mod failure;
 mod location;
 mod monitor;
@@ -122,7 +124,7 @@ fn wants_json(command: &Cmd) -> bool {
                 MonitorRulesCmd::List { json } => *json,
             },
         },
-        Cmd::Serve(_) | Cmd::Token { .. } => false,
+        Cmd::Serve(_) | Cmd::Token { .. } | Cmd::Export(_) => false,
         Cmd::Audit { action } => match action {
             AuditCmd::Replay { json }
             | AuditCmd::Verify { json }
@@ -219,6 +221,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
                 MonitorRulesCmd::List { json } => monitor::list_rules(data, json),
             },
         },
+        Cmd::Export(args) => export::export(data, &args),
         Cmd::Relay { .. } => unreachable!("refused above without --regions"),
         Cmd::Serve(args) => serve::serve(data, &args),
         Cmd::Token { action } => serve::token(data, &action),

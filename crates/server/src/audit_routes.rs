@@ -14,10 +14,7 @@
 //! log (it holds every member's events) before it is sent.
 
 use std::fs::File;
-use std::io::Read;
-use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -27,21 +24,14 @@ use gongji_ledger::archive::{ArchiveFilter, ExportRefusal};
 use gongji_ledger::Ledger;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::runtime::Handle;
-use tokio::sync::mpsc;
 use utoipa::IntoParams;
 
 use crate::app::{App, Placement};
-use crate::bulk::{channel_body, logged, Scratch};
+use crate::bulk::{file_body, logged, Scratch};
 use crate::error::{query, ApiError, ErrorBody};
 use crate::members::{day, Asker};
 use crate::openapi;
 use crate::schemas::{AuditReplayAnswer, AuditVerifyAnswer};
-
-/// Bytes of the archive read and sent at a time.
-const EXPORT_CHUNK_BYTES: usize = 64 * 1024;
-/// Chunks of the archive in flight to the connection.
-const EXPORT_CHUNKS_MAX: usize = 8;
 
 /// Runs `job` on the read side: the module's one way to the ledger.
 async fn ask<T: Send + 'static>(
@@ -156,10 +146,7 @@ async fn archive(
     let (file, bytes) = reads
         .run(move |ledger| write_archive(ledger, &filter))
         .await??;
-    let (to, chunks) = mpsc::channel(EXPORT_CHUNKS_MAX);
-    let runtime = Handle::current();
-    let stall_max = app.limits.answer_stall_max;
-    tokio::task::spawn_blocking(move || stream_file(file, &to, &runtime, stall_max));
+    let body = file_body(file, app.limits.answer_stall_max);
     let headers = [
         (header::CONTENT_TYPE, "application/x-ndjson".to_string()),
         (header::CONTENT_LENGTH, bytes.to_string()),
@@ -168,7 +155,7 @@ async fn archive(
             "attachment; filename=\"gongji-archive.jsonl\"".to_string(),
         ),
     ];
-    Ok((headers, channel_body(chunks)).into_response())
+    Ok((headers, body).into_response())
 }
 
 /// Exports the archive into a scratch directory and returns it open, with its length; the
@@ -192,28 +179,4 @@ fn write_archive(ledger: &Ledger, filter: &ArchiveFilter) -> Result<(File, u64),
     let bytes = file.metadata().map_err(ApiError::ledger)?.len();
     drop(scratch);
     Ok((file, bytes))
-}
-
-/// Sends `file` to the connection in chunks (a blocking thread's work), waiting at most
-/// `stall_max` for room each time; stops when the client goes away or stops reading.
-fn stream_file(mut file: File, to: &mpsc::Sender<Bytes>, runtime: &Handle, stall_max: Duration) {
-    loop {
-        let mut chunk = vec![0u8; EXPORT_CHUNK_BYTES];
-        let read = match file.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(read) => read,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                // The length was promised: the client sees a cut body, never a wrong one.
-                eprintln!("gongji serve: cannot read an export's scratch file: {e}");
-                return;
-            }
-        };
-        chunk.truncate(read);
-        let sent = runtime
-            .block_on(async { tokio::time::timeout(stall_max, to.send(Bytes::from(chunk))).await });
-        if !matches!(sent, Ok(Ok(()))) {
-            return;
-        }
-    }
 }

@@ -59,6 +59,49 @@ pub async fn logged_about(
     }
 }
 
+/// Bytes of a file read and sent at a time ([`file_body`]).
+const FILE_CHUNK_BYTES: usize = 64 * 1024;
+/// A file's chunks in flight to the connection.
+const FILE_CHUNKS_MAX: usize = 8;
+
+/// A response body of `file`'s bytes, read and sent in chunks by a blocking thread that waits
+/// at most `stall_max` for room each time and stops when the client goes away or stops
+/// reading (an audit archive, an export: files the route wrote and opened).
+pub fn file_body(file: std::fs::File, stall_max: std::time::Duration) -> Body {
+    let (to, chunks) = mpsc::channel(FILE_CHUNKS_MAX);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || send_file(file, &to, &runtime, stall_max));
+    channel_body(chunks)
+}
+
+fn send_file(
+    mut file: std::fs::File,
+    to: &mpsc::Sender<Bytes>,
+    runtime: &tokio::runtime::Handle,
+    stall_max: std::time::Duration,
+) {
+    use std::io::Read;
+    loop {
+        let mut chunk = vec![0u8; FILE_CHUNK_BYTES];
+        let read = match file.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // The length was promised: the client sees a cut body, never a wrong one.
+                eprintln!("gongji serve: cannot read a scratch file being sent: {e}");
+                return;
+            }
+        };
+        chunk.truncate(read);
+        let sent = runtime
+            .block_on(async { tokio::time::timeout(stall_max, to.send(Bytes::from(chunk))).await });
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+    }
+}
+
 /// A response body of the chunks `chunks` receives, ending when every sender is gone.
 pub fn channel_body(chunks: mpsc::Receiver<Bytes>) -> Body {
     let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {

@@ -40,6 +40,7 @@ mod audit_routes;
 mod bulk;
 mod commands;
 mod error;
+mod export_routes;
 mod feed;
 mod flags;
 mod listener;

@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::{guard, App};
-use crate::{audit_routes, commands, feed, flags, members, recon_routes, routes};
+use crate::{audit_routes, commands, export_routes, feed, flags, members, recon_routes, routes};
 
 /// The years [`YEAR_MIN`]..=[`YEAR_MAX`] (1900 to 2200) as four digits, the part of a day's or
 /// a month's pattern that `format` cannot say.
@@ -163,6 +163,7 @@ fn routed() -> (axum::Router<App>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit_routes::verify))
         .routes(routes!(audit_routes::replay))
         .routes(routes!(audit_routes::export))
+        .routes(routes!(export_routes::export))
         .routes(routes!(recon_routes::detail))
         .routes(routes!(recon_routes::totals))
         .routes(routes!(recon_routes::statement))

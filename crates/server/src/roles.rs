@@ -143,6 +143,7 @@ pub const ROUTES: &[(&str, &str, RouteKind)] = &[
     ("POST", "/v1/audit/verify", RouteKind::Audit),
     ("GET", "/v1/audit/replay", RouteKind::Audit),
     ("GET", "/v1/audit/export", RouteKind::Audit),
+    ("GET", "/v1/export/{table}", RouteKind::Audit),
     ("POST", "/v1/reconcile/detail", RouteKind::Reconcile),
     ("POST", "/v1/reconcile/totals", RouteKind::Reconcile),
     (
