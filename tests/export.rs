@@ -622,3 +622,108 @@ fn bad_arguments_are_refused_with_exit_2_and_leave_no_file() {
     assert!(bytes.starts_with("\u{feff}position,".as_bytes()));
     assert_eq!(files_in(&dir), ["x.csv"]);
 }
+
+#[test]
+fn funds_by_month_sum_to_the_ledgers_totals_and_end_at_its_balances() {
+    let ledger = ledger();
+    let dir = out_dir(&ledger);
+    let all = Table::read(&export(
+        &ledger,
+        &["funds", "--format", "csv"],
+        &dir.join("funds.csv"),
+    ));
+    assert_eq!(
+        all.header,
+        [
+            "region",
+            "month",
+            "pooled_in",
+            "pooled_out",
+            "pooled_balance",
+            "large_amount_in",
+            "large_amount_out",
+            "large_amount_balance"
+        ]
+    );
+    for region in REGIONS {
+        let here = |r: &str| r == region;
+        for (column, figure) in [
+            ("pooled_in", ["pooled", "inflow"]),
+            ("pooled_out", ["pooled", "outflow"]),
+            ("large_amount_in", ["large_amount", "inflow"]),
+            ("large_amount_out", ["large_amount", "outflow"]),
+        ] {
+            let sum = all.sum(column, "region", here);
+            assert_eq!(sum, fund(&ledger, region, figure), "{region}: {column}");
+        }
+        let rows: Vec<&Vec<String>> = all
+            .rows
+            .iter()
+            .filter(|r| r[all.at("region")] == region)
+            .collect();
+        // 500000 moved over many months; 510100 (M005's contribution and claim) in August.
+        let months_min = if region == "500000" { 2 } else { 1 };
+        assert!(rows.len() >= months_min, "{region}: {} months", rows.len());
+        let months: Vec<&str> = rows.iter().map(|r| r[all.at("month")].as_str()).collect();
+        assert!(months.windows(2).all(|m| m[0] < m[1]), "{months:?}");
+        assert!(months.iter().all(|m| m.ends_with("-01")), "{months:?}");
+        let last = rows.last().unwrap();
+        for (column, figure) in [
+            ("pooled_balance", ["pooled", "balance"]),
+            ("large_amount_balance", ["large_amount", "balance"]),
+        ] {
+            let balance = money(&last[all.at(column)]);
+            assert_eq!(balance, fund(&ledger, region, figure), "{region}: {column}");
+        }
+    }
+
+    // A region and whole months: the rows of those months, each balance the fund's own.
+    let some = Table::read(&export(
+        &ledger,
+        &[
+            "funds",
+            "--format",
+            "csv",
+            "--region",
+            "500000",
+            "--from",
+            "2024-03-15",
+            "--to",
+            "2024-09-01",
+        ],
+        &dir.join("some.csv"),
+    ));
+    let expected: Vec<&Vec<String>> = all
+        .rows
+        .iter()
+        .filter(|r| {
+            let month = r[all.at("month")].as_str();
+            r[all.at("region")] == "500000" && ("2024-03-01"..="2024-09-01").contains(&month)
+        })
+        .collect();
+    assert!(!expected.is_empty());
+    let got: Vec<&Vec<String>> = some.rows.iter().collect();
+    assert_eq!(got, expected);
+
+    // Parquet: the same rows, read back by pyarrow.
+    let parquet = dir.join("funds.parquet");
+    export(&ledger, &["funds", "--format", "parquet"], &parquet);
+    let script = r#"
+import json, sys
+import pyarrow.parquet as pq
+table = pq.read_table(sys.argv[1])
+print(json.dumps({"rows": table.num_rows, "types": [str(t) for t in table.schema.types],
+                  "pooled_out": str(sum(v for v in table.column("pooled_out").to_pylist()))}))
+"#;
+    let out = std::process::Command::new(python())
+        .args(["-c", script, parquet.to_str().unwrap()])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", text(&out));
+    let read: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(read["rows"], all.rows.len(), "{read}");
+    assert_eq!(read["types"][1], "date32[day]", "{read}");
+    assert_eq!(read["types"][2], "decimal128(18, 2)", "{read}");
+    let pooled_out = all.sum("pooled_out", "region", |_| true);
+    assert_eq!(read["pooled_out"], pooled_out.to_string(), "{read}");
+}

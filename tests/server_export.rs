@@ -87,6 +87,11 @@ fn exports_over_http_are_the_command_lines_files_for_auditors_only() {
             "text/csv; charset=gb18030",
         ),
         (
+            "/v1/export/funds?format=parquet",
+            vec!["funds", "--format", "parquet"],
+            "application/vnd.apache.parquet",
+        ),
+        (
             "/v1/export/settlements?format=parquet&region=500000",
             vec!["settlements", "--format", "parquet", "--region", "500000"],
             "application/vnd.apache.parquet",
@@ -128,7 +133,7 @@ fn exports_over_http_are_the_command_lines_files_for_auditors_only() {
         .iter()
         .filter(|e| e["route"] == "/v1/export/{table}")
         .count();
-    assert_eq!(exports, 8, "{log}");
+    assert_eq!(exports, 9, "{log}");
     let left: Vec<_> = std::fs::read_dir(&server.scratch).unwrap().collect();
     assert!(left.is_empty(), "the scratch directory holds {left:?}");
     server.serve.stop();

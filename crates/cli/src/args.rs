@@ -118,9 +118,9 @@ pub enum Cmd {
         #[command(subcommand)]
         action: MonitorCmd,
     },
-    /// For auditors' own tools: the settlements (one row per settled claim and per reversal)
-    /// or every event of the log, or of a region and period, as CSV or Parquet, each figure
-    /// its own typed column (see docs/exports.md).
+    /// For auditors' own tools: the settlements (one row per settled claim and per reversal),
+    /// every event, or the funds by month, of the log or of a region and period, as CSV or
+    /// Parquet, each figure its own typed column (see docs/exports.md).
     Export(TableExportArgs),
     /// Drop every projection and rebuild them from the log.
     Rebuild {
@@ -398,7 +398,8 @@ pub struct ExportArgs {
 #[derive(clap::Args)]
 pub struct TableExportArgs {
     /// What to export: `settlements` (one row per settled claim and per reversal, its figures
-    /// negated) or `events` (one row per log record).
+    /// negated), `events` (one row per log record) or `funds` (one row per region and month:
+    /// the pooled and large-amount funds' inflows, outflows and balance at the month's end).
     #[arg(value_enum)]
     pub what: ExportWhat,
     /// Only rows of this region (a member's events count for the region the member belonged
@@ -428,6 +429,7 @@ pub struct TableExportArgs {
 pub enum ExportWhat {
     Settlements,
     Events,
+    Funds,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

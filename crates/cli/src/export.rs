@@ -52,6 +52,7 @@ fn request(args: &TableExportArgs) -> Result<Request, Failure> {
     let table = match args.what {
         ExportWhat::Settlements => Table::Settlements,
         ExportWhat::Events => Table::Events,
+        ExportWhat::Funds => Table::Funds,
     };
     Ok(Request {
         table,

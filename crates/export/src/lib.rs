@@ -22,6 +22,7 @@ pub mod columns;
 pub mod csv_out;
 pub mod events;
 pub mod flows;
+pub mod funds;
 pub mod parquet_out;
 pub mod select;
 pub mod settlements;
@@ -38,11 +39,13 @@ pub use columns::{Cell, Column, Kind};
 use select::Selection;
 use target::Target;
 
-/// What an export holds: one row per settlement and reversal, or one per log record.
+/// What an export holds: one row per settlement and reversal, one per log record, or one per
+/// region and month of the funds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Table {
     Settlements,
     Events,
+    Funds,
 }
 
 impl Table {
@@ -51,6 +54,7 @@ impl Table {
         match self {
             Table::Settlements => &settlements::COLUMNS,
             Table::Events => &events::COLUMNS,
+            Table::Funds => &funds::COLUMNS,
         }
     }
 
@@ -60,6 +64,8 @@ impl Table {
         match self {
             Table::Settlements => Some(&settlements::KINDS),
             Table::Events => None,
+            // Every fund event names its region.
+            Table::Funds => Some(&funds::KINDS),
         }
     }
 
@@ -67,6 +73,7 @@ impl Table {
         match self {
             Table::Settlements => "settlements",
             Table::Events => "events",
+            Table::Funds => "funds",
         }
     }
 }
@@ -218,10 +225,15 @@ fn pass(
     // the one reported.
     let mut failed: Option<ExportError> = None;
     let table = request.table;
+    let mut months = funds::Months::default();
     let mut each = |scanned: Scanned<'_>| {
         let written = match table {
             Table::Settlements => settlements::write(&scanned, &selection, sink),
             Table::Events => events::write(&scanned, &mut selection, sink),
+            Table::Funds => {
+                months.add(&scanned, &selection);
+                Ok(0)
+            }
         };
         match written {
             Ok(n) => {
@@ -239,5 +251,8 @@ fn pass(
         return Err(error);
     }
     let records = records.map_err(ExportError::Ledger)?;
+    if table == Table::Funds {
+        rows += months.write(&request.filter, sink)?;
+    }
     Ok((rows, records))
 }

@@ -294,7 +294,11 @@ mod tests {
 
     #[test]
     fn every_tables_schema_builds() {
-        for table in [crate::Table::Settlements, crate::Table::Events] {
+        for table in [
+            crate::Table::Settlements,
+            crate::Table::Events,
+            crate::Table::Funds,
+        ] {
             let schema = schema(table.columns()).expect("a valid schema");
             assert_eq!(schema.get_fields().len(), table.columns().len());
         }

@@ -51,8 +51,9 @@ fn table(name: &str) -> Result<Table, ApiError> {
     match name {
         "settlements" => Ok(Table::Settlements),
         "events" => Ok(Table::Events),
+        "funds" => Ok(Table::Funds),
         other => Err(ApiError::not_found(format!(
-            "no export {other:?}: settlements or events"
+            "no export {other:?}: settlements, events or funds"
         ))),
     }
 }
@@ -83,7 +84,7 @@ impl ExportQuery {
 /// record) of the selection, as `gongji export TABLE` writes them: CSV (UTF-8 with a
 /// byte-order mark, or GB18030) or Parquet. See docs/exports.md.
 #[utoipa::path(get, path = "/v1/export/{table}", tag = "audit",
-    params(("table" = String, Path, description = "settlements or events", pattern = "^(settlements|events)$"), ExportQuery),
+    params(("table" = String, Path, description = "settlements, events or funds", pattern = "^(settlements|events|funds)$"), ExportQuery),
     responses((status = 200, description = "The file, as `gongji export` writes it", content_type = "application/octet-stream", body = String),
         (status = 400, description = "A parameter does not read, or the period ends before it starts", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
