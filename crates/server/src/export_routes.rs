@@ -85,7 +85,8 @@ impl ExportQuery {
 /// byte-order mark, or GB18030) or Parquet. See docs/exports.md.
 #[utoipa::path(get, path = "/v1/export/{table}", tag = "audit",
     params(("table" = String, Path, description = "settlements, events or funds", pattern = "^(settlements|events|funds)$"), ExportQuery),
-    responses((status = 200, description = "The file, as `gongji export` writes it", content_type = "application/octet-stream", body = String),
+    responses((status = 200, description = "The file, as `gongji export` writes it: CSV (charset utf-8 or gb18030) or Parquet",
+            content((String = "text/csv"), (String = "application/vnd.apache.parquet"))),
         (status = 400, description = "A parameter does not read, or the period ends before it starts", body = ErrorBody),
         (status = 401, description = "No valid token", body = ErrorBody),
         (status = 403, description = "Not for this role", body = ErrorBody),
