@@ -567,25 +567,8 @@ fn the_monitor_commands_answer_in_their_schemas() {
         &["monitor", "rules", "list"],
         0,
     );
-    let shipped = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../policies/monitor/500000-2024-01-01.json"
-    ))
-    .unwrap();
-    let file = ledger.dir.path().join("rules.json");
-    std::fs::write(
-        &file,
-        shipped.replace("500000-monitor-2024-1", "500000-m-2"),
-    )
-    .unwrap();
-    let load = [
-        "monitor",
-        "rules",
-        "load",
-        file.to_str().unwrap(),
-        "--by",
-        "a",
-    ];
+    let file = support::misuse::rules_version(&ledger, "500000-m-2", 3);
+    let load = support::misuse::load_rules(&file, "a");
     let loaded = lines(&ledger, "apply_line", &load, 0);
     assert_eq!(loaded[0]["result"]["version"], "500000-m-2");
     let again = lines(&ledger, "apply_line", &load, 0);

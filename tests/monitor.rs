@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::misuse::{pay, planted, rules_version};
+use support::misuse::{load_rules, pay, planted, rules_version};
 use support::{text, TestLedger};
 
 fn flags_of(report: &Value) -> Vec<Value> {
@@ -320,14 +320,7 @@ fn rules_loaded_into_the_log_are_the_ones_a_run_uses_and_name_every_flag() {
 
     // A version loaded: the run without --rules uses it, and its flags name it.
     let strict = rules_version(&ledger, "500000-strict-1", 4);
-    let loaded = ledger.query(&[
-        "monitor",
-        "rules",
-        "load",
-        strict.to_str().unwrap(),
-        "--by",
-        "chief-auditor",
-    ]);
+    let loaded = ledger.query(&load_rules(&strict, "chief-auditor"));
     assert_eq!(
         loaded["result"],
         json!({"region": "500000", "version": "500000-strict-1"}),
@@ -341,50 +334,26 @@ fn rules_loaded_into_the_log_are_the_ones_a_run_uses_and_name_every_flag() {
         .all(|f| f["rules_version"] == "500000-strict-1"));
 
     // Loaded again: nothing to do. The same name with other thresholds: refused.
-    let again = ledger.query(&[
-        "monitor",
-        "rules",
-        "load",
-        strict.to_str().unwrap(),
-        "--by",
-        "chief-auditor",
-    ]);
+    let again = ledger.query(&load_rules(&strict, "chief-auditor"));
     assert_eq!(again["result"]["already_loaded"], true, "{again}");
     let other = rules_version(&ledger, "500000-strict-1", 5);
-    let out = ledger.run(&[
-        "monitor",
-        "rules",
-        "load",
-        other.to_str().unwrap(),
-        "--by",
-        "x",
-    ]);
+    let out = ledger.run(&load_rules(&other, "x"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("loaded already"), "{}", text(&out));
     // The shipped defaults' name is theirs alone.
     let impostor = rules_version(&ledger, "500000-monitor-2024-1", 5);
-    let out = ledger.run(&[
-        "monitor",
-        "rules",
-        "load",
-        impostor.to_str().unwrap(),
-        "--by",
-        "x",
-    ]);
+    let out = ledger.run(&load_rules(&impostor, "x"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 
     // A second version: the latest is used; the first by its name.
     let loose = rules_version(&ledger, "500000-loose-2", 3);
-    ledger.query(&[
-        "monitor",
-        "rules",
-        "load",
-        loose.to_str().unwrap(),
-        "--by",
-        "chief-auditor",
-        "--date",
-        "2024-06-01",
-    ]);
+    ledger.query(
+        &[
+            &load_rules(&loose, "chief-auditor")[..],
+            &["--date", "2024-06-01"],
+        ]
+        .concat(),
+    );
     let report = ledger.query(&["monitor", "run"]);
     assert_eq!(report["rules_version"], "500000-loose-2");
     assert_eq!(report["by_rule"]["splitting"], 1, "{report}");
@@ -447,15 +416,7 @@ fn rules_for_a_region_without_a_policy_are_refused_and_names_are_the_ledgers() {
         .unwrap()
         .replace("\"500000\"", "\"110000\"");
     std::fs::write(&file, text_of).unwrap();
-    let out = ledger.run(&[
-        "monitor",
-        "rules",
-        "load",
-        file.to_str().unwrap(),
-        "--by",
-        "x",
-        "--json",
-    ]);
+    let out = ledger.run(&[&load_rules(&file, "x")[..], &["--json"]].concat());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("no_policy_in_force"), "{}", text(&out));
 
@@ -471,24 +432,10 @@ fn rules_for_a_region_without_a_policy_are_refused_and_names_are_the_ledgers() {
     std::fs::write(&policy_file, policy).unwrap();
     let out = ledger.run(&["policy", "load", policy_file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = ledger.run(&[
-        "monitor",
-        "rules",
-        "load",
-        file.to_str().unwrap(),
-        "--by",
-        "x",
-    ]);
+    let out = ledger.run(&load_rules(&file, "x"));
     assert!(out.status.success(), "{}", text(&out));
     let shipped = rules_version(&ledger, "500000-2", 3);
-    let out = ledger.run(&[
-        "monitor",
-        "rules",
-        "load",
-        shipped.to_str().unwrap(),
-        "--by",
-        "x",
-    ]);
+    let out = ledger.run(&load_rules(&shipped, "x"));
     assert!(out.status.success(), "{}", text(&out));
     let out = ledger.run(&["monitor", "run"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
@@ -500,14 +447,7 @@ fn rules_for_a_region_without_a_policy_are_refused_and_names_are_the_ledgers() {
     assert_eq!(report["region"], "500000");
     // A version's name is the ledger's, not a region's: 500000 cannot take 110000-1.
     let taken = rules_version(&ledger, "110000-1", 5);
-    let out = ledger.run(&[
-        "monitor",
-        "rules",
-        "load",
-        taken.to_str().unwrap(),
-        "--by",
-        "x",
-    ]);
+    let out = ledger.run(&load_rules(&taken, "x"));
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("region 110000"), "{}", text(&out));
     // explain takes the region too.

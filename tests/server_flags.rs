@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::misuse::{claim, planted, rules_version};
+use support::misuse::{claim, load_rules, planted, rules_version};
 use support::serve::{agent, post_ndjson, RoleTokens, Serve};
 use support::TestLedger;
 
@@ -255,14 +255,7 @@ fn flags_over_http_are_the_command_lines_follow_the_log_and_take_decisions() {
 fn a_rules_version_loaded_is_in_the_change_feed_under_its_own_name_and_the_server_runs_it() {
     let ledger = planted();
     let file = rules_version(&ledger, "500000-strict-1", 4);
-    let out = ledger.run(&[
-        "monitor",
-        "rules",
-        "load",
-        file.to_str().unwrap(),
-        "--by",
-        "chief",
-    ]);
+    let out = ledger.run(&load_rules(&file, "chief"));
     assert!(out.status.success(), "{}", support::text(&out));
     let server = Server::start(ledger);
 

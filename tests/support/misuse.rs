@@ -63,3 +63,9 @@ pub fn rules_version(ledger: &TestLedger, version: &str, count_min: u32) -> std:
     std::fs::write(&file, text).unwrap();
     file
 }
+
+/// The arguments of `monitor rules load FILE --by BY`.
+pub fn load_rules<'a>(file: &'a std::path::Path, by: &'a str) -> [&'a str; 6] {
+    let file = file.to_str().expect("a UTF-8 path");
+    ["monitor", "rules", "load", file, "--by", by]
+}

@@ -12,6 +12,7 @@ use gongji_ledger::Ledger;
 use gongji_monitor::{Chosen, Flag, MonitorReport, MonitorRules, NotChosen, Scope, Source};
 use gongji_recon::render::{spreadsheet_safe, terminal_safe};
 use gongji_recon::words::Lang;
+use gongji_server::answers::today_in_china;
 use serde::Serialize;
 use serde_json::json;
 
@@ -139,12 +140,6 @@ pub fn decide(data: &Location, args: &MonitorDecideArgs) -> Result<ExitCode, Fai
     };
     let ledger = open_or_create(data)?;
     commit_one(ledger, command, args.json)
-}
-
-/// Today in China Standard Time (UTC+08:00).
-fn today_in_china() -> gongji_domain::Day {
-    let china = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+08:00 is an offset");
-    gongji_domain::Day::from_date(chrono::Utc::now().with_timezone(&china).date_naive())
 }
 
 /// The rules a pass uses: the file given (a draft), or the version asked for as loaded, or

@@ -64,6 +64,36 @@ pub struct MonitorReport {
     pub flags: Vec<Flag>,
 }
 
+/// What a version's flags come to: the flags per rule (every rule of the version, none found
+/// included), and how many an auditor confirmed and dismissed.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    pub by_rule: BTreeMap<String, u64>,
+    pub confirmed: u64,
+    pub dismissed: u64,
+}
+
+impl Tally {
+    pub fn of(rules: &MonitorRules, flags: &[Flag]) -> Tally {
+        let mut tally = Tally {
+            by_rule: rule_names(rules)
+                .into_iter()
+                .map(|name| (name, 0))
+                .collect(),
+            ..Tally::default()
+        };
+        for flag in flags {
+            *tally.by_rule.entry(flag.rule.clone()).or_default() += 1;
+            match flag.decision.as_ref().map(|d| d.decision) {
+                Some(FlagDecision::Confirmed) => tally.confirmed += 1,
+                Some(FlagDecision::Dismissed) => tally.dismissed += 1,
+                None => {}
+            }
+        }
+        tally
+    }
+}
+
 /// Every rule a version can raise a flag under, by name.
 pub fn rule_names(rules: &MonitorRules) -> Vec<String> {
     let mut names: Vec<String> = rules
@@ -109,19 +139,7 @@ pub fn run(
         progress,
     )?;
     let flags = watch.finish();
-    let mut by_rule: BTreeMap<String, u64> = rule_names(rules)
-        .into_iter()
-        .map(|name| (name, 0))
-        .collect();
-    let (mut confirmed, mut dismissed) = (0, 0);
-    for flag in &flags {
-        *by_rule.entry(flag.rule.clone()).or_default() += 1;
-        match flag.decision.as_ref().map(|d| d.decision) {
-            Some(FlagDecision::Confirmed) => confirmed += 1,
-            Some(FlagDecision::Dismissed) => dismissed += 1,
-            None => {}
-        }
-    }
+    let tally = Tally::of(rules, &flags);
     let flags = flags
         .into_iter()
         .filter(|f| {
@@ -135,9 +153,9 @@ pub fn run(
         rules_version: rules.version.clone(),
         region: rules.region.clone(),
         records,
-        by_rule,
-        confirmed,
-        dismissed,
+        by_rule: tally.by_rule,
+        confirmed: tally.confirmed,
+        dismissed: tally.dismissed,
         flags,
     })
 }

@@ -166,6 +166,13 @@ fn parse_timestamp(text: &str, zone: FixedOffset, name: &str) -> Result<i64, Str
     Ok(time.timestamp_micros())
 }
 
+/// Today in China Standard Time (UTC+08:00): the day of a decision or a rules version recorded
+/// without one.
+pub fn today_in_china() -> Day {
+    let china = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+08:00 is an offset");
+    Day::from_date(chrono::Utc::now().with_timezone(&china).date_naive())
+}
+
 /// One input line's outcome as `gongji apply --json` prints it, newline included:
 /// `{"line":N,"ok":true,"result":{…}}` or `{"line":N,"ok":false,"error":{"code","message"}}`.
 pub fn write_outcome_json(

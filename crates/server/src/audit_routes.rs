@@ -27,7 +27,7 @@ use serde_json::{json, Value};
 use utoipa::IntoParams;
 
 use crate::app::{App, Placement};
-use crate::bulk::{file_body, logged, Scratch};
+use crate::bulk::{file_body, logged, scratch_file};
 use crate::error::{query, ApiError, ErrorBody};
 use crate::members::{day, Asker};
 use crate::openapi;
@@ -158,25 +158,21 @@ async fn archive(
     Ok((headers, body).into_response())
 }
 
-/// Exports the archive into a scratch directory and returns it open, with its length; the
-/// directory is gone when this returns (the open file keeps the archive until it is closed).
+/// Exports the archive into a scratch directory and returns it open, with its length
+/// ([`scratch_file`]).
 fn write_archive(ledger: &Ledger, filter: &ArchiveFilter) -> Result<(File, u64), ApiError> {
-    let scratch = Scratch::create()
-        .map_err(|e| ApiError::ledger(format!("cannot make a scratch directory: {e}")))?;
-    let path = scratch.path("archive.jsonl");
-    match ledger.export_refusal(&path, filter, false) {
-        Ok(Some(refusal @ ExportRefusal::UnknownRegion(_))) => {
-            return Err(ApiError::not_found(refusal.to_string()))
+    scratch_file("archive.jsonl", |path| {
+        match ledger.export_refusal(path, filter, false) {
+            Ok(Some(refusal @ ExportRefusal::UnknownRegion(_))) => {
+                return Err(ApiError::not_found(refusal.to_string()))
+            }
+            Ok(Some(refusal)) => return Err(ApiError::ledger(refusal)),
+            Ok(None) => {}
+            Err(e) => return Err(ApiError::of_ledger(e)),
         }
-        Ok(Some(refusal)) => return Err(ApiError::ledger(refusal)),
-        Ok(None) => {}
-        Err(e) => return Err(ApiError::of_ledger(e)),
-    }
-    ledger
-        .export_archive(&path, filter, false, &mut |_, _, _| {})
-        .map_err(ApiError::of_ledger)?;
-    let file = File::open(&path).map_err(ApiError::ledger)?;
-    let bytes = file.metadata().map_err(ApiError::ledger)?.len();
-    drop(scratch);
-    Ok((file, bytes))
+        ledger
+            .export_archive(path, filter, false, &mut |_, _, _| {})
+            .map(|_| ())
+            .map_err(ApiError::of_ledger)
+    })
 }

@@ -59,6 +59,23 @@ pub async fn logged_about(
     }
 }
 
+/// The file `write` makes at `name` in a new scratch directory, opened, with its length (an
+/// audit archive, an export, before [`file_body`] sends it); the directory is gone when this
+/// returns, whatever happened (the open file keeps its bytes until it is closed).
+pub fn scratch_file(
+    name: &str,
+    write: impl FnOnce(&Path) -> Result<(), ApiError>,
+) -> Result<(File, u64), ApiError> {
+    let scratch = Scratch::create()
+        .map_err(|e| ApiError::ledger(format!("cannot make a scratch directory: {e}")))?;
+    let path = scratch.path(name);
+    write(&path)?;
+    let file = File::open(&path).map_err(ApiError::ledger)?;
+    let bytes = file.metadata().map_err(ApiError::ledger)?.len();
+    drop(scratch);
+    Ok((file, bytes))
+}
+
 /// Bytes of a file read and sent at a time ([`file_body`]).
 const FILE_CHUNK_BYTES: usize = 64 * 1024;
 /// A file's chunks in flight to the connection.

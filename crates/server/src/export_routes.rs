@@ -20,7 +20,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::app::{App, Placement};
-use crate::bulk::{file_body, logged, Scratch};
+use crate::bulk::{file_body, logged, scratch_file};
 use crate::error::{path, query, ApiError, ErrorBody};
 use crate::members::{day, Asker};
 use crate::openapi;
@@ -160,33 +160,30 @@ async fn exported(
     Ok((headers, body).into_response())
 }
 
-/// Writes the export into a scratch directory and returns it open, with its length; the
-/// directory is gone when this returns (the open file keeps the export until it is closed).
+/// Writes the export into a scratch directory and returns it open, with its length
+/// ([`scratch_file`]).
 fn write_export(
     ledger: &Ledger,
     table: Table,
     filter: ArchiveFilter,
     format: Format,
 ) -> Result<(File, u64), ApiError> {
-    let scratch = Scratch::create()
-        .map_err(|e| ApiError::ledger(format!("cannot make a scratch directory: {e}")))?;
-    let out = scratch.path("export");
-    let request = Request {
-        table,
-        filter,
-        format,
-        out: out.clone(),
-    };
-    gongji_export::export(ledger, &request, &mut |_, _| {}).map_err(|e| match e {
-        ExportError::Request(why) => ApiError::not_found(why),
-        ExportError::Ledger(error) => ApiError::of_ledger(error),
-        // The scratch path is the server's own: never named in an answer.
-        ExportError::Write { message, .. } => {
-            ApiError::ledger(format!("cannot write the export: {message}"))
-        }
-    })?;
-    let file = File::open(&out).map_err(ApiError::ledger)?;
-    let bytes = file.metadata().map_err(ApiError::ledger)?.len();
-    drop(scratch);
-    Ok((file, bytes))
+    scratch_file("export", |out| {
+        let request = Request {
+            table,
+            filter,
+            format,
+            out: out.to_path_buf(),
+        };
+        gongji_export::export(ledger, &request, &mut |_, _| {})
+            .map(|_| ())
+            .map_err(|e| match e {
+                ExportError::Request(why) => ApiError::not_found(why),
+                ExportError::Ledger(error) => ApiError::of_ledger(error),
+                // The scratch path is the server's own: never named in an answer.
+                ExportError::Write { message, .. } => {
+                    ApiError::ledger(format!("cannot write the export: {message}"))
+                }
+            })
+    })
 }

@@ -27,7 +27,7 @@ use gongji_domain::types::FlagDecision;
 use gongji_domain::Command;
 use gongji_ledger::{now_micros, LineOutcome};
 use gongji_monitor::live::{self, Live};
-use gongji_monitor::{Flag, MonitorRules, NotChosen};
+use gongji_monitor::{Flag, MonitorRules, NotChosen, Tally};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -37,6 +37,7 @@ use crate::bulk::logged_about;
 use crate::error::{path, query, ApiError, ErrorBody};
 use crate::members::Asker;
 use crate::reads::Reads;
+use crate::routes::whole;
 use crate::schemas::{FlagDecidedAnswer, FlagsAnswer};
 
 /// Records a monitor observes under the read view's guard at a time (a few tens of
@@ -44,10 +45,10 @@ use crate::schemas::{FlagDecidedAnswer, FlagsAnswer};
 const STEP_RECORDS: u64 = 1 << 16;
 
 /// Flags in an answer when the request does not say.
-const FLAGS_DEFAULT: usize = 1000;
+const FLAGS_DEFAULT: u64 = 1000;
 
 /// Flags in an answer at most (more is refused).
-const FLAGS_MAX: usize = 10_000;
+const FLAGS_MAX: u64 = 10_000;
 
 /// How often the follower looks at the durable position.
 const FOLLOW_TICK: Duration = Duration::from_secs(1);
@@ -320,27 +321,6 @@ impl Decided {
     }
 }
 
-/// A whole number parameter within `1..=max` (`min` 0 for an offset), or 400.
-fn number(
-    name: &str,
-    text: Option<&str>,
-    default: usize,
-    min: usize,
-    max: usize,
-) -> Result<usize, ApiError> {
-    let Some(text) = text else {
-        return Ok(default);
-    };
-    text.parse::<usize>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{name}={text:?}: a whole number from {min} to {max}"
-            ))
-        })
-}
-
 /// The flags of a monitoring rules version over every record durable when the request
 /// arrived, filtered (the flags `gongji monitor run --json` lists, with the dismissed ones when
 /// asked); `total` counts the filtered list, `flags` is its page.
@@ -370,24 +350,12 @@ async fn listing(
 ) -> Result<Value, ApiError> {
     let q = query(q)?;
     let decided = Decided::parse(q.decision.as_deref())?;
-    let offset = number("offset", q.offset.as_deref(), 0, 0, i32::MAX as usize)?;
-    let limit = number("limit", q.limit.as_deref(), FLAGS_DEFAULT, 1, FLAGS_MAX)?;
+    let offset = whole("offset", q.offset, 0, 0, i32::MAX as u64)?;
+    let limit = whole("limit", q.limit, FLAGS_DEFAULT, 1, FLAGS_MAX)?;
+    let (offset, limit) = (offset as usize, limit as usize);
     let reads = app.one_ledger("/v1/flags")?.clone();
     let current = current(app, &reads, q.region, q.rules).await?;
-    let mut by_rule: std::collections::BTreeMap<String, u64> =
-        gongji_monitor::rule_names(&current.rules)
-            .into_iter()
-            .map(|name| (name, 0))
-            .collect();
-    let (mut confirmed, mut dismissed) = (0u64, 0u64);
-    for flag in current.flags.iter() {
-        *by_rule.entry(flag.rule.clone()).or_default() += 1;
-        match flag.decision.as_ref().map(|d| d.decision) {
-            Some(FlagDecision::Confirmed) => confirmed += 1,
-            Some(FlagDecision::Dismissed) => dismissed += 1,
-            None => {}
-        }
-    }
+    let tally = Tally::of(&current.rules, &current.flags);
     let rule_fits = |flag: &Flag| {
         q.rule.as_deref().is_none_or(|rule| {
             flag.rule == rule
@@ -416,9 +384,9 @@ async fn listing(
         "rules_version": current.rules.version,
         "region": current.rules.region,
         "records": current.records,
-        "by_rule": by_rule,
-        "confirmed": confirmed,
-        "dismissed": dismissed,
+        "by_rule": tally.by_rule,
+        "confirmed": tally.confirmed,
+        "dismissed": tally.dismissed,
         "total": kept.len(),
         "offset": offset,
         "flags": page,
@@ -501,7 +469,7 @@ pub async fn decide(
         decision,
         reason: body.reason,
         by: identity.name,
-        date: today_in_china(),
+        date: crate::answers::today_in_china(),
     };
     let mut held = writer.hold().await?;
     let metrics = app.metrics.clone();
@@ -527,10 +495,4 @@ pub async fn decide(
         )),
         None => Err(ApiError::ledger("the decision had no outcome")),
     }
-}
-
-/// Today in China Standard Time (UTC+08:00).
-fn today_in_china() -> gongji_domain::Day {
-    let china = chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+08:00 is an offset");
-    gongji_domain::Day::from_date(chrono::Utc::now().with_timezone(&china).date_naive())
 }

@@ -131,11 +131,12 @@ pub async fn access_log(
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
     let q = query(q)?;
-    let from = whole("from", q.from, 0, ENTRY_NUMBER_MAX)?;
+    let from = whole("from", q.from, 0, 0, ENTRY_NUMBER_MAX)?;
     let limit = whole(
         "limit",
         q.limit,
         PAGE_ENTRIES_DEFAULT,
+        0,
         PAGE_ENTRIES_MAX as u64,
     )?;
     let limit = usize::try_from(limit).map_err(ApiError::ledger)?;
@@ -147,9 +148,15 @@ pub async fn access_log(
     Ok(Json(page))
 }
 
-/// A whole-number parameter `name` from 0 to `max` as given, `default` when absent, or 400
+/// A whole-number parameter `name` from `min` to `max` as given, `default` when absent, or 400
 /// saying why it does not read.
-fn whole(name: &str, text: Option<String>, default: u64, max: u64) -> Result<u64, ApiError> {
+pub(crate) fn whole(
+    name: &str,
+    text: Option<String>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ApiError> {
     let Some(text) = text else {
         return Ok(default);
     };
@@ -159,6 +166,11 @@ fn whole(name: &str, text: Option<String>, default: u64, max: u64) -> Result<u64
     if number > max {
         return Err(ApiError::bad_request(format!(
             "{name}: {number} is more than {max}, the most it may be"
+        )));
+    }
+    if number < min {
+        return Err(ApiError::bad_request(format!(
+            "{name}: {number} is less than {min}, the least it may be"
         )));
     }
     Ok(number)
