@@ -281,6 +281,20 @@ fn every_query_answers_in_its_schema_with_keys_in_its_order() {
     assert_eq!(inheritance["inherited_balance"], "860.00");
     answer(&ledger, "inheritance", &["inheritance", "M001"], 0);
     answer(&ledger, "transfers", &["transfers", "M005"], 0);
+    let timeline = answer(&ledger, "timeline", &["timeline", "M004"], 0);
+    let last = timeline["entries"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["balance_after"], timeline["balance"], "{timeline}");
+    answer(
+        &ledger,
+        "timeline",
+        &["timeline", "M001", "--recorded-before", "2030-01-01"],
+        0,
+    );
     let fund = answer(&ledger, "fund", &["fund", "500000"], 0);
     assert!(fund["accounts"].is_object());
     let past = answer(
@@ -470,6 +484,7 @@ fn every_answer_schema_is_used_and_the_checker_refuses_what_does_not_fit() {
         "year",
         "inheritance",
         "transfers",
+        "timeline",
         "fund",
         "history_entry",
         "explain",

@@ -166,6 +166,13 @@ fn every_role_against_every_route_is_allowed_or_refused_as_the_table_says() {
     let table: Vec<(&str, &str, &[&str])> = vec![
         ("GET", "/healthz", public),
         ("GET", "/v1/openapi.json", public),
+        ("GET", "/", public),
+        ("GET", "/ui/app.js", public),
+        (
+            "GET",
+            "/v1/me",
+            &["operator", "clerk", "auditor", "reconciler"],
+        ),
         ("GET", "/metrics", &["operator", "auditor"]),
         ("POST", "/v1/commands", &["operator"]),
         ("GET", "/v1/members/M001", readers),
@@ -173,6 +180,7 @@ fn every_role_against_every_route_is_allowed_or_refused_as_the_table_says() {
         ("GET", "/v1/members/M001/history", readers),
         ("GET", "/v1/members/M004/inheritance", readers),
         ("GET", "/v1/members/M005/transfers", readers),
+        ("GET", "/v1/members/M001/timeline", readers),
         ("GET", "/v1/claims/C002/explain", readers),
         ("GET", "/v1/funds/500000", &["auditor"]),
         ("GET", "/v1/policies", &["operator", "auditor"]),
@@ -304,6 +312,11 @@ fn every_read_answers_the_json_the_command_line_prints() {
         ),
         (vec!["inheritance", "M004"], "/v1/members/M004/inheritance"),
         (vec!["transfers", "M005"], "/v1/members/M005/transfers"),
+        (vec!["timeline", "M004"], "/v1/members/M004/timeline"),
+        (
+            vec!["timeline", "M001", "--as-of", "2024-02-15"],
+            "/v1/members/M001/timeline?as_of=2024-02-15",
+        ),
         (vec!["explain", "C002"], "/v1/claims/C002/explain"),
         (vec!["fund", "500000"], "/v1/funds/500000"),
         (
@@ -348,6 +361,8 @@ fn every_read_answers_the_json_the_command_line_prints() {
             "bad_request",
         ),
         ("/v1/members/M999/history", 404, "not_found"),
+        ("/v1/members/M999/timeline", 404, "not_found"),
+        ("/ui/secrets.txt", 404, "not_found"),
         ("/v1/claims/C999/explain", 404, "not_found"),
         ("/v1/funds/999999", 404, "not_found"),
         ("/v1/access-log?limit=many", 400, "bad_request"),
@@ -585,6 +600,15 @@ fn the_openapi_document_lists_every_route_with_its_parameters_and_responses() {
         ),
         (
             "get",
+            "/v1/members/{id}/timeline",
+            &["id", "as_of", "recorded_before"],
+            &["200", "404", "503"],
+        ),
+        ("get", "/", &[], &["200"]),
+        ("get", "/ui/{file}", &["file"], &["200", "404"]),
+        ("get", "/v1/me", &[], &["200", "401"]),
+        (
+            "get",
             "/v1/claims/{id}/explain",
             &["id"],
             &["200", "404", "503"],
@@ -688,7 +712,7 @@ fn the_openapi_document_lists_every_route_with_its_parameters_and_responses() {
                 "{method} {path} {status}"
             );
         }
-        let public = path == "/healthz" || path == "/v1/openapi.json";
+        let public = ["/healthz", "/v1/openapi.json", "/", "/ui/{file}"].contains(&path);
         assert_eq!(operation["security"].is_array(), !public, "{method} {path}");
     }
     assert_eq!(
@@ -1044,6 +1068,7 @@ fn the_openapi_document_gives_each_parameter_the_values_the_server_takes() {
         ("get", "/v1/members/{id}/years/{year}", "as_of", false),
         ("get", "/v1/members/{id}/inheritance", "as_of", false),
         ("get", "/v1/members/{id}/transfers", "as_of", false),
+        ("get", "/v1/members/{id}/timeline", "as_of", false),
         ("get", "/v1/funds/{region}", "as_of", false),
         ("get", "/v1/members/{id}/history", "from", false),
         ("get", "/v1/members/{id}/history", "to", false),
@@ -1132,4 +1157,92 @@ fn the_openapi_document_gives_each_report_the_schema_of_the_command_lines_json()
     let entry = &api["components"]["schemas"][entry.as_str().unwrap().rsplit('/').next().unwrap()];
     assert_eq!(entry["properties"]["at"]["format"], "date-time");
     assert_eq!(entry["properties"]["status"]["type"], "integer");
+}
+
+#[test]
+fn the_web_page_comes_from_the_binary_and_asks_nothing_of_another_host() {
+    let server = Server::start(TestLedger::sample(), &[]);
+    let response = server.agent.get(server.url("/")).call().unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert!(header("content-type").starts_with("text/html"));
+    let policy = header("content-security-policy");
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+    ] {
+        assert!(policy.contains(part), "{policy}");
+    }
+    let (_, page) = server.get(None, "/");
+    assert!(
+        page.contains("/ui/app.js") && page.contains("/ui/app.css"),
+        "{page}"
+    );
+    // No address of another host in any file the page loads (the SVG namespace names one and
+    // loads nothing).
+    for path in ["/", "/ui/app.js", "/ui/app.css"] {
+        let (status, body) = server.get(None, path);
+        assert_eq!(status, 200, "{path}");
+        let outside: Vec<&str> = body
+            .match_indices("//")
+            .filter(|(at, _)| body[..*at].ends_with("http:") || body[..*at].ends_with("https:"))
+            .map(|(at, _)| &body[at..(at + 30).min(body.len())])
+            .filter(|address| !address.starts_with("//www.w3.org/2000/svg"))
+            .collect();
+        assert!(outside.is_empty(), "{path} names {outside:?}");
+    }
+    // The page's names for codes are the command line's.
+    let words = server.get_json("clerk", "/ui/words.json");
+    for (code, zh) in gongji_recon::words::EVENT {
+        assert_eq!(words["event"][code], *zh, "{code}");
+    }
+    // Every API path the script reads is a route of the service.
+    let (_, script) = server.get(None, "/ui/app.js");
+    let openapi = server.get_json("clerk", "/v1/openapi.json");
+    let routes: Vec<&String> = openapi["paths"].as_object().unwrap().keys().collect();
+    for (at, _) in script
+        .match_indices("`/v1/")
+        .chain(script.match_indices("'/v1/"))
+    {
+        let path: String = script[at + 1..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "/-_${}.()".contains(*c))
+            .collect();
+        let path = path.split('?').next().unwrap().to_string();
+        let shape = path
+            .split('/')
+            .map(|part| match part.split("${").next().unwrap_or_default() {
+                "" => "*",
+                head => head,
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        let known = routes.iter().any(|route| {
+            let parts: Vec<&str> = route.split('/').collect();
+            let asked: Vec<&str> = shape.split('/').collect();
+            parts.len() == asked.len()
+                && parts
+                    .iter()
+                    .zip(&asked)
+                    .all(|(r, a)| r == a || *a == "*" || (r.starts_with('{') && !a.is_empty()))
+        });
+        assert!(known, "the script reads {path}, which is no route");
+    }
+    // Who a token is, and what its role may read.
+    let me = server.get_json("clerk", "/v1/me");
+    assert_eq!(me["role"], "clerk", "{me}");
+    let paths: Vec<&str> = me["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"/v1/members/{id}/timeline"), "{me}");
+    assert!(!paths.contains(&"/v1/funds/{region}"), "{me}");
 }

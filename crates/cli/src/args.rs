@@ -89,6 +89,9 @@ pub enum Cmd {
     Fund(FundArgs),
     /// A member's events, in order, from the log.
     History(HistoryArgs),
+    /// A member's events with what each changed in the account and the balance after it, and
+    /// the balance by day (what the web page's timeline and chart show).
+    Timeline(MemberArgs),
     /// Why a claim settled as it did: policy figures, positions before and after, every event.
     Explain(ExplainArgs),
     /// For auditors: replay, verify, export, check, import.

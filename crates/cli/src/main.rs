@@ -111,6 +111,7 @@ fn wants_json(command: &Cmd) -> bool {
         Cmd::Year(args) => args.json,
         Cmd::Fund(args) => args.json,
         Cmd::History(args) => args.json,
+        Cmd::Timeline(args) => args.json,
         Cmd::Explain(args) => args.json,
         Cmd::Settlement(args) => args.json,
         Cmd::Rebuild { json } | Cmd::Relay { json } => *json,
@@ -190,6 +191,7 @@ fn try_main(cli: Cli) -> Result<ExitCode, Failure> {
         Cmd::Transfers(args) => query::transfers(data, &args),
         Cmd::Fund(args) => query::fund(data, &args),
         Cmd::History(args) => query::history(data, &args),
+        Cmd::Timeline(args) => query::timeline(data, &args),
         Cmd::Explain(args) => query::explain(data, &args),
         Cmd::Audit { action } => match action {
             AuditCmd::Replay { json } => audit::replay(data, json),

@@ -113,6 +113,22 @@ pub fn history(data: &Location, args: &HistoryArgs) -> Result<ExitCode, Failure>
     print_lines(args.json, &lines)
 }
 
+pub fn timeline(data: &Location, args: &MemberArgs) -> Result<ExitCode, Failure> {
+    let asked = args.as_of.parse().map_err(Failure::bad_argument)?;
+    let ledger = open(data)?;
+    let view = ledger
+        .timeline(&args.member, &asked.as_of)?
+        .ok_or_else(|| Failure::unknown_member(not_enrolled(&args.member, &asked.as_of)))?;
+    let value = json!(asked.stated(view));
+    if args.json {
+        print::json_line(&value.to_string())?;
+    } else {
+        let style = Style::current().map_err(Failure::bad_argument)?;
+        print_lines(false, &reports::timeline_table(&value, &style))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn explain(data: &Location, args: &ExplainArgs) -> Result<ExitCode, Failure> {
     let ledger = open(data)?;
     let view = ledger.explain(&args.claim)?.map_err(Failure::not_found)?;

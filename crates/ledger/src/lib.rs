@@ -77,7 +77,9 @@ pub use replay::Refreshed;
 pub use stream::{
     now_micros, DurableGroup, OutcomeSink, StreamError, StreamOptions, StreamSummary,
 };
-pub use views::{AccountView, FundView, HistoryEntry, InheritanceView, TransfersView, YearView};
+pub use views::{
+    AccountView, FundView, HistoryEntry, InheritanceView, TimelineView, TransfersView, YearView,
+};
 
 /// Members kept in the in-memory cache between commits before it is dropped (it is reloaded
 /// from the projections on demand): bounds memory on long runs.

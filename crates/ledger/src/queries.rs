@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use gongji_domain::state::{Fund, FundName, Member};
-use gongji_domain::{evolve, EntityKey, EntityRef, Event, FundKind, PolicyVersion, State};
+use gongji_domain::{evolve, EntityKey, EntityRef, Event, FundKind, Money, PolicyVersion, State};
 
 use crate::views::{
     self, AccountView, FundView, HistoryEntry, InheritanceView, TransfersView, YearView,
@@ -197,6 +197,32 @@ impl Ledger {
             }
         }
         Ok((state.members.remove(member), admitted))
+    }
+
+    /// The member's timeline as it stood `as_of`: the member's stream folded with only the
+    /// events `as_of` admits, the balance read after each; `None` if the member was not
+    /// enrolled then.
+    pub fn timeline(
+        &self,
+        member: &str,
+        as_of: &AsOf,
+    ) -> Result<Option<views::TimelineView>, LedgerError> {
+        let mut state = State::untracked();
+        let mut entries = Vec::new();
+        let mut before = Money::ZERO;
+        for entry in self.history(member)? {
+            if !as_of.admits(entry.recorded_at_micros, entry.event.date()) {
+                continue;
+            }
+            evolve(&mut state, &entry.event);
+            let after = state.members.get(member).map_or(Money::ZERO, |m| m.balance);
+            entries.push(views::TimelineEntry::of(entry, after - before, after));
+            before = after;
+        }
+        Ok(state
+            .members
+            .remove(member)
+            .map(|m| views::TimelineView::of(&m, entries)))
     }
 
     /// What happened to a deceased member's account: the balance on the day of death, what

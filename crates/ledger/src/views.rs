@@ -284,6 +284,77 @@ impl FundView {
     }
 }
 
+/// A member's timeline: every record of the member's stream (as of a time), in the order the
+/// ledger recorded them, each with what it changed in the personal account and the balance
+/// after it; and the balance by the events' own dates, as of each day that moved it (what a
+/// chart of the balance over time draws, whatever order the events were recorded in).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineView {
+    pub member: String,
+    pub balance: Money,
+    pub entries: Vec<TimelineEntry>,
+    pub balance_by_day: Vec<DayBalance>,
+}
+
+/// One record of a member's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TimelineEntry {
+    pub position: u64,
+    /// The event's kind (as `history` names it).
+    pub event: &'static str,
+    pub own_date: Day,
+    pub recorded_at: Option<String>,
+    /// What the record changed in the account's balance (zero for most).
+    pub change: Money,
+    pub balance_after: Money,
+    /// The record as `history` gives it.
+    pub entry: HistoryEntry,
+}
+
+/// The balance as of the end of a day.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DayBalance {
+    pub date: Day,
+    pub balance: Money,
+}
+
+impl TimelineEntry {
+    pub fn of(entry: HistoryEntry, change: Money, balance_after: Money) -> TimelineEntry {
+        TimelineEntry {
+            position: entry.position,
+            event: entry.event.kind(),
+            own_date: entry.own_date,
+            recorded_at: entry.recorded_at.clone(),
+            change,
+            balance_after,
+            entry,
+        }
+    }
+}
+
+impl TimelineView {
+    pub fn of(member: &Member, entries: Vec<TimelineEntry>) -> TimelineView {
+        let mut balance = Money::ZERO;
+        let balance_by_day = member
+            .balance_by_day
+            .iter()
+            .map(|(day, change)| {
+                balance += *change;
+                DayBalance {
+                    date: *day,
+                    balance,
+                }
+            })
+            .collect();
+        TimelineView {
+            member: member.id.clone(),
+            balance: member.balance,
+            entries,
+            balance_by_day,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
     /// The record's position in the log.

@@ -56,6 +56,7 @@ mod schemas;
 mod server;
 mod tls;
 pub mod tokens;
+mod web;
 
 pub use app::Limits;
 pub use map::{MapConfig, MapOpener, ViewOpener};

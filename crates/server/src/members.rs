@@ -21,8 +21,8 @@ use crate::app::{App, Identity, Placement};
 use crate::error::{path, query, ApiError, ErrorBody};
 use crate::openapi;
 use crate::schemas::{
-    AccountAnswer, ExplainAnswer, HistoryEntryAnswer, InheritanceAnswer, TransfersAnswer,
-    YearAnswer,
+    AccountAnswer, ExplainAnswer, HistoryEntryAnswer, InheritanceAnswer, TimelineAnswer,
+    TransfersAnswer, YearAnswer,
 };
 
 /// `?as_of=&recorded_before=`
@@ -296,6 +296,21 @@ pub async fn inheritance(State(app): State<App>, asker: Asker, read: AsOfRead) -
 pub async fn transfers(State(app): State<App>, asker: Asker, read: AsOfRead) -> Response {
     let route = "/v1/members/{id}/transfers";
     app.as_of_read(asker, route, read, Ledger::transfers).await
+}
+
+/// A member's events with what each changed in the account and the balance after it, and the
+/// balance by day (as `gongji timeline --json`).
+#[utoipa::path(get, path = "/v1/members/{id}/timeline", tag = "members",
+    params(("id" = String, Path, description = "The member's id"), AsOfQuery),
+    responses((status = 200, description = "The timeline", body = TimelineAnswer),
+        (status = 400, description = "A parameter does not read", body = ErrorBody),
+        (status = 404, description = "Not enrolled then", body = ErrorBody),
+        (status = 409, description = "Over a region map: the member's account is in transit between two regions' ledgers", body = ErrorBody),
+        (status = 503, description = "The answer took too long, or the ledger's store was out of reach", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn timeline(State(app): State<App>, asker: Asker, read: AsOfRead) -> Response {
+    let route = "/v1/members/{id}/timeline";
+    app.as_of_read(asker, route, read, Ledger::timeline).await
 }
 
 /// A member's standing in one insurance year (as `gongji year --json`).

@@ -65,6 +65,11 @@ pub enum RouteKind {
     Reconcile,
     /// Monitoring flags (智能监控) and auditors' decisions on them.
     Flags,
+    /// The web page and its assets (they hold no data: the page reads the API with the
+    /// token its user gives).
+    Page,
+    /// Who a token is: its name, role and the routes the role may use.
+    Me,
 }
 
 /// Who may use a kind of route.
@@ -77,7 +82,7 @@ pub enum Access {
 }
 
 impl RouteKind {
-    pub const ALL: [RouteKind; 12] = [
+    pub const ALL: [RouteKind; 14] = [
         RouteKind::Health,
         RouteKind::OpenApi,
         RouteKind::Metrics,
@@ -90,13 +95,16 @@ impl RouteKind {
         RouteKind::Audit,
         RouteKind::Reconcile,
         RouteKind::Flags,
+        RouteKind::Page,
+        RouteKind::Me,
     ];
 
     /// The permission table.
     pub fn access(self) -> Access {
         use Role::*;
         match self {
-            RouteKind::Health | RouteKind::OpenApi => Access::Public,
+            RouteKind::Health | RouteKind::OpenApi | RouteKind::Page => Access::Public,
+            RouteKind::Me => Access::Roles(&Role::ALL),
             RouteKind::Metrics => Access::Roles(&[Operator, Auditor]),
             RouteKind::Commands => Access::Roles(&[Operator]),
             RouteKind::MemberRead => Access::Roles(&[Operator, Clerk, Auditor]),
@@ -124,6 +132,9 @@ impl RouteKind {
 pub const ROUTES: &[(&str, &str, RouteKind)] = &[
     ("GET", "/healthz", RouteKind::Health),
     ("GET", "/v1/openapi.json", RouteKind::OpenApi),
+    ("GET", "/", RouteKind::Page),
+    ("GET", "/ui/{file}", RouteKind::Page),
+    ("GET", "/v1/me", RouteKind::Me),
     ("GET", "/metrics", RouteKind::Metrics),
     ("POST", "/v1/commands", RouteKind::Commands),
     ("GET", "/v1/members/{id}", RouteKind::MemberRead),
@@ -135,6 +146,7 @@ pub const ROUTES: &[(&str, &str, RouteKind)] = &[
     ("GET", "/v1/members/{id}/history", RouteKind::MemberRead),
     ("GET", "/v1/members/{id}/inheritance", RouteKind::MemberRead),
     ("GET", "/v1/members/{id}/transfers", RouteKind::MemberRead),
+    ("GET", "/v1/members/{id}/timeline", RouteKind::MemberRead),
     ("GET", "/v1/claims/{id}/explain", RouteKind::MemberRead),
     ("GET", "/v1/funds/{region}", RouteKind::Funds),
     ("GET", "/v1/policies", RouteKind::Policies),
@@ -172,7 +184,8 @@ mod tests {
         for kind in RouteKind::ALL {
             for role in Role::ALL {
                 let expected = match kind {
-                    RouteKind::Health | RouteKind::OpenApi => true,
+                    RouteKind::Health | RouteKind::OpenApi | RouteKind::Page => true,
+                    RouteKind::Me => true,
                     RouteKind::Commands => role == Role::Operator,
                     RouteKind::MemberRead => role != Role::Reconciler,
                     RouteKind::Funds | RouteKind::AccessLog => role == Role::Auditor,

@@ -7,6 +7,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -14,10 +15,11 @@ use utoipa::IntoParams;
 
 use crate::access_log::{Page, PAGE_ENTRIES_MAX};
 use crate::answers;
-use crate::app::{App, Placement};
+use crate::app::{App, Identity, Placement};
 use crate::error::{path, query, ApiError, ErrorBody};
 use crate::members::AsOfQuery;
 use crate::openapi::Answer;
+use crate::roles::ROUTES;
 use crate::schemas::{FundAnswer, PolicyListItemAnswer};
 
 /// Whether the server is up (no token needed).
@@ -33,6 +35,21 @@ pub async fn healthz() -> Json<Value> {
 pub async fn openapi(State(app): State<App>) -> Response {
     let document = app.openapi.get().cloned().unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/json")], document).into_response()
+}
+
+/// Who the token is: its name, its role and the routes the role may use (the web page shows
+/// only those; the guard refuses the rest whatever a page asks).
+#[utoipa::path(get, path = "/v1/me", tag = "service",
+    responses((status = 200, description = "The token's name, role and routes", body = Answer),
+        (status = 401, description = "No valid token", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn me(Extension(identity): Extension<Identity>) -> Json<Value> {
+    let routes: Vec<Value> = ROUTES
+        .iter()
+        .filter(|(_, _, kind)| kind.allows(identity.role))
+        .map(|(method, path, _)| json!({"method": method, "path": path}))
+        .collect();
+    Json(json!({"name": identity.name, "role": identity.role.as_str(), "routes": routes}))
 }
 
 /// Requests by route and status, command lines applied and refused, the durable position, and

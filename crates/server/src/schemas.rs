@@ -42,6 +42,8 @@ answers! {
     InheritanceAnswer => "inheritance";
     /// `gongji transfers --json`.
     TransfersAnswer => "transfers";
+    /// `gongji timeline --json`.
+    TimelineAnswer => "timeline";
     /// `gongji explain --json`.
     ExplainAnswer => "explain";
     /// `gongji fund --json`.

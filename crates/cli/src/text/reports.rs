@@ -52,6 +52,56 @@ pub fn history_table(entries: &[Value], style: &Style) -> Vec<String> {
     columns(&header, &rows, &[])
 }
 
+/// A member's timeline: the balance, then one row per record: position, own date, recorded
+/// time, event kind, id (as `history`), what it changed in the account and the balance after.
+pub fn timeline_table(value: &Value, style: &Style) -> Vec<String> {
+    let header: Vec<String> = match style.lang {
+        Lang::Zh => [
+            "位置",
+            "发生日期",
+            "记录时间",
+            "事件",
+            "单号",
+            "账户变动",
+            "变动后余额",
+        ],
+        Lang::En => [
+            "position",
+            "date",
+            "recorded at",
+            "event",
+            "id",
+            "change",
+            "balance after",
+        ],
+    }
+    .map(String::from)
+    .to_vec();
+    let empty = Vec::new();
+    let entries = value["entries"].as_array().unwrap_or(&empty);
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let mut row = history_row(&e["entry"], style);
+            row.truncate(5);
+            row.push(style.money(&e["change"]));
+            row.push(style.money(&e["balance_after"]));
+            row
+        })
+        .collect();
+    let balance = match style.lang {
+        Lang::Zh => "个人账户余额",
+        Lang::En => "account balance",
+    };
+    let mut lines = vec![format!(
+        "{} {balance} {}",
+        plain(&value["member"]),
+        style.money(&value["balance"])
+    )];
+    lines.extend(columns(&header, &rows, &[5, 6]));
+    lines
+}
+
 /// One history entry's columns and the rest of its fields.
 fn history_row(value: &Value, style: &Style) -> Vec<String> {
     let mut value = value.clone();
