@@ -281,14 +281,26 @@ fn every_query_answers_in_its_schema_with_keys_in_its_order() {
     assert_eq!(inheritance["inherited_balance"], "860.00");
     answer(&ledger, "inheritance", &["inheritance", "M001"], 0);
     answer(&ledger, "transfers", &["transfers", "M005"], 0);
-    let timeline = answer(&ledger, "timeline", &["timeline", "M004"], 0);
-    let last = timeline["entries"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(last["balance_after"], timeline["balance"], "{timeline}");
+    // The changes sum to the account's balance as the projections keep it, and the balance by
+    // day ends there too.
+    for member in ["M001", "M002", "M004", "M005"] {
+        let timeline = answer(&ledger, "timeline", &["timeline", member], 0);
+        let account = answer(&ledger, "account", &["account", member], 0);
+        let fen = |v: &Value| -> i64 { v.as_str().unwrap().replace('.', "").parse().unwrap() };
+        let changes: i64 = timeline["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| fen(&e["change"]))
+            .sum();
+        assert_eq!(changes, fen(&account["balance"]), "{timeline}");
+        let by_day = timeline["balance_by_day"].as_array().unwrap();
+        assert_eq!(
+            by_day.last().unwrap()["balance"],
+            account["balance"],
+            "{timeline}"
+        );
+    }
     answer(
         &ledger,
         "timeline",

@@ -428,6 +428,20 @@ fn member_reads_are_in_the_access_log_before_they_are_answered_and_auditors_page
     assert_eq!(second["entries"].as_array().unwrap().len(), 2);
     assert_eq!(second["entries"][0]["member"], "M002");
     assert_eq!(second["next"], 3);
+    let latest = server.get_json("auditor", "/v1/access-log?last=2");
+    let members: Vec<&Value> = latest["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["member"])
+        .collect();
+    assert_eq!(members, [&json!("M001"), &json!("M999")], "{latest}");
+    assert_eq!(latest["next"], 4);
+    let (status, _) = server.get(
+        Some(server.token("auditor")),
+        "/v1/access-log?last=2&from=1",
+    );
+    assert_eq!(status, 400);
     // The log is in the data directory, synced line by line: all four are on disk now.
     let on_disk = std::fs::read_to_string(server.ledger.data().join("access-log"));
     assert_eq!(on_disk.unwrap().lines().count(), 4);
@@ -623,7 +637,7 @@ fn the_openapi_document_lists_every_route_with_its_parameters_and_responses() {
         (
             "get",
             "/v1/access-log",
-            &["from", "limit"],
+            &["from", "limit", "last"],
             &["200", "400", "403"],
         ),
         (

@@ -123,6 +123,21 @@ def clerk(c):
     assert len(rows) == EXPECTED["entries"], f"{len(rows)} timeline rows, {EXPECTED['entries']} records"
     last = rows[-1].find_elements(By.TAG_NAME, "td")[-1].text
     assert last == yuan(EXPECTED["balance"]), f"last balance after {last!r}"
+    # The changes shown, summed, are the account's balance (which the projections keep apart
+    # from the timeline's fold), and each balance after is the one before plus the change.
+    def fen(text):
+        text = text.replace(",", "").replace(" 元", "").strip()
+        if not text:
+            return 0
+        whole, fraction = text.lstrip("-").split(".")
+        return (-1 if text.startswith("-") else 1) * (int(whole) * 100 + int(fraction))
+    before = 0
+    for row in rows:
+        cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+        change, after = fen(cells[5]), fen(cells[6])
+        assert before + change == after, f"{cells}: {before} + {change} is not {after}"
+        before = after
+    assert before == fen(yuan(EXPECTED["balance"])), f"the changes sum to {before}"
     steps = d.find_elements(By.CSS_SELECTOR, "#balance-chart path.line")
     assert steps and steps[0].get_attribute("d").count("H") >= 2, "the balance chart has no line"
     c.shot("member")
@@ -212,6 +227,10 @@ def auditor(c):
     c.at("the funds as of a past day")
     c.go(f"#/funds/500000?as_of={EXPECTED['as_of']}")
     c.text_is("#fund-pooled .value.big", yuan(EXPECTED["pooled_balance_as_of"]))
+    months = d.find_elements(By.CSS_SELECTOR, "#fund-months tbody tr")
+    assert len(months) == EXPECTED["fund_months_as_of"], f"{len(months)} months as of {EXPECTED['as_of']}"
+    last = months[-1].find_elements(By.TAG_NAME, "td")[3].text
+    assert last == yuan(EXPECTED["pooled_balance_as_of"]), f"the last month's balance {last}"
 
     c.at("the audit page: the access log names the clerk's reads; the chain verifies")
     c.go("#/audit")

@@ -126,26 +126,61 @@ impl AccessLog {
     /// Up to `limit` entries from entry number `from` on. Blocking.
     pub fn page(&self, from: u64, limit: usize) -> io::Result<Page> {
         let limit = limit.min(PAGE_ENTRIES_MAX);
-        let file = service_files::open_read(&self.path).map_err(io::Error::other)?;
-        let mut reader = BufReader::new(file);
-        let mut line = Vec::new();
-        let mut number = 0u64;
         let mut entries = Vec::new();
-        while entries.len() < limit {
-            line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
-                break;
-            }
+        let number = self.each_line(&mut |number, line| {
             if number >= from {
-                let entry = serde_json::from_slice(&line).unwrap_or(Value::Null);
-                entries.push(entry);
+                entries.push(serde_json::from_slice(line).unwrap_or(Value::Null));
             }
-            number += 1;
-        }
+            entries.len() < limit
+        })?;
         Ok(Page {
             next: from.max(number),
             entries,
         })
+    }
+
+    /// The last `count` entries (at most [`PAGE_ENTRIES_MAX`]); `next` is the number of entries
+    /// (where the entries after them will start).
+    pub fn last(&self, count: usize) -> io::Result<Page> {
+        let count = count.min(PAGE_ENTRIES_MAX);
+        let mut kept: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
+        let number = self.each_line(&mut |_, line| {
+            if kept.len() == count {
+                kept.pop_front();
+            }
+            if count > 0 {
+                kept.push_back(line.to_vec());
+            }
+            true
+        })?;
+        let entries = kept
+            .iter()
+            .map(|line| serde_json::from_slice(line).unwrap_or(Value::Null))
+            .collect();
+        Ok(Page {
+            next: number,
+            entries,
+        })
+    }
+
+    /// Hands each whole line with its number to `each` until it answers false or the file
+    /// ends (a line cut short, being written, is not handed); returns the lines read.
+    fn each_line(&self, each: &mut dyn FnMut(u64, &[u8]) -> bool) -> io::Result<u64> {
+        let file = service_files::open_read(&self.path).map_err(io::Error::other)?;
+        let mut reader = BufReader::new(file);
+        let mut line = Vec::new();
+        let mut number = 0u64;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 || line.last() != Some(&b'\n') {
+                return Ok(number);
+            }
+            let more = each(number, &line);
+            number += 1;
+            if !more {
+                return Ok(number);
+            }
+        }
     }
 }
 
@@ -227,6 +262,12 @@ mod tests {
         assert_eq!(page.entries[0]["member"], "M2");
         assert_eq!(page.next, 2);
         assert_eq!(log.page(3, 10).unwrap().entries.len(), 0);
+        let last = log.last(2).unwrap();
+        assert_eq!(last.entries.len(), 2);
+        assert_eq!(last.entries[0]["member"], "M2");
+        assert_eq!(last.entries[1]["member"], "M3");
+        assert_eq!(last.next, 3);
+        assert_eq!(log.last(10).unwrap().entries.len(), 3);
         drop(log);
         let mut file = std::fs::OpenOptions::new()
             .append(true)

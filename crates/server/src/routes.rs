@@ -38,7 +38,8 @@ pub async fn openapi(State(app): State<App>) -> Response {
 }
 
 /// Who the token is: its name, its role and the routes the role may use (the web page shows
-/// only those; the guard refuses the rest whatever a page asks).
+/// only those; the guard refuses the rest whatever a page asks), and the zone the ledger reads
+/// and shows recorded times in (`+08:00` unless `GONGJI_TZ_OFFSET` says otherwise).
 #[utoipa::path(get, path = "/v1/me", tag = "service",
     responses((status = 200, description = "The token's name, role and routes", body = Answer),
         (status = 401, description = "No valid token", body = ErrorBody)),
@@ -49,7 +50,11 @@ pub async fn me(Extension(identity): Extension<Identity>) -> Json<Value> {
         .filter(|(_, _, kind)| kind.allows(identity.role))
         .map(|(method, path, _)| json!({"method": method, "path": path}))
         .collect();
-    Json(json!({"name": identity.name, "role": identity.role.as_str(), "routes": routes}))
+    let zone = answers::ledger_zone().map_or_else(|_| Value::Null, |z| Value::from(z.to_string()));
+    Json(
+        json!({"name": identity.name, "role": identity.role.as_str(), "routes": routes,
+        "time_zone": zone}),
+    )
 }
 
 /// Requests by route and status, command lines applied and refused, the durable position, and
@@ -121,7 +126,7 @@ const PAGE_ENTRIES_DEFAULT: u64 = 100;
 /// The largest entry number a request may name: the document's `int64`.
 const ENTRY_NUMBER_MAX: u64 = i64::MAX as u64;
 
-/// `?from=&limit=`
+/// `?from=&limit=` or `?last=`
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
@@ -131,11 +136,15 @@ pub struct PageQuery {
     /// Most entries (default 100, at most 1000: more is refused)
     #[param(value_type = Option<u32>, maximum = 1000)]
     limit: Option<String>,
+    /// Instead of a page from `from`: the last this many entries (at most 1000; not with
+    /// `from` or `limit`)
+    #[param(value_type = Option<u32>, maximum = 1000)]
+    last: Option<String>,
 }
 
 /// Who read whose data: the access log's entries from `from` (0 is the first), at most `limit`
 /// (100 unless given; more than [`PAGE_ENTRIES_MAX`] is refused, 400); `next` is where the next
-/// page starts.
+/// page starts; or, with `last`, the latest entries and `next` the number of entries.
 #[utoipa::path(get, path = "/v1/access-log", tag = "audit",
     params(PageQuery),
     responses((status = 200, description = "A page of entries, and where the next starts", body = Page),
@@ -148,6 +157,21 @@ pub async fn access_log(
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page>, ApiError> {
     let q = query(q)?;
+    if let Some(last) = q.last {
+        if q.from.is_some() || q.limit.is_some() {
+            return Err(ApiError::bad_request(
+                "last: asks for the latest entries, not a page: give it without from or limit",
+            ));
+        }
+        let count = whole("last", Some(last), 0, 0, PAGE_ENTRIES_MAX as u64)?;
+        let count = usize::try_from(count).map_err(ApiError::ledger)?;
+        let access = app.access.clone();
+        let page = tokio::task::spawn_blocking(move || access.last(count))
+            .await
+            .map_err(ApiError::ledger)?
+            .map_err(|e| ApiError::ledger(format!("the access log cannot be read: {e}")))?;
+        return Ok(Json(page));
+    }
     let from = whole("from", q.from, 0, 0, ENTRY_NUMBER_MAX)?;
     let limit = whole(
         "limit",

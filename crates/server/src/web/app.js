@@ -98,13 +98,20 @@ const session = {
 };
 
 // An error the API answered: its status, code and message.
+// Each render of a page is numbered: an answer that arrives after a newer render began is
+// dropped (the user moved on), so a slow answer never replaces the page of the current address.
+let renders = 0;
+
 class ApiError extends Error {
   constructor(status, code, message) { super(message); this.status = status; this.code = code; }
 }
 
 async function api(path, options = {}, token = session.token) {
   const headers = { Authorization: `Bearer ${token}`, ...(options.headers || {}) };
+  const issued = renders;
   const response = await fetch(path, { ...options, headers });
+  // The user moved on to another page meanwhile: this answer is not shown (see render).
+  if (issued !== renders) throw new ApiError(0, 'stale', 'a newer page was asked for');
   if (!response.ok) {
     let body = {};
     try { body = await response.json(); } catch (_) { /* not JSON */ }
@@ -158,23 +165,27 @@ const fen = (text) => {
 };
 const plainMoney = (f) => money(`${f < 0 ? '-' : ''}${Math.floor(Math.abs(f) / 100)}.${String(Math.abs(f) % 100).padStart(2, '0')}`);
 
+// The zone the ledger reads and shows recorded times in ("+08:00"), as /v1/me says.
+const zone = () => session.me?.time_zone || '+08:00';
 function localTime(utc) {
   if (!utc) return '—';
   const date = new Date(utc);
   if (Number.isNaN(date.getTime())) return utc;
-  // China Standard Time, as the ledger's users read it.
-  return date.toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB', { timeZone: 'Asia/Shanghai', hour12: false });
+  const [, sign, hours, minutes] = /^([+-])(\d\d):(\d\d)$/.exec(zone()) || [null, '+', '08', '00'];
+  const offset = (sign === '-' ? -1 : 1) * (Number(hours) * 60 + Number(minutes));
+  const shifted = new Date(date.getTime() + offset * 60000).toISOString();
+  return `${shifted.slice(0, 10)} ${shifted.slice(11, 19)} ${zone()}`;
 }
 
 const page = () => document.getElementById('page');
 const present = (children) => children.filter((c) => c !== null && c !== undefined && c !== false);
 function show(...children) { page().replaceChildren(...present(children)); }
 
-function errorBox(error) {
+function errorBox(error, auditorsPage = false) {
   let title = t('failed');
   if (error.status === 403 || error.status === 401) title = t('refused');
   else if (error.status === 404) title = t('notFound');
-  const hint = error.status === 403 ? h('p', {}, t('fundRefusedHint')) : null;
+  const hint = error.status === 403 && auditorsPage ? h('p', {}, t('fundRefusedHint')) : null;
   return h('div', { class: 'error', 'data-status': error.status || '' },
     h('strong', {}, `${title} (${error.status || '—'} ${error.code || ''})`), h('p', {}, error.message || t('unknownError')), hint);
 }
@@ -215,13 +226,18 @@ function header() {
   ]));
 }
 
+
 async function render() {
+  const mine = ++renders;
   document.title = t('title');
   header();
-  const { parts, query } = route();
-  if (!session.token && parts[0] !== 'login') return go('#/login');
-  show(h('p', { class: 'note' }, t('loading')));
+  let parts = [];
   try {
+    const asked = route();
+    parts = asked.parts;
+    const query = asked.query;
+    if (!session.token && parts[0] !== 'login') return go('#/login');
+    show(h('p', { class: 'note' }, t('loading')));
     switch (parts[0]) {
       case 'login': return loginPage();
       case 'member':
@@ -235,9 +251,11 @@ async function render() {
       default: return homePage();
     }
   } catch (error) {
+    if (mine !== renders) return undefined;
     if (error.status === 401) { session.clear(); header(); }
-    show(h('h1', {}, t('title')), errorBox(error));
+    show(h('h1', {}, t('title')), errorBox(error, ['funds', 'audit'].includes(parts[0])));
   }
+  return undefined;
 }
 
 // --- pages -------------------------------------------------------------------------------
@@ -297,7 +315,7 @@ function asOfBar(base, query) {
   };
   const stated = asOfQuery(query);
   return h('form', { class: 'inline asof', id: 'as-of-form', onsubmit: apply },
-    h('label', {}, t('asOf'), asOf), h('label', {}, `${t('recordedBefore')} (UTC+8)`, recorded),
+    h('label', {}, t('asOf'), asOf), h('label', {}, `${t('recordedBefore')} (${zone()})`, recorded),
     h('button', { class: 'primary', id: 'apply-as-of', type: 'submit' }, t('apply')),
     h('button', { type: 'button', id: 'as-of-now', onclick: () => go(base) }, t('now')),
     stated ? h('span', { class: 'note', id: 'as-of-stated' }, t('asOfNote') + decodeURIComponent(stated.slice(1)).replaceAll('&', ' · ')) : null);
@@ -421,13 +439,18 @@ async function yearPage(id, year, query) {
   const path = `/v1/members/${encodeURIComponent(id)}`;
   const [standing, timeline] = await Promise.all([api(`${path}/years/${encodeURIComponent(year)}${q}`), api(`${path}/timeline${q}`)]);
   const deductibleWhole = standing.deductible ?? standing.deductible_cap;
-  const claims = timeline.entries.filter((e) => e.event === 'claim_settled' && String(e.entry.settlement.year) === String(year));
+  // The claims the year's counters count: settled in the year in the region shown; a claim
+  // reversed since is listed, marked, as the counters no longer hold it.
+  const reversed = new Set(timeline.entries.filter((e) => e.event === 'claim_reversed').map((e) => e.entry.settlement.claim));
+  const claims = timeline.entries.filter((e) => e.event === 'claim_settled' && String(e.entry.settlement.year) === String(year)
+    && e.entry.settlement.region === standing.region);
   const rows = claims.map((e) => {
     const st = e.entry.settlement;
-    return h('tr', {}, h('td', {}, h('a', { href: `#/claim/${encodeURIComponent(st.claim)}`, class: 'claim-link' }, st.claim)),
+    return h('tr', { class: reversed.has(st.claim) ? 'reversed' : null },
+      h('td', {}, h('a', { href: `#/claim/${encodeURIComponent(st.claim)}`, class: 'claim-link' }, st.claim), reversed.has(st.claim) ? ` (${t('reversed')})` : null),
       h('td', {}, st.date), h('td', { class: 'num' }, money(st.eligible)), h('td', { class: 'num' }, money(st.deductible_applied)),
-      h('td', { class: 'num' }, money(st.pooled_paid ?? st.ordinary_paid)), h('td', { class: 'num' }, money(st.account_paid)),
-      h('td', { class: 'num' }, money(st.cash_paid)));
+      h('td', { class: 'num' }, money(st.pooled_paid)), h('td', { class: 'num' }, money(st.large_amount_paid)),
+      h('td', { class: 'num' }, money(st.account_paid)), h('td', { class: 'num' }, money(st.cash_paid)));
   });
   show(
     h('h1', {}, `${t('member')} ${id} · ${t('year')} ${year}`),
@@ -441,7 +464,7 @@ async function yearPage(id, year, query) {
       h('div', { class: 'figures' }, figure(t('pooledPaid'), money(standing.pooled_paid), { id: 'pooled-paid' }),
         figure(t('largePaid'), money(standing.large_amount_paid)), figure(t('specialPaid'), money(standing.special_paid)))),
     h('h2', {}, t('claimsOfYear')),
-    table('year-claims', [[t('id')], [t('date')], [t('eligible'), true], [t('deductible'), true], [t('fundPaid'), true], [t('accountPaid'), true], [t('cashPaid'), true]], rows));
+    table('year-claims', [[t('id')], [t('date')], [t('eligible'), true], [t('deductible'), true], [t('pooledPaid'), true], [t('largePaid'), true], [t('accountPaid'), true], [t('cashPaid'), true]], rows));
 }
 
 function positionRow(label, position) {
@@ -460,7 +483,8 @@ async function claimPage(id) {
       figure(t('member'), h('a', { href: `#/member/${encodeURIComponent(x.member)}` }, x.member)),
       figure(t('date'), x.date), figure(t('region'), x.region), figure(t('policy'), x.policy, { id: 'explain-policy' }),
       figure(t('eligible'), money(st.eligible)), figure(t('deductible'), money(st.deductible_applied)),
-      figure(t('fundPaid'), money(st.pooled_paid ?? st.ordinary_paid)), figure(t('accountPaid'), money(st.account_paid)),
+      figure(t('pooledPaid'), money(st.pooled_paid)), figure(t('largePaid'), money(st.large_amount_paid)),
+      figure(t('accountPaid'), money(st.account_paid)),
       figure(t('cashPaid'), money(st.cash_paid)),
       x.reversed ? figure(t('reversed'), `${x.reversed.date ?? ''} ${x.reversed.reason ?? ''}`) : null),
     x.deductible_capped ? h('p', { class: 'note' }, t('capped')) : null,
@@ -533,20 +557,31 @@ function monthChart(months) {
   const width = 1000; const height = 260; const left = 90; const bottom = 30; const top = 15;
   const svg = s('svg', { class: 'chart', id: 'funds-chart', viewBox: `0 0 ${width} ${height}`, role: 'img' });
   if (!months.length) return svg;
-  const high = Math.max(1, ...months.flatMap((m) => [fen(m.pooled_in), fen(m.pooled_out)]));
+  // A month of refunds has a negative outflow: the scale takes in what lies below zero too.
+  const all = months.flatMap((m) => [fen(m.pooled_in), fen(m.pooled_out)]);
+  const high = Math.max(1, ...all); const low = Math.min(0, ...all);
   const slot = (width - left - 20) / months.length; const bar = Math.max(2, slot * 0.38);
-  const y = (v) => top + (1 - v / high) * (height - top - bottom);
+  const y = (v) => top + (1 - (v - low) / (high - low)) * (height - top - bottom);
+  const rect = (kind, x, v, title) => s('rect', { class: kind, x, y: Math.min(y(0), y(v)), width: bar, height: Math.abs(y(0) - y(v)) }, s('title', {}, title));
   svg.append(s('line', { class: 'axis', x1: left, y1: y(0), x2: width - 20, y2: y(0) }),
     s('text', { x: left - 6, y: y(high) + 4, 'text-anchor': 'end' }, plainMoney(high)),
-    s('text', { x: left - 6, y: y(0) + 4, 'text-anchor': 'end' }, '0'));
+    s('text', { x: left - 6, y: y(0) + 4, 'text-anchor': 'end' }, '0'),
+    low < 0 ? s('text', { x: left - 6, y: y(low) + 4, 'text-anchor': 'end' }, plainMoney(low)) : '');
   months.forEach((m, i) => {
     const x = left + i * slot + slot * 0.1;
     const inflow = fen(m.pooled_in); const outflow = fen(m.pooled_out);
-    svg.append(s('rect', { class: 'in', x, y: y(inflow), width: bar, height: y(0) - y(inflow) }, s('title', {}, `${m.month} ${t('inflow')} ${money(m.pooled_in)}`)),
-      s('rect', { class: 'out', x: x + bar, y: y(outflow), width: bar, height: y(0) - y(outflow) }, s('title', {}, `${m.month} ${t('outflow')} ${money(m.pooled_out)}`)));
+    svg.append(rect('in', x, inflow, `${m.month.slice(0, 7)} ${t('inflow')} ${money(m.pooled_in)}`),
+      rect('out', x + bar, outflow, `${m.month.slice(0, 7)} ${t('outflow')} ${money(m.pooled_out)}`));
     if (i % Math.ceil(months.length / 12) === 0) svg.append(s('text', { x: x + bar, y: height - 8, 'text-anchor': 'middle' }, m.month.slice(0, 7)));
   });
   return svg;
+}
+
+// The last day of the month whose first day is `first` ("2024-02-01" -> "2024-02-29").
+function monthEnd(first) {
+  const [year, month] = first.split('-').map(Number);
+  const last = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  return `${first.slice(0, 8)}${String(last).padStart(2, '0')}`;
 }
 
 async function fundsPage(region, query) {
@@ -556,7 +591,8 @@ async function fundsPage(region, query) {
   const [fund, csv] = await Promise.all([api(`/v1/funds/${encodeURIComponent(region)}${q}`),
     api(`/v1/export/funds?region=${encodeURIComponent(region)}&format=csv`)]);
   const months = parseCsv(csv).filter((m) => m.region === region)
-    .filter((m) => !query.get('as_of') || m.month <= query.get('as_of'));
+    // As of a day: the months wholly before it ends (a month's flows are of all its days).
+    .filter((m) => !query.get('as_of') || monthEnd(m.month) <= query.get('as_of'));
   const figures = (label, f, id) => h('div', { class: 'card', id },
     h('h2', {}, label), h('div', { class: 'figures' }, figure(t('inflow'), money(f.inflow)), figure(t('outflow'), money(f.outflow)),
       figure(t('fundBalance'), money(f.balance), { big: true })));
@@ -575,7 +611,7 @@ async function fundsPage(region, query) {
 }
 
 async function auditPage() {
-  const [log, flags] = await Promise.all([api('/v1/access-log?limit=1000'), api('/v1/flags?limit=50')]);
+  const [log, flags] = await Promise.all([api('/v1/access-log?last=50'), api('/v1/flags?limit=50')]);
   const result = h('div', { id: 'verify-result' });
   const verify = async () => {
     result.replaceChildren(h('p', { class: 'note' }, t('verifying')));
@@ -585,7 +621,7 @@ async function auditPage() {
         figure(t('digest'), report.digest || '—'), figure(t('failure'), report.failure ? JSON.stringify(report.failure) : t('none'))));
     } catch (error) { result.replaceChildren(errorBox(error)); }
   };
-  const entries = log.entries.filter(Boolean).slice(-50).reverse();
+  const entries = log.entries.filter(Boolean).reverse();
   show(
     h('h1', {}, t('audit')),
     h('button', { class: 'primary', id: 'verify', onclick: verify }, t('verify')), result,
