@@ -543,7 +543,7 @@ fn bad_arguments_are_refused_with_exit_2_and_leave_no_file() {
     let out = out.to_str().unwrap();
     let missing = dir.join("no/such/dir/x.csv");
     let refused: [&[&str]; 6] = [
-        &["export", "accounts", "--format", "csv", "--out", out],
+        &["export", "members", "--format", "csv", "--out", out],
         &["export", "events", "--format", "xlsx", "--out", out],
         &[
             "export",
@@ -621,6 +621,23 @@ fn bad_arguments_are_refused_with_exit_2_and_leave_no_file() {
     );
     assert!(bytes.starts_with("\u{feff}position,".as_bytes()));
     assert_eq!(files_in(&dir), ["x.csv"]);
+}
+
+/// A Parquet file as pyarrow reads it: its rows, its columns' types and the sum of `column`.
+fn parquet_summary(file: &Path, column: &str) -> Value {
+    let script = r#"
+import json, sys
+import pyarrow.parquet as pq
+table = pq.read_table(sys.argv[1])
+print(json.dumps({"rows": table.num_rows, "types": [str(t) for t in table.schema.types],
+                  "sum": str(sum(table.column(sys.argv[2]).to_pylist()))}))
+"#;
+    let out = std::process::Command::new(python())
+        .args(["-c", script, file.to_str().unwrap(), column])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 #[test]
@@ -708,22 +725,124 @@ fn funds_by_month_sum_to_the_ledgers_totals_and_end_at_its_balances() {
     // Parquet: the same rows, read back by pyarrow.
     let parquet = dir.join("funds.parquet");
     export(&ledger, &["funds", "--format", "parquet"], &parquet);
-    let script = r#"
-import json, sys
-import pyarrow.parquet as pq
-table = pq.read_table(sys.argv[1])
-print(json.dumps({"rows": table.num_rows, "types": [str(t) for t in table.schema.types],
-                  "pooled_out": str(sum(v for v in table.column("pooled_out").to_pylist()))}))
-"#;
-    let out = std::process::Command::new(python())
-        .args(["-c", script, parquet.to_str().unwrap()])
-        .output()
-        .expect("python runs");
-    assert!(out.status.success(), "{}", text(&out));
-    let read: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let read = parquet_summary(&parquet, "pooled_out");
     assert_eq!(read["rows"], all.rows.len(), "{read}");
     assert_eq!(read["types"][1], "date32[day]", "{read}");
     assert_eq!(read["types"][2], "decimal128(18, 2)", "{read}");
     let pooled_out = all.sum("pooled_out", "region", |_| true);
-    assert_eq!(read["pooled_out"], pooled_out.to_string(), "{read}");
+    assert_eq!(read["sum"], pooled_out.to_string(), "{read}");
+}
+
+#[test]
+fn accounts_are_one_row_each_as_they_stand_and_sum_to_the_ledgers_totals() {
+    let ledger = ledger();
+    let dir = out_dir(&ledger);
+    let all = Table::read(&export(
+        &ledger,
+        &["accounts", "--format", "csv"],
+        &dir.join("accounts.csv"),
+    ));
+    assert_eq!(
+        all.header,
+        [
+            "member",
+            "state",
+            "region",
+            "region_since",
+            "scheme",
+            "enrolled_on",
+            "retired_on",
+            "deceased_on",
+            "closed_on",
+            "balance",
+            "credited_total",
+            "paid_total",
+            "months_credited",
+            "relatives_bound",
+            "bindings"
+        ]
+    );
+    let members = all.cells("member");
+    assert_eq!(members, ["M001", "M002", "M003", "M004", "M005"]);
+    // Each row is `account --json` of its member.
+    for (row, member) in all.rows.iter().zip(&members) {
+        let account = ledger.query(&["account", member]);
+        for column in ["state", "region", "region_since", "scheme", "balance"] {
+            let expected = account[column].as_str().unwrap_or_default();
+            assert_eq!(row[all.at(column)], expected, "{member}: {column}");
+        }
+        let closed = account["closed_on"].as_str().unwrap_or_default();
+        assert_eq!(row[all.at("closed_on")], closed, "{member}");
+        let bound = account["family"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["until"].is_null())
+            .count();
+        assert_eq!(
+            row[all.at("relatives_bound")],
+            bound.to_string(),
+            "{member}"
+        );
+    }
+    // The balances of a region's accounts are its accounts' balance. The credits and payments
+    // of all accounts are every region's inflows and outflows but for transfers: a balance
+    // moved between regions leaves one region's totals and enters the other's, while the
+    // account's own credits and payments stay as they were.
+    let (mut inflow, mut outflow) = (Money::ZERO, Money::ZERO);
+    for region in REGIONS {
+        let sum = all.sum("balance", "region", |r| r == region);
+        assert_eq!(
+            sum,
+            fund(&ledger, region, ["accounts", "balance"]),
+            "{region}"
+        );
+        inflow += fund(&ledger, region, ["accounts", "inflow"]);
+        outflow += fund(&ledger, region, ["accounts", "outflow"]);
+    }
+    let moved = ledger.query(&["transfers", "M005"])["transfers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| money(t["balance"].as_str().unwrap()))
+        .fold(Money::ZERO, |sum, m| sum + m);
+    assert!(moved > Money::ZERO);
+    assert_eq!(
+        all.sum("credited_total", "region", |_| true),
+        inflow - moved
+    );
+    assert_eq!(all.sum("paid_total", "region", |_| true), outflow - moved);
+
+    // One region: the accounts that belong to it now.
+    let one = Table::read(&export(
+        &ledger,
+        &["accounts", "--format", "csv", "--region", "510100"],
+        &dir.join("510100.csv"),
+    ));
+    assert_eq!(one.cells("member"), ["M005"]);
+    // A period selects movements, not accounts: refused, and no file left.
+    let refused = ledger.run(&[
+        "export",
+        "accounts",
+        "--format",
+        "csv",
+        "--to",
+        "2024-06-30",
+        "--out",
+        dir.join("dated.csv").to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(text(&refused).contains("--as-of"), "{}", text(&refused));
+    assert!(!dir.join("dated.csv").exists());
+
+    // Parquet, read back by pyarrow: the same rows and balances.
+    let parquet = dir.join("accounts.parquet");
+    export(&ledger, &["accounts", "--format", "parquet"], &parquet);
+    let read = parquet_summary(&parquet, "balance");
+    assert_eq!(read["rows"], all.rows.len(), "{read}");
+    assert_eq!(read["types"][3], "date32[day]", "{read}");
+    assert_eq!(read["types"][9], "decimal128(18, 2)", "{read}");
+    assert_eq!(read["types"][12], "int64", "{read}");
+    let balance = all.sum("balance", "region", |_| true);
+    assert_eq!(read["sum"], balance.to_string(), "{read}");
 }

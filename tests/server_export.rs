@@ -92,6 +92,11 @@ fn exports_over_http_are_the_command_lines_files_for_auditors_only() {
             "application/vnd.apache.parquet",
         ),
         (
+            "/v1/export/accounts?region=500000",
+            vec!["accounts", "--format", "csv", "--region", "500000"],
+            "text/csv; charset=utf-8",
+        ),
+        (
             "/v1/export/settlements?format=parquet&region=500000",
             vec!["settlements", "--format", "parquet", "--region", "500000"],
             "application/vnd.apache.parquet",
@@ -115,6 +120,7 @@ fn exports_over_http_are_the_command_lines_files_for_auditors_only() {
         ("/v1/export/events?region=999999", 404),
         ("/v1/export/events?from=2024-03-01&to=2024-02-01", 400),
         ("/v1/export/events?format=xlsx", 400),
+        ("/v1/export/accounts?to=2024-06-30", 400),
         ("/v1/export/events?from=yesterday", 400),
     ] {
         let (got, _, body) = server.get("auditor", path);
@@ -133,7 +139,7 @@ fn exports_over_http_are_the_command_lines_files_for_auditors_only() {
         .iter()
         .filter(|e| e["route"] == "/v1/export/{table}")
         .count();
-    assert_eq!(exports, 9, "{log}");
+    assert_eq!(exports, 11, "{log}");
     let left: Vec<_> = std::fs::read_dir(&server.scratch).unwrap().collect();
     assert!(left.is_empty(), "the scratch directory holds {left:?}");
     server.serve.stop();

@@ -401,8 +401,9 @@ pub struct ExportArgs {
 #[derive(clap::Args)]
 pub struct TableExportArgs {
     /// What to export: `settlements` (one row per settled claim and per reversal, its figures
-    /// negated), `events` (one row per log record) or `funds` (one row per region and month:
-    /// the pooled and large-amount funds' inflows, outflows and balance at the month's end).
+    /// negated), `events` (one row per log record), `funds` (one row per region and month:
+    /// the pooled and large-amount funds' inflows, outflows and balance at the month's end) or
+    /// `accounts` (one row per personal account as it stands now; no --from or --to).
     #[arg(value_enum)]
     pub what: ExportWhat,
     /// Only rows of this region (a member's events count for the region the member belonged
@@ -433,6 +434,7 @@ pub enum ExportWhat {
     Settlements,
     Events,
     Funds,
+    Accounts,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -1,4 +1,4 @@
-//! `gongji export settlements|events`: the arguments turned into a `gongji-export` request,
+//! `gongji export settlements|events|funds|accounts`: the arguments turned into a `gongji-export` request,
 //! the export run on a read-only ledger with a progress bar on a terminal, and one line
 //! saying what was written. Everything else (rows, formats, the file landing whole or not at
 //! all) is the library's.
@@ -21,17 +21,25 @@ pub fn export(data: &Location, args: &TableExportArgs) -> Result<ExitCode, Failu
     let request = request(args)?;
     let ledger = open(data)?;
     let mut bar = Progress::on_terminal("export");
+    let counted = match request.table {
+        Table::Accounts => "accounts",
+        _ => "records",
+    };
     let exported = gongji_export::export(&ledger, &request, &mut |done, total| {
-        bar.step("records", done, total)
+        bar.step(counted, done, total)
     });
     bar.finish();
     let exported = exported.map_err(failure)?;
     // `text_line` makes the line terminal-safe (a file name may hold anything).
     let path = request.out.to_string_lossy();
     let (rows, records) = (exported.rows, exported.records);
-    let said = match Style::untimed().lang {
-        Lang::Zh => format!("已导出 {rows} 行到 {path}（读取日志记录 {records} 条）"),
-        Lang::En => format!("exported {rows} rows to {path} ({records} log records read)"),
+    let said = match (Style::untimed().lang, request.table) {
+        (Lang::Zh, Table::Accounts) => format!("已导出 {rows} 行到 {path}（个人账户，按当前状态）"),
+        (Lang::En, Table::Accounts) => {
+            format!("exported {rows} rows to {path} (the accounts as they stand)")
+        }
+        (Lang::Zh, _) => format!("已导出 {rows} 行到 {path}（读取日志记录 {records} 条）"),
+        (Lang::En, _) => format!("exported {rows} rows to {path} ({records} log records read)"),
     };
     print::text_line(&said)?;
     Ok(ExitCode::SUCCESS)
@@ -53,6 +61,7 @@ fn request(args: &TableExportArgs) -> Result<Request, Failure> {
         ExportWhat::Settlements => Table::Settlements,
         ExportWhat::Events => Table::Events,
         ExportWhat::Funds => Table::Funds,
+        ExportWhat::Accounts => Table::Accounts,
     };
     Ok(Request {
         table,

@@ -1,5 +1,6 @@
 //! Exports of the ledger for auditors' own tools (pandas, Excel, DuckDB): the settlements, or
-//! every event, of a selection of the log as one typed row each, in CSV or Parquet.
+//! every event, of a selection of the log as one typed row each, the funds by month, or the
+//! accounts as they stand ([`accounts`], from the projections), in CSV or Parquet.
 //!
 //! What it is for: one streaming pass over the log in order ([`export`], through
 //! `gongji-ledger`'s [`Ledger::scan`], which checks the hash chain over every record read),
@@ -18,6 +19,7 @@
 //! figures are negated, a refund counts against the outflow it undoes. The sums reconcile with
 //! the ledger's own totals (`gongji fund REGION`): see `docs/exports.md`.
 
+pub mod accounts;
 pub mod columns;
 pub mod csv_out;
 pub mod events;
@@ -46,6 +48,7 @@ pub enum Table {
     Settlements,
     Events,
     Funds,
+    Accounts,
 }
 
 impl Table {
@@ -55,6 +58,7 @@ impl Table {
             Table::Settlements => &settlements::COLUMNS,
             Table::Events => &events::COLUMNS,
             Table::Funds => &funds::COLUMNS,
+            Table::Accounts => &accounts::COLUMNS,
         }
     }
 
@@ -66,6 +70,8 @@ impl Table {
             Table::Events => None,
             // Every fund event names its region.
             Table::Funds => Some(&funds::KINDS),
+            // Read from the projections, not the log.
+            Table::Accounts => Some(&[]),
         }
     }
 
@@ -74,6 +80,7 @@ impl Table {
             Table::Settlements => "settlements",
             Table::Events => "events",
             Table::Funds => "funds",
+            Table::Accounts => "accounts",
         }
     }
 }
@@ -110,7 +117,7 @@ pub struct Request {
 pub struct Exported {
     /// Rows written (the header not counted).
     pub rows: u64,
-    /// Log records read.
+    /// Log records read (none for accounts, read from the projections).
     pub records: u64,
 }
 
@@ -166,7 +173,7 @@ pub fn export(
     request: &Request,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Exported, ExportError> {
-    check(ledger, &request.filter)?;
+    check(ledger, request)?;
     let target = Target::create(&request.out)?;
     let columns = request.table.columns();
     let file = target.file()?;
@@ -184,7 +191,13 @@ pub fn export(
             request.table.name(),
         )?),
     };
-    let (rows, records) = pass(ledger, request, sink.as_mut(), progress)?;
+    let (rows, records) = match request.table {
+        Table::Accounts => {
+            let region = request.filter.region.as_deref();
+            (accounts::write(ledger, region, sink.as_mut(), progress)?, 0)
+        }
+        _ => pass(ledger, request, sink.as_mut(), progress)?,
+    };
     let file = sink.finish()?;
     target.commit(file)?;
     Ok(Exported { rows, records })
@@ -192,7 +205,15 @@ pub fn export(
 
 /// Refuses a selection that cannot be what was meant: `from` after `to`, or a region of which
 /// the ledger knows nothing (no policy, no fund, no account: a mistyped code).
-fn check(ledger: &Ledger, filter: &ArchiveFilter) -> Result<(), ExportError> {
+fn check(ledger: &Ledger, request: &Request) -> Result<(), ExportError> {
+    let filter = &request.filter;
+    if request.table == Table::Accounts && (filter.from.is_some() || filter.to.is_some()) {
+        return Err(ExportError::Request(
+            "accounts are exported as they stand now: --from and --to select movements, not \
+             accounts (an account's balance as of a day is `gongji account ID --as-of DAY`)"
+                .into(),
+        ));
+    }
     if let (Some(from), Some(to)) = (filter.from, filter.to) {
         if from > to {
             return Err(ExportError::Request(format!(
@@ -234,6 +255,8 @@ fn pass(
                 months.add(&scanned, &selection);
                 Ok(0)
             }
+            // Never scanned: written from the projections by `export`.
+            Table::Accounts => Ok(0),
         };
         match written {
             Ok(n) => {

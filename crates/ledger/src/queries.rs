@@ -199,6 +199,52 @@ impl Ledger {
         Ok((state.members.remove(member), admitted))
     }
 
+    /// Every account as it stands now (of `region` only, if given: where it belongs now), in id
+    /// order, handed to `each` one at a time from the projections, never all in memory; a
+    /// read-only ledger's accounts changed since its open come from its cache, merged in order.
+    /// Returns the accounts handed.
+    pub fn each_account(
+        &self,
+        region: Option<&str>,
+        each: &mut dyn FnMut(AccountView) -> Result<(), LedgerError>,
+    ) -> Result<u64, LedgerError> {
+        self.refuse_if_broken()?;
+        self.refuse_if_partway()?;
+        let mut changed: BTreeSet<&str> = BTreeSet::new();
+        if self.read_only {
+            for key in &self.state.dirty {
+                if let EntityKey::Member(id) = key {
+                    changed.insert(id);
+                }
+            }
+        }
+        let mut changed = changed.into_iter().peekable();
+        let mut handed = 0u64;
+        let mut give = |member: Option<&Member>| -> Result<(), LedgerError> {
+            match member {
+                Some(m) if region.is_none_or(|r| m.region == r) => {
+                    handed += 1;
+                    each(AccountView::of(m))
+                }
+                _ => Ok(()),
+            }
+        };
+        store::each_stored_member(&self.kv, &mut |id, stored| {
+            while let Some(newer) = changed.next_if(|c| *c < id.as_str()) {
+                give(self.state.members.get(newer))?;
+            }
+            // Changed since the open: the cache's (absent there: deleted).
+            match changed.next_if(|c| *c == id.as_str()) {
+                Some(_) => give(self.state.members.get(&id)),
+                None => give(Some(&stored)),
+            }
+        })?;
+        for newer in changed {
+            give(self.state.members.get(newer))?;
+        }
+        Ok(handed)
+    }
+
     /// The member's timeline as it stood `as_of`: the member's stream folded with only the
     /// events `as_of` admits, the balance read after each; `None` if the member was not
     /// enrolled then.

@@ -420,6 +420,21 @@ pub(crate) fn dirty_writes(state: &State) -> impl Iterator<Item = (Vec<u8>, Opti
         .map(|key| (key_bytes(key), entity_value(state, key)))
 }
 
+/// Every stored member in id order (the store's key order), decoded one at a time.
+pub(crate) fn each_stored_member(
+    kv: &Kv,
+    each: &mut dyn FnMut(String, Member) -> Result<(), LedgerError>,
+) -> Result<(), LedgerError> {
+    for entry in kv.scan_prefix(MEMBER_PREFIX) {
+        let (key, value) = entry?;
+        let id = String::from_utf8(key[MEMBER_PREFIX.len()..].to_vec())
+            .map_err(|_| LedgerError::Projection("a stored member's key is not UTF-8".into()))?;
+        let member: Member = decode(EntityRef::Member(&id), &value)?;
+        each(id, member)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn get_member(kv: &Kv, id: &str) -> Result<Option<Member>, LedgerError> {
     let key = EntityRef::Member(id);
     kv.get(&ref_bytes(key))?

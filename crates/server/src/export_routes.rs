@@ -52,8 +52,9 @@ fn table(name: &str) -> Result<Table, ApiError> {
         "settlements" => Ok(Table::Settlements),
         "events" => Ok(Table::Events),
         "funds" => Ok(Table::Funds),
+        "accounts" => Ok(Table::Accounts),
         other => Err(ApiError::not_found(format!(
-            "no export {other:?}: settlements, events or funds"
+            "no export {other:?}: settlements, events, funds or accounts"
         ))),
     }
 }
@@ -84,7 +85,7 @@ impl ExportQuery {
 /// record) of the selection, as `gongji export TABLE` writes them: CSV (UTF-8 with a
 /// byte-order mark, or GB18030) or Parquet. See docs/exports.md.
 #[utoipa::path(get, path = "/v1/export/{table}", tag = "audit",
-    params(("table" = String, Path, description = "settlements, events or funds", pattern = "^(settlements|events|funds)$"), ExportQuery),
+    params(("table" = String, Path, description = "settlements, events, funds or accounts", pattern = "^(settlements|events|funds|accounts)$"), ExportQuery),
     responses((status = 200, description = "The file, as `gongji export` writes it: CSV (charset utf-8 or gb18030) or Parquet",
             content((String = "text/csv"), (String = "application/vnd.apache.parquet"))),
         (status = 400, description = "A parameter does not read, or the period ends before it starts", body = ErrorBody),
@@ -116,6 +117,12 @@ async fn exported(
         to: day("to", q.to.as_deref())?,
         region: q.region,
     };
+    if table == Table::Accounts && (filter.from.is_some() || filter.to.is_some()) {
+        return Err(ApiError::bad_request(
+            "from, to: the accounts are exported as they stand now (a period selects \
+             movements; an account as of a day is GET /v1/members/{id}?as_of=DAY)",
+        ));
+    }
     if let (Some(from), Some(to)) = (filter.from, filter.to) {
         if from > to {
             return Err(ApiError::bad_request(format!(
