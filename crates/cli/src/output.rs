@@ -2,7 +2,9 @@
 //! [`crate::text`]); and a progress bar on a terminal.
 
 use std::io::{self, IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use gongji_ledger::LineOutcome;
 use gongji_recon::render::terminal_safe;
@@ -96,20 +98,29 @@ enum Shown {
     Plain,
 }
 
-/// Progress on standard error, phase by phase (`verify: chain`, `verify: invariants`, …): a bar
-/// redrawn at most ten times a second and drawn once more, as last reported, when its phase
-/// ends; silent when off. With `GONGJI_PROGRESS=plain` in the environment (for tests and logs)
-/// it is plain lines instead, whatever standard error is: the phase's name when it starts and
-/// its last percentage when it ends.
+/// Progress on standard error, phase by phase (`verify: chain`, `verify: invariants`, …): an
+/// `indicatif` bar, redrawn at most ten times a second and once more, as last reported, when
+/// its phase ends (a count and a spinner while the total is unknown); silent when off. With
+/// `GONGJI_PROGRESS=plain` in the environment (for tests and logs) it is plain lines instead,
+/// whatever standard error is: the phase's name when it starts and its last percentage when it
+/// ends.
 pub struct Progress {
     label: &'static str,
     phase: Option<&'static str>,
     shown: Shown,
-    started: Instant,
-    last_drawn: Option<Instant>,
+    /// The current phase's bar, when shown as a bar.
+    bar: Option<ProgressBar>,
+    /// Whether the bar's style counts toward a known total (else it counts with a spinner);
+    /// none set yet.
+    bounded: Option<bool>,
     /// The last `(done, total)` reported in this phase.
     last: Option<(u64, u64)>,
 }
+
+/// The bar toward a known total: `export: records [#####>....]  42%  3s elapsed, ~4s left`.
+const BOUNDED: &str = "{prefix} [{bar:30}] {percent:>3}%  {elapsed} elapsed, ~{eta} left";
+/// While the total is unknown: `export: accounts ⠙ 40960  3s`.
+const COUNTING: &str = "{prefix} {spinner} {pos}  {elapsed}";
 
 impl Progress {
     pub fn new(label: &'static str, enabled: bool) -> Progress {
@@ -121,8 +132,8 @@ impl Progress {
             label,
             phase: None,
             shown,
-            started: Instant::now(),
-            last_drawn: None,
+            bar: None,
+            bounded: None,
             last: None,
         }
     }
@@ -149,11 +160,11 @@ impl Progress {
             self.finish();
         }
         self.phase = Some(name);
-        self.started = Instant::now();
-        self.last_drawn = None;
         self.last = None;
-        if self.shown == Shown::Plain {
-            print::error_text(&format!("{}: {name}\n", self.label));
+        match self.shown {
+            Shown::Off => {}
+            Shown::Bar => self.bar = Some(self.new_bar()),
+            Shown::Plain => print::error_text(&format!("{}: {name}\n", self.label)),
         }
     }
 
@@ -163,16 +174,39 @@ impl Progress {
         self.show(done, total);
     }
 
+    /// Progress `done` of `total` (0: not known) in the current phase.
     pub fn show(&mut self, done: u64, total: u64) {
         self.last = Some((done, total));
-        if self.shown != Shown::Bar
-            || self
-                .last_drawn
-                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
-        {
+        if self.shown != Shown::Bar {
             return;
         }
-        self.draw(done, total);
+        if self.bar.is_none() {
+            self.bar = Some(self.new_bar());
+        }
+        let Some(bar) = &self.bar else {
+            return;
+        };
+        let bounded = total > 0;
+        if self.bounded != Some(bounded) {
+            let template = if bounded { BOUNDED } else { COUNTING };
+            if let Ok(style) = ProgressStyle::with_template(template) {
+                bar.set_style(style.progress_chars("#>."));
+            }
+            self.bounded = Some(bounded);
+        }
+        if bounded {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+    }
+
+    /// A bar for the current phase, on standard error (drawn at most ten times a second), its
+    /// style set by the first report.
+    fn new_bar(&mut self) -> ProgressBar {
+        self.bounded = None;
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_prefix(self.name());
+        bar
     }
 
     /// The share done: nothing to do is all done; an unknown total (0 of something) is none.
@@ -191,38 +225,21 @@ impl Progress {
         }
     }
 
-    fn draw(&mut self, done: u64, total: u64) {
-        self.last_drawn = Some(Instant::now());
-        let fraction = Progress::fraction(done, total);
-        let width = 30;
-        let filled = (fraction * width as f64) as usize;
-        let elapsed = self.started.elapsed().as_secs_f64();
-        let eta = if fraction > 0.0 {
-            elapsed / fraction - elapsed
-        } else {
-            0.0
-        };
-        print::error_text(&format!(
-            "\r{} [{}{}] {:>5.1}%  {:.0}s elapsed, ~{:.0}s left ",
-            self.name(),
-            "#".repeat(filled),
-            ".".repeat(width - filled),
-            fraction * 100.0,
-            elapsed,
-            eta
-        ));
-    }
-
-    /// Ends the current phase showing its last report (a bar is drawn once more, unthrottled).
+    /// Ends the current phase showing its last report (a bar is drawn once more and left on
+    /// its line).
     pub fn finish(&mut self) {
         match self.shown {
             Shown::Off => {}
             Shown::Bar => {
-                if let Some((done, total)) = self.last {
-                    self.draw(done, total);
-                }
-                if self.last_drawn.is_some() {
-                    print::error_text("\n");
+                if let Some(bar) = self.bar.take() {
+                    if self.last.is_some() {
+                        // Left on its line, and the line ended (indicatif leaves the cursor
+                        // after the bar): what follows starts on a line of its own.
+                        bar.finish();
+                        print::error_text("\n");
+                    } else {
+                        bar.finish_and_clear();
+                    }
                 }
             }
             Shown::Plain => {
@@ -234,7 +251,6 @@ impl Progress {
                 ));
             }
         }
-        self.last_drawn = None;
         self.last = None;
     }
 }
