@@ -92,7 +92,8 @@ pub const CSV_BOM: &[u8; 3] = b"\xEF\xBB\xBF";
 /// several. Every row but a malformed one names the member (`psn_no`): the file row's for a
 /// row read from the file, the ledger settlement's for one missing from the file.
 pub struct DifferenceCsv<W: Write> {
-    out: W,
+    /// The `csv` crate's writer: RFC 4180 quoting where a cell needs it, rows ended by `\n`.
+    out: csv::Writer<W>,
     rows_written: u64,
 }
 
@@ -100,11 +101,24 @@ impl<W: Write> DifferenceCsv<W> {
     /// Writes the byte-order mark and the header row.
     pub fn new(mut out: W) -> io::Result<DifferenceCsv<W>> {
         out.write_all(CSV_BOM)?;
-        write_row(&mut out, &CSV_COLUMNS)?;
-        Ok(DifferenceCsv {
+        let out = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(out);
+        let mut csv = DifferenceCsv {
             out,
             rows_written: 0,
-        })
+        };
+        csv.cells(&CSV_COLUMNS)?;
+        Ok(csv)
+    }
+
+    /// One row, each cell made [`spreadsheet_safe`] first.
+    fn cells(&mut self, cells: &[&str]) -> io::Result<()> {
+        for cell in cells {
+            self.out.write_field(spreadsheet_safe(cell).as_bytes())?;
+        }
+        self.out.write_record(None::<&[u8]>)?;
+        Ok(())
     }
 
     pub fn write(&mut self, difference: &Difference) -> io::Result<()> {
@@ -179,25 +193,22 @@ impl<W: Write> DifferenceCsv<W> {
     fn row(&mut self, row: CsvRow<'_>) -> io::Result<()> {
         let [m, f, a, c] = &row.amounts;
         self.rows_written += 1;
-        write_row(
-            &mut self.out,
-            &[
-                row.kind,
-                &row.line,
-                row.setl_id,
-                row.refund,
-                row.psn_no,
-                row.mdtrt_id,
-                row.field,
-                row.file_value,
-                row.ledger_value,
-                m,
-                f,
-                a,
-                c,
-                &row.note,
-            ],
-        )
+        self.cells(&[
+            row.kind,
+            &row.line,
+            row.setl_id,
+            row.refund,
+            row.psn_no,
+            row.mdtrt_id,
+            row.field,
+            row.file_value,
+            row.ledger_value,
+            m,
+            f,
+            a,
+            c,
+            &row.note,
+        ])
     }
 
     /// Data rows written (the header excluded).
@@ -206,9 +217,10 @@ impl<W: Write> DifferenceCsv<W> {
     }
 
     /// Flushes and hands back the writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.out.flush()?;
-        Ok(self.out)
+    pub fn finish(self) -> io::Result<W> {
+        self.out
+            .into_inner()
+            .map_err(|e| io::Error::other(e.error().to_string()))
     }
 }
 
@@ -244,23 +256,6 @@ impl<'a> CsvRow<'a> {
 /// The four amounts as the CSV writes them, in the platform's order.
 fn amounts(amounts: &Amounts) -> [String; 4] {
     amounts.named().map(|(_, m)| m.to_string())
-}
-
-fn write_row(out: &mut impl Write, fields: &[&str]) -> io::Result<()> {
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",")?;
-        }
-        let field = spreadsheet_safe(field);
-        if field.contains([',', '"', '\n', '\r']) {
-            out.write_all(b"\"")?;
-            out.write_all(field.replace('"', "\"\"").as_bytes())?;
-            out.write_all(b"\"")?;
-        } else {
-            out.write_all(field.as_bytes())?;
-        }
-    }
-    out.write_all(b"\n")
 }
 
 /// Writes the differences kept in `report` as CSV (the streaming sink writes all of them).
