@@ -139,12 +139,15 @@ impl AccessLog {
         })
     }
 
-    /// The last `count` entries (at most [`PAGE_ENTRIES_MAX`]); `next` is the number of entries
-    /// (where the entries after them will start).
-    pub fn last(&self, count: usize) -> io::Result<Page> {
+    /// The last `count` entries (at most [`PAGE_ENTRIES_MAX`]) of those numbered `from` on;
+    /// `next` is the number of entries (where the entries after them will start).
+    pub fn last(&self, from: u64, count: usize) -> io::Result<Page> {
         let count = count.min(PAGE_ENTRIES_MAX);
         let mut kept: std::collections::VecDeque<Vec<u8>> = std::collections::VecDeque::new();
-        let number = self.each_line(&mut |_, line| {
+        let number = self.each_line(&mut |number, line| {
+            if number < from {
+                return true;
+            }
             if kept.len() == count {
                 kept.pop_front();
             }
@@ -262,12 +265,14 @@ mod tests {
         assert_eq!(page.entries[0]["member"], "M2");
         assert_eq!(page.next, 2);
         assert_eq!(log.page(3, 10).unwrap().entries.len(), 0);
-        let last = log.last(2).unwrap();
+        let last = log.last(0, 2).unwrap();
         assert_eq!(last.entries.len(), 2);
         assert_eq!(last.entries[0]["member"], "M2");
         assert_eq!(last.entries[1]["member"], "M3");
         assert_eq!(last.next, 3);
-        assert_eq!(log.last(10).unwrap().entries.len(), 3);
+        assert_eq!(log.last(0, 10).unwrap().entries.len(), 3);
+        assert_eq!(log.last(2, 10).unwrap().entries.len(), 1);
+        assert_eq!(log.last(5, 10).unwrap().entries.len(), 0);
         drop(log);
         let mut file = std::fs::OpenOptions::new()
             .append(true)

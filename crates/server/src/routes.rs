@@ -136,8 +136,8 @@ pub struct PageQuery {
     /// Most entries (default 100, at most 1000: more is refused)
     #[param(value_type = Option<u32>, maximum = 1000)]
     limit: Option<String>,
-    /// Instead of a page from `from`: the last this many entries (at most 1000; not with
-    /// `from` or `limit`)
+    /// Instead of the first entries from `from`: the last this many (at most 1000, and at most
+    /// `limit` if given) of those from `from` on
     #[param(value_type = Option<u32>, maximum = 1000)]
     last: Option<String>,
 }
@@ -158,15 +158,12 @@ pub async fn access_log(
 ) -> Result<Json<Page>, ApiError> {
     let q = query(q)?;
     if let Some(last) = q.last {
-        if q.from.is_some() || q.limit.is_some() {
-            return Err(ApiError::bad_request(
-                "last: asks for the latest entries, not a page: give it without from or limit",
-            ));
-        }
+        let from = whole("from", q.from, 0, 0, ENTRY_NUMBER_MAX)?;
         let count = whole("last", Some(last), 0, 0, PAGE_ENTRIES_MAX as u64)?;
-        let count = usize::try_from(count).map_err(ApiError::ledger)?;
+        let limit = whole("limit", q.limit, count, 0, PAGE_ENTRIES_MAX as u64)?;
+        let count = usize::try_from(count.min(limit)).map_err(ApiError::ledger)?;
         let access = app.access.clone();
-        let page = tokio::task::spawn_blocking(move || access.last(count))
+        let page = tokio::task::spawn_blocking(move || access.last(from, count))
             .await
             .map_err(ApiError::ledger)?
             .map_err(|e| ApiError::ledger(format!("the access log cannot be read: {e}")))?;
