@@ -163,7 +163,9 @@ impl Progress {
         self.last = None;
         match self.shown {
             Shown::Off => {}
-            Shown::Bar => self.bar = Some(self.new_bar()),
+            // The bar is made by the phase's first report (so a phase that reports nothing
+            // draws nothing).
+            Shown::Bar => {}
             Shown::Plain => print::error_text(&format!("{}: {name}\n", self.label)),
         }
     }
@@ -187,6 +189,11 @@ impl Progress {
             return;
         };
         let bounded = total > 0;
+        if bounded {
+            bar.set_length(total);
+        }
+        bar.set_position(done);
+        // The style last: setting it draws, and the bar then shows this report.
         if self.bounded != Some(bounded) {
             let template = if bounded { BOUNDED } else { COUNTING };
             if let Ok(style) = ProgressStyle::with_template(template) {
@@ -194,17 +201,13 @@ impl Progress {
             }
             self.bounded = Some(bounded);
         }
-        if bounded {
-            bar.set_length(total);
-        }
-        bar.set_position(done);
     }
 
     /// A bar for the current phase, on standard error (drawn at most ten times a second), its
-    /// style set by the first report.
+    /// style set by the report that makes it.
     fn new_bar(&mut self) -> ProgressBar {
         self.bounded = None;
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
         bar.set_prefix(self.name());
         bar
     }
@@ -232,13 +235,13 @@ impl Progress {
             Shown::Off => {}
             Shown::Bar => {
                 if let Some(bar) = self.bar.take() {
-                    if self.last.is_some() {
-                        // Left on its line, and the line ended (indicatif leaves the cursor
-                        // after the bar): what follows starts on a line of its own.
-                        bar.finish();
+                    // Left as last reported (`abandon`: `finish` would fill it, even for a
+                    // phase that failed partway) and its line ended (indicatif leaves the
+                    // cursor after the bar), unless indicatif drew nothing (a dumb terminal).
+                    let drawn = !bar.is_hidden();
+                    bar.abandon();
+                    if drawn {
                         print::error_text("\n");
-                    } else {
-                        bar.finish_and_clear();
                     }
                 }
             }

@@ -36,8 +36,8 @@ use std::sync::Arc;
 
 use crate::LogError;
 
+use external::KvScan;
 pub use external::ProjectionStore;
-use external::{KvPair, KvScan};
 use overlay::OverlayKv;
 use runs::{RunsKv, RunsScan};
 use sled_tree::SledKv;
@@ -96,7 +96,7 @@ pub enum ComparedStore {
 enum Scan<'a, R, S> {
     Runs(R),
     Sled(S),
-    Overlay(std::vec::IntoIter<Result<KvPair, LogError>>),
+    Overlay(Box<overlay::OverlayScan>),
     /// An external store's scan, or a compared store's (feature `kv-compare`).
     Boxed(KvScan<'a>),
 }
@@ -194,7 +194,7 @@ impl Kv {
         let scan: Scan<'_, RunsScan, _> = match &self.backend {
             Backend::Runs(r) => Scan::Runs(r.scan_prefix(prefix)),
             Backend::Sled(s) => Scan::Sled(s.scan_prefix(prefix)),
-            Backend::Overlay(o) => Scan::Overlay(o.scan_prefix(prefix).into_iter()),
+            Backend::Overlay(o) => Scan::Overlay(Box::new(o.scan_prefix(prefix))),
             Backend::External(e) => Scan::Boxed(e.scan_prefix(prefix)),
             #[cfg(feature = "kv-compare")]
             Backend::Fjall(f) => Scan::Boxed(Box::new(f.scan_prefix(prefix))),

@@ -126,6 +126,12 @@ impl AccessLog {
     /// Up to `limit` entries from entry number `from` on. Blocking.
     pub fn page(&self, from: u64, limit: usize) -> io::Result<Page> {
         let limit = limit.min(PAGE_ENTRIES_MAX);
+        if limit == 0 {
+            return Ok(Page {
+                next: from,
+                entries: Vec::new(),
+            });
+        }
         let mut entries = Vec::new();
         let number = self.each_line(&mut |number, line| {
             if number >= from {
@@ -265,6 +271,8 @@ mod tests {
         assert_eq!(page.entries[0]["member"], "M2");
         assert_eq!(page.next, 2);
         assert_eq!(log.page(3, 10).unwrap().entries.len(), 0);
+        let none = log.page(1, 0).unwrap();
+        assert_eq!((none.entries.len(), none.next), (0, 1));
         let last = log.last(0, 2).unwrap();
         assert_eq!(last.entries.len(), 2);
         assert_eq!(last.entries[0]["member"], "M2");

@@ -32,6 +32,48 @@ pub(crate) const MANIFEST_READS_MAX: u32 = 16;
 /// A key and its value, as a scan yields them.
 type KvPair = (Vec<u8>, Vec<u8>);
 
+/// [`OverlayKv::scan_prefix`]'s pairs: the base's and the layer's merged in key order, the
+/// layer's winning (an absent value there is a deletion); after an error of the base, nothing.
+pub(crate) struct OverlayScan {
+    base: Option<std::iter::Peekable<super::runs::RunsScan>>,
+    layer: std::iter::Peekable<std::vec::IntoIter<KvWrite>>,
+    failed: bool,
+}
+
+impl Iterator for OverlayScan {
+    type Item = Result<KvPair, LogError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::cmp::Ordering;
+        loop {
+            if self.failed {
+                return None;
+            }
+            let base = self.base.as_mut().and_then(|b| b.peek());
+            let order = match (base, self.layer.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)), _) => {
+                    self.failed = true;
+                    return self.base.as_mut().and_then(Iterator::next);
+                }
+                (Some(Ok((key, _))), Some((above, _))) => key.cmp(above),
+                (Some(Ok(_)), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+            };
+            if order == Ordering::Less {
+                return self.base.as_mut().and_then(Iterator::next);
+            }
+            if order == Ordering::Equal {
+                // The layer's entry replaces the base's.
+                self.base.as_mut().and_then(Iterator::next);
+            }
+            if let Some((key, Some(value))) = self.layer.next() {
+                return Some(Ok((key, value)));
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Layer {
     /// Writes since open; `None` is a delete.
@@ -80,32 +122,22 @@ impl OverlayKv {
         }
     }
 
-    /// The pairs under `prefix`, in key order, the layer winning (collected: a reader's scans
-    /// are of one region or one kind of entity).
-    pub(crate) fn scan_prefix(&self, prefix: &[u8]) -> Vec<Result<KvPair, LogError>> {
-        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        if let Some(base) = self.base() {
-            for item in base.scan_prefix(prefix) {
-                match item {
-                    Ok((key, value)) => {
-                        merged.insert(key, Some(value));
-                    }
-                    Err(e) => return vec![Err(e)],
-                }
-            }
-        }
-        let layer = self.layer();
-        let above = layer
+    /// The pairs under `prefix`, in key order, the layer winning: the base's streamed, the
+    /// layer's (what changed since the open) copied when the scan starts, so that a scan of
+    /// every member holds one member at a time, not the store.
+    pub(crate) fn scan_prefix(&self, prefix: &[u8]) -> OverlayScan {
+        let layer: Vec<KvWrite> = self
+            .layer()
             .entries
             .range(prefix.to_vec()..)
-            .take_while(|(key, _)| key.starts_with(prefix));
-        for (key, value) in above {
-            merged.insert(key.clone(), value.clone());
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        OverlayScan {
+            base: self.base().map(|base| base.scan_prefix(prefix).peekable()),
+            layer: layer.into_iter().peekable(),
+            failed: false,
         }
-        merged
-            .into_iter()
-            .filter_map(|(key, value)| value.map(|value| Ok((key, value))))
-            .collect()
     }
 
     pub(crate) fn checkpoint(&self) -> Option<u64> {
@@ -169,4 +201,68 @@ pub(crate) fn open_base(dir: &Path) -> Result<Option<RunsKv>, LogError> {
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(scan: OverlayScan) -> Vec<(String, String)> {
+        scan.map(|pair| {
+            let (key, value) = pair.expect("no error");
+            (
+                String::from_utf8(key).unwrap(),
+                String::from_utf8(value).unwrap(),
+            )
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_scan_merges_the_layer_into_the_base_in_key_order_the_layer_winning() {
+        let dir = tempfile::tempdir().unwrap();
+        let (base, _) = RunsKv::open(dir.path()).unwrap();
+        let write = |key: &str, value: Option<&str>| {
+            (
+                key.as_bytes().to_vec(),
+                value.map(|v| v.as_bytes().to_vec()),
+            )
+        };
+        base.apply(
+            vec![
+                write("a1", Some("base")),
+                write("a3", Some("base")),
+                write("a5", Some("base")),
+                write("b1", Some("base")),
+            ],
+            None,
+        )
+        .unwrap();
+        let overlay = OverlayKv::new(Some(base));
+        overlay.apply(
+            vec![
+                write("a0", Some("layer")),
+                write("a2", Some("layer")),
+                write("a3", Some("layer")),
+                write("a5", None),
+                write("a9", Some("layer")),
+                write("c1", Some("layer")),
+            ],
+            None,
+        );
+        let got = pairs(overlay.scan_prefix(b"a"));
+        let expected = [
+            ("a0", "layer"),
+            ("a1", "base"),
+            ("a2", "layer"),
+            ("a3", "layer"),
+            ("a9", "layer"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        assert_eq!(got, expected);
+        assert_eq!(pairs(overlay.scan_prefix(b"b")).len(), 1);
+        assert_eq!(pairs(overlay.scan_prefix(b"z")).len(), 0);
+        overlay.clear();
+        assert!(pairs(overlay.scan_prefix(b"")).is_empty());
+    }
 }
