@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{text, TestLedger};
+use support::{copy_dir, text, TestLedger};
 
 fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
@@ -195,19 +195,6 @@ impl StaleProjections {
         let sql = "UPDATE gongji_projection_checkpoints SET checkpoint = $2 WHERE log = $1";
         assert_eq!(tx.execute(sql, &[log, &checkpoint]).unwrap(), 1);
         tx.commit().unwrap();
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
     }
 }
 

@@ -8,25 +8,12 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use support::{text, TestLedger};
+use support::{check_and_import, copy_dir, text, TestLedger};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/fixtures/schema1")
         .join(name)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("fixture copy");
-    for entry in std::fs::read_dir(from).expect("fixture listing") {
-        let entry = entry.expect("fixture entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("fixture file");
-        }
-    }
 }
 
 /// The figures the old release answered for the fixture (its `audit replay --json`).
@@ -77,23 +64,16 @@ fn a_schema_1_ledger_opens_verifies_answers_and_goes_on() {
     let archive = ledger.dir.path().join("upgraded.archive");
     let out = ledger.run(&["audit", "export", archive.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = ledger.run(&["audit", "check", archive.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
     let restored = TestLedger::directory();
-    let out = restored.run(&["audit", "import", archive.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    check_and_import(&archive, &restored);
     assert_eq!(kind_of(&restored, "c1"), "hospital");
     assert_eq!(kind_of(&restored, "c5"), "grassroots");
 }
 
 #[test]
 fn a_schema_1_archive_checks_and_imports() {
-    let archive = fixture("schema1.archive");
     let ledger = TestLedger::empty();
-    let out = ledger.run(&["audit", "check", archive.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
-    let out = ledger.run(&["audit", "import", archive.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out));
+    check_and_import(&fixture("schema1.archive"), &ledger);
     assert_eq!(kind_of(&ledger, "c2"), "pharmacy");
     assert_old_totals(&ledger);
 }

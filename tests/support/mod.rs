@@ -299,6 +299,29 @@ pub fn examples(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// `audit check` of `archive`, then `audit import` of it into `into`; both must succeed.
+pub fn check_and_import(archive: &Path, into: &TestLedger) {
+    let archive = archive.to_str().expect("UTF-8 path");
+    for step in ["check", "import"] {
+        let out = into.run(&["audit", step, archive]);
+        assert!(out.status.success(), "audit {step}: {}", text(&out));
+    }
+}
+
+/// Copies the directory `from` (a fixture ledger) into `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("fixture copy");
+    for entry in std::fs::read_dir(from).expect("fixture listing") {
+        let entry = entry.expect("fixture entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("fixture file");
+        }
+    }
+}
+
 /// The ledger's first segment file (the sample's whole log).
 pub fn first_segment(ledger: &TestLedger) -> PathBuf {
     let dir = ledger.data().join("segments");

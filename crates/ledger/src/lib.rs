@@ -579,16 +579,10 @@ fn load_region(kv: &Kv, state: &mut State, region: &str) -> Result<(), LedgerErr
 }
 
 /// A deterministic event id (uuid version 8): the log position, unique in the ledger, and an
-/// FNV-1a hash of the payload. Cheap enough for millions of events a second.
+/// FNV-1a hash of the payload. Cheap enough for millions of events a second, and not stored:
+/// the log derives it again when it reads the record.
 fn event_id(position: u64, payload: &[u8]) -> uuid::Uuid {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in payload {
-        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&position.to_be_bytes());
-    bytes[8..].copy_from_slice(&hash.to_be_bytes());
-    uuid::Uuid::new_v8(bytes)
+    gongji_log::derived_event_id(position, payload)
 }
 
 /// A read-only ledger is shared by queries on several threads at once (`&self` queries).

@@ -1,26 +1,38 @@
 //! Encoding and decoding of one record frame.
 //!
 //! ```text
-//! frame = body_len: u32 LE | crc32(body): u32 LE | body
-//! body  = format_version: u8 | flags: u8 | position: u64 LE | stream_version: u64 LE
-//!       | event_id: [u8; 16] | recorded_at_micros: i64 LE | prev_hash: [u8; 32]
-//!       | stream_len: u16 LE | stream: utf8 | payload_len: u32 LE | payload
-//! hash  = blake3(prev_hash || body)
+//! frame    = body_len: u32 LE | crc32(body): u32 LE | body
+//! body v1  = format_version 1: u8 | flags: u8 | position: u64 LE | stream_version: u64 LE
+//!          | event_id: [u8; 16] | recorded_at_micros: i64 LE | prev_hash: [u8; 32]
+//!          | stream_len: u16 LE | stream: utf8 | payload_len: u32 LE | payload
+//! body v2  = format_version 2: u8 | flags: u8 | prev_hash: [u8; 32] | position: varint
+//!          | stream_version: varint | event_id: [u8; 16] unless derived
+//!          | recorded_at_micros: i64 LE | stream_len: u8 | stream: utf8
+//!          | payload_len: varint | payload
+//! hash     = blake3(prev_hash || the record's body in format 1)
 //! ```
+//!
+//! The log writes format 2 and reads both: a log written in format 1 goes on in format 2
+//! after its last record, frame by frame (the version is the body's first byte). A record's
+//! hash is taken over its fields laid out as a format-1 body whatever format stores it, so the
+//! chain, archives and the PostgreSQL log do not depend on the format on disk.
 //!
 //! The decoder never panics and never allocates: it validates every length
 //! against the slice it is given and against the format's bounds.
 
+use crate::varint;
 use crate::Record;
 
 /// Bytes before the body: body length and body checksum.
 pub(crate) const FRAME_HEADER_BYTES: usize = 8;
-/// The only format version this crate writes and reads.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// The format of the frames written before format 2; still read.
+const FORMAT_V1: u8 = 1;
+/// The format this crate writes.
+const FORMAT_V2: u8 = 2;
 /// Flag bit 0: this record is the last one of its atomic unit.
 pub(crate) const FLAG_UNIT_END: u8 = 0b0000_0001;
-/// Bits that are defined; any other bit set makes a frame invalid.
-const FLAGS_KNOWN: u8 = FLAG_UNIT_END;
+/// Flag bit 1 (format 2 only): the event id is not stored; it is [`derived_event_id`]'s.
+const FLAG_DERIVED_ID: u8 = 0b0000_0010;
 
 /// Longest stream name, in bytes of UTF-8.
 pub const MAX_STREAM_BYTES: usize = 255;
@@ -29,13 +41,39 @@ pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 /// Most records in one atomic unit.
 pub const MAX_UNIT_RECORDS: usize = 1_000_000;
 
-/// version + flags + position + stream version + event id + recorded_at + prev hash
-const BODY_FIXED_BYTES: usize = 1 + 1 + 8 + 8 + 16 + 8 + 32;
-/// Smallest valid body: a one-byte stream name and an empty payload.
-pub(crate) const MIN_BODY_BYTES: usize = BODY_FIXED_BYTES + 2 + 1 + 4;
-/// Largest valid body.
-pub(crate) const MAX_BODY_BYTES: usize =
-    BODY_FIXED_BYTES + 2 + MAX_STREAM_BYTES + 4 + MAX_PAYLOAD_BYTES;
+/// Format 1: version + flags + position + stream version + event id + recorded_at + prev hash
+const V1_FIXED_BYTES: usize = 1 + 1 + 8 + 8 + 16 + 8 + 32;
+/// Offset of `prev_hash` in a format-1 frame: header, version, flags, position, stream
+/// version, event id, timestamp.
+const V1_PREV_HASH_OFFSET: usize = FRAME_HEADER_BYTES + 1 + 1 + 8 + 8 + 16 + 8;
+/// Offset of `prev_hash` in a format-2 frame: header, version, flags.
+const V2_PREV_HASH_OFFSET: usize = FRAME_HEADER_BYTES + 1 + 1;
+/// Format 2 at its widest: every field but the stream name and payload.
+const V2_MAX_FIXED_BYTES: usize = 1 + 1 + 32 + varint::MAX_BYTES + varint::MAX_BYTES + 16 + 8 + 1;
+/// Smallest valid body (format 2): one-byte position and stream version, a derived event id,
+/// a one-byte stream name and an empty payload.
+pub(crate) const MIN_BODY_BYTES: usize = 1 + 1 + 32 + 1 + 1 + 8 + 1 + 1 + 1;
+/// Largest valid body (format 2, every varint at its widest, a stored event id).
+pub(crate) const MAX_BODY_BYTES: usize = V2_MAX_FIXED_BYTES
+    + MAX_STREAM_BYTES
+    + varint::bytes_of(MAX_PAYLOAD_BYTES as u64)
+    + MAX_PAYLOAD_BYTES;
+const _: () =
+    assert!(V1_FIXED_BYTES + 2 + MAX_STREAM_BYTES + 4 + MAX_PAYLOAD_BYTES <= MAX_BODY_BYTES);
+
+/// The event id a record carries when its writer derives it from the record itself (the
+/// ledger does, for every event): a uuid of version 8 holding the log position, unique in the
+/// log, and an FNV-1a hash of the payload. A format-2 frame of such a record stores no id.
+pub fn derived_event_id(position: u64, payload: &[u8]) -> uuid::Uuid {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in payload {
+        hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&position.to_be_bytes());
+    bytes[8..].copy_from_slice(&hash.to_be_bytes());
+    uuid::Uuid::new_v8(bytes)
+}
 
 /// Why bytes are not a valid frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +105,8 @@ impl std::fmt::Display for FrameError {
 /// A decoded frame borrowing the bytes it was decoded from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FrameView<'a> {
+    /// The body's format (1 or 2).
+    pub format: u8,
     pub flags: u8,
     pub position: u64,
     pub stream_version: u64,
@@ -79,9 +119,28 @@ pub(crate) struct FrameView<'a> {
 }
 
 impl FrameView<'_> {
-    /// The record's own hash: blake3(prev_hash || body).
+    /// The record's own hash: blake3(prev_hash || the body in format 1). A format-1 body is
+    /// hashed as it is; a format-2 one as its fields laid out in format 1 ([`hash_of`]).
     pub fn hash(&self) -> [u8; 32] {
-        record_hash(&self.prev_hash, self.body)
+        if self.format == FORMAT_V1 {
+            record_hash(&self.prev_hash, self.body)
+        } else {
+            hash_of(&self.fields())
+        }
+    }
+
+    /// The record's fields as an encoder takes them.
+    pub fn fields(&self) -> FrameFields<'_> {
+        FrameFields {
+            unit_end: self.is_unit_end(),
+            position: self.position,
+            stream_version: self.stream_version,
+            event_id: self.event_id,
+            recorded_at_micros: self.recorded_at_micros,
+            prev_hash: self.prev_hash,
+            stream: self.stream,
+            payload: self.payload,
+        }
     }
 
     pub fn is_unit_end(&self) -> bool {
@@ -195,30 +254,88 @@ impl<'a> Cursor<'a> {
         out.copy_from_slice(slice);
         Ok(out)
     }
+
+    /// A varint in its shortest form.
+    fn varint(&mut self, what: &str) -> Result<u64, FrameError> {
+        let mut at = 0;
+        let Some(value) = varint::get(self.bytes, &mut at) else {
+            return Err(FrameError::Invalid(format!(
+                "frame body too short for its {what}, or it overflows 64 bits"
+            )));
+        };
+        if at != varint::bytes_of(value) {
+            return Err(FrameError::Invalid(format!(
+                "{what} is not in its shortest form"
+            )));
+        }
+        self.bytes = &self.bytes[at..];
+        Ok(value)
+    }
+
+    /// Fails unless every byte was read.
+    fn end(&self) -> Result<(), FrameError> {
+        if self.bytes.is_empty() {
+            Ok(())
+        } else {
+            Err(FrameError::Invalid(format!(
+                "{} unexpected bytes after the payload",
+                self.bytes.len()
+            )))
+        }
+    }
 }
 
-/// Decodes a body without checking its crc (used for bodies this process encoded).
-pub(crate) fn decode_body(body: &[u8]) -> Result<FrameView<'_>, FrameError> {
-    let mut cur = Cursor { bytes: body };
-    let [version] = cur.array::<1>("format version")?;
-    if version != FORMAT_VERSION {
-        return Err(FrameError::Invalid(format!(
-            "unknown format version {version} (this build reads version {FORMAT_VERSION})"
-        )));
-    }
-    let [flags] = cur.array::<1>("flags")?;
-    if flags & !FLAGS_KNOWN != 0 {
+fn check_flags(flags: u8, known: u8) -> Result<u8, FrameError> {
+    if flags & !known != 0 {
         return Err(FrameError::Invalid(format!(
             "unknown flag bits {flags:#04x}"
         )));
     }
-    let position = u64::from_le_bytes(cur.array("position")?);
-    let stream_version = u64::from_le_bytes(cur.array("stream version")?);
+    Ok(flags)
+}
+
+fn check_stream_version(stream_version: u64) -> Result<u64, FrameError> {
     if stream_version == 0 {
         return Err(FrameError::Invalid(
             "stream version 0 (versions start at 1)".into(),
         ));
     }
+    Ok(stream_version)
+}
+
+fn stream_name(bytes: &[u8]) -> Result<&str, FrameError> {
+    std::str::from_utf8(bytes).map_err(|_| FrameError::Invalid("stream name is not UTF-8".into()))
+}
+
+fn check_payload_len(payload_len: u64) -> Result<usize, FrameError> {
+    if payload_len > MAX_PAYLOAD_BYTES as u64 {
+        return Err(FrameError::Invalid(format!(
+            "payload length {payload_len} exceeds {MAX_PAYLOAD_BYTES}"
+        )));
+    }
+    Ok(payload_len as usize)
+}
+
+/// Decodes a body of either format without checking its crc (used for bodies this process
+/// encoded).
+pub(crate) fn decode_body(body: &[u8]) -> Result<FrameView<'_>, FrameError> {
+    let mut cur = Cursor { bytes: body };
+    let [version] = cur.array::<1>("format version")?;
+    match version {
+        FORMAT_V1 => decode_v1(cur, body),
+        FORMAT_V2 => decode_v2(cur, body),
+        _ => Err(FrameError::Invalid(format!(
+            "unknown format version {version} (this build reads versions {FORMAT_V1} and {FORMAT_V2})"
+        ))),
+    }
+}
+
+/// The rest of a format-1 body, after its version.
+fn decode_v1<'a>(mut cur: Cursor<'a>, body: &'a [u8]) -> Result<FrameView<'a>, FrameError> {
+    let [flags] = cur.array::<1>("flags")?;
+    let flags = check_flags(flags, FLAG_UNIT_END)?;
+    let position = u64::from_le_bytes(cur.array("position")?);
+    let stream_version = check_stream_version(u64::from_le_bytes(cur.array("stream version")?))?;
     let event_id = cur.array::<16>("event id")?;
     let recorded_at_micros = i64::from_le_bytes(cur.array("timestamp")?);
     let prev_hash = cur.array::<32>("previous hash")?;
@@ -228,23 +345,57 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<FrameView<'_>, FrameError> {
             "stream name length {stream_len} is outside 1..={MAX_STREAM_BYTES}"
         )));
     }
-    let stream_bytes = cur.take(stream_len, "stream name")?;
-    let stream = std::str::from_utf8(stream_bytes)
-        .map_err(|_| FrameError::Invalid("stream name is not UTF-8".into()))?;
-    let payload_len = u32::from_le_bytes(cur.array("payload length")?) as usize;
-    if payload_len > MAX_PAYLOAD_BYTES {
-        return Err(FrameError::Invalid(format!(
-            "payload length {payload_len} exceeds {MAX_PAYLOAD_BYTES}"
-        )));
-    }
+    let stream = stream_name(cur.take(stream_len, "stream name")?)?;
+    let payload_len = check_payload_len(u32::from_le_bytes(cur.array("payload length")?).into())?;
     let payload = cur.take(payload_len, "payload")?;
-    if !cur.bytes.is_empty() {
+    cur.end()?;
+    Ok(FrameView {
+        format: FORMAT_V1,
+        flags,
+        position,
+        stream_version,
+        event_id,
+        recorded_at_micros,
+        prev_hash,
+        stream,
+        payload,
+        body,
+    })
+}
+
+/// The rest of a format-2 body, after its version.
+fn decode_v2<'a>(mut cur: Cursor<'a>, body: &'a [u8]) -> Result<FrameView<'a>, FrameError> {
+    let [flags] = cur.array::<1>("flags")?;
+    let flags = check_flags(flags, FLAG_UNIT_END | FLAG_DERIVED_ID)?;
+    let prev_hash = cur.array::<32>("previous hash")?;
+    let position = cur.varint("position")?;
+    let stream_version = check_stream_version(cur.varint("stream version")?)?;
+    let stored_id = if flags & FLAG_DERIVED_ID == 0 {
+        Some(cur.array::<16>("event id")?)
+    } else {
+        None
+    };
+    let recorded_at_micros = i64::from_le_bytes(cur.array("timestamp")?);
+    let [stream_len] = cur.array::<1>("stream name length")?;
+    if stream_len == 0 {
         return Err(FrameError::Invalid(format!(
-            "{} unexpected bytes after the payload",
-            cur.bytes.len()
+            "stream name length 0 is outside 1..={MAX_STREAM_BYTES}"
         )));
     }
+    let stream = stream_name(cur.take(stream_len.into(), "stream name")?)?;
+    let payload_len = check_payload_len(cur.varint("payload length")?)?;
+    let payload = cur.take(payload_len, "payload")?;
+    cur.end()?;
+    let derived = derived_event_id(position, payload).into_bytes();
+    if stored_id == Some(derived) {
+        // One record, one encoding: the writer stores an id only when it is not the derived one.
+        return Err(FrameError::Invalid(
+            "the stored event id is the derived one, which format 2 does not store".into(),
+        ));
+    }
+    let event_id = stored_id.unwrap_or(derived);
     Ok(FrameView {
+        format: FORMAT_V2,
         flags,
         position,
         stream_version,
@@ -269,9 +420,13 @@ pub(crate) struct FrameFields<'a> {
     pub payload: &'a [u8],
 }
 
-/// Bytes `encode_frame` will append for a stream name and payload of these sizes.
+/// Most bytes `encode_unsealed` appends for a stream name and payload of these sizes.
 pub(crate) fn frame_bytes_for(stream_bytes: usize, payload_bytes: usize) -> usize {
-    FRAME_HEADER_BYTES + BODY_FIXED_BYTES + 2 + stream_bytes + 4 + payload_bytes
+    FRAME_HEADER_BYTES
+        + V2_MAX_FIXED_BYTES
+        + stream_bytes
+        + varint::bytes_of(payload_bytes as u64)
+        + payload_bytes
 }
 
 /// Appends one frame to `out` and returns the record's hash. The caller has
@@ -285,32 +440,51 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, fields: &FrameFields<'_>) -> [u8; 
     seal_frame(&mut out[start..], &fields.prev_hash)
 }
 
-/// Offset of `prev_hash` in a frame: header, version, flags, position,
-/// stream version, event id, timestamp.
-const PREV_HASH_OFFSET: usize = FRAME_HEADER_BYTES + 1 + 1 + 8 + 8 + 16 + 8;
+/// As [`encode_frame`], in format 1: what a log written before format 2 holds.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn encode_frame_v1(out: &mut Vec<u8>, fields: &FrameFields<'_>) -> [u8; 32] {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+    body_parts(fields, |part| out.extend_from_slice(part));
+    let body_len = (out.len() - start - FRAME_HEADER_BYTES) as u32;
+    out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
+    seal_frame(&mut out[start..], &fields.prev_hash)
+}
 
-/// Appends one frame to `out` without its chain: `prev_hash` and the crc are
+/// Appends one frame to `out` in format 2 without its chain: `prev_hash` and the crc are
 /// zeros until [`seal_frames`] fills them in. The caller has checked the
 /// bounds (stream 1..=255 bytes, payload <= 1 MiB).
 pub(crate) fn encode_unsealed(out: &mut Vec<u8>, fields: &FrameFields<'_>) {
     debug_assert!(!fields.stream.is_empty() && fields.stream.len() <= MAX_STREAM_BYTES);
     debug_assert!(fields.payload.len() <= MAX_PAYLOAD_BYTES);
+    let derived = fields.event_id == *derived_event_id(fields.position, fields.payload).as_bytes();
     let start = out.len();
     out.reserve(frame_bytes_for(fields.stream.len(), fields.payload.len()));
     out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
-    let body_start = out.len();
-    body_parts(fields, |part| out.extend_from_slice(part));
-    let body_len = (out.len() - body_start) as u32;
+    let mut flags = if fields.unit_end { FLAG_UNIT_END } else { 0 };
+    if derived {
+        flags |= FLAG_DERIVED_ID;
+    }
+    out.extend_from_slice(&[FORMAT_V2, flags]);
+    out.extend_from_slice(&fields.prev_hash);
+    varint::put(out, fields.position);
+    varint::put(out, fields.stream_version);
+    if !derived {
+        out.extend_from_slice(&fields.event_id);
+    }
+    out.extend_from_slice(&fields.recorded_at_micros.to_le_bytes());
+    out.push(fields.stream.len() as u8);
+    out.extend_from_slice(fields.stream.as_bytes());
+    varint::put(out, fields.payload.len() as u64);
+    out.extend_from_slice(fields.payload);
+    let body_len = (out.len() - start - FRAME_HEADER_BYTES) as u32;
     out[start..start + 4].copy_from_slice(&body_len.to_le_bytes());
 }
 
-/// A frame body's bytes, in order, a field at a time: what a frame holds after its header,
-/// and what its hash is taken over (after the previous record's hash).
+/// A format-1 body's bytes, in order, a field at a time: what a record's hash is taken over
+/// (after the previous record's hash) in either format.
 fn body_parts(fields: &FrameFields<'_>, mut put: impl FnMut(&[u8])) {
-    put(&[
-        FORMAT_VERSION,
-        if fields.unit_end { FLAG_UNIT_END } else { 0 },
-    ]);
+    put(&[FORMAT_V1, if fields.unit_end { FLAG_UNIT_END } else { 0 }]);
     put(&fields.position.to_le_bytes());
     put(&fields.stream_version.to_le_bytes());
     put(&fields.event_id);
@@ -357,10 +531,17 @@ pub(crate) fn hash_of(fields: &FrameFields<'_>) -> [u8; 32] {
 /// record after `prev_hash`: writes `prev_hash` and the crc into it and
 /// returns the record's hash.
 fn seal_frame(frame: &mut [u8], prev_hash: &[u8; 32]) -> [u8; 32] {
-    frame[PREV_HASH_OFFSET..PREV_HASH_OFFSET + 32].copy_from_slice(prev_hash);
+    let at = if frame[FRAME_HEADER_BYTES] == FORMAT_V1 {
+        V1_PREV_HASH_OFFSET
+    } else {
+        V2_PREV_HASH_OFFSET
+    };
+    frame[at..at + 32].copy_from_slice(prev_hash);
     let body = &frame[FRAME_HEADER_BYTES..];
     let crc = crc32fast::hash(body);
-    let hash = record_hash(prev_hash, body);
+    let hash = decode_body(body)
+        .expect("frames are sealed only as this log encoded them")
+        .hash();
     frame[4..8].copy_from_slice(&crc.to_le_bytes());
     hash
 }
@@ -415,7 +596,76 @@ mod tests {
         assert!(view.is_unit_end());
         assert_eq!(view.hash(), hash);
         assert_eq!(view.frame_bytes() as usize, buf.len());
-        assert_eq!(frame_bytes_for(8, 5), buf.len());
+        assert!(frame_bytes_for(8, 5) >= buf.len());
+        assert_eq!(view.format, FORMAT_V2);
+        assert_eq!(view.event_id, [9; 16]);
+    }
+
+    fn fields_with<'a>(event_id: [u8; 16], stream: &'a str, payload: &'a [u8]) -> FrameFields<'a> {
+        FrameFields {
+            unit_end: false,
+            position: 300,
+            stream_version: 2,
+            event_id,
+            recorded_at_micros: 1_700_000_000_000_000,
+            prev_hash: [4; 32],
+            stream,
+            payload,
+        }
+    }
+
+    #[test]
+    fn both_formats_decode_to_the_same_record_with_the_same_hash() {
+        let derived = *derived_event_id(300, b"payload").as_bytes();
+        for event_id in [[7u8; 16], derived] {
+            let fields = fields_with(event_id, "member/1", b"payload");
+            let (mut v1, mut v2) = (Vec::new(), Vec::new());
+            let hash_v1 = encode_frame_v1(&mut v1, &fields);
+            let hash_v2 = encode_frame(&mut v2, &fields);
+            assert_eq!(hash_v1, hash_v2);
+            assert_eq!(hash_v1, hash_of(&fields));
+            let (a, b) = (decode_frame(&v1).unwrap(), decode_frame(&v2).unwrap());
+            assert_eq!((a.format, b.format), (FORMAT_V1, FORMAT_V2));
+            assert_eq!(a.to_record(a.hash()), b.to_record(b.hash()));
+            assert_eq!(b.hash(), hash_v2);
+            assert!(v2.len() < v1.len());
+        }
+    }
+
+    #[test]
+    fn a_derived_event_id_is_not_stored() {
+        let derived = *derived_event_id(300, b"payload").as_bytes();
+        let (mut stored, mut implied) = (Vec::new(), Vec::new());
+        encode_frame(&mut stored, &fields_with([7; 16], "s", b"payload"));
+        encode_frame(&mut implied, &fields_with(derived, "s", b"payload"));
+        assert_eq!(stored.len(), implied.len() + 16);
+        // The flag without its id: the id is the derived one, so the hash changes and a
+        // record whose id is not derived cannot pass for one that is.
+        let view = decode_frame(&implied).unwrap();
+        assert_eq!(view.event_id, derived);
+        assert_eq!(view.flags & FLAG_DERIVED_ID, FLAG_DERIVED_ID);
+    }
+
+    #[test]
+    fn a_varint_longer_than_it_needs_is_refused() {
+        let mut cur = Cursor {
+            bytes: &[0x85, 0x00],
+        };
+        assert!(cur.varint("position").is_err());
+        let mut cur = Cursor {
+            bytes: &[0x85, 0x01],
+        };
+        assert_eq!(cur.varint("position").unwrap(), 133);
+        let max = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(Cursor { bytes: &max }.varint("x").unwrap(), u64::MAX);
+        let over = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02];
+        assert!(Cursor { bytes: &over }.varint("x").is_err());
+        for value in [0, 1, 127, 128, 16_383, 16_384, u64::MAX / 3, u64::MAX] {
+            let mut out = Vec::new();
+            varint::put(&mut out, value);
+            assert_eq!(out.len(), varint::bytes_of(value), "{value}");
+            assert_eq!(Cursor { bytes: &out }.varint("x").unwrap(), value);
+        }
     }
 
     #[test]
@@ -448,9 +698,46 @@ mod tests {
 
     #[test]
     fn bounds_match_the_documented_format() {
-        assert_eq!(MIN_BODY_BYTES, 81);
-        assert_eq!(MAX_BODY_BYTES, 1_048_911);
-        assert_eq!(frame_bytes_for(1, 0), FRAME_HEADER_BYTES + MIN_BODY_BYTES);
+        assert_eq!(MIN_BODY_BYTES, 47);
+        assert_eq!(MAX_BODY_BYTES, 1_048_913);
+        let mut smallest = Vec::new();
+        let derived = *derived_event_id(0, b"").as_bytes();
+        encode_frame(
+            &mut smallest,
+            &FrameFields {
+                unit_end: true,
+                position: 0,
+                stream_version: 1,
+                event_id: derived,
+                recorded_at_micros: 0,
+                prev_hash: [0; 32],
+                stream: "a",
+                payload: b"",
+            },
+        );
+        assert_eq!(smallest.len(), FRAME_HEADER_BYTES + MIN_BODY_BYTES);
+        let mut largest = Vec::new();
+        let payload = vec![0; MAX_PAYLOAD_BYTES];
+        let stream = "s".repeat(MAX_STREAM_BYTES);
+        encode_frame(
+            &mut largest,
+            &FrameFields {
+                unit_end: true,
+                position: u64::MAX,
+                stream_version: u64::MAX,
+                event_id: [1; 16],
+                recorded_at_micros: 0,
+                prev_hash: [0; 32],
+                stream: &stream,
+                payload: &payload,
+            },
+        );
+        assert_eq!(largest.len(), FRAME_HEADER_BYTES + MAX_BODY_BYTES);
+        assert_eq!(
+            largest.len(),
+            frame_bytes_for(MAX_STREAM_BYTES, MAX_PAYLOAD_BYTES)
+        );
+        assert!(decode_frame(&largest).is_ok());
     }
 
     #[test]
@@ -487,13 +774,18 @@ mod tests {
                 payload: &payload,
             };
             let mut frame = Vec::new();
-            let hash = encode_frame(&mut frame, &fields);
+            let hash = encode_frame_v1(&mut frame, &fields);
             assert_eq!(32 + frame.len() - FRAME_HEADER_BYTES, 113 + payload_bytes);
             let mut hasher = blake3::Hasher::new();
             hasher.update(&[9; 32]);
             hasher.update(&frame[FRAME_HEADER_BYTES..]);
             assert_eq!(hash, *hasher.finalize().as_bytes(), "{payload_bytes}");
             assert_eq!(hash_of(&fields), hash, "{payload_bytes}");
+            assert_eq!(
+                encode_frame(&mut Vec::new(), &fields),
+                hash,
+                "{payload_bytes}"
+            );
         }
     }
 
@@ -527,13 +819,18 @@ mod tests {
                 payload: &payload,
             };
             let mut frame = Vec::new();
-            let hash = encode_frame(&mut frame, &fields);
+            let hash = encode_frame_v1(&mut frame, &fields);
             prop_assert_eq!(hash_of(&fields), hash);
             // Both against blake3's incremental hasher over prev_hash || body.
             let mut hasher = blake3::Hasher::new();
             hasher.update(&prev_hash);
             hasher.update(&frame[FRAME_HEADER_BYTES..]);
             prop_assert_eq!(hash, *hasher.finalize().as_bytes());
+            // Format 2 stores other bytes and has the same hash and fields.
+            let mut frame_v2 = Vec::new();
+            prop_assert_eq!(encode_frame(&mut frame_v2, &fields), hash);
+            let view = decode_frame(&frame_v2).expect("a frame just encoded");
+            prop_assert_eq!(view.to_record(view.hash()), decode_frame(&frame).unwrap().to_record(hash));
         }
 
         #[test]

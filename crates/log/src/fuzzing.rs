@@ -47,6 +47,8 @@ pub struct DecodedSegment {
     /// Records in those complete units.
     pub complete_units_records: u64,
     pub end: SegmentEnd,
+    /// The frame format each record was read from (1 or 2), in the order of `records`.
+    pub formats: Vec<u8>,
 }
 
 /// The name segment bytes in memory go by in errors.
@@ -96,6 +98,7 @@ impl FrameSource for SliceFrames<'_> {
 impl UnitSink for DecodedSegment {
     fn record(&mut self, linked: Linked<'_>) {
         self.records.push(linked.view.to_record(linked.hash));
+        self.formats.push(linked.view.format);
         self.records_bytes = linked.offset_bytes + linked.view.frame_bytes();
     }
 
@@ -118,6 +121,7 @@ pub fn decode_segment(bytes: &[u8]) -> DecodedSegment {
         complete_units_bytes: 0,
         complete_units_records: 0,
         end: SegmentEnd::Clean,
+        formats: Vec::new(),
     };
     let chain = match frame::decode_frame(bytes) {
         Ok(first) => Chain::at(first.position, first.prev_hash),
@@ -155,10 +159,10 @@ pub fn decode_segment(bytes: &[u8]) -> DecodedSegment {
     out
 }
 
-/// Encodes `record` as a frame (format version 1) onto `out`; returns the hash the frame
-/// gives. For a record decoded from a valid frame, the bytes and hash are the original ones.
-/// `None` if the record is out of the format's bounds (stream or payload size).
-pub fn encode_record(out: &mut Vec<u8>, record: &Record) -> Option<[u8; 32]> {
+/// Encodes `record` as a frame of `format` (1, else 2) onto `out`; returns the hash the frame
+/// gives. For a record decoded from a valid frame of that format, the bytes and hash are the
+/// original ones. `None` if the record is out of the format's bounds (stream or payload size).
+pub fn encode_record(out: &mut Vec<u8>, record: &Record, format: u8) -> Option<[u8; 32]> {
     if record.stream.is_empty()
         || record.stream.len() > crate::MAX_STREAM_BYTES
         || record.payload.len() > crate::MAX_PAYLOAD_BYTES
@@ -166,7 +170,11 @@ pub fn encode_record(out: &mut Vec<u8>, record: &Record) -> Option<[u8; 32]> {
     {
         return None;
     }
-    Some(frame::encode_frame(out, &record.frame_fields()))
+    Some(if format == 1 {
+        frame::encode_frame_v1(out, &record.frame_fields())
+    } else {
+        frame::encode_frame(out, &record.frame_fields())
+    })
 }
 
 /// What the `log_frames` fuzz target checks of any input: decoding never panics; what
@@ -186,7 +194,8 @@ pub fn check_segment_bytes(bytes: &[u8]) {
     );
     let mut again = Vec::with_capacity(records_bytes);
     for (i, record) in decoded.records.iter().enumerate() {
-        let hash = encode_record(&mut again, record).expect("a decoded record is in bounds");
+        let hash = encode_record(&mut again, record, decoded.formats[i])
+            .expect("a decoded record is in bounds");
         assert_eq!(hash, record.hash, "record {i}: the hash re-encodes");
         assert_eq!(
             record.recompute_hash(),

@@ -66,11 +66,13 @@
 //! The last three are the service's, made and read only through [`service_files`] (by the
 //! `files` rules); nothing of the log reads them, and they are never needed to recover.
 //!
-//! A frame is `body_len: u32 LE | crc32(body): u32 LE | body` with
-//! `body = format_version u8 (=1) | flags u8 (bit 0: last record of its unit)
-//! | position u64 LE | stream_version u64 LE | event_id [16] | recorded_at_micros i64 LE
-//! | prev_hash [32] | stream_len u16 LE | stream utf8 | payload_len u32 LE | payload`.
-//! A record's hash is `blake3(prev_hash || body)`; the first record's
+//! A frame is `body_len: u32 LE | crc32(body): u32 LE | body`. The log writes bodies in format 2,
+//! `format_version u8 (=2) | flags u8 (bit 0: last record of its unit; bit 1: the event id is
+//! the derived one, not stored) | prev_hash [32] | position varint | stream_version varint
+//! | event_id [16] unless derived | recorded_at_micros i64 LE | stream_len u8 | stream utf8
+//! | payload_len varint | payload`, and reads format 1 too (fixed-width fields, every event
+//! id stored), which logs written before format 2 hold. A record's hash is
+//! `blake3(prev_hash || the body in format 1)` whatever format stores it; the first record's
 //! `prev_hash` is all zeros. A unit never spans two segments. Bounds: stream
 //! names 1..=255 bytes ([`MAX_STREAM_BYTES`]), payloads up to 1 MiB
 //! ([`MAX_PAYLOAD_BYTES`]), units up to 1 000 000 records ([`MAX_UNIT_RECORDS`]).
@@ -131,6 +133,8 @@ mod durable;
 mod durable_end;
 mod error;
 mod files;
+#[cfg(test)]
+mod format1_tests;
 mod frame;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
@@ -151,6 +155,7 @@ mod sorted_run;
 mod streams;
 mod sync;
 mod syncer;
+mod varint;
 mod verify;
 
 use std::collections::VecDeque;
@@ -163,7 +168,7 @@ pub use append::{check_unit, check_versions};
 pub use durable::{DurableLog, LinkedRecords, Records};
 pub use durable_end::DURABLE_END_FILE;
 pub use error::{ExpectedVersion, LogError};
-pub use frame::{MAX_PAYLOAD_BYTES, MAX_STREAM_BYTES, MAX_UNIT_RECORDS};
+pub use frame::{derived_event_id, MAX_PAYLOAD_BYTES, MAX_STREAM_BYTES, MAX_UNIT_RECORDS};
 pub use handover::{Handover, HANDOVER_RECORDS_MAX};
 pub use iter::{DeferredLinks, Link, RecordIter};
 pub use kv::external::{KvPair, KvScan, KvWrite};

@@ -250,10 +250,10 @@ fn read_range_with_many_records_uses_sparse_points() {
     assert_eq!(log.stream_version("bulk").expect("version"), 5000);
 }
 
-/// Five thousand records in units of a thousand, over several segments.
+/// Five thousand records in units of a thousand (about 85 kB each), over three segments.
 fn bulk_log(dir: &Path) -> LogOptions {
     let options = LogOptions {
-        segment_bytes_max: 200_000,
+        segment_bytes_max: 150_000,
         ..LogOptions::default()
     };
     let mut log = Log::open_with(dir, options.clone()).expect("open");

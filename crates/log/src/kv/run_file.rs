@@ -20,6 +20,7 @@ use crate::sorted_run::bloom::Bloom;
 use crate::sorted_run::file::{read_trailer, RunFileWriter, CRC_BYTES};
 use crate::sorted_run::merge::{merge_next, SortedSource};
 use crate::sorted_run::{hash64, le_u32, le_u64, read_exact_at};
+use crate::varint;
 
 /// A block is closed once it holds about this many bytes of entries; an entry
 /// larger than that gets a block of its own.
@@ -36,8 +37,6 @@ const TMP_SUFFIX: &str = ".tmp";
 const FOOTER_BYTES: usize = 8 + 4 + 8 + 8 + 8 + CRC_BYTES;
 /// Bytes of one block's fence before its first key: offset u64, length u32, key length u32.
 const FENCE_FIXED_BYTES: usize = 8 + 4 + 4;
-/// A varint (LEB128) of a u64 has at most this many bytes.
-const VARINT_BYTES_MAX: usize = 10;
 
 /// One write: a key and its new value, `None` for a delete.
 pub(crate) type KvWrite = (Vec<u8>, Option<Vec<u8>>);
@@ -46,32 +45,6 @@ pub(crate) type Visit<'a> = dyn FnMut(&[u8], Option<&[u8]>) -> Result<(), LogErr
 
 pub(crate) fn run_name(seq: u64) -> String {
     format!("{seq:020}{RUN_SUFFIX}")
-}
-
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// Decodes a varint at `*at`, advancing it; `None` if cut short or too long.
-pub(crate) fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut n = 0u64;
-    for i in 0..VARINT_BYTES_MAX {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        let bits = u64::from(b & 0x7f);
-        if i == VARINT_BYTES_MAX - 1 && b > 1 {
-            return None;
-        }
-        n |= bits << (7 * i);
-        if b & 0x80 == 0 {
-            return Some(n);
-        }
-    }
-    None
 }
 
 /// The error of a run whose bytes do not hold what they should.
@@ -291,9 +264,9 @@ impl BlockEntries {
         let bytes = &self.bytes;
         let mut at = self.at;
         let bad = |what: &str| format!("entry at byte {} of the block: {what}", self.at);
-        let shared = get_varint(bytes, &mut at).ok_or_else(|| bad("bad shared length"))?;
-        let suffix = get_varint(bytes, &mut at).ok_or_else(|| bad("bad key length"))?;
-        let tag = get_varint(bytes, &mut at).ok_or_else(|| bad("bad value length"))?;
+        let shared = varint::get(bytes, &mut at).ok_or_else(|| bad("bad shared length"))?;
+        let suffix = varint::get(bytes, &mut at).ok_or_else(|| bad("bad key length"))?;
+        let tag = varint::get(bytes, &mut at).ok_or_else(|| bad("bad value length"))?;
         if shared > self.key.len() as u64 {
             return Err(bad("shares more of the key before it than there is"));
         }
@@ -458,7 +431,7 @@ impl RunWriter {
                     .into(),
             ));
         }
-        let estimate = entry_bytes as usize + 3 * VARINT_BYTES_MAX;
+        let estimate = entry_bytes as usize + 3 * varint::MAX_BYTES;
         if !self.block.is_empty() && self.block.len() + estimate > BLOCK_TARGET_BYTES {
             self.finish_block()?;
         }
@@ -470,9 +443,9 @@ impl RunWriter {
             let previous = self.previous_key.as_deref().unwrap_or_default();
             previous.iter().zip(key).take_while(|(a, b)| a == b).count()
         };
-        put_varint(&mut self.block, shared as u64);
-        put_varint(&mut self.block, (key.len() - shared) as u64);
-        put_varint(&mut self.block, value.map_or(0, |v| v.len() as u64 + 1));
+        varint::put(&mut self.block, shared as u64);
+        varint::put(&mut self.block, (key.len() - shared) as u64);
+        varint::put(&mut self.block, value.map_or(0, |v| v.len() as u64 + 1));
         self.block.extend_from_slice(&key[shared..]);
         if let Some(value) = value {
             self.block.extend_from_slice(value);
@@ -594,29 +567,6 @@ pub(crate) fn load_run(dir: &Path, seq: u64, bytes: u64) -> Result<Result<Run, S
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn varints_round_trip_and_bad_ones_are_refused() {
-        for n in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX] {
-            let mut out = Vec::new();
-            put_varint(&mut out, n);
-            let mut at = 0;
-            assert_eq!(get_varint(&out, &mut at), Some(n));
-            assert_eq!(at, out.len());
-            let mut at = 0;
-            assert_eq!(get_varint(&out[..out.len() - 1], &mut at), None);
-        }
-        let mut at = 0;
-        assert_eq!(get_varint(&[0xff; 11], &mut at), None);
-        let mut at = 0;
-        assert_eq!(
-            get_varint(
-                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
-                &mut at
-            ),
-            None
-        );
-    }
 
     #[test]
     fn block_decoding_never_panics_on_garbage() {

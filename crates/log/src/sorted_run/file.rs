@@ -5,8 +5,8 @@
 //! body (the layout's entries) · trailer: section · footer (starts with an 8-byte magic) · crc32 (u32 LE)
 //! ```
 //!
-//! The CRC covers the trailer only: a layout checks its entries itself (the projection
-//! store's blocks carry CRCs of their own; the stream index confirms every entry against the
+//! The CRC covers the trailer only: a layout checks its entries itself (the blocks of both
+//! layouts carry CRCs of their own; the stream index also confirms every entry against the
 //! record it points at).
 //!
 //! Invariants: a run file has its final name only once all of it is `fdatasync`ed;

@@ -13,9 +13,9 @@
 //!   deleting files.
 //!
 //! Not here: what an entry is, how entries are laid out in a run, what the fences hold and
-//! what names a run (the stream index: fixed 32-byte entries, a run per position range, its
-//! meta in the footer; the projection store: prefix-compressed key/value entries in CRC'd
-//! blocks, listed by a manifest). Each store keeps its own layout and in-memory state.
+//! what names a run (the stream index: delta-coded entries in CRC'd blocks of 128, a run per
+//! position range, its meta in the footer; the projection store: prefix-compressed key/value
+//! entries in CRC'd blocks, listed by a manifest). Each store keeps its own layout and in-memory state.
 //!
 //! Invariant held here: a run file exists under its final name only once all of it, its
 //! trailer's CRC included, is `fdatasync`ed; a trailer is used only after its CRC checks.
