@@ -386,14 +386,16 @@ fn decode_v2<'a>(mut cur: Cursor<'a>, body: &'a [u8]) -> Result<FrameView<'a>, F
     let payload_len = check_payload_len(cur.varint("payload length")?)?;
     let payload = cur.take(payload_len, "payload")?;
     cur.end()?;
-    let derived = derived_event_id(position, payload).into_bytes();
-    if stored_id == Some(derived) {
+    let event_id = match stored_id {
         // One record, one encoding: the writer stores an id only when it is not the derived one.
-        return Err(FrameError::Invalid(
-            "the stored event id is the derived one, which format 2 does not store".into(),
-        ));
-    }
-    let event_id = stored_id.unwrap_or(derived);
+        Some(id) if is_derived(&id, position, payload) => {
+            return Err(FrameError::Invalid(
+                "the stored event id is the derived one, which format 2 does not store".into(),
+            ))
+        }
+        Some(id) => id,
+        None => derived_event_id(position, payload).into_bytes(),
+    };
     Ok(FrameView {
         format: FORMAT_V2,
         flags,
@@ -418,6 +420,14 @@ pub(crate) struct FrameFields<'a> {
     pub prev_hash: [u8; 32],
     pub stream: &'a str,
     pub payload: &'a [u8],
+}
+
+/// Whether `event_id` is [`derived_event_id`]'s for this position and payload. An id whose
+/// first six bytes are not the position's (a random or caller's id, nearly always) is told
+/// without hashing the payload.
+fn is_derived(event_id: &[u8; 16], position: u64, payload: &[u8]) -> bool {
+    event_id[..6] == position.to_be_bytes()[..6]
+        && *event_id == *derived_event_id(position, payload).as_bytes()
 }
 
 /// Most bytes `encode_unsealed` appends for a stream name and payload of these sizes.
@@ -457,7 +467,7 @@ pub(crate) fn encode_frame_v1(out: &mut Vec<u8>, fields: &FrameFields<'_>) -> [u
 pub(crate) fn encode_unsealed(out: &mut Vec<u8>, fields: &FrameFields<'_>) {
     debug_assert!(!fields.stream.is_empty() && fields.stream.len() <= MAX_STREAM_BYTES);
     debug_assert!(fields.payload.len() <= MAX_PAYLOAD_BYTES);
-    let derived = fields.event_id == *derived_event_id(fields.position, fields.payload).as_bytes();
+    let derived = is_derived(&fields.event_id, fields.position, fields.payload);
     let start = out.len();
     out.reserve(frame_bytes_for(fields.stream.len(), fields.payload.len()));
     out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);

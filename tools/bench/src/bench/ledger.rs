@@ -419,6 +419,11 @@ impl ApplyRun {
             rate(lines, elapsed) / 300_000.0,
             "ratio",
         );
+        emit(
+            "apply_vs_target_250k_commands_per_second",
+            rate(lines, elapsed) / 250_000.0,
+            "ratio",
+        );
         let segments = dir_bytes(&data.join("segments"));
         let index = dir_bytes(&data.join("index"));
         emit(
@@ -432,9 +437,24 @@ impl ApplyRun {
             "bytes/event",
         );
         emit(
+            "footprint_stream_index_bytes_per_event",
+            dir_bytes(&data.join("index").join("streams")) as f64 / events as f64,
+            "bytes/event",
+        );
+        emit(
+            "footprint_projections_bytes_per_event",
+            dir_bytes(&data.join("index").join("projections")) as f64 / events as f64,
+            "bytes/event",
+        );
+        emit(
             "footprint_total_bytes_per_event",
             (segments + index) as f64 / events as f64,
             "bytes/event",
+        );
+        emit(
+            "footprint_vs_target_110_bytes_per_event",
+            (segments + index) as f64 / events as f64 / 110.0,
+            "ratio (at most 1 meets it)",
         );
     }
 }
@@ -531,6 +551,11 @@ fn bench_rebuild(
     emit(
         "replay_vs_target_3m_events_per_second",
         events_rate / 3e6,
+        "ratio",
+    );
+    emit(
+        "replay_vs_target_2m_events_per_second",
+        events_rate / 2e6,
         "ratio",
     );
     if let Some(pg) = scan_baseline {
