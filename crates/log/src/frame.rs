@@ -62,8 +62,10 @@ const _: () =
     assert!(V1_FIXED_BYTES + 2 + MAX_STREAM_BYTES + 4 + MAX_PAYLOAD_BYTES <= MAX_BODY_BYTES);
 
 /// The event id a record carries when its writer derives it from the record itself (the
-/// ledger does, for every event): a uuid of version 8 holding the log position, unique in the
-/// log, and an FNV-1a hash of the payload. A format-2 frame of such a record stores no id.
+/// ledger does, for every event): a uuid of version 8 holding the log position (big-endian, its
+/// bits 12 to 15 taken by the uuid's version) and an FNV-1a hash of the payload. A format-2
+/// frame of such a record stores no id, so this function is part of the format: its values
+/// are pinned by a test and must never change.
 pub fn derived_event_id(position: u64, payload: &[u8]) -> uuid::Uuid {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in payload {
@@ -640,6 +642,20 @@ mod tests {
             assert_eq!(b.hash(), hash_v2);
             assert!(v2.len() < v1.len());
         }
+    }
+
+    #[test]
+    fn derived_event_ids_are_pinned() {
+        // Frames of format 2 decode their ids through this function: these values may not move.
+        // (Computed apart: FNV-1a 64 of the payload, big-endian, version and variant bits set.)
+        assert_eq!(
+            derived_event_id(0, b"").to_string(),
+            "00000000-0000-8000-8bf2-9ce484222325"
+        );
+        assert_eq!(
+            derived_event_id(2_910_738, b"payload").to_string(),
+            "00000000-002c-8a12-8fb8-a9d063b5e9e5"
+        );
     }
 
     #[test]

@@ -34,7 +34,8 @@ fn log_frames_inputs_never_panic() {
     }
 }
 
-/// A real segment: units of one to three records with ledger-like stream names and payloads.
+/// A real segment: units of one to three records with ledger-like stream names, payloads and
+/// event ids (derived, as the ledger's, in every other unit).
 fn real_segment() -> Vec<u8> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut log = Log::open(tmp.path()).expect("open");
@@ -43,16 +44,27 @@ fn real_segment() -> Vec<u8> {
         b"{\"member\":\"M002\",\"amount\":\"160.00\"}",
         b"",
     ];
+    let mut position = 0;
     for unit in 0u64..12 {
         let records: Vec<NewRecord<'_>> = (0..=unit % 3)
-            .map(|i| NewRecord {
-                stream: if i == 0 {
-                    "member/M001"
+            .map(|i| {
+                let payload = payloads[((unit + i) % 3) as usize];
+                // Every other unit has the ids the ledger gives (not stored in format 2).
+                let event_id = if unit % 2 == 0 {
+                    gongji_log::derived_event_id(position, payload)
                 } else {
-                    "fund/pooled/500000"
-                },
-                event_id: uuid::Uuid::from_u64_pair(unit, i),
-                payload: payloads[((unit + i) % 3) as usize],
+                    uuid::Uuid::from_u64_pair(unit, i)
+                };
+                position += 1;
+                NewRecord {
+                    stream: if i == 0 {
+                        "member/M001"
+                    } else {
+                        "fund/pooled/500000"
+                    },
+                    event_id,
+                    payload,
+                }
             })
             .collect();
         log.append(&[], &records, 1_704_067_200_000_000 + unit as i64)

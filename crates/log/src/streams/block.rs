@@ -24,8 +24,10 @@
 //! Not here: where blocks lie in the file, or what the fences hold (`run_file`).
 //!
 //! Invariant: decoding never panics and never allocates beyond the `count` entries asked
-//! for, whatever the bytes; a block is decoded only after its CRC checks, and only if it
-//! holds `count` entries, all of positions in the run's range.
+//! for, whatever the bytes; a block is decoded only after its CRC checks. Decoding a whole
+//! block checks it holds `count` entries, all of positions in the run's range; a lookup
+//! ([`decode_block_of`]) checks the positions of the entries it returns and stops at the first
+//! greater hash.
 
 use std::ops::Range;
 
